@@ -1,0 +1,136 @@
+/* function.c — tf.function for C: one traced, compiled graph per input
+ * signature, found by the XXH3 hash of the signature. */
+#include <string.h>
+#include <xxhash.h>
+#include "graph.h"
+#include "../ops/registry.h"
+
+typedef struct trace {
+    uint64_t key;
+    int n_inputs;
+    df_tensor sig[16];            /* dtypes + shapes (data unused) */
+    df_graph *graph;
+} trace;
+
+struct df_function {
+    char *name;
+    df_build_fn build;
+    void *user;
+    trace *traces;
+    int n_traces, cap_traces;
+    int trace_count;
+    df_graph *last;
+};
+
+#define MAX_FN_INPUTS 16
+
+uint64_t df_signature_hash(const df_tensor *inputs, int n_inputs)
+{
+    /* Hash a packed (dtype, ndim, dims) record per input, not raw structs, so
+     * padding and data pointers never reach the key. */
+    int64_t rec[MAX_FN_INPUTS * (DF_MAX_DIMS + 2)];
+    int len = 0;
+    for (int i = 0; i < n_inputs && i < MAX_FN_INPUTS; i++) {
+        rec[len++] = inputs[i].dtype;
+        rec[len++] = inputs[i].ndim;
+        for (int d = 0; d < inputs[i].ndim && d < DF_MAX_DIMS; d++) rec[len++] = inputs[i].shape[d];
+    }
+    return XXH3_64bits(rec, (size_t)len * sizeof *rec);
+}
+
+df_function *df_function_new(const char *name, df_build_fn build, void *user)
+{
+    if (!build) {
+        df_error(DF_ERR_ARG, "df_function_new: null builder");
+        return NULL;
+    }
+    df_function *f = df_calloc(1, sizeof *f);
+    if (f) f->name = df_strdup(name ? name : "function");
+    if (!f || !f->name) {
+        if (f) df_free(f);
+        df_error(DF_ERR_NOMEM, "df_function_new: out of memory");
+        return NULL;
+    }
+    f->build = build;
+    f->user = user;
+    return f;
+}
+
+void df_function_free(df_function *f)
+{
+    if (!f) return;
+    for (int i = 0; i < f->n_traces; i++) df_graph_free(f->traces[i].graph);
+    df_free(f->traces);
+    df_free(f->name);
+    df_free(f);
+}
+
+int df_function_trace_count(const df_function *f) { return f ? f->trace_count : 0; }
+df_graph *df_function_last_graph(const df_function *f) { return f ? f->last : NULL; }
+
+static bool same_signature(const trace *t, const df_tensor *inputs, int n)
+{
+    if (t->n_inputs != n) return false;
+    for (int i = 0; i < n; i++)
+        if (t->sig[i].dtype != inputs[i].dtype ||
+            !df_shape_equal(t->sig[i].ndim, t->sig[i].shape, inputs[i].ndim, inputs[i].shape))
+            return false;
+    return true;
+}
+
+/* Runs the builder on fresh placeholders and compiles the result. */
+static df_status trace_new(df_function *f, const df_tensor *inputs, int n, uint64_t key, trace **out)
+{
+    if (f->n_traces == f->cap_traces) {
+        int cap = f->cap_traces ? 2 * f->cap_traces : 4;
+        trace *grown = df_realloc(f->traces, (size_t)cap * sizeof *grown);
+        if (!grown) return df_error(DF_ERR_NOMEM, "function '%s': out of memory", f->name);
+        f->traces = grown;
+        f->cap_traces = cap;
+    }
+    df_graph *g = df_graph_new();
+    if (!g) return DF_ERR_NOMEM;
+    df_node *ph[MAX_FN_INPUTS];
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "input%d", i);
+        ph[i] = df_placeholder(g, inputs[i].dtype, inputs[i].ndim, inputs[i].shape, name);
+    }
+    f->trace_count++;
+    df_status st = g->status == DF_OK ? f->build(g, ph, f->user) : g->status;
+    if (st == DF_OK && g->status != DF_OK) st = g->status;
+    if (st == DF_OK) st = df_graph_compile(g);
+    if (st != DF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", g->status != DF_OK ? g->error : df_last_error());
+        df_graph_free(g);
+        return df_error(st, "function '%s' (trace %d): %s", f->name, f->trace_count, msg);
+    }
+    trace *t = &f->traces[f->n_traces++];
+    *t = (trace){.key = key, .n_inputs = n, .graph = g};
+    for (int i = 0; i < n; i++) t->sig[i] = df_tensor_make(inputs[i].dtype, NULL, inputs[i].ndim, inputs[i].shape);
+    *out = t;
+    return DF_OK;
+}
+
+df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs,
+                           df_tensor *outputs, int n_outputs)
+{
+    if (!f) return df_error(DF_ERR_ARG, "df_function_call: null function");
+    if (n_inputs < 0 || n_inputs > MAX_FN_INPUTS)
+        return df_error(DF_ERR_ARG, "function '%s': %d inputs (at most %d)", f->name, n_inputs, MAX_FN_INPUTS);
+    if (n_inputs > 0 && !inputs) return df_error(DF_ERR_ARG, "function '%s': null inputs", f->name);
+    for (int i = 0; i < n_inputs; i++)
+        if (inputs[i].ndim < 0 || inputs[i].ndim > DF_MAX_DIMS)
+            return df_error(DF_ERR_SHAPE, "function '%s': input %d has rank %d", f->name, i, inputs[i].ndim);
+    uint64_t key = df_signature_hash(inputs, n_inputs);
+    trace *t = NULL;
+    for (int i = 0; i < f->n_traces && !t; i++)
+        if (f->traces[i].key == key && same_signature(&f->traces[i], inputs, n_inputs)) t = &f->traces[i];
+    if (!t) {
+        df_status st = trace_new(f, inputs, n_inputs, key, &t);
+        if (st != DF_OK) return st;
+    }
+    f->last = t->graph;
+    return df_graph_run(t->graph, inputs, n_inputs, outputs, n_outputs);
+}

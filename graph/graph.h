@@ -1,0 +1,123 @@
+/* graph.h — internal structures shared by graph/ and ops/: nodes, op
+ * definitions and graphs. Users see only the opaque types in dagflow.h. */
+#ifndef DF_GRAPH_H
+#define DF_GRAPH_H
+
+#include "../src/base.h"
+#include "../src/variable.h"
+
+#define DF_MAX_IATTR 8
+
+typedef struct df_op_def df_op_def;
+
+struct df_node {
+    int id;                       /* creation order == a topological order */
+    const df_op_def *op;
+    df_graph *graph;
+    int n_in;
+    df_node **in;
+    df_dtype dtype;
+    int ndim;
+    int64_t shape[DF_MAX_DIMS];
+    int64_t numel;
+    int64_t ia[DF_MAX_IATTR];     /* op attributes: axes, flags, shapes ... */
+    float fa[4];
+    void *pa;                     /* op pointer attribute (variable, constant data) */
+    size_t aux_bytes;             /* op-private workspace kept as long as the output */
+    const char *name;
+    /* filled by the planner */
+    void *data;
+    void *aux;
+    int last_use;                 /* schedule position of the last reader */
+    int sched_pos;                /* -1 when dead (not scheduled) */
+};
+
+/* Gradcheck: one small case per entry; inputs get random values in [lo, hi]
+ * (i32 inputs: integers in [0, hi)). */
+typedef struct df_gradcheck_input {
+    df_dtype dtype;
+    int ndim;
+    int64_t shape[DF_MAX_DIMS];
+    float lo, hi;
+} df_gradcheck_input;
+
+typedef struct df_gradcheck_case {
+    const char *desc;
+    int n_inputs;
+    df_gradcheck_input inputs[4];
+    df_node *(*build)(df_graph *g, df_node **in);
+    float atol, rtol;             /* 0 = defaults */
+} df_gradcheck_case;
+
+enum {
+    DF_OP_VIEW = 1 << 0,          /* output aliases input 0's buffer (same bytes) */
+    DF_OP_SIDE_EFFECT = 1 << 1,   /* writes a variable: runs after its non-dependents */
+    DF_OP_EXTERNAL = 1 << 2,      /* data lives outside the arena (variables, constants) */
+    DF_OP_INPUT = 1 << 3,         /* placeholder: fed by the caller on each run */
+};
+
+struct df_op_def {
+    const char *name;
+    unsigned flags;
+    /* Sets n->dtype/ndim/shape (and aux_bytes) from inputs and attributes;
+     * returns a status with a message naming the op and shapes on mismatch. */
+    df_status (*infer)(df_node *n);
+    /* Computes n->data from inputs (may be NULL for views and leaves). */
+    df_status (*forward)(df_node *n);
+    /* Builds gradient nodes: dx[i] for each input with need[i]; leaves NULL
+     * for no gradient. NULL backward = not differentiable. */
+    df_status (*backward)(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx);
+    /* Cases for the registry-wide gradcheck, terminated by a NULL build. */
+    const df_gradcheck_case *gradcheck;
+};
+
+typedef struct df_output_ref { df_node *node; } df_output_ref;
+
+struct df_tape {
+    df_graph *graph;
+    int first_id, end_id;         /* recorded nodes: ids in [first_id, end_id) */
+    df_tape *next;
+};
+
+struct df_graph {
+    df_arena arena;               /* nodes, input arrays, names, constants */
+    df_node **nodes;
+    int n_nodes, cap_nodes;
+    df_node **placeholders;
+    int n_placeholders, cap_placeholders;
+    df_node **outputs;
+    int n_outputs, cap_outputs;
+    df_tape *tapes;
+    df_status status;
+    char error[512];
+    /* compiled state */
+    bool compiled;
+    df_node **schedule;
+    int n_sched;
+    void *memory;                 /* the one arena carved into tensors */
+    size_t arena_bytes, tensor_bytes;
+};
+
+/* Creates a node of op with inputs and runs its shape inference. Returns NULL
+ * (and records the error in g) on failure or if any input is NULL. */
+df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
+                      const int64_t *ia, int n_ia, const float *fa, int n_fa, void *pa);
+/* Records the first error of a graph; returns s. */
+df_status df_graph_fail(df_graph *g, df_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Copies bytes into graph-owned memory. */
+void *df_graph_alloc(df_graph *g, size_t bytes);
+/* Formats a node's shape for messages. */
+const char *df_node_shape_str(const df_node *n, char *buf, size_t len);
+/* Error from an op's infer: "op 'matmul' (node 7 'name'): <message>". */
+df_status df_op_error(df_node *n, df_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Normalises a possibly negative axis for rank ndim; -1 if out of range. */
+int df_axis(int axis, int ndim);
+/* A constant of shape filled with value. */
+df_node *df_fill(df_graph *g, float value, int ndim, const int64_t *shape);
+
+#define DF_F32P(n) ((float *)(n)->data)
+#define DF_I32P(n) ((int32_t *)(n)->data)
+
+#endif

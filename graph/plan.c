@@ -1,0 +1,164 @@
+/* plan.c — compile a graph: keep the nodes that outputs and side effects need,
+ * order them, and carve one arena into tensors, reusing a buffer once its last
+ * reader has run (greedy first-fit over offsets). */
+#include <string.h>
+#include "graph.h"
+
+typedef struct block { size_t offset, size; int last_use; } block;
+
+static size_t round_up(size_t n) { return (n + DF_ALIGN - 1) / DF_ALIGN * DF_ALIGN; }
+
+/* The node whose buffer a view ultimately shares. */
+static df_node *storage_root(df_node *n)
+{
+    while ((n->op->flags & DF_OP_VIEW) && n->n_in > 0) n = n->in[0];
+    return n;
+}
+
+static bool needs_arena(const df_node *n)
+{
+    return !(n->op->flags & (DF_OP_VIEW | DF_OP_EXTERNAL));
+}
+
+/* Marks live nodes (reachable backward from outputs and side effects) and
+ * returns the schedule: side-effect-free work first, then side effects and
+ * what depends on them, each part in creation order. */
+static df_status schedule_nodes(df_graph *g)
+{
+    int n = g->n_nodes;
+    bool *live = df_calloc((size_t)n + 1, sizeof *live);
+    bool *after_effect = df_calloc((size_t)n + 1, sizeof *after_effect);
+    g->schedule = df_malloc(((size_t)n + 1) * sizeof *g->schedule);
+    if (!live || !after_effect || !g->schedule) {
+        df_free(live);
+        df_free(after_effect);
+        return df_graph_fail(g, DF_ERR_NOMEM, "compile: out of memory scheduling %d nodes", n);
+    }
+    for (int i = 0; i < g->n_outputs; i++) live[g->outputs[i]->id] = true;
+    for (int id = n - 1; id >= 0; id--) {
+        df_node *node = g->nodes[id];
+        if (node->op->flags & (DF_OP_SIDE_EFFECT | DF_OP_INPUT)) live[id] = true;
+        if (live[id])
+            for (int i = 0; i < node->n_in; i++) live[node->in[i]->id] = true;
+    }
+    for (int id = 0; id < n; id++) {
+        df_node *node = g->nodes[id];
+        after_effect[id] = (node->op->flags & DF_OP_SIDE_EFFECT) != 0;
+        for (int i = 0; i < node->n_in && !after_effect[id]; i++) after_effect[id] = after_effect[node->in[i]->id];
+    }
+    g->n_sched = 0;
+    for (int phase = 0; phase < 2; phase++)
+        for (int id = 0; id < n; id++)
+            if (live[id] && after_effect[id] == (phase == 1)) {
+                g->nodes[id]->sched_pos = g->n_sched;
+                g->schedule[g->n_sched++] = g->nodes[id];
+            }
+    df_free(live);
+    df_free(after_effect);
+    return DF_OK;
+}
+
+/* last_use of each arena-owning node: the last position that reads it (or any
+ * view of it); outputs stay alive to the end. */
+static void compute_liveness(df_graph *g)
+{
+    for (int p = 0; p < g->n_sched; p++) {
+        df_node *root = storage_root(g->schedule[p]);
+        if (root->last_use < p) root->last_use = p;
+        df_node *node = g->schedule[p];
+        for (int i = 0; i < node->n_in; i++) {
+            df_node *r = storage_root(node->in[i]);
+            if (r->last_use < p) r->last_use = p;
+        }
+    }
+    for (int i = 0; i < g->n_outputs; i++) storage_root(g->outputs[i])->last_use = g->n_sched;
+    for (int p = 0; p < g->n_sched; p++)
+        if (g->schedule[p]->op->flags & DF_OP_INPUT) g->schedule[p]->last_use = g->n_sched;
+}
+
+/* First-fit placement among live blocks sorted by offset. */
+static size_t place(block *live, int *n_live, size_t size, int last_use)
+{
+    size_t offset = 0;
+    int at = 0;
+    for (; at < *n_live; at++) {
+        if (live[at].offset >= offset + size) break;
+        size_t end = live[at].offset + live[at].size;
+        if (end > offset) offset = end;
+    }
+    memmove(live + at + 1, live + at, (size_t)(*n_live - at) * sizeof *live);
+    live[at] = (block){offset, size, last_use};
+    (*n_live)++;
+    return offset;
+}
+
+static df_status plan_memory(df_graph *g, size_t *offsets)
+{
+    block *live = df_malloc(((size_t)g->n_sched + 1) * sizeof *live);
+    if (!live) return df_graph_fail(g, DF_ERR_NOMEM, "compile: out of memory planning");
+    int n_live = 0;
+    size_t peak = 0, total = 0;
+    for (int p = 0; p < g->n_sched; p++) {
+        int keep = 0;                       /* drop blocks whose last reader ran before p */
+        for (int i = 0; i < n_live; i++)
+            if (live[i].last_use >= p) live[keep++] = live[i];
+        n_live = keep;
+        df_node *node = g->schedule[p];
+        if (!needs_arena(node)) continue;
+        size_t bytes = round_up((size_t)node->numel * df_dtype_size(node->dtype)) + round_up(node->aux_bytes);
+        offsets[p] = place(live, &n_live, bytes, node->last_use);
+        if (offsets[p] + bytes > peak) peak = offsets[p] + bytes;
+        total += bytes;
+    }
+    df_free(live);
+    g->arena_bytes = peak;
+    g->tensor_bytes = total;
+    return DF_OK;
+}
+
+df_status df_graph_compile(df_graph *g)
+{
+    if (!g) return df_error(DF_ERR_ARG, "df_graph_compile: null graph");
+    if (g->status != DF_OK) return df_error(g->status, "%s", g->error);
+    if (g->compiled) return DF_OK;
+    for (int i = 0; i < g->n_nodes; i++) {
+        g->nodes[i]->sched_pos = -1;
+        g->nodes[i]->last_use = -1;
+    }
+    df_status st = schedule_nodes(g);
+    if (st != DF_OK) return st;
+    compute_liveness(g);
+    size_t *offsets = df_calloc((size_t)g->n_sched + 1, sizeof *offsets);
+    if (!offsets) return df_graph_fail(g, DF_ERR_NOMEM, "compile: out of memory");
+    st = plan_memory(g, offsets);
+    if (st == DF_OK) {
+        g->memory = df_aligned_alloc(g->arena_bytes ? g->arena_bytes : DF_ALIGN);
+        if (!g->memory)
+            st = df_graph_fail(g, DF_ERR_NOMEM, "compile: cannot allocate the %zu-byte arena", g->arena_bytes);
+    }
+    if (st == DF_OK) {
+        for (int p = 0; p < g->n_sched; p++) {
+            df_node *node = g->schedule[p];
+            if (needs_arena(node)) {
+                node->data = (char *)g->memory + offsets[p];
+                node->aux = node->aux_bytes
+                                ? (char *)node->data + round_up((size_t)node->numel * df_dtype_size(node->dtype))
+                                : NULL;
+            } else if (node->op->flags & DF_OP_VIEW) {
+                node->data = storage_root(node)->data;
+            }
+        }
+        g->compiled = true;
+    }
+    df_free(offsets);
+    return st;
+}
+
+df_status df_graph_get_stats(const df_graph *g, df_graph_stats *out)
+{
+    if (!g || !out) return df_error(DF_ERR_ARG, "df_graph_get_stats: null argument");
+    if (!g->compiled) return df_error(DF_ERR_STATE, "df_graph_get_stats: graph not compiled");
+    *out = (df_graph_stats){.nodes = g->n_sched, .nodes_total = g->n_nodes,
+                            .arena_bytes = g->arena_bytes, .tensor_bytes = g->tensor_bytes};
+    return DF_OK;
+}

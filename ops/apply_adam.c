@@ -1,0 +1,38 @@
+/* apply_adam.c — one fused Adam step, in place, as Keras computes it:
+ *   t = iterations (already incremented), lr_t = lr sqrt(1-b2^t) / (1-b1^t)
+ *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  w -= lr_t m / (sqrt(v) + eps)
+ * Inputs: grad, lr (), iterations (i32 ()), m, v (slot variables' reads). */
+#include <math.h>
+#include "common.h"
+
+// grad, m, v (w's shape), lr (), t () -> w, m, v storage
+static df_status apply_adam_forward(df_node *n)
+{
+    float *w = n->data, *m = DF_F32P(n->in[3]), *v = DF_F32P(n->in[4]);
+    const float *grad = DF_F32P(n->in[0]);
+    float b1 = n->fa[0], b2 = n->fa[1], eps = n->fa[2];
+    double t = (double)DF_I32P(n->in[2])[0];
+    float lr_t = (float)(DF_F32P(n->in[1])[0] * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
+    int64_t N = n->numel;
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) {
+        float gi = grad[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        w[i] -= lr_t * m[i] / (sqrtf(v[i]) + eps);
+    }
+    return DF_OK;
+}
+
+const df_op_def df_op_apply_adam = {
+    .name = "apply_adam", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
+    .infer = df_infer_variable_update, .forward = apply_adam_forward,
+};
+
+df_node *df_apply_adam(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *t,
+                       df_node *m, df_node *v, float beta1, float beta2, float eps)
+{
+    df_node *in[5] = {grad, lr, t, m, v};
+    float fa[3] = {beta1, beta2, eps};
+    return df_variable_update_make(g, &df_op_apply_adam, w, 5, in, fa, 3);
+}

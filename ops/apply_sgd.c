@@ -1,0 +1,24 @@
+/* apply_sgd.c — w -= lr * grad, in place. Inputs: grad, lr (scalar). */
+#include "common.h"
+
+// grad (w's shape), lr () -> w storage
+static df_status apply_sgd_forward(df_node *n)
+{
+    float *w = n->data, lr = DF_F32P(n->in[1])[0];
+    const float *grad = DF_F32P(n->in[0]);
+    int64_t N = n->numel;
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) w[i] -= lr * grad[i];
+    return DF_OK;
+}
+
+const df_op_def df_op_apply_sgd = {
+    .name = "apply_sgd", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
+    .infer = df_infer_variable_update, .forward = apply_sgd_forward,
+};
+
+df_node *df_apply_sgd(df_graph *g, df_variable *w, df_node *grad, df_node *lr)
+{
+    df_node *in[2] = {grad, lr};
+    return df_variable_update_make(g, &df_op_apply_sgd, w, 2, in, NULL, 0);
+}

@@ -1,0 +1,51 @@
+/* assign.c — writes a value into a variable (a side effect: it runs after
+ * every node that does not depend on it). */
+#include <string.h>
+#include "common.h"
+
+/* Shared by the ops that update variable pa in place from input 0. */
+df_status df_infer_variable_update(df_node *n)
+{
+    df_variable *v = n->pa;
+    const df_node *value = n->in[0];
+    char sv[64], sx[64];
+    if (value->dtype != v->dtype)
+        return df_op_error(n, DF_ERR_DTYPE, "variable '%s' is %s, value is %s", v->name,
+                           df_dtype_name(v->dtype), df_dtype_name(value->dtype));
+    if (!df_shape_equal(value->ndim, value->shape, v->ndim, v->shape))
+        return df_op_error(n, DF_ERR_SHAPE, "variable '%s' has shape %s, value has %s", v->name,
+                           df_shape_str(v->ndim, v->shape, sv, sizeof sv), df_node_shape_str(value, sx, sizeof sx));
+    n->dtype = v->dtype;
+    n->ndim = v->ndim;
+    memcpy(n->shape, v->shape, sizeof n->shape);
+    n->data = v->data;            /* the node's value is the variable after the update */
+    return DF_OK;
+}
+
+df_node *df_variable_update_make(df_graph *g, const df_op_def *op, df_variable *v, int n_in,
+                                 df_node *const *in, const float *fa, int n_fa)
+{
+    if (g && !v) {
+        df_graph_fail(g, DF_ERR_ARG, "op '%s': null variable", op->name);
+        return NULL;
+    }
+    return df_node_make(g, op, n_in, in, NULL, 0, fa, n_fa, v);
+}
+
+// value (variable's shape) -> variable storage
+static df_status assign_forward(df_node *n)
+{
+    if (n->data != n->in[0]->data)
+        memcpy(n->data, n->in[0]->data, (size_t)n->numel * df_dtype_size(n->dtype));
+    return DF_OK;
+}
+
+const df_op_def df_op_assign = {
+    .name = "assign", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
+    .infer = df_infer_variable_update, .forward = assign_forward,
+};
+
+df_node *df_assign(df_graph *g, df_variable *v, df_node *value)
+{
+    return df_variable_update_make(g, &df_op_assign, v, 1, &value, NULL, 0);
+}

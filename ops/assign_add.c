@@ -1,0 +1,29 @@
+/* assign_add.c — adds a value to a variable in place (f32 or i32). */
+#include "common.h"
+
+// value (variable's shape) -> variable storage += value
+static df_status assign_add_forward(df_node *n)
+{
+    int64_t N = n->numel;
+    if (n->dtype == DF_I32) {
+        int32_t *w = n->data;
+        const int32_t *x = n->in[0]->data;
+        for (int64_t i = 0; i < N; i++) w[i] += x[i];
+        return DF_OK;
+    }
+    float *w = n->data;
+    const float *x = n->in[0]->data;
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) w[i] += x[i];
+    return DF_OK;
+}
+
+const df_op_def df_op_assign_add = {
+    .name = "assign_add", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
+    .infer = df_infer_variable_update, .forward = assign_add_forward,
+};
+
+df_node *df_assign_add(df_graph *g, df_variable *v, df_node *value)
+{
+    return df_variable_update_make(g, &df_op_assign_add, v, 1, &value, NULL, 0);
+}

@@ -1,0 +1,176 @@
+/* common.c — shape helpers shared by the op files. */
+#include <string.h>
+#include "common.h"
+
+df_status df_require_f32(df_node *n, int input)
+{
+    if (n->in[input]->dtype == DF_F32) return DF_OK;
+    return df_op_error(n, DF_ERR_DTYPE, "input %d must be f32, got %s", input,
+                       df_dtype_name(n->in[input]->dtype));
+}
+
+df_status df_infer_unary(df_node *n)
+{
+    df_status st = df_require_f32(n, 0);
+    if (st != DF_OK) return st;
+    n->dtype = DF_F32;
+    n->ndim = n->in[0]->ndim;
+    memcpy(n->shape, n->in[0]->shape, sizeof n->shape);
+    return DF_OK;
+}
+
+df_status df_infer_broadcast(df_node *n)
+{
+    df_status st;
+    if ((st = df_require_f32(n, 0)) != DF_OK || (st = df_require_f32(n, 1)) != DF_OK) return st;
+    const df_node *a = n->in[0], *b = n->in[1];
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int d = 0; d < nd; d++) {
+        int da = d - (nd - a->ndim), db = d - (nd - b->ndim);
+        int64_t x = da >= 0 ? a->shape[da] : 1, y = db >= 0 ? b->shape[db] : 1;
+        if (x != y && x != 1 && y != 1) {
+            char sa[64], sb[64];
+            return df_op_error(n, DF_ERR_SHAPE, "cannot broadcast shapes %s and %s (axis %d: %lld vs %lld)",
+                               df_node_shape_str(a, sa, sizeof sa), df_node_shape_str(b, sb, sizeof sb), d,
+                               (long long)x, (long long)y);
+        }
+        n->shape[d] = x == 1 ? y : x;
+    }
+    n->ndim = nd;
+    n->dtype = DF_F32;
+    return DF_OK;
+}
+
+void df_broadcast_strides(const df_node *x, int out_ndim, const int64_t *out_shape, int64_t *strides)
+{
+    int64_t stride = 1;
+    for (int d = out_ndim - 1; d >= 0; d--) {
+        int dx = d - (out_ndim - x->ndim);
+        int64_t size = dx >= 0 ? x->shape[dx] : 1;
+        strides[d] = (size == 1 && out_shape[d] != 1) || dx < 0 ? 0 : stride;
+        stride *= size;
+    }
+}
+
+df_node *df_unbroadcast(df_graph *g, df_node *grad, const df_node *like)
+{
+    if (!grad) return NULL;
+    if (df_shape_equal(grad->ndim, grad->shape, like->ndim, like->shape)) return grad;
+    return df_sum_to(g, grad, like->ndim, like->shape);
+}
+
+df_node *df_reshape_like(df_graph *g, df_node *x, const df_node *like)
+{
+    if (!x) return NULL;
+    if (df_shape_equal(x->ndim, x->shape, like->ndim, like->shape)) return x;
+    return df_reshape(g, x, like->ndim, like->shape);
+}
+
+void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int64_t inner, float scale)
+{
+    int64_t total = rows * inner;
+    if (inner == 1) {
+        /* Contiguous rows: one thread sums each row in order. */
+#pragma omp parallel for schedule(static) if (rows * len > DF_PAR_MIN)
+        for (int64_t r = 0; r < rows; r++) {
+            double acc = 0;
+            for (int64_t k = 0; k < len; k++) acc += x[r * len + k];
+            out[r] = (float)(acc * scale);
+        }
+        return;
+    }
+    /* Strided case: each thread owns a block of 256 output columns and walks
+     * the reduced axis row by row, so reads stay contiguous and each output
+     * is summed in the same order whatever the thread count. */
+    int64_t blocks_per_row = (inner + 255) / 256;
+#pragma omp parallel for schedule(static) if (total * len > DF_PAR_MIN)
+    for (int64_t blk = 0; blk < rows * blocks_per_row; blk++) {
+        int64_t r = blk / blocks_per_row, j0 = (blk % blocks_per_row) * 256;
+        int64_t width = inner - j0 < 256 ? inner - j0 : 256;
+        double acc[256] = {0};
+        const float *p = x + r * len * inner + j0;
+        for (int64_t k = 0; k < len; k++)
+            for (int64_t j = 0; j < width; j++) acc[j] += p[k * inner + j];
+        for (int64_t j = 0; j < width; j++) out[r * inner + j0 + j] = (float)(acc[j] * scale);
+    }
+}
+
+void df_reduce_axes(const float *x, int ndim, const int64_t *shape, unsigned mask, float scale,
+                    float *out, float *tmp)
+{
+    int64_t cur[DF_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) cur[d] = shape[d];
+    const float *src = x;
+    /* Reduce runs of adjacent axes from the last run to the first; with at
+     * most 4 dims there are at most 2 runs, so tmp and out suffice. */
+    int runs = 0, starts[DF_MAX_DIMS], ends[DF_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) {
+        if (!(mask >> d & 1)) continue;
+        if (runs && ends[runs - 1] == d) ends[runs - 1] = d + 1;
+        else { starts[runs] = d; ends[runs] = d + 1; runs++; }
+    }
+    if (runs == 0) {
+        int64_t n = df_shape_numel(ndim, shape);
+        for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale;
+        return;
+    }
+    for (int r = runs - 1; r >= 0; r--) {
+        int64_t rows = df_shape_numel(starts[r], cur);
+        int64_t len = df_shape_numel(ends[r] - starts[r], cur + starts[r]);
+        int64_t inner = df_shape_numel(ndim - ends[r], cur + ends[r]);
+        float *dst = r == 0 ? out : tmp;
+        df_reduce_middle(src, dst, rows, len, inner, r == 0 ? scale : 1.0f);
+        for (int d = starts[r]; d < ends[r]; d++) cur[d] = 1;
+        src = dst;
+    }
+}
+
+df_status df_infer_reduce(df_node *n)
+{
+    df_status st = df_require_f32(n, 0);
+    if (st != DF_OK) return st;
+    const df_node *x = n->in[0];
+    unsigned mask = (unsigned)n->ia[0];
+    n->dtype = DF_F32;
+    n->ndim = 0;
+    for (int d = 0; d < x->ndim; d++) {
+        if (!(mask >> d & 1)) n->shape[n->ndim++] = x->shape[d];
+        else if (n->ia[1]) n->shape[n->ndim++] = 1;
+    }
+    /* A scratch buffer is needed only when the reduced axes form two runs. */
+    int runs = 0;
+    for (int d = 0; d < x->ndim; d++)
+        if ((mask >> d & 1) && (d == 0 || !(mask >> (d - 1) & 1))) runs++;
+    n->aux_bytes = runs > 1 ? (size_t)x->numel * sizeof(float) : 0;
+    return DF_OK;
+}
+
+df_node *df_reduce_make(df_graph *g, const df_op_def *op, df_node *x, const int *axes, int n_axes,
+                        bool keepdims)
+{
+    if (!g) return NULL;
+    if (!x) {
+        df_graph_fail(g, DF_ERR_ARG, "op '%s': input 0 is NULL", op->name);
+        return NULL;
+    }
+    unsigned mask = 0;
+    if (!axes || n_axes == 0) mask = (1u << x->ndim) - 1;
+    for (int i = 0; axes && i < n_axes; i++) {
+        int a = df_axis(axes[i], x->ndim);
+        char s[64];
+        if (a < 0) {
+            df_graph_fail(g, DF_ERR_SHAPE, "op '%s': axis %d out of range for shape %s", op->name, axes[i],
+                          df_node_shape_str(x, s, sizeof s));
+            return NULL;
+        }
+        mask |= 1u << a;
+    }
+    int64_t ia[2] = {mask, keepdims};
+    return df_node_make(g, op, 1, &x, ia, 2, NULL, 0, NULL);
+}
+
+void df_reduce_keep_shape(const df_node *n, int64_t *shape)
+{
+    const df_node *x = n->in[0];
+    for (int d = 0; d < x->ndim; d++) shape[d] = (n->ia[0] >> d & 1) ? 1 : x->shape[d];
+}

@@ -1,0 +1,102 @@
+/* common.h — helpers shared by op files: broadcasting, elementwise kernels,
+ * parallel-for thresholds, reductions. */
+#ifndef DF_OPS_COMMON_H
+#define DF_OPS_COMMON_H
+
+#include <math.h>
+#include "registry.h"
+
+/* Below this many elements a loop runs on one thread (fork cost dominates). */
+#define DF_PAR_MIN 16384
+
+/* Requires an f32 input. */
+df_status df_require_f32(df_node *n, int input);
+/* Output shape = input 0's, dtype f32 (unary elementwise ops). */
+df_status df_infer_unary(df_node *n);
+/* Output shape = NumPy broadcast of inputs 0 and 1, dtype f32. */
+df_status df_infer_broadcast(df_node *n);
+/* Strides (in elements) of x viewed at out's rank, 0 along broadcast dims. */
+void df_broadcast_strides(const df_node *x, int out_ndim, const int64_t *out_shape, int64_t *strides);
+/* Sums grad down to like's shape (identity when shapes match). */
+df_node *df_unbroadcast(df_graph *g, df_node *grad, const df_node *like);
+/* reshape if shapes differ (a view), else x. */
+df_node *df_reshape_like(df_graph *g, df_node *x, const df_node *like);
+/* Sums x (rows, len, inner) over the middle axis into out (rows, inner),
+ * deterministic: each output element is summed by one thread in order. */
+void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int64_t inner, float scale);
+
+/* out = scale * sum of x over the axes in mask (bit d = axis d), laid out
+ * as x's shape with those axes set to 1. tmp holds numel(x) floats. */
+void df_reduce_axes(const float *x, int ndim, const int64_t *shape, unsigned mask, float scale,
+                    float *out, float *tmp);
+/* Validates axes and sets n's output shape for a reduction; ia[0] = mask,
+ * ia[1] = keepdims. */
+df_status df_infer_reduce(df_node *n);
+df_node *df_reduce_make(df_graph *g, const df_op_def *op, df_node *x, const int *axes, int n_axes,
+                        bool keepdims);
+/* The keepdims shape of a reduction node (reduced axes set to 1). */
+void df_reduce_keep_shape(const df_node *n, int64_t *shape);
+
+/* Elementwise binary kernel with broadcasting. EXPR uses float a, b. */
+#define DF_BINARY_KERNEL(fname, EXPR)                                            \
+    static df_status fname(df_node *n)                                          \
+    {                                                                            \
+        const float *A = DF_F32P(n->in[0]), *B = DF_F32P(n->in[1]);             \
+        float *Y = DF_F32P(n);                                                   \
+        int64_t N = n->numel;                                                    \
+        if (n->in[0]->numel == N && n->in[1]->numel == N) {                      \
+            _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")     \
+            for (int64_t i = 0; i < N; i++) { float a = A[i], b = B[i]; Y[i] = (EXPR); } \
+            return DF_OK;                                                        \
+        }                                                                        \
+        if (n->in[1]->numel == 1) {                                              \
+            float b = B[0];                                                      \
+            _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")     \
+            for (int64_t i = 0; i < N; i++) { float a = A[i]; Y[i] = (EXPR); }   \
+            return DF_OK;                                                        \
+        }                                                                        \
+        int64_t sa[DF_MAX_DIMS], sb[DF_MAX_DIMS], dims[DF_MAX_DIMS];             \
+        int nd = n->ndim;                                                        \
+        df_broadcast_strides(n->in[0], nd, n->shape, sa);                        \
+        df_broadcast_strides(n->in[1], nd, n->shape, sb);                        \
+        for (int d = 0; d < nd; d++) dims[d] = n->shape[d];                      \
+        int64_t inner = nd ? dims[nd - 1] : 1, rows = inner ? N / inner : 0;     \
+        int64_t ia = nd ? sa[nd - 1] : 0, ib = nd ? sb[nd - 1] : 0;              \
+        _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")         \
+        for (int64_t r = 0; r < rows; r++) {                                     \
+            int64_t rem = r, oa = 0, ob = 0;                                     \
+            for (int d = nd - 2; d >= 0; d--) {                                  \
+                int64_t idx = rem % dims[d];                                     \
+                rem /= dims[d];                                                  \
+                oa += idx * sa[d];                                               \
+                ob += idx * sb[d];                                               \
+            }                                                                    \
+            for (int64_t j = 0; j < inner; j++) {                                \
+                float a = A[oa + j * ia], b = B[ob + j * ib];                    \
+                Y[r * inner + j] = (EXPR);                                       \
+            }                                                                    \
+        }                                                                        \
+        return DF_OK;                                                            \
+    }
+
+/* Elementwise unary kernel. EXPR uses float x. */
+#define DF_UNARY_KERNEL(fname, EXPR)                                             \
+    static df_status fname(df_node *n)                                          \
+    {                                                                            \
+        const float *X = DF_F32P(n->in[0]);                                      \
+        float *Y = DF_F32P(n);                                                   \
+        int64_t N = n->numel;                                                    \
+        _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")         \
+        for (int64_t i = 0; i < N; i++) { float x = X[i]; Y[i] = (EXPR); }       \
+        return DF_OK;                                                            \
+    }
+
+/* Gradcheck input spec helpers. */
+#define DF_GC_F32(...) {DF_F32, DF_GC_NARG(__VA_ARGS__), {__VA_ARGS__}, -1.0f, 1.0f}
+#define DF_GC_F32_RANGE(lo, hi, ...) {DF_F32, DF_GC_NARG(__VA_ARGS__), {__VA_ARGS__}, lo, hi}
+#define DF_GC_I32(hi, ...) {DF_I32, DF_GC_NARG(__VA_ARGS__), {__VA_ARGS__}, 0.0f, hi}
+#define DF_GC_SCALAR {DF_F32, 0, {0}, -1.0f, 1.0f}
+#define DF_GC_NARG(...) DF_GC_NARG_(__VA_ARGS__, 4, 3, 2, 1, 0)
+#define DF_GC_NARG_(a, b, c, d, N, ...) N
+
+#endif

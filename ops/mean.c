@@ -1,0 +1,49 @@
+/* mean.c — mean over axes (all axes when none are given). */
+#include "common.h"
+
+static float reduced_count(const df_node *n)
+{
+    const df_node *x = n->in[0];
+    return n->numel ? (float)x->numel / (float)n->numel : 0.0f;
+}
+
+// x (...) -> y (x's shape without the reduced axes, or with 1s if keepdims)
+static df_status mean_forward(df_node *n)
+{
+    const df_node *x = n->in[0];
+    float count = reduced_count(n);
+    df_reduce_axes(DF_F32P(x), x->ndim, x->shape, (unsigned)n->ia[0], count ? 1.0f / count : 0.0f,
+                   DF_F32P(n), n->aux);
+    return DF_OK;
+}
+
+static df_status mean_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    (void)need;
+    int64_t keep[DF_MAX_DIMS];
+    df_reduce_keep_shape(n, keep);
+    df_node *x = n->in[0];
+    float count = reduced_count(n);
+    df_node *spread = df_broadcast_to(g, df_reshape(g, dy, x->ndim, keep), x->ndim, x->shape);
+    dx[0] = df_scale(g, spread, count ? 1.0f / count : 0.0f);
+    return g->status;
+}
+
+static df_node *mean_all(df_graph *g, df_node **in) { return df_mean(g, in[0], NULL, 0, false); }
+static df_node *mean_axis0(df_graph *g, df_node **in) { return df_mean(g, in[0], (int[]){0}, 1, true); }
+
+static const df_gradcheck_case mean_cases[] = {
+    {"all axes", 1, {DF_GC_F32(3, 2)}, mean_all, 0, 0},
+    {"axis 0 keepdims", 1, {DF_GC_F32(3, 2, 2)}, mean_axis0, 0, 0},
+    {0},
+};
+
+const df_op_def df_op_mean = {
+    .name = "mean", .infer = df_infer_reduce, .forward = mean_forward,
+    .backward = mean_backward, .gradcheck = mean_cases,
+};
+
+df_node *df_mean(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims)
+{
+    return df_reduce_make(g, &df_op_mean, x, axes, n_axes, keepdims);
+}

@@ -1,0 +1,35 @@
+/* registry.h — the op registry: one X-macro line per op. Each op lives in
+ * ops/<name>.c and defines `const df_op_def df_op_<name>`. Adding an op means
+ * writing its file and adding its line here (and its file to Makefile.am). */
+#ifndef DF_REGISTRY_H
+#define DF_REGISTRY_H
+
+#include "../graph/graph.h"
+
+#define DF_OPS(X)                                                           \
+    X(placeholder) X(variable) X(constant)                                  \
+    X(add) X(sub) X(mul) X(div) X(neg) X(exp) X(log)                        \
+    X(tanh) X(sigmoid) X(relu) X(step)                                      \
+    X(matmul) X(sum) X(mean) X(broadcast_to) X(sum_to)                      \
+    X(reshape)                                                              \
+    X(assign) X(assign_add) X(apply_sgd) X(apply_adam)
+
+#define DF_DECLARE_OP(name) extern const df_op_def df_op_##name;
+DF_OPS(DF_DECLARE_OP)
+#undef DF_DECLARE_OP
+
+extern const df_op_def *const df_op_registry[];
+extern const int df_op_registry_count;
+/* Constructors of internal ops (used by the optimizers in graph/). */
+df_node *df_apply_sgd(df_graph *g, df_variable *w, df_node *grad, df_node *lr);
+df_node *df_apply_adam(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *t,
+                       df_node *m, df_node *v, float beta1, float beta2, float eps);
+/* Shared by ops that update the variable n->pa from input 0's shape. */
+df_status df_infer_variable_update(df_node *n);
+df_node *df_variable_update_make(df_graph *g, const df_op_def *op, df_variable *v, int n_in,
+                                 df_node *const *in, const float *fa, int n_fa);
+
+/* The op named name, or NULL. */
+const df_op_def *df_op_find(const char *name);
+
+#endif

@@ -1,0 +1,63 @@
+/* reshape.c — same elements, new shape; a view (no copy, no kernel). */
+#include <string.h>
+#include "common.h"
+
+static df_status reshape_infer(df_node *n)
+{
+    const df_node *x = n->in[0];
+    int nd = (int)n->ia[0], infer_at = -1;
+    int64_t known = 1;
+    char sx[64], s_[64];
+    for (int d = 0; d < nd; d++) {
+        n->shape[d] = n->ia[1 + d];
+        if (n->shape[d] == -1 && infer_at < 0) infer_at = d;
+        else if (n->shape[d] < 0)
+            return df_op_error(n, DF_ERR_SHAPE, "bad dimension %lld in target shape", (long long)n->shape[d]);
+        else known *= n->shape[d];
+    }
+    n->ndim = nd;
+    n->dtype = x->dtype;
+    if (infer_at >= 0) {
+        if (known == 0 || x->numel % known)
+            return df_op_error(n, DF_ERR_SHAPE, "cannot reshape %s (%lld elements) to %s",
+                               df_node_shape_str(x, sx, sizeof sx), (long long)x->numel,
+                               df_shape_str(nd, n->shape, s_, sizeof s_));
+        n->shape[infer_at] = x->numel / known;
+    }
+    if (df_shape_numel(nd, n->shape) != x->numel)
+        return df_op_error(n, DF_ERR_SHAPE, "cannot reshape %s (%lld elements) to %s",
+                           df_node_shape_str(x, sx, sizeof sx), (long long)x->numel,
+                           df_shape_str(nd, n->shape, s_, sizeof s_));
+    return DF_OK;
+}
+
+static df_status reshape_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    (void)need;
+    (void)n;
+    dx[0] = df_reshape_like(g, dy, n->in[0]);
+    return g->status;
+}
+
+static df_node *reshape_flat(df_graph *g, df_node **in) { return df_reshape(g, in[0], 2, (int64_t[]){-1, 2}); }
+
+static const df_gradcheck_case reshape_cases[] = {
+    {"(2,3,2) -> (-1,2)", 1, {DF_GC_F32(2, 3, 2)}, reshape_flat, 0, 0},
+    {0},
+};
+
+const df_op_def df_op_reshape = {
+    .name = "reshape", .flags = DF_OP_VIEW, .infer = reshape_infer,
+    .backward = reshape_backward, .gradcheck = reshape_cases,
+};
+
+df_node *df_reshape(df_graph *g, df_node *x, int ndim, const int64_t *shape)
+{
+    if (g && (ndim < 0 || ndim > DF_MAX_DIMS || (ndim && !shape))) {
+        df_graph_fail(g, DF_ERR_SHAPE, "op 'reshape': bad target rank %d", ndim);
+        return NULL;
+    }
+    int64_t ia[1 + DF_MAX_DIMS] = {ndim};
+    for (int d = 0; d < ndim; d++) ia[1 + d] = shape[d];
+    return df_node_make(g, &df_op_reshape, 1, &x, ia, 1 + ndim, NULL, 0, NULL);
+}

@@ -1,0 +1,35 @@
+/* variable.c — reads a variable: the node's data is the variable's storage. */
+#include <string.h>
+#include "common.h"
+
+static df_status variable_infer(df_node *n)
+{
+    df_variable *v = n->pa;
+    n->dtype = v->dtype;
+    n->ndim = v->ndim;
+    memcpy(n->shape, v->shape, sizeof n->shape);
+    n->data = v->data;
+    n->name = v->name;
+    return DF_OK;
+}
+
+const df_op_def df_op_variable = {
+    .name = "variable", .flags = DF_OP_EXTERNAL, .infer = variable_infer,
+};
+
+df_node *df_var(df_graph *g, df_variable *v)
+{
+    if (!g) {
+        df_error(DF_ERR_ARG, "df_var: null graph");
+        return NULL;
+    }
+    if (!v) {
+        df_graph_fail(g, DF_ERR_ARG, "df_var: null variable");
+        return NULL;
+    }
+    /* One read node per variable per graph, so gradients w.r.t. a variable
+     * collect every use of it. */
+    for (int i = 0; i < g->n_nodes; i++)
+        if (g->nodes[i]->op == &df_op_variable && g->nodes[i]->pa == v) return g->nodes[i];
+    return df_node_make(g, &df_op_variable, 0, NULL, NULL, 0, NULL, 0, v);
+}

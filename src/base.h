@@ -1,0 +1,38 @@
+/* base.h — internal helpers of src/: aligned memory, a bump arena for build-time
+ * objects, BLAS wrapper, float environment. Knows nothing of graphs. */
+#ifndef DF_BASE_H
+#define DF_BASE_H
+
+#include "dagflow.h"
+
+#define DF_ALIGN 64
+
+/* Allocation hooks: every library allocation goes through these, so a test can
+ * make the n-th allocation fail (df_fail_alloc_after) to exercise OOM paths. */
+void *df_malloc(size_t bytes);
+void *df_calloc(size_t n, size_t size);
+void *df_realloc(void *p, size_t bytes);
+void *df_aligned_alloc(size_t bytes);   /* DF_ALIGN-aligned, zeroed */
+void df_free(void *p);
+char *df_strdup(const char *s);
+/* Test hook: after n more successful allocations, fail them all (n < 0: never). */
+void df_fail_alloc_after(long n);
+
+/* A chunked bump allocator; everything is freed at once. */
+typedef struct df_arena_chunk df_arena_chunk;
+typedef struct df_arena { df_arena_chunk *head; } df_arena;
+void *df_arena_alloc(df_arena *a, size_t bytes);     /* zeroed, 16-aligned; NULL on OOM */
+void df_arena_free(df_arena *a);
+
+/* Row-major C(M,N) = alpha * op(A)(M,K) @ op(B)(K,N) + beta * C. */
+void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc);
+
+/* Flush denormals to zero (FTZ/DAZ) on every thread of the OpenMP pool. */
+void df_enable_ftz_all_threads(void);
+
+int64_t df_shape_numel(int ndim, const int64_t *shape);
+bool df_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
+
+#endif

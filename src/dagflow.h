@@ -1,0 +1,347 @@
+/*
+ * dagflow.h — a small static-graph dataflow engine with reverse-mode autodiff.
+ *
+ * TUTORIAL
+ * ========
+ * dagflow works like TensorFlow's tf.function, in C. You write a *builder*
+ * callback that describes a computation with lazy op constructors; dagflow
+ * traces it once per input signature (dtypes + shapes) into a DAG, compiles
+ * it (schedule + memory plan) and runs the compiled graph as often as you like.
+ *
+ * 1. Variables hold persistent parameters and live outside any graph:
+ *
+ *      df_rng rng; df_rng_seed(&rng, 42);
+ *      int64_t wshape[] = {1, 1};
+ *      df_variable *w = df_variable_new("w", DF_F32, 2, wshape,
+ *                                       df_init_glorot_uniform(), &rng);
+ *
+ * 2. A builder receives placeholders for the call's inputs and builds nodes.
+ *    Op constructors infer shapes at build time. A mistake (say, matmul inner
+ *    dimensions that differ) makes the constructor return NULL and puts the
+ *    graph into an error state with a message naming the op, node and shapes;
+ *    later constructors given NULL also return NULL, so a builder checks once:
+ *
+ *      static df_status build(df_graph *g, df_node **in, void *user) {
+ *          struct model *m = user;
+ *          df_tape *tape = df_tape_begin(g);
+ *          df_node *y    = df_add(g, df_matmul(g, in[0], df_var(g, m->w), 0, 0),
+ *                                 df_var(g, m->b));
+ *          df_node *loss = df_mean(g, df_square(g, df_sub(g, y, in[1])), NULL, 0, 0);
+ *          df_tape_end(tape);
+ *          df_node *grads[2];
+ *          df_tape_gradient(tape, loss, 2, m->vars, grads);
+ *          df_optimizer_apply(g, m->opt, 2, m->vars, grads);   // in-place updates
+ *          df_graph_output(g, loss);
+ *          return df_graph_status(g);
+ *      }
+ *
+ * 3. A df_function caches one compiled graph per input signature:
+ *
+ *      df_function *step = df_function_new("train_step", build, &model);
+ *      df_tensor in[2] = { df_tensor_make(DF_F32, xs, 2, xshape),
+ *                          df_tensor_make(DF_F32, ys, 2, yshape) };
+ *      df_tensor loss;
+ *      for (int i = 0; i < 100; i++)
+ *          if (df_function_call(step, in, 2, &loss, 1) != DF_OK)
+ *              fprintf(stderr, "%s\n", df_last_error());
+ *      // df_function_trace_count(step) == 1: one signature, one trace.
+ *
+ *    Output tensors point into the compiled graph's memory and stay valid until
+ *    the next call of the same function.
+ *
+ * 4. Gradients are more nodes of the same graph (backward is graph -> graph),
+ *    so gradients of gradients work for differentiable ops. Side-effecting ops
+ *    (assign, optimizer updates) run after every node that does not depend on
+ *    them: all reads of a variable in one call see its value from before the
+ *    call's updates.
+ *
+ * Every fallible call returns a df_status; df_last_error() gives the message
+ * of the most recent failure on this thread. The library never aborts or exits
+ * on user input.
+ *
+ * Lifetime: a df_graph owns its nodes; nodes must not be used after the graph
+ * is freed (df_graph_free / df_function_free). Variables and optimizers are
+ * owned by the caller and must outlive the graphs that use them.
+ */
+#ifndef DAGFLOW_H
+#define DAGFLOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ status */
+
+typedef enum df_status {
+    DF_OK = 0,
+    DF_ERR_ARG,       /* a null pointer or an out-of-range argument */
+    DF_ERR_SHAPE,     /* shapes that do not fit the op */
+    DF_ERR_DTYPE,     /* wrong element type */
+    DF_ERR_NOMEM,     /* an allocation failed */
+    DF_ERR_IO,        /* a file could not be read or written */
+    DF_ERR_FORMAT,    /* a file is corrupt, truncated or of another kind */
+    DF_ERR_STATE,     /* the object is in an error state or used out of order */
+    DF_ERR_RANGE,     /* a runtime value out of range (e.g. a gather index) */
+    DF_ERR_UNSUPPORTED /* e.g. no gradient defined for an op */
+} df_status;
+
+/* Message of the most recent error on the calling thread ("" if none). */
+const char *df_last_error(void);
+/* Short name of a status code, e.g. "shape error". */
+const char *df_status_name(df_status s);
+/* Records a formatted error message and returns s (for library extensions). */
+df_status df_error(df_status s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ----------------------------------------------------------------- tensors */
+
+#define DF_MAX_DIMS 4
+
+typedef enum df_dtype { DF_F32 = 0, DF_I32 = 1 } df_dtype;
+
+/* A dense row-major tensor view. It never owns its data. */
+typedef struct df_tensor {
+    df_dtype dtype;
+    int ndim;                     /* 0 (scalar) .. DF_MAX_DIMS */
+    int64_t shape[DF_MAX_DIMS];
+    void *data;
+} df_tensor;
+
+df_tensor df_tensor_make(df_dtype dtype, void *data, int ndim, const int64_t *shape);
+int64_t df_tensor_numel(const df_tensor *t);
+size_t df_dtype_size(df_dtype dtype);
+const char *df_dtype_name(df_dtype dtype);
+/* Writes "(2,3,4)" into buf; returns buf. */
+char *df_shape_str(int ndim, const int64_t *shape, char *buf, size_t len);
+
+/* -------------------------------------------------------------------- RNG */
+
+/* xoshiro256** generator; the state is plain data so it can be checkpointed. */
+typedef struct df_rng { uint64_t s[4]; } df_rng;
+
+void df_rng_seed(df_rng *rng, uint64_t seed);
+uint64_t df_rng_next(df_rng *rng);
+float df_rng_uniform(df_rng *rng);             /* [0, 1) */
+float df_rng_normal(df_rng *rng);              /* N(0, 1) */
+uint32_t df_rng_below(df_rng *rng, uint32_t n);/* uniform integer in [0, n) */
+
+/* --------------------------------------------------------------- variables */
+
+typedef enum df_init_kind {
+    DF_INIT_ZEROS, DF_INIT_ONES, DF_INIT_CONSTANT, DF_INIT_UNIFORM,
+    DF_INIT_GLOROT_UNIFORM, DF_INIT_ORTHOGONAL
+} df_init_kind;
+
+typedef struct df_init { df_init_kind kind; float a, b; } df_init;
+
+static inline df_init df_init_zeros(void) { return (df_init){DF_INIT_ZEROS, 0, 0}; }
+static inline df_init df_init_ones(void) { return (df_init){DF_INIT_ONES, 0, 0}; }
+static inline df_init df_init_constant(float v) { return (df_init){DF_INIT_CONSTANT, v, 0}; }
+static inline df_init df_init_uniform(float lo, float hi) { return (df_init){DF_INIT_UNIFORM, lo, hi}; }
+/* Keras glorot_uniform: U(-l, l), l = sqrt(6 / (fan_in + fan_out)), with
+ * fan_in = shape[0] and fan_out = shape[ndim-1] for 2-D kernels. */
+static inline df_init df_init_glorot_uniform(void) { return (df_init){DF_INIT_GLOROT_UNIFORM, 0, 0}; }
+/* Orthogonal rows/columns (QR of a Gaussian matrix), scaled by gain a (0 = 1). */
+static inline df_init df_init_orthogonal(float gain) { return (df_init){DF_INIT_ORTHOGONAL, gain, 0}; }
+
+typedef struct df_variable df_variable;
+
+/* Creates a variable and fills it with init (rng may be NULL for
+ * deterministic initialisers). Returns NULL on error (see df_last_error). */
+df_variable *df_variable_new(const char *name, df_dtype dtype, int ndim,
+                             const int64_t *shape, df_init init, df_rng *rng);
+void df_variable_free(df_variable *v);
+/* A view of the variable's storage; writes through it change the variable. */
+df_tensor df_variable_tensor(const df_variable *v);
+const char *df_variable_name(const df_variable *v);
+df_status df_variable_init(df_variable *v, df_init init, df_rng *rng);
+/* Copies src (same dtype and element count) into the variable. */
+df_status df_variable_assign(df_variable *v, const df_tensor *src);
+int64_t df_variable_numel(const df_variable *v);
+
+/* ------------------------------------------------------------------ graphs */
+
+typedef struct df_graph df_graph;
+typedef struct df_node df_node;
+
+df_graph *df_graph_new(void);
+void df_graph_free(df_graph *g);
+/* DF_OK, or the first error a constructor recorded in this graph. */
+df_status df_graph_status(const df_graph *g);
+/* The message of that first error ("" if none). */
+const char *df_graph_error(const df_graph *g);
+
+/* Leaf nodes. */
+df_node *df_placeholder(df_graph *g, df_dtype dtype, int ndim, const int64_t *shape,
+                        const char *name);
+df_node *df_var(df_graph *g, df_variable *v);         /* reads a variable */
+df_node *df_constant(df_graph *g, const df_tensor *value); /* copies value */
+df_node *df_scalar(df_graph *g, float value);         /* 0-d f32 constant */
+
+/* Marks a node as an output of the graph (in call order). */
+df_status df_graph_output(df_graph *g, df_node *n);
+
+/* Node inspection. */
+df_dtype df_node_dtype(const df_node *n);
+int df_node_ndim(const df_node *n);
+int64_t df_node_dim(const df_node *n, int axis);   /* negative axis counts from the end */
+const int64_t *df_node_shape(const df_node *n);
+int64_t df_node_numel(const df_node *n);
+const char *df_node_op_name(const df_node *n);
+int df_node_id(const df_node *n);
+df_node *df_node_set_name(df_node *n, const char *name);   /* returns n */
+const char *df_node_name(const df_node *n);
+
+/* Compiles (schedules, plans memory, allocates) and runs a graph directly.
+ * inputs are matched to placeholders in creation order; outputs receive views
+ * into graph memory valid until the next run. */
+df_status df_graph_compile(df_graph *g);
+df_status df_graph_run(df_graph *g, const df_tensor *inputs, int n_inputs,
+                       df_tensor *outputs, int n_outputs);
+
+/* Facts about a compiled graph. */
+typedef struct df_graph_stats {
+    int nodes;             /* nodes that run (after dead-node removal) */
+    int nodes_total;       /* nodes created */
+    size_t arena_bytes;    /* peak bytes of the planned arena */
+    size_t tensor_bytes;   /* sum of all planned buffers (no reuse) */
+} df_graph_stats;
+df_status df_graph_get_stats(const df_graph *g, df_graph_stats *out);
+
+/* Writes a Graphviz DOT file with op names and shapes. */
+df_status df_graph_dump_dot(const df_graph *g, const char *path);
+
+/* ----------------------------------------------------------------- autodiff */
+
+/* Builds nodes for d(sum(y * dy))/d xs[i] into grads[i] (dy NULL means ones).
+ * A grads[i] is a zero constant when xs[i] does not affect y. */
+df_status df_gradients(df_graph *g, df_node *y, df_node *dy, int n, df_node *const *xs,
+                       df_node **grads);
+
+/* GradientTape: records the nodes created between begin and end; gradients
+ * flow only through recorded nodes (others are treated as constants). */
+typedef struct df_tape df_tape;
+df_tape *df_tape_begin(df_graph *g);
+void df_tape_end(df_tape *t);
+/* Gradients of loss w.r.t. variables (through their df_var nodes). The tape is
+ * freed with its graph. */
+df_status df_tape_gradient(df_tape *t, df_node *loss, int n, df_variable *const *vars,
+                           df_node **grads);
+df_status df_tape_gradient_nodes(df_tape *t, df_node *loss, int n, df_node *const *xs,
+                                 df_node **grads);
+
+/* --------------------------------------------------------------- functions */
+
+/* The builder: inputs[i] are placeholders matching the call's inputs. Mark
+ * results with df_graph_output and return df_graph_status(g). */
+typedef df_status (*df_build_fn)(df_graph *g, df_node **inputs, void *user);
+
+typedef struct df_function df_function;
+
+df_function *df_function_new(const char *name, df_build_fn build, void *user);
+void df_function_free(df_function *f);
+/* Traces + compiles on a new signature, then runs. */
+df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs,
+                           df_tensor *outputs, int n_outputs);
+/* How many times the builder has run (one per distinct signature). */
+int df_function_trace_count(const df_function *f);
+/* The graph traced most recently (NULL before the first call). */
+df_graph *df_function_last_graph(const df_function *f);
+/* XXH3 hash of a signature, as used for the trace cache key. */
+uint64_t df_signature_hash(const df_tensor *inputs, int n_inputs);
+
+/* ------------------------------------------------------------------- ops
+ * All constructors return NULL (and set the graph's error) on bad input.
+ * Broadcasting follows NumPy rules. Axis arguments may be negative. */
+
+df_node *df_add(df_graph *g, df_node *a, df_node *b);
+df_node *df_sub(df_graph *g, df_node *a, df_node *b);
+df_node *df_mul(df_graph *g, df_node *a, df_node *b);
+df_node *df_div(df_graph *g, df_node *a, df_node *b);
+df_node *df_neg(df_graph *g, df_node *x);
+df_node *df_exp(df_graph *g, df_node *x);
+df_node *df_log(df_graph *g, df_node *x);
+df_node *df_tanh(df_graph *g, df_node *x);
+df_node *df_sigmoid(df_graph *g, df_node *x);
+df_node *df_relu(df_graph *g, df_node *x);
+df_node *df_square(df_graph *g, df_node *x);          /* x * x */
+df_node *df_scale(df_graph *g, df_node *x, float s);  /* x * s */
+/* (x > 0) as 0/1 floats; no gradient. */
+df_node *df_step(df_graph *g, df_node *x);
+
+/* Matrix product op(a) @ op(b). Operands of rank > 2 are viewed as 2-D by
+ * folding leading dims into rows: a (B,T,K) @ w (K,N) -> (B,T,N). */
+df_node *df_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b);
+
+/* Reductions over axes (NULL/0 axes = all axes). */
+df_node *df_sum(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims);
+df_node *df_mean(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims);
+/* Broadcasts x to shape / sums x down to shape (inverse pair used by autodiff). */
+df_node *df_broadcast_to(df_graph *g, df_node *x, int ndim, const int64_t *shape);
+df_node *df_sum_to(df_graph *g, df_node *x, int ndim, const int64_t *shape);
+
+/* Shape ops. reshape accepts one -1 dimension. */
+df_node *df_reshape(df_graph *g, df_node *x, int ndim, const int64_t *shape);
+df_node *df_transpose(df_graph *g, df_node *x, const int *perm);
+df_node *df_concat(df_graph *g, int n, df_node *const *xs, int axis);
+df_node *df_slice(df_graph *g, df_node *x, const int64_t *begin, const int64_t *size);
+/* Zero tensor of shape with x placed at begin (the adjoint of slice). */
+df_node *df_pad(df_graph *g, df_node *x, const int64_t *begin, int ndim, const int64_t *shape);
+
+/* Embedding lookup: params (V,E), int indices (...) -> (..., E). An index
+ * outside [0,V) fails the run with DF_ERR_RANGE. */
+df_node *df_gather(df_graph *g, df_node *params, df_node *indices);
+/* out (V,E) = zeros, out[indices[i]] += x[i]: the adjoint of gather. */
+df_node *df_scatter_add(df_graph *g, df_node *x, df_node *indices, int64_t rows);
+/* One-hot f32 of int indices (...) -> (..., depth); no gradient. */
+df_node *df_one_hot(df_graph *g, df_node *indices, int64_t depth);
+
+df_node *df_softmax(df_graph *g, df_node *x, int axis);
+df_node *df_log_softmax(df_graph *g, df_node *x, int axis);
+/* Mean over all positions of -log softmax(logits)[target]; logits (...,V),
+ * int targets (...). A target outside [0,V) fails the run with DF_ERR_RANGE. */
+df_node *df_sparse_softmax_cross_entropy(df_graph *g, df_node *logits, df_node *targets);
+
+/* Side effects: write value into a variable (same shape), or add it. The
+ * returned node's value is the variable after the update. */
+df_node *df_assign(df_graph *g, df_variable *v, df_node *value);
+df_node *df_assign_add(df_graph *g, df_variable *v, df_node *value);
+
+/* -------------------------------------------------------------- optimizers */
+
+typedef struct df_optimizer df_optimizer;
+
+df_optimizer *df_sgd_new(float learning_rate);
+/* Keras defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-7. */
+df_optimizer *df_adam_new(float learning_rate, float beta1, float beta2, float epsilon);
+df_optimizer *df_adam_default(void);
+void df_optimizer_free(df_optimizer *opt);
+/* Adds update nodes for vars given their gradients; creates slot variables
+ * (zero-initialised) the first time it sees a variable. Each call of the
+ * compiled graph is one optimizer step. */
+df_status df_optimizer_apply(df_graph *g, df_optimizer *opt, int n, df_variable *const *vars,
+                             df_node *const *grads);
+float df_optimizer_learning_rate(const df_optimizer *opt);
+void df_optimizer_set_learning_rate(df_optimizer *opt, float lr); /* no retrace */
+/* Steps taken (read from the iteration counter variable). */
+int64_t df_optimizer_iterations(const df_optimizer *opt);
+/* State variables (iteration counter, then the slots in creation order), for
+ * checkpoints. Returns the count; fills up to max entries of out. */
+int df_optimizer_state(const df_optimizer *opt, df_variable **out, int max);
+const char *df_optimizer_name(const df_optimizer *opt);
+
+/* ---------------------------------------------------------------- runtime */
+
+/* Number of threads used by kernels and OpenBLAS (one OpenMP pool). */
+int df_num_threads(void);
+void df_set_num_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DAGFLOW_H */
