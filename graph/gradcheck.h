@@ -13,8 +13,8 @@ typedef struct df_gradcheck_result {
     double worst_analytic, worst_numeric;
 } df_gradcheck_result;
 
-#define DF_GRADCHECK_ATOL 2e-3
-#define DF_GRADCHECK_RTOL 2e-2
+#define DF_GRADCHECK_ATOL 1e-3
+#define DF_GRADCHECK_RTOL 5e-3
 
 /* Runs one case with inputs drawn from seed. Returns a status for errors in
  * building or running; the comparison itself is reported in *out. */

@@ -1,0 +1,338 @@
+/* test_graph.c — tracing and the signature cache, autodiff (fan-out, grad of
+ * grad, tape scope), optimizers against hand-computed steps, the planner,
+ * side-effect ordering, determinism and the DOT dump. */
+#include <stdio.h>
+#include <unistd.h>
+#include "helpers.h"
+
+/* ------------------------------------------------------------------ tracing */
+
+typedef struct affine { df_variable *w; int builds; } affine;
+
+/* x (B,2) -> x @ w (B,3) */
+static df_status build_affine(df_graph *g, df_node **in, void *user)
+{
+    affine *m = user;
+    m->builds++;
+    df_graph_output(g, df_matmul(g, in[0], df_var(g, m->w), false, false));
+    return df_graph_status(g);
+}
+
+Test(tracing, one_signature_traces_once_new_batch_traces_again)
+{
+    affine m = {.w = df_variable_new("w", DF_F32, 2, SHAPE(2, 3), df_init_ones(), NULL)};
+    df_function *f = df_function_new("affine", build_affine, &m);
+    float x4[8] = {1, 2, 3, 4, 5, 6, 7, 8}, x2[4] = {1, 1, 2, 2};
+    df_tensor in4 = F32(x4, 4, 2), in2 = F32(x2, 2, 2), out;
+    for (int i = 0; i < 100; i++) cr_assert_eq(df_function_call(f, &in4, 1, &out, 1), DF_OK, "%s", df_last_error());
+    cr_expect_eq(df_function_trace_count(f), 1);
+    cr_expect_eq(m.builds, 1);
+    cr_assert_eq(df_function_call(f, &in2, 1, &out, 1), DF_OK);
+    cr_expect_eq(df_function_trace_count(f), 2, "a new batch size must trace again");
+    cr_expect_eq(out.shape[0], 2);
+    cr_expect_float_eq(((float *)out.data)[0], 2.0f, 0);
+    /* Variables are shared across traces: changing w changes both traces' results. */
+    float w2[6] = {2, 2, 2, 2, 2, 2};
+    df_tensor wt = F32(w2, 2, 3);
+    cr_assert_eq(df_variable_assign(m.w, &wt), DF_OK);
+    cr_assert_eq(df_function_call(f, &in4, 1, &out, 1), DF_OK);
+    cr_expect_float_eq(((float *)out.data)[0], 6.0f, 0);     /* (1+2)*2 */
+    cr_assert_eq(df_function_call(f, &in2, 1, &out, 1), DF_OK);
+    cr_expect_float_eq(((float *)out.data)[0], 4.0f, 0);
+    cr_expect_eq(df_function_trace_count(f), 2);
+    /* A new dtype is a new signature too; this one fails in the builder. */
+    int32_t xi[8] = {0};
+    df_tensor ini = I32(xi, 4, 2);
+    cr_expect_eq(df_function_call(f, &ini, 1, &out, 1), DF_ERR_DTYPE);
+    cr_expect(strstr(df_last_error(), "matmul") != NULL, "message: %s", df_last_error());
+    df_function_free(f);
+    df_variable_free(m.w);
+}
+
+Test(tracing, signature_hash_depends_on_dtype_and_shape_only)
+{
+    float a[6], b[6];
+    df_tensor t1 = F32(a, 2, 3), t2 = F32(b, 2, 3), t3 = F32(a, 3, 2), t4 = I32(a, 2, 3);
+    cr_expect_eq(df_signature_hash(&t1, 1), df_signature_hash(&t2, 1));
+    cr_expect_neq(df_signature_hash(&t1, 1), df_signature_hash(&t3, 1));
+    cr_expect_neq(df_signature_hash(&t1, 1), df_signature_hash(&t4, 1));
+}
+
+/* ----------------------------------------------------------------- autodiff */
+
+Test(autodiff, fan_out_gradients_are_summed)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 3);
+    df_node *y = df_sum(g, df_add(g, df_mul(g, x, x), df_scale(g, x, 5.0f)), NULL, 0, false);
+    df_node *dx;
+    cr_assert_eq(df_gradients(g, y, NULL, 1, &x, &dx), DF_OK, "%s", df_last_error());
+    df_graph_output(g, dx);
+    float xv[] = {1, -2, 0.5f};
+    df_tensor in = F32(xv, 3);
+    df_tensor out = run1(g, &in, 1);
+    float e[] = {2 * 1 + 5, 2 * -2 + 5, 2 * 0.5f + 5};
+    expect_close(out.data, e, 3, 1e-6f);
+    df_graph_free(g);
+}
+
+Test(autodiff, second_derivative_of_cube)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 3);
+    df_node *y = df_sum(g, df_mul(g, df_mul(g, x, x), x), NULL, 0, false);
+    df_node *d1, *d2;
+    cr_assert_eq(df_gradients(g, y, NULL, 1, &x, &d1), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_gradients(g, df_sum(g, d1, NULL, 0, false), NULL, 1, &x, &d2), DF_OK, "%s", df_last_error());
+    df_graph_output(g, d1);
+    df_graph_output(g, d2);
+    float xv[] = {2, -1, 0.5f};
+    df_tensor in = F32(xv, 3), out[2];
+    cr_assert_eq(df_graph_run(g, &in, 1, out, 2), DF_OK);
+    float e1[] = {12, 3, 0.75f}, e2[] = {12, -6, 3};   /* 3x^2 and 6x */
+    expect_close(out[0].data, e1, 3, 1e-5f);
+    expect_close(out[1].data, e2, 3, 1e-5f);
+    df_graph_free(g);
+}
+
+Test(autodiff, second_derivative_of_tanh)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 3);
+    df_node *d1, *d2;
+    cr_assert_eq(df_gradients(g, df_sum(g, df_tanh(g, x), NULL, 0, false), NULL, 1, &x, &d1), DF_OK);
+    cr_assert_eq(df_gradients(g, df_sum(g, d1, NULL, 0, false), NULL, 1, &x, &d2), DF_OK, "%s", df_last_error());
+    df_graph_output(g, d2);
+    float xv[] = {0.5f, -1, 0};
+    df_tensor in = F32(xv, 3);
+    df_tensor out = run1(g, &in, 1);
+    float e[3];
+    for (int i = 0; i < 3; i++) {
+        double t = tanh(xv[i]);
+        e[i] = (float)(-2 * t * (1 - t * t));   /* d2/dx2 tanh = -2 tanh sech^2 */
+    }
+    expect_close(out.data, e, 3, 1e-5f);
+    df_graph_free(g);
+}
+
+Test(autodiff, tape_records_only_its_scope)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 2);
+    df_node *outside = df_mul(g, x, x);          /* not recorded: a constant to the tape */
+    df_tape *tape = df_tape_begin(g);
+    df_node *y = df_sum(g, df_mul(g, outside, x), NULL, 0, false);
+    df_tape_end(tape);
+    df_node *dx, *dall;
+    cr_assert_eq(df_tape_gradient_nodes(tape, y, 1, &x, &dx), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_gradients(g, y, NULL, 1, &x, &dall), DF_OK);
+    df_graph_output(g, dx);
+    df_graph_output(g, dall);
+    float xv[] = {2, 3};
+    df_tensor in = F32(xv, 2), out[2];
+    cr_assert_eq(df_graph_run(g, &in, 1, out, 2), DF_OK);
+    float tape_e[] = {4, 9}, full_e[] = {12, 27};   /* x^2 vs d(x^3) = 3x^2 */
+    expect_close(out[0].data, tape_e, 2, 1e-6f);
+    expect_close(out[1].data, full_e, 2, 1e-6f);
+    df_graph_free(g);
+}
+
+Test(autodiff, unused_source_gets_zero_gradient)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 2), *z = PH(g, 3);
+    df_node *dz;
+    cr_assert_eq(df_gradients(g, df_sum(g, x, NULL, 0, false), NULL, 1, &z, &dz), DF_OK);
+    cr_expect_eq(df_node_ndim(dz), 1);
+    cr_expect_eq(df_node_dim(dz, 0), 3);
+    df_graph_free(g);
+}
+
+/* --------------------------------------------------------------- optimizers */
+
+typedef struct lin { df_variable *w; df_optimizer *opt; } lin;
+
+/* loss = sum(w * c) for the input c, so dloss/dw = c each step */
+static df_status build_linear_step(df_graph *g, df_node **in, void *user)
+{
+    lin *m = user;
+    df_tape *t = df_tape_begin(g);
+    df_node *loss = df_sum(g, df_mul(g, df_var(g, m->w), in[0]), NULL, 0, false);
+    df_tape_end(t);
+    df_node *grad;
+    if (df_tape_gradient(t, loss, 1, &m->w, &grad) != DF_OK) return df_graph_status(g);
+    df_optimizer_apply(g, m->opt, 1, &m->w, &grad);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
+Test(optimizer, adam_matches_hand_computed_steps)
+{
+    lin m = {.w = df_variable_new("w", DF_F32, 1, SHAPE(2), df_init_constant(1.0f), NULL), .opt = df_adam_default()};
+    df_function *f = df_function_new("adam_step", build_linear_step, &m);
+    float c[2] = {0.5f, -1.0f};
+    df_tensor in = F32(c, 2), loss;
+    /* Keras Adam, by hand in double: lr 1e-3, b1 .9, b2 .999, eps 1e-7. */
+    double w[2] = {1, 1}, mm[2] = {0}, vv[2] = {0};
+    for (int t = 1; t <= 3; t++) {
+        cr_assert_eq(df_function_call(f, &in, 1, &loss, 1), DF_OK, "%s", df_last_error());
+        double lr_t = 1e-3 * sqrt(1 - pow(0.999, t)) / (1 - pow(0.9, t));
+        for (int i = 0; i < 2; i++) {
+            mm[i] = 0.9 * mm[i] + 0.1 * c[i];
+            vv[i] = 0.999 * vv[i] + 0.001 * c[i] * c[i];
+            w[i] -= lr_t * mm[i] / (sqrt(vv[i]) + 1e-7);
+        }
+        const float *got = df_variable_tensor(m.w).data;
+        for (int i = 0; i < 2; i++) cr_expect(fabs(got[i] - w[i]) < 1e-6, "step %d w[%d]: %.8f vs %.8f", t, i, got[i], w[i]);
+    }
+    /* Step one moves each weight by almost exactly lr against the gradient's sign. */
+    cr_expect(fabs(w[0] - (1 - 3 * 0.000999994)) < 1e-6);
+    cr_expect_eq(df_optimizer_iterations(m.opt), 3);
+    cr_expect_eq(df_function_trace_count(f), 1);
+    df_variable *state[8];
+    cr_expect_eq(df_optimizer_state(m.opt, state, 8), 4, "iterations, lr, m, v");
+    df_function_free(f);
+    df_optimizer_free(m.opt);
+    df_variable_free(m.w);
+}
+
+Test(optimizer, sgd_step_and_learning_rate_change_without_retrace)
+{
+    lin m = {.w = df_variable_new("w", DF_F32, 1, SHAPE(2), df_init_zeros(), NULL), .opt = df_sgd_new(0.5f)};
+    df_function *f = df_function_new("sgd_step", build_linear_step, &m);
+    float c[2] = {1, -2};
+    df_tensor in = F32(c, 2), loss;
+    cr_assert_eq(df_function_call(f, &in, 1, &loss, 1), DF_OK);
+    const float *w = df_variable_tensor(m.w).data;
+    cr_expect_float_eq(w[0], -0.5f, 1e-7);
+    cr_expect_float_eq(w[1], 1.0f, 1e-7);
+    df_optimizer_set_learning_rate(m.opt, 0.25f);
+    cr_assert_eq(df_function_call(f, &in, 1, &loss, 1), DF_OK);
+    cr_expect_float_eq(w[0], -0.75f, 1e-7);
+    cr_expect_float_eq(*(float *)loss.data, -0.5f - 2.0f, 1e-7, "loss reads w before the update");
+    cr_expect_eq(df_function_trace_count(f), 1);
+    df_function_free(f);
+    df_optimizer_free(m.opt);
+    df_variable_free(m.w);
+}
+
+/* ------------------------------------------------- side effects and planner */
+
+Test(graph, reads_see_the_value_before_the_calls_assignments)
+{
+    df_variable *v = df_variable_new("v", DF_F32, 1, SHAPE(2), df_init_constant(1.0f), NULL);
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 2);
+    df_node *read = df_scale(g, df_var(g, v), 1.0f);
+    df_node *after = df_assign_add(g, v, x);
+    df_node *read_after = df_scale(g, after, 1.0f);
+    df_graph_output(g, read);
+    df_graph_output(g, read_after);
+    float xv[] = {10, 20};
+    df_tensor in = F32(xv, 2), out[2];
+    cr_assert_eq(df_graph_run(g, &in, 1, out, 2), DF_OK, "%s", df_last_error());
+    float before[] = {1, 1}, updated[] = {11, 21};
+    expect_close(out[0].data, before, 2, 0);
+    expect_close(out[1].data, updated, 2, 0);
+    expect_close(df_variable_tensor(v).data, updated, 2, 0);
+    df_graph_free(g);
+    df_variable_free(v);
+}
+
+Test(graph, planner_reuses_dead_buffers_and_drops_dead_nodes)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 256, 256), *h = x;
+    for (int i = 0; i < 10; i++) h = df_tanh(g, df_scale(g, h, 0.9f));
+    df_exp(g, x);                                        /* dead: nobody reads it */
+    df_graph_output(g, df_sum(g, h, NULL, 0, false));
+    cr_assert_eq(df_graph_compile(g), DF_OK, "%s", df_last_error());
+    df_graph_stats st;
+    cr_assert_eq(df_graph_get_stats(g, &st), DF_OK);
+    cr_expect_lt(st.nodes, st.nodes_total, "the dead exp should not be scheduled");
+    cr_expect_lt(st.arena_bytes * 4, st.tensor_bytes, "peak %zu vs total %zu: buffers not reused", st.arena_bytes,
+                 st.tensor_bytes);
+    /* Results are those of the same chain computed on the host. */
+    static float xv[256 * 256];
+    for (int i = 0; i < 256 * 256; i++) xv[i] = (float)((i % 17) - 8) / 8.0f;
+    df_tensor in = F32(xv, 256, 256);
+    df_tensor out = run1(g, &in, 1);
+    double expected = 0;
+    for (int i = 0; i < 256 * 256; i++) {
+        float v = xv[i];
+        for (int k = 0; k < 10; k++) v = tanhf(v * 0.9f);
+        expected += v;
+    }
+    cr_expect(fabs(*(float *)out.data - expected) < 1e-2, "%f vs %f", *(float *)out.data, expected);
+    df_graph_free(g);
+}
+
+Test(graph, same_inputs_give_bit_identical_results)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 5);
+    df_variable *w = df_variable_new("w", DF_F32, 2, SHAPE(64, 128), df_init_glorot_uniform(), &rng);
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 300, 64);
+    df_node *h = df_tanh(g, df_matmul(g, x, df_var(g, w), false, false));
+    df_node *loss = df_mean(g, df_mul(g, h, h), NULL, 0, false);
+    df_node *dw;
+    cr_assert_eq(df_gradients(g, loss, NULL, 1, (df_node *[]){df_var(g, w)}, &dw), DF_OK);
+    df_graph_output(g, loss);
+    df_graph_output(g, df_sum(g, dw, (int[]){0}, 1, false));
+    static float xv[300 * 64];
+    for (int i = 0; i < 300 * 64; i++) xv[i] = df_rng_uniform(&rng) - 0.5f;
+    df_tensor in = F32(xv, 300, 64), out[2];
+    cr_assert_eq(df_graph_run(g, &in, 1, out, 2), DF_OK);
+    float loss1 = *(float *)out[0].data, col1[128];
+    memcpy(col1, out[1].data, sizeof col1);
+    for (int rep = 0; rep < 3; rep++) {
+        cr_assert_eq(df_graph_run(g, &in, 1, out, 2), DF_OK);
+        cr_expect(memcmp(&loss1, out[0].data, sizeof loss1) == 0, "loss differs on run %d", rep);
+        cr_expect(memcmp(col1, out[1].data, sizeof col1) == 0, "gradient differs on run %d", rep);
+    }
+    df_graph_free(g);
+    df_variable_free(w);
+}
+
+Test(graph, dot_dump_names_ops_and_shapes)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 4, 3);
+    df_graph_output(g, df_node_set_name(df_tanh(g, x), "hidden"));
+    char path[] = "/tmp/dagflow_dot_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(df_graph_dump_dot(g, path), DF_OK, "%s", df_last_error());
+    FILE *f = fopen(path, "r");
+    char buf[4096] = {0};
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    remove(path);
+    cr_expect_gt(n, 0);
+    cr_expect(strstr(buf, "digraph") && strstr(buf, "tanh") && strstr(buf, "hidden") && strstr(buf, "(4,3)"),
+              "dot output:\n%s", buf);
+    df_graph_free(g);
+}
+
+Test(variables, initialisers)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 1);
+    df_variable *k = df_variable_new("k", DF_F32, 2, SHAPE(256, 1024), df_init_glorot_uniform(), &rng);
+    const float *kv = df_variable_tensor(k).data;
+    float limit = sqrtf(6.0f / (256 + 1024)), maxabs = 0;
+    for (int i = 0; i < 256 * 1024; i++) maxabs = fmaxf(maxabs, fabsf(kv[i]));
+    cr_expect(maxabs <= limit && maxabs > 0.99f * limit, "glorot max %f vs limit %f", maxabs, limit);
+    df_variable *q = df_variable_new("q", DF_F32, 2, SHAPE(8, 32), df_init_orthogonal(1.0f), &rng);
+    const float *qv = df_variable_tensor(q).data;
+    for (int a = 0; a < 8; a++)          /* rows are orthonormal */
+        for (int b = 0; b < 8; b++) {
+            double dot = 0;
+            for (int j = 0; j < 32; j++) dot += qv[a * 32 + j] * qv[b * 32 + j];
+            cr_expect(fabs(dot - (a == b)) < 1e-5, "q q^T [%d,%d] = %f", a, b, dot);
+        }
+    df_variable_free(k);
+    df_variable_free(q);
+}

@@ -1,0 +1,166 @@
+/* test_ops.c — gradcheck over the whole op registry, a proof that the checker
+ * catches a wrong gradient, and hand-computed forward reference values. */
+#include "helpers.h"
+#include "../graph/gradcheck.h"
+#include "../ops/registry.h"
+
+/* Every differentiable op must ship gradcheck cases, and all must pass. */
+Test(gradcheck, every_registered_op)
+{
+    int cases = 0, ops_checked = 0;
+    for (int i = 0; i < df_op_registry_count; i++) {
+        const df_op_def *op = df_op_registry[i];
+        if (op->backward)
+            cr_expect(op->gradcheck && op->gradcheck[0].build, "op '%s' has a backward but no gradcheck cases", op->name);
+        if (!op->gradcheck) continue;
+        ops_checked++;
+        for (const df_gradcheck_case *c = op->gradcheck; c->build; c++, cases++) {
+            df_gradcheck_result r;
+            df_status st = df_gradcheck_case_run(c, 1234 + (uint64_t)cases, &r);
+            cr_expect_eq(st, DF_OK, "%s / %s: %s", op->name, c->desc, df_last_error());
+            if (st != DF_OK) continue;
+            cr_expect_gt(r.checked, 0, "%s / %s checked nothing", op->name, c->desc);
+            cr_expect_eq(r.failed, 0, "%s / %s: %d of %d entries off; worst input %d[%lld] analytic %.6g numeric %.6g",
+                         op->name, c->desc, r.failed, r.checked, r.worst_input, (long long)r.worst_index,
+                         r.worst_analytic, r.worst_numeric);
+        }
+    }
+    cr_log_info("gradcheck: %d ops, %d cases", ops_checked, cases);
+    cr_expect_geq(ops_checked, 10);
+}
+
+/* tanh with a deliberately wrong backward (dy instead of dy * (1 - y^2)). */
+static df_status wrong_tanh_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = dy;
+    return df_graph_status(g);
+}
+
+static df_op_def wrong_tanh;
+
+static df_node *build_wrong_tanh(df_graph *g, df_node **in)
+{
+    return df_node_make(g, &wrong_tanh, 1, in, NULL, 0, NULL, 0, NULL);
+}
+
+Test(gradcheck, catches_a_wrong_gradient)
+{
+    wrong_tanh = df_op_tanh;
+    wrong_tanh.name = "wrong_tanh";
+    wrong_tanh.backward = wrong_tanh_backward;
+    df_gradcheck_case c = {"wrong tanh", 1, {{DF_F32, 2, {2, 3}, -1.5f, 1.5f}}, build_wrong_tanh, 0, 0};
+    df_gradcheck_result r;
+    cr_assert_eq(df_gradcheck_case_run(&c, 99, &r), DF_OK, "%s", df_last_error());
+    cr_expect_gt(r.failed, 0, "the checker accepted a wrong gradient");
+    /* and the real tanh passes the same case */
+    wrong_tanh.backward = df_op_tanh.backward;
+    cr_assert_eq(df_gradcheck_case_run(&c, 99, &r), DF_OK);
+    cr_expect_eq(r.failed, 0);
+}
+
+/* ----------------------------------------------------------- reference values */
+
+Test(reference, elementwise_broadcast)
+{
+    df_graph *g = df_graph_new();
+    df_node *a = PH(g, 2, 3), *b = PH(g, 3);
+    df_node *y = df_div(g, df_mul(g, df_sub(g, df_add(g, a, b), b), b), df_add(g, b, df_scalar(g, 1)));
+    df_graph_output(g, y);
+    float av[] = {1, 2, 3, 4, 5, 6}, bv[] = {1, 3, -0.5f};
+    df_tensor in[2] = {F32(av, 2, 3), F32(bv, 3)};
+    df_tensor out = run1(g, in, 2);
+    /* ((a + b - b) * b) / (b + 1) */
+    float expected[] = {1 * 1 / 2.0f, 2 * 3 / 4.0f, 3 * -0.5f / 0.5f, 4 * 1 / 2.0f, 5 * 3 / 4.0f, 6 * -0.5f / 0.5f};
+    cr_assert_eq(out.ndim, 2);
+    expect_close(out.data, expected, 6, 1e-6f);
+    df_graph_free(g);
+}
+
+Test(reference, unary)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 4);
+    df_node *outs[] = {df_neg(g, x), df_exp(g, x), df_tanh(g, x), df_sigmoid(g, x), df_relu(g, x), df_step(g, x)};
+    for (int i = 0; i < 6; i++) df_graph_output(g, outs[i]);
+    df_node *lx = df_log(g, df_exp(g, x));
+    df_graph_output(g, lx);
+    float xv[] = {-1, 0, 0.5f, 2};
+    df_tensor in = F32(xv, 4), out[7];
+    cr_assert_eq(df_graph_run(g, &in, 1, out, 7), DF_OK, "%s", df_last_error());
+    float e[7][4] = {
+        {1, 0, -0.5f, -2},
+        {0.36787944f, 1, 1.6487213f, 7.3890561f},
+        {-0.76159416f, 0, 0.46211716f, 0.96402758f},
+        {0.26894142f, 0.5f, 0.62245933f, 0.88079708f},
+        {0, 0, 0.5f, 2},
+        {0, 0, 1, 1},
+        {-1, 0, 0.5f, 2},
+    };
+    for (int i = 0; i < 7; i++) expect_close(out[i].data, e[i], 4, 1e-6f);
+    df_graph_free(g);
+}
+
+Test(reference, matmul_with_transposes_and_sequences)
+{
+    df_graph *g = df_graph_new();
+    df_node *a = PH(g, 2, 3), *b = PH(g, 3, 2), *seq = PH(g, 2, 1, 3);
+    df_graph_output(g, df_matmul(g, a, b, false, false));       /* (2,2) */
+    df_graph_output(g, df_matmul(g, a, a, true, false));        /* (3,3) = a^T a */
+    df_graph_output(g, df_matmul(g, seq, b, false, false));     /* (2,1,2) */
+    float av[] = {1, 2, 3, 4, 5, 6}, bv[] = {1, 0, 0, 1, 1, 1};
+    df_tensor in[3] = {F32(av, 2, 3), F32(bv, 3, 2), F32(av, 2, 1, 3)}, out[3];
+    cr_assert_eq(df_graph_run(g, in, 3, out, 3), DF_OK, "%s", df_last_error());
+    float ab[] = {4, 5, 10, 11};
+    float ata[] = {17, 22, 27, 22, 29, 36, 27, 36, 45};
+    expect_close(out[0].data, ab, 4, 0);
+    expect_close(out[1].data, ata, 9, 0);
+    expect_close(out[2].data, ab, 4, 0);
+    cr_expect_eq(out[2].ndim, 3);
+    cr_expect_eq(out[2].shape[2], 2);
+    df_graph_free(g);
+}
+
+Test(reference, reductions_and_broadcast)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 2, 3, 2);
+    df_graph_output(g, df_sum(g, x, NULL, 0, false));
+    df_graph_output(g, df_sum(g, x, (int[]){1}, 1, false));
+    df_graph_output(g, df_mean(g, x, (int[]){0, 2}, 2, true));
+    df_graph_output(g, df_sum_to(g, x, 2, SHAPE(1, 2)));
+    df_graph_output(g, df_broadcast_to(g, df_sum(g, x, (int[]){0, 1}, 2, false), 2, SHAPE(2, 2)));
+    float xv[12];
+    for (int i = 0; i < 12; i++) xv[i] = (float)i;
+    df_tensor in = F32(xv, 2, 3, 2), out[5];
+    cr_assert_eq(df_graph_run(g, &in, 1, out, 5), DF_OK, "%s", df_last_error());
+    cr_expect_eq(out[0].ndim, 0);
+    cr_expect_float_eq(*(float *)out[0].data, 66.0f, 0);
+    float s1[] = {0 + 2 + 4, 1 + 3 + 5, 6 + 8 + 10, 7 + 9 + 11};
+    expect_close(out[1].data, s1, 4, 0);
+    float m02[] = {(0 + 1 + 6 + 7) / 4.0f, (2 + 3 + 8 + 9) / 4.0f, (4 + 5 + 10 + 11) / 4.0f};
+    cr_expect_eq(out[2].ndim, 3);
+    expect_close(out[2].data, m02, 3, 1e-6f);
+    float st[] = {0 + 2 + 4 + 6 + 8 + 10, 1 + 3 + 5 + 7 + 9 + 11};
+    expect_close(out[3].data, st, 2, 0);
+    float bc[] = {30, 36, 30, 36};
+    expect_close(out[4].data, bc, 4, 0);
+    df_graph_free(g);
+}
+
+Test(reference, reshape_is_a_view)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 2, 3);
+    df_node *r = df_reshape(g, x, 2, SHAPE(3, -1));
+    cr_assert_not_null(r);
+    cr_expect_eq(df_node_dim(r, 0), 3);
+    cr_expect_eq(df_node_dim(r, 1), 2);
+    df_graph_output(g, r);
+    df_graph_output(g, x);
+    float xv[] = {1, 2, 3, 4, 5, 6};
+    df_tensor in = F32(xv, 2, 3), out[2];
+    cr_assert_eq(df_graph_run(g, &in, 1, out, 2), DF_OK);
+    cr_expect_eq(out[0].data, out[1].data, "reshape copied instead of sharing the buffer");
+    expect_close(out[0].data, xv, 6, 0);
+    df_graph_free(g);
+}
