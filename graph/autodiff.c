@@ -45,12 +45,11 @@ static df_status check_grad_shape(df_graph *g, df_node *node, int i, df_node *dx
                          df_node_shape_str(x, b, sizeof b));
 }
 
-static df_status backprop_node(df_graph *g, df_node *node, df_node **grad, const bool *on_path)
+/* Calls node's backward and adds each input's gradient to its accumulator. */
+static df_status backprop_inputs(df_graph *g, df_node *node, df_node **grad, const bool *on_path, bool *need,
+                                 df_node **dx)
 {
-    bool need[16] = {0};
-    df_node *dx[16] = {0};
     bool any = false;
-    if (node->n_in > 16) return df_graph_fail(g, DF_ERR_UNSUPPORTED, "op '%s': too many inputs to differentiate", node->op->name);
     for (int i = 0; i < node->n_in; i++) any |= need[i] = on_path[node->in[i]->id];
     if (!any) return DF_OK;
     if (!node->op->backward)
@@ -67,6 +66,25 @@ static df_status backprop_node(df_graph *g, df_node *node, df_node **grad, const
         if (!grad[in_id]) return g->status;
     }
     return DF_OK;
+}
+
+static df_status backprop_node(df_graph *g, df_node *node, df_node **grad, const bool *on_path)
+{
+    bool need_small[16] = {0}, *need = need_small;
+    df_node *dx_small[16] = {0}, **dx = dx_small;
+    if (node->n_in > 16) {                 /* e.g. a concat of many inputs */
+        need = df_calloc((size_t)node->n_in, sizeof *need);
+        dx = df_calloc((size_t)node->n_in, sizeof *dx);
+        if (!need || !dx) {
+            if (need != need_small) df_free(need);
+            if (dx != dx_small) df_free(dx);
+            return df_graph_fail(g, DF_ERR_NOMEM, "gradients: out of memory");
+        }
+    }
+    df_status st = backprop_inputs(g, node, grad, on_path, need, dx);
+    if (need != need_small) df_free(need);
+    if (dx != dx_small) df_free(dx);
+    return st;
 }
 
 static df_status gradients_in_range(df_graph *g, df_node *y, df_node *dy, int n,

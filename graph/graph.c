@@ -102,6 +102,10 @@ df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const
         df_graph_fail(g, DF_ERR_STATE, "op '%s': graph is already compiled", op->name);
         return NULL;
     }
+    if (n_ia > DF_MAX_IATTR) {
+        df_graph_fail(g, DF_ERR_ARG, "op '%s': %d attributes (at most %d)", op->name, n_ia, DF_MAX_IATTR);
+        return NULL;
+    }
     for (int i = 0; i < n_in; i++) {
         if (!in[i]) {
             df_graph_fail(g, DF_ERR_ARG, "op '%s': input %d is NULL", op->name, i);
@@ -126,7 +130,12 @@ df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const
     n->pa = pa;
     n->sched_pos = -1;
     if (op->infer && op->infer(n) != DF_OK) return NULL;
-    n->numel = df_shape_numel(n->ndim, n->shape);
+    if (!df_shape_numel_checked(n->ndim, n->shape, &n->numel)) {
+        char s[96];
+        df_op_error(n, DF_ERR_SHAPE, "shape %s has a negative dimension or is too large",
+                    df_node_shape_str(n, s, sizeof s));
+        return NULL;
+    }
     if (!push(g, (void ***)&g->nodes, &g->n_nodes, &g->cap_nodes, n)) return NULL;
     if ((op->flags & DF_OP_INPUT) &&
         !push(g, (void ***)&g->placeholders, &g->n_placeholders, &g->cap_placeholders, n))

@@ -20,7 +20,7 @@ struct df_node {
     int ndim;
     int64_t shape[DF_MAX_DIMS];
     int64_t numel;
-    int64_t ia[DF_MAX_IATTR];     /* op attributes: axes, flags, shapes ... */
+    int64_t ia[DF_MAX_IATTR];     /* op attributes: axes, flags, shapes ... (at most 8) */
     float fa[4];
     void *pa;                     /* op pointer attribute (variable, constant data) */
     size_t aux_bytes;             /* op-private workspace kept as long as the output */
@@ -62,7 +62,9 @@ struct df_op_def {
     /* Sets n->dtype/ndim/shape (and aux_bytes) from inputs and attributes;
      * returns a status with a message naming the op and shapes on mismatch. */
     df_status (*infer)(df_node *n);
-    /* Computes n->data from inputs (may be NULL for views and leaves). */
+    /* Computes n->data from inputs (may be NULL for views and leaves). Report
+     * errors from the calling thread, not inside an OpenMP region: the
+     * message buffer is per thread. */
     df_status (*forward)(df_node *n);
     /* Builds gradient nodes: dx[i] for each input with need[i]; leaves NULL
      * for no gradient. NULL backward = not differentiable. */

@@ -119,6 +119,18 @@ static slot *slot_for(df_optimizer *o, const df_variable *param)
     return &o->slots[o->n_slots++];
 }
 
+df_status df_optimizer_create_slots(df_optimizer *o, int n, df_variable *const *vars)
+{
+    if (!o || (n > 0 && !vars)) return df_error(DF_ERR_ARG, "df_optimizer_create_slots: null argument");
+    if (o->kind == OPT_SGD) return DF_OK;
+    for (int i = 0; i < n; i++) {
+        if (!vars[i]) return df_error(DF_ERR_ARG, "df_optimizer_create_slots: variable %d is NULL", i);
+        if (!slot_for(o, vars[i]))
+            return df_error(DF_ERR_NOMEM, "optimizer: out of memory creating slots for '%s'", vars[i]->name);
+    }
+    return DF_OK;
+}
+
 df_status df_optimizer_apply(df_graph *g, df_optimizer *o, int n, df_variable *const *vars,
                              df_node *const *grads)
 {

@@ -2,6 +2,17 @@
 #include <string.h>
 #include "common.h"
 
+bool df_check_shape_arg(df_graph *g, const char *op, int ndim, const int64_t *shape)
+{
+    if (!g) {
+        df_error(DF_ERR_ARG, "op '%s': null graph", op);
+        return false;
+    }
+    if (ndim >= 0 && ndim <= DF_MAX_DIMS && (ndim == 0 || shape)) return true;
+    df_graph_fail(g, DF_ERR_ARG, "op '%s': target rank %d not in 0..%d or shape is NULL", op, ndim, DF_MAX_DIMS);
+    return false;
+}
+
 df_status df_require_f32(df_node *n, int input)
 {
     if (n->in[input]->dtype == DF_F32) return DF_OK;
@@ -148,7 +159,10 @@ df_status df_infer_reduce(df_node *n)
 df_node *df_reduce_make(df_graph *g, const df_op_def *op, df_node *x, const int *axes, int n_axes,
                         bool keepdims)
 {
-    if (!g) return NULL;
+    if (!g) {
+        df_error(DF_ERR_ARG, "op '%s': null graph", op->name);
+        return NULL;
+    }
     if (!x) {
         df_graph_fail(g, DF_ERR_ARG, "op '%s': input 0 is NULL", op->name);
         return NULL;

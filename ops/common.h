@@ -9,6 +9,11 @@
 /* Below this many elements a loop runs on one thread (fork cost dominates). */
 #define DF_PAR_MIN 16384
 
+/* Validates a shape argument of a constructor (rank 0..4, shape non-NULL
+ * when rank > 0); records the error in g (or the thread's last error when g
+ * is NULL) and returns false when it is bad. */
+bool df_check_shape_arg(df_graph *g, const char *op, int ndim, const int64_t *shape);
+
 /* Requires an f32 input. */
 df_status df_require_f32(df_node *n, int input);
 /* Output shape = input 0's, dtype f32 (unary elementwise ops). */

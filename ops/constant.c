@@ -43,8 +43,8 @@ df_node *df_scalar(df_graph *g, float value)
 
 df_node *df_fill(df_graph *g, float value, int ndim, const int64_t *shape)
 {
+    if (!df_check_shape_arg(g, "fill", ndim, shape) || g->status != DF_OK) return NULL;
     int64_t numel = df_shape_numel(ndim, shape);
-    if (!g || g->status != DF_OK) return NULL;
     float *buf = df_malloc((size_t)(numel ? numel : 1) * sizeof *buf);
     if (!buf) {
         df_graph_fail(g, DF_ERR_NOMEM, "fill: out of memory");

@@ -12,6 +12,10 @@
     X(tanh) X(sigmoid) X(relu) X(step)                                      \
     X(matmul) X(sum) X(mean) X(broadcast_to) X(sum_to)                      \
     X(reshape)                                                              \
+    X(transpose) X(concat) X(slice) X(pad)                                  \
+    X(gather) X(scatter_add) X(one_hot)                                     \
+    X(softmax) X(log_softmax) X(sparse_softmax_xent)                        \
+    X(lstm) X(lstm_grad) X(lstm_grad_state) X(lstm_hprev) X(lstm_final_c)   \
     X(assign) X(assign_add) X(apply_sgd) X(apply_adam)
 
 #define DF_DECLARE_OP(name) extern const df_op_def df_op_##name;

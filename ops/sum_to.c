@@ -72,10 +72,7 @@ const df_op_def df_op_sum_to = {
 
 df_node *df_sum_to(df_graph *g, df_node *x, int ndim, const int64_t *shape)
 {
-    if (g && (ndim < 0 || ndim > DF_MAX_DIMS || (ndim && !shape))) {
-        df_graph_fail(g, DF_ERR_SHAPE, "op 'sum_to': bad target rank %d", ndim);
-        return NULL;
-    }
+    if (!df_check_shape_arg(g, "sum_to", ndim, shape)) return NULL;
     int64_t ia[1 + DF_MAX_DIMS] = {ndim};
     for (int d = 0; d < ndim; d++) ia[1 + d] = shape[d];
     return df_node_make(g, &df_op_sum_to, 1, &x, ia, 1 + ndim, NULL, 0, NULL);

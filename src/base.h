@@ -33,6 +33,9 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 void df_enable_ftz_all_threads(void);
 
 int64_t df_shape_numel(int ndim, const int64_t *shape);
+/* numel with overflow and sanity checks: false if a dim is negative or the
+ * product exceeds 2^40 elements. */
+bool df_shape_numel_checked(int ndim, const int64_t *shape, int64_t *numel);
 bool df_shape_equal(int na, const int64_t *a, int nb, const int64_t *b);
 
 #endif

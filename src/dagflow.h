@@ -312,6 +312,34 @@ df_node *df_sparse_softmax_cross_entropy(df_graph *g, df_node *logits, df_node *
 df_node *df_assign(df_graph *g, df_variable *v, df_node *value);
 df_node *df_assign_add(df_graph *g, df_variable *v, df_node *value);
 
+/* -------------------------------------------------------------------- lstm */
+
+/* Fused LSTM over a sequence, Keras gate order (i, f, c, o):
+ *   z_t = xproj[:, t] + h_{t-1} @ w_rec;  i,f,o = sigmoid;  g = tanh
+ *   c_t = f*c_{t-1} + i*g;  h_t = o*tanh(c_t)
+ * xproj (B,T,4H) is the input projection x @ W + b of all steps (one GEMM
+ * done by the caller), w_rec (H,4H), h0 and c0 (B,H) -> h (B,T,H).
+ *
+ * A Keras LSTM(units, return_sequences=True) layer on x (B,T,E) is
+ *
+ *      df_node *xproj = df_add(g, df_matmul(g, x, df_var(g, kernel), 0, 0),
+ *                              df_var(g, bias));             // (B,T,4H)
+ *      df_node *h = df_lstm(g, xproj, df_var(g, recurrent_kernel),
+ *                           df_var(g, h_state), df_var(g, c_state));
+ *
+ * Gradients flow to all four inputs (BPTT through the saved gates; the
+ * recurrent weight gradient is one GEMM over all steps). The nonlinearities
+ * use vectorised exp/tanh that agree with expf/tanhf to about 2e-7. */
+df_node *df_lstm(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0, df_node *c0);
+/* The final cell state c_T (B,H) of an lstm node (for stateful carry-over):
+ *
+ *      df_assign(g, c_state, df_lstm_final_c(g, h));
+ *      df_assign(g, h_state, df_reshape(g, df_slice(g, h, (int64_t[]){0, T - 1, 0},
+ *                                                   (int64_t[]){B, 1, H}), 2, (int64_t[]){B, H}));
+ *
+ * It has no gradient (carried state is a constant to the next call). */
+df_node *df_lstm_final_c(df_graph *g, df_node *lstm);
+
 /* -------------------------------------------------------------- optimizers */
 
 typedef struct df_optimizer df_optimizer;
@@ -326,6 +354,9 @@ void df_optimizer_free(df_optimizer *opt);
  * compiled graph is one optimizer step. */
 df_status df_optimizer_apply(df_graph *g, df_optimizer *opt, int n, df_variable *const *vars,
                              df_node *const *grads);
+/* Creates the slot variables of vars now (apply creates them lazily), e.g.
+ * before restoring them from a checkpoint. */
+df_status df_optimizer_create_slots(df_optimizer *opt, int n, df_variable *const *vars);
 float df_optimizer_learning_rate(const df_optimizer *opt);
 void df_optimizer_set_learning_rate(df_optimizer *opt, float lr); /* no retrace */
 /* Steps taken (read from the iteration counter variable). */
@@ -334,6 +365,64 @@ int64_t df_optimizer_iterations(const df_optimizer *opt);
  * checkpoints. Returns the count; fills up to max entries of out. */
 int df_optimizer_state(const df_optimizer *opt, df_variable **out, int max);
 const char *df_optimizer_name(const df_optimizer *opt);
+
+/* ------------------------------------------------------------- checkpoints */
+
+/* A checkpoint holds everything a training run needs to resume exactly:
+ * config, vocabulary, weights, optimizer slots, step, RNG state. It is a list
+ * of uniquely named entries, each a byte string (blob) or a tensor, kept in
+ * insertion (or file) order. The file format is documented in checkpoint.c.
+ *
+ *      df_checkpoint *ck = df_checkpoint_new();
+ *      df_checkpoint_put_blob(ck, "rng", &rng, sizeof rng);
+ *      df_checkpoint_put_variable(ck, w);
+ *      df_checkpoint_write(ck, "run/ckpt");      // then df_checkpoint_free(ck)
+ *      ...
+ *      df_checkpoint_read("run/ckpt", &ck);
+ *      df_checkpoint_restore_variable(ck, w);
+ */
+typedef struct df_checkpoint df_checkpoint;
+
+/* The kind of an entry; the values are the file's kind bytes. */
+typedef enum df_checkpoint_kind {
+    DF_CHECKPOINT_BLOB = 1,
+    DF_CHECKPOINT_TENSOR = 2
+} df_checkpoint_kind;
+
+/* An empty checkpoint; NULL when out of memory (see df_last_error). */
+df_checkpoint *df_checkpoint_new(void);
+void df_checkpoint_free(df_checkpoint *ck);
+/* Named byte strings (config text, vocabulary, RNG state, step ...). Copied.
+ * Names are 1..65535 bytes and unique among all entries (a duplicate is
+ * DF_ERR_ARG). get gives a view valid until df_checkpoint_free; a missing name
+ * or a tensor entry is DF_ERR_ARG. */
+df_status df_checkpoint_put_blob(df_checkpoint *ck, const char *key, const void *data, size_t len);
+df_status df_checkpoint_get_blob(const df_checkpoint *ck, const char *key, const void **data,
+                                 size_t *len);
+/* Variables by name. put references the variable's storage until write (no
+ * copy): the variable must outlive the write, which saves its value then. */
+df_status df_checkpoint_put_variable(df_checkpoint *ck, const df_variable *v);
+/* Copies the stored tensor named like v into v; a missing name (DF_ERR_ARG),
+ * another dtype (DF_ERR_DTYPE) or another shape (DF_ERR_SHAPE) is an error
+ * naming the variable and both dtypes or shapes. */
+df_status df_checkpoint_restore_variable(const df_checkpoint *ck, df_variable *v);
+/* Atomic: writes "<path>.tmp.<pid>", fflush + fsync, renames it over path and
+ * fsyncs the directory. On any failure the old file at path is untouched and
+ * the temp file is removed; only a failing directory fsync comes after the
+ * rename (DF_ERR_IO saying the new file is written but may not be durable).
+ * Two threads of one process must not write the same path at once: they would
+ * share the temp name. */
+df_status df_checkpoint_write(const df_checkpoint *ck, const char *path);
+/* Reads and verifies (magic, version, sizes, XXH64 of the payload) a whole
+ * checkpoint; a malformed one is DF_ERR_FORMAT, an OS failure DF_ERR_IO. *out
+ * is NULL on error. read_memory copies data, which may be freed afterwards. */
+df_status df_checkpoint_read(const char *path, df_checkpoint **out);
+df_status df_checkpoint_read_memory(const void *data, size_t len, df_checkpoint **out);
+/* Entries, for listing: count, then the i-th name and kind (NULL / 0 when i is
+ * out of range). */
+int df_checkpoint_count(const df_checkpoint *ck);
+const char *df_checkpoint_entry_name(const df_checkpoint *ck, int i);
+df_checkpoint_kind df_checkpoint_entry_kind(const df_checkpoint *ck, int i);
 
 /* ---------------------------------------------------------------- runtime */
 

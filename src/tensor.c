@@ -5,6 +5,7 @@
 
 df_tensor df_tensor_make(df_dtype dtype, void *data, int ndim, const int64_t *shape)
 {
+    /* An out-of-range rank is kept so that callers' checks can report it. */
     df_tensor t = {.dtype = dtype, .ndim = ndim, .data = data};
     for (int i = 0; i < ndim && i < DF_MAX_DIMS; i++) t.shape[i] = shape[i];
     return t;
@@ -15,6 +16,21 @@ int64_t df_shape_numel(int ndim, const int64_t *shape)
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
     return n;
+}
+
+bool df_shape_numel_checked(int ndim, const int64_t *shape, int64_t *numel)
+{
+    /* 2^40 elements (4 TiB of f32) is far beyond any machine here and keeps
+     * byte counts and index arithmetic well inside int64. */
+    const int64_t limit = (int64_t)1 << 40;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return false;
+        if (shape[i] > 0 && n > limit / shape[i]) return false;
+        n *= shape[i];
+    }
+    *numel = n;
+    return true;
 }
 
 bool df_shape_equal(int na, const int64_t *a, int nb, const int64_t *b)

@@ -11,12 +11,13 @@ df_variable *df_variable_new(const char *name, df_dtype dtype, int ndim,
         df_error(DF_ERR_ARG, "variable '%s': rank %d not in 0..%d", name ? name : "?", ndim, DF_MAX_DIMS);
         return NULL;
     }
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0) {
-            df_error(DF_ERR_SHAPE, "variable '%s': negative dimension %lld", name ? name : "?",
-                     (long long)shape[i]);
-            return NULL;
-        }
+    int64_t numel;
+    if (!df_shape_numel_checked(ndim, shape, &numel)) {
+        char s[96];
+        df_error(DF_ERR_SHAPE, "variable '%s': shape %s has a negative dimension or is too large",
+                 name ? name : "?", df_shape_str(ndim, shape, s, sizeof s));
+        return NULL;
+    }
     if (dtype != DF_F32 && dtype != DF_I32) {
         df_error(DF_ERR_DTYPE, "variable '%s': unknown dtype %d", name ? name : "?", (int)dtype);
         return NULL;
@@ -27,7 +28,7 @@ df_variable *df_variable_new(const char *name, df_dtype dtype, int ndim,
     v->dtype = dtype;
     v->ndim = ndim;
     for (int i = 0; i < ndim; i++) v->shape[i] = shape[i];
-    v->numel = df_shape_numel(ndim, shape);
+    v->numel = numel;
     v->data = df_aligned_alloc((size_t)v->numel * df_dtype_size(dtype));
     if (!v->name || !v->data) goto oom;
     if (df_variable_init(v, init, rng) != DF_OK) {

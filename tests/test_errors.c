@@ -152,6 +152,12 @@ Test(errors, variable_arguments)
 {
     cr_expect_null(df_variable_new("v", DF_F32, 5, SHAPE(1, 1, 1, 1, 1), df_init_zeros(), NULL));
     cr_expect_null(df_variable_new("v", DF_F32, 1, SHAPE(-3), df_init_zeros(), NULL));
+    cr_expect_null(df_variable_new("v", DF_F32, 3, SHAPE(1 << 30, 1 << 30, 1 << 30), df_init_zeros(), NULL));
+    EXPECT_MSG(df_last_error(), "too large");
+    df_graph *g = df_graph_new();
+    cr_expect_null(df_placeholder(g, DF_F32, 4, SHAPE(1 << 20, 1 << 20, 1 << 20, 1 << 20), "huge"));
+    EXPECT_MSG(df_graph_error(g), "too large");
+    df_graph_free(g);
     cr_expect_null(df_variable_new("v", DF_F32, 1, SHAPE(3), df_init_glorot_uniform(), NULL));
     EXPECT_MSG(df_last_error(), "needs an rng");
     cr_expect_null(df_adam_new(1e-3f, 1.5f, 0.999f, 1e-7f));

@@ -336,3 +336,25 @@ Test(variables, initialisers)
     df_variable_free(k);
     df_variable_free(q);
 }
+
+Test(autodiff, concat_of_many_inputs_differentiates)
+{
+    df_graph *g = df_graph_new();
+    df_node *xs[20], *grads[20];
+    for (int i = 0; i < 20; i++) xs[i] = PH(g, 1);
+    df_node *w = PH(g, 20);
+    df_node *y = df_sum(g, df_mul(g, df_concat(g, 20, xs, 0), w), NULL, 0, false);
+    cr_assert_eq(df_gradients(g, y, NULL, 20, xs, grads), DF_OK, "%s", df_last_error());
+    for (int i = 0; i < 20; i++) df_graph_output(g, grads[i]);
+    float xv[20], wv[20];
+    df_tensor in[21], out[20];
+    for (int i = 0; i < 20; i++) {
+        xv[i] = (float)i;
+        wv[i] = 0.5f * (float)i;
+        in[i] = F32(&xv[i], 1);
+    }
+    in[20] = F32(wv, 20);
+    cr_assert_eq(df_graph_run(g, in, 21, out, 20), DF_OK, "%s", df_last_error());
+    for (int i = 0; i < 20; i++) cr_expect_float_eq(*(float *)out[i].data, wv[i], 0, "d/dx%d", i);
+    df_graph_free(g);
+}

@@ -1,0 +1,34 @@
+/* batches.h — (input, target) batches from the encoded corpus, two ways:
+ *  shuffle: the tutorial's pipeline — chunks of seq+1 chars, input chunk[:-1],
+ *           target chunk[1:], a 10000-element shuffle buffer as tf.data's
+ *           shuffle(), batches with drop_remainder (172 steps per epoch).
+ *  streams: batch row b reads its own contiguous stretch of text, so each
+ *           batch continues exactly where the previous one stopped — what a
+ *           stateful RNN should see. */
+#ifndef CR_BATCHES_H
+#define CR_BATCHES_H
+#include <stdint.h>
+#include "dagflow.h"
+
+typedef enum cr_batching { CR_SHUFFLE, CR_STREAMS } cr_batching;
+
+typedef struct cr_batcher {
+    const int32_t *ids;
+    int64_t n_ids, n_chunks, steps_per_epoch, step;
+    int seq, batch, buffer_size;
+    cr_batching mode;
+    df_rng rng;                    /* shuffle order; checkpointed for exact resume */
+    int64_t *buffer;               /* shuffle buffer of chunk indices */
+    int64_t fill, next_chunk;
+} cr_batcher;
+
+/* Fails (DF_ERR_RANGE) when the text is too short for one batch. */
+df_status cr_batcher_init(cr_batcher *b, const int32_t *ids, int64_t n_ids, int seq, int batch,
+                          cr_batching mode, int buffer_size, uint64_t seed);
+void cr_batcher_free(cr_batcher *b);
+/* Starts an epoch (refills the shuffle buffer; the RNG carries on). */
+void cr_batcher_start_epoch(cr_batcher *b);
+/* x and y receive (batch, seq) indices. Returns false at the end of the epoch. */
+bool cr_batcher_next(cr_batcher *b, int32_t *x, int32_t *y);
+
+#endif

@@ -1,0 +1,204 @@
+/* char-rnn — the "Text generation with an RNN" tutorial in C on dagflow.
+ *   char-rnn train    [flags]   fit (Keras-style) or --loop custom (GradientTape-style)
+ *   char-rnn sample   [flags]   generate text from the latest checkpoint
+ *   char-rnn summary  [flags]   Keras-style parameter table
+ *   char-rnn graph    [flags]   write the traced graph as Graphviz DOT */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cli.h"
+#include "model.h"
+#include "sample.h"
+#include "train.h"
+
+#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static const char *const batchings[] = {"shuffle", "streams", NULL};
+static const char *const loops[] = {"fit", "custom", NULL};
+static const char *const graph_parts[] = {"train", "forward", NULL};
+
+static int threads = 0;
+
+static int report(const char *command, df_status st)
+{
+    if (st == DF_OK) return 0;
+    fprintf(stderr, "char-rnn %s: %s\n", command, df_last_error());
+    return 1;
+}
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (cr_stop_requested) _exit(130);        /* second Ctrl-C: leave at once */
+    cr_stop_requested = 1;
+    static const char msg[] = "\nInterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit now)\n";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+}
+
+static void apply_threads(void)
+{
+    if (threads > 0) df_set_num_threads(threads);
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    cr_train_opts o;
+    cr_train_defaults(&o);
+    int batching = 0, loop = 0;
+    cli_flag flags[] = {
+        {"data", CLI_STRING, &o.data, "corpus (UTF-8 text)", 0, 0, NULL},
+        {"epochs", CLI_INT, &o.epochs, "epochs to train (in total, when resuming)", 1, 1e6, NULL},
+        {"batch", CLI_INT, &o.batch, "sequences per batch", 1, 4096, NULL},
+        {"seq", CLI_INT, &o.seq, "characters per sequence (seq_length)", 1, 100000, NULL},
+        {"embed", CLI_INT, &o.embed, "embedding size", 1, 65536, NULL},
+        {"hidden", CLI_INT, &o.hidden, "LSTM units", 1, 65536, NULL},
+        {"learning-rate", CLI_FLOAT, &o.learning_rate, "Adam learning rate", 0, 10, NULL},
+        {"seed", CLI_U64, &o.seed, "seed for initial weights and shuffling", 0, 0, NULL},
+        {"batching", CLI_CHOICE, &batching, "shuffle (the tutorial's) or streams (contiguous rows for a stateful LSTM)", 0, 0, batchings},
+        {"shuffle-buffer", CLI_INT, &o.shuffle_buffer, "shuffle buffer size", 1, 1e9, NULL},
+        {"val", CLI_FLOAT, &o.val_fraction, "fraction of the text (its tail) held out for validation", 0, 0.9, NULL},
+        {"steps-per-epoch", CLI_INT, &o.steps_per_epoch, "cap on steps per epoch (0 = whole epoch)", 0, 1e9, NULL},
+        {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "where ckpt_{epoch} files go", 0, 0, NULL},
+        {"checkpoint-every", CLI_INT, &o.checkpoint_every, "custom loop: checkpoint every N epochs", 1, 1e6, NULL},
+        {"resume", CLI_BOOL, &o.resume, "continue from the latest checkpoint (weights, optimizer, step, RNG)", 0, 0, NULL},
+        {"loop", CLI_CHOICE, &loop, "fit (Keras-style) or custom (GradientTape-style train_step)", 0, 0, loops},
+        {"csv", CLI_STRING, &o.csv, "write losses as CSV", 0, 0, NULL},
+        {"plot", CLI_STRING, &o.plot, "write the loss curve as SVG (needs --csv)", 0, 0, NULL},
+        {"threads", CLI_INT, &threads, "threads (0 = all cores)", 0, 1024, NULL},
+    };
+    o.csv = "training_log.csv";
+    o.plot = "loss.svg";
+    int rc = cli_parse("char-rnn train", "char-rnn train [flags]", flags, N(flags), argc, argv, stdout, stderr);
+    if (rc) return rc == 1 ? 0 : rc;
+    o.batching = batching ? CR_STREAMS : CR_SHUFFLE;
+    o.custom_loop = loop == 1;
+    apply_threads();
+    signal(SIGINT, on_sigint);
+    return report("train", cr_train(&o));
+}
+
+static int cmd_sample(int argc, char **argv)
+{
+    cr_sample_opts o;
+    cr_sample_defaults(&o);
+    cli_flag flags[] = {
+        {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "use the latest ckpt_N here", 0, 0, NULL},
+        {"checkpoint", CLI_STRING, &o.checkpoint, "use this checkpoint file instead", 0, 0, NULL},
+        {"length", CLI_INT, &o.length, "characters to generate", 0, 1e8, NULL},
+        {"start", CLI_STRING, &o.start, "text to start from", 0, 0, NULL},
+        {"temperature", CLI_FLOAT, &o.temperature, "sampling temperature (0 = argmax)", 0, 100, NULL},
+        {"seed", CLI_U64, &o.seed, "sampling seed", 0, 0, NULL},
+        {"threads", CLI_INT, &threads, "threads (0 = all cores)", 0, 1024, NULL},
+    };
+    int rc = cli_parse("char-rnn sample", "char-rnn sample [flags]", flags, N(flags), argc, argv, stdout, stderr);
+    if (rc) return rc == 1 ? 0 : rc;
+    apply_threads();
+    return report("sample", cr_sample(&o, stdout));
+}
+
+/* Vocabulary size from --vocab or from the corpus. */
+static df_status vocab_size(const char *data, int *vocab)
+{
+    if (*vocab > 0) return DF_OK;
+    cr_text text;
+    df_status st = cr_text_load(data, &text);
+    if (st == DF_OK) *vocab = text.vocab.size;
+    cr_text_free(&text);
+    return st;
+}
+
+static int cmd_summary(int argc, char **argv)
+{
+    const char *data = CR_DEFAULT_DATA;
+    cr_config cfg = {.embed = 256, .hidden = 1024, .learning_rate = 1e-3f, .seed = 42};
+    int batch = 64;
+    cli_flag flags[] = {
+        {"data", CLI_STRING, &data, "corpus whose vocabulary sizes the model", 0, 0, NULL},
+        {"vocab", CLI_INT, &cfg.vocab, "vocabulary size instead of reading --data (0 = read)", 0, 1 << 20, NULL},
+        {"embed", CLI_INT, &cfg.embed, "embedding size", 1, 65536, NULL},
+        {"hidden", CLI_INT, &cfg.hidden, "LSTM units", 1, 65536, NULL},
+        {"batch", CLI_INT, &batch, "batch size shown in output shapes", 1, 4096, NULL},
+    };
+    int rc = cli_parse("char-rnn summary", "char-rnn summary [flags]", flags, N(flags), argc, argv, stdout, stderr);
+    if (rc) return rc == 1 ? 0 : rc;
+    df_status st = vocab_size(data, &cfg.vocab);
+    cr_model m;
+    if (st == DF_OK && (st = cr_model_init(&m, &cfg)) == DF_OK) {
+        cr_model_summary(&m, batch, stdout);
+        cr_model_free(&m);
+    }
+    return report("summary", st);
+}
+
+/* Traces the chosen function once on zeros and writes its graph. */
+static int cmd_graph(int argc, char **argv)
+{
+    const char *data = CR_DEFAULT_DATA, *dot = NULL;
+    cr_config cfg = {.embed = 256, .hidden = 1024, .learning_rate = 1e-3f, .seed = 42};
+    int batch = 64, seq = 100, part = 0;
+    cli_flag flags[] = {
+        {"dot", CLI_STRING, &dot, "output DOT file (required)", 0, 0, NULL},
+        {"what", CLI_CHOICE, &part, "train (the whole train step) or forward", 0, 0, graph_parts},
+        {"data", CLI_STRING, &data, "corpus whose vocabulary sizes the model", 0, 0, NULL},
+        {"vocab", CLI_INT, &cfg.vocab, "vocabulary size instead of reading --data (0 = read)", 0, 1 << 20, NULL},
+        {"embed", CLI_INT, &cfg.embed, "embedding size", 1, 65536, NULL},
+        {"hidden", CLI_INT, &cfg.hidden, "LSTM units", 1, 65536, NULL},
+        {"batch", CLI_INT, &batch, "batch size", 1, 4096, NULL},
+        {"seq", CLI_INT, &seq, "sequence length", 1, 100000, NULL},
+    };
+    int rc = cli_parse("char-rnn graph", "char-rnn graph --dot FILE [flags]", flags, N(flags), argc, argv, stdout, stderr);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!dot) {
+        fprintf(stderr, "char-rnn graph: --dot FILE is required (see char-rnn graph --help)\n");
+        return 2;
+    }
+    df_status st = vocab_size(data, &cfg.vocab);
+    cr_model m;
+    if (st != DF_OK || (st = cr_model_init(&m, &cfg)) != DF_OK) return report("graph", st);
+    int32_t *zeros = calloc((size_t)batch * (size_t)seq, sizeof *zeros);
+    df_tensor x = df_tensor_make(DF_I32, zeros, 2, (int64_t[]){batch, seq}), out;
+    float loss;
+    st = zeros ? (part == 0 ? cr_custom_step(&m, &x, &x, &loss) : cr_logits(&m, &x, &out))
+               : df_error(DF_ERR_NOMEM, "out of memory");
+    if (st == DF_OK) st = df_graph_dump_dot(cr_graph(&m, part == 0 ? "custom" : "logits"), dot);
+    if (st == DF_OK) printf("wrote %s (render: dot -Tsvg %s -o graph.svg)\n", dot, dot);
+    free(zeros);
+    cr_model_free(&m);
+    return report("graph", st);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: char-rnn COMMAND [flags]\n\n"
+            "Character-level LSTM on tiny Shakespeare, as in the tutorial \"Text generation with an RNN\".\n\n"
+            "commands:\n"
+            "  train     train the model (--loop fit | custom); checkpoints go to --checkpoint-dir\n"
+            "  sample    generate text from the latest checkpoint\n"
+            "  summary   print the Keras-style parameter table\n"
+            "  graph     write the traced train step (or forward) as a Graphviz DOT file\n\n"
+            "Run 'char-rnn COMMAND --help' for the flags of a command.\n"
+            "The corpus is read from %s by default (--data PATH).\n", CR_DEFAULT_DATA);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
+    if (!strcmp(cmd, "sample")) return cmd_sample(argc - 2, argv + 2);
+    if (!strcmp(cmd, "summary")) return cmd_summary(argc - 2, argv + 2);
+    if (!strcmp(cmd, "graph")) return cmd_graph(argc - 2, argv + 2);
+    fprintf(stderr, "char-rnn: unknown command '%s' (see char-rnn --help)\n", cmd);
+    return 2;
+}

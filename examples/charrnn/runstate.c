@@ -1,0 +1,211 @@
+/* runstate.c — a run as a df_checkpoint: blobs "config", "vocab",
+ * "progress", "rng"; the variables of the model and of the optimizer. */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "runstate.h"
+
+static const char *batching_name(cr_batching b) { return b == CR_STREAMS ? "streams" : "shuffle"; }
+
+static int format_config(const cr_run_config *rc, char *buf, size_t cap)
+{
+    return snprintf(buf, cap, "vocab=%d\nembed=%d\nhidden=%d\nseq=%d\nbatch=%d\nbatching=%s\nlearning_rate=%.9g\nseed=%" PRIu64 "\n",
+                    rc->model.vocab, rc->model.embed, rc->model.hidden, rc->seq, rc->batch,
+                    batching_name(rc->batching), rc->model.learning_rate, rc->model.seed);
+}
+
+/* Parses "key=value" lines written by format_config. */
+static df_status parse_config(const char *text, size_t len, cr_run_config *rc)
+{
+    char buf[1024];
+    if (len >= sizeof buf) return df_error(DF_ERR_FORMAT, "checkpoint config is too long");
+    memcpy(buf, text, len);
+    buf[len] = 0;
+    memset(rc, 0, sizeof *rc);
+    int found = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        char *eq = strchr(line, '=');
+        if (!eq) return df_error(DF_ERR_FORMAT, "checkpoint config line \"%s\" has no '='", line);
+        *eq = 0;
+        const char *k = line, *v = eq + 1;
+        found++;
+        if (!strcmp(k, "vocab")) rc->model.vocab = atoi(v);
+        else if (!strcmp(k, "embed")) rc->model.embed = atoi(v);
+        else if (!strcmp(k, "hidden")) rc->model.hidden = atoi(v);
+        else if (!strcmp(k, "seq")) rc->seq = atoi(v);
+        else if (!strcmp(k, "batch")) rc->batch = atoi(v);
+        else if (!strcmp(k, "batching")) rc->batching = strcmp(v, "streams") ? CR_SHUFFLE : CR_STREAMS;
+        else if (!strcmp(k, "learning_rate")) rc->model.learning_rate = strtof(v, NULL);
+        else if (!strcmp(k, "seed")) rc->model.seed = strtoull(v, NULL, 10);
+        else found--;
+    }
+    if (found < 8 || rc->model.vocab < 1 || rc->model.embed < 1 || rc->model.hidden < 1)
+        return df_error(DF_ERR_FORMAT, "checkpoint config is incomplete");
+    return DF_OK;
+}
+
+static df_status ensure_dir(const char *dir)
+{
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST) return DF_OK;
+    return df_error(DF_ERR_IO, "cannot create checkpoint directory %s: %s", dir, strerror(errno));
+}
+
+static df_status put_model(df_checkpoint *ck, cr_model *m)
+{
+    df_status st = DF_OK;
+    for (int i = 0; i < CR_N_PARAMS && st == DF_OK; i++) st = df_checkpoint_put_variable(ck, m->params[i]);
+    df_variable *opt_state[2 + 2 * CR_N_PARAMS];
+    int n = df_optimizer_state(m->opt, opt_state, 2 + 2 * CR_N_PARAMS);
+    for (int i = 0; i < n && st == DF_OK; i++) st = df_checkpoint_put_variable(ck, opt_state[i]);
+    return st;
+}
+
+df_status cr_save_run(const char *dir, const cr_run_config *rc, const cr_vocab *vocab, cr_model *m,
+                      const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap)
+{
+    df_status st = ensure_dir(dir);
+    if (st != DF_OK) return st;
+    if (snprintf(path_out, path_cap, "%s/ckpt_%d", dir, p->epoch) >= (int)path_cap)
+        return df_error(DF_ERR_ARG, "checkpoint path too long");
+    df_checkpoint *ck = df_checkpoint_new();
+    if (!ck) return DF_ERR_NOMEM;
+    char config[1024], progress[128], vocab_utf8[CR_MAX_VOCAB * 4];
+    int clen = format_config(rc, config, sizeof config);
+    int plen = snprintf(progress, sizeof progress, "epoch=%d\nstep=%" PRId64 "\n", p->epoch, p->step);
+    size_t vlen = cr_vocab_to_utf8(vocab, vocab_utf8, sizeof vocab_utf8);
+    /* Optimizer slots exist only after the first step; create them so every
+     * checkpoint has the same entries. */
+    st = df_optimizer_create_slots(m->opt, CR_N_PARAMS, m->params);
+    if (st == DF_OK) st = df_checkpoint_put_blob(ck, "config", config, (size_t)clen);
+    if (st == DF_OK) st = df_checkpoint_put_blob(ck, "vocab", vocab_utf8, vlen);
+    if (st == DF_OK) st = df_checkpoint_put_blob(ck, "progress", progress, (size_t)plen);
+    if (st == DF_OK && b) st = df_checkpoint_put_blob(ck, "rng", &b->rng, sizeof b->rng);
+    if (st == DF_OK) st = put_model(ck, m);
+    if (st == DF_OK) st = df_checkpoint_write(ck, path_out);
+    df_checkpoint_free(ck);
+    return st;
+}
+
+df_status cr_latest_checkpoint(const char *dir, char *path, size_t cap)
+{
+    DIR *d = opendir(dir);
+    if (!d) return df_error(DF_ERR_IO, "no checkpoint directory %s (%s): train first", dir, strerror(errno));
+    int best = -1;
+    for (struct dirent *e; (e = readdir(d));) {
+        int epoch;
+        char tail;
+        if (sscanf(e->d_name, "ckpt_%d%c", &epoch, &tail) == 1 && epoch > best) best = epoch;
+    }
+    closedir(d);
+    if (best < 0) return df_error(DF_ERR_IO, "no checkpoint (ckpt_N) in %s: train first", dir);
+    if (snprintf(path, cap, "%s/ckpt_%d", dir, best) >= (int)cap) return df_error(DF_ERR_ARG, "checkpoint path too long");
+    return DF_OK;
+}
+
+static df_status read_meta(const df_checkpoint *ck, const char *path, cr_run_config *rc, cr_vocab *vocab)
+{
+    const void *data;
+    size_t len;
+    df_status st = df_checkpoint_get_blob(ck, "config", &data, &len);
+    if (st == DF_OK) st = parse_config(data, len, rc);
+    if (st == DF_OK) st = df_checkpoint_get_blob(ck, "vocab", &data, &len);
+    if (st == DF_OK) st = cr_vocab_from_utf8(data, len, vocab);
+    if (st == DF_OK && vocab->size != rc->model.vocab)
+        st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->model.vocab);
+    if (st != DF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", df_last_error());
+        return df_error(st, "%s: %s", path, msg);
+    }
+    return DF_OK;
+}
+
+df_status cr_peek_run(const char *path, cr_run_config *rc, cr_vocab *vocab)
+{
+    df_checkpoint *ck;
+    df_status st = df_checkpoint_read(path, &ck);
+    if (st != DF_OK) return st;
+    st = read_meta(ck, path, rc, vocab);
+    df_checkpoint_free(ck);
+    return st;
+}
+
+/* Names the first setting that differs between the checkpoint and this run. */
+static df_status compare_configs(const char *path, const cr_run_config *saved, const cr_run_config *now)
+{
+    struct { const char *name; long a, b; } ints[] = {
+        {"vocab", saved->model.vocab, now->model.vocab}, {"embed", saved->model.embed, now->model.embed},
+        {"hidden", saved->model.hidden, now->model.hidden}, {"seq", saved->seq, now->seq},
+        {"batch", saved->batch, now->batch}, {"batching", saved->batching, now->batching}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (ints[i].a != ints[i].b) {
+            if (!strcmp(ints[i].name, "batching"))
+                return df_error(DF_ERR_STATE, "%s was trained with --batching %s, this run has %s", path,
+                                batching_name(saved->batching), batching_name(now->batching));
+            return df_error(DF_ERR_STATE, "%s has %s=%ld, this run has %s=%ld", path, ints[i].name, ints[i].a,
+                            ints[i].name, ints[i].b);
+        }
+    return DF_OK;
+}
+
+static df_status compare_vocab(const char *path, const cr_vocab *saved, const cr_vocab *now)
+{
+    if (saved->size != now->size)
+        return df_error(DF_ERR_STATE, "%s: vocabulary has %d chars, the corpus has %d", path, saved->size, now->size);
+    for (int i = 0; i < saved->size; i++)
+        if (saved->chars[i] != now->chars[i])
+            return df_error(DF_ERR_STATE, "%s: vocabulary differs from the corpus's at index %d (U+%04X vs U+%04X)",
+                            path, i, saved->chars[i], now->chars[i]);
+    return DF_OK;
+}
+
+static df_status restore_all(const df_checkpoint *ck, cr_model *m, cr_batcher *b, cr_progress *p)
+{
+    df_status st = df_optimizer_create_slots(m->opt, CR_N_PARAMS, m->params);
+    for (int i = 0; i < CR_N_PARAMS && st == DF_OK; i++) st = df_checkpoint_restore_variable(ck, m->params[i]);
+    df_variable *opt_state[2 + 2 * CR_N_PARAMS];
+    int n = df_optimizer_state(m->opt, opt_state, 2 + 2 * CR_N_PARAMS);
+    for (int i = 0; i < n && st == DF_OK && b; i++) st = df_checkpoint_restore_variable(ck, opt_state[i]);
+    const void *data;
+    size_t len;
+    if (st == DF_OK && p && (st = df_checkpoint_get_blob(ck, "progress", &data, &len)) == DF_OK) {
+        char buf[128] = {0};
+        memcpy(buf, data, len < sizeof buf - 1 ? len : sizeof buf - 1);
+        if (sscanf(buf, "epoch=%d\nstep=%" SCNd64, &p->epoch, &p->step) != 2)
+            st = df_error(DF_ERR_FORMAT, "bad progress record");
+    }
+    if (st == DF_OK && b && (st = df_checkpoint_get_blob(ck, "rng", &data, &len)) == DF_OK) {
+        if (len != sizeof b->rng) st = df_error(DF_ERR_FORMAT, "bad RNG record (%zu bytes)", len);
+        else memcpy(&b->rng, data, len);
+    }
+    return st;
+}
+
+df_status cr_load_run(const char *path, const cr_run_config *rc, const cr_vocab *vocab, cr_model *m,
+                      cr_batcher *b, cr_progress *p)
+{
+    df_checkpoint *ck;
+    df_status st = df_checkpoint_read(path, &ck);
+    if (st != DF_OK) return st;
+    cr_run_config saved;
+    cr_vocab *saved_vocab = malloc(sizeof *saved_vocab);
+    if (!saved_vocab) st = df_error(DF_ERR_NOMEM, "out of memory");
+    if (st == DF_OK) st = read_meta(ck, path, &saved, saved_vocab);
+    if (st == DF_OK && b) st = compare_configs(path, &saved, rc);
+    if (st == DF_OK) st = compare_vocab(path, saved_vocab, vocab);
+    if (st == DF_OK) {
+        st = restore_all(ck, m, b, p);
+        if (st != DF_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", df_last_error());
+            st = df_error(st, "%s: %s", path, msg);
+        }
+    }
+    free(saved_vocab);
+    df_checkpoint_free(ck);
+    return st;
+}

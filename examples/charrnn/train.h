@@ -1,0 +1,22 @@
+/* train.h — `char-rnn train`: the fit way and the custom train_step way. */
+#ifndef CR_TRAIN_H
+#define CR_TRAIN_H
+#include <stdbool.h>
+#include "batches.h"
+
+typedef struct cr_train_opts {
+    const char *data, *checkpoint_dir, *csv, *plot;
+    int epochs, seq, batch, embed, hidden, shuffle_buffer, steps_per_epoch, checkpoint_every;
+    float learning_rate, val_fraction;
+    uint64_t seed;
+    cr_batching batching;
+    bool resume, custom_loop;
+} cr_train_opts;
+
+/* Sets the tutorial's defaults. */
+void cr_train_defaults(cr_train_opts *o);
+df_status cr_train(const cr_train_opts *o);
+/* Set by the SIGINT handler: finish the step, checkpoint, stop. */
+extern volatile int cr_stop_requested;
+
+#endif

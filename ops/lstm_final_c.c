@@ -1,0 +1,40 @@
+/* lstm_final_c.c — the cell state c_T (B,H) after the last step of an lstm
+ * node, read from its workspace, for stateful carry-over between batches
+ * (assign it to a variable that feeds the next call's c0). The final h is
+ * h[:, T-1] of the lstm output itself. Not differentiable: carried state is
+ * a constant to the next step, as in Keras. */
+#include <string.h>
+#include "common.h"
+
+static df_status lstm_final_c_infer(df_node *n)
+{
+    const df_node *l = n->in[0];
+    if (l->op != &df_op_lstm)
+        return df_op_error(n, DF_ERR_ARG, "input must be an lstm node, got op '%s'", l->op->name);
+    n->dtype = DF_F32;
+    n->ndim = 2;
+    n->shape[0] = l->shape[0];
+    n->shape[1] = l->shape[2];
+    return DF_OK;
+}
+
+// lstm (B,T,H) with aux gates (B,T,4H) | c (B,T,H) | ... -> c[:, T-1] (B,H)
+static df_status lstm_final_c_forward(df_node *n)
+{
+    const df_node *l = n->in[0];
+    const int64_t B = l->shape[0], T = l->shape[1], H = l->shape[2];
+    const float *c = (const float *)l->aux + B * T * 4 * H;
+    float *y = DF_F32P(n);
+    for (int64_t b = 0; b < B; b++)
+        memcpy(y + b * H, c + (b * T + T - 1) * H, (size_t)H * sizeof(float));
+    return DF_OK;
+}
+
+const df_op_def df_op_lstm_final_c = {
+    .name = "lstm_final_c", .infer = lstm_final_c_infer, .forward = lstm_final_c_forward,
+};
+
+df_node *df_lstm_final_c(df_graph *g, df_node *lstm)
+{
+    return df_node_make(g, &df_op_lstm_final_c, 1, &lstm, NULL, 0, NULL, 0, NULL);
+}

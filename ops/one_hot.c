@@ -1,0 +1,65 @@
+/* one_hot.c — i32 indices (...) of rank <= 3 -> f32 (..., depth) with a 1 at
+ * each index and 0 elsewhere. An index outside [0, depth) fails the run with
+ * DF_ERR_RANGE. Not differentiable (its input is integer), so no backward
+ * and no gradcheck cases. ia[0] = depth. */
+#include <string.h>
+#include "common.h"
+
+static df_status one_hot_infer(df_node *n)
+{
+    const df_node *indices = n->in[0];
+    char si[64];
+    if (indices->dtype != DF_I32)
+        return df_op_error(n, DF_ERR_DTYPE, "indices must be i32, got %s %s", df_dtype_name(indices->dtype),
+                           df_node_shape_str(indices, si, sizeof si));
+    if (indices->ndim > DF_MAX_DIMS - 1)
+        return df_op_error(n, DF_ERR_SHAPE, "indices %s have rank %d; at most %d leaves room for the depth axis",
+                           df_node_shape_str(indices, si, sizeof si), indices->ndim, DF_MAX_DIMS - 1);
+    if (n->ia[0] < 0)
+        return df_op_error(n, DF_ERR_ARG, "depth must be >= 0, got %lld (indices %s)", (long long)n->ia[0],
+                           df_node_shape_str(indices, si, sizeof si));
+    n->dtype = DF_F32;
+    n->ndim = indices->ndim + 1;
+    memcpy(n->shape, indices->shape, (size_t)indices->ndim * sizeof *n->shape);
+    n->shape[indices->ndim] = n->ia[0];
+    return DF_OK;
+}
+
+/* Serial, before any write: the first bad position is the one reported,
+ * whatever the thread count. */
+static df_status check_indices(const int32_t *idx, int64_t count, int64_t limit)
+{
+    for (int64_t i = 0; i < count; i++)
+        if (idx[i] < 0 || idx[i] >= limit)
+            return df_error(DF_ERR_RANGE, "index %d at position %lld is outside [0, %lld)", idx[i], (long long)i,
+                            (long long)limit);
+    return DF_OK;
+}
+
+// indices (...) -> y (..., depth)
+static df_status one_hot_forward(df_node *n)
+{
+    const df_node *indices = n->in[0];
+    const int32_t *idx = DF_I32P(indices);
+    int64_t count = indices->numel, depth = n->ia[0];
+    df_status st = check_indices(idx, count, depth);
+    if (st != DF_OK) return st;
+    float *Y = DF_F32P(n);
+#pragma omp parallel for schedule(static) if (n->numel > DF_PAR_MIN)
+    for (int64_t i = 0; i < count; i++) {
+        float *row = Y + i * depth;
+        memset(row, 0, (size_t)depth * sizeof *row);
+        row[idx[i]] = 1.0f;
+    }
+    return DF_OK;
+}
+
+const df_op_def df_op_one_hot = {
+    .name = "one_hot", .infer = one_hot_infer, .forward = one_hot_forward,
+};
+
+df_node *df_one_hot(df_graph *g, df_node *indices, int64_t depth)
+{
+    int64_t ia[1] = {depth};
+    return df_node_make(g, &df_op_one_hot, 1, &indices, ia, 1, NULL, 0, NULL);
+}

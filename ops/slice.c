@@ -1,0 +1,100 @@
+/* slice.c — the box x[begin[d] : begin[d] + size[d]] of x (f32 or i32: both
+ * are 4-byte elements, copied as bits). A size of -1 means "to the end of the
+ * axis". Attributes: ia[d] = begin[d], ia[DF_MAX_DIMS + d] = size[d] as given;
+ * the resolved sizes are the output shape. The gradient is dy padded with
+ * zeros back to x's shape (pad is slice's adjoint). */
+#include <string.h>
+#include "common.h"
+
+#define SIZE_AT DF_MAX_DIMS   /* ia offset of the size array */
+
+static df_status slice_infer(df_node *n)
+{
+    const df_node *x = n->in[0];
+    for (int d = 0; d < x->ndim; d++) {
+        int64_t begin = n->ia[d], size = n->ia[SIZE_AT + d], dim = x->shape[d];
+        bool begin_ok = begin >= 0 && begin <= dim;
+        if (size == -1 && begin_ok) size = dim - begin;
+        if (!begin_ok || size < 0 || size > dim - begin) {   /* written so that nothing overflows */
+            char sx[64], sb[64], ss[64];
+            return df_op_error(n, DF_ERR_SHAPE, "begin %lld, size %lld on axis %d is outside shape %s (begin %s, size %s)",
+                               (long long)begin, (long long)n->ia[SIZE_AT + d], d, df_node_shape_str(x, sx, sizeof sx),
+                               df_shape_str(x->ndim, n->ia, sb, sizeof sb),
+                               df_shape_str(x->ndim, n->ia + SIZE_AT, ss, sizeof ss));
+        }
+        n->shape[d] = size;
+    }
+    n->ndim = x->ndim;
+    n->dtype = x->dtype;
+    return DF_OK;
+}
+
+// x (d0,..,dk) -> y (size0,..,sizek); y[i] = x[begin + i], one memcpy per row
+static df_status slice_forward(df_node *n)
+{
+    const df_node *x = n->in[0];
+    const uint32_t *X = x->data;
+    uint32_t *Y = n->data;
+    int nd = n->ndim;
+    int64_t x_stride[DF_MAX_DIMS], stride = 1;
+    for (int d = nd - 1; d >= 0; d--) {
+        x_stride[d] = stride;
+        stride *= x->shape[d];
+    }
+    int64_t N = n->numel, inner = nd ? n->shape[nd - 1] : 1, rows = inner ? N / inner : 0;
+    int64_t first = nd ? n->ia[nd - 1] : 0;
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t rem = r, off = first;
+        for (int d = nd - 2; d >= 0; d--) {
+            off += (n->ia[d] + rem % n->shape[d]) * x_stride[d];
+            rem /= n->shape[d];
+        }
+        memcpy(Y + r * inner, X + off, (size_t)inner * sizeof *Y);
+    }
+    return DF_OK;
+}
+
+static df_status slice_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    (void)need;
+    const df_node *x = n->in[0];
+    dx[0] = df_pad(g, dy, n->ia, x->ndim, x->shape);
+    return g->status;
+}
+
+static df_node *slice_1d(df_graph *g, df_node **in) { return df_slice(g, in[0], (int64_t[]){2}, (int64_t[]){3}); }
+static df_node *slice_2d(df_graph *g, df_node **in)
+{
+    return df_slice(g, in[0], (int64_t[]){1, 1}, (int64_t[]){-1, 2});
+}
+static df_node *slice_3d(df_graph *g, df_node **in)
+{
+    return df_slice(g, in[0], (int64_t[]){0, 1, 1}, (int64_t[]){2, 2, -1});
+}
+
+static const df_gradcheck_case slice_cases[] = {
+    {"(6) [2:5]", 1, {DF_GC_F32(6)}, slice_1d, 0, 0},
+    {"(3,4) [1:, 1:3]", 1, {DF_GC_F32(3, 4)}, slice_2d, 0, 0},
+    {"(2,3,4) [:, 1:3, 1:] (leading axes)", 1, {DF_GC_F32(2, 3, 4)}, slice_3d, 0, 0},
+    {0},
+};
+
+const df_op_def df_op_slice = {
+    .name = "slice", .infer = slice_infer, .forward = slice_forward,
+    .backward = slice_backward, .gradcheck = slice_cases,
+};
+
+df_node *df_slice(df_graph *g, df_node *x, const int64_t *begin, const int64_t *size)
+{
+    if (x && x->ndim > 0 && (!begin || !size)) {
+        df_graph_fail(g, DF_ERR_ARG, "op 'slice': %s is NULL", begin ? "size" : "begin");
+        return NULL;
+    }
+    int64_t ia[2 * DF_MAX_DIMS] = {0};
+    for (int d = 0; x && d < x->ndim; d++) {
+        ia[d] = begin[d];
+        ia[SIZE_AT + d] = size[d];
+    }
+    return df_node_make(g, &df_op_slice, 1, &x, ia, 2 * DF_MAX_DIMS, NULL, 0, NULL);
+}

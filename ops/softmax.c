@@ -1,0 +1,88 @@
+/* softmax.c — y = exp(x - max) / sum(exp(x - max)) along one axis (any axis;
+ * the last is the fast path: contiguous rows). Subtracting the max keeps
+ * exp from overflowing; the sum is accumulated in double. ia[0] = axis
+ * (normalised by infer). The gradient is built from primitive ops, so
+ * gradients of gradients work: dx = y * (dy - sum(dy * y, axis, keepdims)). */
+#include "common.h"
+
+static df_status softmax_infer(df_node *n)
+{
+    df_status st = df_infer_unary(n);
+    if (st != DF_OK) return st;
+    int axis = df_axis((int)n->ia[0], n->ndim);
+    if (axis < 0) {
+        char sx[64];
+        return df_op_error(n, DF_ERR_SHAPE, "axis %lld out of range for shape %s", (long long)n->ia[0],
+                           df_node_shape_str(n->in[0], sx, sizeof sx));
+    }
+    n->ia[0] = axis;
+    return DF_OK;
+}
+
+/* One softmax over len elements spaced stride apart. */
+static inline void softmax_lane(const float *x, float *y, int64_t len, int64_t stride)
+{
+    float max = -INFINITY;
+    for (int64_t k = 0; k < len; k++) max = fmaxf(max, x[k * stride]);
+    double sum = 0;
+    for (int64_t k = 0; k < len; k++) {
+        float e = expf(x[k * stride] - max);
+        y[k * stride] = e;
+        sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t k = 0; k < len; k++) y[k * stride] *= inv;
+}
+
+// x (outer, len, inner) viewed around the axis -> y (same shape)
+static df_status softmax_forward(df_node *n)
+{
+    int axis = (int)n->ia[0];
+    int64_t len = n->shape[axis], inner = df_shape_numel(n->ndim - axis - 1, n->shape + axis + 1);
+    int64_t lanes = len ? n->numel / len : 0, N = n->numel;
+    const float *X = DF_F32P(n->in[0]);
+    float *Y = DF_F32P(n);
+    if (inner == 1) {                        /* last axis: contiguous rows, stride 1 inlined */
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+        for (int64_t r = 0; r < lanes; r++) softmax_lane(X + r * len, Y + r * len, len, 1);
+        return DF_OK;
+    }
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int64_t l = 0; l < lanes; l++) {
+        int64_t start = l / inner * len * inner + l % inner;
+        softmax_lane(X + start, Y + start, len, inner);
+    }
+    return DF_OK;
+}
+
+static df_status softmax_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    (void)need;
+    int axis = (int)n->ia[0];
+    df_node *dot = df_sum(g, df_mul(g, dy, n), &axis, 1, true);
+    dx[0] = df_mul(g, n, df_sub(g, dy, dot));
+    return g->status;
+}
+
+static df_node *softmax_last(df_graph *g, df_node **in) { return df_softmax(g, in[0], -1); }
+static df_node *softmax_first(df_graph *g, df_node **in) { return df_softmax(g, in[0], 0); }
+static df_node *softmax_middle(df_graph *g, df_node **in) { return df_softmax(g, in[0], 1); }
+
+static const df_gradcheck_case softmax_cases[] = {
+    {"(2,5) axis -1", 1, {DF_GC_F32_RANGE(-2.0f, 2.0f, 2, 5)}, softmax_last, 0, 0},
+    {"(3,2,2) axis 0", 1, {DF_GC_F32_RANGE(-2.0f, 2.0f, 3, 2, 2)}, softmax_first, 0, 0},
+    {"(2,3,2) axis 1", 1, {DF_GC_F32_RANGE(-2.0f, 2.0f, 2, 3, 2)}, softmax_middle, 0, 0},
+    {"(6) vector", 1, {DF_GC_F32_RANGE(-2.0f, 2.0f, 6)}, softmax_last, 0, 0},
+    {0},
+};
+
+const df_op_def df_op_softmax = {
+    .name = "softmax", .infer = softmax_infer, .forward = softmax_forward,
+    .backward = softmax_backward, .gradcheck = softmax_cases,
+};
+
+df_node *df_softmax(df_graph *g, df_node *x, int axis)
+{
+    int64_t ia[1] = {axis};
+    return df_node_make(g, &df_op_softmax, 1, &x, ia, 1, NULL, 0, NULL);
+}
