@@ -113,6 +113,7 @@ static df_status lstm_forward(df_node *n)
     const float *H0 = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
     float *Y = DF_F32P(n), *G = n->aux, *C = G + B * T * G4, *TC = C + B * T * H;
     const int64_t nblk = (H + LSTM_COLS - 1) / LSTM_COLS;
+    if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
     for (int64_t t = 0; t < T; t++) {
         /* h_{t-1} @ w_rec into the step's gate rows; h_{t-1} is h0 or rows of the output */
         const float *hp = t ? Y + (t - 1) * H : H0;

@@ -25,6 +25,7 @@ static df_status lstm_final_c_forward(df_node *n)
     const int64_t B = l->shape[0], T = l->shape[1], H = l->shape[2];
     const float *c = (const float *)l->aux + B * T * 4 * H;
     float *y = DF_F32P(n);
+    if (n->numel == 0) return DF_OK;
     for (int64_t b = 0; b < B; b++)
         memcpy(y + b * H, c + (b * T + T - 1) * H, (size_t)H * sizeof(float));
     return DF_OK;

@@ -50,6 +50,7 @@ static df_status lstm_grad_forward(df_node *n)
     const float *DY = DF_F32P(n->in[1]), *W = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
     float *DZ = DF_F32P(n), *DH = n->aux, *DC = DH + B * H;
     const int64_t nblk = (H + LSTM_COLS - 1) / LSTM_COLS;
+    if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
     memset(DH, 0, (size_t)(2 * B * H) * sizeof(float));     /* nothing flows in after step T-1 */
     for (int64_t t = T - 1; t >= 0; t--) {
 #pragma omp parallel for schedule(static) if (B * H >= LSTM_PAR_MIN)
