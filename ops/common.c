@@ -13,6 +13,15 @@ bool df_check_shape_arg(df_graph *g, const char *op, int ndim, const int64_t *sh
     return false;
 }
 
+df_status df_check_indices(const int32_t *idx, int64_t count, int64_t limit)
+{
+    for (int64_t i = 0; i < count; i++)
+        if (idx[i] < 0 || idx[i] >= limit)
+            return df_error(DF_ERR_RANGE, "index %d at position %lld is outside [0, %lld)", idx[i], (long long)i,
+                            (long long)limit);
+    return DF_OK;
+}
+
 df_status df_require_f32(df_node *n, int input)
 {
     if (n->in[input]->dtype == DF_F32) return DF_OK;
@@ -50,6 +59,26 @@ df_status df_infer_broadcast(df_node *n)
     n->ndim = nd;
     n->dtype = DF_F32;
     return DF_OK;
+}
+
+void df_for_each_lane(const float *x, float *y, int ndim, const int64_t *shape, int axis, df_lane_fn lane)
+{
+    int64_t len = shape[axis], inner = df_shape_numel(ndim - axis - 1, shape + axis + 1);
+    int64_t N = df_shape_numel(ndim, shape), lanes = len ? N / len : 0;
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int64_t l = 0; l < lanes; l++) {
+        int64_t start = l / inner * len * inner + l % inner;
+        lane(x + start, y + start, len, inner);
+    }
+}
+
+void df_row_major_strides(const df_node *x, int64_t *strides)
+{
+    int64_t stride = 1;
+    for (int d = x->ndim - 1; d >= 0; d--) {
+        strides[d] = stride;
+        stride *= x->shape[d];
+    }
 }
 
 void df_broadcast_strides(const df_node *x, int out_ndim, const int64_t *out_shape, int64_t *strides)

@@ -14,12 +14,23 @@
  * is NULL) and returns false when it is bad. */
 bool df_check_shape_arg(df_graph *g, const char *op, int ndim, const int64_t *shape);
 
+/* DF_ERR_RANGE naming the first index outside [0, limit). Call it serially,
+ * before any write, so the reported position never depends on threads. */
+df_status df_check_indices(const int32_t *idx, int64_t count, int64_t limit);
+
 /* Requires an f32 input. */
 df_status df_require_f32(df_node *n, int input);
 /* Output shape = input 0's, dtype f32 (unary elementwise ops). */
 df_status df_infer_unary(df_node *n);
 /* Output shape = NumPy broadcast of inputs 0 and 1, dtype f32. */
 df_status df_infer_broadcast(df_node *n);
+/* Calls lane(x + start, y + start, len, stride) for every 1-D lane of a
+ * (ndim, shape) tensor along axis, in parallel; the last axis is contiguous. */
+typedef void (*df_lane_fn)(const float *x, float *y, int64_t len, int64_t stride);
+void df_for_each_lane(const float *x, float *y, int ndim, const int64_t *shape, int axis, df_lane_fn lane);
+
+/* Row-major strides (in elements) of x. */
+void df_row_major_strides(const df_node *x, int64_t *strides);
 /* Strides (in elements) of x viewed at out's rank, 0 along broadcast dims. */
 void df_broadcast_strides(const df_node *x, int out_ndim, const int64_t *out_shape, int64_t *strides);
 /* Sums grad down to like's shape (identity when shapes match). */

@@ -24,24 +24,13 @@ static df_status gather_infer(df_node *n)
     return DF_OK;
 }
 
-/* Serial, before any write: the first bad position is the one reported,
- * whatever the thread count. */
-static df_status check_indices(const int32_t *idx, int64_t count, int64_t limit)
-{
-    for (int64_t i = 0; i < count; i++)
-        if (idx[i] < 0 || idx[i] >= limit)
-            return df_error(DF_ERR_RANGE, "index %d at position %lld is outside [0, %lld)", idx[i], (long long)i,
-                            (long long)limit);
-    return DF_OK;
-}
-
 // params (V,E), indices (...) -> y (..., E)
 static df_status gather_forward(df_node *n)
 {
     const df_node *params = n->in[0], *indices = n->in[1];
     const int32_t *idx = DF_I32P(indices);
     int64_t count = indices->numel, E = params->shape[1];
-    df_status st = check_indices(idx, count, params->shape[0]);
+    df_status st = df_check_indices(idx, count, params->shape[0]);
     if (st != DF_OK) return st;
     const float *P = DF_F32P(params);
     float *Y = DF_F32P(n);

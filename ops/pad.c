@@ -50,11 +50,8 @@ static df_status pad_forward(df_node *n)
     const uint32_t *X = x->data;
     uint32_t *Y = n->data;
     int nd = n->ndim;
-    int64_t x_stride[DF_MAX_DIMS], stride = 1;
-    for (int d = nd - 1; d >= 0; d--) {
-        x_stride[d] = stride;
-        stride *= x->shape[d];
-    }
+    int64_t x_stride[DF_MAX_DIMS];
+    df_row_major_strides(x, x_stride);
     int64_t N = n->numel, inner = nd ? n->shape[nd - 1] : 1, rows = inner ? N / inner : 0;
     int64_t lead = nd ? n->ia[nd - 1] : 0, width = nd ? x->shape[nd - 1] : 1;
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)

@@ -30,17 +30,6 @@ static df_status scatter_add_infer(df_node *n)
     return DF_OK;
 }
 
-/* Serial, before any write: the first bad position is the one reported,
- * whatever the thread count. */
-static df_status check_indices(const int32_t *idx, int64_t count, int64_t limit)
-{
-    for (int64_t i = 0; i < count; i++)
-        if (idx[i] < 0 || idx[i] >= limit)
-            return df_error(DF_ERR_RANGE, "index %d at position %lld is outside [0, %lld)", idx[i], (long long)i,
-                            (long long)limit);
-    return DF_OK;
-}
-
 /* y[idx[i], c0:c1] += x[i, c0:c1] for i = 0..count-1, in order. */
 static void add_rows_in_columns(const float *X, const int32_t *idx, int64_t count, int64_t E, int64_t c0,
                                 int64_t c1, float *Y)
@@ -58,7 +47,7 @@ static df_status scatter_add_forward(df_node *n)
     const df_node *x = n->in[0], *indices = n->in[1];
     const int32_t *idx = DF_I32P(indices);
     int64_t count = indices->numel, E = n->shape[1];
-    df_status st = check_indices(idx, count, n->shape[0]);
+    df_status st = df_check_indices(idx, count, n->shape[0]);
     if (st != DF_OK) return st;
     float *Y = DF_F32P(n);
     memset(Y, 0, (size_t)n->numel * sizeof *Y);

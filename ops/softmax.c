@@ -37,21 +37,7 @@ static inline void softmax_lane(const float *x, float *y, int64_t len, int64_t s
 // x (outer, len, inner) viewed around the axis -> y (same shape)
 static df_status softmax_forward(df_node *n)
 {
-    int axis = (int)n->ia[0];
-    int64_t len = n->shape[axis], inner = df_shape_numel(n->ndim - axis - 1, n->shape + axis + 1);
-    int64_t lanes = len ? n->numel / len : 0, N = n->numel;
-    const float *X = DF_F32P(n->in[0]);
-    float *Y = DF_F32P(n);
-    if (inner == 1) {                        /* last axis: contiguous rows, stride 1 inlined */
-#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
-        for (int64_t r = 0; r < lanes; r++) softmax_lane(X + r * len, Y + r * len, len, 1);
-        return DF_OK;
-    }
-#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
-    for (int64_t l = 0; l < lanes; l++) {
-        int64_t start = l / inner * len * inner + l % inner;
-        softmax_lane(X + start, Y + start, len, inner);
-    }
+    df_for_each_lane(DF_F32P(n->in[0]), DF_F32P(n), n->ndim, n->shape, (int)n->ia[0], softmax_lane);
     return DF_OK;
 }
 
