@@ -1,6 +1,8 @@
 /* exec.c — run a compiled graph: feed placeholders, run each scheduled op in
  * order (kernels parallelise inside with OpenMP; GEMMs go to OpenBLAS on the
  * same OpenMP pool), hand back output views. */
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include "graph.h"
 
@@ -41,16 +43,59 @@ df_status df_graph_run(df_graph *g, const df_tensor *inputs, int n_inputs,
     for (int p = 0; p < g->n_sched; p++) {
         df_node *n = g->schedule[p];
         if (!n->op->forward) continue;
-        if ((st = n->op->forward(n)) != DF_OK) {
+        double start = g->profiling ? omp_get_wtime() : 0;
+        st = n->op->forward(n);
+        if (g->profiling) n->profile_seconds += omp_get_wtime() - start;
+        if (st != DF_OK) {
             char msg[512];
             snprintf(msg, sizeof msg, "%s", df_last_error());
             return df_error(st, "run: op '%s' (node %d%s%s): %s", n->op->name, n->id,
                             n->name ? " " : "", n->name ? n->name : "", msg);
         }
     }
+    if (g->profiling) g->profiled_runs++;
     for (int i = 0; i < n_outputs; i++) {
         df_node *o = g->outputs[i];
         outputs[i] = df_tensor_make(o->dtype, o->data, o->ndim, o->shape);
     }
     return DF_OK;
+}
+
+df_status df_graph_set_profiling(df_graph *g, bool on)
+{
+    if (!g) return df_error(DF_ERR_ARG, "df_graph_set_profiling: null graph");
+    if (on && !g->profiling) {               /* a fresh measurement */
+        for (int i = 0; i < g->n_nodes; i++) g->nodes[i]->profile_seconds = 0;
+        g->profiled_runs = 0;
+    }
+    g->profiling = on;
+    return DF_OK;
+}
+
+static int by_seconds_desc(const void *a, const void *b)
+{
+    double x = ((const df_op_profile *)a)->seconds, y = ((const df_op_profile *)b)->seconds;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int df_graph_profile(const df_graph *g, df_op_profile *out, int max, int64_t *runs)
+{
+    if (runs) *runs = g ? g->profiled_runs : 0;
+    if (!g || !g->compiled) return 0;
+    df_op_profile *all = df_calloc((size_t)g->n_sched + 1, sizeof *all);
+    if (!all) return 0;
+    int n_ops = 0;
+    for (int p = 0; p < g->n_sched; p++) {       /* group by op, in first-seen order */
+        const df_node *n = g->schedule[p];
+        if (!n->op->forward) continue;           /* leaves and views take no time */
+        int k = 0;
+        while (k < n_ops && all[k].op != n->op->name) k++;
+        if (k == n_ops) all[n_ops++] = (df_op_profile){.op = n->op->name};
+        all[k].nodes++;
+        all[k].seconds += n->profile_seconds;
+    }
+    qsort(all, (size_t)n_ops, sizeof *all, by_seconds_desc);
+    for (int k = 0; k < n_ops && k < max && out; k++) out[k] = all[k];
+    df_free(all);
+    return n_ops;
 }

@@ -19,6 +19,8 @@ struct df_function {
     trace *traces;
     int n_traces, cap_traces;
     int trace_count;
+    int retrace_warning;          /* warn when trace_count passes this (0 = never) */
+    bool warned;
     df_graph *last;
 };
 
@@ -53,6 +55,7 @@ df_function *df_function_new(const char *name, df_build_fn build, void *user)
     }
     f->build = build;
     f->user = user;
+    f->retrace_warning = 5;
     return f;
 }
 
@@ -66,6 +69,24 @@ void df_function_free(df_function *f)
 }
 
 int df_function_trace_count(const df_function *f) { return f ? f->trace_count : 0; }
+
+void df_function_set_retrace_warning(df_function *f, int max_traces)
+{
+    if (f) f->retrace_warning = max_traces > 0 ? max_traces : 0;
+}
+
+/* As TensorFlow warns about excessive retracing: each new signature costs a
+ * trace and a compile, and a loop over varying shapes pays it every call. */
+static void maybe_warn_retracing(df_function *f)
+{
+    if (f->warned || !f->retrace_warning || f->trace_count <= f->retrace_warning) return;
+    f->warned = true;
+    fprintf(stderr,
+            "dagflow: warning: function '%s' has been traced %d times, once per distinct input signature "
+            "(dtypes and shapes). Calling it with ever-new shapes retraces and recompiles each time; "
+            "keep shapes fixed (pad or batch inputs) or raise the limit with df_function_set_retrace_warning.\n",
+            f->name, f->trace_count);
+}
 df_graph *df_function_last_graph(const df_function *f) { return f ? f->last : NULL; }
 
 static bool same_signature(const trace *t, const df_tensor *inputs, int n)
@@ -130,6 +151,7 @@ df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs
     if (!t) {
         df_status st = trace_new(f, inputs, n_inputs, key, &t);
         if (st != DF_OK) return st;
+        maybe_warn_retracing(f);
     }
     f->last = t->graph;
     return df_graph_run(t->graph, inputs, n_inputs, outputs, n_outputs);

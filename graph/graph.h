@@ -29,6 +29,7 @@ struct df_node {
     void *data;
     void *aux;
     int last_use;                 /* schedule position of the last reader */
+    double profile_seconds;       /* wall time summed over profiled runs */
     int sched_pos;                /* -1 when dead (not scheduled) */
 };
 
@@ -98,6 +99,8 @@ struct df_graph {
     int n_sched;
     void *memory;                 /* the one arena carved into tensors */
     size_t arena_bytes, tensor_bytes;
+    bool profiling;
+    int64_t profiled_runs;
 };
 
 /* Creates a node of op with inputs and runs its shape inference. Returns NULL

@@ -213,6 +213,19 @@ typedef struct df_graph_stats {
 } df_graph_stats;
 df_status df_graph_get_stats(const df_graph *g, df_graph_stats *out);
 
+/* Per-op profiling: while on, every run adds each node's wall time. */
+df_status df_graph_set_profiling(df_graph *g, bool on);
+typedef struct df_op_profile {
+    const char *op;        /* op name */
+    int nodes;             /* scheduled nodes of that op */
+    double seconds;        /* summed over the profiled runs */
+} df_op_profile;
+/* Time per op that runs a kernel (leaves and views are left out), largest
+ * first, over the runs since profiling was turned on.
+ * Fills up to max entries; returns how many ops ran; *runs (may be NULL)
+ * receives the number of profiled runs. */
+int df_graph_profile(const df_graph *g, df_op_profile *out, int max, int64_t *runs);
+
 /* Writes a Graphviz DOT file with op names and shapes. */
 df_status df_graph_dump_dot(const df_graph *g, const char *path);
 
@@ -250,6 +263,9 @@ df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs
                            df_tensor *outputs, int n_outputs);
 /* How many times the builder has run (one per distinct signature). */
 int df_function_trace_count(const df_function *f);
+/* Past max_traces traces (default 5) a function prints one warning on stderr
+ * about excessive retracing, as TensorFlow does; 0 turns it off. */
+void df_function_set_retrace_warning(df_function *f, int max_traces);
 /* The graph traced most recently (NULL before the first call). */
 df_graph *df_function_last_graph(const df_function *f);
 /* XXH3 hash of a signature, as used for the trace cache key. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <unistd.h>
 #include "helpers.h"
+#include <criterion/redirect.h>
 
 /* ------------------------------------------------------------------ tracing */
 
@@ -357,4 +358,55 @@ Test(autodiff, concat_of_many_inputs_differentiates)
     cr_assert_eq(df_graph_run(g, in, 21, out, 20), DF_OK, "%s", df_last_error());
     for (int i = 0; i < 20; i++) cr_expect_float_eq(*(float *)out[i].data, wv[i], 0, "d/dx%d", i);
     df_graph_free(g);
+}
+
+Test(graph, profiling_times_each_op_over_runs)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 128, 256), *w = PH(g, 256, 256);
+    df_node *h = df_tanh(g, df_matmul(g, x, w, false, false));
+    df_graph_output(g, df_sum(g, df_tanh(g, h), NULL, 0, false));
+    static float xv[128 * 256], wv[256 * 256];
+    df_tensor in[2] = {F32(xv, 128, 256), F32(wv, 256, 256)}, out;
+    cr_assert_eq(df_graph_run(g, in, 2, &out, 1), DF_OK);      /* not profiled */
+    cr_assert_eq(df_graph_set_profiling(g, true), DF_OK);
+    for (int i = 0; i < 3; i++) cr_assert_eq(df_graph_run(g, in, 2, &out, 1), DF_OK);
+    df_op_profile prof[8];
+    int64_t runs;
+    int n = df_graph_profile(g, prof, 8, &runs);
+    cr_expect_eq(runs, 3);
+    cr_expect_eq(n, 3, "matmul, tanh, sum (placeholders run no kernel)");
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        total += prof[i].seconds;
+        if (i) cr_expect_geq(prof[i - 1].seconds, prof[i].seconds, "sorted largest first");
+        if (!strcmp(prof[i].op, "tanh")) cr_expect_eq(prof[i].nodes, 2);
+    }
+    cr_expect_gt(total, 0);
+    cr_expect_eq(df_graph_profile(g, prof, 1, NULL), 3, "the count does not depend on max");
+    df_graph_set_profiling(g, false);
+    cr_assert_eq(df_graph_run(g, in, 2, &out, 1), DF_OK);
+    df_graph_profile(g, NULL, 0, &runs);
+    cr_expect_eq(runs, 3, "runs with profiling off are not counted");
+    df_graph_free(g);
+}
+
+Test(tracing, warns_once_about_excessive_retracing, .init = cr_redirect_stderr)
+{
+    affine m = {.w = df_variable_new("w", DF_F32, 2, SHAPE(2, 3), df_init_ones(), NULL)};
+    df_function *f = df_function_new("affine", build_affine, &m);
+    float x[2 * 10] = {0};
+    df_tensor out;
+    for (int rows = 1; rows <= 7; rows++) {     /* seven batch sizes: seven traces */
+        df_tensor in = F32(x, rows, 2);
+        cr_assert_eq(df_function_call(f, &in, 1, &out, 1), DF_OK);
+    }
+    cr_expect_eq(df_function_trace_count(f), 7);
+    fflush(stderr);
+    cr_expect_stderr_eq_str("dagflow: warning: function 'affine' has been traced 6 times, once per distinct input "
+                            "signature (dtypes and shapes). Calling it with ever-new shapes retraces and recompiles "
+                            "each time; keep shapes fixed (pad or batch inputs) or raise the limit with "
+                            "df_function_set_retrace_warning.\n");
+    df_function_free(f);
+    df_variable_free(m.w);
 }

@@ -183,6 +183,8 @@ static df_status run_epoch(run *r, int epoch, double *mean_loss)
         if (st != DF_OK) return st;
         sum += loss;
         r->progress.step++;
+        if (o->profile && i == 0)          /* from the second step on: the first one traced */
+            df_graph_set_profiling(cr_graph(&r->model, o->custom_loop ? "custom" : "fit"), true);
         if (r->csv) fprintf(r->csv, "%d,%lld,%.6f,\n", epoch + 1, (long long)r->progress.step, loss);
         if (o->custom_loop && i % 100 == 0) printf("Epoch %d Batch %lld Loss %.4f\n", epoch + 1, (long long)i, loss);
         else if (!o->custom_loop) show_progress(r, i + 1, total, now_seconds() - start, sum / (double)(i + 1), i + 1 == total);
@@ -234,6 +236,23 @@ static df_status resume(run *r)
     return st;
 }
 
+/* Per-op share of the train step, largest first (char-rnn train --profile). */
+static void print_profile(const run *r)
+{
+    df_graph *g = cr_graph(&r->model, r->o->custom_loop ? "custom" : "fit");
+    df_op_profile prof[64];
+    int64_t runs;
+    int n = df_graph_profile(g, prof, 64, &runs);
+    if (runs == 0) return;
+    double total = 0;
+    for (int i = 0; i < n && i < 64; i++) total += prof[i].seconds;
+    printf("\nProfile over %lld steps (%.1f ms/step in ops):\n%-22s %6s %12s %7s\n", (long long)runs,
+           1e3 * total / (double)runs, "op", "nodes", "ms/step", "share");
+    for (int i = 0; i < n && i < 64; i++)
+        printf("%-22s %6d %12.3f %6.1f%%\n", prof[i].op, prof[i].nodes, 1e3 * prof[i].seconds / (double)runs,
+               total > 0 ? 100 * prof[i].seconds / total : 0);
+}
+
 df_status cr_train(const cr_train_opts *o)
 {
     run r;
@@ -248,6 +267,7 @@ df_status cr_train(const cr_train_opts *o)
     if (st == DF_OK) st = train_epochs(&r);
     if (st == DF_OK && o->custom_loop)
         printf("train_step traces: %d\n", cr_trace_count(&r.model, "custom"));
+    if (st == DF_OK && o->profile) print_profile(&r);
     if (r.csv) {
         fclose(r.csv);
         r.csv = NULL;

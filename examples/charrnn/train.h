@@ -10,7 +10,7 @@ typedef struct cr_train_opts {
     float learning_rate, val_fraction;
     uint64_t seed;
     cr_batching batching;
-    bool resume, custom_loop;
+    bool resume, custom_loop, profile;
 } cr_train_opts;
 
 /* Sets the tutorial's defaults. */
