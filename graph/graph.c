@@ -8,6 +8,7 @@ df_graph *df_graph_new(void)
 {
     df_graph *g = df_calloc(1, sizeof *g);
     if (!g) df_error(DF_ERR_NOMEM, "df_graph_new: out of memory");
+    else g->passes = DF_PASS_ALL;
     return g;
 }
 
@@ -25,6 +26,14 @@ void df_graph_free(df_graph *g)
     df_free(g->memory);
     df_arena_free(&g->arena);
     df_free(g);
+}
+
+df_status df_graph_set_passes(df_graph *g, unsigned passes)
+{
+    if (!g) return df_error(DF_ERR_ARG, "df_graph_set_passes: null graph");
+    if (g->compiled) return df_error(DF_ERR_STATE, "df_graph_set_passes: graph already compiled");
+    g->passes = passes & DF_PASS_ALL;
+    return DF_OK;
 }
 
 df_status df_graph_status(const df_graph *g) { return g ? g->status : DF_ERR_ARG; }

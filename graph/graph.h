@@ -10,6 +10,24 @@
 
 typedef struct df_op_def df_op_def;
 
+/* Elementwise ops that the fusion pass may merge into one loop; the codes
+ * are what ops/fused_elementwise.c interprets. */
+typedef enum df_ew_code {
+    DF_EW_NONE = 0,
+    DF_EW_ADD, DF_EW_SUB, DF_EW_MUL, DF_EW_DIV,               /* binary */
+    DF_EW_NEG, DF_EW_EXP, DF_EW_LOG, DF_EW_TANH, DF_EW_SIGMOID, DF_EW_RELU, DF_EW_STEP
+} df_ew_code;
+#define DF_EW_IS_BINARY(c) ((c) >= DF_EW_ADD && (c) <= DF_EW_DIV)
+
+/* A fused chain: instruction k computes code(a, b), where an operand >= 0
+ * is input a of the fused node and -(j+1) is the result of instruction j.
+ * The last instruction's result is the node's output. */
+#define DF_FUSE_MAX 16
+typedef struct df_fused_program {
+    int n;
+    struct { uint8_t code; int8_t a, b; } ins[DF_FUSE_MAX];
+} df_fused_program;
+
 struct df_node {
     int id;                       /* creation order == a topological order */
     const df_op_def *op;
@@ -72,6 +90,8 @@ struct df_op_def {
     df_status (*backward)(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx);
     /* Cases for the registry-wide gradcheck, terminated by a NULL build. */
     const df_gradcheck_case *gradcheck;
+    /* Non-zero for elementwise f32 ops the fusion pass may merge. */
+    df_ew_code elementwise;
 };
 
 typedef struct df_output_ref { df_node *node; } df_output_ref;
@@ -101,12 +121,16 @@ struct df_graph {
     size_t arena_bytes, tensor_bytes;
     bool profiling;
     int64_t profiled_runs;
+    unsigned passes;              /* DF_PASS_* enabled (set at creation: all) */
+    int stats_cse, stats_folded, stats_fused_chains, stats_fused_nodes;
 };
 
 /* Creates a node of op with inputs and runs its shape inference. Returns NULL
  * (and records the error in g) on failure or if any input is NULL. */
 df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
                       const int64_t *ia, int n_ia, const float *fa, int n_fa, void *pa);
+/* Runs the enabled rewrite passes (graph/passes.c) before scheduling. */
+void df_graph_run_passes(df_graph *g);
 /* Records the first error of a graph; returns s. */
 df_status df_graph_fail(df_graph *g, df_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1,10 +1,12 @@
 /* plan.c — compile a graph: keep the nodes that outputs and side effects need,
  * order them, and carve one arena into tensors, reusing a buffer once its last
  * reader has run (greedy first-fit over offsets). */
+#include <stdlib.h>
 #include <string.h>
 #include "graph.h"
 
-typedef struct block { size_t offset, size; int last_use; } block;
+/* A planned buffer: bytes, the schedule positions it is live in, and its place. */
+typedef struct block { size_t size, offset; int first, last; int pos; } block;
 
 static size_t round_up(size_t n) { return (n + DF_ALIGN - 1) / DF_ALIGN * DF_ALIGN; }
 
@@ -76,41 +78,67 @@ static void compute_liveness(df_graph *g)
         if (g->schedule[p]->op->flags & DF_OP_INPUT) g->schedule[p]->last_use = g->n_sched;
 }
 
-/* First-fit placement among live blocks sorted by offset. */
-static size_t place(block *live, int *n_live, size_t size, int last_use)
+static int by_size_desc(const void *a, const void *b)
+{
+    const block *x = a, *y = b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    return x->first - y->first;                 /* ties: schedule order, for a stable plan */
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    size_t x = (*(const block *const *)a)->offset, y = (*(const block *const *)b)->offset;
+    return x < y ? -1 : x > y;
+}
+
+/* Lowest offset where b fits between the already placed blocks whose
+ * lifetimes overlap b's (those are sorted by offset in conflicts). */
+static size_t lowest_fit(const block *b, block **conflicts, int n)
 {
     size_t offset = 0;
-    int at = 0;
-    for (; at < *n_live; at++) {
-        if (live[at].offset >= offset + size) break;
-        size_t end = live[at].offset + live[at].size;
+    for (int i = 0; i < n; i++) {
+        if (conflicts[i]->offset >= offset + b->size) break;
+        size_t end = conflicts[i]->offset + conflicts[i]->size;
         if (end > offset) offset = end;
     }
-    memmove(live + at + 1, live + at, (size_t)(*n_live - at) * sizeof *live);
-    live[at] = (block){offset, size, last_use};
-    (*n_live)++;
     return offset;
 }
 
+/* Greedy by size: the largest buffers are placed first, each at the lowest
+ * offset free during its lifetime, which keeps big tensors from being
+ * split around small ones (what first-fit in schedule order suffers from).
+ * Without DF_PASS_REUSE every buffer lives for the whole run. */
 static df_status plan_memory(df_graph *g, size_t *offsets)
 {
-    block *live = df_malloc(((size_t)g->n_sched + 1) * sizeof *live);
-    if (!live) return df_graph_fail(g, DF_ERR_NOMEM, "compile: out of memory planning");
-    int n_live = 0;
-    size_t peak = 0, total = 0;
+    block *blocks = df_malloc(((size_t)g->n_sched + 1) * sizeof *blocks);
+    block **conflicts = df_malloc(((size_t)g->n_sched + 1) * sizeof *conflicts);
+    if (!blocks || !conflicts) {
+        df_free(blocks);
+        df_free(conflicts);
+        return df_graph_fail(g, DF_ERR_NOMEM, "compile: out of memory planning");
+    }
+    bool reuse = g->passes & DF_PASS_REUSE;
+    int n = 0;
+    size_t total = 0, peak = 0;
     for (int p = 0; p < g->n_sched; p++) {
-        int keep = 0;                       /* drop blocks whose last reader ran before p */
-        for (int i = 0; i < n_live; i++)
-            if (live[i].last_use >= p) live[keep++] = live[i];
-        n_live = keep;
         df_node *node = g->schedule[p];
         if (!needs_arena(node)) continue;
         size_t bytes = round_up((size_t)node->numel * df_dtype_size(node->dtype)) + round_up(node->aux_bytes);
-        offsets[p] = place(live, &n_live, bytes, node->last_use);
-        if (offsets[p] + bytes > peak) peak = offsets[p] + bytes;
+        blocks[n++] = (block){bytes, 0, reuse ? p : 0, reuse ? node->last_use : g->n_sched, p};
         total += bytes;
     }
-    df_free(live);
+    qsort(blocks, (size_t)n, sizeof *blocks, by_size_desc);
+    for (int i = 0; i < n; i++) {
+        int n_conflicts = 0;
+        for (int k = 0; k < i; k++)
+            if (blocks[k].first <= blocks[i].last && blocks[i].first <= blocks[k].last) conflicts[n_conflicts++] = &blocks[k];
+        qsort(conflicts, (size_t)n_conflicts, sizeof *conflicts, by_offset);
+        blocks[i].offset = lowest_fit(&blocks[i], conflicts, n_conflicts);
+        offsets[blocks[i].pos] = blocks[i].offset;
+        if (blocks[i].offset + blocks[i].size > peak) peak = blocks[i].offset + blocks[i].size;
+    }
+    df_free(blocks);
+    df_free(conflicts);
     g->arena_bytes = peak;
     g->tensor_bytes = total;
     return DF_OK;
@@ -121,6 +149,8 @@ df_status df_graph_compile(df_graph *g)
     if (!g) return df_error(DF_ERR_ARG, "df_graph_compile: null graph");
     if (g->status != DF_OK) return df_error(g->status, "%s", g->error);
     if (g->compiled) return DF_OK;
+    df_graph_run_passes(g);
+    if (g->status != DF_OK) return g->status;
     for (int i = 0; i < g->n_nodes; i++) {
         g->nodes[i]->sched_pos = -1;
         g->nodes[i]->last_use = -1;
@@ -159,6 +189,9 @@ df_status df_graph_get_stats(const df_graph *g, df_graph_stats *out)
     if (!g || !out) return df_error(DF_ERR_ARG, "df_graph_get_stats: null argument");
     if (!g->compiled) return df_error(DF_ERR_STATE, "df_graph_get_stats: graph not compiled");
     *out = (df_graph_stats){.nodes = g->n_sched, .nodes_total = g->n_nodes,
-                            .arena_bytes = g->arena_bytes, .tensor_bytes = g->tensor_bytes};
+                            .dead_nodes = g->n_nodes - g->n_sched, .cse_merged = g->stats_cse,
+                            .constants_folded = g->stats_folded, .fused_chains = g->stats_fused_chains,
+                            .fused_nodes = g->stats_fused_nodes, .arena_bytes = g->arena_bytes,
+                            .tensor_bytes = g->tensor_bytes};
     return DF_OK;
 }

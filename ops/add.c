@@ -24,6 +24,7 @@ static const df_gradcheck_case add_cases[] = {
 const df_op_def df_op_add = {
     .name = "add", .infer = df_infer_broadcast, .forward = add_forward,
     .backward = add_backward, .gradcheck = add_cases,
+    .elementwise = DF_EW_ADD,
 };
 
 df_node *df_add(df_graph *g, df_node *a, df_node *b)

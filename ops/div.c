@@ -24,6 +24,7 @@ static const df_gradcheck_case div_cases[] = {
 const df_op_def df_op_div = {
     .name = "div", .infer = df_infer_broadcast, .forward = div_forward,
     .backward = div_backward, .gradcheck = div_cases,
+    .elementwise = DF_EW_DIV,
 };
 
 df_node *df_div(df_graph *g, df_node *a, df_node *b)

@@ -22,6 +22,7 @@ static const df_gradcheck_case exp_cases[] = {
 const df_op_def df_op_exp = {
     .name = "exp", .infer = df_infer_unary, .forward = exp_forward,
     .backward = exp_backward, .gradcheck = exp_cases,
+    .elementwise = DF_EW_EXP,
 };
 
 df_node *df_exp(df_graph *g, df_node *x)

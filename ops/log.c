@@ -22,6 +22,7 @@ static const df_gradcheck_case log_cases[] = {
 const df_op_def df_op_log = {
     .name = "log", .infer = df_infer_unary, .forward = log_forward,
     .backward = log_backward, .gradcheck = log_cases,
+    .elementwise = DF_EW_LOG,
 };
 
 df_node *df_log(df_graph *g, df_node *x)

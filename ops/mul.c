@@ -24,6 +24,7 @@ static const df_gradcheck_case mul_cases[] = {
 const df_op_def df_op_mul = {
     .name = "mul", .infer = df_infer_broadcast, .forward = mul_forward,
     .backward = mul_backward, .gradcheck = mul_cases,
+    .elementwise = DF_EW_MUL,
 };
 
 df_node *df_mul(df_graph *g, df_node *a, df_node *b)

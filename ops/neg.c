@@ -22,6 +22,7 @@ static const df_gradcheck_case neg_cases[] = {
 const df_op_def df_op_neg = {
     .name = "neg", .infer = df_infer_unary, .forward = neg_forward,
     .backward = neg_backward, .gradcheck = neg_cases,
+    .elementwise = DF_EW_NEG,
 };
 
 df_node *df_neg(df_graph *g, df_node *x)

@@ -14,7 +14,7 @@
     X(reshape)                                                              \
     X(transpose) X(concat) X(slice) X(pad)                                  \
     X(gather) X(scatter_add) X(one_hot)                                     \
-    X(softmax) X(log_softmax) X(sparse_softmax_xent)                        \
+    X(softmax) X(log_softmax) X(sparse_softmax_xent) X(fused_elementwise)                        \
     X(lstm) X(lstm_grad) X(lstm_grad_state) X(lstm_hprev) X(lstm_final_c)   \
     X(assign) X(assign_add) X(apply_sgd) X(apply_adam)
 

@@ -22,6 +22,7 @@ static const df_gradcheck_case relu_cases[] = {
 const df_op_def df_op_relu = {
     .name = "relu", .infer = df_infer_unary, .forward = relu_forward,
     .backward = relu_backward, .gradcheck = relu_cases,
+    .elementwise = DF_EW_RELU,
 };
 
 df_node *df_relu(df_graph *g, df_node *x)

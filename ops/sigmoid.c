@@ -22,6 +22,7 @@ static const df_gradcheck_case sigmoid_cases[] = {
 const df_op_def df_op_sigmoid = {
     .name = "sigmoid", .infer = df_infer_unary, .forward = sigmoid_forward,
     .backward = sigmoid_backward, .gradcheck = sigmoid_cases,
+    .elementwise = DF_EW_SIGMOID,
 };
 
 df_node *df_sigmoid(df_graph *g, df_node *x)

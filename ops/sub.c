@@ -24,6 +24,7 @@ static const df_gradcheck_case sub_cases[] = {
 const df_op_def df_op_sub = {
     .name = "sub", .infer = df_infer_broadcast, .forward = sub_forward,
     .backward = sub_backward, .gradcheck = sub_cases,
+    .elementwise = DF_EW_SUB,
 };
 
 df_node *df_sub(df_graph *g, df_node *a, df_node *b)

@@ -23,6 +23,7 @@ static const df_gradcheck_case tanh_cases[] = {
 const df_op_def df_op_tanh = {
     .name = "tanh", .infer = df_infer_unary, .forward = tanh_forward,
     .backward = tanh_backward, .gradcheck = tanh_cases,
+    .elementwise = DF_EW_TANH,
 };
 
 df_node *df_tanh(df_graph *g, df_node *x)

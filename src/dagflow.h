@@ -204,10 +204,26 @@ df_status df_graph_compile(df_graph *g);
 df_status df_graph_run(df_graph *g, const df_tensor *inputs, int n_inputs,
                        df_tensor *outputs, int n_outputs);
 
+/* Compilation passes, all on by default; turn some off (before compiling)
+ * to compare results or to debug. */
+enum {
+    DF_PASS_CSE = 1 << 0,    /* common-subexpression elimination */
+    DF_PASS_FOLD = 1 << 1,   /* constant folding */
+    DF_PASS_FUSE = 1 << 2,   /* fuse chains of elementwise ops into one loop */
+    DF_PASS_REUSE = 1 << 3,  /* reuse a buffer once its last reader has run */
+    DF_PASS_ALL = 0xF
+};
+df_status df_graph_set_passes(df_graph *g, unsigned passes);
+
 /* Facts about a compiled graph. */
 typedef struct df_graph_stats {
     int nodes;             /* nodes that run (after dead-node removal) */
     int nodes_total;       /* nodes created */
+    int dead_nodes;        /* nodes not scheduled: nothing needs them */
+    int cse_merged;        /* nodes replaced by an identical earlier one */
+    int constants_folded;  /* nodes computed at compile time */
+    int fused_chains;      /* fused_elementwise nodes made */
+    int fused_nodes;       /* elementwise nodes merged into them */
     size_t arena_bytes;    /* peak bytes of the planned arena */
     size_t tensor_bytes;   /* sum of all planned buffers (no reuse) */
 } df_graph_stats;

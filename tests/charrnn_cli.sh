@@ -1,0 +1,168 @@
+#!/bin/sh
+# charrnn_cli.sh — runs examples/char-rnn end to end on a tiny synthetic corpus:
+# summary, train (fit and custom loops, resume), sample, graph, the error
+# messages and every subcommand's --help. One line per check; exits 1 if any
+# check failed.
+top=$(cd "${top_builddir:-.}" && pwd) || exit 1
+bin="$top/examples/char-rnn"
+[ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/charrnn_cli.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
+cd "$tmp" || exit 1
+
+failed=0
+checks=0
+pass() { checks=$((checks + 1)); echo "ok   $1"; }
+fail() { checks=$((checks + 1)); failed=$((failed + 1)); echo "FAIL $1"; }
+# check DESCRIPTION COMMAND...: passes when the command succeeds.
+check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+has() { grep -F -e "$2" "$1" >/dev/null 2>&1; }
+lines() { [ "$(wc -l < "$1")" -eq "$2" ]; }
+
+# A reproducible corpus: lines of eight words drawn by a small LCG (no awk
+# rand(), whose sequence differs between awks). About 8 KB, 25 distinct chars.
+awk 'BEGIN {
+    split("the king shall speak to ROMEO: and my lord, we", w, " ")
+    s = 7
+    for (l = 0; l < 200; l++) {
+        line = ""
+        for (k = 0; k < 8; k++) { s = (s * 75 + 74) % 65537; line = line (k ? " " : "") w[1 + s % 10] }
+        print line
+    }
+}' > corpus.txt
+flags="--data corpus.txt --hidden 32 --embed 8 --batch 4 --seq 16 --steps-per-epoch 20"
+
+# expect_error DESCRIPTION NEEDLE COMMAND...: the command fails with a one-line
+# stderr message containing NEEDLE (and prints nothing on stdout).
+expect_error() {
+    d=$1 needle=$2
+    shift 2
+    "$@" > err.out 2> err.txt
+    rc=$?
+    if [ "$rc" -eq 0 ]; then fail "$d: exit status 0"
+    elif ! lines err.txt 1; then fail "$d: stderr is not one line: $(cat err.txt)"
+    elif ! has err.txt "$needle"; then fail "$d: '$needle' not in: $(cat err.txt)"
+    else pass "$d (exit $rc: $(cat err.txt))"
+    fi
+}
+
+# ------------------------------------------------------------------ summary
+"$bin" summary --vocab 65 > summary.txt 2>&1
+check "summary --vocab 65 exits 0" [ $? -eq 0 ]
+check "summary prints Total params: 5,330,241" has summary.txt "Total params: 5,330,241"
+check "summary lists the layer counts" sh -c 'grep -q "16,640" summary.txt && grep -q "5,246,976" summary.txt && grep -q "66,625" summary.txt'
+"$bin" summary --data corpus.txt --embed 4 --hidden 8 > small.txt 2>&1
+check "summary sizes the model from --data (V=25: 100 + 416 + 225)" has small.txt "Total params: 741"
+
+# -------------------------------------------------------------------- train
+"$bin" train $flags --epochs 2 --checkpoint-dir D > train.out 2> train.err
+check "train (fit) exits 0" [ $? -eq 0 ]
+check "train writes D/ckpt_1 and D/ckpt_2" sh -c '[ -s D/ckpt_1 ] && [ -s D/ckpt_2 ]'
+check "train writes training_log.csv with a header and 40 steps" sh -c \
+    '[ "$(head -n 1 training_log.csv)" = "epoch,step,loss,val_loss" ] && [ "$(grep -c "^[12],[0-9]*,[0-9.]*,\$" training_log.csv)" -eq 40 ]'
+check "train writes loss.svg" sh -c 'grep -q "<svg" loss.svg && grep -q "</svg>" loss.svg'
+check "train prints Keras-style epochs" sh -c 'grep -q "^Epoch 2/2" train.out && grep -q "^20/20 " train.out'
+check "train reports the corpus" has train.out "Corpus: "
+check "the training loss falls" awk -F, 'NR > 1 && $3 != "" { n++; l[n] = $3 }
+    END { for (i = 1; i <= 5; i++) { a += l[i]; b += l[n - 5 + i] }
+          exit !(n == 40 && b / 5 < a / 5 - 0.05) }' training_log.csv
+
+"$bin" train $flags --epochs 2 --checkpoint-dir C --loop custom --csv custom.csv --plot custom.svg > custom.out 2>&1
+check "train --loop custom exits 0" [ $? -eq 0 ]
+check "train --loop custom prints train_step traces: 1" has custom.out "train_step traces: 1"
+check "train --loop custom checkpoints the last epoch" [ -s C/ckpt_2 ]
+check "train --loop custom writes --csv and --plot" sh -c '[ -s custom.csv ] && [ -s custom.svg ]'
+
+"$bin" train $flags --epochs 1 --checkpoint-dir R --csv resumed.csv --plot resumed.svg > r1.out 2>&1 &&
+    "$bin" train $flags --epochs 2 --checkpoint-dir R --csv resumed.csv --plot resumed.svg --resume > r2.out 2>&1
+check "train --resume exits 0" [ $? -eq 0 ]
+check "train --resume says where it resumed" has r2.out "Resumed from R/ckpt_1 (epoch 1, step 20)"
+check "1 epoch + resume gives the same ckpt_2 bytes as 2 epochs" cmp -s R/ckpt_2 D/ckpt_2
+check "the resumed CSV holds both runs" sh -c '[ "$(grep -c "^[12],[0-9]*,[0-9.]*,\$" resumed.csv)" -eq 40 ]'
+
+# ------------------------------------------------------------------- sample
+"$bin" sample --checkpoint-dir D --length 50 --seed 3 --start "the " > s1.txt 2>&1
+r1=$?
+"$bin" sample --checkpoint-dir D --length 50 --seed 3 --start "the " > s2.txt 2>&1
+r2=$?
+"$bin" sample --checkpoint-dir D --length 50 --seed 4 --start "the " > s3.txt 2>&1
+check "sample exits 0" [ "$r1$r2" = 00 ]
+check "sample with one seed repeats exactly" cmp -s s1.txt s2.txt
+check "sample with another seed differs" sh -c '! cmp -s s1.txt s3.txt'
+check "sample starts with the start text" [ "$(head -n 1 s1.txt | cut -c 1-4)" = "the " ]
+check "sample prints start + 50 chars + newline" [ "$(wc -c < s1.txt)" -eq 55 ]
+"$bin" sample --checkpoint-dir D --length 30 --seed 1 --start "ROMEO:" --temperature 0 > t1.txt 2>&1
+"$bin" sample --checkpoint D/ckpt_2 --length 30 --seed 2 --start "ROMEO:" --temperature 0 > t2.txt 2>&1
+check "sample --temperature 0 ignores the seed; --checkpoint FILE works" cmp -s t1.txt t2.txt
+
+# -------------------------------------------------------------------- graph
+"$bin" graph --vocab 10 --embed 4 --hidden 8 --batch 2 --seq 3 --dot g.dot > graph.out 2>&1
+check "graph --dot writes a DOT file" sh -c 'grep -q digraph g.dot'
+
+# ------------------------------------------------------------------- errors
+expect_error "unknown command" "'frob'" "$bin" frob
+"$bin" > err.out 2> err.txt
+rc=$?
+check "no command: exit 2 with the usage on stderr" sh -c '[ "$1" -eq 2 ] && grep -q "^usage: char-rnn COMMAND" err.txt' sh "$rc"
+expect_error "unknown flag" "--nope" "$bin" train --nope
+expect_error "--epochs abc" "--epochs" "$bin" train --epochs abc
+expect_error "--epochs 0 (out of range)" "--epochs" "$bin" train --epochs 0
+expect_error "--batching foo" "--batching" "$bin" train --batching foo
+expect_error "--seq without a value" "--seq" "$bin" train --seq
+expect_error "missing corpus" "--data" "$bin" train --data missing.txt --checkpoint-dir M
+check "a missing corpus creates no checkpoint dir" [ ! -e M ]
+expect_error "summary without a corpus" "--data" "$bin" summary --data missing.txt
+expect_error "graph without --dot" "--dot" "$bin" graph --vocab 10
+mkdir Empty
+expect_error "sample from an empty checkpoint dir" "train first" "$bin" sample --checkpoint-dir Empty
+expect_error "sample from a missing checkpoint dir" "train first" "$bin" sample --checkpoint-dir Nowhere
+expect_error "sample --start with a char outside the vocabulary" "'Z'" "$bin" sample --checkpoint-dir D --start "Zed"
+check "a bad --start prints nothing on stdout" [ ! -s err.out ]
+expect_error "train --resume with another --hidden" "hidden" "$bin" train $flags --epochs 3 --hidden 16 --checkpoint-dir R --resume --csv x.csv --plot x.svg
+
+mkdir X
+cp D/ckpt_2 X/ckpt_2
+size=$(wc -c < X/ckpt_2)
+off=$((size / 2))
+byte=$(od -An -tu1 -j "$off" -N1 X/ckpt_2 | tr -d ' \n')
+printf "\\$(printf '%03o' $(((byte + 1) % 256)))" | dd of=X/ckpt_2 bs=1 seek="$off" conv=notrunc 2>/dev/null
+check "the byte at $off was flipped" sh -c '! cmp -s D/ckpt_2 X/ckpt_2'
+expect_error "sample from a corrupted checkpoint" "checksum" "$bin" sample --checkpoint-dir X
+expect_error "train --resume from a corrupted checkpoint" "checksum" "$bin" train $flags --epochs 3 --checkpoint-dir X --resume --csv x.csv --plot x.svg
+
+# --------------------------------------------------------------------- help
+"$bin" --help > help.txt 2>&1
+check "--help exits 0" [ $? -eq 0 ]
+check "--help lists the commands" sh -c 'grep -q "^  train" help.txt && grep -q "^  sample" help.txt && grep -q "^  summary" help.txt && grep -q "^  graph" help.txt'
+
+# help_lists COMMAND FLAG...: --help exits 0 and lists at least these flags;
+# every flag it lists (but --help) shows "(default: ...)".
+help_lists() {
+    cmd=$1
+    shift
+    "$bin" "$cmd" --help > help.txt 2> help.err
+    rc=$?
+    problems=""
+    [ "$rc" -eq 0 ] || problems="$problems exit $rc;"
+    [ -s help.err ] && problems="$problems stderr not empty;"
+    for f in "$@"; do
+        grep -E -e "^  --$f( [A-Z])? .*\(default: [^)]*\)\$" help.txt >/dev/null || problems="$problems --$f;"
+    done
+    bare=$(grep '^  --' help.txt | grep -v '^  --help ' | grep -v '(default: [^)]*)$' | sed 's/^  \(--[^ ]*\).*/\1/')
+    [ -z "$bare" ] && [ "$(grep -c '^  --' help.txt)" -gt "$#" ] || problems="$problems no default: $bare;"
+    grep -q '^  --help ' help.txt || problems="$problems no --help;"
+    if [ -z "$problems" ]; then pass "$cmd --help lists its flags with defaults ($(($(grep -c '^  --' help.txt) - 1)) flags)"
+    else fail "$cmd --help:$problems"
+    fi
+}
+help_lists train data epochs batch seq embed hidden learning-rate seed batching shuffle-buffer val \
+    steps-per-epoch checkpoint-dir checkpoint-every resume loop csv plot threads
+help_lists sample checkpoint-dir checkpoint length start temperature seed threads
+help_lists summary data vocab embed hidden batch
+help_lists graph dot what data vocab embed hidden batch seq
+"$bin" train --help > help.txt 2>&1
+check "train --help shows the tutorial's defaults" sh -c 'grep -q "(default: 10)\$" help.txt && grep -q "(default: 1024)\$" help.txt && grep -q "(default: shuffle)\$" help.txt && grep -q "(default: fit)\$" help.txt'
+
+echo "$((checks - failed)) of $checks checks passed"
+[ "$failed" -eq 0 ]
