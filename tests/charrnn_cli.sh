@@ -59,14 +59,14 @@ check "summary sizes the model from --data (V=25: 100 + 416 + 225)" has small.tx
 "$bin" train $flags --epochs 2 --checkpoint-dir D > train.out 2> train.err
 check "train (fit) exits 0" [ $? -eq 0 ]
 check "train writes D/ckpt_1 and D/ckpt_2" sh -c '[ -s D/ckpt_1 ] && [ -s D/ckpt_2 ]'
-check "train writes training_log.csv with a header and 40 steps" sh -c \
-    '[ "$(head -n 1 training_log.csv)" = "epoch,step,loss,val_loss" ] && [ "$(grep -c "^[12],[0-9]*,[0-9.]*,\$" training_log.csv)" -eq 40 ]'
-check "train writes loss.svg" sh -c 'grep -q "<svg" loss.svg && grep -q "</svg>" loss.svg'
+check "train writes D/losses.csv with a header and 40 steps" sh -c \
+    '[ "$(head -n 1 D/losses.csv)" = "epoch,step,loss,val_loss" ] && [ "$(grep -c "^[12],[0-9]*,[0-9.]*,\$" D/losses.csv)" -eq 40 ]'
+check "train writes D/loss.svg" sh -c 'grep -q "<svg" D/loss.svg && grep -q "</svg>" D/loss.svg'
 check "train prints Keras-style epochs" sh -c 'grep -q "^Epoch 2/2" train.out && grep -q "^20/20 " train.out'
 check "train reports the corpus" has train.out "Corpus: "
 check "the training loss falls" awk -F, 'NR > 1 && $3 != "" { n++; l[n] = $3 }
     END { for (i = 1; i <= 5; i++) { a += l[i]; b += l[n - 5 + i] }
-          exit !(n == 40 && b / 5 < a / 5 - 0.05) }' training_log.csv
+          exit !(n == 40 && b / 5 < a / 5 - 0.05) }' D/losses.csv
 
 "$bin" train $flags --epochs 2 --checkpoint-dir C --loop custom --csv custom.csv --plot custom.svg > custom.out 2>&1
 check "train --loop custom exits 0" [ $? -eq 0 ]

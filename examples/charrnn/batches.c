@@ -23,8 +23,9 @@ df_status cr_batcher_init(cr_batcher *b, const int32_t *ids, int64_t n_ids, int 
         return df_error(DF_ERR_RANGE, "text of %lld chars is too short for one batch of %d x %d",
                         (long long)n_ids, batch, seq + 1);
     df_rng_seed(&b->rng, seed);
+    if (b->buffer_size > b->n_chunks) b->buffer_size = (int)b->n_chunks;   /* same order, less memory */
     if (mode == CR_SHUFFLE) {
-        b->buffer = malloc((size_t)buffer_size * sizeof *b->buffer);
+        b->buffer = malloc((size_t)b->buffer_size * sizeof *b->buffer);
         if (!b->buffer) return df_error(DF_ERR_NOMEM, "out of memory for the shuffle buffer");
     }
     cr_batcher_start_epoch(b);
@@ -62,13 +63,26 @@ static void copy_chunk(const cr_batcher *b, int64_t start, int32_t *x, int32_t *
     memcpy(y, b->ids + start + 1, (size_t)b->seq * sizeof *y);
 }
 
+/* Start of chunk `chunk` of row `row` at `step`, in range for either mode. */
+static int64_t contiguous_start(const cr_batcher *b, int row, int64_t step)
+{
+    if (b->mode == CR_SHUFFLE) return (row + step * b->batch) * (b->seq + 1);
+    return (row * b->steps_per_epoch + step) * b->seq;
+}
+
+void cr_batcher_first_batch(const cr_batcher *b, int32_t *x, int32_t *y)
+{
+    for (int row = 0; row < b->batch; row++)
+        copy_chunk(b, contiguous_start(b, row, 0), x + (int64_t)row * b->seq, y + (int64_t)row * b->seq);
+}
+
 bool cr_batcher_next(cr_batcher *b, int32_t *x, int32_t *y)
 {
     if (b->step >= b->steps_per_epoch) return false;
     for (int row = 0; row < b->batch; row++) {
         int64_t start;
         if (b->mode == CR_SHUFFLE) start = next_shuffled_chunk(b) * (b->seq + 1);
-        else start = (row * b->steps_per_epoch + b->step) * b->seq;
+        else start = contiguous_start(b, row, b->step);
         copy_chunk(b, start, x + (int64_t)row * b->seq, y + (int64_t)row * b->seq);
     }
     b->step++;

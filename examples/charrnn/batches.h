@@ -28,6 +28,9 @@ df_status cr_batcher_init(cr_batcher *b, const int32_t *ids, int64_t n_ids, int 
 void cr_batcher_free(cr_batcher *b);
 /* Starts an epoch (refills the shuffle buffer; the RNG carries on). */
 void cr_batcher_start_epoch(cr_batcher *b);
+/* The batch that starts the text (no shuffling, no RNG use, position kept):
+ * for the untrained-loss probe. */
+void cr_batcher_first_batch(const cr_batcher *b, int32_t *x, int32_t *y);
 /* x and y receive (batch, seq) indices. Returns false at the end of the epoch. */
 bool cr_batcher_next(cr_batcher *b, int32_t *x, int32_t *y);
 

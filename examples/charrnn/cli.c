@@ -1,4 +1,5 @@
 /* cli.c — strict flag parsing: "--name value" or "--name=value". */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -49,7 +50,12 @@ static int set_value(const char *command, const cli_flag *f, const char *v, FILE
     errno = 0;
     switch (f->type) {
     case CLI_INT: case CLI_U64: {
-        if (f->type == CLI_U64 && v[0] == '-') return fail(err, command, "needs a non-negative integer:", f->name, v);
+        /* Digits only (a leading '-' for signed): strtoll would also take
+         * spaces and '+', and strtoull would wrap "-1" around. */
+        const char *digits = f->type == CLI_INT && v[0] == '-' ? v + 1 : v;
+        if (!isdigit((unsigned char)digits[0]))
+            return fail(err, command, f->type == CLI_U64 ? "needs a non-negative integer:" : "needs an integer:",
+                        f->name, v);
         unsigned long long u = strtoull(v, &end, 10);
         long long x = f->type == CLI_INT ? strtoll(v, &end, 10) : 0;
         if (*v == 0 || *end || errno) return fail(err, command, "needs an integer:", f->name, v);
@@ -62,6 +68,8 @@ static int set_value(const char *command, const cli_flag *f, const char *v, FILE
         return 0;
     }
     case CLI_FLOAT: {
+        if (!(isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '.'))
+            return fail(err, command, "needs a number:", f->name, v);
         float x = strtof(v, &end);
         if (*v == 0 || *end || errno || !isfinite(x)) return fail(err, command, "needs a number:", f->name, v);
         if (x < f->min || x > f->max) {
@@ -75,7 +83,10 @@ static int set_value(const char *command, const cli_flag *f, const char *v, FILE
     case CLI_CHOICE:
         for (int k = 0; f->choices[k]; k++)
             if (!strcmp(f->choices[k], v)) { *(int *)f->target = k; return 0; }
-        return fail(err, command, "has no choice", f->name, v);
+        fprintf(err, "%s: --%s must be one of", command, f->name);
+        for (int k = 0; f->choices[k]; k++) fprintf(err, "%s %s", k ? "," : "", f->choices[k]);
+        fprintf(err, "; got '%s'\n", v);
+        return 2;
     case CLI_BOOL: return 0;
     }
     return 2;
@@ -109,7 +120,8 @@ int cli_parse(const char *command, const char *usage, const cli_flag *flags, int
             continue;
         }
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-        if (!v) return fail(err, command, "needs a value:", f->name, NULL);
+        if (!v || (!eq && strncmp(v, "--", 2) == 0))   /* "--data --epochs 3": the value is missing */
+            return fail(err, command, "needs a value:", f->name, NULL);
         int rc = set_value(command, f, v, err);
         if (rc) return rc;
     }

@@ -1,5 +1,8 @@
 /* runstate.c — a run as a df_checkpoint: blobs "config", "vocab",
  * "progress", "rng"; the variables of the model and of the optimizer. */
+#include <ctype.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -48,10 +51,22 @@ static df_status parse_config(const char *text, size_t len, cr_run_config *rc)
     return DF_OK;
 }
 
-static df_status ensure_dir(const char *dir)
+df_status cr_make_dirs(const char *dir)
 {
-    if (mkdir(dir, 0777) == 0 || errno == EEXIST) return DF_OK;
-    return df_error(DF_ERR_IO, "cannot create checkpoint directory %s: %s", dir, strerror(errno));
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return df_error(DF_ERR_ARG, "path too long: %s", dir);
+    for (char *p = path + 1;; p++) {            /* like mkdir -p: each parent in turn */
+        bool last = *p == 0;
+        if (*p != '/' && !last) continue;
+        *p = 0;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return df_error(DF_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
+        if (last) break;
+        *p = '/';
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return df_error(DF_ERR_IO, "%s is not a directory", dir);
+    return DF_OK;
 }
 
 static df_status put_model(df_checkpoint *ck, cr_model *m)
@@ -67,7 +82,7 @@ static df_status put_model(df_checkpoint *ck, cr_model *m)
 df_status cr_save_run(const char *dir, const cr_run_config *rc, const cr_vocab *vocab, cr_model *m,
                       const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap)
 {
-    df_status st = ensure_dir(dir);
+    df_status st = cr_make_dirs(dir);
     if (st != DF_OK) return st;
     if (snprintf(path_out, path_cap, "%s/ckpt_%d", dir, p->epoch) >= (int)path_cap)
         return df_error(DF_ERR_ARG, "checkpoint path too long");
@@ -96,9 +111,17 @@ df_status cr_latest_checkpoint(const char *dir, char *path, size_t cap)
     if (!d) return df_error(DF_ERR_IO, "no checkpoint directory %s (%s): train first", dir, strerror(errno));
     int best = -1;
     for (struct dirent *e; (e = readdir(d));) {
-        int epoch;
-        char tail;
-        if (sscanf(e->d_name, "ckpt_%d%c", &epoch, &tail) == 1 && epoch > best) best = epoch;
+        const char *num = e->d_name + 5;          /* exactly ckpt_<digits>, no sign, no leading zero */
+        if (strncmp(e->d_name, "ckpt_", 5) != 0 || !isdigit((unsigned char)num[0]) || (num[0] == '0' && num[1]))
+            continue;
+        char *end;
+        long epoch = strtol(num, &end, 10);
+        char full[4096];
+        struct stat st;
+        if (*end || epoch > INT_MAX || snprintf(full, sizeof full, "%s/%s", dir, e->d_name) >= (int)sizeof full ||
+            stat(full, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (epoch > best) best = (int)epoch;
     }
     closedir(d);
     if (best < 0) return df_error(DF_ERR_IO, "no checkpoint (ckpt_N) in %s: train first", dir);
@@ -165,7 +188,9 @@ static df_status compare_vocab(const char *path, const cr_vocab *saved, const cr
 
 static df_status restore_all(const df_checkpoint *ck, cr_model *m, cr_batcher *b, cr_progress *p)
 {
-    df_status st = df_optimizer_create_slots(m->opt, CR_N_PARAMS, m->params);
+    /* Optimizer state only when training resumes (b given): sampling needs
+     * the weights alone, not twice their size in Adam slots. */
+    df_status st = b ? df_optimizer_create_slots(m->opt, CR_N_PARAMS, m->params) : DF_OK;
     for (int i = 0; i < CR_N_PARAMS && st == DF_OK; i++) st = df_checkpoint_restore_variable(ck, m->params[i]);
     df_variable *opt_state[2 + 2 * CR_N_PARAMS];
     int n = df_optimizer_state(m->opt, opt_state, 2 + 2 * CR_N_PARAMS);

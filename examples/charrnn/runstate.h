@@ -20,6 +20,8 @@ typedef struct cr_progress {
 /* Writes <dir>/ckpt_<epoch> atomically (creating dir if needed). */
 df_status cr_save_run(const char *dir, const cr_run_config *rc, const cr_vocab *vocab, cr_model *m,
                       const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap);
+/* mkdir -p. */
+df_status cr_make_dirs(const char *dir);
 /* Path of the checkpoint with the highest epoch in dir; DF_ERR_IO if none. */
 df_status cr_latest_checkpoint(const char *dir, char *path, size_t cap);
 /* Reads config and vocabulary only (to build a model for sampling). */

@@ -79,10 +79,12 @@ df_status cr_sample(const cr_sample_opts *o, FILE *out)
     bool have_model = false;
     if (st == DF_OK) have_model = (st = cr_model_init(&m, &rc.model)) == DF_OK;
     if (st == DF_OK) st = cr_load_run(path, &rc, vocab, &m, NULL, NULL);
-    int32_t probe[1024];
-    int n_start;
-    if (st == DF_OK && strlen(o->start) < sizeof probe / sizeof *probe)   /* refuse a bad --start before printing */
-        st = cr_vocab_encode(vocab, o->start, probe, (int)(sizeof probe / sizeof *probe), &n_start);
+    int n_start, max_start = (int)strlen(o->start) + 1;
+    int32_t *probe = malloc((size_t)max_start * sizeof *probe);
+    if (st == DF_OK && !probe) st = df_error(DF_ERR_NOMEM, "out of memory");
+    if (st == DF_OK)                          /* refuse a bad --start before printing anything */
+        st = cr_vocab_encode(vocab, o->start, probe, max_start, &n_start);
+    free(probe);
     if (st == DF_OK) {
         fputs(o->start, out);
         fflush(out);

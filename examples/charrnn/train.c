@@ -1,4 +1,5 @@
 /* train.c — the training loops, progress output, loss CSV and SVG curve. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,7 +90,8 @@ static void keras_times(double elapsed, int steps, char *total, char *per_step)
     sprintf(total, "%.0fs", elapsed);
     double per = steps ? elapsed / steps : 0;
     if (per >= 1) sprintf(per_step, "%.0fs/step", per);
-    else sprintf(per_step, "%.0fms/step", per * 1000);
+    else if (per >= 0.01) sprintf(per_step, "%.0fms/step", per * 1000);
+    else sprintf(per_step, "%.2fms/step", per * 1000);
 }
 
 /* Keras-style progress: an updating bar on a terminal, plain lines otherwise. */
@@ -132,12 +134,7 @@ static df_status evaluate(run *r, double *mean)
  * the tutorial prints it (about ln V for a fresh model). */
 static df_status untrained_loss(run *r)
 {
-    int seq = r->o->seq;
-    for (int row = 0; row < r->o->batch; row++) {
-        const int32_t *chunk = r->text.ids + (int64_t)row * (seq + 1);
-        memcpy(r->x + (int64_t)row * seq, chunk, (size_t)seq * sizeof *r->x);
-        memcpy(r->y + (int64_t)row * seq, chunk + 1, (size_t)seq * sizeof *r->y);
-    }
+    cr_batcher_first_batch(&r->train, r->x, r->y);
     float loss;
     df_status st = cr_eval_step(&r->model, &r->xt, &r->yt, &loss);
     if (st == DF_OK)
@@ -149,10 +146,10 @@ static df_status untrained_loss(run *r)
 
 static df_status open_csv(run *r)
 {
-    if (!r->o->csv) return DF_OK;
+    if (!r->o->csv || !*r->o->csv) return DF_OK;
     bool append = r->o->resume && access(r->o->csv, F_OK) == 0;
     r->csv = fopen(r->o->csv, append ? "a" : "w");
-    if (!r->csv) return df_error(DF_ERR_IO, "cannot write %s", r->o->csv);
+    if (!r->csv) return df_error(DF_ERR_IO, "cannot write %s: %s", r->o->csv, strerror(errno));
     if (!append) fprintf(r->csv, "epoch,step,loss,val_loss\n");
     return DF_OK;
 }
@@ -257,6 +254,7 @@ df_status cr_train(const cr_train_opts *o)
 {
     run r;
     df_status st = open_run(&r, o);
+    if (st == DF_OK) st = cr_make_dirs(o->checkpoint_dir);     /* fail now, not after an epoch */
     if (st == DF_OK) {
         printf("Corpus: %lld chars, %d distinct; %lld steps per epoch (batch %d, seq %d, %s batching)\n",
                (long long)r.text.n, r.text.vocab.size, (long long)r.train.steps_per_epoch, o->batch, o->seq,
@@ -272,7 +270,7 @@ df_status cr_train(const cr_train_opts *o)
         fclose(r.csv);
         r.csv = NULL;
     }
-    if (st == DF_OK && o->csv && o->plot) {
+    if (st == DF_OK && o->csv && *o->csv && o->plot && *o->plot) {
         st = cr_plot_loss_csv(o->csv, o->plot);
         if (st == DF_OK) printf("Loss curve: %s (data: %s)\n", o->plot, o->csv);
     }
