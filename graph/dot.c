@@ -1,5 +1,6 @@
 /* dot.c — Graphviz DOT dump of a graph: one box per node with op and shape. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include "graph.h"
@@ -21,7 +22,51 @@ static void write_label(FILE *f, const df_node *n)
     fputs("];\n", f);
 }
 
-df_status df_graph_dump_dot(const df_graph *g, const char *path)
+/* Node ids [lo, hi) shown in full; with context, nodes outside that feed a
+ * shown node appear as small gray ellipses. */
+typedef struct dot_range { int lo, hi; bool context; } dot_range;
+
+static dot_range range_of(const df_graph *g, df_dot_part part)
+{
+    const df_tape *first = g->tapes;
+    while (first && first->next) first = first->next;       /* tapes are pushed at the front */
+    int end = first ? (first->end_id == INT_MAX ? g->n_nodes : first->end_id) : g->n_nodes;
+    if (part == DF_DOT_FORWARD) return (dot_range){first ? first->first_id : 0, end, true};
+    if (part == DF_DOT_BACKWARD) return (dot_range){end, g->n_nodes, true};
+    return (dot_range){0, g->n_nodes, false};
+}
+
+static void write_context_node(FILE *f, const df_node *n)
+{
+    char shape[64];
+    fprintf(f, "  n%d [shape=ellipse, color=gray, fontcolor=gray, label=\"%s %s\"];\n", n->id, n->op->name,
+            df_node_shape_str(n, shape, sizeof shape));
+}
+
+static void write_graph(FILE *f, const df_graph *g, dot_range r)
+{
+    fprintf(f, "digraph dagflow {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
+    bool *context = df_calloc((size_t)g->n_nodes + 1, sizeof *context);
+    for (int i = r.lo; i < r.hi; i++) write_label(f, g->nodes[i]);
+    for (int i = r.lo; i < r.hi; i++)
+        for (int k = 0; k < g->nodes[i]->n_in; k++) {
+            const df_node *src = g->nodes[i]->in[k];
+            bool inside = src->id >= r.lo && src->id < r.hi;
+            if (!inside && !r.context) continue;
+            if (!inside && context && !context[src->id]) {
+                context[src->id] = true;
+                write_context_node(f, src);
+            }
+            fprintf(f, "  n%d -> n%d;\n", src->id, g->nodes[i]->id);
+        }
+    for (int i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i]->id >= r.lo && g->outputs[i]->id < r.hi)
+            fprintf(f, "  out%d [shape=ellipse, label=\"output %d\"];\n  n%d -> out%d;\n", i, i, g->outputs[i]->id, i);
+    fputs("}\n", f);
+    df_free(context);
+}
+
+df_status df_graph_dump_dot_part(const df_graph *g, const char *path, df_dot_part part)
 {
     if (!g || !path) return df_error(DF_ERR_ARG, "df_graph_dump_dot: null argument");
     char tmp[4096];
@@ -29,14 +74,7 @@ df_status df_graph_dump_dot(const df_graph *g, const char *path)
         return df_error(DF_ERR_ARG, "df_graph_dump_dot: path too long");
     FILE *f = fopen(tmp, "w");
     if (!f) return df_error(DF_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    fprintf(f, "digraph dagflow {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\", fontsize=10];\n");
-    for (int i = 0; i < g->n_nodes; i++) write_label(f, g->nodes[i]);
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i]->n_in; k++)
-            fprintf(f, "  n%d -> n%d;\n", g->nodes[i]->in[k]->id, g->nodes[i]->id);
-    for (int i = 0; i < g->n_outputs; i++)
-        fprintf(f, "  out%d [shape=ellipse, label=\"output %d\"];\n  n%d -> out%d;\n", i, i, g->outputs[i]->id, i);
-    fputs("}\n", f);
+    write_graph(f, g, range_of(g, part));
     bool ok = !ferror(f);
     ok &= fclose(f) == 0;
     if (!ok || rename(tmp, path) != 0) {
@@ -44,4 +82,9 @@ df_status df_graph_dump_dot(const df_graph *g, const char *path)
         return df_error(DF_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     }
     return DF_OK;
+}
+
+df_status df_graph_dump_dot(const df_graph *g, const char *path)
+{
+    return df_graph_dump_dot_part(g, path, DF_DOT_ALL);
 }

@@ -242,8 +242,14 @@ typedef struct df_op_profile {
  * receives the number of profiled runs. */
 int df_graph_profile(const df_graph *g, df_op_profile *out, int max, int64_t *runs);
 
-/* Writes a Graphviz DOT file with op names and shapes. */
+/* Writes a Graphviz DOT file with op names and shapes (written atomically).
+ * After compilation, nodes that do not run (dead, merged, fused) are gray. */
 df_status df_graph_dump_dot(const df_graph *g, const char *path);
+/* Part of a graph: the nodes recorded by its first tape (the forward pass),
+ * the nodes created after that tape ended (gradients and updates), each with
+ * the nodes feeding it drawn as gray context; or all. */
+typedef enum df_dot_part { DF_DOT_ALL, DF_DOT_FORWARD, DF_DOT_BACKWARD } df_dot_part;
+df_status df_graph_dump_dot_part(const df_graph *g, const char *path, df_dot_part part);
 
 /* ----------------------------------------------------------------- autodiff */
 

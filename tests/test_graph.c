@@ -411,3 +411,36 @@ Test(tracing, warns_once_about_excessive_retracing, .init = cr_redirect_stderr)
     df_function_free(f);
     df_variable_free(m.w);
 }
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    static char buf[1 << 16];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+Test(graph, dot_parts_split_forward_from_backward)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 3);
+    df_tape *t = df_tape_begin(g);
+    df_node *y = df_sum(g, df_node_set_name(df_exp(g, x), "forward_exp"), NULL, 0, false);
+    df_tape_end(t);
+    df_node *dx;
+    cr_assert_eq(df_tape_gradient_nodes(t, y, 1, &x, &dx), DF_OK);
+    df_graph_output(g, df_node_set_name(dx, "the_gradient"));
+    char path[] = "/tmp/dagflow_dot_XXXXXX";
+    close(mkstemp(path));
+    cr_assert_eq(df_graph_dump_dot_part(g, path, DF_DOT_FORWARD), DF_OK);
+    char *fwd = read_all(path);
+    cr_expect(strstr(fwd, "forward_exp") && !strstr(fwd, "the_gradient"), "forward part:\n%s", fwd);
+    cr_assert_eq(df_graph_dump_dot_part(g, path, DF_DOT_BACKWARD), DF_OK);
+    char *bwd = read_all(path);
+    cr_expect(strstr(bwd, "the_gradient") && !strstr(bwd, "forward_exp"), "backward part:\n%s", bwd);
+    cr_expect(strstr(bwd, "color=gray"), "forward inputs of the backward part are drawn as context");
+    remove(path);
+    df_graph_free(g);
+}
