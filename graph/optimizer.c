@@ -1,4 +1,6 @@
-/* optimizer.c — SGD and Adam as graph ops that update variables in place.
+/* optimizer.c — SGD (with optional momentum), Adam and RMSprop as graph ops
+ * that update variables in place, with optional clipping by global norm and
+ * a gradient transform hook (e.g. an all-reduce across processes).
  * State (iteration counter, learning rate, slots) lives in variables, so it
  * persists across traces and can be checkpointed. */
 #include <stdio.h>
@@ -6,13 +8,18 @@
 #include "graph.h"
 #include "../ops/registry.h"
 
-typedef enum { OPT_SGD, OPT_ADAM } opt_kind;
+typedef enum { OPT_SGD, OPT_ADAM, OPT_RMSPROP } opt_kind;
 
 typedef struct slot { const df_variable *param; df_variable *m, *v; } slot;
 
 struct df_optimizer {
     opt_kind kind;
-    float beta1, beta2, epsilon;
+    float beta1, beta2, epsilon;  /* Adam; RMSprop uses beta1 as rho */
+    float momentum;               /* SGD */
+    bool nesterov;
+    float clipnorm;               /* 0 = no clipping */
+    df_gradient_transform transform;
+    void *transform_user;
     df_variable *lr;            /* f32 scalar: changing it needs no retrace */
     df_variable *iterations;    /* i32 scalar, incremented once per step */
     slot *slots;
@@ -38,6 +45,48 @@ static df_optimizer *optimizer_new(opt_kind kind, float lr)
 }
 
 df_optimizer *df_sgd_new(float learning_rate) { return optimizer_new(OPT_SGD, learning_rate); }
+
+df_optimizer *df_sgd_momentum_new(float learning_rate, float momentum, bool nesterov)
+{
+    if (!(momentum >= 0 && momentum < 1)) {
+        df_error(DF_ERR_ARG, "sgd: momentum must be in [0, 1), got %g", momentum);
+        return NULL;
+    }
+    df_optimizer *o = optimizer_new(OPT_SGD, learning_rate);
+    if (o) {
+        o->momentum = momentum;
+        o->nesterov = nesterov;
+    }
+    return o;
+}
+
+df_optimizer *df_rmsprop_new(float learning_rate, float rho, float epsilon)
+{
+    if (!(rho >= 0 && rho < 1 && epsilon > 0)) {
+        df_error(DF_ERR_ARG, "rmsprop: need 0 <= rho < 1 and epsilon > 0 (got %g, %g)", rho, epsilon);
+        return NULL;
+    }
+    df_optimizer *o = optimizer_new(OPT_RMSPROP, learning_rate);
+    if (o) {
+        o->beta1 = rho;
+        o->epsilon = epsilon;
+    }
+    return o;
+}
+
+df_status df_optimizer_set_global_clipnorm(df_optimizer *o, float clipnorm)
+{
+    if (!o || !(clipnorm >= 0)) return df_error(DF_ERR_ARG, "global clipnorm must be >= 0");
+    o->clipnorm = clipnorm;
+    return DF_OK;
+}
+
+void df_optimizer_set_gradient_transform(df_optimizer *o, df_gradient_transform fn, void *user)
+{
+    if (!o) return;
+    o->transform = fn;
+    o->transform_user = user;
+}
 
 df_optimizer *df_adam_new(float learning_rate, float beta1, float beta2, float epsilon)
 {
@@ -70,7 +119,11 @@ void df_optimizer_free(df_optimizer *o)
     df_free(o);
 }
 
-const char *df_optimizer_name(const df_optimizer *o) { return !o ? "(null)" : o->kind == OPT_ADAM ? "adam" : "sgd"; }
+const char *df_optimizer_name(const df_optimizer *o)
+{
+    if (!o) return "(null)";
+    return o->kind == OPT_ADAM ? "adam" : o->kind == OPT_RMSPROP ? "rmsprop" : o->momentum > 0 ? "sgd_momentum" : "sgd";
+}
 float df_optimizer_learning_rate(const df_optimizer *o) { return o ? *(float *)o->lr->data : 0; }
 void df_optimizer_set_learning_rate(df_optimizer *o, float lr) { if (o) *(float *)o->lr->data = lr; }
 int64_t df_optimizer_iterations(const df_optimizer *o) { return o ? *(int32_t *)o->iterations->data : 0; }
@@ -92,7 +145,18 @@ int df_optimizer_state(const df_optimizer *o, df_variable **out, int max)
     return count;
 }
 
-/* The Adam slots of param, created (zeros, named "<param>/m", "<param>/v") on first use. */
+/* Slot names per kind: Adam "<p>/m" and "<p>/v", SGD with momentum
+ * "<p>/momentum", RMSprop "<p>/rms"; plain SGD has none. */
+static bool needs_slots(const df_optimizer *o) { return o->kind != OPT_SGD || o->momentum > 0; }
+
+static df_variable *new_slot(const df_variable *param, const char *suffix)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s/%s", param->name, suffix);
+    return df_variable_new(name, DF_F32, param->ndim, param->shape, df_init_zeros(), NULL);
+}
+
+/* The slots of param, created (zeros) on first use. */
 static slot *slot_for(df_optimizer *o, const df_variable *param)
 {
     for (int i = 0; i < o->n_slots; i++)
@@ -104,13 +168,12 @@ static slot *slot_for(df_optimizer *o, const df_variable *param)
         o->slots = grown;
         o->cap_slots = cap;
     }
-    char name[256];
     slot s = {.param = param};
-    snprintf(name, sizeof name, "%s/m", param->name);
-    s.m = df_variable_new(name, DF_F32, param->ndim, param->shape, df_init_zeros(), NULL);
-    snprintf(name, sizeof name, "%s/v", param->name);
-    s.v = df_variable_new(name, DF_F32, param->ndim, param->shape, df_init_zeros(), NULL);
-    if (!s.m || !s.v) {
+    bool ok;
+    if (o->kind == OPT_ADAM) ok = (s.m = new_slot(param, "m")) && (s.v = new_slot(param, "v"));
+    else if (o->kind == OPT_RMSPROP) ok = (s.v = new_slot(param, "rms")) != NULL;
+    else ok = (s.m = new_slot(param, "momentum")) != NULL;
+    if (!ok) {
         df_variable_free(s.m);
         df_variable_free(s.v);
         return NULL;
@@ -122,7 +185,7 @@ static slot *slot_for(df_optimizer *o, const df_variable *param)
 df_status df_optimizer_create_slots(df_optimizer *o, int n, df_variable *const *vars)
 {
     if (!o || (n > 0 && !vars)) return df_error(DF_ERR_ARG, "df_optimizer_create_slots: null argument");
-    if (o->kind == OPT_SGD) return DF_OK;
+    if (!needs_slots(o)) return DF_OK;
     for (int i = 0; i < n; i++) {
         if (!vars[i]) return df_error(DF_ERR_ARG, "df_optimizer_create_slots: variable %d is NULL", i);
         if (!slot_for(o, vars[i]))
@@ -131,29 +194,53 @@ df_status df_optimizer_create_slots(df_optimizer *o, int n, df_variable *const *
     return DF_OK;
 }
 
+/* The gradients as the update sees them: transformed (e.g. all-reduced),
+ * then scaled together when their global norm exceeds clipnorm. */
+static df_status prepare_gradients(df_graph *g, df_optimizer *o, int n, df_node *const *grads, df_node **out)
+{
+    for (int i = 0; i < n; i++) {
+        if (!grads[i]) return df_graph_fail(g, DF_ERR_ARG, "df_optimizer_apply: gradient %d is NULL", i);
+        out[i] = o->transform ? o->transform(g, grads[i], o->transform_user) : grads[i];
+        if (!out[i]) return g->status ? g->status : df_graph_fail(g, DF_ERR_STATE, "gradient transform returned NULL");
+    }
+    if (o->clipnorm > 0 && n > 0) {
+        df_node *scale = df_global_norm_scale(g, n, out, o->clipnorm);
+        for (int i = 0; i < n; i++) out[i] = df_mul(g, out[i], scale);
+    }
+    return g->status;
+}
+
+static df_node *update(df_graph *g, df_optimizer *o, df_variable *w, df_node *grad, df_node *lr, df_node *step)
+{
+    if (!needs_slots(o)) return df_apply_sgd(g, w, grad, lr);
+    slot *s = slot_for(o, w);
+    if (!s) {
+        df_graph_fail(g, DF_ERR_NOMEM, "optimizer: out of memory creating slots for '%s'", w->name);
+        return NULL;
+    }
+    if (o->kind == OPT_ADAM)
+        return df_apply_adam(g, w, grad, lr, step, df_var(g, s->m), df_var(g, s->v), o->beta1, o->beta2, o->epsilon);
+    if (o->kind == OPT_RMSPROP) return df_apply_rmsprop(g, w, grad, lr, df_var(g, s->v), o->beta1, o->epsilon);
+    return df_apply_momentum(g, w, grad, lr, df_var(g, s->m), o->momentum, o->nesterov);
+}
+
 df_status df_optimizer_apply(df_graph *g, df_optimizer *o, int n, df_variable *const *vars,
                              df_node *const *grads)
 {
     if (!g) return df_error(DF_ERR_ARG, "df_optimizer_apply: null graph");
     if (g->status != DF_OK) return df_error(g->status, "%s", g->error);
-    if (!o || (n > 0 && (!vars || !grads)))
+    if (!o || n < 0 || (n > 0 && (!vars || !grads)))
         return df_graph_fail(g, DF_ERR_ARG, "df_optimizer_apply: null optimizer, variables or gradients");
+    df_node **ready = df_graph_alloc(g, ((size_t)n + 1) * sizeof *ready);
+    if (!ready || prepare_gradients(g, o, n, grads, ready) != DF_OK) return g->status;
     int32_t one = 1;
     df_tensor one_t = df_tensor_make(DF_I32, &one, 0, NULL);
-    /* The counter counts steps for SGD too; Adam's updates read it after the increment. */
+    /* The counter counts steps for every kind; Adam's updates read it after the increment. */
     df_node *step = df_assign_add(g, o->iterations, df_constant(g, &one_t));
     df_node *lr = df_var(g, o->lr);
     for (int i = 0; i < n && g->status == DF_OK; i++) {
-        if (!vars[i] || !grads[i])
-            return df_graph_fail(g, DF_ERR_ARG, "df_optimizer_apply: variable or gradient %d is NULL", i);
-        if (o->kind == OPT_SGD) {
-            df_apply_sgd(g, vars[i], grads[i], lr);
-            continue;
-        }
-        slot *s = slot_for(o, vars[i]);
-        if (!s) return df_graph_fail(g, DF_ERR_NOMEM, "optimizer: out of memory creating slots for '%s'", vars[i]->name);
-        df_apply_adam(g, vars[i], grads[i], lr, step, df_var(g, s->m), df_var(g, s->v), o->beta1, o->beta2,
-                      o->epsilon);
+        if (!vars[i]) return df_graph_fail(g, DF_ERR_ARG, "df_optimizer_apply: variable %d is NULL", i);
+        update(g, o, vars[i], ready[i], lr, step);
     }
     return g->status;
 }

@@ -16,7 +16,8 @@
     X(gather) X(scatter_add) X(one_hot)                                     \
     X(softmax) X(log_softmax) X(sparse_softmax_xent) X(fused_elementwise)                        \
     X(lstm) X(lstm_grad) X(lstm_grad_state) X(lstm_hprev) X(lstm_final_c)   \
-    X(assign) X(assign_add) X(apply_sgd) X(apply_adam)
+    X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_momentum) X(apply_rmsprop)       \
+    X(global_norm_scale)
 
 #define DF_DECLARE_OP(name) extern const df_op_def df_op_##name;
 DF_OPS(DF_DECLARE_OP)
@@ -28,6 +29,12 @@ extern const int df_op_registry_count;
 df_node *df_apply_sgd(df_graph *g, df_variable *w, df_node *grad, df_node *lr);
 df_node *df_apply_adam(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *t,
                        df_node *m, df_node *v, float beta1, float beta2, float eps);
+df_node *df_apply_momentum(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *velocity,
+                           float momentum, bool nesterov);
+df_node *df_apply_rmsprop(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *rms, float rho,
+                          float epsilon);
+/* clip / max(global norm of grads, clip), a scalar. */
+df_node *df_global_norm_scale(df_graph *g, int n, df_node *const *grads, float clip);
 /* Shared by ops that update the variable n->pa from input 0's shape. */
 df_status df_infer_variable_update(df_node *n);
 df_node *df_variable_update_make(df_graph *g, const df_op_def *op, df_variable *v, int n_in,

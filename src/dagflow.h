@@ -386,6 +386,19 @@ df_optimizer *df_sgd_new(float learning_rate);
 /* Keras defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-7. */
 df_optimizer *df_adam_new(float learning_rate, float beta1, float beta2, float epsilon);
 df_optimizer *df_adam_default(void);
+/* SGD with momentum as Keras: v = momentum v - lr g; w += v (nesterov:
+ * w += momentum v - lr g). */
+df_optimizer *df_sgd_momentum_new(float learning_rate, float momentum, bool nesterov);
+/* RMSprop as Keras (not centered, no momentum): rms = rho rms + (1-rho) g^2;
+ * w -= lr g / (sqrt(rms) + epsilon). Keras defaults: lr 1e-3, rho 0.9, eps 1e-7. */
+df_optimizer *df_rmsprop_new(float learning_rate, float rho, float epsilon);
+/* Clip all gradients together by their global norm before each update, as
+ * Keras' global_clipnorm (0 = off, the default). */
+df_status df_optimizer_set_global_clipnorm(df_optimizer *opt, float clipnorm);
+/* A function applied to every gradient node before clipping and the update,
+ * e.g. an all-reduce mean across processes for data parallelism. */
+typedef df_node *(*df_gradient_transform)(df_graph *g, df_node *grad, void *user);
+void df_optimizer_set_gradient_transform(df_optimizer *opt, df_gradient_transform fn, void *user);
 void df_optimizer_free(df_optimizer *opt);
 /* Adds update nodes for vars given their gradients; creates slot variables
  * (zero-initialised) the first time it sees a variable. Each call of the

@@ -1,0 +1,35 @@
+/* apply_rmsprop.c — RMSprop, in place, as Keras computes it (centered off,
+ * no momentum):  rms = rho * rms + (1 - rho) grad^2;
+ *                w -= lr * grad / (sqrt(rms) + epsilon)
+ * Inputs: grad, lr (), rms (the slot variable's read). */
+#include <math.h>
+#include "common.h"
+
+// grad, rms (w's shape), lr () -> w, rms storage
+static df_status apply_rmsprop_forward(df_node *n)
+{
+    float *w = n->data, *rms = DF_F32P(n->in[2]), lr = DF_F32P(n->in[1])[0];
+    float rho = n->fa[0], eps = n->fa[1];
+    const float *grad = DF_F32P(n->in[0]);
+    int64_t N = n->numel;
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) {
+        float gi = grad[i];
+        rms[i] = rho * rms[i] + (1.0f - rho) * gi * gi;
+        w[i] -= lr * gi / (sqrtf(rms[i]) + eps);
+    }
+    return DF_OK;
+}
+
+const df_op_def df_op_apply_rmsprop = {
+    .name = "apply_rmsprop", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
+    .infer = df_infer_variable_update, .forward = apply_rmsprop_forward,
+};
+
+df_node *df_apply_rmsprop(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *rms, float rho,
+                          float epsilon)
+{
+    df_node *in[3] = {grad, lr, rms};
+    float fa[2] = {rho, epsilon};
+    return df_variable_update_make(g, &df_op_apply_rmsprop, w, 3, in, fa, 2);
+}

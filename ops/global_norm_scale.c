@@ -1,0 +1,57 @@
+/* global_norm_scale.c — the factor that clips gradients by their global
+ * norm (Keras' global_clipnorm, tf.clip_by_global_norm):
+ *   norm = sqrt(sum_i sum(g_i^2)),  scale = clip / max(norm, clip)
+ * so multiplying every gradient by scale leaves them alone when the norm is
+ * within clip and rescales them to norm clip otherwise. Summed in double in
+ * a fixed order (deterministic). Not differentiable. */
+#include <math.h>
+#include "common.h"
+
+static df_status global_norm_scale_infer(df_node *n)
+{
+    for (int i = 0; i < n->n_in; i++) {
+        df_status st = df_require_f32(n, i);
+        if (st != DF_OK) return st;
+    }
+    if (!(n->fa[0] > 0)) return df_op_error(n, DF_ERR_ARG, "clip norm must be positive, got %g", n->fa[0]);
+    n->dtype = DF_F32;
+    n->ndim = 0;
+    return DF_OK;
+}
+
+/* Sum of squares of one tensor: fixed 64 chunks summed in order. */
+static double sum_of_squares(const float *x, int64_t N)
+{
+    double part[64] = {0};
+    int64_t chunk = (N + 63) / 64;
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int c = 0; c < 64; c++) {
+        int64_t lo = c * chunk, hi = lo + chunk < N ? lo + chunk : N;
+        double acc = 0;
+        for (int64_t i = lo; i < hi; i++) acc += (double)x[i] * x[i];
+        part[c] = acc;
+    }
+    double total = 0;
+    for (int c = 0; c < 64; c++) total += part[c];
+    return total;
+}
+
+// grads g_0..g_k (any shapes) -> scale ()
+static df_status global_norm_scale_forward(df_node *n)
+{
+    double total = 0;
+    for (int i = 0; i < n->n_in; i++) total += sum_of_squares(DF_F32P(n->in[i]), n->in[i]->numel);
+    double norm = sqrt(total), clip = n->fa[0];
+    DF_F32P(n)[0] = (float)(clip / (norm > clip ? norm : clip));
+    return DF_OK;
+}
+
+const df_op_def df_op_global_norm_scale = {
+    .name = "global_norm_scale", .infer = global_norm_scale_infer, .forward = global_norm_scale_forward,
+};
+
+df_node *df_global_norm_scale(df_graph *g, int n, df_node *const *grads, float clip)
+{
+    float fa[1] = {clip};
+    return df_node_make(g, &df_op_global_norm_scale, n, grads, NULL, 0, fa, 1, NULL);
+}

@@ -1,0 +1,147 @@
+/* test_optim.c — SGD with momentum (plain and Nesterov), RMSprop, clipping by
+ * global norm and the gradient transform hook, each against updates computed
+ * by hand in double with Keras' formulas. */
+#include "helpers.h"
+
+typedef struct lin { df_variable *w; df_optimizer *opt; } lin;
+
+/* loss = sum(w * c) for the input c, so dloss/dw = c each step */
+static df_status build_step(df_graph *g, df_node **in, void *user)
+{
+    lin *m = user;
+    df_tape *t = df_tape_begin(g);
+    df_node *loss = df_sum(g, df_mul(g, df_var(g, m->w), in[0]), NULL, 0, false);
+    df_tape_end(t);
+    df_node *grad;
+    if (df_tape_gradient(t, loss, 1, &m->w, &grad) != DF_OK) return df_graph_status(g);
+    df_optimizer_apply(g, m->opt, 1, &m->w, &grad);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
+/* Runs steps of the optimizer with gradient c and checks w against expected(). */
+typedef void (*reference_step)(double *w, double *state, const float *c, int t);
+
+static void check_steps(df_optimizer *opt, reference_step reference, int steps)
+{
+    lin m = {.w = df_variable_new("w", DF_F32, 1, SHAPE(3), df_init_constant(1.0f), NULL), .opt = opt};
+    df_function *f = df_function_new("step", build_step, &m);
+    float c[3] = {0.5f, -1.0f, 2.0f};
+    df_tensor in = F32(c, 3), loss;
+    double w[3] = {1, 1, 1}, state[6] = {0};
+    for (int t = 1; t <= steps; t++) {
+        cr_assert_eq(df_function_call(f, &in, 1, &loss, 1), DF_OK, "%s", df_last_error());
+        reference(w, state, c, t);
+        const float *got = df_variable_tensor(m.w).data;
+        for (int i = 0; i < 3; i++) cr_expect(fabs(got[i] - w[i]) < 1e-6, "step %d w[%d]: %.8f vs %.8f", t, i, got[i], w[i]);
+    }
+    cr_expect_eq(df_optimizer_iterations(opt), steps);
+    df_function_free(f);
+    df_optimizer_free(opt);
+    df_variable_free(m.w);
+}
+
+static void momentum_reference(double *w, double *v, const float *c, int t)
+{
+    for (int i = 0; i < 3; i++) {
+        v[i] = 0.9 * v[i] - 0.1 * c[i];
+        w[i] += v[i];
+    }
+}
+
+static void nesterov_reference(double *w, double *v, const float *c, int t)
+{
+    for (int i = 0; i < 3; i++) {
+        v[i] = 0.9 * v[i] - 0.1 * c[i];
+        w[i] += 0.9 * v[i] - 0.1 * c[i];
+    }
+}
+
+static void rmsprop_reference(double *w, double *rms, const float *c, int t)
+{
+    for (int i = 0; i < 3; i++) {
+        rms[i] = 0.9 * rms[i] + 0.1 * c[i] * c[i];
+        w[i] -= 1e-3 * c[i] / (sqrt(rms[i]) + 1e-7);
+    }
+}
+
+Test(optimizers, sgd_momentum_matches_keras)
+{
+    check_steps(df_sgd_momentum_new(0.1f, 0.9f, false), momentum_reference, 4);
+}
+
+Test(optimizers, sgd_nesterov_matches_keras)
+{
+    check_steps(df_sgd_momentum_new(0.1f, 0.9f, true), nesterov_reference, 4);
+}
+
+Test(optimizers, rmsprop_matches_keras)
+{
+    check_steps(df_rmsprop_new(1e-3f, 0.9f, 1e-7f), rmsprop_reference, 4);
+}
+
+/* |c| = sqrt(0.25 + 1 + 4) = 2.2913; with clipnorm 1 the step uses c / 2.2913. */
+static void clipped_sgd_reference(double *w, double *unused, const float *c, int t)
+{
+    double norm = sqrt(0.25 + 1.0 + 4.0);
+    for (int i = 0; i < 3; i++) w[i] -= 0.1 * c[i] / norm;
+}
+
+static void unclipped_sgd_reference(double *w, double *unused, const float *c, int t)
+{
+    for (int i = 0; i < 3; i++) w[i] -= 0.1 * c[i];
+}
+
+Test(optimizers, global_clipnorm_scales_only_large_gradients)
+{
+    df_optimizer *clipped = df_sgd_new(0.1f);
+    cr_assert_eq(df_optimizer_set_global_clipnorm(clipped, 1.0f), DF_OK);
+    check_steps(clipped, clipped_sgd_reference, 2);
+    df_optimizer *loose = df_sgd_new(0.1f);
+    cr_assert_eq(df_optimizer_set_global_clipnorm(loose, 10.0f), DF_OK);  /* norm 2.29 < 10: untouched */
+    check_steps(loose, unclipped_sgd_reference, 2);
+    cr_expect_eq(df_optimizer_set_global_clipnorm(loose, -1.0f), DF_ERR_ARG);
+}
+
+static df_node *halve(df_graph *g, df_node *grad, void *user)
+{
+    (*(int *)user)++;
+    return df_scale(g, grad, 0.5f);
+}
+
+static void halved_sgd_reference(double *w, double *unused, const float *c, int t)
+{
+    for (int i = 0; i < 3; i++) w[i] -= 0.1 * 0.5 * c[i];
+}
+
+Test(optimizers, gradient_transform_sees_every_gradient)
+{
+    int calls = 0;
+    df_optimizer *opt = df_sgd_new(0.1f);
+    df_optimizer_set_gradient_transform(opt, halve, &calls);
+    check_steps(opt, halved_sgd_reference, 3);
+    cr_expect_eq(calls, 1, "one gradient, one trace");
+}
+
+Test(optimizers, slot_names_per_kind)
+{
+    df_variable *w = df_variable_new("w", DF_F32, 1, SHAPE(2), df_init_zeros(), NULL);
+    struct { df_optimizer *opt; const char *name; int count; const char *slot; } cases[] = {
+        {df_sgd_new(0.1f), "sgd", 2, NULL},
+        {df_sgd_momentum_new(0.1f, 0.9f, false), "sgd_momentum", 3, "w/momentum"},
+        {df_rmsprop_new(1e-3f, 0.9f, 1e-7f), "rmsprop", 3, "w/rms"},
+        {df_adam_default(), "adam", 4, "w/m"},
+    };
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(df_optimizer_create_slots(cases[k].opt, 1, &w), DF_OK);
+        df_variable *state[8];
+        int n = df_optimizer_state(cases[k].opt, state, 8);
+        cr_expect_str_eq(df_optimizer_name(cases[k].opt), cases[k].name);
+        cr_expect_eq(n, cases[k].count, "%s: %d state variables", cases[k].name, n);
+        if (cases[k].slot) cr_expect_str_eq(df_variable_name(state[2]), cases[k].slot);
+        df_optimizer_free(cases[k].opt);
+    }
+    cr_expect_null(df_sgd_momentum_new(0.1f, 1.5f, false));
+    cr_expect_null(df_rmsprop_new(0.1f, 0.9f, 0.0f));
+    df_variable_free(w);
+}
