@@ -53,6 +53,17 @@ df_status df_graph_fail(df_graph *g, df_status s, const char *fmt, ...)
     return df_error(s, "%s", msg);
 }
 
+df_status df_graph_set_error(df_graph *g, df_status s, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!g) return df_error(DF_ERR_ARG, "df_graph_set_error: null graph (%s)", msg);
+    return df_graph_fail(g, s == DF_OK ? DF_ERR_STATE : s, "%s", msg);
+}
+
 void *df_graph_alloc(df_graph *g, size_t bytes)
 {
     void *p = df_arena_alloc(&g->arena, bytes);

@@ -175,6 +175,9 @@ void df_graph_free(df_graph *g);
 df_status df_graph_status(const df_graph *g);
 /* The message of that first error ("" if none). */
 const char *df_graph_error(const df_graph *g);
+/* Puts g in an error state from a builder (if it has none yet) and returns
+ * s, so a builder's own checks fail the trace with their message. */
+df_status df_graph_set_error(df_graph *g, df_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Leaf nodes. */
 df_node *df_placeholder(df_graph *g, df_dtype dtype, int ndim, const int64_t *shape,

@@ -17,7 +17,8 @@
 
 static const char *const batchings[] = {"shuffle", "streams", NULL};
 static const char *const loops[] = {"fit", "custom", NULL};
-static const char *const graph_parts[] = {"train", "forward", NULL};
+static const char *const graph_parts[] = {"train", "forward", "backward", NULL};
+static const char *const pass_sets[] = {"all", "none", NULL};
 
 static int threads = 0;
 
@@ -141,15 +142,17 @@ static int cmd_summary(int argc, char **argv)
     return report("summary", st);
 }
 
-/* Traces the chosen function once on zeros and writes its graph. */
+/* Compiles the chosen graph (not run) and writes it as DOT. */
 static int cmd_graph(int argc, char **argv)
 {
     const char *data = CR_DEFAULT_DATA, *dot = NULL;
     cr_config cfg = {.embed = 256, .hidden = 1024, .learning_rate = 1e-3f, .seed = 42};
-    int batch = 64, seq = 100, part = 0;
+    int batch = 64, seq = 100, part = 0, passes = 0;
     cli_flag flags[] = {
         {"dot", CLI_STRING, &dot, "output DOT file (required)", 0, 0, NULL},
-        {"what", CLI_CHOICE, &part, "train (the whole train step) or forward", 0, 0, graph_parts},
+        {"what", CLI_CHOICE, &part, "train (the whole train step), forward (its taped forward pass) or backward "
+                                    "(gradients and updates)", 0, 0, graph_parts},
+        {"passes", CLI_CHOICE, &passes, "all (the compiled graph) or none (as traced, before passes)", 0, 0, pass_sets},
         {"data", CLI_STRING, &data, "corpus whose vocabulary sizes the model", 0, 0, NULL},
         {"vocab", CLI_INT, &cfg.vocab, "vocabulary size instead of reading --data (0 = read)", 0, 1 << 20, NULL},
         {"embed", CLI_INT, &cfg.embed, "embedding size", 1, 65536, NULL},
@@ -166,14 +169,17 @@ static int cmd_graph(int argc, char **argv)
     df_status st = vocab_size(data, &cfg.vocab);
     cr_model m;
     if (st != DF_OK || (st = cr_model_init(&m, &cfg)) != DF_OK) return report("graph", st);
-    int32_t *zeros = calloc((size_t)batch * (size_t)seq, sizeof *zeros);
-    df_tensor x = df_tensor_make(DF_I32, zeros, 2, (int64_t[]){batch, seq}), out;
-    float loss;
-    st = zeros ? (part == 0 ? cr_custom_step(&m, &x, &x, &loss) : cr_logits(&m, &x, &out))
-               : df_error(DF_ERR_NOMEM, "out of memory");
-    if (st == DF_OK) st = df_graph_dump_dot(cr_graph(&m, part == 0 ? "custom" : "logits"), dot);
-    if (st == DF_OK) printf("wrote %s (render: dot -Tsvg %s -o graph.svg)\n", dot, dot);
-    free(zeros);
+    df_graph *g = NULL;
+    st = cr_compile_step(&m, batch, seq, passes == 0 ? DF_PASS_ALL : 0, true, &g);
+    static const df_dot_part parts[] = {DF_DOT_ALL, DF_DOT_FORWARD, DF_DOT_BACKWARD};
+    if (st == DF_OK) st = df_graph_dump_dot_part(g, dot, parts[part]);
+    df_graph_stats stats;
+    if (st == DF_OK && df_graph_get_stats(g, &stats) == DF_OK)
+        printf("wrote %s: %d nodes traced, %d run (%d merged by CSE, %d folded, %d fused into %d loops, %d dead); "
+               "arena %.1f MB for %.1f MB of tensors\nrender: dot -Tsvg %s -o graph.svg\n",
+               dot, stats.nodes_total, stats.nodes, stats.cse_merged, stats.constants_folded, stats.fused_nodes,
+               stats.fused_chains, stats.dead_nodes, stats.arena_bytes / 1e6, stats.tensor_bytes / 1e6, dot);
+    df_graph_free(g);
     cr_model_free(&m);
     return report("graph", st);
 }
@@ -187,7 +193,7 @@ static void usage(FILE *out)
             "  train     train the model (--loop fit | custom); checkpoints go to --checkpoint-dir\n"
             "  sample    generate text from the latest checkpoint\n"
             "  summary   print the Keras-style parameter table\n"
-            "  graph     write the traced train step (or forward) as a Graphviz DOT file\n\n"
+            "  graph     write the compiled train step (or its forward or backward part) as Graphviz DOT\n\n"
             "Run 'char-rnn COMMAND --help' for the flags of a command.\n"
             "The corpus is read from %s by default (--data PATH).\n", CR_DEFAULT_DATA);
 }

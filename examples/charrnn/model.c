@@ -71,8 +71,8 @@ int64_t cr_model_param_count(const cr_model *m)
 }
 
 /* The recurrent state of batch size B for a purpose, created on first use
- * (when a new batch size is traced). */
-static cr_state *state_for(cr_model *m, int batch, int purpose)
+ * (when a new batch size is traced, or a checkpoint restores it). */
+cr_state *cr_model_state(cr_model *m, int batch, int purpose)
 {
     for (int i = 0; i < m->n_states; i++)
         if (m->states[i].batch == batch && m->states[i].purpose == purpose) return &m->states[i];
@@ -96,17 +96,30 @@ static cr_state *state_for(cr_model *m, int batch, int purpose)
 }
 
 /* x (B,T) int -> logits (B,T,V); the final h, c are assigned to the state.
- * The embedding and the LSTM input projection are folded into one lookup:
- * gather(embedding @ kernel + bias, x) equals gather(embedding, x) @ kernel
- * + bias row by row, and autodiff routes the gradient back through it. */
+ * The LSTM input projection, chosen per trace (the two are equal row by row,
+ * and autodiff routes the gradient back through either):
+ *  - B*T >= V (training): the embedding and the projection fold into one
+ *    lookup, gather(embedding @ kernel + bias, x): one (V,E)@(E,4H) product
+ *    instead of (B*T,E)@(E,4H);
+ *  - B*T < V (generation, one char at a time): gather(embedding, x) @ kernel
+ *    + bias, which does not recompute the whole (V,4H) table each call. */
 static df_node *forward(df_graph *g, cr_model *m, df_node *x, int purpose)
 {
     int64_t B = df_node_dim(x, 0), T = df_node_dim(x, 1), H = m->cfg.hidden;
-    cr_state *s = state_for(m, (int)B, purpose);
-    if (!s) return NULL;
-    df_node *table = df_add(g, df_matmul(g, df_var(g, m->embedding), df_var(g, m->kernel), false, false),
-                            df_var(g, m->bias));                                    /* (V,4H) */
-    df_node *xproj = df_gather(g, table, x);                                        /* (B,T,4H) */
+    cr_state *s = cr_model_state(m, (int)B, purpose);
+    if (!s) {
+        df_graph_set_error(g, m->n_states == CR_MAX_STATES ? DF_ERR_RANGE : DF_ERR_NOMEM, "%s", df_last_error());
+        return NULL;
+    }
+    df_node *xproj;                                                                 /* (B,T,4H) */
+    if (B * T >= m->cfg.vocab) {
+        df_node *table = df_add(g, df_matmul(g, df_var(g, m->embedding), df_var(g, m->kernel), false, false),
+                                df_var(g, m->bias));                                /* (V,4H) */
+        xproj = df_gather(g, table, x);
+    } else {
+        df_node *emb = df_gather(g, df_var(g, m->embedding), x);                   /* (B,T,E) */
+        xproj = df_add(g, df_matmul(g, emb, df_var(g, m->kernel), false, false), df_var(g, m->bias));
+    }
     df_node *h = df_lstm(g, xproj, df_var(g, m->recurrent_kernel), df_var(g, s->h), df_var(g, s->c));
     df_node *logits = df_add(g, df_matmul(g, h, df_var(g, m->dense_kernel), false, false),
                              df_var(g, m->dense_bias));                             /* (B,T,V) */
@@ -146,6 +159,23 @@ static df_status build_custom_step(df_graph *g, df_node **in, void *user)
     df_optimizer_apply(g, m->opt, CR_N_PARAMS, m->params, grads);
     df_graph_output(g, loss);
     return df_graph_status(g);
+}
+
+df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, bool custom, df_graph **out)
+{
+    df_graph *g = df_graph_new();
+    if (!g) return DF_ERR_NOMEM;
+    int64_t shape[2] = {batch, seq};
+    df_node *in[2] = {df_placeholder(g, DF_I32, 2, shape, "x"), df_placeholder(g, DF_I32, 2, shape, "y")};
+    df_status st = df_graph_set_passes(g, passes);
+    if (st == DF_OK) st = custom ? build_custom_step(g, in, m) : build_fit_step(g, in, m);
+    if (st == DF_OK) st = df_graph_compile(g);
+    if (st != DF_OK) {
+        df_graph_free(g);
+        return st;
+    }
+    *out = g;
+    return DF_OK;
 }
 
 static df_status build_eval_step(df_graph *g, df_node **in, void *user)

@@ -42,6 +42,8 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg);
 void cr_model_free(cr_model *m);
 /* Zeroes every recurrent state (epoch start, "reset_states()"). */
 void cr_model_reset_states(cr_model *m);
+/* The state for (batch, purpose), created on first use; NULL on error. */
+cr_state *cr_model_state(cr_model *m, int batch, int purpose);
 int64_t cr_model_param_count(const cr_model *m);
 /* Keras-style summary table. */
 void cr_model_summary(const cr_model *m, int batch, FILE *out);
@@ -49,6 +51,10 @@ void cr_model_summary(const cr_model *m, int batch, FILE *out);
 /* Training step, the fit way: gradients of the loss w.r.t. all parameters
  * via df_gradients, Adam update. x, y (B,T) -> loss. */
 df_status cr_fit_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
+/* The fit step (or with custom, the tape-style train_step) for (batch, seq)
+ * as a compiled graph with the given passes (DF_PASS_*), not run; for
+ * inspecting plans, passes and graphs. Free with df_graph_free. */
+df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, bool custom, df_graph **out);
 /* Training step, the GradientTape way: a user-written train_step traced once. */
 df_status cr_custom_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
 /* Loss without training (own recurrent state). */

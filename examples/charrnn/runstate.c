@@ -79,18 +79,63 @@ static df_status put_model(df_checkpoint *ck, cr_model *m)
     return st;
 }
 
+/* Mid-epoch: the batcher's place in the epoch (step, shuffle buffer) and the
+ * training batch's recurrent state. *position must outlive the write. */
+static df_status put_mid_epoch(df_checkpoint *ck, cr_model *m, const cr_batcher *b, int64_t **position)
+{
+    int64_t n = 3 + b->fill;
+    int64_t *pos = malloc((size_t)n * sizeof *pos);
+    if (!pos) return df_error(DF_ERR_NOMEM, "out of memory");
+    pos[0] = b->step;
+    pos[1] = b->fill;
+    pos[2] = b->next_chunk;
+    for (int64_t i = 0; i < b->fill; i++) pos[3 + i] = b->buffer[i];
+    *position = pos;
+    cr_state *state = cr_model_state(m, b->batch, CR_STATE_MAIN);
+    df_status st = state ? df_checkpoint_put_blob(ck, "batcher", pos, (size_t)n * sizeof *pos) : DF_ERR_NOMEM;
+    if (st == DF_OK) st = df_checkpoint_put_variable(ck, state->h);
+    if (st == DF_OK) st = df_checkpoint_put_variable(ck, state->c);
+    return st;
+}
+
+/* Restores what put_mid_epoch saved, checking the record against b. */
+static df_status restore_mid_epoch(const df_checkpoint *ck, cr_model *m, cr_batcher *b)
+{
+    const void *data;
+    size_t len;
+    df_status st = df_checkpoint_get_blob(ck, "batcher", &data, &len);
+    if (st != DF_OK) return st;
+    const int64_t *pos = data;
+    if (len < 3 * sizeof *pos || len % sizeof *pos || pos[0] < 0 || pos[0] > b->steps_per_epoch || pos[1] < 0 ||
+        pos[1] > b->buffer_size || (size_t)(3 + pos[1]) * sizeof *pos != len || pos[2] < 0 || pos[2] > b->n_chunks)
+        return df_error(DF_ERR_FORMAT, "bad batcher record");
+    for (int64_t i = 0; i < pos[1]; i++)
+        if (pos[3 + i] < 0 || pos[3 + i] >= b->n_chunks) return df_error(DF_ERR_FORMAT, "bad batcher record");
+    b->step = pos[0];
+    b->fill = pos[1];
+    b->next_chunk = pos[2];
+    for (int64_t i = 0; i < b->fill; i++) b->buffer[i] = pos[3 + i];
+    cr_state *state = cr_model_state(m, b->batch, CR_STATE_MAIN);
+    if (!state) return DF_ERR_NOMEM;
+    st = df_checkpoint_restore_variable(ck, state->h);
+    if (st == DF_OK) st = df_checkpoint_restore_variable(ck, state->c);
+    return st;
+}
+
 df_status cr_save_run(const char *dir, const cr_run_config *rc, const cr_vocab *vocab, cr_model *m,
                       const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap)
 {
     df_status st = cr_make_dirs(dir);
     if (st != DF_OK) return st;
-    if (snprintf(path_out, path_cap, "%s/ckpt_%d", dir, p->epoch) >= (int)path_cap)
+    int number = p->epoch_step > 0 ? p->epoch + 1 : p->epoch;
+    if (snprintf(path_out, path_cap, "%s/ckpt_%d", dir, number) >= (int)path_cap)
         return df_error(DF_ERR_ARG, "checkpoint path too long");
     df_checkpoint *ck = df_checkpoint_new();
     if (!ck) return DF_ERR_NOMEM;
     char config[1024], progress[128], vocab_utf8[CR_MAX_VOCAB * 4];
     int clen = format_config(rc, config, sizeof config);
-    int plen = snprintf(progress, sizeof progress, "epoch=%d\nstep=%" PRId64 "\n", p->epoch, p->step);
+    int plen = snprintf(progress, sizeof progress, "epoch=%d\nstep=%" PRId64 "\nepoch_step=%" PRId64 "\n", p->epoch,
+                        p->step, p->epoch_step);
     size_t vlen = cr_vocab_to_utf8(vocab, vocab_utf8, sizeof vocab_utf8);
     /* Optimizer slots exist only after the first step; create them so every
      * checkpoint has the same entries. */
@@ -100,8 +145,11 @@ df_status cr_save_run(const char *dir, const cr_run_config *rc, const cr_vocab *
     if (st == DF_OK) st = df_checkpoint_put_blob(ck, "progress", progress, (size_t)plen);
     if (st == DF_OK && b) st = df_checkpoint_put_blob(ck, "rng", &b->rng, sizeof b->rng);
     if (st == DF_OK) st = put_model(ck, m);
+    int64_t *position = NULL;
+    if (st == DF_OK && b && p->epoch_step > 0) st = put_mid_epoch(ck, m, b, &position);
     if (st == DF_OK) st = df_checkpoint_write(ck, path_out);
     df_checkpoint_free(ck);
+    free(position);
     return st;
 }
 
@@ -200,13 +248,16 @@ static df_status restore_all(const df_checkpoint *ck, cr_model *m, cr_batcher *b
     if (st == DF_OK && p && (st = df_checkpoint_get_blob(ck, "progress", &data, &len)) == DF_OK) {
         char buf[128] = {0};
         memcpy(buf, data, len < sizeof buf - 1 ? len : sizeof buf - 1);
-        if (sscanf(buf, "epoch=%d\nstep=%" SCNd64, &p->epoch, &p->step) != 2)
+        p->epoch_step = 0;
+        if (sscanf(buf, "epoch=%d\nstep=%" SCNd64 "\nepoch_step=%" SCNd64, &p->epoch, &p->step, &p->epoch_step) != 3 ||
+            p->epoch < 0 || p->step < 0 || p->epoch_step < 0)
             st = df_error(DF_ERR_FORMAT, "bad progress record");
     }
     if (st == DF_OK && b && (st = df_checkpoint_get_blob(ck, "rng", &data, &len)) == DF_OK) {
         if (len != sizeof b->rng) st = df_error(DF_ERR_FORMAT, "bad RNG record (%zu bytes)", len);
         else memcpy(&b->rng, data, len);
     }
+    if (st == DF_OK && b && p && p->epoch_step > 0) st = restore_mid_epoch(ck, m, b);
     return st;
 }
 

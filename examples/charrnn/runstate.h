@@ -15,9 +15,13 @@ typedef struct cr_run_config {
 typedef struct cr_progress {
     int epoch;            /* epochs completed */
     int64_t step;         /* optimizer steps taken */
+    int64_t epoch_step;   /* steps into the next epoch when interrupted (0: at an epoch boundary) */
 } cr_progress;
 
-/* Writes <dir>/ckpt_<epoch> atomically (creating dir if needed). */
+/* Writes <dir>/ckpt_<N> atomically (creating dir if needed), N = epochs
+ * completed, or the epoch in progress when interrupted mid-epoch; then the
+ * batcher's position and the recurrent state are saved too, so a resume
+ * continues exactly where it stopped. */
 df_status cr_save_run(const char *dir, const cr_run_config *rc, const cr_vocab *vocab, cr_model *m,
                       const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap);
 /* mkdir -p. */

@@ -163,35 +163,41 @@ static df_status save_checkpoint(run *r)
     return st;
 }
 
-/* One epoch; returns the mean training loss. */
+/* One epoch (or the rest of one a resumed checkpoint stopped in); returns
+ * the mean training loss of the steps run. A stop request ends it early with
+ * progress.epoch_step = steps done. */
 static df_status run_epoch(run *r, int epoch, double *mean_loss)
 {
     const cr_train_opts *o = r->o;
-    int64_t total = r->train.steps_per_epoch;
+    int64_t total = r->train.steps_per_epoch, first = r->progress.epoch_step, ran = 0;
     if (o->steps_per_epoch > 0 && o->steps_per_epoch < total) total = o->steps_per_epoch;
-    cr_model_reset_states(&r->model);          /* states reset at each epoch start */
-    cr_batcher_start_epoch(&r->train);
+    if (first == 0) {
+        cr_model_reset_states(&r->model);      /* states reset at each epoch start */
+        cr_batcher_start_epoch(&r->train);
+    }
+    r->progress.epoch_step = 0;
     double start = now_seconds(), sum = 0;
     float loss = 0;
     if (!o->custom_loop) printf("Epoch %d/%d\n", epoch + 1, o->epochs);
-    for (int64_t i = 0; i < total && cr_batcher_next(&r->train, r->x, r->y); i++) {
+    for (int64_t i = first; i < total && cr_batcher_next(&r->train, r->x, r->y); i++) {
         df_status st = o->custom_loop ? cr_custom_step(&r->model, &r->xt, &r->yt, &loss)
                                       : cr_fit_step(&r->model, &r->xt, &r->yt, &loss);
         if (st != DF_OK) return st;
         sum += loss;
+        ran++;
         r->progress.step++;
-        if (o->profile && i == 0)          /* from the second step on: the first one traced */
+        if (o->profile && ran == 1)        /* from the second step on: the first one traced */
             df_graph_set_profiling(cr_graph(&r->model, o->custom_loop ? "custom" : "fit"), true);
         if (r->csv) fprintf(r->csv, "%d,%lld,%.6f,\n", epoch + 1, (long long)r->progress.step, loss);
         if (o->custom_loop && i % 100 == 0) printf("Epoch %d Batch %lld Loss %.4f\n", epoch + 1, (long long)i, loss);
-        else if (!o->custom_loop) show_progress(r, i + 1, total, now_seconds() - start, sum / (double)(i + 1), i + 1 == total);
-        if (cr_stop_requested) {
+        else if (!o->custom_loop) show_progress(r, i + 1, total, now_seconds() - start, sum / (double)ran, i + 1 == total);
+        if (cr_stop_requested && i + 1 < total) {
             if (!o->custom_loop && r->tty) printf("\n");
-            total = i + 1;
+            r->progress.epoch_step = i + 1;
             break;
         }
     }
-    *mean_loss = sum / (double)(total ? total : 1);
+    *mean_loss = sum / (double)(ran ? ran : 1);
     if (o->custom_loop) printf("Epoch %d Loss %.4f\nTime taken for 1 epoch %.2f sec\n\n", epoch + 1, *mean_loss,
                                now_seconds() - start);
     return DF_OK;
@@ -204,8 +210,9 @@ static df_status train_epochs(run *r)
         double mean, val = NAN;
         df_status st = run_epoch(r, epoch, &mean);
         if (st != DF_OK) return st;
-        r->progress.epoch = epoch + 1;
-        if (r->has_val && !cr_stop_requested) {
+        bool partial = r->progress.epoch_step > 0;     /* stopped inside the epoch */
+        if (!partial) r->progress.epoch = epoch + 1;
+        if (r->has_val && !partial) {
             if ((st = evaluate(r, &val)) != DF_OK) return st;
             printf("val_loss: %.4f\n", val);
             if (r->csv) fprintf(r->csv, "%d,%lld,,%.6f\n", epoch + 1, (long long)r->progress.step, val);
@@ -215,7 +222,8 @@ static df_status train_epochs(run *r)
         if (!o->custom_loop || last || (epoch + 1) % o->checkpoint_every == 0)
             if ((st = save_checkpoint(r)) != DF_OK) return st;
         if (cr_stop_requested) {
-            printf("Interrupted: stopped after step %lld with a checkpoint\n", (long long)r->progress.step);
+            printf("Interrupted: stopped after step %lld with a checkpoint; --resume continues from there\n",
+                   (long long)r->progress.step);
             break;
         }
     }
@@ -229,7 +237,9 @@ static df_status resume(run *r)
     if (st != DF_OK) return st;
     st = cr_load_run(path, &r->rc, &r->text.vocab, &r->model, &r->train, &r->progress);
     if (st == DF_OK)
-        printf("Resumed from %s (epoch %d, step %lld)\n", path, r->progress.epoch, (long long)r->progress.step);
+        printf("Resumed from %s (%d epochs done%s, step %lld, learning rate %g from the checkpoint)\n", path,
+               r->progress.epoch, r->progress.epoch_step ? " and part of the next" : "", (long long)r->progress.step,
+               df_optimizer_learning_rate(r->model.opt));
     return st;
 }
 
