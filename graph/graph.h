@@ -48,6 +48,7 @@ struct df_node {
     void *aux;
     int last_use;                 /* schedule position of the last reader */
     double profile_seconds;       /* wall time summed over profiled runs */
+    df_node *inplace_of;          /* planner: computes into this node's buffer */
     int sched_pos;                /* -1 when dead (not scheduled) */
 };
 
@@ -122,7 +123,7 @@ struct df_graph {
     bool profiling;
     int64_t profiled_runs;
     unsigned passes;              /* DF_PASS_* enabled (set at creation: all) */
-    int stats_cse, stats_folded, stats_fused_chains, stats_fused_nodes;
+    int stats_cse, stats_folded, stats_fused_chains, stats_fused_nodes, stats_inplace;
 };
 
 /* Creates a node of op with inputs and runs its shape inference. Returns NULL

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "graph.h"
+#include "../ops/registry.h"
 
 /* A planned buffer: bytes, the schedule positions it is live in, and its place. */
 typedef struct block { size_t size, offset; int first, last; int pos; } block;
@@ -108,6 +109,36 @@ static size_t lowest_fit(const block *b, block **conflicts, int n)
  * offset free during its lifetime, which keeps big tensors from being
  * split around small ones (what first-fit in schedule order suffers from).
  * Without DF_PASS_REUSE every buffer lives for the whole run. */
+/* The node whose buffer n finally uses (n itself unless planned in place). */
+static df_node *buffer_owner(df_node *n)
+{
+    while (n->inplace_of) n = n->inplace_of;
+    return n;
+}
+
+/* An elementwise node may compute into an input of the same size that it is
+ * the last reader of: it reads each element before writing the same element.
+ * Returns how many nodes were planned in place. */
+static int plan_in_place(df_graph *g)
+{
+    int count = 0;
+    for (int p = 0; p < g->n_sched; p++) {
+        df_node *n = g->schedule[p];
+        if ((n->op->elementwise == DF_EW_NONE && n->op != &df_op_fused_elementwise) || !needs_arena(n) ||
+            n->aux_bytes)
+            continue;
+        for (int i = 0; i < n->n_in && !n->inplace_of; i++) {
+            df_node *x = n->in[i];
+            if (needs_arena(x) && !(x->op->flags & DF_OP_INPUT) && x->last_use == p && x->numel == n->numel &&
+                x->dtype == n->dtype) {
+                n->inplace_of = buffer_owner(x);
+                count++;
+            }
+        }
+    }
+    return count;
+}
+
 static df_status plan_memory(df_graph *g, size_t *offsets)
 {
     block *blocks = df_malloc(((size_t)g->n_sched + 1) * sizeof *blocks);
@@ -124,8 +155,16 @@ static df_status plan_memory(df_graph *g, size_t *offsets)
         df_node *node = g->schedule[p];
         if (!needs_arena(node)) continue;
         size_t bytes = round_up((size_t)node->numel * df_dtype_size(node->dtype)) + round_up(node->aux_bytes);
-        blocks[n++] = (block){bytes, 0, reuse ? p : 0, reuse ? node->last_use : g->n_sched, p};
         total += bytes;
+        if (node->inplace_of) continue;          /* shares its owner's block */
+        blocks[n++] = (block){bytes, 0, reuse ? p : 0, reuse ? node->last_use : g->n_sched, p};
+    }
+    for (int p = 0; p < g->n_sched && reuse; p++) {   /* an owner's block lives as long as its last member */
+        df_node *node = g->schedule[p];
+        if (!node->inplace_of) continue;
+        int owner_pos = buffer_owner(node)->sched_pos;
+        for (int i = 0; i < n; i++)
+            if (blocks[i].pos == owner_pos && blocks[i].last < node->last_use) blocks[i].last = node->last_use;
     }
     qsort(blocks, (size_t)n, sizeof *blocks, by_size_desc);
     for (int i = 0; i < n; i++) {
@@ -158,6 +197,7 @@ df_status df_graph_compile(df_graph *g)
     df_status st = schedule_nodes(g);
     if (st != DF_OK) return st;
     compute_liveness(g);
+    g->stats_inplace = g->passes & DF_PASS_REUSE ? plan_in_place(g) : 0;
     size_t *offsets = df_calloc((size_t)g->n_sched + 1, sizeof *offsets);
     if (!offsets) return df_graph_fail(g, DF_ERR_NOMEM, "compile: out of memory");
     st = plan_memory(g, offsets);
@@ -169,7 +209,9 @@ df_status df_graph_compile(df_graph *g)
     if (st == DF_OK) {
         for (int p = 0; p < g->n_sched; p++) {
             df_node *node = g->schedule[p];
-            if (needs_arena(node)) {
+            if (node->inplace_of) {
+                node->data = buffer_owner(node)->data;     /* owners come earlier in the schedule */
+            } else if (needs_arena(node)) {
                 node->data = (char *)g->memory + offsets[p];
                 node->aux = node->aux_bytes
                                 ? (char *)node->data + round_up((size_t)node->numel * df_dtype_size(node->dtype))
@@ -191,7 +233,8 @@ df_status df_graph_get_stats(const df_graph *g, df_graph_stats *out)
     *out = (df_graph_stats){.nodes = g->n_sched, .nodes_total = g->n_nodes,
                             .dead_nodes = g->n_nodes - g->n_sched, .cse_merged = g->stats_cse,
                             .constants_folded = g->stats_folded, .fused_chains = g->stats_fused_chains,
-                            .fused_nodes = g->stats_fused_nodes, .arena_bytes = g->arena_bytes,
+                            .fused_nodes = g->stats_fused_nodes, .inplace = g->stats_inplace,
+                            .arena_bytes = g->arena_bytes,
                             .tensor_bytes = g->tensor_bytes};
     return DF_OK;
 }

@@ -213,7 +213,8 @@ enum {
     DF_PASS_CSE = 1 << 0,    /* common-subexpression elimination */
     DF_PASS_FOLD = 1 << 1,   /* constant folding */
     DF_PASS_FUSE = 1 << 2,   /* fuse chains of elementwise ops into one loop */
-    DF_PASS_REUSE = 1 << 3,  /* reuse a buffer once its last reader has run */
+    DF_PASS_REUSE = 1 << 3,  /* reuse a buffer once its last reader has run, and let
+                              * elementwise ops write over an input they read last */
     DF_PASS_ALL = 0xF
 };
 df_status df_graph_set_passes(df_graph *g, unsigned passes);
@@ -227,6 +228,7 @@ typedef struct df_graph_stats {
     int constants_folded;  /* nodes computed at compile time */
     int fused_chains;      /* fused_elementwise nodes made */
     int fused_nodes;       /* elementwise nodes merged into them */
+    int inplace;           /* elementwise nodes computed in their dying input's buffer */
     size_t arena_bytes;    /* peak bytes of the planned arena */
     size_t tensor_bytes;   /* sum of all planned buffers (no reuse) */
 } df_graph_stats;

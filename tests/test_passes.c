@@ -173,3 +173,17 @@ Test(passes, seed_train_step_peak_memory_is_well_under_the_sum_of_tensors)
     df_graph_free(g);
     cr_model_free(&m);
 }
+
+/* exp(x) dies in neg, neg dies in tanh: each can write over the other. */
+static df_node *unfused_chain(df_graph *g, df_node *x)
+{
+    return df_tanh(g, df_neg(g, df_exp(g, df_scale(g, x, 0.5f))));
+}
+
+Test(passes, elementwise_ops_run_in_place_over_inputs_they_read_last)
+{
+    df_graph_stats st = compare_with_and_without(unfused_chain, DF_PASS_REUSE, SHAPE(5, 7001), 2);
+    cr_expect_eq(st.inplace, 3, "exp over scale, neg over exp, tanh over neg; got %d", st.inplace);
+    cr_expect_eq(st.arena_bytes, (size_t)2 * ((5 * 7001 * 4 + 63) / 64 * 64),
+                 "x and one buffer for the whole chain; got %zu", st.arena_bytes);
+}
