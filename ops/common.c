@@ -39,6 +39,20 @@ df_status df_infer_unary(df_node *n)
     return DF_OK;
 }
 
+df_status df_infer_unary_axis(df_node *n)
+{
+    df_status st = df_infer_unary(n);
+    if (st != DF_OK) return st;
+    int axis = df_axis((int)n->ia[0], n->ndim);
+    if (axis < 0) {
+        char sx[64];
+        return df_op_error(n, DF_ERR_SHAPE, "axis %lld out of range for shape %s", (long long)n->ia[0],
+                           df_node_shape_str(n->in[0], sx, sizeof sx));
+    }
+    n->ia[0] = axis;
+    return DF_OK;
+}
+
 df_status df_infer_broadcast(df_node *n)
 {
     df_status st;

@@ -22,6 +22,8 @@ df_status df_check_indices(const int32_t *idx, int64_t count, int64_t limit);
 df_status df_require_f32(df_node *n, int input);
 /* Output shape = input 0's, dtype f32 (unary elementwise ops). */
 df_status df_infer_unary(df_node *n);
+/* As df_infer_unary, and normalises the axis in ia[0] (error if out of range). */
+df_status df_infer_unary_axis(df_node *n);
 /* Output shape = NumPy broadcast of inputs 0 and 1, dtype f32. */
 df_status df_infer_broadcast(df_node *n);
 /* Calls lane(x + start, y + start, len, stride) for every 1-D lane of a

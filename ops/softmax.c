@@ -5,20 +5,6 @@
  * gradients of gradients work: dx = y * (dy - sum(dy * y, axis, keepdims)). */
 #include "common.h"
 
-static df_status softmax_infer(df_node *n)
-{
-    df_status st = df_infer_unary(n);
-    if (st != DF_OK) return st;
-    int axis = df_axis((int)n->ia[0], n->ndim);
-    if (axis < 0) {
-        char sx[64];
-        return df_op_error(n, DF_ERR_SHAPE, "axis %lld out of range for shape %s", (long long)n->ia[0],
-                           df_node_shape_str(n->in[0], sx, sizeof sx));
-    }
-    n->ia[0] = axis;
-    return DF_OK;
-}
-
 /* One softmax over len elements spaced stride apart. */
 static inline void softmax_lane(const float *x, float *y, int64_t len, int64_t stride)
 {
@@ -63,7 +49,7 @@ static const df_gradcheck_case softmax_cases[] = {
 };
 
 const df_op_def df_op_softmax = {
-    .name = "softmax", .infer = softmax_infer, .forward = softmax_forward,
+    .name = "softmax", .infer = df_infer_unary_axis, .forward = softmax_forward,
     .backward = softmax_backward, .gradcheck = softmax_cases,
 };
 
