@@ -74,6 +74,7 @@ enum {
     DF_OP_SIDE_EFFECT = 1 << 1,   /* writes a variable: runs after its non-dependents */
     DF_OP_EXTERNAL = 1 << 2,      /* data lives outside the arena (variables, constants) */
     DF_OP_INPUT = 1 << 3,         /* placeholder: fed by the caller on each run */
+    DF_OP_NO_CSE = 1 << 4,        /* never merged or folded by the passes (e.g. dropout's masks) */
 };
 
 struct df_op_def {

@@ -9,10 +9,11 @@
 #include "graph.h"
 #include "../ops/registry.h"
 
-/* Nodes whose value depends on more than their inputs and attributes. */
+/* Nodes whose value depends on more than their inputs and attributes, or
+ * that must stay distinct (DF_OP_NO_CSE: two dropout layers never share a mask). */
 static bool is_pure(const df_node *n)
 {
-    return !(n->op->flags & (DF_OP_SIDE_EFFECT | DF_OP_INPUT)) && n->op != &df_op_variable;
+    return !(n->op->flags & (DF_OP_SIDE_EFFECT | DF_OP_INPUT | DF_OP_NO_CSE)) && n->op != &df_op_variable;
 }
 
 static bool same_constant(const df_node *a, const df_node *b)

@@ -10,22 +10,22 @@
  * gates, c and tanh(c) stay in aux for the backward (ops/lstm_grad.c), which
  * builds: dz = lstm_grad (BPTT, = d xproj), dw_rec = lstm_hprev^T @ dz as one
  * matmul over all steps, and dh0/dc0 via lstm_grad_state. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "common.h"
+#include "lstm_kernels.h"
 
-/* The fused passes work on blocks of one batch row x LSTM_COLS units. */
-#define LSTM_COLS 256
-/* Each element costs a few exp's, so fork earlier than DF_PAR_MIN. */
-#define LSTM_PAR_MIN 4096
-
-static inline float lstm_f32(int32_t i)
+LSTM_INLINE float lstm_f32(int32_t i)
 {
     float f;
     memcpy(&f, &i, sizeof f);
     return f;
 }
 
-static inline int32_t lstm_i32(float f)
+LSTM_INLINE int32_t lstm_i32(float f)
 {
     int32_t i;
     memcpy(&i, &f, sizeof i);
@@ -34,7 +34,7 @@ static inline int32_t lstm_i32(float f)
 
 /* c ? a : b through a bit mask: GCC does not if-convert float selects under
  * the default -ftrapping-math, which would keep the loops below scalar. */
-static inline float lstm_select(int c, float a, float b)
+LSTM_INLINE float lstm_select(int c, float a, float b)
 {
     int32_t m = -(int32_t)c;
     return lstm_f32((m & lstm_i32(a)) | (~m & lstm_i32(b)));
@@ -45,7 +45,7 @@ static inline float lstm_select(int c, float a, float b)
  * exponent bits; relative error < 3e-7. Only arithmetic and bit operations,
  * so `omp simd` loops vectorize it (libm's expf/tanhf are scalar calls that
  * would cost about as much as the recurrent GEMM). */
-static inline float lstm_exp(float x)
+LSTM_INLINE float lstm_exp(float x)
 {
     x = lstm_select(x < -87.0f, -87.0f, x);
     x = lstm_select(x > 88.0f, 88.0f, x);
@@ -56,11 +56,11 @@ static inline float lstm_exp(float x)
 }
 
 /* Absolute error < 1.1e-7 against the exact sigmoid. */
-static inline float lstm_sigmoid(float x) { return 1.0f / (1.0f + lstm_exp(-x)); }
+LSTM_INLINE float lstm_sigmoid(float x) { return 1.0f / (1.0f + lstm_exp(-x)); }
 
 /* tanh: Cephes' odd polynomial for |x| < 0.625, else 1 - 2/(exp(2|x|)+1),
  * sign restored from x; absolute error < 1e-7, relative < 1.4e-7. */
-static inline float lstm_tanh(float x)
+LSTM_INLINE float lstm_tanh(float x)
 {
     int32_t sign = lstm_i32(x) & (int32_t)0x80000000;
     float a = lstm_f32(lstm_i32(x) & 0x7fffffff), z = a * a;
@@ -104,58 +104,173 @@ static df_status lstm_infer(df_node *n)
     return DF_OK;
 }
 
+/* One step's gates for batch rows [0,B) and units [j0,j1): z (the recurrent
+ * part, written by the step's GEMM) + x, the nonlinearities and the cell
+ * update; the activated gates replace z. r0 = row of batch 0 at this step. */
+LSTM_INLINE void lstm_gate_body(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1,
+                                const float *X, const float *C0, float *G, float *C, float *TC, float *Y)
+{
+    const int64_t G4 = 4 * H;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t r = b * T + t;
+        const float *x = X + r * G4, *cp = t ? C + (r - 1) * H : C0 + b * H;
+        float *z = G + r * G4, *c = C + r * H, *tc = TC + r * H, *h = Y + r * H;
+#pragma omp simd
+        for (int64_t j = j0; j < j1; j++) {
+            float ig = lstm_sigmoid(z[j] + x[j]);
+            float fg = lstm_sigmoid(z[H + j] + x[H + j]);
+            float gg = lstm_tanh(z[2 * H + j] + x[2 * H + j]);
+            float og = lstm_sigmoid(z[3 * H + j] + x[3 * H + j]);
+            float cn = fg * cp[j] + ig * gg, th = lstm_tanh(cn);
+            z[j] = ig;
+            z[H + j] = fg;
+            z[2 * H + j] = gg;
+            z[3 * H + j] = og;
+            c[j] = cn;
+            tc[j] = th;
+            h[j] = og * th;
+        }
+    }
+}
+
+static void lstm_gate_base(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *X,
+                           const float *C0, float *G, float *C, float *TC, float *Y)
+{
+    lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+}
+
+#if LSTM_HAVE_AVX512_CLONE
+LSTM_TARGET_AVX512
+static void lstm_gate_avx512(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *X,
+                             const float *C0, float *G, float *C, float *TC, float *Y)
+{
+    lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+}
+#endif
+
+static void lstm_gate_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *X,
+                            const float *C0, float *G, float *C, float *TC, float *Y)
+{
+#if LSTM_HAVE_AVX512_CLONE
+    if (lstm_use_avx512()) {
+        lstm_gate_avx512(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+        return;
+    }
+#endif
+    lstm_gate_base(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+}
+
+/* z[:, c0:c1] = hp (B,H) @ w_rec[:, c0:c1]; at B = 1 a matrix-vector product
+ * (sgemm would pack the whole weight slice for one row). */
+static inline void lstm_step_gemm(int64_t B, int64_t H, const float *hp, int64_t ldh, const float *W, float *z,
+                                  int64_t ldz, int64_t c0, int64_t c1)
+{
+    if (c1 <= c0) return;
+    if (B == 1) {
+        /* zeroed first: some OpenBLAS versions compute beta = 0 as 0 * y, and
+         * z may hold NaN from an earlier use of the arena */
+        memset(z + c0, 0, (size_t)(c1 - c0) * sizeof(float));
+        cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)H, (blasint)(c1 - c0), 1.0f, W + c0, (blasint)(4 * H), hp, 1,
+                    0.0f, z + c0, 1);
+    }
+    else
+        df_sgemm(false, false, B, c1 - c0, H, 1.0f, hp, ldh, W + c0, 4 * H, 0.0f, z + c0, ldz);
+}
+
 // xproj (B,T,4H), w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
 // aux: activated gates (B,T,4H) [i f g o] | c (B,T,H) | tanh(c) (B,T,H)
+//
+// Large sizes run the whole sequence in one OpenMP region: each thread owns
+// a slice of the H units, computes the four gate column blocks of its units
+// and then their nonlinearities, so the gate pass reads what the same core
+// just wrote, and the only synchronisation is one barrier per step (h_t
+// complete before the next step's products read it). The products use the
+// packed AVX-512 kernel (ops/lstm_gemm.c; each thread packs its own columns
+// of w_rec once per call into scratch outside the planned arena, see
+// lstm_scratch_acquire) or else single-threaded
+// OpenBLAS calls (OpenBLAS runs single-threaded inside a parallel region).
 static df_status lstm_forward(df_node *n)
 {
     const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2], G4 = 4 * H;
     const float *X = DF_F32P(n->in[0]), *W = DF_F32P(n->in[1]);
     const float *H0 = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
     float *Y = DF_F32P(n), *G = n->aux, *C = G + B * T * G4, *TC = C + B * T * H;
-    const int64_t nblk = (H + LSTM_COLS - 1) / LSTM_COLS;
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
-    for (int64_t t = 0; t < T; t++) {
-        /* h_{t-1} @ w_rec into the step's gate rows; h_{t-1} is h0 or rows of the output */
-        const float *hp = t ? Y + (t - 1) * H : H0;
-        df_sgemm(false, false, B, G4, H, 1.0f, hp, t ? T * H : H, W, G4, 0.0f, G + t * G4, T * G4);
-#pragma omp parallel for schedule(static) if (B * H >= LSTM_PAR_MIN)
-        for (int64_t blk = 0; blk < B * nblk; blk++) {
-            const int64_t b = blk / nblk, j0 = blk % nblk * LSTM_COLS;
-            const int64_t j1 = j0 + LSTM_COLS < H ? j0 + LSTM_COLS : H, r = b * T + t;
-            const float *x = X + r * G4, *cp = t ? C + (r - 1) * H : C0 + b * H;
-            float *z = G + r * G4, *c = C + r * H, *tc = TC + r * H, *h = Y + r * H;
-#pragma omp simd
-            for (int64_t j = j0; j < j1; j++) {
-                float ig = lstm_sigmoid(z[j] + x[j]);
-                float fg = lstm_sigmoid(z[H + j] + x[H + j]);
-                float gg = lstm_tanh(z[2 * H + j] + x[2 * H + j]);
-                float og = lstm_sigmoid(z[3 * H + j] + x[3 * H + j]);
-                float cn = fg * cp[j] + ig * gg, th = lstm_tanh(cn);
-                z[j] = ig;
-                z[H + j] = fg;
-                z[2 * H + j] = gg;
-                z[3 * H + j] = og;
-                c[j] = cn;
-                tc[j] = th;
-                h[j] = og * th;
+    bool cached = false;
+    float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
+    const bool packed = PW != NULL;                         /* else OpenBLAS */
+    int nth = B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1;
+    if (nth > (H + LSTM_ALIGN - 1) / LSTM_ALIGN) nth = (int)((H + LSTM_ALIGN - 1) / LSTM_ALIGN);
+    if (nth <= 1 && !packed) {
+        /* small: OpenBLAS threads the GEMM as it sees fit, one pass over the gates */
+        for (int64_t t = 0; t < T; t++) {
+            const float *hp = t ? Y + (t - 1) * H : H0;
+            lstm_step_gemm(B, H, hp, t ? T * H : H, W, G + t * G4, T * G4, 0, G4);
+            lstm_gate_block(B, T, H, t, 0, H, X, C0, G, C, TC, Y);
+        }
+        return DF_OK;
+    }
+    /* packed gate block k: panels of columns k*H .. k*H+H-1 */
+    const int64_t block = lstm_packed_floats(H) / 4;
+#pragma omp parallel num_threads(nth)
+    {
+        int64_t j0, j1;
+        lstm_unit_slice(H, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
+#if LSTM_HAVE_AVX512_CLONE
+        if (packed && j1 > j0)
+            for (int k = 0; k < 4; k++) lstm_pack_cols(W, G4, H, k * H + j0, j1 - j0, PW + k * block + j0 * H);
+#endif
+        for (int64_t t = 0; t < T; t++) {
+            const float *hp = t ? Y + (t - 1) * H : H0;
+            const int64_t ldh = t ? T * H : H;
+            float *z = G + t * G4;
+            for (int k = 0; k < 4; k++) {
+#if LSTM_HAVE_AVX512_CLONE
+                if (packed) {
+                    if (j1 > j0) lstm_gemm_packed(B, j1 - j0, H, hp, ldh, PW + k * block + j0 * H, z + k * H + j0, T * G4);
+                    continue;
+                }
+#endif
+                lstm_step_gemm(B, H, hp, ldh, W, z, T * G4, k * H + j0, k * H + j1);
             }
+            lstm_gate_block(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+#pragma omp barrier
         }
     }
+    lstm_scratch_release(PW, cached);
     return DF_OK;
 }
 
+int lstm_use_packed_dw(void)
+{
+    static int use = -1;
+    if (use < 0) {
+        const char *core = openblas_get_corename();
+        bool blas512 = core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
+                                !strcasecmp(core, "SapphireRapids"));
+        use = lstm_use_packed(2) && !blas512;
+    }
+    return use;
+}
+
 /* dz = lstm_grad (BPTT over the saved gates) is d xproj; d w_rec is one GEMM
- * over all steps, Hprev^T @ dz with Hprev = [h0, h_0 .. h_{T-2}]; dh0 and dc0
- * are read out of lstm_grad's workspace. */
+ * over all steps, Hprev^T @ dz with Hprev = [h0, h_0 .. h_{T-2}] (one
+ * lstm_hprev node on AVX-512, else lstm_hprev then matmul); dh0 and dc0 are
+ * read out of lstm_grad's workspace. */
 static df_status lstm_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     df_node *gin[4] = {n, dy, n->in[1], n->in[3]};
     int64_t want_dh0 = need[2];
     df_node *dz = df_node_make(g, &df_op_lstm_grad, 4, gin, &want_dh0, 1, NULL, 0, NULL);
     if (need[0]) dx[0] = dz;
-    if (need[1]) {
+    if (need[1] && lstm_use_packed_dw()) {                 /* hprev^T @ dz in one AVX-512 node */
+        df_node *hin[3] = {n, n->in[2], dz};
+        int64_t form = 1;
+        dx[1] = df_node_make(g, &df_op_lstm_hprev, 3, hin, &form, 1, NULL, 0, NULL);
+    } else if (need[1]) {
         df_node *hin[2] = {n, n->in[2]};
-        df_node *hprev = df_node_make(g, &df_op_lstm_hprev, 2, hin, NULL, 0, NULL, 0, NULL);
+        int64_t form = 0;
+        df_node *hprev = df_node_make(g, &df_op_lstm_hprev, 2, hin, &form, 1, NULL, 0, NULL);
         dx[1] = df_matmul(g, hprev, dz, true, false);
     }
     for (int k = 0; k < 2; k++)

@@ -9,11 +9,12 @@
  * carries dh (B,H) and dc (B,H) live in this node's aux; after step 0 they are
  * dh0 and dc0 (read out by lstm_grad_state). ia[0] = 1 asks for dh0 (one more
  * GEMM at t = 0). Not differentiable itself. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include "common.h"
-
-#define LSTM_COLS 256
-#define LSTM_PAR_MIN 4096
+#include "lstm_kernels.h"
 
 static df_status lstm_grad_infer(df_node *n)
 {
@@ -40,8 +41,88 @@ static df_status lstm_grad_infer(df_node *n)
     return DF_OK;
 }
 
+/* One step's gate gradients for batch rows [0,B) and units [j0,j1): reads
+ * dy_t, the carries dh (= dz_{t+1} @ w_rec^T) and dc, writes dz_t and the new
+ * dc carry. */
+LSTM_INLINE void lstm_grad_body(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1,
+                                const float *G, const float *C, const float *TC, const float *DY,
+                                const float *C0, float *DZ, const float *DH, float *DC)
+{
+    const int64_t G4 = 4 * H;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t r = b * T + t;
+        const float *gt = G + r * G4, *tc = TC + r * H, *dy = DY + r * H;
+        const float *cp = t ? C + (r - 1) * H : C0 + b * H, *dh = DH + b * H;
+        float *dz = DZ + r * G4, *dc = DC + b * H;
+#pragma omp simd
+        for (int64_t j = j0; j < j1; j++) {
+            float ig = gt[j], fg = gt[H + j], gg = gt[2 * H + j], og = gt[3 * H + j], th = tc[j];
+            float dhj = dy[j] + dh[j];
+            float dcj = dhj * og * (1.0f - th * th) + dc[j];
+            dz[j] = dcj * gg * ig * (1.0f - ig);
+            dz[H + j] = dcj * cp[j] * fg * (1.0f - fg);
+            dz[2 * H + j] = dcj * ig * (1.0f - gg * gg);
+            dz[3 * H + j] = dhj * th * og * (1.0f - og);
+            dc[j] = dcj * fg;
+        }
+    }
+}
+
+static void lstm_grad_base(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *G,
+                           const float *C, const float *TC, const float *DY, const float *C0, float *DZ,
+                           const float *DH, float *DC)
+{
+    lstm_grad_body(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+}
+
+#if LSTM_HAVE_AVX512_CLONE
+LSTM_TARGET_AVX512
+static void lstm_grad_avx512(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *G,
+                             const float *C, const float *TC, const float *DY, const float *C0, float *DZ,
+                             const float *DH, float *DC)
+{
+    lstm_grad_body(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+}
+#endif
+
+static void lstm_grad_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *G,
+                            const float *C, const float *TC, const float *DY, const float *C0, float *DZ,
+                            const float *DH, float *DC)
+{
+#if LSTM_HAVE_AVX512_CLONE
+    if (lstm_use_avx512()) {
+        lstm_grad_avx512(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+        return;
+    }
+#endif
+    lstm_grad_base(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+}
+
+/* dh[:, j0:j1] = dz_t (B,4H) @ w_rec[j0:j1, :]^T; a matrix-vector product at B = 1. */
+static inline void lstm_grad_gemm(int64_t B, int64_t T, int64_t H, const float *dz, const float *W, float *DH,
+                                  int64_t j0, int64_t j1)
+{
+    const int64_t G4 = 4 * H;
+    if (j1 <= j0) return;
+    if (B == 1) {
+        memset(DH + j0, 0, (size_t)(j1 - j0) * sizeof(float));     /* see lstm_step_gemm in lstm.c */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)(j1 - j0), (blasint)G4, 1.0f, W + j0 * G4, (blasint)G4, dz,
+                    1, 0.0f, DH + j0, 1);
+    }
+    else
+        df_sgemm(false, true, B, j1 - j0, G4, 1.0f, dz, T * G4, W + j0 * G4, G4, 0.0f, DH + j0, H);
+}
+
 // lstm (B,T,H) with aux gates/c/tanh(c), dy (B,T,H), w_rec (H,4H), c0 (B,H) -> dz (B,T,4H);
 // aux: dh0 (B,H) | dc0 (B,H)
+//
+// Large sizes run in one OpenMP region where each thread owns a slice of the
+// units: its part of the gate pass (dz_t for its units), a barrier (dz_t
+// complete), then its columns of dh_{t-1} = dz_t @ w_rec^T (packed AVX-512
+// kernel over its rows of w_rec, packed once per call into scratch outside
+// the planned arena, or a single-threaded
+// OpenBLAS call). The next gate pass reads only the thread's own dh and dc
+// columns, so one barrier per step suffices.
 static df_status lstm_grad_forward(df_node *n)
 {
     const df_node *l = n->in[0];
@@ -49,33 +130,46 @@ static df_status lstm_grad_forward(df_node *n)
     const float *G = l->aux, *C = G + B * T * G4, *TC = C + B * T * H;
     const float *DY = DF_F32P(n->in[1]), *W = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
     float *DZ = DF_F32P(n), *DH = n->aux, *DC = DH + B * H;
-    const int64_t nblk = (H + LSTM_COLS - 1) / LSTM_COLS;
+    const bool want_dh0 = n->ia[0] != 0;
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
-    memset(DH, 0, (size_t)(2 * B * H) * sizeof(float));     /* nothing flows in after step T-1 */
-    for (int64_t t = T - 1; t >= 0; t--) {
-#pragma omp parallel for schedule(static) if (B * H >= LSTM_PAR_MIN)
-        for (int64_t blk = 0; blk < B * nblk; blk++) {
-            const int64_t b = blk / nblk, j0 = blk % nblk * LSTM_COLS;
-            const int64_t j1 = j0 + LSTM_COLS < H ? j0 + LSTM_COLS : H, r = b * T + t;
-            const float *gt = G + r * G4, *tc = TC + r * H, *dy = DY + r * H;
-            const float *cp = t ? C + (r - 1) * H : C0 + b * H;
-            float *dz = DZ + r * G4, *dh = DH + b * H, *dc = DC + b * H;
-#pragma omp simd
-            for (int64_t j = j0; j < j1; j++) {
-                float ig = gt[j], fg = gt[H + j], gg = gt[2 * H + j], og = gt[3 * H + j], th = tc[j];
-                float dhj = dy[j] + dh[j];
-                float dcj = dhj * og * (1.0f - th * th) + dc[j];
-                dz[j] = dcj * gg * ig * (1.0f - ig);
-                dz[H + j] = dcj * cp[j] * fg * (1.0f - fg);
-                dz[2 * H + j] = dcj * ig * (1.0f - gg * gg);
-                dz[3 * H + j] = dhj * th * og * (1.0f - og);
-                dc[j] = dcj * fg;
-            }
+    bool cached = false;
+    float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
+    const bool packed = PW != NULL;                         /* else OpenBLAS */
+    int nth = B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1;
+    if (nth > (H + LSTM_ALIGN - 1) / LSTM_ALIGN) nth = (int)((H + LSTM_ALIGN - 1) / LSTM_ALIGN);
+    if (nth <= 1 && !packed) {
+        memset(DH, 0, (size_t)(2 * B * H) * sizeof(float));     /* nothing flows in after step T-1 */
+        for (int64_t t = T - 1; t >= 0; t--) {
+            lstm_grad_block(B, T, H, t, 0, H, G, C, TC, DY, C0, DZ, DH, DC);
+            if (t > 0 || want_dh0) lstm_grad_gemm(B, T, H, DZ + t * G4, W, DH, 0, H);
         }
-        /* dh_{t-1} = dz_t @ w_rec^T (at t = 0: dh0, if asked for) */
-        if (t > 0 || n->ia[0])
-            df_sgemm(false, true, B, H, G4, 1.0f, DZ + t * G4, T * G4, W, G4, 0.0f, DH, H);
+        return DF_OK;
     }
+#pragma omp parallel num_threads(nth)
+    {
+        int64_t j0, j1;
+        lstm_unit_slice(H, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
+        for (int64_t b = 0; b < B && j1 > j0; b++) {
+            memset(DH + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+            memset(DC + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+        }
+#if LSTM_HAVE_AVX512_CLONE
+        if (packed && j1 > j0) lstm_pack_rows_t(W, G4, G4, j0, j1 - j0, PW + j0 * G4);
+#endif
+        for (int64_t t = T - 1; t >= 0; t--) {
+            lstm_grad_block(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+#pragma omp barrier
+            if (t == 0 && !want_dh0) continue;
+#if LSTM_HAVE_AVX512_CLONE
+            if (packed) {
+                if (j1 > j0) lstm_gemm_packed(B, j1 - j0, G4, DZ + t * G4, T * G4, PW + j0 * G4, DH + j0, H);
+                continue;
+            }
+#endif
+            lstm_grad_gemm(B, T, H, DZ + t * G4, W, DH, j0, j1);
+        }
+    }
+    lstm_scratch_release(PW, cached);
     return DF_OK;
 }
 

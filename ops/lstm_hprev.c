@@ -1,8 +1,17 @@
 /* lstm_hprev.c — the hidden state entering each step of an lstm:
- * hprev[:, 0] = h0, hprev[:, t] = h[:, t-1]. With it the recurrent weight
- * gradient is one matmul over all steps, hprev^T @ dz. Not differentiable. */
+ * hprev[:, 0] = h0, hprev[:, t] = h[:, t-1], with which the recurrent weight
+ * gradient is one product over all steps, hprev^T @ dz. Two forms:
+ *   ia[0] = 0: inputs h (B,T,H), h0 (B,H) -> hprev (B,T,H); the backward of
+ *              lstm then takes matmul(hprev, dz, transpose_a) (OpenBLAS).
+ *   ia[0] = 1: inputs h, h0 and dz (B,T,4H) -> hprev^T @ dz (H,4H) directly
+ *              with the AVX-512 kernel of ops/lstm_gemm.c (hprev is never
+ *              stored; used where that kernel runs, see lstm_backward).
+ * Not differentiable. */
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 #include "common.h"
+#include "lstm_kernels.h"
 
 static df_status lstm_hprev_infer(df_node *n)
 {
@@ -14,17 +23,56 @@ static df_status lstm_hprev_infer(df_node *n)
         return df_op_error(n, DF_ERR_SHAPE, "needs h (B,T,H) and h0 (B,H), got %s and %s",
                            df_node_shape_str(h, sa, sizeof sa), df_node_shape_str(h0, sb, sizeof sb));
     n->dtype = DF_F32;
-    n->ndim = 3;
-    memcpy(n->shape, h->shape, sizeof n->shape);
+    if (n->ia[0] == 0) {
+        if (n->n_in != 2) return df_op_error(n, DF_ERR_ARG, "hprev form takes 2 inputs, got %d", n->n_in);
+        n->ndim = 3;
+        memcpy(n->shape, h->shape, sizeof n->shape);
+        return DF_OK;
+    }
+    if (n->ia[0] != 1 || n->n_in != 3 || !LSTM_HAVE_AVX512_CLONE)
+        return df_op_error(n, DF_ERR_ARG, "form %lld with %d inputs is not available", (long long)n->ia[0], n->n_in);
+    if ((st = df_require_f32(n, 2)) != DF_OK) return st;
+    const df_node *dz = n->in[2];
+    if (dz->ndim != 3 || dz->shape[0] != h->shape[0] || dz->shape[1] != h->shape[1] || dz->shape[2] != 4 * h->shape[2])
+        return df_op_error(n, DF_ERR_SHAPE, "dz must be (B,T,4H) for h %s, got %s",
+                           df_node_shape_str(h, sa, sizeof sa), df_node_shape_str(dz, sb, sizeof sb));
+    n->ndim = 2;
+    n->shape[0] = h->shape[2];
+    n->shape[1] = 4 * h->shape[2];
     return DF_OK;
 }
 
-// h (B,T,H), h0 (B,H) -> hprev (B,T,H) = [h0, h_0 .. h_{T-2}] along T
+// ia[0] = 0: h (B,T,H), h0 (B,H) -> hprev (B,T,H) = [h0, h_0 .. h_{T-2}] along T
+// ia[0] = 1: h, h0, dz (B,T,4H) -> hprev^T @ dz (H,4H)
 static df_status lstm_hprev_forward(df_node *n)
 {
-    const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2];
-    const float *h = DF_F32P(n->in[0]), *h0 = DF_F32P(n->in[1]);
+    const df_node *hn = n->in[0];
+    const int64_t B = hn->shape[0], T = hn->shape[1], H = hn->shape[2];
+    const float *h = DF_F32P(hn), *h0 = DF_F32P(n->in[1]);
     float *y = DF_F32P(n);
+    if (n->ia[0] == 1) {
+#if LSTM_HAVE_AVX512_CLONE
+        if (n->numel == 0) return DF_OK;
+        if (B * T == 0) {                                   /* an empty sum */
+            memset(y, 0, (size_t)n->numel * sizeof *y);
+            return DF_OK;
+        }
+        const int64_t N = 4 * H;
+        int nth = B * T * H * N >= (int64_t)LSTM_PAR_MACS * 16 ? omp_get_max_threads() : 1;
+        size_t per = lstm_dw_scratch_floats(N, nth);
+        bool cached;
+        float *scratch = lstm_scratch_acquire((size_t)nth * per, &cached);
+        if (!scratch) return df_error(DF_ERR_NOMEM, "out of memory for %d x %zu floats of scratch", nth, per);
+        /* nth shares of columns; a smaller team than asked for takes several each */
+#pragma omp parallel num_threads(nth)
+        for (int v = omp_get_thread_num(); v < nth; v += omp_get_num_threads())
+            lstm_dw_packed(B, T, H, N, h, h0, DF_F32P(n->in[2]), y, v, nth, scratch + (size_t)omp_get_thread_num() * per);
+        lstm_scratch_release(scratch, cached);
+        return DF_OK;
+#else
+        return df_error(DF_ERR_UNSUPPORTED, "lstm_hprev form 1 needs the AVX-512 kernels");
+#endif
+    }
     if (T == 0 || H == 0) return DF_OK;
 #pragma omp parallel for schedule(static) if (n->numel > DF_PAR_MIN)
     for (int64_t b = 0; b < B; b++) {

@@ -383,6 +383,48 @@ df_node *df_lstm(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0, df_no
  * It has no gradient (carried state is a constant to the next call). */
 df_node *df_lstm_final_c(df_graph *g, df_node *lstm);
 
+/* --------------------------------------------------------- gru, simple rnn */
+
+/* Fused GRU over a sequence, Keras gate layout (z, r, h): kernel (E,3H),
+ * recurrent_kernel (H,3H), columns [z | r | h]. xproj (B,T,3H) is the input
+ * projection x @ kernel + input_bias of all steps (one GEMM by the caller),
+ * w_rec (H,3H), h0 (B,H) -> h (B,T,H).
+ *   reset_after (Keras' default): u = h_{t-1} @ w_rec + b_rec;
+ *       z = sigmoid(x_z + u_z), r = sigmoid(x_r + u_r), hh = tanh(x_h + r * u_h)
+ *     Keras' bias is (2,3H): row 0 the input bias (into xproj), row 1 the
+ *     recurrent bias b_rec (3H) passed here (NULL = no recurrent bias).
+ *   reset_after = false: z, r as above without b_rec (which must be NULL; the
+ *     bias is (3H), all in xproj); hh = tanh(x_h + (r * h_{t-1}) @ w_h).
+ *   Then h_t = z * h_{t-1} + (1 - z) * hh.
+ * A Keras GRU(units, return_sequences=True) layer on x (B,T,E):
+ *
+ *      df_node *b_in  = df_reshape(g, df_slice(g, df_var(g, bias), (int64_t[]){0, 0},
+ *                                              (int64_t[]){1, 3 * H}), 1, (int64_t[]){3 * H});
+ *      df_node *b_rec = df_reshape(g, df_slice(g, df_var(g, bias), (int64_t[]){1, 0},
+ *                                              (int64_t[]){1, 3 * H}), 1, (int64_t[]){3 * H});
+ *      df_node *xproj = df_add(g, df_matmul(g, x, df_var(g, kernel), 0, 0), b_in);
+ *      df_node *h = df_gru(g, xproj, df_var(g, recurrent_kernel), b_rec, df_var(g, h_state), true);
+ *
+ * One recurrent GEMM per step (two with reset_after = false), the gates and
+ * the update in one OpenMP pass; gradients flow to every input (BPTT; the
+ * recurrent weight gradient is one GEMM over all steps). The final state is
+ * h[:, T-1] (no cell state). */
+df_node *df_gru(df_graph *g, df_node *xproj, df_node *w_rec, df_node *b_rec, df_node *h0, bool reset_after);
+/* Fused Keras SimpleRNN (tanh) over a sequence: h_t = tanh(xproj[:, t] +
+ * h_{t-1} @ w_rec), xproj (B,T,H) = x @ kernel + bias of all steps, kernel
+ * (E,H), w_rec (H,H), h0 (B,H) -> h (B,T,H). One GEMM per step; BPTT
+ * backward with the recurrent weight gradient as one GEMM. */
+df_node *df_simple_rnn(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0);
+
+/* Inverted dropout: y = x * mask / (1 - rate), each mask entry 1 with
+ * probability 1 - rate (rate in [0, 1)). The mask is a hash of seed's value
+ * (an i32 node with one element, e.g. a variable holding the step number),
+ * salt and the element index: a new seed value draws a new mask, the same
+ * value repeats it exactly (any thread count). Give each dropout layer its
+ * own salt. The gradient multiplies by the same mask; dropout nodes are never
+ * merged by CSE. Leave the node out to turn dropout off (evaluation). */
+df_node *df_dropout(df_graph *g, df_node *x, float rate, df_node *seed, uint64_t salt);
+
 /* -------------------------------------------------------------- optimizers */
 
 typedef struct df_optimizer df_optimizer;

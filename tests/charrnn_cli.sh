@@ -54,6 +54,18 @@ check "summary prints Total params: 5,330,241" has summary.txt "Total params: 5,
 check "summary lists the layer counts" sh -c 'grep -q "16,640" summary.txt && grep -q "5,246,976" summary.txt && grep -q "66,625" summary.txt'
 "$bin" summary --data corpus.txt --embed 4 --hidden 8 > small.txt 2>&1
 check "summary sizes the model from --data (V=25: 100 + 416 + 225)" has small.txt "Total params: 741"
+"$bin" summary --vocab 65 --cell gru > gru.txt 2>&1
+check "summary --cell gru: 3*(256*1024 + 1024*1024 + 2*1024) = 3,938,304" sh -c \
+    'grep -q "^ gru (GRU) .*3,938,304" gru.txt && grep -q "Total params: 4,021,569" gru.txt'
+"$bin" summary --vocab 65 --cell gru --reset-after false > gru0.txt 2>&1
+check "summary --cell gru --reset-after false: one bias row, 3,935,232" grep -q "^ gru (GRU) .*3,935,232" gru0.txt
+"$bin" summary --vocab 65 --cell rnn > rnn.txt 2>&1
+check "summary --cell rnn: 256*1024 + 1024*1024 + 1024 = 1,311,744" grep -q "^ simple_rnn (SimpleRNN) .*1,311,744" rnn.txt
+"$bin" summary --vocab 65 --layers 2 --dropout 0.2 > l2.txt 2>&1
+check "summary --layers 2 --dropout 0.2: rows lstm, dropout, lstm_1 (input H: 8,392,704), dropout_1, dense" sh -c \
+    '[ "$(grep -o "^ [a-z_0-9]* ([A-Za-z]*)" l2.txt | tr -d "\n")" = " embedding (Embedding) lstm (LSTM) dropout (Dropout) lstm_1 (LSTM) dropout_1 (Dropout) dense (Dense)" ] &&
+     grep -q "^ lstm_1 (LSTM) .*8,392,704" l2.txt && grep -q "^ dropout_1 (Dropout) .* 0 *\$" l2.txt &&
+     grep -q "Total params: 13,722,945" l2.txt'
 
 # -------------------------------------------------------------------- train
 "$bin" train $flags --epochs 2 --checkpoint-dir D > train.out 2> train.err
@@ -80,6 +92,27 @@ check "train --resume exits 0" [ $? -eq 0 ]
 check "train --resume says where it resumed" has r2.out "Resumed from R/ckpt_1 (1 epochs done, step 20,"
 check "1 epoch + resume gives the same ckpt_2 bytes as 2 epochs" cmp -s R/ckpt_2 D/ckpt_2
 check "the resumed CSV holds both runs" sh -c '[ "$(grep -c "^[12],[0-9]*,[0-9.]*,\$" resumed.csv)" -eq 40 ]'
+
+# A GRU stack with every training option: trains, resumes exactly, samples
+# (the checkpoint's config rebuilds the model), refuses a mismatch.
+opts="--cell gru --layers 2 --dropout 0.1 --optimizer rmsprop --clip 1 --lr-schedule cosine --warmup-steps 5 --decay-steps 40"
+"$bin" train $flags $opts --epochs 2 --checkpoint-dir G > g.out 2>&1
+check "train $opts exits 0" [ $? -eq 0 ]
+check "train prints the model and schedule" has g.out "Model: 2 x GRU(32, reset_after), dropout 0.1; rmsprop, clip 1; learning rate 0.001, cosine decay over 40 steps after 5 warm-up steps"
+"$bin" train $flags $opts --epochs 1 --checkpoint-dir G1 > g1.out 2>&1 &&
+    "$bin" train $flags $opts --epochs 2 --checkpoint-dir G1 --resume > g2.out 2>&1
+check "GRU stack: 1 epoch + resume gives the same ckpt_2 bytes as 2 epochs" cmp -s G/ckpt_2 G1/ckpt_2
+"$bin" sample --checkpoint-dir G --length 30 --seed 3 --start "the " > gs.txt 2>&1
+check "sample rebuilds the GRU stack from its checkpoint" sh -c '[ "$(wc -c < gs.txt)" -eq 35 ]'
+expect_error "train --resume with another --cell names it" "--cell gru, this run has --cell lstm" \
+    "$bin" train $flags --epochs 3 --layers 2 --dropout 0.1 --optimizer rmsprop --clip 1 --lr-schedule cosine \
+    --warmup-steps 5 --decay-steps 40 --checkpoint-dir G --resume --csv x.csv --plot x.svg
+expect_error "train --resume with another --layers names it" "--layers" \
+    "$bin" train $flags $opts --layers 3 --epochs 3 --checkpoint-dir G --resume --csv x.csv --plot x.svg
+expect_error "train --resume with another --dropout names it" "--dropout" \
+    "$bin" train $flags $opts --dropout 0.2 --epochs 3 --checkpoint-dir G --resume --csv x.csv --plot x.svg
+expect_error "train --resume with another --optimizer names it" "--optimizer" \
+    "$bin" train $flags $opts --optimizer adam --epochs 3 --checkpoint-dir G --resume --csv x.csv --plot x.svg
 
 # ------------------------------------------------------------------- sample
 "$bin" sample --checkpoint-dir D --length 50 --seed 3 --start "the " > s1.txt 2>&1
@@ -114,6 +147,12 @@ expect_error "missing corpus" "--data" "$bin" train --data missing.txt --checkpo
 check "a missing corpus creates no checkpoint dir" [ ! -e M ]
 expect_error "summary without a corpus" "--data" "$bin" summary --data missing.txt
 expect_error "graph without --dot" "--dot" "$bin" graph --vocab 10
+expect_error "--cell foo" "--cell" "$bin" train --cell foo
+expect_error "--layers 0 (out of range)" "--layers" "$bin" train --layers 0
+expect_error "--dropout 1 (out of range)" "--dropout" "$bin" train --dropout 1
+expect_error "--lr-schedule linear" "--lr-schedule" "$bin" train --lr-schedule linear
+expect_error "--momentum without --optimizer sgd" "--momentum" "$bin" train $flags --momentum 0.9 --checkpoint-dir MM
+check "a refused --momentum creates no checkpoint dir" [ ! -e MM ]
 mkdir Empty
 expect_error "sample from an empty checkpoint dir" "train first" "$bin" sample --checkpoint-dir Empty
 expect_error "sample from a missing checkpoint dir" "train first" "$bin" sample --checkpoint-dir Nowhere
@@ -156,13 +195,18 @@ help_lists() {
     else fail "$cmd --help:$problems"
     fi
 }
-help_lists train data epochs batch seq embed hidden learning-rate seed batching shuffle-buffer val \
+help_lists train data epochs batch seq embed hidden cell layers dropout reset-after optimizer learning-rate \
+    momentum clip lr-schedule warmup-steps decay-steps decay-rate seed batching shuffle-buffer val \
     steps-per-epoch checkpoint-dir checkpoint-every resume loop csv plot threads
 help_lists sample checkpoint-dir checkpoint length start temperature seed threads
-help_lists summary data vocab embed hidden batch
-help_lists graph dot what data vocab embed hidden batch seq
+help_lists summary data vocab embed hidden cell layers dropout reset-after batch
+help_lists graph dot what data vocab embed hidden cell layers dropout reset-after batch seq
 "$bin" train --help > help.txt 2>&1
 check "train --help shows the tutorial's defaults" sh -c 'grep -q "(default: 10)\$" help.txt && grep -q "(default: 1024)\$" help.txt && grep -q "(default: shuffle)\$" help.txt && grep -q "(default: fit)\$" help.txt'
+check "train --help shows the defaults of the new options" sh -c 'grep -q "^  --cell C .*(default: lstm)\$" help.txt &&
+    grep -q "^  --layers N .*(default: 1)\$" help.txt && grep -q "^  --optimizer C .*(default: adam)\$" help.txt &&
+    grep -q "^  --lr-schedule C .*(default: constant)\$" help.txt && grep -q "^  --decay-steps N .*(default: 1000)\$" help.txt &&
+    grep -q "^  --decay-rate X .*(default: 0.5)\$" help.txt && grep -q "^  --clip X .*(default: 0)\$" help.txt'
 
 echo "$((checks - failed)) of $checks checks passed"
 [ "$failed" -eq 0 ]

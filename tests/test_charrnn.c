@@ -123,20 +123,22 @@ static uint64_t var_hash(const df_variable *v)
 /* Hashes of every parameter and every optimizer state variable, with names. */
 typedef struct model_hashes {
     int n;
-    char name[2 + 3 * CR_N_PARAMS][64];
-    uint64_t hash[2 + 3 * CR_N_PARAMS];
+    int params;                       /* the first `params` entries are the model's */
+    char name[2 + 3 * CR_MAX_PARAMS][64];
+    uint64_t hash[2 + 3 * CR_MAX_PARAMS];
 } model_hashes;
 
 static model_hashes hash_model(const cr_model *m)
 {
     model_hashes h = {0};
-    for (int i = 0; i < CR_N_PARAMS; i++) {
+    for (int i = 0; i < m->n_params; i++) {
         snprintf(h.name[h.n], sizeof h.name[0], "%s", df_variable_name(m->params[i]));
         h.hash[h.n++] = var_hash(m->params[i]);
     }
-    df_variable *st[2 + 2 * CR_N_PARAMS];
-    int n = df_optimizer_state(m->opt, st, 2 + 2 * CR_N_PARAMS);
-    cr_assert_leq(n, 2 + 2 * CR_N_PARAMS);
+    h.params = m->n_params;
+    df_variable *st[2 + 2 * CR_MAX_PARAMS];
+    int n = df_optimizer_state(m->opt, st, 2 + 2 * CR_MAX_PARAMS);
+    cr_assert_leq(n, 2 + 2 * CR_MAX_PARAMS);
     for (int i = 0; i < n; i++) {
         snprintf(h.name[h.n], sizeof h.name[0], "%s", df_variable_name(st[i]));
         h.hash[h.n++] = var_hash(st[i]);
@@ -699,7 +701,7 @@ Test(training, a_step_updates_every_parameter_and_eval_updates_none)
     assert_ok(cr_fit_step(&m, &f.xt, &f.yt, &loss));
     cr_expect_float_eq(loss, l1, 1e-5f, "the step's loss is the loss before its update: %.7g vs %.7g", loss, l1);
     model_hashes h2 = hash_model(&m);
-    for (int i = 0; i < CR_N_PARAMS; i++) cr_expect_neq(h2.hash[i], h0.hash[i], "%s did not change", h0.name[i]);
+    for (int i = 0; i < h0.params; i++) cr_expect_neq(h2.hash[i], h0.hash[i], "%s did not change", h0.name[i]);
     /* the main (training) state is separate from the evaluation state */
     cr_model_reset_states(&m);
     assert_ok(cr_eval_step(&m, &f.xt, &f.yt, &l1));
@@ -929,12 +931,13 @@ Test(checkpoint, save_then_load_restores_everything_bit_exact)
     fixture_make(&fx, 16, 7, path, sizeof path);
     cr_expect_str_eq(path, in_tmp(expect, sizeof expect, "ckpt_1"));
     model_hashes saved = hash_model(&fx.m);
-    cr_expect_eq(saved.n, CR_N_PARAMS + 2 + 2 * CR_N_PARAMS, "params, iterations, learning rate, m and v slots");
+    cr_expect_eq(saved.params, 6, "embedding, kernel, recurrent kernel, bias, dense kernel and bias");
+    cr_expect_eq(saved.n, 6 + 2 + 2 * 6, "params, iterations, learning rate, m and v slots");
 
     cr_model m2;
     assert_ok(cr_model_init(&m2, &fx.rc.model));
     model_hashes fresh = hash_model(&m2);
-    for (int i = 0; i < CR_N_PARAMS; i++) cr_expect_neq(fresh.hash[i], saved.hash[i], "training changed %s", saved.name[i]);
+    for (int i = 0; i < saved.params; i++) cr_expect_neq(fresh.hash[i], saved.hash[i], "training changed %s", saved.name[i]);
     cr_batcher b2;
     assert_ok(cr_batcher_init(&b2, fx.f.text.ids, fx.f.text.n, FX_SEQ, FX_BATCH, CR_SHUFFLE, 10000, 12345));
     cr_progress p2 = {0};
@@ -1106,7 +1109,7 @@ Test(checkpoint, truncated_or_corrupted_files_are_format_errors)
     cr_model m2;
     assert_ok(cr_model_init(&m2, &fx.rc.model));
     fresh = hash_model(&m2);
-    for (int i = 0; i < CR_N_PARAMS; i++) cr_expect_eq(untouched.hash[i], fresh.hash[i], "a failed load changed %s", fresh.name[i]);
+    for (int i = 0; i < fresh.params; i++) cr_expect_eq(untouched.hash[i], fresh.hash[i], "a failed load changed %s", fresh.name[i]);
 
     free(bytes);
     free(v);
@@ -1198,7 +1201,7 @@ static void check_resume(cr_batching batching, bool custom, float val)
     expect_same_hashes(&ha, &hb);
     cr_expect(p1.epoch == 1 && p1.step == 6, "after epoch 1: %d, %lld", p1.epoch, (long long)p1.step);
     cr_expect(pa.epoch == 2 && pa.step == 12 && pb.epoch == 2 && pb.step == 12);
-    for (int i = 0; i < CR_N_PARAMS; i++) cr_expect_neq(h1.hash[i], ha.hash[i], "epoch 2 changed %s", ha.name[i]);
+    for (int i = 0; i < ha.params; i++) cr_expect_neq(h1.hash[i], ha.hash[i], "epoch 2 changed %s", ha.name[i]);
     /* the files hold nothing else, so they are the same bytes */
     size_t la, lb;
     unsigned char *fa = slurp(in_tmp(path, sizeof path, "straight/ckpt_2"), &la);
@@ -1464,4 +1467,462 @@ Test(fixed_bugs, streams_on_a_short_text_trains)
     stdout_back(saved);
     remove_tmpdir();
     cr_expect_eq(st, DF_OK, "%s", df_last_error());
+}
+
+/* ------------------------------------------- cells, layers, dropout, optimizers */
+
+static cr_config config_with(int V, int E, int H, cr_cell cell, int layers, float dropout)
+{
+    cr_config c = config(V, E, H, 1e-3f, 42);
+    c.cell = cell;
+    c.layers = layers;
+    c.dropout = dropout;
+    return c;
+}
+
+/* Builds the model, checks its total against `total` and that each needle is
+ * in the summary, in order. */
+static void expect_summary(cr_config cfg, int64_t total, const char *const *needles, int n)
+{
+    cr_model m;
+    assert_ok(cr_model_init(&m, &cfg));
+    cr_expect_eq(cr_model_param_count(&m), total, "total %lld, want %lld", (long long)cr_model_param_count(&m),
+                 (long long)total);
+    char *s = summary_text(&m, 64);
+    const char *at = s;
+    for (int i = 0; i < n; i++) {
+        const char *hit = strstr(at, needles[i]);
+        cr_expect_not_null(hit, "'%s' not in the summary (after the previous row):\n%s", needles[i], s);
+        if (hit) at = hit + strlen(needles[i]);
+    }
+    free(s);
+    cr_model_free(&m);
+}
+
+Test(cells, summaries_count_keras_parameters_by_hand)
+{
+    /* GRU reset_after at E=256, H=1024: 3*(256*1024 + 1024*1024 + 2*1024) */
+    cr_config gru = config_with(65, 256, 1024, CR_CELL_GRU, 1, 0);
+    cr_expect_eq(cr_layer_param_count(&gru, 256), 3938304);
+    const char *gru_rows[] = {"embedding (Embedding)", "16,640", "gru (GRU)", "(64, None, 1024)", "3,938,304",
+                              "dense (Dense)", "66,625", "Total params: 4,021,569", "Trainable params: 4,021,569"};
+    expect_summary(gru, 16640 + 3938304 + 66625, gru_rows, 9);
+    /* reset_after = false: one bias row, 3*(256*1024 + 1024*1024 + 1024) */
+    gru.gru_reset_before = true;
+    const char *gru_before[] = {"gru (GRU)", "3,935,232", "Total params: 4,018,497"};
+    expect_summary(gru, 16640 + 3935232 + 66625, gru_before, 3);
+    /* SimpleRNN: 256*1024 + 1024*1024 + 1024 */
+    const char *rnn_rows[] = {"simple_rnn (SimpleRNN)", "1,311,744", "Total params: 1,395,009"};
+    expect_summary(config_with(65, 256, 1024, CR_CELL_RNN, 1, 0), 16640 + 1311744 + 66625, rnn_rows, 3);
+    /* two LSTM layers with dropout: the second layer's input is H, so
+     * 4*(1024*(1024 + 1024) + 1024) = 8,392,704; dropout rows have 0 */
+    const char *lstm2[] = {"embedding (Embedding)", "lstm (LSTM)", "5,246,976", "dropout (Dropout)", "(64, None, 1024)",
+                           " 0 ", "lstm_1 (LSTM)", "8,392,704", "dropout_1 (Dropout)", " 0 ", "dense (Dense)",
+                           "66,625", "Total params: 13,722,945"};
+    expect_summary(config_with(65, 256, 1024, CR_CELL_LSTM, 2, 0.2f), 16640 + 5246976 + 8392704 + 66625, lstm2, 13);
+    /* small sizes by hand: V=10, E=4, H=8, three GRU layers (reset_after):
+     * 3*(8*(4+8) + 2*8) = 336, then 3*(8*(8+8) + 2*8) = 432 twice */
+    const char *small[] = {"gru (GRU)", " 336 ", "gru_1 (GRU)", " 432 ", "gru_2 (GRU)", " 432 ", "Total params: 1,330\n"};
+    expect_summary(config_with(10, 4, 8, CR_CELL_GRU, 3, 0), 40 + 336 + 432 + 432 + 90, small, 7);
+}
+
+Test(cells, variables_are_named_and_shaped_as_keras_layers)
+{
+    cr_config cfg = config_with(12, 6, 10, CR_CELL_GRU, 2, 0);
+    cr_model m;
+    assert_ok(cr_model_init(&m, &cfg));
+    const char *names[] = {"embedding", "gru/kernel", "gru/recurrent_kernel", "gru/bias", "gru_1/kernel",
+                           "gru_1/recurrent_kernel", "gru_1/bias", "dense/kernel", "dense/bias"};
+    const int64_t shapes[][2] = {{12, 6}, {6, 30}, {10, 30}, {2, 30}, {10, 30}, {10, 30}, {2, 30}, {10, 12}, {12, 0}};
+    cr_assert_eq(m.n_params, 9);
+    for (int i = 0; i < 9; i++) {
+        df_tensor t = df_variable_tensor(m.params[i]);
+        cr_expect_str_eq(df_variable_name(m.params[i]), names[i]);
+        cr_expect_eq(t.shape[0], shapes[i][0], "%s", names[i]);
+        if (shapes[i][1]) cr_expect_eq(t.shape[1], shapes[i][1], "%s", names[i]);
+    }
+    const float *b = df_variable_tensor(m.layers[1].bias).data;
+    for (int i = 0; i < 60; i++) cr_expect_eq(b[i], 0.0f, "GRU biases start at zero");
+    cr_expect(m.kernel == m.layers[0].kernel && m.bias == m.layers[0].bias);
+    cr_model_free(&m);
+    /* the stacked LSTM keeps 1 in each layer's forget-gate bias */
+    cfg = config_with(12, 6, 10, CR_CELL_LSTM, 2, 0);
+    assert_ok(cr_model_init(&m, &cfg));
+    cr_expect_str_eq(df_variable_name(m.layers[1].bias), "lstm_1/bias");
+    b = df_variable_tensor(m.layers[1].bias).data;
+    for (int i = 0; i < 40; i++) cr_expect_eq(b[i], i >= 10 && i < 20 ? 1.0f : 0.0f);
+    cr_model_free(&m);
+}
+
+Test(cells, bad_settings_name_the_flag)
+{
+    cr_model m;
+    cr_config c = config_with(10, 4, 8, CR_CELL_GRU, 9, 0);
+    assert_error(cr_model_init(&m, &c), DF_ERR_ARG, "--layers");
+    c = config_with(10, 4, 8, CR_CELL_LSTM, 1, 1.0f);
+    assert_error(cr_model_init(&m, &c), DF_ERR_ARG, "--dropout");
+    c = config_with(10, 4, 8, CR_CELL_LSTM, 1, 0);
+    c.momentum = 0.9f;
+    assert_error(cr_model_init(&m, &c), DF_ERR_ARG, "--momentum");
+    c.optimizer = CR_OPT_SGD;
+    assert_ok(cr_model_init(&m, &c));
+    cr_expect_str_eq(df_optimizer_name(m.opt), "sgd_momentum");
+    cr_model_free(&m);
+    c.clipnorm = -1;
+    assert_error(cr_model_init(&m, &c), DF_ERR_ARG, "--clip");
+    cr_schedule s = {.kind = CR_LR_COSINE};
+    assert_error(cr_schedule_check(&s), DF_ERR_ARG, "--decay-steps");
+    s = (cr_schedule){.kind = CR_LR_STEP, .decay_steps = 10, .decay_rate = 0};
+    assert_error(cr_schedule_check(&s), DF_ERR_ARG, "--decay-rate");
+}
+
+/* `steps` fit steps of a fresh small model of config cfg; losses out. */
+static void train_cfg(const cr_config *base, int steps, float *losses, model_hashes *final)
+{
+    feeder f;
+    feeder_init(&f, 20000, 8, 20, 11);
+    cr_model m;
+    cr_config cfg = *base;
+    cfg.vocab = f.text.vocab.size;
+    assert_ok(cr_model_init(&m, &cfg));
+    for (int i = 0; i < steps; i++) {
+        feeder_next(&f, &m);
+        cr_assert_eq(cr_fit_step(&m, &f.xt, &f.yt, &losses[i]), DF_OK, "step %d: %s", i, df_last_error());
+        cr_assert(isfinite(losses[i]));
+    }
+    cr_expect_eq(cr_trace_count(&m, "fit"), 1);
+    if (final) *final = hash_model(&m);
+    cr_model_free(&m);
+    feeder_free(&f);
+}
+
+static void check_cell_training(cr_config cfg, const char *what, float want_below)
+{
+    enum { STEPS = 60 };
+    float a[STEPS], b[STEPS];
+    model_hashes ha, hb;
+    if (cfg.learning_rate == 1e-3f) cfg.learning_rate = 1e-2f;
+    train_cfg(&cfg, STEPS, a, &ha);
+    train_cfg(&cfg, STEPS, b, &hb);
+    cr_expect_eq(memcmp(a, b, sizeof a), 0, "%s: two runs from one seed must give bit-identical losses", what);
+    expect_same_hashes(&ha, &hb);
+    float first = mean_of(a, 0, 5), last = mean_of(a, STEPS - 10, STEPS);
+    cr_log_info("%s: loss %.4f -> %.4f (means of the first 5 and last 10 steps)", what, first, last);
+    cr_expect(first > 2.9f, "%s: first losses %g (about ln 25 = 3.2 for a fresh model)", what, first);
+    cr_expect_lt(last, want_below, "%s: mean of the last 10 losses %g", what, last);
+}
+
+Test(cells, gru_trains_deterministically) { check_cell_training(config_with(1, 16, 32, CR_CELL_GRU, 1, 0), "gru", 1.3f); }
+Test(cells, gru_reset_before_trains_deterministically)
+{
+    cr_config c = config_with(1, 16, 32, CR_CELL_GRU, 1, 0);
+    c.gru_reset_before = true;
+    check_cell_training(c, "gru reset_after=false", 1.3f);
+}
+Test(cells, simple_rnn_trains_deterministically) { check_cell_training(config_with(1, 16, 32, CR_CELL_RNN, 1, 0), "rnn", 1.3f); }
+Test(cells, two_lstm_layers_with_dropout_train_deterministically)
+{
+    check_cell_training(config_with(1, 16, 32, CR_CELL_LSTM, 2, 0.1f), "2 x lstm, dropout 0.1", 2.6f);
+}
+Test(cells, rmsprop_sgd_momentum_and_clipping_train_deterministically)
+{
+    cr_config c = config_with(1, 16, 32, CR_CELL_GRU, 2, 0);
+    c.optimizer = CR_OPT_RMSPROP;
+    c.clipnorm = 1.0f;
+    check_cell_training(c, "2 x gru, rmsprop, clip 1", 1.6f);
+    c = config_with(1, 16, 32, CR_CELL_LSTM, 1, 0);
+    c.optimizer = CR_OPT_SGD;
+    c.momentum = 0.9f;
+    c.learning_rate = 0.5f;
+    check_cell_training(c, "lstm, sgd momentum 0.9", 2.6f);
+}
+
+/* Scheduled dropout nodes of a compiled graph (from its per-op table). */
+static int dropout_nodes(const df_graph *g)
+{
+    df_op_profile prof[64];
+    int n = df_graph_profile(g, prof, 64, NULL);
+    for (int i = 0; i < n && i < 64; i++)
+        if (!strcmp(prof[i].op, "dropout")) return prof[i].nodes;
+    return 0;
+}
+
+/* Dropout is on in training steps only, its mask follows the step counter,
+ * and the same weights evaluate the same with or without --dropout. */
+Test(cells, dropout_only_in_training_with_a_new_mask_each_step)
+{
+    feeder f;
+    feeder_init(&f, 5000, 4, 10, 2);
+    cr_config with = config_with(f.text.vocab.size, 8, 12, CR_CELL_GRU, 2, 0.5f), without = with;
+    without.dropout = 0;
+    with.optimizer = without.optimizer = CR_OPT_SGD;
+    with.learning_rate = without.learning_rate = 0;      /* steps change nothing but the step counter */
+    cr_model a, b;
+    assert_ok(cr_model_init(&a, &with));
+    assert_ok(cr_model_init(&b, &without));
+    feeder_next(&f, &a);
+    float ea, eb, l[3], nl[2];
+    assert_ok(cr_eval_step(&a, &f.xt, &f.yt, &ea));
+    assert_ok(cr_eval_step(&b, &f.xt, &f.yt, &eb));
+    cr_expect_eq(ea, eb, "evaluation has no dropout: %.7g vs %.7g", ea, eb);
+    for (int i = 0; i < 3; i++) {
+        cr_model_reset_states(&a);
+        assert_ok(cr_fit_step(&a, &f.xt, &f.yt, &l[i]));
+    }
+    for (int i = 0; i < 2; i++) {
+        cr_model_reset_states(&b);
+        assert_ok(cr_fit_step(&b, &f.xt, &f.yt, &nl[i]));
+    }
+    cr_expect_eq(nl[0], nl[1], "without dropout a step with lr 0 repeats");
+    cr_expect_float_eq(nl[0], eb, 1e-5f, "without dropout the training loss is the evaluation loss");
+    cr_expect_neq(l[0], l[1], "steps 0 and 1 draw different masks");
+    cr_expect_neq(l[1], l[2], "steps 1 and 2 draw different masks");
+    cr_expect_neq(l[0], eb, "dropout changes the training loss");
+    cr_expect_eq(dropout_nodes(cr_graph(&a, "fit")), 4, "two dropout layers and their two gradients");
+    df_tensor logits;
+    assert_ok(cr_logits(&a, &f.xt, &logits));
+    cr_expect_eq(dropout_nodes(cr_graph(&a, "logits")), 0, "no dropout when generating");
+    cr_expect_eq(dropout_nodes(cr_graph(&a, "eval")), 0, "no dropout when evaluating");
+    cr_model_free(&a);
+    cr_model_free(&b);
+    feeder_free(&f);
+}
+
+/* --clip: one SGD step with learning rate 1 moves the weights by the clipped
+ * gradient, whose global norm is the clip norm. */
+Test(cells, clip_bounds_the_global_norm_of_an_update)
+{
+    feeder f;
+    feeder_init(&f, 5000, 4, 10, 2);
+    cr_config c = config_with(f.text.vocab.size, 8, 12, CR_CELL_RNN, 2, 0);
+    c.optimizer = CR_OPT_SGD;
+    c.learning_rate = 1.0f;
+    c.clipnorm = 1e-3f;
+    cr_model m;
+    assert_ok(cr_model_init(&m, &c));
+    float *before[CR_MAX_PARAMS];
+    for (int i = 0; i < m.n_params; i++) {
+        df_tensor t = df_variable_tensor(m.params[i]);
+        before[i] = malloc(sizeof(float) * (size_t)df_tensor_numel(&t));
+        memcpy(before[i], t.data, sizeof(float) * (size_t)df_tensor_numel(&t));
+    }
+    feeder_next(&f, &m);
+    float loss;
+    assert_ok(cr_fit_step(&m, &f.xt, &f.yt, &loss));
+    double sq = 0;
+    for (int i = 0; i < m.n_params; i++) {
+        df_tensor t = df_variable_tensor(m.params[i]);
+        for (int64_t j = 0; j < df_tensor_numel(&t); j++) {
+            double d = (double)((float *)t.data)[j] - before[i][j];
+            sq += d * d;
+        }
+        free(before[i]);
+    }
+    cr_expect(fabs(sqrt(sq) - 1e-3) < 2e-5, "update norm %.7g, want the clip norm 1e-3", sqrt(sq));
+    cr_model_free(&m);
+    feeder_free(&f);
+}
+
+Test(cells, learning_rate_schedules_by_hand)
+{
+    cr_schedule constant = {0}, warm = {.warmup_steps = 4};
+    cr_schedule step = {.kind = CR_LR_STEP, .decay_steps = 3, .decay_rate = 0.5f};
+    cr_schedule cosine = {.kind = CR_LR_COSINE, .warmup_steps = 2, .decay_steps = 4};
+    cr_expect(!cr_schedule_active(&constant) && cr_schedule_active(&warm) && cr_schedule_active(&step));
+    cr_expect_float_eq(cr_schedule_lr(&constant, 0.1f, 12345), 0.1f, 1e-9f);
+    const float w[] = {0.025f, 0.05f, 0.075f, 0.1f, 0.1f};
+    for (int s = 0; s < 5; s++) cr_expect_float_eq(cr_schedule_lr(&warm, 0.1f, s), w[s], 1e-7f, "warm-up step %d", s);
+    const float st[] = {0.1f, 0.1f, 0.1f, 0.05f, 0.05f, 0.05f, 0.025f};
+    for (int s = 0; s < 7; s++) cr_expect_float_eq(cr_schedule_lr(&step, 0.1f, s), st[s], 1e-7f, "step decay step %d", s);
+    /* warm-up 0.05, 0.1; then 0.1 * (1 + cos(pi k / 4)) / 2 for k = 0..4, then 0 */
+    const float co[] = {0.05f, 0.1f, 0.1f, 0.0853553391f, 0.05f, 0.0146446609f, 0.0f, 0.0f};
+    for (int s = 0; s < 8; s++) cr_expect_float_eq(cr_schedule_lr(&cosine, 0.1f, s), co[s], 1e-7f, "cosine step %d", s);
+}
+
+/* The schedule runs on the host: after 6 steps with step decay (x0.5 every
+ * 2 steps) the last step ran at 1e-2 * 0.5^2, and the checkpoint says so. */
+Test(cells_resume, the_schedule_sets_the_learning_rate_of_each_step, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+    char corpus[256], dir[256], path[256];
+    size_t len;
+    char *text = make_corpus(12000, &len);
+    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
+    free(text);
+    cr_train_opts o;
+    train_opts(&o, corpus, in_tmp(dir, sizeof dir, "ck"), 1);
+    o.schedule = (cr_schedule){.kind = CR_LR_STEP, .decay_steps = 2, .decay_rate = 0.5f};
+    run_train(&o, "train.log");
+    model_hashes h;
+    cr_progress p;
+    load_hashes(in_tmp(path, sizeof path, "ck/ckpt_1"), &o, &h, &p);
+    cr_run_config rc;
+    cr_vocab *v = malloc(sizeof *v);
+    assert_ok(cr_peek_run(path, &rc, v));
+    cr_expect_eq(rc.schedule.kind, CR_LR_STEP);
+    cr_expect_eq(rc.schedule.decay_steps, 2);
+    cr_model m;
+    assert_ok(cr_model_init(&m, &rc.model));
+    cr_text t;
+    assert_ok(cr_text_load(corpus, &t));
+    cr_batcher b;
+    assert_ok(cr_batcher_init(&b, t.ids, t.n, rc.seq, rc.batch, rc.batching, 10000, 1));
+    assert_ok(cr_load_run(path, &rc, v, &m, &b, &p));
+    cr_expect_float_eq(df_optimizer_learning_rate(m.opt), 2.5e-3f, 1e-9f, "lr %g", df_optimizer_learning_rate(m.opt));
+    cr_batcher_free(&b);
+    cr_text_free(&t);
+    cr_model_free(&m);
+    free(v);
+}
+
+static void tweak_everything(cr_train_opts *o)
+{
+    o->cell = CR_CELL_GRU;
+    o->layers = 2;
+    o->dropout = 0.2f;
+    o->optimizer = CR_OPT_RMSPROP;
+    o->clipnorm = 0.5f;
+    o->schedule = (cr_schedule){.kind = CR_LR_COSINE, .warmup_steps = 3, .decay_steps = 8};
+}
+
+static void tweak_lstm_layers(cr_train_opts *o)
+{
+    o->layers = 3;
+    o->dropout = 0.3f;
+    o->optimizer = CR_OPT_SGD;
+    o->momentum = 0.9f;
+    o->learning_rate = 0.5f;
+    o->schedule = (cr_schedule){.kind = CR_LR_STEP, .decay_steps = 4, .decay_rate = 0.5f};
+}
+
+/* Two epochs straight, one + one resumed, and one interrupted after its
+ * first step then resumed: all three give the same ckpt_2 bytes, with every
+ * setting in use (slots, per-layer state, dropout masks, the schedule). */
+static void check_resume_tweaked(void (*tweak)(cr_train_opts *), cr_batching batching)
+{
+    char corpus[256], dir[256], path[256];
+    size_t len;
+    char *text = make_corpus(12000, &len);
+    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
+    free(text);
+    cr_train_opts o;
+    train_opts(&o, corpus, in_tmp(dir, sizeof dir, "straight"), 2);
+    o.batching = batching;
+    tweak(&o);
+    run_train(&o, "straight.log");
+    o.checkpoint_dir = in_tmp(dir, sizeof dir, "resumed");
+    o.epochs = 1;
+    run_train(&o, "first.log");
+    o.epochs = 2;
+    o.resume = true;
+    run_train(&o, "second.log");
+    o.resume = false;
+    o.checkpoint_dir = in_tmp(dir, sizeof dir, "interrupted");
+    cr_stop_requested = 1;
+    run_train(&o, "stopped.log");
+    cr_stop_requested = 0;
+    o.resume = true;
+    run_train(&o, "continued.log");
+    size_t la, lb, lc;
+    unsigned char *fa = slurp(in_tmp(path, sizeof path, "straight/ckpt_2"), &la);
+    unsigned char *fb = slurp(in_tmp(path, sizeof path, "resumed/ckpt_2"), &lb);
+    unsigned char *fc = slurp(in_tmp(path, sizeof path, "interrupted/ckpt_2"), &lc);
+    cr_expect(la == lb && memcmp(fa, fb, la) == 0, "1 + 1 resumed epochs differ from 2 straight");
+    cr_expect(la == lc && memcmp(fa, fc, la) == 0, "interrupted + resumed differs from 2 straight");
+    free(fa), free(fb), free(fc);
+    model_hashes h;
+    cr_progress p;
+    load_hashes(in_tmp(path, sizeof path, "straight/ckpt_2"), &o, &h, &p);
+    cr_expect_eq(p.step, 12);
+}
+
+Test(cells_resume, gru_layers_dropout_rmsprop_clip_cosine_resume_exactly, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+    check_resume_tweaked(tweak_everything, CR_SHUFFLE);
+}
+
+Test(cells_resume, lstm_layers_sgd_momentum_step_decay_resume_exactly, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+    check_resume_tweaked(tweak_lstm_layers, CR_STREAMS);
+}
+
+/* Resuming with another setting is refused with the setting's flag. */
+Test(cells_resume, a_mismatch_names_the_setting, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+    fixture fx;
+    char path[256];
+    feeder_init(&fx.f, 6000, FX_BATCH, FX_SEQ, 9);
+    fx.rc = (cr_run_config){.model = config_with(fx.f.text.vocab.size, 8, 16, CR_CELL_GRU, 2, 0.25f), .seq = FX_SEQ,
+                            .batch = FX_BATCH, .batching = CR_SHUFFLE,
+                            .schedule = {.kind = CR_LR_STEP, .decay_steps = 5, .decay_rate = 0.5f}};
+    fx.rc.model.optimizer = CR_OPT_RMSPROP;
+    fx.rc.model.clipnorm = 2;
+    assert_ok(cr_model_init(&fx.m, &fx.rc.model));
+    fx.p = (cr_progress){.epoch = 1, .step = 0};
+    assert_ok(cr_save_run(tmpdir, &fx.rc, &fx.f.text.vocab, &fx.m, &fx.f.b, &fx.p, path, sizeof path));
+    /* the config round-trips */
+    cr_run_config peek;
+    cr_vocab *v = malloc(sizeof *v);
+    assert_ok(cr_peek_run(path, &peek, v));
+    cr_expect(peek.model.cell == CR_CELL_GRU && peek.model.layers == 2 && peek.model.dropout == 0.25f &&
+              peek.model.optimizer == CR_OPT_RMSPROP && peek.model.clipnorm == 2 && !peek.model.gru_reset_before &&
+              peek.schedule.kind == CR_LR_STEP && peek.schedule.decay_steps == 5 && peek.schedule.decay_rate == 0.5f);
+    free(v);
+    struct { const char *needle; void (*change)(cr_run_config *); } cases[] = {
+        {"--cell gru, this run has --cell lstm", NULL}, {"--layers 2, this run has --layers 3", NULL},
+        {"--dropout 0.25", NULL}, {"--optimizer rmsprop, this run has --optimizer adam", NULL},
+        {"--clip 2", NULL}, {"--lr-schedule step, this run has --lr-schedule cosine", NULL},
+        {"--decay-rate 0.5", NULL}, {"--learning-rate", NULL}, {"--reset-after true", NULL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_run_config rc = fx.rc;
+        switch (i) {
+        case 0: rc.model.cell = CR_CELL_LSTM; break;
+        case 1: rc.model.layers = 3; break;
+        case 2: rc.model.dropout = 0.5f; break;
+        case 3: rc.model.optimizer = CR_OPT_ADAM; break;
+        case 4: rc.model.clipnorm = 0; break;
+        case 5: rc.schedule.kind = CR_LR_COSINE; break;
+        case 6: rc.schedule.decay_rate = 0.25f; break;
+        case 7: rc.model.learning_rate = 0.5f; break;         /* a schedule is computed from it */
+        case 8: rc.model.gru_reset_before = true; break;
+        }
+        cr_model m;
+        assert_ok(cr_model_init(&m, &rc.model));
+        cr_progress p;
+        cr_expect_eq(cr_load_run(path, &rc, &fx.f.text.vocab, &m, &fx.f.b, &p), DF_ERR_STATE, "case %zu", i);
+        cr_expect_not_null(strstr(df_last_error(), cases[i].needle), "case %zu: '%s' not in: %s", i, cases[i].needle,
+                           df_last_error());
+        cr_model_free(&m);
+    }
+    fixture_free(&fx);
+}
+
+/* Old checkpoints (config without the new keys) load as one-layer LSTMs with
+ * Adam; a bad value of a new key is a format error naming it. */
+Test(cells_resume, configs_without_new_keys_and_bad_values, .init = make_tmpdir, .fini = remove_tmpdir)
+{
+    static const char old[] = "vocab=3\nembed=2\nhidden=4\nseq=5\nbatch=2\nbatching=streams\nlearning_rate=0.5\nseed=9\n";
+    const char *bad[][2] = {{"cell=lstmx\n", "cell"}, {"layers=99\n", "--layers"}, {"dropout=1.5\n", "--dropout"},
+                            {"optimizer=adamw\n", "optimizer"}, {"lr_schedule=cosine\n", "--decay-steps"},
+                            {"layers=2x\n", "layers"}, {"reset_after=2\n", "reset_after"}};
+    char path[256], text[512];
+    for (int i = -1; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+        snprintf(text, sizeof text, "%s%s", old, i < 0 ? "" : bad[i][0]);
+        df_checkpoint *ck = df_checkpoint_new();
+        assert_ok(df_checkpoint_put_blob(ck, "config", text, strlen(text)));
+        assert_ok(df_checkpoint_put_blob(ck, "vocab", "abc", 3));
+        assert_ok(df_checkpoint_write(ck, in_tmp(path, sizeof path, "ck")));
+        df_checkpoint_free(ck);
+        cr_run_config rc;
+        cr_vocab *v = malloc(sizeof *v);
+        df_status st = cr_peek_run(path, &rc, v);
+        if (i < 0) {
+            cr_expect_eq(st, DF_OK, "%s", df_last_error());
+            cr_expect(rc.model.cell == CR_CELL_LSTM && rc.model.layers == 1 && rc.model.dropout == 0 &&
+                      rc.model.optimizer == CR_OPT_ADAM && rc.schedule.kind == CR_LR_CONSTANT);
+        } else {
+            cr_expect_eq(st, DF_ERR_FORMAT, "%s", bad[i][0]);
+            cr_expect_not_null(strstr(df_last_error(), bad[i][1]), "'%s' not in: %s", bad[i][1], df_last_error());
+        }
+        free(v);
+    }
 }

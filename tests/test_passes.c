@@ -108,7 +108,7 @@ static uint64_t params_hash(const cr_model *m)
 {
     XXH64_state_t *s = XXH64_createState();
     XXH64_reset(s, 0);
-    for (int i = 0; i < CR_N_PARAMS; i++) {
+    for (int i = 0; i < m->n_params; i++) {
         df_tensor t = df_variable_tensor(m->params[i]);
         XXH64_update(s, t.data, (size_t)df_tensor_numel(&t) * sizeof(float));
     }

@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "blas_env.h"
 #include "cli.h"
 #include "model.h"
 #include "sample.h"
+#include "schedule.h"
 #include "train.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -19,6 +21,26 @@ static const char *const batchings[] = {"shuffle", "streams", NULL};
 static const char *const loops[] = {"fit", "custom", NULL};
 static const char *const graph_parts[] = {"train", "forward", "backward", NULL};
 static const char *const pass_sets[] = {"all", "none", NULL};
+static const char *const truths[] = {"true", "false", NULL};
+
+/* --cell, --layers, --dropout and --reset-after, shared by train, summary and graph. */
+typedef struct model_flags { int cell, layers, reset_after; float dropout; } model_flags;
+#define MODEL_FLAGS(mf)                                                                                          \
+    {"cell", CLI_CHOICE, &(mf).cell, "recurrent cell: lstm, gru (Keras GRU) or rnn (SimpleRNN, tanh)", 0, 0,      \
+     cr_cell_names},                                                                                             \
+    {"layers", CLI_INT, &(mf).layers, "stacked recurrent layers, each stateful", 1, CR_MAX_LAYERS, NULL},       \
+    {"dropout", CLI_FLOAT, &(mf).dropout, "dropout rate after each recurrent layer while training (0 = none)", 0, \
+     0.99, NULL},                                                                                                \
+    {"reset-after", CLI_CHOICE, &(mf).reset_after, "GRU only: Keras' reset_after (true: a (2,3H) bias with a "    \
+     "separate recurrent bias)", 0, 0, truths}
+
+static void apply_model_flags(const model_flags *mf, cr_config *cfg)
+{
+    cfg->cell = (cr_cell)mf->cell;
+    cfg->layers = mf->layers;
+    cfg->dropout = mf->dropout;
+    cfg->gru_reset_before = mf->reset_after == 1;
+}
 
 static int threads = 0;
 
@@ -48,16 +70,28 @@ static int cmd_train(int argc, char **argv)
 {
     cr_train_opts o;
     cr_train_defaults(&o);
-    int batching = 0, loop = 0;
+    int batching = 0, loop = 0, optimizer = 0, schedule = 0;
+    model_flags mf = {.layers = 1};
     cli_flag flags[] = {
         {"data", CLI_STRING, &o.data, "corpus (UTF-8 text)", 0, 0, NULL},
         {"epochs", CLI_INT, &o.epochs, "epochs to train (in total, when resuming)", 1, 1e6, NULL},
         {"batch", CLI_INT, &o.batch, "sequences per batch", 1, 4096, NULL},
         {"seq", CLI_INT, &o.seq, "characters per sequence (seq_length)", 1, 100000, NULL},
         {"embed", CLI_INT, &o.embed, "embedding size", 1, 65536, NULL},
-        {"hidden", CLI_INT, &o.hidden, "LSTM units", 1, 65536, NULL},
-        {"learning-rate", CLI_FLOAT, &o.learning_rate, "Adam learning rate", 0, 10, NULL},
-        {"seed", CLI_U64, &o.seed, "seed for initial weights and shuffling", 0, 0, NULL},
+        {"hidden", CLI_INT, &o.hidden, "units per recurrent layer", 1, 65536, NULL},
+        MODEL_FLAGS(mf),
+        {"optimizer", CLI_CHOICE, &optimizer, "adam, rmsprop or sgd (Keras defaults otherwise)", 0, 0, cr_optimizer_names},
+        {"learning-rate", CLI_FLOAT, &o.learning_rate, "learning rate (the base of --lr-schedule)", 0, 10, NULL},
+        {"momentum", CLI_FLOAT, &o.momentum, "SGD momentum (0 = plain SGD; --optimizer sgd only)", 0, 0.999, NULL},
+        {"clip", CLI_FLOAT, &o.clipnorm, "clip gradients to this global norm (0 = off)", 0, 1e9, NULL},
+        {"lr-schedule", CLI_CHOICE, &schedule, "constant, step (x --decay-rate every --decay-steps) or cosine (to 0 "
+                                               "over --decay-steps), after --warmup-steps", 0, 0, cr_schedule_names},
+        {"warmup-steps", CLI_INT, &o.schedule.warmup_steps, "linear learning-rate warm-up over the first N steps", 0,
+         1e9, NULL},
+        {"decay-steps", CLI_INT, &o.schedule.decay_steps, "step: steps per decay; cosine: steps to decay over", 1, 1e9,
+         NULL},
+        {"decay-rate", CLI_FLOAT, &o.schedule.decay_rate, "step: learning-rate factor per --decay-steps", 0, 1, NULL},
+        {"seed", CLI_U64, &o.seed, "seed for initial weights, shuffling and dropout", 0, 0, NULL},
         {"batching", CLI_CHOICE, &batching, "shuffle (the tutorial's) or streams (contiguous rows for a stateful LSTM)", 0, 0, batchings},
         {"shuffle-buffer", CLI_INT, &o.shuffle_buffer, "shuffle buffer size", 1, 1e9, NULL},
         {"val", CLI_FLOAT, &o.val_fraction, "fraction of the text (its tail) held out for validation", 0, 0.9, NULL},
@@ -84,6 +118,12 @@ static int cmd_train(int argc, char **argv)
     }
     o.batching = batching ? CR_STREAMS : CR_SHUFFLE;
     o.custom_loop = loop == 1;
+    o.cell = (cr_cell)mf.cell;
+    o.layers = mf.layers;
+    o.dropout = mf.dropout;
+    o.gru_reset_before = mf.reset_after == 1;
+    o.optimizer = (cr_opt_kind)optimizer;
+    o.schedule.kind = (cr_lr_kind)schedule;
     apply_threads();
     signal(SIGINT, on_sigint);
     return report("train", cr_train(&o));
@@ -124,15 +164,18 @@ static int cmd_summary(int argc, char **argv)
     const char *data = CR_DEFAULT_DATA;
     cr_config cfg = {.embed = 256, .hidden = 1024, .learning_rate = 1e-3f, .seed = 42};
     int batch = 64;
+    model_flags mf = {.layers = 1};
     cli_flag flags[] = {
         {"data", CLI_STRING, &data, "corpus whose vocabulary sizes the model", 0, 0, NULL},
         {"vocab", CLI_INT, &cfg.vocab, "vocabulary size instead of reading --data (0 = read)", 0, 1 << 20, NULL},
         {"embed", CLI_INT, &cfg.embed, "embedding size", 1, 65536, NULL},
-        {"hidden", CLI_INT, &cfg.hidden, "LSTM units", 1, 65536, NULL},
+        {"hidden", CLI_INT, &cfg.hidden, "units per recurrent layer", 1, 65536, NULL},
+        MODEL_FLAGS(mf),
         {"batch", CLI_INT, &batch, "batch size shown in output shapes", 1, 4096, NULL},
     };
     int rc = cli_parse("char-rnn summary", "char-rnn summary [flags]", flags, N(flags), argc, argv, stdout, stderr);
     if (rc) return rc == 1 ? 0 : rc;
+    apply_model_flags(&mf, &cfg);
     df_status st = vocab_size(data, &cfg.vocab);
     cr_model m;
     if (st == DF_OK && (st = cr_model_init(&m, &cfg)) == DF_OK) {
@@ -148,6 +191,7 @@ static int cmd_graph(int argc, char **argv)
     const char *data = CR_DEFAULT_DATA, *dot = NULL;
     cr_config cfg = {.embed = 256, .hidden = 1024, .learning_rate = 1e-3f, .seed = 42};
     int batch = 64, seq = 100, part = 0, passes = 0;
+    model_flags mf = {.layers = 1};
     cli_flag flags[] = {
         {"dot", CLI_STRING, &dot, "output DOT file (required)", 0, 0, NULL},
         {"what", CLI_CHOICE, &part, "train (the whole train step), forward (its taped forward pass) or backward "
@@ -156,12 +200,14 @@ static int cmd_graph(int argc, char **argv)
         {"data", CLI_STRING, &data, "corpus whose vocabulary sizes the model", 0, 0, NULL},
         {"vocab", CLI_INT, &cfg.vocab, "vocabulary size instead of reading --data (0 = read)", 0, 1 << 20, NULL},
         {"embed", CLI_INT, &cfg.embed, "embedding size", 1, 65536, NULL},
-        {"hidden", CLI_INT, &cfg.hidden, "LSTM units", 1, 65536, NULL},
+        {"hidden", CLI_INT, &cfg.hidden, "units per recurrent layer", 1, 65536, NULL},
+        MODEL_FLAGS(mf),
         {"batch", CLI_INT, &batch, "batch size", 1, 4096, NULL},
         {"seq", CLI_INT, &seq, "sequence length", 1, 100000, NULL},
     };
     int rc = cli_parse("char-rnn graph", "char-rnn graph --dot FILE [flags]", flags, N(flags), argc, argv, stdout, stderr);
     if (rc) return rc == 1 ? 0 : rc;
+    apply_model_flags(&mf, &cfg);
     if (!dot) {
         fprintf(stderr, "char-rnn graph: --dot FILE is required (see char-rnn graph --help)\n");
         return 2;
@@ -188,7 +234,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: char-rnn COMMAND [flags]\n\n"
-            "Character-level LSTM on tiny Shakespeare, as in the tutorial \"Text generation with an RNN\".\n\n"
+            "Character-level LSTM on tiny Shakespeare, as in the tutorial \"Text generation with an RNN\"\n"
+            "(--cell gru|rnn, --layers N, --dropout P, --optimizer, --clip and --lr-schedule change it).\n\n"
             "commands:\n"
             "  train     train the model (--loop fit | custom); checkpoints go to --checkpoint-dir\n"
             "  sample    generate text from the latest checkpoint\n"
@@ -200,6 +247,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    cr_blas_env_init(argv);          /* may restart once with OpenBLAS's AVX-512 kernels */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,38 +1,76 @@
 /* model.h — the tutorial's model: Embedding(V,E) -> LSTM(H, stateful,
  * return_sequences) -> Dense(V), and the traced functions that train,
- * evaluate and sample it. */
+ * evaluate and sample it. The config also picks a GRU or SimpleRNN cell,
+ * stacked layers, dropout after each recurrent layer, and the optimizer. */
 #ifndef CR_MODEL_H
 #define CR_MODEL_H
 #include "dagflow.h"
 #include "text.h"
 
+typedef enum cr_cell { CR_CELL_LSTM = 0, CR_CELL_GRU = 1, CR_CELL_RNN = 2 } cr_cell;
+typedef enum cr_opt_kind { CR_OPT_ADAM = 0, CR_OPT_RMSPROP = 1, CR_OPT_SGD = 2 } cr_opt_kind;
+/* NULL-terminated names, indexed by the enums ("lstm", "gru", "rnn";
+ * "adam", "rmsprop", "sgd"); also the CLI's choices. */
+extern const char *const cr_cell_names[];
+extern const char *const cr_optimizer_names[];
+
+#define CR_MAX_LAYERS 8
+
+/* All-zero extras are the tutorial's model: one LSTM layer, no dropout, Adam. */
 typedef struct cr_config {
     int vocab, embed, hidden;
     float learning_rate;
     uint64_t seed;
+    cr_cell cell;
+    int layers;             /* stacked recurrent layers, 1..CR_MAX_LAYERS (0 = 1) */
+    float dropout;          /* rate after each recurrent layer while training, [0, 1) */
+    bool gru_reset_before;  /* GRU with reset_after = false (Keras' default is true) */
+    cr_opt_kind optimizer;
+    float momentum;         /* SGD only, [0, 1) */
+    float clipnorm;         /* clip gradients by their global norm; 0 = off */
 } cr_config;
+
+/* Layers of a config (layers 0 counts as 1). */
+int cr_config_layers(const cr_config *cfg);
+/* DF_ERR_ARG naming the first bad setting (as its command-line flag). */
+df_status cr_config_check(const cr_config *cfg);
+/* "2 x GRU(256, reset_after), dropout 0.2; sgd (momentum 0.9), clip 1". */
+void cr_config_describe(const cr_config *cfg, char *buf, size_t cap);
 
 /* Recurrent state for one batch size and purpose (training/sampling vs
  * evaluation keep separate states). */
 typedef struct cr_state {
     int batch, purpose;
-    df_variable *h, *c;
+    df_variable *h[CR_MAX_LAYERS], *c[CR_MAX_LAYERS];   /* per layer; c for LSTM only */
 } cr_state;
 
 enum { CR_STATE_MAIN = 0, CR_STATE_EVAL = 1 };
 #define CR_MAX_STATES 8
-#define CR_N_PARAMS 6
+/* embedding, 3 per recurrent layer, dense kernel and bias */
+#define CR_MAX_PARAMS (3 + 3 * CR_MAX_LAYERS)
+
+/* One recurrent layer; G = 4 (LSTM, gates i,f,c,o), 3 (GRU, z,r,h) or 1,
+ * IN = E for the first layer and H above it. */
+typedef struct cr_layer {
+    df_variable *kernel;           /* (IN,G*H) */
+    df_variable *recurrent_kernel; /* (H,G*H) */
+    df_variable *bias;             /* (G*H), LSTM forget-gate slice = 1; GRU reset_after: (2,3H) */
+} cr_layer;
 
 typedef struct cr_model {
     cr_config cfg;
+    int n_layers;
     df_variable *embedding;        /* (V,E) */
-    df_variable *kernel;           /* (E,4H) input kernel, gates i,f,c,o */
-    df_variable *recurrent_kernel; /* (H,4H) */
-    df_variable *bias;             /* (4H), forget-gate slice = 1 */
+    df_variable *kernel;           /* layer 0's kernel, recurrent kernel and bias */
+    df_variable *recurrent_kernel;
+    df_variable *bias;
+    cr_layer layers[CR_MAX_LAYERS];
     df_variable *dense_kernel;     /* (H,V) */
     df_variable *dense_bias;       /* (V) */
-    df_variable *params[CR_N_PARAMS];
+    df_variable *params[CR_MAX_PARAMS];   /* embedding, each layer's three, dense kernel, bias */
+    int n_params;
     df_optimizer *opt;
+    df_variable *step_counter;     /* the optimizer's iteration counter (owned by it): dropout's seed */
     cr_state states[CR_MAX_STATES];
     int n_states;
     df_function *fit_step, *custom_step, *eval_step, *logits_fn;
@@ -45,7 +83,9 @@ void cr_model_reset_states(cr_model *m);
 /* The state for (batch, purpose), created on first use; NULL on error. */
 cr_state *cr_model_state(cr_model *m, int batch, int purpose);
 int64_t cr_model_param_count(const cr_model *m);
-/* Keras-style summary table. */
+/* Parameters of one recurrent layer with input width in (Keras' count). */
+int64_t cr_layer_param_count(const cr_config *cfg, int64_t in);
+/* Keras-style summary table: one row per layer (dropout rows have 0). */
 void cr_model_summary(const cr_model *m, int batch, FILE *out);
 
 /* Training step, the fit way: gradients of the loss w.r.t. all parameters

@@ -4,12 +4,14 @@
 #define CR_RUNSTATE_H
 #include "batches.h"
 #include "model.h"
+#include "schedule.h"
 
 /* Everything about a run that must match to resume it. */
 typedef struct cr_run_config {
     cr_config model;
     int seq, batch;
     cr_batching batching;
+    cr_schedule schedule;
 } cr_run_config;
 
 typedef struct cr_progress {
@@ -28,7 +30,9 @@ df_status cr_save_run(const char *dir, const cr_run_config *rc, const cr_vocab *
 df_status cr_make_dirs(const char *dir);
 /* Path of the checkpoint with the highest epoch in dir; DF_ERR_IO if none. */
 df_status cr_latest_checkpoint(const char *dir, char *path, size_t cap);
-/* Reads config and vocabulary only (to build a model for sampling). */
+/* Reads config and vocabulary only (to build a model for sampling). Settings
+ * added after the first checkpoints (cell, layers, dropout, optimizer,
+ * schedule ...) default to the tutorial's when absent. */
 df_status cr_peek_run(const char *path, cr_run_config *rc, cr_vocab *vocab);
 /* Restores weights, optimizer state, progress and RNG into a model built with
  * the same config; every difference (config, vocabulary, shapes) is an error

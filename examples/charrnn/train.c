@@ -18,7 +18,8 @@ void cr_train_defaults(cr_train_opts *o)
     *o = (cr_train_opts){.data = CR_DEFAULT_DATA, .checkpoint_dir = "./training_checkpoints",
                          .epochs = 10, .seq = 100, .batch = 64, .embed = 256, .hidden = 1024,
                          .shuffle_buffer = 10000, .checkpoint_every = 5, .learning_rate = 1e-3f,
-                         .seed = 42, .batching = CR_SHUFFLE};
+                         .seed = 42, .batching = CR_SHUFFLE, .layers = 1,
+                         .schedule = {.decay_steps = 1000, .decay_rate = 0.5f}};
 }
 
 static double now_seconds(void)
@@ -52,8 +53,11 @@ static df_status open_run(run *r, const cr_train_opts *o)
     if (st != DF_OK) return st;
     int64_t n_val = (int64_t)(r->text.n * (double)o->val_fraction), n_train = r->text.n - n_val;
     r->rc = (cr_run_config){.model = {.vocab = r->text.vocab.size, .embed = o->embed, .hidden = o->hidden,
-                                      .learning_rate = o->learning_rate, .seed = o->seed},
-                            .seq = o->seq, .batch = o->batch, .batching = o->batching};
+                                      .learning_rate = o->learning_rate, .seed = o->seed, .cell = o->cell,
+                                      .layers = o->layers, .dropout = o->dropout, .gru_reset_before = o->gru_reset_before,
+                                      .optimizer = o->optimizer, .momentum = o->momentum, .clipnorm = o->clipnorm},
+                            .seq = o->seq, .batch = o->batch, .batching = o->batching, .schedule = o->schedule};
+    if ((st = cr_schedule_check(&r->rc.schedule)) != DF_OK) return st;
     if ((st = cr_model_init(&r->model, &r->rc.model)) != DF_OK) return st;
     st = cr_batcher_init(&r->train, r->text.ids, n_train, o->seq, o->batch, o->batching, o->shuffle_buffer, o->seed);
     if (st != DF_OK) return st;
@@ -180,6 +184,9 @@ static df_status run_epoch(run *r, int epoch, double *mean_loss)
     float loss = 0;
     if (!o->custom_loop) printf("Epoch %d/%d\n", epoch + 1, o->epochs);
     for (int64_t i = first; i < total && cr_batcher_next(&r->train, r->x, r->y); i++) {
+        if (cr_schedule_active(&r->rc.schedule))       /* a function of the step: no retrace, resumes exactly */
+            df_optimizer_set_learning_rate(r->model.opt, cr_schedule_lr(&r->rc.schedule, r->rc.model.learning_rate,
+                                                                        r->progress.step));
         df_status st = o->custom_loop ? cr_custom_step(&r->model, &r->xt, &r->yt, &loss)
                                       : cr_fit_step(&r->model, &r->xt, &r->yt, &loss);
         if (st != DF_OK) return st;
@@ -269,6 +276,9 @@ df_status cr_train(const cr_train_opts *o)
         printf("Corpus: %lld chars, %d distinct; %lld steps per epoch (batch %d, seq %d, %s batching)\n",
                (long long)r.text.n, r.text.vocab.size, (long long)r.train.steps_per_epoch, o->batch, o->seq,
                o->batching == CR_SHUFFLE ? "shuffle" : "streams");
+        char model[160];
+        cr_config_describe(&r.rc.model, model, sizeof model);
+        printf("Model: %s; %s\n", model, cr_schedule_describe(&r.rc.schedule, r.rc.model.learning_rate).text);
         st = o->resume ? resume(&r) : untrained_loss(&r);
     }
     if (st == DF_OK) st = open_csv(&r);

@@ -3,6 +3,8 @@
 #define CR_TRAIN_H
 #include <stdbool.h>
 #include "batches.h"
+#include "model.h"
+#include "schedule.h"
 
 typedef struct cr_train_opts {
     const char *data, *checkpoint_dir, *csv, *plot;
@@ -11,6 +13,13 @@ typedef struct cr_train_opts {
     uint64_t seed;
     cr_batching batching;
     bool resume, custom_loop, profile;
+    /* cell, layers, dropout, optimizer and schedule (zero: the tutorial's) */
+    cr_cell cell;
+    int layers;
+    float dropout, momentum, clipnorm;
+    bool gru_reset_before;
+    cr_opt_kind optimizer;
+    cr_schedule schedule;
 } cr_train_opts;
 
 /* Sets the tutorial's defaults. */

@@ -1,0 +1,269 @@
+/* lstm_gemm.c — the recurrent products of ops/lstm.c and ops/lstm_grad.c on
+ * AVX-512 with the weight packed once per call.
+ *
+ * Each of the T steps multiplies a (B,H) or (B,4H) block by the same
+ * recurrent weight (H,4H). OpenBLAS packs the whole weight (16 MB at H=1024)
+ * again in every call, i.e. 2*T times per training step, which costs about a
+ * fifth of the step. Here each thread packs its own columns of the weight
+ * once (panels of 32 columns, k-major, zero padded), then every step runs an
+ * 8x32 register-blocked FMA kernel over them. The sum over k for one output
+ * runs in plain k order (no split), so results do not depend on the number
+ * of threads. */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include "lstm_kernels.h"
+
+/* One process-wide scratch buffer, kept between calls: the packed weights
+ * (16 MB at H=1024) and the d w_rec scratch are needed only while one op
+ * runs, and allocating them per call either faults fresh pages in every
+ * time (mmap) or fragments the heap. A second op running at the same time
+ * (graphs run from several threads) gets a private buffer instead. */
+static atomic_flag scratch_busy = ATOMIC_FLAG_INIT;
+static float *scratch_buf;          /* owned by whoever holds scratch_busy */
+static size_t scratch_cap;          /* floats */
+
+float *lstm_scratch_acquire(size_t floats, bool *cached)
+{
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    *cached = false;
+    if (!atomic_flag_test_and_set_explicit(&scratch_busy, memory_order_acquire)) {
+        if (scratch_cap < floats) {
+            free(scratch_buf);
+            scratch_buf = aligned_alloc(64, bytes);
+            scratch_cap = scratch_buf ? floats : 0;
+        }
+        if (scratch_buf) {
+            *cached = true;
+            return scratch_buf;
+        }
+        atomic_flag_clear_explicit(&scratch_busy, memory_order_release);
+    }
+    return aligned_alloc(64, bytes);
+}
+
+void lstm_scratch_release(float *p, bool cached)
+{
+    if (cached) atomic_flag_clear_explicit(&scratch_busy, memory_order_release);
+    else free(p);
+}
+
+#if LSTM_HAVE_AVX512_CLONE
+#include <immintrin.h>
+
+enum { NR = LSTM_PANEL, MR = 8, KC = 256 };
+
+/* Columns [c0, c0+n) of W (rows k = 0..K-1, row stride ldw) into panels:
+ * P[q][k][jj] = W[k][c0 + 32q + jj], zero where 32q + jj >= n. */
+void lstm_pack_cols(const float *W, int64_t ldw, int64_t K, int64_t c0, int64_t n, float *P)
+{
+    for (int64_t q = 0; q * NR < n; q++) {
+        int64_t w = n - q * NR < NR ? n - q * NR : NR;
+        float *p = P + q * K * NR;
+        for (int64_t k = 0; k < K; k++) {
+            memcpy(p + k * NR, W + k * ldw + c0 + q * NR, (size_t)w * sizeof(float));
+            if (w < NR) memset(p + k * NR + w, 0, (size_t)(NR - w) * sizeof(float));
+        }
+    }
+}
+
+/* Rows [r0, r0+n) of W (K columns, row stride ldw), transposed into panels:
+ * P[q][k][jj] = W[r0 + 32q + jj][k], zero where 32q + jj >= n. */
+void lstm_pack_rows_t(const float *W, int64_t ldw, int64_t K, int64_t r0, int64_t n, float *P)
+{
+    for (int64_t q = 0; q * NR < n; q++) {
+        int64_t w = n - q * NR < NR ? n - q * NR : NR;
+        float *p = P + q * K * NR;
+        for (int64_t k0 = 0; k0 < K; k0 += 64) {           /* 64 columns of 32 rows at a time */
+            int64_t k1 = k0 + 64 < K ? k0 + 64 : K;
+            for (int64_t jj = 0; jj < NR; jj++) {
+                if (jj < w) {
+                    const float *row = W + (r0 + q * NR + jj) * ldw;
+                    for (int64_t k = k0; k < k1; k++) p[k * NR + jj] = row[k];
+                } else {
+                    for (int64_t k = k0; k < k1; k++) p[k * NR + jj] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* C[0:mr, 0:32] (masked to m0|m1) = (accumulate ? C : 0) + A[0:mr, 0:kc] @ p[0:kc, 0:32],
+ * with A[i, k] at A[i*sa + k*sk]. mr (and sk) are constants in every call
+ * below, so the accumulators stay in registers. */
+LSTM_TARGET_AVX512 static inline __attribute__((always_inline)) void
+micro_s(int mr, int64_t kc, const float *A, int64_t sa, int64_t sk, const float *p, float *C, int64_t ldc,
+        __mmask16 m0, __mmask16 m1, int accumulate)
+{
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        c0[i] = accumulate ? _mm512_maskz_loadu_ps(m0, C + i * ldc) : _mm512_setzero_ps();
+        c1[i] = accumulate ? _mm512_maskz_loadu_ps(m1, C + i * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(p + k * NR), b1 = _mm512_loadu_ps(p + k * NR + 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            __m512 a = _mm512_set1_ps(A[i * sa + k * sk]);
+            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++) {
+        _mm512_mask_storeu_ps(C + i * ldc, m0, c0[i]);
+        _mm512_mask_storeu_ps(C + i * ldc + 16, m1, c1[i]);
+    }
+}
+
+#define micro(mr, kc, A, lda, p, C, ldc, m0, m1, acc) micro_s(mr, kc, A, lda, 1, p, C, ldc, m0, m1, acc)
+
+LSTM_TARGET_AVX512 static void micro_any(int mr, int64_t kc, const float *A, int64_t lda, const float *p, float *C,
+                                         int64_t ldc, __mmask16 m0, __mmask16 m1, int accumulate)
+{
+    switch (mr) {
+    case 8: micro(8, kc, A, lda, p, C, ldc, m0, m1, accumulate); break;
+    case 7: micro(7, kc, A, lda, p, C, ldc, m0, m1, accumulate); break;
+    case 6: micro(6, kc, A, lda, p, C, ldc, m0, m1, accumulate); break;
+    case 5: micro(5, kc, A, lda, p, C, ldc, m0, m1, accumulate); break;
+    case 4: micro(4, kc, A, lda, p, C, ldc, m0, m1, accumulate); break;
+    case 3: micro(3, kc, A, lda, p, C, ldc, m0, m1, accumulate); break;
+    case 2: micro(2, kc, A, lda, p, C, ldc, m0, m1, accumulate); break;
+    default: micro(1, kc, A, lda, p, C, ldc, m0, m1, accumulate); break;
+    }
+}
+
+/* C (M,N) = A (M,K) @ Bp, where Bp holds the N columns in panels as packed
+ * above (panel q at Bp + q*K*32). Row strides lda, ldc. Single-threaded. */
+LSTM_TARGET_AVX512 void lstm_gemm_packed(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                                         const float *Bp, float *C, int64_t ldc)
+{
+    for (int64_t q = 0; q * NR < N; q++) {
+        int64_t w = N - q * NR < NR ? N - q * NR : NR;
+        __mmask16 m0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+        __mmask16 m1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+        const float *panel = Bp + q * K * NR;
+        for (int64_t k0 = 0; k0 < K; k0 += KC) {
+            int64_t kc = K - k0 < KC ? K - k0 : KC;
+            for (int64_t i0 = 0; i0 < M; i0 += MR) {
+                int mr = M - i0 < MR ? (int)(M - i0) : MR;
+                if (mr == MR)
+                    micro(MR, kc, A + i0 * lda + k0, lda, panel + k0 * NR, C + i0 * ldc + q * NR, ldc, m0, m1, k0 > 0);
+                else
+                    micro_any(mr, kc, A + i0 * lda + k0, lda, panel + k0 * NR, C + i0 * ldc + q * NR, ldc, m0, m1,
+                              k0 > 0);
+            }
+        }
+    }
+}
+
+/* Packed A^T for micro_s(sa = 1, sk = MR): rows m0 .. m0+mc of A^T are
+ * columns m0.. of the row-major A rows given by rowptr(k); blocks of MR
+ * rows, each k-major with MR floats per k (zero padded past mc). */
+static void pack_at(const float *const *rows, int64_t kc, int64_t m0, int64_t mc, float *Ap)
+{
+    for (int64_t mb = 0; mb < mc; mb += MR) {
+        int64_t w = mc - mb < MR ? mc - mb : MR;
+        float *a = Ap + mb * kc;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = rows[k] + m0 + mb;
+            for (int64_t i = 0; i < w; i++) a[k * MR + i] = src[i];
+            for (int64_t i = w; i < MR; i++) a[k * MR + i] = 0.0f;
+        }
+    }
+}
+
+LSTM_TARGET_AVX512 static void micro_t_any(int mr, int64_t kc, const float *A, const float *p, float *C, int64_t ldc,
+                                           __mmask16 m0, __mmask16 m1, int accumulate)
+{
+    switch (mr) {
+    case 8: micro_s(8, kc, A, 1, MR, p, C, ldc, m0, m1, accumulate); break;
+    case 7: micro_s(7, kc, A, 1, MR, p, C, ldc, m0, m1, accumulate); break;
+    case 6: micro_s(6, kc, A, 1, MR, p, C, ldc, m0, m1, accumulate); break;
+    case 5: micro_s(5, kc, A, 1, MR, p, C, ldc, m0, m1, accumulate); break;
+    case 4: micro_s(4, kc, A, 1, MR, p, C, ldc, m0, m1, accumulate); break;
+    case 3: micro_s(3, kc, A, 1, MR, p, C, ldc, m0, m1, accumulate); break;
+    case 2: micro_s(2, kc, A, 1, MR, p, C, ldc, m0, m1, accumulate); break;
+    default: micro_s(1, kc, A, 1, MR, p, C, ldc, m0, m1, accumulate); break;
+    }
+}
+
+#ifndef KC_DW
+#define KC_DW 1024
+#endif
+#ifndef MC_DW
+#define MC_DW 256
+#endif
+
+/* One thread's columns [c0, c1) (c0 a multiple of 32) of
+ * dW (H, N) = hprev^T @ dz, hprev row k = b*T + t being h0[b] at t = 0 and
+ * h[k-1] after; dz (B*T, N). Bp: KC_DW*(c1-c0 rounded up to 32) floats,
+ * Ap: MC_DW*KC_DW floats, rows: KC_DW pointers (scratch of this thread). */
+LSTM_TARGET_AVX512 static void dw_columns(int64_t B, int64_t T, int64_t H, int64_t N, const float *h,
+                                          const float *h0, const float *dz, float *dW, int64_t c0, int64_t c1,
+                                          float *Bp, float *Ap, const float **rows)
+{
+    const int64_t K = B * T;
+    for (int64_t k0 = 0; k0 < K; k0 += KC_DW) {
+        int64_t kc = K - k0 < KC_DW ? K - k0 : KC_DW;
+        for (int64_t k = 0; k < kc; k++) {
+            int64_t r = k0 + k;
+            rows[k] = r % T ? h + (r - 1) * H : h0 + (r / T) * H;
+        }
+        for (int64_t q = 0; c0 + q * NR < c1; q++) {          /* dz's rows k0.. into 32-column panels */
+            int64_t w = c1 - c0 - q * NR < NR ? c1 - c0 - q * NR : NR;
+            float *p = Bp + q * kc * NR;
+            for (int64_t k = 0; k < kc; k++) {
+                memcpy(p + k * NR, dz + (k0 + k) * N + c0 + q * NR, (size_t)w * sizeof(float));
+                if (w < NR) memset(p + k * NR + w, 0, (size_t)(NR - w) * sizeof(float));
+            }
+        }
+        for (int64_t m0 = 0; m0 < H; m0 += MC_DW) {
+            int64_t mc = H - m0 < MC_DW ? H - m0 : MC_DW;
+            pack_at(rows, kc, m0, mc, Ap);
+            for (int64_t q = 0; c0 + q * NR < c1; q++) {
+                int64_t w = c1 - c0 - q * NR < NR ? c1 - c0 - q * NR : NR;
+                __mmask16 mk0 = (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1);
+                __mmask16 mk1 = (__mmask16)(w >= 32 ? 0xffff : w > 16 ? (1u << (w - 16)) - 1 : 0);
+                const float *p = Bp + q * kc * NR;
+                for (int64_t mb = 0; mb < mc; mb += MR) {
+                    int mr = mc - mb < MR ? (int)(mc - mb) : MR;
+                    float *c = dW + (m0 + mb) * N + c0 + q * NR;
+                    if (mr == MR)
+                        micro_s(MR, kc, Ap + mb * kc, 1, MR, p, c, N, mk0, mk1, k0 > 0);
+                    else
+                        micro_t_any(mr, kc, Ap + mb * kc, p, c, N, mk0, mk1, k0 > 0);
+                }
+            }
+        }
+    }
+}
+
+/* Columns of dW that one of nth threads owns at most (whole panels). */
+static int64_t dw_share(int64_t N, int nth)
+{
+    int64_t panels = (N + NR - 1) / NR;
+    return (panels + nth - 1) / nth * NR;
+}
+
+size_t lstm_dw_scratch_floats(int64_t N, int nth)
+{
+    return (size_t)KC_DW * (size_t)dw_share(N, nth) + (size_t)MC_DW * KC_DW + KC_DW * 2 /* rows */;
+}
+
+/* dW (H, N) = hprev^T @ dz for thread tid of nth (columns split by panels);
+ * scratch: lstm_dw_scratch_floats(N) floats for this thread. */
+void lstm_dw_packed(int64_t B, int64_t T, int64_t H, int64_t N, const float *h, const float *h0, const float *dz,
+                    float *dW, int tid, int nth, float *scratch)
+{
+    int64_t panels = (N + NR - 1) / NR;
+    int64_t c0 = panels * tid / nth * NR, c1 = panels * (tid + 1) / nth * NR;
+    if (c1 > N) c1 = N;
+    if (c0 >= c1) return;
+    float *Bp = scratch, *Ap = Bp + (size_t)KC_DW * (size_t)dw_share(N, nth);
+    const float **rows = (const float **)(Ap + MC_DW * KC_DW);
+    dw_columns(B, T, H, N, h, h0, dz, dW, c0, c1, Bp, Ap, rows);
+}
+
+#endif

@@ -1,0 +1,31 @@
+/* rnn_grad_state.c — dh0 (B,H), the gradient an rnn passes back to its
+ * initial state, read out of an rnn_grad node's workspace (where BPTT leaves
+ * it after step 0; the rnn_grad must have been built with ia[0] = 1). Not
+ * differentiable. */
+#include <string.h>
+#include "common.h"
+
+static df_status rnn_grad_state_infer(df_node *n)
+{
+    const df_node *gr = n->in[0];
+    if (gr->op != &df_op_rnn_grad)
+        return df_op_error(n, DF_ERR_ARG, "input must be an rnn_grad node, got op '%s'", gr->op->name);
+    if (!gr->ia[0]) return df_op_error(n, DF_ERR_STATE, "rnn_grad node %d was built without dh0", gr->id);
+    n->dtype = DF_F32;
+    n->ndim = 2;
+    n->shape[0] = gr->shape[0];
+    n->shape[1] = gr->shape[2];
+    return DF_OK;
+}
+
+// rnn_grad (B,T,H) with aux dh0 (B,H) -> dh0 (B,H)
+static df_status rnn_grad_state_forward(df_node *n)
+{
+    size_t bytes = (size_t)n->numel * sizeof(float);
+    if (bytes) memcpy(n->data, n->in[0]->aux, bytes);
+    return DF_OK;
+}
+
+const df_op_def df_op_rnn_grad_state = {
+    .name = "rnn_grad_state", .infer = rnn_grad_state_infer, .forward = rnn_grad_state_forward,
+};
