@@ -13,8 +13,9 @@ cd "$(dirname "$0")"
 
 PACKAGES=(build-essential autoconf automake libtool autoconf-archive pkg-config
           libopenblas-openmp-dev libcriterion-dev libxxhash-dev)
-# `./run.sh test` also fuzzes: clang with libFuzzer and OpenMP.
-TEST_PACKAGES=(clang libclang-rt-14-dev libomp-14-dev)
+# `./run.sh test` also fuzzes (clang with libFuzzer and OpenMP) and tests
+# data-parallel training over MPI (Open MPI).
+TEST_PACKAGES=(clang libclang-rt-14-dev libomp-14-dev libopenmpi-dev openmpi-bin)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 # deps [EXTRA_PACKAGE...]: installs what is missing of PACKAGES and the extras.
@@ -34,7 +35,7 @@ deps() {
 build() {
     deps
     [ -x configure ] || ./autogen.sh >/dev/null 2>&1 || ./autogen.sh
-    [ -f Makefile ] || ./configure -q
+    [ -f Makefile ] || ./configure -q ${CONFIGURE_FLAGS:-}
     make -j"$JOBS" >/dev/null
     echo "run.sh: build ok"
 }
@@ -53,14 +54,16 @@ check_in() {
 }
 
 # The whole suite again with --enable-sanitizers (ASan + UBSan, leaks checked)
-# in build-sanitize/: a copy of the sources (tracked and untracked files, not
-# ignored ones), since this tree is configured in-tree and automake refuses a
-# VPATH build from it. tar keeps the timestamps, so a second run rebuilds only
-# what changed.
-SANITIZE_DIR=build-sanitize
+# in build-sanitize/dagflow/: a copy of the sources (tracked and untracked
+# files, not ignored ones), since this tree is configured in-tree and automake
+# refuses a VPATH build from it. tar keeps the timestamps, so a second run
+# rebuilds only what changed. build-sanitize/shared points at the ../shared
+# beside this tree, so the copy finds the corpus at ../shared as this tree does.
+SANITIZE_DIR=build-sanitize/dagflow
 sanitize_check() {
     local start=$SECONDS
     mkdir -p "$SANITIZE_DIR"
+    [ -e build-sanitize/shared ] || [ ! -d ../shared ] || ln -s ../../shared build-sanitize/shared
     if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
         git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$SANITIZE_DIR"
     else
@@ -88,7 +91,7 @@ fuzz() {
 
 run_tests() {
     deps "${TEST_PACKAGES[@]}"
-    build
+    CONFIGURE_FLAGS=--with-mpi build        # MPI here; the sanitizer build runs without it
     local status=0 start=$SECONDS
     check_in . || status=1
     echo "run.sh: make check $((SECONDS - start)) s"

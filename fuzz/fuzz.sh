@@ -140,7 +140,7 @@ for t in $targets; do
         result=FAIL
         failed=1
     fi
-    echo "fuzz_$t: ${execs:-0} executions in ${elapsed} s, $new crashes, $inputs new corpus inputs" | tee -a "$log"
+    echo "fuzz_$t: ${execs:-0} executions in ${elapsed} s, $new crashes ($inputs inputs in fuzz/work/$t)" | tee -a "$log"
     if [ "$result" = FAIL ]; then
         ls -t "$crashes" | head -n "$new" | sed "s|^|fuzz_$t:   crash input $crashes/|"
         grep -m 1 -E "ERROR: |runtime error|deadly signal" "$log" | sed "s|^|fuzz_$t:   |"

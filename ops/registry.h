@@ -19,7 +19,14 @@
     X(gru) X(gru_grad) X(gru_grad_w) X(gru_grad_bias) X(gru_grad_state)     \
     X(rnn) X(rnn_grad) X(rnn_grad_state) X(dropout)                         \
     X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_momentum) X(apply_rmsprop)       \
-    X(global_norm_scale)
+    X(global_norm_scale) DF_OPS_MPI(X)
+
+/* --with-mpi builds add the all-reduce ops (ops/allreduce_mean.c). */
+#ifdef DF_WITH_MPI
+#define DF_OPS_MPI(X) X(allreduce_mean) X(allreduce_part)
+#else
+#define DF_OPS_MPI(X)
+#endif
 
 #define DF_DECLARE_OP(name) extern const df_op_def df_op_##name;
 DF_OPS(DF_DECLARE_OP)

@@ -443,7 +443,8 @@ df_optimizer *df_rmsprop_new(float learning_rate, float rho, float epsilon);
  * Keras' global_clipnorm (0 = off, the default). */
 df_status df_optimizer_set_global_clipnorm(df_optimizer *opt, float clipnorm);
 /* A function applied to every gradient node before clipping and the update,
- * e.g. an all-reduce mean across processes for data parallelism. */
+ * e.g. an all-reduce mean across processes for data parallelism (builds
+ * configured --with-mpi: df_allreduce_gradient in dagflow_mpi.h). */
 typedef df_node *(*df_gradient_transform)(df_graph *g, df_node *grad, void *user);
 void df_optimizer_set_gradient_transform(df_optimizer *opt, df_gradient_transform fn, void *user);
 void df_optimizer_free(df_optimizer *opt);

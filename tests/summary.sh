@@ -5,8 +5,9 @@
 #   - one test per script test, from its .trs file;
 #   - one test per fuzz harness run by `make fuzz` (fuzz/out/*.trs);
 #   - a sanitizer report (ASan, LSan, UBSan) in the log of a suite that
-#     otherwise passed counts as one failure: Criterion does not fail a test
-#     whose worker reports a leak only when it exits.
+#     otherwise passed counts as one failure (Criterion does not fail a test
+#     whose worker reports a leak only when it exits), and so does a suite
+#     that reports no failure but exits with an error status.
 # Prints one line per suite (prefixed with the build directory after the
 # first), then "N passed, N failed" over everything.
 root=$(cd "$(dirname "$0")/.." && pwd) || exit 1
@@ -34,10 +35,14 @@ for dir in "$@"; do
             f=$(echo "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
             c=$(echo "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
             extra=""
-            if [ $((${f:-0} + ${c:-0})) -eq 0 ] &&
-               grep -a -q -E '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|: runtime error: ' "$log"; then
-                extra=" | plus a sanitizer report: see $log"
-                failed=$((failed + 1))
+            if [ $((${f:-0} + ${c:-0})) -eq 0 ]; then
+                if grep -a -q -E '^==[0-9]+==ERROR: [A-Za-z]+Sanitizer|: runtime error: ' "$log"; then
+                    extra=" | plus a sanitizer report: see $log"
+                    failed=$((failed + 1))
+                elif [ -f "$trs" ] && grep -q '^:test-result: \(FAIL\|ERROR\)' "$trs"; then
+                    extra=" | but the suite exited with an error status: see $log"
+                    failed=$((failed + 1))
+                fi
             fi
             echo "$name: ${line#*Synthesis: }$extra"
             passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${c:-0}))

@@ -305,9 +305,10 @@ Test(text, tiny_shakespeare_has_1115394_chars_and_65_symbols)
 {
     char path[4096];
     if (!find_corpus(path, sizeof path)) {
-        /* Not cr_skip_test: Criterion 2.4 then exits non-zero, which fails
-         * `make distcheck` (its build dir has no ../shared beside it). */
-        cr_log_warn("%s not found; the corpus checks did not run", CR_DEFAULT_DATA);
+        /* Neither cr_skip_test nor cr_log_warn: with either, Criterion 2.4
+         * exits non-zero, failing `make distcheck` (no ../shared beside its
+         * build dir). */
+        cr_log_info("%s not found; the corpus checks did not run", CR_DEFAULT_DATA);
         return;
     }
     cr_text t;

@@ -12,7 +12,7 @@ df_status cr_batcher_init(cr_batcher *b, const int32_t *ids, int64_t n_ids, int 
     b->ids = ids;
     b->n_ids = n_ids;
     b->seq = seq;
-    b->batch = batch;
+    b->batch = b->rows = batch;
     b->mode = mode;
     b->buffer_size = buffer_size;
     /* shuffle: disjoint chunks of seq+1; streams: chunks advance by seq so the
@@ -70,20 +70,35 @@ static int64_t contiguous_start(const cr_batcher *b, int row, int64_t step)
     return (row * b->steps_per_epoch + step) * b->seq;
 }
 
+df_status cr_batcher_shard(cr_batcher *b, int rank, int ranks)
+{
+    if (ranks < 1 || rank < 0 || rank >= ranks) return df_error(DF_ERR_ARG, "rank %d of %d is out of range", rank, ranks);
+    if (b->batch % ranks)
+        return df_error(DF_ERR_ARG, "--batch %d cannot be split evenly over %d processes: use a multiple of %d "
+                        "(each process trains on batch/%d rows; together they train on the whole batch)",
+                        b->batch, ranks, ranks, ranks);
+    b->rows = b->batch / ranks;
+    b->row0 = rank * b->rows;
+    return DF_OK;
+}
+
 void cr_batcher_first_batch(const cr_batcher *b, int32_t *x, int32_t *y)
 {
-    for (int row = 0; row < b->batch; row++)
-        copy_chunk(b, contiguous_start(b, row, 0), x + (int64_t)row * b->seq, y + (int64_t)row * b->seq);
+    for (int row = b->row0; row < b->row0 + b->rows; row++) {
+        int64_t at = (int64_t)(row - b->row0) * b->seq;
+        copy_chunk(b, contiguous_start(b, row, 0), x + at, y + at);
+    }
 }
 
 bool cr_batcher_next(cr_batcher *b, int32_t *x, int32_t *y)
 {
     if (b->step >= b->steps_per_epoch) return false;
-    for (int row = 0; row < b->batch; row++) {
+    for (int row = 0; row < b->batch; row++) {      /* every row draws, so all shards share one order */
         int64_t start;
         if (b->mode == CR_SHUFFLE) start = next_shuffled_chunk(b) * (b->seq + 1);
         else start = contiguous_start(b, row, b->step);
-        copy_chunk(b, start, x + (int64_t)row * b->seq, y + (int64_t)row * b->seq);
+        if (row >= b->row0 && row < b->row0 + b->rows)
+            copy_chunk(b, start, x + (int64_t)(row - b->row0) * b->seq, y + (int64_t)(row - b->row0) * b->seq);
     }
     b->step++;
     return true;

@@ -16,6 +16,7 @@ typedef struct cr_batcher {
     const int32_t *ids;
     int64_t n_ids, n_chunks, steps_per_epoch, step;
     int seq, batch, buffer_size;
+    int row0, rows;                /* this process's rows of each batch (all of them unless sharded) */
     cr_batching mode;
     df_rng rng;                    /* shuffle order; checkpointed for exact resume */
     int64_t *buffer;               /* shuffle buffer of chunk indices */
@@ -31,7 +32,13 @@ void cr_batcher_start_epoch(cr_batcher *b);
 /* The batch that starts the text (no shuffling, no RNG use, position kept):
  * for the untrained-loss probe. */
 void cr_batcher_first_batch(const cr_batcher *b, int32_t *x, int32_t *y);
-/* x and y receive (batch, seq) indices. Returns false at the end of the epoch. */
+/* Data parallelism: process `rank` of `ranks` gets rows [rank*batch/ranks,
+ * (rank+1)*batch/ranks) of every batch; the order of batches and chunks is
+ * the unsharded one, so the ranks together see exactly one process's
+ * batches. batch % ranks must be 0 (DF_ERR_ARG otherwise). */
+df_status cr_batcher_shard(cr_batcher *b, int rank, int ranks);
+/* x and y receive (rows, seq) indices: this process's rows of the next
+ * batch. Returns false at the end of the epoch. */
 bool cr_batcher_next(cr_batcher *b, int32_t *x, int32_t *y);
 
 #endif

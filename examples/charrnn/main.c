@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "blas_env.h"
 #include "cli.h"
+#include "dist.h"
 #include "model.h"
 #include "sample.h"
 #include "schedule.h"
@@ -47,7 +48,7 @@ static int threads = 0;
 static int report(const char *command, df_status st)
 {
     if (st == DF_OK) return 0;
-    fprintf(stderr, "char-rnn %s: %s\n", command, df_last_error());
+    fprintf(cr_dist_err(), "char-rnn %s: %s\n", command, df_last_error());   /* under mpirun: rank 0 only */
     return 1;
 }
 
@@ -71,6 +72,7 @@ static int cmd_train(int argc, char **argv)
     cr_train_opts o;
     cr_train_defaults(&o);
     int batching = 0, loop = 0, optimizer = 0, schedule = 0;
+    float peer_timeout = 0;
     model_flags mf = {.layers = 1};
     cli_flag flags[] = {
         {"data", CLI_STRING, &o.data, "corpus (UTF-8 text)", 0, 0, NULL},
@@ -104,9 +106,14 @@ static int cmd_train(int argc, char **argv)
         {"plot", CLI_STRING, &o.plot, "loss curve as SVG (default: CHECKPOINT_DIR/loss.svg; '' = none)", 0, 0, NULL},
         {"profile", CLI_BOOL, &o.profile, "print each op's time and share of the train step at the end", 0, 0, NULL},
         {"threads", CLI_INT, &threads, "threads (0 = all cores)", 0, 1024, NULL},
+#ifdef DF_WITH_MPI
+        {"peer-timeout", CLI_FLOAT, &peer_timeout, "under mpirun: seconds a rank waits for the others in a collective "
+                                                   "before ending the job (0 = forever)", 0, 1e6, NULL},
+#endif
     };
-    int rc = cli_parse("char-rnn train", "char-rnn train [flags]", flags, N(flags), argc, argv, stdout, stderr);
+    int rc = cli_parse("char-rnn train", "char-rnn train [flags]", flags, N(flags), argc, argv, stdout, cr_dist_err());
     if (rc) return rc == 1 ? 0 : rc;
+    cr_dist_set_peer_timeout(peer_timeout);
     char csv[4096], plot[4096];
     if (!o.csv) {
         snprintf(csv, sizeof csv, "%s/losses.csv", o.checkpoint_dir);
@@ -126,6 +133,7 @@ static int cmd_train(int argc, char **argv)
     o.schedule.kind = (cr_lr_kind)schedule;
     apply_threads();
     signal(SIGINT, on_sigint);
+    signal(SIGUSR1, on_sigint);      /* mpirun forwards SIGUSR1 to every rank (it ends the job on SIGINT) */
     return report("train", cr_train(&o));
 }
 
@@ -257,7 +265,12 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (!strcmp(cmd, "train")) return cmd_train(argc - 2, argv + 2);
+    if (!strcmp(cmd, "train")) {     /* under mpirun: data-parallel over the ranks (dist.h) */
+        int rc = report("train", cr_dist_init(&argc, &argv));
+        if (rc == 0) rc = cmd_train(argc - 2, argv + 2);
+        cr_dist_finalize();
+        return rc;
+    }
     if (!strcmp(cmd, "sample")) return cmd_sample(argc - 2, argv + 2);
     if (!strcmp(cmd, "summary")) return cmd_summary(argc - 2, argv + 2);
     if (!strcmp(cmd, "graph")) return cmd_graph(argc - 2, argv + 2);

@@ -368,6 +368,15 @@ df_status cr_load_run(const char *path, const cr_run_config *rc, const cr_vocab 
     df_checkpoint *ck;
     df_status st = df_checkpoint_read(path, &ck);
     if (st != DF_OK) return st;
+    st = cr_load_run_from(ck, path, rc, vocab, m, b, p);
+    df_checkpoint_free(ck);
+    return st;
+}
+
+df_status cr_load_run_from(const df_checkpoint *ck, const char *path, const cr_run_config *rc, const cr_vocab *vocab,
+                           cr_model *m, cr_batcher *b, cr_progress *p)
+{
+    df_status st = DF_OK;
     cr_run_config saved;
     cr_vocab *saved_vocab = malloc(sizeof *saved_vocab);
     if (!saved_vocab) st = df_error(DF_ERR_NOMEM, "out of memory");
@@ -383,6 +392,5 @@ df_status cr_load_run(const char *path, const cr_run_config *rc, const cr_vocab 
         }
     }
     free(saved_vocab);
-    df_checkpoint_free(ck);
     return st;
 }

@@ -39,5 +39,8 @@ df_status cr_peek_run(const char *path, cr_run_config *rc, cr_vocab *vocab);
  * naming it. b may be NULL (sampling). */
 df_status cr_load_run(const char *path, const cr_run_config *rc, const cr_vocab *vocab, cr_model *m,
                       cr_batcher *b, cr_progress *p);
+/* The same from a checkpoint already read (path names it in messages). */
+df_status cr_load_run_from(const df_checkpoint *ck, const char *path, const cr_run_config *rc, const cr_vocab *vocab,
+                           cr_model *m, cr_batcher *b, cr_progress *p);
 
 #endif

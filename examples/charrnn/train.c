@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "dist.h"
 #include "plot.h"
 #include "runstate.h"
 #include "text.h"
@@ -59,19 +60,22 @@ static df_status open_run(run *r, const cr_train_opts *o)
                             .seq = o->seq, .batch = o->batch, .batching = o->batching, .schedule = o->schedule};
     if ((st = cr_schedule_check(&r->rc.schedule)) != DF_OK) return st;
     if ((st = cr_model_init(&r->model, &r->rc.model)) != DF_OK) return st;
+    if ((st = cr_dist_setup_model(&r->model)) != DF_OK) return st;     /* gradient all-reduce (mpirun) */
     st = cr_batcher_init(&r->train, r->text.ids, n_train, o->seq, o->batch, o->batching, o->shuffle_buffer, o->seed);
+    if (st == DF_OK) st = cr_dist_shard(&r->train);                   /* this rank's rows of each batch */
     if (st != DF_OK) return st;
     if (n_val > 0) {
         st = cr_batcher_init(&r->val, r->text.ids + n_train, n_val, o->seq, o->batch, CR_STREAMS, 1, o->seed);
         if (st != DF_OK) return df_error(st, "validation split of %lld chars is too small for one %d x %d batch",
                                          (long long)n_val, o->batch, o->seq);
+        if ((st = cr_dist_shard(&r->val)) != DF_OK) return st;
         r->has_val = true;
     }
     size_t cells = (size_t)o->batch * (size_t)o->seq;
     r->x = malloc(cells * sizeof *r->x);
     r->y = malloc(cells * sizeof *r->y);
     if (!r->x || !r->y) return df_error(DF_ERR_NOMEM, "out of memory for batches");
-    int64_t shape[2] = {o->batch, o->seq};
+    int64_t shape[2] = {r->train.rows, o->seq};
     r->xt = df_tensor_make(DF_I32, r->x, 2, shape);
     r->yt = df_tensor_make(DF_I32, r->y, 2, shape);
     return DF_OK;
@@ -125,11 +129,11 @@ static df_status evaluate(run *r, double *mean)
     float loss;
     while (cr_batcher_next(&r->val, r->x, r->y)) {
         df_status st = cr_eval_step(&r->model, &r->xt, &r->yt, &loss);
-        if (st != DF_OK) return st;
+        if (st != DF_OK) return cr_dist_fail(st);
         sum += loss;
         n++;
     }
-    *mean = n ? sum / n : NAN;
+    *mean = n ? cr_dist_mean(sum / n) : NAN;
     cr_model_reset_states(&r->model);
     return DF_OK;
 }
@@ -140,7 +144,8 @@ static df_status untrained_loss(run *r)
 {
     cr_batcher_first_batch(&r->train, r->x, r->y);
     float loss;
-    df_status st = cr_eval_step(&r->model, &r->xt, &r->yt, &loss);
+    df_status st = cr_dist_agree(cr_eval_step(&r->model, &r->xt, &r->yt, &loss));
+    if (st == DF_OK) loss = (float)cr_dist_mean(loss);
     if (st == DF_OK)
         printf("Untrained loss: %.4f (a uniform guess over %d chars gives ln %d = %.4f)\n", loss,
                r->text.vocab.size, r->text.vocab.size, log((double)r->text.vocab.size));
@@ -150,7 +155,7 @@ static df_status untrained_loss(run *r)
 
 static df_status open_csv(run *r)
 {
-    if (!r->o->csv || !*r->o->csv) return DF_OK;
+    if (!r->o->csv || !*r->o->csv || cr_dist_rank() != 0) return DF_OK;
     bool append = r->o->resume && access(r->o->csv, F_OK) == 0;
     r->csv = fopen(r->o->csv, append ? "a" : "w");
     if (!r->csv) return df_error(DF_ERR_IO, "cannot write %s: %s", r->o->csv, strerror(errno));
@@ -161,9 +166,11 @@ static df_status open_csv(run *r)
 static df_status save_checkpoint(run *r)
 {
     char path[4096];
-    df_status st = cr_save_run(r->o->checkpoint_dir, &r->rc, &r->text.vocab, &r->model, &r->train, &r->progress,
-                               path, sizeof path);
-    if (st == DF_OK) printf("Saved checkpoint %s\n", path);
+    df_status st = r->progress.epoch_step > 0 ? cr_dist_gather_state(&r->model, &r->train) : DF_OK;
+    if (st == DF_OK && cr_dist_rank() == 0)      /* rank 0 writes; the others wait for its verdict */
+        st = cr_save_run(r->o->checkpoint_dir, &r->rc, &r->text.vocab, &r->model, &r->train, &r->progress, path,
+                         sizeof path);
+    if ((st = cr_dist_agree(st)) == DF_OK) printf("Saved checkpoint %s\n", path);
     return st;
 }
 
@@ -189,7 +196,8 @@ static df_status run_epoch(run *r, int epoch, double *mean_loss)
                                                                         r->progress.step));
         df_status st = o->custom_loop ? cr_custom_step(&r->model, &r->xt, &r->yt, &loss)
                                       : cr_fit_step(&r->model, &r->xt, &r->yt, &loss);
-        if (st != DF_OK) return st;
+        if (st != DF_OK) return cr_dist_fail(st);
+        bool stop = cr_dist_step(&loss, cr_stop_requested);   /* mean loss over ranks; all stop together */
         sum += loss;
         ran++;
         r->progress.step++;
@@ -198,7 +206,7 @@ static df_status run_epoch(run *r, int epoch, double *mean_loss)
         if (r->csv) fprintf(r->csv, "%d,%lld,%.6f,\n", epoch + 1, (long long)r->progress.step, loss);
         if (o->custom_loop && i % 100 == 0) printf("Epoch %d Batch %lld Loss %.4f\n", epoch + 1, (long long)i, loss);
         else if (!o->custom_loop) show_progress(r, i + 1, total, now_seconds() - start, sum / (double)ran, i + 1 == total);
-        if (cr_stop_requested && i + 1 < total) {
+        if (stop && i + 1 < total) {
             if (!o->custom_loop && r->tty) printf("\n");
             r->progress.epoch_step = i + 1;
             break;
@@ -217,18 +225,24 @@ static df_status train_epochs(run *r)
         double mean, val = NAN;
         df_status st = run_epoch(r, epoch, &mean);
         if (st != DF_OK) return st;
+        uint64_t hash;
+        if (cr_dist_size() > 1) {                    /* the ranks must still hold the same weights */
+            if ((st = cr_dist_check_weights(&r->model, &hash)) != DF_OK) return st;
+            printf("Weights XXH64 %016llx on all %d ranks\n", (unsigned long long)hash, cr_dist_size());
+        }
+        bool stop = cr_dist_any(cr_stop_requested);
         bool partial = r->progress.epoch_step > 0;     /* stopped inside the epoch */
         if (!partial) r->progress.epoch = epoch + 1;
         if (r->has_val && !partial) {
-            if ((st = evaluate(r, &val)) != DF_OK) return st;
+            if ((st = evaluate(r, &val)) != DF_OK) return cr_dist_fail(st);
             printf("val_loss: %.4f\n", val);
             if (r->csv) fprintf(r->csv, "%d,%lld,,%.6f\n", epoch + 1, (long long)r->progress.step, val);
         }
         if (r->csv) fflush(r->csv);
-        bool last = epoch + 1 == o->epochs || cr_stop_requested;
+        bool last = epoch + 1 == o->epochs || stop;
         if (!o->custom_loop || last || (epoch + 1) % o->checkpoint_every == 0)
             if ((st = save_checkpoint(r)) != DF_OK) return st;
-        if (cr_stop_requested) {
+        if (stop) {
             printf("Interrupted: stopped after step %lld with a checkpoint; --resume continues from there\n",
                    (long long)r->progress.step);
             break;
@@ -240,9 +254,13 @@ static df_status train_epochs(run *r)
 static df_status resume(run *r)
 {
     char path[4096];
-    df_status st = cr_latest_checkpoint(r->o->checkpoint_dir, path, sizeof path);
+    df_checkpoint *ck;
+    df_status st = cr_dist_read_latest(r->o->checkpoint_dir, path, sizeof path, &ck);  /* rank 0 reads, broadcasts */
     if (st != DF_OK) return st;
-    st = cr_load_run(path, &r->rc, &r->text.vocab, &r->model, &r->train, &r->progress);
+    st = cr_load_run_from(ck, path, &r->rc, &r->text.vocab, &r->model, &r->train, &r->progress);
+    df_checkpoint_free(ck);
+    if ((st = cr_dist_agree(st)) == DF_OK && r->progress.epoch_step > 0)
+        st = cr_dist_scatter_state(&r->model, &r->train);     /* this rank's rows of the saved state */
     if (st == DF_OK)
         printf("Resumed from %s (%d epochs done%s, step %lld, learning rate %g from the checkpoint)\n", path,
                r->progress.epoch, r->progress.epoch_step ? " and part of the next" : "", (long long)r->progress.step,
@@ -270,18 +288,23 @@ static void print_profile(const run *r)
 df_status cr_train(const cr_train_opts *o)
 {
     run r;
-    df_status st = open_run(&r, o);
-    if (st == DF_OK) st = cr_make_dirs(o->checkpoint_dir);     /* fail now, not after an epoch */
-    if (st == DF_OK) {
+    df_status st = cr_dist_agree(open_run(&r, o));  /* collective: every rank passes or all stop with one message */
+    if (st == DF_OK) st = cr_dist_check_same(r.text.ids, (size_t)r.text.n * sizeof *r.text.ids, "corpora (--data)");
+    if (st == DF_OK && cr_dist_rank() == 0) st = cr_make_dirs(o->checkpoint_dir);     /* fail now, not after an epoch */
+    if ((st = cr_dist_agree(st)) == DF_OK) {
         printf("Corpus: %lld chars, %d distinct; %lld steps per epoch (batch %d, seq %d, %s batching)\n",
                (long long)r.text.n, r.text.vocab.size, (long long)r.train.steps_per_epoch, o->batch, o->seq,
                o->batching == CR_SHUFFLE ? "shuffle" : "streams");
         char model[160];
         cr_config_describe(&r.rc.model, model, sizeof model);
         printf("Model: %s; %s\n", model, cr_schedule_describe(&r.rc.schedule, r.rc.model.learning_rate).text);
+        if (cr_dist_size() > 1)
+            printf("Data parallel: %d processes x %d rows per batch; gradients averaged by one %.3g MB all-reduce per step\n",
+                   cr_dist_size(), r.train.rows, 4e-6 * (double)cr_model_param_count(&r.model));
         st = o->resume ? resume(&r) : untrained_loss(&r);
     }
-    if (st == DF_OK) st = open_csv(&r);
+    if (st == DF_OK && cr_dist_size() > 1) st = cr_dist_check_weights(&r.model, NULL);   /* same start everywhere */
+    if (st == DF_OK) st = cr_dist_agree(open_csv(&r));
     if (st == DF_OK) st = train_epochs(&r);
     if (st == DF_OK && o->custom_loop)
         printf("train_step traces: %d\n", cr_trace_count(&r.model, "custom"));
@@ -290,7 +313,7 @@ df_status cr_train(const cr_train_opts *o)
         fclose(r.csv);
         r.csv = NULL;
     }
-    if (st == DF_OK && o->csv && *o->csv && o->plot && *o->plot) {
+    if (st == DF_OK && o->csv && *o->csv && o->plot && *o->plot && cr_dist_rank() == 0) {
         st = cr_plot_loss_csv(o->csv, o->plot);
         if (st == DF_OK) printf("Loss curve: %s (data: %s)\n", o->plot, o->csv);
     }

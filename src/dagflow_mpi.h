@@ -1,0 +1,64 @@
+/*
+ * dagflow_mpi.h — data parallelism across processes and machines with MPI
+ * (installed by builds configured with --with-mpi; compile with mpicc or with
+ * `pkg-config --cflags ompi-c`).
+ *
+ * Each process (rank) holds the same variables and runs the same train step
+ * on its own share of the batch. Before the optimizer updates, the gradients
+ * are averaged over the ranks, so every rank applies the same update and the
+ * weights stay identical; with equal shares the result equals one process
+ * running the whole batch (up to float summation order):
+ *
+ *      MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+ *      static df_allreduce_opts ar = {.timeout = 600};
+ *      ar.comm = MPI_COMM_WORLD;
+ *      df_optimizer_set_gradient_transform(opt, df_allreduce_gradient, &ar);
+ *      ... train as in one process, each rank on rows [rank*B/N, (rank+1)*B/N)
+ *
+ * Run-time rules (MPI semantics): every rank must build the same graphs and
+ * call them the same number of times, in the same order, or the collective
+ * calls do not match up and the ranks wait for each other forever. Only the
+ * thread that calls df_function_call / df_graph_run talks to MPI
+ * (MPI_THREAD_FUNNELED is enough; kernels still use OpenMP threads).
+ */
+#ifndef DAGFLOW_MPI_H
+#define DAGFLOW_MPI_H
+
+#include <mpi.h>
+#include "dagflow.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct df_allreduce_opts {
+    MPI_Comm comm;    /* the ranks to average over, e.g. MPI_COMM_WORLD */
+    /* Seconds one all-reduce may wait for the other ranks before the run
+     * fails with DF_ERR_STATE ("a peer died or hung"); 0 waits forever. After
+     * a timeout the all-reduce is still pending, so the communicator is
+     * unusable: end the job (MPI_Abort). Open MPI's mpirun already ends the
+     * job when a rank dies; the timeout also covers a rank that hangs. */
+    double timeout;
+} df_allreduce_opts;
+
+/* out[i] = the mean of xs[i] (f32, any shape) over the N ranks of
+ * opts->comm, as one allreduce_mean node: each run copies all xs, divided by
+ * N, into one flat buffer, makes one MPI_Allreduce (sum) over it, and out[i]
+ * are views into that buffer. opts is copied. Fails (DF_ERR_STATE)
+ * when MPI is not initialised, or is finalised. The first run checks that
+ * every rank reduces the same number of floats (a mismatch fails the run on
+ * every rank instead of corrupting memory). No gradient. */
+df_status df_allreduce_mean(df_graph *g, const df_allreduce_opts *opts, int n, df_node *const *xs,
+                            df_node **out);
+
+/* A df_gradient_transform for df_optimizer_set_gradient_transform, with
+ * user = a df_allreduce_opts that outlives the optimizer: the gradients of
+ * one df_optimizer_apply join one allreduce_mean node (one fused
+ * MPI_Allreduce per step, not one per variable). It returns NULL (and fails
+ * the trace) when MPI is not initialised. */
+df_node *df_allreduce_gradient(df_graph *g, df_node *grad, void *opts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DAGFLOW_MPI_H */
