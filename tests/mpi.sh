@@ -161,6 +161,11 @@ rc=$?
 check "different corpora on the ranks: fails (exit $rc) naming them once" \
     sh -c '[ $1 -ne 0 ] && [ "$(grep -c "corpora (--data) differ between the ranks" d.err)" -eq 1 ]' sh $rc
 
+run o.out o.err $mpirun -np 2 "$bin" train $small --dropout 0.2 --checkpoint-dir O
+rc=$?
+check "--dropout over 2 ranks: refused (exit $rc) with one message, not run differently" \
+    sh -c '[ $1 -ne 0 ] && [ "$(grep -c "dropout is not supported with 2 processes" o.err)" -eq 1 ]' sh $rc
+
 # A rank killed or stopped mid-training: the job ends, with an error.
 for sig in KILL STOP; do
     run_bg k$sig.out k$sig.err $mpirun -np 2 "$bin" train $big --epochs 100000 --checkpoint-dir K$sig --peer-timeout 2
