@@ -493,8 +493,9 @@ df_checkpoint *df_checkpoint_new(void);
 void df_checkpoint_free(df_checkpoint *ck);
 /* Named byte strings (config text, vocabulary, RNG state, step ...). Copied.
  * Names are 1..65535 bytes and unique among all entries (a duplicate is
- * DF_ERR_ARG). get gives a view valid until df_checkpoint_free; a missing name
- * or a tensor entry is DF_ERR_ARG. */
+ * DF_ERR_ARG). get gives a view valid until df_checkpoint_free, at any byte
+ * alignment (copy it out with memcpy before reading it as wider types); a
+ * missing name or a tensor entry is DF_ERR_ARG. */
 df_status df_checkpoint_put_blob(df_checkpoint *ck, const char *key, const void *data, size_t len);
 df_status df_checkpoint_get_blob(const df_checkpoint *ck, const char *key, const void **data,
                                  size_t *len);

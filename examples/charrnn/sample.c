@@ -84,6 +84,7 @@ df_status cr_sample(const cr_sample_opts *o, FILE *out)
     if (st == DF_OK && !probe) st = df_error(DF_ERR_NOMEM, "out of memory");
     if (st == DF_OK)                          /* refuse a bad --start before printing anything */
         st = cr_vocab_encode(vocab, o->start, probe, max_start, &n_start);
+    if (st == DF_OK && n_start == 0) st = df_error(DF_ERR_ARG, "--start must not be empty");
     free(probe);
     if (st == DF_OK) {
         fputs(o->start, out);
