@@ -99,8 +99,8 @@ static df_status lstm_infer(df_node *n)
     n->shape[0] = B;
     n->shape[1] = T;
     n->shape[2] = H;
-    /* gates (B,T,4H) | c (B,T,H) | tanh(c) (B,T,H) */
-    n->aux_bytes = (size_t)(B * T * 6 * H) * sizeof(float);
+    /* the inference layout; lstm_backward switches to the training one */
+    n->aux_bytes = lstm_aux_floats(B, T, H, n->ia[0] != 0) * sizeof(float);
     return DF_OK;
 }
 
@@ -108,13 +108,14 @@ static df_status lstm_infer(df_node *n)
  * part, written by the step's GEMM) + x, the nonlinearities and the cell
  * update; the activated gates replace z. r0 = row of batch 0 at this step. */
 LSTM_INLINE void lstm_gate_body(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1,
-                                const float *X, const float *C0, float *G, float *C, float *TC, float *Y)
+                                const float *X, const float *C0, float *G, float *C, float *TC, float *Y, int train)
 {
     const int64_t G4 = 4 * H;
     for (int64_t b = 0; b < B; b++) {
         const int64_t r = b * T + t;
         const float *x = X + r * G4, *cp = t ? C + (r - 1) * H : C0 + b * H;
-        float *z = G + r * G4, *c = C + r * H, *tc = TC + r * H, *h = Y + r * H;
+        /* training layout: gates and tanh(c) of every step; inference: of this step only */
+        float *z = G + (train ? r : b) * G4, *c = C + r * H, *tc = TC + (train ? r : b) * H, *h = Y + r * H;
 #pragma omp simd
         for (int64_t j = j0; j < j1; j++) {
             float ig = lstm_sigmoid(z[j] + x[j]);
@@ -134,30 +135,32 @@ LSTM_INLINE void lstm_gate_body(int64_t B, int64_t T, int64_t H, int64_t t, int6
 }
 
 static void lstm_gate_base(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *X,
-                           const float *C0, float *G, float *C, float *TC, float *Y)
+                           const float *C0, float *G, float *C, float *TC, float *Y, int train)
 {
-    lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+    if (train) lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, 1);
+    else lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, 0);
 }
 
 #if LSTM_HAVE_AVX512_CLONE
 LSTM_TARGET_AVX512
 static void lstm_gate_avx512(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *X,
-                             const float *C0, float *G, float *C, float *TC, float *Y)
+                             const float *C0, float *G, float *C, float *TC, float *Y, int train)
 {
-    lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+    if (train) lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, 1);
+    else lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, 0);
 }
 #endif
 
 static void lstm_gate_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *X,
-                            const float *C0, float *G, float *C, float *TC, float *Y)
+                            const float *C0, float *G, float *C, float *TC, float *Y, int train)
 {
 #if LSTM_HAVE_AVX512_CLONE
     if (lstm_use_avx512()) {
-        lstm_gate_avx512(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+        lstm_gate_avx512(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
         return;
     }
 #endif
-    lstm_gate_base(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+    lstm_gate_base(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
 }
 
 /* z[:, c0:c1] = hp (B,H) @ w_rec[:, c0:c1]; at B = 1 a matrix-vector product
@@ -178,7 +181,11 @@ static inline void lstm_step_gemm(int64_t B, int64_t H, const float *hp, int64_t
 }
 
 // xproj (B,T,4H), w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
-// aux: activated gates (B,T,4H) [i f g o] | c (B,T,H) | tanh(c) (B,T,H)
+// aux, training layout (ia[0] = 1, set by lstm_backward): activated gates
+// (B,T,4H) [i f g o] | c (B,T,H) | tanh(c) (B,T,H), all kept for lstm_grad;
+// inference layout (ia[0] = 0, no gradient taken): gates (B,4H) and tanh(c)
+// (B,H) of the current step only, c (B,T,H) (for lstm_final_c) — 157 MB
+// less at the seed's size for eval and sampling graphs.
 //
 // Large sizes run the whole sequence in one OpenMP region: each thread owns
 // a slice of the H units, computes the four gate column blocks of its units
@@ -194,7 +201,9 @@ static df_status lstm_forward(df_node *n)
     const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2], G4 = 4 * H;
     const float *X = DF_F32P(n->in[0]), *W = DF_F32P(n->in[1]);
     const float *H0 = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
-    float *Y = DF_F32P(n), *G = n->aux, *C = G + B * T * G4, *TC = C + B * T * H;
+    const int train = n->ia[0] != 0;
+    float *Y = DF_F32P(n), *G = n->aux, *C = G + lstm_aux_c_offset(B, T, H, train), *TC = C + B * T * H;
+    const int64_t gt = train ? G4 : 0, ldz = train ? T * G4 : G4;   /* step offset, row stride of gates */
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
     bool cached = false;
     float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
@@ -205,8 +214,8 @@ static df_status lstm_forward(df_node *n)
         /* small: OpenBLAS threads the GEMM as it sees fit, one pass over the gates */
         for (int64_t t = 0; t < T; t++) {
             const float *hp = t ? Y + (t - 1) * H : H0;
-            lstm_step_gemm(B, H, hp, t ? T * H : H, W, G + t * G4, T * G4, 0, G4);
-            lstm_gate_block(B, T, H, t, 0, H, X, C0, G, C, TC, Y);
+            lstm_step_gemm(B, H, hp, t ? T * H : H, W, G + t * gt, ldz, 0, G4);
+            lstm_gate_block(B, T, H, t, 0, H, X, C0, G, C, TC, Y, train);
         }
         return DF_OK;
     }
@@ -223,17 +232,17 @@ static df_status lstm_forward(df_node *n)
         for (int64_t t = 0; t < T; t++) {
             const float *hp = t ? Y + (t - 1) * H : H0;
             const int64_t ldh = t ? T * H : H;
-            float *z = G + t * G4;
+            float *z = G + t * gt;
             for (int k = 0; k < 4; k++) {
 #if LSTM_HAVE_AVX512_CLONE
                 if (packed) {
-                    if (j1 > j0) lstm_gemm_packed(B, j1 - j0, H, hp, ldh, PW + k * block + j0 * H, z + k * H + j0, T * G4);
+                    if (j1 > j0) lstm_gemm_packed(B, j1 - j0, H, hp, ldh, PW + k * block + j0 * H, z + k * H + j0, ldz);
                     continue;
                 }
 #endif
-                lstm_step_gemm(B, H, hp, ldh, W, z, T * G4, k * H + j0, k * H + j1);
+                lstm_step_gemm(B, H, hp, ldh, W, z, ldz, k * H + j0, k * H + j1);
             }
-            lstm_gate_block(B, T, H, t, j0, j1, X, C0, G, C, TC, Y);
+            lstm_gate_block(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
 #pragma omp barrier
         }
     }
@@ -259,6 +268,9 @@ int lstm_use_packed_dw(void)
  * read out of lstm_grad's workspace. */
 static df_status lstm_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
+    /* BPTT reads every step's gates: keep them (the graph is not compiled yet) */
+    n->ia[0] = 1;
+    n->aux_bytes = lstm_aux_floats(n->shape[0], n->shape[1], n->shape[2], true) * sizeof(float);
     df_node *gin[4] = {n, dy, n->in[1], n->in[3]};
     int64_t want_dh0 = need[2];
     df_node *dz = df_node_make(g, &df_op_lstm_grad, 4, gin, &want_dh0, 1, NULL, 0, NULL);

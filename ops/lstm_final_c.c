@@ -5,6 +5,7 @@
  * a constant to the next step, as in Keras. */
 #include <string.h>
 #include "common.h"
+#include "lstm_kernels.h"
 
 static df_status lstm_final_c_infer(df_node *n)
 {
@@ -18,12 +19,12 @@ static df_status lstm_final_c_infer(df_node *n)
     return DF_OK;
 }
 
-// lstm (B,T,H) with aux gates (B,T,4H) | c (B,T,H) | ... -> c[:, T-1] (B,H)
+// lstm (B,T,H) with aux [gates] | c (B,T,H) | ... (layouts in lstm_kernels.h) -> c[:, T-1] (B,H)
 static df_status lstm_final_c_forward(df_node *n)
 {
     const df_node *l = n->in[0];
     const int64_t B = l->shape[0], T = l->shape[1], H = l->shape[2];
-    const float *c = (const float *)l->aux + B * T * 4 * H;
+    const float *c = (const float *)l->aux + lstm_aux_c_offset(B, T, H, l->ia[0] != 0);
     float *y = DF_F32P(n);
     if (n->numel == 0) return DF_OK;
     for (int64_t b = 0; b < B; b++)

@@ -22,6 +22,9 @@ static df_status lstm_grad_infer(df_node *n)
     char sa[64], sb[64];
     if (l->op != &df_op_lstm)
         return df_op_error(n, DF_ERR_ARG, "input 0 must be an lstm node, got op '%s'", l->op->name);
+    if (l->ia[0] != 1)
+        return df_op_error(n, DF_ERR_STATE, "lstm node %d keeps no gates for BPTT (build its gradient with "
+                           "df_gradients, which switches it to the training layout)", l->id);
     df_status st;
     for (int i = 1; i < 4; i++)
         if ((st = df_require_f32(n, i)) != DF_OK) return st;

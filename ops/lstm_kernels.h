@@ -26,6 +26,18 @@ static inline void lstm_unit_slice(int64_t H, int tid, int nth, int64_t *j0, int
     *j1 = b1 * LSTM_ALIGN < H ? b1 * LSTM_ALIGN : H;
 }
 
+/* The lstm node's aux: training layout (its ia[0] = 1, set when a gradient
+ * is built) gates (B,T,4H) | c (B,T,H) | tanh(c) (B,T,H); inference layout
+ * gates (B,4H) | c (B,T,H) | tanh(c) (B,H), the current step's only. */
+static inline size_t lstm_aux_floats(int64_t B, int64_t T, int64_t H, bool train)
+{
+    return (size_t)(train ? B * T * 6 * H : B * 4 * H + B * T * H + B * H);
+}
+static inline int64_t lstm_aux_c_offset(int64_t B, int64_t T, int64_t H, bool train)
+{
+    return train ? B * T * 4 * H : B * 4 * H;
+}
+
 /* The elementwise passes are built twice: for the baseline ISA of the build
  * and, on x86-64, for AVX-512 (16 floats a vector, FMA), picked at run time.
  * The library is compiled without -march flags, so without this the passes

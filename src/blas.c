@@ -10,6 +10,11 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
               float *C, int64_t ldc)
 {
     if (M == 0 || N == 0) return;
+    if (M == 1 && K > 0) {          /* one row: y = alpha op(B)^T x + beta y, no packing */
+        cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, (blasint)(tb ? N : K), (blasint)(tb ? K : N),
+                    alpha, B, (blasint)ldb, A, ta ? (blasint)lda : 1, beta, C, 1);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
                 beta, C, (blasint)ldc);

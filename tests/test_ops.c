@@ -164,3 +164,23 @@ Test(reference, reshape_is_a_view)
     expect_close(out[0].data, xv, 6, 0);
     df_graph_free(g);
 }
+
+/* One-row products take OpenBLAS's sgemv path: check every transpose combination. */
+Test(reference, one_row_matmul_in_all_transpose_forms)
+{
+    float a[3] = {1, 2, 3};                       /* (1,3), or (3,1) transposed */
+    float b[6] = {1, 2, 3, 4, 5, 6};              /* (3,2), or (2,3) transposed */
+    float expected_nn[2] = {1 * 1 + 2 * 3 + 3 * 5, 1 * 2 + 2 * 4 + 3 * 6};   /* a @ b */
+    float expected_nt[2] = {1 * 1 + 2 * 2 + 3 * 3, 1 * 4 + 2 * 5 + 3 * 6};   /* a @ b^T, b as (2,3) */
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            df_graph *g = df_graph_new();
+            df_node *A = ta ? PH(g, 3, 1) : PH(g, 1, 3), *B = tb ? PH(g, 2, 3) : PH(g, 3, 2);
+            df_graph_output(g, df_matmul(g, A, B, ta, tb));
+            df_tensor in[2] = {ta ? F32(a, 3, 1) : F32(a, 1, 3), tb ? F32(b, 2, 3) : F32(b, 3, 2)};
+            df_tensor out = run1(g, in, 2);
+            cr_expect_eq(out.shape[0], 1);
+            expect_close(out.data, tb ? expected_nt : expected_nn, 2, 0);
+            df_graph_free(g);
+        }
+}
