@@ -34,7 +34,11 @@ CELL_INLINE float cell_select(int c, float a, float b)
     return cell_f32((m & cell_i32(a)) | (~m & cell_i32(b)));
 }
 
-/* exp(x), x clamped to [-87, 88]. */
+/* exp(x), x clamped to [-87, 88]: x = k ln2 + r with |r| <= ln2/2 (Cody-Waite
+ * split of ln2), exp(r) by its degree-6 Taylor polynomial, 2^k through the
+ * exponent bits; relative error < 3e-7. Only arithmetic and bit operations,
+ * so `omp simd` loops vectorize it (libm's expf/tanhf are scalar calls that
+ * would cost about as much as the recurrent GEMM). */
 CELL_INLINE float cell_exp(float x)
 {
     x = cell_select(x < -87.0f, -87.0f, x);
@@ -45,9 +49,11 @@ CELL_INLINE float cell_exp(float x)
     return p * cell_f32(((int32_t)k + 127) << 23);
 }
 
+/* Absolute error < 1.1e-7 against the exact sigmoid. */
 CELL_INLINE float cell_sigmoid(float x) { return 1.0f / (1.0f + cell_exp(-x)); }
 
-/* Cephes' odd polynomial for |x| < 0.625, else 1 - 2/(exp(2|x|)+1). */
+/* tanh: Cephes' odd polynomial for |x| < 0.625, else 1 - 2/(exp(2|x|)+1),
+ * sign restored from x; absolute error < 1e-7, relative < 1.4e-7. */
 CELL_INLINE float cell_tanh(float x)
 {
     int32_t sign = cell_i32(x) & (int32_t)0x80000000;

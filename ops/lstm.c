@@ -17,58 +17,7 @@
 #include <strings.h>
 #include "common.h"
 #include "lstm_kernels.h"
-
-LSTM_INLINE float lstm_f32(int32_t i)
-{
-    float f;
-    memcpy(&f, &i, sizeof f);
-    return f;
-}
-
-LSTM_INLINE int32_t lstm_i32(float f)
-{
-    int32_t i;
-    memcpy(&i, &f, sizeof i);
-    return i;
-}
-
-/* c ? a : b through a bit mask: GCC does not if-convert float selects under
- * the default -ftrapping-math, which would keep the loops below scalar. */
-LSTM_INLINE float lstm_select(int c, float a, float b)
-{
-    int32_t m = -(int32_t)c;
-    return lstm_f32((m & lstm_i32(a)) | (~m & lstm_i32(b)));
-}
-
-/* exp(x), x clamped to [-87, 88]: x = k ln2 + r with |r| <= ln2/2 (Cody-Waite
- * split of ln2), exp(r) by its degree-6 Taylor polynomial, 2^k through the
- * exponent bits; relative error < 3e-7. Only arithmetic and bit operations,
- * so `omp simd` loops vectorize it (libm's expf/tanhf are scalar calls that
- * would cost about as much as the recurrent GEMM). */
-LSTM_INLINE float lstm_exp(float x)
-{
-    x = lstm_select(x < -87.0f, -87.0f, x);
-    x = lstm_select(x > 88.0f, 88.0f, x);
-    float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round to nearest */
-    float r = x - k * 0.693145751953125f - k * 1.428606765330187e-6f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
-    return p * lstm_f32(((int32_t)k + 127) << 23);
-}
-
-/* Absolute error < 1.1e-7 against the exact sigmoid. */
-LSTM_INLINE float lstm_sigmoid(float x) { return 1.0f / (1.0f + lstm_exp(-x)); }
-
-/* tanh: Cephes' odd polynomial for |x| < 0.625, else 1 - 2/(exp(2|x|)+1),
- * sign restored from x; absolute error < 1e-7, relative < 1.4e-7. */
-LSTM_INLINE float lstm_tanh(float x)
-{
-    int32_t sign = lstm_i32(x) & (int32_t)0x80000000;
-    float a = lstm_f32(lstm_i32(x) & 0x7fffffff), z = a * a;
-    float small = a + a * z * ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
-                                 1.33314422036e-1f) * z - 3.33332819422e-1f);
-    float big = 1.0f - 2.0f / (lstm_exp(2.0f * a) + 1.0f);
-    return lstm_f32(lstm_i32(lstm_select(a < 0.625f, small, big)) | sign);
-}
+#include "cell_math.h"     /* vectorizable exp, sigmoid, tanh shared with the GRU and SimpleRNN */
 
 static df_status lstm_infer(df_node *n)
 {
@@ -118,11 +67,11 @@ LSTM_INLINE void lstm_gate_body(int64_t B, int64_t T, int64_t H, int64_t t, int6
         float *z = G + (train ? r : b) * G4, *c = C + r * H, *tc = TC + (train ? r : b) * H, *h = Y + r * H;
 #pragma omp simd
         for (int64_t j = j0; j < j1; j++) {
-            float ig = lstm_sigmoid(z[j] + x[j]);
-            float fg = lstm_sigmoid(z[H + j] + x[H + j]);
-            float gg = lstm_tanh(z[2 * H + j] + x[2 * H + j]);
-            float og = lstm_sigmoid(z[3 * H + j] + x[3 * H + j]);
-            float cn = fg * cp[j] + ig * gg, th = lstm_tanh(cn);
+            float ig = cell_sigmoid(z[j] + x[j]);
+            float fg = cell_sigmoid(z[H + j] + x[H + j]);
+            float gg = cell_tanh(z[2 * H + j] + x[2 * H + j]);
+            float og = cell_sigmoid(z[3 * H + j] + x[3 * H + j]);
+            float cn = fg * cp[j] + ig * gg, th = cell_tanh(cn);
             z[j] = ig;
             z[H + j] = fg;
             z[2 * H + j] = gg;
