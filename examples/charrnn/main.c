@@ -102,8 +102,8 @@ static int cmd_train(int argc, char **argv)
         {"checkpoint-every", CLI_INT, &o.checkpoint_every, "custom loop: checkpoint every N epochs", 1, 1e6, NULL},
         {"resume", CLI_BOOL, &o.resume, "continue from the latest checkpoint (weights, optimizer, step, RNG)", 0, 0, NULL},
         {"loop", CLI_CHOICE, &loop, "fit (Keras-style) or custom (GradientTape-style train_step)", 0, 0, loops},
-        {"csv", CLI_STRING, &o.csv, "write losses as CSV (default: CHECKPOINT_DIR/losses.csv; '' = none)", 0, 0, NULL},
-        {"plot", CLI_STRING, &o.plot, "loss curve as SVG (default: CHECKPOINT_DIR/loss.svg; '' = none)", 0, 0, NULL},
+        {"csv", CLI_STRING, &o.csv, "write losses as CSV ('' = none)", 0, 0, NULL},
+        {"plot", CLI_STRING, &o.plot, "write the loss curve as SVG ('' = none)", 0, 0, NULL},
         {"profile", CLI_BOOL, &o.profile, "print each op's time and share of the train step at the end", 0, 0, NULL},
         {"threads", CLI_INT, &threads, "threads (0 = all cores)", 0, 1024, NULL},
 #ifdef DF_WITH_MPI
@@ -111,15 +111,18 @@ static int cmd_train(int argc, char **argv)
                                                    "before ending the job (0 = forever)", 0, 1e6, NULL},
 #endif
     };
+    static const char default_csv[] = "CHECKPOINT_DIR/losses.csv", default_plot[] = "CHECKPOINT_DIR/loss.svg";
+    o.csv = default_csv;                       /* what --help shows; replaced below unless given */
+    o.plot = default_plot;
     int rc = cli_parse("char-rnn train", "char-rnn train [flags]", flags, N(flags), argc, argv, stdout, cr_dist_err());
     if (rc) return rc == 1 ? 0 : rc;
     cr_dist_set_peer_timeout(peer_timeout);
     char csv[4096], plot[4096];
-    if (!o.csv) {
+    if (o.csv == default_csv) {
         snprintf(csv, sizeof csv, "%s/losses.csv", o.checkpoint_dir);
         o.csv = csv;
     }
-    if (!o.plot) {
+    if (o.plot == default_plot) {
         snprintf(plot, sizeof plot, "%s/loss.svg", o.checkpoint_dir);
         o.plot = plot;
     }
