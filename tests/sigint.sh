@@ -36,13 +36,14 @@ awk 'BEGIN {
 }' > corpus.txt
 # A tiny model (110 steps per epoch) for the custom loop, which checkpoints
 # only every 10^6 epochs here, so any checkpoint in C/ comes from the
-# interrupt; and a larger one for the fit loop (epochs of 100 steps of ~10 ms,
-# 13 MB checkpoints), so an interrupt lands in epoch 1 and a second Ctrl-C
+# interrupt; and a larger one for the fit loop (epochs of ~30 steps of ~130 ms,
+# 51 MB checkpoints: steps of a few ms let the checkpoint be written before a
+# second Ctrl-C polled at 10 ms arrives), so an interrupt lands in epoch 1 and a second Ctrl-C
 # finds the run still busy with its step or its checkpoint. 10^6 epochs is
 # hours of work: only a signal ends these runs.
 custom="--data corpus.txt --hidden 16 --embed 4 --batch 4 --seq 16 --epochs 1000000 --threads 1
         --loop custom --checkpoint-every 1000000 --checkpoint-dir C --csv c.csv --plot c.svg"
-fit="--data corpus.txt --hidden 512 --embed 8 --batch 1 --seq 16 --steps-per-epoch 100 --threads 1
+fit="--data corpus.txt --hidden 1024 --embed 8 --batch 1 --seq 256 --steps-per-epoch 100 --threads 1
      --csv f.csv --plot f.svg"
 progress='^[0-9][0-9]*/[0-9][0-9]* - '
 
