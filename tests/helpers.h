@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "dagflow.h"
 
@@ -30,6 +31,27 @@ static inline df_tensor run1(df_graph *g, const df_tensor *in, int n_in)
     df_status st = df_graph_run(g, in, n_in, &out, 1);
     cr_assert_eq(st, DF_OK, "run failed: %s", df_last_error());
     return out;
+}
+
+/* n floats uniform in [lo, hi) (malloc'd; the caller frees them). */
+static inline float *rand_buf(df_rng *rng, int64_t n, float lo, float hi)
+{
+    float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
+    cr_assert_not_null(p);
+    for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * df_rng_uniform(rng);
+    return p;
+}
+
+/* |got - want| <= tol * max(1, |want|) for all n; returns the largest error. */
+static inline double expect_near(const float *got, const float *want, int64_t n, double tol, const char *what)
+{
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]), scale = fmax(1.0, fabs(want[i]));
+        if (err > worst) worst = err;
+        cr_expect(err <= tol * scale, "%s[%lld]: got %.8g, want %.8g", what, (long long)i, got[i], want[i]);
+    }
+    return worst;
 }
 
 #endif

@@ -8,28 +8,6 @@
 #include "../graph/gradcheck.h"
 #include "../ops/registry.h"
 
-/* ------------------------------------------------------------------ helpers */
-
-static float *rand_buf(df_rng *rng, int64_t n, float lo, float hi)
-{
-    float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
-    cr_assert_not_null(p);
-    for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * df_rng_uniform(rng);
-    return p;
-}
-
-/* |got - want| <= tol * max(1, |want|) for all n; returns the largest error. */
-static double expect_near(const float *got, const float *want, int64_t n, double tol, const char *what)
-{
-    double worst = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - want[i]), scale = fmax(1.0, fabs(want[i]));
-        if (err > worst) worst = err;
-        cr_expect(err <= tol * scale, "%s[%lld]: got %.8g, want %.8g", what, (long long)i, got[i], want[i]);
-    }
-    return worst;
-}
-
 static df_node *step_slice(df_graph *g, df_node *x, int64_t B, int64_t t, int64_t width)
 {
     return df_reshape(g, df_slice(g, x, SHAPE(0, t, 0), SHAPE(B, 1, width)), 2, SHAPE(B, width));
