@@ -1,12 +1,15 @@
 /* quickstart.c — fit y = 3x + 2 with a GradientTape-style train step and SGD.
  *
  * The whole step (forward, loss, tape gradients, SGD update) is one traced
- * function: it is compiled on the first call and then reused. */
+ * function: it is compiled on the first call and then reused. Its input
+ * signature leaves the batch dimension open (DF_DYNAMIC), so the minibatches
+ * of 24, 24 and 16 points run the same trace. */
 #include <stdio.h>
 #include <stdlib.h>
 #include "dagflow.h"
 
 #define N_POINTS 64
+#define BATCH 24          /* 64 = 24 + 24 + 16: the last batch is smaller */
 
 typedef struct model {
     df_variable *w, *b;
@@ -14,7 +17,7 @@ typedef struct model {
     df_optimizer *opt;
 } model;
 
-/* inputs: x (N,1), y (N,1) -> output: loss () */
+/* inputs: x (None,1), y (None,1) -> output: loss () */
 static df_status train_step(df_graph *g, df_node **in, void *user)
 {
     model *m = user;
@@ -44,23 +47,34 @@ int main(void)
         xs[i] = 2.0f * df_rng_uniform(&rng) - 1.0f;
         ys[i] = 3.0f * xs[i] + 2.0f + 0.01f * df_rng_normal(&rng);
     }
-    int64_t shape[2] = {N_POINTS, 1}, one[2] = {1, 1};
+    int64_t one[2] = {1, 1};
     model m = {.w = df_variable_new("w", DF_F32, 2, one, df_init_glorot_uniform(), &rng),
                .b = df_variable_new("b", DF_F32, 1, one, df_init_zeros(), NULL),
                .opt = df_sgd_new(0.1f)};
     if (!m.w || !m.b || !m.opt) return fail("setup");
     m.vars[0] = m.w;
     m.vars[1] = m.b;
-    df_function *step = df_function_new("train_step", train_step, &m);
-    if (!step) return fail("df_function_new");
+    /* tf.function(input_signature=[TensorSpec((None, 1)), TensorSpec((None, 1))]) */
+    df_tensor_spec signature[2] = {{DF_F32, 2, {DF_DYNAMIC, 1}}, {DF_F32, 2, {DF_DYNAMIC, 1}}};
+    df_function *step = df_function_new_signature("train_step", train_step, &m, 2, signature);
+    if (!step) return fail("df_function_new_signature");
 
-    df_tensor in[2] = {df_tensor_make(DF_F32, xs, 2, shape), df_tensor_make(DF_F32, ys, 2, shape)};
-    for (int epoch = 1; epoch <= 200; epoch++) {
-        df_tensor loss;
-        if (df_function_call(step, in, 2, &loss, 1) != DF_OK) return fail("train step");
-        if (epoch == 1 || epoch % 20 == 0) printf("step %3d  loss %.6f\n", epoch, *(float *)loss.data);
+    for (int epoch = 1; epoch <= 100; epoch++) {
+        float loss_sum = 0;
+        for (int start = 0; start < N_POINTS; start += BATCH) {
+            int64_t rows = N_POINTS - start < BATCH ? N_POINTS - start : BATCH, shape[2] = {rows, 1};
+            df_tensor in[2] = {df_tensor_make(DF_F32, xs + start, 2, shape),
+                               df_tensor_make(DF_F32, ys + start, 2, shape)};
+            df_tensor loss;
+            if (df_function_call(step, in, 2, &loss, 1) != DF_OK) return fail("train step");
+            loss_sum += *(float *)loss.data * (float)rows;
+        }
+        if (epoch == 1 || epoch % 10 == 0) printf("epoch %3d  loss %.6f\n", epoch, loss_sum / N_POINTS);
     }
     float w = *(float *)df_variable_tensor(m.w).data, b = *(float *)df_variable_tensor(m.b).data;
+    df_graph_stats stats;
+    if (df_graph_get_stats(df_function_last_graph(step), &stats) != DF_OK) return fail("stats");
+    printf("batch sizes %d and %d: %d plans\n", BATCH, N_POINTS % BATCH, stats.plans);
     printf("w = %.4f (true 3), b = %.4f (true 2), traces = %d\n", w, b, df_function_trace_count(step));
 
     df_function_free(step);

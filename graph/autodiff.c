@@ -34,11 +34,21 @@ done:
     df_free(to_y);
 }
 
+/* value in x's shape; a shape with dynamic dimensions follows x at run time. */
+static df_node *filled_like(df_graph *g, float value, df_node *x)
+{
+    if (!x->dyn) return df_fill(g, value, x->ndim, x->shape);
+    return df_broadcast_like(g, df_scalar(g, value), x, false);
+}
+
 /* Checks an op's gradient against its input, so a buggy backward is caught here. */
 static df_status check_grad_shape(df_graph *g, df_node *node, int i, df_node *dx)
 {
     df_node *x = node->in[i];
-    if (df_shape_equal(x->ndim, x->shape, dx->ndim, dx->shape) && dx->dtype == x->dtype) return DF_OK;
+    if (df_node_same_shape(x, dx) && dx->dtype == x->dtype) {
+        df_graph_assume_same_shape(g, x, dx);
+        return DF_OK;
+    }
     char a[64], b[64];
     return df_graph_fail(g, DF_ERR_SHAPE, "gradient of op '%s' (node %d) for input %d has shape %s, input has %s",
                          node->op->name, node->id, i, df_node_shape_str(dx, a, sizeof a),
@@ -110,14 +120,14 @@ static df_status gradients_in_range(df_graph *g, df_node *y, df_node *dy, int n,
         goto done;
     }
     mark_path(g, y, n, xs, first, end, on_path);
-    grad[y->id] = dy ? dy : df_fill(g, 1.0f, y->ndim, y->shape);
+    grad[y->id] = dy ? dy : filled_like(g, 1.0f, y);
     for (int id = y->id; id >= 0 && st == DF_OK; id--) {
         df_node *node = g->nodes[id];
         if (on_path[id] && grad[id] && id >= first && id < end) st = backprop_node(g, node, grad, on_path);
     }
     for (int i = 0; i < n && st == DF_OK; i++) {
         df_node *x = xs[i];
-        grads[i] = x->id < count && grad[x->id] ? grad[x->id] : df_fill(g, 0.0f, x->ndim, x->shape);
+        grads[i] = x->id < count && grad[x->id] ? grad[x->id] : filled_like(g, 0.0f, x);
         if (!grads[i]) st = g->status;
     }
 done:

@@ -33,8 +33,12 @@ df_status df_graph_run(df_graph *g, const df_tensor *inputs, int n_inputs,
     if (n_outputs > g->n_outputs)
         return df_error(DF_ERR_ARG, "df_graph_run: graph has %d outputs, %d asked for", g->n_outputs, n_outputs);
     if (n_outputs > 0 && !outputs) return df_error(DF_ERR_ARG, "df_graph_run: null outputs");
-    for (int i = 0; i < n_inputs; i++)
-        if ((st = check_input(g, i, &inputs[i])) != DF_OK) return st;
+    if (g->dynamic) {                        /* checks inputs against the signature, plans their shapes */
+        if ((st = df_graph_specialize(g, inputs, n_inputs)) != DF_OK) return st;
+    } else {
+        for (int i = 0; i < n_inputs; i++)
+            if ((st = check_input(g, i, &inputs[i])) != DF_OK) return st;
+    }
     for (int i = 0; i < n_inputs; i++) {
         df_node *ph = g->placeholders[i];
         if (ph->numel) memcpy(ph->data, inputs[i].data, (size_t)ph->numel * df_dtype_size(ph->dtype));

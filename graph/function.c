@@ -22,6 +22,9 @@ struct df_function {
     int retrace_warning;          /* warn when trace_count passes this (0 = never) */
     bool warned;
     df_graph *last;
+    int n_signature;              /* -1: no signature (one trace per input shape) */
+    int plan_cache;               /* for each trace's graph; 0 = the graph's default */
+    df_tensor_spec signature[16];
 };
 
 #define MAX_FN_INPUTS 16
@@ -56,6 +59,35 @@ df_function *df_function_new(const char *name, df_build_fn build, void *user)
     f->build = build;
     f->user = user;
     f->retrace_warning = 5;
+    f->n_signature = -1;
+    return f;
+}
+
+df_function *df_function_new_signature(const char *name, df_build_fn build, void *user, int n_inputs,
+                                       const df_tensor_spec *signature)
+{
+    if (n_inputs < 0 || n_inputs > MAX_FN_INPUTS || (n_inputs > 0 && !signature)) {
+        df_error(DF_ERR_ARG, "df_function_new_signature: %d inputs (0..%d) or null signature", n_inputs,
+                 MAX_FN_INPUTS);
+        return NULL;
+    }
+    for (int i = 0; i < n_inputs; i++) {
+        const df_tensor_spec *s = &signature[i];
+        bool ok = (s->dtype == DF_F32 || s->dtype == DF_I32) && s->ndim >= 0 && s->ndim <= DF_MAX_DIMS;
+        for (int d = 0; ok && d < s->ndim; d++) ok = s->shape[d] >= 0 || s->shape[d] == DF_DYNAMIC;
+        if (!ok) {
+            char buf[96];
+            df_error(DF_ERR_ARG,
+                     "df_function_new_signature: input %d: dtype %d, rank %d, shape %s (dims >= 0 or DF_DYNAMIC)",
+                     i, (int)s->dtype, s->ndim, df_shape_str(s->ndim < 0 || s->ndim > DF_MAX_DIMS ? 0 : s->ndim,
+                                                             s->shape, buf, sizeof buf));
+            return NULL;
+        }
+    }
+    df_function *f = df_function_new(name, build, user);
+    if (!f) return NULL;
+    f->n_signature = n_inputs;
+    for (int i = 0; i < n_inputs; i++) f->signature[i] = signature[i];
     return f;
 }
 
@@ -69,6 +101,15 @@ void df_function_free(df_function *f)
 }
 
 int df_function_trace_count(const df_function *f) { return f ? f->trace_count : 0; }
+
+df_status df_function_set_plan_cache(df_function *f, int max_plans)
+{
+    if (!f) return df_error(DF_ERR_ARG, "df_function_set_plan_cache: null function");
+    if (max_plans < 1) return df_error(DF_ERR_ARG, "df_function_set_plan_cache: %d plans (at least 1)", max_plans);
+    if (f->n_traces > 0) return df_error(DF_ERR_STATE, "df_function_set_plan_cache: function '%s' has already run", f->name);
+    f->plan_cache = max_plans;
+    return DF_OK;
+}
 
 void df_function_set_retrace_warning(df_function *f, int max_traces)
 {
@@ -120,6 +161,7 @@ static df_status trace_new(df_function *f, const df_tensor *inputs, int n, uint6
     f->trace_count++;
     df_status st = g->status == DF_OK ? f->build(g, ph, f->user) : g->status;
     if (st == DF_OK && g->status != DF_OK) st = g->status;
+    if (st == DF_OK && f->plan_cache) st = df_graph_set_plan_cache(g, f->plan_cache);
     if (st == DF_OK) st = df_graph_compile(g);
     if (st != DF_OK) {
         char msg[512];
@@ -134,6 +176,33 @@ static df_status trace_new(df_function *f, const df_tensor *inputs, int n, uint6
     return DF_OK;
 }
 
+/* With a signature there is one trace, made at the signature's shapes
+ * (DF_DYNAMIC dims open) on the first call; df_graph_run checks each call's
+ * inputs against it. */
+static df_status call_with_signature(df_function *f, const df_tensor *inputs, int n_inputs,
+                                     df_tensor *outputs, int n_outputs)
+{
+    if (n_inputs != f->n_signature)
+        return df_error(DF_ERR_ARG, "function '%s': called with %d inputs, its signature has %d", f->name, n_inputs,
+                        f->n_signature);
+    if (f->n_traces == 0) {
+        df_tensor spec[MAX_FN_INPUTS];
+        for (int i = 0; i < n_inputs; i++)
+            spec[i] = df_tensor_make(f->signature[i].dtype, NULL, f->signature[i].ndim, f->signature[i].shape);
+        trace *t;
+        df_status st = trace_new(f, spec, n_inputs, 0, &t);
+        if (st != DF_OK) return st;
+    }
+    f->last = f->traces[0].graph;
+    df_status st = df_graph_run(f->last, inputs, n_inputs, outputs, n_outputs);
+    if (st != DF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", df_last_error());
+        return df_error(st, "function '%s': %s", f->name, msg);
+    }
+    return DF_OK;
+}
+
 df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs,
                            df_tensor *outputs, int n_outputs)
 {
@@ -144,6 +213,7 @@ df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs
     for (int i = 0; i < n_inputs; i++)
         if (inputs[i].ndim < 0 || inputs[i].ndim > DF_MAX_DIMS)
             return df_error(DF_ERR_SHAPE, "function '%s': input %d has rank %d", f->name, i, inputs[i].ndim);
+    if (f->n_signature >= 0) return call_with_signature(f, inputs, n_inputs, outputs, n_outputs);
     uint64_t key = df_signature_hash(inputs, n_inputs);
     trace *t = NULL;
     for (int i = 0; i < f->n_traces && !t; i++)

@@ -22,8 +22,10 @@ void df_graph_free(df_graph *g)
     df_free(g->nodes);
     df_free(g->placeholders);
     df_free(g->outputs);
+    df_free(g->assumed);
     df_free(g->schedule);
-    df_free(g->memory);
+    if (g->dynamic) df_graph_free_instances(g);
+    else df_free(g->memory);
     df_arena_free(&g->arena);
     df_free(g);
 }
@@ -88,9 +90,18 @@ static bool push(df_graph *g, void ***arr, int *n, int *cap, void *p)
     return true;
 }
 
+/* While a dynamic graph is traced its dynamic dimensions print as None (the
+ * sizes they are traced at mean nothing to the user). */
 const char *df_node_shape_str(const df_node *n, char *buf, size_t len)
 {
-    return df_shape_str(n->ndim, n->shape, buf, len);
+    if (!n->dyn || n->graph->concrete) return df_shape_str(n->ndim, n->shape, buf, len);
+    size_t used = (size_t)snprintf(buf, len, "(");
+    for (int i = 0; i < n->ndim && used < len; i++)
+        used += (n->dyn >> i & 1) ? (size_t)snprintf(buf + used, len - used, i ? ",None" : "None")
+                                  : (size_t)snprintf(buf + used, len - used, i ? ",%lld" : "%lld",
+                                                     (long long)n->shape[i]);
+    if (used < len) snprintf(buf + used, len - used, ")");
+    return buf;
 }
 
 df_status df_op_error(df_node *n, df_status s, const char *fmt, ...)
@@ -149,13 +160,7 @@ df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const
     for (int i = 0; i < n_fa && i < 4; i++) n->fa[i] = fa[i];
     n->pa = pa;
     n->sched_pos = -1;
-    if (op->infer && op->infer(n) != DF_OK) return NULL;
-    if (!df_shape_numel_checked(n->ndim, n->shape, &n->numel)) {
-        char s[96];
-        df_op_error(n, DF_ERR_SHAPE, "shape %s has a negative dimension or is too large",
-                    df_node_shape_str(n, s, sizeof s));
-        return NULL;
-    }
+    if (df_node_infer_traced(n) != DF_OK) return NULL;
     if (!push(g, (void ***)&g->nodes, &g->n_nodes, &g->cap_nodes, n)) return NULL;
     if ((op->flags & DF_OP_INPUT) &&
         !push(g, (void ***)&g->placeholders, &g->n_placeholders, &g->cap_placeholders, n))
@@ -175,8 +180,8 @@ df_status df_graph_output(df_graph *g, df_node *n)
 
 df_dtype df_node_dtype(const df_node *n) { return n ? n->dtype : DF_F32; }
 int df_node_ndim(const df_node *n) { return n ? n->ndim : 0; }
-const int64_t *df_node_shape(const df_node *n) { return n ? n->shape : NULL; }
-int64_t df_node_numel(const df_node *n) { return n ? n->numel : 0; }
+const int64_t *df_node_shape(const df_node *n) { return n ? n->traced_shape : NULL; }
+int64_t df_node_numel(const df_node *n) { return n ? (n->dyn ? DF_DYNAMIC : n->numel) : 0; }
 const char *df_node_op_name(const df_node *n) { return n ? n->op->name : "(null)"; }
 int df_node_id(const df_node *n) { return n ? n->id : -1; }
 const char *df_node_name(const df_node *n) { return n && n->name ? n->name : ""; }
@@ -185,7 +190,7 @@ int64_t df_node_dim(const df_node *n, int axis)
 {
     if (!n) return -1;
     int a = df_axis(axis, n->ndim);
-    return a < 0 ? -1 : n->shape[a];
+    return a < 0 ? -1 : n->traced_shape[a];
 }
 
 df_node *df_node_set_name(df_node *n, const char *name)

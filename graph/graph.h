@@ -43,6 +43,16 @@ struct df_node {
     void *pa;                     /* op pointer attribute (variable, constant data) */
     size_t aux_bytes;             /* op-private workspace kept as long as the output */
     const char *name;
+    /* Dynamic dimensions (graph/dynamic.c). A dimension that follows a
+     * DF_DYNAMIC input dimension has its bit in dyn; tracing infers every
+     * node twice, at DF_TRACE_DIM (shape) and at DF_TRACE_DIM_ALT
+     * (alt_shape), and a dimension is dynamic where the two differ. */
+    unsigned dyn;
+    int64_t alt_shape[DF_MAX_DIMS];
+    int64_t alt_numel;
+    int64_t traced_shape[DF_MAX_DIMS];  /* shape with DF_DYNAMIC (-1) at dynamic dims: what users see */
+    bool at_alt;                  /* tracing: shape and alt_shape are swapped for a second inference */
+    unsigned shape_only;          /* inputs (bit i) read only for their shape: no data, no liveness */
     /* filled by the planner */
     void *data;
     void *aux;
@@ -124,6 +134,13 @@ struct df_graph {
     bool profiling;
     int64_t profiled_runs;
     unsigned passes;              /* DF_PASS_* enabled (set at creation: all) */
+    /* dynamic dimensions: compiled once, planned per concrete input shape */
+    bool dynamic;                 /* a placeholder has a DF_DYNAMIC dimension */
+    bool concrete;                /* node shapes are a call's sizes (not the trace's) */
+    struct df_instance *instances;/* plans by concrete shape, most recent first */
+    int n_instances, max_instances, plans_made;
+    df_node **assumed;            /* pairs whose shapes the trace took as equal (dynamic dims) */
+    int n_assumed, cap_assumed;   /* in nodes: 2 per pair */
     int stats_cse, stats_folded, stats_fused_chains, stats_fused_nodes, stats_inplace;
 };
 
@@ -147,6 +164,31 @@ df_status df_op_error(df_node *n, df_status s, const char *fmt, ...)
 int df_axis(int axis, int ndim);
 /* A constant of shape filled with value. */
 df_node *df_fill(df_graph *g, float value, int ndim, const int64_t *shape);
+
+/* Sizes a DF_DYNAMIC dimension takes while tracing. Both are highly
+ * composite (reshapes that split it still divide) and unlikely to equal a
+ * static size; a node is dynamic where its shapes at the two differ. */
+#define DF_TRACE_DIM 5040
+#define DF_TRACE_DIM_ALT 55440
+
+/* Same shape at both trace sizes (so at every size of the dynamic dims). */
+bool df_node_same_shape(const df_node *a, const df_node *b);
+/* Records that the trace relied on a and b having the same shape (it
+ * skipped a reduction, fused them into one loop, ...). When either has a
+ * dynamic dimension, every plan checks it: two dynamic input dimensions
+ * traced at the same size may differ at run time. */
+void df_graph_assume_same_shape(df_graph *g, df_node *a, df_node *b);
+/* Runs n's shape inference at the trace sizes and (when an input is
+ * dynamic) at the alternative ones, and records n's dynamic dimensions. */
+df_status df_node_infer_traced(df_node *n);
+/* Plans and activates g for the concrete shapes of inputs (a cached plan
+ * when these shapes ran before). g is compiled and dynamic. */
+df_status df_graph_specialize(df_graph *g, const df_tensor *inputs, int n_inputs);
+/* Frees the cached plans of a dynamic graph. */
+void df_graph_free_instances(df_graph *g);
+/* Plans memory for the current node shapes and allocates the arena
+ * (graph/plan.c); used by compile and by each specialisation. */
+df_status df_graph_place_tensors(df_graph *g);
 
 #define DF_F32P(n) ((float *)(n)->data)
 #define DF_I32P(n) ((int32_t *)(n)->data)

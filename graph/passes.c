@@ -156,10 +156,10 @@ static int external_operand(fuse_ctx *c, df_node *x)
 static int emit(fuse_ctx *c, df_node *n, const df_node *root, bool is_root)
 {
     bool inline_it = is_root || (fusable(n) && c->readers[n->id] == 1 &&
-                                 df_shape_equal(n->ndim, n->shape, root->ndim, root->shape));
+                                 df_node_same_shape(n, root));
     if (!inline_it) {
         bool fits = n->dtype == DF_F32 &&
-                    (n->numel == 1 || df_shape_equal(n->ndim, n->shape, root->ndim, root->shape));
+                    (n->numel == 1 || df_node_same_shape(n, root));
         int k = fits ? external_operand(c, n) : -1;
         return k < 0 ? -128 : k;
     }
@@ -186,6 +186,8 @@ static bool fuse_chain(fuse_ctx *c, df_node *root)
     if (!prog || !ins) return false;
     *prog = c->prog;
     memcpy(ins, c->inputs, (size_t)c->n_inputs * sizeof *ins);
+    for (int i = 0; i < c->n_inputs; i++)       /* one loop over root's shape: checked at each plan */
+        if (c->inputs[i]->numel != 1 || c->inputs[i]->dyn) df_graph_assume_same_shape(c->g, c->inputs[i], root);
     root->op = &df_op_fused_elementwise;
     root->in = ins;
     root->n_in = c->n_inputs;

@@ -70,6 +70,7 @@ static void compute_liveness(df_graph *g)
         if (root->last_use < p) root->last_use = p;
         df_node *node = g->schedule[p];
         for (int i = 0; i < node->n_in; i++) {
+            if (node->shape_only >> i & 1) continue;      /* its buffer is never read */
             df_node *r = storage_root(node->in[i]);
             if (r->last_use < p) r->last_use = p;
         }
@@ -183,6 +184,34 @@ static df_status plan_memory(df_graph *g, size_t *offsets)
     return DF_OK;
 }
 
+df_status df_graph_place_tensors(df_graph *g)
+{
+    g->stats_inplace = g->passes & DF_PASS_REUSE ? plan_in_place(g) : 0;
+    size_t *offsets = df_calloc((size_t)g->n_sched + 1, sizeof *offsets);
+    if (!offsets) return df_graph_fail(g, DF_ERR_NOMEM, "compile: out of memory");
+    df_status st = plan_memory(g, offsets);
+    if (st == DF_OK) {
+        g->memory = df_aligned_alloc(g->arena_bytes ? g->arena_bytes : DF_ALIGN);
+        if (!g->memory)
+            st = df_graph_fail(g, DF_ERR_NOMEM, "compile: cannot allocate the %zu-byte arena", g->arena_bytes);
+    }
+    for (int p = 0; st == DF_OK && p < g->n_sched; p++) {
+        df_node *node = g->schedule[p];
+        if (node->inplace_of) {
+            node->data = buffer_owner(node)->data;     /* owners come earlier in the schedule */
+        } else if (needs_arena(node)) {
+            node->data = (char *)g->memory + offsets[p];
+            node->aux = node->aux_bytes
+                            ? (char *)node->data + round_up((size_t)node->numel * df_dtype_size(node->dtype))
+                            : NULL;
+        } else if (node->op->flags & DF_OP_VIEW) {
+            node->data = storage_root(node)->data;
+        }
+    }
+    df_free(offsets);
+    return st;
+}
+
 df_status df_graph_compile(df_graph *g)
 {
     if (!g) return df_error(DF_ERR_ARG, "df_graph_compile: null graph");
@@ -197,33 +226,11 @@ df_status df_graph_compile(df_graph *g)
     df_status st = schedule_nodes(g);
     if (st != DF_OK) return st;
     compute_liveness(g);
-    g->stats_inplace = g->passes & DF_PASS_REUSE ? plan_in_place(g) : 0;
-    size_t *offsets = df_calloc((size_t)g->n_sched + 1, sizeof *offsets);
-    if (!offsets) return df_graph_fail(g, DF_ERR_NOMEM, "compile: out of memory");
-    st = plan_memory(g, offsets);
-    if (st == DF_OK) {
-        g->memory = df_aligned_alloc(g->arena_bytes ? g->arena_bytes : DF_ALIGN);
-        if (!g->memory)
-            st = df_graph_fail(g, DF_ERR_NOMEM, "compile: cannot allocate the %zu-byte arena", g->arena_bytes);
-    }
-    if (st == DF_OK) {
-        for (int p = 0; p < g->n_sched; p++) {
-            df_node *node = g->schedule[p];
-            if (node->inplace_of) {
-                node->data = buffer_owner(node)->data;     /* owners come earlier in the schedule */
-            } else if (needs_arena(node)) {
-                node->data = (char *)g->memory + offsets[p];
-                node->aux = node->aux_bytes
-                                ? (char *)node->data + round_up((size_t)node->numel * df_dtype_size(node->dtype))
-                                : NULL;
-            } else if (node->op->flags & DF_OP_VIEW) {
-                node->data = storage_root(node)->data;
-            }
-        }
-        g->compiled = true;
-    }
-    df_free(offsets);
-    return st;
+    /* A dynamic graph is planned per concrete input shape, on its first run
+     * at that shape (graph/dynamic.c). */
+    if (!g->dynamic && (st = df_graph_place_tensors(g)) != DF_OK) return st;
+    g->compiled = true;
+    return DF_OK;
 }
 
 df_status df_graph_get_stats(const df_graph *g, df_graph_stats *out)
@@ -234,7 +241,8 @@ df_status df_graph_get_stats(const df_graph *g, df_graph_stats *out)
                             .dead_nodes = g->n_nodes - g->n_sched, .cse_merged = g->stats_cse,
                             .constants_folded = g->stats_folded, .fused_chains = g->stats_fused_chains,
                             .fused_nodes = g->stats_fused_nodes, .inplace = g->stats_inplace,
-                            .arena_bytes = g->arena_bytes,
+                            .arena_bytes = g->arena_bytes, .plans = g->plans_made,
+                            .plans_cached = g->n_instances,
                             .tensor_bytes = g->tensor_bytes};
     return DF_OK;
 }

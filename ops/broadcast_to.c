@@ -1,17 +1,22 @@
-/* broadcast_to.c — repeat x along axes of size 1 (or missing leading axes). */
+/* broadcast_to.c — repeat x along axes of size 1 (or missing leading axes).
+ * Attributes: ia[0] = rank, ia[1..] = target shape; or, in the form gradients
+ * use with dynamic shapes, a second input whose shape is the target, and
+ * ia[AVERAGE_AT] = 1 to divide by the repeat count (the gradient of a mean
+ * over a dynamic axis: the count is known only at run time). */
 #include <string.h>
 #include "common.h"
+
+#define AVERAGE_AT (1 + DF_MAX_DIMS)
 
 static df_status broadcast_to_infer(df_node *n)
 {
     df_status st = df_require_f32(n, 0);
     if (st != DF_OK) return st;
     const df_node *x = n->in[0];
-    int nd = (int)n->ia[0];
+    int nd = df_target_shape(n, n->ia, n->shape);
     char sx[64], st_[64];
     if (nd < x->ndim || nd > DF_MAX_DIMS)
         return df_op_error(n, DF_ERR_SHAPE, "cannot broadcast %s to rank %d", df_node_shape_str(x, sx, sizeof sx), nd);
-    for (int d = 0; d < nd; d++) n->shape[d] = n->ia[1 + d];
     for (int d = 0; d < x->ndim; d++) {
         int64_t xd = x->shape[d], td = n->shape[d + nd - x->ndim];
         if (xd != td && xd != 1)
@@ -32,6 +37,10 @@ static df_status broadcast_to_forward(df_node *n)
     int nd = n->ndim;
     df_broadcast_strides(n->in[0], nd, n->shape, sx);
     int64_t inner = nd ? n->shape[nd - 1] : 1, rows = inner ? N / inner : 0, step = nd ? sx[nd - 1] : 0;
+    /* the same float arithmetic as mean's 1/count (ops/mean.c) */
+    float count = n->in[0]->numel ? (float)N / (float)n->in[0]->numel : 0.0f;
+    float scale = n->ia[AVERAGE_AT] && count ? 1.0f / count : 1.0f;
+    bool average = n->ia[AVERAGE_AT] != 0;
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         int64_t rem = r, off = 0;
@@ -39,7 +48,10 @@ static df_status broadcast_to_forward(df_node *n)
             off += rem % n->shape[d] * sx[d];
             rem /= n->shape[d];
         }
-        for (int64_t j = 0; j < inner; j++) Y[r * inner + j] = X[off + j * step];
+        if (average)
+            for (int64_t j = 0; j < inner; j++) Y[r * inner + j] = X[off + j * step] * scale;
+        else
+            for (int64_t j = 0; j < inner; j++) Y[r * inner + j] = X[off + j * step];
     }
     return DF_OK;
 }
@@ -47,6 +59,8 @@ static df_status broadcast_to_forward(df_node *n)
 static df_status broadcast_to_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     (void)need;
+    if (n->ia[AVERAGE_AT])      /* only made by gradients of means over dynamic axes */
+        return df_op_error(n, DF_ERR_ARG, "the gradient of a mean over a dynamic axis is not differentiable again");
     dx[0] = df_unbroadcast(g, dy, n->in[0]);
     return g->status;
 }
@@ -71,4 +85,11 @@ df_node *df_broadcast_to(df_graph *g, df_node *x, int ndim, const int64_t *shape
     int64_t ia[1 + DF_MAX_DIMS] = {ndim};
     for (int d = 0; d < ndim; d++) ia[1 + d] = shape[d];
     return df_node_make(g, &df_op_broadcast_to, 1, &x, ia, 1 + ndim, NULL, 0, NULL);
+}
+
+df_node *df_broadcast_like(df_graph *g, df_node *x, df_node *like, bool average)
+{
+    int64_t ia[AVERAGE_AT + 1] = {0};
+    ia[AVERAGE_AT] = average;
+    return df_like_make(g, &df_op_broadcast_to, x, like, ia, AVERAGE_AT + 1);
 }

@@ -106,18 +106,43 @@ void df_broadcast_strides(const df_node *x, int out_ndim, const int64_t *out_sha
     }
 }
 
-df_node *df_unbroadcast(df_graph *g, df_node *grad, const df_node *like)
+df_node *df_unbroadcast(df_graph *g, df_node *grad, df_node *like)
 {
     if (!grad) return NULL;
-    if (df_shape_equal(grad->ndim, grad->shape, like->ndim, like->shape)) return grad;
-    return df_sum_to(g, grad, like->ndim, like->shape);
+    if (df_node_same_shape(grad, like)) {       /* no reduction: checked again at each plan */
+        df_graph_assume_same_shape(g, grad, like);
+        return grad;
+    }
+    return like->dyn ? df_sum_to_like(g, grad, like) : df_sum_to(g, grad, like->ndim, like->shape);
 }
 
-df_node *df_reshape_like(df_graph *g, df_node *x, const df_node *like)
+df_node *df_reshape_like(df_graph *g, df_node *x, df_node *like)
 {
     if (!x) return NULL;
-    if (df_shape_equal(x->ndim, x->shape, like->ndim, like->shape)) return x;
-    return df_reshape(g, x, like->ndim, like->shape);
+    if (df_node_same_shape(x, like)) {
+        df_graph_assume_same_shape(g, x, like);
+        return x;
+    }
+    return like->dyn ? df_reshape_to_like(g, x, like, 0) : df_reshape(g, x, like->ndim, like->shape);
+}
+
+df_node *df_like_make(df_graph *g, const df_op_def *op, df_node *x, df_node *like, const int64_t *ia, int n_ia)
+{
+    df_node *in[2] = {x, like};
+    df_node *n = df_node_make(g, op, 2, in, ia, n_ia, NULL, 0, NULL);
+    if (n) n->shape_only = 1u << 1;
+    return n;
+}
+
+int df_target_shape(const df_node *n, const int64_t *ia_ndim_shape, int64_t *shape)
+{
+    if (n->n_in == 2) {
+        memcpy(shape, n->in[1]->shape, sizeof(int64_t) * DF_MAX_DIMS);
+        return n->in[1]->ndim;
+    }
+    int nd = (int)ia_ndim_shape[0];
+    for (int d = 0; d < nd && d < DF_MAX_DIMS; d++) shape[d] = ia_ndim_shape[1 + d];
+    return nd;
 }
 
 void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int64_t inner, float scale)

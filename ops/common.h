@@ -36,9 +36,22 @@ void df_row_major_strides(const df_node *x, int64_t *strides);
 /* Strides (in elements) of x viewed at out's rank, 0 along broadcast dims. */
 void df_broadcast_strides(const df_node *x, int out_ndim, const int64_t *out_shape, int64_t *strides);
 /* Sums grad down to like's shape (identity when shapes match). */
-df_node *df_unbroadcast(df_graph *g, df_node *grad, const df_node *like);
+df_node *df_unbroadcast(df_graph *g, df_node *grad, df_node *like);
 /* reshape if shapes differ (a view), else x. */
-df_node *df_reshape_like(df_graph *g, df_node *x, const df_node *like);
+df_node *df_reshape_like(df_graph *g, df_node *x, df_node *like);
+/* Shape-following forms of the shape-taking ops, used by gradients when the
+ * target shape has a dynamic dimension: the target is like's shape at run
+ * time (like is input 1, read only for its shape). */
+df_node *df_broadcast_like(df_graph *g, df_node *x, df_node *like, bool average);   /* average: / (out/in numel) */
+df_node *df_sum_to_like(df_graph *g, df_node *x, df_node *like);
+df_node *df_reshape_to_like(df_graph *g, df_node *x, df_node *like, unsigned ones_mask); /* axes in mask -> 1 */
+df_node *df_pad_like(df_graph *g, df_node *x, const int64_t *begin, df_node *like);
+df_node *df_slice_like(df_graph *g, df_node *x, const int64_t *begin, df_node *like);
+/* Makes a node whose last input is a like input (see above). */
+df_node *df_like_make(df_graph *g, const df_op_def *op, df_node *x, df_node *like, const int64_t *ia, int n_ia);
+/* The target shape of a shape-taking op: input 1's when it has one, else
+ * ndim and shape from the attributes at ia. */
+int df_target_shape(const df_node *n, const int64_t *ia_ndim_shape, int64_t *shape);
 /* Sums x (rows, len, inner) over the middle axis into out (rows, inner),
  * deterministic: each output element is summed by one thread in order. */
 void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int64_t inner, float scale);

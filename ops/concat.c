@@ -60,7 +60,8 @@ static df_status concat_backward(df_graph *g, df_node *n, df_node *dy, const boo
     int axis = (int)n->ia[0];
     int64_t begin[DF_MAX_DIMS] = {0};
     for (int i = 0; i < n->n_in; i++) {
-        if (need[i]) dx[i] = df_slice(g, dy, begin, n->in[i]->shape);
+        df_node *x = n->in[i];
+        if (need[i]) dx[i] = x->dyn ? df_slice_like(g, dy, begin, x) : df_slice(g, dy, begin, x->shape);
         begin[axis] += n->in[i]->shape[axis];
     }
     return g->status;

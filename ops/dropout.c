@@ -10,6 +10,10 @@
  * differentiable). A new seed value gives a new mask; the same value repeats
  * it exactly, whatever the thread count. fa[0] = rate in [0, 1).
  *
+ * ia[1] = the row (index along axis 0) x starts at in a larger batch: the
+ * flat index is counted from there, so a data-parallel process that holds
+ * rows [r0, r0 + b) of a batch draws exactly those rows' mask.
+ *
  * Two dropout layers on the same input must not share a mask, so the op is
  * flagged DF_OP_NO_CSE: the CSE pass never merges dropout nodes (callers give
  * each layer its own salt as well). */
@@ -45,11 +49,12 @@ static df_status dropout_forward(df_node *n)
     const int64_t N = n->numel;
     const float rate = n->fa[0], scale = 1.0f / (1.0f - rate);
     const uint64_t base = dropout_mix(dropout_mix((uint64_t)n->ia[0]) ^ (uint64_t)(uint32_t)DF_I32P(n->in[1])[0]);
+    const uint64_t first = n->ndim && n->shape[0] ? (uint64_t)n->ia[1] * (uint64_t)(N / n->shape[0]) : 0;
     /* threshold on 24-bit draws: keep iff draw >= rate * 2^24 */
     const uint64_t cut = (uint64_t)ceil((double)rate * 16777216.0);
 #pragma omp parallel for simd schedule(static) if (N > DF_PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
-        uint64_t u = dropout_mix(base + (uint64_t)i * 0x9E3779B97F4A7C15ull) >> 40;
+        uint64_t u = dropout_mix(base + (first + (uint64_t)i) * 0x9E3779B97F4A7C15ull) >> 40;
         Y[i] = u >= cut ? X[i] * scale : 0.0f;
     }
     return DF_OK;
@@ -57,7 +62,7 @@ static df_status dropout_forward(df_node *n)
 
 static df_status dropout_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
-    if (need[0]) dx[0] = df_dropout(g, dy, n->fa[0], n->in[1], (uint64_t)n->ia[0]);
+    if (need[0]) dx[0] = df_dropout_rows(g, dy, n->fa[0], n->in[1], (uint64_t)n->ia[0], n->ia[1]);
     return g->status;
 }
 
@@ -77,7 +82,16 @@ const df_op_def df_op_dropout = {
 
 df_node *df_dropout(df_graph *g, df_node *x, float rate, df_node *seed, uint64_t salt)
 {
+    return df_dropout_rows(g, x, rate, seed, salt, 0);
+}
+
+df_node *df_dropout_rows(df_graph *g, df_node *x, float rate, df_node *seed, uint64_t salt, int64_t first_row)
+{
+    if (first_row < 0) {
+        if (g) df_graph_fail(g, DF_ERR_ARG, "op 'dropout': first row %lld is negative", (long long)first_row);
+        return NULL;
+    }
     df_node *in[2] = {x, seed};
-    int64_t ia = (int64_t)salt;
-    return df_node_make(g, &df_op_dropout, 2, in, &ia, 1, &rate, 1, NULL);
+    int64_t ia[2] = {(int64_t)salt, first_row};
+    return df_node_make(g, &df_op_dropout, 2, in, ia, 2, &rate, 1, NULL);
 }

@@ -3,6 +3,7 @@
  * intermediates live in small per-thread registers (in L1), so only the
  * chain's inputs and its output cross memory. The expressions are exactly
  * those of the unfused ops, so fused results are bit-identical. */
+#include <string.h>
 #include "common.h"
 
 #define BLOCK 256
@@ -53,7 +54,22 @@ static df_status fused_elementwise_forward(df_node *n)
     return DF_OK;
 }
 
+/* The chain's shape is that of its inputs that are not scalars (the fusion
+ * pass takes only those and scalars). Run when a dynamic graph is planned
+ * for new input sizes; the pass itself sets the shape when it fuses. */
+static df_status fused_elementwise_infer(df_node *n)
+{
+    for (int i = 0; i < n->n_in; i++) {
+        const df_node *x = n->in[i];
+        if (x->numel == 1 && !x->dyn) continue;
+        n->ndim = x->ndim;
+        memcpy(n->shape, x->shape, sizeof n->shape);
+        return DF_OK;
+    }
+    return DF_OK;                           /* scalars only: the shape set by the pass stands */
+}
+
 /* Created only by the fusion pass, which sets shape, inputs and program. */
 const df_op_def df_op_fused_elementwise = {
-    .name = "fused_elementwise", .forward = fused_elementwise_forward,
+    .name = "fused_elementwise", .infer = fused_elementwise_infer, .forward = fused_elementwise_forward,
 };

@@ -20,10 +20,16 @@ static df_status mean_forward(df_node *n)
 static df_status mean_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     (void)need;
-    int64_t keep[DF_MAX_DIMS];
-    df_reduce_keep_shape(n, keep);
     df_node *x = n->in[0];
     float count = reduced_count(n);
+    if (x->dyn) {               /* shapes follow x at run time; so does the count if a dynamic axis is reduced */
+        bool dynamic_count = (x->dyn & (unsigned)n->ia[0]) != 0;
+        df_node *spread = df_broadcast_like(g, df_reshape_to_like(g, dy, x, (unsigned)n->ia[0]), x, dynamic_count);
+        dx[0] = dynamic_count ? spread : df_scale(g, spread, count ? 1.0f / count : 0.0f);
+        return g->status;
+    }
+    int64_t keep[DF_MAX_DIMS];
+    df_reduce_keep_shape(n, keep);
     df_node *spread = df_broadcast_to(g, df_reshape(g, dy, x->ndim, keep), x->ndim, x->shape);
     dx[0] = df_scale(g, spread, count ? 1.0f / count : 0.0f);
     return g->status;

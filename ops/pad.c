@@ -13,7 +13,8 @@ static df_status pad_infer(df_node *n)
 {
     const df_node *x = n->in[0];
     for (int d = 0; d < x->ndim; d++) {
-        int64_t begin = n->ia[d], dim = n->ia[SHAPE_AT + d];
+        /* the shape-following form (gradients, dynamic shapes) pads to input 1's shape */
+        int64_t begin = n->ia[d], dim = n->n_in == 2 ? n->in[1]->shape[d] : n->ia[SHAPE_AT + d];
         if (begin < 0 || dim < 0 || begin > dim || x->shape[d] > dim - begin) {   /* no overflow */
             char sx[64], sb[64], st[64];
             return df_op_error(n, DF_ERR_SHAPE, "input %s placed at begin %s does not fit in shape %s (axis %d)",
@@ -72,8 +73,8 @@ static df_status pad_forward(df_node *n)
 static df_status pad_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     (void)need;
-    const df_node *x = n->in[0];
-    dx[0] = df_slice(g, dy, n->ia, x->shape);
+    df_node *x = n->in[0];
+    dx[0] = x->dyn ? df_slice_like(g, dy, n->ia, x) : df_slice(g, dy, n->ia, x->shape);
     return g->status;
 }
 
@@ -117,4 +118,11 @@ df_node *df_pad(df_graph *g, df_node *x, const int64_t *begin, int ndim, const i
         ia[SHAPE_AT + d] = shape[d];
     }
     return df_node_make(g, &df_op_pad, 1, &x, ia, 2 * DF_MAX_DIMS, NULL, 0, NULL);
+}
+
+df_node *df_pad_like(df_graph *g, df_node *x, const int64_t *begin, df_node *like)
+{
+    int64_t ia[DF_MAX_DIMS] = {0};
+    for (int d = 0; like && d < like->ndim; d++) ia[d] = begin[d];
+    return df_like_make(g, &df_op_pad, x, like, ia, DF_MAX_DIMS);
 }

@@ -11,9 +11,15 @@ static df_status placeholder_infer(df_node *n)
         return df_op_error(n, DF_ERR_SHAPE, "rank %d not in 0..%d", n->ndim, DF_MAX_DIMS);
     const int64_t *shape = n->pa;
     for (int d = 0; d < n->ndim; d++) {
-        if (shape[d] < 0) return df_op_error(n, DF_ERR_SHAPE, "negative dimension %lld", (long long)shape[d]);
-        n->shape[d] = shape[d];
+        if (shape[d] < 0 && shape[d] != DF_DYNAMIC)
+            return df_op_error(n, DF_ERR_SHAPE, "negative dimension %lld (DF_DYNAMIC, -1, leaves it open)",
+                               (long long)shape[d]);
+        /* a dynamic dimension is traced at two sizes (graph/dynamic.c) */
+        n->shape[d] = shape[d] == DF_DYNAMIC ? DF_TRACE_DIM : shape[d];
+        n->alt_shape[d] = shape[d] == DF_DYNAMIC ? DF_TRACE_DIM_ALT : shape[d];
+        if (shape[d] == DF_DYNAMIC) n->dyn |= 1u << d;
     }
+    n->alt_numel = df_shape_numel(n->ndim, n->alt_shape);
     n->pa = NULL;
     return DF_OK;
 }

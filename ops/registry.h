@@ -44,6 +44,9 @@ df_node *df_apply_rmsprop(df_graph *g, df_variable *w, df_node *grad, df_node *l
                           float epsilon);
 /* clip / max(global norm of grads, clip), a scalar. */
 df_node *df_global_norm_scale(df_graph *g, int n, df_node *const *grads, float clip);
+/* x broadcast to like's shape at run time (ops/broadcast_to.c); average
+ * divides by the repeat count. */
+df_node *df_broadcast_like(df_graph *g, df_node *x, df_node *like, bool average);
 /* Shared by ops that update the variable n->pa from input 0's shape. */
 df_status df_infer_variable_update(df_node *n);
 df_node *df_variable_update_make(df_graph *g, const df_op_def *op, df_variable *v, int n_in,

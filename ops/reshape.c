@@ -2,9 +2,27 @@
 #include <string.h>
 #include "common.h"
 
+/* Target of the shape-following form (gradients with dynamic shapes):
+ * input 1's shape with the axes in ia[0] (a bit mask) set to 1. */
+static int like_target(df_node *n)
+{
+    const df_node *like = n->in[1];
+    for (int d = 0; d < like->ndim; d++) n->shape[d] = (n->ia[0] >> d & 1) ? 1 : like->shape[d];
+    return like->ndim;
+}
+
 static df_status reshape_infer(df_node *n)
 {
     const df_node *x = n->in[0];
+    if (n->n_in == 2) {
+        char sx[64], s_[64];
+        n->ndim = like_target(n);
+        n->dtype = x->dtype;
+        if (df_shape_numel(n->ndim, n->shape) == x->numel) return DF_OK;
+        return df_op_error(n, DF_ERR_SHAPE, "cannot reshape %s (%lld elements) to %s",
+                           df_node_shape_str(x, sx, sizeof sx), (long long)x->numel,
+                           df_shape_str(n->ndim, n->shape, s_, sizeof s_));
+    }
     int nd = (int)n->ia[0], infer_at = -1;
     int64_t known = 1;
     char sx[64], s_[64];
@@ -57,4 +75,10 @@ df_node *df_reshape(df_graph *g, df_node *x, int ndim, const int64_t *shape)
     int64_t ia[1 + DF_MAX_DIMS] = {ndim};
     for (int d = 0; d < ndim; d++) ia[1 + d] = shape[d];
     return df_node_make(g, &df_op_reshape, 1, &x, ia, 1 + ndim, NULL, 0, NULL);
+}
+
+df_node *df_reshape_to_like(df_graph *g, df_node *x, df_node *like, unsigned ones_mask)
+{
+    int64_t ia[1] = {ones_mask};
+    return df_like_make(g, &df_op_reshape, x, like, ia, 1);
 }

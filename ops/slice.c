@@ -12,7 +12,8 @@ static df_status slice_infer(df_node *n)
 {
     const df_node *x = n->in[0];
     for (int d = 0; d < x->ndim; d++) {
-        int64_t begin = n->ia[d], size = n->ia[SIZE_AT + d], dim = x->shape[d];
+        /* the shape-following form (gradients, dynamic shapes) takes input 1's shape as the sizes */
+        int64_t begin = n->ia[d], size = n->n_in == 2 ? n->in[1]->shape[d] : n->ia[SIZE_AT + d], dim = x->shape[d];
         bool begin_ok = begin >= 0 && begin <= dim;
         if (size == -1 && begin_ok) size = dim - begin;
         if (!begin_ok || size < 0 || size > dim - begin) {   /* written so that nothing overflows */
@@ -55,8 +56,8 @@ static df_status slice_forward(df_node *n)
 static df_status slice_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     (void)need;
-    const df_node *x = n->in[0];
-    dx[0] = df_pad(g, dy, n->ia, x->ndim, x->shape);
+    df_node *x = n->in[0];
+    dx[0] = x->dyn ? df_pad_like(g, dy, n->ia, x) : df_pad(g, dy, n->ia, x->ndim, x->shape);
     return g->status;
 }
 
@@ -94,4 +95,11 @@ df_node *df_slice(df_graph *g, df_node *x, const int64_t *begin, const int64_t *
         ia[SIZE_AT + d] = size[d];
     }
     return df_node_make(g, &df_op_slice, 1, &x, ia, 2 * DF_MAX_DIMS, NULL, 0, NULL);
+}
+
+df_node *df_slice_like(df_graph *g, df_node *x, const int64_t *begin, df_node *like)
+{
+    int64_t ia[DF_MAX_DIMS] = {0};
+    for (int d = 0; like && d < like->ndim; d++) ia[d] = begin[d];
+    return df_like_make(g, &df_op_slice, x, like, ia, DF_MAX_DIMS);
 }

@@ -69,6 +69,11 @@ static df_status xent_backward(df_graph *g, df_node *n, df_node *dy, const bool 
     if (!need[0]) return g->status;
     int64_t V = logits->shape[logits->ndim - 1], rows = targets->numel;
     df_node *residual = df_sub(g, df_softmax(g, logits, -1), df_one_hot(g, targets, V));
+    if (targets->dyn) {         /* rows known at run time: dy / rows spread over targets' shape, then (...,1) */
+        df_node *per_row = df_broadcast_like(g, dy, targets, true);
+        dx[0] = df_mul(g, residual, df_reshape_to_like(g, per_row, logits, 1u << (logits->ndim - 1)));
+        return g->status;
+    }
     dx[0] = df_scale(g, df_mul(g, residual, dy), rows ? 1.0f / (float)rows : 0.0f);
     return g->status;
 }

@@ -12,9 +12,13 @@ static df_status sum_forward(df_node *n)
 static df_status sum_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     (void)need;
+    df_node *x = n->in[0];
+    if (x->dyn) {               /* shapes that follow x at run time */
+        dx[0] = df_broadcast_like(g, df_reshape_to_like(g, dy, x, (unsigned)n->ia[0]), x, false);
+        return g->status;
+    }
     int64_t keep[DF_MAX_DIMS];
     df_reduce_keep_shape(n, keep);
-    df_node *x = n->in[0];
     dx[0] = df_broadcast_to(g, df_reshape(g, dy, x->ndim, keep), x->ndim, x->shape);
     return g->status;
 }

@@ -19,8 +19,7 @@ static df_status sum_to_infer(df_node *n)
     df_status st = df_require_f32(n, 0);
     if (st != DF_OK) return st;
     const df_node *x = n->in[0];
-    int nd = (int)n->ia[0];
-    for (int d = 0; d < nd; d++) n->shape[d] = n->ia[1 + d];
+    int nd = df_target_shape(n, n->ia, n->shape);      /* attributes, or input 1's shape */
     n->ndim = nd;
     n->dtype = DF_F32;
     char sx[64], s_[64];
@@ -52,7 +51,7 @@ static df_status sum_to_backward(df_graph *g, df_node *n, df_node *dy, const boo
 {
     (void)need;
     df_node *x = n->in[0];
-    dx[0] = df_broadcast_to(g, dy, x->ndim, x->shape);
+    dx[0] = x->dyn ? df_broadcast_like(g, dy, x, false) : df_broadcast_to(g, dy, x->ndim, x->shape);
     return g->status;
 }
 
@@ -76,4 +75,9 @@ df_node *df_sum_to(df_graph *g, df_node *x, int ndim, const int64_t *shape)
     int64_t ia[1 + DF_MAX_DIMS] = {ndim};
     for (int d = 0; d < ndim; d++) ia[1 + d] = shape[d];
     return df_node_make(g, &df_op_sum_to, 1, &x, ia, 1 + ndim, NULL, 0, NULL);
+}
+
+df_node *df_sum_to_like(df_graph *g, df_node *x, df_node *like)
+{
+    return df_like_make(g, &df_op_sum_to, x, like, NULL, 0);
 }

@@ -49,6 +49,19 @@
  *    Output tensors point into the compiled graph's memory and stay valid until
  *    the next call of the same function.
  *
+ *    With an input signature, a dimension can be left open (DF_DYNAMIC, like
+ *    None in tf.function's input_signature): one trace then serves every
+ *    batch size, and each new size only costs a re-plan of shapes and memory:
+ *
+ *      df_tensor_spec sig[2] = { {DF_F32, 2, {DF_DYNAMIC, 1}},
+ *                                {DF_F32, 2, {DF_DYNAMIC, 1}} };
+ *      df_function *step = df_function_new_signature("train_step", build, &model, 2, sig);
+ *      // batches of 32, 32, ..., 17 rows: df_function_trace_count(step) == 1
+ *
+ *    Inside the builder a dynamic dimension reads as DF_DYNAMIC (df_node_dim);
+ *    shapes must follow the inputs (df_reshape with -1, broadcasting, df_mean)
+ *    rather than fixed sizes, or the trace fails with a message naming the op.
+ *
  * 4. Gradients are more nodes of the same graph (backward is graph -> graph),
  *    so gradients of gradients work for differentiable ops. Side-effecting ops
  *    (assign, optimizer updates) run after every node that does not depend on
@@ -179,7 +192,9 @@ const char *df_graph_error(const df_graph *g);
  * s, so a builder's own checks fail the trace with their message. */
 df_status df_graph_set_error(df_graph *g, df_status s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Leaf nodes. */
+/* Leaf nodes. A placeholder dimension of DF_DYNAMIC is left open: the graph
+ * runs at any size (>= 1) of it, compiled once and planned once per size. */
+#define DF_DYNAMIC (-1)
 df_node *df_placeholder(df_graph *g, df_dtype dtype, int ndim, const int64_t *shape,
                         const char *name);
 df_node *df_var(df_graph *g, df_variable *v);         /* reads a variable */
@@ -192,6 +207,8 @@ df_status df_graph_output(df_graph *g, df_node *n);
 /* Node inspection. */
 df_dtype df_node_dtype(const df_node *n);
 int df_node_ndim(const df_node *n);
+/* Shapes as traced: DF_DYNAMIC (-1) where a dimension follows a dynamic
+ * input dimension (df_node_numel is then DF_DYNAMIC too). */
 int64_t df_node_dim(const df_node *n, int axis);   /* negative axis counts from the end */
 const int64_t *df_node_shape(const df_node *n);
 int64_t df_node_numel(const df_node *n);
@@ -231,7 +248,12 @@ typedef struct df_graph_stats {
     int inplace;           /* elementwise nodes computed in their dying input's buffer */
     size_t arena_bytes;    /* peak bytes of the planned arena */
     size_t tensor_bytes;   /* sum of all planned buffers (no reuse) */
+    int plans;             /* dynamic graphs: memory plans made, one per new input shape */
+    int plans_cached;      /* dynamic graphs: plans kept (see df_graph_set_plan_cache) */
 } df_graph_stats;
+/* Dynamic graphs keep the plans (and arenas) of the last max_plans input
+ * shapes, 4 by default; set before the first run. */
+df_status df_graph_set_plan_cache(df_graph *g, int max_plans);
 df_status df_graph_get_stats(const df_graph *g, df_graph_stats *out);
 
 /* Per-op profiling: while on, every run adds each node's wall time. */
@@ -284,6 +306,18 @@ typedef df_status (*df_build_fn)(df_graph *g, df_node **inputs, void *user);
 typedef struct df_function df_function;
 
 df_function *df_function_new(const char *name, df_build_fn build, void *user);
+/* The type and shape a function accepts for one input; DF_DYNAMIC dims are
+ * open (tf.function's input_signature with None). */
+typedef struct df_tensor_spec {
+    df_dtype dtype;
+    int ndim;
+    int64_t shape[DF_MAX_DIMS];
+} df_tensor_spec;
+/* A function traced once, for the given signature: every call whose inputs
+ * match it (dtype, rank, every fixed dimension) runs the same trace; a call
+ * that does not match fails with DF_ERR_SHAPE / DF_ERR_DTYPE. */
+df_function *df_function_new_signature(const char *name, df_build_fn build, void *user, int n_inputs,
+                                       const df_tensor_spec *signature);
 void df_function_free(df_function *f);
 /* Traces + compiles on a new signature, then runs. */
 df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs,
@@ -293,6 +327,9 @@ int df_function_trace_count(const df_function *f);
 /* Past max_traces traces (default 5) a function prints one warning on stderr
  * about excessive retracing, as TensorFlow does; 0 turns it off. */
 void df_function_set_retrace_warning(df_function *f, int max_traces);
+/* How many plans (one per input shape) each of the function's graphs with
+ * dynamic dimensions keeps, as df_graph_set_plan_cache; before the first call. */
+df_status df_function_set_plan_cache(df_function *f, int max_plans);
 /* The graph traced most recently (NULL before the first call). */
 df_graph *df_function_last_graph(const df_function *f);
 /* XXH3 hash of a signature, as used for the trace cache key. */
@@ -424,6 +461,10 @@ df_node *df_simple_rnn(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0)
  * own salt. The gradient multiplies by the same mask; dropout nodes are never
  * merged by CSE. Leave the node out to turn dropout off (evaluation). */
 df_node *df_dropout(df_graph *g, df_node *x, float rate, df_node *seed, uint64_t salt);
+/* The same for x holding rows [first_row, first_row + B) of a larger batch
+ * (axis 0): it draws those rows' part of the larger batch's mask, so data-
+ * parallel processes together drop exactly what one process would. */
+df_node *df_dropout_rows(df_graph *g, df_node *x, float rate, df_node *seed, uint64_t salt, int64_t first_row);
 
 /* -------------------------------------------------------------- optimizers */
 

@@ -78,6 +78,8 @@ bad "--seed beyond 2^64" "--seed" train --seed 18446744073709551616
 bad "--learning-rate nan" "--learning-rate" train --learning-rate nan
 bad "--learning-rate inf" "--learning-rate" train --learning-rate inf
 bad "--learning-rate hex junk" "--learning-rate" train --learning-rate 0x
+bad "--learning-rate underflow" "outside the range of a 32-bit float" train --learning-rate 1e-50
+bad "--learning-rate overflow" "outside the range of a 32-bit float" train --learning-rate 1e50
 bad "--val above 0.9" "--val" train --val 0.95
 bad "--threads negative" "--threads" train --threads -1
 bad "--resume=yes (a switch takes no value)" "--resume" train --resume=yes

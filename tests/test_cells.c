@@ -523,6 +523,54 @@ Test(dropout, same_seed_repeats_other_seed_or_salt_differs_any_thread_count)
     cr_expect(diff_salt > DN / 3 && diff_salt < 2 * DN / 3, "salt 1 vs 2: %d of %d differ", diff_salt, DN);
 }
 
+/* rows [first, first + rows) of a (R, C) input of 1..R*C through
+ * df_dropout_rows; y gets the output and dx the gradient for dy = 1. */
+static void run_dropout_rows(int64_t first, int64_t rows, float *y, float *dx)
+{
+    enum { C = 50 };
+    static float x[DN];
+    for (int i = 0; i < rows * C; i++) x[i] = 1.0f + (float)(first * C + i);
+    int32_t seed = 11;
+    df_graph *g = df_graph_new();
+    df_node *xin = df_placeholder(g, DF_F32, 2, (int64_t[]){rows, C}, "x"), *grad;
+    df_node *s = df_placeholder(g, DF_I32, 0, NULL, "seed");
+    df_node *out = df_dropout_rows(g, xin, 0.4f, s, 5, first);
+    cr_assert_not_null(out, "%s", df_graph_error(g));
+    cr_assert_eq(df_gradients(g, df_sum(g, out, NULL, 0, false), NULL, 1, &xin, &grad), DF_OK, "%s", df_graph_error(g));
+    df_graph_output(g, out);
+    df_graph_output(g, grad);
+    df_tensor in[2] = {df_tensor_make(DF_F32, x, 2, (int64_t[]){rows, C}), df_tensor_make(DF_I32, &seed, 0, NULL)}, o[2];
+    cr_assert_eq(df_graph_run(g, in, 2, o, 2), DF_OK, "%s", df_last_error());
+    memcpy(y, o[0].data, sizeof(float) * (size_t)(rows * C));
+    memcpy(dx, o[1].data, sizeof(float) * (size_t)(rows * C));
+    df_graph_free(g);
+}
+
+/* Data parallelism: two processes holding rows 0..5 and 6..15 of a batch of
+ * 16 drop exactly what one process with all 16 rows drops, in the forward
+ * and in the gradient. */
+Test(dropout, rows_of_a_batch_draw_that_part_of_the_whole_batch_mask)
+{
+    enum { C = 50 };
+    static float whole[16 * C], whole_dx[16 * C], part[16 * C], part_dx[16 * C];
+    run_dropout_rows(0, 16, whole, whole_dx);
+    run_dropout_rows(0, 6, part, part_dx);
+    run_dropout_rows(6, 10, part + 6 * C, part_dx + 6 * C);
+    cr_expect(memcmp(whole, part, sizeof whole) == 0, "rows 0..5 + 6..15 differ from the whole batch's dropout");
+    cr_expect(memcmp(whole_dx, part_dx, sizeof whole) == 0, "the gradients of the two parts differ from the whole");
+    int dropped = 0;
+    for (int i = 6 * C; i < 16 * C; i++) dropped += part[i] == 0.0f;
+    cr_expect(dropped > 0 && dropped < 10 * C, "rows 6..15 drop %d of %d", dropped, 10 * C);
+    /* without the row offset, rows 6..15 would repeat rows 0..9's mask */
+    run_dropout_rows(0, 10, part + 6 * C, part_dx + 6 * C);
+    cr_expect(memcmp(whole + 6 * C, part + 6 * C, 10 * C * sizeof(float)) != 0, "offset 0 must not match rows 6..15");
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 4), *s = df_placeholder(g, DF_I32, 0, NULL, "seed");
+    cr_expect_null(df_dropout_rows(g, x, 0.5f, s, 1, -1), "a negative first row must be refused");
+    cr_expect(strstr(df_graph_error(g), "first row -1") != NULL, "message: %s", df_graph_error(g));
+    df_graph_free(g);
+}
+
 Test(dropout, cse_never_merges_two_dropouts)
 {
     /* two dropout layers with the same input, seed, rate and salt: without

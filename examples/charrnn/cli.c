@@ -1,6 +1,7 @@
 /* cli.c — strict flag parsing: "--name value" or "--name=value". */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,11 @@ static int set_value(const char *command, const cli_flag *f, const char *v, FILE
         if (!(isdigit((unsigned char)v[0]) || v[0] == '-' || v[0] == '.'))
             return fail(err, command, "needs a number:", f->name, v);
         float x = strtof(v, &end);
+        if (*v && !*end && errno == ERANGE) {         /* 1e-50 or 1e50: a number, but not a float */
+            fprintf(err, "%s: --%s '%s' is outside the range of a 32-bit float (%g..%g in magnitude)\n", command,
+                    f->name, v, (double)FLT_MIN, (double)FLT_MAX);
+            return 2;
+        }
         if (*v == 0 || *end || errno || !isfinite(x)) return fail(err, command, "needs a number:", f->name, v);
         if (x < f->min || x > f->max) {
             fprintf(err, "%s: --%s must be in %g..%g, got '%s'\n", command, f->name, f->min, f->max, v);

@@ -162,12 +162,6 @@ bool cr_dist_step(float *loss, bool stop)
 df_status cr_dist_setup_model(cr_model *m)
 {
     if (size_ == 1) return DF_OK;
-    /* Each rank would draw its dropout mask from its own row positions as if
-     * they were rows 0.., so the run would not equal one process: refuse it
-     * until the mask takes the shard's row offset. */
-    if (m->cfg.dropout > 0)
-        return df_error(DF_ERR_UNSUPPORTED, "--dropout is not supported with %d processes yet (each rank would draw "
-                        "the same mask positions); train with one process or without dropout", size_);
     allreduce_opts = (df_allreduce_opts){.comm = MPI_COMM_WORLD, .timeout = peer_timeout};
     df_optimizer_set_gradient_transform(m->opt, df_allreduce_gradient, &allreduce_opts);
     return DF_OK;

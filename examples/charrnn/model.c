@@ -303,8 +303,8 @@ static df_node *forward(df_graph *g, cr_model *m, df_node *x, int purpose, bool 
                            input_bias(g, m, &m->layers[k]));
         h = recurrent_layer(g, m, s, k, xproj, B, T);
         if (training && m->cfg.dropout > 0)
-            h = df_dropout(g, h, m->cfg.dropout, df_var(g, m->step_counter),
-                           m->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)k + 1);
+            h = df_dropout_rows(g, h, m->cfg.dropout, df_var(g, m->step_counter),
+                                m->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)k + 1, m->dropout_row0);
     }
     df_node *logits = df_add(g, df_matmul(g, h, df_var(g, m->dense_kernel), false, false),
                              df_var(g, m->dense_bias));                             /* (B,T,V) */

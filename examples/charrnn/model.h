@@ -71,6 +71,7 @@ typedef struct cr_model {
     int n_params;
     df_optimizer *opt;
     df_variable *step_counter;     /* the optimizer's iteration counter (owned by it): dropout's seed */
+    int dropout_row0;              /* data parallel: the first row of the batch this process holds */
     cr_state states[CR_MAX_STATES];
     int n_states;
     df_function *fit_step, *custom_step, *eval_step, *logits_fn;

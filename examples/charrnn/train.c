@@ -64,6 +64,7 @@ static df_status open_run(run *r, const cr_train_opts *o)
     st = cr_batcher_init(&r->train, r->text.ids, n_train, o->seq, o->batch, o->batching, o->shuffle_buffer, o->seed);
     if (st == DF_OK) st = cr_dist_shard(&r->train);                   /* this rank's rows of each batch */
     if (st != DF_OK) return st;
+    r->model.dropout_row0 = r->train.row0;            /* its part of each batch's dropout masks */
     if (n_val > 0) {
         st = cr_batcher_init(&r->val, r->text.ids + n_train, n_val, o->seq, o->batch, CR_STREAMS, 1, o->seed);
         if (st != DF_OK) return df_error(st, "validation split of %lld chars is too small for one %d x %d batch",
