@@ -138,9 +138,11 @@ df_status df_node_infer_traced(df_node *n)
     df_status st = check_numel(n, n->shape, &n->numel);
     if (st != DF_OK) return st;
     if (!dynamic_in) {
-        if (!n->dyn) {                       /* leaves set their own (placeholders) */
+        if (!n->dyn) {
             memcpy(n->alt_shape, n->shape, sizeof n->shape);
             n->alt_numel = n->numel;
+        } else if ((st = check_numel(n, n->alt_shape, &n->alt_numel)) != DF_OK) {   /* a placeholder's own */
+            return st;
         }
     } else {
         int64_t shape[DF_MAX_DIMS];

@@ -19,7 +19,6 @@ static df_status placeholder_infer(df_node *n)
         n->alt_shape[d] = shape[d] == DF_DYNAMIC ? DF_TRACE_DIM_ALT : shape[d];
         if (shape[d] == DF_DYNAMIC) n->dyn |= 1u << d;
     }
-    n->alt_numel = df_shape_numel(n->ndim, n->alt_shape);
     n->pa = NULL;
     return DF_OK;
 }
