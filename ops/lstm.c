@@ -12,6 +12,7 @@
  * matmul over all steps, and dh0/dc0 via lstm_grad_state. */
 #include <cblas.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -113,20 +114,24 @@ static void lstm_gate_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t 
 }
 
 /* z[:, c0:c1] = hp (B,H) @ w_rec[:, c0:c1]; at B = 1 a matrix-vector product
- * (sgemm would pack the whole weight slice for one row). */
+ * (sgemm would pack the whole weight slice for one row). One OpenBLAS call
+ * per LSTM_BLAS_CHUNK columns from c0, a gate block's start plus a multiple
+ * of LSTM_BLAS_CHUNK, so the calls do not depend on the thread count. */
 static inline void lstm_step_gemm(int64_t B, int64_t H, const float *hp, int64_t ldh, const float *W, float *z,
                                   int64_t ldz, int64_t c0, int64_t c1)
 {
-    if (c1 <= c0) return;
-    if (B == 1) {
-        /* zeroed first: some OpenBLAS versions compute beta = 0 as 0 * y, and
-         * z may hold NaN from an earlier use of the arena */
-        memset(z + c0, 0, (size_t)(c1 - c0) * sizeof(float));
-        cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)H, (blasint)(c1 - c0), 1.0f, W + c0, (blasint)(4 * H), hp, 1,
-                    0.0f, z + c0, 1);
+    for (int64_t a = c0; a < c1; a += LSTM_BLAS_CHUNK) {
+        const int64_t n = c1 - a < LSTM_BLAS_CHUNK ? c1 - a : LSTM_BLAS_CHUNK;
+        if (B == 1) {
+            /* zeroed first: some OpenBLAS versions compute beta = 0 as 0 * y, and
+             * z may hold NaN from an earlier use of the arena */
+            memset(z + a, 0, (size_t)n * sizeof(float));
+            cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)H, (blasint)n, 1.0f, W + a, (blasint)(4 * H), hp, 1, 0.0f,
+                        z + a, 1);
+        }
+        else
+            df_sgemm(false, false, B, n, H, 1.0f, hp, ldh, W + a, 4 * H, 0.0f, z + a, ldz);
     }
-    else
-        df_sgemm(false, false, B, c1 - c0, H, 1.0f, hp, ldh, W + c0, 4 * H, 0.0f, z + c0, ldz);
 }
 
 // xproj (B,T,4H), w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
@@ -157,13 +162,14 @@ static df_status lstm_forward(df_node *n)
     bool cached = false;
     float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
     const bool packed = PW != NULL;                         /* else OpenBLAS */
-    int nth = B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1;
-    if (nth > (H + LSTM_ALIGN - 1) / LSTM_ALIGN) nth = (int)((H + LSTM_ALIGN - 1) / LSTM_ALIGN);
+    const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
+    const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1);
     if (nth <= 1 && !packed) {
-        /* small: OpenBLAS threads the GEMM as it sees fit, one pass over the gates */
+        /* small or one thread: OpenBLAS threads the GEMMs as it sees fit, one
+         * pass over the gates (the products per gate block, as below) */
         for (int64_t t = 0; t < T; t++) {
             const float *hp = t ? Y + (t - 1) * H : H0;
-            lstm_step_gemm(B, H, hp, t ? T * H : H, W, G + t * gt, ldz, 0, G4);
+            for (int k = 0; k < 4; k++) lstm_step_gemm(B, H, hp, t ? T * H : H, W, G + t * gt, ldz, k * H, k * H + H);
             lstm_gate_block(B, T, H, t, 0, H, X, C0, G, C, TC, Y, train);
         }
         return DF_OK;
@@ -173,7 +179,7 @@ static df_status lstm_forward(df_node *n)
 #pragma omp parallel num_threads(nth)
     {
         int64_t j0, j1;
-        lstm_unit_slice(H, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
+        lstm_unit_slice(H, align, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
 #if LSTM_HAVE_AVX512_CLONE
         if (packed && j1 > j0)
             for (int k = 0; k < 4; k++) lstm_pack_cols(W, G4, H, k * H + j0, j1 - j0, PW + k * block + j0 * H);
@@ -199,14 +205,81 @@ static df_status lstm_forward(df_node *n)
     return DF_OK;
 }
 
+/* ---------------------------------------------------------- kernel paths */
+
+/* Forced switches (-1: from the environment / OpenBLAS's core) and the
+ * decisions taken from them (-1: not taken yet). Atomic because the
+ * decisions are taken lazily by whichever thread first asks. */
+static atomic_int forced_no_pack = -1, forced_no_avx512 = -1, forced_packed_dw = -1;
+static atomic_int use_avx512 = -1, no_pack = -1, packed_dw = -1;
+
+static int env_is_1(const char *name)
+{
+    const char *e = getenv(name);
+    return e && e[0] == '1';
+}
+
+static int get_relaxed(atomic_int *a) { return atomic_load_explicit(a, memory_order_relaxed); }
+static void set_relaxed(atomic_int *a, int v) { atomic_store_explicit(a, v, memory_order_relaxed); }
+
+void lstm_force_paths(int no_pack_, int no_avx512_, int packed_dw_)
+{
+    set_relaxed(&forced_no_pack, no_pack_ < 0 ? -1 : no_pack_ != 0);
+    set_relaxed(&forced_no_avx512, no_avx512_ < 0 ? -1 : no_avx512_ != 0);
+    set_relaxed(&forced_packed_dw, packed_dw_ < 0 ? -1 : packed_dw_ != 0);
+    set_relaxed(&use_avx512, -1);
+    set_relaxed(&no_pack, -1);
+    set_relaxed(&packed_dw, -1);
+}
+
+int lstm_use_avx512(void)
+{
+#if LSTM_HAVE_AVX512_CLONE
+    int use = get_relaxed(&use_avx512);
+    if (use < 0) {
+        int forced = get_relaxed(&forced_no_avx512);
+        int off = forced >= 0 ? forced : env_is_1("DF_LSTM_NO_AVX512");
+        __builtin_cpu_init();
+        use = !off && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("fma");
+        set_relaxed(&use_avx512, use);
+    }
+    return use;
+#else
+    return 0;
+#endif
+}
+
+int lstm_use_packed(int64_t B)
+{
+#if LSTM_HAVE_AVX512_CLONE
+    int off = get_relaxed(&no_pack);
+    if (off < 0) {
+        int forced = get_relaxed(&forced_no_pack);
+        off = forced >= 0 ? forced : env_is_1("DF_LSTM_NO_PACK");
+        set_relaxed(&no_pack, off);
+    }
+    return B >= 2 && !off && lstm_use_avx512();
+#else
+    (void)B;
+    return 0;
+#endif
+}
+
 int lstm_use_packed_dw(void)
 {
-    static int use = -1;
+    int use = get_relaxed(&packed_dw);
     if (use < 0) {
-        const char *core = openblas_get_corename();
-        bool blas512 = core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
-                                !strcasecmp(core, "SapphireRapids"));
-        use = lstm_use_packed(2) && !blas512;
+        int forced = get_relaxed(&forced_packed_dw);
+        if (forced < 0) {
+            const char *core = openblas_get_corename();
+            bool blas512 = core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
+                                    !strcasecmp(core, "SapphireRapids"));
+            forced = !blas512;
+        }
+        use = lstm_use_packed(2) && forced;
+        set_relaxed(&packed_dw, use);
     }
     return use;
 }

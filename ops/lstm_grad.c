@@ -101,19 +101,23 @@ static void lstm_grad_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t 
     lstm_grad_base(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
 }
 
-/* dh[:, j0:j1] = dz_t (B,4H) @ w_rec[j0:j1, :]^T; a matrix-vector product at B = 1. */
+/* dh[:, j0:j1] = dz_t (B,4H) @ w_rec[j0:j1, :]^T; a matrix-vector product at
+ * B = 1. One OpenBLAS call per LSTM_BLAS_CHUNK units from j0 (a multiple of
+ * it), so the bits do not depend on the thread count. */
 static inline void lstm_grad_gemm(int64_t B, int64_t T, int64_t H, const float *dz, const float *W, float *DH,
                                   int64_t j0, int64_t j1)
 {
     const int64_t G4 = 4 * H;
-    if (j1 <= j0) return;
-    if (B == 1) {
-        memset(DH + j0, 0, (size_t)(j1 - j0) * sizeof(float));     /* see lstm_step_gemm in lstm.c */
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)(j1 - j0), (blasint)G4, 1.0f, W + j0 * G4, (blasint)G4, dz,
-                    1, 0.0f, DH + j0, 1);
+    for (int64_t a = j0; a < j1; a += LSTM_BLAS_CHUNK) {
+        const int64_t n = j1 - a < LSTM_BLAS_CHUNK ? j1 - a : LSTM_BLAS_CHUNK;
+        if (B == 1) {
+            memset(DH + a, 0, (size_t)n * sizeof(float));     /* see lstm_step_gemm in lstm.c */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n, (blasint)G4, 1.0f, W + a * G4, (blasint)G4, dz, 1,
+                        0.0f, DH + a, 1);
+        }
+        else
+            df_sgemm(false, true, B, n, G4, 1.0f, dz, T * G4, W + a * G4, G4, 0.0f, DH + a, H);
     }
-    else
-        df_sgemm(false, true, B, j1 - j0, G4, 1.0f, dz, T * G4, W + j0 * G4, G4, 0.0f, DH + j0, H);
 }
 
 // lstm (B,T,H) with aux gates/c/tanh(c), dy (B,T,H), w_rec (H,4H), c0 (B,H) -> dz (B,T,4H);
@@ -138,8 +142,8 @@ static df_status lstm_grad_forward(df_node *n)
     bool cached = false;
     float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
     const bool packed = PW != NULL;                         /* else OpenBLAS */
-    int nth = B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1;
-    if (nth > (H + LSTM_ALIGN - 1) / LSTM_ALIGN) nth = (int)((H + LSTM_ALIGN - 1) / LSTM_ALIGN);
+    const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
+    const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1);
     if (nth <= 1 && !packed) {
         memset(DH, 0, (size_t)(2 * B * H) * sizeof(float));     /* nothing flows in after step T-1 */
         for (int64_t t = T - 1; t >= 0; t--) {
@@ -151,7 +155,7 @@ static df_status lstm_grad_forward(df_node *n)
 #pragma omp parallel num_threads(nth)
     {
         int64_t j0, j1;
-        lstm_unit_slice(H, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
+        lstm_unit_slice(H, align, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
         for (int64_t b = 0; b < B && j1 > j0; b++) {
             memset(DH + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
             memset(DC + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));

@@ -15,15 +15,28 @@
 /* Threads own slices of the H units in multiples of this, so each slice
  * starts at a panel boundary. */
 #define LSTM_ALIGN LSTM_PANEL
+/* Where the products go to OpenBLAS, one call per this many units (and the
+ * threads' slices in multiples of it): OpenBLAS's sum for a column depends
+ * on the call's shape and where the column falls in it, so fixed calls
+ * keep the bits independent of the thread count. 128 keeps OpenBLAS's
+ * speed (32-unit calls made the B=64, H=1024 forward ~1.5x slower). */
+#define LSTM_BLAS_CHUNK 128
 
-/* Units [j0, j1) of thread tid out of nth: contiguous, multiples of
- * LSTM_ALIGN, as even as that allows (trailing threads may get none). */
-static inline void lstm_unit_slice(int64_t H, int tid, int nth, int64_t *j0, int64_t *j1)
+/* Units [j0, j1) of thread tid out of nth: contiguous, multiples of align,
+ * as even as that allows (trailing threads may get none). */
+static inline void lstm_unit_slice(int64_t H, int64_t align, int tid, int nth, int64_t *j0, int64_t *j1)
 {
-    int64_t blocks = (H + LSTM_ALIGN - 1) / LSTM_ALIGN;
+    int64_t blocks = (H + align - 1) / align;
     int64_t b0 = blocks * tid / nth, b1 = blocks * (tid + 1) / nth;
-    *j0 = b0 * LSTM_ALIGN < H ? b0 * LSTM_ALIGN : H;
-    *j1 = b1 * LSTM_ALIGN < H ? b1 * LSTM_ALIGN : H;
+    *j0 = b0 * align < H ? b0 * align : H;
+    *j1 = b1 * align < H ? b1 * align : H;
+}
+
+/* Threads worth starting for H units in slices of align: at most one per slice. */
+static inline int lstm_threads(int64_t H, int64_t align, int nth)
+{
+    int64_t slices = (H + align - 1) / align;
+    return nth > slices ? (int)slices : nth;
 }
 
 /* The lstm node's aux: training layout (its ia[0] = 1, set when a gradient
@@ -47,21 +60,6 @@ static inline int64_t lstm_aux_c_offset(int64_t B, int64_t T, int64_t H, bool tr
 #define LSTM_HAVE_AVX512_CLONE 1
 #define LSTM_TARGET_AVX512 \
     __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512")))
-/* 1 when the CPU runs the AVX-512 clones (checked once per translation unit;
- * DF_LSTM_NO_AVX512=1 in the environment forces the baseline, for testing). */
-static inline int lstm_use_avx512(void)
-{
-    static int use = -1;
-    if (use < 0) {
-        const char *off = getenv("DF_LSTM_NO_AVX512");
-        __builtin_cpu_init();
-        use = !(off && off[0] == '1') && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-              __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("fma");
-    }
-    return use;
-}
-
 /* ops/lstm_gemm.c (AVX-512 only). Panels of 32 columns, k-major, zero padded;
  * panel q of a packing starts at P + q*K*32. */
 void lstm_pack_cols(const float *W, int64_t ldw, int64_t K, int64_t c0, int64_t n, float *P);
@@ -78,33 +76,41 @@ void lstm_dw_packed(int64_t B, int64_t T, int64_t H, int64_t N, const float *h, 
 #define LSTM_HAVE_AVX512_CLONE 0
 #endif
 
-/* Whether an lstm (and its lstm_grad) with batch B runs its recurrent
- * products on the packed AVX-512 kernel (else OpenBLAS, and a
- * matrix-vector product at B = 1). Fixed per process, so the aux sizes
- * chosen at trace time hold at run time. DF_LSTM_NO_PACK=1 turns it off. */
-static inline int lstm_use_packed(int64_t B)
-{
-#if LSTM_HAVE_AVX512_CLONE
-    static int off = -1;
-    if (off < 0) {
-        const char *e = getenv("DF_LSTM_NO_PACK");
-        off = e && e[0] == '1';
-    }
-    return B >= 2 && !off && lstm_use_avx512();
-#else
-    (void)B;
-    return 0;
-#endif
-}
-
-/* Whether lstm's backward computes d w_rec = hprev^T @ dz with the AVX-512
- * kernel (lstm_hprev form 1) instead of lstm_hprev + matmul (OpenBLAS):
- * only when OpenBLAS itself runs without AVX-512 kernels (e.g. its Haswell
- * kernels, chosen by OPENBLAS_CORETYPE=Haswell or for a CPU it does not
- * know). This big, square product (K = B*T) is where OpenBLAS's AVX-512
- * kernels are ~15% faster than ours and its AVX2 ones ~1.7x slower.
- * Decided when the gradient is built; DF_LSTM_NO_PACK=1 turns it off. */
+/* Kernel paths (ops/lstm.c). Each is decided on first use from the CPU,
+ * OpenBLAS's core and the environment, then kept, so the aux sizes and
+ * graph structure chosen at trace time hold at run time;
+ * lstm_force_paths overrides the environment for tests.
+ *
+ * lstm_use_avx512: the elementwise passes run their AVX-512 clones (else the
+ * baseline ISA); needs a CPU with AVX-512 F/DQ/BW/VL and FMA;
+ * DF_LSTM_NO_AVX512=1 forces the baseline.
+ *
+ * lstm_use_packed: an lstm (and its lstm_grad) with batch B runs its
+ * recurrent products on the packed AVX-512 kernel (else OpenBLAS, and a
+ * matrix-vector product at B = 1); needs B >= 2 and lstm_use_avx512();
+ * DF_LSTM_NO_PACK=1 turns it off.
+ *
+ * lstm_use_packed_dw: lstm's backward computes d w_rec = hprev^T @ dz with
+ * the AVX-512 kernel (lstm_hprev form 1) instead of lstm_hprev + matmul
+ * (OpenBLAS); needs lstm_use_packed(2), and by default only when OpenBLAS
+ * itself runs without AVX-512 kernels (e.g. its Haswell kernels, chosen by
+ * OPENBLAS_CORETYPE=Haswell or for a CPU it does not know): this big,
+ * square product (K = B*T) is where OpenBLAS's AVX-512 kernels are ~15%
+ * faster than ours and its AVX2 ones ~1.7x slower. Decided when the
+ * gradient is built. */
+int lstm_use_avx512(void);
+int lstm_use_packed(int64_t B);
 int lstm_use_packed_dw(void);
+
+/* Internal, for tests (not part of dagflow.h): forces the switches above and
+ * forgets the decisions made so far. no_pack and no_avx512 stand for
+ * DF_LSTM_NO_PACK and DF_LSTM_NO_AVX512 (0 or 1; -1 reads the environment
+ * again); packed_dw 0 or 1 forces lstm_use_packed_dw's OpenBLAS-core
+ * condition (-1 restores it). A path the CPU lacks stays off whatever is
+ * asked: read lstm_use_* afterwards to see what runs. Affects graphs whose
+ * gradient is built, and ops that run, afterwards; call it only while no
+ * graph runs. */
+void lstm_force_paths(int no_pack, int no_avx512, int packed_dw);
 
 /* Floats of one packed copy of the (H,4H) weight: 4 gate blocks (forward)
  * or 4H columns of W^T (backward), each over panels covering H. */

@@ -4,6 +4,8 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dagflow.h"
@@ -52,6 +54,61 @@ static inline double expect_near(const float *got, const float *want, int64_t n,
         cr_expect(err <= tol * scale, "%s[%lld]: got %.8g, want %.8g", what, (long long)i, got[i], want[i]);
     }
     return worst;
+}
+
+/* Asserts that n floats are bit for bit the same, naming the first
+ * difference and how many differ. */
+static inline void expect_bitwise(const float *got, const float *want, int64_t n, const char *what)
+{
+    int64_t first = -1, count = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof got[i]) != 0) {
+            if (first < 0) first = i;
+            count++;
+        }
+    cr_expect_eq(count, 0, "%s: %lld of %lld elements differ, first [%lld]: %.9g vs %.9g", what, (long long)count,
+                 (long long)n, (long long)first, first < 0 ? 0.0 : got[first], first < 0 ? 0.0 : want[first]);
+}
+
+/* Runs g, whose outputs come in n_pairs pairs (a fused op's result, then the
+ * same thing from the unrolled reference), on 1, 2 and 3 threads (OpenMP and
+ * OpenBLAS, set explicitly so a 1-core machine tests the same): every fused
+ * result must be within tol (scaled as in expect_near) of its reference on
+ * each thread count, and bit for bit the same on all of them. names[k] names
+ * pair k in messages, what the case. Restores the thread count. */
+static inline void expect_pairs_on_1_2_3_threads(df_graph *g, const df_tensor *in, int n_in, int n_pairs,
+                                                 const char *const *names, double tol, const char *what)
+{
+    enum { MAX_PAIRS = 16 };
+    cr_assert_leq(n_pairs, MAX_PAIRS);
+    const int saved = df_num_threads();
+    float *first[MAX_PAIRS] = {0};
+    char label[160];
+    for (int nth = 1; nth <= 3; nth++) {
+        df_set_num_threads(nth);
+        cr_assert_eq(omp_get_max_threads(), nth);
+        df_tensor o[2 * MAX_PAIRS];
+        cr_assert_eq(df_graph_run(g, in, n_in, o, 2 * n_pairs), DF_OK, "%s, %d threads: %s", what, nth, df_last_error());
+        for (int k = 0; k < n_pairs; k++) {
+            const df_tensor *fused = &o[2 * k], *ref = &o[2 * k + 1];
+            const int64_t n = df_tensor_numel(fused);
+            cr_assert(fused->ndim == ref->ndim && !memcmp(fused->shape, ref->shape, (size_t)ref->ndim * sizeof ref->shape[0]),
+                      "%s: %s shape", what, names[k]);
+            snprintf(label, sizeof label, "%s, %d threads, %s", what, nth, names[k]);
+            double err = expect_near(fused->data, ref->data, n, tol, label);
+            if (nth == 1) {
+                cr_log_info("%s: fused vs unrolled max abs diff %.3g", label, err);
+                first[k] = malloc((size_t)(n ? n : 1) * sizeof(float));
+                cr_assert_not_null(first[k]);
+                memcpy(first[k], fused->data, (size_t)n * sizeof(float));
+            } else {
+                snprintf(label, sizeof label, "%s: %s on %d threads vs 1", what, names[k], nth);
+                expect_bitwise(fused->data, first[k], n, label);
+            }
+        }
+    }
+    df_set_num_threads(saved);
+    for (int k = 0; k < n_pairs; k++) free(first[k]);
 }
 
 #endif

@@ -5,6 +5,7 @@
 #include "helpers.h"
 #include "../graph/gradcheck.h"
 #include "../ops/registry.h"
+#include "../ops/lstm_kernels.h"
 
 /* The same LSTM from primitive ops, one step at a time. */
 static df_node *unrolled_lstm(df_graph *g, df_node *x, df_node *w, df_node *h0, df_node *c0, int64_t B,
@@ -63,6 +64,123 @@ Test(lstm, matches_unrolled_primitives)
     }
     df_graph_free(g);
     free(x), free(w), free(h0), free(c0), free(r);
+}
+
+/* ------------------------------- every kernel path, several threads, 1/2/3 threads */
+
+/* Sizes where the lstm splits its units among threads: B*H*4H reaches
+ * LSTM_PAR_MACS and H spans 9 panels of the packed kernel and 3 OpenBLAS
+ * chunks (the last of each partial), so 2 and 3 threads each own a slice and
+ * the slices end at different units. At B = 8, T = 8 the packed d w_rec
+ * (lstm_hprev form 1) splits its columns among threads too. */
+enum { PE = 16, PT = 8, PB = 8, PH_ = 264, PB1 = 1, PT1 = 4, PH1 = 264 };
+
+typedef struct lstm_path {
+    const char *name;
+    int no_pack, no_avx512, packed_dw;      /* as lstm_force_paths takes them */
+    int64_t B, T, H;
+} lstm_path;
+
+/* The fused lstm and the unrolled one on xproj = x @ kernel + bias, the
+ * outputs in pairs (fused, unrolled): h, c_T and the gradients of sum(h * R)
+ * w.r.t. x, kernel, bias, w_rec, h0 and c0. */
+static df_graph *build_fused_and_unrolled(int64_t B, int64_t T, int64_t H)
+{
+    df_graph *g = df_graph_new();
+    df_node *in[7] = {PH(g, B, T, PE), PH(g, PE, 4 * H), PH(g, 4 * H), PH(g, H, 4 * H),
+                      PH(g, B, H), PH(g, B, H), PH(g, B, T, H)};
+    df_node *xproj = df_add(g, df_matmul(g, in[0], in[1], false, false), in[2]);
+    df_node *hf = df_lstm(g, xproj, in[3], in[4], in[5]);
+    df_node *cu, *hu = unrolled_lstm(g, xproj, in[3], in[4], in[5], B, T, H, &cu);
+    df_node *gf[6], *gu[6];
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, hf, in[6]), NULL, 0, false), NULL, 6, in, gf), DF_OK, "%s",
+                 df_graph_error(g));
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, hu, in[6]), NULL, 0, false), NULL, 6, in, gu), DF_OK, "%s",
+                 df_graph_error(g));
+    df_graph_output(g, hf);
+    df_graph_output(g, hu);
+    df_graph_output(g, df_lstm_final_c(g, hf));
+    df_graph_output(g, cu);
+    for (int i = 0; i < 6; i++) {
+        df_graph_output(g, gf[i]);
+        df_graph_output(g, gu[i]);
+    }
+    cr_assert_eq(df_graph_status(g), DF_OK, "%s", df_graph_error(g));
+    return g;
+}
+
+/* Whether the machine can run the path p asks for; if not, says so. */
+static bool path_available(const lstm_path *p)
+{
+    bool wants_avx512 = !p->no_avx512;
+    if (wants_avx512 && !lstm_use_avx512()) {
+        cr_log_info("%s: not run, this CPU (or compiler) has no AVX-512 clones", p->name);
+        return false;
+    }
+    return true;
+}
+
+/* Forces path p, checks that it is the one that runs, then compares the
+ * fused lstm with the unrolled one on 1, 2 and 3 threads. */
+static void check_path(const lstm_path *p)
+{
+    lstm_force_paths(p->no_pack, p->no_avx512, p->packed_dw);
+    if (!path_available(p)) {
+        lstm_force_paths(-1, -1, -1);
+        return;
+    }
+    const int64_t B = p->B, T = p->T, H = p->H, G4 = 4 * H;
+    cr_assert_eq(lstm_use_avx512(), !p->no_avx512, "%s: AVX-512 clones", p->name);
+    cr_assert_eq(lstm_use_packed(B), B >= 2 && !p->no_pack && !p->no_avx512, "%s: packed kernel", p->name);
+    cr_assert_eq(lstm_use_packed_dw(), !p->no_pack && !p->no_avx512 && p->packed_dw, "%s: packed d w_rec", p->name);
+    /* the sizes split the units among up to 3 threads (see PB, PH_) */
+    const int64_t align = lstm_use_packed(B) ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
+    cr_assert_geq(B * H * G4, LSTM_PAR_MACS, "%s: below the threading threshold", p->name);
+    cr_assert_eq(lstm_threads(H, align, 3), 3, "%s: fewer than 3 slices of units", p->name);
+    cr_assert_neq(H % align, 0, "%s: no partial slice", p->name);
+
+    df_rng rng;
+    df_rng_seed(&rng, 23);
+    const float ws = 1.5f / sqrtf((float)H);        /* gates neither saturated nor linear */
+    float *buf[7] = {rand_buf(&rng, B * T * PE, -1, 1), rand_buf(&rng, PE * G4, -0.4f, 0.4f),
+                     rand_buf(&rng, G4, -0.5f, 0.5f),  rand_buf(&rng, H * G4, -ws, ws),
+                     rand_buf(&rng, B * H, -1, 1),     rand_buf(&rng, B * H, -1, 1),
+                     rand_buf(&rng, B * T * H, -1, 1)};
+    df_tensor in[7] = {F32(buf[0], B, T, PE), F32(buf[1], PE, G4), F32(buf[2], G4), F32(buf[3], H, G4),
+                       F32(buf[4], B, H),     F32(buf[5], B, H),   F32(buf[6], B, T, H)};
+    static const char *const names[] = {"h", "c_T", "d x", "d kernel", "d bias", "d w_rec", "d h0", "d c0"};
+    df_graph *g = build_fused_and_unrolled(B, T, H);
+    expect_pairs_on_1_2_3_threads(g, in, 7, 8, names, 2e-5, p->name);
+    df_graph_free(g);
+    for (int i = 0; i < 7; i++) free(buf[i]);
+    lstm_force_paths(-1, -1, -1);
+}
+
+/* Each path in its own test; lstm_force_paths (not the environment) picks it,
+ * so the choice holds however Criterion runs the tests. */
+Test(lstm_paths, packed_avx512_with_packed_dw)
+{
+    check_path(&(lstm_path){"packed AVX-512 + packed d w_rec", 0, 0, 1, PB, PT, PH_});
+}
+Test(lstm_paths, packed_avx512_with_openblas_dw)
+{
+    check_path(&(lstm_path){"packed AVX-512 + OpenBLAS d w_rec", 0, 0, 0, PB, PT, PH_});
+}
+Test(lstm_paths, openblas_with_avx512_clones)
+{
+    check_path(&(lstm_path){"OpenBLAS + AVX-512 clones", 1, 0, 0, PB, PT, PH_});
+}
+Test(lstm_paths, openblas_with_baseline_passes)
+{
+    check_path(&(lstm_path){"OpenBLAS + baseline passes", 1, 1, 0, PB, PT, PH_});
+}
+Test(lstm_paths, batch1_matrix_vector_with_avx512_clones_and_packed_dw)
+{
+    check_path(&(lstm_path){"B=1 gemv + AVX-512 clones + packed d w_rec", 0, 0, 1, PB1, PT1, PH1});
+}
+Test(lstm_paths, batch1_matrix_vector_with_baseline_passes)
+{
+    check_path(&(lstm_path){"B=1 gemv + baseline passes", 0, 1, 0, PB1, PT1, PH1});
 }
 
 /* ------------------------------------------------------------ a step by hand */
