@@ -7,6 +7,7 @@
 #include "helpers.h"
 #include "../graph/gradcheck.h"
 #include "../ops/registry.h"
+#include "../ops/cell_math.h"
 
 static df_node *step_slice(df_graph *g, df_node *x, int64_t B, int64_t t, int64_t width)
 {
@@ -110,6 +111,77 @@ Test(gru, reset_after_matches_unrolled_primitives) { check_against_unrolled(0); 
 Test(gru, reset_after_without_recurrent_bias_matches_unrolled) { check_against_unrolled(1); }
 Test(gru, reset_before_matches_unrolled_primitives) { check_against_unrolled(2); }
 Test(rnn, matches_unrolled_primitives) { check_against_unrolled(3); }
+
+/* ----------------------- several threads, B = 1 and B >= 2, 1/2/3 threads */
+
+/* B*H reaches CELL_PAR_MIN, so the elementwise passes split the batch rows
+ * among threads, and B = 1 takes OpenBLAS's matrix-vector products. */
+enum { CE = 16, CT = 4, CB = 16, CH = 300 };
+
+/* The fused cell (kind as in check_against_unrolled) and the unrolled one on
+ * xproj = x @ kernel + bias, in pairs (fused, unrolled): h and the gradients
+ * of sum(h * R) w.r.t. x, kernel, bias, w_rec, h0 [and b_rec]. *npairs gets
+ * the number of pairs. */
+static df_graph *build_cell_pairs(int kind, int64_t B, int *npairs)
+{
+    const bool gru = kind < 3, has_b = kind == 0, ra = kind < 2;
+    const int64_t H = CH, G = gru ? 3 * H : H;
+    df_graph *g = df_graph_new();
+    df_node *in[7] = {PH(g, B, CT, CE), PH(g, CE, G), PH(g, G), PH(g, H, G), PH(g, B, H), PH(g, G), PH(g, B, CT, H)};
+    df_node *xproj = df_add(g, df_matmul(g, in[0], in[1], false, false), in[2]);
+    df_node *br = has_b ? in[5] : NULL;
+    df_node *hf = gru ? df_gru(g, xproj, in[3], br, in[4], ra) : df_simple_rnn(g, xproj, in[3], in[4]);
+    df_node *hu = gru ? unrolled_gru(g, xproj, in[3], br, in[4], B, CT, H, ra) : unrolled_rnn(g, xproj, in[3], in[4], B, CT, H);
+    int nx = has_b ? 6 : 5;
+    df_node *gf[6], *gu[6];
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, hf, in[6]), NULL, 0, false), NULL, nx, in, gf), DF_OK, "%s",
+                 df_graph_error(g));
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, hu, in[6]), NULL, 0, false), NULL, nx, in, gu), DF_OK, "%s",
+                 df_graph_error(g));
+    df_graph_output(g, hf);
+    df_graph_output(g, hu);
+    for (int i = 0; i < nx; i++) {
+        df_graph_output(g, gf[i]);
+        df_graph_output(g, gu[i]);
+    }
+    cr_assert_eq(df_graph_status(g), DF_OK, "%s", df_graph_error(g));
+    *npairs = 1 + nx;
+    return g;
+}
+
+static void check_cell_on_threads(int kind, int64_t B)
+{
+    static const char *const kinds[] = {"gru reset_after", "gru reset_after without b_rec", "gru reset_before", "rnn"};
+    const int64_t H = CH, G = kind < 3 ? 3 * H : H;
+    if (B > 1) cr_assert_geq(B * H, CELL_PAR_MIN, "below the elementwise threading threshold");
+    df_rng rng;
+    df_rng_seed(&rng, 29 + (uint64_t)kind);
+    const float ws = 1.5f / sqrtf((float)H);
+    float *buf[7] = {rand_buf(&rng, B * CT * CE, -1, 1), rand_buf(&rng, CE * G, -0.4f, 0.4f),
+                     rand_buf(&rng, G, -0.5f, 0.5f),     rand_buf(&rng, H * G, -ws, ws),
+                     rand_buf(&rng, B * H, -1, 1),       rand_buf(&rng, G, -0.5f, 0.5f),
+                     rand_buf(&rng, B * CT * H, -1, 1)};
+    df_tensor in[7] = {F32(buf[0], B, CT, CE), F32(buf[1], CE, G), F32(buf[2], G), F32(buf[3], H, G),
+                       F32(buf[4], B, H),      F32(buf[5], G),     F32(buf[6], B, CT, H)};
+    static const char *const names[] = {"h", "d x", "d kernel", "d bias", "d w_rec", "d h0", "d b_rec"};
+    char what[96];
+    snprintf(what, sizeof what, "%s B=%lld", kinds[kind], (long long)B);
+    int npairs;
+    df_graph *g = build_cell_pairs(kind, B, &npairs);
+    /* not bitwise: the GRU's and SimpleRNN's products are whole OpenBLAS
+     * calls that OpenBLAS splits by the thread count (unlike the lstm's) */
+    expect_pairs_on_1_2_3_threads(g, in, 7, npairs, names, 2e-5, false, what);
+    df_graph_free(g);
+    for (int i = 0; i < 7; i++) free(buf[i]);
+}
+
+Test(gru, reset_after_on_1_2_3_threads_matches_unrolled) { check_cell_on_threads(0, CB); }
+Test(gru, reset_after_without_recurrent_bias_on_1_2_3_threads_matches_unrolled) { check_cell_on_threads(1, CB); }
+Test(gru, reset_before_on_1_2_3_threads_matches_unrolled) { check_cell_on_threads(2, CB); }
+Test(rnn, on_1_2_3_threads_matches_unrolled) { check_cell_on_threads(3, CB); }
+Test(gru, batch1_reset_after_on_1_2_3_threads_matches_unrolled) { check_cell_on_threads(0, 1); }
+Test(gru, batch1_reset_before_on_1_2_3_threads_matches_unrolled) { check_cell_on_threads(2, 1); }
+Test(rnn, batch1_on_1_2_3_threads_matches_unrolled) { check_cell_on_threads(3, 1); }
 
 /* ------------------------------------------------------------ a step by hand */
 
