@@ -22,6 +22,7 @@
 #include <string.h>
 #include "common.h"
 #include "cell_math.h"
+#include "lstm_kernels.h"     /* cell_sgemm */
 
 static df_status gru_infer(df_node *n)
 {
@@ -80,7 +81,7 @@ static df_status gru_forward(df_node *n)
         const int64_t ldh = t ? T * H : H;
         float *Z = G + t * G3;
         if (reset_after) {
-            df_sgemm(false, false, B, G3, H, 1.0f, hp, ldh, W, G3, 0.0f, Z, T * G3);
+            cell_sgemm(false, B, G3, H, 1.0f, hp, ldh, W, G3, 0.0f, Z, T * G3);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
             for (int64_t b = 0; b < B; b++) {
                 const int64_t r = b * T + t;
@@ -102,7 +103,7 @@ static df_status gru_forward(df_node *n)
             continue;
         }
         /* reset_before: z and r from h_{t-1}, then the candidate from r * h_{t-1} */
-        df_sgemm(false, false, B, 2 * H, H, 1.0f, hp, ldh, W, G3, 0.0f, Z, T * G3);
+        cell_sgemm(false, B, 2 * H, H, 1.0f, hp, ldh, W, G3, 0.0f, Z, T * G3);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;
@@ -116,7 +117,7 @@ static df_status gru_forward(df_node *n)
                 rh[j] = rg * h_1[j];
             }
         }
-        df_sgemm(false, false, B, H, H, 1.0f, E + t * H, T * H, W + 2 * H, G3, 0.0f, Z + 2 * H, T * G3);
+        cell_sgemm(false, B, H, H, 1.0f, E + t * H, T * H, W + 2 * H, G3, 0.0f, Z + 2 * H, T * G3);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;

@@ -17,6 +17,7 @@
 #include <string.h>
 #include "common.h"
 #include "cell_math.h"
+#include "lstm_kernels.h"     /* cell_sgemm */
 
 static df_status gru_grad_infer(df_node *n)
 {
@@ -81,7 +82,7 @@ static df_status gru_grad_forward(df_node *n)
             }
             /* carry += du_t @ w_rec^T (at t = 0: dh0, if asked for) */
             if (t > 0 || n->ia[0])
-                df_sgemm(false, true, B, H, G3, 1.0f, DU + t * G3, T * G3, W, G3, 1.0f, DH, H);
+                cell_sgemm(true, B, H, G3, 1.0f, DU + t * G3, T * G3, W, G3, 1.0f, DH, H);
             continue;
         }
         /* reset_before, pass 1: da_h, and the total dh kept in the carry */
@@ -98,7 +99,7 @@ static df_status gru_grad_forward(df_node *n)
             }
         }
         /* d(r h_{t-1}) = da_h @ w_h^T */
-        df_sgemm(false, true, B, H, H, 1.0f, DX + t * G3 + 2 * H, T * G3, W + 2 * H, G3, 0.0f, S, H);
+        cell_sgemm(true, B, H, H, 1.0f, DX + t * G3 + 2 * H, T * G3, W + 2 * H, G3, 0.0f, S, H);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;
@@ -113,7 +114,7 @@ static df_status gru_grad_forward(df_node *n)
             }
         }
         /* carry += [da_z, da_r] @ w_zr^T (at t = 0: dh0, if asked for) */
-        if (t > 0 || n->ia[0]) df_sgemm(false, true, B, H, 2 * H, 1.0f, DX + t * G3, T * G3, W, G3, 1.0f, DH, H);
+        if (t > 0 || n->ia[0]) cell_sgemm(true, B, H, 2 * H, 1.0f, DX + t * G3, T * G3, W, G3, 1.0f, DH, H);
     }
     return DF_OK;
 }

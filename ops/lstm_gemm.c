@@ -1,5 +1,7 @@
 /* lstm_gemm.c — the recurrent products of ops/lstm.c and ops/lstm_grad.c on
- * AVX-512 with the weight packed once per call.
+ * AVX-512 with the weight packed once per call; and cell_sgemm, the GRU's and
+ * SimpleRNN's OpenBLAS products in calls that do not depend on the thread
+ * count.
  *
  * Each of the T steps multiplies a (B,H) or (B,4H) block by the same
  * recurrent weight (H,4H). OpenBLAS packs the whole weight (16 MB at H=1024)
@@ -9,10 +11,28 @@
  * 8x32 register-blocked FMA kernel over them. The sum over k for one output
  * runs in plain k order (no split), so results do not depend on the number
  * of threads. */
+#include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include "common.h"
 #include "lstm_kernels.h"
+
+/* One OpenBLAS call per LSTM_BLAS_CHUNK columns of C, inside an active
+ * parallel region whenever there are threads: OpenBLAS then runs each call
+ * on one thread (it does not thread inside a parallel region), and which
+ * calls are made does not depend on the thread count, nor then the bits. */
+void cell_sgemm(bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *Bm,
+                int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    const int64_t chunks = (N + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
+    if (M == 0 || chunks == 0) return;
+#pragma omp parallel for schedule(static) if (omp_get_max_threads() > 1)
+    for (int64_t q = 0; q < chunks; q++) {
+        const int64_t c = q * LSTM_BLAS_CHUNK, n = N - c < LSTM_BLAS_CHUNK ? N - c : LSTM_BLAS_CHUNK;
+        df_sgemm(false, tb, M, n, K, alpha, A, lda, tb ? Bm + c * ldb : Bm + c, ldb, beta, C + c, ldc);
+    }
+}
 
 /* One process-wide scratch buffer, kept between calls: the packed weights
  * (16 MB at H=1024) and the d w_rec scratch are needed only while one op

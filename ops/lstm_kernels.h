@@ -1,5 +1,6 @@
 /* lstm_kernels.h — work split, ISA dispatch and the packed recurrent GEMM
- * (ops/lstm_gemm.c) shared by ops/lstm.c and ops/lstm_grad.c. */
+ * (ops/lstm_gemm.c) shared by ops/lstm.c and ops/lstm_grad.c, and the
+ * thread-count-independent OpenBLAS product of the GRU and SimpleRNN. */
 #ifndef DF_OPS_LSTM_KERNELS_H
 #define DF_OPS_LSTM_KERNELS_H
 
@@ -21,6 +22,14 @@
  * keep the bits independent of the thread count. 128 keeps OpenBLAS's
  * speed (32-unit calls made the B=64, H=1024 forward ~1.5x slower). */
 #define LSTM_BLAS_CHUNK 128
+
+/* C (M,N) = alpha * A (M,K) @ op(Bm) + beta * C, op(Bm) = Bm^T if tb (row
+ * strides lda, ldb, ldc), as OpenBLAS calls of LSTM_BLAS_CHUNK columns each
+ * shared among the threads: the same bits on any thread count (a single
+ * df_sgemm lets OpenBLAS split the work by the thread count, which changes
+ * the sums). For the GRU's and SimpleRNN's per-step products. */
+void cell_sgemm(bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *Bm,
+                int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* Units [j0, j1) of thread tid out of nth: contiguous, multiples of align,
  * as even as that allows (trailing threads may get none). */

@@ -13,6 +13,7 @@
 #include <string.h>
 #include "common.h"
 #include "cell_math.h"
+#include "lstm_kernels.h"     /* cell_sgemm */
 
 static df_status rnn_infer(df_node *n)
 {
@@ -48,7 +49,7 @@ static df_status rnn_forward(df_node *n)
     for (int64_t t = 0; t < T; t++) {
         /* h_{t-1} @ w_rec into the step's rows; h_{t-1} is h0 or rows of the output */
         const float *hp = t ? Y + (t - 1) * H : H0;
-        df_sgemm(false, false, B, H, H, 1.0f, hp, t ? T * H : H, W, H, 0.0f, Y + t * H, T * H);
+        cell_sgemm(false, B, H, H, 1.0f, hp, t ? T * H : H, W, H, 0.0f, Y + t * H, T * H);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "common.h"
 #include "cell_math.h"
+#include "lstm_kernels.h"     /* cell_sgemm */
 
 static df_status rnn_grad_infer(df_node *n)
 {
@@ -52,7 +53,7 @@ static df_status rnn_grad_forward(df_node *n)
             for (int64_t j = 0; j < H; j++) da[j] = (dy[j] + dh[j]) * (1.0f - h[j] * h[j]);
         }
         /* dh_{t-1} = da_t @ w_rec^T (at t = 0: dh0, if asked for) */
-        if (t > 0 || n->ia[0]) df_sgemm(false, true, B, H, H, 1.0f, DA + t * H, T * H, W, H, 0.0f, DH, H);
+        if (t > 0 || n->ia[0]) cell_sgemm(true, B, H, H, 1.0f, DA + t * H, T * H, W, H, 0.0f, DH, H);
     }
     return DF_OK;
 }
