@@ -134,6 +134,21 @@ static inline void lstm_step_gemm(int64_t B, int64_t H, const float *hp, int64_t
     }
 }
 
+/* z (B,4H) = hp @ w_rec on the calling thread's path: the same calls as the
+ * threads' slices below make, shared among the threads in an active
+ * parallel region, so OpenBLAS runs each on one thread (outside one it
+ * would split them by the thread count, which changes the sums). */
+static void lstm_step_gemm_all(int64_t B, int64_t H, const float *hp, int64_t ldh, const float *W, float *z,
+                               int64_t ldz)
+{
+    const int64_t per_block = (H + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
+#pragma omp parallel for schedule(static) if (omp_get_max_threads() > 1)
+    for (int64_t q = 0; q < 4 * per_block; q++) {
+        const int64_t block = q / per_block * H, c0 = block + q % per_block * LSTM_BLAS_CHUNK;
+        lstm_step_gemm(B, H, hp, ldh, W, z, ldz, c0, c0 + LSTM_BLAS_CHUNK < block + H ? c0 + LSTM_BLAS_CHUNK : block + H);
+    }
+}
+
 // xproj (B,T,4H), w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
 // aux, training layout (ia[0] = 1, set by lstm_backward): activated gates
 // (B,T,4H) [i f g o] | c (B,T,H) | tanh(c) (B,T,H), all kept for lstm_grad;
@@ -165,11 +180,10 @@ static df_status lstm_forward(df_node *n)
     const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
     const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1);
     if (nth <= 1 && !packed) {
-        /* small or one thread: OpenBLAS threads the GEMMs as it sees fit, one
-         * pass over the gates (the products per gate block, as below) */
+        /* small or one thread: the products, then one pass over the gates */
         for (int64_t t = 0; t < T; t++) {
             const float *hp = t ? Y + (t - 1) * H : H0;
-            for (int k = 0; k < 4; k++) lstm_step_gemm(B, H, hp, t ? T * H : H, W, G + t * gt, ldz, k * H, k * H + H);
+            lstm_step_gemm_all(B, H, hp, t ? T * H : H, W, G + t * gt, ldz);
             lstm_gate_block(B, T, H, t, 0, H, X, C0, G, C, TC, Y, train);
         }
         return DF_OK;

@@ -120,6 +120,19 @@ static inline void lstm_grad_gemm(int64_t B, int64_t T, int64_t H, const float *
     }
 }
 
+/* dh = dz_t @ w_rec^T on the calling thread's path, in the calls the
+ * threads' slices make, shared in an active parallel region (see
+ * lstm_step_gemm_all in lstm.c). */
+static void lstm_grad_gemm_all(int64_t B, int64_t T, int64_t H, const float *dz, const float *W, float *DH)
+{
+    const int64_t chunks = (H + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
+#pragma omp parallel for schedule(static) if (omp_get_max_threads() > 1)
+    for (int64_t q = 0; q < chunks; q++) {
+        const int64_t j0 = q * LSTM_BLAS_CHUNK;
+        lstm_grad_gemm(B, T, H, dz, W, DH, j0, j0 + LSTM_BLAS_CHUNK < H ? j0 + LSTM_BLAS_CHUNK : H);
+    }
+}
+
 // lstm (B,T,H) with aux gates/c/tanh(c), dy (B,T,H), w_rec (H,4H), c0 (B,H) -> dz (B,T,4H);
 // aux: dh0 (B,H) | dc0 (B,H)
 //
@@ -148,7 +161,7 @@ static df_status lstm_grad_forward(df_node *n)
         memset(DH, 0, (size_t)(2 * B * H) * sizeof(float));     /* nothing flows in after step T-1 */
         for (int64_t t = T - 1; t >= 0; t--) {
             lstm_grad_block(B, T, H, t, 0, H, G, C, TC, DY, C0, DZ, DH, DC);
-            if (t > 0 || want_dh0) lstm_grad_gemm(B, T, H, DZ + t * G4, W, DH, 0, H);
+            if (t > 0 || want_dh0) lstm_grad_gemm_all(B, T, H, DZ + t * G4, W, DH);
         }
         return DF_OK;
     }

@@ -79,6 +79,7 @@ typedef struct lstm_path {
     const char *name;
     int no_pack, no_avx512, packed_dw;      /* as lstm_force_paths takes them */
     int64_t B, T, H;
+    bool small;                             /* below the threading threshold: the serial branch */
 } lstm_path;
 
 /* The fused lstm and the unrolled one on xproj = x @ kernel + bias, the
@@ -135,8 +136,12 @@ static void check_path(const lstm_path *p)
     cr_assert_eq(lstm_use_packed_dw(), !p->no_pack && !p->no_avx512 && p->packed_dw, "%s: packed d w_rec", p->name);
     /* the sizes split the units among up to 3 threads (see PB, PH_) */
     const int64_t align = lstm_use_packed(B) ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
-    cr_assert_geq(B * H * G4, LSTM_PAR_MACS, "%s: below the threading threshold", p->name);
-    cr_assert_eq(lstm_threads(H, align, 3), 3, "%s: fewer than 3 slices of units", p->name);
+    if (p->small) {
+        cr_assert_lt(B * H * G4, LSTM_PAR_MACS, "%s: above the threading threshold", p->name);
+    } else {
+        cr_assert_geq(B * H * G4, LSTM_PAR_MACS, "%s: below the threading threshold", p->name);
+        cr_assert_eq(lstm_threads(H, align, 3), 3, "%s: fewer than 3 slices of units", p->name);
+    }
     cr_assert_neq(H % align, 0, "%s: no partial slice", p->name);
 
     df_rng rng;
@@ -160,27 +165,38 @@ static void check_path(const lstm_path *p)
  * so the choice holds however Criterion runs the tests. */
 Test(lstm_paths, packed_avx512_with_packed_dw)
 {
-    check_path(&(lstm_path){"packed AVX-512 + packed d w_rec", 0, 0, 1, PB, PT, PH_});
+    check_path(&(lstm_path){"packed AVX-512 + packed d w_rec", 0, 0, 1, PB, PT, PH_, false});
 }
 Test(lstm_paths, packed_avx512_with_openblas_dw)
 {
-    check_path(&(lstm_path){"packed AVX-512 + OpenBLAS d w_rec", 0, 0, 0, PB, PT, PH_});
+    check_path(&(lstm_path){"packed AVX-512 + OpenBLAS d w_rec", 0, 0, 0, PB, PT, PH_, false});
 }
 Test(lstm_paths, openblas_with_avx512_clones)
 {
-    check_path(&(lstm_path){"OpenBLAS + AVX-512 clones", 1, 0, 0, PB, PT, PH_});
+    check_path(&(lstm_path){"OpenBLAS + AVX-512 clones", 1, 0, 0, PB, PT, PH_, false});
 }
 Test(lstm_paths, openblas_with_baseline_passes)
 {
-    check_path(&(lstm_path){"OpenBLAS + baseline passes", 1, 1, 0, PB, PT, PH_});
+    check_path(&(lstm_path){"OpenBLAS + baseline passes", 1, 1, 0, PB, PT, PH_, false});
 }
 Test(lstm_paths, batch1_matrix_vector_with_avx512_clones_and_packed_dw)
 {
-    check_path(&(lstm_path){"B=1 gemv + AVX-512 clones + packed d w_rec", 0, 0, 1, PB1, PT1, PH1});
+    check_path(&(lstm_path){"B=1 gemv + AVX-512 clones + packed d w_rec", 0, 0, 1, PB1, PT1, PH1, false});
 }
 Test(lstm_paths, batch1_matrix_vector_with_baseline_passes)
 {
-    check_path(&(lstm_path){"B=1 gemv + baseline passes", 0, 1, 0, PB1, PT1, PH1});
+    check_path(&(lstm_path){"B=1 gemv + baseline passes", 0, 1, 0, PB1, PT1, PH1, false});
+}
+/* Below the threshold the sequence runs on the calling thread and OpenBLAS
+ * is free to thread its calls. */
+Test(lstm_paths, small_openblas_and_batch1_on_the_calling_thread)
+{
+    check_path(&(lstm_path){"small B=4 OpenBLAS", 1, 0, 0, 4, 3, 100, true});
+    check_path(&(lstm_path){"small B=1 gemv", 1, 0, 0, 1, 3, 200, true});
+}
+Test(lstm_paths, small_packed_avx512_with_packed_dw)
+{
+    check_path(&(lstm_path){"small B=4 packed AVX-512 + packed d w_rec", 0, 0, 1, 4, 3, 100, true});
 }
 
 /* ------------------------------------------------------------ a step by hand */
