@@ -92,13 +92,10 @@ static inline void expect_bitwise(const float *got, const float *want, int64_t n
  * same thing from the unrolled reference), on 1, 2 and 3 threads (OpenMP and
  * OpenBLAS, set explicitly so a 1-core machine tests the same): every fused
  * result must be within tol (scaled as in expect_near) of its reference on
- * each thread count, and (bitwise) bit for bit the same on all of them, or
- * (!bitwise, for ops not yet independent of the thread count) how many bits
- * differ is logged. names[k] names pair k in messages, what the case.
- * Restores the thread count. */
+ * each thread count, and bit for bit the same on all of them. names[k]
+ * names pair k in messages, what the case. Restores the thread count. */
 static inline void expect_pairs_on_1_2_3_threads(df_graph *g, const df_tensor *in, int n_in, int n_pairs,
-                                                 const char *const *names, double tol, bool bitwise,
-                                                 const char *what)
+                                                 const char *const *names, double tol, const char *what)
 {
     enum { MAX_PAIRS = 16 };
     cr_assert_leq(n_pairs, MAX_PAIRS);
@@ -124,14 +121,7 @@ static inline void expect_pairs_on_1_2_3_threads(df_graph *g, const df_tensor *i
                 memcpy(first[k], fused->data, (size_t)n * sizeof(float));
             } else {
                 snprintf(label, sizeof label, "%s: %s on %d threads vs 1", what, names[k], nth);
-                if (bitwise) {
-                    expect_bitwise(fused->data, first[k], n, label);
-                    continue;
-                }
-                int64_t differ = 0;
-                for (int64_t i = 0; i < n; i++) differ += memcmp(&((const float *)fused->data)[i], &first[k][i], sizeof(float)) != 0;
-                cr_log_info("%s: %lld of %lld elements differ in their bits (not asserted)", label, (long long)differ,
-                            (long long)n);
+                expect_bitwise(fused->data, first[k], n, label);
             }
         }
     }

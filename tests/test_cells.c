@@ -168,7 +168,7 @@ static void check_cell_on_threads(int kind, int64_t B)
     snprintf(what, sizeof what, "%s B=%lld", kinds[kind], (long long)B);
     int npairs;
     df_graph *g = build_cell_pairs(kind, B, &npairs);
-    expect_pairs_on_1_2_3_threads(g, in, 7, npairs, names, 2e-5, true, what);
+    expect_pairs_on_1_2_3_threads(g, in, 7, npairs, names, 2e-5, what);
     df_graph_free(g);
     for (int i = 0; i < 7; i++) free(buf[i]);
 }

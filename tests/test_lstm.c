@@ -155,7 +155,7 @@ static void check_path(const lstm_path *p)
                        F32(buf[4], B, H),     F32(buf[5], B, H),   F32(buf[6], B, T, H)};
     static const char *const names[] = {"h", "c_T", "d x", "d kernel", "d bias", "d w_rec", "d h0", "d c0"};
     df_graph *g = build_fused_and_unrolled(B, T, H);
-    expect_pairs_on_1_2_3_threads(g, in, 7, 8, names, 2e-5, true, p->name);
+    expect_pairs_on_1_2_3_threads(g, in, 7, 8, names, 2e-5, p->name);
     df_graph_free(g);
     for (int i = 0; i < 7; i++) free(buf[i]);
     lstm_force_paths(-1, -1, -1);
