@@ -54,4 +54,21 @@ static inline double expect_near(const float *got, const float *want, int64_t n,
     return worst;
 }
 
+/* expect_near for large arrays: one message, naming the first element off
+ * and how many are; returns that count. */
+static inline int64_t expect_all_near(const float *got, const float *want, int64_t n, double tol, const char *what)
+{
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]), scale = fmax(1.0, fabs(want[i]));
+        if (err <= tol * scale) continue;
+        if (first < 0) first = i;
+        bad++;
+    }
+    if (bad)
+        cr_expect_fail("%s: %lld of %lld elements off; first [%lld]: got %.8g, want %.8g", what, (long long)bad,
+                       (long long)n, (long long)first, got[first], want[first]);
+    return bad;
+}
+
 #endif
