@@ -98,9 +98,10 @@ count_one() {
     fi
 }
 
-# expected DIR TARGET: the words `make TARGET` prints in DIR.
+# expected DIR TARGET: the words `make TARGET` prints in DIR (run on its
+# own: a parent make's flags would add "Entering directory" lines).
 expected() {
-    make -s -C "$1" --no-print-directory "$2" 2>/dev/null
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$1" --no-print-directory "$2" 2>/dev/null
 }
 
 first=1
