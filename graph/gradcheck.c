@@ -80,7 +80,7 @@ static df_status compare_input(gc_state *s, const df_gradcheck_case *c, int k, c
         out->checked++;
         if (!isfinite(a) || !isfinite(numeric)) out->nonfinite++;
         if (!entry_ok(a, numeric, atol, rtol)) out->failed++;
-        if (!(fabs(numeric) <= largest_numeric)) largest_numeric = fabs(numeric);   /* NaN counts as large */
+        largest_numeric = fmax(largest_numeric, isfinite(numeric) ? fabs(numeric) : INFINITY);   /* NaN: large */
         double bad = entry_badness(a, numeric);
         if (bad > out->max_abs_err) {
             out->max_abs_err = bad;
