@@ -2,6 +2,7 @@
  * gradient comes from df_gradients with seed R, the numeric one from
  * (L(x + eps) - L(x - eps)) / 2eps, accumulated in double on the host. */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 #include "gradcheck.h"
 
@@ -42,6 +43,22 @@ static df_status loss_at(gc_state *s, double *loss)
     return DF_OK;
 }
 
+/* An entry passes only when both values are finite and within tolerance;
+ * written as "within" rather than "not beyond" so that NaN fails. */
+static bool entry_ok(double analytic, double numeric, double atol, double rtol)
+{
+    double err = fabs(numeric - analytic), scale = fmax(fabs(numeric), fabs(analytic));
+    return isfinite(analytic) && isfinite(numeric) && err <= atol + rtol * scale;
+}
+
+/* How bad an entry is for picking the one to report: a non-finite value is
+ * worse than any finite error. */
+static double entry_badness(double analytic, double numeric)
+{
+    if (!isfinite(analytic) || !isfinite(numeric)) return INFINITY;
+    return fabs(numeric - analytic);
+}
+
 static df_status compare_input(gc_state *s, const df_gradcheck_case *c, int k, const float *analytic,
                                df_gradcheck_result *out)
 {
@@ -49,6 +66,7 @@ static df_status compare_input(gc_state *s, const df_gradcheck_case *c, int k, c
     float *x = s->in_data[i];
     int64_t numel = df_tensor_numel(&s->in[i]);
     double atol = c->atol > 0 ? c->atol : DF_GRADCHECK_ATOL, rtol = c->rtol > 0 ? c->rtol : DF_GRADCHECK_RTOL;
+    double largest_numeric = 0;
     for (int64_t j = 0; j < numel; j++) {
         float saved = x[j];
         double plus, minus;
@@ -58,14 +76,21 @@ static df_status compare_input(gc_state *s, const df_gradcheck_case *c, int k, c
         x[j] = saved - GC_EPS;
         if ((st = loss_at(s, &minus)) != DF_OK) return st;
         x[j] = saved;
-        double numeric = (plus - minus) / (2.0 * GC_EPS), err = fabs(numeric - analytic[j]);
-        double scale = fmax(fabs(numeric), fabs(analytic[j]));
+        double numeric = (plus - minus) / (2.0 * GC_EPS), a = analytic[j];
         out->checked++;
-        if (err > atol + rtol * scale) out->failed++;
-        if (err > out->max_abs_err) {
-            *out = (df_gradcheck_result){out->checked, out->failed, err, i, j, analytic[j], numeric};
+        if (!isfinite(a) || !isfinite(numeric)) out->nonfinite++;
+        if (!entry_ok(a, numeric, atol, rtol)) out->failed++;
+        largest_numeric = fmax(largest_numeric, isfinite(numeric) ? fabs(numeric) : INFINITY);   /* NaN: large */
+        double bad = entry_badness(a, numeric);
+        if (bad > out->max_abs_err) {
+            out->max_abs_err = bad;
+            out->worst_input = i;
+            out->worst_index = j;
+            out->worst_analytic = a;
+            out->worst_numeric = numeric;
         }
     }
+    if (!(largest_numeric > atol)) out->inputs_without_gradient++;
     return DF_OK;
 }
 
@@ -107,10 +132,34 @@ static df_status build_case(gc_state *s, const df_gradcheck_case *c, df_rng *rng
     return g->status;
 }
 
+static bool case_is_valid(const df_gradcheck_case *c)
+{
+    return c && c->build && c->n_inputs >= 1 && c->n_inputs <= 4;
+}
+
+df_status df_gradcheck_case_graph(const df_gradcheck_case *c, df_graph **out)
+{
+    if (!out || !case_is_valid(c)) return df_error(DF_ERR_ARG, "gradcheck: bad case");
+    *out = NULL;
+    gc_state s = {.g = df_graph_new()};
+    if (!s.g) return DF_ERR_NOMEM;
+    df_rng rng;
+    df_rng_seed(&rng, 0);
+    df_node **grads = NULL;
+    df_status st = build_case(&s, c, &rng, &grads);
+    for (int i = 0; i < c->n_inputs; i++) df_free(s.in_data[i]);
+    if (st != DF_OK) {
+        if (s.g->status != DF_OK) st = df_error(st, "gradcheck '%s': %s", c->desc, s.g->error);
+        df_graph_free(s.g);
+        return st;
+    }
+    *out = s.g;
+    return DF_OK;
+}
+
 df_status df_gradcheck_case_run(const df_gradcheck_case *c, uint64_t seed, df_gradcheck_result *out)
 {
-    if (!c || !out || !c->build || c->n_inputs < 1 || c->n_inputs > 4)
-        return df_error(DF_ERR_ARG, "gradcheck: bad case");
+    if (!out || !case_is_valid(c)) return df_error(DF_ERR_ARG, "gradcheck: bad case");
     *out = (df_gradcheck_result){0};
     gc_state s = {.g = df_graph_new()};
     if (!s.g) return DF_ERR_NOMEM;

@@ -102,6 +102,11 @@ struct df_op_def {
     df_status (*backward)(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx);
     /* Cases for the registry-wide gradcheck, terminated by a NULL build. */
     const df_gradcheck_case *gradcheck;
+    /* Why the op has no gradcheck cases (NULL when it has them): "leaf: ...",
+     * "no gradient: ...", "gradient op: checked through X's cases" (tests/
+     * test_ops.c checks such an op appears in some case's backward), or
+     * where else it is tested. Every op sets exactly one of the two. */
+    const char *no_gradcheck;
     /* Non-zero for elementwise f32 ops the fusion pass may merge. */
     df_ew_code elementwise;
 };

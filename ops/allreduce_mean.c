@@ -158,6 +158,7 @@ static df_status allreduce_mean_forward(df_node *n)
 const df_op_def df_op_allreduce_mean = {
     .name = "allreduce_mean", .flags = DF_OP_SIDE_EFFECT,
     .infer = allreduce_mean_infer, .forward = allreduce_mean_forward,
+    .no_gradcheck = "no gradient: averages gradients across MPI ranks (tests/test_mpi.c)",
 };
 
 static df_status allreduce_part_infer(df_node *n)
@@ -183,6 +184,7 @@ static df_status allreduce_part_forward(df_node *n)
 const df_op_def df_op_allreduce_part = {
     .name = "allreduce_part", .flags = DF_OP_VIEW,
     .infer = allreduce_part_infer, .forward = allreduce_part_forward,
+    .no_gradcheck = "no gradient: a view into allreduce_mean's result (tests/test_mpi.c)",
 };
 
 static df_node *part(df_graph *g, df_node *flat, int64_t offset, const df_node *like)

@@ -27,6 +27,7 @@ static df_status apply_adam_forward(df_node *n)
 const df_op_def df_op_apply_adam = {
     .name = "apply_adam", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = apply_adam_forward,
+    .no_gradcheck = "optimizer update, tested in tests/test_graph.c and tests/test_optim.c",
 };
 
 df_node *df_apply_adam(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *t,

@@ -43,6 +43,7 @@ static df_status assign_forward(df_node *n)
 const df_op_def df_op_assign = {
     .name = "assign", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = assign_forward,
+    .no_gradcheck = "no gradient: writes a variable (tests/test_graph.c)",
 };
 
 df_node *df_assign(df_graph *g, df_variable *v, df_node *value)

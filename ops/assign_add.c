@@ -21,6 +21,7 @@ static df_status assign_add_forward(df_node *n)
 const df_op_def df_op_assign_add = {
     .name = "assign_add", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = assign_add_forward,
+    .no_gradcheck = "no gradient: writes a variable (tests/test_graph.c)",
 };
 
 df_node *df_assign_add(df_graph *g, df_variable *v, df_node *value)

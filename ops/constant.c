@@ -24,6 +24,7 @@ static df_status constant_infer(df_node *n)
 
 const df_op_def df_op_constant = {
     .name = "constant", .flags = DF_OP_EXTERNAL, .infer = constant_infer,
+    .no_gradcheck = "leaf: no inputs to differentiate",
 };
 
 df_node *df_constant(df_graph *g, const df_tensor *value)

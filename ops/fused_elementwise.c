@@ -72,4 +72,6 @@ static df_status fused_elementwise_infer(df_node *n)
 /* Created only by the fusion pass, which sets shape, inputs and program. */
 const df_op_def df_op_fused_elementwise = {
     .name = "fused_elementwise", .infer = fused_elementwise_infer, .forward = fused_elementwise_forward,
+    .no_gradcheck = "built by the fusion pass after autodiff; bit-identical to the ops it merges "
+                    "(tests/test_passes.c)",
 };

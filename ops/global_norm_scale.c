@@ -48,6 +48,7 @@ static df_status global_norm_scale_forward(df_node *n)
 
 const df_op_def df_op_global_norm_scale = {
     .name = "global_norm_scale", .infer = global_norm_scale_infer, .forward = global_norm_scale_forward,
+    .no_gradcheck = "no gradient: the clipping factor applied to gradients (tests/test_optim.c)",
 };
 
 df_node *df_global_norm_scale(df_graph *g, int n, df_node *const *grads, float clip)

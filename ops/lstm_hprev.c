@@ -84,4 +84,5 @@ static df_status lstm_hprev_forward(df_node *n)
 
 const df_op_def df_op_lstm_hprev = {
     .name = "lstm_hprev", .infer = lstm_hprev_infer, .forward = lstm_hprev_forward,
+    .no_gradcheck = "gradient op: checked through lstm's, gru's and rnn's cases",
 };

@@ -25,6 +25,7 @@ static df_status placeholder_infer(df_node *n)
 
 const df_op_def df_op_placeholder = {
     .name = "placeholder", .flags = DF_OP_INPUT, .infer = placeholder_infer,
+    .no_gradcheck = "leaf: fed by the caller, no inputs to differentiate",
 };
 
 df_node *df_placeholder(df_graph *g, df_dtype dtype, int ndim, const int64_t *shape, const char *name)

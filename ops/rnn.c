@@ -79,9 +79,14 @@ static df_status rnn_backward(df_graph *g, df_node *n, df_node *dy, const bool *
 
 static df_node *rnn_build(df_graph *g, df_node **in) { return df_simple_rnn(g, in[0], in[1], in[2]); }
 
+/* atol 3e-4 on the multi-step cases: through several tanh steps the loss
+ * has large third derivatives, and the central difference's truncation error
+ * (eps^2/6 times the third derivative) exceeds the default 5e-5: over 2000
+ * seeds a few needed more than 1e-4, none more than 2e-4. It is the numeric
+ * side that is off: halving eps cuts that error fourfold. */
 static const df_gradcheck_case rnn_cases[] = {
-    {"B=2 T=3 H=3", 3, {DF_GC_F32(2, 3, 3), DF_GC_F32(3, 3), DF_GC_F32(2, 3)}, rnn_build, 0, 0},
-    {"B=1 T=4 H=2", 3, {DF_GC_F32(1, 4, 2), DF_GC_F32(2, 2), DF_GC_F32(1, 2)}, rnn_build, 0, 0},
+    {"B=2 T=3 H=3", 3, {DF_GC_F32(2, 3, 3), DF_GC_F32(3, 3), DF_GC_F32(2, 3)}, rnn_build, 3e-4f, 0},
+    {"B=1 T=4 H=2", 3, {DF_GC_F32(1, 4, 2), DF_GC_F32(2, 2), DF_GC_F32(1, 2)}, rnn_build, 3e-4f, 0},
     {"B=3 T=1 H=1", 3, {DF_GC_F32(3, 1, 1), DF_GC_F32(1, 1), DF_GC_F32(3, 1)}, rnn_build, 0, 0},
     {0},
 };

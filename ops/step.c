@@ -8,6 +8,8 @@ DF_UNARY_KERNEL(step_forward, x > 0 ? 1.0f : 0.0f)
 const df_op_def df_op_step = {
     .name = "step", .infer = df_infer_unary, .forward = step_forward,
     .elementwise = DF_EW_STEP,
+    .no_gradcheck = "no gradient: zero almost everywhere (relu's backward uses it; "
+                    "values in tests/test_ops.c)",
 };
 
 df_node *df_step(df_graph *g, df_node *x)

@@ -15,6 +15,7 @@ static df_status variable_infer(df_node *n)
 
 const df_op_def df_op_variable = {
     .name = "variable", .flags = DF_OP_EXTERNAL, .infer = variable_infer,
+    .no_gradcheck = "leaf: no inputs to differentiate",
 };
 
 df_node *df_var(df_graph *g, df_variable *v)

@@ -565,6 +565,144 @@ int df_checkpoint_count(const df_checkpoint *ck);
 const char *df_checkpoint_entry_name(const df_checkpoint *ck, int i);
 df_checkpoint_kind df_checkpoint_entry_kind(const df_checkpoint *ck, int i);
 
+/* ------------------------------------------------ learning-rate schedules */
+
+/* A learning rate as a function of the step alone (steps taken before it),
+ * set on the optimizer before each step with df_optimizer_set_learning_rate
+ * (no retrace). A resumed run has the step in its checkpoint, so it
+ * continues the same curve. All zero = a constant rate. */
+typedef enum df_lr_kind { DF_LR_CONSTANT = 0, DF_LR_STEP = 1, DF_LR_COSINE = 2 } df_lr_kind;
+typedef struct df_lr_schedule {
+    df_lr_kind kind;
+    int warmup_steps;   /* linear warm-up: step s < W runs at base * (s+1)/W */
+    int decay_steps;    /* step: decay every N steps; cosine: length of the decay */
+    float decay_rate;   /* step: factor per decay_steps */
+} df_lr_schedule;
+/* True when the schedule changes the rate (not constant, or a warm-up). */
+bool df_lr_schedule_active(const df_lr_schedule *s);
+/* The rate for step (0-based) after the warm-up W:
+ *   constant: base
+ *   step:     base * decay_rate^floor((step - W) / decay_steps)
+ *   cosine:   base * (1 + cos(pi * min(step - W, decay_steps) / decay_steps)) / 2
+ *             (Keras' CosineDecay with alpha 0; nanoGPT's decay to 0). */
+float df_lr_schedule_rate(const df_lr_schedule *s, float base, int64_t step);
+/* DF_ERR_ARG naming the first bad field. */
+df_status df_lr_schedule_check(const df_lr_schedule *s);
+
+/* ------------------------------------------------------------ training loop */
+
+/* df_fit is Keras' model.fit for any traced train step: epochs of steps with
+ * a progress bar, validation, per-epoch checkpoints that resume a run exactly
+ * (also from inside an epoch), a CSV log and an SVG loss curve, early
+ * stopping, learning-rate schedules, and Ctrl-C / SIGTERM handling:
+ *
+ *      static df_status next_batch(void *user, df_tensor *in, bool *end) {
+ *          struct data *d = user;
+ *          if (d->pos + B > d->n) { *end = true; return DF_OK; }
+ *          in[0] = df_tensor_make(DF_F32, d->x + d->pos * D, 2, (int64_t[]){B, D});
+ *          in[1] = df_tensor_make(DF_F32, d->y + d->pos, 2, (int64_t[]){B, 1});
+ *          d->pos += B;
+ *          return DF_OK;
+ *      }
+ *      static void rewind(void *user) { ((struct data *)user)->pos = 0; }
+ *
+ *      df_fit_options o = {
+ *          .train_step = step,                  // the GradientTape-style step
+ *          .n_inputs = 2, .optimizer = opt, .n_variables = 2, .variables = vars,
+ *          .train = {.next = next_batch, .start_epoch = rewind, .user = &data},
+ *          .epochs = 10, .checkpoint_dir = "run", .csv_path = "run/losses.csv",
+ *      };
+ *      df_fit_history h;
+ *      if (df_fit(&o, &h) != DF_OK) fprintf(stderr, "%s\n", df_last_error());
+ *
+ * The train step is a df_function whose inputs are one batch and whose first
+ * output is the scalar f32 loss; it updates the variables itself (as in the
+ * tutorial's step 2). A custom loop (calling the step yourself) stays as
+ * possible as ever; df_fit only adds the bookkeeping around it. */
+
+/* A source of batches. next fills inputs[0 .. n_inputs-1] (views that stay
+ * valid until the next call) or sets *end at the end of an epoch. The
+ * optional save/restore keep the source's position and RNG in checkpoints
+ * (entries of its own names), so a run resumed from inside an epoch sees the
+ * same batches as one that was never stopped. */
+typedef struct df_fit_data {
+    df_status (*next)(void *user, df_tensor *inputs, bool *end);
+    void (*start_epoch)(void *user);          /* optional: rewind, reshuffle */
+    df_status (*save)(void *user, df_checkpoint *ck);
+    df_status (*restore)(void *user, const df_checkpoint *ck);
+    void *user;
+} df_fit_data;
+
+/* What df_fit reports after each epoch (val_loss is NaN without validation). */
+typedef struct df_fit_logs {
+    int epoch;                /* 1-based */
+    int64_t step;             /* optimizer steps taken in the whole run */
+    double loss, val_loss;    /* mean training loss of the epoch's steps */
+    float learning_rate;
+} df_fit_logs;
+
+typedef enum df_fit_progress {
+    DF_FIT_PROGRESS_AUTO = 0,  /* Keras' bar on a terminal, ten lines an epoch otherwise */
+    DF_FIT_PROGRESS_EPOCH = 1, /* one line per epoch */
+    DF_FIT_PROGRESS_NONE = 2
+} df_fit_progress;
+
+/* All-zero fields take the defaults in brackets. */
+typedef struct df_fit_options {
+    df_function *train_step;      /* required: batch -> loss (first output), updates */
+    df_function *eval_step;       /* with validation: batch -> loss, no updates */
+    int n_inputs;                 /* tensors per batch, 1..8 */
+    df_optimizer *optimizer;      /* its slots and step go into checkpoints; schedules set its rate */
+    int n_variables;              /* what checkpoints hold by name: weights, and the */
+    df_variable *const *variables;/* recurrent state of a stateful model */
+    df_fit_data train;            /* required */
+    df_fit_data validation;       /* optional (next NULL: none) */
+    int epochs;                   /* [1] */
+    int64_t steps_per_epoch;      /* [0: until train.next sets *end]; a cap otherwise */
+    df_lr_schedule schedule;      /* [constant] */
+    float learning_rate;          /* the schedule's base [0: the optimizer's rate at the start] */
+    const char *checkpoint_dir;   /* [NULL: no checkpoints] <dir>/ckpt_<epoch>, created (mkdir -p) up front */
+    int checkpoint_every;         /* [1] epochs; the last epoch and a stop always checkpoint */
+    bool resume;                  /* continue from the latest ckpt_N in checkpoint_dir (one must exist) */
+    const char *csv_path;         /* [NULL] epoch,step,loss,val_loss, one row per step and per validation */
+    const char *plot_path;        /* [NULL] SVG loss curve from the CSV, written at the end */
+    int early_stopping_patience;  /* [0: off] epochs without improvement of val_loss (loss without validation) */
+    double early_stopping_min_delta; /* an improvement must exceed this */
+    bool terminate_on_nan;        /* a NaN or Inf loss ends fit with DF_ERR_STATE, as Keras' TerminateOnNaN */
+    bool handle_signals;          /* SIGINT, SIGTERM, SIGHUP: finish the step, checkpoint, return */
+    df_fit_progress progress;
+    FILE *out;                    /* [stdout] progress and messages */
+    /* Hooks, each optional, each given user: */
+    void (*reset_states)(void *user);                 /* at each epoch start and around validation */
+    df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. config, vocabulary */
+    df_status (*restore_extra)(void *user, const df_checkpoint *ck); /* check they match this run */
+    df_status (*on_epoch_end)(void *user, const df_fit_logs *logs); /* non-OK ends fit with it */
+    void *user;
+} df_fit_options;
+
+typedef struct df_fit_history {
+    int epochs_done;          /* complete epochs, counting those of a resumed run */
+    int64_t steps;            /* optimizer steps of the whole run */
+    int64_t epoch_step;       /* steps into the next epoch when stopped inside one */
+    double loss, val_loss;    /* of the last epoch (NaN when none ran or no validation) */
+    double best;              /* best monitored loss (val_loss, or loss without validation) */
+    bool resumed, interrupted, stopped_early;
+    char last_checkpoint[512];/* path of the last checkpoint written or read ("" if none) */
+} df_fit_history;
+
+/* Runs the loop. Errors from the step, the data source or a hook end it with
+ * that status (the message names where); bad options are DF_ERR_ARG naming
+ * the field. Files are written atomically and every write is checked. With
+ * resume, a CSV log keeps only the rows up to the checkpoint's step (no rows
+ * twice after a crash). history may be NULL. */
+df_status df_fit(const df_fit_options *o, df_fit_history *history);
+/* Asks a running df_fit to stop after the current step with a checkpoint
+ * (async-signal-safe; what handle_signals installs calls it). */
+void df_fit_request_stop(void);
+/* Reads a CSV in df_fit's format and writes an SVG of the per-step loss and
+ * the validation points, atomically. */
+df_status df_plot_loss_csv(const char *csv_path, const char *svg_path);
+
 /* ---------------------------------------------------------------- runtime */
 
 /* Number of threads used by kernels and OpenBLAS (one OpenMP pool). */

@@ -863,10 +863,11 @@ Test(bitwise, forward_model_equals_static_bit_for_bit)
 /* ------------------------------------------- more: independent open dims */
 
 /* Two inputs, each (None,3): their batch sizes are independent (as None is
- * in tf.function). A (1,3) input broadcasts against a (4,3) one exactly as
- * in a static trace, or the call fails cleanly -- never wrong numbers; sizes
- * that cannot broadcast fail with DF_ERR_SHAPE and leave the function
- * working. Outputs: a fused chain of both and the gradient to each. */
+ * in tf.function). Equal sizes run and match a static trace. A (1,3) input
+ * broadcasts against a (4,3) one exactly as in a static trace, or the call
+ * fails cleanly -- never wrong numbers; sizes that cannot broadcast fail
+ * with DF_ERR_SHAPE and leave the function working (the (3|3) call after
+ * them must run). Outputs: a fused chain of both and the gradient to each. */
 static df_status build_two_batches(df_graph *g, df_node **in, void *user)
 {
     df_node *a = in[0], *b = in[1];
@@ -895,6 +896,14 @@ Test(independent_dims, inputs_with_different_batch_sizes_broadcast_or_fail_clean
         df_status sr = df_function_call(ref, in, 2, want, 3);
         df_status sd = df_function_call(dyn, in, 2, got, 3);
         char what[64];
+        bool equal_batches = rows[k][0] == rows[k][1];
+        if (equal_batches) {
+            /* what the trace assumed holds: both must run, with the same numbers */
+            cr_assert_eq(sr, DF_OK, "(%lld|%lld) static: %s", (long long)rows[k][0], (long long)rows[k][1],
+                         df_last_error());
+            cr_expect_eq(sd, DF_OK, "(%lld|%lld): equal batch sizes refused: %s", (long long)rows[k][0],
+                         (long long)rows[k][1], df_last_error());
+        }
         if (sr != DF_OK) {
             cr_expect_neq(sd, DF_OK, "(%lld|%lld): the static trace fails, the dynamic one runs",
                           (long long)rows[k][0], (long long)rows[k][1]);

@@ -1,32 +1,101 @@
-/* test_ops.c — gradcheck over the whole op registry, a proof that the checker
- * catches a wrong gradient, and hand-computed forward reference values. */
+/* test_ops.c — gradcheck over the whole op registry over several seeds, the
+ * registry's coverage (cases or a stated reason for every op), proofs that
+ * the checker catches wrong, zero, NaN and infinite gradients, and
+ * hand-computed forward reference values. */
 #include "helpers.h"
 #include "../graph/gradcheck.h"
 #include "../ops/registry.h"
 
-/* Every differentiable op must ship gradcheck cases, and all must pass. */
+/* Each case runs over this many seeds: different inputs and loss weights. */
+#define GC_SEEDS 5
+
+static bool has_cases(const df_op_def *op) { return op->gradcheck && op->gradcheck[0].build; }
+static bool has_reason(const df_op_def *op) { return op->no_gradcheck && op->no_gradcheck[0]; }
+
+/* Every case of every op that has cases passes, over several seeds. */
 Test(gradcheck, every_registered_op)
 {
     int cases = 0, ops_checked = 0;
     for (int i = 0; i < df_op_registry_count; i++) {
         const df_op_def *op = df_op_registry[i];
-        if (op->backward)
-            cr_expect(op->gradcheck && op->gradcheck[0].build, "op '%s' has a backward but no gradcheck cases", op->name);
-        if (!op->gradcheck) continue;
+        if (!has_cases(op)) continue;
         ops_checked++;
         for (const df_gradcheck_case *c = op->gradcheck; c->build; c++, cases++) {
-            df_gradcheck_result r;
-            df_status st = df_gradcheck_case_run(c, 1234 + (uint64_t)cases, &r);
-            cr_expect_eq(st, DF_OK, "%s / %s: %s", op->name, c->desc, df_last_error());
-            if (st != DF_OK) continue;
-            cr_expect_gt(r.checked, 0, "%s / %s checked nothing", op->name, c->desc);
-            cr_expect_eq(r.failed, 0, "%s / %s: %d of %d entries off; worst input %d[%lld] analytic %.6g numeric %.6g",
-                         op->name, c->desc, r.failed, r.checked, r.worst_input, (long long)r.worst_index,
-                         r.worst_analytic, r.worst_numeric);
+            int seeds_exercising_every_input = 0;
+            for (int s = 0; s < GC_SEEDS; s++) {
+                uint64_t seed = 1234 + (uint64_t)(cases * GC_SEEDS + s);
+                df_gradcheck_result r;
+                df_status st = df_gradcheck_case_run(c, seed, &r);
+                cr_expect_eq(st, DF_OK, "%s / %s seed %llu: %s", op->name, c->desc, (unsigned long long)seed,
+                             df_last_error());
+                if (st != DF_OK) continue;
+                cr_expect_gt(r.checked, 0, "%s / %s checked nothing", op->name, c->desc);
+                if (r.inputs_without_gradient == 0) seeds_exercising_every_input++;
+                cr_expect_eq(r.failed, 0,
+                             "%s / %s seed %llu: %d of %d entries off (%d NaN/Inf); worst input %d[%lld] "
+                             "analytic %.6g numeric %.6g",
+                             op->name, c->desc, (unsigned long long)seed, r.failed, r.checked, r.nonfinite,
+                             r.worst_input, (long long)r.worst_index, r.worst_analytic, r.worst_numeric);
+            }
+            /* One seed may draw, say, only negative inputs for relu; every
+             * seed leaving an input's gradient at zero means the case cannot
+             * catch a wrong backward for that input. */
+            cr_expect_gt(seeds_exercising_every_input, 0,
+                         "%s / %s: in every seed some f32 input has an all-zero numeric gradient", op->name,
+                         c->desc);
         }
     }
-    cr_log_info("gradcheck: %d ops, %d cases", ops_checked, cases);
+    cr_log_info("gradcheck: %d ops, %d cases x %d seeds", ops_checked, cases, GC_SEEDS);
     cr_expect_geq(ops_checked, 10);
+}
+
+/* Each op either has gradcheck cases or says why not, never both, and an op
+ * with a backward always has cases. */
+Test(gradcheck, every_op_has_cases_or_a_reason)
+{
+    for (int i = 0; i < df_op_registry_count; i++) {
+        const df_op_def *op = df_op_registry[i];
+        cr_expect(has_cases(op) || has_reason(op), "op '%s' has neither gradcheck cases nor a no_gradcheck reason",
+                  op->name);
+        cr_expect(!(has_cases(op) && has_reason(op)), "op '%s' has gradcheck cases and also says it has none: \"%s\"",
+                  op->name, op->no_gradcheck);
+        if (op->backward)
+            cr_expect(has_cases(op), "op '%s' has a backward but no gradcheck cases (\"%s\")", op->name,
+                      op->no_gradcheck ? op->no_gradcheck : "");
+    }
+}
+
+/* Whether some gradcheck case's graph (forward and backward) has a node of op. */
+static bool built_by_some_case(const df_op_def *target)
+{
+    for (int i = 0; i < df_op_registry_count; i++) {
+        const df_op_def *op = df_op_registry[i];
+        for (const df_gradcheck_case *c = has_cases(op) ? op->gradcheck : NULL; c && c->build; c++) {
+            df_graph *g;
+            df_status st = df_gradcheck_case_graph(c, &g);
+            cr_expect_eq(st, DF_OK, "%s / %s: %s", op->name, c->desc, df_last_error());
+            if (st != DF_OK) continue;
+            bool found = false;
+            for (int k = 0; k < g->n_nodes && !found; k++) found = g->nodes[k]->op == target;
+            df_graph_free(g);
+            if (found) return true;
+        }
+    }
+    return false;
+}
+
+/* "gradient op: checked through X's cases" holds only if some case builds it. */
+Test(gradcheck, gradient_ops_are_built_by_checked_cases)
+{
+    int gradient_ops = 0;
+    for (int i = 0; i < df_op_registry_count; i++) {
+        const df_op_def *op = df_op_registry[i];
+        if (!has_reason(op) || strncmp(op->no_gradcheck, "gradient op", 11) != 0) continue;
+        gradient_ops++;
+        cr_expect(built_by_some_case(op), "op '%s' says \"%s\", but no gradcheck case's backward builds it",
+                  op->name, op->no_gradcheck);
+    }
+    cr_expect_geq(gradient_ops, 1);
 }
 
 /* tanh with a deliberately wrong backward (dy instead of dy * (1 - y^2)). */
@@ -56,6 +125,122 @@ Test(gradcheck, catches_a_wrong_gradient)
     wrong_tanh.backward = df_op_tanh.backward;
     cr_assert_eq(df_gradcheck_case_run(&c, 99, &r), DF_OK);
     cr_expect_eq(r.failed, 0);
+}
+
+/* tanh whose backward is the real one times a mask: 1 leaves an entry right,
+ * NaN, Inf, 0 or 1.003 corrupt it. The case's input is (2,3). */
+static float tanh_mask[6];
+
+static df_status masked_tanh_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    df_status st = df_op_tanh.backward(g, n, dy, need, dx);
+    if (st != DF_OK) return st;
+    df_tensor mask = df_tensor_make(DF_F32, tanh_mask, n->ndim, n->shape);
+    dx[0] = df_mul(g, dx[0], df_constant(g, &mask));
+    return df_graph_status(g);
+}
+
+static df_op_def masked_tanh;
+
+static df_node *build_masked_tanh(df_graph *g, df_node **in)
+{
+    return df_node_make(g, &masked_tanh, 1, in, NULL, 0, NULL, 0, NULL);
+}
+
+/* Runs the (2,3) masked tanh case with the given mask. */
+static df_gradcheck_result run_masked_tanh(const float mask[6])
+{
+    masked_tanh = df_op_tanh;
+    masked_tanh.name = "masked_tanh";
+    masked_tanh.backward = masked_tanh_backward;
+    memcpy(tanh_mask, mask, sizeof tanh_mask);
+    df_gradcheck_case c = {"masked tanh", 1, {{DF_F32, 2, {2, 3}, -1.5f, 1.5f}}, build_masked_tanh, 0, 0};
+    df_gradcheck_result r;
+    cr_assert_eq(df_gradcheck_case_run(&c, 99, &r), DF_OK, "%s", df_last_error());
+    return r;
+}
+
+Test(gradcheck, the_mask_of_ones_passes)
+{
+    df_gradcheck_result r = run_masked_tanh((float[6]){1, 1, 1, 1, 1, 1});
+    cr_expect_eq(r.checked, 6);
+    cr_expect_eq(r.failed, 0);
+    cr_expect_eq(r.nonfinite, 0);
+    cr_expect(isfinite(r.max_abs_err));
+}
+
+Test(gradcheck, catches_a_nan_gradient)
+{
+    df_gradcheck_result r = run_masked_tanh((float[6]){NAN, NAN, NAN, NAN, NAN, NAN});
+    cr_expect_eq(r.failed, 6, "the checker accepted %d NaN entries", 6 - r.failed);
+    cr_expect_eq(r.nonfinite, 6);
+    cr_expect(isinf(r.max_abs_err), "max_abs_err %g", r.max_abs_err);
+    cr_expect(isnan(r.worst_analytic), "worst analytic %g", r.worst_analytic);
+}
+
+Test(gradcheck, catches_an_infinite_gradient)
+{
+    df_gradcheck_result r = run_masked_tanh((float[6]){INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY});
+    cr_expect_eq(r.failed, 6, "the checker accepted %d infinite entries", 6 - r.failed);
+    cr_expect_eq(r.nonfinite, 6);
+    cr_expect(isinf(r.worst_analytic), "worst analytic %g", r.worst_analytic);
+}
+
+/* A non-finite entry is reported as the worst even among large finite errors
+ * before and after it. */
+Test(gradcheck, reports_the_first_non_finite_entry_as_worst)
+{
+    df_gradcheck_result r = run_masked_tanh((float[6]){1.5f, NAN, 1.5f, INFINITY, 1.5f, 1.5f});
+    cr_expect_eq(r.failed, 6);
+    cr_expect_eq(r.nonfinite, 2);
+    cr_expect_eq(r.worst_input, 0);
+    cr_expect_eq(r.worst_index, 1, "worst entry %lld (analytic %g)", (long long)r.worst_index, r.worst_analytic);
+    cr_expect(isnan(r.worst_analytic));
+    cr_expect(isinf(r.max_abs_err));
+}
+
+Test(gradcheck, catches_a_zero_gradient)
+{
+    df_gradcheck_result r = run_masked_tanh((float[6]){0, 0, 0, 0, 0, 0});
+    cr_expect_geq(r.failed, 5, "only %d of 6 zero entries caught", r.failed);
+    cr_expect_eq(r.nonfinite, 0);
+}
+
+/* The default tolerances are tight enough to see a 0.3% error on entries of
+ * moderate size (those of 1e-3 atol and 5e-3 rtol were not). */
+Test(gradcheck, catches_a_gradient_off_by_three_tenths_of_a_percent)
+{
+    df_gradcheck_result r = run_masked_tanh((float[6]){1.003f, 1, 1.003f, 1, 1.003f, 1});
+    cr_expect_gt(r.failed, 0, "a 0.3%% error on three entries passed");
+    cr_expect_leq(r.failed, 3);
+}
+
+static df_node *build_log(df_graph *g, df_node **in) { return df_log(g, in[0]); }
+
+/* log of negative inputs: the forward, hence the numeric gradient, is NaN
+ * while the analytic one (dy / x) is finite. */
+Test(gradcheck, catches_a_nan_numeric_gradient)
+{
+    df_gradcheck_case c = {"log of negatives", 1, {{DF_F32, 1, {5}, -2.0f, -0.5f}}, build_log, 0, 0};
+    df_gradcheck_result r;
+    cr_assert_eq(df_gradcheck_case_run(&c, 7, &r), DF_OK, "%s", df_last_error());
+    cr_expect_eq(r.failed, 5);
+    cr_expect_eq(r.nonfinite, 5);
+    cr_expect(isnan(r.worst_numeric), "worst numeric %g", r.worst_numeric);
+    cr_expect(isfinite(r.worst_analytic));
+}
+
+static df_node *build_ignoring_second(df_graph *g, df_node **in) { return df_tanh(g, in[0]); }
+
+/* A case whose loss ignores an input cannot check that input's gradient. */
+Test(gradcheck, flags_an_input_the_loss_ignores)
+{
+    df_gradcheck_case c = {"tanh(a), b unused", 2, {{DF_F32, 1, {3}, -1.0f, 1.0f}, {DF_F32, 1, {2}, -1.0f, 1.0f}},
+                           build_ignoring_second, 0, 0};
+    df_gradcheck_result r;
+    cr_assert_eq(df_gradcheck_case_run(&c, 5, &r), DF_OK, "%s", df_last_error());
+    cr_expect_eq(r.failed, 0);
+    cr_expect_eq(r.inputs_without_gradient, 1);
 }
 
 /* ----------------------------------------------------------- reference values */

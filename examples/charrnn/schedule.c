@@ -1,28 +1,8 @@
-/* schedule.c — learning-rate schedules (see schedule.h). */
-#include <math.h>
+/* schedule.c — the CLI side of char-rnn's learning-rate schedules (see schedule.h). */
 #include <stdio.h>
 #include "schedule.h"
 
 const char *const cr_schedule_names[] = {"constant", "step", "cosine", NULL};
-
-bool cr_schedule_active(const cr_schedule *s) { return s->kind != CR_LR_CONSTANT || s->warmup_steps > 0; }
-
-float cr_schedule_lr(const cr_schedule *s, float base, int64_t step)
-{
-    if (step < 0) step = 0;
-    if (step < s->warmup_steps) return (float)((double)base * (double)(step + 1) / s->warmup_steps);
-    int64_t after = step - s->warmup_steps;
-    switch (s->kind) {
-    case CR_LR_STEP:
-        return (float)((double)base * pow((double)s->decay_rate, (double)(after / s->decay_steps)));
-    case CR_LR_COSINE: {
-        double done = after < s->decay_steps ? (double)after / s->decay_steps : 1.0;
-        return (float)((double)base * 0.5 * (1.0 + cos(M_PI * done)));
-    }
-    default:
-        return base;
-    }
-}
 
 cr_schedule_text cr_schedule_describe(const cr_schedule *s, float base)
 {

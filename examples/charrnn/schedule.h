@@ -1,33 +1,24 @@
-/* schedule.h — learning-rate schedules for `char-rnn train`, computed on the
- * host before each step and set with df_optimizer_set_learning_rate (no
- * retrace). The rate is a function of the step alone, so a resumed run (the
- * step is in the checkpoint) continues the same curve. */
+/* schedule.h — `char-rnn train`'s learning-rate schedules: the library's
+ * df_lr_schedule (dagflow.h), with the CLI's names and flag-named checks. */
 #ifndef CR_SCHEDULE_H
 #define CR_SCHEDULE_H
 #include <stdbool.h>
 #include <stdint.h>
 #include "dagflow.h"
 
-typedef enum cr_lr_kind { CR_LR_CONSTANT = 0, CR_LR_STEP = 1, CR_LR_COSINE = 2 } cr_lr_kind;
+typedef df_lr_schedule cr_schedule;
+typedef df_lr_kind cr_lr_kind;
+#define CR_LR_CONSTANT DF_LR_CONSTANT
+#define CR_LR_STEP DF_LR_STEP
+#define CR_LR_COSINE DF_LR_COSINE
 /* "constant", "step", "cosine", NULL (the CLI's choices). */
 extern const char *const cr_schedule_names[];
 
-/* All zero = a constant rate (the optimizer's own, untouched). */
-typedef struct cr_schedule {
-    cr_lr_kind kind;
-    int warmup_steps;   /* linear warm-up: step s < W runs at base * (s+1)/W */
-    int decay_steps;    /* step: decay every N steps; cosine: length of the decay */
-    float decay_rate;   /* step: factor per decay_steps */
-} cr_schedule;
-
-/* True when the schedule sets the rate each step (not constant, or warm-up). */
-bool cr_schedule_active(const cr_schedule *s);
-/* The rate for step (0-based: steps taken before it), after warm-up W:
- *   constant: base
- *   step:     base * decay_rate^floor((step - W) / decay_steps)
- *   cosine:   base * (1 + cos(pi * min(step - W, decay_steps) / decay_steps)) / 2
- *             (Keras' CosineDecay with alpha 0: it reaches 0 at decay_steps). */
-float cr_schedule_lr(const cr_schedule *s, float base, int64_t step);
+static inline bool cr_schedule_active(const cr_schedule *s) { return df_lr_schedule_active(s); }
+static inline float cr_schedule_lr(const cr_schedule *s, float base, int64_t step)
+{
+    return df_lr_schedule_rate(s, base, step);
+}
 /* "learning rate 0.001", "learning rate 0.001, cosine decay over 1000 steps
  * after 100 warm-up steps" ... */
 typedef struct cr_schedule_text { char text[160]; } cr_schedule_text;

@@ -7,7 +7,6 @@
 #include <time.h>
 #include <unistd.h>
 #include "dist.h"
-#include "plot.h"
 #include "runstate.h"
 #include "text.h"
 #include "train.h"
@@ -315,7 +314,7 @@ df_status cr_train(const cr_train_opts *o)
         r.csv = NULL;
     }
     if (st == DF_OK && o->csv && *o->csv && o->plot && *o->plot && cr_dist_rank() == 0) {
-        st = cr_plot_loss_csv(o->csv, o->plot);
+        st = df_plot_loss_csv(o->csv, o->plot);
         if (st == DF_OK) printf("Loss curve: %s (data: %s)\n", o->plot, o->csv);
     }
     close_run(&r);

@@ -1,10 +1,11 @@
-/* plot.c — loss curve SVG from the training CSV. */
+/* fit_plot.c — the loss curve of df_fit's CSV log as a self-contained SVG
+ * (no plotting dependency). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "plot.h"
+#include "dagflow.h"
 
 typedef struct series { double *x, *y; int n, cap; } series;
 
@@ -76,7 +77,7 @@ static void write_svg(FILE *f, const series *train, const series *val)
     fprintf(f, "</svg>\n");
 }
 
-df_status cr_plot_loss_csv(const char *csv_path, const char *svg_path)
+df_status df_plot_loss_csv(const char *csv_path, const char *svg_path)
 {
     series train = {0}, val = {0};
     df_status st = read_csv(csv_path, &train, &val);

@@ -1,0 +1,652 @@
+/* fit.c — df_fit: Keras' model.fit around a traced train step (dagflow.h).
+ *
+ * A run's state is small: complete epochs, optimizer steps, steps into an
+ * interrupted epoch, and the early-stopping record. It goes into every
+ * checkpoint as the text blob "fit/progress", beside the variables, the
+ * optimizer's slots, the data source's position and the user's extras, so a
+ * resumed run computes exactly what an uninterrupted one would. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "dagflow.h"
+
+#define FIT_MAX_INPUTS 8
+#define FIT_PROGRESS_KEY "fit/progress"
+
+static volatile sig_atomic_t stop_requested;
+
+void df_fit_request_stop(void) { stop_requested = 1; }
+
+typedef struct fit_run {
+    const df_fit_options *o;
+    FILE *out;
+    bool tty, has_val;
+    int epochs, every;
+    float base_lr;
+    df_fit_history *h;
+    int wait;                     /* epochs without improvement */
+    FILE *csv;
+    df_tensor inputs[FIT_MAX_INPUTS];
+} fit_run;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------ signals */
+
+static const int handled_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define N_HANDLED (int)(sizeof handled_signals / sizeof handled_signals[0])
+
+/* First signal: stop after this step with a checkpoint. A second one takes
+ * its default action at once (the last checkpoint is whole: writes are
+ * atomic). */
+static void on_stop_signal(int sig)
+{
+    if (stop_requested) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_requested = 1;
+    static const char msg[] = "\nInterrupt: finishing this step and writing a checkpoint (again to quit now)\n";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)ignored;
+}
+
+static void install_signals(struct sigaction *saved)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < N_HANDLED; i++) sigaction(handled_signals[i], &sa, &saved[i]);
+}
+
+static void restore_signals(const struct sigaction *saved)
+{
+    for (int i = 0; i < N_HANDLED; i++) sigaction(handled_signals[i], &saved[i], NULL);
+}
+
+/* ------------------------------------------------------------ options */
+
+static df_status check_data(const df_fit_data *d, const char *which)
+{
+    if (!d->next) return df_error(DF_ERR_ARG, "df_fit: %s.next is required", which);
+    if (!d->save != !d->restore)
+        return df_error(DF_ERR_ARG, "df_fit: %s.save and %s.restore go together (one is NULL)", which, which);
+    return DF_OK;
+}
+
+static df_status check_options(const df_fit_options *o)
+{
+    if (!o) return df_error(DF_ERR_ARG, "df_fit: NULL options");
+    if (!o->train_step) return df_error(DF_ERR_ARG, "df_fit: train_step is required");
+    if (o->n_inputs < 1 || o->n_inputs > FIT_MAX_INPUTS)
+        return df_error(DF_ERR_ARG, "df_fit: n_inputs must be 1..%d, got %d", FIT_MAX_INPUTS, o->n_inputs);
+    df_status st = check_data(&o->train, "train");
+    if (st != DF_OK) return st;
+    if (o->validation.next && (st = check_data(&o->validation, "validation")) != DF_OK) return st;
+    if (o->validation.next && !o->eval_step) return df_error(DF_ERR_ARG, "df_fit: validation needs an eval_step");
+    if (o->epochs < 0) return df_error(DF_ERR_ARG, "df_fit: epochs must be >= 0, got %d", o->epochs);
+    if (o->steps_per_epoch < 0)
+        return df_error(DF_ERR_ARG, "df_fit: steps_per_epoch must be >= 0, got %" PRId64, o->steps_per_epoch);
+    if (o->n_variables < 0 || (o->n_variables > 0 && !o->variables))
+        return df_error(DF_ERR_ARG, "df_fit: n_variables is %d but variables is %s", o->n_variables,
+                        o->variables ? "set" : "NULL");
+    for (int i = 0; i < o->n_variables; i++)
+        if (!o->variables[i]) return df_error(DF_ERR_ARG, "df_fit: variables[%d] is NULL", i);
+    if (o->checkpoint_every < 0) return df_error(DF_ERR_ARG, "df_fit: checkpoint_every must be >= 0");
+    if (o->resume && !o->checkpoint_dir) return df_error(DF_ERR_ARG, "df_fit: resume needs a checkpoint_dir");
+    if ((st = df_lr_schedule_check(&o->schedule)) != DF_OK) return st;
+    if (!(o->learning_rate >= 0) || !isfinite(o->learning_rate))
+        return df_error(DF_ERR_ARG, "df_fit: learning_rate must be finite and >= 0, got %g", o->learning_rate);
+    if (df_lr_schedule_active(&o->schedule) && !o->optimizer)
+        return df_error(DF_ERR_ARG, "df_fit: a learning-rate schedule needs the optimizer");
+    if (o->early_stopping_patience < 0 || !(o->early_stopping_min_delta >= 0))
+        return df_error(DF_ERR_ARG, "df_fit: early_stopping_patience and early_stopping_min_delta must be >= 0");
+    if (o->plot_path && !o->csv_path) return df_error(DF_ERR_ARG, "df_fit: plot_path needs a csv_path (its data)");
+    if ((unsigned)o->progress > DF_FIT_PROGRESS_NONE)
+        return df_error(DF_ERR_ARG, "df_fit: progress must be AUTO, EPOCH or NONE, got %d", (int)o->progress);
+    return DF_OK;
+}
+
+/* ------------------------------------------------------------- files */
+
+/* mkdir -p. */
+static df_status make_dirs(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return df_error(DF_ERR_ARG, "path too long: %s", dir);
+    for (char *p = path + 1;; p++) {
+        bool last = *p == 0;
+        if (*p != '/' && !last) continue;
+        *p = 0;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST)
+            return df_error(DF_ERR_IO, "cannot create directory %s: %s", path, strerror(errno));
+        if (last) break;
+        *p = '/';
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return df_error(DF_ERR_IO, "%s is not a directory", dir);
+    return DF_OK;
+}
+
+/* Fails now, not after the last epoch, when path's directory is not writable. */
+static df_status check_writable(const char *path, const char *what)
+{
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) return df_error(DF_ERR_ARG, "path too long: %s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
+    if (access(dir, W_OK) != 0)
+        return df_error(DF_ERR_IO, "df_fit: cannot write the %s %s: %s: %s", what, path, dir, strerror(errno));
+    return DF_OK;
+}
+
+/* The highest N of a regular file <dir>/ckpt_N (N without sign or leading
+ * zero), or -1. */
+static int latest_checkpoint(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int best = -1;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *num = e->d_name + 5;
+        if (strncmp(e->d_name, "ckpt_", 5) != 0 || !isdigit((unsigned char)num[0]) || (num[0] == '0' && num[1]))
+            continue;
+        char *end, full[4096];
+        errno = 0;
+        long n = strtol(num, &end, 10);
+        struct stat st;
+        if (*end || errno || n > INT_MAX || snprintf(full, sizeof full, "%s/%s", dir, e->d_name) >= (int)sizeof full ||
+            stat(full, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (n > best) best = (int)n;
+    }
+    closedir(d);
+    return best;
+}
+
+/* ---------------------------------------------------------- progress */
+
+static int format_progress(const fit_run *r, char *buf, size_t cap)
+{
+    const df_fit_history *h = r->h;
+    return snprintf(buf, cap, "epoch=%d\nstep=%" PRId64 "\nepoch_step=%" PRId64 "\nbest=%.17g\nwait=%d\n",
+                    h->epochs_done, h->steps, h->epoch_step, h->best, r->wait);
+}
+
+static df_status parse_progress(fit_run *r, const void *data, size_t len)
+{
+    char buf[256];
+    if (len >= sizeof buf) return df_error(DF_ERR_FORMAT, "bad %s record (%zu bytes)", FIT_PROGRESS_KEY, len);
+    memcpy(buf, data, len);
+    buf[len] = 0;
+    df_fit_history *h = r->h;
+    char best[64];
+    int used = 0;
+    if (sscanf(buf, "epoch=%d\nstep=%" SCNd64 "\nepoch_step=%" SCNd64 "\nbest=%63[^\n]\nwait=%d\n%n", &h->epochs_done,
+               &h->steps, &h->epoch_step, best, &r->wait, &used) != 5 ||
+        (size_t)used != len || h->epochs_done < 0 || h->steps < 0 || h->epoch_step < 0 || r->wait < 0)
+        return df_error(DF_ERR_FORMAT, "bad %s record", FIT_PROGRESS_KEY);
+    char *end;
+    h->best = strtod(best, &end);
+    if (*end || isnan(h->best)) return df_error(DF_ERR_FORMAT, "bad %s record (best %s)", FIT_PROGRESS_KEY, best);
+    return DF_OK;
+}
+
+/* ------------------------------------------------------- checkpoints */
+
+/* The variables a checkpoint holds: the options' and the optimizer's
+ * (iterations, learning rate, slots); malloc'd, *n of them. */
+static df_variable **checkpointed_variables(const fit_run *r, int *n)
+{
+    const df_fit_options *o = r->o;
+    int n_opt = o->optimizer ? df_optimizer_state(o->optimizer, NULL, 0) : 0;
+    df_variable **vars = malloc((size_t)(o->n_variables + n_opt + 1) * sizeof *vars);
+    if (!vars) {
+        df_error(DF_ERR_NOMEM, "df_fit: out of memory");
+        return NULL;
+    }
+    memcpy(vars, o->variables, (size_t)o->n_variables * sizeof *vars);
+    if (n_opt) df_optimizer_state(o->optimizer, vars + o->n_variables, n_opt);
+    *n = o->n_variables + n_opt;
+    return vars;
+}
+
+static df_status put_state(const fit_run *r, df_checkpoint *ck)
+{
+    int n;
+    df_variable **vars = checkpointed_variables(r, &n);
+    df_status st = vars ? DF_OK : DF_ERR_NOMEM;
+    for (int i = 0; vars && i < n && st == DF_OK; i++) st = df_checkpoint_put_variable(ck, vars[i]);
+    free(vars);
+    return st;
+}
+
+static df_status restore_state(const fit_run *r, const df_checkpoint *ck)
+{
+    int n;
+    df_variable **vars = checkpointed_variables(r, &n);
+    df_status st = vars ? DF_OK : DF_ERR_NOMEM;
+    for (int i = 0; vars && i < n && st == DF_OK; i++) st = df_checkpoint_restore_variable(ck, vars[i]);
+    free(vars);
+    return st;
+}
+
+/* Prefixes the current error message with the checkpoint's path. */
+static df_status in_checkpoint(df_status st, const char *path)
+{
+    if (st == DF_OK) return st;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", df_last_error());
+    return df_error(st, "%s: %s", path, msg);
+}
+
+/* <dir>/ckpt_<N>: N = complete epochs, or the epoch in progress when stopped
+ * inside one. */
+static df_status save_checkpoint(fit_run *r)
+{
+    const df_fit_options *o = r->o;
+    df_fit_history *h = r->h;
+    int number = h->epoch_step > 0 ? h->epochs_done + 1 : h->epochs_done;
+    char path[sizeof h->last_checkpoint];
+    if (snprintf(path, sizeof path, "%s/ckpt_%d", o->checkpoint_dir, number) >= (int)sizeof path)
+        return df_error(DF_ERR_ARG, "df_fit: checkpoint path too long");
+    df_checkpoint *ck = df_checkpoint_new();
+    if (!ck) return DF_ERR_NOMEM;
+    char progress[256];
+    int len = format_progress(r, progress, sizeof progress);
+    /* Slots exist only after the first step: create them so that every
+     * checkpoint holds the same entries. */
+    df_status st = o->optimizer && o->n_variables
+                       ? df_optimizer_create_slots(o->optimizer, o->n_variables, o->variables) : DF_OK;
+    if (st == DF_OK && o->save_extra) st = o->save_extra(o->user, ck);
+    if (st == DF_OK) st = df_checkpoint_put_blob(ck, FIT_PROGRESS_KEY, progress, (size_t)len);
+    if (st == DF_OK) st = put_state(r, ck);
+    if (st == DF_OK && o->train.save) st = o->train.save(o->train.user, ck);
+    if (st == DF_OK) st = df_checkpoint_write(ck, path);
+    df_checkpoint_free(ck);
+    if (st != DF_OK) return st;
+    snprintf(h->last_checkpoint, sizeof h->last_checkpoint, "%s", path);
+    if (o->progress != DF_FIT_PROGRESS_NONE) fprintf(r->out, "Saved checkpoint %s\n", path);
+    return DF_OK;
+}
+
+static df_status resume(fit_run *r)
+{
+    const df_fit_options *o = r->o;
+    df_fit_history *h = r->h;
+    int n = latest_checkpoint(o->checkpoint_dir);
+    if (n < 0) return df_error(DF_ERR_IO, "df_fit: nothing to resume: no checkpoint (ckpt_N) in %s", o->checkpoint_dir);
+    char path[sizeof h->last_checkpoint];
+    snprintf(path, sizeof path, "%s/ckpt_%d", o->checkpoint_dir, n);
+    df_checkpoint *ck;
+    df_status st = df_checkpoint_read(path, &ck);
+    if (st != DF_OK) return st;
+    const void *data;
+    size_t len;
+    if (o->restore_extra) st = o->restore_extra(o->user, ck);
+    if (st == DF_OK && o->optimizer && o->n_variables)
+        st = df_optimizer_create_slots(o->optimizer, o->n_variables, o->variables);
+    if (st == DF_OK) st = df_checkpoint_get_blob(ck, FIT_PROGRESS_KEY, &data, &len);
+    if (st == DF_OK) st = parse_progress(r, data, len);
+    if (st == DF_OK) st = restore_state(r, ck);
+    if (st == DF_OK && o->train.restore) st = o->train.restore(o->train.user, ck);
+    df_checkpoint_free(ck);
+    if (st != DF_OK) return in_checkpoint(st, path);
+    h->resumed = true;
+    snprintf(h->last_checkpoint, sizeof h->last_checkpoint, "%s", path);
+    if (o->progress != DF_FIT_PROGRESS_NONE)
+        fprintf(r->out, "Resumed from %s (%d epochs done%s, step %" PRId64 ")\n", path, h->epochs_done,
+                h->epoch_step ? " and part of the next" : "", h->steps);
+    return DF_OK;
+}
+
+/* --------------------------------------------------------------- CSV */
+
+static df_status csv_failed(const fit_run *r)
+{
+    return df_error(DF_ERR_IO, "df_fit: cannot write the CSV log %s: %s", r->o->csv_path,
+                    errno ? strerror(errno) : "write error");
+}
+
+/* After a resume: keeps the header and the rows up to the checkpoint's step,
+ * so steps redone after a crash are not logged twice. Atomic. */
+static df_status trim_csv(const fit_run *r)
+{
+    const char *path = r->o->csv_path;
+    FILE *in = fopen(path, "r");
+    if (!in) return errno == ENOENT ? DF_OK : df_error(DF_ERR_IO, "df_fit: cannot read %s: %s", path, strerror(errno));
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        return df_error(DF_ERR_IO, "df_fit: cannot write %s: %s", tmp, strerror(errno));
+    }
+    char line[512];
+    while (fgets(line, sizeof line, in)) {
+        int epoch;
+        long long step;
+        if (sscanf(line, "%d,%lld,", &epoch, &step) == 2 && step > r->h->steps) continue;
+        fputs(line, out);
+    }
+    bool ok = !ferror(in) && !ferror(out);
+    fclose(in);
+    errno = 0;
+    if (fflush(out) != 0 || fsync(fileno(out)) != 0) ok = false;
+    if (fclose(out) != 0) ok = false;
+    if (!ok || rename(tmp, path) != 0) {
+        df_status st = df_error(DF_ERR_IO, "df_fit: cannot rewrite %s: %s", path, errno ? strerror(errno) : "write error");
+        unlink(tmp);
+        return st;
+    }
+    return DF_OK;
+}
+
+static df_status open_csv(fit_run *r)
+{
+    const char *path = r->o->csv_path;
+    if (!path) return DF_OK;
+    bool append = r->h->resumed && access(path, F_OK) == 0;
+    df_status st = append ? trim_csv(r) : DF_OK;
+    if (st != DF_OK) return st;
+    errno = 0;
+    r->csv = fopen(path, append ? "a" : "w");
+    if (!r->csv) return df_error(DF_ERR_IO, "df_fit: cannot write the CSV log %s: %s", path, strerror(errno));
+    if (!append && fprintf(r->csv, "epoch,step,loss,val_loss\n") < 0) return csv_failed(r);
+    return DF_OK;
+}
+
+static df_status csv_row(fit_run *r, int epoch, double loss, double val_loss)
+{
+    if (!r->csv) return DF_OK;
+    errno = 0;
+    int n = isnan(val_loss) ? fprintf(r->csv, "%d,%" PRId64 ",%.6f,\n", epoch, r->h->steps, loss)
+                            : fprintf(r->csv, "%d,%" PRId64 ",,%.6f\n", epoch, r->h->steps, val_loss);
+    return n < 0 ? csv_failed(r) : DF_OK;
+}
+
+/* Each epoch's rows reach the disk before its checkpoint names their steps. */
+static df_status csv_flush(fit_run *r)
+{
+    if (!r->csv) return DF_OK;
+    errno = 0;
+    if (fflush(r->csv) != 0 || ferror(r->csv) || fsync(fileno(r->csv)) != 0) return csv_failed(r);
+    return DF_OK;
+}
+
+static df_status close_csv(fit_run *r)
+{
+    if (!r->csv) return DF_OK;
+    errno = 0;
+    bool ok = fflush(r->csv) == 0 && !ferror(r->csv);
+    if (fclose(r->csv) != 0) ok = false;
+    r->csv = NULL;
+    return ok ? DF_OK : csv_failed(r);
+}
+
+/* ----------------------------------------------------- progress output */
+
+/* "240s", "850ms/step" as Keras prints them. */
+static void keras_times(double elapsed, int64_t steps, char *total, char *per_step)
+{
+    sprintf(total, "%.0fs", elapsed);
+    double per = steps ? elapsed / (double)steps : 0;
+    if (per >= 1) sprintf(per_step, "%.0fs/step", per);
+    else if (per >= 0.01) sprintf(per_step, "%.0fms/step", per * 1000);
+    else sprintf(per_step, "%.2fms/step", per * 1000);
+}
+
+/* Keras' bar on a terminal, plain lines otherwise; total 0 = unknown. */
+static void show_progress(const fit_run *r, int64_t done, int64_t total, double elapsed, double mean_loss, bool last)
+{
+    if (r->o->progress != DF_FIT_PROGRESS_AUTO) return;
+    char t[32], per[32], of[32] = "Unknown";
+    keras_times(elapsed, done, t, per);
+    if (total) snprintf(of, sizeof of, "%" PRId64, total);
+    if (r->tty) {
+        enum { WIDTH = 30 };
+        char bar[WIDTH + 1];
+        int filled = total ? (int)(WIDTH * done / total) : WIDTH;
+        for (int i = 0; i < WIDTH; i++) bar[i] = i < filled - 1 || (last && i < filled) ? '=' : i == filled - 1 ? '>' : '.';
+        bar[WIDTH] = 0;
+        fprintf(r->out, "\r%" PRId64 "/%s [%s] - %s %s - loss: %.4f%s", done, of, bar, t, per, mean_loss, last ? "\n" : "");
+    } else {
+        int64_t every = total >= 10 ? total / 10 : total ? 1 : 100;
+        if (last || done % every == 0)
+            fprintf(r->out, "%" PRId64 "/%s - %s %s - loss: %.4f\n", done, of, t, per, mean_loss);
+    }
+    fflush(r->out);
+}
+
+/* --------------------------------------------------------------- steps */
+
+static df_status scalar_loss(const df_tensor *t, const char *fn, double *loss)
+{
+    if (t->dtype != DF_F32 || df_tensor_numel(t) != 1) {
+        char shape[64];
+        return df_error(DF_ERR_SHAPE, "df_fit: the first output of %s must be a scalar f32 loss, got %s %s", fn,
+                        df_dtype_name(t->dtype), df_shape_str(t->ndim, t->shape, shape, sizeof shape));
+    }
+    *loss = *(const float *)t->data;
+    return DF_OK;
+}
+
+static df_status next_batch(fit_run *r, const df_fit_data *d, const char *which, int64_t step, bool *end)
+{
+    *end = false;
+    df_status st = d->next(d->user, r->inputs, end);
+    if (st == DF_OK) return DF_OK;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", df_last_error());
+    return df_error(st, "df_fit: the %s data failed at step %" PRId64 ": %s", which, step, msg);
+}
+
+static df_status train_one(fit_run *r, int epoch, double *loss)
+{
+    const df_fit_options *o = r->o;
+    df_tensor out;
+    df_status st = df_function_call(o->train_step, r->inputs, o->n_inputs, &out, 1);
+    if (st == DF_OK) st = scalar_loss(&out, "train_step", loss);
+    if (st == DF_OK && o->terminate_on_nan && !isfinite(*loss))
+        st = df_error(DF_ERR_STATE, "df_fit: the loss is %g at step %" PRId64 " (epoch %d): stopping (terminate_on_nan)",
+                      *loss, r->h->steps + 1, epoch + 1);
+    return st;
+}
+
+/* One epoch, or the rest of one a resumed checkpoint stopped in. A stop
+ * request ends it early with h->epoch_step = the steps done. */
+static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
+{
+    const df_fit_options *o = r->o;
+    df_fit_history *h = r->h;
+    int64_t total = o->steps_per_epoch, first = h->epoch_step, ran = 0, shown = -1;
+    if (first == 0) {
+        if (o->reset_states) o->reset_states(o->user);
+        if (o->train.start_epoch) o->train.start_epoch(o->train.user);
+    }
+    h->epoch_step = 0;
+    if (o->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "Epoch %d/%d\n", epoch + 1, r->epochs);
+    double start = now_seconds(), sum = 0;
+    df_status st = DF_OK;
+    for (int64_t i = first; total == 0 || i < total; i++) {
+        if (df_lr_schedule_active(&o->schedule))
+            df_optimizer_set_learning_rate(o->optimizer, df_lr_schedule_rate(&o->schedule, r->base_lr, h->steps));
+        bool end;
+        double loss = 0;
+        if ((st = next_batch(r, &o->train, "training", h->steps + 1, &end)) != DF_OK || end) break;
+        if ((st = train_one(r, epoch, &loss)) != DF_OK) break;
+        sum += loss;
+        ran++;
+        h->steps++;
+        if ((st = csv_row(r, epoch + 1, loss, NAN)) != DF_OK) break;
+        show_progress(r, i + 1, total, now_seconds() - start, sum / (double)ran, i + 1 == total);
+        shown = i + 1;
+        if (stop_requested && (total == 0 || i + 1 < total)) {
+            if (r->tty && o->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "\n");
+            h->epoch_step = i + 1;
+            break;
+        }
+    }
+    if (st == DF_OK && total == 0 && ran > 0 && h->epoch_step == 0)   /* the source ended the epoch */
+        show_progress(r, shown, shown, now_seconds() - start, sum / (double)ran, true);
+    *mean_loss = ran ? sum / (double)ran : NAN;
+    return st;
+}
+
+static df_status evaluate(fit_run *r, double *mean)
+{
+    const df_fit_options *o = r->o;
+    const df_fit_data *d = &o->validation;
+    if (o->reset_states) o->reset_states(o->user);
+    if (d->start_epoch) d->start_epoch(d->user);
+    double sum = 0;
+    int64_t n = 0;
+    df_status st = DF_OK;
+    for (;;) {
+        bool end;
+        df_tensor out;
+        double loss = 0;
+        if ((st = next_batch(r, d, "validation", n + 1, &end)) != DF_OK || end) break;
+        if ((st = df_function_call(o->eval_step, r->inputs, o->n_inputs, &out, 1)) != DF_OK) break;
+        if ((st = scalar_loss(&out, "eval_step", &loss)) != DF_OK) break;
+        sum += loss;
+        n++;
+    }
+    if (st == DF_OK && n == 0) st = df_error(DF_ERR_STATE, "df_fit: the validation data gave no batch");
+    *mean = n ? sum / (double)n : NAN;
+    if (o->reset_states) o->reset_states(o->user);
+    return st;
+}
+
+/* Early stopping's record, on the validation loss (the training loss
+ * without validation); true when the patience has run out. */
+static bool no_longer_improving(fit_run *r, double monitored)
+{
+    df_fit_history *h = r->h;
+    if (monitored < h->best - r->o->early_stopping_min_delta) {
+        h->best = monitored;
+        r->wait = 0;
+    } else {
+        r->wait++;
+    }
+    return r->o->early_stopping_patience > 0 && r->wait >= r->o->early_stopping_patience;
+}
+
+static void print_epoch_line(const fit_run *r, int epoch, double elapsed)
+{
+    if (r->o->progress != DF_FIT_PROGRESS_EPOCH) return;
+    const df_fit_history *h = r->h;
+    fprintf(r->out, "Epoch %d/%d - %.0fs - loss: %.4f", epoch + 1, r->epochs, elapsed, h->loss);
+    if (r->has_val) fprintf(r->out, " - val_loss: %.4f", h->val_loss);
+    fprintf(r->out, "\n");
+}
+
+static df_status end_of_epoch(fit_run *r, int epoch, bool *stop)
+{
+    const df_fit_options *o = r->o;
+    df_fit_history *h = r->h;
+    df_status st = DF_OK;
+    h->val_loss = NAN;
+    if (r->has_val) {
+        if ((st = evaluate(r, &h->val_loss)) != DF_OK) return st;
+        if (o->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "val_loss: %.4f\n", h->val_loss);
+        if ((st = csv_row(r, epoch + 1, NAN, h->val_loss)) != DF_OK) return st;
+    }
+    h->stopped_early = no_longer_improving(r, r->has_val ? h->val_loss : h->loss);
+    if (o->on_epoch_end) {
+        df_fit_logs logs = {epoch + 1, h->steps, h->loss, h->val_loss,
+                            o->optimizer ? df_optimizer_learning_rate(o->optimizer) : 0};
+        if ((st = o->on_epoch_end(o->user, &logs)) != DF_OK) return st;
+    }
+    *stop = h->stopped_early;
+    return DF_OK;
+}
+
+static df_status train_epochs(fit_run *r)
+{
+    const df_fit_options *o = r->o;
+    df_fit_history *h = r->h;
+    for (int epoch = h->epochs_done; epoch < r->epochs; epoch++) {
+        double start = now_seconds();
+        df_status st = run_epoch(r, epoch, &h->loss);
+        bool partial = h->epoch_step > 0, early = false;
+        if (st == DF_OK && !partial) {
+            h->epochs_done = epoch + 1;
+            st = end_of_epoch(r, epoch, &early);
+            print_epoch_line(r, epoch, now_seconds() - start);
+        }
+        bool stop = stop_requested;
+        if (st == DF_OK) st = csv_flush(r);
+        if (st != DF_OK) return st;
+        bool last = epoch + 1 == r->epochs || stop || early;
+        if (o->checkpoint_dir && (last || (epoch + 1) % r->every == 0) && (st = save_checkpoint(r)) != DF_OK) return st;
+        if (stop) {
+            h->interrupted = true;
+            if (o->progress != DF_FIT_PROGRESS_NONE)
+                fprintf(r->out, "Interrupted: stopped after step %" PRId64 "%s\n", h->steps,
+                        o->checkpoint_dir ? " with a checkpoint; resume continues from there" : "");
+            break;
+        }
+        if (early) {
+            if (o->progress != DF_FIT_PROGRESS_NONE)
+                fprintf(r->out, "Early stopping: %s did not improve for %d epochs (best %.4f)\n",
+                        r->has_val ? "val_loss" : "loss", r->wait, h->best);
+            break;
+        }
+    }
+    return DF_OK;
+}
+
+/* ----------------------------------------------------------------- fit */
+
+static df_status prepare(fit_run *r)
+{
+    const df_fit_options *o = r->o;
+    df_status st = DF_OK;
+    if (o->checkpoint_dir && (st = make_dirs(o->checkpoint_dir)) != DF_OK) return st;
+    if (o->csv_path && (st = check_writable(o->csv_path, "CSV log")) != DF_OK) return st;
+    if (o->plot_path && (st = check_writable(o->plot_path, "loss curve")) != DF_OK) return st;
+    if (o->resume && (st = resume(r)) != DF_OK) return st;
+    return open_csv(r);
+}
+
+df_status df_fit(const df_fit_options *o, df_fit_history *history)
+{
+    df_fit_history local;
+    df_fit_history *h = history ? history : &local;
+    *h = (df_fit_history){.loss = NAN, .val_loss = NAN, .best = INFINITY};
+    df_status st = check_options(o);
+    if (st != DF_OK) return st;
+    fit_run r = {.o = o, .out = o->out ? o->out : stdout, .h = h, .has_val = o->validation.next != NULL,
+                 .epochs = o->epochs ? o->epochs : 1, .every = o->checkpoint_every ? o->checkpoint_every : 1};
+    r.tty = isatty(fileno(r.out));
+    r.base_lr = o->learning_rate > 0 ? o->learning_rate : o->optimizer ? df_optimizer_learning_rate(o->optimizer) : 0;
+    stop_requested = 0;
+    struct sigaction saved[N_HANDLED];
+    if (o->handle_signals) install_signals(saved);
+    st = prepare(&r);
+    if (st == DF_OK) st = train_epochs(&r);
+    df_status closed = close_csv(&r);
+    if (st == DF_OK) st = closed;
+    if (st == DF_OK && o->plot_path) st = df_plot_loss_csv(o->csv_path, o->plot_path);
+    if (o->handle_signals) restore_signals(saved);
+    return st;
+}

@@ -1,0 +1,665 @@
+/* test_fit.c — df_fit and the learning-rate schedules: training, exact resume
+ * (after an epoch, inside one, after a crash that lost a checkpoint),
+ * validation, early stopping, CSV/SVG output, signals, and every error path. */
+#define _GNU_SOURCE            /* nftw */
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "helpers.h"
+
+/* ------------------------------------------------------ a toy regression */
+
+enum { N_POINTS = 64, BATCH = 8, STEPS = N_POINTS / BATCH };
+
+/* y = 3x + 2 over fixed points, in an order reshuffled each epoch by its
+ * own RNG (what a checkpoint must carry to resume inside an epoch). */
+typedef struct data {
+    float x[N_POINTS], y[N_POINTS];
+    int order[N_POINTS];
+    int pos;
+    df_rng rng;
+    bool shuffle;
+    float bx[BATCH], by[BATCH];
+    int64_t calls;           /* next() calls that gave a batch */
+    int64_t stop_at_call;    /* df_fit_request_stop on this call (0: never) */
+    int signal_at_call;      /* raise(SIGTERM) on this call (0: never) */
+    int fail_at_call;        /* fail on this call (0: never) */
+    float lr_seen[64];       /* the optimizer's rate at each call */
+    df_optimizer *opt;
+} data;
+
+static void data_init(data *d, uint64_t seed, bool shuffle)
+{
+    memset(d, 0, sizeof *d);
+    for (int i = 0; i < N_POINTS; i++) {
+        d->x[i] = -1.0f + 2.0f * (float)i / (N_POINTS - 1);
+        d->y[i] = 3.0f * d->x[i] + 2.0f + 0.1f * (float)((i * 37) % 11 - 5) / 5.0f;
+        d->order[i] = i;
+    }
+    df_rng_seed(&d->rng, seed);
+    d->shuffle = shuffle;
+}
+
+static void data_start_epoch(void *user)
+{
+    data *d = user;
+    d->pos = 0;
+    for (int i = N_POINTS - 1; d->shuffle && i > 0; i--) {
+        int j = (int)df_rng_below(&d->rng, (uint32_t)i + 1), t = d->order[i];
+        d->order[i] = d->order[j];
+        d->order[j] = t;
+    }
+}
+
+static df_status data_next(void *user, df_tensor *in, bool *end)
+{
+    data *d = user;
+    if (d->pos + BATCH > N_POINTS) {
+        *end = true;
+        return DF_OK;
+    }
+    d->calls++;
+    if (d->calls == d->fail_at_call) return df_error(DF_ERR_IO, "the disk went away");
+    if (d->calls == d->stop_at_call) df_fit_request_stop();
+    if (d->calls == d->signal_at_call) raise(SIGTERM);
+    if (d->opt && d->calls <= 64) d->lr_seen[d->calls - 1] = df_optimizer_learning_rate(d->opt);
+    for (int i = 0; i < BATCH; i++) {
+        d->bx[i] = d->x[d->order[d->pos + i]];
+        d->by[i] = d->y[d->order[d->pos + i]];
+    }
+    d->pos += BATCH;
+    in[0] = F32(d->bx, BATCH, 1);
+    in[1] = F32(d->by, BATCH, 1);
+    return DF_OK;
+}
+
+/* Position, order and RNG: all a resume inside an epoch needs. */
+typedef struct data_record { int pos; int order[N_POINTS]; df_rng rng; } data_record;
+
+static df_status data_save(void *user, df_checkpoint *ck)
+{
+    data *d = user;
+    data_record rec = {.pos = d->pos, .rng = d->rng};
+    memcpy(rec.order, d->order, sizeof rec.order);
+    return df_checkpoint_put_blob(ck, "data/position", &rec, sizeof rec);
+}
+
+static df_status data_restore(void *user, const df_checkpoint *ck)
+{
+    data *d = user;
+    const void *p;
+    size_t len;
+    df_status st = df_checkpoint_get_blob(ck, "data/position", &p, &len);
+    if (st != DF_OK) return st;
+    if (len != sizeof(data_record)) return df_error(DF_ERR_FORMAT, "bad data/position record");
+    data_record rec;
+    memcpy(&rec, p, sizeof rec);
+    d->pos = rec.pos;
+    d->rng = rec.rng;
+    memcpy(d->order, rec.order, sizeof rec.order);
+    return DF_OK;
+}
+
+typedef struct toy {
+    df_variable *w, *b, *vars[2];
+    df_optimizer *opt;
+    df_function *step, *eval;
+    data train, val;
+    int resets;
+    int epochs_seen;
+    double last_logged_loss;
+} toy;
+
+static df_node *toy_loss(df_graph *g, toy *m, df_node **in)
+{
+    df_node *pred = df_add(g, df_matmul(g, in[0], df_var(g, m->w), false, false), df_var(g, m->b));
+    return df_mean(g, df_square(g, df_sub(g, pred, in[1])), NULL, 0, false);
+}
+
+static df_status build_step(df_graph *g, df_node **in, void *user)
+{
+    toy *m = user;
+    df_tape *tape = df_tape_begin(g);
+    df_node *loss = toy_loss(g, m, in);
+    df_tape_end(tape);
+    df_node *grads[2];
+    if (df_tape_gradient(tape, loss, 2, m->vars, grads) != DF_OK) return df_graph_status(g);
+    df_optimizer_apply(g, m->opt, 2, m->vars, grads);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
+static df_status build_eval(df_graph *g, df_node **in, void *user)
+{
+    df_graph_output(g, toy_loss(g, user, in));
+    return df_graph_status(g);
+}
+
+static void toy_reset(void *user) { ((toy *)user)->resets++; }
+
+static df_status toy_epoch_end(void *user, const df_fit_logs *logs)
+{
+    toy *m = user;
+    m->epochs_seen = logs->epoch;
+    m->last_logged_loss = logs->loss;
+    return DF_OK;
+}
+
+/* A fresh model: w and b start from init_value, Adam (slots to resume). */
+static void toy_init(toy *m, float init_value, float lr)
+{
+    memset(m, 0, sizeof *m);
+    m->w = df_variable_new("dense/kernel", DF_F32, 2, SHAPE(1, 1), df_init_constant(init_value), NULL);
+    m->b = df_variable_new("dense/bias", DF_F32, 1, SHAPE(1), df_init_constant(init_value), NULL);
+    cr_assert(m->w && m->b, "%s", df_last_error());
+    m->vars[0] = m->w;
+    m->vars[1] = m->b;
+    m->opt = df_adam_new(lr, 0.9f, 0.999f, 1e-7f);
+    m->step = df_function_new("toy_step", build_step, m);
+    m->eval = df_function_new("toy_eval", build_eval, m);
+    data_init(&m->train, 7, true);
+    data_init(&m->val, 9, false);
+}
+
+static void toy_free(toy *m)
+{
+    df_function_free(m->step);
+    df_function_free(m->eval);
+    df_optimizer_free(m->opt);
+    df_variable_free(m->w);
+    df_variable_free(m->b);
+}
+
+static df_fit_options toy_options(toy *m, int epochs)
+{
+    return (df_fit_options){
+        .train_step = m->step, .eval_step = m->eval, .n_inputs = 2, .optimizer = m->opt,
+        .n_variables = 2, .variables = m->vars,
+        .train = {.next = data_next, .start_epoch = data_start_epoch, .save = data_save, .restore = data_restore,
+                  .user = &m->train},
+        .epochs = epochs, .progress = DF_FIT_PROGRESS_NONE, .reset_states = toy_reset,
+        .on_epoch_end = toy_epoch_end, .user = m,
+    };
+}
+
+static float value_of(const df_variable *v) { return *(const float *)df_variable_tensor(v).data; }
+
+/* ------------------------------------------------------------- scratch dir */
+
+static char dir[64];
+
+static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw) { return remove(path); }
+
+static void make_dir(void)
+{
+    strcpy(dir, "/tmp/dffit.XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void remove_dir(void) { nftw(dir, remove_one, 8, FTW_DEPTH | FTW_PHYS); }
+
+TestSuite(fit, .init = make_dir, .fini = remove_dir);
+TestSuite(schedule);
+
+static const char *in_dir(const char *name)
+{
+    static char path[2][128];
+    static int k;
+    k ^= 1;
+    snprintf(path[k], sizeof path[k], "%s/%s", dir, name);
+    return path[k];
+}
+
+/* Weights after an uninterrupted run of `epochs`. */
+static void reference_weights(int epochs, float *w, float *b)
+{
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_fit_options o = toy_options(&m, epochs);
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    *w = value_of(m.w);
+    *b = value_of(m.b);
+    toy_free(&m);
+}
+
+/* -------------------------------------------------------------- training */
+
+Test(fit, trains_and_reports_each_epoch)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 40);
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect_eq(h.epochs_done, 40);
+    cr_expect_eq(h.steps, 40 * STEPS);
+    cr_expect_eq(h.epoch_step, 0);
+    cr_expect(!h.resumed && !h.interrupted && !h.stopped_early);
+    cr_expect_eq(df_optimizer_iterations(m.opt), 40 * STEPS);
+    cr_expect(fabsf(value_of(m.w) - 3.0f) < 0.1f && fabsf(value_of(m.b) - 2.0f) < 0.1f, "w %g b %g",
+              value_of(m.w), value_of(m.b));
+    cr_expect_lt(h.loss, 0.05, "final loss %g", h.loss);
+    cr_expect_eq(m.epochs_seen, 40, "on_epoch_end saw %d epochs", m.epochs_seen);
+    cr_expect_eq(m.last_logged_loss, h.loss);
+    cr_expect_eq(m.resets, 40, "reset_states once per epoch without validation, got %d", m.resets);
+    cr_expect(isnan(h.val_loss));
+    toy_free(&m);
+}
+
+Test(fit, steps_per_epoch_caps_an_epoch)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 3);
+    o.steps_per_epoch = 5;
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect_eq(h.steps, 15);
+    cr_expect_eq(m.train.calls, 15);
+    toy_free(&m);
+}
+
+Test(fit, validation_loss_is_the_mean_over_the_validation_batches)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 2);
+    o.validation = (df_fit_data){.next = data_next, .start_epoch = data_start_epoch, .user = &m.val};
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    /* the same mean, by hand, with the final weights */
+    double sum = 0;
+    for (int i = 0; i < N_POINTS; i += BATCH) {
+        double batch = 0;
+        for (int k = i; k < i + BATCH; k++) {
+            float e = value_of(m.w) * m.val.x[k] + value_of(m.b) - m.val.y[k];
+            batch += (double)e * e;
+        }
+        sum += batch / BATCH;
+    }
+    double expected = sum / STEPS;
+    cr_expect(fabs(h.val_loss - expected) < 1e-5 * fmax(1, expected), "val_loss %.7g, by hand %.7g", h.val_loss,
+              expected);
+    cr_expect_eq(m.resets, 2 * 3, "epoch start, before and after validation, each epoch; got %d", m.resets);
+    toy_free(&m);
+}
+
+/* ---------------------------------------------------------------- resume */
+
+Test(fit, resume_after_an_epoch_gives_the_uninterrupted_weights)
+{
+    float w_ref, b_ref;
+    reference_weights(6, &w_ref, &b_ref);
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_fit_options o = toy_options(&m, 3);
+    o.checkpoint_dir = dir;
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect_str_eq(h.last_checkpoint, in_dir("ckpt_3"));
+    cr_expect_eq(access(in_dir("ckpt_1"), F_OK), 0, "checkpoint_every defaults to every epoch");
+    toy_free(&m);
+
+    toy_init(&m, -7.0f, 0.05f);               /* other weights, fresh optimizer and data */
+    o = toy_options(&m, 6);
+    o.checkpoint_dir = dir;
+    o.resume = true;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect(h.resumed);
+    cr_expect_eq(h.epochs_done, 6);
+    cr_expect_eq(h.steps, 6 * STEPS);
+    cr_expect_eq(m.train.calls, 3 * STEPS, "the resumed run ran only the remaining epochs");
+    cr_expect_eq(value_of(m.w), w_ref, "w %.9g vs %.9g uninterrupted", value_of(m.w), w_ref);
+    cr_expect_eq(value_of(m.b), b_ref, "b %.9g vs %.9g uninterrupted", value_of(m.b), b_ref);
+    toy_free(&m);
+}
+
+Test(fit, stop_inside_an_epoch_checkpoints_and_resumes_exactly)
+{
+    float w_ref, b_ref;
+    reference_weights(4, &w_ref, &b_ref);
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_fit_options o = toy_options(&m, 4);
+    o.checkpoint_dir = dir;
+    o.csv_path = in_dir("losses.csv");
+    m.train.stop_at_call = STEPS + 3;          /* in epoch 2, after its third step */
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect(h.interrupted);
+    cr_expect_eq(h.epochs_done, 1);
+    cr_expect_eq(h.epoch_step, 3);
+    cr_expect_eq(h.steps, STEPS + 3);
+    cr_expect_str_eq(h.last_checkpoint, in_dir("ckpt_2"), "the epoch in progress names the checkpoint");
+    toy_free(&m);
+
+    toy_init(&m, 9.0f, 0.05f);
+    o = toy_options(&m, 4);
+    o.checkpoint_dir = dir;
+    o.csv_path = in_dir("losses.csv");
+    o.resume = true;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect_eq(h.steps, 4 * STEPS);
+    cr_expect_eq(m.train.calls, 4 * STEPS - (STEPS + 3));
+    cr_expect_eq(m.resets, 2, "no reset entering the resumed epoch, then one per new epoch; got %d", m.resets);
+    cr_expect_eq(value_of(m.w), w_ref, "w %.9g vs %.9g uninterrupted", value_of(m.w), w_ref);
+    cr_expect_eq(value_of(m.b), b_ref, "b %.9g vs %.9g uninterrupted", value_of(m.b), b_ref);
+    toy_free(&m);
+}
+
+/* Steps of the CSV's training rows, in order; returns how many. */
+static int csv_steps(const char *path, long long *steps, int cap)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    char line[256];
+    int n = 0;
+    cr_assert_not_null(fgets(line, sizeof line, f));
+    cr_expect_str_eq(line, "epoch,step,loss,val_loss\n");
+    while (fgets(line, sizeof line, f)) {
+        int epoch;
+        long long step;
+        char loss[64];
+        if (sscanf(line, "%d,%lld,%63[^,\n]", &epoch, &step, loss) == 3 && n < cap) steps[n++] = step;
+    }
+    fclose(f);
+    return n;
+}
+
+Test(fit, after_a_crash_the_csv_has_each_step_once)
+{
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_fit_options o = toy_options(&m, 3);
+    o.checkpoint_dir = dir;
+    o.checkpoint_every = 2;
+    o.csv_path = in_dir("losses.csv");
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    toy_free(&m);
+    cr_assert_eq(unlink(in_dir("ckpt_3")), 0, "checkpoints 2 and 3 (the last) were written");
+    cr_expect_neq(access(in_dir("ckpt_1"), F_OK), 0, "checkpoint_every 2 skips epoch 1");
+
+    toy_init(&m, 0.5f, 0.05f);     /* as if killed after epoch 3's rows, before its checkpoint */
+    o = toy_options(&m, 4);
+    o.checkpoint_dir = dir;
+    o.csv_path = in_dir("losses.csv");
+    o.resume = true;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    toy_free(&m);
+    long long steps[256];
+    int n = csv_steps(in_dir("losses.csv"), steps, 256);
+    cr_expect_eq(n, 4 * STEPS, "rows: %d", n);
+    for (int i = 0; i < n; i++) cr_expect_eq(steps[i], i + 1, "row %d has step %lld", i, steps[i]);
+}
+
+Test(fit, sigterm_stops_with_a_checkpoint_and_the_handler_is_restored)
+{
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_fit_options o = toy_options(&m, 3);
+    o.checkpoint_dir = dir;
+    o.handle_signals = true;
+    m.train.signal_at_call = 4;
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect(h.interrupted);
+    cr_expect_eq(h.steps, 4);
+    cr_expect_eq(access(in_dir("ckpt_1"), F_OK), 0);
+    struct sigaction now;
+    sigaction(SIGTERM, NULL, &now);
+    cr_expect_eq(now.sa_handler, SIG_DFL, "df_fit left its SIGTERM handler installed");
+    toy_free(&m);
+}
+
+/* ------------------------------------------------ early stopping, schedules */
+
+Test(fit, early_stopping_ends_when_the_loss_stops_improving)
+{
+    toy m;
+    toy_init(&m, 0.5f, 0.0f);          /* learning rate 0: the loss never improves */
+    df_fit_options o = toy_options(&m, 20);
+    o.early_stopping_patience = 2;
+    o.early_stopping_min_delta = 1e-6;    /* shuffled batches change the sum's rounding */
+    o.checkpoint_dir = dir;
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect(h.stopped_early);
+    cr_expect_eq(h.epochs_done, 3, "the first epoch sets the best, two more without improvement; got %d",
+                 h.epochs_done);
+    cr_expect_eq(access(in_dir("ckpt_3"), F_OK), 0, "stopping early checkpoints");
+    cr_expect(isfinite(h.best) && fabs(h.best - h.loss) < 1e-6, "best %g, last %g", h.best, h.loss);
+    toy_free(&m);
+}
+
+Test(fit, a_schedule_sets_the_rate_before_each_step)
+{
+    toy m;
+    toy_init(&m, 0.5f, 0.1f);
+    m.train.opt = m.opt;
+    df_fit_options o = toy_options(&m, 2);
+    o.schedule = (df_lr_schedule){.kind = DF_LR_COSINE, .warmup_steps = 3, .decay_steps = 10};
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    for (int s = 0; s < 2 * STEPS; s++)
+        cr_expect_float_eq(m.train.lr_seen[s], df_lr_schedule_rate(&o.schedule, 0.1f, s), 1e-9f, "step %d", s);
+    cr_expect_float_eq(m.train.lr_seen[0], 0.1f / 3, 1e-8f);
+    toy_free(&m);
+}
+
+Test(schedule, reference_values)
+{
+    df_lr_schedule constant = {0}, warm = {.warmup_steps = 4};
+    df_lr_schedule step = {.kind = DF_LR_STEP, .decay_steps = 3, .decay_rate = 0.5f};
+    df_lr_schedule cosine = {.kind = DF_LR_COSINE, .warmup_steps = 2, .decay_steps = 4};
+    cr_expect(!df_lr_schedule_active(&constant) && df_lr_schedule_active(&warm) && df_lr_schedule_active(&step));
+    cr_expect_float_eq(df_lr_schedule_rate(&constant, 0.1f, 12345), 0.1f, 1e-9f);
+    float w[] = {0.025f, 0.05f, 0.075f, 0.1f, 0.1f};
+    for (int s = 0; s < 5; s++) cr_expect_float_eq(df_lr_schedule_rate(&warm, 0.1f, s), w[s], 1e-8f, "warm-up %d", s);
+    float st[] = {0.1f, 0.1f, 0.1f, 0.05f, 0.05f, 0.05f, 0.025f};
+    for (int s = 0; s < 7; s++) cr_expect_float_eq(df_lr_schedule_rate(&step, 0.1f, s), st[s], 1e-8f, "step %d", s);
+    /* warm-up 0.05, 0.1; then 0.1 (1 + cos(pi k / 4)) / 2 for k = 0..4, and 0 after */
+    float co[] = {0.05f, 0.1f, 0.1f, 0.085355339f, 0.05f, 0.014644661f, 0.0f, 0.0f};
+    for (int s = 0; s < 8; s++) cr_expect_float_eq(df_lr_schedule_rate(&cosine, 0.1f, s), co[s], 1e-7f, "cosine %d", s);
+}
+
+Test(schedule, bad_settings_name_the_field)
+{
+    df_lr_schedule s = {.kind = DF_LR_COSINE};
+    cr_expect_eq(df_lr_schedule_check(&s), DF_ERR_ARG);
+    cr_expect(strstr(df_last_error(), "decay_steps"), "%s", df_last_error());
+    s = (df_lr_schedule){.kind = DF_LR_STEP, .decay_steps = 10, .decay_rate = 0};
+    cr_expect_eq(df_lr_schedule_check(&s), DF_ERR_ARG);
+    cr_expect(strstr(df_last_error(), "decay_rate"), "%s", df_last_error());
+    s = (df_lr_schedule){.warmup_steps = -1};
+    cr_expect_eq(df_lr_schedule_check(&s), DF_ERR_ARG);
+    cr_expect(strstr(df_last_error(), "warmup_steps"), "%s", df_last_error());
+    s = (df_lr_schedule){.kind = (df_lr_kind)7};
+    cr_expect_eq(df_lr_schedule_check(&s), DF_ERR_ARG);
+}
+
+/* ------------------------------------------------------------ output files */
+
+Test(fit, writes_a_csv_and_an_svg_loss_curve)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 2);
+    o.validation = (df_fit_data){.next = data_next, .start_epoch = data_start_epoch, .user = &m.val};
+    o.csv_path = in_dir("losses.csv");
+    o.plot_path = in_dir("loss.svg");
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    long long steps[64];
+    cr_expect_eq(csv_steps(o.csv_path, steps, 64), 2 * STEPS);
+    FILE *f = fopen(o.plot_path, "r");
+    cr_assert_not_null(f);
+    char head[5] = {0};
+    cr_expect_eq(fread(head, 1, 4, f), 4);
+    fclose(f);
+    cr_expect_str_eq(head, "<svg");
+    toy_free(&m);
+}
+
+Test(fit, progress_lines_on_a_stream)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 2);
+    char *text = NULL;
+    size_t len = 0;
+    o.out = open_memstream(&text, &len);
+    o.progress = DF_FIT_PROGRESS_AUTO;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    fclose(o.out);
+    cr_expect(strstr(text, "Epoch 1/2\n") && strstr(text, "Epoch 2/2\n"), "%s", text);
+    cr_expect(strstr(text, "8/8 - "), "no last-step line in:\n%s", text);
+    cr_expect(strstr(text, " - loss: "), "%s", text);
+    free(text);
+    toy_free(&m);
+}
+
+/* ------------------------------------------------------------------ errors */
+
+static void expect_error(df_status got, df_status want, const char *fragment)
+{
+    cr_expect_eq(got, want, "status %s, expected %s (%s)", df_status_name(got), df_status_name(want), df_last_error());
+    cr_expect(strstr(df_last_error(), fragment), "message \"%s\" lacks \"%s\"", df_last_error(), fragment);
+}
+
+Test(fit, bad_options_name_the_field)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    o.train_step = NULL;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "train_step");
+    o = toy_options(&m, 1);
+    o.n_inputs = 0;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "n_inputs");
+    o = toy_options(&m, 1);
+    o.train.next = NULL;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "train.next");
+    o = toy_options(&m, 1);
+    o.train.restore = NULL;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "train.save and train.restore");
+    o = toy_options(&m, 1);
+    o.validation.next = data_next;
+    o.eval_step = NULL;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "eval_step");
+    o = toy_options(&m, 1);
+    o.resume = true;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "checkpoint_dir");
+    o = toy_options(&m, 1);
+    o.plot_path = in_dir("x.svg");
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "csv_path");
+    o = toy_options(&m, 1);
+    o.epochs = -1;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "epochs");
+    o = toy_options(&m, 1);
+    o.schedule.kind = DF_LR_COSINE;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "decay_steps");
+    o = toy_options(&m, 1);
+    o.n_variables = 3;
+    o.variables = NULL;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "variables");
+    expect_error(df_fit(NULL, NULL), DF_ERR_ARG, "NULL options");
+    cr_expect_eq(m.train.calls, 0, "no step ran with bad options");
+    toy_free(&m);
+}
+
+Test(fit, unwritable_outputs_fail_before_training)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    o.csv_path = "/nonexistent-dir/losses.csv";
+    expect_error(df_fit(&o, NULL), DF_ERR_IO, "/nonexistent-dir/losses.csv");
+    o = toy_options(&m, 1);
+    o.csv_path = in_dir("losses.csv");
+    o.plot_path = "/nonexistent-dir/loss.svg";
+    expect_error(df_fit(&o, NULL), DF_ERR_IO, "loss curve");
+    cr_expect_eq(m.train.calls, 0, "no step ran");
+    toy_free(&m);
+}
+
+Test(fit, resume_errors_name_what_is_wrong)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    o.checkpoint_dir = dir;
+    o.resume = true;
+    expect_error(df_fit(&o, NULL), DF_ERR_IO, "nothing to resume");
+    o.resume = false;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    toy_free(&m);
+
+    /* a model whose kernel has another shape */
+    toy_init(&m, 0.0f, 0.05f);
+    df_variable_free(m.w);
+    m.w = m.vars[0] = df_variable_new("dense/kernel", DF_F32, 2, SHAPE(1, 2), df_init_zeros(), NULL);
+    o = toy_options(&m, 2);
+    o.checkpoint_dir = dir;
+    o.resume = true;
+    df_status st = df_fit(&o, NULL);
+    cr_expect_eq(st, DF_ERR_SHAPE, "%s", df_last_error());
+    cr_expect(strstr(df_last_error(), "dense/kernel") && strstr(df_last_error(), "ckpt_1"), "%s", df_last_error());
+    toy_free(&m);
+}
+
+static df_status wrong_extra(void *user, const df_checkpoint *ck)
+{
+    return df_error(DF_ERR_STATE, "this run has vocab=66, the checkpoint vocab=65");
+}
+
+Test(fit, a_restore_extra_refusal_names_the_checkpoint)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    o.checkpoint_dir = dir;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    o.resume = true;
+    o.epochs = 2;
+    o.restore_extra = wrong_extra;
+    df_status st = df_fit(&o, NULL);
+    cr_expect_eq(st, DF_ERR_STATE);
+    cr_expect(strstr(df_last_error(), "ckpt_1") && strstr(df_last_error(), "vocab=66"), "%s", df_last_error());
+    toy_free(&m);
+}
+
+static df_status build_vector_loss(df_graph *g, df_node **in, void *user)
+{
+    df_graph_output(g, df_square(g, in[0]));
+    return df_graph_status(g);
+}
+
+Test(fit, a_step_that_does_not_output_a_scalar_loss_is_an_error)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_function *bad = df_function_new("vector_step", build_vector_loss, NULL);
+    df_fit_options o = toy_options(&m, 1);
+    o.train_step = bad;
+    expect_error(df_fit(&o, NULL), DF_ERR_SHAPE, "scalar f32 loss");
+    df_function_free(bad);
+    toy_free(&m);
+}
+
+Test(fit, data_errors_and_nan_losses_stop_the_run)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    m.train.fail_at_call = 3;
+    df_fit_options o = toy_options(&m, 1);
+    expect_error(df_fit(&o, NULL), DF_ERR_IO, "training data failed at step 3: the disk went away");
+    toy_free(&m);
+
+    toy_init(&m, NAN, 0.05f);
+    o = toy_options(&m, 1);
+    o.terminate_on_nan = true;
+    df_fit_history h;
+    expect_error(df_fit(&o, &h), DF_ERR_STATE, "terminate_on_nan");
+    cr_expect_eq(h.steps, 0, "stopped at the first step");
+    toy_free(&m);
+}
