@@ -88,6 +88,21 @@
 extern "C" {
 #endif
 
+/* ----------------------------------------------------------------- version */
+
+/* The library's version, as configure.ac's AC_INIT states it. The macros
+ * give the version a program was compiled against; df_version() the one of
+ * the library it runs with ("0.1.0"). */
+#define DAGFLOW_VERSION_MAJOR 0
+#define DAGFLOW_VERSION_MINOR 1
+#define DAGFLOW_VERSION_PATCH 0
+#define DF_STRINGIFY_(x) #x
+#define DF_STRINGIFY(x) DF_STRINGIFY_(x)
+#define DAGFLOW_VERSION                                                          \
+    DF_STRINGIFY(DAGFLOW_VERSION_MAJOR) "." DF_STRINGIFY(DAGFLOW_VERSION_MINOR) "." \
+    DF_STRINGIFY(DAGFLOW_VERSION_PATCH)
+const char *df_version(void);
+
 /* ------------------------------------------------------------------ status */
 
 typedef enum df_status {
@@ -173,7 +188,9 @@ void df_variable_free(df_variable *v);
 df_tensor df_variable_tensor(const df_variable *v);
 const char *df_variable_name(const df_variable *v);
 df_status df_variable_init(df_variable *v, df_init init, df_rng *rng);
-/* Copies src (same dtype and element count) into the variable. */
+/* Copies src into the variable. src must have the variable's dtype and
+ * exactly its shape (a (3,2) value for a (2,3) variable is DF_ERR_SHAPE
+ * naming the variable and both shapes, though the element counts agree). */
 df_status df_variable_assign(df_variable *v, const df_tensor *src);
 int64_t df_variable_numel(const df_variable *v);
 
@@ -319,7 +336,9 @@ typedef struct df_tensor_spec {
 df_function *df_function_new_signature(const char *name, df_build_fn build, void *user, int n_inputs,
                                        const df_tensor_spec *signature);
 void df_function_free(df_function *f);
-/* Traces + compiles on a new signature, then runs. */
+/* Traces + compiles on a new signature, then runs. Every error, from the
+ * trace or the run (a wrong input shape, an index out of range), names the
+ * function: "function 'train_step': run: op 'gather' ...". */
 df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs,
                            df_tensor *outputs, int n_outputs);
 /* How many times the builder has run (one per distinct signature). */
@@ -327,6 +346,10 @@ int df_function_trace_count(const df_function *f);
 /* Past max_traces traces (default 5) a function prints one warning on stderr
  * about excessive retracing, as TensorFlow does; 0 turns it off. */
 void df_function_set_retrace_warning(df_function *f, int max_traces);
+/* Compilation passes (DF_PASS_*) for the function's graphs, as
+ * df_graph_set_passes; DF_PASS_ALL by default. Before the first call
+ * (DF_ERR_STATE after it); bits outside DF_PASS_ALL are DF_ERR_ARG. */
+df_status df_function_set_passes(df_function *f, unsigned passes);
 /* How many plans (one per input shape) each of the function's graphs with
  * dynamic dimensions keeps, as df_graph_set_plan_cache; before the first call. */
 df_status df_function_set_plan_cache(df_function *f, int max_plans);
@@ -386,6 +409,20 @@ df_node *df_log_softmax(df_graph *g, df_node *x, int axis);
 /* Mean over all positions of -log softmax(logits)[target]; logits (...,V),
  * int targets (...). A target outside [0,V) fails the run with DF_ERR_RANGE. */
 df_node *df_sparse_softmax_cross_entropy(df_graph *g, df_node *logits, df_node *targets);
+
+/* Filled tensors in the shape of another node, also where that shape has
+ * open (DF_DYNAMIC) dimensions: the values follow like's size at every call
+ * (like is read only for its shape; no gradient flows through them).
+ * zeros_like and fill_like take like's shape and dtype. fill_like_dims takes
+ * ndim/dims, where a DF_DYNAMIC entry means like's dimension at that axis: the
+ * zero initial state (B,H) of a recurrent layer on x (B,T,E), at any B, is
+ *
+ *      df_node *h0 = df_fill_like_dims(g, x, 0.0f, DF_F32, 2, (int64_t[]){DF_DYNAMIC, H});
+ */
+df_node *df_zeros_like(df_graph *g, df_node *like);
+df_node *df_fill_like(df_graph *g, df_node *like, float value);
+df_node *df_fill_like_dims(df_graph *g, df_node *like, float value, df_dtype dtype, int ndim,
+                           const int64_t *dims);
 
 /* Side effects: write value into a variable (same shape), or add it. The
  * returned node's value is the variable after the update. */
