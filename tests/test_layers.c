@@ -413,6 +413,13 @@ Test(layers, rnn_layers_compute_char_rnns_logits_with_its_weights)
         df_model *m = layers_charrnn(&configs[i]);
         cr_assert_eq(df_model_build(m, 2, SHAPE(2, 3)), DF_OK, "%s", df_last_error());
         expect_same_weights(m, &cm, what);
+        df_variable *vars[32];
+        int n = df_model_variables(m, vars, 32);
+        for (int k = 0; k < n; k++)     /* non-zero biases, so that their wiring matters too */
+            if (strstr(df_variable_name(vars[k]), "/bias")) {
+                set_values(vars[k], 0.1f);
+                set_values(cm.params[k], 0.1f);
+            }
         for (int call = 0; call < 2; call++) {     /* the second call starts from the carried state */
             df_tensor xt = I32(x, 2, 3), want;
             cr_assert_eq(cr_logits(&cm, &xt, &want), DF_OK, "%s", df_last_error());
@@ -460,6 +467,30 @@ Test(layers, stateful_lstm_carries_state_until_reset)
         cr_expect(memcmp(first, after_reset, sizeof first) == 0, "reset_states must zero the state");
         df_graph_free(g);
         df_model_free(m);
+    }
+    free(x);
+}
+
+/* A fresh stateful layer starts from zeros, as one without state always does. */
+Test(layers, zero_state_equals_a_fresh_carried_state)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 8);
+    float *x = rand_buf(&rng, 2 * 3 * 4, -1, 1), outs[2][30];
+    for (int cell = 0; cell < 3; cell++) {
+        for (int stateful = 0; stateful < 2; stateful++) {
+            df_rnn_options o = {.return_sequences = true, .stateful = stateful};
+            df_model *m = df_model_new("m", 3);
+            cr_assert_eq(df_model_add(m, cell == 0 ? df_lstm_layer(5, o) : cell == 1 ? df_gru_layer(5, true, o)
+                                                                                       : df_simple_rnn_layer(5, o)),
+                         DF_OK);
+            df_graph *g;
+            df_tensor y = lstm_run(m, &g, x, 2, 3, 4);
+            memcpy(outs[stateful], y.data, sizeof outs[0]);
+            df_graph_free(g);
+            df_model_free(m);
+        }
+        expect_near(outs[0], outs[1], 30, 0, "zero state vs fresh state");
     }
     free(x);
 }
@@ -659,9 +690,9 @@ static df_status scale_build(df_layer *l, int ndim, const int64_t *in_shape, voi
 {
     scale_user *u = user;
     u->builds++;
-    return df_layer_add_weight(l, "scale", DF_F32, 1, &in_shape[ndim - 1], df_init_constant(u->init), true)
-               ? DF_OK
-               : DF_ERR_NOMEM;
+    bool ok = df_layer_add_weight(l, "scale", DF_F32, 1, &in_shape[ndim - 1], df_init_constant(u->init), true) &&
+              df_layer_add_weight(l, "calls", DF_I32, 0, NULL, df_init_zeros(), false);   /* not trained */
+    return ok ? DF_OK : DF_ERR_NOMEM;
 }
 
 static df_node *scale_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
@@ -685,10 +716,12 @@ Test(layers, custom_layer_builds_lazily_and_joins_the_model)
     cr_expect_eq(u.builds, 2);
     for (int i = 0; i < 6; i++) cr_expect_eq(((float *)y.data)[i], 4.0f * x[i]);
     cr_expect_str_eq(df_variable_name(df_layer_weight(df_model_layer(m, 1), "scale")), "scale_1/scale");
-    cr_expect_eq(df_model_param_count(m), 6);
+    cr_expect_eq(df_model_param_count(m), 8);
+    df_variable *vars[4];
+    cr_expect_eq(df_model_variables(m, vars, 4), 2, "the non-trainable weights are not listed");
     char *text = capture_summary(NULL, m, 0);
     cr_expect(strstr(text, "scale_1 (Scale)") && strstr(text, "(None, 3)") == NULL && strstr(text, "(2, 3)") &&
-              strstr(text, "Total params: 6\n"), "%s", text);
+              strstr(text, "Total params: 8\nTrainable params: 6\nNon-trainable params: 2\n"), "%s", text);
     free(text);
     df_graph_free(g);
     df_model_free(m);
