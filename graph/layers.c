@@ -35,6 +35,8 @@ struct df_model {
 
 /* ------------------------------------------------------------ the layer */
 
+static const char *keras_shape(int ndim, const int64_t *shape, char *buf, size_t cap);
+
 df_layer *df_custom_layer(const df_layer_def *def, void *user)
 {
     if (!def || !def->call || !def->type || !def->base_name) {
@@ -193,7 +195,7 @@ df_node *df_layer_call(df_layer *l, df_graph *g, df_node *x, bool training)
         }
     } else if (nd != l->in_ndim || shape[nd - 1] != l->in_shape[nd - 1]) {
         df_graph_fail(g, DF_ERR_SHAPE, "layer '%s' (%s) was built for input %s, called on %s", l->name, l->def->type,
-                      df_shape_str(l->in_ndim, l->in_shape, sb, sizeof sb), df_node_shape_str(x, sx, sizeof sx));
+                      keras_shape(l->in_ndim, l->in_shape, sb, sizeof sb), keras_shape(nd, shape, sx, sizeof sx));
         return NULL;
     }
     df_node *y = l->def->call(l, g, x, training, l->user);
@@ -512,8 +514,8 @@ df_status df_model_build(df_model *m, int ndim, const int64_t *input_shape)
             if (st != DF_OK) return st;
         } else if (l->in_ndim != ndim || l->in_shape[ndim - 1] != shape[ndim - 1]) {
             return df_error(DF_ERR_SHAPE, "layer '%s' (%s) was built for input %s, the model gives it %s", l->name,
-                            l->def->type, df_shape_str(l->in_ndim, l->in_shape, a, sizeof a),
-                            df_shape_str(ndim, shape, b, sizeof b));
+                            l->def->type, keras_shape(l->in_ndim, l->in_shape, a, sizeof a),
+                            keras_shape(ndim, shape, b, sizeof b));
         }
         ndim = l->out_ndim;
         memcpy(shape, l->out_shape, (size_t)ndim * sizeof *shape);
