@@ -24,6 +24,7 @@ struct df_function {
     df_graph *last;
     int n_signature;              /* -1: no signature (one trace per input shape) */
     int plan_cache;               /* for each trace's graph; 0 = the graph's default */
+    unsigned passes;              /* DF_PASS_* for each trace's graph */
     df_tensor_spec signature[16];
 };
 
@@ -60,6 +61,7 @@ df_function *df_function_new(const char *name, df_build_fn build, void *user)
     f->user = user;
     f->retrace_warning = 5;
     f->n_signature = -1;
+    f->passes = DF_PASS_ALL;
     return f;
 }
 
@@ -111,6 +113,18 @@ df_status df_function_set_plan_cache(df_function *f, int max_plans)
     return DF_OK;
 }
 
+df_status df_function_set_passes(df_function *f, unsigned passes)
+{
+    if (!f) return df_error(DF_ERR_ARG, "df_function_set_passes: null function");
+    if (passes & ~(unsigned)DF_PASS_ALL)
+        return df_error(DF_ERR_ARG, "function '%s': passes 0x%x has bits outside DF_PASS_ALL (0x%x)", f->name, passes,
+                        (unsigned)DF_PASS_ALL);
+    if (f->n_traces > 0)
+        return df_error(DF_ERR_STATE, "df_function_set_passes: function '%s' has already been traced", f->name);
+    f->passes = passes;
+    return DF_OK;
+}
+
 void df_function_set_retrace_warning(df_function *f, int max_traces)
 {
     if (f) f->retrace_warning = max_traces > 0 ? max_traces : 0;
@@ -159,7 +173,8 @@ static df_status trace_new(df_function *f, const df_tensor *inputs, int n, uint6
         ph[i] = df_placeholder(g, inputs[i].dtype, inputs[i].ndim, inputs[i].shape, name);
     }
     f->trace_count++;
-    df_status st = g->status == DF_OK ? f->build(g, ph, f->user) : g->status;
+    df_status st = g->status == DF_OK ? df_graph_set_passes(g, f->passes) : g->status;
+    if (st == DF_OK) st = f->build(g, ph, f->user);
     if (st == DF_OK && g->status != DF_OK) st = g->status;
     if (st == DF_OK && f->plan_cache) st = df_graph_set_plan_cache(g, f->plan_cache);
     if (st == DF_OK) st = df_graph_compile(g);
@@ -173,6 +188,20 @@ static df_status trace_new(df_function *f, const df_tensor *inputs, int n, uint6
     *t = (trace){.key = key, .n_inputs = n, .graph = g};
     for (int i = 0; i < n; i++) t->sig[i] = df_tensor_make(inputs[i].dtype, NULL, inputs[i].ndim, inputs[i].shape);
     *out = t;
+    return DF_OK;
+}
+
+/* Runs a trace's graph; an error message starts with the function's name,
+ * as a trace error does. */
+static df_status run_named(const df_function *f, df_graph *g, const df_tensor *inputs, int n_inputs,
+                           df_tensor *outputs, int n_outputs)
+{
+    df_status st = df_graph_run(g, inputs, n_inputs, outputs, n_outputs);
+    if (st != DF_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", df_last_error());
+        return df_error(st, "function '%s': %s", f->name, msg);
+    }
     return DF_OK;
 }
 
@@ -194,13 +223,7 @@ static df_status call_with_signature(df_function *f, const df_tensor *inputs, in
         if (st != DF_OK) return st;
     }
     f->last = f->traces[0].graph;
-    df_status st = df_graph_run(f->last, inputs, n_inputs, outputs, n_outputs);
-    if (st != DF_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", df_last_error());
-        return df_error(st, "function '%s': %s", f->name, msg);
-    }
-    return DF_OK;
+    return run_named(f, f->last, inputs, n_inputs, outputs, n_outputs);
 }
 
 df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs,
@@ -224,5 +247,5 @@ df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs
         maybe_warn_retracing(f);
     }
     f->last = t->graph;
-    return df_graph_run(t->graph, inputs, n_inputs, outputs, n_outputs);
+    return run_named(f, t->graph, inputs, n_inputs, outputs, n_outputs);
 }

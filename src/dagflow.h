@@ -88,6 +88,21 @@
 extern "C" {
 #endif
 
+/* ----------------------------------------------------------------- version */
+
+/* The library's version, as configure.ac's AC_INIT states it. The macros
+ * give the version a program was compiled against; df_version() the one of
+ * the library it runs with ("0.1.0"). */
+#define DAGFLOW_VERSION_MAJOR 0
+#define DAGFLOW_VERSION_MINOR 1
+#define DAGFLOW_VERSION_PATCH 0
+#define DF_STRINGIFY_(x) #x
+#define DF_STRINGIFY(x) DF_STRINGIFY_(x)
+#define DAGFLOW_VERSION                                                          \
+    DF_STRINGIFY(DAGFLOW_VERSION_MAJOR) "." DF_STRINGIFY(DAGFLOW_VERSION_MINOR) "." \
+    DF_STRINGIFY(DAGFLOW_VERSION_PATCH)
+const char *df_version(void);
+
 /* ------------------------------------------------------------------ status */
 
 typedef enum df_status {
@@ -173,7 +188,9 @@ void df_variable_free(df_variable *v);
 df_tensor df_variable_tensor(const df_variable *v);
 const char *df_variable_name(const df_variable *v);
 df_status df_variable_init(df_variable *v, df_init init, df_rng *rng);
-/* Copies src (same dtype and element count) into the variable. */
+/* Copies src into the variable. src must have the variable's dtype and
+ * exactly its shape (a (3,2) value for a (2,3) variable is DF_ERR_SHAPE
+ * naming the variable and both shapes, though the element counts agree). */
 df_status df_variable_assign(df_variable *v, const df_tensor *src);
 int64_t df_variable_numel(const df_variable *v);
 
@@ -319,7 +336,9 @@ typedef struct df_tensor_spec {
 df_function *df_function_new_signature(const char *name, df_build_fn build, void *user, int n_inputs,
                                        const df_tensor_spec *signature);
 void df_function_free(df_function *f);
-/* Traces + compiles on a new signature, then runs. */
+/* Traces + compiles on a new signature, then runs. Every error, from the
+ * trace or the run (a wrong input shape, an index out of range), names the
+ * function: "function 'train_step': run: op 'gather' ...". */
 df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs,
                            df_tensor *outputs, int n_outputs);
 /* How many times the builder has run (one per distinct signature). */
@@ -327,6 +346,10 @@ int df_function_trace_count(const df_function *f);
 /* Past max_traces traces (default 5) a function prints one warning on stderr
  * about excessive retracing, as TensorFlow does; 0 turns it off. */
 void df_function_set_retrace_warning(df_function *f, int max_traces);
+/* Compilation passes (DF_PASS_*) for the function's graphs, as
+ * df_graph_set_passes; DF_PASS_ALL by default. Before the first call
+ * (DF_ERR_STATE after it); bits outside DF_PASS_ALL are DF_ERR_ARG. */
+df_status df_function_set_passes(df_function *f, unsigned passes);
 /* How many plans (one per input shape) each of the function's graphs with
  * dynamic dimensions keeps, as df_graph_set_plan_cache; before the first call. */
 df_status df_function_set_plan_cache(df_function *f, int max_plans);
@@ -386,6 +409,20 @@ df_node *df_log_softmax(df_graph *g, df_node *x, int axis);
 /* Mean over all positions of -log softmax(logits)[target]; logits (...,V),
  * int targets (...). A target outside [0,V) fails the run with DF_ERR_RANGE. */
 df_node *df_sparse_softmax_cross_entropy(df_graph *g, df_node *logits, df_node *targets);
+
+/* Filled tensors in the shape of another node, also where that shape has
+ * open (DF_DYNAMIC) dimensions: the values follow like's size at every call
+ * (like is read only for its shape; no gradient flows through them).
+ * zeros_like and fill_like take like's shape and dtype. fill_like_dims takes
+ * ndim/dims, where a DF_DYNAMIC entry means like's dimension at that axis: the
+ * zero initial state (B,H) of a recurrent layer on x (B,T,E), at any B, is
+ *
+ *      df_node *h0 = df_fill_like_dims(g, x, 0.0f, DF_F32, 2, (int64_t[]){DF_DYNAMIC, H});
+ */
+df_node *df_zeros_like(df_graph *g, df_node *like);
+df_node *df_fill_like(df_graph *g, df_node *like, float value);
+df_node *df_fill_like_dims(df_graph *g, df_node *like, float value, df_dtype dtype, int ndim,
+                           const int64_t *dims);
 
 /* Side effects: write value into a variable (same shape), or add it. The
  * returned node's value is the variable after the update. */
@@ -702,6 +739,191 @@ void df_fit_request_stop(void);
 /* Reads a CSV in df_fit's format and writes an SVG of the per-step loss and
  * the validation points, atomically. */
 df_status df_plot_loss_csv(const char *csv_path, const char *svg_path);
+
+/* ------------------------------------------------------------------ layers
+ *
+ * Keras-style layers and models on top of the graph API. A layer owns its
+ * variables (Keras names: "dense/kernel", "dense/bias", a second Dense in the
+ * same model "dense_1/..."), their initialisers and, for recurrent layers,
+ * their state. df_layer_call adds the layer's nodes to a graph being traced;
+ * the first call builds the variables from the input's last dimension (as
+ * Keras' build(input_shape)), or df_model_build / df_layer_build does it now.
+ *
+ *      df_model *m = df_model_new("char_rnn", 42);             // name, init seed
+ *      df_model_add(m, df_embedding_layer(65, 256));
+ *      df_model_add(m, df_lstm_layer(1024, (df_rnn_options){.return_sequences = true}));
+ *      df_model_add(m, df_dense_layer(65, DF_ACT_NONE, true));
+ *      df_model_build(m, 2, (int64_t[]){64, DF_DYNAMIC});       // optional: else on first call
+ *      df_model_summary(m, stdout);                             // Total params: 5,330,241
+ *
+ *      static df_status build(df_graph *g, df_node **in, void *user) {   // a df_build_fn
+ *          struct train *t = user;                  // { df_model *model; df_optimizer *opt; }
+ *          df_tape *tape = df_tape_begin(g);
+ *          df_node *logits = df_model_call(t->model, g, in[0], true);
+ *          df_node *loss = df_sparse_softmax_cross_entropy(g, logits, in[1]);
+ *          df_tape_end(tape);
+ *          df_variable *vars[64];
+ *          df_node *grads[64];
+ *          int n = df_model_variables(t->model, vars, 64);  // built by the call above
+ *          df_tape_gradient(tape, loss, n, vars, grads);
+ *          df_optimizer_apply(g, t->opt, n, vars, grads);
+ *          df_graph_output(g, loss);
+ *          return df_graph_status(g);
+ *      }
+ *
+ * Functional use: add the layers to a model (it names them and owns them),
+ * then wire them yourself: y = df_layer_call(dense, g, df_layer_call(emb, g,
+ * x, training), training). Layers are never shared between models.
+ *
+ * Initialisers as Keras': kernels glorot_uniform, biases zeros (an LSTM's
+ * forget-gate slice ones: unit_forget_bias), embeddings uniform(-0.05, 0.05),
+ * recurrent kernels orthogonal (or glorot_uniform with
+ * df_rnn_options.recurrent_glorot, as the char-rnn tutorial). Random
+ * initialisers draw from the model's RNG in build order, so one seed and one
+ * layer order give the same weights. LayerNorm is not here yet: it needs
+ * mean/variance ops over the last axis that come with the next issue. */
+typedef struct df_layer df_layer;
+typedef struct df_model df_model;
+
+typedef enum df_activation { DF_ACT_NONE = 0, DF_ACT_RELU, DF_ACT_TANH, DF_ACT_SIGMOID } df_activation;
+
+/* Dense(units): y = activation(x @ kernel + bias), kernel (in, units), bias
+ * (units) when use_bias. x (..., in) -> (..., units). */
+df_layer *df_dense_layer(int64_t units, df_activation activation, bool use_bias);
+/* Embedding(input_dim, output_dim): i32 indices (...) -> (..., output_dim);
+ * the variable is "embedding/embeddings" (input_dim, output_dim). */
+df_layer *df_embedding_layer(int64_t input_dim, int64_t output_dim);
+
+/* Recurrent layers on x (B,T,E) (T fixed by the trace; B may be open). */
+typedef struct df_rnn_options {
+    bool return_sequences;   /* (B,T,H); else the last step's h (B,H) */
+    bool stateful;           /* carry the final state into the next call (per batch size, which must be
+                              * fixed); zero it with df_layer_reset_states */
+    bool recurrent_glorot;   /* recurrent_kernel glorot_uniform instead of Keras' orthogonal */
+} df_rnn_options;
+/* LSTM(units): variables kernel (E,4H), recurrent_kernel (H,4H), bias (4H),
+ * gates (i,f,c,o); the fused df_lstm op. Not stateful: zero initial state of
+ * x's batch size at every call (an open batch dimension included). */
+df_layer *df_lstm_layer(int64_t units, df_rnn_options options);
+/* GRU(units, reset_after): kernel (E,3H), recurrent_kernel (H,3H), bias (2,3H)
+ * with reset_after (Keras' default: row 0 input, row 1 recurrent bias) or
+ * (3H) without; the fused df_gru op. */
+df_layer *df_gru_layer(int64_t units, bool reset_after, df_rnn_options options);
+/* SimpleRNN(units) with tanh: kernel (E,H), recurrent_kernel (H,H), bias (H). */
+df_layer *df_simple_rnn_layer(int64_t units, df_rnn_options options);
+
+/* Dropout(rate), active only when called with training = true. The mask
+ * follows df_dropout's seed: by default the layer's own step counter, which
+ * each training call advances (a new mask per step, the same masks on a
+ * rerun from the same state), salted by the layer's name. */
+df_layer *df_dropout_layer(float rate);
+/* Seeds the mask from another i32 scalar variable (e.g. the optimizer's
+ * iteration counter, df_optimizer_state), with a salt, for the rows of a
+ * larger batch starting at first_row (df_dropout_rows; 0 for the whole batch). */
+df_status df_dropout_layer_set_seed(df_layer *l, df_variable *seed, uint64_t salt, int64_t first_row);
+
+/* A custom layer: a struct of your own (user) and callbacks.
+ *
+ *      static df_status scale_build(df_layer *l, int ndim, const int64_t *in_shape, void *user) {
+ *          return df_layer_add_weight(l, "scale", DF_F32, 1, &in_shape[ndim - 1],
+ *                                     df_init_ones(), true) ? DF_OK : DF_ERR_NOMEM;
+ *      }
+ *      static df_node *scale_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user) {
+ *          return df_mul(g, x, df_var(g, df_layer_weight(l, "scale")));
+ *      }
+ *      static const df_layer_def scale_def = {.type = "Scale", .base_name = "scale",
+ *                                             .build = scale_build, .call = scale_call};
+ *      df_model_add(m, df_custom_layer(&scale_def, NULL));
+ */
+typedef struct df_layer_def {
+    const char *type;        /* shown in the summary, e.g. "Dense" */
+    const char *base_name;   /* the layer's name in a model: base, base_1, ...; e.g. "dense" */
+    /* Creates the variables (df_layer_add_weight) for an input of this shape
+     * (DF_DYNAMIC where open). NULL: no variables. */
+    df_status (*build)(df_layer *l, int ndim, const int64_t *input_shape, void *user);
+    /* Adds the layer's nodes to g; returns the output (NULL on error, with
+     * the graph's error set). */
+    df_node *(*call)(df_layer *l, df_graph *g, df_node *x, bool training, void *user);
+    /* The output shape for an input shape (returns the output rank). NULL:
+     * the input's shape. */
+    int (*output_shape)(const df_layer *l, int ndim, const int64_t *input_shape, int64_t *out, void *user);
+    /* Zeroes carried state (df_layer_reset_states). NULL: no state. */
+    void (*reset_states)(df_layer *l, void *user);
+    /* Frees user when the layer is freed. NULL: user is not freed. */
+    void (*free_user)(void *user);
+} df_layer_def;
+/* def must outlive the layer (a static). NULL when out of memory. */
+df_layer *df_custom_layer(const df_layer_def *def, void *user);
+/* Inside build: a variable "<layer>/<name>" of this shape, initialised from
+ * the model's RNG; trainable ones are listed by df_model_variables. Owned by
+ * the layer. NULL on error (df_last_error names the layer). */
+df_variable *df_layer_add_weight(df_layer *l, const char *name, df_dtype dtype, int ndim, const int64_t *shape,
+                                 df_init init, bool trainable);
+/* The layer's variable with the short name ("kernel"), NULL if none. */
+df_variable *df_layer_weight(const df_layer *l, const char *name);
+/* All of the layer's variables in creation order; returns the count and
+ * fills up to max entries. */
+int df_layer_weights(const df_layer *l, df_variable **out, int max);
+
+/* Adds the layer's nodes to g, which is being traced; builds the layer on
+ * its first call from x's shape. A later call on an input whose last
+ * dimension differs from the built one fails the graph naming the layer and
+ * both shapes. NULL on error (the graph's error says why); NULL x gives NULL. */
+df_node *df_layer_call(df_layer *l, df_graph *g, df_node *x, bool training);
+/* Builds the variables now for an input of this shape (DF_DYNAMIC where
+ * open), as Keras' layer.build(input_shape); a built layer is DF_ERR_STATE.
+ * A layer outside any model needs an RNG first (df_layer_set_rng). */
+df_status df_layer_build(df_layer *l, int ndim, const int64_t *input_shape);
+/* The RNG random initialisers draw from (a model sets its own on add). The
+ * RNG must outlive the build. */
+void df_layer_set_rng(df_layer *l, df_rng *rng);
+/* Names a layer before it is added to a model (default: the Keras name). */
+df_status df_layer_set_name(df_layer *l, const char *name);
+const char *df_layer_name(const df_layer *l);
+const char *df_layer_type(const df_layer *l);
+bool df_layer_built(const df_layer *l);
+/* Elements in all of the layer's variables (Keras' "Param #"). */
+int64_t df_layer_param_count(const df_layer *l);
+/* Zeroes a stateful layer's carried state (Keras reset_states); others: no-op. */
+void df_layer_reset_states(df_layer *l);
+/* Frees a layer that is not in a model (a model frees its own). */
+void df_layer_free(df_layer *l);
+
+/* A model: layers in the order added, names unique within it ("dense",
+ * "dense_1", ...), one RNG (seeded with seed) for their initialisers. */
+df_model *df_model_new(const char *name, uint64_t seed);
+/* Frees the model, its layers and their variables. */
+void df_model_free(df_model *m);
+/* Takes ownership of l (also on error: then l is freed) and names it; a
+ * name already used in the model is DF_ERR_ARG. */
+df_status df_model_add(df_model *m, df_layer *l);
+/* Sequential use: the layers one after another on x. */
+df_node *df_model_call(df_model *m, df_graph *g, df_node *x, bool training);
+/* Builds every layer now for a model input of this shape (e.g. {64,
+ * DF_DYNAMIC} for batch 64, any sequence length), passing each layer's
+ * output shape to the next; built layers are checked, not rebuilt. */
+df_status df_model_build(df_model *m, int ndim, const int64_t *input_shape);
+int df_model_layer_count(const df_model *m);
+df_layer *df_model_layer(const df_model *m, int i);
+/* The trainable variables of all layers in layer order (Keras'
+ * model.trainable_variables); returns the count, fills up to max entries. */
+int df_model_variables(const df_model *m, df_variable **out, int max);
+int64_t df_model_param_count(const df_model *m);
+void df_model_reset_states(df_model *m);
+/* Keras' model.summary(): one row per layer ("name (Type)", output shape
+ * with None for open dims, Param #), then Total / Trainable / Non-trainable
+ * params with thousands separators. An unbuilt layer shows "?" and 0. */
+void df_model_summary(const df_model *m, FILE *out);
+/* Puts every layer variable (and, with opt, the optimizer's state: its
+ * iteration counter and slots) into ck by name. The variables must outlive
+ * the checkpoint's write (df_checkpoint_put_variable). */
+df_status df_model_save(const df_model *m, const df_optimizer *opt, df_checkpoint *ck);
+/* Restores every variable by name (and with opt the optimizer's state,
+ * creating its slots). The model must be built. All entries are checked
+ * before any variable changes: a missing name (DF_ERR_ARG), another dtype
+ * (DF_ERR_DTYPE) or shape (DF_ERR_SHAPE) is an error naming the model, the
+ * variable and both dtypes or shapes, and leaves every variable as it was. */
+df_status df_model_restore(df_model *m, df_optimizer *opt, const df_checkpoint *ck);
 
 /* ---------------------------------------------------------------- runtime */
 

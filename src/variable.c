@@ -136,9 +136,9 @@ df_status df_variable_assign(df_variable *v, const df_tensor *src)
     if (src->dtype != v->dtype)
         return df_error(DF_ERR_DTYPE, "variable '%s' is %s, value is %s", v->name,
                         df_dtype_name(v->dtype), df_dtype_name(src->dtype));
-    if (df_tensor_numel(src) != v->numel) {
+    if (!df_shape_equal(src->ndim, src->shape, v->ndim, v->shape)) {   /* equal counts are not enough */
         char a[64], b[64];
-        return df_error(DF_ERR_SHAPE, "variable '%s' has shape %s, value has %s", v->name,
+        return df_error(DF_ERR_SHAPE, "variable '%s' has shape %s, the value assigned has shape %s", v->name,
                         df_shape_str(v->ndim, v->shape, a, sizeof a),
                         df_shape_str(src->ndim, src->shape, b, sizeof b));
     }

@@ -1,0 +1,831 @@
+/* test_layers.c — the public API's small pieces (filled tensors that follow
+ * open dimensions, the checked variable assignment, version, a function's
+ * passes, run errors that name the function) and the layers and models
+ * built on them. */
+#define _GNU_SOURCE            /* open_memstream */
+#include <stdio.h>
+#include <unistd.h>
+#include "helpers.h"
+#include "model.h"             /* examples/charrnn: the hand-built model the layers must match */
+
+/* ------------------------------------------------------- fill / zeros like */
+
+/* x (None,3) -> x + 2.5 (fill_like), zeros (None,5), int zeros like an i32 input. */
+static df_status build_fills(df_graph *g, df_node **in, void *user)
+{
+    (void)user;
+    df_graph_output(g, df_add(g, in[0], df_fill_like(g, in[0], 2.5f)));
+    df_graph_output(g, df_fill_like_dims(g, in[0], 0.0f, DF_F32, 2, SHAPE(DF_DYNAMIC, 5)));
+    df_graph_output(g, df_zeros_like(g, in[1]));
+    return df_graph_status(g);
+}
+
+Test(api, fill_like_follows_an_open_batch_dimension)
+{
+    df_tensor_spec sig[2] = {{DF_F32, 2, {DF_DYNAMIC, 3}}, {DF_I32, 1, {DF_DYNAMIC}}};
+    df_function *f = df_function_new_signature("fills", build_fills, NULL, 2, sig);
+    cr_assert_not_null(f);
+    for (int64_t B = 2; B <= 7; B += 5) {
+        float x[21];
+        int32_t idx[7];
+        for (int i = 0; i < 21; i++) x[i] = (float)i;
+        for (int i = 0; i < 7; i++) idx[i] = 9;
+        df_tensor in[2] = {F32(x, B, 3), I32(idx, B)}, out[3];
+        cr_assert_eq(df_function_call(f, in, 2, out, 3), DF_OK, "%s", df_last_error());
+        cr_expect_eq(out[0].shape[0], B);
+        for (int64_t i = 0; i < 3 * B; i++) cr_expect_eq(((float *)out[0].data)[i], (float)i + 2.5f);
+        cr_expect(out[1].ndim == 2 && out[1].shape[0] == B && out[1].shape[1] == 5, "zeros (B,5) at B=%lld",
+                  (long long)B);
+        for (int64_t i = 0; i < 5 * B; i++) cr_expect_eq(((float *)out[1].data)[i], 0.0f);
+        cr_expect(out[2].dtype == DF_I32 && out[2].shape[0] == B);
+        for (int64_t i = 0; i < B; i++) cr_expect_eq(((int32_t *)out[2].data)[i], 0);
+    }
+    cr_expect_eq(df_function_trace_count(f), 1);
+    df_function_free(f);
+}
+
+/* A fill that follows a node computed from a variable is a constant to autodiff:
+ * d/dw sum(x @ w + fill_like_dims(x @ w)) = d/dw sum(x @ w). */
+typedef struct { df_variable *w; } one_var;
+static df_status build_fill_grad(df_graph *g, df_node **in, void *user)
+{
+    one_var *m = user;
+    df_node *y = df_matmul(g, in[0], df_var(g, m->w), false, false);           /* (B,2) */
+    df_node *z = df_fill_like_dims(g, y, 3.0f, DF_F32, 2, SHAPE(DF_DYNAMIC, 4));
+    df_node *loss = df_add(g, df_sum(g, y, NULL, 0, false), df_sum(g, z, NULL, 0, false));
+    df_node *grad;
+    df_gradients(g, loss, NULL, 1, (df_node *[]){df_var(g, m->w)}, &grad);
+    df_graph_output(g, loss);
+    df_graph_output(g, grad);
+    return df_graph_status(g);
+}
+
+Test(api, fill_like_passes_no_gradient_to_its_input)
+{
+    one_var m = {df_variable_new("w", DF_F32, 2, SHAPE(3, 2), df_init_ones(), NULL)};
+    df_tensor_spec sig = {DF_F32, 2, {DF_DYNAMIC, 3}};
+    df_function *f = df_function_new_signature("fill_grad", build_fill_grad, &m, 1, &sig);
+    float x[6] = {1, 2, 3, 4, 5, 6};
+    df_tensor in = F32(x, 2, 3), out[2];
+    cr_assert_eq(df_function_call(f, &in, 1, out, 2), DF_OK, "%s", df_last_error());
+    cr_expect_float_eq(*(float *)out[0].data, 42.0f + 3.0f * 8, 1e-5, "sum(x@w) = 42 plus 8 threes");
+    /* d sum(x@w)/dw[k][j] = sum_b x[b][k] */
+    float want[6] = {5, 5, 7, 7, 9, 9};
+    expect_close(out[1].data, want, 6, 1e-6f);
+    df_function_free(f);
+    df_variable_free(m.w);
+}
+
+Test(api, fill_like_dims_past_the_inputs_rank_is_an_error)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = df_placeholder(g, DF_F32, 1, SHAPE(DF_DYNAMIC), "x");
+    cr_expect_null(df_fill_like_dims(g, x, 0, DF_F32, 2, SHAPE(4, DF_DYNAMIC)));
+    cr_expect_eq(df_graph_status(g), DF_ERR_SHAPE);
+    cr_expect(strstr(df_graph_error(g), "fill_like") && strstr(df_graph_error(g), "dimension 1"), "%s",
+              df_graph_error(g));
+    df_graph_free(g);
+    g = df_graph_new();
+    x = PH(g, 2, 3);
+    df_node *z = df_fill_like_dims(g, x, 1.5f, DF_F32, 2, SHAPE(DF_DYNAMIC, 4));   /* static: (2,4) */
+    cr_assert_not_null(z, "%s", df_graph_error(g));
+    cr_expect(df_node_dim(z, 0) == 2 && df_node_dim(z, 1) == 4);
+    df_graph_output(g, z);
+    float xv[6] = {0};
+    df_tensor in = F32(xv, 2, 3);
+    df_tensor out = run1(g, &in, 1);
+    for (int i = 0; i < 8; i++) cr_expect_eq(((float *)out.data)[i], 1.5f);
+    df_graph_free(g);
+}
+
+/* -------------------------------------------------------- variable assign */
+
+Test(api, assigning_a_transposed_buffer_names_both_shapes)
+{
+    df_variable *v = df_variable_new("dense/kernel", DF_F32, 2, SHAPE(2, 3), df_init_zeros(), NULL);
+    float buf[6] = {1, 2, 3, 4, 5, 6};
+    df_tensor transposed = F32(buf, 3, 2), flat = F32(buf, 6), right = F32(buf, 2, 3);
+    cr_expect_eq(df_variable_assign(v, &transposed), DF_ERR_SHAPE);
+    const char *msg = df_last_error();
+    cr_expect(strstr(msg, "dense/kernel") && strstr(msg, "(2,3)") && strstr(msg, "(3,2)"), "%s", msg);
+    cr_expect_eq(df_variable_assign(v, &flat), DF_ERR_SHAPE);
+    cr_expect(strstr(df_last_error(), "(6)"), "%s", df_last_error());
+    cr_expect_eq(((float *)df_variable_tensor(v).data)[0], 0.0f, "a refused value must not be copied");
+    cr_expect_eq(df_variable_assign(v, &right), DF_OK);
+    cr_expect_eq(((float *)df_variable_tensor(v).data)[5], 6.0f);
+    int32_t ibuf[6] = {0};
+    df_tensor ints = I32(ibuf, 2, 3);
+    cr_expect_eq(df_variable_assign(v, &ints), DF_ERR_DTYPE);
+    df_variable_free(v);
+}
+
+/* ----------------------------------------------------------------- version */
+
+Test(api, version_macros_match_configure_and_the_library)
+{
+    char joined[32];
+    snprintf(joined, sizeof joined, "%d.%d.%d", DAGFLOW_VERSION_MAJOR, DAGFLOW_VERSION_MINOR, DAGFLOW_VERSION_PATCH);
+    cr_expect_str_eq(joined, DAGFLOW_VERSION);
+#ifdef PACKAGE_VERSION
+    cr_expect_str_eq(DAGFLOW_VERSION, PACKAGE_VERSION, "dagflow.h must follow configure.ac's AC_INIT");
+#else
+    cr_fail("PACKAGE_VERSION is not defined: the test cannot compare with configure.ac");
+#endif
+    cr_expect_str_eq(df_version(), DAGFLOW_VERSION);
+}
+
+/* ---------------------------------------------------------------- passes */
+
+/* Two identical products (CSE merges them) and an elementwise chain (fused). */
+static df_status build_redundant(df_graph *g, df_node **in, void *user)
+{
+    (void)user;
+    df_node *a = df_matmul(g, in[0], in[0], false, true), *b = df_matmul(g, in[0], in[0], false, true);
+    df_graph_output(g, df_tanh(g, df_exp(g, df_add(g, a, b))));
+    return df_graph_status(g);
+}
+
+static df_graph_stats stats_with_passes(unsigned passes, bool set)
+{
+    df_function *f = df_function_new("redundant", build_redundant, NULL);
+    if (set) cr_assert_eq(df_function_set_passes(f, passes), DF_OK, "%s", df_last_error());
+    float x[4] = {0.1f, 0.2f, 0.3f, 0.4f};
+    df_tensor in = F32(x, 2, 2), out;
+    cr_assert_eq(df_function_call(f, &in, 1, &out, 1), DF_OK, "%s", df_last_error());
+    df_graph_stats s;
+    cr_assert_eq(df_graph_get_stats(df_function_last_graph(f), &s), DF_OK);
+    df_function_free(f);
+    return s;
+}
+
+Test(api, function_set_passes_reaches_its_graphs)
+{
+    df_graph_stats all = stats_with_passes(0, false), none = stats_with_passes(0, true),
+                   fuse = stats_with_passes(DF_PASS_FUSE, true);
+    cr_expect_gt(all.cse_merged, 0);
+    cr_expect_gt(all.fused_chains, 0);
+    cr_expect_eq(none.cse_merged, 0);
+    cr_expect_eq(none.fused_chains, 0);
+    cr_expect_eq(fuse.cse_merged, 0);
+    cr_expect_gt(fuse.fused_chains, 0);
+}
+
+Test(api, function_set_passes_errors)
+{
+    df_function *f = df_function_new("redundant", build_redundant, NULL);
+    cr_expect_eq(df_function_set_passes(f, 1u << 7), DF_ERR_ARG);
+    cr_expect(strstr(df_last_error(), "redundant"), "%s", df_last_error());
+    float x[4] = {0};
+    df_tensor in = F32(x, 2, 2), out;
+    cr_assert_eq(df_function_call(f, &in, 1, &out, 1), DF_OK);
+    cr_expect_eq(df_function_set_passes(f, 0), DF_ERR_STATE);
+    cr_expect_eq(df_function_set_passes(NULL, 0), DF_ERR_ARG);
+    df_function_free(f);
+}
+
+/* ------------------------------------------------- run errors name the function */
+
+static df_status build_lookup(df_graph *g, df_node **in, void *user)
+{
+    (void)user;
+    float table[6] = {1, 2, 3, 4, 5, 6};
+    df_tensor t = F32(table, 3, 2);
+    df_graph_output(g, df_gather(g, df_constant(g, &t), in[0]));
+    return df_graph_status(g);
+}
+
+Test(api, run_errors_name_the_function)
+{
+    int32_t bad[2] = {0, 7};
+    df_tensor in = I32(bad, 2), out;
+    df_function *f = df_function_new("lookup", build_lookup, NULL);
+    cr_expect_eq(df_function_call(f, &in, 1, &out, 1), DF_ERR_RANGE);
+    cr_expect(strstr(df_last_error(), "function 'lookup'") && strstr(df_last_error(), "gather"), "%s",
+              df_last_error());
+    df_function_free(f);
+    df_tensor_spec sig = {DF_I32, 1, {DF_DYNAMIC}};
+    f = df_function_new_signature("lookup_sig", build_lookup, NULL, 1, &sig);
+    cr_expect_eq(df_function_call(f, &in, 1, &out, 1), DF_ERR_RANGE);
+    cr_expect(strstr(df_last_error(), "function 'lookup_sig'"), "%s", df_last_error());
+    df_function_free(f);
+}
+
+/* ================================================================ layers */
+
+/* Runs a one-input graph: x -> model(x, training). */
+static df_tensor run_model(df_model *m, df_graph **g, const df_tensor *x, bool training)
+{
+    *g = df_graph_new();
+    df_node *in = df_placeholder(*g, x->dtype, x->ndim, x->shape, "x");
+    df_node *y = df_model_call(m, *g, in, training);
+    cr_assert_not_null(y, "%s", df_graph_error(*g));
+    df_graph_output(*g, y);
+    return run1(*g, x, 1);
+}
+
+static void set_values(df_variable *v, float scale)
+{
+    df_tensor t = df_variable_tensor(v);
+    for (int64_t i = 0; i < df_tensor_numel(&t); i++) ((float *)t.data)[i] = scale * (float)((i * 7) % 5 - 2);
+}
+
+Test(layers, dense_forward_is_x_at_kernel_plus_bias_then_activation)
+{
+    static const df_activation acts[] = {DF_ACT_NONE, DF_ACT_RELU, DF_ACT_TANH, DF_ACT_SIGMOID};
+    float x[8] = {0.5f, -1, 2, 0.25f, -0.75f, 1.5f, 0, -2};
+    df_tensor xt = F32(x, 2, 4);
+    for (int a = 0; a < 4; a++)
+        for (int use_bias = 0; use_bias < 2; use_bias++) {
+            df_model *m = df_model_new("m", 1);
+            cr_assert_eq(df_model_add(m, df_dense_layer(3, acts[a], use_bias)), DF_OK);
+            df_layer *d = df_model_layer(m, 0);
+            df_graph *g;
+            cr_assert_eq(df_model_build(m, 2, SHAPE(DF_DYNAMIC, 4)), DF_OK, "%s", df_last_error());
+            df_variable *k = df_layer_weight(d, "kernel"), *b = df_layer_weight(d, "bias");
+            cr_assert(k && (b != NULL) == use_bias);
+            if (b) set_values(b, 0.3f);
+            df_tensor y = run_model(m, &g, &xt, false);
+            const float *K = df_variable_tensor(k).data, *B = b ? df_variable_tensor(b).data : NULL;
+            cr_expect(y.ndim == 2 && y.shape[0] == 2 && y.shape[1] == 3);
+            for (int r = 0; r < 2; r++)
+                for (int j = 0; j < 3; j++) {
+                    double z = B ? B[j] : 0;
+                    for (int i = 0; i < 4; i++) z += (double)x[r * 4 + i] * K[i * 3 + j];
+                    double want = acts[a] == DF_ACT_RELU ? fmax(z, 0) : acts[a] == DF_ACT_TANH ? tanh(z)
+                                : acts[a] == DF_ACT_SIGMOID ? 1 / (1 + exp(-z)) : z;
+                    cr_expect(fabs(((float *)y.data)[r * 3 + j] - want) < 1e-6, "act %d bias %d [%d,%d]: %g vs %g",
+                              a, use_bias, r, j, ((float *)y.data)[r * 3 + j], want);
+                }
+            cr_expect_eq(df_layer_param_count(d), 12 + (use_bias ? 3 : 0));
+            df_graph_free(g);
+            df_model_free(m);
+        }
+}
+
+Test(layers, names_follow_keras_and_are_unique_in_a_model)
+{
+    df_model *m = df_model_new("m", 1);
+    cr_assert_eq(df_model_add(m, df_embedding_layer(10, 4)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_lstm_layer(3, (df_rnn_options){.return_sequences = true, .recurrent_glorot = true})), DF_OK);
+    cr_assert_eq(df_model_add(m, df_lstm_layer(3, (df_rnn_options){.return_sequences = true})), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dropout_layer(0.1f)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(5, DF_ACT_RELU, true)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(10, DF_ACT_NONE, true)), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(2, 6)), DF_OK, "%s", df_last_error());
+    static const char *const want_layers[] = {"embedding", "lstm", "lstm_1", "dropout", "dense", "dense_1"};
+    for (int i = 0; i < 6; i++) cr_expect_str_eq(df_layer_name(df_model_layer(m, i)), want_layers[i]);
+    static const char *const want_vars[] = {"embedding/embeddings", "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias",
+                                            "lstm_1/kernel", "lstm_1/recurrent_kernel", "lstm_1/bias",
+                                            "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"};
+    df_variable *vars[16];
+    cr_assert_eq(df_model_variables(m, vars, 16), 11);
+    for (int i = 0; i < 11; i++) cr_expect_str_eq(df_variable_name(vars[i]), want_vars[i]);
+    cr_expect_eq(df_layer_weight(df_model_layer(m, 5), "kernel"), vars[9]);
+    cr_expect_null(df_layer_weight(df_model_layer(m, 5), "recurrent_kernel"));
+    /* a chosen name must be unique too */
+    df_layer *dup = df_dense_layer(2, DF_ACT_NONE, false);
+    cr_assert_eq(df_layer_set_name(dup, "dense_1"), DF_OK);
+    cr_expect_eq(df_model_add(m, dup), DF_ERR_ARG);
+    cr_expect(strstr(df_last_error(), "dense_1"), "%s", df_last_error());
+    df_layer *head = df_dense_layer(2, DF_ACT_NONE, false);
+    cr_assert_eq(df_layer_set_name(head, "head"), DF_OK);
+    cr_expect_eq(df_model_add(m, head), DF_OK);
+    cr_expect_eq(df_model_layer_count(m), 7);
+    df_model_free(m);
+}
+
+/* The char-rnn models built from layers, to compare with examples/charrnn. */
+static df_model *layers_charrnn(const cr_config *c)
+{
+    df_model *m = df_model_new("char_rnn", c->seed);
+    cr_assert_eq(df_model_add(m, df_embedding_layer(c->vocab, c->embed)), DF_OK);
+    df_rnn_options o = {.return_sequences = true, .stateful = true, .recurrent_glorot = true};
+    for (int k = 0; k < cr_config_layers(c); k++) {
+        df_layer *l = c->cell == CR_CELL_LSTM  ? df_lstm_layer(c->hidden, o)
+                      : c->cell == CR_CELL_GRU ? df_gru_layer(c->hidden, !c->gru_reset_before, o)
+                                               : df_simple_rnn_layer(c->hidden, o);
+        cr_assert_eq(df_model_add(m, l), DF_OK);
+        if (c->dropout > 0) cr_assert_eq(df_model_add(m, df_dropout_layer(c->dropout)), DF_OK);
+    }
+    cr_assert_eq(df_model_add(m, df_dense_layer(c->vocab, DF_ACT_NONE, true)), DF_OK);
+    return m;
+}
+
+static cr_config charrnn_config(int V, int E, int H, cr_cell cell, int layers, bool reset_before, uint64_t seed)
+{
+    return (cr_config){.vocab = V, .embed = E, .hidden = H, .learning_rate = 1e-3f, .seed = seed, .cell = cell,
+                       .layers = layers, .gru_reset_before = reset_before};
+}
+
+static char *capture_summary(const cr_model *cm, const df_model *lm, int batch)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (cm) cr_model_summary(cm, batch, f);
+    else df_model_summary(lm, f);
+    fclose(f);
+    return text;
+}
+
+Test(layers, char_rnn_stack_counts_and_summary_match_char_rnn, .timeout = 120)
+{
+    cr_config c = charrnn_config(65, 256, 1024, CR_CELL_LSTM, 1, false, 42);
+    df_model *m = layers_charrnn(&c);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(64, DF_DYNAMIC)), DF_OK, "%s", df_last_error());
+    cr_expect_eq(df_layer_param_count(df_model_layer(m, 0)), 16640);
+    cr_expect_eq(df_layer_param_count(df_model_layer(m, 1)), 5246976);
+    cr_expect_eq(df_layer_param_count(df_model_layer(m, 2)), 66625);
+    cr_expect_eq(df_model_param_count(m), 5330241);
+    char *ours = capture_summary(NULL, m, 64);
+    cr_expect(strstr(ours, "Total params: 5,330,241\n") && strstr(ours, "Trainable params: 5,330,241\n") &&
+              strstr(ours, " 16,640 ") && strstr(ours, " 5,246,976 ") && strstr(ours, " 66,625 ") &&
+              strstr(ours, "lstm (LSTM)                 (64, None, 1024)") && strstr(ours, "Non-trainable params: 0\n"),
+              "%s", ours);
+    cr_model cm;
+    cr_assert_eq(cr_model_init(&cm, &c), DF_OK, "%s", df_last_error());
+    char *theirs = capture_summary(&cm, NULL, 64);
+    cr_expect_str_eq(ours, theirs);
+    free(ours);
+    free(theirs);
+    cr_model_free(&cm);
+    df_model_free(m);
+}
+
+Test(layers, gru_stacked_and_dropout_summaries_match_char_rnn)
+{
+    cr_config configs[] = {charrnn_config(65, 32, 48, CR_CELL_GRU, 1, false, 1),
+                           charrnn_config(65, 32, 48, CR_CELL_GRU, 2, true, 1),
+                           charrnn_config(65, 32, 48, CR_CELL_LSTM, 2, false, 1),
+                           charrnn_config(65, 32, 48, CR_CELL_RNN, 3, false, 1)};
+    configs[2].dropout = 0.2f;
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        df_model *m = layers_charrnn(&configs[i]);
+        cr_assert_eq(df_model_build(m, 2, SHAPE(16, DF_DYNAMIC)), DF_OK, "%s", df_last_error());
+        cr_model cm;
+        cr_assert_eq(cr_model_init(&cm, &configs[i]), DF_OK);
+        char *ours = capture_summary(NULL, m, 16), *theirs = capture_summary(&cm, NULL, 16);
+        cr_expect_str_eq(ours, theirs, "config %zu", i);
+        cr_expect_eq(df_model_param_count(m), cr_model_param_count(&cm), "config %zu", i);
+        free(ours);
+        free(theirs);
+        cr_model_free(&cm);
+        df_model_free(m);
+    }
+}
+
+/* The same seed gives char-rnn's weights bit for bit, variable by variable. */
+static void expect_same_weights(const df_model *m, const cr_model *cm, const char *what)
+{
+    df_variable *vars[32];
+    int n = df_model_variables(m, vars, 32);
+    cr_assert_eq(n, cm->n_params, "%s: %d variables, char-rnn has %d", what, n, cm->n_params);
+    for (int i = 0; i < n; i++) {
+        df_tensor a = df_variable_tensor(vars[i]), b = df_variable_tensor(cm->params[i]);
+        cr_assert(df_tensor_numel(&a) == df_tensor_numel(&b) && a.ndim == b.ndim, "%s: %s vs %s", what,
+                  df_variable_name(vars[i]), df_variable_name(cm->params[i]));
+        cr_expect(memcmp(a.data, b.data, (size_t)df_tensor_numel(&a) * 4) == 0, "%s: %s differs from char-rnn's %s",
+                  what, df_variable_name(vars[i]), df_variable_name(cm->params[i]));
+    }
+}
+
+static df_tensor logits_of(df_model *m, df_graph **g, int32_t *x, int B, int T)
+{
+    df_tensor xt = I32(x, B, T);
+    return run_model(m, g, &xt, false);
+}
+
+/* Each cell's layer stack computes char-rnn's logits from the same seed: the
+ * same variables, bias splitting, zero initial state and carried state. */
+Test(layers, rnn_layers_compute_char_rnns_logits_with_its_weights)
+{
+    cr_config configs[] = {charrnn_config(40, 6, 8, CR_CELL_LSTM, 1, false, 3),
+                           charrnn_config(40, 6, 8, CR_CELL_GRU, 1, false, 4),
+                           charrnn_config(40, 6, 8, CR_CELL_GRU, 1, true, 5),
+                           charrnn_config(40, 6, 8, CR_CELL_RNN, 2, false, 6),
+                           charrnn_config(40, 6, 8, CR_CELL_LSTM, 2, false, 7)};
+    int32_t x[6] = {1, 7, 39, 0, 12, 5};      /* B*T = 6 < V: char-rnn's gather-then-project path */
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "config %zu", i);
+        cr_model cm;
+        cr_assert_eq(cr_model_init(&cm, &configs[i]), DF_OK);
+        df_model *m = layers_charrnn(&configs[i]);
+        cr_assert_eq(df_model_build(m, 2, SHAPE(2, 3)), DF_OK, "%s", df_last_error());
+        expect_same_weights(m, &cm, what);
+        df_variable *vars[32];
+        int n = df_model_variables(m, vars, 32);
+        for (int k = 0; k < n; k++)     /* non-zero biases, so that their wiring matters too */
+            if (strstr(df_variable_name(vars[k]), "/bias")) {
+                set_values(vars[k], 0.1f);
+                set_values(cm.params[k], 0.1f);
+            }
+        for (int call = 0; call < 2; call++) {     /* the second call starts from the carried state */
+            df_tensor xt = I32(x, 2, 3), want;
+            cr_assert_eq(cr_logits(&cm, &xt, &want), DF_OK, "%s", df_last_error());
+            df_graph *g;
+            df_tensor got = logits_of(m, &g, x, 2, 3);
+            cr_assert_eq(df_tensor_numel(&got), 2 * 3 * 40);
+            expect_near(got.data, want.data, 2 * 3 * 40, 1e-6, what);
+            df_graph_free(g);
+        }
+        cr_model_free(&cm);
+        df_model_free(m);
+    }
+}
+
+/* LSTM layer on x (B,T,E), built eagerly; returns its output for x. */
+static df_tensor lstm_run(df_model *m, df_graph **g, float *x, int64_t B, int64_t T, int64_t E)
+{
+    df_tensor xt = df_tensor_make(DF_F32, x, 3, (int64_t[]){B, T, E});
+    return run_model(m, g, &xt, false);
+}
+
+Test(layers, stateful_lstm_carries_state_until_reset)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 9);
+    float *x = rand_buf(&rng, 2 * 3 * 4, -1, 1);
+    for (int stateful = 0; stateful < 2; stateful++) {
+        df_model *m = df_model_new("m", 2);
+        cr_assert_eq(df_model_add(m, df_lstm_layer(5, (df_rnn_options){.return_sequences = false, .stateful = stateful})),
+                     DF_OK);
+        df_graph *g;
+        df_tensor y = lstm_run(m, &g, x, 2, 3, 4);
+        cr_assert(y.ndim == 2 && y.shape[0] == 2 && y.shape[1] == 5, "return_sequences=false gives (B,H)");
+        float first[10], second[10], after_reset[10];
+        df_tensor xt = F32(x, 2, 3, 4);
+        memcpy(first, y.data, sizeof first);
+        y = run1(g, &xt, 1);
+        memcpy(second, y.data, sizeof second);
+        df_model_reset_states(m);
+        y = run1(g, &xt, 1);
+        memcpy(after_reset, y.data, sizeof after_reset);
+        bool differs = memcmp(first, second, sizeof first) != 0;
+        cr_expect(differs == (bool)stateful, "%s", stateful ? "a stateful layer starts the second call from its state"
+                                                           : "a layer without state starts every call from zeros");
+        cr_expect(memcmp(first, after_reset, sizeof first) == 0, "reset_states must zero the state");
+        df_graph_free(g);
+        df_model_free(m);
+    }
+    free(x);
+}
+
+/* A fresh stateful layer starts from zeros, as one without state always does. */
+Test(layers, zero_state_equals_a_fresh_carried_state)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 8);
+    float *x = rand_buf(&rng, 2 * 3 * 4, -1, 1), outs[2][30];
+    for (int cell = 0; cell < 3; cell++) {
+        for (int stateful = 0; stateful < 2; stateful++) {
+            df_rnn_options o = {.return_sequences = true, .stateful = stateful};
+            df_model *m = df_model_new("m", 3);
+            cr_assert_eq(df_model_add(m, cell == 0 ? df_lstm_layer(5, o) : cell == 1 ? df_gru_layer(5, true, o)
+                                                                                       : df_simple_rnn_layer(5, o)),
+                         DF_OK);
+            df_graph *g;
+            df_tensor y = lstm_run(m, &g, x, 2, 3, 4);
+            memcpy(outs[stateful], y.data, sizeof outs[0]);
+            df_graph_free(g);
+            df_model_free(m);
+        }
+        expect_near(outs[0], outs[1], 30, 0, "zero state vs fresh state");
+    }
+    free(x);
+}
+
+typedef struct { df_model *m; } model_user;
+static df_status build_forward(df_graph *g, df_node **in, void *user)
+{
+    df_graph_output(g, df_model_call(((model_user *)user)->m, g, in[0], false));
+    return df_graph_status(g);
+}
+
+/* Zero initial states at any batch size of one trace (an open batch
+ * dimension): each row equals that row run alone, for every cell. */
+Test(layers, zero_initial_state_with_an_open_batch_dimension)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 4);
+    float *x = rand_buf(&rng, 5 * 3 * 4, -1, 1);
+    for (int cell = 0; cell < 4; cell++) {
+        df_rnn_options o = {.return_sequences = true};
+        df_layer *l = cell == 0 ? df_lstm_layer(6, o) : cell == 1 ? df_gru_layer(6, true, o)
+                      : cell == 2 ? df_gru_layer(6, false, o) : df_simple_rnn_layer(6, o);
+        model_user u = {df_model_new("m", 5)};
+        cr_assert_eq(df_model_add(u.m, l), DF_OK);
+        df_tensor_spec sig = {DF_F32, 3, {DF_DYNAMIC, 3, 4}};
+        df_function *f = df_function_new_signature("forward", build_forward, &u, 1, &sig);
+        float *full = malloc(5 * 3 * 6 * sizeof *full);
+        for (int64_t B = 2; B <= 5; B += 3) {
+            df_tensor in = F32(x, B, 3, 4), out;
+            cr_assert_eq(df_function_call(f, &in, 1, &out, 1), DF_OK, "%s", df_last_error());
+            cr_assert(out.shape[0] == B && out.shape[2] == 6);
+            memcpy(full, out.data, (size_t)(B * 3 * 6) * sizeof *full);
+            for (int64_t b = 0; b < B; b++) {          /* row b alone, in a graph of batch 1 */
+                df_graph *g;
+                df_tensor one = lstm_run(u.m, &g, x + b * 12, 1, 3, 4);
+                expect_near(full + b * 18, one.data, 18, 1e-6, "row vs alone");
+                df_graph_free(g);
+            }
+        }
+        cr_expect_eq(df_function_trace_count(f), 1, "one trace for both batch sizes");
+        free(full);
+        df_function_free(f);
+        df_model_free(u.m);
+    }
+    free(x);
+}
+
+Test(layers, stateful_layer_with_an_open_batch_is_an_error)
+{
+    model_user u = {df_model_new("m", 5)};
+    cr_assert_eq(df_model_add(u.m, df_lstm_layer(3, (df_rnn_options){.stateful = true})), DF_OK);
+    df_tensor_spec sig = {DF_F32, 3, {DF_DYNAMIC, 2, 2}};
+    df_function *f = df_function_new_signature("forward", build_forward, &u, 1, &sig);
+    float x[8] = {0};
+    df_tensor in = F32(x, 2, 2, 2), out;
+    cr_expect_eq(df_function_call(f, &in, 1, &out, 1), DF_ERR_SHAPE);
+    cr_expect(strstr(df_last_error(), "'lstm'") && strstr(df_last_error(), "fixed batch size"), "%s", df_last_error());
+    df_function_free(f);
+    df_model_free(u.m);
+}
+
+Test(layers, calling_a_built_layer_on_another_width_names_both_shapes)
+{
+    df_model *m = df_model_new("m", 1);
+    cr_assert_eq(df_model_add(m, df_dense_layer(2, DF_ACT_NONE, true)), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(DF_DYNAMIC, 3)), DF_OK);
+    df_graph *g = df_graph_new();
+    cr_expect_null(df_model_call(m, g, PH(g, 4, 5), false));
+    cr_expect(strstr(df_graph_error(g), "'dense'") && strstr(df_graph_error(g), "(None, 3)") &&
+              strstr(df_graph_error(g), "(4, 5)"), "%s", df_graph_error(g));
+    df_graph_free(g);
+    df_layer *alone = df_dense_layer(2, DF_ACT_NONE, true);
+    cr_expect_eq(df_layer_build(alone, 2, SHAPE(1, 3)), DF_ERR_STATE, "no RNG outside a model");
+    df_rng rng;
+    df_rng_seed(&rng, 1);
+    df_layer_set_rng(alone, &rng);
+    cr_expect_eq(df_layer_build(alone, 2, SHAPE(1, 3)), DF_OK);
+    cr_expect_str_eq(df_variable_name(df_layer_weight(alone, "kernel")), "dense/kernel");
+    df_layer_free(alone);
+    df_model_free(m);
+}
+
+/* Functional use: the layers of a model called on nodes one by one compute
+ * what the model's sequential call does. */
+Test(layers, calling_layers_by_hand_equals_the_sequential_call)
+{
+    cr_config c = charrnn_config(12, 4, 5, CR_CELL_GRU, 1, false, 2);
+    c.dropout = 0;
+    df_model *m = layers_charrnn(&c);
+    int32_t x[6] = {1, 2, 3, 4, 5, 11};
+    df_graph *g;
+    df_tensor seq = logits_of(m, &g, x, 2, 3);
+    float want[2 * 3 * 12];
+    memcpy(want, seq.data, sizeof want);
+    df_graph_free(g);
+    df_model_reset_states(m);
+    g = df_graph_new();
+    df_node *h = PHI(g, 2, 3);
+    for (int i = 0; i < df_model_layer_count(m); i++) h = df_layer_call(df_model_layer(m, i), g, h, false);
+    cr_assert_not_null(h, "%s", df_graph_error(g));
+    df_graph_output(g, h);
+    df_tensor xt = I32(x, 2, 3);
+    df_tensor got = run1(g, &xt, 1);
+    expect_near(got.data, want, 2 * 3 * 12, 0, "by hand vs df_model_call");
+    df_graph_free(g);
+    df_model_free(m);
+}
+
+/* --------------------------------------------------------- save / restore */
+
+static df_model *two_dense(int hidden, uint64_t seed)
+{
+    df_model *m = df_model_new("mlp", seed);
+    cr_assert_eq(df_model_add(m, df_dense_layer(hidden, DF_ACT_RELU, true)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(2, DF_ACT_NONE, true)), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(DF_DYNAMIC, 3)), DF_OK);
+    return m;
+}
+
+static float first_value(df_model *m, int layer, const char *weight)
+{
+    return *(float *)df_variable_tensor(df_layer_weight(df_model_layer(m, layer), weight)).data;
+}
+
+static df_checkpoint *saved(df_model *m, df_optimizer *opt)
+{
+    char path[] = "/tmp/dflayers.XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    df_checkpoint *ck = df_checkpoint_new(), *back = NULL;
+    cr_assert_eq(df_model_save(m, opt, ck), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_checkpoint_write(ck, path), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_checkpoint_read(path, &back), DF_OK, "%s", df_last_error());
+    df_checkpoint_free(ck);
+    unlink(path);
+    return back;
+}
+
+Test(layers, save_restore_round_trip_with_optimizer_slots)
+{
+    df_model *a = two_dense(4, 1), *b = two_dense(4, 2);
+    df_optimizer *opt_a = df_adam_default(), *opt_b = df_adam_default();
+    df_variable *vars[8];
+    int n = df_model_variables(a, vars, 8);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(df_optimizer_create_slots(opt_a, n, vars), DF_OK);
+    df_variable *state[16];
+    int n_state = df_optimizer_state(opt_a, state, 16);
+    for (int i = 0; i < n_state; i++)
+        if (df_variable_tensor(state[i]).dtype == DF_F32) set_values(state[i], 0.01f * (float)(i + 1));
+    cr_assert_neq(first_value(a, 0, "kernel"), first_value(b, 0, "kernel"));
+    df_checkpoint *ck = saved(a, opt_a);
+    cr_expect_eq(df_checkpoint_count(ck), 4 + n_state);
+    cr_assert_eq(df_model_restore(b, opt_b, ck), DF_OK, "%s", df_last_error());
+    df_variable *va[8], *vb[8];
+    df_model_variables(a, va, 8);
+    df_model_variables(b, vb, 8);
+    for (int i = 0; i < 4; i++) {
+        df_tensor x = df_variable_tensor(va[i]), y = df_variable_tensor(vb[i]);
+        cr_expect(memcmp(x.data, y.data, (size_t)df_tensor_numel(&x) * 4) == 0, "%s", df_variable_name(va[i]));
+    }
+    df_variable *state_b[16];
+    cr_assert_eq(df_optimizer_state(opt_b, state_b, 16), n_state);
+    for (int i = 0; i < n_state; i++) {
+        df_tensor x = df_variable_tensor(state[i]), y = df_variable_tensor(state_b[i]);
+        cr_expect(memcmp(x.data, y.data, (size_t)df_tensor_numel(&x) * 4) == 0, "slot %s", df_variable_name(state[i]));
+    }
+    df_checkpoint_free(ck);
+    df_optimizer_free(opt_a);
+    df_optimizer_free(opt_b);
+    df_model_free(a);
+    df_model_free(b);
+}
+
+Test(layers, restore_errors_name_the_variable_and_change_nothing)
+{
+    df_model *small = two_dense(4, 1), *wide = two_dense(5, 2);
+    df_checkpoint *ck = saved(small, NULL);
+    float before = first_value(wide, 0, "kernel");
+    cr_expect_eq(df_model_restore(wide, NULL, ck), DF_ERR_SHAPE);
+    const char *msg = df_last_error();
+    cr_expect(strstr(msg, "mlp") && strstr(msg, "dense/kernel") && strstr(msg, "(3,5)") && strstr(msg, "(3,4)"), "%s",
+              msg);
+    cr_expect_eq(first_value(wide, 0, "kernel"), before);
+    df_checkpoint_free(ck);
+
+    /* dense_1/bias is wrong, so nothing may change, not even dense/kernel which fits */
+    df_model *c = two_dense(4, 3);
+    df_checkpoint *partial = df_checkpoint_new();
+    df_variable *vars[4];
+    df_model_variables(small, vars, 4);
+    for (int i = 0; i < 3; i++) cr_assert_eq(df_checkpoint_put_variable(partial, vars[i]), DF_OK);
+    before = first_value(c, 0, "kernel");
+    cr_expect_eq(df_model_restore(c, NULL, partial), DF_ERR_ARG);
+    cr_expect(strstr(df_last_error(), "dense_1/bias"), "%s", df_last_error());
+    cr_expect_eq(first_value(c, 0, "kernel"), before, "a failed restore must leave every variable as it was");
+
+    df_variable *ints = df_variable_new("dense_1/bias", DF_I32, 1, SHAPE(2), df_init_zeros(), NULL);
+    cr_assert_eq(df_checkpoint_put_variable(partial, ints), DF_OK);
+    cr_expect_eq(df_model_restore(c, NULL, partial), DF_ERR_DTYPE);
+    cr_expect(strstr(df_last_error(), "dense_1/bias") && strstr(df_last_error(), "i32"), "%s", df_last_error());
+    df_checkpoint_free(partial);
+    df_variable_free(ints);
+
+    df_model *unbuilt = df_model_new("u", 1);
+    cr_assert_eq(df_model_add(unbuilt, df_dense_layer(2, DF_ACT_NONE, true)), DF_OK);
+    df_checkpoint *empty = df_checkpoint_new();
+    cr_expect_eq(df_model_save(unbuilt, NULL, empty), DF_ERR_STATE);
+    cr_expect(strstr(df_last_error(), "'dense'"), "%s", df_last_error());
+    df_checkpoint_free(empty);
+    df_model_free(unbuilt);
+    df_model_free(c);
+    df_model_free(small);
+    df_model_free(wide);
+}
+
+/* ----------------------------------------------------------- custom layer */
+
+typedef struct { int builds; float init; } scale_user;
+
+static df_status scale_build(df_layer *l, int ndim, const int64_t *in_shape, void *user)
+{
+    scale_user *u = user;
+    u->builds++;
+    bool ok = df_layer_add_weight(l, "scale", DF_F32, 1, &in_shape[ndim - 1], df_init_constant(u->init), true) &&
+              df_layer_add_weight(l, "calls", DF_I32, 0, NULL, df_init_zeros(), false);   /* not trained */
+    return ok ? DF_OK : DF_ERR_NOMEM;
+}
+
+static df_node *scale_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
+{
+    return df_mul(g, x, df_var(g, df_layer_weight(l, "scale")));
+}
+
+static const df_layer_def scale_def = {.type = "Scale", .base_name = "scale", .build = scale_build, .call = scale_call};
+
+Test(layers, custom_layer_builds_lazily_and_joins_the_model)
+{
+    scale_user u = {0, 2.0f};
+    df_model *m = df_model_new("custom", 1);
+    cr_assert_eq(df_model_add(m, df_custom_layer(&scale_def, &u)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_custom_layer(&scale_def, &u)), DF_OK);
+    cr_expect_not(df_layer_built(df_model_layer(m, 0)));
+    float x[6] = {1, 2, 3, 4, 5, 6};
+    df_tensor xt = F32(x, 2, 3);
+    df_graph *g;
+    df_tensor y = run_model(m, &g, &xt, false);
+    cr_expect_eq(u.builds, 2);
+    for (int i = 0; i < 6; i++) cr_expect_eq(((float *)y.data)[i], 4.0f * x[i]);
+    cr_expect_str_eq(df_variable_name(df_layer_weight(df_model_layer(m, 1), "scale")), "scale_1/scale");
+    cr_expect_eq(df_model_param_count(m), 8);
+    df_variable *vars[4];
+    cr_expect_eq(df_model_variables(m, vars, 4), 2, "the non-trainable weights are not listed");
+    char *text = capture_summary(NULL, m, 0);
+    cr_expect(strstr(text, "scale_1 (Scale)") && strstr(text, "(None, 3)") == NULL && strstr(text, "(2, 3)") &&
+              strstr(text, "Total params: 8\nTrainable params: 6\nNon-trainable params: 2\n"), "%s", text);
+    free(text);
+    df_graph_free(g);
+    df_model_free(m);
+}
+
+/* ------------------------------------------------------------ training */
+
+typedef struct { df_model *m; df_optimizer *opt; } trainer;
+
+static df_status build_train(df_graph *g, df_node **in, void *user)
+{
+    trainer *t = user;
+    df_tape *tape = df_tape_begin(g);
+    df_node *logits = df_model_call(t->m, g, in[0], true);
+    df_node *loss = df_sparse_softmax_cross_entropy(g, logits, in[1]);
+    df_tape_end(tape);
+    df_variable *vars[16];
+    df_node *grads[16];
+    int n = df_model_variables(t->m, vars, 16);
+    if (df_tape_gradient(tape, loss, n, vars, grads) != DF_OK) return df_graph_status(g);
+    df_optimizer_apply(g, t->opt, n, vars, grads);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
+Test(layers, a_small_training_run_lowers_the_loss)
+{
+    enum { N = 64 };
+    float x[N * 2];
+    int32_t y[N];
+    df_rng rng;
+    df_rng_seed(&rng, 11);
+    for (int i = 0; i < N; i++) {      /* XOR of the signs */
+        x[2 * i] = 2 * df_rng_uniform(&rng) - 1;
+        x[2 * i + 1] = 2 * df_rng_uniform(&rng) - 1;
+        y[i] = (x[2 * i] > 0) != (x[2 * i + 1] > 0);
+    }
+    trainer t = {df_model_new("xor", 3), df_adam_new(0.02f, 0.9f, 0.999f, 1e-7f)};
+    cr_assert_eq(df_model_add(t.m, df_dense_layer(16, DF_ACT_TANH, true)), DF_OK);
+    cr_assert_eq(df_model_add(t.m, df_dropout_layer(0.1f)), DF_OK);
+    cr_assert_eq(df_model_add(t.m, df_dense_layer(2, DF_ACT_NONE, true)), DF_OK);
+    df_function *step = df_function_new("train_step", build_train, &t);
+    df_tensor in[2] = {F32(x, N, 2), I32(y, N)}, out;
+    float first = 0, last = 0;
+    for (int s = 0; s < 300; s++) {
+        cr_assert_eq(df_function_call(step, in, 2, &out, 1), DF_OK, "%s", df_last_error());
+        if (s == 0) first = *(float *)out.data;
+        last = *(float *)out.data;
+    }
+    cr_expect_lt(last, 0.5f * first, "loss %g -> %g", first, last);
+    cr_expect_eq(df_optimizer_iterations(t.opt), 300);
+    df_function_free(step);
+    df_optimizer_free(t.opt);
+    df_model_free(t.m);
+}
+
+Test(layers, dropout_only_in_training_and_a_new_mask_each_step)
+{
+    df_model *m = df_model_new("d", 1);
+    cr_assert_eq(df_model_add(m, df_dropout_layer(0.5f)), DF_OK);
+    float x[64];
+    for (int i = 0; i < 64; i++) x[i] = 1;
+    df_tensor xt = F32(x, 64);
+    df_graph *g;
+    df_tensor y = run_model(m, &g, &xt, false);
+    for (int i = 0; i < 64; i++) cr_expect_eq(((float *)y.data)[i], 1.0f);
+    df_graph_free(g);
+    y = run_model(m, &g, &xt, true);
+    float mask1[64];
+    int zeros = 0;
+    for (int i = 0; i < 64; i++) {
+        mask1[i] = ((float *)y.data)[i];
+        zeros += mask1[i] == 0;
+        cr_expect(mask1[i] == 0 || mask1[i] == 2.0f, "inverted dropout scales kept values by 1/(1-rate)");
+    }
+    cr_expect(zeros > 10 && zeros < 54, "%d of 64 dropped at rate 0.5", zeros);
+    y = run1(g, &xt, 1);
+    cr_expect(memcmp(mask1, y.data, sizeof mask1) != 0, "the layer's step counter draws a new mask each step");
+    df_graph_free(g);
+    df_model_free(m);
+}
