@@ -31,6 +31,9 @@ struct df_model {
     df_rng rng;
     df_layer **layers;
     int n_layers, cap_layers;
+    df_optimizer *opt;        /* df_model_compile's; not owned */
+    df_loss loss;             /* 0 until compiled */
+    bool has_steps;           /* steps read opt and loss when they trace: no recompiling then */
 };
 
 /* ------------------------------------------------------------ the layer */
@@ -689,3 +692,67 @@ df_status df_model_restore(df_model *m, df_optimizer *opt, const df_checkpoint *
     df_free(vars);
     return st;
 }
+
+/* -------------------------------------------------------- compiled steps */
+
+df_status df_model_compile(df_model *m, df_optimizer *opt, df_loss loss)
+{
+    if (!m || !opt) return df_error(DF_ERR_ARG, "df_model_compile: NULL %s", m ? "optimizer" : "model");
+    if (loss != DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY && loss != DF_LOSS_MEAN_SQUARED_ERROR)
+        return df_error(DF_ERR_ARG, "df_model_compile: model '%s': unknown loss %d", m->name, (int)loss);
+    if (m->has_steps)
+        return df_error(DF_ERR_STATE, "df_model_compile: model '%s' already made train/eval steps; compile it once",
+                        m->name);
+    m->opt = opt;
+    m->loss = loss;
+    return DF_OK;
+}
+
+// x -> model -> y_pred; (y_pred, y) -> scalar loss
+static df_node *compiled_loss(df_model *m, df_graph *g, df_node **in, bool training)
+{
+    df_node *pred = df_model_call(m, g, in[0], training);
+    if (m->loss == DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY) return df_sparse_softmax_cross_entropy(g, pred, in[1]);
+    return df_mean(g, df_square(g, df_sub(g, pred, in[1])), NULL, 0, false);
+}
+
+static df_status build_train_step(df_graph *g, df_node **in, void *user)
+{
+    df_model *m = user;
+    df_tape *tape = df_tape_begin(g);
+    df_node *loss = compiled_loss(m, g, in, true);
+    df_tape_end(tape);
+    if (!loss) return df_graph_status(g);
+    int n = df_model_variables(m, NULL, 0);
+    df_variable **vars = df_graph_alloc(g, (size_t)(n ? n : 1) * sizeof *vars);
+    df_node **grads = df_graph_alloc(g, (size_t)(n ? n : 1) * sizeof *grads);
+    if (!vars || !grads) return df_graph_status(g);
+    if (n == 0) return df_graph_set_error(g, DF_ERR_STATE, "model '%s' has no trainable variables", m->name);
+    df_model_variables(m, vars, n);
+    if (df_tape_gradient(tape, loss, n, vars, grads) == DF_OK) df_optimizer_apply(g, m->opt, n, vars, grads);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
+static df_status build_eval_step(df_graph *g, df_node **in, void *user)
+{
+    df_graph_output(g, compiled_loss(user, g, in, false));
+    return df_graph_status(g);
+}
+
+static df_function *compiled_step(df_model *m, const char *kind, df_build_fn build)
+{
+    if (!m || !m->loss) {
+        df_error(DF_ERR_STATE, "df_model_%s_step: model '%s' is not compiled (df_model_compile)", kind,
+                 m ? m->name : "(null)");
+        return NULL;
+    }
+    char name[256];
+    snprintf(name, sizeof name, "%s_%s_step", m->name, kind);
+    df_function *f = df_function_new(name, build, m);
+    if (f) m->has_steps = true;
+    return f;
+}
+
+df_function *df_model_train_step(df_model *m) { return compiled_step(m, "train", build_train_step); }
+df_function *df_model_eval_step(df_model *m) { return compiled_step(m, "eval", build_eval_step); }

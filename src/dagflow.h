@@ -925,6 +925,30 @@ df_status df_model_save(const df_model *m, const df_optimizer *opt, df_checkpoin
  * variable and both dtypes or shapes, and leaves every variable as it was. */
 df_status df_model_restore(df_model *m, df_optimizer *opt, const df_checkpoint *ck);
 
+/* Keras' model.compile: the optimizer and loss of the model's ready-made
+ * steps, so a model trains with df_fit without a hand-written builder:
+ *
+ *      df_model_compile(m, df_adam_default(), DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
+ *      df_fit_options o = {.train_step = df_model_train_step(m), .n_inputs = 2, ...};
+ *
+ * The steps take (x, y): y are i32 class ids of logits' shape without the
+ * last axis (cross-entropy from logits, the mean over all positions), or f32
+ * values of the predictions' shape (mean squared error). The optimizer is
+ * not owned. Compile once, before making steps (a second compile after that
+ * is DF_ERR_STATE: traced steps keep what they read). */
+typedef enum df_loss {
+    DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY = 1,
+    DF_LOSS_MEAN_SQUARED_ERROR = 2
+} df_loss;
+df_status df_model_compile(df_model *m, df_optimizer *opt, df_loss loss);
+/* Traced functions whose first output is the scalar loss: the train step
+ * (training mode) also applies the optimizer to every trainable variable;
+ * the eval step (inference mode) changes nothing. NULL before
+ * df_model_compile (df_last_error says so). The caller frees them with
+ * df_function_free, before the model. */
+df_function *df_model_train_step(df_model *m);
+df_function *df_model_eval_step(df_model *m);
+
 /* ---------------------------------------------------------------- runtime */
 
 /* Number of threads used by kernels and OpenBLAS (one OpenMP pool). */

@@ -829,3 +829,95 @@ Test(layers, dropout_only_in_training_and_a_new_mask_each_step)
     df_graph_free(g);
     df_model_free(m);
 }
+
+/* ------------------------------------------------------ compiled steps */
+
+/* y = 2x - 1 on 16 points; returns the model's loss over them. */
+static double mse_of(df_function *eval, float *x, float *y)
+{
+    df_tensor in[2] = {F32(x, 16, 1), F32(y, 16, 1)}, loss;
+    cr_assert_eq(df_function_call(eval, in, 2, &loss, 1), DF_OK, "%s", df_last_error());
+    return *(float *)loss.data;
+}
+
+Test(layers, compiled_steps_train_with_mse_and_evaluate_without_updates)
+{
+    float x[16], y[16];
+    for (int i = 0; i < 16; i++) x[i] = (float)i / 8 - 1, y[i] = 2 * x[i] - 1;
+    df_model *m = df_model_new("line", 3);
+    cr_assert_eq(df_model_add(m, df_dense_layer(1, DF_ACT_NONE, true)), DF_OK);
+    df_optimizer *opt = df_sgd_new(0.1f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_OK, "%s", df_last_error());
+    df_function *train = df_model_train_step(m), *eval = df_model_eval_step(m);
+    cr_assert(train && eval, "%s", df_last_error());
+    double before = mse_of(eval, x, y);
+    cr_expect_eq(mse_of(eval, x, y), before, "the eval step changed the model");
+    df_variable *vars[2];
+    cr_assert_eq(df_model_variables(m, vars, 2), 2);
+    float w0 = *(float *)df_variable_tensor(vars[0]).data, b0 = *(float *)df_variable_tensor(vars[1]).data;
+    df_tensor in[2] = {F32(x, 16, 1), F32(y, 16, 1)}, loss;
+    cr_assert_eq(df_function_call(train, in, 2, &loss, 1), DF_OK, "%s", df_last_error());
+    cr_expect_float_eq(*(float *)loss.data, (float)before, 1e-6f, "the train step returns the loss before its update");
+    /* one SGD step on mean((w x + b - y)^2), by hand */
+    double dw = 0, db = 0;
+    for (int i = 0; i < 16; i++) {
+        double e = w0 * x[i] + b0 - y[i];
+        dw += 2 * e * x[i] / 16;
+        db += 2 * e / 16;
+    }
+    cr_expect_float_eq(*(float *)df_variable_tensor(vars[0]).data, (float)(w0 - 0.1 * dw), 1e-6f);
+    cr_expect_float_eq(*(float *)df_variable_tensor(vars[1]).data, (float)(b0 - 0.1 * db), 1e-6f);
+    for (int s = 0; s < 200; s++) cr_assert_eq(df_function_call(train, in, 2, &loss, 1), DF_OK);
+    cr_expect_lt(mse_of(eval, x, y), 1e-4, "SGD did not fit a line");
+    cr_expect_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_ERR_STATE, "a second compile after steps");
+    df_function_free(train);
+    df_function_free(eval);
+    df_optimizer_free(opt);
+    df_model_free(m);
+}
+
+static df_model *embed_dense(void)
+{
+    df_model *m = df_model_new("m", 11);
+    cr_assert_eq(df_model_add(m, df_embedding_layer(3, 4)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(3, DF_ACT_NONE, true)), DF_OK);
+    return m;
+}
+
+/* Three Adam steps of the compiled cross-entropy step and of the
+ * hand-written one (the header's tutorial) give the same bits. */
+Test(layers, compiled_cross_entropy_step_equals_the_hand_written_one)
+{
+    int32_t x[6] = {0, 1, 2, 2, 1, 0}, y[6] = {1, 2, 0, 0, 2, 1};
+    df_tensor in[2] = {I32(x, 2, 3), I32(y, 2, 3)}, loss;
+    trainer compiled = {embed_dense(), df_adam_default()}, by_hand = {embed_dense(), df_adam_default()};
+    cr_assert_eq(df_model_compile(compiled.m, compiled.opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY), DF_OK);
+    df_function *f[2] = {df_model_train_step(compiled.m), df_function_new("by_hand", build_train, &by_hand)};
+    float last[2];
+    for (int k = 0; k < 2; k++) {
+        for (int s = 0; s < 3; s++) cr_assert_eq(df_function_call(f[k], in, 2, &loss, 1), DF_OK, "%s", df_last_error());
+        last[k] = *(float *)loss.data;
+        df_function_free(f[k]);
+    }
+    cr_expect_eq(last[0], last[1], "compiled %.9g vs by hand %.9g", last[0], last[1]);
+    cr_expect_eq(first_value(compiled.m, 1, "kernel"), first_value(by_hand.m, 1, "kernel"));
+    trainer *all[2] = {&compiled, &by_hand};
+    for (int k = 0; k < 2; k++) {
+        df_optimizer_free(all[k]->opt);
+        df_model_free(all[k]->m);
+    }
+}
+
+Test(layers, compiled_step_errors)
+{
+    df_model *m = df_model_new("raw", 1);
+    cr_expect_null(df_model_train_step(m));
+    cr_expect(strstr(df_last_error(), "not compiled"), "%s", df_last_error());
+    cr_expect_null(df_model_eval_step(m));
+    df_optimizer *opt = df_sgd_new(0.1f);
+    cr_expect_eq(df_model_compile(m, opt, (df_loss)9), DF_ERR_ARG);
+    cr_expect_eq(df_model_compile(m, NULL, DF_LOSS_MEAN_SQUARED_ERROR), DF_ERR_ARG);
+    cr_expect_eq(df_model_compile(NULL, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_ERR_ARG);
+    df_optimizer_free(opt);
+    df_model_free(m);
+}
