@@ -440,8 +440,12 @@ static void expect_instruction_matches_kernel(const df_op_def *op, const float *
         if (binary && isnan(ai) && isnan(bi) && isnan(kernel_out[i]) && isnan(fused_out[i])) continue;
         memcpy(&x, &ai, sizeof x);
         memcpy(&y, &bi, sizeof y);
-        cr_expect_fail("%s (%s): element %lld: kernel %08x, fused %08x; inputs %08x%s%08x", op->name, layout,
-                       (long long)i, kernel, fused, x, binary ? ", " : " (unused ", y);
+        if (binary)
+            cr_expect_fail("%s (%s): element %lld: kernel %08x, fused %08x; inputs %08x, %08x", op->name, layout,
+                           (long long)i, kernel, fused, x, y);
+        else
+            cr_expect_fail("%s: element %lld: kernel %08x, fused %08x; input %08x", op->name, (long long)i, kernel,
+                           fused, x);
         break;                                              /* one message per layout */
     }
     df_graph_free(g);
