@@ -11,8 +11,9 @@
 #include "graph.h"
 #include "../ops/registry.h"
 
-/* Nodes whose value depends on more than their inputs and attributes (a
- * variable's), or that must stay distinct (DF_OP_NO_CSE: two dropout layers
+/* Nodes the passes may merge and fold: not side effects or inputs, and not
+ * DF_OP_NO_CSE ops, whose value is more than a function of their inputs and
+ * attributes (a variable read) or must stay distinct (two dropout layers
  * never share a mask). */
 static bool is_pure(const df_node *n)
 {
@@ -90,8 +91,8 @@ static int eliminate_common_subexpressions(df_graph *g)
     return merged;
 }
 
-/* Evaluates a node whose inputs are all constants and turns it into one,
- * of the op constant: its value is its data. */
+/* Evaluates a node whose inputs are all constants and makes it a node of
+ * op constant (a DF_OP_CONSTANT op: its value is its data). */
 static bool fold_node(df_graph *g, df_node *n, const df_op_def *constant)
 {
     size_t bytes = (size_t)n->numel * df_dtype_size(n->dtype);
@@ -144,9 +145,10 @@ typedef struct fuse_ctx {
     int absorbed;
 } fuse_ctx;
 
+/* An instruction has two operands. */
 static bool fusable(const df_node *n)
 {
-    return n->op->elementwise != 0 && n->dtype == DF_F32;
+    return n->op->elementwise != 0 && n->n_in <= 2 && n->dtype == DF_F32;
 }
 
 /* Operand index of an external input (deduplicated), or -1 when full. */
@@ -172,7 +174,7 @@ static int emit(fuse_ctx *c, df_node *n, const df_node *root, bool is_root)
         return k < 0 ? -128 : k;
     }
     int operand[2] = {0, 0};                    /* a one-input code ignores b */
-    for (int i = 0; i < n->n_in && i < 2; i++)
+    for (int i = 0; i < n->n_in; i++)
         if ((operand[i] = emit(c, n->in[i], root, false)) == -128) return -128;
     if (c->prog.n == DF_FUSE_MAX) return -128;
     c->prog.ins[c->prog.n].code = (uint8_t)n->op->elementwise;

@@ -65,9 +65,10 @@ static df_status fused_elementwise_infer(df_node *n)
     return DF_OK;                           /* scalars only: the shape set by the pass stands */
 }
 
-/* Created only by the fusion pass, which sets shape, inputs and program. */
+/* Created by the fusion pass, which sets shape, inputs and program. */
 const df_op_def df_op_fused_elementwise = {
-    .name = "fused_elementwise", .flags = DF_OP_FUSED | DF_OP_ELEMENTWISE, .infer = fused_elementwise_infer, .forward = fused_elementwise_forward,
+    .name = "fused_elementwise", .flags = DF_OP_FUSED | DF_OP_ELEMENTWISE,
+    .infer = fused_elementwise_infer, .forward = fused_elementwise_forward,
     .no_gradcheck = "built by the fusion pass after autodiff; bit-identical to the ops it merges "
                     "(tests/test_passes.c)",
 };
