@@ -10,17 +10,9 @@
 
 typedef struct df_op_def df_op_def;
 
-/* Elementwise ops that the fusion pass may merge into one loop; the codes
- * are what ops/fused_elementwise.c interprets. */
-typedef enum df_ew_code {
-    DF_EW_NONE = 0,
-    DF_EW_ADD, DF_EW_SUB, DF_EW_MUL, DF_EW_DIV,               /* binary */
-    DF_EW_NEG, DF_EW_EXP, DF_EW_LOG, DF_EW_TANH, DF_EW_SIGMOID, DF_EW_RELU, DF_EW_STEP
-} df_ew_code;
-#define DF_EW_IS_BINARY(c) ((c) >= DF_EW_ADD && (c) <= DF_EW_DIV)
-
-/* A fused chain: instruction k computes code(a, b), where an operand >= 0
- * is input a of the fused node and -(j+1) is the result of instruction j.
+/* A fused chain: instruction k computes code(a, b), where code is an op's
+ * df_op_def.elementwise, an operand >= 0 is input a of the fused node and
+ * -(j+1) is the result of instruction j (b is unused for one-input codes).
  * The last instruction's result is the node's output. */
 #define DF_FUSE_MAX 16
 typedef struct df_fused_program {
@@ -85,6 +77,10 @@ enum {
     DF_OP_EXTERNAL = 1 << 2,      /* data lives outside the arena (variables, constants) */
     DF_OP_INPUT = 1 << 3,         /* placeholder: fed by the caller on each run */
     DF_OP_NO_CSE = 1 << 4,        /* never merged or folded by the passes (e.g. dropout's masks) */
+    DF_OP_CONSTANT = 1 << 5,      /* value fixed at build time, in n->data: what folding makes nodes into */
+    DF_OP_FUSED = 1 << 6,         /* runs the df_fused_program in n->pa: what fusion makes a chain into */
+    DF_OP_ELEMENTWISE = 1 << 7,   /* output element i reads only element i of each input of its size
+                                   * (and scalars): may compute into such an input's buffer */
 };
 
 struct df_op_def {
@@ -107,8 +103,10 @@ struct df_op_def {
      * test_ops.c checks such an op appears in some case's backward), or
      * where else it is tested. Every op sets exactly one of the two. */
     const char *no_gradcheck;
-    /* Non-zero for elementwise f32 ops the fusion pass may merge. */
-    df_ew_code elementwise;
+    /* Fusion code of an elementwise f32 op the fusion pass may merge (a
+     * DF_EW_* of ops/elementwise.h; 0 otherwise). The pass copies it into the
+     * fused op's program without reading it. */
+    int elementwise;
 };
 
 typedef struct df_output_ref { df_node *node; } df_output_ref;

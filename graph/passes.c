@@ -2,30 +2,36 @@
  * counted in the graph's stats and each switchable (df_graph_set_passes):
  *   CSE   nodes with the same op, inputs and attributes are computed once;
  *   fold  nodes whose inputs are all constants become constants;
- *   fuse  chains of elementwise ops become one fused_elementwise loop.
+ *   fuse  chains of elementwise ops become one fused loop.
  * Dead-node removal happens in scheduling (plan.c). Rewrites redirect input
- * pointers; nodes left without readers are then simply not scheduled. */
+ * pointers; nodes left without readers are then simply not scheduled. The
+ * passes know ops only by their flags and fusion codes; the ops they turn
+ * nodes into (DF_OP_CONSTANT, DF_OP_FUSED) come from the registry. */
 #include <string.h>
 #include "graph.h"
 #include "../ops/registry.h"
 
-/* Nodes whose value depends on more than their inputs and attributes, or
- * that must stay distinct (DF_OP_NO_CSE: two dropout layers never share a mask). */
+/* Nodes the passes may merge and fold: not side effects or inputs, and not
+ * DF_OP_NO_CSE ops, whose value is more than a function of their inputs and
+ * attributes (a variable read) or must stay distinct (two dropout layers
+ * never share a mask). */
 static bool is_pure(const df_node *n)
 {
-    return !(n->op->flags & (DF_OP_SIDE_EFFECT | DF_OP_INPUT | DF_OP_NO_CSE)) && n->op != &df_op_variable;
+    return !(n->op->flags & (DF_OP_SIDE_EFFECT | DF_OP_INPUT | DF_OP_NO_CSE));
 }
+
+static bool is_constant(const df_node *n) { return (n->op->flags & DF_OP_CONSTANT) != 0; }
 
 static bool same_constant(const df_node *a, const df_node *b)
 {
-    return a->op == &df_op_constant && b->op == &df_op_constant && a->dtype == b->dtype &&
+    return is_constant(a) && is_constant(b) && a->dtype == b->dtype &&
            df_shape_equal(a->ndim, a->shape, b->ndim, b->shape) && a->numel <= 64 &&
            memcmp(a->data, b->data, (size_t)a->numel * df_dtype_size(a->dtype)) == 0;
 }
 
 static bool same_computation(const df_node *a, const df_node *b)
 {
-    if (a->op == &df_op_constant) return same_constant(a, b);
+    if (is_constant(a)) return same_constant(a, b);
     if (a->op != b->op || a->n_in != b->n_in || a->pa != b->pa || a->dtype != b->dtype ||
         !df_shape_equal(a->ndim, a->shape, b->ndim, b->shape) || memcmp(a->ia, b->ia, sizeof a->ia) != 0 ||
         memcmp(a->fa, b->fa, sizeof a->fa) != 0)
@@ -40,7 +46,7 @@ static uint64_t computation_key(const df_node *n)
     uint64_t h = (uint64_t)(uintptr_t)n->op * 0x9E3779B97F4A7C15ull;
     for (int i = 0; i < n->n_in; i++) h = (h ^ (uint64_t)n->in[i]->id) * 0x100000001B3ull;
     for (int i = 0; i < DF_MAX_IATTR; i++) h = (h ^ (uint64_t)n->ia[i]) * 0x100000001B3ull;
-    if (n->op == &df_op_constant && n->numel == 1) h ^= (uint64_t)*(const uint32_t *)n->data;
+    if (is_constant(n) && n->numel == 1) h ^= (uint64_t)*(const uint32_t *)n->data;
     return h;
 }
 
@@ -70,7 +76,7 @@ static int eliminate_common_subexpressions(df_graph *g)
         df_node *n = g->nodes[id];
         for (int i = 0; i < n->n_in; i++)
             if (repl[n->in[i]->id]) n->in[i] = repl[n->in[i]->id];
-        if (!is_pure(n) || (n->op == &df_op_constant && n->numel > 64)) continue;
+        if (!is_pure(n) || (is_constant(n) && n->numel > 64)) continue;
         uint64_t slot = computation_key(n) & (uint64_t)(cap - 1);
         while (table[slot] && !same_computation(table[slot], n)) slot = (slot + 1) & (uint64_t)(cap - 1);
         if (!table[slot]) table[slot] = n;
@@ -85,8 +91,9 @@ static int eliminate_common_subexpressions(df_graph *g)
     return merged;
 }
 
-/* Evaluates a node whose inputs are all constants and turns it into one. */
-static bool fold_node(df_graph *g, df_node *n)
+/* Evaluates a node whose inputs are all constants and makes it a node of
+ * op constant (a DF_OP_CONSTANT op: its value is its data). */
+static bool fold_node(df_graph *g, df_node *n, const df_op_def *constant)
 {
     size_t bytes = (size_t)n->numel * df_dtype_size(n->dtype);
     void *data = df_graph_alloc(g, bytes ? bytes : 1);
@@ -104,7 +111,7 @@ static bool fold_node(df_graph *g, df_node *n)
         n->data = NULL;
         return false;
     }
-    n->op = &df_op_constant;
+    n->op = constant;
     n->n_in = 0;
     n->aux_bytes = 0;
     return true;
@@ -112,15 +119,16 @@ static bool fold_node(df_graph *g, df_node *n)
 
 static int fold_constants(df_graph *g)
 {
+    const df_op_def *constant = df_op_with_flags(DF_OP_CONSTANT);
     int folded = 0;
-    for (int id = 0; id < g->n_nodes; id++) {
+    for (int id = 0; constant && id < g->n_nodes; id++) {
         df_node *n = g->nodes[id];
         if (!is_pure(n) || n->n_in == 0 || !n->op->forward || (n->op->flags & (DF_OP_VIEW | DF_OP_EXTERNAL)) ||
             n->numel > (1 << 20))
             continue;
         bool all_constant = true;
-        for (int i = 0; i < n->n_in && all_constant; i++) all_constant = n->in[i]->op == &df_op_constant;
-        if (all_constant && fold_node(g, n)) folded++;
+        for (int i = 0; i < n->n_in && all_constant; i++) all_constant = is_constant(n->in[i]);
+        if (all_constant && fold_node(g, n, constant)) folded++;
     }
     return folded;
 }
@@ -129,6 +137,7 @@ static int fold_constants(df_graph *g)
 
 typedef struct fuse_ctx {
     df_graph *g;
+    const df_op_def *fused;       /* the op running a df_fused_program */
     int *readers;                 /* per node id: scheduled readers + output uses */
     df_fused_program prog;
     df_node *inputs[DF_FUSE_MAX * 2];
@@ -136,9 +145,10 @@ typedef struct fuse_ctx {
     int absorbed;
 } fuse_ctx;
 
+/* An instruction has two operands. */
 static bool fusable(const df_node *n)
 {
-    return n->op->elementwise != DF_EW_NONE && n->dtype == DF_F32;
+    return n->op->elementwise != 0 && n->n_in <= 2 && n->dtype == DF_F32;
 }
 
 /* Operand index of an external input (deduplicated), or -1 when full. */
@@ -163,13 +173,13 @@ static int emit(fuse_ctx *c, df_node *n, const df_node *root, bool is_root)
         int k = fits ? external_operand(c, n) : -1;
         return k < 0 ? -128 : k;
     }
-    int a = emit(c, n->in[0], root, false), b = 0;
-    if (a == -128) return -128;
-    if (DF_EW_IS_BINARY(n->op->elementwise) && (b = emit(c, n->in[1], root, false)) == -128) return -128;
+    int operand[2] = {0, 0};                    /* a one-input code ignores b */
+    for (int i = 0; i < n->n_in; i++)
+        if ((operand[i] = emit(c, n->in[i], root, false)) == -128) return -128;
     if (c->prog.n == DF_FUSE_MAX) return -128;
     c->prog.ins[c->prog.n].code = (uint8_t)n->op->elementwise;
-    c->prog.ins[c->prog.n].a = (int8_t)a;
-    c->prog.ins[c->prog.n].b = (int8_t)b;
+    c->prog.ins[c->prog.n].a = (int8_t)operand[0];
+    c->prog.ins[c->prog.n].b = (int8_t)operand[1];
     if (!is_root) c->absorbed++;
     return -(++c->prog.n);
 }
@@ -188,7 +198,7 @@ static bool fuse_chain(fuse_ctx *c, df_node *root)
     memcpy(ins, c->inputs, (size_t)c->n_inputs * sizeof *ins);
     for (int i = 0; i < c->n_inputs; i++)       /* one loop over root's shape: checked at each plan */
         if (c->inputs[i]->numel != 1 || c->inputs[i]->dyn) df_graph_assume_same_shape(c->g, c->inputs[i], root);
-    root->op = &df_op_fused_elementwise;
+    root->op = c->fused;
     root->in = ins;
     root->n_in = c->n_inputs;
     root->pa = prog;
@@ -220,11 +230,12 @@ static void count_live_readers(df_graph *g, bool *live, int *readers)
  * final consumer. Returns the number of chains; *nodes gets the nodes merged. */
 static int fuse_elementwise_chains(df_graph *g, int *nodes)
 {
-    fuse_ctx c = {.g = g, .readers = df_calloc((size_t)g->n_nodes + 1, sizeof(int))};
+    fuse_ctx c = {.g = g, .fused = df_op_with_flags(DF_OP_FUSED),
+                  .readers = df_calloc((size_t)g->n_nodes + 1, sizeof(int))};
     bool *live = df_calloc((size_t)g->n_nodes + 1, sizeof *live);
     int chains = 0;
     *nodes = 0;
-    if (c.readers && live) {
+    if (c.fused && c.readers && live) {
         count_live_readers(g, live, c.readers);
         for (int id = g->n_nodes - 1; id >= 0; id--) {
             df_node *n = g->nodes[id];

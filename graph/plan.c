@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "graph.h"
-#include "../ops/registry.h"
 
 /* A planned buffer: bytes, the schedule positions it is live in, and its place. */
 typedef struct block { size_t size, offset; int first, last; int pos; } block;
@@ -125,9 +124,7 @@ static int plan_in_place(df_graph *g)
     int count = 0;
     for (int p = 0; p < g->n_sched; p++) {
         df_node *n = g->schedule[p];
-        if ((n->op->elementwise == DF_EW_NONE && n->op != &df_op_fused_elementwise) || !needs_arena(n) ||
-            n->aux_bytes)
-            continue;
+        if (!(n->op->flags & DF_OP_ELEMENTWISE) || !needs_arena(n) || n->aux_bytes) continue;
         for (int i = 0; i < n->n_in && !n->inplace_of; i++) {
             df_node *x = n->in[i];
             if (needs_arena(x) && !(x->op->flags & DF_OP_INPUT) && x->last_use == p && x->numel == n->numel &&

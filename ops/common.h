@@ -1,5 +1,5 @@
-/* common.h — helpers shared by op files: broadcasting, elementwise kernels,
- * parallel-for thresholds, reductions. */
+/* common.h — helpers shared by op files: broadcasting, parallel-for
+ * thresholds, reductions, gradcheck input specs. */
 #ifndef DF_OPS_COMMON_H
 #define DF_OPS_COMMON_H
 
@@ -67,70 +67,6 @@ df_node *df_reduce_make(df_graph *g, const df_op_def *op, df_node *x, const int 
                         bool keepdims);
 /* The keepdims shape of a reduction node (reduced axes set to 1). */
 void df_reduce_keep_shape(const df_node *n, int64_t *shape);
-
-/* Elementwise binary kernel with broadcasting. EXPR uses float a, b. The
- * loops are `omp simd` (each element depends only on its own inputs, and an
- * output may alias an input element for element), so arithmetic EXPRs
- * vectorize; EXPRs that call libm (expf, tanhf, logf) stay scalar calls. */
-#define DF_BINARY_KERNEL(fname, EXPR)                                            \
-    static df_status fname(df_node *n)                                          \
-    {                                                                            \
-        const float *A = DF_F32P(n->in[0]), *B = DF_F32P(n->in[1]);             \
-        float *Y = DF_F32P(n);                                                   \
-        int64_t N = n->numel;                                                    \
-        if (n->in[0]->numel == N && n->in[1]->numel == N) {                      \
-            _Pragma("omp parallel for simd schedule(static) if (N > DF_PAR_MIN)") \
-            for (int64_t i = 0; i < N; i++) { float a = A[i], b = B[i]; Y[i] = (EXPR); } \
-            return DF_OK;                                                        \
-        }                                                                        \
-        if (n->in[1]->numel == 1) {                                              \
-            float b = B[0];                                                      \
-            _Pragma("omp parallel for simd schedule(static) if (N > DF_PAR_MIN)") \
-            for (int64_t i = 0; i < N; i++) { float a = A[i]; Y[i] = (EXPR); }   \
-            return DF_OK;                                                        \
-        }                                                                        \
-        int64_t sa[DF_MAX_DIMS], sb[DF_MAX_DIMS], dims[DF_MAX_DIMS];             \
-        int nd = n->ndim;                                                        \
-        df_broadcast_strides(n->in[0], nd, n->shape, sa);                        \
-        df_broadcast_strides(n->in[1], nd, n->shape, sb);                        \
-        for (int d = 0; d < nd; d++) dims[d] = n->shape[d];                      \
-        int64_t inner = nd ? dims[nd - 1] : 1, rows = inner ? N / inner : 0;     \
-        int64_t ia = nd ? sa[nd - 1] : 0, ib = nd ? sb[nd - 1] : 0;              \
-        _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")         \
-        for (int64_t r = 0; r < rows; r++) {                                     \
-            int64_t rem = r, oa = 0, ob = 0;                                     \
-            for (int d = nd - 2; d >= 0; d--) {                                  \
-                int64_t idx = rem % dims[d];                                     \
-                rem /= dims[d];                                                  \
-                oa += idx * sa[d];                                               \
-                ob += idx * sb[d];                                               \
-            }                                                                    \
-            if (ia == 1 && ib == 1) {                                            \
-                const float *Ar = A + oa, *Br = B + ob;                          \
-                float *Yr = Y + r * inner;                                       \
-                _Pragma("omp simd")                                              \
-                for (int64_t j = 0; j < inner; j++) { float a = Ar[j], b = Br[j]; Yr[j] = (EXPR); } \
-            } else {                                                             \
-                for (int64_t j = 0; j < inner; j++) {                            \
-                    float a = A[oa + j * ia], b = B[ob + j * ib];                \
-                    Y[r * inner + j] = (EXPR);                                   \
-                }                                                                \
-            }                                                                    \
-        }                                                                        \
-        return DF_OK;                                                            \
-    }
-
-/* Elementwise unary kernel. EXPR uses float x. */
-#define DF_UNARY_KERNEL(fname, EXPR)                                             \
-    static df_status fname(df_node *n)                                          \
-    {                                                                            \
-        const float *X = DF_F32P(n->in[0]);                                      \
-        float *Y = DF_F32P(n);                                                   \
-        int64_t N = n->numel;                                                    \
-        _Pragma("omp parallel for simd schedule(static) if (N > DF_PAR_MIN)")    \
-        for (int64_t i = 0; i < N; i++) { float x = X[i]; Y[i] = (EXPR); }       \
-        return DF_OK;                                                            \
-    }
 
 /* Gradcheck input spec helpers. */
 #define DF_GC_F32(...) {DF_F32, DF_GC_NARG(__VA_ARGS__), {__VA_ARGS__}, -1.0f, 1.0f}

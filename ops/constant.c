@@ -23,7 +23,7 @@ static df_status constant_infer(df_node *n)
 }
 
 const df_op_def df_op_constant = {
-    .name = "constant", .flags = DF_OP_EXTERNAL, .infer = constant_infer,
+    .name = "constant", .flags = DF_OP_EXTERNAL | DF_OP_CONSTANT, .infer = constant_infer,
     .no_gradcheck = "leaf: no inputs to differentiate",
 };
 

@@ -1,28 +1,23 @@
 /* fused_elementwise.c — a chain of elementwise ops merged by the fusion pass
  * (graph/passes.c) into one parallel loop. The program runs block by block:
  * intermediates live in small per-thread registers (in L1), so only the
- * chain's inputs and its output cross memory. The expressions are exactly
- * those of the unfused ops, so fused results are bit-identical. */
+ * chain's inputs and its output cross memory. Each instruction calls its
+ * op's formula df_ew_<name> (ops/elementwise.def), the function the op's own
+ * kernel calls, so fused results are bit-identical to unfused ones. */
 #include <string.h>
 #include "common.h"
+#include "elementwise.h"
 
 #define BLOCK 256
 
 /* out[i] = code(A[i*sa], B[i*sb]) for i < len; sa/sb are 0 for scalars. */
 static void run_instruction(int code, const float *A, int64_t sa, const float *B, int64_t sb, float *out, int64_t len)
 {
+#define DF_EW_LOOP_1(name) for (int64_t i = 0; i < len; i++) out[i] = df_ew_##name(A[i * sa]);
+#define DF_EW_LOOP_2(name) for (int64_t i = 0; i < len; i++) out[i] = df_ew_##name(A[i * sa], B[i * sb]);
     switch (code) {
-    case DF_EW_ADD: for (int64_t i = 0; i < len; i++) out[i] = A[i * sa] + B[i * sb]; break;
-    case DF_EW_SUB: for (int64_t i = 0; i < len; i++) out[i] = A[i * sa] - B[i * sb]; break;
-    case DF_EW_MUL: for (int64_t i = 0; i < len; i++) out[i] = A[i * sa] * B[i * sb]; break;
-    case DF_EW_DIV: for (int64_t i = 0; i < len; i++) out[i] = A[i * sa] / B[i * sb]; break;
-    case DF_EW_NEG: for (int64_t i = 0; i < len; i++) out[i] = -A[i * sa]; break;
-    case DF_EW_EXP: for (int64_t i = 0; i < len; i++) out[i] = expf(A[i * sa]); break;
-    case DF_EW_LOG: for (int64_t i = 0; i < len; i++) out[i] = logf(A[i * sa]); break;
-    case DF_EW_TANH: for (int64_t i = 0; i < len; i++) out[i] = tanhf(A[i * sa]); break;
-    case DF_EW_SIGMOID: for (int64_t i = 0; i < len; i++) out[i] = 1.0f / (1.0f + expf(-A[i * sa])); break;
-    case DF_EW_RELU: for (int64_t i = 0; i < len; i++) { float x = A[i * sa]; out[i] = x > 0 ? x : 0.0f; } break;
-    case DF_EW_STEP: for (int64_t i = 0; i < len; i++) out[i] = A[i * sa] > 0 ? 1.0f : 0.0f; break;
+#define DF_EW(name, CODE, arity, ...) case DF_EW_##CODE: DF_EW_LOOP_##arity(name) break;
+#include "elementwise.def"
     }
 }
 
@@ -59,6 +54,7 @@ static df_status fused_elementwise_forward(df_node *n)
  * for new input sizes; the pass itself sets the shape when it fuses. */
 static df_status fused_elementwise_infer(df_node *n)
 {
+    n->dtype = DF_F32;
     for (int i = 0; i < n->n_in; i++) {
         const df_node *x = n->in[i];
         if (x->numel == 1 && !x->dyn) continue;
@@ -69,9 +65,10 @@ static df_status fused_elementwise_infer(df_node *n)
     return DF_OK;                           /* scalars only: the shape set by the pass stands */
 }
 
-/* Created only by the fusion pass, which sets shape, inputs and program. */
+/* Created by the fusion pass, which sets shape, inputs and program. */
 const df_op_def df_op_fused_elementwise = {
-    .name = "fused_elementwise", .infer = fused_elementwise_infer, .forward = fused_elementwise_forward,
+    .name = "fused_elementwise", .flags = DF_OP_FUSED | DF_OP_ELEMENTWISE,
+    .infer = fused_elementwise_infer, .forward = fused_elementwise_forward,
     .no_gradcheck = "built by the fusion pass after autodiff; bit-identical to the ops it merges "
                     "(tests/test_passes.c)",
 };

@@ -1,9 +1,15 @@
-/* registry.c — the table of every op, generated from DF_OPS. */
+/* registry.c — the table of every op, generated from DF_LEAF_OPS, the
+ * elementwise table and DF_OPS. */
 #include <string.h>
 #include "registry.h"
 
 #define DF_OP_ENTRY(name) &df_op_##name,
-const df_op_def *const df_op_registry[] = {DF_OPS(DF_OP_ENTRY)};
+const df_op_def *const df_op_registry[] = {
+    DF_LEAF_OPS(DF_OP_ENTRY)
+#define DF_EW(name, ...) DF_OP_ENTRY(name)
+#include "elementwise.def"
+    DF_OPS(DF_OP_ENTRY)
+};
 #undef DF_OP_ENTRY
 const int df_op_registry_count = (int)(sizeof df_op_registry / sizeof df_op_registry[0]);
 
@@ -11,5 +17,12 @@ const df_op_def *df_op_find(const char *name)
 {
     for (int i = 0; i < df_op_registry_count; i++)
         if (strcmp(df_op_registry[i]->name, name) == 0) return df_op_registry[i];
+    return NULL;
+}
+
+const df_op_def *df_op_with_flags(unsigned flags)
+{
+    for (int i = 0; i < df_op_registry_count; i++)
+        if ((df_op_registry[i]->flags & flags) == flags) return df_op_registry[i];
     return NULL;
 }

@@ -1,24 +1,26 @@
-/* registry.h — the op registry: one X-macro line per op. Each op lives in
- * ops/<name>.c and defines `const df_op_def df_op_<name>`. Adding an op means
- * writing its file and adding its line here (and its file to Makefile.am). */
+/* registry.h — the op registry. Each op lives in ops/<name>.c, defines
+ * `const df_op_def df_op_<name>` and has one X-macro line here; adding an op
+ * means writing its file and adding its line (and its file to Makefile.am).
+ * The elementwise ops are lines of their own table, ops/elementwise.def,
+ * which the registry includes between the leaves and the other ops. */
 #ifndef DF_REGISTRY_H
 #define DF_REGISTRY_H
 
 #include "../graph/graph.h"
+#include "elementwise.h"
+
+#define DF_LEAF_OPS(X) X(placeholder) X(variable) X(constant)
 
 #define DF_OPS(X)                                                           \
-    X(placeholder) X(variable) X(constant)                                  \
-    X(add) X(sub) X(mul) X(div) X(neg) X(exp) X(log)                        \
-    X(tanh) X(sigmoid) X(relu) X(step)                                      \
     X(matmul) X(sum) X(mean) X(broadcast_to) X(sum_to)                      \
     X(reshape)                                                              \
     X(transpose) X(concat) X(slice) X(pad)                                  \
     X(gather) X(scatter_add) X(one_hot)                                     \
-    X(softmax) X(log_softmax) X(sparse_softmax_xent) X(fused_elementwise)                        \
+    X(softmax) X(log_softmax) X(sparse_softmax_xent) X(fused_elementwise)   \
     X(lstm) X(lstm_grad) X(lstm_grad_state) X(lstm_hprev) X(lstm_final_c)   \
     X(gru) X(gru_grad) X(gru_grad_w) X(gru_grad_bias) X(gru_grad_state)     \
     X(rnn) X(rnn_grad) X(rnn_grad_state) X(dropout)                         \
-    X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_momentum) X(apply_rmsprop)       \
+    X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_momentum) X(apply_rmsprop) \
     X(global_norm_scale) DF_OPS_MPI(X)
 
 /* --with-mpi builds add the all-reduce ops (ops/allreduce_mean.c). */
@@ -29,6 +31,9 @@
 #endif
 
 #define DF_DECLARE_OP(name) extern const df_op_def df_op_##name;
+DF_LEAF_OPS(DF_DECLARE_OP)
+#define DF_EW(name, ...) DF_DECLARE_OP(name)
+#include "elementwise.def"
 DF_OPS(DF_DECLARE_OP)
 #undef DF_DECLARE_OP
 
@@ -54,5 +59,9 @@ df_node *df_variable_update_make(df_graph *g, const df_op_def *op, df_variable *
 
 /* The op named name, or NULL. */
 const df_op_def *df_op_find(const char *name);
+/* The first registered op whose flags include all of flags, or NULL: how
+ * graph/ finds the op a rewrite makes (DF_OP_CONSTANT for folding,
+ * DF_OP_FUSED for fusion) without naming it. */
+const df_op_def *df_op_with_flags(unsigned flags);
 
 #endif

@@ -13,8 +13,11 @@ static df_status variable_infer(df_node *n)
     return DF_OK;
 }
 
+/* NO_CSE: its value is the variable's, which changes between runs, not a
+ * function of inputs and attributes (df_var already makes one read node per
+ * variable). */
 const df_op_def df_op_variable = {
-    .name = "variable", .flags = DF_OP_EXTERNAL, .infer = variable_infer,
+    .name = "variable", .flags = DF_OP_EXTERNAL | DF_OP_NO_CSE, .infer = variable_infer,
     .no_gradcheck = "leaf: no inputs to differentiate",
 };
 

@@ -383,3 +383,103 @@ Test(passes, elementwise_ops_run_in_place_over_inputs_they_read_last)
     cr_expect_eq(st.arena_bytes, (size_t)2 * ((5 * 7001 * 4 + 63) / 64 * 64),
                  "x and one buffer for the whole chain; got %zu", st.arena_bytes);
 }
+
+/* ------------------ every fused instruction vs its op's kernel, bitwise */
+
+/* Where two ways of writing a formula part: signed zeros, infinities, NaNs
+ * (both signs, a payload, a signalling one), denormals and the smallest
+ * normals, the largest floats, exp's overflow and denormal edges, and where
+ * tanh and sigmoid saturate. */
+static const uint32_t special_bits[] = {
+    0x00000000, 0x80000000, 0x3f800000, 0xbf800000, /* +0, -0, 1, -1 */
+    0x3f000000, 0xc0400000, 0x3e800000, 0x33800000, /* 0.5, -3, 0.25, 2^-24 */
+    0x7f800000, 0xff800000,                         /* +inf, -inf */
+    0x7fc00000, 0xffc00000, 0x7fc12345, 0x7fa00001, /* NaN, -NaN, NaN with payload, signalling NaN */
+    0x00000001, 0x80000001, 0x007fffff, 0x807fffff, /* smallest and largest denormals */
+    0x00800000, 0x80800000, 0x7f7fffff, 0xff7fffff, /* FLT_MIN, FLT_MAX */
+    0x42b17218, 0x42b20000, 0xc2ce0000, 0xc2d00000, /* 88.72, 89: exp overflows; -103, -104: exp is denormal */
+    0x41a00000, 0xc1a00000, 0x2edbe6ff,             /* 20, -20, 1e-10 */
+};
+#define N_SPECIAL ((int64_t)(sizeof special_bits / sizeof special_bits[0]))
+
+static float special_value(int64_t i)
+{
+    float v;
+    memcpy(&v, &special_bits[i % N_SPECIAL], sizeof v);
+    return v;
+}
+
+/* One graph, no passes: op's own node and a fused node holding the single
+ * instruction op(a[, b]) read the same inputs; their outputs must have the
+ * same bits. a and b have na and nb elements (1: a scalar of shape (1)). */
+static void expect_instruction_matches_kernel(const df_op_def *op, const float *a, int64_t na, const float *b,
+                                              int64_t nb, const char *layout)
+{
+    bool binary = DF_EW_IS_BINARY(op->elementwise);
+    df_fused_program prog = {.n = 1, .ins = {{(uint8_t)op->elementwise, 0, binary ? 1 : 0}}};
+    df_graph *g = df_graph_new();
+    df_graph_set_passes(g, 0);
+    df_node *in[2] = {PH(g, na), PH(g, nb)};
+    df_graph_output(g, df_node_make(g, op, binary ? 2 : 1, in, NULL, 0, NULL, 0, NULL));
+    df_graph_output(g, df_node_make(g, &df_op_fused_elementwise, binary ? 2 : 1, in, NULL, 0, NULL, 0, &prog));
+    df_tensor feeds[2] = {F32((float *)a, na), F32((float *)b, nb)}, out[2];
+    cr_assert_eq(df_graph_run(g, feeds, 2, out, 2), DF_OK, "%s (%s): %s", op->name, layout, df_last_error());
+    int64_t n = df_tensor_numel(&out[0]);
+    cr_assert_eq(n, na > nb ? na : nb, "%s (%s)", op->name, layout);
+    cr_assert_eq(df_tensor_numel(&out[1]), n, "%s (%s)", op->name, layout);
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t kernel, fused, x, y;
+        const float *kernel_out = out[0].data, *fused_out = out[1].data;
+        memcpy(&kernel, &kernel_out[i], sizeof kernel);
+        memcpy(&fused, &fused_out[i], sizeof fused);
+        if (kernel == fused) continue;
+        float ai = a[na == 1 ? 0 : i], bi = b[nb == 1 ? 0 : i];
+        /* Two NaN operands: IEEE 754 lets either one's payload and sign come
+         * out, and the compiler may swap the operands of + and * in one loop
+         * and not in the other; the result need only be a NaN. */
+        if (binary && isnan(ai) && isnan(bi) && isnan(kernel_out[i]) && isnan(fused_out[i])) continue;
+        memcpy(&x, &ai, sizeof x);
+        memcpy(&y, &bi, sizeof y);
+        if (binary)
+            cr_expect_fail("%s (%s): element %lld: kernel %08x, fused %08x; inputs %08x, %08x", op->name, layout,
+                           (long long)i, kernel, fused, x, y);
+        else
+            cr_expect_fail("%s: element %lld: kernel %08x, fused %08x; input %08x", op->name, (long long)i, kernel,
+                           fused, x);
+        break;                                              /* one message per layout */
+    }
+    df_graph_free(g);
+}
+
+Test(passes, every_fused_instruction_matches_its_ops_kernel_bitwise_on_special_values)
+{
+    /* a runs over every special value, b over every one for each a: all
+     * pairs. Many laps of the list, so vector bodies and tails see them all. */
+    enum { N = N_SPECIAL * N_SPECIAL };
+    float a[N], b[N];
+    for (int64_t i = 0; i < N; i++) {
+        a[i] = special_value(i / N_SPECIAL);
+        b[i] = special_value(i);
+    }
+    int ops = 0, codes_seen[DF_EW_END] = {0};
+    for (int i = 0; i < df_op_registry_count; i++) {
+        const df_op_def *op = df_op_registry[i];
+        if (op->elementwise == DF_EW_NONE) continue;
+        cr_assert(op->elementwise > DF_EW_NONE && op->elementwise < DF_EW_END, "op '%s': code %d outside the table",
+                  op->name, op->elementwise);
+        codes_seen[op->elementwise]++;
+        ops++;
+        expect_instruction_matches_kernel(op, a, N, b, N, "same shapes");
+        if (!DF_EW_IS_BINARY(op->elementwise)) continue;
+        for (int64_t k = 0; k < N_SPECIAL; k++) {           /* the kernels' scalar-operand loops */
+            float s = special_value(k);
+            expect_instruction_matches_kernel(op, b, N_SPECIAL, &s, 1, "scalar b");
+            expect_instruction_matches_kernel(op, &s, 1, b, N_SPECIAL, "scalar a");
+        }
+    }
+    for (int code = DF_EW_NONE + 1; code < DF_EW_END; code++)
+        cr_expect_eq(codes_seen[code], 1, "elementwise code %d belongs to %d registered ops, want 1", code,
+                     codes_seen[code]);
+    cr_log_info("%d elementwise ops: fused instruction and kernel agree bitwise over %lld special values", ops,
+                (long long)N_SPECIAL);
+}

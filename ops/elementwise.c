@@ -1,0 +1,246 @@
+/* elementwise.c — the elementwise ops of elementwise.def. Their kernels and
+ * constructors are generated from the table; below them, in table order,
+ * each op's derivative (built from nodes, so that gradients of gradients
+ * work), its gradcheck cases and its df_op_def.
+ *
+ * Adding an elementwise op: its line in elementwise.def, its block here, its
+ * constructor's declaration in src/dagflow.h and its entry in fusable_cases
+ * (tests/test_passes.c). The registry takes it from the table. */
+#include "common.h"
+#include "elementwise.h"
+
+/* Binary kernel with broadcasting; EXPR uses float a, b. The loops are
+ * `omp simd` (each element depends only on its own inputs, and an output may
+ * alias an input element for element), so arithmetic EXPRs vectorize; EXPRs
+ * that call libm (expf, tanhf, logf) stay scalar calls. */
+#define DF_BINARY_KERNEL(fname, EXPR)                                            \
+    static df_status fname(df_node *n)                                          \
+    {                                                                            \
+        const float *A = DF_F32P(n->in[0]), *B = DF_F32P(n->in[1]);             \
+        float *Y = DF_F32P(n);                                                   \
+        int64_t N = n->numel;                                                    \
+        if (n->in[0]->numel == N && n->in[1]->numel == N) {                      \
+            _Pragma("omp parallel for simd schedule(static) if (N > DF_PAR_MIN)") \
+            for (int64_t i = 0; i < N; i++) { float a = A[i], b = B[i]; Y[i] = (EXPR); } \
+            return DF_OK;                                                        \
+        }                                                                        \
+        if (n->in[1]->numel == 1) {                                              \
+            float b = B[0];                                                      \
+            _Pragma("omp parallel for simd schedule(static) if (N > DF_PAR_MIN)") \
+            for (int64_t i = 0; i < N; i++) { float a = A[i]; Y[i] = (EXPR); }   \
+            return DF_OK;                                                        \
+        }                                                                        \
+        int64_t sa[DF_MAX_DIMS], sb[DF_MAX_DIMS], dims[DF_MAX_DIMS];             \
+        int nd = n->ndim;                                                        \
+        df_broadcast_strides(n->in[0], nd, n->shape, sa);                        \
+        df_broadcast_strides(n->in[1], nd, n->shape, sb);                        \
+        for (int d = 0; d < nd; d++) dims[d] = n->shape[d];                      \
+        int64_t inner = nd ? dims[nd - 1] : 1, rows = inner ? N / inner : 0;     \
+        int64_t ia = nd ? sa[nd - 1] : 0, ib = nd ? sb[nd - 1] : 0;              \
+        _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")         \
+        for (int64_t r = 0; r < rows; r++) {                                     \
+            int64_t rem = r, oa = 0, ob = 0;                                     \
+            for (int d = nd - 2; d >= 0; d--) {                                  \
+                int64_t idx = rem % dims[d];                                     \
+                rem /= dims[d];                                                  \
+                oa += idx * sa[d];                                               \
+                ob += idx * sb[d];                                               \
+            }                                                                    \
+            if (ia == 1 && ib == 1) {                                            \
+                const float *Ar = A + oa, *Br = B + ob;                          \
+                float *Yr = Y + r * inner;                                       \
+                _Pragma("omp simd")                                              \
+                for (int64_t j = 0; j < inner; j++) { float a = Ar[j], b = Br[j]; Yr[j] = (EXPR); } \
+            } else {                                                             \
+                for (int64_t j = 0; j < inner; j++) {                            \
+                    float a = A[oa + j * ia], b = B[ob + j * ib];                \
+                    Y[r * inner + j] = (EXPR);                                   \
+                }                                                                \
+            }                                                                    \
+        }                                                                        \
+        return DF_OK;                                                            \
+    }
+
+/* Unary kernel; EXPR uses float x. */
+#define DF_UNARY_KERNEL(fname, EXPR)                                             \
+    static df_status fname(df_node *n)                                          \
+    {                                                                            \
+        const float *X = DF_F32P(n->in[0]);                                      \
+        float *Y = DF_F32P(n);                                                   \
+        int64_t N = n->numel;                                                    \
+        _Pragma("omp parallel for simd schedule(static) if (N > DF_PAR_MIN)")    \
+        for (int64_t i = 0; i < N; i++) { float x = X[i]; Y[i] = (EXPR); }       \
+        return DF_OK;                                                            \
+    }
+
+/* ------------------------------------------------ generated from the table */
+
+/* <name>_forward: the op's kernel around its formula df_ew_<name>. */
+#define DF_EW_KERNEL_1(name) DF_UNARY_KERNEL(name##_forward, df_ew_##name(x))
+#define DF_EW_KERNEL_2(name) DF_BINARY_KERNEL(name##_forward, df_ew_##name(a, b))
+#define DF_EW(name, CODE, arity, ...) DF_EW_KERNEL_##arity(name)
+#include "elementwise.def"
+
+/* <name>_code: the op's fusion code, for DF_EW_OP below. */
+enum {
+#define DF_EW(name, CODE, arity, ...) name##_code = DF_EW_##CODE,
+#include "elementwise.def"
+};
+
+/* The public constructors df_<name>. */
+#define DF_EW_CONSTRUCTOR_1(name)                                                \
+    df_node *df_##name(df_graph *g, df_node *x)                                  \
+    {                                                                            \
+        return df_node_make(g, &df_op_##name, 1, &x, NULL, 0, NULL, 0, NULL);    \
+    }
+#define DF_EW_CONSTRUCTOR_2(name)                                                \
+    df_node *df_##name(df_graph *g, df_node *a, df_node *b)                      \
+    {                                                                            \
+        df_node *in[2] = {a, b};                                                 \
+        return df_node_make(g, &df_op_##name, 2, in, NULL, 0, NULL, 0, NULL);    \
+    }
+#define DF_EW(name, CODE, arity, ...) DF_EW_CONSTRUCTOR_##arity(name)
+#include "elementwise.def"
+
+/* <name>_build: the constructor in the form gradcheck cases take (inline:
+ * an op without cases leaves its build unused). */
+#define DF_EW_BUILD_1(name) \
+    static inline df_node *name##_build(df_graph *g, df_node **in) { return df_##name(g, in[0]); }
+#define DF_EW_BUILD_2(name) \
+    static inline df_node *name##_build(df_graph *g, df_node **in) { return df_##name(g, in[0], in[1]); }
+#define DF_EW(name, CODE, arity, ...) DF_EW_BUILD_##arity(name)
+#include "elementwise.def"
+
+/* Shape inference by arity: x's shape, or the broadcast of a and b. */
+static df_status elementwise_infer(df_node *n)
+{
+    return n->n_in == 2 ? df_infer_broadcast(n) : df_infer_unary(n);
+}
+
+/* An op's df_op_def: what the table gives, then its derivative fields. */
+#define DF_EW_OP(op, ...)                                                        \
+    const df_op_def df_op_##op = {                                               \
+        .name = #op, .flags = DF_OP_ELEMENTWISE, .infer = elementwise_infer,     \
+        .forward = op##_forward, .elementwise = op##_code, __VA_ARGS__}
+
+/* ------------------------------------------------------- the derivatives */
+
+/* Broadcast operand shapes used by the binary ops' cases. */
+#define DF_EW_BINARY_CASES(name)                                                                   \
+    {"same shape", 2, {DF_GC_F32(2, 3), DF_GC_F32(2, 3)}, name##_build, 0, 0},                    \
+    {"broadcast row", 2, {DF_GC_F32(2, 3), DF_GC_F32(3)}, name##_build, 0, 0},                    \
+    {"broadcast column and scalar", 2, {DF_GC_F32(2, 1, 3), DF_GC_F32(4, 1)}, name##_build, 0, 0}, \
+    {"scalar operand", 2, {DF_GC_SCALAR, DF_GC_F32(2, 2)}, name##_build, 0, 0}
+
+/* a + b: da = dy, db = dy, each summed down to its operand's shape. */
+static df_status add_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = need[0] ? df_unbroadcast(g, dy, n->in[0]) : NULL;
+    dx[1] = need[1] ? df_unbroadcast(g, dy, n->in[1]) : NULL;
+    return g->status;
+}
+static const df_gradcheck_case add_cases[] = {DF_EW_BINARY_CASES(add), {0}};
+DF_EW_OP(add, .backward = add_backward, .gradcheck = add_cases);
+
+/* a - b: da = dy, db = -dy. */
+static df_status sub_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = need[0] ? df_unbroadcast(g, dy, n->in[0]) : NULL;
+    dx[1] = need[1] ? df_unbroadcast(g, df_neg(g, dy), n->in[1]) : NULL;
+    return g->status;
+}
+static const df_gradcheck_case sub_cases[] = {DF_EW_BINARY_CASES(sub), {0}};
+DF_EW_OP(sub, .backward = sub_backward, .gradcheck = sub_cases);
+
+/* a * b: da = dy * b, db = dy * a. */
+static df_status mul_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = need[0] ? df_unbroadcast(g, df_mul(g, dy, n->in[1]), n->in[0]) : NULL;
+    dx[1] = need[1] ? df_unbroadcast(g, df_mul(g, dy, n->in[0]), n->in[1]) : NULL;
+    return g->status;
+}
+static const df_gradcheck_case mul_cases[] = {DF_EW_BINARY_CASES(mul), {0}};
+DF_EW_OP(mul, .backward = mul_backward, .gradcheck = mul_cases);
+
+/* y = a / b: da = dy / b, db = -dy * y / b. */
+static df_status div_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = need[0] ? df_unbroadcast(g, df_div(g, dy, n->in[1]), n->in[0]) : NULL;
+    dx[1] = need[1] ? df_unbroadcast(g, df_neg(g, df_div(g, df_mul(g, dy, n), n->in[1])), n->in[1]) : NULL;
+    return g->status;
+}
+static const df_gradcheck_case div_cases[] = {   /* b kept away from 0 */
+    {"same shape", 2, {DF_GC_F32(2, 3), DF_GC_F32_RANGE(0.5f, 2.0f, 2, 3)}, div_build, 0, 0},
+    {"broadcast row", 2, {DF_GC_F32(2, 3), DF_GC_F32_RANGE(0.5f, 2.0f, 3)}, div_build, 0, 0},
+    {"broadcast both", 2, {DF_GC_F32(2, 1, 3), DF_GC_F32_RANGE(-2.0f, -0.5f, 4, 1)}, div_build, 0, 0},
+    {0},
+};
+DF_EW_OP(div, .backward = div_backward, .gradcheck = div_cases);
+
+/* Cases of a unary op over inputs in [lo, hi]. */
+#define DF_EW_UNARY_CASES(name, lo, hi)                                           \
+    {"vector", 1, {DF_GC_F32_RANGE(lo, hi, 7)}, name##_build, 0, 0},              \
+    {"3-D", 1, {DF_GC_F32_RANGE(lo, hi, 2, 3, 2)}, name##_build, 0, 0}
+
+/* -x: dx = -dy. */
+static df_status neg_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = df_neg(g, dy);
+    return g->status;
+}
+static const df_gradcheck_case neg_cases[] = {DF_EW_UNARY_CASES(neg, -1.0f, 1.0f), {0}};
+DF_EW_OP(neg, .backward = neg_backward, .gradcheck = neg_cases);
+
+/* y = exp(x): dx = dy * y. */
+static df_status exp_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = df_mul(g, dy, n);
+    return g->status;
+}
+static const df_gradcheck_case exp_cases[] = {DF_EW_UNARY_CASES(exp, -1.0f, 1.0f), {0}};
+DF_EW_OP(exp, .backward = exp_backward, .gradcheck = exp_cases);
+
+/* log(x): dx = dy / x. */
+static df_status log_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = df_div(g, dy, n->in[0]);
+    return g->status;
+}
+static const df_gradcheck_case log_cases[] = {DF_EW_UNARY_CASES(log, 0.5f, 2.0f), {0}};
+DF_EW_OP(log, .backward = log_backward, .gradcheck = log_cases);
+
+/* y = tanh(x): dx = dy * (1 - y^2). */
+static df_status tanh_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = df_mul(g, dy, df_sub(g, df_scalar(g, 1.0f), df_mul(g, n, n)));
+    return g->status;
+}
+static const df_gradcheck_case tanh_cases[] = {DF_EW_UNARY_CASES(tanh, -1.5f, 1.5f), {0}};
+DF_EW_OP(tanh, .backward = tanh_backward, .gradcheck = tanh_cases);
+
+/* y = sigmoid(x): dx = dy * y * (1 - y). */
+static df_status sigmoid_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = df_mul(g, dy, df_mul(g, n, df_sub(g, df_scalar(g, 1.0f), n)));
+    return g->status;
+}
+static const df_gradcheck_case sigmoid_cases[] = {DF_EW_UNARY_CASES(sigmoid, -3.0f, 3.0f), {0}};
+DF_EW_OP(sigmoid, .backward = sigmoid_backward, .gradcheck = sigmoid_cases);
+
+/* relu(x): dx = dy * step(x). */
+static df_status relu_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = df_mul(g, dy, df_step(g, n->in[0]));
+    return g->status;
+}
+static const df_gradcheck_case relu_cases[] = {DF_EW_UNARY_CASES(relu, -1.0f, 1.0f), {0}};
+DF_EW_OP(relu, .backward = relu_backward, .gradcheck = relu_cases);
+
+/* step(x) = (x > 0) as 0/1, relu's derivative: its own is zero almost everywhere. */
+DF_EW_OP(step, .no_gradcheck = "no gradient: zero almost everywhere (relu's backward uses it; "
+                               "values in tests/test_ops.c)");
+
+/* ------------------------------------------------ compositions of the above */
+
+df_node *df_square(df_graph *g, df_node *x) { return df_mul(g, x, x); }
+df_node *df_scale(df_graph *g, df_node *x, float s) { return df_mul(g, x, df_scalar(g, s)); }
