@@ -60,7 +60,9 @@ static df_status backprop_inputs(df_graph *g, df_node *node, df_node **grad, con
                                  df_node **dx)
 {
     bool any = false;
-    for (int i = 0; i < node->n_in; i++) any |= need[i] = on_path[node->in[i]->id];
+    /* An input read only for its shape (shape_only) has no influence on the
+     * values, so it gets no gradient, whatever the op. */
+    for (int i = 0; i < node->n_in; i++) any |= need[i] = on_path[node->in[i]->id] && !(node->shape_only >> i & 1);
     if (!any) return DF_OK;
     if (!node->op->backward)
         return df_graph_fail(g, DF_ERR_UNSUPPORTED, "op '%s' (node %d) has no gradient",

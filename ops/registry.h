@@ -19,7 +19,7 @@
     X(softmax) X(log_softmax) X(sparse_softmax_xent) X(fused_elementwise)   \
     X(lstm) X(lstm_grad) X(lstm_grad_state) X(lstm_hprev) X(lstm_final_c)   \
     X(gru) X(gru_grad) X(gru_grad_w) X(gru_grad_bias) X(gru_grad_state)     \
-    X(rnn) X(rnn_grad) X(rnn_grad_state) X(dropout)                         \
+    X(rnn) X(rnn_grad) X(rnn_grad_state) X(dropout) X(fill_like)           \
     X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_momentum) X(apply_rmsprop) \
     X(global_norm_scale) DF_OPS_MPI(X)
 
