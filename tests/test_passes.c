@@ -96,7 +96,13 @@ static const fusable_case fusable_cases[] = {
     {"neg", df_neg, NULL, ANY_REAL},         {"exp", df_exp, NULL, ANY_REAL},
     {"log", df_log, NULL, POSITIVE},         {"tanh", df_tanh, NULL, ANY_REAL},
     {"sigmoid", df_sigmoid, NULL, ANY_REAL}, {"relu", df_relu, NULL, ANY_REAL},
-    {"step", df_step, NULL, ANY_REAL},
+    {"step", df_step, NULL, ANY_REAL},       {"erf", df_erf, NULL, ANY_REAL},
+    {"sqrt", df_sqrt, NULL, POSITIVE},       {"rsqrt", df_rsqrt, NULL, POSITIVE},
+    {"abs", df_abs, NULL, ANY_REAL},         {"softplus", df_softplus, NULL, ANY_REAL},
+    {"gelu", df_gelu, NULL, ANY_REAL},       {"gelu_tanh", df_gelu_tanh, NULL, ANY_REAL},
+    {"maximum", NULL, df_maximum, ANY_REAL}, {"minimum", NULL, df_minimum, ANY_REAL},
+    {"equal", NULL, df_equal, ANY_REAL},     {"less", NULL, df_less, ANY_REAL},
+    {"greater", NULL, df_greater, ANY_REAL},
 };
 
 static const fusable_case *fusable_case_named(const char *name)
