@@ -163,19 +163,6 @@ df_node *df_node_new(df_graph *g, const df_op_def *op, int n_in, df_node *const 
     return n;
 }
 
-df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
-                      const int64_t *ia, int n_ia, const float *fa, int n_fa, void *pa)
-{
-    (void)ia;
-    (void)fa;
-    if (g && (n_ia || n_fa)) {
-        df_graph_fail(g, DF_ERR_ARG, "op '%s': raw attribute arrays are no longer supported (use df_node_new "
-                      "with the op's attribute struct)", op->name);
-        return NULL;
-    }
-    return df_node_new(g, op, n_in, in, pa);
-}
-
 df_status df_graph_output(df_graph *g, df_node *n)
 {
     if (!g) return df_error(DF_ERR_ARG, "df_graph_output: null graph");

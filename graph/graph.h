@@ -170,12 +170,6 @@ struct df_graph {
  * copied; NULL = all zero) and runs its shape inference. Returns NULL (and
  * records the error in g) on failure or if any input is NULL. */
 df_node *df_node_new(df_graph *g, const df_op_def *op, int n_in, df_node *const *in, const void *attrs);
-/* The constructor's former form, kept for callers outside ops/ (tests,
- * attribute-less elementwise constructors) until they call df_node_new:
- * raw attribute arrays are gone, so n_ia and n_fa must be 0, and pa, when
- * not NULL, is the op's attribute struct. */
-df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
-                      const int64_t *ia, int n_ia, const float *fa, int n_fa, void *pa);
 /* Runs the enabled rewrite passes (graph/passes.c) before scheduling. */
 void df_graph_run_passes(df_graph *g);
 /* Records the first error of a graph; returns s. */

@@ -91,13 +91,13 @@ enum {
 #define DF_EW_CONSTRUCTOR_1(name)                                                \
     df_node *df_##name(df_graph *g, df_node *x)                                  \
     {                                                                            \
-        return df_node_make(g, &df_op_##name, 1, &x, NULL, 0, NULL, 0, NULL);    \
+        return df_node_new(g, &df_op_##name, 1, &x, NULL);                       \
     }
 #define DF_EW_CONSTRUCTOR_2(name)                                                \
     df_node *df_##name(df_graph *g, df_node *a, df_node *b)                      \
     {                                                                            \
         df_node *in[2] = {a, b};                                                 \
-        return df_node_make(g, &df_op_##name, 2, in, NULL, 0, NULL, 0, NULL);    \
+        return df_node_new(g, &df_op_##name, 2, in, NULL);                       \
     }
 #define DF_EW(name, CODE, arity, ...) DF_EW_CONSTRUCTOR_##arity(name)
 #include "elementwise.def"

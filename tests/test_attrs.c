@@ -176,15 +176,3 @@ Test(attrs, an_op_may_have_attributes_larger_than_the_old_slots)
     cr_expect_eq(cse_merged_static(tables_differing_in_the_last_entry), 0, "tables differing in entry 63");
     cr_expect_eq(cse_merged_static(equal_tables), 1, "equal tables");
 }
-
-Test(attrs, the_former_constructor_refuses_raw_attributes)
-{
-    df_graph *g = df_graph_new();
-    df_node *x = PH(g, 2, 3);
-    int64_t axis = 0;
-    cr_expect_null(df_node_make(g, &df_op_softmax, 1, &x, &axis, 1, NULL, 0, NULL));
-    cr_expect_eq(df_graph_status(g), DF_ERR_ARG);
-    cr_expect(strstr(df_graph_error(g), "softmax") && strstr(df_graph_error(g), "df_node_new"), "%s",
-              df_graph_error(g));
-    df_graph_free(g);
-}

@@ -109,7 +109,7 @@ static df_op_def wrong_tanh;
 
 static df_node *build_wrong_tanh(df_graph *g, df_node **in)
 {
-    return df_node_make(g, &wrong_tanh, 1, in, NULL, 0, NULL, 0, NULL);
+    return df_node_new(g, &wrong_tanh, 1, in, NULL);
 }
 
 Test(gradcheck, catches_a_wrong_gradient)
@@ -144,7 +144,7 @@ static df_op_def masked_tanh;
 
 static df_node *build_masked_tanh(df_graph *g, df_node **in)
 {
-    return df_node_make(g, &masked_tanh, 1, in, NULL, 0, NULL, 0, NULL);
+    return df_node_new(g, &masked_tanh, 1, in, NULL);
 }
 
 /* Runs the (2,3) masked tanh case with the given mask. */

@@ -426,8 +426,8 @@ static void expect_instruction_matches_kernel(const df_op_def *op, const float *
     df_graph *g = df_graph_new();
     df_graph_set_passes(g, 0);
     df_node *in[2] = {PH(g, na), PH(g, nb)};
-    df_graph_output(g, df_node_make(g, op, binary ? 2 : 1, in, NULL, 0, NULL, 0, NULL));
-    df_graph_output(g, df_node_make(g, &df_op_fused_elementwise, binary ? 2 : 1, in, NULL, 0, NULL, 0, &prog));
+    df_graph_output(g, df_node_new(g, op, binary ? 2 : 1, in, NULL));
+    df_graph_output(g, df_node_new(g, &df_op_fused_elementwise, binary ? 2 : 1, in, &prog));
     df_tensor feeds[2] = {F32((float *)a, na), F32((float *)b, nb)}, out[2];
     cr_assert_eq(df_graph_run(g, feeds, 2, out, 2), DF_OK, "%s (%s): %s", op->name, layout, df_last_error());
     int64_t n = df_tensor_numel(&out[0]);
