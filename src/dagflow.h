@@ -696,6 +696,15 @@ typedef enum df_fit_progress {
  * so the others need no shared file system), and returns the same status
  * and message on every rank for any error a rank can see (bad options, a
  * data source that fails or ends early, a file rank 0 cannot write).
+ * The settings that shape the loop (epochs, steps_per_epoch, validation,
+ * checkpoints, resume, early stopping, ...) must be alike on every rank
+ * (checked: DF_ERR_ARG on every rank otherwise); the paths may differ, as
+ * only rank 0's are used. On resume every rank restores rank 0's record of
+ * the data source (train.save): it should hold what the ranks share (the
+ * position, the shuffle's RNG), not this rank's rows. Per step the loop
+ * adds two sums of a few doubles (after fetching the batch, so that a data
+ * source failing on one rank stops every rank before the step; after the
+ * step: the mean loss and any stop request).
  *
  * Each callback is collective: every rank calls it at the same point. A
  * failing callback means the communication is broken (a peer died or hung):
