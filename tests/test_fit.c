@@ -726,7 +726,9 @@ Test(fit, a_bad_comm_is_an_argument_error)
 {
     toy m;
     toy_init(&m, 0.0f, 0.05f);
-    df_fit_comm c = {.rank = 2, .size = 2, .sum = twin_sum, .agree = twin_agree, .broadcast = twin_broadcast};
+    int sums = 0;
+    df_fit_comm c = {.rank = 2, .size = 2, .sum = twin_sum, .agree = twin_agree, .broadcast = twin_broadcast,
+                     .user = &sums};
     df_fit_options o = toy_options(&m, 1);
     o.comm = &c;
     expect_error(df_fit(&o, NULL), DF_ERR_ARG, "rank 2 of size 2");
