@@ -4,7 +4,16 @@
  * interrupted epoch, and the early-stopping record. It goes into every
  * checkpoint as the text blob "fit/progress", beside the variables, the
  * optimizer's slots, the data source's position and the user's extras, so a
- * resumed run computes exactly what an uninterrupted one would. */
+ * resumed run computes exactly what an uninterrupted one would.
+ *
+ * Data parallel (options.comm): every rank runs this same code, so every
+ * collective must be reached by all ranks in the same order. A rank never
+ * returns or skips ahead on an error of its own: it carries the error to the
+ * next synchronisation point (sync_ranks), where all ranks learn of it and
+ * leave together. Per step there are two: after the batch is fetched (a
+ * data source that failed or ended must stop every rank before the train
+ * step's gradient all-reduce) and after the step (the mean loss and any stop
+ * request). Rank 0 alone prints and writes files. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -17,9 +26,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include "dagflow.h"
 
 #define FIT_MAX_INPUTS 8
+#define FIT_MAX_SYNC 7           /* values one sync_ranks call sums, besides the error flag */
 #define FIT_PROGRESS_KEY "fit/progress"
 
 static volatile sig_atomic_t stop_requested;
@@ -28,6 +39,10 @@ void df_fit_request_stop(void) { stop_requested = 1; }
 
 typedef struct fit_run {
     const df_fit_options *o;
+    const df_fit_comm *comm;      /* NULL: one process */
+    bool leader;                  /* rank 0: prints and writes files */
+    df_fit_progress progress;     /* o->progress on the leader, NONE elsewhere */
+    bool stop;                    /* every rank agreed to stop after this step */
     FILE *out;
     bool tty, has_val;
     int epochs, every;
@@ -78,6 +93,65 @@ static void install_signals(struct sigaction *saved)
 static void restore_signals(const struct sigaction *saved)
 {
     for (int i = 0; i < N_HANDLED; i++) sigaction(handled_signals[i], &saved[i], NULL);
+}
+
+/* -------------------------------------------------------------- ranks */
+
+/* A synchronisation point; with comm, one collective: values[0..n-1] become
+ * their sums over the ranks, and an error on any rank becomes every rank's
+ * (the lowest failing rank's status and message). One process: st. */
+static df_status sync_ranks(const fit_run *r, df_status st, double *values, int n)
+{
+    const df_fit_comm *c = r->comm;
+    if (!c) return st;
+    double v[FIT_MAX_SYNC + 1];
+    for (int i = 0; i < n; i++) v[i] = values[i];
+    v[n] = st != DF_OK;
+    df_status sent = c->sum(c->user, v, n + 1);
+    if (sent != DF_OK) return sent;
+    for (int i = 0; i < n; i++) values[i] = v[i];
+    return v[n] > 0 ? c->agree(c->user, st) : DF_OK;
+}
+
+static df_status check_comm(const df_fit_comm *c)
+{
+    if (!c) return DF_OK;
+    if (c->size < 1 || c->rank < 0 || c->rank >= c->size)
+        return df_error(DF_ERR_ARG, "df_fit: comm has rank %d of size %d (need 0 <= rank < size)", c->rank, c->size);
+    if (!c->sum || !c->agree || !c->broadcast)
+        return df_error(DF_ERR_ARG, "df_fit: comm needs the sum, agree and broadcast callbacks");
+    return DF_OK;
+}
+
+/* What decides the collectives a run makes: it must be the same on every
+ * rank, or they would wait for each other forever. */
+static int loop_settings(const df_fit_options *o, char *buf, size_t cap)
+{
+    return snprintf(buf, cap,
+                    "epochs=%d steps_per_epoch=%" PRId64 " n_inputs=%d validation=%s checkpoints=%s "
+                    "checkpoint_every=%d resume=%s early_stopping_patience=%d early_stopping_min_delta=%g "
+                    "terminate_on_nan=%s check_weights=%s",
+                    o->epochs, o->steps_per_epoch, o->n_inputs, o->validation.next ? "yes" : "no",
+                    o->checkpoint_dir ? "yes" : "no", o->checkpoint_every, o->resume ? "yes" : "no",
+                    o->early_stopping_patience, o->early_stopping_min_delta, o->terminate_on_nan ? "yes" : "no",
+                    o->check_weights ? "yes" : "no");
+}
+
+/* Fails on every rank unless all run the loop rank 0 runs. */
+static df_status agree_on_settings(const fit_run *r)
+{
+    const df_fit_comm *c = r->comm;
+    if (!c) return DF_OK;
+    char mine[512];
+    void *first = mine;
+    size_t len = (size_t)loop_settings(r->o, mine, sizeof mine) + 1;
+    df_status st = c->broadcast(c->user, &first, &len);
+    if (st != DF_OK) return st;
+    if (!r->leader && (len != strlen(mine) + 1 || memcmp(first, mine, len) != 0))
+        st = df_error(DF_ERR_ARG, "df_fit: the ranks run different loops: rank 0 has %.*s, rank %d has %s "
+                      "(every rank needs the same options)", (int)len, (const char *)first, c->rank, mine);
+    if (!r->leader) free(first);
+    return sync_ranks(r, st, NULL, 0);
 }
 
 /* ------------------------------------------------------------ options */
@@ -258,64 +332,174 @@ static df_status in_checkpoint(df_status st, const char *path)
     return df_error(st, "%s: %s", path, msg);
 }
 
-/* <dir>/ckpt_<N>: N = complete epochs, or the epoch in progress when stopped
- * inside one. */
-static df_status save_checkpoint(fit_run *r)
+/* Slots exist only after the first step: created on every rank before a
+ * save, so that every checkpoint holds the same entries and every rank's
+ * weights hash alike. */
+static df_status create_slots(const fit_run *r)
 {
     const df_fit_options *o = r->o;
-    df_fit_history *h = r->h;
-    int number = h->epoch_step > 0 ? h->epochs_done + 1 : h->epochs_done;
-    char path[sizeof h->last_checkpoint];
-    if (snprintf(path, sizeof path, "%s/ckpt_%d", o->checkpoint_dir, number) >= (int)sizeof path)
-        return df_error(DF_ERR_ARG, "df_fit: checkpoint path too long");
+    return o->optimizer && o->n_variables ? df_optimizer_create_slots(o->optimizer, o->n_variables, o->variables)
+                                          : DF_OK;
+}
+
+static df_status write_checkpoint(fit_run *r, const char *path)
+{
+    const df_fit_options *o = r->o;
     df_checkpoint *ck = df_checkpoint_new();
     if (!ck) return DF_ERR_NOMEM;
     char progress[256];
     int len = format_progress(r, progress, sizeof progress);
-    /* Slots exist only after the first step: create them so that every
-     * checkpoint holds the same entries. */
-    df_status st = o->optimizer && o->n_variables
-                       ? df_optimizer_create_slots(o->optimizer, o->n_variables, o->variables) : DF_OK;
-    if (st == DF_OK && o->save_extra) st = o->save_extra(o->user, ck);
+    df_status st = o->save_extra ? o->save_extra(o->user, ck) : DF_OK;
     if (st == DF_OK) st = df_checkpoint_put_blob(ck, FIT_PROGRESS_KEY, progress, (size_t)len);
     if (st == DF_OK) st = put_state(r, ck);
     if (st == DF_OK && o->train.save) st = o->train.save(o->train.user, ck);
     if (st == DF_OK) st = df_checkpoint_write(ck, path);
     df_checkpoint_free(ck);
-    if (st != DF_OK) return st;
+    return st;
+}
+
+/* <dir>/ckpt_<N>: N = complete epochs, or the epoch in progress when stopped
+ * inside one. Written by rank 0; collective. */
+static df_status save_checkpoint(fit_run *r)
+{
+    df_fit_history *h = r->h;
+    int number = h->epoch_step > 0 ? h->epochs_done + 1 : h->epochs_done;
+    char path[sizeof h->last_checkpoint];
+    df_status st = DF_OK;
+    if (snprintf(path, sizeof path, "%s/ckpt_%d", r->o->checkpoint_dir, number) >= (int)sizeof path)
+        st = df_error(DF_ERR_ARG, "df_fit: checkpoint path too long");
+    if (st == DF_OK) st = create_slots(r);
+    if (st == DF_OK && r->leader) st = write_checkpoint(r, path);
+    if ((st = sync_ranks(r, st, NULL, 0)) != DF_OK) return st;
     snprintf(h->last_checkpoint, sizeof h->last_checkpoint, "%s", path);
-    if (o->progress != DF_FIT_PROGRESS_NONE) fprintf(r->out, "Saved checkpoint %s\n", path);
+    if (r->progress != DF_FIT_PROGRESS_NONE) fprintf(r->out, "Saved checkpoint %s\n", path);
     return DF_OK;
 }
 
-static df_status resume(fit_run *r)
+/* The whole file, malloc'd, after room for a prefix of `before` bytes. */
+static df_status read_file(const char *path, size_t before, char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return df_error(DF_ERR_IO, "df_fit: cannot open %s: %s", path, strerror(errno));
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    df_status st = DF_OK;
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) st = df_error(DF_ERR_IO, "df_fit: cannot seek %s: %s", path, strerror(errno));
+    *data = st == DF_OK ? malloc(before + (size_t)size + 1) : NULL;
+    if (st == DF_OK && !*data) st = df_error(DF_ERR_NOMEM, "df_fit: out of memory reading %s", path);
+    if (st == DF_OK && fread(*data + before, 1, (size_t)size, f) != (size_t)size)
+        st = df_error(DF_ERR_IO, "df_fit: cannot read %s", path);
+    fclose(f);
+    *len = before + (size_t)size;
+    return st;
+}
+
+/* Rank 0 finds the latest checkpoint and reads it; with comm it sends every
+ * rank "<path>\0<the file's bytes>" and each parses the same bytes, so the
+ * other machines need no shared file system. Collective. */
+static df_status read_latest(const fit_run *r, char *path, size_t cap, df_checkpoint **ck)
+{
+    const char *dir = r->o->checkpoint_dir;
+    *ck = NULL;
+    df_status st = DF_OK;
+    char *bytes = NULL;
+    size_t len = 0, before = 0;
+    if (r->leader) {
+        int n = latest_checkpoint(dir);
+        if (n < 0) st = df_error(DF_ERR_IO, "df_fit: nothing to resume: no checkpoint (ckpt_N) in %s", dir);
+        else snprintf(path, cap, "%s/ckpt_%d", dir, n);
+        before = strlen(path) + 1;
+        if (st == DF_OK && !r->comm) return df_checkpoint_read(path, ck);
+        if (st == DF_OK && (st = read_file(path, before, &bytes, &len)) == DF_OK) memcpy(bytes, path, before);
+    }
+    if (!r->comm) return st;
+    void *shared = bytes;
+    if ((st = sync_ranks(r, st, NULL, 0)) == DF_OK) st = r->comm->broadcast(r->comm->user, &shared, &len);
+    bytes = shared;
+    if (st == DF_OK && !r->leader) {
+        const char *end = memchr(bytes, 0, len);
+        if (!end) st = df_error(DF_ERR_FORMAT, "df_fit: the checkpoint rank 0 sent has no path");
+        else snprintf(path, cap, "%s", bytes);
+        before = end ? (size_t)(end - bytes) + 1 : 0;
+    }
+    if (st == DF_OK && (st = df_checkpoint_read_memory(bytes + before, len - before, ck)) != DF_OK)
+        st = in_checkpoint(st, path);
+    free(bytes);
+    return st;
+}
+
+static df_status restore_from(fit_run *r, const df_checkpoint *ck)
 {
     const df_fit_options *o = r->o;
-    df_fit_history *h = r->h;
-    int n = latest_checkpoint(o->checkpoint_dir);
-    if (n < 0) return df_error(DF_ERR_IO, "df_fit: nothing to resume: no checkpoint (ckpt_N) in %s", o->checkpoint_dir);
-    char path[sizeof h->last_checkpoint];
-    snprintf(path, sizeof path, "%s/ckpt_%d", o->checkpoint_dir, n);
-    df_checkpoint *ck;
-    df_status st = df_checkpoint_read(path, &ck);
-    if (st != DF_OK) return st;
     const void *data;
     size_t len;
-    if (o->restore_extra) st = o->restore_extra(o->user, ck);
-    if (st == DF_OK && o->optimizer && o->n_variables)
-        st = df_optimizer_create_slots(o->optimizer, o->n_variables, o->variables);
+    df_status st = o->restore_extra ? o->restore_extra(o->user, ck) : DF_OK;
+    if (st == DF_OK) st = create_slots(r);
     if (st == DF_OK) st = df_checkpoint_get_blob(ck, FIT_PROGRESS_KEY, &data, &len);
     if (st == DF_OK) st = parse_progress(r, data, len);
     if (st == DF_OK) st = restore_state(r, ck);
     if (st == DF_OK && o->train.restore) st = o->train.restore(o->train.user, ck);
+    return st;
+}
+
+/* Collective. Every rank restores rank 0's checkpoint, the data source's
+ * record included. */
+static df_status resume(fit_run *r)
+{
+    df_fit_history *h = r->h;
+    char path[sizeof h->last_checkpoint] = "";
+    df_checkpoint *ck;
+    df_status st = read_latest(r, path, sizeof path, &ck);
+    if (st != DF_OK && !r->comm) return st;
+    if (st == DF_OK) st = in_checkpoint(restore_from(r, ck), path);
     df_checkpoint_free(ck);
-    if (st != DF_OK) return in_checkpoint(st, path);
+    if ((st = sync_ranks(r, st, NULL, 0)) != DF_OK) return st;
     h->resumed = true;
     snprintf(h->last_checkpoint, sizeof h->last_checkpoint, "%s", path);
-    if (o->progress != DF_FIT_PROGRESS_NONE)
+    if (r->progress != DF_FIT_PROGRESS_NONE)
         fprintf(r->out, "Resumed from %s (%d epochs done%s, step %" PRId64 ")\n", path, h->epochs_done,
                 h->epoch_step ? " and part of the next" : "", h->steps);
     return DF_OK;
+}
+
+/* XXH64 of the checkpointed variables, in their order. */
+static df_status weights_hash(const fit_run *r, uint64_t *hash)
+{
+    int n;
+    df_status st = create_slots(r);
+    df_variable **vars = st == DF_OK ? checkpointed_variables(r, &n) : NULL;
+    if (!vars) return st == DF_OK ? DF_ERR_NOMEM : st;
+    uint64_t h = 0;
+    for (int i = 0; i < n; i++) {
+        df_tensor t = df_variable_tensor(vars[i]);
+        h = XXH64(t.data, (size_t)df_tensor_numel(&t) * df_dtype_size(t.dtype), h);
+    }
+    free(vars);
+    *hash = h;
+    return DF_OK;
+}
+
+/* With comm and check_weights: fails on every rank unless every rank's
+ * weights hash as rank 0's. Collective. */
+static df_status check_same_weights(const fit_run *r, int epoch)
+{
+    const df_fit_comm *c = r->comm;
+    if (!c || !r->o->check_weights) return DF_OK;
+    uint64_t mine = 0, first = 0;
+    df_status st = weights_hash(r, &mine);
+    void *sent = &mine;
+    size_t len = sizeof mine;
+    df_status cst = c->broadcast(c->user, &sent, &len);
+    if (cst != DF_OK) return cst;
+    if (!r->leader) {
+        if (len == sizeof first) memcpy(&first, sent, sizeof first);
+        free(sent);
+        if (st == DF_OK && first != mine)
+            st = df_error(DF_ERR_STATE, "df_fit: the weights differ between the ranks after epoch %d (XXH64 of the "
+                          "checkpointed variables: rank 0 %016" PRIx64 ", rank %d %016" PRIx64 "): is the "
+                          "gradient all-reduce installed, with the same threads and BLAS on every rank?",
+                          epoch + 1, first, c->rank, mine);
+    }
+    return sync_ranks(r, st, NULL, 0);
 }
 
 /* --------------------------------------------------------------- CSV */
@@ -363,7 +547,7 @@ static df_status trim_csv(const fit_run *r)
 static df_status open_csv(fit_run *r)
 {
     const char *path = r->o->csv_path;
-    if (!path) return DF_OK;
+    if (!path || !r->leader) return DF_OK;
     bool append = r->h->resumed && access(path, F_OK) == 0;
     df_status st = append ? trim_csv(r) : DF_OK;
     if (st != DF_OK) return st;
@@ -417,7 +601,7 @@ static void keras_times(double elapsed, int64_t steps, char *total, char *per_st
 /* Keras' bar on a terminal, plain lines otherwise; total 0 = unknown. */
 static void show_progress(const fit_run *r, int64_t done, int64_t total, double elapsed, double mean_loss, bool last)
 {
-    if (r->o->progress != DF_FIT_PROGRESS_AUTO) return;
+    if (r->progress != DF_FIT_PROGRESS_AUTO) return;
     char t[32], per[32], of[32] = "Unknown";
     keras_times(elapsed, done, t, per);
     if (total) snprintf(of, sizeof of, "%" PRId64, total);
@@ -459,20 +643,45 @@ static df_status next_batch(fit_run *r, const df_fit_data *d, const char *which,
     return df_error(st, "df_fit: the %s data failed at step %" PRId64 ": %s", which, step, msg);
 }
 
-static df_status train_one(fit_run *r, int epoch, double *loss)
+/* Collective: every rank has a batch, or every rank ends the epoch. */
+static df_status agree_on_batch(const fit_run *r, df_status st, int64_t step, bool *end)
+{
+    double ended[1] = {*end};
+    if ((st = sync_ranks(r, st, ended, 1)) != DF_OK) return st;
+    int size = r->comm ? r->comm->size : 1;
+    if (ended[0] > 0 && ended[0] < size)
+        return df_error(DF_ERR_STATE, "df_fit: the training data of %.0f of the %d ranks ended before step %" PRId64
+                        ": every rank needs as many batches", ended[0], size, step);
+    *end = ended[0] > 0;
+    return DF_OK;
+}
+
+static df_status train_one(fit_run *r, double *loss)
 {
     const df_fit_options *o = r->o;
     df_tensor out;
     df_status st = df_function_call(o->train_step, r->inputs, o->n_inputs, &out, 1);
-    if (st == DF_OK) st = scalar_loss(&out, "train_step", loss);
-    if (st == DF_OK && o->terminate_on_nan && !isfinite(*loss))
-        st = df_error(DF_ERR_STATE, "df_fit: the loss is %g at step %" PRId64 " (epoch %d): stopping (terminate_on_nan)",
-                      *loss, r->h->steps + 1, epoch + 1);
-    return st;
+    return st == DF_OK ? scalar_loss(&out, "train_step", loss) : st;
+}
+
+/* Collective: *loss becomes the mean over the ranks and *stop whether any
+ * rank asked to stop, so that all stop after the same step. */
+static df_status agree_on_step(fit_run *r, df_status st, int epoch, double *loss, bool *stop)
+{
+    double v[2] = {*loss, stop_requested};
+    if ((st = sync_ranks(r, st, v, 2)) != DF_OK) return st;
+    *loss = r->comm ? v[0] / r->comm->size : v[0];
+    *stop = v[1] > 0;
+    r->stop = r->stop || *stop;
+    if (r->o->terminate_on_nan && !isfinite(*loss))
+        return df_error(DF_ERR_STATE, "df_fit: the loss is %g at step %" PRId64 " (epoch %d): stopping (terminate_on_nan)",
+                        *loss, r->h->steps + 1, epoch + 1);
+    return DF_OK;
 }
 
 /* One epoch, or the rest of one a resumed checkpoint stopped in. A stop
- * request ends it early with h->epoch_step = the steps done. */
+ * request ends it early with h->epoch_step = the steps done. The status is
+ * the same on every rank. */
 static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
 {
     const df_fit_options *o = r->o;
@@ -483,24 +692,26 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
         if (o->train.start_epoch) o->train.start_epoch(o->train.user);
     }
     h->epoch_step = 0;
-    if (o->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "Epoch %d/%d\n", epoch + 1, r->epochs);
+    if (r->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "Epoch %d/%d\n", epoch + 1, r->epochs);
     double start = now_seconds(), sum = 0;
-    df_status st = DF_OK;
+    df_status st = DF_OK;        /* a CSV row rank 0 could not write: every rank learns at the next sync */
     for (int64_t i = first; total == 0 || i < total; i++) {
         if (df_lr_schedule_active(&o->schedule))
             df_optimizer_set_learning_rate(o->optimizer, df_lr_schedule_rate(&o->schedule, r->base_lr, h->steps));
-        bool end;
+        bool end = false, stop = false;
         double loss = 0;
-        if ((st = next_batch(r, &o->train, "training", h->steps + 1, &end)) != DF_OK || end) break;
-        if ((st = train_one(r, epoch, &loss)) != DF_OK) break;
+        if (st == DF_OK) st = next_batch(r, &o->train, "training", h->steps + 1, &end);
+        if ((st = agree_on_batch(r, st, h->steps + 1, &end)) != DF_OK || end) break;
+        st = train_one(r, &loss);
+        if ((st = agree_on_step(r, st, epoch, &loss, &stop)) != DF_OK) break;
         sum += loss;
         ran++;
         h->steps++;
-        if ((st = csv_row(r, epoch + 1, loss, NAN)) != DF_OK) break;
+        st = csv_row(r, epoch + 1, loss, NAN);
         show_progress(r, i + 1, total, now_seconds() - start, sum / (double)ran, i + 1 == total);
         shown = i + 1;
-        if (stop_requested && (total == 0 || i + 1 < total)) {
-            if (r->tty && o->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "\n");
+        if (stop && (total == 0 || i + 1 < total)) {
+            if (r->tty && r->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "\n");
             h->epoch_step = i + 1;
             break;
         }
@@ -508,31 +719,32 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
     if (st == DF_OK && total == 0 && ran > 0 && h->epoch_step == 0)   /* the source ended the epoch */
         show_progress(r, shown, shown, now_seconds() - start, sum / (double)ran, true);
     *mean_loss = ran ? sum / (double)ran : NAN;
-    return st;
+    return sync_ranks(r, st, NULL, 0);
 }
 
+/* The mean loss over the validation batches of all ranks. Collective. */
 static df_status evaluate(fit_run *r, double *mean)
 {
     const df_fit_options *o = r->o;
     const df_fit_data *d = &o->validation;
     if (o->reset_states) o->reset_states(o->user);
     if (d->start_epoch) d->start_epoch(d->user);
-    double sum = 0;
-    int64_t n = 0;
+    double v[2] = {0, 0};        /* sum of the batch losses, batches */
     df_status st = DF_OK;
     for (;;) {
         bool end;
         df_tensor out;
         double loss = 0;
-        if ((st = next_batch(r, d, "validation", n + 1, &end)) != DF_OK || end) break;
+        if ((st = next_batch(r, d, "validation", (int64_t)v[1] + 1, &end)) != DF_OK || end) break;
         if ((st = df_function_call(o->eval_step, r->inputs, o->n_inputs, &out, 1)) != DF_OK) break;
         if ((st = scalar_loss(&out, "eval_step", &loss)) != DF_OK) break;
-        sum += loss;
-        n++;
+        v[0] += loss;
+        v[1]++;
     }
-    if (st == DF_OK && n == 0) st = df_error(DF_ERR_STATE, "df_fit: the validation data gave no batch");
-    *mean = n ? sum / (double)n : NAN;
+    if (st == DF_OK && v[1] == 0) st = df_error(DF_ERR_STATE, "df_fit: the validation data gave no batch");
     if (o->reset_states) o->reset_states(o->user);
+    st = sync_ranks(r, st, v, 2);
+    *mean = v[1] > 0 ? v[0] / v[1] : NAN;
     return st;
 }
 
@@ -552,13 +764,14 @@ static bool no_longer_improving(fit_run *r, double monitored)
 
 static void print_epoch_line(const fit_run *r, int epoch, double elapsed)
 {
-    if (r->o->progress != DF_FIT_PROGRESS_EPOCH) return;
+    if (r->progress != DF_FIT_PROGRESS_EPOCH) return;
     const df_fit_history *h = r->h;
     fprintf(r->out, "Epoch %d/%d - %.0fs - loss: %.4f", epoch + 1, r->epochs, elapsed, h->loss);
     if (r->has_val) fprintf(r->out, " - val_loss: %.4f", h->val_loss);
     fprintf(r->out, "\n");
 }
 
+/* Validation, early stopping, on_epoch_end. Collective. */
 static df_status end_of_epoch(fit_run *r, int epoch, bool *stop)
 {
     const df_fit_options *o = r->o;
@@ -567,17 +780,27 @@ static df_status end_of_epoch(fit_run *r, int epoch, bool *stop)
     h->val_loss = NAN;
     if (r->has_val) {
         if ((st = evaluate(r, &h->val_loss)) != DF_OK) return st;
-        if (o->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "val_loss: %.4f\n", h->val_loss);
-        if ((st = csv_row(r, epoch + 1, NAN, h->val_loss)) != DF_OK) return st;
+        if (r->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "val_loss: %.4f\n", h->val_loss);
+        st = csv_row(r, epoch + 1, NAN, h->val_loss);
     }
     h->stopped_early = no_longer_improving(r, r->has_val ? h->val_loss : h->loss);
-    if (o->on_epoch_end) {
+    if (st == DF_OK && o->on_epoch_end) {
         df_fit_logs logs = {epoch + 1, h->steps, h->loss, h->val_loss,
                             o->optimizer ? df_optimizer_learning_rate(o->optimizer) : 0};
-        if ((st = o->on_epoch_end(o->user, &logs)) != DF_OK) return st;
+        st = o->on_epoch_end(o->user, &logs);
     }
     *stop = h->stopped_early;
-    return DF_OK;
+    return sync_ranks(r, st, NULL, 0);
+}
+
+/* Collective: the epoch's CSV rows are on disk, and *stop says whether any
+ * rank was asked to stop (also during validation). */
+static df_status agree_on_epoch(fit_run *r, bool *stop)
+{
+    double v[1] = {r->stop || stop_requested};
+    df_status st = sync_ranks(r, csv_flush(r), v, 1);
+    *stop = r->stop = v[0] > 0;
+    return st;
 }
 
 static df_status train_epochs(fit_run *r)
@@ -587,26 +810,26 @@ static df_status train_epochs(fit_run *r)
     for (int epoch = h->epochs_done; epoch < r->epochs; epoch++) {
         double start = now_seconds();
         df_status st = run_epoch(r, epoch, &h->loss);
-        bool partial = h->epoch_step > 0, early = false;
+        bool partial = h->epoch_step > 0, early = false, stop = false;
         if (st == DF_OK && !partial) {
             h->epochs_done = epoch + 1;
             st = end_of_epoch(r, epoch, &early);
             print_epoch_line(r, epoch, now_seconds() - start);
         }
-        bool stop = stop_requested;
-        if (st == DF_OK) st = csv_flush(r);
+        if (st == DF_OK) st = agree_on_epoch(r, &stop);
+        if (st == DF_OK) st = check_same_weights(r, epoch);
         if (st != DF_OK) return st;
         bool last = epoch + 1 == r->epochs || stop || early;
         if (o->checkpoint_dir && (last || (epoch + 1) % r->every == 0) && (st = save_checkpoint(r)) != DF_OK) return st;
         if (stop) {
             h->interrupted = true;
-            if (o->progress != DF_FIT_PROGRESS_NONE)
+            if (r->progress != DF_FIT_PROGRESS_NONE)
                 fprintf(r->out, "Interrupted: stopped after step %" PRId64 "%s\n", h->steps,
                         o->checkpoint_dir ? " with a checkpoint; resume continues from there" : "");
             break;
         }
         if (early) {
-            if (o->progress != DF_FIT_PROGRESS_NONE)
+            if (r->progress != DF_FIT_PROGRESS_NONE)
                 fprintf(r->out, "Early stopping: %s did not improve for %d epochs (best %.4f)\n",
                         r->has_val ? "val_loss" : "loss", r->wait, h->best);
             break;
@@ -617,15 +840,27 @@ static df_status train_epochs(fit_run *r)
 
 /* ----------------------------------------------------------------- fit */
 
+/* Directories, writability, resume, the CSV. Collective. */
 static df_status prepare(fit_run *r)
 {
     const df_fit_options *o = r->o;
     df_status st = DF_OK;
-    if (o->checkpoint_dir && (st = make_dirs(o->checkpoint_dir)) != DF_OK) return st;
-    if (o->csv_path && (st = check_writable(o->csv_path, "CSV log")) != DF_OK) return st;
-    if (o->plot_path && (st = check_writable(o->plot_path, "loss curve")) != DF_OK) return st;
+    if (r->leader) {
+        if (o->checkpoint_dir) st = make_dirs(o->checkpoint_dir);
+        if (st == DF_OK && o->csv_path) st = check_writable(o->csv_path, "CSV log");
+        if (st == DF_OK && o->plot_path) st = check_writable(o->plot_path, "loss curve");
+    }
+    if ((st = sync_ranks(r, st, NULL, 0)) != DF_OK) return st;
     if (o->resume && (st = resume(r)) != DF_OK) return st;
-    return open_csv(r);
+    return sync_ranks(r, open_csv(r), NULL, 0);
+}
+
+/* The CSV closed and, after a run that succeeded, the SVG drawn (rank 0). */
+static df_status finish_files(fit_run *r, bool plot)
+{
+    df_status st = close_csv(r);
+    if (st == DF_OK && plot && r->leader && r->o->plot_path) st = df_plot_loss_csv(r->o->csv_path, r->o->plot_path);
+    return st;
 }
 
 df_status df_fit(const df_fit_options *o, df_fit_history *history)
@@ -633,20 +868,25 @@ df_status df_fit(const df_fit_options *o, df_fit_history *history)
     df_fit_history local;
     df_fit_history *h = history ? history : &local;
     *h = (df_fit_history){.loss = NAN, .val_loss = NAN, .best = INFINITY};
-    df_status st = check_options(o);
-    if (st != DF_OK) return st;
-    fit_run r = {.o = o, .out = o->out ? o->out : stdout, .h = h, .has_val = o->validation.next != NULL,
+    if (!o) return df_error(DF_ERR_ARG, "df_fit: NULL options");
+    df_status st = check_comm(o->comm);
+    if (st != DF_OK) return st;          /* no comm to tell the other ranks with */
+    fit_run r = {.o = o, .comm = o->comm, .leader = !o->comm || o->comm->rank == 0,
+                 .out = o->out ? o->out : stdout, .h = h, .has_val = o->validation.next != NULL,
                  .epochs = o->epochs ? o->epochs : 1, .every = o->checkpoint_every ? o->checkpoint_every : 1};
+    r.progress = r.leader ? o->progress : DF_FIT_PROGRESS_NONE;
+    st = sync_ranks(&r, check_options(o), NULL, 0);
+    if (st == DF_OK) st = agree_on_settings(&r);
+    if (st != DF_OK) return st;
     r.tty = isatty(fileno(r.out));
     r.base_lr = o->learning_rate > 0 ? o->learning_rate : o->optimizer ? df_optimizer_learning_rate(o->optimizer) : 0;
     stop_requested = 0;
     struct sigaction saved[N_HANDLED];
     if (o->handle_signals) install_signals(saved);
     st = prepare(&r);
-    if (st == DF_OK) st = train_epochs(&r);
-    df_status closed = close_csv(&r);
-    if (st == DF_OK) st = closed;
-    if (st == DF_OK && o->plot_path) st = df_plot_loss_csv(o->csv_path, o->plot_path);
+    if (st == DF_OK) st = train_epochs(&r);          /* the same status on every rank */
+    df_status finished = finish_files(&r, st == DF_OK);
+    if (st == DF_OK) st = sync_ranks(&r, finished, NULL, 0);
     if (o->handle_signals) restore_signals(saved);
     return st;
 }

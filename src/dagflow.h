@@ -703,6 +703,44 @@ typedef enum df_fit_progress {
     DF_FIT_PROGRESS_NONE = 2
 } df_fit_progress;
 
+/* The ranks of a data-parallel run (src/dagflow_mpi.h makes one for MPI:
+ * df_fit_mpi_comm). Each rank runs df_fit with the same options, its data
+ * source giving its share of every batch, and a train step whose optimizer
+ * averages the gradients over the ranks (df_allreduce_gradient), so the
+ * weights stay identical. df_fit then reports and logs means over the ranks
+ * (of each step's loss, of val_loss), stops every rank after the same step
+ * when any one is asked to stop (signal, df_fit_request_stop, a NaN loss,
+ * early stopping), lets rank 0 alone print and write files (CSV, SVG,
+ * checkpoints; on resume it reads the checkpoint and broadcasts its bytes,
+ * so the others need no shared file system), and returns the same status
+ * and message on every rank for any error a rank can see (bad options, a
+ * data source that fails or ends early, a file rank 0 cannot write).
+ * The settings that shape the loop (epochs, steps_per_epoch, validation,
+ * checkpoints, resume, early stopping, ...) must be alike on every rank
+ * (checked: DF_ERR_ARG on every rank otherwise); the paths may differ, as
+ * only rank 0's are used. On resume every rank restores rank 0's record of
+ * the data source (train.save): it should hold what the ranks share (the
+ * position, the shuffle's RNG), not this rank's rows. Per step the loop
+ * adds two sums of a few doubles (after fetching the batch, so that a data
+ * source failing on one rank stops every rank before the step; after the
+ * step: the mean loss and any stop request).
+ *
+ * Each callback is collective: every rank calls it at the same point. A
+ * failing callback means the communication is broken (a peer died or hung):
+ * df_fit returns its error at once, and later calls fail at once too. */
+typedef struct df_fit_comm {
+    int rank, size;                 /* this process, 0..size-1, of size ranks */
+    /* values[0..n-1] become their sums over the ranks (n <= 8). */
+    df_status (*sum)(void *user, double *values, int n);
+    /* DF_OK on every rank if st is DF_OK on all; else, on every rank, the
+     * status and message (df_last_error) of the lowest failing rank. */
+    df_status (*agree)(void *user, df_status st);
+    /* Rank 0's *len bytes at *data reach every rank: on the others *data
+     * becomes a malloc'd copy (the caller frees it) and *len its length. */
+    df_status (*broadcast)(void *user, void **data, size_t *len);
+    void *user;
+} df_fit_comm;
+
 /* All-zero fields take the defaults in brackets. */
 typedef struct df_fit_options {
     df_function *train_step;      /* required: batch -> loss (first output), updates */
@@ -728,6 +766,9 @@ typedef struct df_fit_options {
     bool handle_signals;          /* SIGINT, SIGTERM, SIGHUP: finish the step, checkpoint, return */
     df_fit_progress progress;
     FILE *out;                    /* [stdout] progress and messages */
+    const df_fit_comm *comm;      /* [NULL: one process] data parallel over these ranks */
+    bool check_weights;           /* with comm: after each epoch the checkpointed variables must hash
+                                   * (XXH64) alike on every rank, else DF_ERR_STATE listing the hashes */
     /* Hooks, each optional, each given user: */
     void (*reset_states)(void *user);                 /* at each epoch start and around validation */
     df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. config, vocabulary */

@@ -15,6 +15,36 @@
  *      df_optimizer_set_gradient_transform(opt, df_allreduce_gradient, &ar);
  *      ... train as in one process, each rank on rows [rank*B/N, (rank+1)*B/N)
  *
+ * With df_fit (dagflow.h, "training loop") the pieces are three: each rank's
+ * data source gives its shard of every batch, the optimizer averages the
+ * gradients (the transform above), and df_fit_options.comm lets the loop
+ * agree across the ranks (mean losses, stop requests, errors; rank 0 alone
+ * prints and writes the CSV, SVG and checkpoints, and on resume reads the
+ * checkpoint and sends it to the others):
+ *
+ *      df_fit_comm *ranks = df_fit_mpi_comm(MPI_COMM_WORLD, 600);  // collective
+ *      struct shard data = {.rows = B / size, .row0 = rank * B / size, ...};
+ *      df_fit_options o = {
+ *          .train_step = step, .n_inputs = 2, .optimizer = opt, .n_variables = 2, .variables = vars,
+ *          .train = {.next = next_shard, .start_epoch = shuffle, .save = save_pos, .restore = load_pos,
+ *                    .user = &data},
+ *          .epochs = 10, .checkpoint_dir = "run", .csv_path = "run/losses.csv",
+ *          .comm = ranks, .check_weights = true,
+ *      };
+ *      df_status st = df_fit(&o, &h);     // the same status and message on every rank
+ *      df_fit_mpi_comm_free(ranks);       // before MPI_Finalize
+ *
+ * Every rank draws the same shuffle (one seed) and takes its rows of each
+ * batch, so with equal shards the loss curve is one process's with the
+ * whole batch. The data source's save records what the ranks share (the
+ * position, the shuffle's RNG), not this rank's rows: on resume every rank
+ * restores rank 0's record. Per step df_fit adds two small all-reduces (one
+ * after fetching the batch, so that a data source failing on one rank stops
+ * every rank before the gradient all-reduce; one after the step, for the
+ * mean loss and any stop request). A train step that fails on one rank
+ * alone, inside the step, leaves the others in the gradient all-reduce:
+ * their timeout (df_allreduce_opts) ends the wait; then end the job.
+ *
  * Run-time rules (MPI semantics): every rank must build the same graphs and
  * call them the same number of times, in the same order, or the collective
  * calls do not match up and the ranks wait for each other forever. Only the
@@ -57,6 +87,17 @@ df_status df_allreduce_mean(df_graph *g, const df_allreduce_opts *opts, int n, d
  * MPI_Allreduce per step, not one per variable). It returns NULL (and fails
  * the trace) when MPI is not initialised. */
 df_node *df_allreduce_gradient(df_graph *g, df_node *grad, void *opts);
+
+/* The ranks of comm for df_fit (df_fit_options.comm). Collective: every rank
+ * calls it (its collectives run on a duplicate of comm, MPI_Comm_dup, so they
+ * never mix with the caller's). Each of them waits at most timeout seconds
+ * for the other ranks (0: forever); after a timeout df_fit returns
+ * DF_ERR_STATE ("a peer has died or hung") and the communicator is unusable:
+ * end the job (MPI_Abort). NULL on error: MPI not initialised or finalised,
+ * MPI_COMM_NULL, a negative or infinite timeout (df_last_error says which). */
+df_fit_comm *df_fit_mpi_comm(MPI_Comm comm, double timeout);
+/* Frees it (MPI_Comm_free of the duplicate), before MPI_Finalize. NULL is a no-op. */
+void df_fit_mpi_comm_free(df_fit_comm *comm);
 
 #ifdef __cplusplus
 }

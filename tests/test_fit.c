@@ -1,6 +1,8 @@
 /* test_fit.c — df_fit and the learning-rate schedules: training, exact resume
  * (after an epoch, inside one, after a crash that lost a checkpoint),
- * validation, early stopping, CSV/SVG output, signals, and every error path. */
+ * validation, early stopping, CSV/SVG output, signals, every error path, and
+ * the data-parallel hooks (df_fit_comm) as rank 1 sees them; the hooks over
+ * MPI are tested in test_mpi.c. */
 #define _GNU_SOURCE            /* nftw */
 #include <errno.h>
 #include <ftw.h>
@@ -661,5 +663,78 @@ Test(fit, data_errors_and_nan_losses_stop_the_run)
     df_fit_history h;
     expect_error(df_fit(&o, &h), DF_ERR_STATE, "terminate_on_nan");
     cr_expect_eq(h.steps, 0, "stopped at the first step");
+    toy_free(&m);
+}
+
+/* ------------------------------------------------------ data parallel hooks */
+
+/* Rank 1 of 2 whose partner holds the same values: sums double them, rank
+ * 0's broadcast is this rank's own bytes, errors are this rank's. */
+static df_status twin_sum(void *user, double *v, int n)
+{
+    (*(int *)user)++;
+    for (int i = 0; i < n; i++) v[i] *= 2;
+    return DF_OK;
+}
+static df_status twin_agree(void *user, df_status st) { return st; }
+static df_status twin_broadcast(void *user, void **data, size_t *len)
+{
+    void *copy = malloc(*len);
+    cr_assert_not_null(copy);
+    memcpy(copy, *data, *len);
+    *data = copy;
+    return DF_OK;
+}
+
+Test(fit, a_rank_other_than_0_trains_alike_but_writes_and_prints_nothing)
+{
+    float w_ref, b_ref;
+    reference_weights(2, &w_ref, &b_ref);
+    int sums = 0;
+    df_fit_comm twin = {.rank = 1, .size = 2, .sum = twin_sum, .agree = twin_agree, .broadcast = twin_broadcast,
+                        .user = &sums};
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_fit_options o = toy_options(&m, 2);
+    o.comm = &twin;
+    char run[128], csv[128], svg[128];            /* in_dir keeps two paths at a time */
+    o.checkpoint_dir = strcpy(run, in_dir("run"));
+    o.csv_path = strcpy(csv, in_dir("losses.csv"));
+    o.plot_path = strcpy(svg, in_dir("loss.svg"));
+    char *text = NULL;
+    size_t len = 0;
+    o.out = open_memstream(&text, &len);
+    o.progress = DF_FIT_PROGRESS_AUTO;
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    fclose(o.out);
+    cr_expect_eq(len, 0, "rank 1 printed: %s", text);
+    free(text);
+    cr_expect_neq(access(in_dir("run"), F_OK), 0, "rank 1 created the checkpoint directory");
+    cr_expect_neq(access(in_dir("losses.csv"), F_OK), 0, "rank 1 wrote the CSV");
+    cr_expect_neq(access(in_dir("loss.svg"), F_OK), 0, "rank 1 wrote the SVG");
+    cr_expect_str_eq(h.last_checkpoint, in_dir("run/ckpt_2"));
+    cr_expect_eq(h.steps, 2 * STEPS);
+    cr_expect(sums >= 2 * 2 * STEPS, "two sums per step at least, got %d", sums);
+    cr_expect_eq(value_of(m.w), w_ref, "the mean of two equal losses changes nothing: w %.9g vs %.9g", value_of(m.w),
+                 w_ref);
+    cr_expect_eq(value_of(m.b), b_ref);
+    toy_free(&m);
+}
+
+Test(fit, a_bad_comm_is_an_argument_error)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    int sums = 0;
+    df_fit_comm c = {.rank = 2, .size = 2, .sum = twin_sum, .agree = twin_agree, .broadcast = twin_broadcast,
+                     .user = &sums};
+    df_fit_options o = toy_options(&m, 1);
+    o.comm = &c;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "rank 2 of size 2");
+    c.rank = 0;
+    c.agree = NULL;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "sum, agree and broadcast");
+    cr_expect_eq(m.train.calls, 0, "no step ran");
     toy_free(&m);
 }

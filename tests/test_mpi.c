@@ -13,9 +13,14 @@
  *    float tolerance, bitwise identical weights on both ranks;
  *  - cr_dist_check_weights and cr_dist_agree report differences clearly;
  *  - ranks that reduce different sizes fail cleanly on both;
+ *  - df_fit data parallel (df_fit_mpi_comm): 2 ranks x half batches give
+ *    one process's loss curve and weights; rank 0 alone writes and prints;
+ *    a stop on rank 1 stops both after the same step; resume from a
+ *    checkpoint only rank 0 can read; errors on one rank reach both;
  *  - a rank that does not answer within the timeout fails the other.
  * Output: one "ok"/"FAIL" line per check and a Criterion-style synthesis
  * line, which tests/summary.sh counts. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <mpi.h>
@@ -318,6 +323,455 @@ static void data_parallel_charrnn(void)
     section("char-rnn: 2 ranks x 2 rows equal 1 process x 4 rows; identical weights on both ranks; clear errors");
 }
 
+/* ------------------------------------------------- df_fit, data parallel */
+
+/* A toy regression, y = 3x + 2 over 64 points in batches of 8, reshuffled
+ * each epoch by an RNG every rank seeds alike: with rows/row0 a rank takes
+ * its share of each batch (all 8 rows: one process with the whole batch). */
+enum { FIT_POINTS = 64, FIT_BATCH = 8, FIT_STEPS = FIT_POINTS / FIT_BATCH };
+
+typedef struct fit_data {
+    float x[FIT_POINTS], y[FIT_POINTS];
+    int order[FIT_POINTS], pos, row0, rows;
+    df_rng rng;
+    float bx[FIT_BATCH], by[FIT_BATCH];
+    int64_t calls, stop_at_call, fail_at_call, end_at_call;   /* on this call (0: never) */
+} fit_data;
+
+static void fit_data_init(fit_data *d, uint64_t seed, int row0, int rows)
+{
+    memset(d, 0, sizeof *d);
+    for (int i = 0; i < FIT_POINTS; i++) {
+        d->x[i] = -1.0f + 2.0f * (float)i / (FIT_POINTS - 1);
+        d->y[i] = 3.0f * d->x[i] + 2.0f + 0.1f * (float)((i * 37) % 11 - 5) / 5.0f;
+        d->order[i] = i;
+    }
+    df_rng_seed(&d->rng, seed);
+    d->row0 = row0;
+    d->rows = rows;
+}
+
+static void fit_data_start(void *user)
+{
+    fit_data *d = user;
+    d->pos = 0;
+    for (int i = FIT_POINTS - 1; i > 0; i--) {
+        int j = (int)df_rng_below(&d->rng, (uint32_t)i + 1), t = d->order[i];
+        d->order[i] = d->order[j];
+        d->order[j] = t;
+    }
+}
+
+static df_status fit_data_next(void *user, df_tensor *in, bool *end)
+{
+    fit_data *d = user;
+    if (d->pos + FIT_BATCH > FIT_POINTS || ++d->calls == d->end_at_call) {
+        *end = true;
+        return DF_OK;
+    }
+    if (d->calls == d->fail_at_call) return df_error(DF_ERR_IO, "the disk went away");
+    if (d->calls == d->stop_at_call) df_fit_request_stop();
+    for (int i = 0; i < d->rows; i++) {
+        d->bx[i] = d->x[d->order[d->pos + d->row0 + i]];
+        d->by[i] = d->y[d->order[d->pos + d->row0 + i]];
+    }
+    d->pos += FIT_BATCH;
+    in[0] = df_tensor_make(DF_F32, d->bx, 2, (int64_t[]){d->rows, 1});
+    in[1] = df_tensor_make(DF_F32, d->by, 2, (int64_t[]){d->rows, 1});
+    return DF_OK;
+}
+
+/* What the ranks share (position, order, RNG), not this rank's rows. */
+typedef struct fit_record { int pos, order[FIT_POINTS]; df_rng rng; } fit_record;
+
+static df_status fit_data_save(void *user, df_checkpoint *ck)
+{
+    fit_data *d = user;
+    fit_record rec = {.pos = d->pos, .rng = d->rng};
+    memcpy(rec.order, d->order, sizeof rec.order);
+    return df_checkpoint_put_blob(ck, "data/position", &rec, sizeof rec);
+}
+
+static df_status fit_data_restore(void *user, const df_checkpoint *ck)
+{
+    fit_data *d = user;
+    const void *p;
+    size_t len;
+    df_status st = df_checkpoint_get_blob(ck, "data/position", &p, &len);
+    if (st != DF_OK) return st;
+    if (len != sizeof(fit_record)) return df_error(DF_ERR_FORMAT, "bad data/position record");
+    fit_record rec;
+    memcpy(&rec, p, sizeof rec);
+    d->pos = rec.pos;
+    d->rng = rec.rng;
+    memcpy(d->order, rec.order, sizeof rec.order);
+    return DF_OK;
+}
+
+typedef struct fit_toy {
+    df_variable *w, *b, *vars[2];
+    df_optimizer *opt;
+    df_function *step, *eval;
+    fit_data train, val;
+    bool perturb_rank1;        /* on_epoch_end: rank 1 nudges its bias */
+} fit_toy;
+
+static df_allreduce_opts fit_allreduce = {.timeout = 20};
+
+static df_node *fit_toy_loss(df_graph *g, fit_toy *m, df_node **in)
+{
+    df_node *pred = df_add(g, df_matmul(g, in[0], df_var(g, m->w), false, false), df_var(g, m->b));
+    return df_mean(g, df_square(g, df_sub(g, pred, in[1])), NULL, 0, false);
+}
+
+static df_status fit_build_step(df_graph *g, df_node **in, void *user)
+{
+    fit_toy *m = user;
+    df_tape *tape = df_tape_begin(g);
+    df_node *loss = fit_toy_loss(g, m, in);
+    df_tape_end(tape);
+    df_node *grads[2];
+    if (df_tape_gradient(tape, loss, 2, m->vars, grads) != DF_OK) return df_graph_status(g);
+    df_optimizer_apply(g, m->opt, 2, m->vars, grads);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
+static df_status fit_build_eval(df_graph *g, df_node **in, void *user)
+{
+    df_graph_output(g, fit_toy_loss(g, user, in));
+    return df_graph_status(g);
+}
+
+static df_status fit_epoch_end(void *user, const df_fit_logs *logs)
+{
+    fit_toy *m = user;
+    if (m->perturb_rank1 && rank == 1) *(float *)df_variable_tensor(m->b).data += 1e-3f;
+    return DF_OK;
+}
+
+/* parallel: this rank's half of each batch and the gradient all-reduce;
+ * else the whole batch, alone. */
+static void fit_toy_init(fit_toy *m, float init, bool parallel)
+{
+    memset(m, 0, sizeof *m);
+    m->w = df_variable_new("dense/kernel", DF_F32, 2, (int64_t[]){1, 1}, df_init_constant(init), NULL);
+    m->b = df_variable_new("dense/bias", DF_F32, 1, (int64_t[]){1}, df_init_constant(init), NULL);
+    m->vars[0] = m->w;
+    m->vars[1] = m->b;
+    m->opt = df_adam_new(0.05f, 0.9f, 0.999f, 1e-7f);
+    fit_allreduce.comm = MPI_COMM_WORLD;
+    if (parallel) df_optimizer_set_gradient_transform(m->opt, df_allreduce_gradient, &fit_allreduce);
+    m->step = df_function_new("toy_step", fit_build_step, m);
+    m->eval = df_function_new("toy_eval", fit_build_eval, m);
+    int rows = parallel ? FIT_BATCH / 2 : FIT_BATCH, row0 = parallel ? rank * rows : 0;
+    fit_data_init(&m->train, 7, row0, rows);
+    fit_data_init(&m->val, 9, row0, rows);
+}
+
+static void fit_toy_free(fit_toy *m)
+{
+    df_function_free(m->step);
+    df_function_free(m->eval);
+    df_optimizer_free(m->opt);
+    df_variable_free(m->w);
+    df_variable_free(m->b);
+}
+
+static df_fit_options fit_toy_options(fit_toy *m, int epochs, const df_fit_comm *comm, FILE *out)
+{
+    return (df_fit_options){
+        .train_step = m->step, .eval_step = m->eval, .n_inputs = 2, .optimizer = m->opt,
+        .n_variables = 2, .variables = m->vars,
+        .train = {.next = fit_data_next, .start_epoch = fit_data_start, .save = fit_data_save,
+                  .restore = fit_data_restore, .user = &m->train},
+        .validation = {.next = fit_data_next, .start_epoch = fit_data_start, .user = &m->val},
+        .epochs = epochs, .progress = DF_FIT_PROGRESS_EPOCH, .out = out, .comm = comm, .check_weights = comm != NULL,
+        .on_epoch_end = fit_epoch_end, .user = m,
+    };
+}
+
+static float fit_value(const df_variable *v) { return *(const float *)df_variable_tensor(v).data; }
+
+/* A directory of this rank's own, and paths in it. */
+static char fit_dir[64];
+
+static const char *fit_path(const char *name)
+{
+    static char path[4][160];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(path[k], sizeof path[k], "%s/%s", fit_dir, name);
+    return path[k];
+}
+
+/* Rows of a df_fit CSV: epoch, step, loss (NaN on a validation row), val_loss. */
+typedef struct csv_rows { int n; int epoch[256]; long long step[256]; double loss[256], val[256]; } csv_rows;
+
+static bool read_csv(const char *path, csv_rows *rows)
+{
+    FILE *f = fopen(path, "r");
+    rows->n = 0;
+    if (!f) return false;
+    char line[256];
+    bool ok = fgets(line, sizeof line, f) && !strcmp(line, "epoch,step,loss,val_loss\n");
+    while (ok && rows->n < 256 && fgets(line, sizeof line, f)) {
+        int i = rows->n++;
+        char *p = line, *end;
+        rows->epoch[i] = (int)strtol(p, &end, 10);
+        rows->step[i] = strtoll(end + 1, &end, 10);
+        p = end + 1;
+        rows->loss[i] = *p == ',' ? NAN : strtod(p, &end);
+        p = *p == ',' ? p + 1 : end + 1;
+        rows->val[i] = *p == '\n' ? NAN : strtod(p, &end);
+    }
+    fclose(f);
+    return ok;
+}
+
+/* The largest difference of two CSVs' losses; -1 when their rows differ. */
+static double csv_difference(const csv_rows *a, const csv_rows *b)
+{
+    if (a->n != b->n || a->n == 0) return -1;
+    double worst = 0;
+    for (int i = 0; i < a->n; i++) {
+        if (a->epoch[i] != b->epoch[i] || a->step[i] != b->step[i] || isnan(a->loss[i]) != isnan(b->loss[i]) ||
+            isnan(a->val[i]) != isnan(b->val[i]))
+            return -1;
+        if (!isnan(a->loss[i])) worst = fmax(worst, fabs(a->loss[i] - b->loss[i]));
+        if (!isnan(a->val[i])) worst = fmax(worst, fabs(a->val[i] - b->val[i]));
+    }
+    return worst;
+}
+
+static int count_files(const char *path, const char *prefix)
+{
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.' && !strncmp(e->d_name, prefix, strlen(prefix))) n++;
+    closedir(d);
+    return n;
+}
+
+static bool same_on_both_ranks(double v)
+{
+    double both[2];
+    MPI_Allgather(&v, 1, MPI_DOUBLE, both, 1, MPI_DOUBLE, MPI_COMM_WORLD);
+    return memcmp(&both[0], &both[1], sizeof v) == 0;
+}
+
+/* A memstream for df_fit's output, and what it got. */
+typedef struct captured { FILE *f; char *text; size_t len; } captured;
+static void capture(captured *c) { c->text = NULL; c->len = 0; c->f = open_memstream(&c->text, &c->len); }
+static void release(captured *c) { fclose(c->f); free(c->text); }
+static int occurrences(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+static void fit_like_one_process(df_fit_comm *comm)
+{
+    enum { EPOCHS = 3 };
+    /* One process with the whole batch (each rank computes it). */
+    fit_toy ref;
+    fit_toy_init(&ref, 0.0f, false);
+    df_fit_options o = fit_toy_options(&ref, EPOCHS, NULL, NULL);
+    o.progress = DF_FIT_PROGRESS_NONE;
+    o.csv_path = fit_path("reference.csv");
+    df_fit_history href;
+    CHECK(df_fit(&o, &href) == DF_OK, "reference: %s", df_last_error());
+
+    fit_toy dp;
+    fit_toy_init(&dp, 0.0f, true);
+    captured out;
+    capture(&out);
+    o = fit_toy_options(&dp, EPOCHS, comm, out.f);
+    o.csv_path = fit_path("losses.csv");          /* this rank's own directory: rank 1 could write here */
+    o.plot_path = fit_path("loss.svg");
+    o.checkpoint_dir = fit_path("run");
+    df_fit_history h;
+    df_status st = df_fit(&o, &h);
+    fflush(out.f);
+    CHECK(st == DF_OK, "2 ranks: %s", df_last_error());
+    CHECK(h.epochs_done == EPOCHS && h.steps == EPOCHS * FIT_STEPS, "%d epochs, %lld steps", h.epochs_done,
+          (long long)h.steps);
+    CHECK(fabs(h.loss - href.loss) < 2e-6 && fabs(h.val_loss - href.val_loss) < 2e-6,
+          "loss %.9g val_loss %.9g, one process %.9g %.9g", h.loss, h.val_loss, href.loss, href.val_loss);
+    CHECK(same_on_both_ranks(h.loss) && same_on_both_ranks(h.val_loss) && same_on_both_ranks(h.best),
+          "the ranks report different losses");
+    float dw = fabsf(fit_value(dp.w) - fit_value(ref.w)), db = fabsf(fit_value(dp.b) - fit_value(ref.b));
+    CHECK(dw < 1e-5f && db < 1e-5f, "weights off the one-process run by %g, %g", dw, db);
+    CHECK(same_on_both_ranks(fit_value(dp.w)) && same_on_both_ranks(fit_value(dp.b)), "weights differ between ranks");
+    if (rank == 0) {
+        csv_rows a, b;
+        CHECK(read_csv(fit_path("reference.csv"), &a) && read_csv(o.csv_path, &b), "cannot read the CSVs");
+        double diff = csv_difference(&a, &b);
+        CHECK(diff >= 0 && diff <= 2e-6, "CSV of 2 ranks vs one process: %s %g",
+              diff < 0 ? "different rows" : "largest difference", diff);
+        CHECK(b.n == EPOCHS * (FIT_STEPS + 1), "%d CSV rows", b.n);
+        CHECK(count_files(o.checkpoint_dir, "ckpt_") == EPOCHS, "rank 0 wrote %d checkpoints",
+              count_files(o.checkpoint_dir, "ckpt_"));
+        CHECK(access(o.plot_path, F_OK) == 0, "rank 0 wrote no SVG");
+        CHECK(occurrences(out.text, "Epoch ") == EPOCHS, "rank 0 prints each epoch: %s", out.text);
+        printf("     df_fit: %d epochs on 2 ranks x 4 rows: CSV within %.1g of one process x 8 rows, weights within "
+               "%.1g\n", EPOCHS, diff, fmax(dw, db));
+    } else {
+        CHECK(count_files(fit_dir, "") == 1, "rank 1 wrote files: %d entries in its directory besides the reference "
+              "CSV", count_files(fit_dir, "") - 1);
+        CHECK(out.len == 0, "rank 1 printed: %s", out.text);
+    }
+    release(&out);
+    fit_toy_free(&ref);
+    fit_toy_free(&dp);
+    section("df_fit: 2 ranks x half batches give one process's loss curve and weights; rank 0 alone writes and "
+            "prints; identical weights on both ranks");
+}
+
+/* rank 1's files go where it cannot write: only rank 0 may touch any. */
+static const char *rank_path(const char *name)
+{
+    static char path[2][160];
+    static int k;
+    k ^= 1;
+    if (rank == 0) return fit_path(name);
+    snprintf(path[k], sizeof path[k], "/dev/null/rank1/%s", name);
+    return path[k];
+}
+
+static df_fit_options fit_resumable(fit_toy *m, int epochs, const df_fit_comm *comm, FILE *out, const char *dir)
+{
+    df_fit_options o = fit_toy_options(m, epochs, comm, out);
+    o.checkpoint_dir = rank_path(dir);
+    char csv[96];
+    snprintf(csv, sizeof csv, "%s.csv", dir);
+    o.csv_path = rank_path(csv);
+    return o;
+}
+
+static void fit_stop_and_resume(df_fit_comm *comm)
+{
+    enum { EPOCHS = 2, STOP = 3 };
+    fit_toy full;                                 /* uninterrupted, 2 ranks */
+    fit_toy_init(&full, 0.5f, true);
+    df_fit_options o = fit_resumable(&full, EPOCHS, comm, NULL, "full");
+    o.progress = DF_FIT_PROGRESS_NONE;
+    CHECK(df_fit(&o, NULL) == DF_OK, "uninterrupted: %s", df_last_error());
+
+    fit_toy m;
+    fit_toy_init(&m, 0.5f, true);
+    if (rank == 1) m.train.stop_at_call = STOP;   /* df_fit_request_stop on rank 1 alone */
+    captured out;
+    capture(&out);
+    o = fit_resumable(&m, EPOCHS, comm, out.f, "stopped");
+    df_fit_history h;
+    df_status st = df_fit(&o, &h);
+    fflush(out.f);
+    CHECK(st == DF_OK, "%s", df_last_error());
+    CHECK(h.interrupted && h.steps == STOP && h.epoch_step == STOP && h.epochs_done == 0,
+          "rank %d: interrupted %d after step %lld (epoch step %lld)", rank, h.interrupted, (long long)h.steps,
+          (long long)h.epoch_step);
+    CHECK(same_on_both_ranks(fit_value(m.w)) && same_on_both_ranks(fit_value(m.b)), "weights differ between ranks");
+    if (rank == 0) {
+        CHECK(count_files(o.checkpoint_dir, "ckpt_") == 1 && access(fit_path("stopped/ckpt_1"), F_OK) == 0,
+              "one checkpoint, ckpt_1: %d", count_files(o.checkpoint_dir, "ckpt_"));
+        CHECK(occurrences(out.text, "Interrupted: stopped after step 3") == 1, "%s", out.text);
+    } else {
+        CHECK(out.len == 0, "rank 1 printed: %s", out.text);
+    }
+    release(&out);
+    fit_toy_free(&m);
+
+    /* Resume: rank 0 alone can read the checkpoint (rank 1's directory does
+     * not exist); other starting weights, fresh optimizer and data. */
+    fit_toy_init(&m, -4.0f, true);
+    o = fit_resumable(&m, EPOCHS, comm, NULL, "stopped");
+    o.progress = DF_FIT_PROGRESS_NONE;
+    o.resume = true;
+    st = df_fit(&o, &h);
+    CHECK(st == DF_OK, "resume: %s", df_last_error());
+    CHECK(h.resumed && h.steps == EPOCHS * FIT_STEPS && m.train.calls == EPOCHS * FIT_STEPS - STOP,
+          "rank %d: resumed %d, %lld steps, %lld calls", rank, h.resumed, (long long)h.steps, (long long)m.train.calls);
+    CHECK(fit_value(m.w) == fit_value(full.w) && fit_value(m.b) == fit_value(full.b),
+          "rank %d: resumed w %.9g b %.9g, uninterrupted %.9g %.9g", rank, fit_value(m.w), fit_value(m.b),
+          fit_value(full.w), fit_value(full.b));
+    if (rank == 0) {
+        csv_rows a, b;
+        CHECK(read_csv(fit_path("full.csv"), &a) && read_csv(fit_path("stopped.csv"), &b), "cannot read the CSVs");
+        CHECK(csv_difference(&a, &b) == 0, "the resumed CSV differs from the uninterrupted one");
+    }
+    fit_toy_free(&m);
+    fit_toy_free(&full);
+    section("df_fit: a stop on rank 1 alone stops both after the same step with one checkpoint; 2 ranks resume "
+            "it from rank 0's disk bit for bit");
+}
+
+/* df_fit with rank 1 (or 0) set up to fail: both ranks return want with
+ * the needle in the message. */
+typedef void (*fit_setup)(fit_toy *m, df_fit_options *o);
+
+static void expect_fit_error(df_fit_comm *comm, fit_setup setup, df_status want, const char *needle)
+{
+    fit_toy m;
+    fit_toy_init(&m, 0.0f, true);
+    df_fit_options o = fit_toy_options(&m, 2, comm, NULL);
+    o.progress = DF_FIT_PROGRESS_NONE;
+    setup(&m, &o);
+    df_status st = df_fit(&o, NULL);
+    CHECK_ERROR(st, want, needle);
+    fit_toy_free(&m);
+}
+
+static void rank1_data_fails(fit_toy *m, df_fit_options *o) { m->train.fail_at_call = rank == 1 ? 3 : 0; }
+static void rank1_data_ends(fit_toy *m, df_fit_options *o) { m->train.end_at_call = rank == 1 ? 3 : 0; }
+static void rank1_val_fails(fit_toy *m, df_fit_options *o) { m->val.fail_at_call = rank == 1 ? 2 : 0; }
+static void rank1_more_epochs(fit_toy *m, df_fit_options *o) { o->epochs += rank; }
+static void rank0_csv_unwritable(fit_toy *m, df_fit_options *o) { o->csv_path = rank ? NULL : "/dev/null/x.csv"; }
+static void rank1_weights_drift(fit_toy *m, df_fit_options *o) { m->perturb_rank1 = true; }
+static void nothing_to_resume(fit_toy *m, df_fit_options *o)
+{
+    o->checkpoint_dir = rank_path("empty");
+    o->resume = true;
+}
+
+static void fit_errors(df_fit_comm *comm)
+{
+    expect_fit_error(comm, rank1_data_fails, DF_ERR_IO,
+                     "rank 1 of 2: df_fit: the training data failed at step 3: the disk went away");
+    expect_fit_error(comm, rank1_data_ends, DF_ERR_STATE, "the training data of 1 of the 2 ranks ended before step 3");
+    expect_fit_error(comm, rank1_val_fails, DF_ERR_IO, "rank 1 of 2: df_fit: the validation data failed at step 2");
+    expect_fit_error(comm, rank1_more_epochs, DF_ERR_ARG, "rank 1 of 2: df_fit: the ranks run different loops");
+    expect_fit_error(comm, rank0_csv_unwritable, DF_ERR_IO, "cannot write the CSV log /dev/null/x.csv");
+    expect_fit_error(comm, nothing_to_resume, DF_ERR_IO, "nothing to resume");
+    expect_fit_error(comm, rank1_weights_drift, DF_ERR_STATE, "the weights differ between the ranks after epoch 1");
+    CHECK(strstr(df_last_error(), "rank 0 ") && strstr(df_last_error(), "rank 1 "), "names both hashes: %s",
+          df_last_error());
+    CHECK(!df_fit_mpi_comm(MPI_COMM_WORLD, -1) && strstr(df_last_error(), "timeout"), "%s", df_last_error());
+    CHECK(!df_fit_mpi_comm(MPI_COMM_NULL, 0) && strstr(df_last_error(), "MPI_COMM_NULL"), "%s", df_last_error());
+    section("df_fit: an error on one rank (data, validation, options, a file rank 0 cannot write, a missing "
+            "checkpoint, diverged weights) makes both return it with the message");
+}
+
+static void data_parallel_fit(void)
+{
+    snprintf(fit_dir, sizeof fit_dir, "/tmp/dffitmpi.%d.XXXXXX", rank);
+    CHECK(mkdtemp(fit_dir) != NULL, "mkdtemp: %s", strerror(errno));
+    df_fit_comm *comm = df_fit_mpi_comm(MPI_COMM_WORLD, 20);
+    CHECK(comm && comm->rank == rank && comm->size == 2, "%s", df_last_error());
+    if (comm) {
+        fit_like_one_process(comm);
+        fit_stop_and_resume(comm);
+        fit_errors(comm);
+    }
+    df_fit_mpi_comm_free(comm);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fit_dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", fit_dir);
+}
+
 static void size_mismatch(void)
 {
     df_allreduce_opts opts = {.comm = MPI_COMM_WORLD, .timeout = 60};
@@ -388,6 +842,7 @@ int main(int argc, char **argv)
     fused_mean();
     gradient_transform();
     data_parallel_charrnn();
+    data_parallel_fit();
     size_mismatch();
     timeout();
     int all_checks = 0;
