@@ -1221,6 +1221,10 @@ Test(layers, state_slots_default_names_and_errors)
     cr_expect_null(df_model_call_slot(m, g, PH(g, 2, 3, 4), false, -1));
     cr_expect(df_graph_status(g) == DF_ERR_ARG && strstr(df_graph_error(g), "slot -1"), "%s", df_graph_error(g));
     df_graph_free(g);
+    g = df_graph_new();
+    cr_expect_null(df_model_call_slot(m, g, PH(g, 2, 3, 4), false, DF_MAX_STATE_SLOTS));
+    cr_expect_eq(df_graph_status(g), DF_ERR_ARG, "%s", df_graph_error(g));
+    df_graph_free(g);
     df_model_free(m);
 }
 
@@ -1309,6 +1313,15 @@ Test(layers, naming_errors)
     cr_assert_eq(df_layer_set_weight_name(emb, "embeddings", "table"), DF_OK);
     cr_assert_eq(df_layer_set_weight_name(emb, "embeddings", "vocab/table"), DF_OK, "a second name replaces the first");
     cr_expect_eq(df_layer_set_weight_name(emb, "", "x"), DF_ERR_ARG);
+    df_layer *spare = df_dense_layer(1, DF_ACT_NONE, true);     /* renaming again takes no new entry */
+    for (int i = 0; i < 9; i++) cr_assert_eq(df_layer_set_weight_name(spare, "kernel", "k"), DF_OK);
+    char name[16];
+    for (int i = 1; i < 8; i++) {
+        snprintf(name, sizeof name, "w%d", i);
+        cr_expect_eq(df_layer_set_weight_name(spare, name, name), DF_OK, "%s", df_last_error());
+    }
+    cr_expect_eq(df_layer_set_weight_name(spare, "w8", "w8"), DF_ERR_RANGE, "a ninth weight name");
+    df_layer_free(spare);
     cr_expect_eq(df_rnn_layer_set_state_names(dense, 0, "h", NULL), DF_ERR_ARG);
     cr_expect(strstr(df_last_error(), "not a recurrent layer"), "%s", df_last_error());
     cr_expect_eq(df_rnn_layer_set_state_names(lstm, 0, "h", NULL), DF_ERR_ARG, "an LSTM needs a name for c");
