@@ -127,9 +127,12 @@ df_variable *df_layer_add_weight(df_layer *l, const char *name, df_dtype dtype, 
         df_error(DF_ERR_RANGE, "layer '%s': more than %d weights", l->name, MAX_WEIGHTS);
         return NULL;
     }
-    if (strlen(name) >= NAME_CAP || df_layer_weight(l, name)) {
-        df_error(DF_ERR_ARG, "layer '%s' already has a weight '%.*s' (or the name is too long)", l->name,
-                 NAME_CAP - 1, name);
+    if (strlen(name) >= NAME_CAP) {
+        df_error(DF_ERR_ARG, "layer '%s': a weight name of at most %d characters", l->name, NAME_CAP - 1);
+        return NULL;
+    }
+    if (df_layer_weight(l, name)) {
+        df_error(DF_ERR_ARG, "layer '%s' already has a weight '%s'", l->name, name);
         return NULL;
     }
     char full[2 * NAME_CAP];
