@@ -121,8 +121,7 @@ int df_axis(int axis, int ndim)
     return axis >= 0 && axis < ndim ? axis : -1;
 }
 
-df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
-                      const int64_t *ia, int n_ia, const float *fa, int n_fa, void *pa)
+df_node *df_node_new(df_graph *g, const df_op_def *op, int n_in, df_node *const *in, const void *attrs)
 {
     if (!g) {
         df_error(DF_ERR_ARG, "op '%s': null graph", op->name);
@@ -131,10 +130,6 @@ df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const
     if (g->status != DF_OK) return NULL;          /* sticky: the first error stands */
     if (g->compiled) {
         df_graph_fail(g, DF_ERR_STATE, "op '%s': graph is already compiled", op->name);
-        return NULL;
-    }
-    if (n_ia > DF_MAX_IATTR) {
-        df_graph_fail(g, DF_ERR_ARG, "op '%s': %d attributes (at most %d)", op->name, n_ia, DF_MAX_IATTR);
         return NULL;
     }
     for (int i = 0; i < n_in; i++) {
@@ -149,16 +144,16 @@ df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const
     }
     df_node *n = df_graph_alloc(g, sizeof *n);
     df_node **ins = n_in ? df_graph_alloc(g, (size_t)n_in * sizeof *ins) : NULL;
-    if (!n || (n_in && !ins)) return NULL;
+    void *own_attrs = op->attrs_size ? df_graph_alloc(g, op->attrs_size) : NULL;   /* zeroed */
+    if (!n || (n_in && !ins) || (op->attrs_size && !own_attrs)) return NULL;
     n->id = g->n_nodes;
     n->op = op;
     n->graph = g;
     n->n_in = n_in;
     n->in = ins;
     for (int i = 0; i < n_in; i++) ins[i] = in[i];
-    for (int i = 0; i < n_ia && i < DF_MAX_IATTR; i++) n->ia[i] = ia[i];
-    for (int i = 0; i < n_fa && i < 4; i++) n->fa[i] = fa[i];
-    n->pa = pa;
+    if (attrs && own_attrs) memcpy(own_attrs, attrs, op->attrs_size);
+    n->attrs = own_attrs;
     n->sched_pos = -1;
     if (df_node_infer_traced(n) != DF_OK) return NULL;
     if (!push(g, (void ***)&g->nodes, &g->n_nodes, &g->cap_nodes, n)) return NULL;

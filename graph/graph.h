@@ -6,19 +6,33 @@
 #include "../src/base.h"
 #include "../src/variable.h"
 
-#define DF_MAX_IATTR 8
-
 typedef struct df_op_def df_op_def;
+
+/* An op's attributes, named: each op declares a struct
+ *     DF_ATTRS_BEGIN
+ *     typedef struct { int64_t begin[DF_MAX_DIMS], shape[DF_MAX_DIMS]; } pad_attrs;
+ *     DF_ATTRS_END
+ * sets .attrs_size = sizeof(pad_attrs) in its df_op_def, passes a filled one
+ * to df_node_new and reads it back as DF_ATTRS(n, pad_attrs)->begin. No
+ * padding means an initialiser such as (pad_attrs){.begin = ...} fixes every
+ * byte, so equal attributes have equal bytes (a struct that would need
+ * padding spells it as a member, `uint32_t unused;`). Infer may normalise
+ * attributes in place (an axis of -1 becomes its index). */
+#define DF_ATTRS_BEGIN _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic error \"-Wpadded\"")
+#define DF_ATTRS_END _Pragma("GCC diagnostic pop")
+#define DF_ATTRS(n, type) ((type *)(n)->attrs)
 
 /* A fused chain: instruction k computes code(a, b), where code is an op's
  * df_op_def.elementwise, an operand >= 0 is input a of the fused node and
  * -(j+1) is the result of instruction j (b is unused for one-input codes).
  * The last instruction's result is the node's output. */
 #define DF_FUSE_MAX 16
-typedef struct df_fused_program {
+DF_ATTRS_BEGIN
+typedef struct df_fused_program {     /* the fused op's attributes */
     int n;
     struct { uint8_t code; int8_t a, b; } ins[DF_FUSE_MAX];
 } df_fused_program;
+DF_ATTRS_END
 
 struct df_node {
     int id;                       /* creation order == a topological order */
@@ -30,9 +44,8 @@ struct df_node {
     int ndim;
     int64_t shape[DF_MAX_DIMS];
     int64_t numel;
-    int64_t ia[DF_MAX_IATTR];     /* op attributes: axes, flags, shapes ... (at most 8) */
-    float fa[4];
-    void *pa;                     /* op pointer attribute (variable, constant data) */
+    void *attrs;                  /* the op's attribute struct (op->attrs_size bytes of graph
+                                   * memory; NULL when the op has none): read it with DF_ATTRS */
     size_t aux_bytes;             /* op-private workspace kept as long as the output */
     const char *name;
     /* Dynamic dimensions (graph/dynamic.c). A dimension that follows a
@@ -107,7 +120,13 @@ struct df_op_def {
      * DF_EW_* of ops/elementwise.h; 0 otherwise). The pass copies it into the
      * fused op's program without reading it. */
     int elementwise;
+    /* Bytes of the op's attribute struct (0: the op has none). df_node_new
+     * copies that many into graph memory; CSE hashes and compares them as
+     * bytes, so the struct is declared between DF_ATTRS_BEGIN and
+     * DF_ATTRS_END, which make any padding a compile error. */
+    size_t attrs_size;
 };
+
 
 typedef struct df_output_ref { df_node *node; } df_output_ref;
 
@@ -147,10 +166,10 @@ struct df_graph {
     int stats_cse, stats_folded, stats_fused_chains, stats_fused_nodes, stats_inplace;
 };
 
-/* Creates a node of op with inputs and runs its shape inference. Returns NULL
- * (and records the error in g) on failure or if any input is NULL. */
-df_node *df_node_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
-                      const int64_t *ia, int n_ia, const float *fa, int n_fa, void *pa);
+/* Creates a node of op with inputs and attributes (op->attrs_size bytes,
+ * copied; NULL = all zero) and runs its shape inference. Returns NULL (and
+ * records the error in g) on failure or if any input is NULL. */
+df_node *df_node_new(df_graph *g, const df_op_def *op, int n_in, df_node *const *in, const void *attrs);
 /* Runs the enabled rewrite passes (graph/passes.c) before scheduling. */
 void df_graph_run_passes(df_graph *g);
 /* Records the first error of a graph; returns s. */

@@ -32,9 +32,9 @@ static bool same_constant(const df_node *a, const df_node *b)
 static bool same_computation(const df_node *a, const df_node *b)
 {
     if (is_constant(a)) return same_constant(a, b);
-    if (a->op != b->op || a->n_in != b->n_in || a->pa != b->pa || a->dtype != b->dtype ||
-        !df_shape_equal(a->ndim, a->shape, b->ndim, b->shape) || memcmp(a->ia, b->ia, sizeof a->ia) != 0 ||
-        memcmp(a->fa, b->fa, sizeof a->fa) != 0)
+    if (a->op != b->op || a->n_in != b->n_in || a->dtype != b->dtype ||
+        !df_shape_equal(a->ndim, a->shape, b->ndim, b->shape) ||
+        (a->op->attrs_size && memcmp(a->attrs, b->attrs, a->op->attrs_size) != 0))
         return false;
     for (int i = 0; i < a->n_in; i++)
         if (a->in[i] != b->in[i]) return false;
@@ -45,7 +45,8 @@ static uint64_t computation_key(const df_node *n)
 {
     uint64_t h = (uint64_t)(uintptr_t)n->op * 0x9E3779B97F4A7C15ull;
     for (int i = 0; i < n->n_in; i++) h = (h ^ (uint64_t)n->in[i]->id) * 0x100000001B3ull;
-    for (int i = 0; i < DF_MAX_IATTR; i++) h = (h ^ (uint64_t)n->ia[i]) * 0x100000001B3ull;
+    const unsigned char *attr = n->attrs;
+    for (size_t i = 0; i < n->op->attrs_size; i++) h = (h ^ attr[i]) * 0x100000001B3ull;
     if (is_constant(n) && n->numel == 1) h ^= (uint64_t)*(const uint32_t *)n->data;
     return h;
 }
@@ -97,8 +98,10 @@ static bool fold_node(df_graph *g, df_node *n, const df_op_def *constant)
 {
     size_t bytes = (size_t)n->numel * df_dtype_size(n->dtype);
     void *data = df_graph_alloc(g, bytes ? bytes : 1);
+    /* a constant's attributes are all zero once it is built (its source is gone) */
+    void *attrs = constant->attrs_size ? df_graph_alloc(g, constant->attrs_size) : NULL;
     void *aux = n->aux_bytes ? df_aligned_alloc(n->aux_bytes) : NULL;
-    if (!data || (n->aux_bytes && !aux)) {
+    if (!data || (constant->attrs_size && !attrs) || (n->aux_bytes && !aux)) {
         df_free(aux);
         return false;
     }
@@ -112,6 +115,7 @@ static bool fold_node(df_graph *g, df_node *n, const df_op_def *constant)
         return false;
     }
     n->op = constant;
+    n->attrs = attrs;
     n->n_in = 0;
     n->aux_bytes = 0;
     return true;
@@ -187,7 +191,7 @@ static int emit(fuse_ctx *c, df_node *n, const df_node *root, bool is_root)
 /* Replaces root (in place) by one fused node when it absorbs a producer. */
 static bool fuse_chain(fuse_ctx *c, df_node *root)
 {
-    c->prog.n = 0;
+    c->prog = (df_fused_program){0};          /* unused instructions zero: equal programs, equal bytes */
     c->n_inputs = 0;
     c->absorbed = 0;
     if (emit(c, root, root, true) == -128 || c->absorbed == 0) return false;
@@ -201,7 +205,7 @@ static bool fuse_chain(fuse_ctx *c, df_node *root)
     root->op = c->fused;
     root->in = ins;
     root->n_in = c->n_inputs;
-    root->pa = prog;
+    root->attrs = prog;
     return true;
 }
 

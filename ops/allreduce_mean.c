@@ -26,14 +26,22 @@
 /* Elements per MPI call: MPI counts are int. */
 #define AR_CHUNK ((int64_t)1 << 30)
 
-typedef struct ar_attr {
+/* An allreduce_mean node's state, changed as the node grows and first runs. */
+typedef struct ar_state {
     df_allreduce_opts opts;
     int cap_in;        /* capacity of the node's input array (open nodes grow it) */
     bool checked;      /* the ranks agreed on the element count (first run) */
-} ar_attr;
+    bool open;         /* made by the gradient transform: later gradients may join it */
+} ar_state;
 
-enum { AR_OPEN = 0 };              /* ia[AR_OPEN]: 1 = made by the gradient transform */
-enum { PART_OFFSET = 0, PART_NDIM = 1, PART_SHAPE = 2 };
+DF_ATTRS_BEGIN
+typedef struct { ar_state *state; } allreduce_mean_attrs;
+typedef struct {
+    int64_t offset;               /* into the flat buffer, in elements */
+    int64_t shape[DF_MAX_DIMS];
+    int64_t ndim;
+} allreduce_part_attrs;
+DF_ATTRS_END
 
 static df_status mpi_ready(const char *who)
 {
@@ -128,7 +136,7 @@ static void pack_scaled(float *dst, const float *src, int64_t n, float scale)
 // x_0..x_k -> flat (sum of numel): the mean over ranks, packed in input order
 static df_status allreduce_mean_forward(df_node *n)
 {
-    ar_attr *a = n->pa;
+    ar_state *a = DF_ATTRS(n, allreduce_mean_attrs)->state;
     df_status st = mpi_ready("allreduce_mean");
     if (st != DF_OK) return st;
     float *flat = DF_F32P(n);
@@ -157,18 +165,19 @@ static df_status allreduce_mean_forward(df_node *n)
 
 const df_op_def df_op_allreduce_mean = {
     .name = "allreduce_mean", .flags = DF_OP_SIDE_EFFECT,
-    .infer = allreduce_mean_infer, .forward = allreduce_mean_forward,
+    .infer = allreduce_mean_infer, .forward = allreduce_mean_forward, .attrs_size = sizeof(allreduce_mean_attrs),
     .no_gradcheck = "no gradient: averages gradients across MPI ranks (tests/test_mpi.c)",
 };
 
 static df_status allreduce_part_infer(df_node *n)
 {
     const df_node *flat = n->in[0];
+    const allreduce_part_attrs *a = DF_ATTRS(n, allreduce_part_attrs);
     n->dtype = DF_F32;
-    n->ndim = (int)n->ia[PART_NDIM];
-    for (int d = 0; d < n->ndim; d++) n->shape[d] = n->ia[PART_SHAPE + d];
+    n->ndim = (int)a->ndim;
+    for (int d = 0; d < n->ndim; d++) n->shape[d] = a->shape[d];
     int64_t numel = df_shape_numel(n->ndim, n->shape);
-    if (flat->op != &df_op_allreduce_mean || n->ia[PART_OFFSET] < 0 || n->ia[PART_OFFSET] + numel > flat->numel)
+    if (flat->op != &df_op_allreduce_mean || a->offset < 0 || a->offset + numel > flat->numel)
         return df_op_error(n, DF_ERR_ARG, "not a part of an allreduce_mean node");
     return DF_OK;
 }
@@ -177,21 +186,21 @@ static df_status allreduce_part_infer(df_node *n)
  * offset is applied here, before any reader runs. */
 static df_status allreduce_part_forward(df_node *n)
 {
-    n->data = DF_F32P(n->in[0]) + n->ia[PART_OFFSET];
+    n->data = DF_F32P(n->in[0]) + DF_ATTRS(n, allreduce_part_attrs)->offset;
     return DF_OK;
 }
 
 const df_op_def df_op_allreduce_part = {
     .name = "allreduce_part", .flags = DF_OP_VIEW,
-    .infer = allreduce_part_infer, .forward = allreduce_part_forward,
+    .infer = allreduce_part_infer, .forward = allreduce_part_forward, .attrs_size = sizeof(allreduce_part_attrs),
     .no_gradcheck = "no gradient: a view into allreduce_mean's result (tests/test_mpi.c)",
 };
 
 static df_node *part(df_graph *g, df_node *flat, int64_t offset, const df_node *like)
 {
-    int64_t ia[PART_SHAPE + DF_MAX_DIMS] = {offset, like->ndim};
-    for (int d = 0; d < like->ndim; d++) ia[PART_SHAPE + d] = like->shape[d];
-    return df_node_make(g, &df_op_allreduce_part, 1, &flat, ia, PART_SHAPE + DF_MAX_DIMS, NULL, 0, NULL);
+    allreduce_part_attrs a = {.offset = offset, .ndim = like->ndim};
+    for (int d = 0; d < like->ndim; d++) a.shape[d] = like->shape[d];
+    return df_node_new(g, &df_op_allreduce_part, 1, &flat, &a);
 }
 
 static bool check_opts(df_graph *g, const df_allreduce_opts *opts)
@@ -216,15 +225,15 @@ static bool check_opts(df_graph *g, const df_allreduce_opts *opts)
 
 static df_node *make_flat(df_graph *g, const df_allreduce_opts *opts, int n, df_node *const *xs, bool open)
 {
-    ar_attr *a = df_graph_alloc(g, sizeof *a);
+    ar_state *a = df_graph_alloc(g, sizeof *a);
     if (!a) {
         df_graph_fail(g, DF_ERR_NOMEM, "allreduce_mean: out of memory");
         return NULL;
     }
     a->opts = *opts;
     a->cap_in = n;
-    int64_t ia[1] = {open};
-    return df_node_make(g, &df_op_allreduce_mean, n, xs, ia, 1, NULL, 0, a);
+    a->open = open;
+    return df_node_new(g, &df_op_allreduce_mean, n, xs, &(allreduce_mean_attrs){.state = a});
 }
 
 df_status df_allreduce_mean(df_graph *g, const df_allreduce_opts *opts, int n, df_node *const *xs, df_node **out)
@@ -251,8 +260,9 @@ static df_node *open_flat(df_graph *g, const df_node *grad, const df_allreduce_o
     df_node *last = g->nodes[g->n_nodes - 1];
     if (last->op != &df_op_allreduce_part) return NULL;
     df_node *flat = last->in[0];
-    const ar_attr *a = flat->pa;
-    if (flat->op != &df_op_allreduce_mean || !flat->ia[AR_OPEN] || grad->id >= flat->id ||
+    if (flat->op != &df_op_allreduce_mean) return NULL;
+    const ar_state *a = DF_ATTRS(flat, allreduce_mean_attrs)->state;
+    if (!a->open || grad->id >= flat->id ||
         a->opts.comm != opts->comm || a->opts.timeout != opts->timeout)
         return NULL;
     return flat;
@@ -261,7 +271,7 @@ static df_node *open_flat(df_graph *g, const df_node *grad, const df_allreduce_o
 /* Appends grad to flat's inputs; returns grad's offset in the flat buffer, -1 on error. */
 static int64_t append(df_graph *g, df_node *flat, df_node *grad)
 {
-    ar_attr *a = flat->pa;
+    ar_state *a = DF_ATTRS(flat, allreduce_mean_attrs)->state;
     if (grad->dtype != DF_F32) {
         df_op_error(flat, DF_ERR_DTYPE, "input %d: expected f32, got %s", flat->n_in, df_dtype_name(grad->dtype));
         return -1;

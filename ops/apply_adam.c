@@ -5,12 +5,21 @@
 #include <math.h>
 #include "common.h"
 
+DF_ATTRS_BEGIN
+typedef struct {
+    df_update_attrs update;
+    float beta1, beta2, epsilon;
+    uint32_t unused;              /* 0: no padding */
+} apply_adam_attrs;
+DF_ATTRS_END
+
 // grad, m, v (w's shape), lr (), t () -> w, m, v storage
 static df_status apply_adam_forward(df_node *n)
 {
     float *w = n->data, *m = DF_F32P(n->in[3]), *v = DF_F32P(n->in[4]);
     const float *grad = DF_F32P(n->in[0]);
-    float b1 = n->fa[0], b2 = n->fa[1], eps = n->fa[2];
+    const apply_adam_attrs *a = DF_ATTRS(n, apply_adam_attrs);
+    float b1 = a->beta1, b2 = a->beta2, eps = a->epsilon;
     double t = (double)DF_I32P(n->in[2])[0];
     float lr_t = (float)(DF_F32P(n->in[1])[0] * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
     int64_t N = n->numel;
@@ -26,7 +35,7 @@ static df_status apply_adam_forward(df_node *n)
 
 const df_op_def df_op_apply_adam = {
     .name = "apply_adam", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
-    .infer = df_infer_variable_update, .forward = apply_adam_forward,
+    .infer = df_infer_variable_update, .forward = apply_adam_forward, .attrs_size = sizeof(apply_adam_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_graph.c and tests/test_optim.c",
 };
 
@@ -34,6 +43,6 @@ df_node *df_apply_adam(df_graph *g, df_variable *w, df_node *grad, df_node *lr, 
                        df_node *m, df_node *v, float beta1, float beta2, float eps)
 {
     df_node *in[5] = {grad, lr, t, m, v};
-    float fa[3] = {beta1, beta2, eps};
-    return df_variable_update_make(g, &df_op_apply_adam, w, 5, in, fa, 3);
+    apply_adam_attrs a = {.update.var = w, .beta1 = beta1, .beta2 = beta2, .epsilon = eps};
+    return df_variable_update_make(g, &df_op_apply_adam, 5, in, &a);
 }

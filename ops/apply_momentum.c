@@ -5,12 +5,21 @@
  * Inputs: grad, lr (), velocity (the slot variable's read). */
 #include "common.h"
 
+DF_ATTRS_BEGIN
+typedef struct {
+    df_update_attrs update;
+    float momentum;
+    int32_t nesterov;
+} apply_momentum_attrs;
+DF_ATTRS_END
+
 // grad, velocity (w's shape), lr () -> w, velocity storage
 static df_status apply_momentum_forward(df_node *n)
 {
-    float *w = n->data, *vel = DF_F32P(n->in[2]), lr = DF_F32P(n->in[1])[0], mu = n->fa[0];
+    const apply_momentum_attrs *a = DF_ATTRS(n, apply_momentum_attrs);
+    float *w = n->data, *vel = DF_F32P(n->in[2]), lr = DF_F32P(n->in[1])[0], mu = a->momentum;
     const float *grad = DF_F32P(n->in[0]);
-    bool nesterov = n->ia[0];
+    bool nesterov = a->nesterov;
     int64_t N = n->numel;
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
@@ -23,6 +32,7 @@ static df_status apply_momentum_forward(df_node *n)
 const df_op_def df_op_apply_momentum = {
     .name = "apply_momentum", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = apply_momentum_forward,
+    .attrs_size = sizeof(apply_momentum_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_optim.c",
 };
 
@@ -30,8 +40,6 @@ df_node *df_apply_momentum(df_graph *g, df_variable *w, df_node *grad, df_node *
                            float momentum, bool nesterov)
 {
     df_node *in[3] = {grad, lr, velocity};
-    float fa[1] = {momentum};
-    df_node *n = df_variable_update_make(g, &df_op_apply_momentum, w, 3, in, fa, 1);
-    if (n) n->ia[0] = nesterov;
-    return n;
+    apply_momentum_attrs a = {.update.var = w, .momentum = momentum, .nesterov = nesterov};
+    return df_variable_update_make(g, &df_op_apply_momentum, 3, in, &a);
 }

@@ -5,11 +5,19 @@
 #include <math.h>
 #include "common.h"
 
+DF_ATTRS_BEGIN
+typedef struct {
+    df_update_attrs update;
+    float rho, epsilon;
+} apply_rmsprop_attrs;
+DF_ATTRS_END
+
 // grad, rms (w's shape), lr () -> w, rms storage
 static df_status apply_rmsprop_forward(df_node *n)
 {
     float *w = n->data, *rms = DF_F32P(n->in[2]), lr = DF_F32P(n->in[1])[0];
-    float rho = n->fa[0], eps = n->fa[1];
+    const apply_rmsprop_attrs *a = DF_ATTRS(n, apply_rmsprop_attrs);
+    float rho = a->rho, eps = a->epsilon;
     const float *grad = DF_F32P(n->in[0]);
     int64_t N = n->numel;
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
@@ -24,6 +32,7 @@ static df_status apply_rmsprop_forward(df_node *n)
 const df_op_def df_op_apply_rmsprop = {
     .name = "apply_rmsprop", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = apply_rmsprop_forward,
+    .attrs_size = sizeof(apply_rmsprop_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_optim.c",
 };
 
@@ -31,6 +40,6 @@ df_node *df_apply_rmsprop(df_graph *g, df_variable *w, df_node *grad, df_node *l
                           float epsilon)
 {
     df_node *in[3] = {grad, lr, rms};
-    float fa[2] = {rho, epsilon};
-    return df_variable_update_make(g, &df_op_apply_rmsprop, w, 3, in, fa, 2);
+    apply_rmsprop_attrs a = {.update.var = w, .rho = rho, .epsilon = epsilon};
+    return df_variable_update_make(g, &df_op_apply_rmsprop, 3, in, &a);
 }

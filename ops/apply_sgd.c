@@ -14,12 +14,12 @@ static df_status apply_sgd_forward(df_node *n)
 
 const df_op_def df_op_apply_sgd = {
     .name = "apply_sgd", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
-    .infer = df_infer_variable_update, .forward = apply_sgd_forward,
+    .infer = df_infer_variable_update, .forward = apply_sgd_forward, .attrs_size = sizeof(df_update_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_graph.c and tests/test_optim.c",
 };
 
 df_node *df_apply_sgd(df_graph *g, df_variable *w, df_node *grad, df_node *lr)
 {
     df_node *in[2] = {grad, lr};
-    return df_variable_update_make(g, &df_op_apply_sgd, w, 2, in, NULL, 0);
+    return df_variable_update_make(g, &df_op_apply_sgd, 2, in, &(df_update_attrs){.var = w});
 }

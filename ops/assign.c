@@ -3,10 +3,9 @@
 #include <string.h>
 #include "common.h"
 
-/* Shared by the ops that update variable pa in place from input 0. */
 df_status df_infer_variable_update(df_node *n)
 {
-    df_variable *v = n->pa;
+    df_variable *v = DF_ATTRS(n, df_update_attrs)->var;
     const df_node *value = n->in[0];
     char sv[64], sx[64];
     if (value->dtype != v->dtype)
@@ -22,14 +21,14 @@ df_status df_infer_variable_update(df_node *n)
     return DF_OK;
 }
 
-df_node *df_variable_update_make(df_graph *g, const df_op_def *op, df_variable *v, int n_in,
-                                 df_node *const *in, const float *fa, int n_fa)
+df_node *df_variable_update_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
+                                 const void *attrs)
 {
-    if (g && !v) {
+    if (g && !((const df_update_attrs *)attrs)->var) {
         df_graph_fail(g, DF_ERR_ARG, "op '%s': null variable", op->name);
         return NULL;
     }
-    return df_node_make(g, op, n_in, in, NULL, 0, fa, n_fa, v);
+    return df_node_new(g, op, n_in, in, attrs);
 }
 
 // value (variable's shape) -> variable storage
@@ -42,11 +41,11 @@ static df_status assign_forward(df_node *n)
 
 const df_op_def df_op_assign = {
     .name = "assign", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
-    .infer = df_infer_variable_update, .forward = assign_forward,
+    .infer = df_infer_variable_update, .forward = assign_forward, .attrs_size = sizeof(df_update_attrs),
     .no_gradcheck = "no gradient: writes a variable (tests/test_graph.c)",
 };
 
 df_node *df_assign(df_graph *g, df_variable *v, df_node *value)
 {
-    return df_variable_update_make(g, &df_op_assign, v, 1, &value, NULL, 0);
+    return df_variable_update_make(g, &df_op_assign, 1, &value, &(df_update_attrs){.var = v});
 }

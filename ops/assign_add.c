@@ -20,11 +20,11 @@ static df_status assign_add_forward(df_node *n)
 
 const df_op_def df_op_assign_add = {
     .name = "assign_add", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
-    .infer = df_infer_variable_update, .forward = assign_add_forward,
+    .infer = df_infer_variable_update, .forward = assign_add_forward, .attrs_size = sizeof(df_update_attrs),
     .no_gradcheck = "no gradient: writes a variable (tests/test_graph.c)",
 };
 
 df_node *df_assign_add(df_graph *g, df_variable *v, df_node *value)
 {
-    return df_variable_update_make(g, &df_op_assign_add, v, 1, &value, NULL, 0);
+    return df_variable_update_make(g, &df_op_assign_add, 1, &value, &(df_update_attrs){.var = v});
 }

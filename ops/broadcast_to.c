@@ -1,19 +1,26 @@
-/* broadcast_to.c — repeat x along axes of size 1 (or missing leading axes).
- * Attributes: ia[0] = rank, ia[1..] = target shape; or, in the form gradients
- * use with dynamic shapes, a second input whose shape is the target, and
- * ia[AVERAGE_AT] = 1 to divide by the repeat count (the gradient of a mean
- * over a dynamic axis: the count is known only at run time). */
+/* broadcast_to.c — repeat x along axes of size 1 (or missing leading axes)
+ * to a target shape; or, in the form gradients use with dynamic shapes, to
+ * the shape of a second input, optionally dividing by the repeat count (the
+ * gradient of a mean over a dynamic axis: the count is known only at run
+ * time). */
 #include <string.h>
 #include "common.h"
 
-#define AVERAGE_AT (1 + DF_MAX_DIMS)
+DF_ATTRS_BEGIN
+typedef struct {
+    int64_t shape[DF_MAX_DIMS];   /* target (the like form: input 1's shape) */
+    int32_t ndim;
+    int32_t average;              /* like form only: 1 = divide by the repeat count */
+} broadcast_to_attrs;
+DF_ATTRS_END
 
 static df_status broadcast_to_infer(df_node *n)
 {
     df_status st = df_require_f32(n, 0);
     if (st != DF_OK) return st;
     const df_node *x = n->in[0];
-    int nd = df_target_shape(n, n->ia, n->shape);
+    const broadcast_to_attrs *a = DF_ATTRS(n, broadcast_to_attrs);
+    int nd = df_target_shape(n, a->ndim, a->shape, n->shape);
     char sx[64], st_[64];
     if (nd < x->ndim || nd > DF_MAX_DIMS)
         return df_op_error(n, DF_ERR_SHAPE, "cannot broadcast %s to rank %d", df_node_shape_str(x, sx, sizeof sx), nd);
@@ -39,8 +46,8 @@ static df_status broadcast_to_forward(df_node *n)
     int64_t inner = nd ? n->shape[nd - 1] : 1, rows = inner ? N / inner : 0, step = nd ? sx[nd - 1] : 0;
     /* the same float arithmetic as mean's 1/count (ops/mean.c) */
     float count = n->in[0]->numel ? (float)N / (float)n->in[0]->numel : 0.0f;
-    float scale = n->ia[AVERAGE_AT] && count ? 1.0f / count : 1.0f;
-    bool average = n->ia[AVERAGE_AT] != 0;
+    bool average = DF_ATTRS(n, broadcast_to_attrs)->average != 0;
+    float scale = average && count ? 1.0f / count : 1.0f;
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         int64_t rem = r, off = 0;
@@ -59,7 +66,7 @@ static df_status broadcast_to_forward(df_node *n)
 static df_status broadcast_to_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     (void)need;
-    if (n->ia[AVERAGE_AT])      /* only made by gradients of means over dynamic axes */
+    if (DF_ATTRS(n, broadcast_to_attrs)->average)      /* only made by gradients of means over dynamic axes */
         return df_op_error(n, DF_ERR_ARG, "the gradient of a mean over a dynamic axis is not differentiable again");
     dx[0] = df_unbroadcast(g, dy, n->in[0]);
     return g->status;
@@ -77,19 +84,18 @@ static const df_gradcheck_case broadcast_to_cases[] = {
 const df_op_def df_op_broadcast_to = {
     .name = "broadcast_to", .infer = broadcast_to_infer, .forward = broadcast_to_forward,
     .backward = broadcast_to_backward, .gradcheck = broadcast_to_cases,
+    .attrs_size = sizeof(broadcast_to_attrs),
 };
 
 df_node *df_broadcast_to(df_graph *g, df_node *x, int ndim, const int64_t *shape)
 {
     if (!df_check_shape_arg(g, "broadcast_to", ndim, shape)) return NULL;
-    int64_t ia[1 + DF_MAX_DIMS] = {ndim};
-    for (int d = 0; d < ndim; d++) ia[1 + d] = shape[d];
-    return df_node_make(g, &df_op_broadcast_to, 1, &x, ia, 1 + ndim, NULL, 0, NULL);
+    broadcast_to_attrs a = {.ndim = ndim};
+    for (int d = 0; d < ndim; d++) a.shape[d] = shape[d];
+    return df_node_new(g, &df_op_broadcast_to, 1, &x, &a);
 }
 
 df_node *df_broadcast_like(df_graph *g, df_node *x, df_node *like, bool average)
 {
-    int64_t ia[AVERAGE_AT + 1] = {0};
-    ia[AVERAGE_AT] = average;
-    return df_like_make(g, &df_op_broadcast_to, x, like, ia, AVERAGE_AT + 1);
+    return df_like_make(g, &df_op_broadcast_to, x, like, &(broadcast_to_attrs){.average = average});
 }

@@ -43,13 +43,14 @@ df_status df_infer_unary_axis(df_node *n)
 {
     df_status st = df_infer_unary(n);
     if (st != DF_OK) return st;
-    int axis = df_axis((int)n->ia[0], n->ndim);
+    df_axis_attrs *a = DF_ATTRS(n, df_axis_attrs);
+    int axis = df_axis(a->axis, n->ndim);
     if (axis < 0) {
         char sx[64];
-        return df_op_error(n, DF_ERR_SHAPE, "axis %lld out of range for shape %s", (long long)n->ia[0],
+        return df_op_error(n, DF_ERR_SHAPE, "axis %lld out of range for shape %s", (long long)a->axis,
                            df_node_shape_str(n->in[0], sx, sizeof sx));
     }
-    n->ia[0] = axis;
+    a->axis = axis;
     return DF_OK;
 }
 
@@ -126,23 +127,22 @@ df_node *df_reshape_like(df_graph *g, df_node *x, df_node *like)
     return like->dyn ? df_reshape_to_like(g, x, like, 0) : df_reshape(g, x, like->ndim, like->shape);
 }
 
-df_node *df_like_make(df_graph *g, const df_op_def *op, df_node *x, df_node *like, const int64_t *ia, int n_ia)
+df_node *df_like_make(df_graph *g, const df_op_def *op, df_node *x, df_node *like, const void *attrs)
 {
     df_node *in[2] = {x, like};
-    df_node *n = df_node_make(g, op, 2, in, ia, n_ia, NULL, 0, NULL);
+    df_node *n = df_node_new(g, op, 2, in, attrs);
     if (n) n->shape_only = 1u << 1;
     return n;
 }
 
-int df_target_shape(const df_node *n, const int64_t *ia_ndim_shape, int64_t *shape)
+int df_target_shape(const df_node *n, int ndim, const int64_t *shape, int64_t *out)
 {
     if (n->n_in == 2) {
-        memcpy(shape, n->in[1]->shape, sizeof(int64_t) * DF_MAX_DIMS);
+        memcpy(out, n->in[1]->shape, sizeof(int64_t) * DF_MAX_DIMS);
         return n->in[1]->ndim;
     }
-    int nd = (int)ia_ndim_shape[0];
-    for (int d = 0; d < nd && d < DF_MAX_DIMS; d++) shape[d] = ia_ndim_shape[1 + d];
-    return nd;
+    for (int d = 0; d < ndim && d < DF_MAX_DIMS; d++) out[d] = shape[d];
+    return ndim;
 }
 
 void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int64_t inner, float scale)
@@ -209,12 +209,13 @@ df_status df_infer_reduce(df_node *n)
     df_status st = df_require_f32(n, 0);
     if (st != DF_OK) return st;
     const df_node *x = n->in[0];
-    unsigned mask = (unsigned)n->ia[0];
+    const df_reduce_attrs *a = DF_ATTRS(n, df_reduce_attrs);
+    unsigned mask = a->axes;
     n->dtype = DF_F32;
     n->ndim = 0;
     for (int d = 0; d < x->ndim; d++) {
         if (!(mask >> d & 1)) n->shape[n->ndim++] = x->shape[d];
-        else if (n->ia[1]) n->shape[n->ndim++] = 1;
+        else if (a->keepdims) n->shape[n->ndim++] = 1;
     }
     /* A scratch buffer is needed only when the reduced axes form two runs. */
     int runs = 0;
@@ -247,12 +248,12 @@ df_node *df_reduce_make(df_graph *g, const df_op_def *op, df_node *x, const int 
         }
         mask |= 1u << a;
     }
-    int64_t ia[2] = {mask, keepdims};
-    return df_node_make(g, op, 1, &x, ia, 2, NULL, 0, NULL);
+    return df_node_new(g, op, 1, &x, &(df_reduce_attrs){.axes = mask, .keepdims = keepdims});
 }
 
 void df_reduce_keep_shape(const df_node *n, int64_t *shape)
 {
     const df_node *x = n->in[0];
-    for (int d = 0; d < x->ndim; d++) shape[d] = (n->ia[0] >> d & 1) ? 1 : x->shape[d];
+    unsigned axes = DF_ATTRS(n, df_reduce_attrs)->axes;
+    for (int d = 0; d < x->ndim; d++) shape[d] = (axes >> d & 1) ? 1 : x->shape[d];
 }

@@ -22,7 +22,21 @@ df_status df_check_indices(const int32_t *idx, int64_t count, int64_t limit);
 df_status df_require_f32(df_node *n, int input);
 /* Output shape = input 0's, dtype f32 (unary elementwise ops). */
 df_status df_infer_unary(df_node *n);
-/* As df_infer_unary, and normalises the axis in ia[0] (error if out of range). */
+DF_ATTRS_BEGIN
+/* Ops along one axis (softmax, log_softmax): normalised by infer. */
+typedef struct { int32_t axis; } df_axis_attrs;
+/* Reductions (sum, mean): the reduced axes (bit d = axis d) and whether they
+ * stay in the output as size 1. */
+typedef struct { uint32_t axes; int32_t keepdims; } df_reduce_attrs;
+/* Recurrent cells, whose attributes their gradient ops read too. */
+typedef struct { bool train; } df_lstm_attrs;          /* keeps every step's gates (set by lstm's backward) */
+typedef struct { bool reset_after; } df_gru_attrs;     /* Keras' reset_after */
+typedef struct { bool want_dh0; } df_bptt_attrs;       /* lstm_grad, gru_grad, rnn_grad: also compute dh0 */
+typedef struct { int32_t which; } df_lstm_state_attrs; /* lstm_grad_state: 0 = dh0, 1 = dc0 */
+typedef struct { int32_t form; } df_lstm_hprev_attrs;  /* lstm_hprev: 0 = hprev, 1 = hprev^T @ dz */
+DF_ATTRS_END
+
+/* As df_infer_unary, and normalises the df_axis_attrs axis (error if out of range). */
 df_status df_infer_unary_axis(df_node *n);
 /* Output shape = NumPy broadcast of inputs 0 and 1, dtype f32. */
 df_status df_infer_broadcast(df_node *n);
@@ -48,10 +62,10 @@ df_node *df_reshape_to_like(df_graph *g, df_node *x, df_node *like, unsigned one
 df_node *df_pad_like(df_graph *g, df_node *x, const int64_t *begin, df_node *like);
 df_node *df_slice_like(df_graph *g, df_node *x, const int64_t *begin, df_node *like);
 /* Makes a node whose last input is a like input (see above). */
-df_node *df_like_make(df_graph *g, const df_op_def *op, df_node *x, df_node *like, const int64_t *ia, int n_ia);
-/* The target shape of a shape-taking op: input 1's when it has one, else
- * ndim and shape from the attributes at ia. */
-int df_target_shape(const df_node *n, const int64_t *ia_ndim_shape, int64_t *shape);
+df_node *df_like_make(df_graph *g, const df_op_def *op, df_node *x, df_node *like, const void *attrs);
+/* The target shape of a shape-taking op into out: input 1's when it has
+ * one, else (ndim, shape) from its attributes; returns the rank. */
+int df_target_shape(const df_node *n, int ndim, const int64_t *shape, int64_t *out);
 /* Sums x (rows, len, inner) over the middle axis into out (rows, inner),
  * deterministic: each output element is summed by one thread in order. */
 void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int64_t inner, float scale);
@@ -60,8 +74,7 @@ void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int
  * as x's shape with those axes set to 1. tmp holds numel(x) floats. */
 void df_reduce_axes(const float *x, int ndim, const int64_t *shape, unsigned mask, float scale,
                     float *out, float *tmp);
-/* Validates axes and sets n's output shape for a reduction; ia[0] = mask,
- * ia[1] = keepdims. */
+/* Validates axes and sets n's output shape for a reduction (df_reduce_attrs). */
 df_status df_infer_reduce(df_node *n);
 df_node *df_reduce_make(df_graph *g, const df_op_def *op, df_node *x, const int *axes, int n_axes,
                         bool keepdims);

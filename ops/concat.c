@@ -1,6 +1,6 @@
 /* concat.c — join n f32 tensors of the same rank along one axis; all other
  * dims must match. The gradient of each input is the slice of dy it came
- * from. ia[0] = axis (normalised by infer). */
+ * from. The axis (df_axis_attrs) is normalised by infer. */
 #include <string.h>
 #include "common.h"
 
@@ -8,9 +8,10 @@ static df_status concat_infer(df_node *n)
 {
     const df_node *x0 = n->in[0];
     char s0[64], si[64];
-    int axis = df_axis((int)n->ia[0], x0->ndim);
+    df_axis_attrs *a = DF_ATTRS(n, df_axis_attrs);
+    int axis = df_axis(a->axis, x0->ndim);
     if (axis < 0)
-        return df_op_error(n, DF_ERR_SHAPE, "axis %lld out of range for shape %s", (long long)n->ia[0],
+        return df_op_error(n, DF_ERR_SHAPE, "axis %lld out of range for shape %s", (long long)a->axis,
                            df_node_shape_str(x0, s0, sizeof s0));
     int64_t total = 0;
     for (int i = 0; i < n->n_in; i++) {
@@ -26,7 +27,7 @@ static df_status concat_infer(df_node *n)
                                i, df_node_shape_str(x, si, sizeof si), df_node_shape_str(x0, s0, sizeof s0), axis);
         total += x->shape[axis];
     }
-    n->ia[0] = axis;
+    a->axis = axis;
     n->dtype = DF_F32;
     n->ndim = x0->ndim;
     memcpy(n->shape, x0->shape, sizeof n->shape);
@@ -38,7 +39,7 @@ static df_status concat_infer(df_node *n)
 // inputs' outer rows laid end to end
 static df_status concat_forward(df_node *n)
 {
-    int axis = (int)n->ia[0];
+    int axis = DF_ATTRS(n, df_axis_attrs)->axis;
     int64_t outer = df_shape_numel(axis, n->shape);
     int64_t inner = df_shape_numel(n->ndim - axis - 1, n->shape + axis + 1);
     int64_t out_row = n->shape[axis] * inner;
@@ -57,7 +58,7 @@ static df_status concat_forward(df_node *n)
 
 static df_status concat_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
-    int axis = (int)n->ia[0];
+    int axis = DF_ATTRS(n, df_axis_attrs)->axis;
     int64_t begin[DF_MAX_DIMS] = {0};
     for (int i = 0; i < n->n_in; i++) {
         df_node *x = n->in[i];
@@ -81,7 +82,7 @@ static const df_gradcheck_case concat_cases[] = {
 
 const df_op_def df_op_concat = {
     .name = "concat", .infer = concat_infer, .forward = concat_forward,
-    .backward = concat_backward, .gradcheck = concat_cases,
+    .backward = concat_backward, .gradcheck = concat_cases, .attrs_size = sizeof(df_axis_attrs),
 };
 
 df_node *df_concat(df_graph *g, int n, df_node *const *xs, int axis)
@@ -91,6 +92,5 @@ df_node *df_concat(df_graph *g, int n, df_node *const *xs, int axis)
                       xs ? "given" : "NULL");
         return NULL;
     }
-    int64_t ia[1] = {axis};
-    return df_node_make(g, &df_op_concat, n, xs, ia, 1, NULL, 0, NULL);
+    return df_node_new(g, &df_op_concat, n, xs, &(df_axis_attrs){.axis = axis});
 }

@@ -2,9 +2,16 @@
 #include <string.h>
 #include "common.h"
 
+DF_ATTRS_BEGIN
+/* The caller's value, read once by infer (which copies it) and then cleared:
+ * a built constant's attributes are zero and its value is its data. */
+typedef struct { const df_tensor *value; } constant_attrs;
+DF_ATTRS_END
+
 static df_status constant_infer(df_node *n)
 {
-    const df_tensor *t = n->pa;
+    constant_attrs *a = DF_ATTRS(n, constant_attrs);
+    const df_tensor *t = a->value;
     if (t->dtype != DF_F32 && t->dtype != DF_I32)
         return df_op_error(n, DF_ERR_DTYPE, "unknown dtype %d", (int)t->dtype);
     if (t->ndim < 0 || t->ndim > DF_MAX_DIMS)
@@ -18,12 +25,13 @@ static df_status constant_infer(df_node *n)
     if (!n->data) return n->graph->status;
     if (bytes && !t->data) return df_op_error(n, DF_ERR_ARG, "null data");
     if (bytes) memcpy(n->data, t->data, bytes);
-    n->pa = NULL;
+    a->value = NULL;
     return DF_OK;
 }
 
 const df_op_def df_op_constant = {
     .name = "constant", .flags = DF_OP_EXTERNAL | DF_OP_CONSTANT, .infer = constant_infer,
+    .attrs_size = sizeof(constant_attrs),
     .no_gradcheck = "leaf: no inputs to differentiate",
 };
 
@@ -33,7 +41,7 @@ df_node *df_constant(df_graph *g, const df_tensor *value)
         if (g) df_graph_fail(g, DF_ERR_ARG, "df_constant: null tensor");
         return NULL;
     }
-    return df_node_make(g, &df_op_constant, 0, NULL, NULL, 0, NULL, 0, (void *)value);
+    return df_node_new(g, &df_op_constant, 0, NULL, &(constant_attrs){.value = value});
 }
 
 df_node *df_scalar(df_graph *g, float value)

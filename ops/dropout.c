@@ -4,13 +4,13 @@
  *
  * where u is a 24-bit uniform in [0,1) from a splitmix64-style hash of the
  * seed's value (input 1, an i32 with one element, e.g. a step counter), the
- * salt (ia[0]) and the flat index i. The mask is a pure function of those, so
+ * salt and the flat index i. The mask is a pure function of those, so
  * it is never stored: the backward is another dropout node on dy with the
  * same seed, salt and rate, which redraws the same mask (and is itself
  * differentiable). A new seed value gives a new mask; the same value repeats
- * it exactly, whatever the thread count. fa[0] = rate in [0, 1).
+ * it exactly, whatever the thread count.
  *
- * ia[1] = the row (index along axis 0) x starts at in a larger batch: the
+ * first_row = the row (index along axis 0) x starts at in a larger batch: the
  * flat index is counted from there, so a data-parallel process that holds
  * rows [r0, r0 + b) of a batch draws exactly those rows' mask.
  *
@@ -19,6 +19,15 @@
  * each layer its own salt as well). */
 #include <math.h>
 #include "common.h"
+
+DF_ATTRS_BEGIN
+typedef struct {
+    uint64_t salt;
+    int64_t first_row;
+    float rate;                   /* in [0, 1) */
+    uint32_t unused;              /* 0: no padding */
+} dropout_attrs;
+DF_ATTRS_END
 
 static df_status dropout_infer(df_node *n)
 {
@@ -29,8 +38,8 @@ static df_status dropout_infer(df_node *n)
     if (seed->dtype != DF_I32 || seed->numel != 1)
         return df_op_error(n, DF_ERR_ARG, "seed must be an i32 with one element, got %s %s",
                            df_dtype_name(seed->dtype), df_node_shape_str(seed, s, sizeof s));
-    if (!(n->fa[0] >= 0.0f && n->fa[0] < 1.0f))
-        return df_op_error(n, DF_ERR_ARG, "rate must be in [0, 1), got %g", n->fa[0]);
+    float rate = DF_ATTRS(n, dropout_attrs)->rate;
+    if (!(rate >= 0.0f && rate < 1.0f)) return df_op_error(n, DF_ERR_ARG, "rate must be in [0, 1), got %g", rate);
     return df_infer_unary(n);
 }
 
@@ -47,9 +56,10 @@ static df_status dropout_forward(df_node *n)
     const float *X = DF_F32P(n->in[0]);
     float *Y = DF_F32P(n);
     const int64_t N = n->numel;
-    const float rate = n->fa[0], scale = 1.0f / (1.0f - rate);
-    const uint64_t base = dropout_mix(dropout_mix((uint64_t)n->ia[0]) ^ (uint64_t)(uint32_t)DF_I32P(n->in[1])[0]);
-    const uint64_t first = n->ndim && n->shape[0] ? (uint64_t)n->ia[1] * (uint64_t)(N / n->shape[0]) : 0;
+    const dropout_attrs *a = DF_ATTRS(n, dropout_attrs);
+    const float rate = a->rate, scale = 1.0f / (1.0f - rate);
+    const uint64_t base = dropout_mix(dropout_mix(a->salt) ^ (uint64_t)(uint32_t)DF_I32P(n->in[1])[0]);
+    const uint64_t first = n->ndim && n->shape[0] ? (uint64_t)a->first_row * (uint64_t)(N / n->shape[0]) : 0;
     /* threshold on 24-bit draws: keep iff draw >= rate * 2^24 */
     const uint64_t cut = (uint64_t)ceil((double)rate * 16777216.0);
 #pragma omp parallel for simd schedule(static) if (N > DF_PAR_MIN)
@@ -62,7 +72,8 @@ static df_status dropout_forward(df_node *n)
 
 static df_status dropout_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
-    if (need[0]) dx[0] = df_dropout_rows(g, dy, n->fa[0], n->in[1], (uint64_t)n->ia[0], n->ia[1]);
+    const dropout_attrs *a = DF_ATTRS(n, dropout_attrs);
+    if (need[0]) dx[0] = df_dropout_rows(g, dy, a->rate, n->in[1], a->salt, a->first_row);
     return g->status;
 }
 
@@ -77,7 +88,7 @@ static const df_gradcheck_case dropout_cases[] = {
 
 const df_op_def df_op_dropout = {
     .name = "dropout", .flags = DF_OP_NO_CSE, .infer = dropout_infer, .forward = dropout_forward,
-    .backward = dropout_backward, .gradcheck = dropout_cases,
+    .backward = dropout_backward, .gradcheck = dropout_cases, .attrs_size = sizeof(dropout_attrs),
 };
 
 df_node *df_dropout(df_graph *g, df_node *x, float rate, df_node *seed, uint64_t salt)
@@ -92,6 +103,6 @@ df_node *df_dropout_rows(df_graph *g, df_node *x, float rate, df_node *seed, uin
         return NULL;
     }
     df_node *in[2] = {x, seed};
-    int64_t ia[2] = {(int64_t)salt, first_row};
-    return df_node_make(g, &df_op_dropout, 2, in, ia, 2, &rate, 1, NULL);
+    dropout_attrs a = {.salt = salt, .first_row = first_row, .rate = rate};
+    return df_node_new(g, &df_op_dropout, 2, in, &a);
 }

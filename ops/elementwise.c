@@ -91,13 +91,13 @@ enum {
 #define DF_EW_CONSTRUCTOR_1(name)                                                \
     df_node *df_##name(df_graph *g, df_node *x)                                  \
     {                                                                            \
-        return df_node_make(g, &df_op_##name, 1, &x, NULL, 0, NULL, 0, NULL);    \
+        return df_node_new(g, &df_op_##name, 1, &x, NULL);                       \
     }
 #define DF_EW_CONSTRUCTOR_2(name)                                                \
     df_node *df_##name(df_graph *g, df_node *a, df_node *b)                      \
     {                                                                            \
         df_node *in[2] = {a, b};                                                 \
-        return df_node_make(g, &df_op_##name, 2, in, NULL, 0, NULL, 0, NULL);    \
+        return df_node_new(g, &df_op_##name, 2, in, NULL);                       \
     }
 #define DF_EW(name, CODE, arity, ...) DF_EW_CONSTRUCTOR_##arity(name)
 #include "elementwise.def"
@@ -239,6 +239,125 @@ DF_EW_OP(relu, .backward = relu_backward, .gradcheck = relu_cases);
 /* step(x) = (x > 0) as 0/1, relu's derivative: its own is zero almost everywhere. */
 DF_EW_OP(step, .no_gradcheck = "no gradient: zero almost everywhere (relu's backward uses it; "
                                "values in tests/test_ops.c)");
+
+/* y = erf(x): dx = dy * 2/sqrt(pi) * exp(-x^2). */
+static df_status erf_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    df_node *x = n->in[0];
+    dx[0] = df_mul(g, dy, df_scale(g, df_exp(g, df_neg(g, df_mul(g, x, x))), 1.12837916709551257f));
+    return g->status;
+}
+static const df_gradcheck_case erf_cases[] = {DF_EW_UNARY_CASES(erf, -2.0f, 2.0f), {0}};
+DF_EW_OP(erf, .backward = erf_backward, .gradcheck = erf_cases);
+
+/* y = sqrt(x): dx = dy * 0.5 / y. */
+static df_status sqrt_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = df_div(g, df_scale(g, dy, 0.5f), n);
+    return g->status;
+}
+static const df_gradcheck_case sqrt_cases[] = {DF_EW_UNARY_CASES(sqrt, 0.5f, 3.0f), {0}};
+DF_EW_OP(sqrt, .backward = sqrt_backward, .gradcheck = sqrt_cases);
+
+/* y = 1/sqrt(x): dx = dy * -0.5 * y^3. */
+static df_status rsqrt_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    dx[0] = df_mul(g, df_scale(g, dy, -0.5f), df_mul(g, n, df_mul(g, n, n)));
+    return g->status;
+}
+static const df_gradcheck_case rsqrt_cases[] = {DF_EW_UNARY_CASES(rsqrt, 0.5f, 3.0f), {0}};
+DF_EW_OP(rsqrt, .backward = rsqrt_backward, .gradcheck = rsqrt_cases);
+
+/* |x|: dx = dy * sign(x), sign = step(x) - step(-x) (0 at 0, as torch). */
+static df_status abs_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    df_node *x = n->in[0];
+    dx[0] = df_mul(g, dy, df_sub(g, df_step(g, x), df_step(g, df_neg(g, x))));
+    return g->status;
+}
+static const df_gradcheck_case abs_cases[] = {DF_EW_UNARY_CASES(abs, -1.0f, 1.0f), {0}};
+DF_EW_OP(abs, .backward = abs_backward, .gradcheck = abs_cases);
+
+/* softplus(x): dx = dy * sigmoid(x) (1 past the threshold, where y = x). */
+static df_status softplus_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    df_node *x = n->in[0], *past = df_step(g, df_sub(g, x, df_scalar(g, 20.0f)));
+    df_node *slope = df_add(g, df_mul(g, past, df_sub(g, df_scalar(g, 1.0f), df_sigmoid(g, x))), df_sigmoid(g, x));
+    dx[0] = df_mul(g, dy, slope);
+    return g->status;
+}
+static const df_gradcheck_case softplus_cases[] = {
+    DF_EW_UNARY_CASES(softplus, -3.0f, 3.0f),
+    {"past the threshold", 1, {DF_GC_F32_RANGE(20.5f, 24.0f, 5)}, softplus_build, 0, 0},
+    {0},
+};
+DF_EW_OP(softplus, .backward = softplus_backward, .gradcheck = softplus_cases);
+
+/* gelu(x) = x * Phi(x): dx = dy * (Phi(x) + x * phi(x)), Phi(x) = (1 + erf(x/sqrt 2))/2,
+ * phi(x) = exp(-x^2/2) / sqrt(2 pi). */
+static df_status gelu_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    df_node *x = n->in[0];
+    df_node *cdf = df_scale(g, df_add(g, df_scalar(g, 1.0f), df_erf(g, df_scale(g, x, 0.70710678118654752f))), 0.5f);
+    df_node *pdf = df_scale(g, df_exp(g, df_scale(g, df_mul(g, x, x), -0.5f)), 0.39894228040143268f);
+    dx[0] = df_mul(g, dy, df_add(g, cdf, df_mul(g, x, pdf)));
+    return g->status;
+}
+static const df_gradcheck_case gelu_cases[] = {DF_EW_UNARY_CASES(gelu, -3.0f, 3.0f), {0}};
+DF_EW_OP(gelu, .backward = gelu_backward, .gradcheck = gelu_cases);
+
+/* gelu_tanh(x) = x (1 + t)/2, t = tanh(u), u = c (x + k x^3):
+ * dx = dy * ((1 + t)/2 + x (1 - t^2) c (1 + 3 k x^2) / 2). */
+static df_status gelu_tanh_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    const float c = 0.79788456080286536f, k = 0.044715f;
+    df_node *x = n->in[0], *x2 = df_mul(g, x, x);
+    df_node *t = df_tanh(g, df_scale(g, df_add(g, x, df_scale(g, df_mul(g, x2, x), k)), c));
+    df_node *one = df_scalar(g, 1.0f);
+    df_node *du = df_scale(g, df_add(g, one, df_scale(g, x2, 3.0f * k)), c);       /* du/dx */
+    df_node *inner = df_mul(g, df_mul(g, x, df_sub(g, one, df_mul(g, t, t))), du);
+    dx[0] = df_mul(g, dy, df_scale(g, df_add(g, df_add(g, one, t), inner), 0.5f));
+    return g->status;
+}
+static const df_gradcheck_case gelu_tanh_cases[] = {DF_EW_UNARY_CASES(gelu_tanh, -3.0f, 3.0f), {0}};
+DF_EW_OP(gelu_tanh, .backward = gelu_tanh_backward, .gradcheck = gelu_tanh_cases);
+
+/* maximum / minimum: the gradient goes to the chosen operand, split in half
+ * at a tie (as torch). wins = (a > b) + (a == b)/2 for maximum. */
+static df_status pick_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx, bool max)
+{
+    df_node *a = n->in[0], *b = n->in[1];
+    df_node *ties = df_scale(g, df_equal(g, a, b), 0.5f);
+    df_node *a_wins = df_add(g, max ? df_greater(g, a, b) : df_less(g, a, b), ties);
+    df_node *b_wins = df_add(g, max ? df_less(g, a, b) : df_greater(g, a, b), ties);
+    dx[0] = need[0] ? df_unbroadcast(g, df_mul(g, dy, a_wins), a) : NULL;
+    dx[1] = need[1] ? df_unbroadcast(g, df_mul(g, dy, b_wins), b) : NULL;
+    return g->status;
+}
+static df_status maximum_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    return pick_backward(g, n, dy, need, dx, true);
+}
+static df_status minimum_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    return pick_backward(g, n, dy, need, dx, false);
+}
+/* b is brought within 1e-3 of 0 while |a| >= 0.05: no tie within the
+ * checker's step, and each operand wins somewhere. */
+static df_node *maximum_near_zero(df_graph *g, df_node **in) { return df_maximum(g, in[0], df_scale(g, in[1], 1e-3f)); }
+static df_node *minimum_near_zero(df_graph *g, df_node **in) { return df_minimum(g, in[0], df_scale(g, in[1], 1e-3f)); }
+#define DF_EW_PICK_CASES(build)                                                                \
+    {"same shape", 2, {DF_GC_F32(2, 3), DF_GC_F32(2, 3)}, build, 0, 0},                        \
+    {"broadcast row", 2, {DF_GC_F32(4, 3), DF_GC_F32(3)}, build, 0, 0}
+static const df_gradcheck_case maximum_cases[] = {DF_EW_PICK_CASES(maximum_near_zero), {0}};
+static const df_gradcheck_case minimum_cases[] = {DF_EW_PICK_CASES(minimum_near_zero), {0}};
+DF_EW_OP(maximum, .backward = maximum_backward, .gradcheck = maximum_cases);
+DF_EW_OP(minimum, .backward = minimum_backward, .gradcheck = minimum_cases);
+
+/* Comparisons are piecewise constant: no gradient (masks for other ops' derivatives). */
+DF_EW_OP(equal, .no_gradcheck = "no gradient: piecewise constant (values in tests/test_ops.c)");
+DF_EW_OP(less, .no_gradcheck = "no gradient: piecewise constant (values in tests/test_ops.c)");
+DF_EW_OP(greater, .no_gradcheck = "no gradient: piecewise constant (values in tests/test_ops.c)");
 
 /* ------------------------------------------------ compositions of the above */
 

@@ -1,17 +1,25 @@
 /* fill_like.c — a value in a shape that follows another node's dimensions: the zero
  * initial state (B,H) of a recurrent layer on x (B,T,E) with an open batch
- * dimension. Input 0 is read only for its shape. Attributes: ia[0] = rank,
- * ia[1..4] = dims (DF_DYNAMIC: like's dimension at that axis), ia[5] =
- * dtype; fa[0] = value. */
+ * dimension. Input 0 is read only for its shape. */
 #include "common.h"
-#define FILL_DTYPE_AT (1 + DF_MAX_DIMS)
+
+DF_ATTRS_BEGIN
+typedef struct {
+    int64_t dims[DF_MAX_DIMS];    /* DF_DYNAMIC: like's dimension at that axis */
+    int32_t ndim;
+    df_dtype dtype;
+    float value;
+    uint32_t unused;              /* 0: no padding */
+} fill_like_attrs;
+DF_ATTRS_END
 
 static df_status fill_like_infer(df_node *n)
 {
     const df_node *like = n->in[0];
-    int nd = (int)n->ia[0];
+    const fill_like_attrs *a = DF_ATTRS(n, fill_like_attrs);
+    int nd = a->ndim;
     for (int d = 0; d < nd; d++) {
-        if (n->ia[1 + d] != DF_DYNAMIC) n->shape[d] = n->ia[1 + d];
+        if (a->dims[d] != DF_DYNAMIC) n->shape[d] = a->dims[d];
         else if (d < like->ndim) n->shape[d] = like->shape[d];
         else {
             char s[64];
@@ -20,22 +28,24 @@ static df_status fill_like_infer(df_node *n)
         }
     }
     n->ndim = nd;
-    n->dtype = (df_dtype)n->ia[FILL_DTYPE_AT];
+    n->dtype = a->dtype;
     return DF_OK;
 }
 
 // like (any; read for its shape only) -> y (ndim dims, each fixed or like's)
 static df_status fill_like_forward(df_node *n)
 {
+    float value = DF_ATTRS(n, fill_like_attrs)->value;
     if (n->dtype == DF_I32)
-        for (int64_t i = 0; i < n->numel; i++) DF_I32P(n)[i] = (int32_t)n->fa[0];
+        for (int64_t i = 0; i < n->numel; i++) DF_I32P(n)[i] = (int32_t)value;
     else
-        for (int64_t i = 0; i < n->numel; i++) DF_F32P(n)[i] = n->fa[0];
+        for (int64_t i = 0; i < n->numel; i++) DF_F32P(n)[i] = value;
     return DF_OK;
 }
 
 const df_op_def df_op_fill_like = {
     .name = "fill_like", .infer = fill_like_infer, .forward = fill_like_forward,
+    .attrs_size = sizeof(fill_like_attrs),
     .no_gradcheck = "no gradient: its input is read for its shape only, so autodiff passes it none "
                     "(tests/test_layers.c)",
 };
@@ -57,7 +67,7 @@ df_node *df_fill_like_dims(df_graph *g, df_node *like, float value, df_dtype dty
                       (const void *)dims, (int)dtype);
         return NULL;
     }
-    int64_t ia[FILL_DTYPE_AT + 1] = {ndim};
+    fill_like_attrs a = {.ndim = ndim, .dtype = dtype, .value = value};
     bool follows = false;
     for (int d = 0; d < ndim; d++) {
         if (dims[d] < 0 && dims[d] != DF_DYNAMIC) {
@@ -65,10 +75,9 @@ df_node *df_fill_like_dims(df_graph *g, df_node *like, float value, df_dtype dty
             df_graph_fail(g, DF_ERR_SHAPE, "fill_like: dims %s (each >= 0 or DF_DYNAMIC)", df_shape_str(ndim, dims, s, sizeof s));
             return NULL;
         }
-        ia[1 + d] = dims[d];
+        a.dims[d] = dims[d];
         follows |= dims[d] == DF_DYNAMIC && d < like->ndim && (like->dyn >> d & 1);
     }
-    ia[FILL_DTYPE_AT] = dtype;
     if (!follows && dtype == DF_F32) {   /* every size is known now: a constant, which the passes may fold */
         int64_t shape[DF_MAX_DIMS];
         bool known = true;
@@ -78,7 +87,7 @@ df_node *df_fill_like_dims(df_graph *g, df_node *like, float value, df_dtype dty
         }
         if (known) return df_fill(g, value, ndim, shape);
     }
-    df_node *n = df_node_make(g, &df_op_fill_like, 1, &like, ia, FILL_DTYPE_AT + 1, &value, 1, NULL);
+    df_node *n = df_node_new(g, &df_op_fill_like, 1, &like, &a);
     if (n) n->shape_only = 1u;
     return n;
 }

@@ -24,7 +24,7 @@ static void run_instruction(int code, const float *A, int64_t sa, const float *B
 // inputs (S) or scalars -> y (S)
 static df_status fused_elementwise_forward(df_node *n)
 {
-    const df_fused_program *p = n->pa;
+    const df_fused_program *p = DF_ATTRS(n, df_fused_program);
     int64_t N = n->numel, blocks = (N + BLOCK - 1) / BLOCK;
     float *Y = DF_F32P(n);
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
@@ -69,6 +69,7 @@ static df_status fused_elementwise_infer(df_node *n)
 const df_op_def df_op_fused_elementwise = {
     .name = "fused_elementwise", .flags = DF_OP_FUSED | DF_OP_ELEMENTWISE,
     .infer = fused_elementwise_infer, .forward = fused_elementwise_forward,
+    .attrs_size = sizeof(df_fused_program),
     .no_gradcheck = "built by the fusion pass after autodiff; bit-identical to the ops it merges "
                     "(tests/test_passes.c)",
 };

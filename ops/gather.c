@@ -63,5 +63,5 @@ const df_op_def df_op_gather = {
 df_node *df_gather(df_graph *g, df_node *params, df_node *indices)
 {
     df_node *in[2] = {params, indices};
-    return df_node_make(g, &df_op_gather, 2, in, NULL, 0, NULL, 0, NULL);
+    return df_node_new(g, &df_op_gather, 2, in, NULL);
 }

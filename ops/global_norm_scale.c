@@ -7,13 +7,18 @@
 #include <math.h>
 #include "common.h"
 
+DF_ATTRS_BEGIN
+typedef struct { float clip; } global_norm_scale_attrs;
+DF_ATTRS_END
+
 static df_status global_norm_scale_infer(df_node *n)
 {
     for (int i = 0; i < n->n_in; i++) {
         df_status st = df_require_f32(n, i);
         if (st != DF_OK) return st;
     }
-    if (!(n->fa[0] > 0)) return df_op_error(n, DF_ERR_ARG, "clip norm must be positive, got %g", n->fa[0]);
+    float clip = DF_ATTRS(n, global_norm_scale_attrs)->clip;
+    if (!(clip > 0)) return df_op_error(n, DF_ERR_ARG, "clip norm must be positive, got %g", clip);
     n->dtype = DF_F32;
     n->ndim = 0;
     return DF_OK;
@@ -41,18 +46,18 @@ static df_status global_norm_scale_forward(df_node *n)
 {
     double total = 0;
     for (int i = 0; i < n->n_in; i++) total += sum_of_squares(DF_F32P(n->in[i]), n->in[i]->numel);
-    double norm = sqrt(total), clip = n->fa[0];
+    double norm = sqrt(total), clip = DF_ATTRS(n, global_norm_scale_attrs)->clip;
     DF_F32P(n)[0] = (float)(clip / (norm > clip ? norm : clip));
     return DF_OK;
 }
 
 const df_op_def df_op_global_norm_scale = {
     .name = "global_norm_scale", .infer = global_norm_scale_infer, .forward = global_norm_scale_forward,
+    .attrs_size = sizeof(global_norm_scale_attrs),
     .no_gradcheck = "no gradient: the clipping factor applied to gradients (tests/test_optim.c)",
 };
 
 df_node *df_global_norm_scale(df_graph *g, int n, df_node *const *grads, float clip)
 {
-    float fa[1] = {clip};
-    return df_node_make(g, &df_op_global_norm_scale, n, grads, NULL, 0, fa, 1, NULL);
+    return df_node_new(g, &df_op_global_norm_scale, n, grads, &(global_norm_scale_attrs){.clip = clip});
 }

@@ -18,7 +18,7 @@
  * backward (ops/gru_grad.c), which builds d xproj = gru_grad (BPTT), d w_rec
  * = gru_grad_w (one GEMM over all steps, two for reset_before), d b_rec =
  * gru_grad_bias and dh0 = gru_grad_state. Node layout: inputs (xproj, w_rec,
- * h0[, b_rec]); ia[0] = reset_after. */
+ * h0[, b_rec]). */
 #include <string.h>
 #include "common.h"
 #include "cell_math.h"
@@ -31,8 +31,6 @@ static df_status gru_infer(df_node *n)
         if ((st = df_require_f32(n, i)) != DF_OK) return st;
     const df_node *x = n->in[0], *w = n->in[1], *h0 = n->in[2];
     char sx[64], so[64];
-    if (n->ia[0] != 0 && n->ia[0] != 1)
-        return df_op_error(n, DF_ERR_ARG, "reset_after must be 0 or 1, got %lld", (long long)n->ia[0]);
     if (x->ndim != 3 || x->shape[2] % 3 != 0)
         return df_op_error(n, DF_ERR_SHAPE, "xproj must be (B,T,3H), got %s", df_node_shape_str(x, sx, sizeof sx));
     if (x->shape[1] < 1)
@@ -47,7 +45,7 @@ static df_status gru_infer(df_node *n)
                            (long long)H, df_node_shape_str(x, sx, sizeof sx), df_node_shape_str(h0, so, sizeof so));
     if (n->n_in == 4) {
         const df_node *b = n->in[3];
-        if (!n->ia[0])
+        if (!DF_ATTRS(n, df_gru_attrs)->reset_after)
             return df_op_error(n, DF_ERR_ARG, "a recurrent bias needs reset_after (with reset_after=false the "
                                               "bias is only the input bias, part of xproj)");
         if (b->ndim != 1 || b->shape[0] != 3 * H)
@@ -60,7 +58,7 @@ static df_status gru_infer(df_node *n)
     n->shape[1] = x->shape[1];
     n->shape[2] = H;
     /* gates (B,T,3H) [z r hh] | u_h or r*h_{t-1} (B,T,H) [| zero b_rec (3H)] */
-    n->aux_bytes = (size_t)(B * x->shape[1] * 4 * H + (n->ia[0] && n->n_in == 3 ? 3 * H : 0)) * sizeof(float);
+    n->aux_bytes = (size_t)(B * x->shape[1] * 4 * H + (DF_ATTRS(n, df_gru_attrs)->reset_after && n->n_in == 3 ? 3 * H : 0)) * sizeof(float);
     return DF_OK;
 }
 
@@ -71,7 +69,7 @@ static df_status gru_forward(df_node *n)
 {
     const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2], G3 = 3 * H;
     const float *X = DF_F32P(n->in[0]), *W = DF_F32P(n->in[1]), *H0 = DF_F32P(n->in[2]);
-    const bool reset_after = n->ia[0];
+    const bool reset_after = DF_ATTRS(n, df_gru_attrs)->reset_after;
     float *Y = DF_F32P(n), *G = n->aux, *E = G + B * T * G3;
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
     const float *BR = n->n_in == 4 ? DF_F32P(n->in[3]) : E + B * T * H;
@@ -137,17 +135,16 @@ static df_status gru_forward(df_node *n)
 static df_status gru_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     df_node *gin[4] = {n, dy, n->in[1], n->in[2]};
-    int64_t want_dh0 = need[2];
-    df_node *dxp = df_node_make(g, &df_op_gru_grad, 4, gin, &want_dh0, 1, NULL, 0, NULL);
+    df_node *dxp = df_node_new(g, &df_op_gru_grad, 4, gin, &(df_bptt_attrs){.want_dh0 = need[2]});
     if (need[0]) dx[0] = dxp;
     if (need[1]) {
         df_node *hin[2] = {n, n->in[2]};
-        df_node *hprev = df_node_make(g, &df_op_lstm_hprev, 2, hin, NULL, 0, NULL, 0, NULL);
+        df_node *hprev = df_node_new(g, &df_op_lstm_hprev, 2, hin, &(df_lstm_hprev_attrs){.form = 0});
         df_node *win[3] = {dxp, n, hprev};
-        dx[1] = df_node_make(g, &df_op_gru_grad_w, 3, win, NULL, 0, NULL, 0, NULL);
+        dx[1] = df_node_new(g, &df_op_gru_grad_w, 3, win, NULL);
     }
-    if (need[2]) dx[2] = df_node_make(g, &df_op_gru_grad_state, 1, &dxp, NULL, 0, NULL, 0, NULL);
-    if (n->n_in == 4 && need[3]) dx[3] = df_node_make(g, &df_op_gru_grad_bias, 1, &dxp, NULL, 0, NULL, 0, NULL);
+    if (need[2]) dx[2] = df_node_new(g, &df_op_gru_grad_state, 1, &dxp, NULL);
+    if (n->n_in == 4 && need[3]) dx[3] = df_node_new(g, &df_op_gru_grad_bias, 1, &dxp, NULL);
     return g->status;
 }
 
@@ -169,12 +166,12 @@ static const df_gradcheck_case gru_cases[] = {
 
 const df_op_def df_op_gru = {
     .name = "gru", .infer = gru_infer, .forward = gru_forward,
+    .attrs_size = sizeof(df_gru_attrs),
     .backward = gru_backward, .gradcheck = gru_cases,
 };
 
 df_node *df_gru(df_graph *g, df_node *xproj, df_node *w_rec, df_node *b_rec, df_node *h0, bool reset_after)
 {
     df_node *in[4] = {xproj, w_rec, h0, b_rec};
-    int64_t ra = reset_after;
-    return df_node_make(g, &df_op_gru, b_rec ? 4 : 3, in, &ra, 1, NULL, 0, NULL);
+    return df_node_new(g, &df_op_gru, b_rec ? 4 : 3, in, &(df_gru_attrs){.reset_after = reset_after});
 }

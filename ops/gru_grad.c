@@ -11,7 +11,7 @@
  *                 dr = d(r h_{t-1}) h_{t-1};
  *                 carry = dh z + d(r h_{t-1}) r + [da_z, da_r] @ w_zr^T  (GEMM 2)
  *
- * After step 0 the carry is dh0 (read out by gru_grad_state) when ia[0] = 1
+ * After step 0 the carry is dh0 (read out by gru_grad_state) when want_dh0
  * asks for it (the last GEMM also runs at t = 0). Inputs (gru, dy, w_rec, h0).
  * Not differentiable itself. */
 #include <string.h>
@@ -39,7 +39,7 @@ static df_status gru_grad_infer(df_node *n)
     n->ndim = 3;
     memcpy(n->shape, l->in[0]->shape, sizeof n->shape);     /* xproj's (B,T,3H) */
     /* carry dh (B,H) | scratch (B,H) | reset_after: du (B,T,3H) */
-    n->aux_bytes = (size_t)(2 * B * H + (l->ia[0] ? B * T * 3 * H : 0)) * sizeof(float);
+    n->aux_bytes = (size_t)(2 * B * H + (DF_ATTRS(l, df_gru_attrs)->reset_after ? B * T * 3 * H : 0)) * sizeof(float);
     return DF_OK;
 }
 
@@ -52,7 +52,8 @@ static df_status gru_grad_forward(df_node *n)
     const float *G = l->aux, *E = G + B * T * G3, *Y = DF_F32P(l);
     const float *DY = DF_F32P(n->in[1]), *W = DF_F32P(n->in[2]), *H0 = DF_F32P(n->in[3]);
     float *DX = DF_F32P(n), *DH = n->aux, *S = DH + B * H, *DU = S + B * H;
-    const bool reset_after = l->ia[0];
+    const bool reset_after = DF_ATTRS(l, df_gru_attrs)->reset_after;
+    const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0;
     if (n->numel == 0) return DF_OK;
     memset(DH, 0, (size_t)(B * H) * sizeof(float));         /* nothing flows in after step T-1 */
     for (int64_t t = T - 1; t >= 0; t--) {
@@ -81,7 +82,7 @@ static df_status gru_grad_forward(df_node *n)
                 }
             }
             /* carry += du_t @ w_rec^T (at t = 0: dh0, if asked for) */
-            if (t > 0 || n->ia[0])
+            if (t > 0 || want_dh0)
                 cell_sgemm(true, B, H, G3, 1.0f, DU + t * G3, T * G3, W, G3, 1.0f, DH, H);
             continue;
         }
@@ -114,12 +115,13 @@ static df_status gru_grad_forward(df_node *n)
             }
         }
         /* carry += [da_z, da_r] @ w_zr^T (at t = 0: dh0, if asked for) */
-        if (t > 0 || n->ia[0]) cell_sgemm(true, B, H, 2 * H, 1.0f, DX + t * G3, T * G3, W, G3, 1.0f, DH, H);
+        if (t > 0 || want_dh0) cell_sgemm(true, B, H, 2 * H, 1.0f, DX + t * G3, T * G3, W, G3, 1.0f, DH, H);
     }
     return DF_OK;
 }
 
 const df_op_def df_op_gru_grad = {
     .name = "gru_grad", .infer = gru_grad_infer, .forward = gru_grad_forward,
+    .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through gru's cases",
 };

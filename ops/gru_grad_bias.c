@@ -10,7 +10,7 @@ static df_status gru_grad_bias_infer(df_node *n)
     if (gr->op != &df_op_gru_grad)
         return df_op_error(n, DF_ERR_ARG, "input must be a gru_grad node, got op '%s'", gr->op->name);
     const df_node *l = gr->in[0];
-    if (!l->ia[0] || l->n_in != 4)
+    if (!DF_ATTRS(l, df_gru_attrs)->reset_after || l->n_in != 4)
         return df_op_error(n, DF_ERR_STATE, "gru node %d has no recurrent bias (needs reset_after and b_rec)", l->id);
     n->dtype = DF_F32;
     n->ndim = 1;

@@ -1,6 +1,6 @@
 /* gru_grad_state.c — dh0 (B,H), the gradient a gru passes back to its initial
  * state, read out of a gru_grad node's workspace (where BPTT leaves it after
- * step 0; the gru_grad must have been built with ia[0] = 1). Not
+ * step 0; the gru_grad must have been built with want_dh0). Not
  * differentiable. */
 #include <string.h>
 #include "common.h"
@@ -10,7 +10,7 @@ static df_status gru_grad_state_infer(df_node *n)
     const df_node *gr = n->in[0];
     if (gr->op != &df_op_gru_grad)
         return df_op_error(n, DF_ERR_ARG, "input must be a gru_grad node, got op '%s'", gr->op->name);
-    if (!gr->ia[0]) return df_op_error(n, DF_ERR_STATE, "gru_grad node %d was built without dh0", gr->id);
+    if (!DF_ATTRS(gr, df_bptt_attrs)->want_dh0) return df_op_error(n, DF_ERR_STATE, "gru_grad node %d was built without dh0", gr->id);
     n->dtype = DF_F32;
     n->ndim = 2;
     n->shape[0] = gr->shape[0];

@@ -31,7 +31,7 @@ static df_status gru_grad_w_forward(df_node *n)
     const float *HP = DF_F32P(n->in[2]), *DX = DF_F32P(gr);
     float *DW = DF_F32P(n);
     if (n->numel == 0) return DF_OK;
-    if (l->ia[0]) {
+    if (DF_ATTRS(l, df_gru_attrs)->reset_after) {
         const float *DU = (const float *)gr->aux + 2 * B * H;
         df_sgemm(true, false, H, G3, R, 1.0f, HP, H, DU, G3, 0.0f, DW, G3);
         return DF_OK;

@@ -19,14 +19,14 @@ static inline void log_softmax_lane(const float *x, float *y, int64_t len, int64
 // x (outer, len, inner) viewed around the axis -> y (same shape)
 static df_status log_softmax_forward(df_node *n)
 {
-    df_for_each_lane(DF_F32P(n->in[0]), DF_F32P(n), n->ndim, n->shape, (int)n->ia[0], log_softmax_lane);
+    df_for_each_lane(DF_F32P(n->in[0]), DF_F32P(n), n->ndim, n->shape, DF_ATTRS(n, df_axis_attrs)->axis, log_softmax_lane);
     return DF_OK;
 }
 
 static df_status log_softmax_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     (void)need;
-    int axis = (int)n->ia[0];
+    int axis = DF_ATTRS(n, df_axis_attrs)->axis;
     df_node *total = df_sum(g, dy, &axis, 1, true);
     dx[0] = df_sub(g, dy, df_mul(g, df_exp(g, n), total));
     return g->status;
@@ -46,11 +46,10 @@ static const df_gradcheck_case log_softmax_cases[] = {
 
 const df_op_def df_op_log_softmax = {
     .name = "log_softmax", .infer = df_infer_unary_axis, .forward = log_softmax_forward,
-    .backward = log_softmax_backward, .gradcheck = log_softmax_cases,
+    .backward = log_softmax_backward, .gradcheck = log_softmax_cases, .attrs_size = sizeof(df_axis_attrs),
 };
 
 df_node *df_log_softmax(df_graph *g, df_node *x, int axis)
 {
-    int64_t ia[1] = {axis};
-    return df_node_make(g, &df_op_log_softmax, 1, &x, ia, 1, NULL, 0, NULL);
+    return df_node_new(g, &df_op_log_softmax, 1, &x, &(df_axis_attrs){.axis = axis});
 }

@@ -50,7 +50,7 @@ static df_status lstm_infer(df_node *n)
     n->shape[1] = T;
     n->shape[2] = H;
     /* the inference layout; lstm_backward switches to the training one */
-    n->aux_bytes = lstm_aux_floats(B, T, H, n->ia[0] != 0) * sizeof(float);
+    n->aux_bytes = lstm_aux_floats(B, T, H, DF_ATTRS(n, df_lstm_attrs)->train) * sizeof(float);
     return DF_OK;
 }
 
@@ -150,9 +150,9 @@ static void lstm_step_gemm_all(int64_t B, int64_t H, const float *hp, int64_t ld
 }
 
 // xproj (B,T,4H), w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
-// aux, training layout (ia[0] = 1, set by lstm_backward): activated gates
+// aux, training layout (train, set by lstm_backward): activated gates
 // (B,T,4H) [i f g o] | c (B,T,H) | tanh(c) (B,T,H), all kept for lstm_grad;
-// inference layout (ia[0] = 0, no gradient taken): gates (B,4H) and tanh(c)
+// inference layout (not train: no gradient taken): gates (B,4H) and tanh(c)
 // (B,H) of the current step only, c (B,T,H) (for lstm_final_c) — 157 MB
 // less at the seed's size for eval and sampling graphs.
 //
@@ -170,7 +170,7 @@ static df_status lstm_forward(df_node *n)
     const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2], G4 = 4 * H;
     const float *X = DF_F32P(n->in[0]), *W = DF_F32P(n->in[1]);
     const float *H0 = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
-    const int train = n->ia[0] != 0;
+    const int train = DF_ATTRS(n, df_lstm_attrs)->train;
     float *Y = DF_F32P(n), *G = n->aux, *C = G + lstm_aux_c_offset(B, T, H, train), *TC = C + B * T * H;
     const int64_t gt = train ? G4 : 0, ldz = train ? T * G4 : G4;   /* step offset, row stride of gates */
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
@@ -305,27 +305,21 @@ int lstm_use_packed_dw(void)
 static df_status lstm_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     /* BPTT reads every step's gates: keep them (the graph is not compiled yet) */
-    n->ia[0] = 1;
+    DF_ATTRS(n, df_lstm_attrs)->train = true;
     n->aux_bytes = lstm_aux_floats(n->shape[0], n->shape[1], n->shape[2], true) * sizeof(float);
     df_node *gin[4] = {n, dy, n->in[1], n->in[3]};
-    int64_t want_dh0 = need[2];
-    df_node *dz = df_node_make(g, &df_op_lstm_grad, 4, gin, &want_dh0, 1, NULL, 0, NULL);
+    df_node *dz = df_node_new(g, &df_op_lstm_grad, 4, gin, &(df_bptt_attrs){.want_dh0 = need[2]});
     if (need[0]) dx[0] = dz;
     if (need[1] && lstm_use_packed_dw()) {                 /* hprev^T @ dz in one AVX-512 node */
         df_node *hin[3] = {n, n->in[2], dz};
-        int64_t form = 1;
-        dx[1] = df_node_make(g, &df_op_lstm_hprev, 3, hin, &form, 1, NULL, 0, NULL);
+        dx[1] = df_node_new(g, &df_op_lstm_hprev, 3, hin, &(df_lstm_hprev_attrs){.form = 1});
     } else if (need[1]) {
         df_node *hin[2] = {n, n->in[2]};
-        int64_t form = 0;
-        df_node *hprev = df_node_make(g, &df_op_lstm_hprev, 2, hin, &form, 1, NULL, 0, NULL);
+        df_node *hprev = df_node_new(g, &df_op_lstm_hprev, 2, hin, &(df_lstm_hprev_attrs){.form = 0});
         dx[1] = df_matmul(g, hprev, dz, true, false);
     }
     for (int k = 0; k < 2; k++)
-        if (need[2 + k]) {
-            int64_t which = k;
-            dx[2 + k] = df_node_make(g, &df_op_lstm_grad_state, 1, &dz, &which, 1, NULL, 0, NULL);
-        }
+        if (need[2 + k]) dx[2 + k] = df_node_new(g, &df_op_lstm_grad_state, 1, &dz, &(df_lstm_state_attrs){.which = k});
     return g->status;
 }
 
@@ -340,11 +334,11 @@ static const df_gradcheck_case lstm_cases[] = {
 
 const df_op_def df_op_lstm = {
     .name = "lstm", .infer = lstm_infer, .forward = lstm_forward,
-    .backward = lstm_backward, .gradcheck = lstm_cases,
+    .backward = lstm_backward, .gradcheck = lstm_cases, .attrs_size = sizeof(df_lstm_attrs),
 };
 
 df_node *df_lstm(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0, df_node *c0)
 {
     df_node *in[4] = {xproj, w_rec, h0, c0};
-    return df_node_make(g, &df_op_lstm, 4, in, NULL, 0, NULL, 0, NULL);
+    return df_node_new(g, &df_op_lstm, 4, in, NULL);
 }

@@ -24,7 +24,7 @@ static df_status lstm_final_c_forward(df_node *n)
 {
     const df_node *l = n->in[0];
     const int64_t B = l->shape[0], T = l->shape[1], H = l->shape[2];
-    const float *c = (const float *)l->aux + lstm_aux_c_offset(B, T, H, l->ia[0] != 0);
+    const float *c = (const float *)l->aux + lstm_aux_c_offset(B, T, H, DF_ATTRS(l, df_lstm_attrs)->train);
     float *y = DF_F32P(n);
     if (n->numel == 0) return DF_OK;
     for (int64_t b = 0; b < B; b++)
@@ -40,5 +40,5 @@ const df_op_def df_op_lstm_final_c = {
 
 df_node *df_lstm_final_c(df_graph *g, df_node *lstm)
 {
-    return df_node_make(g, &df_op_lstm_final_c, 1, &lstm, NULL, 0, NULL, 0, NULL);
+    return df_node_new(g, &df_op_lstm_final_c, 1, &lstm, NULL);
 }

@@ -7,7 +7,7 @@
  *
  * reading the activated gates, c and tanh(c) that lstm saved in its aux. The
  * carries dh (B,H) and dc (B,H) live in this node's aux; after step 0 they are
- * dh0 and dc0 (read out by lstm_grad_state). ia[0] = 1 asks for dh0 (one more
+ * dh0 and dc0 (read out by lstm_grad_state). want_dh0 asks for dh0 (one more
  * GEMM at t = 0). Not differentiable itself. */
 #include <cblas.h>
 #include <omp.h>
@@ -22,7 +22,7 @@ static df_status lstm_grad_infer(df_node *n)
     char sa[64], sb[64];
     if (l->op != &df_op_lstm)
         return df_op_error(n, DF_ERR_ARG, "input 0 must be an lstm node, got op '%s'", l->op->name);
-    if (l->ia[0] != 1)
+    if (!DF_ATTRS(l, df_lstm_attrs)->train)
         return df_op_error(n, DF_ERR_STATE, "lstm node %d keeps no gates for BPTT (build its gradient with "
                            "df_gradients, which switches it to the training layout)", l->id);
     df_status st;
@@ -150,7 +150,7 @@ static df_status lstm_grad_forward(df_node *n)
     const float *G = l->aux, *C = G + B * T * G4, *TC = C + B * T * H;
     const float *DY = DF_F32P(n->in[1]), *W = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
     float *DZ = DF_F32P(n), *DH = n->aux, *DC = DH + B * H;
-    const bool want_dh0 = n->ia[0] != 0;
+    const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0;
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
     bool cached = false;
     float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
@@ -195,5 +195,6 @@ static df_status lstm_grad_forward(df_node *n)
 
 const df_op_def df_op_lstm_grad = {
     .name = "lstm_grad", .infer = lstm_grad_infer, .forward = lstm_grad_forward,
+    .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through lstm's cases",
 };

@@ -1,4 +1,4 @@
-/* lstm_grad_state.c — dh0 (ia[0] = 0) or dc0 (ia[0] = 1), the gradients an
+/* lstm_grad_state.c — dh0 (which = 0) or dc0 (which = 1), the gradients an
  * lstm passes back to its initial state, read out of an lstm_grad node's
  * workspace (where BPTT leaves them after step 0). Not differentiable. */
 #include <string.h>
@@ -9,9 +9,10 @@ static df_status lstm_grad_state_infer(df_node *n)
     const df_node *gr = n->in[0];
     if (gr->op != &df_op_lstm_grad)
         return df_op_error(n, DF_ERR_ARG, "input must be an lstm_grad node, got op '%s'", gr->op->name);
-    if (n->ia[0] != 0 && n->ia[0] != 1)
-        return df_op_error(n, DF_ERR_ARG, "state index must be 0 (dh0) or 1 (dc0), got %lld", (long long)n->ia[0]);
-    if (n->ia[0] == 0 && !gr->ia[0])
+    int which = DF_ATTRS(n, df_lstm_state_attrs)->which;
+    if (which != 0 && which != 1)
+        return df_op_error(n, DF_ERR_ARG, "state index must be 0 (dh0) or 1 (dc0), got %d", which);
+    if (which == 0 && !DF_ATTRS(gr, df_bptt_attrs)->want_dh0)
         return df_op_error(n, DF_ERR_STATE, "lstm_grad node %d was built without dh0", gr->id);
     const df_node *l = gr->in[0];
     n->dtype = DF_F32;
@@ -25,11 +26,12 @@ static df_status lstm_grad_state_infer(df_node *n)
 static df_status lstm_grad_state_forward(df_node *n)
 {
     size_t bytes = (size_t)n->numel * sizeof(float);
-    if (bytes) memcpy(n->data, (const char *)n->in[0]->aux + (size_t)n->ia[0] * bytes, bytes);
+    if (bytes) memcpy(n->data, (const char *)n->in[0]->aux + (size_t)DF_ATTRS(n, df_lstm_state_attrs)->which * bytes, bytes);
     return DF_OK;
 }
 
 const df_op_def df_op_lstm_grad_state = {
     .name = "lstm_grad_state", .infer = lstm_grad_state_infer, .forward = lstm_grad_state_forward,
+    .attrs_size = sizeof(df_lstm_state_attrs),
     .no_gradcheck = "gradient op: checked through lstm's cases",
 };

@@ -1,9 +1,9 @@
 /* lstm_hprev.c — the hidden state entering each step of an lstm:
  * hprev[:, 0] = h0, hprev[:, t] = h[:, t-1], with which the recurrent weight
  * gradient is one product over all steps, hprev^T @ dz. Two forms:
- *   ia[0] = 0: inputs h (B,T,H), h0 (B,H) -> hprev (B,T,H); the backward of
+ *   form 0: inputs h (B,T,H), h0 (B,H) -> hprev (B,T,H); the backward of
  *              lstm then takes matmul(hprev, dz, transpose_a) (OpenBLAS).
- *   ia[0] = 1: inputs h, h0 and dz (B,T,4H) -> hprev^T @ dz (H,4H) directly
+ *   form 1: inputs h, h0 and dz (B,T,4H) -> hprev^T @ dz (H,4H) directly
  *              with the AVX-512 kernel of ops/lstm_gemm.c (hprev is never
  *              stored; used where that kernel runs, see lstm_backward).
  * Not differentiable. */
@@ -23,14 +23,15 @@ static df_status lstm_hprev_infer(df_node *n)
         return df_op_error(n, DF_ERR_SHAPE, "needs h (B,T,H) and h0 (B,H), got %s and %s",
                            df_node_shape_str(h, sa, sizeof sa), df_node_shape_str(h0, sb, sizeof sb));
     n->dtype = DF_F32;
-    if (n->ia[0] == 0) {
+    int form = DF_ATTRS(n, df_lstm_hprev_attrs)->form;
+    if (form == 0) {
         if (n->n_in != 2) return df_op_error(n, DF_ERR_ARG, "hprev form takes 2 inputs, got %d", n->n_in);
         n->ndim = 3;
         memcpy(n->shape, h->shape, sizeof n->shape);
         return DF_OK;
     }
-    if (n->ia[0] != 1 || n->n_in != 3 || !LSTM_HAVE_AVX512_CLONE)
-        return df_op_error(n, DF_ERR_ARG, "form %lld with %d inputs is not available", (long long)n->ia[0], n->n_in);
+    if (form != 1 || n->n_in != 3 || !LSTM_HAVE_AVX512_CLONE)
+        return df_op_error(n, DF_ERR_ARG, "form %d with %d inputs is not available", form, n->n_in);
     if ((st = df_require_f32(n, 2)) != DF_OK) return st;
     const df_node *dz = n->in[2];
     if (dz->ndim != 3 || dz->shape[0] != h->shape[0] || dz->shape[1] != h->shape[1] || dz->shape[2] != 4 * h->shape[2])
@@ -42,15 +43,15 @@ static df_status lstm_hprev_infer(df_node *n)
     return DF_OK;
 }
 
-// ia[0] = 0: h (B,T,H), h0 (B,H) -> hprev (B,T,H) = [h0, h_0 .. h_{T-2}] along T
-// ia[0] = 1: h, h0, dz (B,T,4H) -> hprev^T @ dz (H,4H)
+// form 0: h (B,T,H), h0 (B,H) -> hprev (B,T,H) = [h0, h_0 .. h_{T-2}] along T
+// form 1: h, h0, dz (B,T,4H) -> hprev^T @ dz (H,4H)
 static df_status lstm_hprev_forward(df_node *n)
 {
     const df_node *hn = n->in[0];
     const int64_t B = hn->shape[0], T = hn->shape[1], H = hn->shape[2];
     const float *h = DF_F32P(hn), *h0 = DF_F32P(n->in[1]);
     float *y = DF_F32P(n);
-    if (n->ia[0] == 1) {
+    if (DF_ATTRS(n, df_lstm_hprev_attrs)->form == 1) {
 #if LSTM_HAVE_AVX512_CLONE
         if (n->numel == 0) return DF_OK;
         if (B * T == 0) {                                   /* an empty sum */
@@ -84,5 +85,6 @@ static df_status lstm_hprev_forward(df_node *n)
 
 const df_op_def df_op_lstm_hprev = {
     .name = "lstm_hprev", .infer = lstm_hprev_infer, .forward = lstm_hprev_forward,
+    .attrs_size = sizeof(df_lstm_hprev_attrs),
     .no_gradcheck = "gradient op: checked through lstm's, gru's and rnn's cases",
 };

@@ -48,7 +48,7 @@ static inline int lstm_threads(int64_t H, int64_t align, int nth)
     return nth > slices ? (int)slices : nth;
 }
 
-/* The lstm node's aux: training layout (its ia[0] = 1, set when a gradient
+/* The lstm node's aux: training layout (its train attribute, set when a gradient
  * is built) gates (B,T,4H) | c (B,T,H) | tanh(c) (B,T,H); inference layout
  * gates (B,4H) | c (B,T,H) | tanh(c) (B,H), the current step's only. */
 static inline size_t lstm_aux_floats(int64_t B, int64_t T, int64_t H, bool train)

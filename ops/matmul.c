@@ -7,6 +7,10 @@
 typedef struct gemm_dims { int64_t M, N, K, lda, ldb; } gemm_dims;
 
 /* Rows and columns of x viewed as a matrix. */
+DF_ATTRS_BEGIN
+typedef struct { bool transpose_a, transpose_b; } matmul_attrs;
+DF_ATTRS_END
+
 static void as_matrix(const df_node *x, int64_t *rows, int64_t *cols)
 {
     *cols = x->shape[x->ndim - 1];
@@ -16,7 +20,8 @@ static void as_matrix(const df_node *x, int64_t *rows, int64_t *cols)
 static gemm_dims dims_of(const df_node *n, int64_t *k_of_b)
 {
     int64_t ra, ca, rb, cb;
-    bool ta = n->ia[0], tb = n->ia[1];
+    const matmul_attrs *t = DF_ATTRS(n, matmul_attrs);
+    bool ta = t->transpose_a, tb = t->transpose_b;
     as_matrix(n->in[0], &ra, &ca);
     as_matrix(n->in[1], &rb, &cb);
     *k_of_b = tb ? cb : rb;
@@ -34,13 +39,14 @@ static df_status matmul_infer(df_node *n)
                            df_node_shape_str(a, sa, sizeof sa), df_node_shape_str(b, sb, sizeof sb));
     int64_t kb;
     gemm_dims d = dims_of(n, &kb);
+    const matmul_attrs *t = DF_ATTRS(n, matmul_attrs);
     if (d.K != kb)
         return df_op_error(n, DF_ERR_SHAPE, "inner dimensions differ: %s%s @ %s%s gives %lld vs %lld",
-                           df_node_shape_str(a, sa, sizeof sa), n->ia[0] ? "^T" : "",
-                           df_node_shape_str(b, sb, sizeof sb), n->ia[1] ? "^T" : "",
+                           df_node_shape_str(a, sa, sizeof sa), t->transpose_a ? "^T" : "",
+                           df_node_shape_str(b, sb, sizeof sb), t->transpose_b ? "^T" : "",
                            (long long)d.K, (long long)kb);
     n->dtype = DF_F32;
-    if (!n->ia[0] && a->ndim > 2) {          /* keep a's leading dims */
+    if (!t->transpose_a && a->ndim > 2) {          /* keep a's leading dims */
         n->ndim = a->ndim;
         memcpy(n->shape, a->shape, sizeof n->shape);
         n->shape[n->ndim - 1] = d.N;
@@ -61,7 +67,8 @@ static df_status matmul_forward(df_node *n)
         memset(n->data, 0, (size_t)n->numel * sizeof(float));
         return DF_OK;
     }
-    df_sgemm(n->ia[0], n->ia[1], d.M, d.N, d.K, 1.0f, DF_F32P(n->in[0]), d.lda,
+    const matmul_attrs *t = DF_ATTRS(n, matmul_attrs);
+    df_sgemm(t->transpose_a, t->transpose_b, d.M, d.N, d.K, 1.0f, DF_F32P(n->in[0]), d.lda,
              DF_F32P(n->in[1]), d.ldb, 0.0f, DF_F32P(n), d.N);
     return DF_OK;
 }
@@ -71,7 +78,8 @@ static df_status matmul_forward(df_node *n)
 static df_status matmul_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     df_node *a = n->in[0], *b = n->in[1];
-    bool ta = n->ia[0], tb = n->ia[1];
+    const matmul_attrs *t = DF_ATTRS(n, matmul_attrs);
+    bool ta = t->transpose_a, tb = t->transpose_b;
     if (need[0]) dx[0] = df_reshape_like(g, ta ? df_matmul(g, b, dy, tb, true) : df_matmul(g, dy, b, false, !tb), a);
     if (need[1]) dx[1] = df_reshape_like(g, tb ? df_matmul(g, dy, a, true, ta) : df_matmul(g, a, dy, !ta, false), b);
     return g->status;
@@ -94,12 +102,12 @@ static const df_gradcheck_case matmul_cases[] = {
 
 const df_op_def df_op_matmul = {
     .name = "matmul", .infer = matmul_infer, .forward = matmul_forward,
-    .backward = matmul_backward, .gradcheck = matmul_cases,
+    .backward = matmul_backward, .gradcheck = matmul_cases, .attrs_size = sizeof(matmul_attrs),
 };
 
 df_node *df_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b)
 {
     df_node *in[2] = {a, b};
-    int64_t ia[2] = {transpose_a, transpose_b};
-    return df_node_make(g, &df_op_matmul, 2, in, ia, 2, NULL, 0, NULL);
+    matmul_attrs attrs = {.transpose_a = transpose_a, .transpose_b = transpose_b};
+    return df_node_new(g, &df_op_matmul, 2, in, &attrs);
 }

@@ -12,7 +12,7 @@ static df_status mean_forward(df_node *n)
 {
     const df_node *x = n->in[0];
     float count = reduced_count(n);
-    df_reduce_axes(DF_F32P(x), x->ndim, x->shape, (unsigned)n->ia[0], count ? 1.0f / count : 0.0f,
+    df_reduce_axes(DF_F32P(x), x->ndim, x->shape, DF_ATTRS(n, df_reduce_attrs)->axes, count ? 1.0f / count : 0.0f,
                    DF_F32P(n), n->aux);
     return DF_OK;
 }
@@ -23,8 +23,9 @@ static df_status mean_backward(df_graph *g, df_node *n, df_node *dy, const bool 
     df_node *x = n->in[0];
     float count = reduced_count(n);
     if (x->dyn) {               /* shapes follow x at run time; so does the count if a dynamic axis is reduced */
-        bool dynamic_count = (x->dyn & (unsigned)n->ia[0]) != 0;
-        df_node *spread = df_broadcast_like(g, df_reshape_to_like(g, dy, x, (unsigned)n->ia[0]), x, dynamic_count);
+        unsigned axes = DF_ATTRS(n, df_reduce_attrs)->axes;
+        bool dynamic_count = (x->dyn & axes) != 0;
+        df_node *spread = df_broadcast_like(g, df_reshape_to_like(g, dy, x, axes), x, dynamic_count);
         dx[0] = dynamic_count ? spread : df_scale(g, spread, count ? 1.0f / count : 0.0f);
         return g->status;
     }
@@ -46,7 +47,7 @@ static const df_gradcheck_case mean_cases[] = {
 
 const df_op_def df_op_mean = {
     .name = "mean", .infer = df_infer_reduce, .forward = mean_forward,
-    .backward = mean_backward, .gradcheck = mean_cases,
+    .backward = mean_backward, .gradcheck = mean_cases, .attrs_size = sizeof(df_reduce_attrs),
 };
 
 df_node *df_mean(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims)

@@ -1,9 +1,13 @@
 /* one_hot.c — i32 indices (...) of rank <= 3 -> f32 (..., depth) with a 1 at
  * each index and 0 elsewhere. An index outside [0, depth) fails the run with
  * DF_ERR_RANGE. Not differentiable (its input is integer), so no backward
- * and no gradcheck cases. ia[0] = depth. */
+ * and no gradcheck cases. */
 #include <string.h>
 #include "common.h"
+
+DF_ATTRS_BEGIN
+typedef struct { int64_t depth; } one_hot_attrs;
+DF_ATTRS_END
 
 static df_status one_hot_infer(df_node *n)
 {
@@ -15,13 +19,14 @@ static df_status one_hot_infer(df_node *n)
     if (indices->ndim > DF_MAX_DIMS - 1)
         return df_op_error(n, DF_ERR_SHAPE, "indices %s have rank %d; at most %d leaves room for the depth axis",
                            df_node_shape_str(indices, si, sizeof si), indices->ndim, DF_MAX_DIMS - 1);
-    if (n->ia[0] < 0)
-        return df_op_error(n, DF_ERR_ARG, "depth must be >= 0, got %lld (indices %s)", (long long)n->ia[0],
+    int64_t depth = DF_ATTRS(n, one_hot_attrs)->depth;
+    if (depth < 0)
+        return df_op_error(n, DF_ERR_ARG, "depth must be >= 0, got %lld (indices %s)", (long long)depth,
                            df_node_shape_str(indices, si, sizeof si));
     n->dtype = DF_F32;
     n->ndim = indices->ndim + 1;
     memcpy(n->shape, indices->shape, (size_t)indices->ndim * sizeof *n->shape);
-    n->shape[indices->ndim] = n->ia[0];
+    n->shape[indices->ndim] = depth;
     return DF_OK;
 }
 
@@ -30,7 +35,7 @@ static df_status one_hot_forward(df_node *n)
 {
     const df_node *indices = n->in[0];
     const int32_t *idx = DF_I32P(indices);
-    int64_t count = indices->numel, depth = n->ia[0];
+    int64_t count = indices->numel, depth = DF_ATTRS(n, one_hot_attrs)->depth;
     df_status st = df_check_indices(idx, count, depth);
     if (st != DF_OK) return st;
     float *Y = DF_F32P(n);
@@ -44,12 +49,11 @@ static df_status one_hot_forward(df_node *n)
 }
 
 const df_op_def df_op_one_hot = {
-    .name = "one_hot", .infer = one_hot_infer, .forward = one_hot_forward,
+    .name = "one_hot", .infer = one_hot_infer, .forward = one_hot_forward, .attrs_size = sizeof(one_hot_attrs),
     .no_gradcheck = "no gradient: integer input (values in tests/test_ops_shape.c)",
 };
 
 df_node *df_one_hot(df_graph *g, df_node *indices, int64_t depth)
 {
-    int64_t ia[1] = {depth};
-    return df_node_make(g, &df_op_one_hot, 1, &indices, ia, 1, NULL, 0, NULL);
+    return df_node_new(g, &df_op_one_hot, 1, &indices, &(one_hot_attrs){.depth = depth});
 }

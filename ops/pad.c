@@ -1,25 +1,29 @@
 /* pad.c — a zero tensor of a given shape with x (f32 or i32, copied as 4-byte
  * words) placed at begin: the adjoint of slice. x must fit: 0 <= begin[d] and
- * begin[d] + x.shape[d] <= shape[d]. Attributes: ia[d] = begin[d],
- * ia[DF_MAX_DIMS + d] = shape[d]; the target rank is x's (checked by the
- * constructor, since the 8 attribute slots are full for 4-D). The gradient is
- * the slice of dy where x sits. */
+ * begin[d] + x.shape[d] <= shape[d]; the target rank is x's (checked by the
+ * constructor). The gradient is the slice of dy where x sits. */
 #include <string.h>
 #include "common.h"
 
-#define SHAPE_AT DF_MAX_DIMS   /* ia offset of the target shape */
+DF_ATTRS_BEGIN
+typedef struct {
+    int64_t begin[DF_MAX_DIMS];
+    int64_t shape[DF_MAX_DIMS];   /* target (unused in the like form: input 1's shape) */
+} pad_attrs;
+DF_ATTRS_END
 
 static df_status pad_infer(df_node *n)
 {
     const df_node *x = n->in[0];
+    const pad_attrs *a = DF_ATTRS(n, pad_attrs);
     for (int d = 0; d < x->ndim; d++) {
         /* the shape-following form (gradients, dynamic shapes) pads to input 1's shape */
-        int64_t begin = n->ia[d], dim = n->n_in == 2 ? n->in[1]->shape[d] : n->ia[SHAPE_AT + d];
+        int64_t begin = a->begin[d], dim = n->n_in == 2 ? n->in[1]->shape[d] : a->shape[d];
         if (begin < 0 || dim < 0 || begin > dim || x->shape[d] > dim - begin) {   /* no overflow */
             char sx[64], sb[64], st[64];
             return df_op_error(n, DF_ERR_SHAPE, "input %s placed at begin %s does not fit in shape %s (axis %d)",
-                               df_node_shape_str(x, sx, sizeof sx), df_shape_str(x->ndim, n->ia, sb, sizeof sb),
-                               df_shape_str(x->ndim, n->ia + SHAPE_AT, st, sizeof st), d);
+                               df_node_shape_str(x, sx, sizeof sx), df_shape_str(x->ndim, a->begin, sb, sizeof sb),
+                               df_shape_str(x->ndim, a->shape, st, sizeof st), d);
         }
         n->shape[d] = dim;
     }
@@ -33,9 +37,10 @@ static df_status pad_infer(df_node *n)
 static int64_t source_row_offset(const df_node *n, const int64_t *x_stride, int64_t r)
 {
     const df_node *x = n->in[0];
+    const int64_t *begin = DF_ATTRS(n, pad_attrs)->begin;
     int64_t off = 0;
     for (int d = n->ndim - 2; d >= 0; d--) {
-        int64_t at = r % n->shape[d] - n->ia[d];
+        int64_t at = r % n->shape[d] - begin[d];
         r /= n->shape[d];
         if (at < 0 || at >= x->shape[d]) return -1;
         off += at * x_stride[d];
@@ -54,7 +59,7 @@ static df_status pad_forward(df_node *n)
     int64_t x_stride[DF_MAX_DIMS];
     df_row_major_strides(x, x_stride);
     int64_t N = n->numel, inner = nd ? n->shape[nd - 1] : 1, rows = inner ? N / inner : 0;
-    int64_t lead = nd ? n->ia[nd - 1] : 0, width = nd ? x->shape[nd - 1] : 1;
+    int64_t lead = nd ? DF_ATTRS(n, pad_attrs)->begin[nd - 1] : 0, width = nd ? x->shape[nd - 1] : 1;
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         uint32_t *row = Y + r * inner;
@@ -74,7 +79,8 @@ static df_status pad_backward(df_graph *g, df_node *n, df_node *dy, const bool *
 {
     (void)need;
     df_node *x = n->in[0];
-    dx[0] = x->dyn ? df_slice_like(g, dy, n->ia, x) : df_slice(g, dy, n->ia, x->shape);
+    const int64_t *begin = DF_ATTRS(n, pad_attrs)->begin;
+    dx[0] = x->dyn ? df_slice_like(g, dy, begin, x) : df_slice(g, dy, begin, x->shape);
     return g->status;
 }
 
@@ -97,7 +103,7 @@ static const df_gradcheck_case pad_cases[] = {
 
 const df_op_def df_op_pad = {
     .name = "pad", .infer = pad_infer, .forward = pad_forward,
-    .backward = pad_backward, .gradcheck = pad_cases,
+    .backward = pad_backward, .gradcheck = pad_cases, .attrs_size = sizeof(pad_attrs),
 };
 
 df_node *df_pad(df_graph *g, df_node *x, const int64_t *begin, int ndim, const int64_t *shape)
@@ -112,17 +118,17 @@ df_node *df_pad(df_graph *g, df_node *x, const int64_t *begin, int ndim, const i
                       df_node_shape_str(x, sx, sizeof sx), x->ndim, df_shape_str(ndim, shape, st, sizeof st), ndim);
         return NULL;
     }
-    int64_t ia[2 * DF_MAX_DIMS] = {0};
+    pad_attrs a = {.begin = {0}};
     for (int d = 0; d < ndim; d++) {
-        ia[d] = begin[d];
-        ia[SHAPE_AT + d] = shape[d];
+        a.begin[d] = begin[d];
+        a.shape[d] = shape[d];
     }
-    return df_node_make(g, &df_op_pad, 1, &x, ia, 2 * DF_MAX_DIMS, NULL, 0, NULL);
+    return df_node_new(g, &df_op_pad, 1, &x, &a);
 }
 
 df_node *df_pad_like(df_graph *g, df_node *x, const int64_t *begin, df_node *like)
 {
-    int64_t ia[DF_MAX_DIMS] = {0};
-    for (int d = 0; like && d < like->ndim; d++) ia[d] = begin[d];
-    return df_like_make(g, &df_op_pad, x, like, ia, DF_MAX_DIMS);
+    pad_attrs a = {.begin = {0}};
+    for (int d = 0; like && d < like->ndim; d++) a.begin[d] = begin[d];
+    return df_like_make(g, &df_op_pad, x, like, &a);
 }

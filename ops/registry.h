@@ -52,10 +52,19 @@ df_node *df_global_norm_scale(df_graph *g, int n, df_node *const *grads, float c
 /* x broadcast to like's shape at run time (ops/broadcast_to.c); average
  * divides by the repeat count. */
 df_node *df_broadcast_like(df_graph *g, df_node *x, df_node *like, bool average);
-/* Shared by ops that update the variable n->pa from input 0's shape. */
+DF_ATTRS_BEGIN
+/* The variable an update op (assign, assign_add, apply_*) writes: the whole
+ * attribute struct of some, the first member of the others' (a pointer to a
+ * struct is a pointer to its first member), so the helpers below read it
+ * for all of them. */
+typedef struct { df_variable *var; } df_update_attrs;
+DF_ATTRS_END
+/* Shared by the update ops: the variable's shape, from input 0's. */
 df_status df_infer_variable_update(df_node *n);
-df_node *df_variable_update_make(df_graph *g, const df_op_def *op, df_variable *v, int n_in,
-                                 df_node *const *in, const float *fa, int n_fa);
+/* An update node of op; attrs is op's attribute struct (starting with a
+ * df_update_attrs). */
+df_node *df_variable_update_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
+                                 const void *attrs);
 
 /* The op named name, or NULL. */
 const df_op_def *df_op_find(const char *name);

@@ -2,12 +2,21 @@
 #include <string.h>
 #include "common.h"
 
+DF_ATTRS_BEGIN
+typedef struct {
+    int64_t shape[DF_MAX_DIMS];   /* target; one dimension may be -1 (inferred) */
+    int32_t ndim;
+    uint32_t ones_mask;           /* like form: input 1's shape with these axes set to 1 */
+} reshape_attrs;
+DF_ATTRS_END
+
 /* Target of the shape-following form (gradients with dynamic shapes):
- * input 1's shape with the axes in ia[0] (a bit mask) set to 1. */
+ * input 1's shape with the axes in ones_mask set to 1. */
 static int like_target(df_node *n)
 {
     const df_node *like = n->in[1];
-    for (int d = 0; d < like->ndim; d++) n->shape[d] = (n->ia[0] >> d & 1) ? 1 : like->shape[d];
+    unsigned ones = DF_ATTRS(n, reshape_attrs)->ones_mask;
+    for (int d = 0; d < like->ndim; d++) n->shape[d] = (ones >> d & 1) ? 1 : like->shape[d];
     return like->ndim;
 }
 
@@ -23,11 +32,12 @@ static df_status reshape_infer(df_node *n)
                            df_node_shape_str(x, sx, sizeof sx), (long long)x->numel,
                            df_shape_str(n->ndim, n->shape, s_, sizeof s_));
     }
-    int nd = (int)n->ia[0], infer_at = -1;
+    const reshape_attrs *a = DF_ATTRS(n, reshape_attrs);
+    int nd = a->ndim, infer_at = -1;
     int64_t known = 1;
     char sx[64], s_[64];
     for (int d = 0; d < nd; d++) {
-        n->shape[d] = n->ia[1 + d];
+        n->shape[d] = a->shape[d];
         if (n->shape[d] == -1 && infer_at < 0) infer_at = d;
         else if (n->shape[d] < 0)
             return df_op_error(n, DF_ERR_SHAPE, "bad dimension %lld in target shape", (long long)n->shape[d]);
@@ -66,19 +76,18 @@ static const df_gradcheck_case reshape_cases[] = {
 
 const df_op_def df_op_reshape = {
     .name = "reshape", .flags = DF_OP_VIEW, .infer = reshape_infer,
-    .backward = reshape_backward, .gradcheck = reshape_cases,
+    .backward = reshape_backward, .gradcheck = reshape_cases, .attrs_size = sizeof(reshape_attrs),
 };
 
 df_node *df_reshape(df_graph *g, df_node *x, int ndim, const int64_t *shape)
 {
     if (!df_check_shape_arg(g, "reshape", ndim, shape)) return NULL;
-    int64_t ia[1 + DF_MAX_DIMS] = {ndim};
-    for (int d = 0; d < ndim; d++) ia[1 + d] = shape[d];
-    return df_node_make(g, &df_op_reshape, 1, &x, ia, 1 + ndim, NULL, 0, NULL);
+    reshape_attrs a = {.ndim = ndim};
+    for (int d = 0; d < ndim; d++) a.shape[d] = shape[d];
+    return df_node_new(g, &df_op_reshape, 1, &x, &a);
 }
 
 df_node *df_reshape_to_like(df_graph *g, df_node *x, df_node *like, unsigned ones_mask)
 {
-    int64_t ia[1] = {ones_mask};
-    return df_like_make(g, &df_op_reshape, x, like, ia, 1);
+    return df_like_make(g, &df_op_reshape, x, like, &(reshape_attrs){.ones_mask = ones_mask});
 }

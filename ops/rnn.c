@@ -65,15 +65,14 @@ static df_status rnn_forward(df_node *n)
 static df_status rnn_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     df_node *gin[3] = {n, dy, n->in[1]};
-    int64_t want_dh0 = need[2];
-    df_node *da = df_node_make(g, &df_op_rnn_grad, 3, gin, &want_dh0, 1, NULL, 0, NULL);
+    df_node *da = df_node_new(g, &df_op_rnn_grad, 3, gin, &(df_bptt_attrs){.want_dh0 = need[2]});
     if (need[0]) dx[0] = da;
     if (need[1]) {
         df_node *hin[2] = {n, n->in[2]};
-        df_node *hprev = df_node_make(g, &df_op_lstm_hprev, 2, hin, NULL, 0, NULL, 0, NULL);
+        df_node *hprev = df_node_new(g, &df_op_lstm_hprev, 2, hin, &(df_lstm_hprev_attrs){.form = 0});
         dx[1] = df_matmul(g, hprev, da, true, false);
     }
-    if (need[2]) dx[2] = df_node_make(g, &df_op_rnn_grad_state, 1, &da, NULL, 0, NULL, 0, NULL);
+    if (need[2]) dx[2] = df_node_new(g, &df_op_rnn_grad_state, 1, &da, NULL);
     return g->status;
 }
 
@@ -99,5 +98,5 @@ const df_op_def df_op_rnn = {
 df_node *df_simple_rnn(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0)
 {
     df_node *in[3] = {xproj, w_rec, h0};
-    return df_node_make(g, &df_op_rnn, 3, in, NULL, 0, NULL, 0, NULL);
+    return df_node_new(g, &df_op_rnn, 3, in, NULL);
 }

@@ -5,7 +5,7 @@
  *   dh_t = dy_t + da_{t+1} @ w_rec^T        da_t = dh_t * (1 - h_t^2)
  *
  * reading h (the rnn's output). The carry dh (B,H) lives in this node's aux;
- * with ia[0] = 1 the GEMM also runs at t = 0 and the carry ends as dh0 (read
+ * with want_dh0 the GEMM also runs at t = 0 and the carry ends as dh0 (read
  * out by rnn_grad_state). Not differentiable itself. */
 #include <string.h>
 #include "common.h"
@@ -42,6 +42,7 @@ static df_status rnn_grad_forward(df_node *n)
     const float *Y = DF_F32P(l), *DY = DF_F32P(n->in[1]), *W = DF_F32P(n->in[2]);
     float *DA = DF_F32P(n), *DH = n->aux;
     if (n->numel == 0) return DF_OK;
+    const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0;
     memset(DH, 0, (size_t)(B * H) * sizeof(float));         /* nothing flows in after step T-1 */
     for (int64_t t = T - 1; t >= 0; t--) {
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
@@ -53,12 +54,13 @@ static df_status rnn_grad_forward(df_node *n)
             for (int64_t j = 0; j < H; j++) da[j] = (dy[j] + dh[j]) * (1.0f - h[j] * h[j]);
         }
         /* dh_{t-1} = da_t @ w_rec^T (at t = 0: dh0, if asked for) */
-        if (t > 0 || n->ia[0]) cell_sgemm(true, B, H, H, 1.0f, DA + t * H, T * H, W, H, 0.0f, DH, H);
+        if (t > 0 || want_dh0) cell_sgemm(true, B, H, H, 1.0f, DA + t * H, T * H, W, H, 0.0f, DH, H);
     }
     return DF_OK;
 }
 
 const df_op_def df_op_rnn_grad = {
     .name = "rnn_grad", .infer = rnn_grad_infer, .forward = rnn_grad_forward,
+    .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through rnn's cases",
 };

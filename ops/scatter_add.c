@@ -3,11 +3,15 @@
  * y[indices[i]] += x[i] for every position i in order. Deterministic for
  * any thread count: threads split the E columns, and each walks all
  * positions in order over its own columns (no atomics, no shared sums). An
- * index outside [0, rows) fails the run with DF_ERR_RANGE. ia[0] = rows.
+ * index outside [0, rows) fails the run with DF_ERR_RANGE.
  * The gradient of x is gather(dy, indices); indices get none. */
 #include <omp.h>
 #include <string.h>
 #include "common.h"
+
+DF_ATTRS_BEGIN
+typedef struct { int64_t rows; } scatter_add_attrs;
+DF_ATTRS_END
 
 static df_status scatter_add_infer(df_node *n)
 {
@@ -20,12 +24,13 @@ static df_status scatter_add_infer(df_node *n)
     if (x->ndim < 1 || !df_shape_equal(x->ndim - 1, x->shape, indices->ndim, indices->shape))
         return df_op_error(n, DF_ERR_SHAPE, "x %s must be indices.shape + (E), indices are %s",
                            df_node_shape_str(x, sx, sizeof sx), df_node_shape_str(indices, si, sizeof si));
-    if (n->ia[0] < 0)
-        return df_op_error(n, DF_ERR_ARG, "rows must be >= 0, got %lld (x %s)", (long long)n->ia[0],
+    int64_t rows = DF_ATTRS(n, scatter_add_attrs)->rows;
+    if (rows < 0)
+        return df_op_error(n, DF_ERR_ARG, "rows must be >= 0, got %lld (x %s)", (long long)rows,
                            df_node_shape_str(x, sx, sizeof sx));
     n->dtype = DF_F32;
     n->ndim = 2;
-    n->shape[0] = n->ia[0];
+    n->shape[0] = rows;
     n->shape[1] = x->shape[x->ndim - 1];
     return DF_OK;
 }
@@ -76,12 +81,11 @@ static const df_gradcheck_case scatter_add_cases[] = {
 
 const df_op_def df_op_scatter_add = {
     .name = "scatter_add", .infer = scatter_add_infer, .forward = scatter_add_forward,
-    .backward = scatter_add_backward, .gradcheck = scatter_add_cases,
+    .backward = scatter_add_backward, .gradcheck = scatter_add_cases, .attrs_size = sizeof(scatter_add_attrs),
 };
 
 df_node *df_scatter_add(df_graph *g, df_node *x, df_node *indices, int64_t rows)
 {
     df_node *in[2] = {x, indices};
-    int64_t ia[1] = {rows};
-    return df_node_make(g, &df_op_scatter_add, 2, in, ia, 1, NULL, 0, NULL);
+    return df_node_new(g, &df_op_scatter_add, 2, in, &(scatter_add_attrs){.rows = rows});
 }

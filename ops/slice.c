@@ -1,27 +1,32 @@
 /* slice.c — the box x[begin[d] : begin[d] + size[d]] of x (f32 or i32: both
  * are 4-byte elements, copied as bits). A size of -1 means "to the end of the
- * axis". Attributes: ia[d] = begin[d], ia[DF_MAX_DIMS + d] = size[d] as given;
- * the resolved sizes are the output shape. The gradient is dy padded with
- * zeros back to x's shape (pad is slice's adjoint). */
+ * axis"; the resolved sizes are the output shape. The gradient is dy padded
+ * with zeros back to x's shape (pad is slice's adjoint). */
 #include <string.h>
 #include "common.h"
 
-#define SIZE_AT DF_MAX_DIMS   /* ia offset of the size array */
+DF_ATTRS_BEGIN
+typedef struct {
+    int64_t begin[DF_MAX_DIMS];
+    int64_t size[DF_MAX_DIMS];    /* as given (-1: to the end); unused in the like form: input 1's shape */
+} slice_attrs;
+DF_ATTRS_END
 
 static df_status slice_infer(df_node *n)
 {
     const df_node *x = n->in[0];
+    const slice_attrs *a = DF_ATTRS(n, slice_attrs);
     for (int d = 0; d < x->ndim; d++) {
         /* the shape-following form (gradients, dynamic shapes) takes input 1's shape as the sizes */
-        int64_t begin = n->ia[d], size = n->n_in == 2 ? n->in[1]->shape[d] : n->ia[SIZE_AT + d], dim = x->shape[d];
+        int64_t begin = a->begin[d], size = n->n_in == 2 ? n->in[1]->shape[d] : a->size[d], dim = x->shape[d];
         bool begin_ok = begin >= 0 && begin <= dim;
         if (size == -1 && begin_ok) size = dim - begin;
         if (!begin_ok || size < 0 || size > dim - begin) {   /* written so that nothing overflows */
             char sx[64], sb[64], ss[64];
             return df_op_error(n, DF_ERR_SHAPE, "begin %lld, size %lld on axis %d is outside shape %s (begin %s, size %s)",
-                               (long long)begin, (long long)n->ia[SIZE_AT + d], d, df_node_shape_str(x, sx, sizeof sx),
-                               df_shape_str(x->ndim, n->ia, sb, sizeof sb),
-                               df_shape_str(x->ndim, n->ia + SIZE_AT, ss, sizeof ss));
+                               (long long)begin, (long long)a->size[d], d, df_node_shape_str(x, sx, sizeof sx),
+                               df_shape_str(x->ndim, a->begin, sb, sizeof sb),
+                               df_shape_str(x->ndim, a->size, ss, sizeof ss));
         }
         n->shape[d] = size;
     }
@@ -40,12 +45,13 @@ static df_status slice_forward(df_node *n)
     int64_t x_stride[DF_MAX_DIMS];
     df_row_major_strides(x, x_stride);
     int64_t N = n->numel, inner = nd ? n->shape[nd - 1] : 1, rows = inner ? N / inner : 0;
-    int64_t first = nd ? n->ia[nd - 1] : 0;
+    const int64_t *begin = DF_ATTRS(n, slice_attrs)->begin;
+    int64_t first = nd ? begin[nd - 1] : 0;
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         int64_t rem = r, off = first;
         for (int d = nd - 2; d >= 0; d--) {
-            off += (n->ia[d] + rem % n->shape[d]) * x_stride[d];
+            off += (begin[d] + rem % n->shape[d]) * x_stride[d];
             rem /= n->shape[d];
         }
         memcpy(Y + r * inner, X + off, (size_t)inner * sizeof *Y);
@@ -57,7 +63,8 @@ static df_status slice_backward(df_graph *g, df_node *n, df_node *dy, const bool
 {
     (void)need;
     df_node *x = n->in[0];
-    dx[0] = x->dyn ? df_pad_like(g, dy, n->ia, x) : df_pad(g, dy, n->ia, x->ndim, x->shape);
+    const int64_t *begin = DF_ATTRS(n, slice_attrs)->begin;
+    dx[0] = x->dyn ? df_pad_like(g, dy, begin, x) : df_pad(g, dy, begin, x->ndim, x->shape);
     return g->status;
 }
 
@@ -80,7 +87,7 @@ static const df_gradcheck_case slice_cases[] = {
 
 const df_op_def df_op_slice = {
     .name = "slice", .infer = slice_infer, .forward = slice_forward,
-    .backward = slice_backward, .gradcheck = slice_cases,
+    .backward = slice_backward, .gradcheck = slice_cases, .attrs_size = sizeof(slice_attrs),
 };
 
 df_node *df_slice(df_graph *g, df_node *x, const int64_t *begin, const int64_t *size)
@@ -89,17 +96,17 @@ df_node *df_slice(df_graph *g, df_node *x, const int64_t *begin, const int64_t *
         df_graph_fail(g, DF_ERR_ARG, "op 'slice': %s is NULL", begin ? "size" : "begin");
         return NULL;
     }
-    int64_t ia[2 * DF_MAX_DIMS] = {0};
+    slice_attrs a = {.begin = {0}};
     for (int d = 0; x && d < x->ndim; d++) {
-        ia[d] = begin[d];
-        ia[SIZE_AT + d] = size[d];
+        a.begin[d] = begin[d];
+        a.size[d] = size[d];
     }
-    return df_node_make(g, &df_op_slice, 1, &x, ia, 2 * DF_MAX_DIMS, NULL, 0, NULL);
+    return df_node_new(g, &df_op_slice, 1, &x, &a);
 }
 
 df_node *df_slice_like(df_graph *g, df_node *x, const int64_t *begin, df_node *like)
 {
-    int64_t ia[DF_MAX_DIMS] = {0};
-    for (int d = 0; like && d < like->ndim; d++) ia[d] = begin[d];
-    return df_like_make(g, &df_op_slice, x, like, ia, DF_MAX_DIMS);
+    slice_attrs a = {.begin = {0}};
+    for (int d = 0; like && d < like->ndim; d++) a.begin[d] = begin[d];
+    return df_like_make(g, &df_op_slice, x, like, &a);
 }

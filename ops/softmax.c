@@ -23,14 +23,14 @@ static inline void softmax_lane(const float *x, float *y, int64_t len, int64_t s
 // x (outer, len, inner) viewed around the axis -> y (same shape)
 static df_status softmax_forward(df_node *n)
 {
-    df_for_each_lane(DF_F32P(n->in[0]), DF_F32P(n), n->ndim, n->shape, (int)n->ia[0], softmax_lane);
+    df_for_each_lane(DF_F32P(n->in[0]), DF_F32P(n), n->ndim, n->shape, DF_ATTRS(n, df_axis_attrs)->axis, softmax_lane);
     return DF_OK;
 }
 
 static df_status softmax_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     (void)need;
-    int axis = (int)n->ia[0];
+    int axis = DF_ATTRS(n, df_axis_attrs)->axis;
     df_node *dot = df_sum(g, df_mul(g, dy, n), &axis, 1, true);
     dx[0] = df_mul(g, n, df_sub(g, dy, dot));
     return g->status;
@@ -50,11 +50,10 @@ static const df_gradcheck_case softmax_cases[] = {
 
 const df_op_def df_op_softmax = {
     .name = "softmax", .infer = df_infer_unary_axis, .forward = softmax_forward,
-    .backward = softmax_backward, .gradcheck = softmax_cases,
+    .backward = softmax_backward, .gradcheck = softmax_cases, .attrs_size = sizeof(df_axis_attrs),
 };
 
 df_node *df_softmax(df_graph *g, df_node *x, int axis)
 {
-    int64_t ia[1] = {axis};
-    return df_node_make(g, &df_op_softmax, 1, &x, ia, 1, NULL, 0, NULL);
+    return df_node_new(g, &df_op_softmax, 1, &x, &(df_axis_attrs){.axis = axis});
 }

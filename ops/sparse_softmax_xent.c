@@ -95,5 +95,5 @@ const df_op_def df_op_sparse_softmax_xent = {
 df_node *df_sparse_softmax_cross_entropy(df_graph *g, df_node *logits, df_node *targets)
 {
     df_node *in[2] = {logits, targets};
-    return df_node_make(g, &df_op_sparse_softmax_xent, 2, in, NULL, 0, NULL, 0, NULL);
+    return df_node_new(g, &df_op_sparse_softmax_xent, 2, in, NULL);
 }

@@ -5,7 +5,7 @@
 static df_status sum_forward(df_node *n)
 {
     const df_node *x = n->in[0];
-    df_reduce_axes(DF_F32P(x), x->ndim, x->shape, (unsigned)n->ia[0], 1.0f, DF_F32P(n), n->aux);
+    df_reduce_axes(DF_F32P(x), x->ndim, x->shape, DF_ATTRS(n, df_reduce_attrs)->axes, 1.0f, DF_F32P(n), n->aux);
     return DF_OK;
 }
 
@@ -14,7 +14,7 @@ static df_status sum_backward(df_graph *g, df_node *n, df_node *dy, const bool *
     (void)need;
     df_node *x = n->in[0];
     if (x->dyn) {               /* shapes that follow x at run time */
-        dx[0] = df_broadcast_like(g, df_reshape_to_like(g, dy, x, (unsigned)n->ia[0]), x, false);
+        dx[0] = df_broadcast_like(g, df_reshape_to_like(g, dy, x, DF_ATTRS(n, df_reduce_attrs)->axes), x, false);
         return g->status;
     }
     int64_t keep[DF_MAX_DIMS];
@@ -36,7 +36,7 @@ static const df_gradcheck_case sum_cases[] = {
 
 const df_op_def df_op_sum = {
     .name = "sum", .infer = df_infer_reduce, .forward = sum_forward,
-    .backward = sum_backward, .gradcheck = sum_cases,
+    .backward = sum_backward, .gradcheck = sum_cases, .attrs_size = sizeof(df_reduce_attrs),
 };
 
 df_node *df_sum(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims)

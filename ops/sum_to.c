@@ -3,6 +3,13 @@
 #include <string.h>
 #include "common.h"
 
+DF_ATTRS_BEGIN
+typedef struct {
+    int64_t shape[DF_MAX_DIMS];   /* target (unused in the like form: input 1's shape) */
+    int64_t ndim;
+} sum_to_attrs;
+DF_ATTRS_END
+
 /* Axes of x (bit mask) that the target shape reduces. */
 static unsigned reduced_mask(const df_node *n)
 {
@@ -19,7 +26,8 @@ static df_status sum_to_infer(df_node *n)
     df_status st = df_require_f32(n, 0);
     if (st != DF_OK) return st;
     const df_node *x = n->in[0];
-    int nd = df_target_shape(n, n->ia, n->shape);      /* attributes, or input 1's shape */
+    const sum_to_attrs *a = DF_ATTRS(n, sum_to_attrs);
+    int nd = df_target_shape(n, (int)a->ndim, a->shape, n->shape);
     n->ndim = nd;
     n->dtype = DF_F32;
     char sx[64], s_[64];
@@ -66,18 +74,18 @@ static const df_gradcheck_case sum_to_cases[] = {
 
 const df_op_def df_op_sum_to = {
     .name = "sum_to", .infer = sum_to_infer, .forward = sum_to_forward,
-    .backward = sum_to_backward, .gradcheck = sum_to_cases,
+    .backward = sum_to_backward, .gradcheck = sum_to_cases, .attrs_size = sizeof(sum_to_attrs),
 };
 
 df_node *df_sum_to(df_graph *g, df_node *x, int ndim, const int64_t *shape)
 {
     if (!df_check_shape_arg(g, "sum_to", ndim, shape)) return NULL;
-    int64_t ia[1 + DF_MAX_DIMS] = {ndim};
-    for (int d = 0; d < ndim; d++) ia[1 + d] = shape[d];
-    return df_node_make(g, &df_op_sum_to, 1, &x, ia, 1 + ndim, NULL, 0, NULL);
+    sum_to_attrs a = {.ndim = ndim};
+    for (int d = 0; d < ndim; d++) a.shape[d] = shape[d];
+    return df_node_new(g, &df_op_sum_to, 1, &x, &a);
 }
 
 df_node *df_sum_to_like(df_graph *g, df_node *x, df_node *like)
 {
-    return df_like_make(g, &df_op_sum_to, x, like, NULL, 0);
+    return df_like_make(g, &df_op_sum_to, x, like, NULL);
 }

@@ -8,24 +8,28 @@
 _Static_assert(sizeof(float) == sizeof(uint32_t) && sizeof(int32_t) == sizeof(uint32_t),
                "transpose copies elements as 4-byte words");
 
+DF_ATTRS_BEGIN
+typedef struct { int64_t perm[DF_MAX_DIMS]; } transpose_attrs;   /* normalised by infer */
+DF_ATTRS_END
+
 static df_status transpose_infer(df_node *n)
 {
     const df_node *x = n->in[0];
     int nd = x->ndim;
     bool seen[DF_MAX_DIMS] = {false};
-    int64_t perm[DF_MAX_DIMS];
+    int64_t perm[DF_MAX_DIMS], *given = DF_ATTRS(n, transpose_attrs)->perm;
     for (int d = 0; d < nd; d++) {
-        int64_t axis = n->ia[d] < 0 ? n->ia[d] + nd : n->ia[d];
+        int64_t axis = given[d] < 0 ? given[d] + nd : given[d];
         if (axis < 0 || axis >= nd || seen[axis]) {
             char sp[64], sx[64];
             return df_op_error(n, DF_ERR_ARG, "perm %s is not a permutation of the axes of %s",
-                               df_shape_str(nd, n->ia, sp, sizeof sp), df_node_shape_str(x, sx, sizeof sx));
+                               df_shape_str(nd, given, sp, sizeof sp), df_node_shape_str(x, sx, sizeof sx));
         }
         seen[axis] = true;
         perm[d] = axis;
     }
     for (int d = 0; d < nd; d++) {
-        n->ia[d] = perm[d];                  /* normalised: forward and backward read it */
+        given[d] = perm[d];                  /* normalised: forward and backward read it */
         n->shape[d] = x->shape[perm[d]];
     }
     n->ndim = nd;
@@ -40,10 +44,11 @@ static df_status transpose_forward(df_node *n)
     const uint32_t *X = x->data;
     uint32_t *Y = n->data;
     int nd = n->ndim;
+    const int64_t *perm = DF_ATTRS(n, transpose_attrs)->perm;
     int64_t src_stride[DF_MAX_DIMS], stride = 1;
     for (int d = nd - 1; d >= 0; d--) {      /* x's row-major strides, visited in y's axis order */
         for (int k = 0; k < nd; k++)
-            if (n->ia[k] == d) src_stride[k] = stride;
+            if (perm[k] == d) src_stride[k] = stride;
         stride *= x->shape[d];
     }
     int64_t N = n->numel, inner = nd ? n->shape[nd - 1] : 1, rows = inner ? N / inner : 0;
@@ -64,7 +69,8 @@ static df_status transpose_backward(df_graph *g, df_node *n, df_node *dy, const 
 {
     (void)need;
     int inverse[DF_MAX_DIMS];
-    for (int d = 0; d < n->ndim; d++) inverse[n->ia[d]] = d;
+    const int64_t *perm = DF_ATTRS(n, transpose_attrs)->perm;
+    for (int d = 0; d < n->ndim; d++) inverse[perm[d]] = d;
     dx[0] = df_transpose(g, dy, inverse);
     return g->status;
 }
@@ -82,7 +88,7 @@ static const df_gradcheck_case transpose_cases[] = {
 
 const df_op_def df_op_transpose = {
     .name = "transpose", .infer = transpose_infer, .forward = transpose_forward,
-    .backward = transpose_backward, .gradcheck = transpose_cases,
+    .backward = transpose_backward, .gradcheck = transpose_cases, .attrs_size = sizeof(transpose_attrs),
 };
 
 df_node *df_transpose(df_graph *g, df_node *x, const int *perm)
@@ -91,7 +97,7 @@ df_node *df_transpose(df_graph *g, df_node *x, const int *perm)
         df_graph_fail(g, DF_ERR_ARG, "op 'transpose': perm is NULL");
         return NULL;
     }
-    int64_t ia[DF_MAX_DIMS] = {0};
-    for (int d = 0; x && d < x->ndim; d++) ia[d] = perm[d];
-    return df_node_make(g, &df_op_transpose, 1, &x, ia, DF_MAX_DIMS, NULL, 0, NULL);
+    transpose_attrs a = {.perm = {0}};
+    for (int d = 0; x && d < x->ndim; d++) a.perm[d] = perm[d];
+    return df_node_new(g, &df_op_transpose, 1, &x, &a);
 }

@@ -2,9 +2,13 @@
 #include <string.h>
 #include "common.h"
 
+DF_ATTRS_BEGIN
+typedef struct { df_variable *var; } variable_attrs;
+DF_ATTRS_END
+
 static df_status variable_infer(df_node *n)
 {
-    df_variable *v = n->pa;
+    df_variable *v = DF_ATTRS(n, variable_attrs)->var;
     n->dtype = v->dtype;
     n->ndim = v->ndim;
     memcpy(n->shape, v->shape, sizeof n->shape);
@@ -18,6 +22,7 @@ static df_status variable_infer(df_node *n)
  * variable). */
 const df_op_def df_op_variable = {
     .name = "variable", .flags = DF_OP_EXTERNAL | DF_OP_NO_CSE, .infer = variable_infer,
+    .attrs_size = sizeof(variable_attrs),
     .no_gradcheck = "leaf: no inputs to differentiate",
 };
 
@@ -34,6 +39,6 @@ df_node *df_var(df_graph *g, df_variable *v)
     /* One read node per variable per graph, so gradients w.r.t. a variable
      * collect every use of it. */
     for (int i = 0; i < g->n_nodes; i++)
-        if (g->nodes[i]->op == &df_op_variable && g->nodes[i]->pa == v) return g->nodes[i];
-    return df_node_make(g, &df_op_variable, 0, NULL, NULL, 0, NULL, 0, v);
+        if (g->nodes[i]->op == &df_op_variable && DF_ATTRS(g->nodes[i], variable_attrs)->var == v) return g->nodes[i];
+    return df_node_new(g, &df_op_variable, 0, NULL, &(variable_attrs){.var = v});
 }

@@ -376,6 +376,25 @@ df_node *df_square(df_graph *g, df_node *x);          /* x * x */
 df_node *df_scale(df_graph *g, df_node *x, float s);  /* x * s */
 /* (x > 0) as 0/1 floats; no gradient. */
 df_node *df_step(df_graph *g, df_node *x);
+df_node *df_erf(df_graph *g, df_node *x);
+df_node *df_sqrt(df_graph *g, df_node *x);
+df_node *df_rsqrt(df_graph *g, df_node *x);            /* 1 / sqrt(x) */
+df_node *df_abs(df_graph *g, df_node *x);              /* gradient sign(x), 0 at 0 */
+/* log(1 + exp(x)), and x itself for x > 20 (PyTorch's threshold). */
+df_node *df_softplus(df_graph *g, df_node *x);
+/* GELU: x * Phi(x) with the exact normal CDF (erf), and PyTorch's tanh
+ * approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+df_node *df_gelu(df_graph *g, df_node *x);
+df_node *df_gelu_tanh(df_graph *g, df_node *x);
+/* Elementwise max / min with broadcasting; NaN in either gives NaN; at a
+ * tie each operand gets half the gradient (as torch). */
+df_node *df_maximum(df_graph *g, df_node *a, df_node *b);
+df_node *df_minimum(df_graph *g, df_node *a, df_node *b);
+/* Comparisons with broadcasting: 1.0f where true, else 0.0f (a mask to
+ * multiply with); no gradient. */
+df_node *df_equal(df_graph *g, df_node *a, df_node *b);
+df_node *df_less(df_graph *g, df_node *a, df_node *b);
+df_node *df_greater(df_graph *g, df_node *a, df_node *b);
 
 /* Matrix product op(a) @ op(b). Operands of rank > 2 are viewed as 2-D by
  * folding leading dims into rows: a (B,T,K) @ w (K,N) -> (B,T,N). */

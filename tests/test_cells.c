@@ -318,7 +318,7 @@ Test(cells, no_second_derivative_and_misused_gradient_ops)
     for (int i = 0; i < 3; i++) {
         df_graph *g = df_graph_new();
         df_node *x = df_tanh(g, PH(g, 2, 3, 3));
-        cr_expect_null(df_node_make(g, ops[i], 1, &x, NULL, 0, NULL, 0, NULL));
+        cr_expect_null(df_node_new(g, ops[i], 1, &x, NULL));
         expect_msg(g, DF_ERR_ARG, ops[i]->name, "tanh", NULL);
         df_graph_free(g);
     }

@@ -109,7 +109,7 @@ static df_op_def wrong_tanh;
 
 static df_node *build_wrong_tanh(df_graph *g, df_node **in)
 {
-    return df_node_make(g, &wrong_tanh, 1, in, NULL, 0, NULL, 0, NULL);
+    return df_node_new(g, &wrong_tanh, 1, in, NULL);
 }
 
 Test(gradcheck, catches_a_wrong_gradient)
@@ -144,7 +144,7 @@ static df_op_def masked_tanh;
 
 static df_node *build_masked_tanh(df_graph *g, df_node **in)
 {
-    return df_node_make(g, &masked_tanh, 1, in, NULL, 0, NULL, 0, NULL);
+    return df_node_new(g, &masked_tanh, 1, in, NULL);
 }
 
 /* Runs the (2,3) masked tanh case with the given mask. */
@@ -368,4 +368,86 @@ Test(reference, one_row_matmul_in_all_transpose_forms)
             expect_close(out.data, tb ? expected_nt : expected_nn, 2, 0);
             df_graph_free(g);
         }
+}
+
+/* The transformer's elementwise ops against values computed in double
+ * (Python's math module: erf, log1p, the GELU formulas). */
+Test(reference, transformer_unary_ops)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 4), *p = PH(g, 3);
+    df_node *outs[] = {df_erf(g, x), df_gelu(g, x), df_gelu_tanh(g, x), df_abs(g, x),
+                       df_softplus(g, x), df_sqrt(g, p), df_rsqrt(g, p)};
+    for (int i = 0; i < 7; i++) df_graph_output(g, outs[i]);
+    float xv[] = {-1, 0, 0.5f, 2}, pv[] = {4, 2, 0.25f};
+    df_tensor in[2] = {F32(xv, 4), F32(pv, 3)}, out[7];
+    cr_assert_eq(df_graph_run(g, in, 2, out, 7), DF_OK, "%s", df_last_error());
+    float erf_e[] = {-0.84270079f, 0, 0.52049988f, 0.99532227f};
+    float gelu_e[] = {-0.15865525f, 0, 0.34573123f, 1.95449974f};
+    float gelu_tanh_e[] = {-0.15880801f, 0, 0.34571401f, 1.95459769f};
+    float abs_e[] = {1, 0, 0.5f, 2};
+    float softplus_e[] = {0.31326169f, 0.69314718f, 0.97407698f, 2.12692801f};
+    float sqrt_e[] = {2, 1.41421356f, 0.5f}, rsqrt_e[] = {0.5f, 0.70710678f, 2};
+    expect_close(out[0].data, erf_e, 4, 1e-6f);
+    expect_close(out[1].data, gelu_e, 4, 1e-6f);
+    expect_close(out[2].data, gelu_tanh_e, 4, 1e-6f);
+    expect_close(out[3].data, abs_e, 4, 0);
+    expect_close(out[4].data, softplus_e, 4, 1e-6f);
+    expect_close(out[5].data, sqrt_e, 3, 1e-6f);
+    expect_close(out[6].data, rsqrt_e, 3, 1e-6f);
+    df_graph_free(g);
+}
+
+Test(reference, softplus_is_x_past_its_threshold)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 3);
+    df_graph_output(g, df_softplus(g, x));
+    float xv[] = {20.5f, 30, 90};             /* exp(90) overflows float: still exactly x */
+    df_tensor in = F32(xv, 3);
+    df_tensor out = run1(g, &in, 1);
+    expect_close(out.data, xv, 3, 0);
+    df_graph_free(g);
+}
+
+Test(reference, maximum_minimum_and_comparisons)
+{
+    df_graph *g = df_graph_new();
+    df_node *a = PH(g, 2, 3), *b = PH(g, 3);
+    df_node *outs[] = {df_maximum(g, a, b), df_minimum(g, a, b), df_equal(g, a, b), df_less(g, a, b),
+                       df_greater(g, a, b)};
+    for (int i = 0; i < 5; i++) df_graph_output(g, outs[i]);
+    float av[] = {1, -2, 3, 0.5f, NAN, -1}, bv[] = {0.5f, -2, NAN};
+    df_tensor in[2] = {F32(av, 2, 3), F32(bv, 3)}, out[5];
+    cr_assert_eq(df_graph_run(g, in, 2, out, 5), DF_OK, "%s", df_last_error());
+    const float *mx = out[0].data, *mn = out[1].data;
+    float mx_e[] = {1, -2, NAN, 0.5f, NAN, NAN}, mn_e[] = {0.5f, -2, NAN, 0.5f, NAN, NAN};
+    for (int i = 0; i < 6; i++) {
+        cr_expect(isnan(mx_e[i]) ? isnan(mx[i]) : mx[i] == mx_e[i], "maximum[%d] = %g", i, mx[i]);
+        cr_expect(isnan(mn_e[i]) ? isnan(mn[i]) : mn[i] == mn_e[i], "minimum[%d] = %g", i, mn[i]);
+    }
+    float eq[] = {0, 1, 0, 1, 0, 0}, lt[] = {0, 0, 0, 0, 0, 0}, gt[] = {1, 0, 0, 0, 0, 0};
+    expect_close(out[2].data, eq, 6, 0);
+    expect_close(out[3].data, lt, 6, 0);
+    expect_close(out[4].data, gt, 6, 0);
+    df_graph_free(g);
+}
+
+/* At a tie each operand of maximum gets half the gradient (torch's rule). */
+Test(reference, maximum_splits_the_gradient_at_a_tie)
+{
+    df_graph *g = df_graph_new();
+    df_node *a = PH(g, 3), *b = PH(g, 3);
+    df_node *grads[2];
+    cr_assert_eq(df_gradients(g, df_sum(g, df_maximum(g, a, b), NULL, 0, false), NULL, 2, (df_node *[]){a, b}, grads),
+                 DF_OK, "%s", df_last_error());
+    df_graph_output(g, grads[0]);
+    df_graph_output(g, grads[1]);
+    float av[] = {1, 2, 3}, bv[] = {0, 2, 4};
+    df_tensor in[2] = {F32(av, 3), F32(bv, 3)}, out[2];
+    cr_assert_eq(df_graph_run(g, in, 2, out, 2), DF_OK, "%s", df_last_error());
+    float da[] = {1, 0.5f, 0}, db[] = {0, 0.5f, 1};
+    expect_close(out[0].data, da, 3, 0);
+    expect_close(out[1].data, db, 3, 0);
+    df_graph_free(g);
 }

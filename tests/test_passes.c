@@ -96,7 +96,13 @@ static const fusable_case fusable_cases[] = {
     {"neg", df_neg, NULL, ANY_REAL},         {"exp", df_exp, NULL, ANY_REAL},
     {"log", df_log, NULL, POSITIVE},         {"tanh", df_tanh, NULL, ANY_REAL},
     {"sigmoid", df_sigmoid, NULL, ANY_REAL}, {"relu", df_relu, NULL, ANY_REAL},
-    {"step", df_step, NULL, ANY_REAL},
+    {"step", df_step, NULL, ANY_REAL},       {"erf", df_erf, NULL, ANY_REAL},
+    {"sqrt", df_sqrt, NULL, POSITIVE},       {"rsqrt", df_rsqrt, NULL, POSITIVE},
+    {"abs", df_abs, NULL, ANY_REAL},         {"softplus", df_softplus, NULL, ANY_REAL},
+    {"gelu", df_gelu, NULL, ANY_REAL},       {"gelu_tanh", df_gelu_tanh, NULL, ANY_REAL},
+    {"maximum", NULL, df_maximum, ANY_REAL}, {"minimum", NULL, df_minimum, ANY_REAL},
+    {"equal", NULL, df_equal, ANY_REAL},     {"less", NULL, df_less, ANY_REAL},
+    {"greater", NULL, df_greater, ANY_REAL},
 };
 
 static const fusable_case *fusable_case_named(const char *name)
@@ -420,8 +426,8 @@ static void expect_instruction_matches_kernel(const df_op_def *op, const float *
     df_graph *g = df_graph_new();
     df_graph_set_passes(g, 0);
     df_node *in[2] = {PH(g, na), PH(g, nb)};
-    df_graph_output(g, df_node_make(g, op, binary ? 2 : 1, in, NULL, 0, NULL, 0, NULL));
-    df_graph_output(g, df_node_make(g, &df_op_fused_elementwise, binary ? 2 : 1, in, NULL, 0, NULL, 0, &prog));
+    df_graph_output(g, df_node_new(g, op, binary ? 2 : 1, in, NULL));
+    df_graph_output(g, df_node_new(g, &df_op_fused_elementwise, binary ? 2 : 1, in, &prog));
     df_tensor feeds[2] = {F32((float *)a, na), F32((float *)b, nb)}, out[2];
     cr_assert_eq(df_graph_run(g, feeds, 2, out, 2), DF_OK, "%s (%s): %s", op->name, layout, df_last_error());
     int64_t n = df_tensor_numel(&out[0]);
