@@ -22,8 +22,12 @@ struct df_layer {
     int in_ndim, out_ndim;        /* shapes at build, DF_DYNAMIC where open */
     int64_t in_shape[DF_MAX_DIMS], out_shape[DF_MAX_DIMS];
     df_variable *weights[MAX_WEIGHTS];
+    char weight_names[MAX_WEIGHTS][NAME_CAP];    /* the short names ("kernel") */
     bool trainable[MAX_WEIGHTS];
     int n_weights;
+    struct { char weight[NAME_CAP], full[2 * NAME_CAP]; } renames[MAX_WEIGHTS];   /* df_layer_set_weight_name */
+    int n_renames;
+    int state_slot;               /* of the call being traced */
 };
 
 struct df_model {
@@ -66,6 +70,9 @@ void df_layer_free(df_layer *l)
 }
 
 const char *df_layer_name(const df_layer *l) { return l ? l->name : "(null)"; }
+const df_layer_def *df_layer_definition(const df_layer *l) { return l ? l->def : NULL; }
+void *df_layer_user(const df_layer *l) { return l ? l->user : NULL; }
+int df_layer_state_slot(const df_layer *l) { return l ? l->state_slot : 0; }
 const char *df_layer_type(const df_layer *l) { return l ? l->def->type : "(null)"; }
 bool df_layer_built(const df_layer *l) { return l && l->built; }
 void df_layer_set_rng(df_layer *l, df_rng *rng) { if (l) l->rng = rng; }
@@ -81,6 +88,34 @@ df_status df_layer_set_name(df_layer *l, const char *name)
     return DF_OK;
 }
 
+df_status df_layer_set_weight_name(df_layer *l, const char *name, const char *full_name)
+{
+    if (!l || !name || !*name || !full_name || !*full_name || strlen(name) >= NAME_CAP ||
+        strlen(full_name) >= 2 * NAME_CAP)
+        return df_error(DF_ERR_ARG, "df_layer_set_weight_name: a weight name of 1..%d characters and a full name of "
+                        "1..%d", NAME_CAP - 1, 2 * NAME_CAP - 1);
+    if (l->built)
+        return df_error(DF_ERR_STATE, "layer '%s' is built: name its weight '%s' before building it", l->name, name);
+    int i = 0;
+    while (i < l->n_renames && strcmp(l->renames[i].weight, name) != 0) i++;
+    if (i == MAX_WEIGHTS) return df_error(DF_ERR_RANGE, "layer '%s': more than %d weight names", l->name, MAX_WEIGHTS);
+    if (i == l->n_renames) l->n_renames++;
+    snprintf(l->renames[i].weight, NAME_CAP, "%s", name);
+    snprintf(l->renames[i].full, 2 * NAME_CAP, "%s", full_name);
+    return DF_OK;
+}
+
+/* The variable name of weight `name`: "<layer>/<name>" unless renamed. */
+static void weight_variable_name(const df_layer *l, const char *name, char *buf, size_t cap)
+{
+    for (int i = 0; i < l->n_renames; i++)
+        if (strcmp(l->renames[i].weight, name) == 0) {
+            snprintf(buf, cap, "%s", l->renames[i].full);
+            return;
+        }
+    snprintf(buf, cap, "%s/%s", l->name, name);
+}
+
 df_variable *df_layer_add_weight(df_layer *l, const char *name, df_dtype dtype, int ndim, const int64_t *shape,
                                  df_init init, bool trainable)
 {
@@ -92,14 +127,19 @@ df_variable *df_layer_add_weight(df_layer *l, const char *name, df_dtype dtype, 
         df_error(DF_ERR_RANGE, "layer '%s': more than %d weights", l->name, MAX_WEIGHTS);
         return NULL;
     }
+    if (strlen(name) >= NAME_CAP) {
+        df_error(DF_ERR_ARG, "layer '%s': a weight name of at most %d characters", l->name, NAME_CAP - 1);
+        return NULL;
+    }
     if (df_layer_weight(l, name)) {
         df_error(DF_ERR_ARG, "layer '%s' already has a weight '%s'", l->name, name);
         return NULL;
     }
     char full[2 * NAME_CAP];
-    snprintf(full, sizeof full, "%s/%s", l->name, name);
+    weight_variable_name(l, name, full, sizeof full);
     df_variable *v = df_variable_new(full, dtype, ndim, shape, init, l->rng);
-    if (!v) return NULL;             /* df_variable_new's message names "<layer>/<name>" */
+    if (!v) return NULL;             /* df_variable_new's message names the variable */
+    snprintf(l->weight_names[l->n_weights], NAME_CAP, "%s", name);
     l->trainable[l->n_weights] = trainable;
     l->weights[l->n_weights++] = v;
     return v;
@@ -108,12 +148,8 @@ df_variable *df_layer_add_weight(df_layer *l, const char *name, df_dtype dtype, 
 df_variable *df_layer_weight(const df_layer *l, const char *name)
 {
     if (!l || !name) return NULL;
-    size_t prefix = strlen(l->name);
-    for (int i = 0; i < l->n_weights; i++) {
-        const char *full = df_variable_name(l->weights[i]);
-        if (strncmp(full, l->name, prefix) == 0 && full[prefix] == '/' && strcmp(full + prefix + 1, name) == 0)
-            return l->weights[i];
-    }
+    for (int i = 0; i < l->n_weights; i++)
+        if (strcmp(l->weight_names[i], name) == 0) return l->weights[i];
     return NULL;
 }
 
@@ -175,36 +211,71 @@ df_status df_layer_build(df_layer *l, int ndim, const int64_t *input_shape)
     return DF_OK;
 }
 
-df_node *df_layer_call(df_layer *l, df_graph *g, df_node *x, bool training)
+/* Builds l for an input of this shape, or checks that it was built for
+ * one of this rank and last dimension; false (the graph failed) if not. */
+static bool ready_for(df_layer *l, df_graph *g, int nd, const int64_t *shape)
 {
-    if (!g) {
-        df_error(DF_ERR_ARG, "df_layer_call: null graph");
-        return NULL;
-    }
-    if (!l) {
-        df_graph_fail(g, DF_ERR_ARG, "df_layer_call: null layer");
-        return NULL;
-    }
-    if (!x || g->status != DF_OK) return NULL;
-    int nd = df_node_ndim(x);
-    const int64_t *shape = df_node_shape(x);
     char sx[96], sb[96];
     if (!l->built) {
         df_status st = nd < 1 ? df_error(DF_ERR_SHAPE, "layer '%s' (%s): a scalar input", l->name, l->def->type)
                               : df_layer_build(l, nd, shape);
-        if (st != DF_OK) {
-            df_graph_fail(g, st, "%s", df_last_error());
-            return NULL;
-        }
-    } else if (nd != l->in_ndim || shape[nd - 1] != l->in_shape[nd - 1]) {
-        df_graph_fail(g, DF_ERR_SHAPE, "layer '%s' (%s) was built for input %s, called on %s", l->name, l->def->type,
-                      keras_shape(l->in_ndim, l->in_shape, sb, sizeof sb), keras_shape(nd, shape, sx, sizeof sx));
-        return NULL;
+        if (st != DF_OK) df_graph_fail(g, st, "%s", df_last_error());
+        return st == DF_OK;
     }
-    df_node *y = l->def->call(l, g, x, training, l->user);
+    if (nd == l->in_ndim && shape[nd - 1] == l->in_shape[nd - 1]) return true;
+    df_graph_fail(g, DF_ERR_SHAPE, "layer '%s' (%s) was built for input %s, called on %s", l->name, l->def->type,
+                  keras_shape(l->in_ndim, l->in_shape, sb, sizeof sb), keras_shape(nd, shape, sx, sizeof sx));
+    return false;
+}
+
+/* The arguments every call checks; false when there is nothing to do (an
+ * earlier error, a NULL input) or the call is wrong (then the graph failed). */
+static bool call_ok(const df_layer *l, df_graph *g, const df_node *x, int slot)
+{
+    if (!g) {
+        df_error(DF_ERR_ARG, "df_layer_call: null graph");
+        return false;
+    }
+    if (!l) {
+        df_graph_fail(g, DF_ERR_ARG, "df_layer_call: null layer");
+        return false;
+    }
+    if (slot < 0 || slot >= DF_MAX_STATE_SLOTS) {
+        df_graph_fail(g, DF_ERR_ARG, "layer '%s': state slot %d not in 0..%d", l->name, slot, DF_MAX_STATE_SLOTS - 1);
+        return false;
+    }
+    return x && g->status == DF_OK;
+}
+
+/* Runs one of l's call callbacks with the slot set for the trace. */
+static df_node *traced_call(df_layer *l, df_graph *g, df_node *x, bool training, int slot, bool projected)
+{
+    l->state_slot = slot;
+    df_node *y = projected ? l->def->call_projected(l, g, x, training, l->user) : l->def->call(l, g, x, training, l->user);
+    l->state_slot = DF_STATE_MAIN;
     if (!y && g->status == DF_OK)
         df_graph_fail(g, DF_ERR_STATE, "layer '%s' (%s): its call returned no node", l->name, l->def->type);
     return y;
+}
+
+df_node *df_layer_call_slot(df_layer *l, df_graph *g, df_node *x, bool training, int slot)
+{
+    if (!call_ok(l, g, x, slot) || !ready_for(l, g, df_node_ndim(x), df_node_shape(x))) return NULL;
+    return traced_call(l, g, x, training, slot, false);
+}
+
+df_node *df_layer_call(df_layer *l, df_graph *g, df_node *x, bool training)
+{
+    return df_layer_call_slot(l, g, x, training, DF_STATE_MAIN);
+}
+
+int df_layer_state_variables(df_layer *l, int64_t batch, int slot, df_variable **out, int max)
+{
+    if (!l) {
+        df_error(DF_ERR_ARG, "df_layer_state_variables: null layer");
+        return -1;
+    }
+    return l->def->state_variables ? l->def->state_variables(l, batch, slot, out, max, l->user) : 0;
 }
 
 /* --------------------------------------------------------------- Dense */
@@ -364,17 +435,36 @@ static uint64_t name_salt(const char *name)
     return h;
 }
 
+/* The layer's own step counter "<layer>/seed", made on first use unless
+ * df_dropout_layer_set_seed gave it another seed. */
+static df_status dropout_seed(df_layer *l, dropout_config *c)
+{
+    if (c->seed) return DF_OK;
+    char name[2 * NAME_CAP];
+    snprintf(name, sizeof name, "%s/seed", l->name);
+    if (!(c->seed = c->own_counter = df_variable_new(name, DF_I32, 0, NULL, df_init_zeros(), NULL)))
+        return df_error(DF_ERR_NOMEM, "layer '%s': %s", l->name, df_last_error());
+    return DF_OK;
+}
+
+/* Its own counter carries from step to step, like a recurrent state. */
+static int dropout_state_variables(df_layer *l, int64_t batch, int slot, df_variable **out, int max, void *user)
+{
+    (void)batch, (void)slot;
+    dropout_config *c = user;
+    if (c->seed && !c->own_counter) return 0;     /* someone else's variable, e.g. the optimizer's counter */
+    if (dropout_seed(l, c) != DF_OK) return -1;
+    if (out && max > 0) out[0] = c->own_counter;
+    return 1;
+}
+
 static df_node *dropout_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
 {
     dropout_config *c = user;
     if (!training || c->rate == 0) return x;
-    if (!c->seed) {
-        char name[2 * NAME_CAP];
-        snprintf(name, sizeof name, "%s/seed", l->name);
-        if (!(c->seed = c->own_counter = df_variable_new(name, DF_I32, 0, NULL, df_init_zeros(), NULL))) {
-            df_graph_fail(g, DF_ERR_NOMEM, "layer '%s': %s", l->name, df_last_error());
-            return NULL;
-        }
+    if (dropout_seed(l, c) != DF_OK) {
+        df_graph_fail(g, DF_ERR_NOMEM, "%s", df_last_error());
+        return NULL;
     }
     df_node *seed = df_var(g, c->seed);
     df_node *y = df_dropout_rows(g, x, c->rate, seed, c->salted ? c->salt : name_salt(l->name), c->first_row);
@@ -395,7 +485,7 @@ static void dropout_reset(df_layer *l, void *user)
 
 static const df_layer_def dropout_def = {
     .type = "Dropout", .base_name = "dropout", .call = dropout_call, .reset_states = dropout_reset,
-    .free_user = dropout_free,
+    .free_user = dropout_free, .state_variables = dropout_state_variables,
 };
 
 df_layer *df_dropout_layer(float rate)
@@ -493,14 +583,56 @@ df_status df_model_add(df_model *m, df_layer *l)
     return DF_OK;
 }
 
-df_node *df_model_call(df_model *m, df_graph *g, df_node *x, bool training)
+/* An Embedding folds into the next layer when that one offers an input
+ * projection and the ids' fixed shape holds at least input_dim ids: then
+ * projecting the whole table costs less than projecting each looked-up row. */
+static bool folds(const df_layer *emb, const df_layer *next, const df_node *ids)
+{
+    if (emb->def != &embedding_def || !next->def->project || !next->def->call_projected) return false;
+    int64_t n = 1;
+    for (int d = 0; d < df_node_ndim(ids); d++) {
+        if (df_node_dim(ids, d) == DF_DYNAMIC) return false;
+        n *= df_node_dim(ids, d);
+    }
+    return n >= ((const embedding_config *)emb->user)->input_dim;
+}
+
+/* next(emb(ids)) as gather(project(embeddings), ids), then the rest of next's call. */
+static df_node *call_folded(df_layer *emb, df_layer *next, df_graph *g, df_node *ids, bool training, int slot)
+{
+    int nd = df_node_ndim(ids), emb_nd = 0;
+    int64_t emb_shape[DF_MAX_DIMS];
+    if (!ready_for(emb, g, nd, df_node_shape(ids))) return NULL;
+    df_status st = layer_output_shape(emb, nd, df_node_shape(ids), &emb_nd, emb_shape);
+    if (st != DF_OK) {
+        df_graph_fail(g, st, "%s", df_last_error());
+        return NULL;
+    }
+    if (!ready_for(next, g, emb_nd, emb_shape)) return NULL;
+    next->state_slot = slot;
+    df_node *table = next->def->project(next, g, df_var(g, df_layer_weight(emb, "embeddings")), next->user);
+    next->state_slot = DF_STATE_MAIN;
+    return traced_call(next, g, df_gather(g, table, ids), training, slot, true);
+}
+
+df_node *df_model_call_slot(df_model *m, df_graph *g, df_node *x, bool training, int slot)
 {
     if (!m) {
         if (g) df_graph_fail(g, DF_ERR_ARG, "df_model_call: null model");
         return NULL;
     }
-    for (int i = 0; i < m->n_layers && x; i++) x = df_layer_call(m->layers[i], g, x, training);
+    for (int i = 0; i < m->n_layers && x; i++) {
+        df_layer *l = m->layers[i], *next = i + 1 < m->n_layers ? m->layers[i + 1] : NULL;
+        if (!call_ok(l, g, x, slot)) return NULL;
+        if (next && folds(l, next, x)) x = call_folded(l, m->layers[++i], g, x, training, slot);
+        else x = df_layer_call_slot(l, g, x, training, slot);
+    }
     return x;
+}
+
+df_node *df_model_call(df_model *m, df_graph *g, df_node *x, bool training)
+{
+    return df_model_call_slot(m, g, x, training, DF_STATE_MAIN);
 }
 
 df_status df_model_build(df_model *m, int ndim, const int64_t *input_shape)
@@ -538,6 +670,31 @@ int df_model_variables(const df_model *m, df_variable **out, int max)
                 if (out && n < max) out[n] = m->layers[i]->weights[k];
                 n++;
             }
+    return n;
+}
+
+int df_model_weights(const df_model *m, df_variable **out, int max)
+{
+    int n = 0;
+    for (int i = 0; m && i < m->n_layers; i++)
+        for (int k = 0; k < m->layers[i]->n_weights; k++, n++)
+            if (out && n < max) out[n] = m->layers[i]->weights[k];
+    return n;
+}
+
+int df_model_state_variables(df_model *m, int64_t batch, int slot, df_variable **out, int max)
+{
+    if (!m) {
+        df_error(DF_ERR_ARG, "df_model_state_variables: null model");
+        return -1;
+    }
+    int n = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        bool room = out && n < max;
+        int k = df_layer_state_variables(m->layers[i], batch, slot, room ? out + n : NULL, room ? max - n : 0);
+        if (k < 0) return -1;
+        n += k;
+    }
     return n;
 }
 
@@ -611,10 +768,7 @@ void df_model_summary(const df_model *m, FILE *out)
  * count (which may exceed max). */
 static int saved_variables(const df_model *m, const df_optimizer *opt, df_variable **out, int max)
 {
-    int n = 0;
-    for (int i = 0; i < m->n_layers; i++)
-        for (int k = 0; k < m->layers[i]->n_weights; k++, n++)
-            if (n < max) out[n] = m->layers[i]->weights[k];
+    int n = df_model_weights(m, out, max);
     if (opt) n += df_optimizer_state(opt, n < max ? out + n : NULL, n < max ? max - n : 0);
     return n;
 }
@@ -711,7 +865,7 @@ df_status df_model_compile(df_model *m, df_optimizer *opt, df_loss loss)
 // x -> model -> y_pred; (y_pred, y) -> scalar loss
 static df_node *compiled_loss(df_model *m, df_graph *g, df_node **in, bool training)
 {
-    df_node *pred = df_model_call(m, g, in[0], training);
+    df_node *pred = df_model_call_slot(m, g, in[0], training, training ? DF_STATE_MAIN : DF_STATE_EVAL);
     if (m->loss == DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY) return df_sparse_softmax_cross_entropy(g, pred, in[1]);
     return df_mean(g, df_square(g, df_sub(g, pred, in[1])), NULL, 0, false);
 }

@@ -8,11 +8,13 @@
 
 typedef enum cell_kind { CELL_LSTM, CELL_GRU, CELL_RNN } cell_kind;
 
-#define MAX_STATES 8
+#define MAX_STATES 16           /* (batch size, slot) pairs per layer */
+#define STATE_NAME_CAP 160
 
-/* A stateful layer's carried state for one batch size. */
+/* A stateful layer's carried state for one batch size in one slot. */
 typedef struct rnn_state {
     int64_t batch;
+    int slot;
     df_variable *h, *c;           /* c: LSTM only */
 } rnn_state;
 
@@ -23,6 +25,7 @@ typedef struct rnn_config {
     df_rnn_options options;
     rnn_state states[MAX_STATES];
     int n_states;
+    char h_name[DF_MAX_STATE_SLOTS][STATE_NAME_CAP], c_name[DF_MAX_STATE_SLOTS][STATE_NAME_CAP]; /* "": default */
 } rnn_config;
 
 /* Gates per unit: a kernel is (E, G*H). */
@@ -67,19 +70,29 @@ static int rnn_output_shape(const df_layer *l, int ndim, const int64_t *in, int6
     return 3;
 }
 
-/* The state for batch size B, created (zero) on first use. */
-static rnn_state *state_for(df_layer *l, rnn_config *c, int64_t B)
+/* A state variable's name: the one set for the slot, else "<layer>/state_h"
+ * in slot 0 and "<layer>/state_h_slot<s>" in slot s. */
+static void state_name(const df_layer *l, const char *set, const char *which, int slot, char *buf, size_t cap)
+{
+    if (*set) snprintf(buf, cap, "%s", set);
+    else if (slot == 0) snprintf(buf, cap, "%s/state_%s", df_layer_name(l), which);
+    else snprintf(buf, cap, "%s/state_%s_slot%d", df_layer_name(l), which, slot);
+}
+
+/* The state for batch size B in a slot, created (zero) on first use. */
+static rnn_state *state_for(df_layer *l, rnn_config *c, int64_t B, int slot)
 {
     for (int i = 0; i < c->n_states; i++)
-        if (c->states[i].batch == B) return &c->states[i];
+        if (c->states[i].batch == B && c->states[i].slot == slot) return &c->states[i];
     if (c->n_states == MAX_STATES) {
-        df_error(DF_ERR_RANGE, "layer '%s': stateful with more than %d batch sizes", df_layer_name(l), MAX_STATES);
+        df_error(DF_ERR_RANGE, "layer '%s': stateful with more than %d (batch size, slot) pairs", df_layer_name(l),
+                 MAX_STATES);
         return NULL;
     }
     rnn_state *s = &c->states[c->n_states];
-    char h[160], cn[160];
-    snprintf(h, sizeof h, "%s/state_h", df_layer_name(l));
-    snprintf(cn, sizeof cn, "%s/state_c", df_layer_name(l));
+    char h[STATE_NAME_CAP + 32], cn[STATE_NAME_CAP + 32];
+    state_name(l, c->h_name[slot], "h", slot, h, sizeof h);
+    state_name(l, c->c_name[slot], "c", slot, cn, sizeof cn);
     const int64_t shape[2] = {B, c->units};
     s->h = df_variable_new(h, DF_F32, 2, shape, df_init_zeros(), NULL);
     s->c = c->cell == CELL_LSTM ? df_variable_new(cn, DF_F32, 2, shape, df_init_zeros(), NULL) : NULL;
@@ -90,8 +103,25 @@ static rnn_state *state_for(df_layer *l, rnn_config *c, int64_t B)
         return NULL;
     }
     s->batch = B;
+    s->slot = slot;
     c->n_states++;
     return s;
+}
+
+static int rnn_state_variables(df_layer *l, int64_t batch, int slot, df_variable **out, int max, void *user)
+{
+    rnn_config *c = user;
+    if (!c->options.stateful) return 0;
+    if (batch < 1 || slot < 0 || slot >= DF_MAX_STATE_SLOTS) {
+        df_error(DF_ERR_ARG, "layer '%s': state of batch %lld, slot %d (batch >= 1, slot 0..%d)", df_layer_name(l),
+                 (long long)batch, slot, DF_MAX_STATE_SLOTS - 1);
+        return -1;
+    }
+    rnn_state *s = state_for(l, c, batch, slot);
+    if (!s) return -1;
+    if (out && max > 0) out[0] = s->h;
+    if (s->c && out && max > 1) out[1] = s->c;
+    return s->c ? 2 : 1;
 }
 
 /* Row `row` of a GRU's (2,3H) bias as a (3H) node. */
@@ -101,36 +131,48 @@ static df_node *bias_row(df_graph *g, df_variable *bias, int64_t row, int64_t wi
                       (int64_t[]){width});
 }
 
-static df_node *rnn_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
+static bool two_row_bias(const rnn_config *c) { return c->cell == CELL_GRU && c->reset_after; }
+
+/* x (..., E) -> x @ kernel + input bias (..., G*H): the part of the call a
+ * model may fold into an Embedding before the layer. */
+static df_node *rnn_project(df_layer *l, df_graph *g, df_node *x, void *user)
+{
+    rnn_config *c = user;
+    df_variable *bias = df_layer_weight(l, "bias");
+    df_node *product = df_matmul(g, x, df_var(g, df_layer_weight(l, "kernel")), false, false);
+    return df_add(g, product, two_row_bias(c) ? bias_row(g, bias, 0, 3 * c->units) : df_var(g, bias));
+}
+
+/* The recurrence on the projected input xproj (B,T,G*H). */
+static df_node *rnn_call_projected(df_layer *l, df_graph *g, df_node *xproj, bool training, void *user)
 {
     (void)training;
     rnn_config *c = user;
-    const int64_t H = c->units, B = df_node_dim(x, 0), T = df_node_dim(x, 1);
-    bool two_rows = c->cell == CELL_GRU && c->reset_after, need_last = c->options.stateful || !c->options.return_sequences;
-    if (df_node_ndim(x) != 3 || (need_last && T == DF_DYNAMIC) || (c->options.stateful && B == DF_DYNAMIC)) {
+    if (!xproj) return NULL;
+    const int64_t H = c->units, B = df_node_dim(xproj, 0), T = df_node_dim(xproj, 1);
+    bool need_last = c->options.stateful || !c->options.return_sequences;
+    if (df_node_ndim(xproj) != 3 || (need_last && T == DF_DYNAMIC) || (c->options.stateful && B == DF_DYNAMIC)) {
         df_graph_set_error(g, DF_ERR_SHAPE, "layer '%s' (%s): input of rank %d; %s", df_layer_name(l), df_layer_type(l),
-                           df_node_ndim(x),
+                           df_node_ndim(xproj),
                            c->options.stateful && B == DF_DYNAMIC
                                ? "a stateful layer needs a fixed batch size (its state is per batch size)"
                                : "the last step (stateful or not return_sequences) needs a fixed sequence length");
         return NULL;
     }
     df_variable *bias = df_layer_weight(l, "bias");
-    df_node *b_in = two_rows ? bias_row(g, bias, 0, 3 * H) : df_var(g, bias);
-    df_node *xproj = df_add(g, df_matmul(g, x, df_var(g, df_layer_weight(l, "kernel")), false, false), b_in);
     df_node *w_rec = df_var(g, df_layer_weight(l, "recurrent_kernel"));
     rnn_state *s = NULL;
-    if (c->options.stateful && !(s = state_for(l, c, B))) {
+    if (c->options.stateful && !(s = state_for(l, c, B, df_layer_state_slot(l)))) {
         df_graph_set_error(g, DF_ERR_NOMEM, "%s", df_last_error());
         return NULL;
     }
     /* without carried state: zeros of x's batch size, whatever it is at run time */
-    df_node *h0 = s ? df_var(g, s->h) : df_fill_like_dims(g, x, 0.0f, DF_F32, 2, (int64_t[]){DF_DYNAMIC, H}), *h;
+    df_node *h0 = s ? df_var(g, s->h) : df_fill_like_dims(g, xproj, 0.0f, DF_F32, 2, (int64_t[]){DF_DYNAMIC, H}), *h;
     if (c->cell == CELL_LSTM)
-        h = df_lstm(g, xproj, w_rec, h0, s ? df_var(g, s->c) : df_fill_like_dims(g, x, 0.0f, DF_F32, 2,
-                                                                                (int64_t[]){DF_DYNAMIC, H}));
+        h = df_lstm(g, xproj, w_rec, h0, s ? df_var(g, s->c) : df_fill_like_dims(g, xproj, 0.0f, DF_F32, 2,
+                                                                                    (int64_t[]){DF_DYNAMIC, H}));
     else if (c->cell == CELL_GRU)
-        h = df_gru(g, xproj, w_rec, two_rows ? bias_row(g, bias, 1, 3 * H) : NULL, h0, c->reset_after);
+        h = df_gru(g, xproj, w_rec, two_row_bias(c) ? bias_row(g, bias, 1, 3 * H) : NULL, h0, c->reset_after);
     else
         h = df_simple_rnn(g, xproj, w_rec, h0);
     if (!need_last) return h;
@@ -141,6 +183,16 @@ static df_node *rnn_call(df_layer *l, df_graph *g, df_node *x, bool training, vo
         if (c->cell == CELL_LSTM) df_assign(g, s->c, df_lstm_final_c(g, h));
     }
     return c->options.return_sequences ? h : h_last;
+}
+
+static df_node *rnn_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
+{
+    if (df_node_ndim(x) != 3) {
+        df_graph_set_error(g, DF_ERR_SHAPE, "layer '%s' (%s) takes (batch, time, features) inputs, not rank %d",
+                           df_layer_name(l), df_layer_type(l), df_node_ndim(x));
+        return NULL;
+    }
+    return rnn_call_projected(l, g, rnn_project(l, g, x, user), training, user);
 }
 
 static void rnn_reset(df_layer *l, void *user)
@@ -163,10 +215,13 @@ static void rnn_free(void *user)
     df_free(c);
 }
 
-static const df_layer_def lstm_def = {"LSTM", "lstm", rnn_build, rnn_call, rnn_output_shape, rnn_reset, rnn_free};
-static const df_layer_def gru_def = {"GRU", "gru", rnn_build, rnn_call, rnn_output_shape, rnn_reset, rnn_free};
-static const df_layer_def rnn_def = {"SimpleRNN", "simple_rnn", rnn_build, rnn_call, rnn_output_shape, rnn_reset,
-                                     rnn_free};
+#define RNN_DEF(type_, base_)                                                                               \
+    {.type = type_, .base_name = base_, .build = rnn_build, .call = rnn_call, .output_shape = rnn_output_shape, \
+     .reset_states = rnn_reset, .free_user = rnn_free, .project = rnn_project,                                 \
+     .call_projected = rnn_call_projected, .state_variables = rnn_state_variables}
+static const df_layer_def lstm_def = RNN_DEF("LSTM", "lstm");
+static const df_layer_def gru_def = RNN_DEF("GRU", "gru");
+static const df_layer_def rnn_def = RNN_DEF("SimpleRNN", "simple_rnn");
 
 static df_layer *rnn_layer(const df_layer_def *def, cell_kind cell, int64_t units, bool reset_after,
                            df_rnn_options options)
@@ -199,4 +254,24 @@ df_layer *df_gru_layer(int64_t units, bool reset_after, df_rnn_options options)
 df_layer *df_simple_rnn_layer(int64_t units, df_rnn_options options)
 {
     return rnn_layer(&rnn_def, CELL_RNN, units, false, options);
+}
+
+df_status df_rnn_layer_set_state_names(df_layer *l, int slot, const char *h_name, const char *c_name)
+{
+    const df_layer_def *def = df_layer_definition(l);
+    if (def != &lstm_def && def != &gru_def && def != &rnn_def)
+        return df_error(DF_ERR_ARG, "df_rnn_layer_set_state_names: '%s' is not a recurrent layer", df_layer_name(l));
+    rnn_config *c = df_layer_user(l);
+    bool needs_c = c->cell == CELL_LSTM;
+    if (slot < 0 || slot >= DF_MAX_STATE_SLOTS || !h_name || !*h_name || strlen(h_name) >= STATE_NAME_CAP ||
+        (needs_c && (!c_name || !*c_name || strlen(c_name) >= STATE_NAME_CAP)))
+        return df_error(DF_ERR_ARG, "layer '%s': state names of 1..%d characters (c too for an LSTM), slot 0..%d",
+                        df_layer_name(l), STATE_NAME_CAP - 1, DF_MAX_STATE_SLOTS - 1);
+    for (int i = 0; i < c->n_states; i++)
+        if (c->states[i].slot == slot)
+            return df_error(DF_ERR_STATE, "layer '%s': the state of slot %d already exists as '%s'; name it before "
+                            "its first use", df_layer_name(l), slot, df_variable_name(c->states[i].h));
+    snprintf(c->h_name[slot], STATE_NAME_CAP, "%s", h_name);
+    if (needs_c) snprintf(c->c_name[slot], STATE_NAME_CAP, "%s", c_name);
+    return DF_OK;
 }

@@ -851,14 +851,22 @@ typedef enum df_activation { DF_ACT_NONE = 0, DF_ACT_RELU, DF_ACT_TANH, DF_ACT_S
  * (units) when use_bias. x (..., in) -> (..., units). */
 df_layer *df_dense_layer(int64_t units, df_activation activation, bool use_bias);
 /* Embedding(input_dim, output_dim): i32 indices (...) -> (..., output_dim);
- * the variable is "embedding/embeddings" (input_dim, output_dim). */
+ * the variable is "embedding/embeddings" (input_dim, output_dim).
+ *
+ * In a model, an Embedding directly followed by a layer that offers an input
+ * projection (the recurrent layers: x @ kernel + bias) folds into it when the
+ * ids' shape is fixed and holds at least input_dim ids (e.g. training batches
+ * B*T >= V): one lookup gather(embeddings @ kernel + bias, ids), a (V,E)
+ * product instead of (B*T,E). Fewer ids (sampling one step at a time) or an
+ * open dimension take the plain path, gather then project. Both compute the
+ * same rows up to rounding, and gradients flow through either. */
 df_layer *df_embedding_layer(int64_t input_dim, int64_t output_dim);
 
 /* Recurrent layers on x (B,T,E) (T fixed by the trace; B may be open). */
 typedef struct df_rnn_options {
     bool return_sequences;   /* (B,T,H); else the last step's h (B,H) */
     bool stateful;           /* carry the final state into the next call (per batch size, which must be
-                              * fixed); zero it with df_layer_reset_states */
+                              * fixed, and per state slot); zero it with df_layer_reset_states */
     bool recurrent_glorot;   /* recurrent_kernel glorot_uniform instead of Keras' orthogonal */
 } df_rnn_options;
 /* LSTM(units): variables kernel (E,4H), recurrent_kernel (H,4H), bias (4H),
@@ -871,6 +879,19 @@ df_layer *df_lstm_layer(int64_t units, df_rnn_options options);
 df_layer *df_gru_layer(int64_t units, bool reset_after, df_rnn_options options);
 /* SimpleRNN(units) with tanh: kernel (E,H), recurrent_kernel (H,H), bias (H). */
 df_layer *df_simple_rnn_layer(int64_t units, df_rnn_options options);
+
+/* State slots: a stateful layer keeps one carried state per (batch size,
+ * slot), so that e.g. validation between training steps reads and carries
+ * its own state and leaves the training state as it was. A call traces with
+ * slot DF_STATE_MAIN unless df_model_call_slot / df_layer_call_slot say
+ * otherwise; the model's compiled eval step uses DF_STATE_EVAL. */
+enum { DF_STATE_MAIN = 0, DF_STATE_EVAL = 1, DF_MAX_STATE_SLOTS = 4 };
+/* Full names of a recurrent layer's state variables in one slot (c: LSTM
+ * only, else ignored and may be NULL), for checkpoints written by other
+ * code. Default: "<layer>/state_h", "<layer>/state_c" in slot 0,
+ * "<layer>/state_h_slot<s>", ... in slot s. Set before the slot's first
+ * state exists (else DF_ERR_STATE). */
+df_status df_rnn_layer_set_state_names(df_layer *l, int slot, const char *h_name, const char *c_name);
 
 /* Dropout(rate), active only when called with training = true. The mask
  * follows df_dropout's seed: by default the layer's own step counter, which
@@ -911,9 +932,23 @@ typedef struct df_layer_def {
     void (*reset_states)(df_layer *l, void *user);
     /* Frees user when the layer is freed. NULL: user is not freed. */
     void (*free_user)(void *user);
+    /* Optional pair, for a layer whose call starts with an affine map of the
+     * input's last axis (x @ kernel + bias): project adds that map for any
+     * (..., in) node, call_projected the rest of the call on its result. A
+     * model folds an Embedding just before such a layer into one lookup
+     * (df_embedding_layer). */
+    df_node *(*project)(df_layer *l, df_graph *g, df_node *x, void *user);
+    df_node *(*call_projected)(df_layer *l, df_graph *g, df_node *projected, bool training, void *user);
+    /* Optional, for a layer that carries state from call to call: its state
+     * variables for a batch size and slot, created (zeros) on first use; the
+     * count (filling up to max entries), or -1 on error (df_error set). */
+    int (*state_variables)(df_layer *l, int64_t batch, int slot, df_variable **out, int max, void *user);
 } df_layer_def;
 /* def must outlive the layer (a static). NULL when out of memory. */
 df_layer *df_custom_layer(const df_layer_def *def, void *user);
+/* The definition and user pointer a layer was made with (NULL for NULL). */
+const df_layer_def *df_layer_definition(const df_layer *l);
+void *df_layer_user(const df_layer *l);
 /* Inside build: a variable "<layer>/<name>" of this shape, initialised from
  * the model's RNG; trainable ones are listed by df_model_variables. Owned by
  * the layer. NULL on error (df_last_error names the layer). */
@@ -921,6 +956,11 @@ df_variable *df_layer_add_weight(df_layer *l, const char *name, df_dtype dtype, 
                                  df_init init, bool trainable);
 /* The layer's variable with the short name ("kernel"), NULL if none. */
 df_variable *df_layer_weight(const df_layer *l, const char *name);
+/* Gives the weight with the short name (e.g. "embeddings") the full
+ * variable name full_name instead of "<layer>/<name>", e.g. to read
+ * checkpoints of a model named by hand; df_layer_weight still finds it by
+ * its short name. Before the layer is built (else DF_ERR_STATE). */
+df_status df_layer_set_weight_name(df_layer *l, const char *name, const char *full_name);
 /* All of the layer's variables in creation order; returns the count and
  * fills up to max entries. */
 int df_layer_weights(const df_layer *l, df_variable **out, int max);
@@ -930,6 +970,14 @@ int df_layer_weights(const df_layer *l, df_variable **out, int max);
  * dimension differs from the built one fails the graph naming the layer and
  * both shapes. NULL on error (the graph's error says why); NULL x gives NULL. */
 df_node *df_layer_call(df_layer *l, df_graph *g, df_node *x, bool training);
+/* df_layer_call with the state slot (0 .. DF_MAX_STATE_SLOTS-1) a stateful
+ * layer reads and carries. */
+df_node *df_layer_call_slot(df_layer *l, df_graph *g, df_node *x, bool training, int slot);
+/* Inside a layer's call: the state slot it is being traced for. */
+int df_layer_state_slot(const df_layer *l);
+/* The layer's carried state variables for (batch, slot), created (zeros) on
+ * first use; 0 for a layer without state, -1 on error (df_last_error). */
+int df_layer_state_variables(df_layer *l, int64_t batch, int slot, df_variable **out, int max);
 /* Builds the variables now for an input of this shape (DF_DYNAMIC where
  * open), as Keras' layer.build(input_shape); a built layer is DF_ERR_STATE.
  * A layer outside any model needs an RNG first (df_layer_set_rng). */
@@ -957,8 +1005,12 @@ void df_model_free(df_model *m);
 /* Takes ownership of l (also on error: then l is freed) and names it; a
  * name already used in the model is DF_ERR_ARG. */
 df_status df_model_add(df_model *m, df_layer *l);
-/* Sequential use: the layers one after another on x. */
+/* Sequential use: the layers one after another on x (an Embedding folded
+ * into a recurrent layer after it, see df_embedding_layer), in state slot
+ * DF_STATE_MAIN. */
 df_node *df_model_call(df_model *m, df_graph *g, df_node *x, bool training);
+/* The same in another state slot (0 .. DF_MAX_STATE_SLOTS-1). */
+df_node *df_model_call_slot(df_model *m, df_graph *g, df_node *x, bool training, int slot);
 /* Builds every layer now for a model input of this shape (e.g. {64,
  * DF_DYNAMIC} for batch 64, any sequence length), passing each layer's
  * output shape to the next; built layers are checked, not rebuilt. */
@@ -968,7 +1020,18 @@ df_layer *df_model_layer(const df_model *m, int i);
 /* The trainable variables of all layers in layer order (Keras'
  * model.trainable_variables); returns the count, fills up to max entries. */
 int df_model_variables(const df_model *m, df_variable **out, int max);
+/* Every layer variable, trainable or not, in layer order (Keras'
+ * model.weights): what df_model_save writes besides the optimizer. */
+int df_model_weights(const df_model *m, df_variable **out, int max);
+/* What the model carries from one call to the next for (batch, slot): each
+ * stateful layer's state variables (h, then c for an LSTM), created (zeros)
+ * on first use so that a checkpoint can restore them before any trace, and
+ * a Dropout layer's own step counter. With df_model_weights, what df_fit
+ * needs in its variables to resume inside an epoch bit for bit. Returns the
+ * count (filling up to max entries), -1 on error (df_last_error). */
+int df_model_state_variables(df_model *m, int64_t batch, int slot, df_variable **out, int max);
 int64_t df_model_param_count(const df_model *m);
+/* Zeroes the carried state of every layer, in every slot and batch size. */
 void df_model_reset_states(df_model *m);
 /* Keras' model.summary(): one row per layer ("name (Type)", output shape
  * with None for open dims, Param #), then Total / Trainable / Non-trainable
@@ -1002,8 +1065,9 @@ typedef enum df_loss {
 } df_loss;
 df_status df_model_compile(df_model *m, df_optimizer *opt, df_loss loss);
 /* Traced functions whose first output is the scalar loss: the train step
- * (training mode) also applies the optimizer to every trainable variable;
- * the eval step (inference mode) changes nothing. NULL before
+ * (training mode, state slot DF_STATE_MAIN) also applies the optimizer to
+ * every trainable variable; the eval step (inference mode) changes no
+ * weight and carries its own state (slot DF_STATE_EVAL). NULL before
  * df_model_compile (df_last_error says so). The caller frees them with
  * df_function_free, before the model. */
 df_function *df_model_train_step(df_model *m);

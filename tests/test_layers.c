@@ -395,8 +395,59 @@ static df_tensor logits_of(df_model *m, df_graph **g, int32_t *x, int B, int T)
     return run_model(m, g, &xt, false);
 }
 
-/* Each cell's layer stack computes char-rnn's logits from the same seed: the
- * same variables, bias splitting, zero initial state and carried state. */
+/* Same bits, element by element, naming the first that differs. */
+static void expect_same_bits(const float *got, const float *want, int64_t n, const char *what)
+{
+    int64_t first = -1, count = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof *got) != 0) {
+            if (first < 0) first = i;
+            count++;
+        }
+    cr_expect_eq(count, 0, "%s: %lld of %lld differ, first [%lld]: %.9g vs %.9g", what, (long long)count,
+                 (long long)n, (long long)first, first >= 0 ? got[first] : 0, first >= 0 ? want[first] : 0);
+}
+
+static void expect_same_variable(df_variable *a, df_variable *b, const char *what)
+{
+    df_tensor x = df_variable_tensor(a), y = df_variable_tensor(b);
+    cr_assert_eq(df_tensor_numel(&x), df_tensor_numel(&y), "%s: %s vs %s", what, df_variable_name(a),
+                 df_variable_name(b));
+    char full[160];
+    snprintf(full, sizeof full, "%s: %s", what, df_variable_name(a));
+    expect_same_bits(x.data, y.data, df_tensor_numel(&x), full);
+}
+
+/* Non-zero biases on both models, so that their wiring matters too. */
+static void set_biases(df_model *m, cr_model *cm)
+{
+    df_variable *vars[32];
+    int n = df_model_variables(m, vars, 32);
+    for (int k = 0; k < n; k++)
+        if (strstr(df_variable_name(vars[k]), "/bias")) {
+            set_values(vars[k], 0.1f);
+            set_values(cm->params[k], 0.1f);
+        }
+}
+
+/* n ids in [0, V). */
+static int32_t *random_ids(uint64_t seed, int n, int V)
+{
+    df_rng rng;
+    df_rng_seed(&rng, seed);
+    int32_t *ids = malloc((size_t)n * sizeof *ids);
+    cr_assert_not_null(ids);
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)(df_rng_uniform(&rng) * (float)V) % V;
+    return ids;
+}
+
+/* Batches on both sides of char-rnn's projection choice for V = 40:
+ * B*T = 6 < V gathers then projects, B*T = 40 >= V looks up the projected table. */
+static const struct { int B, T; } regimes[] = {{2, 3}, {8, 5}};
+
+/* Each cell's layer stack computes char-rnn's logits bit for bit from the
+ * same seed: the same variables, bias splitting, zero initial state, carried
+ * state and, per trace, the same input projection. */
 Test(layers, rnn_layers_compute_char_rnns_logits_with_its_weights)
 {
     cr_config configs[] = {charrnn_config(40, 6, 8, CR_CELL_LSTM, 1, false, 3),
@@ -404,33 +455,180 @@ Test(layers, rnn_layers_compute_char_rnns_logits_with_its_weights)
                            charrnn_config(40, 6, 8, CR_CELL_GRU, 1, true, 5),
                            charrnn_config(40, 6, 8, CR_CELL_RNN, 2, false, 6),
                            charrnn_config(40, 6, 8, CR_CELL_LSTM, 2, false, 7)};
-    int32_t x[6] = {1, 7, 39, 0, 12, 5};      /* B*T = 6 < V: char-rnn's gather-then-project path */
-    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "config %zu", i);
-        cr_model cm;
-        cr_assert_eq(cr_model_init(&cm, &configs[i]), DF_OK);
-        df_model *m = layers_charrnn(&configs[i]);
-        cr_assert_eq(df_model_build(m, 2, SHAPE(2, 3)), DF_OK, "%s", df_last_error());
-        expect_same_weights(m, &cm, what);
-        df_variable *vars[32];
-        int n = df_model_variables(m, vars, 32);
-        for (int k = 0; k < n; k++)     /* non-zero biases, so that their wiring matters too */
-            if (strstr(df_variable_name(vars[k]), "/bias")) {
-                set_values(vars[k], 0.1f);
-                set_values(cm.params[k], 0.1f);
-            }
-        for (int call = 0; call < 2; call++) {     /* the second call starts from the carried state */
-            df_tensor xt = I32(x, 2, 3), want;
-            cr_assert_eq(cr_logits(&cm, &xt, &want), DF_OK, "%s", df_last_error());
+    for (size_t r = 0; r < 2; r++) {
+        int B = regimes[r].B, T = regimes[r].T;
+        int32_t *x = random_ids(r + 1, B * T, 40);
+        for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "config %zu, B*T = %d", i, B * T);
+            cr_model cm;
+            cr_assert_eq(cr_model_init(&cm, &configs[i]), DF_OK);
+            df_model *m = layers_charrnn(&configs[i]);
+            cr_assert_eq(df_model_build(m, 2, SHAPE(B, T)), DF_OK, "%s", df_last_error());
+            expect_same_weights(m, &cm, what);
+            set_biases(m, &cm);
             df_graph *g;
-            df_tensor got = logits_of(m, &g, x, 2, 3);
-            cr_assert_eq(df_tensor_numel(&got), 2 * 3 * 40);
-            expect_near(got.data, want.data, 2 * 3 * 40, 1e-6, what);
+            for (int call = 0; call < 2; call++) {     /* the second call starts from the carried state */
+                df_tensor xt = I32(x, B, T), want;
+                cr_assert_eq(cr_logits(&cm, &xt, &want), DF_OK, "%s", df_last_error());
+                df_tensor got = call == 0 ? logits_of(m, &g, x, B, T) : run1(g, &xt, 1);
+                cr_assert_eq(df_tensor_numel(&got), B * T * 40);
+                expect_same_bits(got.data, want.data, B * T * 40, what);
+            }
             df_graph_free(g);
+            cr_model_free(&cm);
+            df_model_free(m);
         }
-        cr_model_free(&cm);
-        df_model_free(m);
+        free(x);
+    }
+}
+
+/* ------------------------------------------- char-rnn's model from layers */
+
+/* Char-rnn's variable names: "embedding" for the table, the recurrent
+ * state as "state/h", "state/c_1", ... and "eval_state/...". */
+static void name_like_char_rnn(df_model *m)
+{
+    cr_assert_eq(df_layer_set_weight_name(df_model_layer(m, 0), "embeddings", "embedding"), DF_OK, "%s",
+                 df_last_error());
+    for (int i = 1, k = 0; i < df_model_layer_count(m); i++) {
+        df_layer *l = df_model_layer(m, i);
+        if (!df_layer_definition(l)->state_variables || !strcmp(df_layer_type(l), "Dropout")) continue;
+        for (int slot = 0; slot < 2; slot++) {
+            const char *prefix = slot ? "eval_state" : "state";
+            char h[64], c[64];
+            snprintf(h, sizeof h, k ? "%s/h_%d" : "%s/h", prefix, k);
+            snprintf(c, sizeof c, k ? "%s/c_%d" : "%s/c", prefix, k);
+            cr_assert_eq(df_rnn_layer_set_state_names(l, slot, h, c), DF_OK, "%s", df_last_error());
+        }
+        k++;
+    }
+}
+
+/* Dropout as char-rnn draws it: seeded by the optimizer's iteration
+ * counter, salted by the run's seed and the recurrent layer's index, for
+ * the rows from first_row on. */
+static void seed_dropout_like_char_rnn(df_model *m, const cr_config *c, df_optimizer *opt, int64_t first_row)
+{
+    df_variable *counter = NULL;
+    cr_assert_eq(df_optimizer_state(opt, &counter, 1) >= 1, 1);
+    for (int i = 0, k = 0; i < df_model_layer_count(m); i++) {
+        df_layer *l = df_model_layer(m, i);
+        if (!strcmp(df_layer_type(l), "Dropout")) {
+            uint64_t salt = c->seed * 0x9E3779B97F4A7C15ull + (uint64_t)k + 1;
+            cr_assert_eq(df_dropout_layer_set_seed(l, counter, salt, first_row), DF_OK, "%s", df_last_error());
+            k++;
+        }
+    }
+}
+
+/* The char-rnn model of c from layers, with its names, optimizer (Adam as
+ * cr_model_init makes it) and dropout seeding, compiled for the
+ * ready-made steps: what examples/charrnn rebuilt on the layers will do. */
+typedef struct { df_model *m; df_optimizer *opt; df_function *train, *eval; } twin;
+
+static twin charrnn_twin(const cr_config *c, int64_t dropout_row0)
+{
+    twin t = {layers_charrnn(c), df_adam_new(c->learning_rate, 0.9f, 0.999f, 1e-7f), NULL, NULL};
+    name_like_char_rnn(t.m);
+    seed_dropout_like_char_rnn(t.m, c, t.opt, dropout_row0);
+    cr_assert_eq(df_model_compile(t.m, t.opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY), DF_OK);
+    t.train = df_model_train_step(t.m);
+    t.eval = df_model_eval_step(t.m);
+    cr_assert(t.train && t.eval, "%s", df_last_error());
+    return t;
+}
+
+static void twin_free(twin *t)
+{
+    df_function_free(t->train);
+    df_function_free(t->eval);
+    df_optimizer_free(t->opt);
+    df_model_free(t->m);
+}
+
+static float call_loss(df_function *f, int32_t *x, int32_t *y, int B, int T)
+{
+    df_tensor in[2] = {I32(x, B, T), I32(y, B, T)}, out;
+    cr_assert_eq(df_function_call(f, in, 2, &out, 1), DF_OK, "%s", df_last_error());
+    return *(float *)out.data;
+}
+
+/* Training steps (with an evaluation between them) of the compiled layers
+ * model and of char-rnn's cr_fit_step / cr_custom_step / cr_eval_step: the
+ * same losses and, after each step, the same weights and states bit for bit. */
+static void expect_training_like_char_rnn(cr_config c, int B, int T, bool custom, int64_t row0, const char *what)
+{
+    cr_model cm;
+    cr_assert_eq(cr_model_init(&cm, &c), DF_OK, "%s", df_last_error());
+    cm.dropout_row0 = (int)row0;
+    twin t = charrnn_twin(&c, row0);
+    cr_assert_eq(df_model_build(t.m, 2, SHAPE(B, T)), DF_OK, "%s", df_last_error());
+    set_biases(t.m, &cm);
+    int32_t *x = random_ids(11, B * T, c.vocab), *y = random_ids(12, B * T, c.vocab);
+    df_tensor xt = I32(x, B, T), yt = I32(y, B, T);
+    for (int step = 0; step < 3; step++) {
+        char at[96];
+        snprintf(at, sizeof at, "%s, step %d", what, step);
+        float want, got = call_loss(t.train, x, y, B, T);
+        cr_assert_eq((custom ? cr_custom_step : cr_fit_step)(&cm, &xt, &yt, &want), DF_OK, "%s", df_last_error());
+        cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "%s: loss %.9g vs char-rnn's %.9g", at, got, want);
+        expect_same_weights(t.m, &cm, at);
+        got = call_loss(t.eval, y, x, B, T);
+        cr_assert_eq(cr_eval_step(&cm, &yt, &xt, &want), DF_OK, "%s", df_last_error());
+        cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "%s: eval loss %.9g vs char-rnn's %.9g", at, got, want);
+    }
+    for (int slot = 0; slot < 2; slot++) {    /* both states, variable by variable */
+        cr_state *s = cr_model_state(&cm, B, slot);
+        df_variable *ours[2 * CR_MAX_LAYERS];
+        int n = df_model_state_variables(t.m, B, slot, ours, 2 * CR_MAX_LAYERS);
+        cr_assert_eq(n, cm.n_layers * (c.cell == CR_CELL_LSTM ? 2 : 1), "%s", what);
+        for (int k = 0, j = 0; k < cm.n_layers; k++) {
+            expect_same_variable(ours[j++], s->h[k], what);
+            if (s->c[k]) expect_same_variable(ours[j++], s->c[k], what);
+        }
+    }
+    free(x);
+    free(y);
+    twin_free(&t);
+    cr_model_free(&cm);
+}
+
+Test(layers, adam_steps_equal_char_rnns_fit_step_bit_for_bit_in_both_regimes)
+{
+    cr_config configs[] = {charrnn_config(40, 6, 8, CR_CELL_LSTM, 1, false, 3),
+                           charrnn_config(40, 6, 8, CR_CELL_GRU, 1, false, 4),
+                           charrnn_config(40, 6, 8, CR_CELL_GRU, 1, true, 5),
+                           charrnn_config(40, 6, 8, CR_CELL_RNN, 2, false, 6),
+                           charrnn_config(40, 6, 8, CR_CELL_LSTM, 2, false, 7)};
+    for (size_t r = 0; r < 2; r++)
+        for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "config %zu, B*T = %d", i, regimes[r].B * regimes[r].T);
+            expect_training_like_char_rnn(configs[i], regimes[r].B, regimes[r].T, false, 0, what);
+        }
+}
+
+Test(layers, tape_steps_equal_char_rnns_custom_step_bit_for_bit)
+{
+    cr_config c = charrnn_config(40, 6, 8, CR_CELL_LSTM, 2, false, 9);
+    for (size_t r = 0; r < 2; r++)
+        expect_training_like_char_rnn(c, regimes[r].B, regimes[r].T, true, 0, "custom step");
+}
+
+/* 2 layers with dropout: the masks follow the optimizer's counter, char-rnn's
+ * salts and (data parallel) the first row of this process's part. */
+Test(layers, dropout_steps_equal_char_rnns_bit_for_bit)
+{
+    cr_config configs[] = {charrnn_config(40, 6, 8, CR_CELL_LSTM, 2, false, 21),
+                           charrnn_config(40, 6, 8, CR_CELL_GRU, 2, false, 22)};
+    for (size_t i = 0; i < 2; i++) {
+        configs[i].dropout = 0.3f;
+        for (int64_t row0 = 0; row0 <= 5; row0 += 5) {
+            char what[64];
+            snprintf(what, sizeof what, "dropout config %zu, first row %lld", i, (long long)row0);
+            expect_training_like_char_rnn(configs[i], 8, 5, false, row0, what);
+        }
     }
 }
 
@@ -745,6 +943,9 @@ Test(layers, custom_layer_builds_lazily_and_joins_the_model)
     cr_expect_eq(df_model_param_count(m), 8);
     df_variable *vars[4];
     cr_expect_eq(df_model_variables(m, vars, 4), 2, "the non-trainable weights are not listed");
+    df_variable *all[8];
+    cr_expect_eq(df_model_weights(m, all, 8), 4, "df_model_weights lists the non-trainable ones too");
+    cr_expect_str_eq(df_variable_name(all[3]), "scale_1/calls");
     char *text = capture_summary(NULL, m, 0);
     cr_expect(strstr(text, "scale_1 (Scale)") && strstr(text, "(None, 3)") == NULL && strstr(text, "(2, 3)") &&
               strstr(text, "Total params: 8\nTrainable params: 6\nNon-trainable params: 2\n"), "%s", text);
@@ -920,4 +1121,279 @@ Test(layers, compiled_step_errors)
     cr_expect_eq(df_model_compile(NULL, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_ERR_ARG);
     df_optimizer_free(opt);
     df_model_free(m);
+}
+
+/* ---------------------------------------------------------- state slots */
+
+/* The training state of batch B, copied (h, c of each layer). */
+static float *copy_state(df_model *m, int B, int slot, int *n_floats)
+{
+    df_variable *vars[16];
+    int n = df_model_state_variables(m, B, slot, vars, 16), at = 0;
+    cr_assert(n > 0 && n <= 16, "%s", df_last_error());
+    float *copy = malloc(16 * 64 * sizeof *copy);
+    for (int i = 0; i < n; i++) {
+        df_tensor t = df_variable_tensor(vars[i]);
+        cr_assert(t.dtype == DF_F32 && at + df_tensor_numel(&t) <= 16 * 64);
+        memcpy(copy + at, t.data, (size_t)df_tensor_numel(&t) * sizeof *copy);
+        at += (int)df_tensor_numel(&t);
+    }
+    *n_floats = at;
+    return copy;
+}
+
+/* Train, (evaluate,) train: the evaluation reads and carries the eval slot's
+ * state, so the second training step sees what it sees without it. */
+Test(layers, evaluation_between_training_steps_leaves_the_training_state)
+{
+    cr_config c = charrnn_config(40, 6, 8, CR_CELL_LSTM, 2, false, 31);
+    enum { B = 4, T = 5 };
+    int32_t *x = random_ids(1, B * T, 40), *y = random_ids(2, B * T, 40);
+    float loss[2];
+    float *state[2], *eval_state = NULL;
+    int n = 0, n_eval = 0;
+    for (int with_eval = 0; with_eval < 2; with_eval++) {
+        twin t = charrnn_twin(&c, 0);
+        call_loss(t.train, x, y, B, T);
+        if (with_eval) {
+            float first = call_loss(t.eval, y, x, B, T), second = call_loss(t.eval, y, x, B, T);
+            cr_expect_neq(first, second, "the eval slot carries its own state from call to call");
+            eval_state = copy_state(t.m, B, DF_STATE_EVAL, &n_eval);
+        }
+        loss[with_eval] = call_loss(t.train, x, y, B, T);
+        state[with_eval] = copy_state(t.m, B, DF_STATE_MAIN, &n);
+        twin_free(&t);
+    }
+    cr_expect_eq(memcmp(&loss[0], &loss[1], sizeof loss[0]), 0, "second training loss %.9g, after an evaluation %.9g",
+                 loss[0], loss[1]);
+    expect_same_bits(state[1], state[0], n, "training state after an evaluation");
+    int nonzero = 0;
+    for (int i = 0; i < n_eval; i++) nonzero += eval_state[i] != 0;
+    cr_expect_gt(nonzero, 0, "the evaluation carried a state of its own");
+    free(state[0]);
+    free(state[1]);
+    free(eval_state);
+    free(x);
+    free(y);
+}
+
+Test(layers, state_slots_default_names_and_errors)
+{
+    df_model *m = df_model_new("m", 1);
+    cr_assert_eq(df_model_add(m, df_lstm_layer(3, (df_rnn_options){.return_sequences = true, .stateful = true})),
+                 DF_OK);
+    cr_assert_eq(df_model_add(m, df_gru_layer(3, true, (df_rnn_options){.stateful = true})), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(2, DF_ACT_NONE, true)), DF_OK);
+    df_variable *vars[8];
+    cr_assert_eq(df_model_state_variables(m, 2, 0, vars, 8), 3, "%s", df_last_error());
+    cr_expect_str_eq(df_variable_name(vars[0]), "lstm/state_h");
+    cr_expect_str_eq(df_variable_name(vars[1]), "lstm/state_c");
+    cr_expect_str_eq(df_variable_name(vars[2]), "gru/state_h");
+    cr_assert_eq(df_model_state_variables(m, 2, 2, vars, 8), 3);
+    cr_expect_str_eq(df_variable_name(vars[1]), "lstm/state_c_slot2");
+    df_variable *again[8];
+    cr_assert_eq(df_model_state_variables(m, 2, 2, again, 1), 3, "the count even when max is smaller");
+    cr_expect_eq(again[0], vars[0], "the same variable for the same (batch, slot)");
+    cr_assert_eq(df_model_state_variables(m, 5, 2, again, 8), 3);
+    cr_expect_neq(again[0], vars[0], "another batch size has its own state");
+    cr_expect_eq(df_model_state_variables(m, 2, DF_MAX_STATE_SLOTS, vars, 8), -1);
+    cr_expect(strstr(df_last_error(), "'lstm'") && strstr(df_last_error(), "slot"), "%s", df_last_error());
+    cr_expect_eq(df_model_state_variables(m, 0, 0, vars, 8), -1);
+
+    /* a call in slot 2 reads and assigns slot 2's state */
+    float xv[2 * 3 * 4];
+    for (int i = 0; i < 24; i++) xv[i] = 0.1f * (float)(i % 7);
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 2, 3, 4);
+    df_graph_output(g, df_model_call_slot(m, g, x, false, 2));
+    cr_assert_eq(df_graph_status(g), DF_OK, "%s", df_graph_error(g));
+    df_tensor xt = F32(xv, 2, 3, 4);
+    run1(g, &xt, 1);
+    df_graph_free(g);
+    df_variable *main_state[3];
+    df_model_state_variables(m, 2, 0, main_state, 3);
+    cr_expect_eq(((float *)df_variable_tensor(main_state[0]).data)[0], 0.0f, "slot 0 untouched");
+    cr_expect_neq(((float *)df_variable_tensor(vars[0]).data)[0], 0.0f, "slot 2 carried");
+    df_model_reset_states(m);
+    cr_expect_eq(((float *)df_variable_tensor(vars[0]).data)[0], 0.0f, "reset zeroes every slot");
+
+    g = df_graph_new();
+    cr_expect_null(df_model_call_slot(m, g, PH(g, 2, 3, 4), false, -1));
+    cr_expect(df_graph_status(g) == DF_ERR_ARG && strstr(df_graph_error(g), "slot -1"), "%s", df_graph_error(g));
+    df_graph_free(g);
+    g = df_graph_new();
+    cr_expect_null(df_model_call_slot(m, g, PH(g, 2, 3, 4), false, DF_MAX_STATE_SLOTS));
+    cr_expect_eq(df_graph_status(g), DF_ERR_ARG, "%s", df_graph_error(g));
+    df_graph_free(g);
+    df_model_free(m);
+}
+
+/* -------------------------------------------- names and checkpoint entries */
+
+static df_checkpoint *through_file(df_checkpoint *ck)
+{
+    char path[] = "/tmp/dflayers.XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    df_checkpoint *back = NULL;
+    cr_assert_eq(df_checkpoint_write(ck, path), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_checkpoint_read(path, &back), DF_OK, "%s", df_last_error());
+    unlink(path);
+    df_checkpoint_free(ck);
+    return back;
+}
+
+/* What char-rnn's checkpoint holds for the model: its weights, the
+ * optimizer's state and the training batch's recurrent state. */
+static df_checkpoint *char_rnn_checkpoint(cr_model *cm, int B)
+{
+    df_checkpoint *ck = df_checkpoint_new();
+    for (int i = 0; i < cm->n_params; i++) cr_assert_eq(df_checkpoint_put_variable(ck, cm->params[i]), DF_OK);
+    df_variable *opt_state[2 + 2 * CR_MAX_PARAMS];
+    int n = df_optimizer_state(cm->opt, opt_state, 2 + 2 * CR_MAX_PARAMS);
+    for (int i = 0; i < n; i++) cr_assert_eq(df_checkpoint_put_variable(ck, opt_state[i]), DF_OK);
+    cr_state *s = cr_model_state(cm, B, CR_STATE_MAIN);
+    for (int k = 0; k < cm->n_layers; k++) {
+        cr_assert_eq(df_checkpoint_put_variable(ck, s->h[k]), DF_OK);
+        if (s->c[k]) cr_assert_eq(df_checkpoint_put_variable(ck, s->c[k]), DF_OK);
+    }
+    return through_file(ck);
+}
+
+/* The layers model named as char-rnn names its variables restores
+ * char-rnn's checkpoint entries by name and trains on bit for bit. */
+Test(layers, char_rnn_names_restore_its_checkpoint_entries)
+{
+    cr_config c = charrnn_config(40, 6, 8, CR_CELL_LSTM, 2, false, 41);
+    enum { B = 8, T = 5 };
+    int32_t *x = random_ids(3, B * T, 40), *y = random_ids(4, B * T, 40);
+    df_tensor xt = I32(x, B, T), yt = I32(y, B, T);
+    cr_model cm;
+    cr_assert_eq(cr_model_init(&cm, &c), DF_OK);
+    float want, got;
+    for (int s = 0; s < 2; s++) cr_assert_eq(cr_fit_step(&cm, &xt, &yt, &want), DF_OK, "%s", df_last_error());
+    df_checkpoint *ck = char_rnn_checkpoint(&cm, B);
+
+    twin t = charrnn_twin(&c, 0);
+    cr_assert_eq(df_model_build(t.m, 2, SHAPE(B, T)), DF_OK);
+    df_variable *vars[32];
+    int n = df_model_weights(t.m, vars, 32);
+    cr_assert_eq(n, cm.n_params);
+    for (int i = 0; i < n; i++) cr_expect_str_eq(df_variable_name(vars[i]), df_variable_name(cm.params[i]));
+    cr_expect_eq(df_layer_weight(df_model_layer(t.m, 0), "embeddings"), vars[0], "found by its short name");
+    cr_assert_eq(df_model_restore(t.m, t.opt, ck), DF_OK, "%s", df_last_error());
+    df_variable *state[8];
+    int n_state = df_model_state_variables(t.m, B, DF_STATE_MAIN, state, 8);
+    cr_assert_eq(n_state, 4);
+    cr_expect_str_eq(df_variable_name(state[2]), "state/h_1");
+    for (int i = 0; i < n_state; i++)
+        cr_assert_eq(df_checkpoint_restore_variable(ck, state[i]), DF_OK, "%s", df_last_error());
+    cr_expect_eq(df_optimizer_iterations(t.opt), 2);
+    cr_assert_eq(df_model_state_variables(t.m, B, DF_STATE_EVAL, state, 8), 4);
+    cr_expect_str_eq(df_variable_name(state[0]), "eval_state/h");
+
+    got = call_loss(t.train, x, y, B, T);
+    cr_assert_eq(cr_fit_step(&cm, &xt, &yt, &want), DF_OK);
+    cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "loss after restoring %.9g vs char-rnn's %.9g", got, want);
+    expect_same_weights(t.m, &cm, "a step after restoring");
+    df_checkpoint_free(ck);
+    twin_free(&t);
+    cr_model_free(&cm);
+    free(x);
+    free(y);
+}
+
+Test(layers, naming_errors)
+{
+    df_model *m = df_model_new("m", 1);
+    df_layer *emb = df_embedding_layer(5, 2), *dense = df_dense_layer(2, DF_ACT_NONE, true),
+             *lstm = df_lstm_layer(2, (df_rnn_options){.stateful = true, .return_sequences = true}),
+             *gru = df_gru_layer(2, true, (df_rnn_options){.stateful = true});
+    cr_assert_eq(df_layer_set_weight_name(emb, "embeddings", "table"), DF_OK);
+    cr_assert_eq(df_layer_set_weight_name(emb, "embeddings", "vocab/table"), DF_OK, "a second name replaces the first");
+    cr_expect_eq(df_layer_set_weight_name(emb, "", "x"), DF_ERR_ARG);
+    df_layer *spare = df_dense_layer(1, DF_ACT_NONE, true);     /* renaming again takes no new entry */
+    for (int i = 0; i < 9; i++) cr_assert_eq(df_layer_set_weight_name(spare, "kernel", "k"), DF_OK);
+    char name[16];
+    for (int i = 1; i < 8; i++) {
+        snprintf(name, sizeof name, "w%d", i);
+        cr_expect_eq(df_layer_set_weight_name(spare, name, name), DF_OK, "%s", df_last_error());
+    }
+    cr_expect_eq(df_layer_set_weight_name(spare, "w8", "w8"), DF_ERR_RANGE, "a ninth weight name");
+    df_layer_free(spare);
+    cr_expect_eq(df_rnn_layer_set_state_names(dense, 0, "h", NULL), DF_ERR_ARG);
+    cr_expect(strstr(df_last_error(), "not a recurrent layer"), "%s", df_last_error());
+    cr_expect_eq(df_rnn_layer_set_state_names(lstm, 0, "h", NULL), DF_ERR_ARG, "an LSTM needs a name for c");
+    cr_expect_eq(df_rnn_layer_set_state_names(lstm, DF_MAX_STATE_SLOTS, "h", "c"), DF_ERR_ARG);
+    cr_expect_eq(df_rnn_layer_set_state_names(gru, 1, "gru_eval_h", NULL), DF_OK);
+    cr_assert_eq(df_model_add(m, emb), DF_OK);
+    cr_assert_eq(df_model_add(m, lstm), DF_OK);
+    cr_assert_eq(df_model_add(m, gru), DF_OK);
+    cr_assert_eq(df_model_add(m, dense), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(3, 4)), DF_OK, "%s", df_last_error());
+    cr_expect_str_eq(df_variable_name(df_layer_weight(emb, "embeddings")), "vocab/table");
+    cr_expect_eq(df_layer_set_weight_name(emb, "embeddings", "late"), DF_ERR_STATE);
+    cr_expect(strstr(df_last_error(), "'embedding'"), "%s", df_last_error());
+    df_variable *state[4];
+    cr_assert_eq(df_layer_state_variables(gru, 3, 1, state, 4), 1);
+    cr_expect_str_eq(df_variable_name(state[0]), "gru_eval_h");
+    cr_assert_eq(df_layer_state_variables(lstm, 3, 0, state, 4), 2);
+    cr_expect_eq(df_rnn_layer_set_state_names(lstm, 0, "h", "c"), DF_ERR_STATE, "slot 0's state exists");
+    cr_expect(strstr(df_last_error(), "lstm/state_h"), "%s", df_last_error());
+    cr_expect_eq(df_rnn_layer_set_state_names(lstm, 1, "h", "c"), DF_OK, "slot 1 has no state yet");
+    cr_expect_eq(df_layer_state_variables(dense, 3, 0, state, 4), 0, "no state");
+    df_model_free(m);
+}
+
+/* ------------------------------------------------ resuming inside an epoch */
+
+/* Dropout with its own counter and two stateful LSTMs: a checkpoint of the
+ * weights, the optimizer and df_model_state_variables resumes bit for bit. */
+Test(layers, state_variables_resume_a_stateful_model_bit_for_bit)
+{
+    cr_config c = charrnn_config(40, 6, 8, CR_CELL_LSTM, 2, false, 51);
+    c.dropout = 0.25f;
+    enum { B = 4, T = 5 };
+    int32_t *x = random_ids(5, B * T, 40), *y = random_ids(6, B * T, 40);
+    df_model *m = layers_charrnn(&c);       /* default names; Dropout on its own counters */
+    df_optimizer *opt = df_adam_new(c.learning_rate, 0.9f, 0.999f, 1e-7f);
+    df_variable *state[16];
+    int n = df_model_state_variables(m, B, DF_STATE_MAIN, state, 16);
+    cr_assert_eq(n, 6, "h, c, dropout/seed, h, c, dropout_1/seed: %s", df_last_error());
+    static const char *const names[] = {"lstm/state_h", "lstm/state_c", "dropout/seed", "lstm_1/state_h",
+                                        "lstm_1/state_c", "dropout_1/seed"};
+    for (int i = 0; i < 6; i++) cr_expect_str_eq(df_variable_name(state[i]), names[i]);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY), DF_OK);
+    df_function *train = df_model_train_step(m);
+    float first[4];
+    for (int s = 0; s < 2; s++) first[s] = call_loss(train, x, y, B, T);
+    df_checkpoint *ck = df_checkpoint_new();
+    cr_assert_eq(df_model_save(m, opt, ck), DF_OK, "%s", df_last_error());
+    for (int i = 0; i < n; i++) cr_assert_eq(df_checkpoint_put_variable(ck, state[i]), DF_OK);
+    ck = through_file(ck);
+    for (int s = 2; s < 4; s++) first[s] = call_loss(train, x, y, B, T);
+
+    df_model *back = layers_charrnn(&c);
+    df_optimizer *opt_back = df_adam_new(c.learning_rate, 0.9f, 0.999f, 1e-7f);
+    cr_assert_eq(df_model_build(back, 2, SHAPE(B, T)), DF_OK);
+    cr_assert_eq(df_model_restore(back, opt_back, ck), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_model_state_variables(back, B, DF_STATE_MAIN, state, 16), 6);
+    for (int i = 0; i < 6; i++) cr_assert_eq(df_checkpoint_restore_variable(ck, state[i]), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_model_compile(back, opt_back, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY), DF_OK);
+    df_function *resumed = df_model_train_step(back);
+    for (int s = 2; s < 4; s++) {
+        float got = call_loss(resumed, x, y, B, T);
+        cr_expect_eq(memcmp(&got, &first[s], sizeof got), 0, "step %d: resumed %.9g vs uninterrupted %.9g", s, got,
+                     first[s]);
+    }
+    df_checkpoint_free(ck);
+    df_function_free(train);
+    df_function_free(resumed);
+    df_optimizer_free(opt);
+    df_optimizer_free(opt_back);
+    df_model_free(m);
+    df_model_free(back);
+    free(x);
+    free(y);
 }
