@@ -396,6 +396,14 @@ df_node *df_equal(df_graph *g, df_node *a, df_node *b);
 df_node *df_less(df_graph *g, df_node *a, df_node *b);
 df_node *df_greater(df_graph *g, df_node *a, df_node *b);
 
+/* y = cond != 0 ? a : b, the three broadcast together (cond a 0/1 mask from
+ * df_less etc.). The unchosen value never reaches y, so -inf or NaN there is
+ * safe. Gradient to a and b where chosen; none to cond. */
+df_node *df_where(df_graph *g, df_node *cond, df_node *a, df_node *b);
+/* f32 <-> i32; to i32 truncates toward zero, and a NaN or out-of-range value
+ * fails the run with DF_ERR_RANGE naming it. The same dtype returns x. No gradient. */
+df_node *df_cast(df_graph *g, df_node *x, df_dtype dtype);
+
 /* Matrix product op(a) @ op(b). Operands of rank > 2 are viewed as 2-D by
  * folding leading dims into rows: a (B,T,K) @ w (K,N) -> (B,T,N). */
 df_node *df_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b);
@@ -403,6 +411,24 @@ df_node *df_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool t
 /* Reductions over axes (NULL/0 axes = all axes). */
 df_node *df_sum(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims);
 df_node *df_mean(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims);
+/* Maximum over axes (NULL/0 = all), NaN propagating; the gradient goes to
+ * the maximal entries, shared equally among ties. */
+df_node *df_reduce_max(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims);
+/* log(sum(exp(x))) along axis, computed as m + log(sum(exp(x - m))) with the
+ * maximum m (a lane of all -inf gives -inf, not NaN). */
+df_node *df_logsumexp(df_graph *g, df_node *x, int axis, bool keepdims);
+/* Index (i32) of the first maximum along axis (NaN counts as the maximum);
+ * the axis is removed. No gradient. */
+df_node *df_argmax(df_graph *g, df_node *x, int axis);
+/* Layer normalisation over the last axis (PyTorch's nn.LayerNorm, biased
+ * variance): (x - mean) / sqrt(var + eps) * gain + bias; gain and bias (C)
+ * both given or both NULL. eps is typically 1e-5. Fused forward and input
+ * gradient. */
+df_node *df_layer_norm(df_graph *g, df_node *x, df_node *gain, df_node *bias, float eps);
+/* Attention scores (..., T, S) with the future hidden: entries j > i + (S - T)
+ * become fill (-INFINITY before a softmax), i.e. the upper triangle when
+ * S = T; with S > T query i is at position S - T + i (cached keys). */
+df_node *df_causal_mask(df_graph *g, df_node *scores, float fill);
 /* Broadcasts x to shape / sums x down to shape (inverse pair used by autodiff). */
 df_node *df_broadcast_to(df_graph *g, df_node *x, int ndim, const int64_t *shape);
 df_node *df_sum_to(df_graph *g, df_node *x, int ndim, const int64_t *shape);

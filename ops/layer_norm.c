@@ -1,0 +1,164 @@
+/* layer_norm.c — layer normalisation over the last axis, PyTorch's
+ * nn.LayerNorm: y = (x - mean) / sqrt(var + eps) * gain + bias, with the
+ * biased variance of each row; gain and bias (C) are optional (both or
+ * neither). Forward and the input gradient are fused loops over rows with
+ * the row sums in double; the gain and bias gradients are nodes:
+ *   xhat = layer_norm(x) (no affine), dgain = sum_rows(dy * xhat), dbias = sum_rows(dy),
+ *   dx = layer_norm_grad(x, gain, dy) = rstd * (gdy - mean(gdy) - xhat * mean(gdy * xhat)),
+ *        gdy = gain * dy. */
+#include "common.h"
+
+DF_ATTRS_BEGIN
+typedef struct { float eps; } layer_norm_attrs;
+DF_ATTRS_END
+
+static df_node *layer_norm_grad(df_graph *g, df_node *x, df_node *gain, df_node *dy, float eps);
+
+/* Mean and 1/sqrt(var + eps) of one row, two passes in double. */
+static void row_stats(const float *x, int64_t C, float eps, double *mean, double *rstd)
+{
+    double sum = 0, sq = 0;
+    for (int64_t j = 0; j < C; j++) sum += x[j];
+    double m = C ? sum / (double)C : 0;
+    for (int64_t j = 0; j < C; j++) sq += ((double)x[j] - m) * ((double)x[j] - m);
+    *mean = m;
+    *rstd = 1.0 / sqrt((C ? sq / (double)C : 0) + (double)eps);
+}
+
+/* x (..., C), and with affine gain (C), bias (C). */
+static df_status layer_norm_infer(df_node *n)
+{
+    df_status st = df_infer_unary(n);
+    if (st != DF_OK) return st;
+    const df_node *x = n->in[0];
+    char sx[64], sg[64];
+    if (x->ndim < 1) return df_op_error(n, DF_ERR_SHAPE, "input must have a last axis, got a scalar");
+    int64_t C = x->shape[x->ndim - 1];
+    for (int i = 1; i < n->n_in; i++) {
+        const df_node *p = n->in[i];
+        if ((st = df_require_f32(n, i)) != DF_OK) return st;
+        if (p->ndim != 1 || p->shape[0] != C)
+            return df_op_error(n, DF_ERR_SHAPE, "%s must have shape (%lld) for input %s, got %s",
+                               i == 1 ? "gain" : "bias", (long long)C, df_node_shape_str(x, sx, sizeof sx),
+                               df_node_shape_str(p, sg, sizeof sg));
+    }
+    if (!(DF_ATTRS(n, layer_norm_attrs)->eps > 0))
+        return df_op_error(n, DF_ERR_ARG, "eps must be > 0, got %g", DF_ATTRS(n, layer_norm_attrs)->eps);
+    return DF_OK;
+}
+
+// x (rows, C), gain (C), bias (C) -> y (rows, C)
+static df_status layer_norm_forward(df_node *n)
+{
+    const df_node *x = n->in[0];
+    int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0;
+    const float *X = DF_F32P(x), *G = n->n_in > 1 ? DF_F32P(n->in[1]) : NULL, *B = n->n_in > 1 ? DF_F32P(n->in[2]) : NULL;
+    float *Y = DF_F32P(n), eps = DF_ATTRS(n, layer_norm_attrs)->eps;
+#pragma omp parallel for schedule(static) if (x->numel > DF_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = X + r * C;
+        float *yr = Y + r * C;
+        double mean, rstd;
+        row_stats(xr, C, eps, &mean, &rstd);
+        float m = (float)mean, s = (float)rstd;
+        if (G)
+            for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s * G[j] + B[j];
+        else
+            for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s;
+    }
+    return DF_OK;
+}
+
+static df_status layer_norm_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    df_node *x = n->in[0];
+    float eps = DF_ATTRS(n, layer_norm_attrs)->eps;
+    bool affine = n->n_in > 1;
+    if (need[0]) dx[0] = layer_norm_grad(g, x, affine ? n->in[1] : NULL, dy, eps);
+    if (affine && (need[1] || need[2])) {
+        df_node *gain = n->in[1];
+        if (need[1]) dx[1] = df_unbroadcast(g, df_mul(g, dy, df_layer_norm(g, x, NULL, NULL, eps)), gain);
+        if (need[2]) dx[2] = df_unbroadcast(g, dy, n->in[2]);
+    }
+    return g->status;
+}
+
+static df_node *ln_affine(df_graph *g, df_node **in) { return df_layer_norm(g, in[0], in[1], in[2], 1e-5f); }
+static df_node *ln_plain(df_graph *g, df_node **in) { return df_layer_norm(g, in[0], NULL, NULL, 1e-5f); }
+
+/* Rows drawn from [-3, 3]: the derivatives scale with powers of 1/std, so
+ * rows of nearly equal values would measure the finite difference's own
+ * error rather than the backward. */
+static const df_gradcheck_case layer_norm_cases[] = {
+    {"(3,5) with gain and bias", 3, {DF_GC_F32_RANGE(-3.0f, 3.0f, 3, 5), DF_GC_F32_RANGE(0.5f, 1.5f, 5), DF_GC_F32(5)},
+     ln_affine, 0, 0},
+    {"(2,2,4) with gain and bias", 3, {DF_GC_F32_RANGE(-3.0f, 3.0f, 2, 2, 4), DF_GC_F32(4), DF_GC_F32(4)}, ln_affine, 0, 0},
+    {"(4,6) without", 1, {DF_GC_F32_RANGE(-3.0f, 3.0f, 4, 6)}, ln_plain, 0, 0},
+    {0},
+};
+
+const df_op_def df_op_layer_norm = {
+    .name = "layer_norm", .infer = layer_norm_infer, .forward = layer_norm_forward,
+    .backward = layer_norm_backward, .gradcheck = layer_norm_cases, .attrs_size = sizeof(layer_norm_attrs),
+};
+
+df_node *df_layer_norm(df_graph *g, df_node *x, df_node *gain, df_node *bias, float eps)
+{
+    if (g && df_graph_status(g) == DF_OK && !gain != !bias) {
+        df_graph_fail(g, DF_ERR_ARG, "op 'layer_norm': gain and bias go together (one of them is NULL)");
+        return NULL;
+    }
+    df_node *in[3] = {x, gain, bias};
+    return df_node_new(g, &df_op_layer_norm, gain ? 3 : 1, in, &(layer_norm_attrs){.eps = eps});
+}
+
+/* ------------------------------------------------------- the input gradient */
+
+// x (rows, C), [gain (C)], dy (rows, C) -> dx (rows, C)
+static df_status layer_norm_grad_forward(df_node *n)
+{
+    const df_node *x = n->in[0];
+    bool affine = n->n_in == 3;
+    const float *X = DF_F32P(x), *G = affine ? DF_F32P(n->in[1]) : NULL, *DY = DF_F32P(n->in[affine ? 2 : 1]);
+    int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0;
+    float *DX = DF_F32P(n), eps = DF_ATTRS(n, layer_norm_attrs)->eps;
+#pragma omp parallel for schedule(static) if (x->numel > DF_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = X + r * C, *dyr = DY + r * C;
+        double mean, rstd, sum_gdy = 0, sum_gdy_xhat = 0;
+        row_stats(xr, C, eps, &mean, &rstd);
+        for (int64_t j = 0; j < C; j++) {
+            double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
+            sum_gdy += gdy;
+            sum_gdy_xhat += gdy * xhat;
+        }
+        double a = sum_gdy / (double)C, b = sum_gdy_xhat / (double)C;
+        for (int64_t j = 0; j < C; j++) {
+            double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
+            DX[r * C + j] = (float)(rstd * (gdy - a - xhat * b));
+        }
+    }
+    return DF_OK;
+}
+
+static df_status layer_norm_grad_infer(df_node *n)
+{
+    const df_node *x = n->in[0], *dy = n->in[n->n_in - 1];
+    if (!df_shape_equal(x->ndim, x->shape, dy->ndim, dy->shape)) {
+        char sx[64], sd[64];
+        return df_op_error(n, DF_ERR_SHAPE, "dy %s must have x's shape %s", df_node_shape_str(dy, sd, sizeof sd),
+                           df_node_shape_str(x, sx, sizeof sx));
+    }
+    return df_infer_unary(n);
+}
+
+const df_op_def df_op_layer_norm_grad = {
+    .name = "layer_norm_grad", .infer = layer_norm_grad_infer, .forward = layer_norm_grad_forward,
+    .no_gradcheck = "gradient op: checked through layer_norm's cases", .attrs_size = sizeof(layer_norm_attrs),
+};
+
+static df_node *layer_norm_grad(df_graph *g, df_node *x, df_node *gain, df_node *dy, float eps)
+{
+    df_node *in[3] = {x, gain ? gain : dy, dy};
+    return df_node_new(g, &df_op_layer_norm_grad, gain ? 3 : 2, in, &(layer_norm_attrs){.eps = eps});
+}
