@@ -3,14 +3,18 @@
  * a gradient transform hook (e.g. an all-reduce across processes).
  * State (iteration counter, learning rate, slots) lives in variables, so it
  * persists across traces and can be checkpointed. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "graph.h"
 #include "../ops/registry.h"
 
-typedef enum { OPT_SGD, OPT_ADAM, OPT_RMSPROP } opt_kind;
+typedef enum { OPT_SGD, OPT_ADAM, OPT_RMSPROP, OPT_ADAMW } opt_kind;
 
 typedef struct slot { const df_variable *param; df_variable *m, *v; } slot;
+
+/* A variable whose weight decay was set by df_optimizer_set_decay. */
+typedef struct decay_choice { const df_variable *param; bool decay; } decay_choice;
 
 struct df_optimizer {
     opt_kind kind;
@@ -18,6 +22,9 @@ struct df_optimizer {
     float momentum;               /* SGD */
     bool nesterov;
     float clipnorm;               /* 0 = no clipping */
+    float weight_decay;           /* AdamW */
+    decay_choice *decay_choices;
+    int n_decay_choices;
     df_gradient_transform transform;
     void *transform_user;
     df_variable *lr;            /* f32 scalar: changing it needs no retrace */
@@ -106,6 +113,49 @@ df_optimizer *df_adam_new(float learning_rate, float beta1, float beta2, float e
 
 df_optimizer *df_adam_default(void) { return df_adam_new(1e-3f, 0.9f, 0.999f, 1e-7f); }
 
+df_optimizer *df_adamw_new(float learning_rate, float beta1, float beta2, float epsilon, float weight_decay)
+{
+    if (!(weight_decay >= 0) || !isfinite(weight_decay)) {
+        df_error(DF_ERR_ARG, "adamw: weight_decay must be finite and >= 0, got %g", weight_decay);
+        return NULL;
+    }
+    df_optimizer *o = df_adam_new(learning_rate, beta1, beta2, epsilon);
+    if (o) {
+        o->kind = OPT_ADAMW;
+        o->weight_decay = weight_decay;
+    }
+    return o;
+}
+
+df_optimizer *df_adamw_default(void) { return df_adamw_new(1e-3f, 0.9f, 0.999f, 1e-8f, 1e-2f); }
+
+df_status df_optimizer_set_decay(df_optimizer *o, const df_variable *v, bool decay)
+{
+    if (!o || !v) return df_error(DF_ERR_ARG, "df_optimizer_set_decay: null %s", o ? "variable" : "optimizer");
+    if (o->kind != OPT_ADAMW)
+        return df_error(DF_ERR_ARG, "df_optimizer_set_decay: %s has no weight decay (use df_adamw_new)",
+                        df_optimizer_name(o));
+    for (int i = 0; i < o->n_decay_choices; i++)
+        if (o->decay_choices[i].param == v) {
+            o->decay_choices[i].decay = decay;
+            return DF_OK;
+        }
+    decay_choice *grown = df_realloc(o->decay_choices, (size_t)(o->n_decay_choices + 1) * sizeof *grown);
+    if (!grown) return df_error(DF_ERR_NOMEM, "optimizer: out of memory");
+    o->decay_choices = grown;
+    o->decay_choices[o->n_decay_choices++] = (decay_choice){v, decay};
+    return DF_OK;
+}
+
+/* Whether AdamW decays v: as set, else nanoGPT's rule (matrices and
+ * embeddings decay; biases, gains and scalars do not). */
+static bool decays(const df_optimizer *o, const df_variable *v)
+{
+    for (int i = 0; i < o->n_decay_choices; i++)
+        if (o->decay_choices[i].param == v) return o->decay_choices[i].decay;
+    return v->ndim >= 2;
+}
+
 void df_optimizer_free(df_optimizer *o)
 {
     if (!o) return;
@@ -114,6 +164,7 @@ void df_optimizer_free(df_optimizer *o)
         df_variable_free(o->slots[i].v);
     }
     df_free(o->slots);
+    df_free(o->decay_choices);
     df_variable_free(o->lr);
     df_variable_free(o->iterations);
     df_free(o);
@@ -122,6 +173,7 @@ void df_optimizer_free(df_optimizer *o)
 const char *df_optimizer_name(const df_optimizer *o)
 {
     if (!o) return "(null)";
+    if (o->kind == OPT_ADAMW) return "adamw";
     return o->kind == OPT_ADAM ? "adam" : o->kind == OPT_RMSPROP ? "rmsprop" : o->momentum > 0 ? "sgd_momentum" : "sgd";
 }
 float df_optimizer_learning_rate(const df_optimizer *o) { return o ? *(float *)o->lr->data : 0; }
@@ -170,7 +222,7 @@ static slot *slot_for(df_optimizer *o, const df_variable *param)
     }
     slot s = {.param = param};
     bool ok;
-    if (o->kind == OPT_ADAM) ok = (s.m = new_slot(param, "m")) && (s.v = new_slot(param, "v"));
+    if (o->kind == OPT_ADAM || o->kind == OPT_ADAMW) ok = (s.m = new_slot(param, "m")) && (s.v = new_slot(param, "v"));
     else if (o->kind == OPT_RMSPROP) ok = (s.v = new_slot(param, "rms")) != NULL;
     else ok = (s.m = new_slot(param, "momentum")) != NULL;
     if (!ok) {
@@ -218,6 +270,9 @@ static df_node *update(df_graph *g, df_optimizer *o, df_variable *w, df_node *gr
         df_graph_fail(g, DF_ERR_NOMEM, "optimizer: out of memory creating slots for '%s'", w->name);
         return NULL;
     }
+    if (o->kind == OPT_ADAMW)
+        return df_apply_adamw(g, w, grad, lr, step, df_var(g, s->m), df_var(g, s->v), o->beta1, o->beta2, o->epsilon,
+                              decays(o, w) ? o->weight_decay : 0.0f);
     if (o->kind == OPT_ADAM)
         return df_apply_adam(g, w, grad, lr, step, df_var(g, s->m), df_var(g, s->v), o->beta1, o->beta2, o->epsilon);
     if (o->kind == OPT_RMSPROP) return df_apply_rmsprop(g, w, grad, lr, df_var(g, s->v), o->beta1, o->epsilon);

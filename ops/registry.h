@@ -21,7 +21,7 @@
     X(gru) X(gru_grad) X(gru_grad_w) X(gru_grad_bias) X(gru_grad_state)     \
     X(rnn) X(rnn_grad) X(rnn_grad_state) X(dropout) X(fill_like)           \
     X(max) X(argmax) X(where) X(cast) X(causal_mask) X(layer_norm) X(layer_norm_grad) \
-    X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_momentum) X(apply_rmsprop) \
+    X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_adamw) X(apply_momentum) X(apply_rmsprop) \
     X(global_norm_scale) DF_OPS_MPI(X)
 
 /* --with-mpi builds add the all-reduce ops (ops/allreduce_mean.c). */
@@ -44,6 +44,8 @@ extern const int df_op_registry_count;
 df_node *df_apply_sgd(df_graph *g, df_variable *w, df_node *grad, df_node *lr);
 df_node *df_apply_adam(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *t,
                        df_node *m, df_node *v, float beta1, float beta2, float eps);
+df_node *df_apply_adamw(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *t, df_node *m,
+                        df_node *v, float beta1, float beta2, float eps, float weight_decay);
 df_node *df_apply_momentum(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *velocity,
                            float momentum, bool nesterov);
 df_node *df_apply_rmsprop(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *rms, float rho,

@@ -556,6 +556,18 @@ df_optimizer *df_sgd_new(float learning_rate);
 /* Keras defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-7. */
 df_optimizer *df_adam_new(float learning_rate, float beta1, float beta2, float epsilon);
 df_optimizer *df_adam_default(void);
+/* AdamW as torch.optim.AdamW: w -= lr * weight_decay * w (decoupled from the
+ * gradient), then Adam with PyTorch's bias correction (eps added to
+ * sqrt(v) / sqrt(1 - beta2^t)). Decay applies to variables of rank >= 2
+ * (kernels, embeddings: nanoGPT's rule), not to biases, gains or scalars;
+ * df_optimizer_set_decay changes it per variable (e.g. no decay for an
+ * embedding). Defaults (torch): lr 1e-3, betas 0.9 / 0.999, eps 1e-8,
+ * weight_decay 0.01. The slots are "<var>/m" and "<var>/v", as Adam's. */
+df_optimizer *df_adamw_new(float learning_rate, float beta1, float beta2, float epsilon, float weight_decay);
+df_optimizer *df_adamw_default(void);
+/* Whether AdamW decays v (DF_ERR_ARG for another optimizer); before tracing
+ * the steps that update v (the choice is read when they trace). */
+df_status df_optimizer_set_decay(df_optimizer *opt, const df_variable *v, bool decay);
 /* SGD with momentum as Keras: v = momentum v - lr g; w += v (nesterov:
  * w += momentum v - lr g). */
 df_optimizer *df_sgd_momentum_new(float learning_rate, float momentum, bool nesterov);

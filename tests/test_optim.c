@@ -145,3 +145,88 @@ Test(optimizers, slot_names_per_kind)
     cr_expect_null(df_rmsprop_new(0.1f, 0.9f, 0.0f));
     df_variable_free(w);
 }
+
+/* ------------------------------------------------------------------ AdamW */
+
+/* loss = sum(k * ck) + sum(b * cb): a (2,2) kernel decays, a (2) bias does
+ * not; with override, the kernel's decay is turned off and the bias's on. */
+typedef struct two { df_variable *vars[2]; df_optimizer *opt; } two;
+
+static df_status build_two(df_graph *g, df_node **in, void *user)
+{
+    two *m = user;
+    df_tape *t = df_tape_begin(g);
+    df_node *loss = df_add(g, df_sum(g, df_mul(g, df_var(g, m->vars[0]), in[0]), NULL, 0, false),
+                           df_sum(g, df_mul(g, df_var(g, m->vars[1]), in[1]), NULL, 0, false));
+    df_tape_end(t);
+    df_node *grads[2];
+    if (df_tape_gradient(t, loss, 2, m->vars, grads) != DF_OK) return df_graph_status(g);
+    df_optimizer_apply(g, m->opt, 2, m->vars, grads);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
+/* torch.optim.AdamW's update, in double: decay, then Adam with bias correction. */
+static void adamw_reference(double *w, double *m, double *v, double g, int t, double lr, double wd)
+{
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    *w *= 1 - lr * wd;
+    *m = b1 * *m + (1 - b1) * g;
+    *v = b2 * *v + (1 - b2) * g * g;
+    double denom = sqrt(*v) / sqrt(1 - pow(b2, t)) + eps;
+    *w -= lr / (1 - pow(b1, t)) * *m / denom;
+}
+
+static void check_adamw(bool override)
+{
+    two m = {{df_variable_new("dense/kernel", DF_F32, 2, SHAPE(2, 2), df_init_constant(1.0f), NULL),
+              df_variable_new("dense/bias", DF_F32, 1, SHAPE(2), df_init_constant(-0.5f), NULL)},
+             df_adamw_new(0.01f, 0.9f, 0.999f, 1e-8f, 0.1f)};
+    if (override) {
+        cr_assert_eq(df_optimizer_set_decay(m.opt, m.vars[0], false), DF_OK);
+        cr_assert_eq(df_optimizer_set_decay(m.opt, m.vars[1], true), DF_OK);
+    }
+    df_function *f = df_function_new("adamw_step", build_two, &m);
+    float ck[4] = {0.5f, -1, 2, 0.25f}, cb[2] = {-0.75f, 1.5f};
+    df_tensor in[2] = {F32(ck, 2, 2), F32(cb, 2)}, loss;
+    double w[6] = {1, 1, 1, 1, -0.5, -0.5}, mm[6] = {0}, vv[6] = {0};
+    for (int t = 1; t <= 4; t++) {
+        cr_assert_eq(df_function_call(f, in, 2, &loss, 1), DF_OK, "%s", df_last_error());
+        for (int i = 0; i < 6; i++) {
+            bool kernel = i < 4, decayed = override ? !kernel : kernel;
+            adamw_reference(&w[i], &mm[i], &vv[i], kernel ? ck[i] : cb[i - 4], t, 0.01, decayed ? 0.1 : 0);
+        }
+        const float *k = df_variable_tensor(m.vars[0]).data, *b = df_variable_tensor(m.vars[1]).data;
+        for (int i = 0; i < 6; i++) {
+            float got = i < 4 ? k[i] : b[i - 4];
+            cr_expect(fabs(got - w[i]) < 2e-6, "step %d entry %d: %.8f vs %.8f", t, i, got, w[i]);
+        }
+    }
+    cr_expect_str_eq(df_optimizer_name(m.opt), "adamw");
+    df_function_free(f);
+    df_optimizer_free(m.opt);
+    df_variable_free(m.vars[0]);
+    df_variable_free(m.vars[1]);
+}
+
+Test(optimizers, adamw_matches_torch_and_decays_only_matrices) { check_adamw(false); }
+Test(optimizers, adamw_decay_is_chosen_per_variable) { check_adamw(true); }
+
+Test(optimizers, adamw_arguments)
+{
+    cr_expect_null(df_adamw_new(1e-3f, 0.9f, 0.999f, 1e-8f, -1.0f));
+    cr_expect(strstr(df_last_error(), "weight_decay"), "%s", df_last_error());
+    df_optimizer *adam = df_adam_default();
+    df_variable *w = df_variable_new("w", DF_F32, 1, SHAPE(2), df_init_zeros(), NULL);
+    cr_expect_eq(df_optimizer_set_decay(adam, w, true), DF_ERR_ARG, "Adam has no weight decay");
+    df_optimizer *adamw = df_adamw_default();
+    cr_expect_eq(df_optimizer_set_decay(adamw, NULL, true), DF_ERR_ARG);
+    cr_expect_eq(df_optimizer_set_decay(adamw, w, false), DF_OK);
+    cr_expect_eq(df_optimizer_create_slots(adamw, 1, &w), DF_OK);
+    df_variable *state[8];
+    cr_expect_eq(df_optimizer_state(adamw, state, 8), 4);
+    cr_expect_str_eq(df_variable_name(state[3]), "w/v");
+    df_optimizer_free(adam);
+    df_optimizer_free(adamw);
+    df_variable_free(w);
+}

@@ -1,0 +1,51 @@
+/* apply_adamw.c — one fused AdamW step, in place, as torch.optim.AdamW
+ * computes it (decoupled weight decay, then Adam with bias correction):
+ *   w *= 1 - lr wd;  m += (1-b1) (g - m);  v = b2 v + (1-b2) g^2
+ *   w -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
+ * with t = iterations (already incremented). Inputs: grad, lr (), t (i32
+ * ()), m, v (slot variables' reads). wd is 0 for a variable without decay. */
+#include <math.h>
+#include "common.h"
+
+DF_ATTRS_BEGIN
+typedef struct {
+    df_update_attrs update;
+    float beta1, beta2, epsilon, weight_decay;
+} apply_adamw_attrs;
+DF_ATTRS_END
+
+// grad, m, v (w's shape), lr (), t () -> w, m, v storage
+static df_status apply_adamw_forward(df_node *n)
+{
+    float *w = n->data, *m = DF_F32P(n->in[3]), *v = DF_F32P(n->in[4]);
+    const float *grad = DF_F32P(n->in[0]);
+    const apply_adamw_attrs *a = DF_ATTRS(n, apply_adamw_attrs);
+    float b1 = a->beta1, b2 = a->beta2, eps = a->epsilon, lr = DF_F32P(n->in[1])[0];
+    double t = (double)DF_I32P(n->in[2])[0];
+    float decay = 1.0f - lr * a->weight_decay;
+    float step_size = (float)(lr / (1.0 - pow(b1, t))), bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
+    int64_t N = n->numel;
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) {
+        float gi = grad[i];
+        w[i] *= decay;
+        m[i] += (1.0f - b1) * (gi - m[i]);
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        w[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+    return DF_OK;
+}
+
+const df_op_def df_op_apply_adamw = {
+    .name = "apply_adamw", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
+    .infer = df_infer_variable_update, .forward = apply_adamw_forward, .attrs_size = sizeof(apply_adamw_attrs),
+    .no_gradcheck = "optimizer update, tested in tests/test_optim.c",
+};
+
+df_node *df_apply_adamw(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *t, df_node *m,
+                        df_node *v, float beta1, float beta2, float eps, float weight_decay)
+{
+    df_node *in[5] = {grad, lr, t, m, v};
+    apply_adamw_attrs a = {.update.var = w, .beta1 = beta1, .beta2 = beta2, .epsilon = eps, .weight_decay = weight_decay};
+    return df_variable_update_make(g, &df_op_apply_adamw, 5, in, &a);
+}
