@@ -314,6 +314,8 @@ static df_node *activate(df_graph *g, df_node *x, df_activation a)
     case DF_ACT_RELU: return df_relu(g, x);
     case DF_ACT_TANH: return df_tanh(g, x);
     case DF_ACT_SIGMOID: return df_sigmoid(g, x);
+    case DF_ACT_GELU: return df_gelu(g, x);
+    case DF_ACT_GELU_TANH: return df_gelu_tanh(g, x);
     default: return x;
     }
 }
@@ -356,12 +358,57 @@ static df_layer *layer_with_config(const df_layer_def *def, const void *config, 
 
 df_layer *df_dense_layer(int64_t units, df_activation activation, bool use_bias)
 {
-    if (units < 1 || (int)activation < DF_ACT_NONE || activation > DF_ACT_SIGMOID) {
+    if (units < 1 || (int)activation < DF_ACT_NONE || activation > DF_ACT_GELU_TANH) {
         df_error(DF_ERR_ARG, "Dense: units %lld (>= 1), activation %d (DF_ACT_*)", (long long)units, (int)activation);
         return NULL;
     }
     dense_config c = {units, activation, use_bias};
     return layer_with_config(&dense_def, &c, sizeof c);
+}
+
+/* ------------------------------------------------------ LayerNormalization */
+
+typedef struct layer_norm_config { float epsilon; } layer_norm_config;
+
+static df_status layer_norm_build(df_layer *l, int ndim, const int64_t *in, void *user)
+{
+    (void)user;
+    df_status st = require_last_dim(l, ndim, in);
+    if (st != DF_OK) return st;
+    const int64_t *C = &in[ndim - 1];
+    return df_layer_add_weight(l, "gamma", DF_F32, 1, C, df_init_ones(), true) &&
+                   df_layer_add_weight(l, "beta", DF_F32, 1, C, df_init_zeros(), true)
+               ? DF_OK
+               : DF_ERR_NOMEM;
+}
+
+static df_node *layer_norm_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
+{
+    (void)training;
+    return df_layer_norm(g, x, df_var(g, df_layer_weight(l, "gamma")), df_var(g, df_layer_weight(l, "beta")),
+                         ((layer_norm_config *)user)->epsilon);
+}
+
+static int same_shape(const df_layer *l, int ndim, const int64_t *in, int64_t *out, void *user)
+{
+    (void)l, (void)user;
+    memcpy(out, in, (size_t)ndim * sizeof *in);
+    return ndim;
+}
+
+static const df_layer_def layer_norm_def = {
+    .type = "LayerNormalization", .base_name = "layer_normalization", .build = layer_norm_build,
+    .call = layer_norm_call, .output_shape = same_shape, .free_user = df_free,
+};
+
+df_layer *df_layer_norm_layer(float epsilon)
+{
+    if (!(epsilon > 0)) {
+        df_error(DF_ERR_ARG, "LayerNormalization: epsilon must be > 0, got %g", epsilon);
+        return NULL;
+    }
+    layer_norm_config c = {epsilon};
+    return layer_with_config(&layer_norm_def, &c, sizeof c);
 }
 
 /* ----------------------------------------------------------- Embedding */

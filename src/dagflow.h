@@ -878,12 +878,15 @@ df_status df_plot_loss_csv(const char *csv_path, const char *svg_path);
  * recurrent kernels orthogonal (or glorot_uniform with
  * df_rnn_options.recurrent_glorot, as the char-rnn tutorial). Random
  * initialisers draw from the model's RNG in build order, so one seed and one
- * layer order give the same weights. LayerNorm is not here yet: it needs
- * mean/variance ops over the last axis that come with the next issue. */
+ * layer order give the same weights. */
 typedef struct df_layer df_layer;
 typedef struct df_model df_model;
 
-typedef enum df_activation { DF_ACT_NONE = 0, DF_ACT_RELU, DF_ACT_TANH, DF_ACT_SIGMOID } df_activation;
+typedef enum df_activation {
+    DF_ACT_NONE = 0, DF_ACT_RELU, DF_ACT_TANH, DF_ACT_SIGMOID,
+    DF_ACT_GELU,          /* exact (erf) */
+    DF_ACT_GELU_TANH      /* PyTorch's tanh approximation (GPT-2's) */
+} df_activation;
 
 /* Dense(units): y = activation(x @ kernel + bias), kernel (in, units), bias
  * (units) when use_bias. x (..., in) -> (..., units). */
@@ -940,6 +943,10 @@ df_layer *df_dropout_layer(float rate);
  * iteration counter, df_optimizer_state), with a salt, for the rows of a
  * larger batch starting at first_row (df_dropout_rows; 0 for the whole batch). */
 df_status df_dropout_layer_set_seed(df_layer *l, df_variable *seed, uint64_t salt, int64_t first_row);
+/* LayerNormalization over the last axis (df_layer_norm, PyTorch's and
+ * Keras' definition with epsilon, e.g. 1e-5 as nn.LayerNorm): weights gamma
+ * (C) ones and beta (C) zeros, named "layer_normalization/gamma" / "/beta". */
+df_layer *df_layer_norm_layer(float epsilon);
 
 /* A custom layer: a struct of your own (user) and callbacks.
  *

@@ -1397,3 +1397,39 @@ Test(layers, state_variables_resume_a_stateful_model_bit_for_bit)
     free(x);
     free(y);
 }
+
+/* --------------------------------------------------- LayerNormalization */
+
+Test(layers, layer_norm_layer_equals_the_op_and_trains)
+{
+    df_model *m = df_model_new("ln", 5);
+    cr_assert_eq(df_model_add(m, df_dense_layer(4, DF_ACT_GELU, true)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_layer_norm_layer(1e-5f)), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, (int64_t[]){DF_DYNAMIC, 3}), DF_OK, "%s", df_last_error());
+    df_layer *ln = df_model_layer(m, 1);
+    cr_expect_str_eq(df_layer_name(ln), "layer_normalization");
+    cr_expect_str_eq(df_layer_type(ln), "LayerNormalization");
+    cr_expect_eq(df_layer_param_count(ln), 8, "gamma and beta of 4");
+    cr_expect_str_eq(df_variable_name(df_layer_weight(ln, "gamma")), "layer_normalization/gamma");
+    float *gamma = df_variable_tensor(df_layer_weight(ln, "gamma")).data;
+    float *beta = df_variable_tensor(df_layer_weight(ln, "beta")).data;
+    cr_expect(gamma[0] == 1 && gamma[3] == 1 && beta[0] == 0 && beta[3] == 0, "gamma ones, beta zeros");
+    gamma[1] = 2, beta[2] = 0.5f;
+    /* the layers against df_gelu(x W + b) normalised by hand with the same weights */
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 2, 3);
+    df_graph_output(g, df_model_call(m, g, x, false));
+    df_layer *dense = df_model_layer(m, 0);
+    df_node *h = df_gelu(g, df_add(g, df_matmul(g, x, df_var(g, df_layer_weight(dense, "kernel")), false, false),
+                                   df_var(g, df_layer_weight(dense, "bias"))));
+    df_graph_output(g, df_layer_norm(g, h, df_var(g, df_layer_weight(ln, "gamma")), df_var(g, df_layer_weight(ln, "beta")),
+                                     1e-5f));
+    float xv[6] = {0.5f, -1, 2, 1, 0, -0.5f};
+    df_tensor in = F32(xv, 2, 3), out[2];
+    cr_assert_eq(df_graph_run(g, &in, 1, out, 2), DF_OK, "%s", df_last_error());
+    cr_expect(memcmp(out[0].data, out[1].data, 8 * sizeof(float)) == 0, "the layers differ from the ops");
+    df_graph_free(g);
+    cr_expect_null(df_layer_norm_layer(0.0f));
+    cr_expect(strstr(df_last_error(), "epsilon"), "%s", df_last_error());
+    df_model_free(m);
+}
