@@ -456,6 +456,66 @@ df_layer *df_embedding_layer(int64_t input_dim, int64_t output_dim)
     return layer_with_config(&embedding_def, &c, sizeof c);
 }
 
+/* ------------------------------------------------- tied output (x @ E^T) */
+
+/* The output head of a language model that reads the token embedding
+ * transposed (GPT-2, nanoGPT): logits = x @ embeddings^T (+ bias). It owns
+ * only its bias, so the shared matrix is listed, saved and counted once. */
+typedef struct tied_config { df_layer *embedding; bool use_bias; } tied_config;
+
+static df_variable *tied_matrix(const df_layer *l)
+{
+    return df_layer_weight(((tied_config *)l->user)->embedding, "embeddings");
+}
+
+static df_status tied_build(df_layer *l, int ndim, const int64_t *in, void *user)
+{
+    tied_config *c = user;
+    df_status st = require_last_dim(l, ndim, in);
+    if (st != DF_OK) return st;
+    df_variable *e = tied_matrix(l);
+    if (!e) return df_error(DF_ERR_STATE, "layer '%s': its embedding '%s' is not built yet (call or build it first)",
+                            l->name, c->embedding->name);
+    if (e->shape[1] != in[ndim - 1])
+        return df_error(DF_ERR_SHAPE, "layer '%s': input width %lld differs from embedding '%s' width %lld", l->name,
+                        (long long)in[ndim - 1], c->embedding->name, (long long)e->shape[1]);
+    if (c->use_bias && !df_layer_add_weight(l, "bias", DF_F32, 1, &e->shape[0], df_init_zeros(), true))
+        return DF_ERR_NOMEM;
+    return DF_OK;
+}
+
+// x (..., E) @ embeddings (V, E)^T -> logits (..., V)
+static df_node *tied_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
+{
+    (void)training;
+    df_node *y = df_matmul(g, x, df_var(g, tied_matrix(l)), false, true);
+    if (((tied_config *)user)->use_bias) y = df_add(g, y, df_var(g, df_layer_weight(l, "bias")));
+    return y;
+}
+
+static int tied_output_shape(const df_layer *l, int ndim, const int64_t *in, int64_t *out, void *user)
+{
+    memcpy(out, in, (size_t)ndim * sizeof *in);
+    out[ndim - 1] = ((embedding_config *)((tied_config *)user)->embedding->user)->input_dim;
+    (void)l;
+    return ndim;
+}
+
+static const df_layer_def tied_def = {
+    .type = "TiedOutput", .base_name = "tied_output", .build = tied_build, .call = tied_call,
+    .output_shape = tied_output_shape, .free_user = df_free,
+};
+
+df_layer *df_tied_output_layer(df_layer *embedding, bool use_bias)
+{
+    if (!embedding || embedding->def != &embedding_def) {
+        df_error(DF_ERR_ARG, "TiedOutput: needs an Embedding layer, got %s", embedding ? embedding->def->type : "NULL");
+        return NULL;
+    }
+    tied_config c = {embedding, use_bias};
+    return layer_with_config(&tied_def, &c, sizeof c);
+}
+
 /* ------------------------------------------------------------- Dropout */
 
 typedef struct dropout_config {

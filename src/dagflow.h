@@ -943,6 +943,12 @@ df_layer *df_dropout_layer(float rate);
  * iteration counter, df_optimizer_state), with a salt, for the rows of a
  * larger batch starting at first_row (df_dropout_rows; 0 for the whole batch). */
 df_status df_dropout_layer_set_seed(df_layer *l, df_variable *seed, uint64_t salt, int64_t first_row);
+/* Weight tying: logits = x @ embeddings^T (+ bias (V)) with the Embedding
+ * layer's own matrix (GPT-2's and nanoGPT's output head). It owns only its
+ * bias, so the matrix is listed, saved and counted once (the summary shows
+ * the head's bias alone) and its gradient sums both uses. The embedding
+ * must belong to the same model and be built first (it comes earlier). */
+df_layer *df_tied_output_layer(df_layer *embedding, bool use_bias);
 /* LayerNormalization over the last axis (df_layer_norm, PyTorch's and
  * Keras' definition with epsilon, e.g. 1e-5 as nn.LayerNorm): weights gamma
  * (C) ones and beta (C) zeros, named "layer_normalization/gamma" / "/beta". */

@@ -1433,3 +1433,80 @@ Test(layers, layer_norm_layer_equals_the_op_and_trains)
     cr_expect(strstr(df_last_error(), "epsilon"), "%s", df_last_error());
     df_model_free(m);
 }
+
+/* ---------------------------------------------------------- weight tying */
+
+typedef struct tied_by_hand { df_variable *e, *k, *b, *bias, *vars[4]; df_optimizer *opt; } tied_by_hand;
+
+/* The tied model's step written with ops: gather, dense tanh, x @ E^T + bias. */
+static df_status build_tied_by_hand(df_graph *g, df_node **in, void *user)
+{
+    tied_by_hand *t = user;
+    df_tape *tape = df_tape_begin(g);
+    df_node *h = df_gather(g, df_var(g, t->e), in[0]);
+    h = df_tanh(g, df_add(g, df_matmul(g, h, df_var(g, t->k), false, false), df_var(g, t->b)));
+    df_node *logits = df_add(g, df_matmul(g, h, df_var(g, t->e), false, true), df_var(g, t->bias));
+    df_node *loss = df_sparse_softmax_cross_entropy(g, logits, in[1]);
+    df_tape_end(tape);
+    df_node *grads[4];
+    if (df_tape_gradient(tape, loss, 4, t->vars, grads) == DF_OK) df_optimizer_apply(g, t->opt, 4, t->vars, grads);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
+Test(layers, a_tied_output_head_shares_the_embedding_counted_once)
+{
+    df_model *m = df_model_new("tied", 9);
+    df_layer *emb = df_embedding_layer(11, 4);
+    cr_assert_eq(df_model_add(m, emb), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(4, DF_ACT_TANH, true)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_tied_output_layer(emb, true)), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, (int64_t[]){2, 3}), DF_OK, "%s", df_last_error());
+    cr_expect_eq(df_model_param_count(m), 44 + 20 + 11, "the matrix once: 44 + 20 + 11");
+    df_variable *vars[8];
+    cr_expect_eq(df_model_variables(m, vars, 8), 4, "embeddings, kernel, bias, the head's bias");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    df_model_summary(m, f);
+    fclose(f);
+    cr_expect(strstr(text, "tied_output (TiedOutput)") && strstr(text, "Total params: 75"), "%s", text);
+    free(text);
+
+    /* three SGD steps of the compiled model equal the same model written with ops, bitwise */
+    tied_by_hand t = {.opt = df_sgd_new(0.5f)};
+    df_variable *mine[4];
+    df_model_variables(m, mine, 4);
+    const char *names[4] = {"e", "k", "b", "bias"};
+    for (int i = 0; i < 4; i++) {
+        df_tensor v = df_variable_tensor(mine[i]);
+        t.vars[i] = df_variable_new(names[i], DF_F32, v.ndim, v.shape, df_init_zeros(), NULL);
+        cr_assert_eq(df_variable_assign(t.vars[i], &v), DF_OK, "%s", df_last_error());
+    }
+    t.e = t.vars[0], t.k = t.vars[1], t.b = t.vars[2], t.bias = t.vars[3];
+    df_optimizer *opt = df_sgd_new(0.5f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY), DF_OK);
+    df_function *f1 = df_model_train_step(m), *f2 = df_function_new("by_hand", build_tied_by_hand, &t);
+    int32_t x[6] = {0, 3, 10, 7, 7, 1}, y[6] = {3, 10, 7, 7, 1, 0};
+    df_tensor in[2] = {I32(x, 2, 3), I32(y, 2, 3)}, l1, l2;
+    for (int s = 0; s < 3; s++) {
+        cr_assert_eq(df_function_call(f1, in, 2, &l1, 1), DF_OK, "%s", df_last_error());
+        cr_assert_eq(df_function_call(f2, in, 2, &l2, 1), DF_OK, "%s", df_last_error());
+        cr_expect_eq(*(float *)l1.data, *(float *)l2.data, "step %d: loss %.9g vs %.9g", s, *(float *)l1.data,
+                     *(float *)l2.data);
+    }
+    df_tensor e1 = df_variable_tensor(mine[0]), e2 = df_variable_tensor(t.e);
+    cr_expect(memcmp(e1.data, e2.data, 44 * sizeof(float)) == 0, "the shared matrix got both gradients");
+    df_function_free(f1);
+    df_function_free(f2);
+    for (int i = 0; i < 4; i++) df_variable_free(t.vars[i]);
+    df_optimizer_free(t.opt);
+    df_optimizer_free(opt);
+    df_model_free(m);
+
+    cr_expect_null(df_tied_output_layer(NULL, true));
+    df_layer *dense = df_dense_layer(3, DF_ACT_NONE, true);
+    cr_expect_null(df_tied_output_layer(dense, true));
+    cr_expect(strstr(df_last_error(), "Embedding"), "%s", df_last_error());
+    df_layer_free(dense);
+}
