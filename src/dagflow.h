@@ -393,6 +393,10 @@ df_node *df_minimum(df_graph *g, df_node *a, df_node *b);
 /* Comparisons with broadcasting: 1.0f where true, else 0.0f (a mask to
  * multiply with); no gradient. */
 df_node *df_equal(df_graph *g, df_node *a, df_node *b);
+/* x^p for a scalar p (torch.pow: negative x with non-integer p is NaN). */
+df_node *df_pow(df_graph *g, df_node *x, float p);
+/* min(max(x, lo), hi); the gradient flows where lo < x < hi. */
+df_node *df_clip(df_graph *g, df_node *x, float lo, float hi);
 df_node *df_less(df_graph *g, df_node *a, df_node *b);
 df_node *df_greater(df_graph *g, df_node *a, df_node *b);
 

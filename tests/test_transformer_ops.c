@@ -258,3 +258,40 @@ Test(causal_mask, hides_the_future_with_and_without_cached_keys)
     expect_error(g, df_causal_mask(g, PH(g, 4, 3), -INFINITY), DF_ERR_SHAPE, "S >= T");
     df_graph_free(g);
 }
+
+Test(pow_clip, reference_values)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 4);
+    df_graph_output(g, df_pow(g, x, 3.0f));
+    df_graph_output(g, df_pow(g, x, 0.5f));
+    df_graph_output(g, df_pow(g, x, 0.0f));
+    df_graph_output(g, df_clip(g, x, -1.0f, 0.5f));
+    float xv[] = {-2, 0.25f, 1, 4};
+    df_tensor in = F32(xv, 4), out[4];
+    run_all(g, &in, 1, out, 4);
+    float cube[] = {-8, 0.015625f, 1, 64}, zero[] = {1, 1, 1, 1}, clip[] = {-1, 0.25f, 0.5f, 0.5f};
+    expect_close(out[0].data, cube, 4, 0);
+    const float *root = out[1].data;
+    cr_expect(isnan(root[0]) && root[1] == 0.5f && root[2] == 1 && root[3] == 2, "%g %g %g %g", root[0], root[1],
+              root[2], root[3]);
+    expect_close(out[2].data, zero, 4, 0);
+    expect_close(out[3].data, clip, 4, 0);
+    df_graph_free(g);
+    g = df_graph_new();
+    expect_error(g, df_clip(g, PH(g, 2), 1.0f, -1.0f), DF_ERR_ARG, "lo 1 must be <= hi -1");
+    df_graph_free(g);
+}
+
+Test(pow_clip, clip_gradient_flows_only_inside)
+{
+    df_graph *g = df_graph_new();
+    df_node *x = PH(g, 4), *dx;
+    cr_assert_eq(df_gradients(g, df_sum(g, df_clip(g, x, -1.0f, 1.0f), NULL, 0, false), NULL, 1, &x, &dx), DF_OK);
+    df_graph_output(g, dx);
+    float xv[] = {-3, -0.5f, 0.75f, 2};
+    df_tensor in = F32(xv, 4);
+    float e[] = {0, 1, 1, 0};
+    expect_close(run1(g, &in, 1).data, e, 4, 0);
+    df_graph_free(g);
+}
