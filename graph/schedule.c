@@ -17,7 +17,8 @@ float df_lr_schedule_rate(const df_lr_schedule *s, float base, int64_t step)
         return (float)((double)base * pow((double)s->decay_rate, (double)(after / s->decay_steps)));
     case DF_LR_COSINE: {
         double done = after < s->decay_steps ? (double)after / s->decay_steps : 1.0;
-        return (float)((double)base * 0.5 * (1.0 + cos(M_PI * done)));
+        double a = s->min_ratio;
+        return (float)((double)base * (a + (1.0 - a) * 0.5 * (1.0 + cos(M_PI * done))));
     }
     default:
         return base;
@@ -34,6 +35,8 @@ df_status df_lr_schedule_check(const df_lr_schedule *s)
     if (s->kind != DF_LR_CONSTANT && s->decay_steps < 1)
         return df_error(DF_ERR_ARG, "learning-rate schedule: decay_steps must be >= 1 with a decay, got %d",
                         s->decay_steps);
+    if (!(s->min_ratio >= 0 && s->min_ratio < 1))
+        return df_error(DF_ERR_ARG, "learning-rate schedule: min_ratio must be in [0, 1), got %g", s->min_ratio);
     if (s->kind == DF_LR_STEP && !(s->decay_rate > 0 && s->decay_rate <= 1))
         return df_error(DF_ERR_ARG, "learning-rate schedule: decay_rate must be in (0, 1] for a step decay, got %g",
                         s->decay_rate);

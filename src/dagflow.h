@@ -675,14 +675,16 @@ typedef struct df_lr_schedule {
     int warmup_steps;   /* linear warm-up: step s < W runs at base * (s+1)/W */
     int decay_steps;    /* step: decay every N steps; cosine: length of the decay */
     float decay_rate;   /* step: factor per decay_steps */
+    float min_ratio;    /* cosine: the floor as a fraction of base, in [0, 1) (Keras' alpha; nanoGPT's min_lr / lr) */
 } df_lr_schedule;
 /* True when the schedule changes the rate (not constant, or a warm-up). */
 bool df_lr_schedule_active(const df_lr_schedule *s);
 /* The rate for step (0-based) after the warm-up W:
  *   constant: base
  *   step:     base * decay_rate^floor((step - W) / decay_steps)
- *   cosine:   base * (1 + cos(pi * min(step - W, decay_steps) / decay_steps)) / 2
- *             (Keras' CosineDecay with alpha 0; nanoGPT's decay to 0). */
+ *   cosine:   base * (a + (1 - a) (1 + cos(pi * min(step - W, decay_steps) / decay_steps)) / 2)
+ *             with a = min_ratio (Keras' CosineDecay with alpha; nanoGPT's schedule
+ *             with decay_steps = lr_decay_iters - warmup_iters). */
 float df_lr_schedule_rate(const df_lr_schedule *s, float base, int64_t step);
 /* DF_ERR_ARG naming the first bad field. */
 df_status df_lr_schedule_check(const df_lr_schedule *s);

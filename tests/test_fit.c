@@ -463,6 +463,15 @@ Test(schedule, reference_values)
     /* warm-up 0.05, 0.1; then 0.1 (1 + cos(pi k / 4)) / 2 for k = 0..4, and 0 after */
     float co[] = {0.05f, 0.1f, 0.1f, 0.085355339f, 0.05f, 0.014644661f, 0.0f, 0.0f};
     for (int s = 0; s < 8; s++) cr_expect_float_eq(df_lr_schedule_rate(&cosine, 0.1f, s), co[s], 1e-7f, "cosine %d", s);
+    /* nanoGPT's: lr 1e-3 to min_lr 1e-4, warm-up 100, lr_decay_iters 5000 */
+    df_lr_schedule nano = {.kind = DF_LR_COSINE, .warmup_steps = 100, .decay_steps = 4900, .min_ratio = 0.1f};
+    const int its[] = {0, 99, 100, 2550, 5000, 6000};
+    for (int k = 0; k < 6; k++) {
+        int it = its[k];
+        double want = it < 100 ? 1e-3 * (it + 1) / 100
+                    : it >= 5000 ? 1e-4 : 1e-4 + 0.5 * (1 + cos(M_PI * (it - 100) / 4900.0)) * (1e-3 - 1e-4);
+        cr_expect_float_eq(df_lr_schedule_rate(&nano, 1e-3f, it), (float)want, 1e-9f, "nanoGPT iter %d", it);
+    }
 }
 
 Test(schedule, bad_settings_name_the_field)
@@ -476,6 +485,9 @@ Test(schedule, bad_settings_name_the_field)
     s = (df_lr_schedule){.warmup_steps = -1};
     cr_expect_eq(df_lr_schedule_check(&s), DF_ERR_ARG);
     cr_expect(strstr(df_last_error(), "warmup_steps"), "%s", df_last_error());
+    s = (df_lr_schedule){.kind = DF_LR_COSINE, .decay_steps = 10, .min_ratio = 1};
+    cr_expect_eq(df_lr_schedule_check(&s), DF_ERR_ARG);
+    cr_expect(strstr(df_last_error(), "min_ratio"), "%s", df_last_error());
     s = (df_lr_schedule){.kind = (df_lr_kind)7};
     cr_expect_eq(df_lr_schedule_check(&s), DF_ERR_ARG);
 }
