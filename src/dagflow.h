@@ -162,7 +162,7 @@ uint32_t df_rng_below(df_rng *rng, uint32_t n);/* uniform integer in [0, n) */
 
 typedef enum df_init_kind {
     DF_INIT_ZEROS, DF_INIT_ONES, DF_INIT_CONSTANT, DF_INIT_UNIFORM,
-    DF_INIT_GLOROT_UNIFORM, DF_INIT_ORTHOGONAL
+    DF_INIT_GLOROT_UNIFORM, DF_INIT_ORTHOGONAL, DF_INIT_NORMAL
 } df_init_kind;
 
 typedef struct df_init { df_init_kind kind; float a, b; } df_init;
@@ -176,6 +176,8 @@ static inline df_init df_init_uniform(float lo, float hi) { return (df_init){DF_
 static inline df_init df_init_glorot_uniform(void) { return (df_init){DF_INIT_GLOROT_UNIFORM, 0, 0}; }
 /* Orthogonal rows/columns (QR of a Gaussian matrix), scaled by gain a (0 = 1). */
 static inline df_init df_init_orthogonal(float gain) { return (df_init){DF_INIT_ORTHOGONAL, gain, 0}; }
+/* N(mean, std^2), e.g. GPT-2's N(0, 0.02^2) (torch.nn.init.normal_). */
+static inline df_init df_init_normal(float mean, float std) { return (df_init){DF_INIT_NORMAL, mean, std}; }
 
 typedef struct df_variable df_variable;
 

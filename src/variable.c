@@ -93,7 +93,7 @@ df_status df_variable_init(df_variable *v, df_init init, df_rng *rng)
 {
     if (!v) return df_error(DF_ERR_ARG, "df_variable_init: null variable");
     bool random = init.kind == DF_INIT_UNIFORM || init.kind == DF_INIT_GLOROT_UNIFORM ||
-                  init.kind == DF_INIT_ORTHOGONAL;
+                  init.kind == DF_INIT_ORTHOGONAL || init.kind == DF_INIT_NORMAL;
     if (random && !rng)
         return df_error(DF_ERR_ARG, "variable '%s': random initialiser needs an rng", v->name);
     if (v->dtype == DF_I32) {
@@ -126,6 +126,10 @@ df_status df_variable_init(df_variable *v, df_init init, df_rng *rng)
     }
     case DF_INIT_ORTHOGONAL:
         return init_orthogonal(v, init.a == 0 ? 1.0f : init.a, rng);
+    case DF_INIT_NORMAL:
+        if (!(init.b >= 0)) return df_error(DF_ERR_ARG, "variable '%s': normal std must be >= 0, got %g", v->name, init.b);
+        for (int64_t i = 0; i < v->numel; i++) w[i] = init.a + init.b * df_rng_normal(rng);
+        return DF_OK;
     }
     return df_error(DF_ERR_ARG, "variable '%s': unknown initialiser %d", v->name, (int)init.kind);
 }

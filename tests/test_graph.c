@@ -369,8 +369,16 @@ Test(variables, initialisers)
             for (int j = 0; j < 32; j++) dot += qv[a * 32 + j] * qv[b * 32 + j];
             cr_expect(fabs(dot - (a == b)) < 1e-5, "q q^T [%d,%d] = %f", a, b, dot);
         }
+    df_variable *n = df_variable_new("n", DF_F32, 2, SHAPE(200, 500), df_init_normal(0.5f, 0.02f), &rng);
+    const float *nv = df_variable_tensor(n).data;
+    double sum = 0, sq = 0;
+    for (int i = 0; i < 200 * 500; i++) sum += nv[i], sq += (double)nv[i] * nv[i];
+    double mean = sum / 1e5, std = sqrt(sq / 1e5 - mean * mean);
+    cr_expect(fabs(mean - 0.5) < 3e-4 && fabs(std - 0.02) < 3e-4, "normal: mean %f std %f", mean, std);
+    cr_expect_null(df_variable_new("bad", DF_F32, 1, SHAPE(3), df_init_normal(0, -1), &rng));
     df_variable_free(k);
     df_variable_free(q);
+    df_variable_free(n);
 }
 
 Test(autodiff, concat_of_many_inputs_differentiates)
