@@ -57,10 +57,55 @@ static df_gemm_path best_own_path(void)
     return (df_gemm_path)b;
 }
 
-/* AUTO: which shapes dagflow's kernels take (see the measurements above). */
+/* Does OpenBLAS run its own AVX2/AVX-512 kernels here? On a CPU it does
+ * not know it falls back to SSE kernels (Prescott: 40-53 GFLOP/s on an
+ * AVX-512 Xeon whose FMA peak is 325, issue 15), and dagflow's kernels are
+ * then the faster ones at every shape. */
+static bool openblas_is_tuned(void)
+{
+    static _Atomic int tuned = -1;
+    int t = tuned;
+    if (t < 0) {
+        static const char *fast[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+        const char *core = openblas_get_corename();
+        t = 0;
+        for (size_t i = 0; core && i < sizeof fast / sizeof fast[0]; i++)
+            if (strcasecmp(core, fast[i]) == 0) t = 1;
+        tuned = t;
+    }
+    return t == 1;
+}
+
+/* AUTO against a tuned OpenBLAS: the shape classes where dagflow's kernels
+ * are at least as fast. Measured with bench/bench_gemm on an AMD EPYC
+ * (Zen 4, AVX-512, 2 cores of a shared machine) against OpenBLAS 0.3.21's
+ * Cooperlake (SkylakeX) kernels, GFLOP/s on 1 thread, dagflow avx512 vs
+ * OpenBLAS, medians of 5 alternating rounds, three separate runs (the
+ * machine was busy, so figures vary between runs; the comparisons held):
+ *   GEMM (64,4096,1024) seed/issue shape      48 vs 47,  67 vs 72,  32 vs 33  tie -> dagflow
+ *   LSTM step chunk (64,128,1024)             69 vs 60,  93 vs 94,  48 vs 44  tie -> dagflow
+ *   dense (6400,65,1024)                      74 vs 70,  68 vs 65,  44 vs 41  dagflow (2 thr 150 vs 90)
+ *   dense dh (6400,1024,65) tb                52 vs 41,  51 vs 42,  44 vs 33  dagflow
+ *   table d kernel (256,4096,65) ta           55 vs 58,  62 vs 54,  47 vs 41  dagflow
+ *   N = 1, (4096,1,1024)                     9.5 vs 2.4, 8.6 vs 1.6           dagflow
+ *   M = 1, (1,65,1024) / (1,4096,256)        11-25 vs 7-19                    dagflow
+ *   dense dW (1024,65,6400) ta, N <= 128      54 vs 72,  34 vs 41,  28 vs 35  OpenBLAS
+ *   M = 1, (1,4096,1024): 16 MiB of weights  7-10 vs 11-15                    OpenBLAS
+ *   square 1024 (nn and ta tb)                42 vs 58,  61 vs 64,  35 vs 44  OpenBLAS
+ *   small (33,17,100), (100,100,100)          15 vs 57,  56 vs 58             OpenBLAS
+ * (packing and the call's fixed costs dominate below ~2M multiply-adds). */
+#define OWN_MIN_MACS (1 << 21)
+#define OWN_GEMV_MAX_MACS (1 << 20)
+#define OPENBLAS_SQUARE_DIM 512
 static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
 {
-    (void)ta; (void)tb; (void)M; (void)N; (void)K;
+    (void)tb;
+    if (!openblas_is_tuned()) return true;
+    if (N == 1) return true;
+    if (M == 1) return (double)N * K <= OWN_GEMV_MAX_MACS;
+    if ((double)M * N * K < OWN_MIN_MACS) return false;
+    if (M >= OPENBLAS_SQUARE_DIM && N >= OPENBLAS_SQUARE_DIM && K >= OPENBLAS_SQUARE_DIM) return false;
+    if (ta && N <= 128) return false;
     return true;
 }
 

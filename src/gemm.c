@@ -20,6 +20,12 @@
  * the pool costs more than it saves. */
 #define GEMM_PAR_MACS (1 << 18)
 
+/* GEMVs below this many multiply-adds run on the calling thread. */
+#define GEMV_PAR_MACS (1 << 22)
+
+/* Blocks of C at most this wide read A in place instead of packing it. */
+#define GEMM_DIRECT_A_COLS 128
+
 /* ------------------------------------------------------- per-thread scratch */
 /* Packing buffers live per thread and are kept between calls: a fresh
  * allocation of ~0.6 MiB per call would fault its pages in every time. */
@@ -144,6 +150,10 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
     const int mr = ks->mr, nr = ks->nr;
     /* Bp 64-byte aligned (the kernels load its panels aligned) */
     const int64_t MC = mc_block(ks), NC = nc_block(ks);
+    /* Few columns: each row of A meets only a few panels of B, so packing
+     * A would cost about as much as the products; the tiles read its rows in
+     * place. (A transposed is packed: reading it in place strides a page per k.) */
+    const bool direct_a = !g->ta && n1 - n0 <= GEMM_DIRECT_A_COLS;
     float *Bp = Ap + round_up(min64(DF_GEMM_KC, g->K) * min64(MC, round_up(m1 - m0, mr)), 16);
     for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = min64(NC, n1 - jc);
@@ -153,14 +163,23 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
             pack_b(g, nr, pc, kc, jc, nc, Bp);
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 const int64_t mc = min64(MC, m1 - ic);
-                pack_a(g, mr, ic, mc, pc, kc, Ap);
+                if (!direct_a) pack_a(g, mr, ic, mc, pc, kc, Ap);
                 for (int64_t ir = 0; ir < mc; ir += mr) {
                     const int m = (int)min64(mr, mc - ir);
                     const float *a = Ap + ir * kc;
+                    int64_t ars = 1, aks = mr;
+                    if (direct_a && m == mr) {
+                        a = g->ta ? g->A + pc * g->lda + ic + ir : g->A + (ic + ir) * g->lda + pc;
+                        ars = g->ta ? 1 : g->lda;
+                        aks = g->ta ? g->lda : 1;
+                    } else if (direct_a) {          /* a last panel short of mr rows: pack it */
+                        pack_a(g, mr, ic + ir, m, pc, kc, Ap);
+                        a = Ap;
+                    }
                     float *crow = g->C + (ic + ir) * g->ldc + jc;
                     for (int64_t jr = 0; jr < nc; jr += nr)
-                        ks->tile(kc, a, Bp + jr * kc, crow + jr, g->ldc, m, (int)min64(nr, nc - jr), g->alpha,
-                                 g->beta, accumulate);
+                        ks->tile(kc, a, ars, aks, Bp + jr * kc, crow + jr, g->ldc, m, (int)min64(nr, nc - jr),
+                                 g->alpha, g->beta, accumulate);
                 }
             }
         }
@@ -243,7 +262,8 @@ static bool gemv_run(const df_gemm_kernels *ks, const gemm_args *g)
     }
     enum { GRAIN = 64 };
     const int64_t grains = (n + GRAIN - 1) / GRAIN;
-    int nth = gemm_threads((double)n * K);
+    /* memory-bound: a second thread pays off only on weights past ~16 MiB */
+    int nth = (double)n * K >= GEMV_PAR_MACS ? gemm_threads((double)n * K) : 1;
     if (nth > grains) nth = (int)grains;
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {

@@ -23,10 +23,12 @@
 #define DF_GEMM_NC 512
 
 /* C tile (m <= mr rows, n <= nr columns, row stride ldc) from kc steps of
- * packed a and b: C = alpha*acc + beta*C when !accumulate (beta == 0: C is
- * not read), C = C + alpha*acc when accumulate (the later k blocks). */
-typedef void df_gemm_tile_fn(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
-                             float alpha, float beta, bool accumulate);
+ * a and packed b: C = alpha*acc + beta*C when !accumulate (beta == 0: C is
+ * not read), C = C + alpha*acc when accumulate (the later k blocks). Row i
+ * of A at step k is a[i*ars + k*aks]: (1, mr) for a packed micro-panel, or
+ * A in place (all mr rows must exist then). */
+typedef void df_gemm_tile_fn(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                             int64_t ldc, int m, int n, float alpha, float beta, bool accumulate);
 /* y[j*incy] = alpha * sum_k x[k] W[k*ldw + j] + beta * y[j*incy], j < n. */
 typedef void df_gemv_rows_fn(int64_t K, int64_t n, const float *x, const float *W, int64_t ldw, float alpha,
                              float beta, float *y, int64_t incy);

@@ -13,13 +13,13 @@
 #define PORT_MR 4
 #define PORT_NR 16
 
-static void tile_portable(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
-                          float alpha, float beta, bool accumulate)
+static void tile_portable(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                          int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
 {
     float acc[PORT_MR][PORT_NR] = {{0}};
-    for (int64_t k = 0; k < kc; k++, a += PORT_MR, b += PORT_NR)
+    for (int64_t k = 0; k < kc; k++, a += aks, b += PORT_NR)
         for (int i = 0; i < PORT_MR; i++)
-            for (int j = 0; j < PORT_NR; j++) acc[i][j] += a[i] * b[j];
+            for (int j = 0; j < PORT_NR; j++) acc[i][j] += a[i * ars] * b[j];
     for (int i = 0; i < m; i++) {
         float *ci = c + i * ldc;
         for (int j = 0; j < n; j++) {
@@ -89,17 +89,21 @@ TARGET_AVX512 static inline void store_row512(float *ci, __mmask16 mk, __m512 ac
     _mm512_mask_storeu_ps(ci, mk, r);
 }
 
-TARGET_AVX512 static void tile_avx512(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m,
-                                      int n, float alpha, float beta, bool accumulate)
+/* The tile's k loop for `vecs` (1 or 2) 16-float vectors per row: a last
+ * panel of at most 16 columns does half the work. An element's FMA chain is
+ * the same either way. */
+TARGET_AVX512 static inline __attribute__((always_inline)) void
+tile_avx512_body(int vecs, int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c, int64_t ldc, int m, int n,
+                 float alpha, float beta, bool accumulate)
 {
     __m512 acc0[A512_MR], acc1[A512_MR];
     UNROLL for (int i = 0; i < A512_MR; i++) acc0[i] = acc1[i] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kc; k++, a += A512_MR, b += A512_NR) {
-        const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    for (int64_t k = 0; k < kc; k++, a += aks, b += A512_NR) {
+        const __m512 b0 = _mm512_load_ps(b), b1 = vecs > 1 ? _mm512_load_ps(b + 16) : b0;
         UNROLL for (int i = 0; i < A512_MR; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i]);
+            const __m512 ai = _mm512_set1_ps(a[i * ars]);
             acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
-            acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+            if (vecs > 1) acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
         }
     }
     const __m512 valpha = _mm512_set1_ps(alpha), vbeta = _mm512_set1_ps(beta);
@@ -107,8 +111,15 @@ TARGET_AVX512 static void tile_avx512(int64_t kc, const float *a, const float *b
     UNROLL for (int i = 0; i < A512_MR; i++) {
         if (i >= m) break;
         store_row512(c + i * ldc, m0, acc0[i], valpha, vbeta, beta, accumulate);
-        if (m1) store_row512(c + i * ldc + 16, m1, acc1[i], valpha, vbeta, beta, accumulate);
+        if (vecs > 1 && m1) store_row512(c + i * ldc + 16, m1, acc1[i], valpha, vbeta, beta, accumulate);
     }
+}
+
+TARGET_AVX512 static void tile_avx512(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                                      int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
+{
+    if (n > 16) tile_avx512_body(2, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+    else tile_avx512_body(1, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
 }
 
 TARGET_AVX512 static inline void store_vec512(float *y, int64_t incy, __mmask16 mk, __m512 acc, float alpha,
@@ -126,34 +137,44 @@ TARGET_AVX512 static inline void store_vec512(float *y, int64_t incy, __mmask16 
     }
 }
 
-/* Column blocks of 8 vectors (128 floats): 8 independent FMA chains per k,
- * each row of W read once per block. */
+/* y = x @ W row by row: each W row segment of GEMV_COLS floats is read
+ * contiguously (a block of a few columns down all K rows would touch a new
+ * page per row), into sums kept in L1; four rows per pass over the sums,
+ * one FMA after another, so each sum still runs in k order. */
+#define GEMV_COLS 1024
 TARGET_AVX512 static void gemv_rows_avx512(int64_t K, int64_t n, const float *x, const float *W, int64_t ldw,
                                            float alpha, float beta, float *y, int64_t incy)
 {
-    enum { V = 8 };
-    for (int64_t j0 = 0; j0 < n; j0 += 16 * V) {
-        __mmask16 mk[V];
-        __m512 acc[V];
-        UNROLL for (int v = 0; v < V; v++) {
-            mk[v] = mask16(n - j0 - 16 * v);
-            acc[v] = _mm512_setzero_ps();
-        }
+    __attribute__((aligned(64))) float acc[GEMV_COLS];
+    for (int64_t j0 = 0; j0 < n; j0 += GEMV_COLS) {
+        const int64_t nb = n - j0 < GEMV_COLS ? n - j0 : GEMV_COLS, full = nb / 16 * 16;
+        const __mmask16 tail = mask16(nb - full);
+        memset(acc, 0, sizeof acc);
         const float *w = W + j0;
-        if (n - j0 >= 16 * V) {
-            for (int64_t k = 0; k < K; k++, w += ldw) {
-                const __m512 xk = _mm512_set1_ps(x[k]);
-                UNROLL for (int v = 0; v < V; v++) acc[v] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(w + 16 * v), acc[v]);
-            }
-        } else {
-            for (int64_t k = 0; k < K; k++, w += ldw) {
-                const __m512 xk = _mm512_set1_ps(x[k]);
-                UNROLL for (int v = 0; v < V; v++)
-                    acc[v] = _mm512_fmadd_ps(xk, _mm512_maskz_loadu_ps(mk[v], w + 16 * v), acc[v]);
+        int64_t k = 0;
+        for (; k + 4 <= K; k += 4, w += 4 * ldw) {
+            const __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]), x2 = _mm512_set1_ps(x[k + 2]),
+                         x3 = _mm512_set1_ps(x[k + 3]);
+            for (int64_t j = 0; j < nb; j += 16) {
+                const __mmask16 mk = j < full ? (__mmask16)0xFFFF : tail;
+                __m512 s = _mm512_load_ps(acc + j);
+                s = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(mk, w + j), s);
+                s = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(mk, w + ldw + j), s);
+                s = _mm512_fmadd_ps(x2, _mm512_maskz_loadu_ps(mk, w + 2 * ldw + j), s);
+                s = _mm512_fmadd_ps(x3, _mm512_maskz_loadu_ps(mk, w + 3 * ldw + j), s);
+                _mm512_store_ps(acc + j, s);
             }
         }
-        UNROLL for (int v = 0; v < V; v++)
-            if (mk[v]) store_vec512(y + (j0 + 16 * v) * incy, incy, mk[v], acc[v], alpha, beta);
+        for (; k < K; k++, w += ldw) {
+            const __m512 xk = _mm512_set1_ps(x[k]);
+            for (int64_t j = 0; j < nb; j += 16) {
+                const __mmask16 mk = j < full ? (__mmask16)0xFFFF : tail;
+                _mm512_store_ps(acc + j, _mm512_fmadd_ps(xk, _mm512_maskz_loadu_ps(mk, w + j), _mm512_load_ps(acc + j)));
+            }
+        }
+        for (int64_t j = 0; j < nb; j += 16)
+            store_vec512(y + (j0 + j) * incy, incy, j < full ? (__mmask16)0xFFFF : tail, _mm512_load_ps(acc + j),
+                         alpha, beta);
     }
 }
 
@@ -232,25 +253,34 @@ TARGET_AVX2 static inline void store_row256(float *ci, int64_t n, __m256 acc, __
     _mm256_maskstore_ps(ci, mk, r);
 }
 
-TARGET_AVX2 static void tile_avx2(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int m, int n,
-                                  float alpha, float beta, bool accumulate)
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+tile_avx2_body(int vecs, int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c, int64_t ldc, int m, int n,
+               float alpha, float beta, bool accumulate)
 {
     __m256 acc0[A2_MR], acc1[A2_MR];
     UNROLL for (int i = 0; i < A2_MR; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < kc; k++, a += A2_MR, b += A2_NR) {
-        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    for (int64_t k = 0; k < kc; k++, a += aks, b += A2_NR) {
+        const __m256 b0 = _mm256_load_ps(b), b1 = vecs > 1 ? _mm256_load_ps(b + 8) : b0;
         UNROLL for (int i = 0; i < A2_MR; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + i);
+            const __m256 ai = _mm256_broadcast_ss(a + i * ars);
             acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
-            acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+            if (vecs > 1) acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
         }
     }
     const __m256 valpha = _mm256_set1_ps(alpha), vbeta = _mm256_set1_ps(beta);
     UNROLL for (int i = 0; i < A2_MR; i++) {
         if (i >= m) break;
         store_row256(c + i * ldc, n, acc0[i], valpha, vbeta, beta, accumulate);
-        if (n > 8) store_row256(c + i * ldc + 8, n - 8, acc1[i], valpha, vbeta, beta, accumulate);
+        if (vecs > 1 && n > 8) store_row256(c + i * ldc + 8, n - 8, acc1[i], valpha, vbeta, beta, accumulate);
     }
+}
+
+/* As tile_avx512: half the work for a last panel of at most 8 columns. */
+TARGET_AVX2 static void tile_avx2(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                                  int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
+{
+    if (n > 8) tile_avx2_body(2, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+    else tile_avx2_body(1, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
 }
 
 /* Fixed-order horizontal sum: (lo + hi) halves, then pairs. */
@@ -262,43 +292,46 @@ TARGET_AVX2 static inline float hsum256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* As gemv_rows_avx512. */
 TARGET_AVX2 static void gemv_rows_avx2(int64_t K, int64_t n, const float *x, const float *W, int64_t ldw,
                                        float alpha, float beta, float *y, int64_t incy)
 {
-    enum { V = 8 };
-    for (int64_t j0 = 0; j0 < n; j0 += 8 * V) {
-        __m256i mk[V];
-        __m256 acc[V];
-        UNROLL for (int v = 0; v < V; v++) {
-            mk[v] = mask8(n - j0 - 8 * v);
-            acc[v] = _mm256_setzero_ps();
-        }
+    __attribute__((aligned(64))) float acc[GEMV_COLS];
+    for (int64_t j0 = 0; j0 < n; j0 += GEMV_COLS) {
+        const int64_t nb = n - j0 < GEMV_COLS ? n - j0 : GEMV_COLS, full = nb / 8 * 8;
+        const __m256i tail = mask8(nb - full), all = _mm256_set1_epi32(-1);
+        memset(acc, 0, sizeof acc);
         const float *w = W + j0;
-        if (n - j0 >= 8 * V) {
-            for (int64_t k = 0; k < K; k++, w += ldw) {
-                const __m256 xk = _mm256_broadcast_ss(x + k);
-                UNROLL for (int v = 0; v < V; v++) acc[v] = _mm256_fmadd_ps(xk, _mm256_loadu_ps(w + 8 * v), acc[v]);
+        int64_t k = 0;
+        for (; k + 4 <= K; k += 4, w += 4 * ldw) {
+            const __m256 x0 = _mm256_broadcast_ss(x + k), x1 = _mm256_broadcast_ss(x + k + 1),
+                         x2 = _mm256_broadcast_ss(x + k + 2), x3 = _mm256_broadcast_ss(x + k + 3);
+            for (int64_t j = 0; j < full; j += 8) {
+                __m256 s = _mm256_load_ps(acc + j);
+                s = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w + j), s);
+                s = _mm256_fmadd_ps(x1, _mm256_loadu_ps(w + ldw + j), s);
+                s = _mm256_fmadd_ps(x2, _mm256_loadu_ps(w + 2 * ldw + j), s);
+                s = _mm256_fmadd_ps(x3, _mm256_loadu_ps(w + 3 * ldw + j), s);
+                _mm256_store_ps(acc + j, s);
             }
-        } else {
-            for (int64_t k = 0; k < K; k++, w += ldw) {
-                const __m256 xk = _mm256_broadcast_ss(x + k);
-                UNROLL for (int v = 0; v < V; v++)
-                    acc[v] = _mm256_fmadd_ps(xk, _mm256_maskload_ps(w + 8 * v, mk[v]), acc[v]);
+            if (full < nb) {
+                __m256 s = _mm256_load_ps(acc + full);
+                s = _mm256_fmadd_ps(x0, _mm256_maskload_ps(w + full, tail), s);
+                s = _mm256_fmadd_ps(x1, _mm256_maskload_ps(w + ldw + full, tail), s);
+                s = _mm256_fmadd_ps(x2, _mm256_maskload_ps(w + 2 * ldw + full, tail), s);
+                s = _mm256_fmadd_ps(x3, _mm256_maskload_ps(w + 3 * ldw + full, tail), s);
+                _mm256_store_ps(acc + full, s);
             }
         }
-        UNROLL for (int v = 0; v < V; v++) {
-            const int64_t left = n - j0 - 8 * v;
-            if (left <= 0) break;
-            if (incy == 1) {
-                store_row256(y + j0 + 8 * v, left, acc[v], _mm256_set1_ps(alpha), _mm256_set1_ps(beta), beta, false);
-                continue;
-            }
-            float t[8];
-            _mm256_storeu_ps(t, acc[v]);
-            for (int j = 0; j < 8 && j < left; j++) {
-                float r = alpha * t[j], *yj = y + (j0 + 8 * v + j) * incy;
-                *yj = beta == 0.0f ? r : __builtin_fmaf(beta, *yj, r);
-            }
+        for (; k < K; k++, w += ldw) {
+            const __m256 xk = _mm256_broadcast_ss(x + k);
+            for (int64_t j = 0; j < nb; j += 8)
+                _mm256_store_ps(acc + j, _mm256_fmadd_ps(xk, _mm256_maskload_ps(w + j, j < full ? all : tail),
+                                                         _mm256_load_ps(acc + j)));
+        }
+        for (int64_t j = 0; j < nb; j++) {
+            float r = alpha * acc[j], *yj = y + (j0 + j) * incy;
+            *yj = beta == 0.0f ? r : __builtin_fmaf(beta, *yj, r);
         }
     }
 }
