@@ -77,23 +77,26 @@ static bool openblas_is_tuned(void)
 }
 
 /* AUTO against a tuned OpenBLAS: the shape classes where dagflow's kernels
- * are at least as fast. Measured with bench/bench_gemm on an AMD EPYC
- * (Zen 4, AVX-512, 2 cores of a shared machine) against OpenBLAS 0.3.21's
- * Cooperlake (SkylakeX) kernels, GFLOP/s on 1 thread, dagflow avx512 vs
- * OpenBLAS, medians of 5 alternating rounds, three separate runs (the
- * machine was busy, so figures vary between runs; the comparisons held):
- *   GEMM (64,4096,1024) seed/issue shape      48 vs 47,  67 vs 72,  32 vs 33  tie -> dagflow
- *   LSTM step chunk (64,128,1024)             69 vs 60,  93 vs 94,  48 vs 44  tie -> dagflow
- *   dense (6400,65,1024)                      74 vs 70,  68 vs 65,  44 vs 41  dagflow (2 thr 150 vs 90)
- *   dense dh (6400,1024,65) tb                52 vs 41,  51 vs 42,  44 vs 33  dagflow
- *   table d kernel (256,4096,65) ta           55 vs 58,  62 vs 54,  47 vs 41  dagflow
- *   N = 1, (4096,1,1024)                     9.5 vs 2.4, 8.6 vs 1.6           dagflow
- *   M = 1, (1,65,1024) / (1,4096,256)        11-25 vs 7-19                    dagflow
- *   dense dW (1024,65,6400) ta, N <= 128      54 vs 72,  34 vs 41,  28 vs 35  OpenBLAS
- *   M = 1, (1,4096,1024): 16 MiB of weights  7-10 vs 11-15                    OpenBLAS
- *   square 1024 (nn and ta tb)                42 vs 58,  61 vs 64,  35 vs 44  OpenBLAS
- *   small (33,17,100), (100,100,100)          15 vs 57,  56 vs 58             OpenBLAS
- * (packing and the call's fixed costs dominate below ~2M multiply-adds). */
+ * are at least as fast; a tie (within the machine's noise, ~5%) goes to
+ * dagflow, whose bits do not depend on the thread count. Measured with
+ * bench/bench_gemm on an AMD EPYC (Zen 4, AVX-512, 2 cores of a shared,
+ * busy machine) against OpenBLAS 0.3.21's Cooperlake (SkylakeX) kernels:
+ * GFLOP/s, dagflow avx512 vs OpenBLAS, 1 thread, medians of 7 alternating
+ * rounds, several runs (figures move between runs with the load; the
+ * comparisons held unless marked mixed):
+ *   (64,4096,1024) the issue's shape          72 vs 76, 69 vs 71, 66 vs 61   tie -> dagflow
+ *   (64,128,1024) LSTM step chunk            106 vs 97, 93 vs 94            dagflow
+ *   (6400,65,1024) dense layer                75 vs 67, 76 vs 72            dagflow (2 thr 154 vs 129)
+ *   (6400,1024,65) tb, its d input            90 vs 77, 98 vs 80            dagflow
+ *   (256,4096,65) ta, table's d kernel       103 vs 82                      dagflow
+ *   (65,4096,256), (65,256,4096) tb           85 vs 88, 63 vs 69            tie -> dagflow
+ *   (4096,1,1024) N = 1                       29 vs 6                        dagflow
+ *   (1,65,1024), (1,4096,256) M = 1           36 vs 29, 40 vs 39 (2 thr 36 vs 10)  dagflow
+ *   (1,4096,1024) M = 1, 16 MiB of weights    14 vs 13, 26 vs 31            mixed -> OpenBLAS
+ *   (1024,65,6400) ta, N <= 128: dense dW     71 vs 74, 42 vs 67, 47 vs 43  mixed -> OpenBLAS
+ *   (1024,1024,1024) nn and ta tb             61 vs 76, 94 vs 98, 55 vs 73  OpenBLAS
+ *   (33,17,100), (100,100,100)                18 vs 44, 61 vs 70            OpenBLAS
+ * (below ~2M multiply-adds packing and the call's fixed costs dominate). */
 #define OWN_MIN_MACS (1 << 21)
 #define OWN_GEMV_MAX_MACS (1 << 20)
 #define OPENBLAS_SQUARE_DIM 512

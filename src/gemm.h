@@ -15,8 +15,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Cache blocking (floats). A kc x nc block of packed B (256 x 512 x 4 B =
- * 512 KiB) stays in the 1-2 MiB L2 while every mr-row micro-panel of A
+/* Cache blocking (floats; MC and NC are rounded down to whole panels). A
+ * kc x nc block of packed B (256 x 480 x 4 B = 480 KiB with 48-column
+ * panels) stays in the 1-2 MiB L2 while every mr-row micro-panel of A
  * (8 x 256 x 4 B = 8 KiB) sits in the 32 KiB L1 and sweeps it. */
 #define DF_GEMM_KC 256
 #define DF_GEMM_MC 128
