@@ -29,6 +29,27 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
               float *C, int64_t ldc);
 
+/* Which code computes a product. DF_GEMM_AUTO: per call, dagflow's kernels
+ * for the best ISA the CPU has where they are at least as fast as OpenBLAS
+ * at that shape class (src/blas.c says which), else OpenBLAS. The others
+ * force one path for every shape; the environment variable DF_GEMM_ISA
+ * (dagflow.h) sets it for the process. */
+typedef enum df_gemm_path {
+    DF_GEMM_AUTO, DF_GEMM_OPENBLAS, DF_GEMM_PORTABLE, DF_GEMM_AVX2, DF_GEMM_AVX512
+} df_gemm_path;
+/* df_sgemm on a given path; a dagflow path the CPU lacks falls back to the
+ * next lower one (avx512 -> avx2 -> portable). */
+void df_sgemm_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* The path DF_GEMM_ISA asks for (DF_GEMM_AUTO when unset or unknown), read once. */
+df_gemm_path df_gemm_requested_path(void);
+/* src/gemm.c: dagflow's kernels. df_gemm_own returns false when the CPU
+ * lacks that ISA (or scratch memory ran out), having written nothing. */
+struct df_gemm_kernels;
+const struct df_gemm_kernels *df_gemm_kernels_for(df_gemm_path path);
+bool df_gemm_own(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* Flush denormals to zero (FTZ/DAZ) on every thread of the OpenMP pool. */
 void df_enable_ftz_all_threads(void);
 

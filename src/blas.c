@@ -1,13 +1,16 @@
 /* blas.c — the one place that calls OpenBLAS, plus the thread/float environment. */
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <xmmintrin.h>
 #include <pmmintrin.h>
 #include "base.h"
 
-void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-              float *C, int64_t ldc)
+static void openblas_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                           int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
     if (M == 0 || N == 0) return;
     if (M == 1 && K > 0) {          /* one row: y = alpha op(B)^T x + beta y, no packing */
@@ -18,6 +21,114 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 (blasint)M, (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb,
                 beta, C, (blasint)ldc);
+}
+
+static df_gemm_path requested_path = DF_GEMM_AUTO;
+static pthread_once_t requested_once = PTHREAD_ONCE_INIT;
+
+static void read_requested_path(void)
+{
+    const char *v = getenv("DF_GEMM_ISA");
+    if (!v) return;
+    static const struct { const char *name; df_gemm_path path; } names[] = {
+        {"auto", DF_GEMM_AUTO}, {"openblas", DF_GEMM_OPENBLAS}, {"portable", DF_GEMM_PORTABLE},
+        {"avx2", DF_GEMM_AVX2}, {"avx512", DF_GEMM_AVX512},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcasecmp(v, names[i].name) == 0) requested_path = names[i].path;
+}
+
+df_gemm_path df_gemm_requested_path(void)
+{
+    pthread_once(&requested_once, read_requested_path);
+    return requested_path;
+}
+
+/* The best dagflow ISA this CPU runs, cached (cpuid once). */
+static df_gemm_path best_own_path(void)
+{
+    static _Atomic int best = -1;
+    int b = best;
+    if (b < 0) {
+        b = df_gemm_kernels_for(DF_GEMM_AVX512) ? DF_GEMM_AVX512
+            : df_gemm_kernels_for(DF_GEMM_AVX2) ? DF_GEMM_AVX2 : DF_GEMM_PORTABLE;
+        best = b;
+    }
+    return (df_gemm_path)b;
+}
+
+/* Does OpenBLAS run its own AVX2/AVX-512 kernels here? On a CPU it does
+ * not know it falls back to SSE kernels (Prescott: 40-53 GFLOP/s on an
+ * AVX-512 Xeon whose FMA peak is 325, issue 15), and dagflow's kernels are
+ * then the faster ones at every shape. */
+static bool openblas_is_tuned(void)
+{
+    static _Atomic int tuned = -1;
+    int t = tuned;
+    if (t < 0) {
+        static const char *fast[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+        const char *core = openblas_get_corename();
+        t = 0;
+        for (size_t i = 0; core && i < sizeof fast / sizeof fast[0]; i++)
+            if (strcasecmp(core, fast[i]) == 0) t = 1;
+        tuned = t;
+    }
+    return t == 1;
+}
+
+/* AUTO against a tuned OpenBLAS: the shape classes where dagflow's kernels
+ * are at least as fast; a tie (within the machine's noise, ~5%) goes to
+ * dagflow, whose bits do not depend on the thread count. Measured with
+ * bench/bench_gemm on an AMD EPYC (Zen 4, AVX-512, 2 cores of a shared,
+ * busy machine) against OpenBLAS 0.3.21's Cooperlake (SkylakeX) kernels:
+ * GFLOP/s, dagflow avx512 vs OpenBLAS, 1 thread, medians of 7 alternating
+ * rounds, several runs (figures move between runs with the load; the
+ * comparisons held unless marked mixed):
+ *   (64,4096,1024) the issue's shape          72 vs 76, 69 vs 71, 66 vs 61   tie -> dagflow
+ *   (64,128,1024) LSTM step chunk            106 vs 97, 93 vs 94            dagflow
+ *   (6400,65,1024) dense layer                75 vs 67, 76 vs 72            dagflow (2 thr 154 vs 129)
+ *   (6400,1024,65) tb, its d input            90 vs 77, 98 vs 80            dagflow
+ *   (256,4096,65) ta, table's d kernel       103 vs 82                      dagflow
+ *   (65,4096,256), (65,256,4096) tb           85 vs 88, 63 vs 69            tie -> dagflow
+ *   (4096,1,1024) N = 1                       29 vs 6                        dagflow
+ *   (1,65,1024), (1,4096,256) M = 1           36 vs 29, 40 vs 39 (2 thr 36 vs 10)  dagflow
+ *   (1,4096,1024) M = 1, 16 MiB of weights    14 vs 13, 26 vs 31            mixed -> OpenBLAS
+ *   (1024,65,6400) ta, N <= 128: dense dW     71 vs 74, 42 vs 67, 47 vs 43  mixed -> OpenBLAS
+ *   (1024,1024,1024) nn and ta tb             61 vs 76, 94 vs 98, 55 vs 73  OpenBLAS
+ *   (33,17,100), (100,100,100)                18 vs 44, 61 vs 70            OpenBLAS
+ * (below ~2M multiply-adds packing and the call's fixed costs dominate). */
+#define OWN_MIN_MACS (1 << 21)
+#define OWN_GEMV_MAX_MACS (1 << 20)
+#define OPENBLAS_SQUARE_DIM 512
+static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
+{
+    (void)tb;
+    if (!openblas_is_tuned()) return true;
+    if (N == 1) return true;
+    if (M == 1) return (double)N * K <= OWN_GEMV_MAX_MACS;
+    if ((double)M * N * K < OWN_MIN_MACS) return false;
+    if (M >= OPENBLAS_SQUARE_DIM && N >= OPENBLAS_SQUARE_DIM && K >= OPENBLAS_SQUARE_DIM) return false;
+    if (ta && N <= 128) return false;
+    return true;
+}
+
+void df_sgemm_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    if (path == DF_GEMM_AUTO) {
+        if (best_own_path() == DF_GEMM_PORTABLE || !own_is_faster(ta, tb, M, N, K)) path = DF_GEMM_OPENBLAS;
+        else path = best_own_path();
+    }
+    for (; path >= DF_GEMM_PORTABLE; path--)        /* avx512 -> avx2 -> portable */
+        if (df_gemm_own(path, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+    openblas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+              float *C, int64_t ldc)
+{
+    df_sgemm_path(df_gemm_requested_path(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void df_enable_ftz_all_threads(void)

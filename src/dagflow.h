@@ -1138,6 +1138,20 @@ df_function *df_model_eval_step(df_model *m);
 int df_num_threads(void);
 void df_set_num_threads(int n);
 
+/* Matrix products (matmul and the cells' products) run on dagflow's own
+ * GEMM/GEMV kernels, AVX-512, AVX2+FMA or portable C by what the CPU has
+ * (checked at run time; the library is built without -march), wherever they
+ * are at least as fast as OpenBLAS at that shape, else on OpenBLAS. Their
+ * results do not depend on the number of threads. The environment variable
+ * DF_GEMM_ISA, read once at the first product, forces one path for every
+ * product of the process:
+ *   DF_GEMM_ISA=avx512 | avx2 | portable   dagflow's kernels of that level
+ *                                          (a level the CPU lacks: the next
+ *                                          lower one it has)
+ *   DF_GEMM_ISA=openblas                   OpenBLAS only
+ *   unset, auto (or anything else)         the per-shape choice above
+ * for tests and for comparing paths; results agree to rounding, not bits. */
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,310 @@
+/* gemm.c — dagflow's own single-precision GEMM and GEMV: operand packing,
+ * cache blocking, the thread split and the choice of kernel set (AVX-512,
+ * AVX2+FMA or portable C, by the CPU's features at run time). src/blas.c
+ * decides per call between this and OpenBLAS.
+ *
+ * Loops (BLIS order, per thread over its own rows or columns of C):
+ *   jc: nc = DF_GEMM_NC columns     pc: kc = DF_GEMM_KC steps of k (pack B)
+ *   ic: mc = DF_GEMM_MC rows (pack A)    ir: mr rows    jr: nr columns (tile)
+ * The k blocks always start at 0, KC, 2KC, ..., and every tile sums its k
+ * block in k order, so each element of C is computed by the same operations
+ * on any number of threads (see gemm.h). */
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base.h"
+#include "gemm.h"
+
+/* Below this many multiply-adds a call runs on the calling thread: waking
+ * the pool costs more than it saves. */
+#define GEMM_PAR_MACS (1 << 18)
+
+/* GEMVs below this many multiply-adds run on the calling thread. */
+#define GEMV_PAR_MACS (1 << 22)
+
+/* Blocks of C at most this wide read A in place instead of packing it. */
+#define GEMM_DIRECT_A_COLS 128
+
+/* ------------------------------------------------------- per-thread scratch */
+/* Packing buffers live per thread and are kept between calls: a fresh
+ * allocation of ~0.6 MiB per call would fault its pages in every time. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static bool scratch_key_ok;
+
+typedef struct gemm_scratch { size_t cap; float *buf; } gemm_scratch;
+
+static void scratch_destroy(void *p)
+{
+    gemm_scratch *s = p;
+    free(s->buf);
+    free(s);
+}
+
+static void scratch_init(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0; }
+
+/* floats of 64-byte aligned scratch for this thread; NULL if out of memory. */
+static float *thread_scratch(size_t floats)
+{
+    pthread_once(&scratch_once, scratch_init);
+    if (!scratch_key_ok) return NULL;
+    gemm_scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s))) return NULL;
+        if (pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->cap < floats) {
+        free(s->buf);
+        s->buf = aligned_alloc(DF_ALIGN, (floats * sizeof(float) + DF_ALIGN - 1) / DF_ALIGN * DF_ALIGN);
+        s->cap = s->buf ? floats : 0;
+    }
+    return s->buf;
+}
+
+/* ------------------------------------------------------------------ packing */
+typedef struct gemm_args {
+    bool ta, tb;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float *C;
+} gemm_args;
+
+/* op(A) rows [i0, i0+mc), k [p0, p0+kc) into micro-panels of mr rows,
+ * rows past mc zero. */
+static void pack_a(const gemm_args *g, int mr, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float *P)
+{
+    for (int64_t ir = 0; ir < mc; ir += mr, P += mr * kc) {
+        const int64_t m = mc - ir < mr ? mc - ir : mr;
+        if (g->ta) {                     /* op(A)[i][k] = A[k][i]: rows of A are contiguous in i */
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = g->A + (p0 + k) * g->lda + i0 + ir;
+                float *dst = P + k * mr;
+                for (int64_t i = 0; i < m; i++) dst[i] = src[i];
+                for (int64_t i = m; i < mr; i++) dst[i] = 0.0f;
+            }
+        } else {
+            for (int64_t i = 0; i < m; i++) {
+                const float *src = g->A + (i0 + ir + i) * g->lda + p0;
+                for (int64_t k = 0; k < kc; k++) P[k * mr + i] = src[k];
+            }
+            for (int64_t i = m; i < mr; i++)
+                for (int64_t k = 0; k < kc; k++) P[k * mr + i] = 0.0f;
+        }
+    }
+}
+
+/* op(B) k [p0, p0+kc), columns [j0, j0+nc) into micro-panels of nr columns,
+ * columns past nc zero. */
+static void pack_b(const gemm_args *g, int nr, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float *P)
+{
+    for (int64_t jr = 0; jr < nc; jr += nr, P += nr * kc) {
+        const int64_t n = nc - jr < nr ? nc - jr : nr;
+        if (g->tb) {                     /* op(B)[k][j] = B[j][k] */
+            for (int64_t j = 0; j < n; j++) {
+                const float *src = g->B + (j0 + jr + j) * g->ldb + p0;
+                for (int64_t k = 0; k < kc; k++) P[k * nr + j] = src[k];
+            }
+            for (int64_t j = n; j < nr; j++)
+                for (int64_t k = 0; k < kc; k++) P[k * nr + j] = 0.0f;
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = g->B + (p0 + k) * g->ldb + j0 + jr;
+                float *dst = P + k * nr;
+                memcpy(dst, src, (size_t)n * sizeof(float));
+                for (int64_t j = n; j < nr; j++) dst[j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* --------------------------------------------------------------- the loops */
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* C rows [m0, m1) x columns [n0, n1), all of k. false if out of memory. */
+/* Row and column blocks in whole micro-panels. */
+static int64_t mc_block(const df_gemm_kernels *ks) { return DF_GEMM_MC - DF_GEMM_MC % ks->mr; }
+static int64_t nc_block(const df_gemm_kernels *ks) { return DF_GEMM_NC - DF_GEMM_NC % ks->nr; }
+
+/* Packing scratch of this thread for C rows [m0, m1) x columns [n0, n1). */
+static float *block_scratch(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0, int64_t m1, int64_t n0,
+                            int64_t n1)
+{
+    const int64_t kcmax = min64(DF_GEMM_KC, g->K);
+    const int64_t mcmax = min64(mc_block(ks), round_up(m1 - m0, ks->mr));
+    const int64_t ncmax = min64(nc_block(ks), round_up(n1 - n0, ks->nr));
+    return thread_scratch((size_t)(round_up(kcmax * mcmax, 16) + kcmax * ncmax));
+}
+
+/* C rows [m0, m1) x columns [n0, n1), all of k, with Ap from block_scratch. */
+static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0, int64_t m1, int64_t n0,
+                       int64_t n1, float *Ap)
+{
+    if (m0 >= m1 || n0 >= n1) return;
+    const int mr = ks->mr, nr = ks->nr;
+    /* Bp 64-byte aligned (the kernels load its panels aligned) */
+    const int64_t MC = mc_block(ks), NC = nc_block(ks);
+    /* Few columns: each row of A meets only a few panels of B, so packing
+     * A would cost about as much as the products; the tiles read its rows in
+     * place. (A transposed is packed: reading it in place strides a page per k.) */
+    const bool direct_a = !g->ta && n1 - n0 <= GEMM_DIRECT_A_COLS;
+    float *Bp = Ap + round_up(min64(DF_GEMM_KC, g->K) * min64(MC, round_up(m1 - m0, mr)), 16);
+    for (int64_t jc = n0; jc < n1; jc += NC) {
+        const int64_t nc = min64(NC, n1 - jc);
+        for (int64_t pc = 0; pc < g->K; pc += DF_GEMM_KC) {
+            const int64_t kc = min64(DF_GEMM_KC, g->K - pc);
+            const bool accumulate = pc > 0;
+            pack_b(g, nr, pc, kc, jc, nc, Bp);
+            for (int64_t ic = m0; ic < m1; ic += MC) {
+                const int64_t mc = min64(MC, m1 - ic);
+                if (!direct_a) pack_a(g, mr, ic, mc, pc, kc, Ap);
+                for (int64_t ir = 0; ir < mc; ir += mr) {
+                    const int m = (int)min64(mr, mc - ir);
+                    const float *a = Ap + ir * kc;
+                    int64_t ars = 1, aks = mr;
+                    if (direct_a && m == mr) {
+                        a = g->ta ? g->A + pc * g->lda + ic + ir : g->A + (ic + ir) * g->lda + pc;
+                        ars = g->ta ? 1 : g->lda;
+                        aks = g->ta ? g->lda : 1;
+                    } else if (direct_a) {          /* a last panel short of mr rows: pack it */
+                        pack_a(g, mr, ic + ir, m, pc, kc, Ap);
+                        a = Ap;
+                    }
+                    float *crow = g->C + (ic + ir) * g->ldc + jc;
+                    for (int64_t jr = 0; jr < nc; jr += nr)
+                        ks->tile(kc, a, ars, aks, Bp + jr * kc, crow + jr, g->ldc, m, (int)min64(nr, nc - jr),
+                                 g->alpha, g->beta, accumulate);
+                }
+            }
+        }
+    }
+}
+
+/* C = beta * C (K = 0); beta == 0 writes zeros without reading C. */
+static void scale_c(const gemm_args *g)
+{
+    for (int64_t i = 0; i < g->M; i++) {
+        float *c = g->C + i * g->ldc;
+        for (int64_t j = 0; j < g->N; j++) c[j] = g->beta == 0.0f ? 0.0f : g->beta * c[j];
+    }
+}
+
+/* Threads for a product of this many multiply-adds: none inside a parallel
+ * region (the caller already shares out the work), none for small ones. */
+static int gemm_threads(double macs)
+{
+    if (omp_in_parallel() || macs < GEMM_PAR_MACS) return 1;
+    return omp_get_max_threads();
+}
+
+/* Each thread takes a contiguous range of whole tiles along the larger
+ * dimension of C (so the operand packed again by every thread is the
+ * smaller one). The ranges change nothing in the sums. */
+static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
+{
+    const bool split_n = g->N >= g->M;
+    const int64_t unit = split_n ? ks->nr : ks->mr, extent = split_n ? g->N : g->M;
+    const int64_t tiles = (extent + unit - 1) / unit;
+    int nth = gemm_threads((double)g->M * g->N * g->K);
+    if (nth > tiles) nth = (int)tiles;
+    if (nth <= 1) {
+        float *scratch = block_scratch(ks, g, 0, g->M, 0, g->N);
+        if (scratch) gemm_block(ks, g, 0, g->M, 0, g->N, scratch);
+        return scratch != NULL;
+    }
+    int failed = 0;
+#pragma omp parallel num_threads(nth)
+    {
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        const int64_t lo = min64(extent, tiles * tid / team * unit), hi = min64(extent, tiles * (tid + 1) / team * unit);
+        const int64_t m0 = split_n ? 0 : lo, m1 = split_n ? g->M : hi, n0 = split_n ? lo : 0, n1 = split_n ? hi : g->N;
+        float *scratch = block_scratch(ks, g, m0, m1, n0, n1);
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        /* nobody writes C unless every thread has its scratch: the caller
+         * then computes the whole product another way */
+#pragma omp barrier
+        int any_failed;
+#pragma omp atomic read
+        any_failed = failed;
+        if (!any_failed) gemm_block(ks, g, m0, m1, n0, n1, scratch);
+    }
+    return !failed;
+}
+
+/* ------------------------------------------------------------------- GEMV */
+/* One row or one column of C: y = alpha * x @ op(W) + beta * y, split over
+ * outputs in multiples of 64 among threads (each output's sum is the same on
+ * any split). x is gathered into contiguous scratch when strided. */
+static bool gemv_run(const df_gemm_kernels *ks, const gemm_args *g)
+{
+    const bool row = g->M == 1;
+    /* the vector x, its stride; the matrix W and whether y[j] = W[j,:] . x */
+    const float *x = row ? g->A : g->B;
+    const int64_t incx = row ? (g->ta ? g->lda : 1) : (g->tb ? 1 : g->ldb);
+    const float *W = row ? g->B : g->A;
+    const int64_t ldw = row ? g->ldb : g->lda;
+    const bool dots = row ? g->tb : !g->ta;
+    const int64_t n = row ? g->N : g->M, incy = row ? 1 : g->ldc, K = g->K;
+    if (incx != 1 && K > 1) {
+        float *xs = thread_scratch((size_t)K);
+        if (!xs) return false;
+        for (int64_t k = 0; k < K; k++) xs[k] = x[k * incx];
+        x = xs;
+    }
+    enum { GRAIN = 64 };
+    const int64_t grains = (n + GRAIN - 1) / GRAIN;
+    /* memory-bound: a second thread pays off only on weights past ~16 MiB */
+    int nth = (double)n * K >= GEMV_PAR_MACS ? gemm_threads((double)n * K) : 1;
+    if (nth > grains) nth = (int)grains;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        const int64_t j0 = min64(n, grains * tid / team * GRAIN), j1 = min64(n, grains * (tid + 1) / team * GRAIN);
+        if (j1 > j0) {
+            if (dots) ks->gemv_dots(j1 - j0, K, W + j0 * ldw, ldw, x, g->alpha, g->beta, g->C + j0 * incy, incy);
+            else ks->gemv_rows(K, j1 - j0, x, W + j0, ldw, g->alpha, g->beta, g->C + j0 * incy, incy);
+        }
+    }
+    return true;
+}
+
+/* ----------------------------------------------------------------- entries */
+const df_gemm_kernels *df_gemm_kernels_for(df_gemm_path path)
+{
+    switch (path) {
+#if DF_GEMM_HAVE_X86
+    case DF_GEMM_AVX512:
+        return __builtin_cpu_supports("avx512f") ? &df_gemm_avx512 : NULL;
+    case DF_GEMM_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &df_gemm_avx2 : NULL;
+#endif
+    case DF_GEMM_PORTABLE:
+        return &df_gemm_portable;
+    default:
+        return NULL;
+    }
+}
+
+bool df_gemm_own(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    const df_gemm_kernels *ks = df_gemm_kernels_for(path);
+    if (!ks) return false;
+    if (M <= 0 || N <= 0) return true;
+    const gemm_args g = {ta, tb, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    if (K <= 0) {
+        scale_c(&g);
+        return true;
+    }
+    if (M == 1 || N == 1) return gemv_run(ks, &g);
+    return gemm_run(ks, &g);
+}

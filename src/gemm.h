@@ -1,0 +1,55 @@
+/* gemm.h — internals of dagflow's own GEMM/GEMV (src/gemm.c drives,
+ * src/gemm_kernels.c holds the per-ISA kernels). The entry points used by the
+ * rest of the library are df_sgemm and df_sgemm_path in base.h.
+ *
+ * A kernel set works on packed operands: A in micro-panels of mr rows
+ * (k-major: panel[k*mr + i]), B in micro-panels of nr columns
+ * (panel[k*nr + j]), both zero padded to full panels. The sum over k for an
+ * output element always runs k = 0, 1, ... K-1 in one accumulator, in blocks
+ * of DF_GEMM_KC that start at multiples of DF_GEMM_KC, whatever the tile,
+ * the thread or the thread count: so results are the same bits on any
+ * number of threads and at any position in C. */
+#ifndef DF_GEMM_H
+#define DF_GEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Cache blocking (floats; MC and NC are rounded down to whole panels). A
+ * kc x nc block of packed B (256 x 480 x 4 B = 480 KiB with 48-column
+ * panels) stays in the 1-2 MiB L2 while every mr-row micro-panel of A
+ * (8 x 256 x 4 B = 8 KiB) sits in the 32 KiB L1 and sweeps it. */
+#define DF_GEMM_KC 256
+#define DF_GEMM_MC 128
+#define DF_GEMM_NC 512
+
+/* C tile (m <= mr rows, n <= nr columns, row stride ldc) from kc steps of
+ * a and packed b: C = alpha*acc + beta*C when !accumulate (beta == 0: C is
+ * not read), C = C + alpha*acc when accumulate (the later k blocks). Row i
+ * of A at step k is a[i*ars + k*aks]: (1, mr) for a packed micro-panel, or
+ * A in place (all mr rows must exist then). */
+typedef void df_gemm_tile_fn(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                             int64_t ldc, int m, int n, float alpha, float beta, bool accumulate);
+/* y[j*incy] = alpha * sum_k x[k] W[k*ldw + j] + beta * y[j*incy], j < n. */
+typedef void df_gemv_rows_fn(int64_t K, int64_t n, const float *x, const float *W, int64_t ldw, float alpha,
+                             float beta, float *y, int64_t incy);
+/* y[j*incy] = alpha * sum_k W[j*ldw + k] x[k] + beta * y[j*incy], j < n. */
+typedef void df_gemv_dots_fn(int64_t n, int64_t K, const float *W, int64_t ldw, const float *x, float alpha,
+                             float beta, float *y, int64_t incy);
+
+typedef struct df_gemm_kernels {
+    const char *name;
+    int mr, nr;
+    df_gemm_tile_fn *tile;
+    df_gemv_rows_fn *gemv_rows;
+    df_gemv_dots_fn *gemv_dots;
+} df_gemm_kernels;
+
+extern const df_gemm_kernels df_gemm_portable;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DF_GEMM_HAVE_X86 1
+extern const df_gemm_kernels df_gemm_avx2;
+extern const df_gemm_kernels df_gemm_avx512;
+#endif
+
+#endif

@@ -1,0 +1,384 @@
+/* gemm_kernels.c — register-blocked GEMM tiles and GEMV kernels, once in
+ * portable C and, on x86-64, for AVX2+FMA and AVX-512 through target
+ * attributes (the library is compiled without -march; src/gemm.c picks a set
+ * at run time from the CPU's features). Every kernel sums over k in plain k
+ * order in one accumulator per output, and a full tile computes an element
+ * exactly as an edge tile does, so where an element falls never changes it. */
+#include <string.h>
+#include "gemm.h"
+
+#define UNROLL _Pragma("GCC unroll 16")
+
+/* ------------------------------------------------------------- portable C */
+#define PORT_MR 4
+#define PORT_NR 16
+
+static void tile_portable(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                          int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
+{
+    float acc[PORT_MR][PORT_NR] = {{0}};
+    for (int64_t k = 0; k < kc; k++, a += aks, b += PORT_NR)
+        for (int i = 0; i < PORT_MR; i++)
+            for (int j = 0; j < PORT_NR; j++) acc[i][j] += a[i * ars] * b[j];
+    for (int i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        for (int j = 0; j < n; j++) {
+            float r = alpha * acc[i][j];
+            if (accumulate) ci[j] = ci[j] + r;
+            else ci[j] = beta == 0.0f ? r : beta * ci[j] + r;
+        }
+    }
+}
+
+static inline void store_scaled(float *y, float acc, float alpha, float beta)
+{
+    float r = alpha * acc;
+    *y = beta == 0.0f ? r : beta * *y + r;
+}
+
+static void gemv_rows_portable(int64_t K, int64_t n, const float *x, const float *W, int64_t ldw, float alpha,
+                               float beta, float *y, int64_t incy)
+{
+    enum { BLOCK = 64 };
+    for (int64_t j0 = 0; j0 < n; j0 += BLOCK) {
+        const int64_t nb = n - j0 < BLOCK ? n - j0 : BLOCK;
+        float acc[BLOCK] = {0};
+        for (int64_t k = 0; k < K; k++) {
+            const float xk = x[k], *w = W + k * ldw + j0;
+            for (int64_t j = 0; j < nb; j++) acc[j] += xk * w[j];
+        }
+        for (int64_t j = 0; j < nb; j++) store_scaled(y + (j0 + j) * incy, acc[j], alpha, beta);
+    }
+}
+
+static void gemv_dots_portable(int64_t n, int64_t K, const float *W, int64_t ldw, const float *x, float alpha,
+                               float beta, float *y, int64_t incy)
+{
+    for (int64_t j = 0; j < n; j++) {
+        const float *w = W + j * ldw;
+        float acc = 0.0f;
+        for (int64_t k = 0; k < K; k++) acc += w[k] * x[k];
+        store_scaled(y + j * incy, acc, alpha, beta);
+    }
+}
+
+const df_gemm_kernels df_gemm_portable = {
+    "portable", PORT_MR, PORT_NR, tile_portable, gemv_rows_portable, gemv_dots_portable,
+};
+
+#if DF_GEMM_HAVE_X86
+#include <immintrin.h>
+
+/* ---------------------------------------------------------------- AVX-512 */
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#define A512_MR 8
+#define A512_NR 48
+
+TARGET_AVX512 static inline __mmask16 mask16(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* r = alpha*acc combined with C's row under mask mk. */
+TARGET_AVX512 static inline void store_row512(float *ci, __mmask16 mk, __m512 acc, __m512 valpha, __m512 vbeta,
+                                              float beta, bool accumulate)
+{
+    __m512 r = _mm512_mul_ps(valpha, acc);
+    if (accumulate) r = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, ci), r);
+    else if (beta != 0.0f) r = _mm512_fmadd_ps(vbeta, _mm512_maskz_loadu_ps(mk, ci), r);
+    _mm512_mask_storeu_ps(ci, mk, r);
+}
+
+/* The tile's k loop for `vecs` (1 to 3) 16-float vectors per row: a last
+ * panel of at most 16 or 32 columns does a third or two thirds of the work.
+ * An element's FMA chain is the same either way. */
+TARGET_AVX512 static inline __attribute__((always_inline)) void
+tile_avx512_body(int vecs, int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                 int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
+{
+    __m512 acc[3][A512_MR];
+    UNROLL for (int i = 0; i < A512_MR; i++) acc[0][i] = acc[1][i] = acc[2][i] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, a += aks, b += A512_NR) {
+        const __m512 b0 = _mm512_load_ps(b), b1 = vecs > 1 ? _mm512_load_ps(b + 16) : b0,
+                     b2 = vecs > 2 ? _mm512_load_ps(b + 32) : b0;
+        UNROLL for (int i = 0; i < A512_MR; i++) {
+            const __m512 ai = _mm512_set1_ps(a[i * ars]);
+            acc[0][i] = _mm512_fmadd_ps(ai, b0, acc[0][i]);
+            if (vecs > 1) acc[1][i] = _mm512_fmadd_ps(ai, b1, acc[1][i]);
+            if (vecs > 2) acc[2][i] = _mm512_fmadd_ps(ai, b2, acc[2][i]);
+        }
+    }
+    const __m512 valpha = _mm512_set1_ps(alpha), vbeta = _mm512_set1_ps(beta);
+    const __mmask16 mk[3] = {mask16(n), mask16(n - 16), mask16(n - 32)};
+    UNROLL for (int i = 0; i < A512_MR; i++) {
+        if (i >= m) break;
+        UNROLL for (int v = 0; v < 3; v++)
+            if (v < vecs && mk[v]) store_row512(c + i * ldc + 16 * v, mk[v], acc[v][i], valpha, vbeta, beta, accumulate);
+    }
+}
+
+TARGET_AVX512 static void tile_avx512(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                                      int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
+{
+    if (n > 32) tile_avx512_body(3, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+    else if (n > 16) tile_avx512_body(2, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+    else tile_avx512_body(1, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+}
+
+TARGET_AVX512 static inline void store_vec512(float *y, int64_t incy, __mmask16 mk, __m512 acc, float alpha,
+                                              float beta)
+{
+    if (incy == 1) {
+        store_row512(y, mk, acc, _mm512_set1_ps(alpha), _mm512_set1_ps(beta), beta, false);
+        return;
+    }
+    float t[16];
+    _mm512_storeu_ps(t, acc);
+    for (int j = 0; j < 16 && (mk >> j & 1); j++) {
+        float r = alpha * t[j];
+        y[j * incy] = beta == 0.0f ? r : __builtin_fmaf(beta, y[j * incy], r);
+    }
+}
+
+/* y = x @ W row by row: each W row segment of GEMV_COLS floats is read
+ * contiguously (a block of a few columns down all K rows would touch a new
+ * page per row), into sums kept in L1; four rows per pass over the sums,
+ * one FMA after another, so each sum still runs in k order. */
+#define GEMV_COLS 1024
+TARGET_AVX512 static void gemv_rows_avx512(int64_t K, int64_t n, const float *x, const float *W, int64_t ldw,
+                                           float alpha, float beta, float *y, int64_t incy)
+{
+    __attribute__((aligned(64))) float acc[GEMV_COLS];
+    for (int64_t j0 = 0; j0 < n; j0 += GEMV_COLS) {
+        const int64_t nb = n - j0 < GEMV_COLS ? n - j0 : GEMV_COLS, full = nb / 16 * 16;
+        const __mmask16 tail = mask16(nb - full);
+        memset(acc, 0, sizeof acc);
+        const float *w = W + j0;
+        int64_t k = 0;
+        for (; k + 4 <= K; k += 4, w += 4 * ldw) {
+            const __m512 x0 = _mm512_set1_ps(x[k]), x1 = _mm512_set1_ps(x[k + 1]), x2 = _mm512_set1_ps(x[k + 2]),
+                         x3 = _mm512_set1_ps(x[k + 3]);
+            for (int64_t j = 0; j < nb; j += 16) {
+                const __mmask16 mk = j < full ? (__mmask16)0xFFFF : tail;
+                __m512 s = _mm512_load_ps(acc + j);
+                s = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(mk, w + j), s);
+                s = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(mk, w + ldw + j), s);
+                s = _mm512_fmadd_ps(x2, _mm512_maskz_loadu_ps(mk, w + 2 * ldw + j), s);
+                s = _mm512_fmadd_ps(x3, _mm512_maskz_loadu_ps(mk, w + 3 * ldw + j), s);
+                _mm512_store_ps(acc + j, s);
+            }
+        }
+        for (; k < K; k++, w += ldw) {
+            const __m512 xk = _mm512_set1_ps(x[k]);
+            for (int64_t j = 0; j < nb; j += 16) {
+                const __mmask16 mk = j < full ? (__mmask16)0xFFFF : tail;
+                _mm512_store_ps(acc + j, _mm512_fmadd_ps(xk, _mm512_maskz_loadu_ps(mk, w + j), _mm512_load_ps(acc + j)));
+            }
+        }
+        for (int64_t j = 0; j < nb; j += 16)
+            store_vec512(y + (j0 + j) * incy, incy, j < full ? (__mmask16)0xFFFF : tail, _mm512_load_ps(acc + j),
+                         alpha, beta);
+    }
+}
+
+/* One row's dot product: 16-wide partial sums in k order, the tail masked,
+ * then _mm512_reduce_add_ps (a fixed tree). */
+TARGET_AVX512 static inline float dot_avx512(int64_t K, const float *w, const float *x)
+{
+    __m512 acc = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x + k), acc);
+    const __mmask16 mk = mask16(K - k);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, w + k), _mm512_maskz_loadu_ps(mk, x + k), acc);
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* Four rows at a time share each load of x; each row's arithmetic is
+ * dot_avx512's exactly, so the grouping never changes a result. */
+TARGET_AVX512 static void gemv_dots_avx512(int64_t n, int64_t K, const float *W, int64_t ldw, const float *x,
+                                           float alpha, float beta, float *y, int64_t incy)
+{
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *w0 = W + j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            const __m512 xv = _mm512_loadu_ps(x + k);
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + k), xv, a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + k), xv, a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w2 + k), xv, a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w3 + k), xv, a3);
+        }
+        const __mmask16 mk = mask16(K - k);
+        const __m512 xv = _mm512_maskz_loadu_ps(mk, x + k);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, w0 + k), xv, a0);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, w1 + k), xv, a1);
+        a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, w2 + k), xv, a2);
+        a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, w3 + k), xv, a3);
+        store_scaled(y + j * incy, _mm512_reduce_add_ps(a0), alpha, beta);
+        store_scaled(y + (j + 1) * incy, _mm512_reduce_add_ps(a1), alpha, beta);
+        store_scaled(y + (j + 2) * incy, _mm512_reduce_add_ps(a2), alpha, beta);
+        store_scaled(y + (j + 3) * incy, _mm512_reduce_add_ps(a3), alpha, beta);
+    }
+    for (; j < n; j++) store_scaled(y + j * incy, dot_avx512(K, W + j * ldw, x), alpha, beta);
+}
+
+const df_gemm_kernels df_gemm_avx512 = {
+    "avx512", A512_MR, A512_NR, tile_avx512, gemv_rows_avx512, gemv_dots_avx512,
+};
+
+/* --------------------------------------------------------------- AVX2+FMA */
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define A2_MR 6
+#define A2_NR 16
+
+TARGET_AVX2 static inline __m256i mask8(int64_t n)
+{
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int c = n >= 8 ? 8 : n <= 0 ? 0 : (int)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), lanes);
+}
+
+TARGET_AVX2 static inline void store_row256(float *ci, int64_t n, __m256 acc, __m256 valpha, __m256 vbeta,
+                                            float beta, bool accumulate)
+{
+    __m256 r = _mm256_mul_ps(valpha, acc);
+    if (n >= 8) {
+        if (accumulate) r = _mm256_add_ps(_mm256_loadu_ps(ci), r);
+        else if (beta != 0.0f) r = _mm256_fmadd_ps(vbeta, _mm256_loadu_ps(ci), r);
+        _mm256_storeu_ps(ci, r);
+        return;
+    }
+    const __m256i mk = mask8(n);
+    if (accumulate) r = _mm256_add_ps(_mm256_maskload_ps(ci, mk), r);
+    else if (beta != 0.0f) r = _mm256_fmadd_ps(vbeta, _mm256_maskload_ps(ci, mk), r);
+    _mm256_maskstore_ps(ci, mk, r);
+}
+
+TARGET_AVX2 static inline __attribute__((always_inline)) void
+tile_avx2_body(int vecs, int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c, int64_t ldc, int m, int n,
+               float alpha, float beta, bool accumulate)
+{
+    __m256 acc0[A2_MR], acc1[A2_MR];
+    UNROLL for (int i = 0; i < A2_MR; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, a += aks, b += A2_NR) {
+        const __m256 b0 = _mm256_load_ps(b), b1 = vecs > 1 ? _mm256_load_ps(b + 8) : b0;
+        UNROLL for (int i = 0; i < A2_MR; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + i * ars);
+            acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
+            if (vecs > 1) acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+        }
+    }
+    const __m256 valpha = _mm256_set1_ps(alpha), vbeta = _mm256_set1_ps(beta);
+    UNROLL for (int i = 0; i < A2_MR; i++) {
+        if (i >= m) break;
+        store_row256(c + i * ldc, n, acc0[i], valpha, vbeta, beta, accumulate);
+        if (vecs > 1 && n > 8) store_row256(c + i * ldc + 8, n - 8, acc1[i], valpha, vbeta, beta, accumulate);
+    }
+}
+
+/* As tile_avx512: half the work for a last panel of at most 8 columns. */
+TARGET_AVX2 static void tile_avx2(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                                  int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
+{
+    if (n > 8) tile_avx2_body(2, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+    else tile_avx2_body(1, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+}
+
+/* Fixed-order horizontal sum: (lo + hi) halves, then pairs. */
+TARGET_AVX2 static inline float hsum256(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* As gemv_rows_avx512. */
+TARGET_AVX2 static void gemv_rows_avx2(int64_t K, int64_t n, const float *x, const float *W, int64_t ldw,
+                                       float alpha, float beta, float *y, int64_t incy)
+{
+    __attribute__((aligned(64))) float acc[GEMV_COLS];
+    for (int64_t j0 = 0; j0 < n; j0 += GEMV_COLS) {
+        const int64_t nb = n - j0 < GEMV_COLS ? n - j0 : GEMV_COLS, full = nb / 8 * 8;
+        const __m256i tail = mask8(nb - full), all = _mm256_set1_epi32(-1);
+        memset(acc, 0, sizeof acc);
+        const float *w = W + j0;
+        int64_t k = 0;
+        for (; k + 4 <= K; k += 4, w += 4 * ldw) {
+            const __m256 x0 = _mm256_broadcast_ss(x + k), x1 = _mm256_broadcast_ss(x + k + 1),
+                         x2 = _mm256_broadcast_ss(x + k + 2), x3 = _mm256_broadcast_ss(x + k + 3);
+            for (int64_t j = 0; j < full; j += 8) {
+                __m256 s = _mm256_load_ps(acc + j);
+                s = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w + j), s);
+                s = _mm256_fmadd_ps(x1, _mm256_loadu_ps(w + ldw + j), s);
+                s = _mm256_fmadd_ps(x2, _mm256_loadu_ps(w + 2 * ldw + j), s);
+                s = _mm256_fmadd_ps(x3, _mm256_loadu_ps(w + 3 * ldw + j), s);
+                _mm256_store_ps(acc + j, s);
+            }
+            if (full < nb) {
+                __m256 s = _mm256_load_ps(acc + full);
+                s = _mm256_fmadd_ps(x0, _mm256_maskload_ps(w + full, tail), s);
+                s = _mm256_fmadd_ps(x1, _mm256_maskload_ps(w + ldw + full, tail), s);
+                s = _mm256_fmadd_ps(x2, _mm256_maskload_ps(w + 2 * ldw + full, tail), s);
+                s = _mm256_fmadd_ps(x3, _mm256_maskload_ps(w + 3 * ldw + full, tail), s);
+                _mm256_store_ps(acc + full, s);
+            }
+        }
+        for (; k < K; k++, w += ldw) {
+            const __m256 xk = _mm256_broadcast_ss(x + k);
+            for (int64_t j = 0; j < nb; j += 8)
+                _mm256_store_ps(acc + j, _mm256_fmadd_ps(xk, _mm256_maskload_ps(w + j, j < full ? all : tail),
+                                                         _mm256_load_ps(acc + j)));
+        }
+        for (int64_t j = 0; j < nb; j++) {
+            float r = alpha * acc[j], *yj = y + (j0 + j) * incy;
+            *yj = beta == 0.0f ? r : __builtin_fmaf(beta, *yj, r);
+        }
+    }
+}
+
+TARGET_AVX2 static inline float dot_avx2(int64_t K, const float *w, const float *x)
+{
+    __m256 acc = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), acc);
+    const __m256i mk = mask8(K - k);
+    acc = _mm256_fmadd_ps(_mm256_maskload_ps(w + k, mk), _mm256_maskload_ps(x + k, mk), acc);
+    return hsum256(acc);
+}
+
+TARGET_AVX2 static void gemv_dots_avx2(int64_t n, int64_t K, const float *W, int64_t ldw, const float *x,
+                                       float alpha, float beta, float *y, int64_t incy)
+{
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *w0 = W + j * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8) {
+            const __m256 xv = _mm256_loadu_ps(x + k);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), xv, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w1 + k), xv, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w2 + k), xv, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w3 + k), xv, a3);
+        }
+        const __m256i mk = mask8(K - k);
+        const __m256 xv = _mm256_maskload_ps(x + k, mk);
+        a0 = _mm256_fmadd_ps(_mm256_maskload_ps(w0 + k, mk), xv, a0);
+        a1 = _mm256_fmadd_ps(_mm256_maskload_ps(w1 + k, mk), xv, a1);
+        a2 = _mm256_fmadd_ps(_mm256_maskload_ps(w2 + k, mk), xv, a2);
+        a3 = _mm256_fmadd_ps(_mm256_maskload_ps(w3 + k, mk), xv, a3);
+        store_scaled(y + j * incy, hsum256(a0), alpha, beta);
+        store_scaled(y + (j + 1) * incy, hsum256(a1), alpha, beta);
+        store_scaled(y + (j + 2) * incy, hsum256(a2), alpha, beta);
+        store_scaled(y + (j + 3) * incy, hsum256(a3), alpha, beta);
+    }
+    for (; j < n; j++) store_scaled(y + j * incy, dot_avx2(K, W + j * ldw, x), alpha, beta);
+}
+
+const df_gemm_kernels df_gemm_avx2 = {
+    "avx2", A2_MR, A2_NR, tile_avx2, gemv_rows_avx2, gemv_dots_avx2,
+};
+#endif
