@@ -2,8 +2,10 @@
 # run.sh — one entry point for a fresh Debian machine.
 #   ./run.sh demo    install packages, build, run the quickstart and the char-rnn demo
 #   ./run.sh test    install packages, build, run the whole test suite (make check),
-#                    again in a sanitizer build (build-sanitize/), then fuzz each
-#                    loader for FUZZ_SECONDS (60); ends with "N passed, N failed"
+#                    again in a sanitizer build (build-sanitize/) with dagflow's
+#                    AVX2 GEMM forced (DF_GEMM_ISA=avx2, the path of CPUs without
+#                    AVX-512), then fuzz each loader for FUZZ_SECONDS (60); ends
+#                    with "N passed, N failed"
 #   ./run.sh build   install packages and build only
 #   ./run.sh bench   build, run `make bench`, then bench/compare (dagflow vs
 #                    PyTorch, side by side; extra args go to bench/compare)
@@ -88,7 +90,7 @@ sanitize_check() {
         make -j"$JOBS" >/dev/null
     ) || { echo "run.sh: the sanitizer build failed" >&2; return 1; }
     local built=$SECONDS status=0
-    check_in "$SANITIZE_DIR" || status=$?
+    DF_GEMM_ISA=${SANITIZE_GEMM_ISA:-avx2} check_in "$SANITIZE_DIR" || status=$?
     echo "run.sh: sanitizer build $((built - start)) s, its make check $((SECONDS - built)) s"
     return $status
 }
