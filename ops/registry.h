@@ -21,6 +21,7 @@
     X(gru) X(gru_grad) X(gru_grad_w) X(gru_grad_bias) X(gru_grad_state)     \
     X(rnn) X(rnn_grad) X(rnn_grad_state) X(dropout) X(fill_like)           \
     X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_momentum) X(apply_rmsprop) \
+    X(batch_matmul) X(attention) X(attention_grad) X(attention_grad_kv)     \
     X(global_norm_scale) DF_OPS_MPI(X)
 
 /* --with-mpi builds add the all-reduce ops (ops/allreduce_mean.c). */
