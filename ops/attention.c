@@ -56,7 +56,8 @@ static df_status attention_infer(df_node *n)
 static float online_softmax_row(float *s, int64_t seen, int64_t nk, float *m, float *l)
 {
     float max = *m;
-    for (int64_t j = 0; j < seen; j++) max = fmaxf(max, s[j]);
+#pragma omp simd reduction(max : max)
+    for (int64_t j = 0; j < seen; j++) max = s[j] > max ? s[j] : max;   /* a select, not a call to fmaxf */
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < seen; j++) {

@@ -16,8 +16,12 @@ DF_ATTRS_END
 
 /* Queries x keys per block: a block of scores (64 x 64 floats, 16 KB) is all
  * of the T x T matrix a thread holds, and stays in L1/L2 with its q, k rows. */
+#ifndef ATT_BQ
 #define ATT_BQ 64
+#endif
+#ifndef ATT_BK
 #define ATT_BK 64
+#endif
 
 typedef struct att_dims {
     int64_t nb, Tq, Tk, d, dv;
