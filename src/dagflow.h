@@ -413,6 +413,29 @@ df_node *df_cast(df_graph *g, df_node *x, df_dtype dtype);
 /* Matrix product op(a) @ op(b). Operands of rank > 2 are viewed as 2-D by
  * folding leading dims into rows: a (B,T,K) @ w (K,N) -> (B,T,N). */
 df_node *df_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b);
+/* Batched matrix product on the last two axes: a (..., M, K) @ b (..., K, N)
+ * -> (..., M, N), the leading (batch) axes broadcast NumPy-style, e.g.
+ * (B,h,T,d) @ (B,h,d,T), or (B,T,K) @ a shared (K,N) or (1,K,N) weight. A
+ * transpose flag swaps the last two axes of its operand (so q @ k^T is
+ * df_batch_matmul(g, q, k, false, true)). Unlike df_matmul, leading axes are
+ * never folded into rows: a^T of a (B,T,K) is (B,K,T). Ranks 2..DF_MAX_DIMS;
+ * the gradient is built from batch_matmul, matmul and sum_to, so it is
+ * differentiable again. */
+df_node *df_batch_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b);
+/* Scaled dot-product attention, fused: softmax(q k^T * scale + mask) v per
+ * leading index, q (..., Tq, d), k (..., Tk, d), v (..., Tk, dv) -> (..., Tq, dv)
+ * (typically (B,h,T,d) with scale 1/sqrt(d)); q, k, v share their leading
+ * axes (rank 2..DF_MAX_DIMS). causal masks key j for query i when
+ * j > i + (Tk - Tq), i.e. aligned to the last key, so with Tq == Tk it is the
+ * usual lower triangle and a one-query step over Tk cached keys sees them all
+ * (causal needs Tk >= Tq). The T x T scores are never stored: blocks of
+ * queries x keys with a running max and sum per query row, keeping only each
+ * row's logsumexp for the backward, which recomputes the scores (a fused
+ * attention_grad op giving dq, dk, dv). Results do not depend on the thread
+ * count. The gradient is NOT differentiable again: asking for a second
+ * derivative through it fails with "op 'attention_grad' ... has no gradient";
+ * compose df_batch_matmul, df_softmax and a mask for that. */
+df_node *df_attention(df_graph *g, df_node *q, df_node *k, df_node *v, bool causal, float scale);
 
 /* Reductions over axes (NULL/0 axes = all axes). */
 df_node *df_sum(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims);

@@ -1,0 +1,160 @@
+/* attention.c — fused scaled dot-product attention,
+ * y = softmax(q k^T * scale + causal mask) v per leading index, computed the
+ * FlashAttention way: per block of ATT_BQ query rows, the keys are visited in
+ * blocks of ATT_BK with a running max m and sum l per row (online softmax),
+ * the output rows rescaled by exp(m_old - m_new) whenever the max grows. A
+ * thread holds one block of scores, never the T x T matrix; under causal
+ * masking key blocks past a query block's last visible key are skipped.
+ * The exps use cell_exp (vectorisable, relative error < 3e-7). Units of work
+ * are (leading index, query block), each done by one thread in a fixed
+ * order, so results do not depend on the thread count. The aux keeps each
+ * row's logsumexp m + log(l) for the backward (ops/attention_grad.c). */
+#include "attention_kernels.h"
+#include "cell_math.h"
+
+static df_status attention_infer(df_node *n)
+{
+    df_status st;
+    for (int i = 0; i < 3; i++)
+        if ((st = df_require_f32(n, i)) != DF_OK) return st;
+    const df_node *q = n->in[0], *k = n->in[1], *v = n->in[2];
+    char sq[64], sk[64], sv[64];
+    df_node_shape_str(q, sq, sizeof sq);
+    df_node_shape_str(k, sk, sizeof sk);
+    df_node_shape_str(v, sv, sizeof sv);
+    int r = q->ndim;
+    if (r < 2 || k->ndim != r || v->ndim != r)
+        return df_op_error(n, DF_ERR_SHAPE, "q, k, v must have one rank >= 2 (..., T, d), got q %s, k %s, v %s",
+                           sq, sk, sv);
+    if (!df_shape_equal(r - 2, q->shape, r - 2, k->shape) || !df_shape_equal(r - 2, q->shape, r - 2, v->shape))
+        return df_op_error(n, DF_ERR_SHAPE, "q, k, v must share their leading axes, got q %s, k %s, v %s", sq, sk, sv);
+    if (k->shape[r - 1] != q->shape[r - 1])
+        return df_op_error(n, DF_ERR_SHAPE, "q and k must have the same last axis (d), got q %s, k %s", sq, sk);
+    if (v->shape[r - 2] != k->shape[r - 2])
+        return df_op_error(n, DF_ERR_SHAPE, "k and v must have the same number of keys, got k %s, v %s", sk, sv);
+    if (k->shape[r - 2] == 0)
+        return df_op_error(n, DF_ERR_SHAPE, "needs at least one key, got q %s, k %s", sq, sk);
+    const df_attention_attrs *at = DF_ATTRS(n, df_attention_attrs);
+    if (at->causal && k->shape[r - 2] < q->shape[r - 2])
+        return df_op_error(n, DF_ERR_SHAPE,
+                           "causal attention needs at least as many keys as queries (the first query would see "
+                           "none), got q %s, k %s", sq, sk);
+    if (!isfinite(at->scale))
+        return df_op_error(n, DF_ERR_ARG, "scale must be finite, got %g", (double)at->scale);
+    n->dtype = DF_F32;
+    n->ndim = r;
+    memcpy(n->shape, q->shape, sizeof n->shape);
+    n->shape[r - 1] = v->shape[r - 1];
+    n->aux_bytes = (size_t)df_shape_numel(r - 1, q->shape) * sizeof(float);   /* logsumexp per query row */
+    return DF_OK;
+}
+
+/* One row's block of scores s[0, nk) (the first `seen` visible) folded into
+ * its running max *m and sum *l: s becomes the row's unnormalised
+ * probabilities exp(s - m_new) (0 where masked). Returns the factor
+ * exp(m_old - m_new) the row's output so far must be scaled by. */
+static float online_softmax_row(float *s, int64_t seen, int64_t nk, float *m, float *l)
+{
+    float max = *m;
+#pragma omp simd reduction(max : max)
+    for (int64_t j = 0; j < seen; j++) max = s[j] > max ? s[j] : max;   /* a select, not a call to fmaxf */
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < seen; j++) {
+        float e = cell_exp(s[j] - max);
+        s[j] = e;
+        sum += e;
+    }
+    for (int64_t j = seen; j < nk; j++) s[j] = 0.0f;
+    if (seen == 0) return 1.0f;
+    float rescale = *m == -INFINITY ? 0.0f : cell_exp(*m - max);
+    *l = *l * rescale + sum;
+    *m = max;
+    return rescale;
+}
+
+/* Queries [i0, i0 + nq) of one leading index: Q, K, V point at its q, k, v;
+ * O and lse at the block's output rows and logsumexps; S is a block of scores. */
+static void attention_query_block(const att_dims *a, const float *Q, const float *K, const float *V, int64_t i0,
+                                  int64_t nq, float *O, float *lse, float *S)
+{
+    float m[ATT_BQ], l[ATT_BQ];
+    for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
+    memset(O, 0, (size_t)(nq * a->dv) * sizeof(float));
+    const int64_t key_end = att_key_end(a, i0, nq);
+    for (int64_t j0 = 0; j0 < key_end; j0 += ATT_BK) {
+        const int64_t nk = key_end - j0 < ATT_BK ? key_end - j0 : ATT_BK;
+        att_gemm(false, true, nq, nk, a->d, a->scale, Q, a->d, K + j0 * a->d, a->d, 0.0f, S, ATT_BK);
+        for (int64_t r = 0; r < nq; r++) {
+            float rescale = online_softmax_row(S + r * ATT_BK, att_visible(a, i0 + r, j0, nk), nk, &m[r], &l[r]);
+            if (rescale == 1.0f) continue;
+            float *o = O + r * a->dv;
+#pragma omp simd
+            for (int64_t c = 0; c < a->dv; c++) o[c] *= rescale;
+        }
+        att_gemm(false, false, nq, a->dv, nk, 1.0f, S, ATT_BK, V + j0 * a->dv, a->dv, 1.0f, O, a->dv);
+    }
+    for (int64_t r = 0; r < nq; r++) {
+        float inv = 1.0f / l[r], *o = O + r * a->dv;
+#pragma omp simd
+        for (int64_t c = 0; c < a->dv; c++) o[c] *= inv;
+        lse[r] = m[r] + logf(l[r]);
+    }
+}
+
+// q (nb,Tq,d), k (nb,Tk,d), v (nb,Tk,dv) -> y (nb,Tq,dv); aux: logsumexp (nb,Tq)
+static df_status attention_forward(df_node *n)
+{
+    const att_dims a = att_dims_of(n);
+    const float *Q = DF_F32P(n->in[0]), *K = DF_F32P(n->in[1]), *V = DF_F32P(n->in[2]);
+    float *Y = DF_F32P(n), *LSE = n->aux;
+    const int64_t q_blocks = (a.Tq + ATT_BQ - 1) / ATT_BQ, units = a.nb * q_blocks;
+#pragma omp parallel if (units > 1)
+    {
+        float S[ATT_BQ * ATT_BK];
+#pragma omp for schedule(dynamic)
+        for (int64_t u = 0; u < units; u++) {
+            const int64_t p = u / q_blocks, i0 = u % q_blocks * ATT_BQ;
+            const int64_t nq = a.Tq - i0 < ATT_BQ ? a.Tq - i0 : ATT_BQ;
+            attention_query_block(&a, Q + (p * a.Tq + i0) * a.d, K + p * a.Tk * a.d, V + p * a.Tk * a.dv, i0, nq,
+                                  Y + (p * a.Tq + i0) * a.dv, LSE + p * a.Tq + i0, S);
+        }
+    }
+    return DF_OK;
+}
+
+/* One attention_grad node computes dq (its output) and dk, dv (read out of
+ * its workspace by attention_grad_kv). */
+static df_status attention_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
+{
+    df_node *grad = df_attention_grad_make(g, n, dy);
+    if (need[0]) dx[0] = grad;
+    if (need[1]) dx[1] = df_attention_grad_kv(g, grad, 0);
+    if (need[2]) dx[2] = df_attention_grad_kv(g, grad, 1);
+    return g->status;
+}
+
+static df_node *att_plain(df_graph *g, df_node **in) { return df_attention(g, in[0], in[1], in[2], false, 0.7f); }
+static df_node *att_causal(df_graph *g, df_node **in) { return df_attention(g, in[0], in[1], in[2], true, 0.7f); }
+static df_node *att_causal_wide(df_graph *g, df_node **in) { return df_attention(g, in[0], in[1], in[2], true, 1.5f); }
+
+static const df_gradcheck_case attention_cases[] = {
+    {"(2,3,2) self-attention", 3, {DF_GC_F32(2, 3, 2), DF_GC_F32(2, 3, 2), DF_GC_F32(2, 3, 2)}, att_plain, 0, 0},
+    {"(1,2,3,2) causal (B,h,T,d)", 3, {DF_GC_F32(1, 2, 3, 2), DF_GC_F32(1, 2, 3, 2), DF_GC_F32(1, 2, 3, 2)}, att_causal, 0, 0},
+    {"(2,1,4,3) causal, scale 1.5", 3, {DF_GC_F32(2, 1, 4, 3), DF_GC_F32(2, 1, 4, 3), DF_GC_F32(2, 1, 4, 3)}, att_causal_wide, 0, 0},
+    {"(2,2,3) queries over (2,4,3) keys, dv 2", 3, {DF_GC_F32(2, 2, 3), DF_GC_F32(2, 4, 3), DF_GC_F32(2, 4, 2)}, att_plain, 0, 0},
+    {"(1,2,3) causal over (1,4,3) cached keys", 3, {DF_GC_F32(1, 2, 3), DF_GC_F32(1, 4, 3), DF_GC_F32(1, 4, 3)}, att_causal, 0, 0},
+    {"(3,2) T=3 d=2 rank 2, causal", 3, {DF_GC_F32(3, 2), DF_GC_F32(3, 2), DF_GC_F32(3, 2)}, att_causal, 0, 0},
+    {0},
+};
+
+const df_op_def df_op_attention = {
+    .name = "attention", .infer = attention_infer, .forward = attention_forward,
+    .backward = attention_backward, .gradcheck = attention_cases, .attrs_size = sizeof(df_attention_attrs),
+};
+
+df_node *df_attention(df_graph *g, df_node *q, df_node *k, df_node *v, bool causal, float scale)
+{
+    df_node *in[3] = {q, k, v};
+    return df_node_new(g, &df_op_attention, 3, in, &(df_attention_attrs){.scale = scale, .causal = causal});
+}

@@ -1,0 +1,134 @@
+/* attention_grad.c — the backward of the fused attention (ops/attention.c),
+ * FlashAttention-style: the probabilities are recomputed block by block from
+ * q, k and the saved logsumexp, P = exp(q k^T * scale - lse) (0 where
+ * masked), never stored whole. With dO the output gradient and
+ * D_i = rowsum(dO_i * O_i):
+ *     dv = P^T dO,   dS = P * (dO v^T - D),   dq = scale dS k,   dk = scale dS^T q.
+ * Inputs: the attention node (its output O, logsumexp in its aux,
+ * attributes), dO, q, k, v (inputs too so the planner keeps them alive).
+ * Output dq; dk and dv stay in the workspace for attention_grad_kv. One
+ * thread does one leading index, key blocks outer and query blocks inner, in
+ * a fixed order, so the sums do not depend on the thread count. Not
+ * differentiable (no backward): a second derivative through attention is
+ * refused with "has no gradient". */
+#include "attention_kernels.h"
+#include "cell_math.h"
+
+static df_status attention_grad_infer(df_node *n)
+{
+    const df_node *attn = n->in[0], *dy = n->in[1];
+    char sa[64], sb[64];
+    if (attn->op != &df_op_attention)
+        return df_op_error(n, DF_ERR_ARG, "input 0 must be an attention node, got op '%s'", attn->op->name);
+    if (!df_shape_equal(dy->ndim, dy->shape, attn->ndim, attn->shape) || dy->dtype != DF_F32)
+        return df_op_error(n, DF_ERR_SHAPE, "output gradient %s does not match the attention output %s",
+                           df_node_shape_str(dy, sa, sizeof sa), df_node_shape_str(attn, sb, sizeof sb));
+    for (int i = 0; i < 3; i++) {
+        const df_node *x = n->in[2 + i], *want = attn->in[i];
+        if (!df_shape_equal(x->ndim, x->shape, want->ndim, want->shape))
+            return df_op_error(n, DF_ERR_SHAPE, "input %d has shape %s, the attention's has %s", 2 + i,
+                               df_node_shape_str(x, sa, sizeof sa), df_node_shape_str(want, sb, sizeof sb));
+    }
+    const df_node *q = n->in[2], *k = n->in[3], *v = n->in[4];
+    n->dtype = DF_F32;
+    n->ndim = q->ndim;
+    memcpy(n->shape, q->shape, sizeof n->shape);
+    const int64_t rows = df_shape_numel(q->ndim - 1, q->shape);        /* D per query row */
+    n->aux_bytes = (size_t)(k->numel + v->numel + rows) * sizeof(float);
+    return DF_OK;
+}
+
+typedef struct att_grad_ptrs {
+    const float *Q, *K, *V, *O, *dO, *lse;
+    float *dQ, *dK, *dV, *D;
+} att_grad_ptrs;
+
+/* P for queries [i0, i0 + nq) x keys [j0, j0 + nk) into S (ld ATT_BK). */
+static void probabilities(const att_dims *a, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
+                          float *S)
+{
+    att_gemm(false, true, nq, nk, a->d, a->scale, t->Q + i0 * a->d, a->d, t->K + j0 * a->d, a->d, 0.0f, S, ATT_BK);
+    for (int64_t r = 0; r < nq; r++) {
+        float *s = S + r * ATT_BK, lse = t->lse[i0 + r];
+        const int64_t seen = att_visible(a, i0 + r, j0, nk);
+#pragma omp simd
+        for (int64_t j = 0; j < seen; j++) s[j] = cell_exp(s[j] - lse);
+        for (int64_t j = seen; j < nk; j++) s[j] = 0.0f;
+    }
+}
+
+/* Adds the contributions of queries [i0, i0 + nq) and keys [j0, j0 + nk). */
+static void grad_block(const att_dims *a, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
+                       float *S, float *dS)
+{
+    const int64_t d = a->d, dv = a->dv;
+    probabilities(a, t, i0, nq, j0, nk, S);
+    att_gemm(true, false, nk, dv, nq, 1.0f, S, ATT_BK, t->dO + i0 * dv, dv, 1.0f, t->dV + j0 * dv, dv);
+    att_gemm(false, true, nq, nk, dv, 1.0f, t->dO + i0 * dv, dv, t->V + j0 * dv, dv, 0.0f, dS, ATT_BK);
+    for (int64_t r = 0; r < nq; r++) {
+        const float *p = S + r * ATT_BK, Di = t->D[i0 + r];
+        float *ds = dS + r * ATT_BK;
+#pragma omp simd
+        for (int64_t j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - Di);
+    }
+    att_gemm(true, false, nk, d, nq, a->scale, dS, ATT_BK, t->Q + i0 * d, d, 1.0f, t->dK + j0 * d, d);
+    att_gemm(false, false, nq, d, nk, a->scale, dS, ATT_BK, t->K + j0 * d, d, 1.0f, t->dQ + i0 * d, d);
+}
+
+/* All gradients of one leading index (t points at its rows). */
+static void grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float *dS)
+{
+    for (int64_t i = 0; i < a->Tq; i++) {
+        const float *o = t->O + i * a->dv, *g = t->dO + i * a->dv;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < a->dv; c++) dot += o[c] * g[c];
+        t->D[i] = dot;
+    }
+    memset(t->dQ, 0, (size_t)(a->Tq * a->d) * sizeof(float));
+    memset(t->dK, 0, (size_t)(a->Tk * a->d) * sizeof(float));
+    memset(t->dV, 0, (size_t)(a->Tk * a->dv) * sizeof(float));
+    for (int64_t j0 = 0; j0 < a->Tk; j0 += ATT_BK) {
+        const int64_t nk = a->Tk - j0 < ATT_BK ? a->Tk - j0 : ATT_BK;
+        int64_t first = a->causal ? j0 - a->offset : 0;      /* the first query that sees key j0 */
+        first = first < 0 ? 0 : first / ATT_BQ * ATT_BQ;
+        for (int64_t i0 = first; i0 < a->Tq; i0 += ATT_BQ)
+            grad_block(a, t, i0, a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ, j0, nk, S, dS);
+    }
+}
+
+// attention (nb,Tq,dv) [aux lse], dO (nb,Tq,dv), q, k, v -> dq (nb,Tq,d);
+// aux: dk (nb,Tk,d) | dv (nb,Tk,dv) | D (nb,Tq)
+static df_status attention_grad_forward(df_node *n)
+{
+    const df_node *attn = n->in[0];
+    const att_dims a = att_dims_of(attn);
+    float *dK = n->aux, *dV = dK + a.nb * a.Tk * a.d, *D = dV + a.nb * a.Tk * a.dv;
+#pragma omp parallel if (a.nb > 1)
+    {
+        float S[ATT_BQ * ATT_BK], dS[ATT_BQ * ATT_BK];
+#pragma omp for schedule(dynamic)
+        for (int64_t p = 0; p < a.nb; p++) {
+            const att_grad_ptrs t = {
+                .Q = DF_F32P(n->in[2]) + p * a.Tq * a.d, .K = DF_F32P(n->in[3]) + p * a.Tk * a.d,
+                .V = DF_F32P(n->in[4]) + p * a.Tk * a.dv, .O = DF_F32P(attn) + p * a.Tq * a.dv,
+                .dO = DF_F32P(n->in[1]) + p * a.Tq * a.dv, .lse = (const float *)attn->aux + p * a.Tq,
+                .dQ = DF_F32P(n) + p * a.Tq * a.d, .dK = dK + p * a.Tk * a.d, .dV = dV + p * a.Tk * a.dv,
+                .D = D + p * a.Tq,
+            };
+            grad_one(&a, &t, S, dS);
+        }
+    }
+    return DF_OK;
+}
+
+const df_op_def df_op_attention_grad = {
+    .name = "attention_grad", .infer = attention_grad_infer, .forward = attention_grad_forward,
+    .no_gradcheck = "gradient op: checked through attention's cases",
+};
+
+df_node *df_attention_grad_make(df_graph *g, df_node *attn, df_node *dy)
+{
+    df_node *in[5] = {attn, dy, attn->in[0], attn->in[1], attn->in[2]};
+    return df_node_new(g, &df_op_attention_grad, 5, in, NULL);
+}

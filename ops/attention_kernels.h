@@ -1,0 +1,78 @@
+/* attention_kernels.h — what the fused attention forward (ops/attention.c)
+ * and its backward (ops/attention_grad.c) share: the attributes, the
+ * operand sizes, the block sizes and the causal mask. q (nb, Tq, d), k (nb,
+ * Tk, d), v (nb, Tk, dv) and the output (nb, Tq, dv) are row-major with nb
+ * the product of the leading axes; the forward's aux keeps each query row's
+ * logsumexp (nb, Tq) of the scaled, masked scores. */
+#ifndef DF_OPS_ATTENTION_KERNELS_H
+#define DF_OPS_ATTENTION_KERNELS_H
+
+#include <string.h>
+#include "common.h"
+
+DF_ATTRS_BEGIN
+typedef struct { float scale; int32_t causal; } df_attention_attrs;
+DF_ATTRS_END
+
+/* Queries x keys per block: a block of scores (64 x 64 floats, 16 KB) is all
+ * of the T x T matrix a thread holds, and stays in L1/L2 with its q, k rows
+ * (128-row blocks measured no faster at T = 256, d = 64). */
+#define ATT_BQ 64
+#define ATT_BK 64
+
+typedef struct att_dims {
+    int64_t nb, Tq, Tk, d, dv;
+    int64_t offset;               /* Tk - Tq: causal query i sees keys j <= i + offset */
+    float scale;
+    bool causal;
+} att_dims;
+
+/* Sizes of an attention node (the forward op). */
+static inline att_dims att_dims_of(const df_node *attn)
+{
+    const df_node *q = attn->in[0], *k = attn->in[1], *v = attn->in[2];
+    const df_attention_attrs *at = DF_ATTRS(attn, df_attention_attrs);
+    int r = q->ndim;
+    att_dims a = {.Tq = q->shape[r - 2], .Tk = k->shape[r - 2], .d = q->shape[r - 1], .dv = v->shape[r - 1],
+                  .scale = at->scale, .causal = at->causal != 0};
+    a.nb = df_shape_numel(r - 2, q->shape);
+    a.offset = a.Tk - a.Tq;
+    return a;
+}
+
+/* Keys [j0, j0 + nk) that query i sees: the first att_visible of them. */
+static inline int64_t att_visible(const att_dims *a, int64_t i, int64_t j0, int64_t nk)
+{
+    if (!a->causal) return nk;
+    int64_t seen = i + a->offset + 1 - j0;
+    return seen < 0 ? 0 : seen < nk ? seen : nk;
+}
+
+/* End of the keys any of the queries [i0, i0 + nq) sees. */
+static inline int64_t att_key_end(const att_dims *a, int64_t i0, int64_t nq)
+{
+    if (!a->causal) return a->Tk;
+    int64_t end = i0 + nq + a->offset;
+    return end < a->Tk ? end : a->Tk;
+}
+
+/* df_sgemm, with K == 0 (d or dv of 0) giving C = beta C without asking BLAS
+ * about a zero leading dimension. */
+static inline void att_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                            int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    if (K > 0) {
+        df_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (beta == 0.0f)
+        for (int64_t r = 0; r < M; r++) memset(C + r * ldc, 0, (size_t)N * sizeof(float));
+}
+
+/* The backward of attention node attn for output gradient dy: dq, its
+ * workspace holding dk and dv (ops/attention_grad.c); and dk (which = 0) or
+ * dv (which = 1) read out of it (ops/attention_grad_kv.c). */
+df_node *df_attention_grad_make(df_graph *g, df_node *attn, df_node *dy);
+df_node *df_attention_grad_kv(df_graph *g, df_node *grad, int which);
+
+#endif
