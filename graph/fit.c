@@ -598,10 +598,11 @@ static void keras_times(double elapsed, int64_t steps, char *total, char *per_st
     else sprintf(per_step, "%.2fms/step", per * 1000);
 }
 
-/* Keras' bar on a terminal, plain lines otherwise; total 0 = unknown. */
-static void show_progress(const fit_run *r, int64_t done, int64_t total, double elapsed, double mean_loss, bool last)
+/* Keras' bar on a terminal, plain lines otherwise; total 0 = unknown.
+ * Returns whether a plain line was printed. */
+static bool show_progress(const fit_run *r, int64_t done, int64_t total, double elapsed, double mean_loss, bool last)
 {
-    if (r->progress != DF_FIT_PROGRESS_AUTO) return;
+    if (r->progress != DF_FIT_PROGRESS_AUTO) return false;
     char t[32], per[32], of[32] = "Unknown";
     keras_times(elapsed, done, t, per);
     if (total) snprintf(of, sizeof of, "%" PRId64, total);
@@ -614,10 +615,11 @@ static void show_progress(const fit_run *r, int64_t done, int64_t total, double 
         fprintf(r->out, "\r%" PRId64 "/%s [%s] - %s %s - loss: %.4f%s", done, of, bar, t, per, mean_loss, last ? "\n" : "");
     } else {
         int64_t every = total >= 10 ? total / 10 : total ? 1 : 100;
-        if (last || done % every == 0)
-            fprintf(r->out, "%" PRId64 "/%s - %s %s - loss: %.4f\n", done, of, t, per, mean_loss);
+        if (!last && done % every) return false;
+        fprintf(r->out, "%" PRId64 "/%s - %s %s - loss: %.4f\n", done, of, t, per, mean_loss);
     }
     fflush(r->out);
+    return !r->tty;
 }
 
 /* --------------------------------------------------------------- steps */
@@ -708,16 +710,16 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
         ran++;
         h->steps++;
         st = csv_row(r, epoch + 1, loss, NAN);
-        show_progress(r, i + 1, total, now_seconds() - start, sum / (double)ran, i + 1 == total);
-        shown = i + 1;
+        if (show_progress(r, i + 1, total, now_seconds() - start, sum / (double)ran, i + 1 == total)) shown = i + 1;
         if (stop && (total == 0 || i + 1 < total)) {
             if (r->tty && r->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "\n");
             h->epoch_step = i + 1;
             break;
         }
     }
-    if (st == DF_OK && total == 0 && ran > 0 && h->epoch_step == 0)   /* the source ended the epoch */
-        show_progress(r, shown, shown, now_seconds() - start, sum / (double)ran, true);
+    int64_t done = first + ran;
+    if (st == DF_OK && total == 0 && ran > 0 && h->epoch_step == 0 && shown != done)   /* the source ended the epoch */
+        show_progress(r, done, done, now_seconds() - start, sum / (double)ran, true);
     *mean_loss = ran ? sum / (double)ran : NAN;
     return sync_ranks(r, st, NULL, 0);
 }
@@ -889,4 +891,13 @@ df_status df_fit(const df_fit_options *o, df_fit_history *history)
     if (st == DF_OK) st = sync_ranks(&r, finished, NULL, 0);
     if (o->handle_signals) restore_signals(saved);
     return st;
+}
+
+df_status df_fit_latest_checkpoint(const char *dir, char *path, size_t cap)
+{
+    if (!dir || !path || cap == 0) return df_error(DF_ERR_ARG, "df_fit_latest_checkpoint: null argument");
+    int n = latest_checkpoint(dir);
+    if (n < 0) return df_error(DF_ERR_IO, "no checkpoint (ckpt_N) in %s: train first", dir);
+    if (snprintf(path, cap, "%s/ckpt_%d", dir, n) >= (int)cap) return df_error(DF_ERR_ARG, "checkpoint path too long");
+    return DF_OK;
 }

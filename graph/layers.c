@@ -8,7 +8,7 @@
 #include <string.h>
 #include "graph.h"
 
-#define MAX_WEIGHTS 8
+#define MAX_WEIGHTS DF_LAYER_MAX_WEIGHTS
 #define NAME_CAP 96
 
 struct df_layer {

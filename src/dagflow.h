@@ -865,6 +865,9 @@ df_status df_fit(const df_fit_options *o, df_fit_history *history);
 /* Asks a running df_fit to stop after the current step with a checkpoint
  * (async-signal-safe; what handle_signals installs calls it). */
 void df_fit_request_stop(void);
+/* The path of the latest checkpoint df_fit wrote in dir (the highest N of
+ * a file ckpt_N), e.g. to sample from it; DF_ERR_IO when there is none. */
+df_status df_fit_latest_checkpoint(const char *dir, char *path, size_t cap);
 /* Reads a CSV in df_fit's format and writes an SVG of the per-step loss and
  * the validation points, atomically. */
 df_status df_plot_loss_csv(const char *csv_path, const char *svg_path);
@@ -1033,7 +1036,9 @@ const df_layer_def *df_layer_definition(const df_layer *l);
 void *df_layer_user(const df_layer *l);
 /* Inside build: a variable "<layer>/<name>" of this shape, initialised from
  * the model's RNG; trainable ones are listed by df_model_variables. Owned by
- * the layer. NULL on error (df_last_error names the layer). */
+ * the layer, which holds up to DF_LAYER_MAX_WEIGHTS. NULL on error
+ * (df_last_error names the layer). */
+#define DF_LAYER_MAX_WEIGHTS 32
 df_variable *df_layer_add_weight(df_layer *l, const char *name, df_dtype dtype, int ndim, const int64_t *shape,
                                  df_init init, bool trainable);
 /* The layer's variable with the short name ("kernel"), NULL if none. */

@@ -1316,11 +1316,12 @@ Test(layers, naming_errors)
     df_layer *spare = df_dense_layer(1, DF_ACT_NONE, true);     /* renaming again takes no new entry */
     for (int i = 0; i < 9; i++) cr_assert_eq(df_layer_set_weight_name(spare, "kernel", "k"), DF_OK);
     char name[16];
-    for (int i = 1; i < 8; i++) {
+    for (int i = 1; i < DF_LAYER_MAX_WEIGHTS; i++) {
         snprintf(name, sizeof name, "w%d", i);
         cr_expect_eq(df_layer_set_weight_name(spare, name, name), DF_OK, "%s", df_last_error());
     }
-    cr_expect_eq(df_layer_set_weight_name(spare, "w8", "w8"), DF_ERR_RANGE, "a ninth weight name");
+    snprintf(name, sizeof name, "w%d", DF_LAYER_MAX_WEIGHTS);
+    cr_expect_eq(df_layer_set_weight_name(spare, name, name), DF_ERR_RANGE, "one weight name past the limit");
     df_layer_free(spare);
     cr_expect_eq(df_rnn_layer_set_state_names(dense, 0, "h", NULL), DF_ERR_ARG);
     cr_expect(strstr(df_last_error(), "not a recurrent layer"), "%s", df_last_error());

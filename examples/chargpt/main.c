@@ -1,0 +1,459 @@
+/* char-gpt — nanoGPT's shakespeare_char model in C on dagflow's layers and
+ * df_fit loop.
+ *   char-gpt train    [flags]   AdamW, warm-up + cosine schedule, clipping, validation, checkpoints
+ *   char-gpt sample   [flags]   generate text from the latest checkpoint
+ *   char-gpt summary  [flags]   Keras-style parameter table */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cli.h"
+#include "gpt.h"
+#include "text.h"
+
+#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+#define MAX_WEIGHTS (4 + 12 * CG_MAX_LAYERS)
+
+typedef struct opts {
+    const char *data, *checkpoint_dir, *start;
+    cg_config model;
+    int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads;
+    float lr, min_lr, weight_decay, temperature;
+    bool resume;
+} opts;
+
+static opts defaults(void)
+{
+    return (opts){.data = CR_DEFAULT_DATA, .checkpoint_dir = "./chargpt_checkpoints", .start = "\n",
+                  .model = {.block = 64, .n_layer = 4, .n_head = 4, .n_embd = 128, .seed = 1337},
+                  .batch = 12, .iters = 2000, .eval_interval = 250, .eval_iters = 20, .warmup_iters = 100,
+                  .length = 200, .lr = 1e-3f, .min_lr = 1e-4f, .weight_decay = 0.1f, .temperature = 1.0f};
+}
+
+#define MODEL_FLAGS(o)                                                                                 \
+    {"block", CLI_INT, &(o).model.block, "context length (tokens per sequence)", 1, 4096, NULL},       \
+    {"n-layer", CLI_INT, &(o).model.n_layer, "transformer blocks", 1, CG_MAX_LAYERS, NULL},            \
+    {"n-head", CLI_INT, &(o).model.n_head, "attention heads per block", 1, 256, NULL},                 \
+    {"n-embd", CLI_INT, &(o).model.n_embd, "embedding width (a multiple of --n-head)", 1, 8192, NULL}, \
+    {"batch", CLI_INT, &(o).batch, "sequences per step", 1, 4096, NULL},                               \
+    {"data", CLI_STRING, &(o).data, "the corpus (UTF-8)", 0, 0, NULL},                                 \
+    {"threads", CLI_INT, &(o).threads, "kernel threads (0: OpenMP's default)", 0, 1024, NULL}
+
+/* -------------------------------------------------------------- data */
+
+/* Batches of random offsets into one split, as nanoGPT's get_batch:
+ * x = ids[i : i+T], y = ids[i+1 : i+T+1]; pos = 0..T-1. */
+typedef struct batches {
+    const int32_t *ids;
+    int64_t n;
+    int B, T, steps, left;        /* steps per pass (validation: eval_iters), left in this one */
+    uint64_t seed;
+    bool reseed;                  /* validation: the same batches at every estimate */
+    df_rng rng;
+    int32_t *x, *y, *pos;
+} batches;
+
+static df_status batches_init(batches *b, const int32_t *ids, int64_t n, int B, int T, int steps, uint64_t seed,
+                              bool reseed)
+{
+    if (n < T + 2) return df_error(DF_ERR_ARG, "a split of %lld chars is too short for --block %d", (long long)n, T);
+    *b = (batches){.ids = ids, .n = n, .B = B, .T = T, .steps = steps, .left = steps, .seed = seed, .reseed = reseed};
+    df_rng_seed(&b->rng, seed);
+    b->x = malloc((size_t)B * T * sizeof *b->x);
+    b->y = malloc((size_t)B * T * sizeof *b->y);
+    b->pos = malloc((size_t)T * sizeof *b->pos);
+    if (!b->x || !b->y || !b->pos) return df_error(DF_ERR_NOMEM, "out of memory for batches");
+    for (int t = 0; t < T; t++) b->pos[t] = t;
+    return DF_OK;
+}
+
+static void batches_free(batches *b) { free(b->x), free(b->y), free(b->pos); }
+
+static void start_pass(void *user)
+{
+    batches *b = user;
+    b->left = b->steps;
+    if (b->reseed) df_rng_seed(&b->rng, b->seed);
+}
+
+static df_status next_batch(void *user, df_tensor *in, bool *end)
+{
+    batches *b = user;
+    if ((*end = b->left-- <= 0)) return DF_OK;
+    for (int r = 0; r < b->B; r++) {
+        int64_t i = (int64_t)(df_rng_uniform(&b->rng) * (double)(b->n - b->T - 1));
+        memcpy(b->x + (int64_t)r * b->T, b->ids + i, (size_t)b->T * sizeof *b->x);
+        memcpy(b->y + (int64_t)r * b->T, b->ids + i + 1, (size_t)b->T * sizeof *b->y);
+    }
+    in[0] = df_tensor_make(DF_I32, b->x, 2, (int64_t[]){b->B, b->T});
+    in[1] = df_tensor_make(DF_I32, b->y, 2, (int64_t[]){b->B, b->T});
+    in[2] = df_tensor_make(DF_I32, b->pos, 1, (int64_t[]){b->T});
+    return DF_OK;
+}
+
+/* The RNG and the steps left: a resumed run draws the batches it would have. */
+static df_status save_batches(void *user, df_checkpoint *ck)
+{
+    batches *b = user;
+    struct { df_rng rng; int32_t left; } rec = {b->rng, b->left};
+    return df_checkpoint_put_blob(ck, "data/train", &rec, sizeof rec);
+}
+
+static df_status restore_batches(void *user, const df_checkpoint *ck)
+{
+    batches *b = user;
+    const void *p;
+    size_t len;
+    struct { df_rng rng; int32_t left; } rec;
+    df_status st = df_checkpoint_get_blob(ck, "data/train", &p, &len);
+    if (st != DF_OK) return st;
+    if (len != sizeof rec) return df_error(DF_ERR_FORMAT, "bad data/train record (%zu bytes)", len);
+    memcpy(&rec, p, sizeof rec);
+    b->rng = rec.rng;
+    b->left = rec.left;
+    return DF_OK;
+}
+
+/* ------------------------------------------------------------- steps */
+
+typedef struct run {
+    opts o;
+    cr_text text;
+    cg_gpt gpt;
+    df_optimizer *opt;
+    df_variable *weights[MAX_WEIGHTS];
+    int n_weights;
+} run;
+
+// (x (B,T), y (B,T), pos (T)) -> mean cross-entropy
+static df_node *loss_of(run *r, df_graph *g, df_node **in, bool training)
+{
+    return df_sparse_softmax_cross_entropy(g, cg_gpt_logits(&r->gpt, g, in[0], in[2], training), in[1]);
+}
+
+static df_status build_train_step(df_graph *g, df_node **in, void *user)
+{
+    run *r = user;
+    df_tape *tape = df_tape_begin(g);
+    df_node *loss = loss_of(r, g, in, true);
+    df_tape_end(tape);
+    df_node *grads[MAX_WEIGHTS];
+    if (df_tape_gradient(tape, loss, r->n_weights, r->weights, grads) == DF_OK)
+        df_optimizer_apply(g, r->opt, r->n_weights, r->weights, grads);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
+static df_status build_eval_step(df_graph *g, df_node **in, void *user)
+{
+    df_graph_output(g, loss_of(user, g, in, false));
+    return df_graph_status(g);
+}
+
+/* ------------------------------------------------------- checkpoints */
+
+static int format_config(const opts *o, char *buf, size_t cap)
+{
+    const cg_config *m = &o->model;
+    return snprintf(buf, cap, "vocab=%d\nblock=%d\nn_layer=%d\nn_head=%d\nn_embd=%d\n", m->vocab, m->block,
+                    m->n_layer, m->n_head, m->n_embd);
+}
+
+static df_status save_extra(void *user, df_checkpoint *ck)
+{
+    run *r = user;
+    char config[256], vocab[CR_MAX_VOCAB * 4];
+    int n = format_config(&r->o, config, sizeof config);
+    size_t v = cr_vocab_to_utf8(&r->text.vocab, vocab, sizeof vocab);
+    df_status st = df_checkpoint_put_blob(ck, "chargpt/config", config, (size_t)n);
+    return st == DF_OK ? df_checkpoint_put_blob(ck, "chargpt/vocab", vocab, v) : st;
+}
+
+/* The checkpoint's model config (and vocabulary, when vocab is not NULL). */
+static df_status read_config(const df_checkpoint *ck, cg_config *c, cr_vocab *vocab)
+{
+    const void *p;
+    size_t len;
+    char buf[256] = {0};
+    df_status st = df_checkpoint_get_blob(ck, "chargpt/config", &p, &len);
+    if (st != DF_OK) return df_error(st, "not a char-gpt checkpoint (no chargpt/config)");
+    memcpy(buf, p, len < sizeof buf - 1 ? len : sizeof buf - 1);
+    if (sscanf(buf, "vocab=%d\nblock=%d\nn_layer=%d\nn_head=%d\nn_embd=%d", &c->vocab, &c->block, &c->n_layer,
+               &c->n_head, &c->n_embd) != 5 || cg_config_check(c) != DF_OK)
+        return df_error(DF_ERR_FORMAT, "bad chargpt/config record");
+    if (!vocab) return DF_OK;
+    if ((st = df_checkpoint_get_blob(ck, "chargpt/vocab", &p, &len)) != DF_OK) return st;
+    return cr_vocab_from_utf8(p, len, vocab);
+}
+
+/* "--n-layer 2 --n-head 4 --n-embd 64 --block 32 (vocab 65)" */
+static void describe(const cg_config *c, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "--n-layer %d --n-head %d --n-embd %d --block %d, vocabulary %d", c->n_layer, c->n_head,
+             c->n_embd, c->block, c->vocab);
+}
+
+static df_status restore_extra(void *user, const df_checkpoint *ck)
+{
+    run *r = user;
+    cg_config saved = r->o.model;
+    df_status st = read_config(ck, &saved, NULL);
+    if (st != DF_OK) return st;
+    const cg_config *now = &r->o.model;
+    if (saved.vocab != now->vocab || saved.block != now->block || saved.n_layer != now->n_layer ||
+        saved.n_head != now->n_head || saved.n_embd != now->n_embd) {
+        char a[128], b[128];
+        describe(&saved, a, sizeof a);
+        describe(now, b, sizeof b);
+        return df_error(DF_ERR_STATE, "the checkpoint's model (%s) differs from this run's (%s)", a, b);
+    }
+    return DF_OK;
+}
+
+/* ------------------------------------------------------------- train */
+
+static df_status open_run(run *r, const opts *o, int batch)
+{
+    memset(r, 0, sizeof *r);
+    r->o = *o;
+    df_status st = cr_text_load(o->data, &r->text);
+    if (st != DF_OK) return st;
+    r->o.model.vocab = r->text.vocab.size;
+    if ((st = cg_gpt_init(&r->gpt, &r->o.model, batch)) != DF_OK) return st;
+    r->n_weights = cg_gpt_weights(&r->gpt, r->weights, MAX_WEIGHTS);
+    return DF_OK;
+}
+
+static void close_run(run *r)
+{
+    cg_gpt_free(&r->gpt);
+    df_optimizer_free(r->opt);
+    cr_text_free(&r->text);
+}
+
+static df_status train(const opts *o)
+{
+    run r;
+    batches tr = {0}, va = {0};
+    df_status st = open_run(&r, o, o->batch);
+    int64_t n_train = (int64_t)(0.9 * (double)r.text.n);
+    if (st == DF_OK) st = batches_init(&tr, r.text.ids, n_train, o->batch, o->model.block, o->eval_interval, o->model.seed, false);
+    if (st == DF_OK)
+        st = batches_init(&va, r.text.ids + n_train, r.text.n - n_train, o->batch, o->model.block, o->eval_iters,
+                          o->model.seed + 1, true);
+    if (st == DF_OK && !(r.opt = df_adamw_new(o->lr, 0.9f, 0.99f, 1e-8f, o->weight_decay))) st = DF_ERR_ARG;
+    if (st == DF_OK) st = df_optimizer_set_global_clipnorm(r.opt, 1.0f);
+    df_function *step = NULL, *eval = NULL;
+    if (st == DF_OK) {
+        printf("Corpus: %lld chars, %d distinct; model: %d layers, %d heads, %d wide, block %d: %lld parameters\n",
+               (long long)r.text.n, r.text.vocab.size, o->model.n_layer, o->model.n_head, o->model.n_embd,
+               o->model.block, (long long)df_model_param_count(r.gpt.model));
+        step = df_function_new("train_step", build_train_step, &r);
+        eval = df_function_new("eval_step", build_eval_step, &r);
+        if (!step || !eval) st = DF_ERR_NOMEM;
+    }
+    if (st == DF_OK) {
+        int epochs = (o->iters + o->eval_interval - 1) / o->eval_interval;
+        char csv[4096];
+        snprintf(csv, sizeof csv, "%s/losses.csv", o->checkpoint_dir);
+        df_fit_options f = {
+            .train_step = step, .eval_step = eval, .n_inputs = 3, .optimizer = r.opt,
+            .n_variables = r.n_weights, .variables = r.weights,
+            .train = {.next = next_batch, .start_epoch = start_pass, .save = save_batches, .restore = restore_batches,
+                      .user = &tr},
+            .validation = {.next = next_batch, .start_epoch = start_pass, .user = &va},
+            .epochs = epochs, .steps_per_epoch = o->eval_interval, .learning_rate = o->lr,
+            .schedule = {.kind = DF_LR_COSINE, .warmup_steps = o->warmup_iters,
+                         .decay_steps = o->iters > o->warmup_iters ? o->iters - o->warmup_iters : 1,
+                         .min_ratio = o->min_lr / o->lr},
+            .checkpoint_dir = o->checkpoint_dir, .resume = o->resume, .csv_path = csv, .terminate_on_nan = true,
+            .handle_signals = true, .save_extra = save_extra, .restore_extra = restore_extra, .user = &r,
+        };
+        df_fit_history h;
+        st = df_fit(&f, &h);
+        if (st == DF_OK)
+            printf("%lld steps; last train loss %.4f, val loss %.4f; traces: train %d, eval %d\n", (long long)h.steps,
+                   h.loss, h.val_loss, df_function_trace_count(step), df_function_trace_count(eval));
+    }
+    df_function_free(step);
+    df_function_free(eval);
+    batches_free(&tr);
+    batches_free(&va);
+    close_run(&r);
+    return st;
+}
+
+/* ------------------------------------------------------------ sample */
+
+typedef struct sampler { cg_gpt *gpt; } sampler;
+
+// idx (1,T), pos (T) -> logits (1,T,V)
+static df_status build_logits(df_graph *g, df_node **in, void *user)
+{
+    df_graph_output(g, cg_gpt_logits(((sampler *)user)->gpt, g, in[0], in[1], false));
+    return df_graph_status(g);
+}
+
+/* Draws from softmax(logits / temperature); the argmax at temperature 0. */
+static int draw(const float *logits, int V, float temperature, df_rng *rng)
+{
+    int best = 0;
+    for (int v = 1; v < V; v++)
+        if (logits[v] > logits[best]) best = v;
+    if (temperature <= 0) return best;
+    double p[CR_MAX_VOCAB], sum = 0;
+    for (int v = 0; v < V; v++) sum += p[v] = exp((double)(logits[v] - logits[best]) / temperature);
+    double u = df_rng_uniform(rng) * sum;
+    for (int v = 0; v < V; v++)
+        if ((u -= p[v]) < 0) return v;
+    return V - 1;
+}
+
+static df_status load_for_sampling(const opts *o, cg_gpt *gpt, cr_vocab *vocab, char *path, size_t cap)
+{
+    df_checkpoint *ck = NULL;
+    df_status st = df_fit_latest_checkpoint(o->checkpoint_dir, path, cap);
+    if (st == DF_OK) st = df_checkpoint_read(path, &ck);
+    cg_config c = {.seed = o->model.seed};
+    if (st == DF_OK) st = read_config(ck, &c, vocab);
+    if (st == DF_OK) st = cg_gpt_init(gpt, &c, 1);
+    df_variable *w[MAX_WEIGHTS];
+    int n = st == DF_OK ? cg_gpt_weights(gpt, w, MAX_WEIGHTS) : 0;
+    for (int i = 0; i < n && st == DF_OK; i++) st = df_checkpoint_restore_variable(ck, w[i]);
+    df_checkpoint_free(ck);
+    return st;
+}
+
+/* The model sees a fixed (1, block) window, the context left-aligned and
+ * padded on the right: causal attention keeps the padding from reaching
+ * the last real position, so one trace serves every step. */
+static df_status sample(const opts *o)
+{
+    cg_gpt gpt;
+    cr_vocab *vocab = calloc(1, sizeof *vocab);
+    char path[4096];
+    if (!vocab) return df_error(DF_ERR_NOMEM, "out of memory");
+    df_status st = load_for_sampling(o, &gpt, vocab, path, sizeof path);
+    if (st != DF_OK) {
+        free(vocab);
+        return st;
+    }
+    int T = gpt.cfg.block, V = gpt.cfg.vocab, n_start = 0;
+    int cap = (int)strlen(o->start) + o->length + 1;
+    int32_t *ids = malloc((size_t)cap * sizeof *ids), *window = calloc((size_t)T, sizeof *window);
+    int32_t *pos = malloc((size_t)T * sizeof *pos);
+    sampler s = {&gpt};
+    df_function *f = df_function_new("logits", build_logits, &s);
+    if (!ids || !window || !pos || !f) st = df_error(DF_ERR_NOMEM, "out of memory");
+    if (st == DF_OK) st = cr_vocab_encode(vocab, o->start, ids, cap, &n_start);
+    if (st == DF_OK && n_start == 0) st = df_error(DF_ERR_ARG, "--start must hold at least one character");
+    df_rng rng;
+    df_rng_seed(&rng, o->model.seed);
+    for (int t = 0; st == DF_OK && t < T; t++) pos[t] = t;
+    fprintf(stderr, "char-gpt: sampling from %s\n", path);
+    fputs(o->start, stdout);
+    for (int n = n_start; st == DF_OK && n < n_start + o->length; n++) {
+        int ctx = n < T ? n : T;
+        memcpy(window, ids + n - ctx, (size_t)ctx * sizeof *window);
+        df_tensor in[2] = {df_tensor_make(DF_I32, window, 2, (int64_t[]){1, T}), df_tensor_make(DF_I32, pos, 1, (int64_t[]){T})};
+        df_tensor logits;
+        if ((st = df_function_call(f, in, 2, &logits, 1)) != DF_OK) break;
+        ids[n] = draw((const float *)logits.data + (int64_t)(ctx - 1) * V, V, o->temperature, &rng);
+        char utf8[4];
+        fwrite(utf8, 1, (size_t)cr_utf8_encode(vocab->chars[ids[n]], utf8), stdout);
+    }
+    putchar('\n');
+    if (fflush(stdout) != 0 || ferror(stdout)) st = df_error(DF_ERR_IO, "cannot write the sample to standard output");
+    df_function_free(f);
+    free(ids), free(window), free(pos), free(vocab);
+    cg_gpt_free(&gpt);
+    return st;
+}
+
+/* -------------------------------------------------------------- main */
+
+static const char *const usage_text =
+    "char-gpt train|sample|summary [flags]; char-gpt COMMAND --help lists each command's flags";
+
+static int report(const char *command, df_status st)
+{
+    if (st == DF_OK) return 0;
+    fprintf(stderr, "char-gpt %s: %s\n", command, df_last_error());
+    return 1;
+}
+
+static int parse(const char *command, const char *usage, const cli_flag *flags, int n, int argc, char **argv,
+                 const opts *o)
+{
+    int rc = cli_parse(command, usage, flags, n, argc, argv, stdout, stderr);
+    if (rc == 0 && o->threads > 0) df_set_num_threads(o->threads);
+    return rc;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    opts o = defaults();
+    cli_flag flags[] = {
+        MODEL_FLAGS(o),
+        {"iters", CLI_INT, &o.iters, "optimizer steps", 1, 1e9, NULL},
+        {"eval-interval", CLI_INT, &o.eval_interval, "steps per epoch: validation and a checkpoint after each", 1, 1e9, NULL},
+        {"eval-iters", CLI_INT, &o.eval_iters, "validation batches per estimate (the same ones each time)", 1, 1e6, NULL},
+        {"lr", CLI_FLOAT, &o.lr, "peak learning rate (AdamW, betas 0.9/0.99)", 1e-9, 10, NULL},
+        {"min-lr", CLI_FLOAT, &o.min_lr, "the cosine decay's floor (below --lr)", 0, 10, NULL},
+        {"warmup-iters", CLI_INT, &o.warmup_iters, "linear warm-up steps", 0, 1e9, NULL},
+        {"weight-decay", CLI_FLOAT, &o.weight_decay, "AdamW decay of matrices and embeddings", 0, 10, NULL},
+        {"seed", CLI_U64, &o.model.seed, "initialisation and batch order", 0, 0, NULL},
+        {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "ckpt_N and losses.csv go here", 0, 0, NULL},
+        {"resume", CLI_BOOL, &o.resume, "continue from the latest checkpoint in --checkpoint-dir", 0, 0, NULL},
+    };
+    int rc = parse("char-gpt train", "char-gpt train [flags]", flags, N(flags), argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (o.iters % o.eval_interval) {
+        fprintf(stderr, "char-gpt train: --iters (%d) must be a multiple of --eval-interval (%d)\n", o.iters,
+                o.eval_interval);
+        return 2;
+    }
+    return report("train", train(&o));
+}
+
+static int cmd_sample(int argc, char **argv)
+{
+    opts o = defaults();
+    cli_flag flags[] = {
+        {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "sample from the latest ckpt_N here", 0, 0, NULL},
+        {"length", CLI_INT, &o.length, "characters to generate", 0, 1e8, NULL},
+        {"start", CLI_STRING, &o.start, "text to start from", 0, 0, NULL},
+        {"temperature", CLI_FLOAT, &o.temperature, "softmax temperature (0: always the likeliest)", 0, 100, NULL},
+        {"seed", CLI_U64, &o.model.seed, "sampling seed", 0, 0, NULL},
+        {"threads", CLI_INT, &o.threads, "kernel threads (0: OpenMP's default)", 0, 1024, NULL},
+    };
+    int rc = parse("char-gpt sample", "char-gpt sample [flags]", flags, N(flags), argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : 2;
+    return report("sample", sample(&o));
+}
+
+static int cmd_summary(int argc, char **argv)
+{
+    opts o = defaults();
+    cli_flag flags[] = {MODEL_FLAGS(o)};
+    int rc = parse("char-gpt summary", "char-gpt summary [flags]", flags, N(flags), argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : 2;
+    run r;
+    df_status st = open_run(&r, &o, o.batch);
+    if (st == DF_OK) df_model_summary(r.gpt.model, stdout);
+    close_run(&r);
+    return report("summary", st);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        printf("%s\n", usage_text);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "summary")) return cmd_summary(argc - 2, argv + 2);
+    fprintf(stderr, "char-gpt: unknown command '%s'; %s\n", argv[1], usage_text);
+    return 2;
+}
