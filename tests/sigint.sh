@@ -2,6 +2,7 @@
 # sigint.sh — Ctrl-C during `char-rnn train`.
 #   One SIGINT: the step finishes, a checkpoint is written, "Interrupted" is
 #   printed, exit status 0, and `char-rnn sample` can use the checkpoint.
+#   SIGTERM and SIGHUP do the same.
 #   Two SIGINTs in a row: exit status 130 at once, no checkpoint written, and
 #   the checkpoint already on disk is byte for byte what it was.
 #   Resuming from the interrupt's checkpoint ends where an uninterrupted run
@@ -113,6 +114,22 @@ if start_train c1.out c1.err '^Epoch [0-9]* Batch 0 Loss' $custom; then
 else
     fail "custom-loop train did not start: $(tail -n 3 c1.out c1.err)"
 fi
+
+# ----------------------------- custom loop, SIGTERM and SIGHUP as SIGINT
+for sig in TERM HUP; do
+    if start_train "$sig.out" "$sig.err" '^Epoch [0-9]* Batch 0 Loss' ${custom/C/$sig}; then
+        kill -"$sig" "$pid"
+        wait_exit
+        rc=$?
+        check "custom loop, SIG$sig: exit status 0 (got $rc)" [ "$rc" -eq 0 ]
+        check "custom loop, SIG$sig: prints Interrupted" grep -q "$interrupted" "$sig.out"
+        check "custom loop, SIG$sig: one whole checkpoint, no temp file ($sig: $(ls "$sig" | tr '\n' ' '))" \
+            sh -c 'f=$(ls "$1"); [ "$(echo "$f" | wc -l)" -eq 1 ] && case $f in ckpt_[0-9]*) [ -s "$1/$f" ] ;; *) false ;; esac' \
+            sh "$sig"
+    else
+        fail "custom-loop train for SIG$sig did not start: $(tail -n 3 "$sig.out" "$sig.err")"
+    fi
+done
 
 # --------------------------------------------------- fit loop, one SIGINT
 if start_train f1.out f1.err "$progress" $fit --epochs 1000000 --checkpoint-dir F; then

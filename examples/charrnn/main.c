@@ -136,6 +136,8 @@ static int cmd_train(int argc, char **argv)
     o.schedule.kind = (cr_lr_kind)schedule;
     apply_threads();
     signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);      /* what timeout, schedulers, systemd and docker stop send */
+    signal(SIGHUP, on_sigint);       /* the terminal went away */
     signal(SIGUSR1, on_sigint);      /* mpirun forwards SIGUSR1 to every rank (it ends the job on SIGINT) */
     return report("train", cr_train(&o));
 }
