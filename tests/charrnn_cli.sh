@@ -124,6 +124,11 @@ check "sample exits 0" [ "$r1$r2" = 00 ]
 check "sample with one seed repeats exactly" cmp -s s1.txt s2.txt
 check "sample with another seed differs" sh -c '! cmp -s s1.txt s3.txt'
 check "sample starts with the start text" [ "$(head -n 1 s1.txt | cut -c 1-4)" = "the " ]
+if [ -w /dev/full ]; then      # a write error is an error, not exit 0 with nothing written
+    "$bin" sample --checkpoint-dir D --length 50 --seed 3 > /dev/full 2> full.err
+    rc=$?
+    check "sample into a full device fails (exit $rc: $(cat full.err))" sh -c '[ "$1" -ne 0 ] && grep -q "cannot write the sample" full.err' sh "$rc"
+fi
 check "sample prints start + 50 chars + newline" [ "$(wc -c < s1.txt)" -eq 55 ]
 "$bin" sample --checkpoint-dir D --length 30 --seed 1 --start "ROMEO:" --temperature 0 > t1.txt 2>&1
 "$bin" sample --checkpoint D/ckpt_2 --length 30 --seed 2 --start "ROMEO:" --temperature 0 > t2.txt 2>&1

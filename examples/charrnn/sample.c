@@ -1,4 +1,5 @@
 /* sample.c — temperature sampling from the model's logits at batch 1. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,8 @@ df_status cr_sample(const cr_sample_opts *o, FILE *out)
         fflush(out);
         st = cr_generate(&m, vocab, o->start, o->length, o->temperature, o->seed, emit_to_file, out);
         fputc('\n', out);
+        if (st == DF_OK && (fflush(out) != 0 || ferror(out)))   /* e.g. a full disk or /dev/full */
+            st = df_error(DF_ERR_IO, "cannot write the sample: %s", strerror(errno ? errno : EIO));
     }
     if (have_model) cr_model_free(&m);
     free(vocab);
