@@ -6,31 +6,16 @@
 top=$(cd "${top_builddir:-.}" && pwd) || exit 1
 bin="$top/examples/char-rnn"
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh" || exit 1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/charrnn_cli.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 cd "$tmp" || exit 1
 
-failed=0
-checks=0
-pass() { checks=$((checks + 1)); echo "ok   $1"; }
-fail() { checks=$((checks + 1)); failed=$((failed + 1)); echo "FAIL $1"; }
-# check DESCRIPTION COMMAND...: passes when the command succeeds.
-check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
-has() { grep -F -e "$2" "$1" >/dev/null 2>&1; }
 lines() { [ "$(wc -l < "$1")" -eq "$2" ]; }
 
-# A reproducible corpus: lines of eight words drawn by a small LCG (no awk
-# rand(), whose sequence differs between awks). About 8 KB, 25 distinct chars.
-awk 'BEGIN {
-    split("the king shall speak to ROMEO: and my lord, we", w, " ")
-    s = 7
-    for (l = 0; l < 200; l++) {
-        line = ""
-        for (k = 0; k < 8; k++) { s = (s * 75 + 74) % 65537; line = line (k ? " " : "") w[1 + s % 10] }
-        print line
-    }
-}' > corpus.txt
+# About 8 KB of text over 25 characters (tests/lib.sh).
+make_corpus 200 > corpus.txt
 flags="--data corpus.txt --hidden 32 --embed 8 --batch 4 --seq 16 --steps-per-epoch 20"
 
 # expect_error DESCRIPTION NEEDLE COMMAND...: the command fails with a one-line

@@ -20,6 +20,7 @@ mpirun="${MPIRUN:-mpirun} ${MPIRUN_FLAGS-}"
 # would fail every rank. Leak checks off here; ASan and UBSan stay on.
 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 export ASAN_OPTIONS
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh" || exit 1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mpi.XXXXXX") || exit 1
 pid=""
 cleanup() {
@@ -31,22 +32,9 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 cd "$tmp" || exit 1
 
-failed=0
-checks=0
-pass() { checks=$((checks + 1)); echo "ok   $1"; }
-fail() { checks=$((checks + 1)); failed=$((failed + 1)); echo "FAIL $1"; }
-check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
 quiet() { "$@" > /dev/null; }
 
-awk 'BEGIN {
-    split("the king shall speak to ROMEO: and my lord, we", w, " ")
-    s = 7
-    for (l = 0; l < 400; l++) {
-        line = ""
-        for (k = 0; k < 8; k++) { s = (s * 75 + 74) % 65537; line = line (k ? " " : "") w[1 + s % 10] }
-        print line
-    }
-}' > corpus.txt
+make_corpus 400 > corpus.txt
 head -c 12000 corpus.txt > other.txt
 
 # run_bg OUT ERR CMD...: starts CMD in the background (pid in $pid).

@@ -12,6 +12,7 @@
 top=$(cd "${top_builddir:-.}" && pwd) || exit 1
 bin="$top/examples/char-rnn"
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh" || exit 1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sigint.XXXXXX") || exit 1
 pid=""
 cleanup() { [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$tmp"; }
@@ -19,22 +20,9 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 cd "$tmp" || exit 1
 
-failed=0
-checks=0
-pass() { checks=$((checks + 1)); echo "ok   $1"; }
-fail() { checks=$((checks + 1)); failed=$((failed + 1)); echo "FAIL $1"; }
-check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
 
-# About 8 KB of text over 25 characters (the same LCG as charrnn_cli.sh).
-awk 'BEGIN {
-    split("the king shall speak to ROMEO: and my lord, we", w, " ")
-    s = 7
-    for (l = 0; l < 200; l++) {
-        line = ""
-        for (k = 0; k < 8; k++) { s = (s * 75 + 74) % 65537; line = line (k ? " " : "") w[1 + s % 10] }
-        print line
-    }
-}' > corpus.txt
+# About 8 KB of text over 25 characters (tests/lib.sh).
+make_corpus 200 > corpus.txt
 # A tiny model (110 steps per epoch) for the custom loop, which checkpoints
 # only every 10^6 epochs here, so any checkpoint in C/ comes from the
 # interrupt; and a larger one for the fit loop (epochs of ~30 steps of ~130 ms,
