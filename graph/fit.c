@@ -17,12 +17,14 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,6 +52,7 @@ typedef struct fit_run {
     df_fit_history *h;
     int wait;                     /* epochs without improvement */
     FILE *csv;
+    int lock_fd;                  /* the checkpoint directory's lock (leader), or -1 */
     df_tensor inputs[FIT_MAX_INPUTS];
 } fit_run;
 
@@ -256,6 +259,83 @@ static int latest_checkpoint(const char *dir)
     return best;
 }
 
+/* ------------------------------------------------ the run's directory */
+
+/* One run per checkpoint directory: an exclusive flock on <dir>/.lock,
+ * held until df_fit returns (the kernel drops it if the process dies). The
+ * file holds the holder's pid, for the message another process gets. */
+static df_status lock_directory(fit_run *r, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return df_error(DF_ERR_IO, "df_fit: cannot open the lock %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        char holder[32] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        close(fd);
+        if (err == EWOULDBLOCK)
+            return df_error(DF_ERR_STATE, "df_fit: checkpoint directory %s is in use by another run (process %s); "
+                            "one run per directory", dir, *holder ? holder : "unknown");
+        return df_error(DF_ERR_IO, "df_fit: cannot lock %s: %s", path, strerror(err));
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        int err = errno;
+        close(fd);
+        return df_error(DF_ERR_IO, "df_fit: cannot write the lock %s: %s", path, strerror(err));
+    }
+    r->lock_fd = fd;
+    return DF_OK;
+}
+
+static void unlock_directory(fit_run *r)
+{
+    if (r->lock_fd >= 0) close(r->lock_fd);
+    r->lock_fd = -1;
+}
+
+/* Calls fn(dir/name) for each ckpt_N (temps: ckpt_N.tmp.PID) in dir. */
+static df_status for_each_checkpoint_file(const char *dir, bool temps, int (*fn)(const char *))
+{
+    DIR *d = opendir(dir);
+    if (!d) return df_error(DF_ERR_IO, "df_fit: cannot list %s: %s", dir, strerror(errno));
+    df_status st = DF_OK;
+    for (struct dirent *e; st == DF_OK && (e = readdir(d));) {
+        const char *name = e->d_name, *tmp = strstr(name, ".tmp.");
+        if (strncmp(name, "ckpt_", 5) != 0 || !isdigit((unsigned char)name[5]) || (tmp != NULL) != temps) continue;
+        char full[4096];
+        snprintf(full, sizeof full, "%s/%s", dir, name);
+        if (fn(full) != 0 && errno != ENOENT)
+            st = df_error(DF_ERR_IO, "df_fit: cannot remove %s: %s", full, strerror(errno));
+    }
+    closedir(d);
+    return st;
+}
+
+/* With the lock held, a temp file of a checkpoint write is a leftover of a
+ * process that died writing it (kill -9, a second signal): removed. A fresh
+ * run into a directory that holds another run's checkpoints is refused, or
+ * with overwrite removes them, so two runs never mix. */
+static df_status claim_directory(fit_run *r)
+{
+    const df_fit_options *o = r->o;
+    const char *dir = o->checkpoint_dir;
+    df_status st = lock_directory(r, dir);
+    if (st == DF_OK) st = for_each_checkpoint_file(dir, true, unlink);
+    int latest = st == DF_OK ? latest_checkpoint(dir) : -1;
+    if (st != DF_OK || o->resume || latest < 0) return st;
+    if (!o->overwrite)
+        return df_error(DF_ERR_STATE, "df_fit: %s already holds a run (up to ckpt_%d): resume it (resume), remove it "
+                        "(overwrite) or use another checkpoint_dir", dir, latest);
+    if (r->progress != DF_FIT_PROGRESS_NONE) fprintf(r->out, "Removing the run in %s (overwrite)\n", dir);
+    return for_each_checkpoint_file(dir, false, unlink);
+}
+
 /* ---------------------------------------------------------- progress */
 
 static int format_progress(const fit_run *r, char *buf, size_t cap)
@@ -405,7 +485,7 @@ static df_status read_latest(const fit_run *r, char *path, size_t cap, df_checkp
     size_t len = 0, before = 0;
     if (r->leader) {
         int n = latest_checkpoint(dir);
-        if (n < 0) st = df_error(DF_ERR_IO, "df_fit: nothing to resume: no checkpoint (ckpt_N) in %s", dir);
+        if (n < 0) st = df_error(DF_ERR_IO, "df_fit: no checkpoint (ckpt_N) in %s", dir);
         else snprintf(path, cap, "%s/ckpt_%d", dir, n);
         before = strlen(path) + 1;
         if (st == DF_OK && !r->comm) return df_checkpoint_read(path, ck);
@@ -448,7 +528,16 @@ static df_status resume(fit_run *r)
     df_fit_history *h = r->h;
     char path[sizeof h->last_checkpoint] = "";
     df_checkpoint *ck;
-    df_status st = read_latest(r, path, sizeof path, &ck);
+    /* Nothing to resume yet (a restart script's first start): a new run, as Keras' BackupAndRestore. */
+    double none = r->leader && latest_checkpoint(r->o->checkpoint_dir) < 0;
+    df_status st = sync_ranks(r, DF_OK, &none, 1);
+    if (st != DF_OK) return st;
+    if (none > 0) {
+        if (r->progress != DF_FIT_PROGRESS_NONE)
+            fprintf(r->out, "No checkpoint in %s yet: starting a new run\n", r->o->checkpoint_dir);
+        return DF_OK;
+    }
+    st = read_latest(r, path, sizeof path, &ck);
     if (st != DF_OK && !r->comm) return st;
     if (st == DF_OK) st = in_checkpoint(restore_from(r, ck), path);
     df_checkpoint_free(ck);
@@ -849,6 +938,7 @@ static df_status prepare(fit_run *r)
     df_status st = DF_OK;
     if (r->leader) {
         if (o->checkpoint_dir) st = make_dirs(o->checkpoint_dir);
+        if (st == DF_OK && o->checkpoint_dir) st = claim_directory(r);
         if (st == DF_OK && o->csv_path) st = check_writable(o->csv_path, "CSV log");
         if (st == DF_OK && o->plot_path) st = check_writable(o->plot_path, "loss curve");
     }
@@ -873,7 +963,7 @@ df_status df_fit(const df_fit_options *o, df_fit_history *history)
     if (!o) return df_error(DF_ERR_ARG, "df_fit: NULL options");
     df_status st = check_comm(o->comm);
     if (st != DF_OK) return st;          /* no comm to tell the other ranks with */
-    fit_run r = {.o = o, .comm = o->comm, .leader = !o->comm || o->comm->rank == 0,
+    fit_run r = {.o = o, .comm = o->comm, .leader = !o->comm || o->comm->rank == 0, .lock_fd = -1,
                  .out = o->out ? o->out : stdout, .h = h, .has_val = o->validation.next != NULL,
                  .epochs = o->epochs ? o->epochs : 1, .every = o->checkpoint_every ? o->checkpoint_every : 1};
     r.progress = r.leader ? o->progress : DF_FIT_PROGRESS_NONE;
@@ -889,6 +979,7 @@ df_status df_fit(const df_fit_options *o, df_fit_history *history)
     if (st == DF_OK) st = train_epochs(&r);          /* the same status on every rank */
     df_status finished = finish_files(&r, st == DF_OK);
     if (st == DF_OK) st = sync_ranks(&r, finished, NULL, 0);
+    unlock_directory(&r);
     if (o->handle_signals) restore_signals(saved);
     return st;
 }

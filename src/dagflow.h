@@ -826,7 +826,8 @@ typedef struct df_fit_options {
     float learning_rate;          /* the schedule's base [0: the optimizer's rate at the start] */
     const char *checkpoint_dir;   /* [NULL: no checkpoints] <dir>/ckpt_<epoch>, created (mkdir -p) up front */
     int checkpoint_every;         /* [1] epochs; the last epoch and a stop always checkpoint */
-    bool resume;                  /* continue from the latest ckpt_N in checkpoint_dir (one must exist) */
+    bool resume;                  /* continue from the latest ckpt_N in checkpoint_dir (none yet: a new run) */
+    bool overwrite;               /* a new run may replace the checkpoints of another run in checkpoint_dir */
     const char *csv_path;         /* [NULL] epoch,step,loss,val_loss, one row per step and per validation */
     const char *plot_path;        /* [NULL] SVG loss curve from the CSV, written at the end */
     int early_stopping_patience;  /* [0: off] epochs without improvement of val_loss (loss without validation) */
@@ -860,7 +861,13 @@ typedef struct df_fit_history {
  * that status (the message names where); bad options are DF_ERR_ARG naming
  * the field. Files are written atomically and every write is checked. With
  * resume, a CSV log keeps only the rows up to the checkpoint's step (no rows
- * twice after a crash). history may be NULL. */
+ * twice after a crash). history may be NULL.
+ * A run owns its checkpoint_dir: a second df_fit on the same directory (any
+ * process) fails with DF_ERR_STATE naming the holder's pid (an flock on
+ * <dir>/.lock, released when df_fit returns or the process dies); checkpoint
+ * temp files left by a process that died while writing are removed; and a
+ * new run (no resume) into a directory holding checkpoints is DF_ERR_STATE
+ * unless overwrite, which removes them first. */
 df_status df_fit(const df_fit_options *o, df_fit_history *history);
 /* Asks a running df_fit to stop after the current step with a checkpoint
  * (async-signal-safe; what handle_signals installs calls it). */

@@ -5,6 +5,8 @@
  * MPI are tested in test_mpi.c. */
 #define _GNU_SOURCE            /* nftw */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <ftw.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -603,9 +605,9 @@ Test(fit, resume_errors_name_what_is_wrong)
     df_fit_options o = toy_options(&m, 1);
     o.checkpoint_dir = dir;
     o.resume = true;
-    expect_error(df_fit(&o, NULL), DF_ERR_IO, "nothing to resume");
-    o.resume = false;
-    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "resume with nothing to resume starts a new run: %s", df_last_error());
+    cr_expect(!h.resumed && h.epochs_done == 1, "a new run, not a resumed one");
     toy_free(&m);
 
     /* a model whose kernel has another shape */
@@ -748,5 +750,62 @@ Test(fit, a_bad_comm_is_an_argument_error)
     c.agree = NULL;
     expect_error(df_fit(&o, NULL), DF_ERR_ARG, "sum, agree and broadcast");
     cr_expect_eq(m.train.calls, 0, "no step ran");
+    toy_free(&m);
+}
+
+/* --------------------------------------------------- one run per directory */
+
+Test(fit, a_second_run_on_a_locked_directory_is_refused_naming_the_holder)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    o.checkpoint_dir = dir;
+    /* another process's run: hold the lock the way df_fit does */
+    int fd = open(in_dir(".lock"), O_RDWR | O_CREAT, 0666);
+    cr_assert(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+    cr_assert_eq(write(fd, "4242\n", 5), 5);
+    expect_error(df_fit(&o, NULL), DF_ERR_STATE, "in use by another run (process 4242)");
+    cr_expect_eq(m.train.calls, 0, "no step ran");
+    close(fd);
+    cr_expect_eq(df_fit(&o, NULL), DF_OK, "the lock is free again: %s", df_last_error());
+    toy_free(&m);
+}
+
+Test(fit, a_new_run_never_mixes_with_another_runs_checkpoints)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 3);
+    o.checkpoint_dir = dir;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    toy_free(&m);
+    toy_init(&m, 0.0f, 0.05f);
+    o = toy_options(&m, 1);
+    o.checkpoint_dir = dir;
+    expect_error(df_fit(&o, NULL), DF_ERR_STATE, "already holds a run (up to ckpt_3)");
+    cr_expect_eq(m.train.calls, 0, "no step ran");
+    o.overwrite = true;
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect_eq(access(in_dir("ckpt_3"), F_OK), -1, "overwrite removed the old run's checkpoints");
+    cr_expect_eq(access(in_dir("ckpt_1"), F_OK), 0);
+    cr_expect_eq(h.epochs_done, 1);
+    toy_free(&m);
+}
+
+Test(fit, temp_files_of_a_dead_write_are_removed)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    o.checkpoint_dir = dir;
+    FILE *f = fopen(in_dir("ckpt_7.tmp.99999"), "w");
+    cr_assert_not_null(f);
+    fputs("half a checkpoint", f);
+    fclose(f);
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    cr_expect_eq(access(in_dir("ckpt_7.tmp.99999"), F_OK), -1, "the stale temp file is gone");
+    cr_expect_eq(access(in_dir("ckpt_1"), F_OK), 0);
     toy_free(&m);
 }

@@ -26,6 +26,7 @@
 #include <mpi.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -731,10 +732,17 @@ static void rank1_val_fails(fit_toy *m, df_fit_options *o) { m->val.fail_at_call
 static void rank1_more_epochs(fit_toy *m, df_fit_options *o) { o->epochs += rank; }
 static void rank0_csv_unwritable(fit_toy *m, df_fit_options *o) { o->csv_path = rank ? NULL : "/dev/null/x.csv"; }
 static void rank1_weights_drift(fit_toy *m, df_fit_options *o) { m->perturb_rank1 = true; }
-static void nothing_to_resume(fit_toy *m, df_fit_options *o)
+/* A new run into rank 0's directory of another run: refused on both ranks. */
+static void another_run_in_the_directory(fit_toy *m, df_fit_options *o)
 {
-    o->checkpoint_dir = rank_path("empty");
-    o->resume = true;
+    o->checkpoint_dir = rank_path("taken");
+    if (rank == 0) {
+        mkdir(o->checkpoint_dir, 0777);
+        char path[256];
+        snprintf(path, sizeof path, "%s/ckpt_1", o->checkpoint_dir);
+        FILE *f = fopen(path, "w");
+        if (f) fclose(f);
+    }
 }
 
 static void fit_errors(df_fit_comm *comm)
@@ -745,14 +753,14 @@ static void fit_errors(df_fit_comm *comm)
     expect_fit_error(comm, rank1_val_fails, DF_ERR_IO, "rank 1 of 2: df_fit: the validation data failed at step 2");
     expect_fit_error(comm, rank1_more_epochs, DF_ERR_ARG, "rank 1 of 2: df_fit: the ranks run different loops");
     expect_fit_error(comm, rank0_csv_unwritable, DF_ERR_IO, "cannot write the CSV log /dev/null/x.csv");
-    expect_fit_error(comm, nothing_to_resume, DF_ERR_IO, "nothing to resume");
+    expect_fit_error(comm, another_run_in_the_directory, DF_ERR_STATE, "already holds a run (up to ckpt_1)");
     expect_fit_error(comm, rank1_weights_drift, DF_ERR_STATE, "the weights differ between the ranks after epoch 1");
     CHECK(strstr(df_last_error(), "rank 0 ") && strstr(df_last_error(), "rank 1 "), "names both hashes: %s",
           df_last_error());
     CHECK(!df_fit_mpi_comm(MPI_COMM_WORLD, -1) && strstr(df_last_error(), "timeout"), "%s", df_last_error());
     CHECK(!df_fit_mpi_comm(MPI_COMM_NULL, 0) && strstr(df_last_error(), "MPI_COMM_NULL"), "%s", df_last_error());
-    section("df_fit: an error on one rank (data, validation, options, a file rank 0 cannot write, a missing "
-            "checkpoint, diverged weights) makes both return it with the message");
+    section("df_fit: an error on one rank (data, validation, options, a file rank 0 cannot write, the "
+            "directory of another run, diverged weights) makes both return it with the message");
 }
 
 static void data_parallel_fit(void)
