@@ -69,6 +69,10 @@ expect_error "--iters must be a multiple of --eval-interval" "multiple of --eval
 expect_error "a missing corpus says where to get it" "--data PATH" "$bin" summary --data nowhere.txt
 expect_error "sampling without a checkpoint says to train" "train first" "$bin" sample --checkpoint-dir empty
 expect_error "an unknown flag is named" "unknown flag '--bogus'" "$bin" train --bogus
+expect_error "a new run into a directory of another run is refused" "already holds a run" \
+    "$bin" train $model --iters 20 --eval-interval 20 --checkpoint-dir run
+"$bin" train $model --iters 20 --eval-interval 20 --eval-iters 2 --checkpoint-dir run --overwrite > over.txt 2>&1
+check "--overwrite replaces it" sh -c '[ -f run/ckpt_1 ] && [ ! -f run/ckpt_4 ]'
 check "--help lists the flags" sh -c "'$bin' train --help | grep -q -- '--eval-interval'"
 
 echo "chargpt_cli: $checks checks, $failed failed"

@@ -19,7 +19,7 @@ typedef struct opts {
     cg_config model;
     int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads;
     float lr, min_lr, weight_decay, temperature;
-    bool resume;
+    bool resume, overwrite;
 } opts;
 
 static opts defaults(void)
@@ -266,7 +266,7 @@ static df_status train(const opts *o)
             .schedule = {.kind = DF_LR_COSINE, .warmup_steps = o->warmup_iters,
                          .decay_steps = o->iters > o->warmup_iters ? o->iters - o->warmup_iters : 1,
                          .min_ratio = o->min_lr / o->lr},
-            .checkpoint_dir = o->checkpoint_dir, .resume = o->resume, .csv_path = csv, .terminate_on_nan = true,
+            .checkpoint_dir = o->checkpoint_dir, .resume = o->resume, .overwrite = o->overwrite, .csv_path = csv, .terminate_on_nan = true,
             .handle_signals = true, .save_extra = save_extra, .restore_extra = restore_extra, .user = &r,
         };
         df_fit_history h;
@@ -404,7 +404,9 @@ static int cmd_train(int argc, char **argv)
         {"weight-decay", CLI_FLOAT, &o.weight_decay, "AdamW decay of matrices and embeddings", 0, 10, NULL},
         {"seed", CLI_U64, &o.model.seed, "initialisation and batch order", 0, 0, NULL},
         {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "ckpt_N and losses.csv go here", 0, 0, NULL},
-        {"resume", CLI_BOOL, &o.resume, "continue from the latest checkpoint in --checkpoint-dir", 0, 0, NULL},
+        {"resume", CLI_BOOL, &o.resume, "continue from the latest checkpoint in --checkpoint-dir (none yet: start)", 0, 0,
+         NULL},
+        {"overwrite", CLI_BOOL, &o.overwrite, "replace another run's checkpoints in --checkpoint-dir", 0, 0, NULL},
     };
     int rc = parse("char-gpt train", "char-gpt train [flags]", flags, N(flags), argc, argv, &o);
     if (rc) return rc == 1 ? 0 : 2;
