@@ -418,7 +418,9 @@ df_node *df_batch_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, 
  * queries x keys with a running max and sum per query row, keeping only each
  * row's logsumexp for the backward, which recomputes the scores (a fused
  * attention_grad op giving dq, dk, dv). Results do not depend on the thread
- * count. The gradient is NOT differentiable again: asking for a second
+ * count. Masked keys and values must still be finite: a block that holds
+ * visible keys multiplies its masked ones by 0, and 0 * NaN is NaN (as in the
+ * composed version). The gradient is NOT differentiable again: asking for a second
  * derivative through it fails with "op 'attention_grad' ... has no gradient";
  * compose df_batch_matmul, df_softmax and a mask for that. */
 df_node *df_attention(df_graph *g, df_node *q, df_node *k, df_node *v, bool causal, float scale);
