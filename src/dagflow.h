@@ -397,7 +397,8 @@ df_node *df_less(df_graph *g, df_node *a, df_node *b);
 df_node *df_greater(df_graph *g, df_node *a, df_node *b);
 
 /* Matrix product op(a) @ op(b). Operands of rank > 2 are viewed as 2-D by
- * folding leading dims into rows: a (B,T,K) @ w (K,N) -> (B,T,N). */
+ * folding leading dims into rows: a (B,T,K) @ w (K,N) -> (B,T,N). For a
+ * product per batch index, (B,h,T,d) @ (B,h,d,T), see df_batch_matmul. */
 df_node *df_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b);
 /* Batched matrix product on the last two axes: a (..., M, K) @ b (..., K, N)
  * -> (..., M, N), the leading (batch) axes broadcast NumPy-style, e.g.
