@@ -209,12 +209,12 @@ static df_status batch_matmul_forward(df_node *n)
     return DF_OK;
 }
 
-/* True when x has no batch of its own (rank 2 or batch axes all 1) while the
- * other operand's batch is the whole output's: its gradient sums over that
- * batch, which a folded matmul does in one GEMM. */
-static bool shared_against_full_batch(const df_node *x, const df_node *other, const df_node *out)
+/* True when x has no batch of its own (rank 2 or batch axes all 1) and the
+ * output has one, which is then the other operand's: x's gradient sums over
+ * that batch, which a folded matmul does in one GEMM. */
+static bool shared_over_a_batch(const df_node *x, const df_node *out)
 {
-    return batch_numel(x) == 1 && batch_numel(other) == batch_numel(out) && batch_numel(out) > 1;
+    return batch_numel(x) == 1 && batch_numel(out) > 1;
 }
 
 /* y = op(A) op(B) per batch: d op(A) = dy op(B)^T, d op(B) = op(A)^T dy, then
@@ -227,7 +227,7 @@ static df_status batch_matmul_backward(df_graph *g, df_node *n, df_node *dy, con
     if (need[0])
         dx[0] = df_unbroadcast(g, ta ? df_batch_matmul(g, b, dy, tb, true) : df_batch_matmul(g, dy, b, false, !tb), a);
     if (need[1]) {
-        if (shared_against_full_batch(b, a, n) && !ta)     /* sum_p A_p^T dy_p = (rows of A)^T (rows of dy) */
+        if (shared_over_a_batch(b, n) && !ta)     /* sum_p A_p^T dy_p = (rows of A)^T (rows of dy) */
             dx[1] = df_reshape_like(g, tb ? df_matmul(g, dy, a, true, false) : df_matmul(g, a, dy, true, false), b);
         else
             dx[1] = df_unbroadcast(g, tb ? df_batch_matmul(g, dy, a, true, ta) : df_batch_matmul(g, a, dy, !ta, false), b);

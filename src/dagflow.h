@@ -411,7 +411,8 @@ df_node *df_where(df_graph *g, df_node *cond, df_node *a, df_node *b);
 df_node *df_cast(df_graph *g, df_node *x, df_dtype dtype);
 
 /* Matrix product op(a) @ op(b). Operands of rank > 2 are viewed as 2-D by
- * folding leading dims into rows: a (B,T,K) @ w (K,N) -> (B,T,N). */
+ * folding leading dims into rows: a (B,T,K) @ w (K,N) -> (B,T,N). For a
+ * product per batch index, (B,h,T,d) @ (B,h,d,T), see df_batch_matmul. */
 df_node *df_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b);
 /* Batched matrix product on the last two axes: a (..., M, K) @ b (..., K, N)
  * -> (..., M, N), the leading (batch) axes broadcast NumPy-style, e.g.
@@ -432,7 +433,9 @@ df_node *df_batch_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, 
  * queries x keys with a running max and sum per query row, keeping only each
  * row's logsumexp for the backward, which recomputes the scores (a fused
  * attention_grad op giving dq, dk, dv). Results do not depend on the thread
- * count. The gradient is NOT differentiable again: asking for a second
+ * count. Masked keys and values must still be finite: a block that holds
+ * visible keys multiplies its masked ones by 0, and 0 * NaN is NaN (as in the
+ * composed version). The gradient is NOT differentiable again: asking for a second
  * derivative through it fails with "op 'attention_grad' ... has no gradient";
  * compose df_batch_matmul, df_softmax and a mask for that. */
 df_node *df_attention(df_graph *g, df_node *q, df_node *k, df_node *v, bool causal, float scale);

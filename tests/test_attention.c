@@ -135,6 +135,36 @@ Test(attention, rank2_matches_composed)
     check_against_composed(&(att_case){2, {0}, 65, 65, 7, 7, true}, ATT_TOL);
 }
 
+/* Causal attention skips key blocks after a query block's last visible key,
+ * forward and backward: with a NaN in the last key and value of 130, query 0
+ * (in the first block, which sees only key 0) stays finite in the output and
+ * in dq, where any product of a masked probability 0 with that key or value
+ * (0 * NaN) would have made it NaN. */
+Test(attention, causal_skips_key_blocks_after_the_last_visible_key)
+{
+    enum { T = 130, D = 3 };
+    df_graph *g = df_graph_new();
+    df_node *in[3] = {PH(g, 1, T, D), PH(g, 1, T, D), PH(g, 1, T, D)}, *grads[3];
+    df_node *y = df_attention(g, in[0], in[1], in[2], true, 0.5f);
+    cr_assert_eq(df_gradients(g, df_sum(g, y, NULL, 0, false), NULL, 3, in, grads), DF_OK, "%s", df_graph_error(g));
+    df_graph_output(g, y);
+    df_graph_output(g, grads[0]);
+    df_rng rng;
+    df_rng_seed(&rng, 5);
+    float *q = rand_buf(&rng, T * D, -1, 1), *k = rand_buf(&rng, T * D, -1, 1), *v = rand_buf(&rng, T * D, -1, 1);
+    k[(T - 1) * D] = v[(T - 1) * D] = NAN;
+    df_tensor t[3] = {F32(q, 1, T, D), F32(k, 1, T, D), F32(v, 1, T, D)}, o[2];
+    cr_assert_eq(df_graph_run(g, t, 3, o, 2), DF_OK, "%s", df_last_error());
+    for (int c = 0; c < D; c++) {
+        cr_expect(isfinite(((float *)o[0].data)[c]), "y[0][%d] = %g: the NaN key block was read", c, ((float *)o[0].data)[c]);
+        cr_expect(isfinite(((float *)o[1].data)[c]), "dq[0][%d] = %g: the NaN key block was read", c, ((float *)o[1].data)[c]);
+        cr_expect_float_eq(((float *)o[0].data)[c], v[c], 1e-6f, "query 0 sees key 0 only");
+    }
+    cr_expect(isnan(((float *)o[0].data)[(T - 1) * D]), "the last query sees the NaN value");
+    df_graph_free(g);
+    free(q), free(k), free(v);
+}
+
 /* ---------------------------------------------------------------- by hand */
 
 /* q = (1, 2), k = (0.5, -1), v = (3, 5) (T = 2, d = 1, scale 1), loss
