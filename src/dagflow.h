@@ -68,6 +68,13 @@
  *    them: all reads of a variable in one call see its value from before the
  *    call's updates.
  *
+ * 5. On top of this: Keras-style layers and models (df_dense_layer,
+ *    df_lstm_layer, df_model_add, df_model_summary, df_model_compile ...) and
+ *    the training loop df_fit (progress, validation, checkpoints with exact
+ *    resume, schedules, signals, MPI). Their sections below start with a
+ *    tutorial of their own; examples/mlp.c, examples/chargpt and
+ *    tests/installed/toy_lstm.c use them.
+ *
  * Every fallible call returns a df_status; df_last_error() gives the message
  * of the most recent failure on this thread. The library never aborts or exits
  * on user input.
