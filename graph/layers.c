@@ -222,7 +222,9 @@ static bool ready_for(df_layer *l, df_graph *g, int nd, const int64_t *shape)
         if (st != DF_OK) df_graph_fail(g, st, "%s", df_last_error());
         return st == DF_OK;
     }
-    if (nd == l->in_ndim && shape[nd - 1] == l->in_shape[nd - 1]) return true;
+    /* An open last dimension at build (an Embedding's sequence length) takes
+     * any size; a layer whose weights depend on it cannot be built open. */
+    if (nd == l->in_ndim && (l->in_shape[nd - 1] == DF_DYNAMIC || shape[nd - 1] == l->in_shape[nd - 1])) return true;
     df_graph_fail(g, DF_ERR_SHAPE, "layer '%s' (%s) was built for input %s, called on %s", l->name, l->def->type,
                   keras_shape(l->in_ndim, l->in_shape, sb, sizeof sb), keras_shape(nd, shape, sx, sizeof sx));
     return false;

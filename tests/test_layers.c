@@ -1511,3 +1511,32 @@ Test(layers, a_tied_output_head_shares_the_embedding_counted_once)
     cr_expect(strstr(df_last_error(), "Embedding"), "%s", df_last_error());
     df_layer_free(dense);
 }
+
+/* An Embedding built for (None, None) takes any sequence length (char-rnn
+ * trains at --seq and samples at 1); a Dense built for width 4 refuses 5. */
+Test(layers, an_open_last_dimension_takes_any_size_a_fixed_one_does_not)
+{
+    df_model *m = df_model_new("open", 1);
+    df_layer *emb = df_embedding_layer(7, 3), *dense = df_dense_layer(2, DF_ACT_NONE, true);
+    cr_assert_eq(df_model_add(m, emb), DF_OK);
+    cr_assert_eq(df_layer_build(emb, 2, (int64_t[]){DF_DYNAMIC, DF_DYNAMIC}), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_model_add(m, dense), DF_OK);
+    cr_assert_eq(df_layer_build(dense, 2, (int64_t[]){DF_DYNAMIC, 4}), DF_OK, "%s", df_last_error());
+    const int64_t lengths[] = {3, 1, 9};
+    for (int k = 0; k < 3; k++) {
+        df_graph *g = df_graph_new();
+        df_node *y = df_layer_call(emb, g, df_placeholder(g, DF_I32, 2, (int64_t[]){2, lengths[k]}, NULL), false);
+        cr_expect_not_null(y, "length %lld: %s", (long long)lengths[k], df_graph_error(g));
+        cr_expect(y && df_node_dim(y, 1) == lengths[k]);
+        df_graph_free(g);
+    }
+    df_graph *g = df_graph_new();
+    cr_expect_null(df_layer_call(dense, g, PH(g, 2, 5), false));
+    cr_expect(strstr(df_graph_error(g), "was built for input (None, 4)"), "%s", df_graph_error(g));
+    df_graph_free(g);
+    df_layer *open_width = df_dense_layer(2, DF_ACT_NONE, true);
+    cr_expect_neq(df_layer_build(open_width, 2, (int64_t[]){3, DF_DYNAMIC}), DF_OK,
+                  "a Dense cannot be built with its input width open");
+    df_layer_free(open_width);
+    df_model_free(m);
+}
