@@ -58,61 +58,73 @@ int64_t cr_layer_param_count(const cr_config *cfg, int64_t in)
     return G * H * (in + H) + (split_bias(cfg) ? 2 : 1) * G * H;
 }
 
-/* Keras layer names: "lstm", "lstm_1", ...; "gru"; "simple_rnn". */
-static void layer_name(const cr_config *cfg, int k, char *buf, size_t cap)
+/* The recurrent layers carry the state of the training and sampling calls
+ * in one slot and of evaluation in another. */
+_Static_assert((int)CR_STATE_MAIN == (int)DF_STATE_MAIN && (int)CR_STATE_EVAL == (int)DF_STATE_EVAL,
+               "char-rnn's purposes are the layers' state slots");
+
+static df_layer *recurrent_layer(const cr_config *c)
 {
-    static const char *const base[] = {"lstm", "gru", "simple_rnn"};
-    if (k == 0) snprintf(buf, cap, "%s", base[cfg->cell]);
-    else snprintf(buf, cap, "%s_%d", base[cfg->cell], k);
+    /* the tutorial sets recurrent_initializer='glorot_uniform' */
+    df_rnn_options o = {.return_sequences = true, .stateful = true, .recurrent_glorot = true};
+    if (c->cell == CR_CELL_GRU) return df_gru_layer(c->hidden, !c->gru_reset_before, o);
+    if (c->cell == CR_CELL_RNN) return df_simple_rnn_layer(c->hidden, o);
+    return df_lstm_layer(c->hidden, o);
 }
 
-static df_status add_param(cr_model *m, df_variable *v)
+/* Char-rnn's own variable names, older than the layers' and kept so that
+ * its checkpoints stay readable: "embedding" for the table and the state as
+ * "state/h", "state/c", "state/h_1", ... and "eval_state/...". */
+static df_status name_state(df_layer *l, int k)
 {
-    if (!v) return DF_ERR_NOMEM;
-    m->params[m->n_params++] = v;
-    return DF_OK;
+    df_status st = DF_OK;
+    for (int slot = CR_STATE_MAIN; slot <= CR_STATE_EVAL && st == DF_OK; slot++) {
+        const char *prefix = slot == CR_STATE_EVAL ? "eval_state" : "state";
+        char h[32], c[32];
+        snprintf(h, sizeof h, k ? "%s/h_%d" : "%s/h", prefix, k);
+        snprintf(c, sizeof c, k ? "%s/c_%d" : "%s/c", prefix, k);
+        st = df_rnn_layer_set_state_names(l, slot, h, c);
+    }
+    return st;
 }
 
-static df_status make_params(cr_model *m, df_rng *rng)
+static df_status add_layer(cr_model *m, df_layer *l, df_layer **slot)
+{
+    if (slot) *slot = l;
+    return l ? df_model_add(m->net, l) : df_error(DF_ERR_NOMEM, "out of memory for a layer");
+}
+
+/* Embedding(V,E) -> n x (recurrent(H) [-> Dropout]) -> Dense(V), built for
+ * ids (B,T) of any shape: the weights are drawn from the seed in layer order. */
+static df_status make_layers(cr_model *m)
 {
     const cr_config *c = &m->cfg;
-    int64_t V = c->vocab, E = c->embed, H = c->hidden, G = gates(c);
-    char name[64], full[96];
-    /* Keras defaults: Embedding uniform(-0.05, 0.05); recurrent and Dense
-     * kernels glorot_uniform; the tutorial sets recurrent_initializer=
-     * 'glorot_uniform'; biases zero, and LSTM's unit_forget_bias puts 1 in the
-     * forget-gate bias. Drawn in layer order, so a one-layer LSTM gets the
-     * same weights as before stacking existed. */
-    df_status st = add_param(m, m->embedding = df_variable_new("embedding", DF_F32, 2, (int64_t[]){V, E},
-                                                                df_init_uniform(-0.05f, 0.05f), rng));
+    if (!(m->net = df_model_new("char_rnn", c->seed))) return df_error(DF_ERR_NOMEM, "out of memory for the model");
+    df_status st = add_layer(m, df_embedding_layer(c->vocab, c->embed), &m->embedding_layer);
+    if (st == DF_OK) st = df_layer_set_weight_name(m->embedding_layer, "embeddings", "embedding");
     for (int k = 0; k < m->n_layers && st == DF_OK; k++) {
-        cr_layer *L = &m->layers[k];
-        layer_name(c, k, name, sizeof name);
-        snprintf(full, sizeof full, "%s/kernel", name);
-        st = add_param(m, L->kernel = df_variable_new(full, DF_F32, 2, (int64_t[]){k ? H : E, G * H},
-                                                      df_init_glorot_uniform(), rng));
-        snprintf(full, sizeof full, "%s/recurrent_kernel", name);
-        if (st == DF_OK)
-            st = add_param(m, L->recurrent_kernel = df_variable_new(full, DF_F32, 2, (int64_t[]){H, G * H},
-                                                                    df_init_glorot_uniform(), rng));
-        snprintf(full, sizeof full, "%s/bias", name);
-        if (st == DF_OK)
-            st = add_param(m, L->bias = split_bias(c) ? df_variable_new(full, DF_F32, 2, (int64_t[]){2, G * H}, df_init_zeros(), NULL)
-                                                      : df_variable_new(full, DF_F32, 1, (int64_t[]){G * H}, df_init_zeros(), NULL));
-        if (st == DF_OK && c->cell == CR_CELL_LSTM) {
-            float *b = df_variable_tensor(L->bias).data;
-            for (int64_t i = H; i < 2 * H; i++) b[i] = 1.0f;
-        }
+        st = add_layer(m, recurrent_layer(c), &m->rnn[k]);
+        if (st == DF_OK) st = name_state(m->rnn[k], k);
+        if (st == DF_OK && c->dropout > 0) st = add_layer(m, df_dropout_layer(c->dropout), &m->dropout[k]);
     }
-    if (st == DF_OK)
-        st = add_param(m, m->dense_kernel = df_variable_new("dense/kernel", DF_F32, 2, (int64_t[]){H, V},
-                                                            df_init_glorot_uniform(), rng));
-    if (st == DF_OK)
-        st = add_param(m, m->dense_bias = df_variable_new("dense/bias", DF_F32, 1, (int64_t[]){V}, df_init_zeros(), NULL));
+    if (st == DF_OK) st = add_layer(m, df_dense_layer(c->vocab, DF_ACT_NONE, true), &m->dense);
+    if (st == DF_OK) st = df_model_build(m->net, 2, (int64_t[]){DF_DYNAMIC, DF_DYNAMIC});
+    return st;
+}
+
+/* The struct's handles on the layers' variables, in char-rnn's order. */
+static void find_params(cr_model *m)
+{
+    m->n_params = df_model_weights(m->net, m->params, CR_MAX_PARAMS);
+    m->embedding = m->params[0];
+    for (int k = 0; k < m->n_layers; k++)
+        m->layers[k] = (cr_layer){df_layer_weight(m->rnn[k], "kernel"), df_layer_weight(m->rnn[k], "recurrent_kernel"),
+                                  df_layer_weight(m->rnn[k], "bias")};
     m->kernel = m->layers[0].kernel;
     m->recurrent_kernel = m->layers[0].recurrent_kernel;
     m->bias = m->layers[0].bias;
-    return st;
+    m->dense_kernel = df_layer_weight(m->dense, "kernel");
+    m->dense_bias = df_layer_weight(m->dense, "bias");
 }
 
 static df_optimizer *make_optimizer(const cr_config *c)
@@ -138,9 +150,8 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg)
     df_status st = cr_config_check(cfg);
     if (st != DF_OK) return st;
     m->cfg.layers = m->n_layers = cr_config_layers(cfg);
-    df_rng rng;
-    df_rng_seed(&rng, cfg->seed);
-    st = make_params(m, &rng);
+    st = make_layers(m);
+    if (st == DF_OK) find_params(m);
     if (st == DF_OK && !(m->opt = make_optimizer(cfg))) st = df_error(DF_ERR_NOMEM, "out of memory for the optimizer");
     if (st == DF_OK) {
         /* the optimizer's iteration counter (first state variable) seeds dropout */
@@ -158,34 +169,18 @@ void cr_model_free(cr_model *m)
     df_function_free(m->custom_step);
     df_function_free(m->eval_step);
     df_function_free(m->logits_fn);
-    for (int i = 0; i < m->n_params; i++) df_variable_free(m->params[i]);
-    for (int i = 0; i < m->n_states; i++)
-        for (int k = 0; k < CR_MAX_LAYERS; k++) {
-            df_variable_free(m->states[i].h[k]);
-            df_variable_free(m->states[i].c[k]);
-        }
+    df_model_free(m->net);      /* its layers own the parameters and the states */
     df_optimizer_free(m->opt);
     memset(m, 0, sizeof *m);
 }
 
-void cr_model_reset_states(cr_model *m)
-{
-    for (int i = 0; i < m->n_states; i++)
-        for (int k = 0; k < m->n_layers; k++) {
-            df_variable_init(m->states[i].h[k], df_init_zeros(), NULL);
-            if (m->states[i].c[k]) df_variable_init(m->states[i].c[k], df_init_zeros(), NULL);
-        }
-}
+void cr_model_reset_states(cr_model *m) { df_model_reset_states(m->net); }
 
-int64_t cr_model_param_count(const cr_model *m)
-{
-    int64_t n = 0;
-    for (int i = 0; i < m->n_params; i++) n += df_variable_numel(m->params[i]);
-    return n;
-}
+int64_t cr_model_param_count(const cr_model *m) { return df_model_param_count(m->net); }
 
-/* The recurrent state of batch size B for a purpose, created on first use
- * (when a new batch size is traced, or a checkpoint restores it). */
+/* The recurrent state of batch size B for a purpose (the layers' state
+ * slot), created on first use (when a new batch size is traced, or a
+ * checkpoint restores it). */
 cr_state *cr_model_state(cr_model *m, int batch, int purpose)
 {
     for (int i = 0; i < m->n_states; i++)
@@ -196,25 +191,11 @@ cr_state *cr_model_state(cr_model *m, int batch, int purpose)
     }
     cr_state *s = &m->states[m->n_states];
     memset(s, 0, sizeof *s);
-    int64_t shape[2] = {batch, m->cfg.hidden};
-    bool ok = true;
-    /* layer 0: "state/h", "state/c"; layer k: "state/h_k", "state/c_k" */
-    for (int k = 0; k < m->n_layers && ok; k++) {
-        char hname[32], cname[32];
-        const char *prefix = purpose ? "eval_state" : "state";
-        snprintf(hname, sizeof hname, k ? "%s/h_%d" : "%s/h", prefix, k);
-        snprintf(cname, sizeof cname, k ? "%s/c_%d" : "%s/c", prefix, k);
-        ok = (s->h[k] = df_variable_new(hname, DF_F32, 2, shape, df_init_zeros(), NULL)) != NULL;
-        if (ok && m->cfg.cell == CR_CELL_LSTM)
-            ok = (s->c[k] = df_variable_new(cname, DF_F32, 2, shape, df_init_zeros(), NULL)) != NULL;
-    }
-    if (!ok) {
-        for (int k = 0; k < CR_MAX_LAYERS; k++) {
-            df_variable_free(s->h[k]);
-            df_variable_free(s->c[k]);
-        }
-        memset(s, 0, sizeof *s);
-        return NULL;
+    for (int k = 0; k < m->n_layers; k++) {
+        df_variable *hc[2] = {NULL, NULL};
+        if (df_layer_state_variables(m->rnn[k], batch, purpose, hc, 2) < 1) return NULL;
+        s->h[k] = hc[0];
+        s->c[k] = hc[1];
     }
     s->batch = batch;
     s->purpose = purpose;
@@ -222,93 +203,33 @@ cr_state *cr_model_state(cr_model *m, int batch, int purpose)
     return s;
 }
 
-/* Row `row` (width G*H) of a GRU's (2,3H) bias: 0 the input bias, 1 the recurrent one. */
-static df_node *bias_row(df_graph *g, df_variable *bias, int64_t row, int64_t width)
+/* Dropout masks as char-rnn draws them: from the optimizer's step counter
+ * (steps differ, reruns repeat), salted by the run's seed and the layer,
+ * for this process's rows of the batch (data parallel). */
+static df_status seed_dropout(cr_model *m)
 {
-    return df_reshape(g, df_slice(g, df_var(g, bias), (int64_t[]){row, 0}, (int64_t[]){1, width}), 1,
-                      (int64_t[]){width});
+    df_status st = DF_OK;
+    for (int k = 0; k < m->n_layers && m->dropout[k] && st == DF_OK; k++)
+        st = df_dropout_layer_set_seed(m->dropout[k], m->step_counter,
+                                       m->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)k + 1, m->dropout_row0);
+    return st;
 }
 
-/* A layer's input bias (G*H) as a node. */
-static df_node *input_bias(df_graph *g, const cr_model *m, const cr_layer *L)
-{
-    return split_bias(&m->cfg) ? bias_row(g, L->bias, 0, 3 * (int64_t)m->cfg.hidden) : df_var(g, L->bias);
-}
-
-/* The first layer's input projection when its bias is Keras' (2,3H) GRU bias:
- * the same two forms as in forward() below, with the bias's input row. */
-static df_node *split_bias_projection(df_graph *g, cr_model *m, df_node *x, int64_t B, int64_t T)
-{
-    df_node *b = input_bias(g, m, &m->layers[0]);
-    if (B * T >= m->cfg.vocab)
-        return df_gather(g, df_add(g, df_matmul(g, df_var(g, m->embedding), df_var(g, m->kernel), false, false), b), x);
-    df_node *emb = df_gather(g, df_var(g, m->embedding), x);                       /* (B,T,E) */
-    return df_add(g, df_matmul(g, emb, df_var(g, m->kernel), false, false), b);
-}
-
-/* Recurrent layer k on its input projection xproj (B,T,G*H) -> h (B,T,H);
- * the final h (and LSTM c) are assigned to the layer's state. */
-static df_node *recurrent_layer(df_graph *g, cr_model *m, cr_state *s, int k, df_node *xproj, int64_t B, int64_t T)
-{
-    const int64_t H = m->cfg.hidden;
-    cr_layer *L = &m->layers[k];
-    df_node *w = df_var(g, L->recurrent_kernel), *h0 = df_var(g, s->h[k]), *h;
-    if (m->cfg.cell == CR_CELL_GRU)
-        h = df_gru(g, xproj, w, split_bias(&m->cfg) ? bias_row(g, L->bias, 1, 3 * H) : NULL, h0, !m->cfg.gru_reset_before);
-    else if (m->cfg.cell == CR_CELL_RNN)
-        h = df_simple_rnn(g, xproj, w, h0);
-    else
-        h = df_lstm(g, xproj, w, h0, df_var(g, s->c[k]));
-    df_node *h_last = df_slice(g, h, (int64_t[]){0, T - 1, 0}, (int64_t[]){B, 1, H});
-    df_assign(g, s->h[k], df_reshape(g, h_last, 2, (int64_t[]){B, H}));
-    if (m->cfg.cell == CR_CELL_LSTM) df_assign(g, s->c[k], df_lstm_final_c(g, h));
-    return h;
-}
-
-/* x (B,T) int -> logits (B,T,V): embedding, the recurrent layers (each
- * followed by dropout when training with --dropout; the mask is drawn from
- * the optimizer's step counter and the layer, so steps differ and reruns
- * repeat), dense. The final states are assigned to the state variables.
- * The first layer's input projection, chosen per trace (the two are equal row by row,
- * and autodiff routes the gradient back through either):
- *  - B*T >= V (training): the embedding and the projection fold into one
- *    lookup, gather(embedding @ kernel + bias, x): one (V,E)@(E,4H) product
- *    instead of (B*T,E)@(E,4H);
- *  - B*T < V (generation, one char at a time): gather(embedding, x) @ kernel
- *    + bias, which does not recompute the whole (V,4H) table each call. */
+/* x (B,T) int -> logits (B,T,V) through the layers, reading and carrying
+ * the state of (B, purpose); dropout is active when training. */
 static df_node *forward(df_graph *g, cr_model *m, df_node *x, int purpose, bool training)
 {
-    int64_t B = df_node_dim(x, 0), T = df_node_dim(x, 1);
-    cr_state *s = cr_model_state(m, (int)B, purpose);
-    if (!s) {
+    /* refused here, the graph's error says why (not a later "null node") */
+    if (!cr_model_state(m, (int)df_node_dim(x, 0), purpose)) {
         df_graph_set_error(g, m->n_states == CR_MAX_STATES ? DF_ERR_RANGE : DF_ERR_NOMEM, "%s", df_last_error());
         return NULL;
     }
-    df_node *xproj;                                                                 /* (B,T,4H) */
-    if (split_bias(&m->cfg))
-        xproj = split_bias_projection(g, m, x, B, T);
-    else
-    if (B * T >= m->cfg.vocab) {
-        df_node *table = df_add(g, df_matmul(g, df_var(g, m->embedding), df_var(g, m->kernel), false, false),
-                                df_var(g, m->bias));                                /* (V,4H) */
-        xproj = df_gather(g, table, x);
-    } else {
-        df_node *emb = df_gather(g, df_var(g, m->embedding), x);                   /* (B,T,E) */
-        xproj = df_add(g, df_matmul(g, emb, df_var(g, m->kernel), false, false), df_var(g, m->bias));
+    df_status st = seed_dropout(m);
+    if (st != DF_OK) {
+        df_graph_set_error(g, st, "%s", df_last_error());
+        return NULL;
     }
-    df_node *h = NULL;
-    for (int k = 0; k < m->n_layers; k++) {
-        if (k > 0)
-            xproj = df_add(g, df_matmul(g, h, df_var(g, m->layers[k].kernel), false, false),
-                           input_bias(g, m, &m->layers[k]));
-        h = recurrent_layer(g, m, s, k, xproj, B, T);
-        if (training && m->cfg.dropout > 0)
-            h = df_dropout_rows(g, h, m->cfg.dropout, df_var(g, m->step_counter),
-                                m->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)k + 1, m->dropout_row0);
-    }
-    df_node *logits = df_add(g, df_matmul(g, h, df_var(g, m->dense_kernel), false, false),
-                             df_var(g, m->dense_bias));                             /* (B,T,V) */
-    return logits;
+    return df_model_call_slot(m->net, g, x, training, purpose);
 }
 
 /* fit: inputs x, y (B,T) -> loss; gradients of every parameter. */
@@ -438,39 +359,21 @@ static const char *with_commas(int64_t n, char *buf)
     return buf;
 }
 
+/* The layers' own table (df_model_summary) shows the shapes they were built
+ * for, (None, None, ...); this one shows the batch size the run uses. */
 void cr_model_summary(const cr_model *m, int batch, FILE *out)
 {
-    static const char *const types[] = {"LSTM", "GRU", "SimpleRNN"};
-    int V = m->cfg.vocab, E = m->cfg.embed, H = m->cfg.hidden;
     const char *rule = "_________________________________________________________________";
-    char shape[64], count[32];
-    struct { char name[64]; int width; int64_t params; } rows[2 + 2 * CR_MAX_LAYERS];
-    int n = 0;
-    snprintf(rows[n].name, sizeof rows[n].name, "embedding (Embedding)");
-    rows[n].width = E;
-    rows[n++].params = df_variable_numel(m->embedding);
-    for (int k = 0; k < m->n_layers; k++) {
-        const cr_layer *L = &m->layers[k];
-        char name[40];
-        layer_name(&m->cfg, k, name, sizeof name);
-        snprintf(rows[n].name, sizeof rows[n].name, "%s (%s)", name, types[m->cfg.cell]);
-        rows[n].width = H;
-        rows[n++].params = df_variable_numel(L->kernel) + df_variable_numel(L->recurrent_kernel) +
-                           df_variable_numel(L->bias);
-        if (m->cfg.dropout > 0) {
-            snprintf(rows[n].name, sizeof rows[n].name, k ? "dropout_%d (Dropout)" : "dropout (Dropout)", k);
-            rows[n].width = H;
-            rows[n++].params = 0;
-        }
-    }
-    snprintf(rows[n].name, sizeof rows[n].name, "dense (Dense)");
-    rows[n].width = V;
-    rows[n++].params = df_variable_numel(m->dense_kernel) + df_variable_numel(m->dense_bias);
+    char name[96], shape[64], count[32];
     fprintf(out, "Model: \"char_rnn\"\n%s\n %-27s %-25s %-10s\n", rule, "Layer (type)", "Output Shape", "Param #");
     fprintf(out, "=================================================================\n");
+    int n = df_model_layer_count(m->net);
     for (int i = 0; i < n; i++) {
-        snprintf(shape, sizeof shape, "(%d, None, %d)", batch, rows[i].width);
-        fprintf(out, " %-27s %-25s %-10s\n", rows[i].name, shape, with_commas(rows[i].params, count));
+        const df_layer *l = df_model_layer(m->net, i);
+        int width = l == m->embedding_layer ? m->cfg.embed : l == m->dense ? m->cfg.vocab : m->cfg.hidden;
+        snprintf(name, sizeof name, "%s (%s)", df_layer_name(l), df_layer_type(l));
+        snprintf(shape, sizeof shape, "(%d, None, %d)", batch, width);
+        fprintf(out, " %-27s %-25s %-10s\n", name, shape, with_commas(df_layer_param_count(l), count));
         if (i < n - 1) fprintf(out, "                                                                 \n");
     }
     fprintf(out, "=================================================================\n");

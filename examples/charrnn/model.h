@@ -1,6 +1,6 @@
 /* model.h — the tutorial's model: Embedding(V,E) -> LSTM(H, stateful,
- * return_sequences) -> Dense(V), and the traced functions that train,
- * evaluate and sample it. The config also picks a GRU or SimpleRNN cell,
+ * return_sequences) -> Dense(V), made of the library's layers (df_model),
+ * and the traced functions that train, evaluate and sample it. The config also picks a GRU or SimpleRNN cell,
  * stacked layers, dropout after each recurrent layer, and the optimizer. */
 #ifndef CR_MODEL_H
 #define CR_MODEL_H
@@ -38,7 +38,8 @@ df_status cr_config_check(const cr_config *cfg);
 void cr_config_describe(const cr_config *cfg, char *buf, size_t cap);
 
 /* Recurrent state for one batch size and purpose (training/sampling vs
- * evaluation keep separate states). */
+ * evaluation keep separate states: the layers' state slots). The variables
+ * belong to the recurrent layers. */
 typedef struct cr_state {
     int batch, purpose;
     df_variable *h[CR_MAX_LAYERS], *c[CR_MAX_LAYERS];   /* per layer; c for LSTM only */
@@ -57,9 +58,13 @@ typedef struct cr_layer {
     df_variable *bias;             /* (G*H), LSTM forget-gate slice = 1; GRU reset_after: (2,3H) */
 } cr_layer;
 
+/* The parameter and state handles are the layers' own variables, found
+ * after building, for checkpoints, data parallelism and tests. */
 typedef struct cr_model {
     cr_config cfg;
     int n_layers;
+    df_model *net;                 /* owns the layers, their variables and states */
+    df_layer *embedding_layer, *rnn[CR_MAX_LAYERS], *dropout[CR_MAX_LAYERS], *dense;  /* dropout: NULL without */
     df_variable *embedding;        /* (V,E) */
     df_variable *kernel;           /* layer 0's kernel, recurrent kernel and bias */
     df_variable *recurrent_kernel;
