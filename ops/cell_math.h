@@ -34,7 +34,7 @@ CELL_INLINE float cell_select(int c, float a, float b)
     return cell_f32((m & cell_i32(a)) | (~m & cell_i32(b)));
 }
 
-/* exp(x), x clamped to [-87, 88]: x = k ln2 + r with |r| <= ln2/2 (Cody-Waite
+/* exp(x), x clamped to [-87, 88] (NaN stays NaN): x = k ln2 + r with |r| <= ln2/2 (Cody-Waite
  * split of ln2), exp(r) by its degree-6 Taylor polynomial, 2^k through the
  * exponent bits; relative error < 3e-7. Only arithmetic and bit operations,
  * so `omp simd` loops vectorize it (libm's expf/tanhf are scalar calls that
@@ -46,6 +46,7 @@ CELL_INLINE float cell_exp(float x)
     float k = (x * 1.44269504f + 12582912.0f) - 12582912.0f;   /* round to nearest */
     float r = x - k * 0.693145751953125f - k * 1.428606765330187e-6f;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    k = cell_select(k != k, 0.0f, k);      /* NaN in: p is NaN already; keep the conversion defined */
     return p * cell_f32(((int32_t)k + 127) << 23);
 }
 
