@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh — one entry point for a fresh Debian machine.
-#   ./run.sh demo    install packages, build, run the quickstart and the char-rnn demo
+#   ./run.sh demo    install packages, build, run the quickstart, the char-rnn and char-gpt demos
 #   ./run.sh test    install packages, build, run the whole test suite (make check),
 #                    again in a sanitizer build (build-sanitize/) with dagflow's
 #                    AVX2 GEMM forced (DF_GEMM_ISA=avx2, the path of CPUs without
