@@ -28,8 +28,9 @@ static df_status argmax_forward(df_node *n)
 {
     const df_node *x = n->in[0];
     int axis = DF_ATTRS(n, df_axis_attrs)->axis;
-    int64_t len = x->shape[axis], inner = df_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
-    int64_t lanes = n->numel;
+    int64_t outer, len, inner;
+    df_axis_view(x, axis, &outer, &len, &inner);
+    int64_t lanes = outer * inner;
     const float *X = DF_F32P(x);
     int32_t *Y = DF_I32P(n);
 #pragma omp parallel for schedule(static) if (x->numel > DF_PAR_MIN)

@@ -87,6 +87,13 @@ void df_for_each_lane(const float *x, float *y, int ndim, const int64_t *shape, 
     }
 }
 
+void df_axis_view(const df_node *x, int axis, int64_t *outer, int64_t *len, int64_t *inner)
+{
+    *outer = df_shape_numel(axis, x->shape);
+    *len = x->shape[axis];
+    *inner = df_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
+}
+
 void df_row_major_strides(const df_node *x, int64_t *strides)
 {
     int64_t stride = 1;

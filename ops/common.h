@@ -44,6 +44,8 @@ df_status df_infer_broadcast(df_node *n);
  * (ndim, shape) tensor along axis, in parallel; the last axis is contiguous. */
 typedef void (*df_lane_fn)(const float *x, float *y, int64_t len, int64_t stride);
 void df_for_each_lane(const float *x, float *y, int ndim, const int64_t *shape, int axis, df_lane_fn lane);
+/* x viewed as (outer, len, inner) around axis (len = x's size there). */
+void df_axis_view(const df_node *x, int axis, int64_t *outer, int64_t *len, int64_t *inner);
 
 /* Row-major strides (in elements) of x. */
 void df_row_major_strides(const df_node *x, int64_t *strides);

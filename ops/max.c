@@ -5,14 +5,6 @@
  * TensorFlow's reduce_max): dx = (x == y) * dy / count(x == y). */
 #include "common.h"
 
-/* x viewed as (outer, len, inner) around axis. */
-static void axis_view(const df_node *x, int axis, int64_t *outer, int64_t *len, int64_t *inner)
-{
-    *outer = df_shape_numel(axis, x->shape);
-    *len = x->shape[axis];
-    *inner = df_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
-}
-
 static int reduced_axis(const df_node *n) { return __builtin_ctz(DF_ATTRS(n, df_reduce_attrs)->axes); }
 
 // x (outer, len, inner) -> y (outer, inner) [or (outer, 1, inner) with keepdims]
@@ -20,7 +12,7 @@ static df_status max_forward(df_node *n)
 {
     const df_node *x = n->in[0];
     int64_t outer, len, inner;
-    axis_view(x, reduced_axis(n), &outer, &len, &inner);
+    df_axis_view(x, reduced_axis(n), &outer, &len, &inner);
     const float *X = DF_F32P(x);
     float *Y = DF_F32P(n);
 #pragma omp parallel for schedule(static) if (x->numel > DF_PAR_MIN)
@@ -72,13 +64,12 @@ static df_status max_backward(df_graph *g, df_node *n, df_node *dy, const bool *
 static df_node *spread(df_graph *g, df_node *x, int axis)
 {
     float offsets[24];
-    int64_t outer = df_shape_numel(axis, x->shape), len = x->shape[axis];
-    int64_t inner = df_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
+    int64_t outer, len, inner;
+    df_axis_view(x, axis, &outer, &len, &inner);
     for (int64_t i = 0; i < x->numel && i < 24; i++) {
         int64_t o = i / (len * inner), k = i / inner % len, r = i % inner;
         offsets[i] = (float)((k + o + r) % len);
     }
-    (void)outer;
     df_tensor t = df_tensor_make(DF_F32, offsets, x->ndim, x->shape);
     return df_add(g, df_scale(g, x, 0.2f), df_constant(g, &t));
 }
