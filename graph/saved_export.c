@@ -13,34 +13,6 @@
 #include "../ops/registry.h"
 #include "../ops/elementwise.h"
 
-/* Ops whose attribute struct is not plain bytes. Every op whose attributes
- * hold a pointer must be named here: its pointer is process memory. */
-static const struct { const char *op; df_saved_attrs kind; } special_attrs[] = {
-    {"variable", DF_SAVED_VARIABLE},     {"assign", DF_SAVED_VARIABLE},      {"assign_add", DF_SAVED_VARIABLE},
-    {"apply_sgd", DF_SAVED_VARIABLE},    {"apply_adam", DF_SAVED_VARIABLE},  {"apply_adamw", DF_SAVED_VARIABLE},
-    {"apply_momentum", DF_SAVED_VARIABLE}, {"apply_rmsprop", DF_SAVED_VARIABLE},
-    {"constant", DF_SAVED_CONSTANT},     {"fused_elementwise", DF_SAVED_FUSED},
-    {"allreduce_mean", DF_SAVED_REFUSED}, {"allreduce_part", DF_SAVED_REFUSED},
-};
-
-/* Attribute bytes that are C bools (a byte other than 0 or 1 read as a bool
- * is undefined behaviour, so the reader refuses it). */
-static const struct { const char *op; uint32_t mask; } bool_attrs[] = {
-    {"matmul", 0x3}, {"batch_matmul", 0x3},         /* transpose_a, transpose_b */
-    {"lstm", 0x1},   {"gru", 0x1},                  /* train, reset_after */
-    {"lstm_grad", 0x1}, {"gru_grad", 0x1}, {"rnn_grad", 0x1},   /* want_dh0 */
-};
-
-df_saved_attrs df_saved_attrs_kind(const df_op_def *op, uint32_t *bool_mask)
-{
-    *bool_mask = 0;
-    for (size_t i = 0; i < sizeof bool_attrs / sizeof bool_attrs[0]; i++)
-        if (strcmp(op->name, bool_attrs[i].op) == 0) *bool_mask = bool_attrs[i].mask;
-    for (size_t i = 0; i < sizeof special_attrs / sizeof special_attrs[0]; i++)
-        if (strcmp(op->name, special_attrs[i].op) == 0) return special_attrs[i].kind;
-    return DF_SAVED_PLAIN;
-}
-
 int df_saved_op_version(const df_op_def *op) { return op->version > 0 ? op->version : 1; }
 
 /* ------------------------------------------------------------ the bytes */
@@ -149,16 +121,16 @@ static df_status collect(exporter *e)
         e->index[id] = -1;
         if (n->sched_pos < 0) continue;
         uint32_t bools;
-        df_saved_attrs kind = df_saved_attrs_kind(n->op, &bools);
-        if (kind == DF_SAVED_REFUSED)
+        df_op_attrs_kind kind = df_op_attrs_kind_of(n->op, &bools);
+        if (kind == DF_ATTRS_UNSAVED)
             return df_error(DF_ERR_ARG,
                             "export: op '%s' (node %d) holds process-local state (an MPI all-reduce) and cannot be "
                             "saved; export the graph built without the data-parallel gradient transform",
                             n->op->name, n->id);
         e->index[id] = e->n_written++;
         op_index(e, n->op);
-        if (kind == DF_SAVED_VARIABLE) var_index(e, DF_ATTRS(n, df_update_attrs)->var);
-        if (kind == DF_SAVED_FUSED) {
+        if (kind == DF_ATTRS_VARIABLE) var_index(e, DF_ATTRS(n, df_update_attrs)->var);
+        if (kind == DF_ATTRS_FUSED) {
             const df_fused_program *p = DF_ATTRS(n, df_fused_program);
             for (int k = 0; k < p->n; k++) {
                 const df_op_def *op = op_of_code(p->ins[k].code);
@@ -176,7 +148,7 @@ static df_status collect(exporter *e)
 static void write_attrs(exporter *e, const df_node *n)
 {
     uint32_t bools;
-    df_saved_attrs kind = df_saved_attrs_kind(n->op, &bools);
+    df_op_attrs_kind kind = df_op_attrs_kind_of(n->op, &bools);
     size_t size = n->op->attrs_size;
     put_u32(&e->w, (uint32_t)size);
     unsigned char bytes[512];
@@ -185,15 +157,15 @@ static void write_attrs(exporter *e, const df_node *n)
         return;
     }
     if (size) memcpy(bytes, n->attrs, size);
-    if (kind == DF_SAVED_VARIABLE || kind == DF_SAVED_CONSTANT) memset(bytes, 0, sizeof(void *));
-    if (kind == DF_SAVED_FUSED) {
+    if (kind == DF_ATTRS_VARIABLE || kind == DF_ATTRS_CONSTANT) memset(bytes, 0, sizeof(void *));
+    if (kind == DF_ATTRS_FUSED) {
         df_fused_program p = *DF_ATTRS(n, df_fused_program);
         for (int k = 0; k < p.n; k++) p.ins[k].code = (uint8_t)op_index(e, op_of_code(p.ins[k].code));
         memcpy(bytes, &p, sizeof p);
     }
     put_bytes(&e->w, bytes, size);
-    if (kind == DF_SAVED_VARIABLE) put_u32(&e->w, (uint32_t)var_index(e, DF_ATTRS(n, df_update_attrs)->var));
-    if (kind == DF_SAVED_CONSTANT) put_values(&e->w, n->data, n->numel, n->dtype);
+    if (kind == DF_ATTRS_VARIABLE) put_u32(&e->w, (uint32_t)var_index(e, DF_ATTRS(n, df_update_attrs)->var));
+    if (kind == DF_ATTRS_CONSTANT) put_values(&e->w, n->data, n->numel, n->dtype);
 }
 
 static void write_node(exporter *e, const df_node *n)

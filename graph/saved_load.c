@@ -213,7 +213,7 @@ static df_status read_ops(loader *l)
         if (version > (uint32_t)df_saved_op_version(op))
             return malformed(r, "op '%s' is version %u, newer than this library's %d", name, version,
                              df_saved_op_version(op));
-        if (df_saved_attrs_kind(op, &bools) == DF_SAVED_REFUSED)
+        if (df_op_attrs_kind_of(op, &bools) == DF_ATTRS_UNSAVED)
             return malformed(r, "op '%s' cannot be loaded (it holds process-local state)", name);
         l->ops[l->n_ops++] = op;
     }
@@ -314,15 +314,15 @@ static df_status read_attrs(loader *l, const df_op_def *op, int n_in, df_dtype d
         return malformed(r, "%u attribute bytes, this library's op has %zu", size, op->attrs_size);
     if (!take(r, size, &bytes)) return truncated(r, "the attributes");
     memcpy(attrs, bytes, size);
-    df_saved_attrs kind = df_saved_attrs_kind(op, &bools);
+    df_op_attrs_kind kind = df_op_attrs_kind_of(op, &bools);
     for (uint32_t b = 0; b < size && b < 32; b++)
         if ((bools >> b & 1) && bytes[b] > 1) return malformed(r, "attribute byte %u is %u, a bool", b, bytes[b]);
-    if (kind == DF_SAVED_VARIABLE) {
+    if (kind == DF_ATTRS_VARIABLE) {
         uint32_t var;
         if ((st = get_u32(r, "variable index", &var)) != DF_OK) return st;
         if (var >= (uint32_t)l->s->n_vars) return malformed(r, "variable %u of %d", var, l->s->n_vars);
         ((df_update_attrs *)attrs)->var = l->s->vars[var];
-    } else if (kind == DF_SAVED_CONSTANT) {
+    } else if (kind == DF_ATTRS_CONSTANT) {
         int64_t numel = 1;
         for (int d = 0; d < ndim; d++) {
             if (shape[d] < 0) return malformed(r, "a constant with an open dimension");
@@ -332,7 +332,7 @@ static df_status read_attrs(loader *l, const df_op_def *op, int n_in, df_dtype d
         if (!take(r, (size_t)numel * df_dtype_size(dtype), &data)) return truncated(r, "the constant's values");
         *value = df_tensor_make(dtype, (void *)data, ndim, shape);
         memcpy(attrs, &(const df_tensor *){value}, sizeof(const df_tensor *));
-    } else if (kind == DF_SAVED_FUSED) {
+    } else if (kind == DF_ATTRS_FUSED) {
         if (n_in < 1 || n_in > 2 * DF_FUSE_MAX) return malformed(r, "fused node with %d inputs", n_in);
         return decode_program(l, attrs, n_in);
     }
@@ -359,6 +359,10 @@ static df_status read_node(loader *l, int k)
     const df_op_def *op = l->ops[op_i];
     snprintf(r->where, sizeof r->where, "node %d ('%s')", k, op->name);
     if ((st = get_count(r, "inputs", 4, 1u << 20, &n_in)) != DF_OK) return st;
+    bool declared;
+    if (!df_op_takes_inputs(op, (int)n_in, &declared))
+        return declared ? malformed(r, "%u inputs, a number the op does not take", n_in)
+                        : malformed(r, "op '%s' declares no input count and cannot be loaded", op->name);
     df_node **in = df_malloc(((size_t)n_in + 1) * sizeof *in);
     if (!in) return df_error(DF_ERR_NOMEM, "saved graph: out of memory");
     for (uint32_t i = 0; i < n_in && st == DF_OK; i++) {
@@ -386,7 +390,7 @@ static df_status read_node(loader *l, int k)
     df_free(in);
     if (st != DF_OK) return st;
     uint32_t bools;
-    if (df_saved_attrs_kind(op, &bools) == DF_SAVED_FUSED) st = check_fused_inputs(l, n, ndim, shape);
+    if (df_op_attrs_kind_of(op, &bools) == DF_ATTRS_FUSED) st = check_fused_inputs(l, n, ndim, shape);
     if (st != DF_OK) return st;
     if (!same_shape_as_recorded(n, dtype, ndim, shape)) {
         char a[96], b[96];

@@ -367,6 +367,144 @@ Test(saved, charrnn_sampler_same_text_for_same_seed)
     remove_tmpdir();
 }
 
+/* ------------------------------------------------ many ops */
+
+/* A step through most of the registry (forward ops and their gradients, an
+ * SGD update), to compare with the live graph and to seed the fuzzer with
+ * every op's attributes. */
+typedef struct wide { df_variable *wq, *gain, *bias, *emb, *step; df_optimizer *opt; } wide;
+
+static df_status build_wide(df_graph *g, df_node **in, void *user)
+{
+    wide *w = user;
+    df_node *x = in[0], *ids = in[1];
+    df_node *wq = df_var(g, w->wq), *gain = df_var(g, w->gain), *bias = df_var(g, w->bias), *emb = df_var(g, w->emb);
+    df_node *h = df_add(g, x, df_gather(g, emb, ids));
+    h = df_dropout(g, h, 0.1f, df_var(g, w->step), 11);
+    df_node *ln = df_layer_norm(g, h, gain, bias, 1e-5f);
+    df_node *q = df_reshape(g, df_matmul(g, df_reshape(g, ln, 2, (int64_t[]){8, 8}), wq, false, false), 3,
+                            (int64_t[]){2, 4, 8});
+    df_node *att = df_attention(g, q, ln, ln, true, 0.35f);
+    df_node *s = df_causal_mask(g, df_batch_matmul(g, q, att, false, true), -1e9f);
+    df_node *o = df_batch_matmul(g, df_softmax(g, s, -1), ln, false, false);
+    df_node *t = df_transpose(g, o, (int[]){0, 2, 1});
+    df_node *c = df_concat(g, 2, (df_node *[]){t, t}, 2);
+    df_node *sl = df_slice(g, c, (int64_t[]){0, 1, 0}, (int64_t[]){2, 4, -1});
+    df_node *pd = df_pad(g, sl, (int64_t[]){0, 0, 0}, 3, (int64_t[]){2, 4, 8});
+    df_node *mx = df_reduce_max(g, pd, (int[]){2}, 1, true);
+    df_node *am = df_argmax(g, pd, 2);
+    df_node *oh = df_one_hot(g, am, 8);
+    df_node *wh = df_where(g, df_greater(g, pd, x), pd, oh);
+    df_node *pw = df_pow(g, df_sigmoid(g, df_sub(g, wh, mx)), 1.5f);
+    df_node *ls = df_log_softmax(g, pw, 2);
+    df_node *loss = df_sparse_softmax_cross_entropy(g, df_reshape(g, ls, 2, (int64_t[]){8, 8}),
+                                                    df_reshape(g, am, 1, (int64_t[]){8}));
+    loss = df_add(g, loss, df_mean(g, df_mul(g, df_cast(g, ids, DF_F32), df_logsumexp(g, pw, 2, false)), NULL, 0, false));
+    df_node *vars[4] = {wq, gain, bias, emb}, *grads[4];
+    df_status st = df_gradients(g, loss, NULL, 4, vars, grads);
+    df_variable *vs[4] = {w->wq, w->gain, w->bias, w->emb};
+    if (st == DF_OK) st = df_optimizer_apply(g, w->opt, 4, vs, grads);
+    if (st == DF_OK) df_assign_add(g, w->step, df_cast(g, df_fill_like(g, df_var(g, w->step), 1.0f), DF_I32));
+    if (st == DF_OK) st = df_graph_output(g, loss);
+    if (st == DF_OK) st = df_graph_output(g, am);
+    return st == DF_OK ? df_graph_status(g) : st;
+}
+
+Test(saved, wide_graph_matches_live_for_3_steps)
+{
+    make_tmpdir();
+    df_rng rng;
+    df_rng_seed(&rng, 9);
+    wide w = {
+        .wq = df_variable_new("wq", DF_F32, 2, (int64_t[]){8, 8}, df_init_glorot_uniform(), &rng),
+        .gain = df_variable_new("gain", DF_F32, 1, (int64_t[]){8}, df_init_uniform(0.5f, 1.5f), &rng),
+        .bias = df_variable_new("bias", DF_F32, 1, (int64_t[]){8}, df_init_uniform(-0.1f, 0.1f), &rng),
+        .emb = df_variable_new("emb", DF_F32, 2, (int64_t[]){10, 8}, df_init_uniform(-1, 1), &rng),
+        .step = df_variable_new("step", DF_I32, 0, NULL, df_init_zeros(), NULL),
+        .opt = df_sgd_momentum_new(0.1f, 0.9f, true),
+    };
+    cr_assert(w.wq && w.gain && w.bias && w.emb && w.step && w.opt);
+    cr_assert_eq(df_optimizer_set_global_clipnorm(w.opt, 1.0f), DF_OK);
+    df_tensor_spec sig[2] = {{DF_F32, 3, {2, 4, 8}}, {DF_I32, 2, {2, 4}}};
+    df_function *f = df_function_new_signature("wide", build_wide, &w, 2, sig);
+    const char *path = tmp_path("wide.dfg");
+    cr_assert_eq(df_function_export(f, 2, sig, path, 0, NULL), DF_OK, "%s", df_last_error());
+    keep_as_seed(path, "wide_step.dfg");
+    df_saved *s;
+    cr_assert_eq(df_saved_load(path, &s), DF_OK, "%s", df_last_error());
+    for (int k = 0; k < 3; k++) {
+        float x[64];
+        int32_t ids[8];
+        for (int i = 0; i < 64; i++) x[i] = (float)((i * 13 + k * 5) % 17) / 17.0f - 0.5f;
+        for (int i = 0; i < 8; i++) ids[i] = (i * 3 + k) % 10;
+        df_tensor in[2] = {df_tensor_make(DF_F32, x, 3, (int64_t[]){2, 4, 8}), df_tensor_make(DF_I32, ids, 2, (int64_t[]){2, 4})};
+        df_tensor live[2], saved[2];
+        cr_assert_eq(df_function_call(f, in, 2, live, 2), DF_OK, "%s", df_last_error());
+        cr_assert_eq(df_saved_run(s, in, 2, saved, 2), DF_OK, "%s", df_last_error());
+        cr_assert_eq(memcmp(live[0].data, saved[0].data, 4), 0, "step %d: loss %.9g vs %.9g", k, *(float *)live[0].data,
+                     *(float *)saved[0].data);
+        cr_assert_eq(memcmp(live[1].data, saved[1].data, 8 * 4), 0, "step %d: argmax differs", k);
+    }
+    df_tensor a = df_variable_tensor(w.emb), b = df_variable_tensor(df_saved_find_variable(s, "emb"));
+    cr_assert_eq(memcmp(a.data, b.data, 80 * 4), 0, "the embedding differs after 3 steps");
+    cr_assert_eq(*(int32_t *)df_variable_tensor(df_saved_find_variable(s, "step")).data, 3);
+    df_saved_free(s);
+    df_function_free(f);
+    df_optimizer_free(w.opt);
+    df_variable *all[5] = {w.wq, w.gain, w.bias, w.emb, w.step};
+    for (int i = 0; i < 5; i++) df_variable_free(all[i]);
+    remove_tmpdir();
+}
+
+/* char-rnn's whole train step (forward, BPTT through the fused cells,
+ * clipping, the optimizer, the carried state) for each cell. */
+Test(saved, charrnn_train_steps_continue_bit_for_bit)
+{
+    make_tmpdir();
+    cr_vocab *vocab = malloc(sizeof *vocab);
+    small_vocab(vocab);
+    const struct { cr_cell cell; int layers; float dropout, clip; cr_opt_kind opt; const char *seed; } runs[] = {
+        {CR_CELL_LSTM, 2, 0.2f, 0, CR_OPT_ADAM, "charrnn_lstm_train.dfg"},
+        {CR_CELL_GRU, 1, 0, 1.0f, CR_OPT_RMSPROP, "charrnn_gru_train.dfg"},
+        {CR_CELL_RNN, 1, 0, 0, CR_OPT_SGD, "charrnn_rnn_train.dfg"},
+    };
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        cr_config cfg = {.vocab = vocab->size, .embed = 8, .hidden = 16, .learning_rate = 0.01f, .seed = 5,
+                         .cell = runs[r].cell, .layers = runs[r].layers, .dropout = runs[r].dropout,
+                         .clipnorm = runs[r].clip, .optimizer = runs[r].opt};
+        cr_model m;
+        cr_assert_eq(cr_model_init(&m, &cfg), DF_OK, "%s", df_last_error());
+        df_graph *g;
+        cr_assert_eq(cr_compile_step(&m, 2, 5, DF_PASS_ALL, false, &g), DF_OK, "%s", df_last_error());
+        const char *path = tmp_path("train.dfg");
+        cr_assert_eq(df_graph_export(g, path, 0, NULL), DF_OK, "%s", df_last_error());
+        keep_as_seed(path, runs[r].seed);
+        df_saved *s;
+        cr_assert_eq(df_saved_load(path, &s), DF_OK, "%s", df_last_error());
+        for (int k = 0; k < 4; k++) {
+            int32_t x[10], y[10];
+            for (int i = 0; i < 10; i++) x[i] = (i * 5 + k) % vocab->size, y[i] = (i * 7 + k + 1) % vocab->size;
+            df_tensor in[2] = {df_tensor_make(DF_I32, x, 2, (int64_t[]){2, 5}), df_tensor_make(DF_I32, y, 2, (int64_t[]){2, 5})};
+            df_tensor live, saved;
+            cr_assert_eq(df_graph_run(g, in, 2, &live, 1), DF_OK, "%s", df_last_error());
+            cr_assert_eq(df_saved_run(s, in, 2, &saved, 1), DF_OK, "%s", df_last_error());
+            cr_assert_eq(memcmp(live.data, saved.data, 4), 0, "run %zu step %d: loss %.9g vs %.9g", r, k,
+                         *(float *)live.data, *(float *)saved.data);
+        }
+        for (int i = 0; i < m.n_params; i++) {
+            df_variable *v = df_saved_find_variable(s, df_variable_name(m.params[i]));
+            cr_assert_not_null(v, "'%s' not in the file", df_variable_name(m.params[i]));
+            cr_assert_eq(memcmp(df_variable_tensor(v).data, df_variable_tensor(m.params[i]).data,
+                                (size_t)df_variable_numel(v) * 4), 0, "run %zu: '%s' differs", r, df_variable_name(v));
+        }
+        df_saved_free(s);
+        df_graph_free(g);
+        cr_model_free(&m);
+    }
+    free(vocab);
+    remove_tmpdir();
+}
+
 /* ------------------------------------------------ corrupt files */
 
 /* Where the fields of a saved graph are (a reader of the format written
