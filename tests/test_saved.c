@@ -16,6 +16,7 @@
 #include "sample.h"
 #include "export.h"
 #include "../tools/char_sampler.h"
+#include "../ops/registry.h"            /* the op table, for the registry-wide check */
 
 #define FUZZ_ENTRY fuzz_saved_one
 #include "../fuzz/fuzz_saved.c"
@@ -308,6 +309,7 @@ static void logits_equal_for_200_steps(cr_cell cell, const char *seed_name)
     const char *path = tmp_path("sampler.dfg");
     cr_assert_eq(cr_export_model_sampler(&m, vocab, path), DF_OK, "%s", df_last_error());
     keep_as_seed(path, seed_name);
+    cr_model_reset_states(&m);               /* the file starts from the zero state, as sampling does */
     df_saved *s;
     cr_assert_eq(df_saved_load(path, &s), DF_OK, "%s", df_last_error());
     int V;
@@ -742,6 +744,30 @@ Test(saved_corrupt, node_input_not_earlier)
     free(buf);
 }
 
+Test(saved_corrupt, input_count_the_op_does_not_take)
+{
+    size_t len;
+    layout l;
+    unsigned char *buf = valid_file(&len, &l);
+    int k = find_node(&l, "matmul");
+    wr32(buf + l.node_n_in[k], 1);                   /* matmul of one input: its infer would read in[1] */
+    reframe(buf, len);
+    char want[96];
+    snprintf(want, sizeof want, "node %d ('matmul'): 1 inputs, a number the op does not take", k);
+    expect_refused(buf, len, want);
+    free(buf);
+}
+
+Test(saved, every_op_declares_its_input_count)
+{
+    for (int i = 0; i < df_op_registry_count; i++) {
+        const df_op_def *op = df_op_registry[i];
+        bool declared = false;
+        for (int n = 0; n <= 6 && !declared; n++) df_op_takes_inputs(op, n, &declared);
+        cr_assert(declared, "op '%s' has no input count in ops/registry.c: saved graphs cannot load it", op->name);
+    }
+}
+
 Test(saved_corrupt, op_index_out_of_table)
 {
     size_t len;
@@ -866,7 +892,10 @@ Test(saved_corrupt, huge_counts_are_refused_before_allocating)
     size_t len;
     layout l;
     unsigned char *buf = valid_file(&len, &l);
-    wr32(buf + l.node_at[0] - 4, 0x7FFFFFFF);        /* the node count */
+    wr32(buf + l.node_at[0] - 4, 1u << 25);          /* the node count: allowed, but not in this file */
+    reframe(buf, len);
+    expect_refused(buf, len, "truncated: 33554432 nodes cannot fit");
+    wr32(buf + l.node_at[0] - 4, 0x7FFFFFFF);
     reframe(buf, len);
     expect_refused(buf, len, "truncated: 2147483647 nodes cannot fit");
     free(buf);
@@ -908,9 +937,11 @@ Test(saved_corrupt, fused_program_operands)
     prog[4 + 3 * (n - 1) + 1] = 0x7F;                /* the last instruction reads input 127 */
     reframe(buf, len);
     expect_refused(buf, len, "operand 0 is 127");
-    prog[4 + 3 * (n - 1) + 1] = (unsigned char)(-n - 1);   /* ... or a result not computed yet */
+    prog[4 + 3 * (n - 1) + 1] = (unsigned char)(-n);       /* ... or its own result, not computed yet */
     reframe(buf, len);
-    expect_refused(buf, len, "is -");
+    char own[64];
+    snprintf(own, sizeof own, "instruction %d: operand 0 is %d", n - 1, -n);
+    expect_refused(buf, len, own);
     prog[4 + 3 * (n - 1) + 1] = 0xFF;
     wr32(prog, 16 + 1);
     reframe(buf, len);
@@ -919,6 +950,39 @@ Test(saved_corrupt, fused_program_operands)
     prog[4 + 0] = 0;                                 /* op-table entry 0: placeholder, not elementwise */
     reframe(buf, len);
     expect_refused(buf, len, "is not an elementwise op");
+    free(buf);
+    df_function_free(f);
+    remove_tmpdir();
+}
+
+/* Attributes only a constructor used to guarantee, found by the fuzzer. */
+static df_status build_reshape(df_graph *g, df_node **in, void *user)
+{
+    (void)user;
+    return df_graph_output(g, df_tanh(g, df_reshape(g, in[0], 2, (int64_t[]){3, 2})));
+}
+
+Test(saved_corrupt, reshape_attributes)
+{
+    make_tmpdir();
+    df_tensor_spec sig = {DF_F32, 2, {2, 3}};
+    df_function *f = df_function_new_signature("reshape", build_reshape, NULL, 1, &sig);
+    const char *path = tmp_path("reshape.dfg");
+    cr_assert_eq(df_function_export(f, 1, &sig, path, 0, NULL), DF_OK, "%s", df_last_error());
+    size_t len;
+    unsigned char *buf = slurp(path, &len);
+    layout l;
+    map_layout(buf, &l);
+    unsigned char *attrs = buf + l.node_attrs[find_node(&l, "reshape")];   /* int64 shape[4], int32 ndim, mask */
+    cr_assert_eq(rd32(attrs + 32), 2);
+    wr32(attrs + 32, 5);
+    reframe(buf, len);
+    expect_refused(buf, len, "target rank 5 not in 0..4");
+    wr32(attrs + 32, 2);
+    wr64(attrs, (uint64_t)1 << 62);
+    wr64(attrs + 8, (uint64_t)1 << 62);
+    reframe(buf, len);
+    expect_refused(buf, len, "target shape too large");
     free(buf);
     df_function_free(f);
     remove_tmpdir();
