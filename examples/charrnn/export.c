@@ -1,9 +1,11 @@
 /* export.c — writes char-rnn's sampling step as a saved graph: the traced
  * logits function at batch 1, one character per call, with the vocabulary
  * as metadata so that a program without this code can decode its output. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "export.h"
+#include "cli.h"
 #include "runstate.h"
 
 df_status cr_export_model_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path)
@@ -48,4 +50,43 @@ df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path)
     if (have_model) cr_model_free(&m);
     free(vocab);
     return st;
+}
+
+int cr_export_command(int argc, char **argv)
+{
+    const char *dir = "./training_checkpoints", *out = NULL;
+    cli_flag flags[] = {
+        {"checkpoint-dir", CLI_STRING, &dir, "export the latest ckpt_N here", 0, 0, NULL},
+        {"out", CLI_STRING, &out, "the saved graph to write (or give it as the last argument)", 0, 0, NULL},
+    };
+    const char *usage = "char-rnn export [--checkpoint-dir D] OUT.dfg";
+    char **rest = malloc(((size_t)argc + 1) * sizeof *rest);
+    if (!rest) return 1;
+    int n = 0;
+    for (int i = 0; i < argc; i++) {         /* every flag takes a value: the one other word is OUT */
+        if (argv[i][0] == '-' && argv[i][1] == '-') {
+            rest[n++] = argv[i];
+            if (i + 1 < argc && strchr(argv[i], '=') == NULL && strcmp(argv[i], "--help") != 0) rest[n++] = argv[++i];
+        } else if (!out) {
+            out = argv[i];
+        } else {
+            fprintf(stderr, "char-rnn export: unexpected argument '%s' (usage: %s)\n", argv[i], usage);
+            free(rest);
+            return 2;
+        }
+    }
+    int rc = cli_parse("char-rnn export", usage, flags, (int)(sizeof flags / sizeof flags[0]), n, rest, stdout, stderr);
+    free(rest);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!out) {
+        fprintf(stderr, "char-rnn export: the output file is required (usage: %s)\n", usage);
+        return 2;
+    }
+    df_status st = cr_export_sampler(dir, out);
+    if (st != DF_OK) {
+        fprintf(stderr, "char-rnn export: %s\n", df_last_error());
+        return 1;
+    }
+    printf("wrote %s: the batch-1 sampling step (run it with dagflow-run %s --sample)\n", out, out);
+    return 0;
 }

@@ -20,5 +20,8 @@
 df_status cr_export_model_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path);
 /* The same for the newest checkpoint in checkpoint_dir. */
 df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path);
+/* `char-rnn export [--checkpoint-dir D] OUT.dfg` (argv without "char-rnn
+ * export"): 0 on success, 1 on an error (printed), 2 on bad usage. */
+int cr_export_command(int argc, char **argv);
 
 #endif
