@@ -988,17 +988,35 @@ Test(saved_corrupt, reshape_attributes)
     remove_tmpdir();
 }
 
+Test(saved_corrupt, sum_to_rank)
+{
+    size_t len;
+    layout l;
+    unsigned char *buf = valid_file(&len, &l);
+    unsigned char *attrs = buf + l.node_attrs[find_node(&l, "sum_to")];   /* int64 shape[4], int64 ndim */
+    wr64(attrs + 32, (uint64_t)INT64_C(-2147483648));
+    reframe(buf, len);
+    expect_refused(buf, len, "cannot sum");
+    wr64(attrs + 32, 5);
+    reframe(buf, len);
+    expect_refused(buf, len, "cannot sum");
+    free(buf);
+}
+
 /* ------------------------------------------------ the fuzz corpus */
 
-Test(saved_fuzz, seed_corpus_replays)
+/* Feeds every file of FUZZ_DIR/sub/saved to the harness; returns how many,
+ * and in *loaded how many load. */
+static int replay_dir(const char *sub, int *loaded)
 {
     char dir[4096], cmd[4300];
-    snprintf(dir, sizeof dir, "%s/corpus/saved", FUZZ_DIR);
+    snprintf(dir, sizeof dir, "%s/%s/saved", FUZZ_DIR, sub);
     snprintf(cmd, sizeof cmd, "ls '%s' 2>/dev/null", dir);
     FILE *ls = popen(cmd, "r");
     cr_assert_not_null(ls);
     char name[512];
-    int n = 0, loaded = 0;
+    int n = 0;
+    *loaded = 0;
     while (fgets(name, sizeof name, ls)) {
         name[strcspn(name, "\n")] = 0;
         char path[4700];
@@ -1007,11 +1025,20 @@ Test(saved_fuzz, seed_corpus_replays)
         unsigned char *buf = slurp(path, &len);
         fuzz_saved_one(buf, len);
         df_saved *s;
-        if (df_saved_load_memory(buf, len, &s) == DF_OK) loaded++, df_saved_free(s);
+        if (df_saved_load_memory(buf, len, &s) == DF_OK) (*loaded)++, df_saved_free(s);
         free(buf);
         n++;
     }
     pclose(ls);
-    cr_assert_geq(n, 4, "only %d seeds in %s", n, dir);
-    cr_assert_eq(loaded, n, "%d of the %d seeds do not load: regenerate them (see fuzz/corpus/saved/README)", n - loaded, n);
+    return n;
+}
+
+Test(saved_fuzz, seed_corpus_and_regressions_replay)
+{
+    int loaded, n = replay_dir("corpus", &loaded);
+    cr_assert_geq(n, 9, "only %d seeds in %s/corpus/saved", n, FUZZ_DIR);
+    cr_assert_eq(loaded, n, "%d of the %d seeds do not load: rewrite them with DF_WRITE_SAVED_SEEDS=fuzz/corpus/saved "
+                 "tests/test_saved", n - loaded, n);
+    int crashes = replay_dir("regressions", &loaded);
+    cr_assert_geq(crashes, 2, "the saved crash inputs are missing");
 }
