@@ -243,6 +243,19 @@ Test(saved, open_dimension_stays_open)
     df_tensor bad = df_tensor_make(DF_F32, (float[4]){0}, 2, (int64_t[]){2, 2}), o;
     cr_assert_eq(df_saved_run(s, &bad, 1, &o, 1), DF_ERR_SHAPE, "a (2,2) input for (None,3)");
     df_saved_free(s);
+    /* Exported again after runs at concrete sizes: still open, same results. */
+    cr_assert_eq(df_function_export(f, 1, &sig, path, 1, &meta), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_saved_load(path, &s), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_saved_signature(s, &n_in, &in, &n_out, &out), DF_OK);
+    cr_assert_eq(in[0].shape[0], DF_DYNAMIC);
+    cr_assert_eq(out[0].shape[0], DF_DYNAMIC);
+    float x5[15];
+    for (int i = 0; i < 15; i++) x5[i] = (float)i / 7.0f - 1.0f;
+    df_tensor t5 = df_tensor_make(DF_F32, x5, 2, (int64_t[]){5, 3}), live5, saved5;
+    cr_assert_eq(df_function_call(f, &t5, 1, &live5, 1), DF_OK);
+    cr_assert_eq(df_saved_run(s, &t5, 1, &saved5, 1), DF_OK, "%s", df_last_error());
+    cr_assert_eq(memcmp(live5.data, saved5.data, 5 * 2 * 4), 0);
+    df_saved_free(s);
     df_function_free(f);
     dense_free(&d);
     remove_tmpdir();
