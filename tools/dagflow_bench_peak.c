@@ -121,11 +121,15 @@ typedef double (*flop_loop)(long iters, float *sink);
 static double measure_loop(flop_loop loop, int threads)
 {
     float sink = 0;
-    double t0 = bench_now();
-    loop(1000, &sink);
-    double per_iter = (bench_now() - t0) / 1000;
-    long iters = per_iter > 0 ? (long)(0.05 / per_iter) : 1000000;
-    if (iters < 1000) iters = 1000;
+    long iters = 1000;
+    double took = 0;
+    while (took < 0.01 && iters < (1L << 40)) {      /* grow until a call takes 10 ms */
+        iters *= 2;
+        double t0 = bench_now();
+        loop(iters, &sink);
+        took = bench_now() - t0;
+    }
+    iters = (long)(iters * (0.05 / took)) + 1;
     double best = 0;
     for (int rep = 0; rep < 5; rep++) {
         double total = 0, start = 0, end = 0;
