@@ -2,7 +2,7 @@
  * dagflow-bench) against FLOP and byte counts worked out by hand: matmul
  * (2MNK, folded rows, transposes), batch_matmul (per batch, broadcast),
  * lstm and its backward (the recurrent GEMM per step plus 13 gate FLOPs per
- * unit), attention (4 B h T^2 d; causal counts the visible pairs,
+ * unit), gru (15 per unit), attention (4 B h T^2 d; causal counts the visible pairs,
  * T(T+1)/2, or with cached keys fewer), the attention backward (2.5x), the
  * elementwise table, softmax and layer_norm. */
 #include <criterion/criterion.h>
@@ -72,6 +72,13 @@ Test(cost, lstm_gemm_per_step_and_gates)
     cr_assert_eq(df_gradients(g, h, NULL, 1, xs, &grad), DF_OK, "%s", df_graph_error(g));
     df_op_cost b = cost_of(find_op("lstm_grad"));
     cr_expect_eq(b.flops, 1248, "lstm_grad flops %g", b.flops);
+}
+
+Test(cost, gru_gemm_per_step_and_gates)
+{
+    /* B=2 T=3 H=4: T * (2*B*H*3H + 15*B*H) = 3 * (192 + 120) = 936 */
+    df_op_cost c = cost_of(df_gru(g, PH(2, 3, 12), PH(4, 12), NULL, PH(2, 4), true));
+    cr_expect_eq(c.flops, 936, "flops %g", c.flops);
 }
 
 Test(cost, attention_is_4bhT2d_and_causal_counts_visible_pairs)
