@@ -12,6 +12,7 @@
  * gradient's nodes as they are. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -97,19 +98,27 @@ double bench_median_sorted(const double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static int usage_error(const char *fmt, const char *arg)
+/* Prints "dagflow-bench: <message>" and the pointer to --help; returns 2. */
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "dagflow-bench: ");
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n(dagflow-bench --help for the usage)\n");
+    va_end(ap);
     return BENCH_EXIT_USAGE;
 }
 
 /* ------------------------------------------------------------ parsing */
 
-static int fail(char *err, size_t len, const char *fmt, const char *a, const char *b)
+/* Formats a usage error into err; returns 2. */
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, const char *fmt, ...)
 {
-    snprintf(err, len, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
     return BENCH_EXIT_USAGE;
 }
 
@@ -134,7 +143,7 @@ static int parse_shapes(bench_case *c, const char *text, char *err, size_t len)
     while (true) {
         const char *end = strchr(p, ',');
         if (!end) end = p + strlen(p);
-        if (n == 4) return fail(err, len, "--shape '%s': more than 4 inputs%s", text, "");
+        if (n == 4) return fail(err, len, "--shape '%s': more than 4 inputs", text);
         int nd = 0;
         if (!(end - p == 1 && *p == 's')) {
             for (const char *d = p; d <= end;) {
@@ -198,7 +207,7 @@ static int parse_attrs(bench_case *c, int n, const char *const *kv, char *err, s
     c->attrs_text[0] = 0;
     for (int i = 0; i < n; i++) {
         const char *eq = strchr(kv[i], '=');
-        if (!eq) return fail(err, len, "--attr '%s' is not NAME=VALUE%s", kv[i], "");
+        if (!eq) return fail(err, len, "--attr '%s' is not NAME=VALUE", kv[i]);
         int k = attr_index(bd, kv[i], (size_t)(eq - kv[i]));
         if (k < 0) {
             snprintf(err, len, "op '%s' has no attribute '%.*s' (its attributes: %s)", c->op->name,
@@ -227,13 +236,13 @@ int bench_case_parse(bench_case *c, const char *op_name, const char *shapes, int
 {
     memset(c, 0, sizeof *c);
     c->op = df_op_find(op_name);
-    if (!c->op) return fail(err, err_len, "unknown op '%s' (dagflow-bench list shows the ops it can build)%s", op_name, "");
+    if (!c->op) return fail(err, err_len, "unknown op '%s' (dagflow-bench list shows the ops it can build)", op_name);
     if (!c->op->bench)
         return fail(err, err_len, "op '%s' cannot be built on its own (no bench definition; it may be "
-                    "a gradient op, timed with --backward of the op it belongs to)%s", op_name, "");
-    if (!shapes) return fail(err, err_len, "op '%s' needs --shape (one shape per input, e.g. 64x1024,1024x4096)%s",
-                             op_name, "");
-    if (backward && !c->op->backward) return fail(err, err_len, "op '%s' has no gradient: no --backward%s", op_name, "");
+                    "a gradient op, timed with --backward of the op it belongs to)", op_name);
+    if (!shapes) return fail(err, err_len, "op '%s' needs --shape (one shape per input, e.g. 64x1024,1024x4096)",
+                             op_name);
+    if (backward && !c->op->backward) return fail(err, err_len, "op '%s' has no gradient: no --backward", op_name);
     c->backward = backward;
     int rc = parse_shapes(c, shapes, err, err_len);
     return rc ? rc : parse_attrs(c, n_attrs, attrs, err, err_len);
@@ -473,7 +482,7 @@ static int parse_timing(const char *flag, const char *v, bench_timing *t)
 
 static int cmd_op(int argc, char **argv)
 {
-    if (argc < 1 || argv[0][0] == '-') return usage_error("op needs a NAME (dagflow-bench list shows them)%s", "");
+    if (argc < 1 || argv[0][0] == '-') return usage_error("op needs a NAME (dagflow-bench list shows them)");
     const char *name = argv[0], *shapes = NULL, *attrs[16];
     int n_attrs = 0, rc;
     bool backward = false, json = false;
@@ -690,7 +699,7 @@ static int cmd_suite(int argc, char **argv)
 int main(int argc, char **argv)
 {
     cr_blas_env_init(argv);             /* OpenBLAS's AVX-512 kernels where it would not pick them */
-    if (argc < 2) return usage_error("a subcommand is needed: op, peak, suite, check, model or list%s", "");
+    if (argc < 2) return usage_error("a subcommand is needed: op, peak, suite, check, model or list");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         fputs(usage_text, stdout);
