@@ -639,7 +639,7 @@ static int cmd_suite(int argc, char **argv)
     if (compare && (rc = baseline_load(&base, compare))) return rc;
     FILE *saved = NULL;
     if (save && !(saved = fopen(save, "w"))) return usage_error("--save: cannot write '%s'", save);
-    printf("%-20s %-46s %-8s %9s %9s %9s %8s %8s  %s\n", "op", "shapes / attrs", "dir", "median", "min", "GFLOP/s",
+    printf("%-20s %-54s %-8s %9s %9s %9s %8s %8s  %s\n", "op", "shapes / attrs", "dir", "median", "min", "GFLOP/s",
            "GB/s", "% limit", compare ? "vs baseline" : "");
     int cases = 0, slower = 0, failed = 0;
     for (int i = 0; i < df_op_registry_count; i++) {
@@ -653,7 +653,7 @@ static int cmd_suite(int argc, char **argv)
                 char err[512], label[400];
                 if (bench_case_parse_entry(&c, op, op->bench->shapes[s], dir == 1, err, sizeof err) ||
                     bench_case_run(&c, &t, &r, err, sizeof err)) {
-                    printf("%-20s %-46s FAILED: %s\n", op->name, op->bench->shapes[s], err);
+                    printf("%-20s %-54s FAILED: %s\n", op->name, op->bench->shapes[s], err);
                     failed++;
                     continue;
                 }
@@ -680,7 +680,7 @@ static int cmd_suite(int argc, char **argv)
                     snprintf(gb, sizeof gb, "%.1f", gbs_of(&r));
                     snprintf(pct, sizeof pct, "%.0f%% %c", r.pct_of_limit, r.bound[0]);
                 }
-                printf("%-20s %-46.46s %-8s %9.3f %9.3f %9s %8s %8s  %s\n", op->name, label,
+                printf("%-20s %-54.54s %-8s %9.3f %9.3f %9s %8s %8s  %s\n", op->name, label,
                        dir ? "fwd+bwd" : "forward", r.ms_median, r.ms_min, gf, gb, pct, ratio);
                 fflush(stdout);
                 if (saved) bench_result_json(saved, &c, &r);
