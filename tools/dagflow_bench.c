@@ -276,7 +276,12 @@ static void built_free(built_case *b)
 static df_node *random_var(built_case *b, df_rng *rng, int ndim, const int64_t *shape, float lo, float hi)
 {
     df_variable *v = df_variable_new("input", DF_F32, ndim, shape, df_init_uniform(lo, hi), rng);
-    if (!v) return NULL;
+    if (!v) {
+        char dims[96];
+        df_graph_set_error(b->g, DF_ERR_NOMEM, "no input of shape %s: %s", df_shape_str(ndim, shape, dims, sizeof dims),
+                           df_last_error());
+        return NULL;
+    }
     b->vars[b->n_vars++] = v;
     return df_var(b->g, v);
 }
