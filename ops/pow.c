@@ -37,9 +37,24 @@ static const df_gradcheck_case pow_cases[] = {
     {0},
 };
 
+/* One operation per element (powf counts as one). */
+static void pow_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel, .bytes = df_cost_io_bytes(n)};
+}
+
+/* p has no default: --attr p=VALUE. */
+static df_node *pow_bench_build(df_graph *g, df_node **in, const double *attrs) { return df_pow(g, in[0], (float)attrs[0]); }
+
+static const df_bench_def pow_bench = {
+    .n_inputs = 1, .lo = 0.5f, .hi = 2.0f, .attrs = {"p"}, .defaults = {NULL}, .build = pow_bench_build,
+    .shapes = {"256x1024 p=3", "6400x4096 p=3", "16384x4096 p=0.5"},
+};
+
 const df_op_def df_op_pow = {
     .name = "pow", .infer = df_infer_unary, .forward = pow_forward, .backward = pow_backward,
     .gradcheck = pow_cases, .attrs_size = sizeof(pow_attrs),
+    .cost = pow_cost, .bench = &pow_bench,
 };
 
 df_node *df_pow(df_graph *g, df_node *x, float p)
