@@ -164,10 +164,36 @@ static const df_gradcheck_case gru_cases[] = {
     {0},
 };
 
+/* Per step the recurrent GEMM (B,H) @ (H,3H), 2*B*H*3H (reset_before: the
+ * same FLOPs, split in two products), and the gates: per unit adds of
+ * xproj and the bias (6), 2 sigmoids, r * u_h, the add and the tanh (3),
+ * h = z*h + (1-z)*hh (4) = GRU_GATE_FLOPS. Bytes: inputs, h and the saved
+ * gates. */
+#define GRU_GATE_FLOPS 15
+static void gru_cost(const df_node *n, df_op_cost *out)
+{
+    double B = (double)n->shape[0], T = (double)n->shape[1], H = (double)n->shape[2];
+    *out = (df_op_cost){.flops = T * (2 * B * H * 3 * H + GRU_GATE_FLOPS * B * H),
+                        .bytes = df_cost_io_bytes(n) + (double)n->aux_bytes};
+}
+
+/* xproj (B,T,3H), w_rec (H,3H), h0 (B,H); reset_after=1 (Keras' default)
+ * without a recurrent bias. */
+static df_node *gru_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_gru(g, in[0], in[1], NULL, in[2], attrs[0] != 0);
+}
+
+static const df_bench_def gru_bench = {
+    .n_inputs = 3, .lo = -0.5f, .hi = 0.5f, .attrs = {"reset_after"}, .defaults = {"1"}, .build = gru_bench_build,
+    .shapes = {"8x16x384,128x384,8x128", "64x100x3072,1024x3072,64x1024", "128x100x3072,1024x3072,128x1024"},
+};
+
 const df_op_def df_op_gru = {
     .name = "gru", .infer = gru_infer, .forward = gru_forward,
     .attrs_size = sizeof(df_gru_attrs),
     .backward = gru_backward, .gradcheck = gru_cases,
+    .cost = gru_cost, .bench = &gru_bench,
 };
 
 df_node *df_gru(df_graph *g, df_node *xproj, df_node *w_rec, df_node *b_rec, df_node *h0, bool reset_after)

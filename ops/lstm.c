@@ -332,9 +332,34 @@ static const df_gradcheck_case lstm_cases[] = {
     {0},
 };
 
+/* Per step the recurrent GEMM (B,H) @ (H,4H), 2*B*H*4H, and the gates:
+ * per unit 4 adds of xproj, 3 sigmoids, 2 tanh, c = f*c + i*g (3) and
+ * h = o*tanh(c) (1) = LSTM_GATE_FLOPS. Bytes: inputs, h and the saved gates. */
+#define LSTM_GATE_FLOPS 13
+static void lstm_cost(const df_node *n, df_op_cost *out)
+{
+    double B = (double)n->shape[0], T = (double)n->shape[1], H = (double)n->shape[2];
+    *out = (df_op_cost){.flops = T * (2 * B * H * 4 * H + LSTM_GATE_FLOPS * B * H),
+                        .bytes = df_cost_io_bytes(n) + (double)n->aux_bytes};
+}
+
+static df_node *lstm_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    (void)attrs;
+    return df_lstm(g, in[0], in[1], in[2], in[3]);
+}
+
+/* xproj (B,T,4H), w_rec (H,4H), h0, c0 (B,H); the seed's is B64 T100 H1024. */
+static const df_bench_def lstm_bench = {
+    .n_inputs = 4, .lo = -0.5f, .hi = 0.5f, .build = lstm_bench_build,
+    .shapes = {"8x16x512,128x512,8x128,8x128", "64x100x4096,1024x4096,64x1024,64x1024",
+               "128x100x4096,1024x4096,128x1024,128x1024"},
+};
+
 const df_op_def df_op_lstm = {
     .name = "lstm", .infer = lstm_infer, .forward = lstm_forward,
     .backward = lstm_backward, .gradcheck = lstm_cases, .attrs_size = sizeof(df_lstm_attrs),
+    .cost = lstm_cost, .bench = &lstm_bench,
 };
 
 df_node *df_lstm(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0, df_node *c0)

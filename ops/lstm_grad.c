@@ -193,8 +193,19 @@ static df_status lstm_grad_forward(df_node *n)
     return DF_OK;
 }
 
+/* Per step dz_{t+1} @ w_rec^T (B,4H) @ (4H,H) and about 20 operations per
+ * unit for the gate gradients; reads the lstm's saved gates. */
+static void lstm_grad_cost(const df_node *n, df_op_cost *out)
+{
+    const df_node *l = n->in[0];
+    double B = (double)l->shape[0], T = (double)l->shape[1], H = (double)l->shape[2];
+    *out = (df_op_cost){.flops = T * (2 * B * 4 * H * H + 20 * B * H),
+                        .bytes = df_cost_io_bytes(n) - (double)l->numel * 4 + (double)l->aux_bytes};
+}
+
 const df_op_def df_op_lstm_grad = {
     .name = "lstm_grad", .infer = lstm_grad_infer, .forward = lstm_grad_forward,
     .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through lstm's cases",
+    .cost = lstm_grad_cost,
 };

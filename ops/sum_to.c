@@ -72,9 +72,16 @@ static const df_gradcheck_case sum_to_cases[] = {
     {0},
 };
 
+/* One add per input element. */
+static void sum_to_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->in[0]->numel, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_sum_to = {
     .name = "sum_to", .infer = sum_to_infer, .forward = sum_to_forward,
     .backward = sum_to_backward, .gradcheck = sum_to_cases, .attrs_size = sizeof(sum_to_attrs),
+    .cost = sum_to_cost,
 };
 
 df_node *df_sum_to(df_graph *g, df_node *x, int ndim, const int64_t *shape)
