@@ -162,6 +162,10 @@ struct df_op_def {
     void (*cost)(const df_node *n, df_op_cost *out);
     /* How dagflow-bench builds the op (NULL: not benchmarked on its own). */
     const df_bench_def *bench;
+    /* Version of the op's meaning and attribute layout, written into saved
+     * graphs (graph/saved_*.c), which refuse a file made by a newer version;
+     * 0 counts as 1. Raise it when attributes change. */
+    int version;
 };
 
 
@@ -245,6 +249,9 @@ df_status df_node_infer_traced(df_node *n);
 df_status df_graph_specialize(df_graph *g, const df_tensor *inputs, int n_inputs);
 /* Frees the cached plans of a dynamic graph. */
 void df_graph_free_instances(df_graph *g);
+/* The compiled trace of f for one signature (traced now if new), as a
+ * call with inputs of these dtypes and shapes would run it (graph/function.c). */
+df_status df_function_trace_for(df_function *f, const df_tensor *signature, int n_inputs, df_graph **out);
 /* Plans memory for the current node shapes and allocates the arena
  * (graph/plan.c); used by compile and by each specialisation. */
 df_status df_graph_place_tensors(df_graph *g);

@@ -31,7 +31,7 @@ static df_status sum_to_infer(df_node *n)
     n->ndim = nd;
     n->dtype = DF_F32;
     char sx[64], s_[64];
-    bool ok = nd <= x->ndim;
+    bool ok = nd >= 0 && nd <= x->ndim;
     for (int d = 0; ok && d < nd; d++) {
         int64_t td = n->shape[d], xd = x->shape[d + x->ndim - nd];
         ok = td == xd || td == 1;
