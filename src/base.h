@@ -50,6 +50,29 @@ const struct df_gemm_kernels *df_gemm_kernels_for(df_gemm_path path);
 bool df_gemm_own(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* src/team.c: the thread count of a parallel region, adapted to the load
+ * (see there). df_team_size(wanted) is 1 inside a parallel region, when
+ * wanted <= 1 or while the machine has lately been too busy, else wanted.
+ * A region that wants its verdict to count times itself:
+ *     df_team_probe p; df_team_begin(&p, nth);
+ *     #pragma omp parallel num_threads(nth)
+ *     { int64_t c = df_team_enter(&p); ...work...; df_team_leave(&p, c); }
+ *     df_team_end(&p);
+ * df_team_set_adapt(0 / 1 / -1 = from DF_TEAM_ADAPT) resets the state (for
+ * tests); df_team_degradations counts the switches to one thread. */
+typedef struct df_team_probe {
+    bool timed;
+    int64_t t0;
+    _Atomic int64_t worst_deficit;
+} df_team_probe;
+int df_team_size(int wanted);
+void df_team_begin(df_team_probe *p, int nth);
+int64_t df_team_enter(const df_team_probe *p);
+void df_team_leave(df_team_probe *p, int64_t cpu0);
+void df_team_end(df_team_probe *p);
+void df_team_set_adapt(int on);
+long df_team_degradations(void);
+
 /* Flush denormals to zero (FTZ/DAZ) on every thread of the OpenMP pool. */
 void df_enable_ftz_all_threads(void);
 

@@ -14,6 +14,9 @@ static void openblas_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, fl
 {
     if (M == 0 || N == 0) return;
     if (M == 1 && K > 0) {          /* one row: y = alpha op(B)^T x + beta y, no packing */
+        /* some OpenBLAS versions compute beta = 0 as 0 * y, and y may hold a
+         * NaN from an earlier use of the arena */
+        if (beta == 0.0f) memset(C, 0, (size_t)N * sizeof(float));
         cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, (blasint)(tb ? N : K), (blasint)(tb ? K : N),
                     alpha, B, (blasint)ldb, A, ta ? (blasint)lda : 1, beta, C, 1);
         return;
@@ -131,8 +134,18 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
     df_sgemm_path(df_gemm_requested_path(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* The team size this thread's pool has FTZ/DAZ set for: a graph run calls
+ * this every time (once per generated char while sampling), and a region
+ * over the whole team each time would wake every pool thread just to set a
+ * register that is already set. */
+static _Thread_local int ftz_team_size;
+
 void df_enable_ftz_all_threads(void)
 {
+    const int team = omp_get_max_threads();
+    if (team <= ftz_team_size && _MM_GET_FLUSH_ZERO_MODE() == _MM_FLUSH_ZERO_ON &&
+        _MM_GET_DENORMALS_ZERO_MODE() == _MM_DENORMALS_ZERO_ON)
+        return;
     /* libgomp keeps its pool threads alive, so setting MXCSR once per thread
      * sticks for later parallel regions and for OpenBLAS (same pool). */
 #pragma omp parallel
@@ -142,6 +155,7 @@ void df_enable_ftz_all_threads(void)
     }
     _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
     _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+    ftz_team_size = team;
 }
 
 int df_num_threads(void) { return omp_get_max_threads(); }

@@ -200,7 +200,7 @@ static void scale_c(const gemm_args *g)
 static int gemm_threads(double macs)
 {
     if (omp_in_parallel() || macs < GEMM_PAR_MACS) return 1;
-    return omp_get_max_threads();
+    return df_team_size(omp_get_max_threads());
 }
 
 /* Each thread takes a contiguous range of whole tiles along the larger
@@ -219,8 +219,11 @@ static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
         return scratch != NULL;
     }
     int failed = 0;
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
     {
+        const int64_t cpu0 = df_team_enter(&probe);
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         const int64_t lo = min64(extent, tiles * tid / team * unit), hi = min64(extent, tiles * (tid + 1) / team * unit);
         const int64_t m0 = split_n ? 0 : lo, m1 = split_n ? g->M : hi, n0 = split_n ? lo : 0, n1 = split_n ? hi : g->N;
@@ -236,7 +239,9 @@ static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
 #pragma omp atomic read
         any_failed = failed;
         if (!any_failed) gemm_block(ks, g, m0, m1, n0, n1, scratch);
+        df_team_leave(&probe, cpu0);
     }
+    df_team_end(&probe);
     return !failed;
 }
 
@@ -265,15 +270,20 @@ static bool gemv_run(const df_gemm_kernels *ks, const gemm_args *g)
     /* memory-bound: a second thread pays off only on weights past ~16 MiB */
     int nth = (double)n * K >= GEMV_PAR_MACS ? gemm_threads((double)n * K) : 1;
     if (nth > grains) nth = (int)grains;
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
+        const int64_t cpu0 = df_team_enter(&probe);
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         const int64_t j0 = min64(n, grains * tid / team * GRAIN), j1 = min64(n, grains * (tid + 1) / team * GRAIN);
         if (j1 > j0) {
             if (dots) ks->gemv_dots(j1 - j0, K, W + j0 * ldw, ldw, x, g->alpha, g->beta, g->C + j0 * incy, incy);
             else ks->gemv_rows(K, j1 - j0, x, W + j0, ldw, g->alpha, g->beta, g->C + j0 * incy, incy);
         }
+        df_team_leave(&probe, cpu0);
     }
+    df_team_end(&probe);
     return true;
 }
 
