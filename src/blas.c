@@ -60,20 +60,26 @@ static df_gemm_path best_own_path(void)
     return (df_gemm_path)b;
 }
 
-/* Does OpenBLAS run its own AVX2/AVX-512 kernels here? On a CPU it does
- * not know it falls back to SSE kernels (Prescott: 40-53 GFLOP/s on an
- * AVX-512 Xeon whose FMA peak is 325, issue 15), and dagflow's kernels are
- * then the faster ones at every shape. */
+/* Does OpenBLAS run kernels as wide as dagflow's best here? On a CPU it
+ * does not know it falls back to SSE kernels (Prescott: 40-53 GFLOP/s on an
+ * AVX-512 Xeon whose FMA peak is 325, issue 15), or to AVX2 ones on an
+ * AVX-512 CPU newer than it ("Haswell"), and dagflow's kernels are then the
+ * faster ones at every shape measured (bench/bench_gemm; with Prescott on
+ * the Zen 4 below: 2-8x). So the speed of a run never depends on OpenBLAS
+ * knowing the CPU: it only decides whether the shapes in the table below
+ * may go to OpenBLAS. */
 static bool openblas_is_tuned(void)
 {
     static _Atomic int tuned = -1;
     int t = tuned;
     if (t < 0) {
-        static const char *fast[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+        static const char *avx512[] = {"skylakex", "cooperlake", "sapphirerapids"};
+        static const char *avx2[] = {"haswell", "zen"};
         const char *core = openblas_get_corename();
-        t = 0;
-        for (size_t i = 0; core && i < sizeof fast / sizeof fast[0]; i++)
-            if (strcasecmp(core, fast[i]) == 0) t = 1;
+        bool has512 = false, has2 = false;
+        for (size_t i = 0; core && i < sizeof avx512 / sizeof avx512[0]; i++) has512 |= !strcasecmp(core, avx512[i]);
+        for (size_t i = 0; core && i < sizeof avx2 / sizeof avx2[0]; i++) has2 |= !strcasecmp(core, avx2[i]);
+        t = best_own_path() == DF_GEMM_AVX512 ? has512 : has512 || has2;
         tuned = t;
     }
     return t == 1;
