@@ -34,6 +34,34 @@ void cell_sgemm(bool tb, int64_t M, int64_t N, int64_t K, float alpha, const flo
     }
 }
 
+void cell_weight_prepare(cell_weight *cw, int64_t M, bool tb, int64_t K, int64_t N, const float *W, int64_t ldw)
+{
+    *cw = (cell_weight){.tb = tb, .K = K, .N = N, .ldw = ldw, .W = W};
+    if (M < 2 || K <= 0 || N <= 0) return;
+    const df_gemm_path path = df_sgemm_chosen_path(false, tb, M, N, K);
+    if (path == DF_GEMM_OPENBLAS) return;
+    /* the struct and the panels in one buffer */
+    const size_t head = (sizeof(df_gemm_packed_b) + 63) / 64 * 16;
+    cw->buf = lstm_scratch_acquire(head + df_gemm_packed_b_floats(path, K, N), &cw->cached);
+    if (!cw->buf) return;
+    cw->pb = (df_gemm_packed_b *)cw->buf;
+    cw->packed = df_gemm_pack_b(path, cw->pb, tb, K, N, W, ldw, cw->buf + head);
+}
+
+void cell_weight_gemm(const cell_weight *cw, int64_t M, const float *A, int64_t lda, float beta, float *C,
+                      int64_t ldc)
+{
+    if (cw->packed && df_sgemm_packed(M, 1.0f, A, lda, cw->pb, beta, C, ldc)) return;
+    cell_sgemm(cw->tb, M, cw->N, cw->K, 1.0f, A, lda, cw->W, cw->ldw, beta, C, ldc);
+}
+
+void cell_weight_release(cell_weight *cw)
+{
+    if (cw->buf) lstm_scratch_release(cw->buf, cw->cached);
+    cw->buf = NULL;
+    cw->packed = false;
+}
+
 /* One process-wide scratch buffer, kept between calls: the packed weights
  * (16 MB at H=1024) and the d w_rec scratch are needed only while one op
  * runs, and allocating them per call either faults fresh pages in every

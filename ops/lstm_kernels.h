@@ -31,6 +31,23 @@
 void cell_sgemm(bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *Bm,
                 int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* A cell's recurrent weight op(W) (K x N) for the T per-step products
+ * A (M rows) @ op(W) of one op call: packed once (df_gemm_pack_b) when the
+ * products run on dagflow's kernels and M >= 2, else each product is a
+ * cell_sgemm (a GEMV at M = 1, where packing buys nothing). */
+typedef struct cell_weight {
+    bool tb, packed, cached;
+    int64_t K, N, ldw;
+    const float *W;
+    float *buf;
+    struct df_gemm_packed_b *pb;
+} cell_weight;
+void cell_weight_prepare(cell_weight *cw, int64_t M, bool tb, int64_t K, int64_t N, const float *W, int64_t ldw);
+/* C (M,N) = A (M,K) @ op(W) + beta * C. */
+void cell_weight_gemm(const cell_weight *cw, int64_t M, const float *A, int64_t lda, float beta, float *C,
+                      int64_t ldc);
+void cell_weight_release(cell_weight *cw);
+
 /* Units [j0, j1) of thread tid out of nth: contiguous, multiples of align,
  * as even as that allows (trailing threads may get none). */
 static inline void lstm_unit_slice(int64_t H, int64_t align, int tid, int nth, int64_t *j0, int64_t *j1)

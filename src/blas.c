@@ -121,13 +121,25 @@ static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
     return true;
 }
 
+static df_gemm_path resolve_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K)
+{
+    if (path != DF_GEMM_AUTO) return path;
+    if (best_own_path() == DF_GEMM_PORTABLE || !own_is_faster(ta, tb, M, N, K)) return DF_GEMM_OPENBLAS;
+    return best_own_path();
+}
+
+df_gemm_path df_sgemm_chosen_path(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
+{
+    df_gemm_path path = resolve_path(df_gemm_requested_path(), ta, tb, M, N, K);
+    for (; path > DF_GEMM_PORTABLE && !df_gemm_kernels_for(path); path--) {
+    }
+    return path;
+}
+
 void df_sgemm_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
-    if (path == DF_GEMM_AUTO) {
-        if (best_own_path() == DF_GEMM_PORTABLE || !own_is_faster(ta, tb, M, N, K)) path = DF_GEMM_OPENBLAS;
-        else path = best_own_path();
-    }
+    path = resolve_path(path, ta, tb, M, N, K);
     for (; path >= DF_GEMM_PORTABLE; path--)        /* avx512 -> avx2 -> portable */
         if (df_gemm_own(path, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     openblas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
