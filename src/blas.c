@@ -101,30 +101,37 @@ static bool openblas_is_tuned(void)
  *   (65,4096,256), (65,256,4096) tb           85 vs 88, 63 vs 69            tie -> dagflow
  *   (4096,1,1024) N = 1                       29 vs 6                        dagflow
  *   (1,65,1024), (1,4096,256) M = 1           36 vs 29, 40 vs 39 (2 thr 36 vs 10)  dagflow
- *   (1,4096,1024) M = 1, 16 MiB of weights    14 vs 13, 26 vs 31            mixed -> OpenBLAS
+ *   (1,4096,1024) M = 1, 16 MiB of weights    14 vs 13, 26 vs 31            mixed -> dagflow (below)
  *   (1024,65,6400) ta, N <= 128: dense dW     71 vs 74, 42 vs 67, 47 vs 43  mixed -> OpenBLAS
  *   (1024,1024,1024) nn and ta tb             61 vs 76, 94 vs 98, 55 vs 73  OpenBLAS
  *   (33,17,100), (100,100,100)                18 vs 44, 61 vs 70            OpenBLAS
  * (below ~2M multiply-adds packing and the call's fixed costs dominate). */
 #define OWN_MIN_MACS (1 << 21)
-#define OWN_GEMV_MAX_MACS (1 << 20)
 #define OPENBLAS_SQUARE_DIM 512
 static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
 {
     (void)tb;
     if (!openblas_is_tuned()) return true;
-    if (N == 1) return true;
-    if (M == 1) return (double)N * K <= OWN_GEMV_MAX_MACS;
+    /* one row or column: OpenBLAS's GEMV was at most as fast as ours when
+     * quiet (table above) and collapses when another process is busy (its
+     * threads are not adapted to the load: 0.9 GFLOP/s at (1,4096,1024),
+     * bench/roofline), so dagflow's always */
+    if (N == 1 || M == 1) return true;
     if ((double)M * N * K < OWN_MIN_MACS) return false;
     if (M >= OPENBLAS_SQUARE_DIM && N >= OPENBLAS_SQUARE_DIM && K >= OPENBLAS_SQUARE_DIM) return false;
     if (ta && N <= 128) return false;
     return true;
 }
 
+/* While the machine is too busy for all threads (src/team.c), OpenBLAS,
+ * whose threads do not adapt, gets nothing. */
 static df_gemm_path resolve_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K)
 {
     if (path != DF_GEMM_AUTO) return path;
-    if (best_own_path() == DF_GEMM_PORTABLE || !own_is_faster(ta, tb, M, N, K)) return DF_GEMM_OPENBLAS;
+    if (best_own_path() == DF_GEMM_PORTABLE) return DF_GEMM_OPENBLAS;
+    const int all = omp_get_max_threads();
+    const bool degraded = all > 1 && !omp_in_parallel() && df_team_size(all) < all;
+    if (!degraded && !own_is_faster(ta, tb, M, N, K)) return DF_GEMM_OPENBLAS;
     return best_own_path();
 }
 
