@@ -10,7 +10,6 @@
  * gates, c and tanh(c) stay in aux for the backward (ops/lstm_grad.c), which
  * builds: dz = lstm_grad (BPTT, = d xproj), dw_rec = lstm_hprev^T @ dz as one
  * matmul over all steps, and dh0/dc0 via lstm_grad_state. */
-#include <cblas.h>         /* openblas_get_corename, for lstm_use_packed_dw */
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -283,13 +282,7 @@ int lstm_use_packed_dw(void)
     int use = get_relaxed(&packed_dw);
     if (use < 0) {
         int forced = get_relaxed(&forced_packed_dw);
-        if (forced < 0) {
-            const char *core = openblas_get_corename();
-            bool blas512 = core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
-                                    !strcasecmp(core, "SapphireRapids"));
-            forced = !blas512;
-        }
-        use = lstm_use_packed(2) && forced;
+        use = lstm_use_packed(2) && forced != 0;
         set_relaxed(&packed_dw, use);
     }
     return use;

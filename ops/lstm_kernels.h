@@ -118,11 +118,11 @@ void lstm_dw_packed(int64_t B, int64_t T, int64_t H, int64_t N, const float *h, 
  *
  * lstm_use_packed_dw: lstm's backward computes d w_rec = hprev^T @ dz with
  * the AVX-512 kernel (lstm_hprev form 1) instead of lstm_hprev + matmul
- * (OpenBLAS); needs lstm_use_packed(2), and by default only when OpenBLAS
- * itself runs without AVX-512 kernels (e.g. its Haswell kernels, chosen by
- * OPENBLAS_CORETYPE=Haswell or for a CPU it does not know): this big,
- * square product (K = B*T) is where OpenBLAS's AVX-512 kernels are ~15%
- * faster than ours and its AVX2 ones ~1.7x slower. Decided when the
+ * (df_sgemm); needs lstm_use_packed(2). Not by what OpenBLAS detects: its
+ * AVX-512 kernels were ~15% faster at this big, square product (K = B*T) on
+ * a quiet machine, its AVX2 ones ~1.7x slower, its SSE3 ones (a CPU it does
+ * not know) ~2.5x, and its threads do not adapt to a busy machine, so the
+ * step's speed would depend on OpenBLAS knowing the CPU. Decided when the
  * gradient is built. */
 int lstm_use_avx512(void);
 int lstm_use_packed(int64_t B);

@@ -258,6 +258,18 @@ Test(gemm_openblas, large_shapes, .timeout = 120) { large_shapes(DF_GEMM_OPENBLA
 Test(gemm_auto, small_shapes) { small_shapes(DF_GEMM_AUTO); }
 Test(gemm_auto, large_shapes, .timeout = 120) { large_shapes(DF_GEMM_AUTO); }
 
+/* One-row and one-column products never go to OpenBLAS (its GEMV collapses
+ * when the machine is busy), whatever OpenBLAS's core. */
+Test(gemm_auto, gemv_shapes_on_dagflows_kernels)
+{
+    static const int64_t shapes[][3] = {{1, 4096, 1024}, {1, 65, 1024}, {1, 4096, 256}, {4096, 1, 1024}, {1, 8192, 8192}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int tb = 0; tb < 2; tb++)
+            cr_assert_neq(df_sgemm_chosen_path(false, tb, shapes[s][0], shapes[s][1], shapes[s][2]), DF_GEMM_OPENBLAS,
+                          "(%ld,%ld,%ld)%s goes to OpenBLAS", (long)shapes[s][0], (long)shapes[s][1],
+                          (long)shapes[s][2], tb ? " tb" : "");
+}
+
 /* DF_GEMM_ISA routes df_sgemm (each Criterion test runs in its own process,
  * so the variable is read here for the first time). */
 static void env_routes(const char *value, df_gemm_path want)
