@@ -133,7 +133,7 @@ static void lstm_step_gemm_all(int64_t B, int64_t H, const float *hp, int64_t ld
                                int64_t ldz)
 {
     const int64_t per_block = (H + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
-#pragma omp parallel for schedule(static) num_threads(df_team_size(omp_get_max_threads()))
+#pragma omp parallel for schedule(static) num_threads(cell_chunk_threads(false, B, H))
     for (int64_t q = 0; q < 4 * per_block; q++) {
         const int64_t block = q / per_block * H, c0 = block + q % per_block * LSTM_BLAS_CHUNK;
         lstm_step_gemm(B, H, hp, ldh, W, z, ldz, c0, c0 + LSTM_BLAS_CHUNK < block + H ? c0 + LSTM_BLAS_CHUNK : block + H);

@@ -27,7 +27,7 @@ void cell_sgemm(bool tb, int64_t M, int64_t N, int64_t K, float alpha, const flo
 {
     const int64_t chunks = (N + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
     if (M == 0 || chunks == 0) return;
-#pragma omp parallel for schedule(static) num_threads(df_team_size(omp_get_max_threads()))
+#pragma omp parallel for schedule(static) num_threads(cell_chunk_threads(tb, M, K))
     for (int64_t q = 0; q < chunks; q++) {
         const int64_t c = q * LSTM_BLAS_CHUNK, n = N - c < LSTM_BLAS_CHUNK ? N - c : LSTM_BLAS_CHUNK;
         df_sgemm(false, tb, M, n, K, alpha, A, lda, tb ? Bm + c * ldb : Bm + c, ldb, beta, C + c, ldc);

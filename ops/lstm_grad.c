@@ -119,7 +119,7 @@ static inline void lstm_grad_gemm(int64_t B, int64_t T, int64_t H, const float *
 static void lstm_grad_gemm_all(int64_t B, int64_t T, int64_t H, const float *dz, const float *W, float *DH)
 {
     const int64_t chunks = (H + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
-#pragma omp parallel for schedule(static) num_threads(df_team_size(omp_get_max_threads()))
+#pragma omp parallel for schedule(static) num_threads(cell_chunk_threads(true, B, 4 * H))
     for (int64_t q = 0; q < chunks; q++) {
         const int64_t j0 = q * LSTM_BLAS_CHUNK;
         lstm_grad_gemm(B, T, H, dz, W, DH, j0, j0 + LSTM_BLAS_CHUNK < H ? j0 + LSTM_BLAS_CHUNK : H);

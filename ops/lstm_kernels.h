@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <omp.h>
+#include "base.h"                 /* df_sgemm_chosen_path, df_team_size */
 
 /* Below this many multiply-adds per step (B*H*4H) a sequence runs on the
  * calling thread (OpenBLAS may still thread its GEMMs). */
@@ -30,6 +32,16 @@
  * the sums). For the GRU's and SimpleRNN's per-step products. */
 void cell_sgemm(bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *Bm,
                 int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* Threads for a region sharing out LSTM_BLAS_CHUNK-column products of
+ * shape (M, chunk, K): the load-adapted count (src/team.c) when they run on
+ * dagflow's kernels, whose bits do not depend on it; else all threads, so
+ * that the region is active and OpenBLAS runs each call on one thread. */
+static inline int cell_chunk_threads(bool tb, int64_t M, int64_t K)
+{
+    const int all = omp_get_max_threads();
+    return df_sgemm_chosen_path(false, tb, M, LSTM_BLAS_CHUNK, K) == DF_GEMM_OPENBLAS ? all : df_team_size(all);
+}
 
 /* A cell's recurrent weight op(W) (K x N) for the T per-step products
  * A (M rows) @ op(W) of one op call: packed once (df_gemm_pack_b) when the

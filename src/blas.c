@@ -123,15 +123,12 @@ static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
     return true;
 }
 
-/* While the machine is too busy for all threads (src/team.c), OpenBLAS,
- * whose threads do not adapt, gets nothing. */
+/* The choice depends on the shape and OpenBLAS's core only, never on the
+ * load: dagflow's and OpenBLAS's sums differ in the last bits. */
 static df_gemm_path resolve_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K)
 {
     if (path != DF_GEMM_AUTO) return path;
-    if (best_own_path() == DF_GEMM_PORTABLE) return DF_GEMM_OPENBLAS;
-    const int all = omp_get_max_threads();
-    const bool degraded = all > 1 && !omp_in_parallel() && df_team_size(all) < all;
-    if (!degraded && !own_is_faster(ta, tb, M, N, K)) return DF_GEMM_OPENBLAS;
+    if (best_own_path() == DF_GEMM_PORTABLE || !own_is_faster(ta, tb, M, N, K)) return DF_GEMM_OPENBLAS;
     return best_own_path();
 }
 

@@ -134,16 +134,3 @@ Test(team, ftz_on_every_pool_thread)
     }
     df_set_num_threads(2);
 }
-
-/* OpenBLAS's threads do not adapt: while the count is reduced, every product
- * runs on dagflow's kernels (1024^3 would go to a tuned OpenBLAS otherwise). */
-Test(team, no_openblas_while_reduced)
-{
-    df_set_num_threads(2);
-    df_team_set_adapt(1);
-    region_with_a_sleeper(30);
-    cr_assert_eq(df_team_size(2), 1);
-    cr_assert_neq(df_sgemm_chosen_path(false, false, 1024, 1024, 1024), DF_GEMM_OPENBLAS);
-    cr_assert_neq(df_sgemm_chosen_path(true, false, 1024, 65, 6400), DF_GEMM_OPENBLAS);
-    df_team_set_adapt(-1);
-}
