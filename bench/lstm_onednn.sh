@@ -27,7 +27,7 @@ if ! gcc -O2 "$anchor" -o "$tmp/onednn_lstm" -ldnnl 2>"$tmp/cc.err"; then
     exit 0
 fi
 for r in $(seq "$rounds"); do
-    ./bench/bench_ops --only lstm | grep 'forward_backward' | sed -n 's/.*"ms": \([0-9.]*\).*/\1/p' >>"$tmp/dagflow"
+    ./bench/bench_ops --only lstm | grep '"case": "forward_backward' | sed -n 's/.*"ms": \([0-9.]*\).*/\1/p' >>"$tmp/dagflow"
     "$tmp/onednn_lstm" --input 8 --steps 3 --warmup 1 --gen 1 2>/dev/null |
         sed -n 's/.*"step_ms":\([0-9.]*\).*/\1/p' >>"$tmp/onednn"
 done
