@@ -74,12 +74,16 @@ static df_status gru_forward(df_node *n)
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
     const float *BR = n->n_in == 4 ? DF_F32P(n->in[3]) : E + B * T * H;
     if (reset_after && n->n_in == 3) memset(E + B * T * H, 0, (size_t)G3 * sizeof(float));
+    /* reset_after: all of w_rec per step; reset_before: w_zr, then w_h */
+    cell_weight wa, wh;
+    cell_weight_prepare(&wa, B, false, H, reset_after ? G3 : 2 * H, W, G3);
+    if (!reset_after) cell_weight_prepare(&wh, B, false, H, H, W + 2 * H, G3);
     for (int64_t t = 0; t < T; t++) {
         const float *hp = t ? Y + (t - 1) * H : H0;       /* h_{t-1}: h0 or rows of the output */
         const int64_t ldh = t ? T * H : H;
         float *Z = G + t * G3;
         if (reset_after) {
-            cell_sgemm(false, B, G3, H, 1.0f, hp, ldh, W, G3, 0.0f, Z, T * G3);
+            cell_weight_gemm(&wa, B, hp, ldh, 0.0f, Z, T * G3);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
             for (int64_t b = 0; b < B; b++) {
                 const int64_t r = b * T + t;
@@ -101,7 +105,7 @@ static df_status gru_forward(df_node *n)
             continue;
         }
         /* reset_before: z and r from h_{t-1}, then the candidate from r * h_{t-1} */
-        cell_sgemm(false, B, 2 * H, H, 1.0f, hp, ldh, W, G3, 0.0f, Z, T * G3);
+        cell_weight_gemm(&wa, B, hp, ldh, 0.0f, Z, T * G3);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;
@@ -115,7 +119,7 @@ static df_status gru_forward(df_node *n)
                 rh[j] = rg * h_1[j];
             }
         }
-        cell_sgemm(false, B, H, H, 1.0f, E + t * H, T * H, W + 2 * H, G3, 0.0f, Z + 2 * H, T * G3);
+        cell_weight_gemm(&wh, B, E + t * H, T * H, 0.0f, Z + 2 * H, T * G3);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;
@@ -129,6 +133,8 @@ static df_status gru_forward(df_node *n)
             }
         }
     }
+    cell_weight_release(&wa);
+    if (!reset_after) cell_weight_release(&wh);
     return DF_OK;
 }
 

@@ -10,7 +10,6 @@
  * gates, c and tanh(c) stay in aux for the backward (ops/lstm_grad.c), which
  * builds: dz = lstm_grad (BPTT, = d xproj), dw_rec = lstm_hprev^T @ dz as one
  * matmul over all steps, and dh0/dc0 via lstm_grad_state. */
-#include <cblas.h>
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -113,24 +112,16 @@ static void lstm_gate_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t 
     lstm_gate_base(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
 }
 
-/* z[:, c0:c1] = hp (B,H) @ w_rec[:, c0:c1]; at B = 1 a matrix-vector product
- * (sgemm would pack the whole weight slice for one row). One OpenBLAS call
- * per LSTM_BLAS_CHUNK columns from c0, a gate block's start plus a multiple
- * of LSTM_BLAS_CHUNK, so the calls do not depend on the thread count. */
+/* z[:, c0:c1] = hp (B,H) @ w_rec[:, c0:c1] through dagflow's dispatch (a
+ * GEMV at B = 1). One call per LSTM_BLAS_CHUNK columns from c0, a gate
+ * block's start plus a multiple of LSTM_BLAS_CHUNK, so the calls do not
+ * depend on the thread count. */
 static inline void lstm_step_gemm(int64_t B, int64_t H, const float *hp, int64_t ldh, const float *W, float *z,
                                   int64_t ldz, int64_t c0, int64_t c1)
 {
     for (int64_t a = c0; a < c1; a += LSTM_BLAS_CHUNK) {
         const int64_t n = c1 - a < LSTM_BLAS_CHUNK ? c1 - a : LSTM_BLAS_CHUNK;
-        if (B == 1) {
-            /* zeroed first: some OpenBLAS versions compute beta = 0 as 0 * y, and
-             * z may hold NaN from an earlier use of the arena */
-            memset(z + a, 0, (size_t)n * sizeof(float));
-            cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)H, (blasint)n, 1.0f, W + a, (blasint)(4 * H), hp, 1, 0.0f,
-                        z + a, 1);
-        }
-        else
-            df_sgemm(false, false, B, n, H, 1.0f, hp, ldh, W + a, 4 * H, 0.0f, z + a, ldz);
+        df_sgemm(false, false, B, n, H, 1.0f, hp, ldh, W + a, 4 * H, 0.0f, z + a, ldz);
     }
 }
 
@@ -142,7 +133,7 @@ static void lstm_step_gemm_all(int64_t B, int64_t H, const float *hp, int64_t ld
                                int64_t ldz)
 {
     const int64_t per_block = (H + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
-#pragma omp parallel for schedule(static) if (omp_get_max_threads() > 1)
+#pragma omp parallel for schedule(static) num_threads(cell_chunk_threads(false, B, H))
     for (int64_t q = 0; q < 4 * per_block; q++) {
         const int64_t block = q / per_block * H, c0 = block + q % per_block * LSTM_BLAS_CHUNK;
         lstm_step_gemm(B, H, hp, ldh, W, z, ldz, c0, c0 + LSTM_BLAS_CHUNK < block + H ? c0 + LSTM_BLAS_CHUNK : block + H);
@@ -178,7 +169,7 @@ static df_status lstm_forward(df_node *n)
     float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
     const bool packed = PW != NULL;                         /* else OpenBLAS */
     const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
-    const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1);
+    const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
     if (nth <= 1 && !packed) {
         /* small or one thread: the products, then one pass over the gates */
         for (int64_t t = 0; t < T; t++) {
@@ -190,8 +181,11 @@ static df_status lstm_forward(df_node *n)
     }
     /* packed gate block k: panels of columns k*H .. k*H+H-1 */
     const int64_t block = lstm_packed_floats(H) / 4;
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
     {
+        const int64_t cpu0 = df_team_enter(&probe);
         int64_t j0, j1;
         lstm_unit_slice(H, align, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
 #if LSTM_HAVE_AVX512_CLONE
@@ -214,7 +208,9 @@ static df_status lstm_forward(df_node *n)
             lstm_gate_block(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
 #pragma omp barrier
         }
+        df_team_leave(&probe, cpu0);
     }
+    df_team_end(&probe);
     lstm_scratch_release(PW, cached);
     return DF_OK;
 }
@@ -286,13 +282,7 @@ int lstm_use_packed_dw(void)
     int use = get_relaxed(&packed_dw);
     if (use < 0) {
         int forced = get_relaxed(&forced_packed_dw);
-        if (forced < 0) {
-            const char *core = openblas_get_corename();
-            bool blas512 = core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
-                                    !strcasecmp(core, "SapphireRapids"));
-            forced = !blas512;
-        }
-        use = lstm_use_packed(2) && forced;
+        use = lstm_use_packed(2) && forced != 0;
         set_relaxed(&packed_dw, use);
     }
     return use;

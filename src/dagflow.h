@@ -1195,7 +1195,24 @@ void df_set_num_threads(int n);
  *                                          lower one it has)
  *   DF_GEMM_ISA=openblas                   OpenBLAS only
  *   unset, auto (or anything else)         the per-shape choice above
- * for tests and for comparing paths; results agree to rounding, not bits. */
+ * for tests and for comparing paths; results agree to rounding, not bits.
+ * OpenBLAS is chosen only where its kernels are as wide as dagflow's (e.g.
+ * its AVX-512 ones on an AVX-512 CPU): on a CPU it does not know (it then
+ * runs SSE3 "Prescott" or AVX2 kernels) dagflow's kernels take every product,
+ * so speed does not depend on OpenBLAS knowing the CPU. */
+
+/* ------------------------------------------------- threads on a busy machine */
+
+/* df_set_num_threads (or OMP_NUM_THREADS) is an upper bound. A parallel
+ * region ends when its slowest thread does, so when other processes keep the
+ * cores busy, a thread that waits for a core stalls the others (char-rnn
+ * sample ran 8x slower on 2 threads than on 1 next to one busy process). The
+ * library's parallel kernels (GEMM/GEMV, LSTM, GRU, SimpleRNN) time their
+ * threads' CPU against wall time; when a thread misses a quarter of it over
+ * 20 ms of regions, they run on one thread for 0.1 s (doubling up to 2 s
+ * while the load lasts), then try the full count again. Results do not change
+ * (they are the same bits on any thread count). DF_TEAM_ADAPT=0 in the
+ * environment (read once) turns this off. */
 
 /* ----------------------------------------------------------- saved graphs */
 

@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 #include "dagflow.h"
-#include "blas_env.h"
 #include "dagflow_bench.h"
 
 static const char usage_text[] =
@@ -703,7 +702,6 @@ static int cmd_suite(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    cr_blas_env_init(argv);             /* OpenBLAS's AVX-512 kernels where it would not pick them */
     if (argc < 2) return usage_error("a subcommand is needed: op, peak, suite, check, model or list");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
