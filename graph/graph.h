@@ -128,6 +128,20 @@ typedef struct df_bench_def {
     const char *shapes[3];
 } df_bench_def;
 
+/* How an op's attribute struct is written into a saved graph
+ * (graph/saved_*.c): plain bytes (DF_ATTRS_BEGIN/END forbid padding) unless
+ * it holds a pointer, which is process memory. */
+typedef enum df_op_attrs_kind {
+    DF_ATTRS_PLAIN = 0,           /* the bytes as they are */
+    DF_ATTRS_VARIABLE,            /* starts with the df_variable * the op reads or writes (df_update_attrs) */
+    DF_ATTRS_CONSTANT,            /* a pointer cleared once built; the value is the node's data */
+    DF_ATTRS_FUSED,               /* a df_fused_program, whose codes are DF_EW_* fusion codes */
+    DF_ATTRS_UNSAVED,             /* process-local state (the MPI all-reduce): cannot be saved */
+} df_op_attrs_kind;
+
+/* Inputs of a node with any number of them (concat, the all-reduce). */
+#define DF_MAX_INPUTS (1 << 20)
+
 struct df_op_def {
     const char *name;
     unsigned flags;
@@ -166,6 +180,15 @@ struct df_op_def {
      * graphs (graph/saved_*.c), which refuse a file made by a newer version;
      * 0 counts as 1. Raise it when attributes change. */
     int version;
+    /* How many inputs the op's constructors give it (elementwise ops: their
+     * table's arity; source ops: 0 and 0). Saved graphs refuse other counts
+     * rather than let infer read inputs that are not there. */
+    int min_inputs, max_inputs;
+    /* How the attribute struct is written into a saved graph (pointers are
+     * process memory), and which of its bytes are C bools (bit i = byte i),
+     * which a reader must check are 0 or 1. */
+    df_op_attrs_kind attrs_kind;
+    uint32_t bool_attrs;
 };
 
 

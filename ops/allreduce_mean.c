@@ -167,6 +167,7 @@ const df_op_def df_op_allreduce_mean = {
     .name = "allreduce_mean", .flags = DF_OP_SIDE_EFFECT,
     .infer = allreduce_mean_infer, .forward = allreduce_mean_forward, .attrs_size = sizeof(allreduce_mean_attrs),
     .no_gradcheck = "no gradient: averages gradients across MPI ranks (tests/test_mpi.c)",
+    .min_inputs = 1, .max_inputs = DF_MAX_INPUTS, .attrs_kind = DF_ATTRS_UNSAVED,
 };
 
 static df_status allreduce_part_infer(df_node *n)
@@ -194,6 +195,7 @@ const df_op_def df_op_allreduce_part = {
     .name = "allreduce_part", .flags = DF_OP_VIEW,
     .infer = allreduce_part_infer, .forward = allreduce_part_forward, .attrs_size = sizeof(allreduce_part_attrs),
     .no_gradcheck = "no gradient: a view into allreduce_mean's result (tests/test_mpi.c)",
+    .min_inputs = 1, .max_inputs = 1, .attrs_kind = DF_ATTRS_UNSAVED,
 };
 
 static df_node *part(df_graph *g, df_node *flat, int64_t offset, const df_node *like)

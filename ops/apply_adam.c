@@ -37,6 +37,7 @@ const df_op_def df_op_apply_adam = {
     .name = "apply_adam", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = apply_adam_forward, .attrs_size = sizeof(apply_adam_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_graph.c and tests/test_optim.c",
+    .min_inputs = 5, .max_inputs = 5, .attrs_kind = DF_ATTRS_VARIABLE,
 };
 
 df_node *df_apply_adam(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *t,

@@ -34,6 +34,7 @@ const df_op_def df_op_apply_momentum = {
     .infer = df_infer_variable_update, .forward = apply_momentum_forward,
     .attrs_size = sizeof(apply_momentum_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_optim.c",
+    .min_inputs = 3, .max_inputs = 3, .attrs_kind = DF_ATTRS_VARIABLE,
 };
 
 df_node *df_apply_momentum(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *velocity,

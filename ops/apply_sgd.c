@@ -16,6 +16,7 @@ const df_op_def df_op_apply_sgd = {
     .name = "apply_sgd", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = apply_sgd_forward, .attrs_size = sizeof(df_update_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_graph.c and tests/test_optim.c",
+    .min_inputs = 2, .max_inputs = 2, .attrs_kind = DF_ATTRS_VARIABLE,
 };
 
 df_node *df_apply_sgd(df_graph *g, df_variable *w, df_node *grad, df_node *lr)

@@ -50,6 +50,7 @@ const df_op_def df_op_argmax = {
     .name = "argmax", .infer = argmax_infer, .forward = argmax_forward,
     .no_gradcheck = "no gradient: an integer index (values in tests/test_transformer_ops.c)",
     .attrs_size = sizeof(df_axis_attrs),
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_argmax(df_graph *g, df_node *x, int axis)

@@ -43,6 +43,7 @@ const df_op_def df_op_assign = {
     .name = "assign", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = assign_forward, .attrs_size = sizeof(df_update_attrs),
     .no_gradcheck = "no gradient: writes a variable (tests/test_graph.c)",
+    .min_inputs = 1, .max_inputs = 1, .attrs_kind = DF_ATTRS_VARIABLE,
 };
 
 df_node *df_assign(df_graph *g, df_variable *v, df_node *value)

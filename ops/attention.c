@@ -189,6 +189,7 @@ const df_op_def df_op_attention = {
     .name = "attention", .infer = attention_infer, .forward = attention_forward,
     .backward = attention_backward, .gradcheck = attention_cases, .attrs_size = sizeof(df_attention_attrs),
     .cost = attention_cost, .bench = &attention_bench,
+    .min_inputs = 3, .max_inputs = 3,
 };
 
 df_node *df_attention(df_graph *g, df_node *q, df_node *k, df_node *v, bool causal, float scale)

@@ -137,6 +137,7 @@ const df_op_def df_op_attention_grad = {
     .name = "attention_grad", .infer = attention_grad_infer, .forward = attention_grad_forward,
     .no_gradcheck = "gradient op: checked through attention's cases",
     .cost = attention_grad_cost,
+    .min_inputs = 5, .max_inputs = 5,
 };
 
 df_node *df_attention_grad_make(df_graph *g, df_node *attn, df_node *dy)

@@ -42,6 +42,7 @@ const df_op_def df_op_attention_grad_kv = {
     .attrs_size = sizeof(attention_kv_attrs),
     .no_gradcheck = "gradient op: checked through attention's cases",
     .cost = attention_grad_kv_cost,
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_attention_grad_kv(df_graph *g, df_node *grad, int which)

@@ -92,6 +92,7 @@ const df_op_def df_op_broadcast_to = {
     .backward = broadcast_to_backward, .gradcheck = broadcast_to_cases,
     .attrs_size = sizeof(broadcast_to_attrs),
     .cost = broadcast_to_cost,
+    .min_inputs = 1, .max_inputs = 2,
 };
 
 df_node *df_broadcast_to(df_graph *g, df_node *x, int ndim, const int64_t *shape)

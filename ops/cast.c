@@ -58,6 +58,7 @@ const df_op_def df_op_cast = {
     .no_gradcheck = "no gradient: one side is an integer (values in tests/test_transformer_ops.c)",
     .attrs_size = sizeof(cast_attrs),
     .bench = &cast_bench,
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_cast(df_graph *g, df_node *x, df_dtype dtype)

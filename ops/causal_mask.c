@@ -57,6 +57,7 @@ static const df_gradcheck_case causal_mask_cases[] = {
 const df_op_def df_op_causal_mask = {
     .name = "causal_mask", .infer = causal_mask_infer, .forward = causal_mask_forward,
     .backward = causal_mask_backward, .gradcheck = causal_mask_cases, .attrs_size = sizeof(causal_mask_attrs),
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_causal_mask(df_graph *g, df_node *scores, float fill)

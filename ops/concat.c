@@ -83,6 +83,7 @@ static const df_gradcheck_case concat_cases[] = {
 const df_op_def df_op_concat = {
     .name = "concat", .infer = concat_infer, .forward = concat_forward,
     .backward = concat_backward, .gradcheck = concat_cases, .attrs_size = sizeof(df_axis_attrs),
+    .min_inputs = 1, .max_inputs = DF_MAX_INPUTS,
 };
 
 df_node *df_concat(df_graph *g, int n, df_node *const *xs, int axis)

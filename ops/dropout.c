@@ -89,6 +89,7 @@ static const df_gradcheck_case dropout_cases[] = {
 const df_op_def df_op_dropout = {
     .name = "dropout", .flags = DF_OP_NO_CSE, .infer = dropout_infer, .forward = dropout_forward,
     .backward = dropout_backward, .gradcheck = dropout_cases, .attrs_size = sizeof(dropout_attrs),
+    .min_inputs = 2, .max_inputs = 2,
 };
 
 df_node *df_dropout(df_graph *g, df_node *x, float rate, df_node *seed, uint64_t salt)

@@ -50,6 +50,7 @@ const df_op_def df_op_fill_like = {
     .attrs_size = sizeof(fill_like_attrs),
     .no_gradcheck = "no gradient: its input is read for its shape only, so autodiff passes it none "
                     "(tests/test_layers.c)",
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_fill_like_dims(df_graph *g, df_node *like, float value, df_dtype dtype, int ndim,

@@ -80,4 +80,5 @@ const df_op_def df_op_fused_elementwise = {
     .no_gradcheck = "built by the fusion pass after autodiff; bit-identical to the ops it merges "
                     "(tests/test_passes.c)",
     .cost = fused_elementwise_cost,
+    .min_inputs = 1, .max_inputs = 2*DF_FUSE_MAX, .attrs_kind = DF_ATTRS_FUSED,
 };

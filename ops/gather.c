@@ -77,6 +77,7 @@ const df_op_def df_op_gather = {
     .name = "gather", .infer = gather_infer, .forward = gather_forward,
     .backward = gather_backward, .gradcheck = gather_cases,
     .cost = gather_cost, .bench = &gather_bench,
+    .min_inputs = 2, .max_inputs = 2,
 };
 
 df_node *df_gather(df_graph *g, df_node *params, df_node *indices)

@@ -55,6 +55,7 @@ const df_op_def df_op_global_norm_scale = {
     .name = "global_norm_scale", .infer = global_norm_scale_infer, .forward = global_norm_scale_forward,
     .attrs_size = sizeof(global_norm_scale_attrs),
     .no_gradcheck = "no gradient: the clipping factor applied to gradients (tests/test_optim.c)",
+    .min_inputs = 1, .max_inputs = DF_MAX_INPUTS,
 };
 
 df_node *df_global_norm_scale(df_graph *g, int n, df_node *const *grads, float clip)

@@ -200,6 +200,7 @@ const df_op_def df_op_gru = {
     .attrs_size = sizeof(df_gru_attrs),
     .backward = gru_backward, .gradcheck = gru_cases,
     .cost = gru_cost, .bench = &gru_bench,
+    .min_inputs = 3, .max_inputs = 4, .bool_attrs = 0x1,
 };
 
 df_node *df_gru(df_graph *g, df_node *xproj, df_node *w_rec, df_node *b_rec, df_node *h0, bool reset_after)

@@ -130,4 +130,5 @@ const df_op_def df_op_gru_grad = {
     .name = "gru_grad", .infer = gru_grad_infer, .forward = gru_grad_forward,
     .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through gru's cases",
+    .min_inputs = 4, .max_inputs = 4, .bool_attrs = 0x1,
 };

@@ -31,4 +31,5 @@ static df_status gru_grad_bias_forward(df_node *n)
 const df_op_def df_op_gru_grad_bias = {
     .name = "gru_grad_bias", .infer = gru_grad_bias_infer, .forward = gru_grad_bias_forward,
     .no_gradcheck = "gradient op: checked through gru's cases",
+    .min_inputs = 1, .max_inputs = 1,
 };

@@ -29,4 +29,5 @@ static df_status gru_grad_state_forward(df_node *n)
 const df_op_def df_op_gru_grad_state = {
     .name = "gru_grad_state", .infer = gru_grad_state_infer, .forward = gru_grad_state_forward,
     .no_gradcheck = "gradient op: checked through gru's cases",
+    .min_inputs = 1, .max_inputs = 1,
 };

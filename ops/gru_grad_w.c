@@ -45,4 +45,5 @@ static df_status gru_grad_w_forward(df_node *n)
 const df_op_def df_op_gru_grad_w = {
     .name = "gru_grad_w", .infer = gru_grad_w_infer, .forward = gru_grad_w_forward,
     .no_gradcheck = "gradient op: checked through gru's cases",
+    .min_inputs = 3, .max_inputs = 3,
 };

@@ -34,6 +34,7 @@ static df_status layer_norm_infer(df_node *n)
     char sx[64], sg[64];
     if (x->ndim < 1) return df_op_error(n, DF_ERR_SHAPE, "input must have a last axis, got a scalar");
     int64_t C = x->shape[x->ndim - 1];
+    if (n->n_in == 2) return df_op_error(n, DF_ERR_ARG, "takes a gain and a bias together, or neither");
     for (int i = 1; i < n->n_in; i++) {
         const df_node *p = n->in[i];
         if ((st = df_require_f32(n, i)) != DF_OK) return st;
@@ -119,6 +120,7 @@ const df_op_def df_op_layer_norm = {
     .name = "layer_norm", .infer = layer_norm_infer, .forward = layer_norm_forward,
     .backward = layer_norm_backward, .gradcheck = layer_norm_cases, .attrs_size = sizeof(layer_norm_attrs),
     .cost = layer_norm_cost, .bench = &layer_norm_bench,
+    .min_inputs = 1, .max_inputs = 3,
 };
 
 df_node *df_layer_norm(df_graph *g, df_node *x, df_node *gain, df_node *bias, float eps)
@@ -181,6 +183,7 @@ const df_op_def df_op_layer_norm_grad = {
     .name = "layer_norm_grad", .infer = layer_norm_grad_infer, .forward = layer_norm_grad_forward,
     .no_gradcheck = "gradient op: checked through layer_norm's cases", .attrs_size = sizeof(layer_norm_attrs),
     .cost = layer_norm_grad_cost,
+    .min_inputs = 2, .max_inputs = 3,
 };
 
 static df_node *layer_norm_grad(df_graph *g, df_node *x, df_node *gain, df_node *dy, float eps)

@@ -65,6 +65,7 @@ const df_op_def df_op_log_softmax = {
     .name = "log_softmax", .infer = df_infer_unary_axis, .forward = log_softmax_forward,
     .backward = log_softmax_backward, .gradcheck = log_softmax_cases, .attrs_size = sizeof(df_axis_attrs),
     .cost = log_softmax_cost, .bench = &log_softmax_bench,
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_log_softmax(df_graph *g, df_node *x, int axis)

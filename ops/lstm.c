@@ -350,6 +350,7 @@ const df_op_def df_op_lstm = {
     .name = "lstm", .infer = lstm_infer, .forward = lstm_forward,
     .backward = lstm_backward, .gradcheck = lstm_cases, .attrs_size = sizeof(df_lstm_attrs),
     .cost = lstm_cost, .bench = &lstm_bench,
+    .min_inputs = 4, .max_inputs = 4, .bool_attrs = 0x1,
 };
 
 df_node *df_lstm(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0, df_node *c0)

@@ -36,6 +36,7 @@ const df_op_def df_op_lstm_final_c = {
     .name = "lstm_final_c", .infer = lstm_final_c_infer, .forward = lstm_final_c_forward,
     .no_gradcheck = "no gradient: carried state is a constant to the next step "
                     "(values in tests/test_lstm.c)",
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_lstm_final_c(df_graph *g, df_node *lstm)

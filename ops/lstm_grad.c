@@ -206,4 +206,5 @@ const df_op_def df_op_lstm_grad = {
     .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through lstm's cases",
     .cost = lstm_grad_cost,
+    .min_inputs = 4, .max_inputs = 4, .bool_attrs = 0x1,
 };

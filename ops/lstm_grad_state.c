@@ -41,4 +41,5 @@ const df_op_def df_op_lstm_grad_state = {
     .attrs_size = sizeof(df_lstm_state_attrs),
     .no_gradcheck = "gradient op: checked through lstm's cases",
     .cost = lstm_grad_state_cost,
+    .min_inputs = 1, .max_inputs = 1,
 };

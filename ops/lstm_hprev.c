@@ -98,4 +98,5 @@ const df_op_def df_op_lstm_hprev = {
     .attrs_size = sizeof(df_lstm_hprev_attrs),
     .no_gradcheck = "gradient op: checked through lstm's, gru's and rnn's cases",
     .cost = lstm_hprev_cost,
+    .min_inputs = 2, .max_inputs = 3,
 };

@@ -123,6 +123,7 @@ const df_op_def df_op_matmul = {
     .name = "matmul", .infer = matmul_infer, .forward = matmul_forward,
     .backward = matmul_backward, .gradcheck = matmul_cases, .attrs_size = sizeof(matmul_attrs),
     .cost = matmul_cost, .bench = &matmul_bench,
+    .min_inputs = 2, .max_inputs = 2, .bool_attrs = 0x3,
 };
 
 df_node *df_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b)
@@ -301,6 +302,7 @@ const df_op_def df_op_batch_matmul = {
     .name = "batch_matmul", .infer = batch_matmul_infer, .forward = batch_matmul_forward,
     .backward = batch_matmul_backward, .gradcheck = batch_matmul_cases, .attrs_size = sizeof(matmul_attrs),
     .cost = batch_matmul_cost, .bench = &batch_matmul_bench,
+    .min_inputs = 2, .max_inputs = 2, .bool_attrs = 0x3,
 };
 
 df_node *df_batch_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b)

@@ -87,6 +87,7 @@ static const df_gradcheck_case max_cases[] = {
 const df_op_def df_op_max = {
     .name = "max", .infer = max_infer, .forward = max_forward, .backward = max_backward,
     .gradcheck = max_cases, .attrs_size = sizeof(df_reduce_attrs),
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_reduce_max(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims)

@@ -48,6 +48,7 @@ static const df_gradcheck_case mean_cases[] = {
 const df_op_def df_op_mean = {
     .name = "mean", .infer = df_infer_reduce, .forward = mean_forward,
     .backward = mean_backward, .gradcheck = mean_cases, .attrs_size = sizeof(df_reduce_attrs),
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_mean(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims)

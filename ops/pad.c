@@ -104,6 +104,7 @@ static const df_gradcheck_case pad_cases[] = {
 const df_op_def df_op_pad = {
     .name = "pad", .infer = pad_infer, .forward = pad_forward,
     .backward = pad_backward, .gradcheck = pad_cases, .attrs_size = sizeof(pad_attrs),
+    .min_inputs = 1, .max_inputs = 2,
 };
 
 df_node *df_pad(df_graph *g, df_node *x, const int64_t *begin, int ndim, const int64_t *shape)

@@ -35,6 +35,7 @@ const df_op_def df_op_placeholder = {
     .name = "placeholder", .flags = DF_OP_INPUT, .infer = placeholder_infer,
     .attrs_size = sizeof(placeholder_attrs),
     .no_gradcheck = "leaf: fed by the caller, no inputs to differentiate",
+    .min_inputs = 0, .max_inputs = 0,
 };
 
 df_node *df_placeholder(df_graph *g, df_dtype dtype, int ndim, const int64_t *shape, const char *name)

@@ -57,6 +57,7 @@ const df_op_def df_op_pow = {
     .name = "pow", .infer = df_infer_unary, .forward = pow_forward, .backward = pow_backward,
     .gradcheck = pow_cases, .attrs_size = sizeof(pow_attrs),
     .cost = pow_cost, .bench = &pow_bench,
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_pow(df_graph *g, df_node *x, float p)

@@ -80,6 +80,7 @@ static const df_gradcheck_case reshape_cases[] = {
 const df_op_def df_op_reshape = {
     .name = "reshape", .flags = DF_OP_VIEW, .infer = reshape_infer,
     .backward = reshape_backward, .gradcheck = reshape_cases, .attrs_size = sizeof(reshape_attrs),
+    .min_inputs = 1, .max_inputs = 2,
 };
 
 df_node *df_reshape(df_graph *g, df_node *x, int ndim, const int64_t *shape)

@@ -96,6 +96,7 @@ static const df_gradcheck_case rnn_cases[] = {
 const df_op_def df_op_rnn = {
     .name = "rnn", .infer = rnn_infer, .forward = rnn_forward,
     .backward = rnn_backward, .gradcheck = rnn_cases,
+    .min_inputs = 3, .max_inputs = 3,
 };
 
 df_node *df_simple_rnn(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0)

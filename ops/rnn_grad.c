@@ -66,4 +66,5 @@ const df_op_def df_op_rnn_grad = {
     .name = "rnn_grad", .infer = rnn_grad_infer, .forward = rnn_grad_forward,
     .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through rnn's cases",
+    .min_inputs = 3, .max_inputs = 3, .bool_attrs = 0x1,
 };

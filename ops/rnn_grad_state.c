@@ -29,4 +29,5 @@ static df_status rnn_grad_state_forward(df_node *n)
 const df_op_def df_op_rnn_grad_state = {
     .name = "rnn_grad_state", .infer = rnn_grad_state_infer, .forward = rnn_grad_state_forward,
     .no_gradcheck = "gradient op: checked through rnn's cases",
+    .min_inputs = 1, .max_inputs = 1,
 };

@@ -89,6 +89,7 @@ const df_op_def df_op_scatter_add = {
     .name = "scatter_add", .infer = scatter_add_infer, .forward = scatter_add_forward,
     .backward = scatter_add_backward, .gradcheck = scatter_add_cases, .attrs_size = sizeof(scatter_add_attrs),
     .cost = scatter_add_cost,
+    .min_inputs = 2, .max_inputs = 2,
 };
 
 df_node *df_scatter_add(df_graph *g, df_node *x, df_node *indices, int64_t rows)

@@ -88,6 +88,7 @@ static const df_gradcheck_case slice_cases[] = {
 const df_op_def df_op_slice = {
     .name = "slice", .infer = slice_infer, .forward = slice_forward,
     .backward = slice_backward, .gradcheck = slice_cases, .attrs_size = sizeof(slice_attrs),
+    .min_inputs = 1, .max_inputs = 2,
 };
 
 df_node *df_slice(df_graph *g, df_node *x, const int64_t *begin, const int64_t *size)

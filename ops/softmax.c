@@ -69,6 +69,7 @@ const df_op_def df_op_softmax = {
     .name = "softmax", .infer = df_infer_unary_axis, .forward = softmax_forward,
     .backward = softmax_backward, .gradcheck = softmax_cases, .attrs_size = sizeof(df_axis_attrs),
     .cost = softmax_cost, .bench = &softmax_bench,
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_softmax(df_graph *g, df_node *x, int axis)

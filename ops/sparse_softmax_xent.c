@@ -109,6 +109,7 @@ const df_op_def df_op_sparse_softmax_xent = {
     .name = "sparse_softmax_xent", .infer = xent_infer, .forward = xent_forward,
     .backward = xent_backward, .gradcheck = xent_cases,
     .cost = xent_cost, .bench = &xent_bench,
+    .min_inputs = 2, .max_inputs = 2,
 };
 
 df_node *df_sparse_softmax_cross_entropy(df_graph *g, df_node *logits, df_node *targets)

@@ -44,6 +44,7 @@ const df_op_def df_op_sum = {
     .name = "sum", .infer = df_infer_reduce, .forward = sum_forward,
     .backward = sum_backward, .gradcheck = sum_cases, .attrs_size = sizeof(df_reduce_attrs),
     .cost = sum_cost,
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_sum(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims)

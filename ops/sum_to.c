@@ -82,6 +82,7 @@ const df_op_def df_op_sum_to = {
     .name = "sum_to", .infer = sum_to_infer, .forward = sum_to_forward,
     .backward = sum_to_backward, .gradcheck = sum_to_cases, .attrs_size = sizeof(sum_to_attrs),
     .cost = sum_to_cost,
+    .min_inputs = 1, .max_inputs = 2,
 };
 
 df_node *df_sum_to(df_graph *g, df_node *x, int ndim, const int64_t *shape)

@@ -89,6 +89,7 @@ static const df_gradcheck_case transpose_cases[] = {
 const df_op_def df_op_transpose = {
     .name = "transpose", .infer = transpose_infer, .forward = transpose_forward,
     .backward = transpose_backward, .gradcheck = transpose_cases, .attrs_size = sizeof(transpose_attrs),
+    .min_inputs = 1, .max_inputs = 1,
 };
 
 df_node *df_transpose(df_graph *g, df_node *x, const int *perm)

@@ -24,6 +24,7 @@ const df_op_def df_op_variable = {
     .name = "variable", .flags = DF_OP_EXTERNAL | DF_OP_NO_CSE, .infer = variable_infer,
     .attrs_size = sizeof(variable_attrs),
     .no_gradcheck = "leaf: no inputs to differentiate",
+    .min_inputs = 0, .max_inputs = 0, .attrs_kind = DF_ATTRS_VARIABLE,
 };
 
 df_node *df_var(df_graph *g, df_variable *v)

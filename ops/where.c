@@ -89,6 +89,7 @@ static const df_gradcheck_case where_cases[] = {
 const df_op_def df_op_where = {
     .name = "where", .infer = where_infer, .forward = where_forward, .backward = where_backward,
     .gradcheck = where_cases,
+    .min_inputs = 3, .max_inputs = 3,
 };
 
 df_node *df_where(df_graph *g, df_node *cond, df_node *a, df_node *b)

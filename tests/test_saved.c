@@ -16,6 +16,8 @@
 #include "sample.h"
 #include "export.h"
 #include "../tools/char_sampler.h"
+#include "../graph/gradcheck.h"
+#include "../graph/graph.h"
 #include "../ops/registry.h"            /* the op table, for the registry-wide check */
 
 #define FUZZ_ENTRY fuzz_saved_one
@@ -779,6 +781,28 @@ Test(saved, every_op_declares_its_input_count)
         for (int n = 0; n <= 6 && !declared; n++) df_op_takes_inputs(op, n, &declared);
         cr_assert(declared, "op '%s' has no input count in ops/registry.c: saved graphs cannot load it", op->name);
     }
+}
+
+/* The declared counts must admit every node the constructors make: every
+ * node of every gradcheck case (forward and gradient) of every op. */
+Test(saved, declared_input_counts_admit_what_the_constructors_build)
+{
+    int nodes = 0;
+    for (int i = 0; i < df_op_registry_count; i++) {
+        for (const df_gradcheck_case *c = df_op_registry[i]->gradcheck; c && c->build; c++) {
+            df_graph *g;
+            cr_assert_eq(df_gradcheck_case_graph(c, &g), DF_OK, "%s", df_last_error());
+            for (int k = 0; k < g->n_nodes; k++, nodes++) {
+                const df_node *n = g->nodes[k];
+                bool declared;
+                cr_expect(df_op_takes_inputs(n->op, n->n_in, &declared) && declared,
+                          "op '%s' (case '%s' of %s) was built with %d inputs, outside its declared %d..%d", n->op->name,
+                          c->desc, df_op_registry[i]->name, n->n_in, n->op->min_inputs, n->op->max_inputs);
+            }
+            df_graph_free(g);
+        }
+    }
+    cr_assert_gt(nodes, 500);
 }
 
 Test(saved_corrupt, op_index_out_of_table)
