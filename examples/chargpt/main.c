@@ -17,7 +17,7 @@
 typedef struct opts {
     const char *data, *checkpoint_dir, *start;
     cg_config model;
-    int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads;
+    int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads, top_k, keep;
     float lr, min_lr, weight_decay, temperature;
     bool resume, overwrite;
 } opts;
@@ -27,7 +27,7 @@ static opts defaults(void)
     return (opts){.data = CR_DEFAULT_DATA, .checkpoint_dir = "./chargpt_checkpoints", .start = "\n",
                   .model = {.block = 64, .n_layer = 4, .n_head = 4, .n_embd = 128, .seed = 1337},
                   .batch = 12, .iters = 2000, .eval_interval = 250, .eval_iters = 20, .warmup_iters = 100,
-                  .length = 200, .lr = 1e-3f, .min_lr = 1e-4f, .weight_decay = 0.1f, .temperature = 1.0f};
+                  .length = 200, .keep = -1, .lr = 1e-3f, .min_lr = 1e-4f, .weight_decay = 0.1f, .temperature = 1.0f};
 }
 
 #define MODEL_FLAGS(o)                                                                                 \
@@ -212,6 +212,16 @@ static df_status restore_extra(void *user, const df_checkpoint *ck)
 
 /* ------------------------------------------------------------- train */
 
+/* Dropout masks from the optimizer's step counter (its first state
+ * variable): a new mask each step, the same ones on a resumed run. */
+static df_status seed_dropout(run *r)
+{
+    df_variable *counter = NULL;
+    if (df_optimizer_state(r->opt, &counter, 1) < 1 || !counter)
+        return df_error(DF_ERR_STATE, "the optimizer has no step counter to seed dropout");
+    return cg_gpt_set_dropout_seed(&r->gpt, counter);
+}
+
 static df_status open_run(run *r, const opts *o, int batch)
 {
     memset(r, 0, sizeof *r);
@@ -243,6 +253,7 @@ static df_status train(const opts *o)
                           o->model.seed + 1, true);
     if (st == DF_OK && !(r.opt = df_adamw_new(o->lr, 0.9f, 0.99f, 1e-8f, o->weight_decay))) st = DF_ERR_ARG;
     if (st == DF_OK) st = df_optimizer_set_global_clipnorm(r.opt, 1.0f);
+    if (st == DF_OK) st = seed_dropout(&r);
     df_function *step = NULL, *eval = NULL;
     if (st == DF_OK) {
         printf("Corpus: %lld chars, %d distinct; model: %d layers, %d heads, %d wide, block %d: %lld parameters\n",
@@ -285,28 +296,32 @@ static df_status train(const opts *o)
 
 /* ------------------------------------------------------------ sample */
 
-typedef struct sampler { cg_gpt *gpt; } sampler;
-
-// idx (1,T), pos (T) -> logits (1,T,V)
-static df_status build_logits(df_graph *g, df_node **in, void *user)
-{
-    df_graph_output(g, cg_gpt_logits(((sampler *)user)->gpt, g, in[0], in[1], false));
-    return df_graph_status(g);
-}
-
-/* Draws from softmax(logits / temperature); the argmax at temperature 0. */
-static int draw(const float *logits, int V, float temperature, df_rng *rng)
+/* Draws from softmax(logits / temperature) over the top_k likeliest (all
+ * when top_k is 0); the argmax at temperature 0. */
+static int draw(const float *logits, int V, float temperature, int top_k, df_rng *rng)
 {
     int best = 0;
     for (int v = 1; v < V; v++)
         if (logits[v] > logits[best]) best = v;
     if (temperature <= 0) return best;
+    float cut = -INFINITY;                 /* the top_k-th largest logit */
+    if (top_k > 0 && top_k < V) {
+        bool taken[CR_MAX_VOCAB] = {false};
+        for (int n = 0; n < top_k; n++) {
+            int m = -1;
+            for (int v = 0; v < V; v++)
+                if (!taken[v] && (m < 0 || logits[v] > logits[m])) m = v;
+            taken[m] = true;
+            cut = logits[m];
+        }
+    }
     double p[CR_MAX_VOCAB], sum = 0;
-    for (int v = 0; v < V; v++) sum += p[v] = exp((double)(logits[v] - logits[best]) / temperature);
+    for (int v = 0; v < V; v++)
+        sum += p[v] = logits[v] < cut ? 0.0 : exp((double)(logits[v] - logits[best]) / temperature);
     double u = df_rng_uniform(rng) * sum;
     for (int v = 0; v < V; v++)
         if ((u -= p[v]) < 0) return v;
-    return V - 1;
+    return best;
 }
 
 static df_status load_for_sampling(const opts *o, cg_gpt *gpt, cr_vocab *vocab, char *path, size_t cap)
@@ -324,12 +339,21 @@ static df_status load_for_sampling(const opts *o, cg_gpt *gpt, cr_vocab *vocab, 
     return st;
 }
 
-/* The model sees a fixed (1, block) window, the context left-aligned and
- * padded on the right: causal attention keeps the padding from reaching
- * the last real position, so one trace serves every step. */
+/* Writes one character and flushes, so the text streams as it is made. */
+static df_status put_char(const cr_vocab *vocab, int32_t id)
+{
+    char utf8[4];
+    fwrite(utf8, 1, (size_t)cr_utf8_encode(vocab->chars[id], utf8), stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) return df_error(DF_ERR_IO, "cannot write the sample to standard output");
+    return DF_OK;
+}
+
+/* The start text goes through the KV cache (gpt.h: cg_cache), then each
+ * drawn character is pushed back in for the next. */
 static df_status sample(const opts *o)
 {
     cg_gpt gpt;
+    cg_cache cache = {0};
     cr_vocab *vocab = calloc(1, sizeof *vocab);
     char path[4096];
     if (!vocab) return df_error(DF_ERR_NOMEM, "out of memory");
@@ -338,34 +362,29 @@ static df_status sample(const opts *o)
         free(vocab);
         return st;
     }
-    int T = gpt.cfg.block, V = gpt.cfg.vocab, n_start = 0;
-    int cap = (int)strlen(o->start) + o->length + 1;
-    int32_t *ids = malloc((size_t)cap * sizeof *ids), *window = calloc((size_t)T, sizeof *window);
-    int32_t *pos = malloc((size_t)T * sizeof *pos);
-    sampler s = {&gpt};
-    df_function *f = df_function_new("logits", build_logits, &s);
-    if (!ids || !window || !pos || !f) st = df_error(DF_ERR_NOMEM, "out of memory");
+    int V = gpt.cfg.vocab, n_start = 0, cap = (int)strlen(o->start) + 1;
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids) st = df_error(DF_ERR_NOMEM, "out of memory");
+    if (st == DF_OK) st = cg_cache_init(&cache, &gpt, o->keep < 0 ? gpt.cfg.block / 2 : o->keep);
     if (st == DF_OK) st = cr_vocab_encode(vocab, o->start, ids, cap, &n_start);
     if (st == DF_OK && n_start == 0) st = df_error(DF_ERR_ARG, "--start must hold at least one character");
     df_rng rng;
     df_rng_seed(&rng, o->model.seed);
-    for (int t = 0; st == DF_OK && t < T; t++) pos[t] = t;
-    fprintf(stderr, "char-gpt: sampling from %s\n", path);
-    fputs(o->start, stdout);
-    for (int n = n_start; st == DF_OK && n < n_start + o->length; n++) {
-        int ctx = n < T ? n : T;
-        memcpy(window, ids + n - ctx, (size_t)ctx * sizeof *window);
-        df_tensor in[2] = {df_tensor_make(DF_I32, window, 2, (int64_t[]){1, T}), df_tensor_make(DF_I32, pos, 1, (int64_t[]){T})};
-        df_tensor logits;
-        if ((st = df_function_call(f, in, 2, &logits, 1)) != DF_OK) break;
-        ids[n] = draw((const float *)logits.data + (int64_t)(ctx - 1) * V, V, o->temperature, &rng);
-        char utf8[4];
-        fwrite(utf8, 1, (size_t)cr_utf8_encode(vocab->chars[ids[n]], utf8), stdout);
+    const float *logits = NULL;
+    for (int i = 0; st == DF_OK && i < n_start; i++) st = cg_cache_push(&cache, ids[i], &logits);
+    if (st == DF_OK) {
+        fprintf(stderr, "char-gpt: sampling from %s\n", path);
+        fputs(o->start, stdout);
+    }
+    for (int n = 0; st == DF_OK && n < o->length; n++) {
+        int32_t id = draw(logits, V, o->temperature, o->top_k, &rng);
+        st = put_char(vocab, id);
+        if (st == DF_OK && n + 1 < o->length) st = cg_cache_push(&cache, id, &logits);
     }
     putchar('\n');
     if (fflush(stdout) != 0 || ferror(stdout)) st = df_error(DF_ERR_IO, "cannot write the sample to standard output");
-    df_function_free(f);
-    free(ids), free(window), free(pos), free(vocab);
+    cg_cache_free(&cache);
+    free(ids), free(vocab);
     cg_gpt_free(&gpt);
     return st;
 }
@@ -401,6 +420,9 @@ static int cmd_train(int argc, char **argv)
         {"lr", CLI_FLOAT, &o.lr, "peak learning rate (AdamW, betas 0.9/0.99)", 1e-9, 10, NULL},
         {"min-lr", CLI_FLOAT, &o.min_lr, "the cosine decay's floor (below --lr)", 0, 10, NULL},
         {"warmup-iters", CLI_INT, &o.warmup_iters, "linear warm-up steps", 0, 1e9, NULL},
+        {"dropout", CLI_FLOAT, &o.model.dropout,
+         "dropout rate after the embeddings and each residual projection, training only (not on the attention "
+         "matrix, which the fused attention never forms)", 0, 0.999, NULL},
         {"weight-decay", CLI_FLOAT, &o.weight_decay, "AdamW decay of matrices and embeddings", 0, 10, NULL},
         {"seed", CLI_U64, &o.model.seed, "initialisation and batch order", 0, 0, NULL},
         {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "ckpt_N and losses.csv go here", 0, 0, NULL},
@@ -426,6 +448,10 @@ static int cmd_sample(int argc, char **argv)
         {"length", CLI_INT, &o.length, "characters to generate", 0, 1e8, NULL},
         {"start", CLI_STRING, &o.start, "text to start from", 0, 0, NULL},
         {"temperature", CLI_FLOAT, &o.temperature, "softmax temperature (0: always the likeliest)", 0, 100, NULL},
+        {"top-k", CLI_INT, &o.top_k, "draw from the k likeliest characters only (0: all)", 0, CR_MAX_VOCAB, NULL},
+        {"keep", CLI_INT, &o.keep,
+         "when the context fills the block, the KV cache restarts from the last KEEP characters "
+         "(-1: block/2; block-1: nanoGPT's crop at every step, block steps per character)", -1, 4095, NULL},
         {"seed", CLI_U64, &o.model.seed, "sampling seed", 0, 0, NULL},
         {"threads", CLI_INT, &o.threads, "kernel threads (0: OpenMP's default)", 0, 1024, NULL},
     };
