@@ -191,3 +191,71 @@ Test(dropout, a_rate_outside_0_1_is_refused)
     cr_expect_eq(cg_gpt_init(&m, &c, 1), DF_ERR_ARG);
     cr_expect(strstr(df_last_error(), "--dropout") != NULL, "%s", df_last_error());
 }
+
+/* ---------------------------------------------------------- assign_at */
+
+/* v (2,3,2) = 0..11; writes value (2,1,2) at pos along axis 1 and returns
+ * the node's value (the variable after the write) through the graph. */
+static df_status write_at(df_variable *v, int32_t pos, float *out)
+{
+    df_graph *g = df_graph_new();
+    df_node *value = PH(g, 2, 1, 2), *p = PHI(g, 1);
+    df_node *y = df_scale(g, df_assign_at(g, v, value, p, -2), 1.0f);
+    df_graph_output(g, y);
+    float val[4] = {100, 101, 102, 103};
+    df_tensor in[2] = {F32(val, 2, 1, 2), I32(&pos, 1)}, o;
+    df_status st = df_graph_run(g, in, 2, &o, 1);
+    if (st == DF_OK) memcpy(out, o.data, 12 * sizeof *out);
+    df_graph_free(g);
+    return st;
+}
+
+Test(assign_at, writes_one_slab_in_place_and_the_node_reads_it)
+{
+    float init[12], out[12];
+    for (int i = 0; i < 12; i++) init[i] = (float)i;
+    df_variable *v = df_variable_new("cache", DF_F32, 3, SHAPE(2, 3, 2), df_init_zeros(), NULL);
+    df_tensor t = F32(init, 2, 3, 2);
+    cr_assert_eq(df_variable_assign(v, &t), DF_OK);
+    cr_assert_eq(write_at(v, 2, out), DF_OK, "%s", df_last_error());
+    float want[12] = {0, 1, 2, 3, 100, 101, 6, 7, 8, 9, 102, 103};
+    expect_close(out, want, 12, 0);
+    expect_close(df_variable_tensor(v).data, want, 12, 0);
+    cr_assert_eq(write_at(v, 0, out), DF_OK);
+    float want0[12] = {100, 101, 2, 3, 100, 101, 102, 103, 8, 9, 102, 103};
+    expect_close(df_variable_tensor(v).data, want0, 12, 0);
+    df_variable_free(v);
+}
+
+Test(assign_at, a_position_outside_the_axis_fails_the_run)
+{
+    float out[12];
+    df_variable *v = df_variable_new("cache", DF_F32, 3, SHAPE(2, 3, 2), df_init_zeros(), NULL);
+    cr_expect_eq(write_at(v, 3, out), DF_ERR_RANGE);
+    cr_expect(strstr(df_last_error(), "position 3 outside [0, 3)") != NULL, "%s", df_last_error());
+    cr_expect_eq(write_at(v, -1, out), DF_ERR_RANGE);
+    df_variable_free(v);
+}
+
+Test(assign_at, shapes_dtypes_and_axes_are_checked)
+{
+    df_variable *v = df_variable_new("cache", DF_F32, 3, SHAPE(2, 3, 2), df_init_zeros(), NULL);
+    df_graph *g = df_graph_new();
+    df_node *p = PHI(g, 1);
+    cr_expect_null(df_assign_at(g, v, PH(g, 2, 2, 2), p, 1));
+    cr_expect(strstr(df_graph_error(g), "with 1 at axis 1") != NULL, "%s", df_graph_error(g));
+    df_graph_free(g);
+    g = df_graph_new();
+    cr_expect_null(df_assign_at(g, v, PH(g, 2, 1, 2), PH(g, 1), 1));
+    cr_expect(strstr(df_graph_error(g), "pos must be an i32") != NULL, "%s", df_graph_error(g));
+    df_graph_free(g);
+    g = df_graph_new();
+    cr_expect_null(df_assign_at(g, v, PH(g, 2, 1, 2), PHI(g, 1), 3));
+    cr_expect(strstr(df_graph_error(g), "axis out of range") != NULL, "%s", df_graph_error(g));
+    df_graph_free(g);
+    g = df_graph_new();
+    cr_expect_null(df_assign_at(g, v, PHI(g, 2, 1, 2), PHI(g, 1), 1));
+    cr_expect(strstr(df_graph_error(g), "is f32") != NULL, "%s", df_graph_error(g));
+    df_graph_free(g);
+    df_variable_free(v);
+}

@@ -72,21 +72,18 @@ static df_node *resid_dropout(df_graph *g, df_node *x, const block_config *c, in
 }
 
 /* The sampler's cache for one block: K and V (1,h,block,d) of the positions
- * held, the one-hot position written this step (1,1,block,1) and the
+ * held, the position this step writes (an i32 with one element) and the
  * additive mask hiding the positions not held yet (block). */
 typedef struct kv_step {
     df_variable *k, *v;
-    df_node *write_mask, *read_mask;
+    df_node *pos, *read_mask;
 } kv_step;
 
 /* One query over the cache: k and v (1,h,1,d) are written at the step's
  * position, then q attends to every held position (the others get -inf). */
 static df_node *cached_attention(df_graph *g, df_node *q, df_node *k, df_node *v, const kv_step *kv, float scale)
 {
-    df_node *keys = df_where(g, kv->write_mask, k, df_var(g, kv->k));
-    df_node *values = df_where(g, kv->write_mask, v, df_var(g, kv->v));
-    df_assign(g, kv->k, keys);
-    df_assign(g, kv->v, values);
+    df_node *keys = df_assign_at(g, kv->k, k, kv->pos, 2), *values = df_assign_at(g, kv->v, v, kv->pos, 2);
     df_node *scores = df_add(g, df_scale(g, df_batch_matmul(g, q, keys, false, true), scale), kv->read_mask);
     return df_batch_matmul(g, df_softmax(g, scores, -1), values, false, false);
 }
@@ -231,14 +228,14 @@ int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max) { return df_mode
 
 /* ------------------------------------------------------- the KV cache */
 
-// (token (1,1), pos (1), write mask (1,1,block,1), read mask (block)) -> logits (1,1,V); writes the caches
+// (token (1,1), pos (1), read mask (block)) -> logits (1,1,V); writes the caches
 static df_status build_cached_step(df_graph *g, df_node **in, void *user)
 {
     cg_cache *c = user;
     cg_gpt *m = c->gpt;
     df_node *x = embed(m, g, in[0], in[1], false);
     for (int i = 0; i < m->cfg.n_layer; i++) {
-        kv_step kv = {c->k[i], c->v[i], in[2], in[3]};
+        kv_step kv = {c->k[i], c->v[i], in[1], in[2]};
         x = block_apply(m->blocks[i], g, x, false, &kv);
     }
     df_graph_output(g, df_layer_call(m->head, g, df_layer_call(m->ln_f, g, x, false), false));
@@ -263,10 +260,9 @@ df_status cg_cache_init(cg_cache *c, cg_gpt *m, int keep)
         if (!c->k[i] || !c->v[i]) break;
     }
     c->window = malloc((size_t)cfg->block * sizeof *c->window);
-    c->write_mask = malloc((size_t)cfg->block * sizeof *c->write_mask);
     c->read_mask = malloc((size_t)cfg->block * sizeof *c->read_mask);
     c->step = df_function_new("cached_step", build_cached_step, c);
-    if (!c->window || !c->write_mask || !c->read_mask || !c->step || (cfg->n_layer && !c->v[cfg->n_layer - 1])) {
+    if (!c->window || !c->read_mask || !c->step || (cfg->n_layer && !c->v[cfg->n_layer - 1])) {
         cg_cache_free(c);
         return df_error(DF_ERR_NOMEM, "out of memory for the KV cache");
     }
@@ -278,7 +274,7 @@ void cg_cache_free(cg_cache *c)
 {
     df_function_free(c->step);
     for (int i = 0; i < CG_MAX_LAYERS; i++) df_variable_free(c->k[i]), df_variable_free(c->v[i]);
-    free(c->window), free(c->write_mask), free(c->read_mask);
+    free(c->window), free(c->read_mask);
     memset(c, 0, sizeof *c);
 }
 
@@ -290,18 +286,14 @@ void cg_cache_reset(cg_cache *c) { c->len = 0; }
 static df_status step_at_end(cg_cache *c, int32_t token)
 {
     int T = c->gpt->cfg.block, p = c->len;
-    for (int j = 0; j < T; j++) {
-        c->write_mask[j] = j == p ? 1.0f : 0.0f;
-        c->read_mask[j] = j <= p ? 0.0f : -INFINITY;
-    }
+    for (int j = 0; j < T; j++) c->read_mask[j] = j <= p ? 0.0f : -INFINITY;
     int32_t tok = token, pos = p;
-    df_tensor in[4] = {
+    df_tensor in[3] = {
         df_tensor_make(DF_I32, &tok, 2, (int64_t[]){1, 1}),
         df_tensor_make(DF_I32, &pos, 1, (int64_t[]){1}),
-        df_tensor_make(DF_F32, c->write_mask, 4, (int64_t[]){1, 1, T, 1}),
         df_tensor_make(DF_F32, c->read_mask, 1, (int64_t[]){T}),
     };
-    df_status st = df_function_call(c->step, in, 4, &c->logits, 1);
+    df_status st = df_function_call(c->step, in, 3, &c->logits, 1);
     if (st != DF_OK) return st;
     c->window[c->len++] = token;
     return DF_OK;

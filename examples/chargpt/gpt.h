@@ -46,7 +46,7 @@ int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max);
 /* Sampling at batch 1 with a KV cache: each pushed token runs one step
  * (a trace of its own, separate from training) that writes the token's keys
  * and values into per-block cache variables (1, n_head, block, head_dim) at
- * its position and attends over the positions held, so a step costs one
+ * its position (df_assign_at) and attends over the positions held, so a step costs one
  * token's work. When the cache holds block tokens, the next push first
  * rebuilds it from the last keep tokens at positions 0..keep-1 (keep steps),
  * because learned absolute positions make shifting the window impossible:
@@ -59,7 +59,7 @@ typedef struct cg_cache {
     cg_gpt *gpt;                           /* built for batch 1 */
     int keep, len;                         /* len: positions held */
     int32_t *window;                       /* the tokens held (block) */
-    float *write_mask, *read_mask;         /* this step's position / held positions (block) */
+    float *read_mask;                      /* 0 at the held positions, -inf beyond (block) */
     df_variable *k[CG_MAX_LAYERS], *v[CG_MAX_LAYERS];
     df_function *step;
     df_tensor logits;                      /* (1,1,V) of the last push */
