@@ -23,7 +23,7 @@ typedef struct opts {
     cg_config model;
     int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads, top_k, keep, warmup;
     float lr, min_lr, weight_decay, temperature;
-    bool resume, overwrite;
+    bool resume, overwrite, profile;
 } opts;
 
 static opts defaults(void)
@@ -414,6 +414,20 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+/* Time per op over the timed steps, on stderr. */
+static void print_profile(const df_graph *g)
+{
+    df_op_profile p[64];
+    int64_t runs = 0;
+    int n = df_graph_profile(g, p, 64, &runs), shown = n < 64 ? n : 64;
+    double total = 0;
+    for (int i = 0; i < shown; i++) total += p[i].seconds;
+    fprintf(stderr, "per training step, over %lld steps (op, nodes, ms, share):\n", (long long)runs);
+    for (int i = 0; i < shown && runs > 0; i++)
+        fprintf(stderr, "  %-22s %4d %8.3f %5.1f%%\n", p[i].op, p[i].nodes, p[i].seconds * 1e3 / (double)runs,
+                100 * p[i].seconds / total);
+}
+
 /* o->warmup untimed steps, then o->iters timed ones (forward, backward,
  * clipping and the AdamW update: the step df_fit runs); *times (ms) each. */
 static df_status time_training(run *r, const opts *o, double *times, double *loss)
@@ -432,7 +446,9 @@ static df_status time_training(run *r, const opts *o, double *times, double *los
         if ((st = df_function_call(step, in, 3, &out, 1)) != DF_OK) break;
         if (i >= o->warmup) times[i - o->warmup] = now_ms() - t0;
         *loss = *(const float *)out.data;
+        if (o->profile && i + 1 == o->warmup) df_graph_set_profiling(df_function_last_graph(step), true);
     }
+    if (st == DF_OK && o->profile) print_profile(df_function_last_graph(step));
     df_function_free(step);
     batches_free(&tr);
     return st;
@@ -666,6 +682,7 @@ static int cmd_bench(int argc, char **argv)
         {"dropout", CLI_FLOAT, &o.model.dropout, "as char-gpt train", 0, 0.999, NULL},
         {"length", CLI_INT, &o.length, "characters sampled at batch 1 for ms_per_char", 0, 1e8, NULL},
         {"keep", CLI_INT, &o.keep, "as char-gpt sample", -1, 4095, NULL},
+        {"profile", CLI_BOOL, &o.profile, "time per op of the timed training steps, on stderr", 0, 0, NULL},
         {"seed", CLI_U64, &o.model.seed, "initialisation, batches and sampling", 0, 0, NULL},
     };
     int rc = parse("char-gpt bench", "char-gpt bench [flags]", flags, N(flags), argc, argv, &o);
