@@ -227,12 +227,30 @@ Test(assign_at, writes_one_slab_in_place_and_the_node_reads_it)
     df_variable_free(v);
 }
 
+Test(assign_at, writes_several_rows_from_the_position_on)
+{
+    df_variable *v = df_variable_new("cache", DF_F32, 3, SHAPE(2, 3, 2), df_init_zeros(), NULL);
+    df_graph *g = df_graph_new();
+    df_node *value = PH(g, 2, 2, 2), *p = PHI(g, 1);   /* inputs in this order */
+    df_node *y = df_assign_at(g, v, value, p, 1);
+    df_graph_output(g, df_scale(g, y, 1.0f));
+    float val[8] = {1, 2, 3, 4, 5, 6, 7, 8}, want[12] = {0, 0, 1, 2, 3, 4, 0, 0, 5, 6, 7, 8};
+    int32_t pos = 1;
+    df_tensor in[2] = {F32(val, 2, 2, 2), I32(&pos, 1)}, o;
+    cr_assert_eq(df_graph_run(g, in, 2, &o, 1), DF_OK, "%s", df_last_error());
+    expect_close(o.data, want, 12, 0);
+    pos = 2;
+    cr_expect_eq(df_graph_run(g, in, 2, &o, 1), DF_ERR_RANGE, "rows 2..3 do not fit in 3");
+    df_graph_free(g);
+    df_variable_free(v);
+}
+
 Test(assign_at, a_position_outside_the_axis_fails_the_run)
 {
     float out[12];
     df_variable *v = df_variable_new("cache", DF_F32, 3, SHAPE(2, 3, 2), df_init_zeros(), NULL);
     cr_expect_eq(write_at(v, 3, out), DF_ERR_RANGE);
-    cr_expect(strstr(df_last_error(), "position 3 outside [0, 3)") != NULL, "%s", df_last_error());
+    cr_expect(strstr(df_last_error(), "position 3 of 1 rows outside [0, 3)") != NULL, "%s", df_last_error());
     cr_expect_eq(write_at(v, -1, out), DF_ERR_RANGE);
     df_variable_free(v);
 }
@@ -242,8 +260,11 @@ Test(assign_at, shapes_dtypes_and_axes_are_checked)
     df_variable *v = df_variable_new("cache", DF_F32, 3, SHAPE(2, 3, 2), df_init_zeros(), NULL);
     df_graph *g = df_graph_new();
     df_node *p = PHI(g, 1);
-    cr_expect_null(df_assign_at(g, v, PH(g, 2, 2, 2), p, 1));
-    cr_expect(strstr(df_graph_error(g), "with 1 at axis 1") != NULL, "%s", df_graph_error(g));
+    cr_expect_null(df_assign_at(g, v, PH(g, 2, 4, 2), p, 1));
+    cr_expect(strstr(df_graph_error(g), "at most as long at axis 1") != NULL, "%s", df_graph_error(g));
+    df_graph_free(g);
+    g = df_graph_new();
+    cr_expect_null(df_assign_at(g, v, PH(g, 2, 1, 3), PHI(g, 1), 1));
     df_graph_free(g);
     g = df_graph_new();
     cr_expect_null(df_assign_at(g, v, PH(g, 2, 1, 2), PH(g, 1), 1));

@@ -71,19 +71,23 @@ static df_node *resid_dropout(df_graph *g, df_node *x, const block_config *c, in
     return df_dropout(g, x, c->dropout, df_var(g, c->seed), 0x6b10c000ULL + 2 * (uint64_t)c->index + (uint64_t)place);
 }
 
-/* The sampler's cache for one block: K and V (1,h,block,d) of the positions
- * held, the position this step writes (an i32 with one element) and the
- * additive mask hiding the positions not held yet (block). */
+/* The sampler's cache for one block: K and V (1,h,block,d), the position
+ * this call writes at (an i32 with one element) and, for a one-token step,
+ * the additive mask hiding the positions not held yet (block); a prefill
+ * (read_mask NULL) writes its T tokens' keys and values from that position
+ * on and attends causally among them. */
 typedef struct kv_step {
     df_variable *k, *v;
     df_node *pos, *read_mask;
 } kv_step;
 
-/* One query over the cache: k and v (1,h,1,d) are written at the step's
- * position, then q attends to every held position (the others get -inf). */
+/* q, k, v (1,h,T,d): k and v written into the cache at the position; a step
+ * (T = 1) attends to every held position (the others get -inf), a prefill
+ * among its own tokens as training does. */
 static df_node *cached_attention(df_graph *g, df_node *q, df_node *k, df_node *v, const kv_step *kv, float scale)
 {
     df_node *keys = df_assign_at(g, kv->k, k, kv->pos, 2), *values = df_assign_at(g, kv->v, v, kv->pos, 2);
+    if (!kv->read_mask) return df_attention(g, q, k, v, true, scale);   /* the writes are side effects */
     df_node *scores = df_add(g, df_scale(g, df_batch_matmul(g, q, keys, false, true), scale), kv->read_mask);
     return df_batch_matmul(g, df_softmax(g, scores, -1), values, false, false);
 }
@@ -242,6 +246,23 @@ static df_status build_cached_step(df_graph *g, df_node **in, void *user)
     return df_graph_status(g);
 }
 
+// (tokens (1,T), pos (T) = 0..T-1) -> logits (1,T,V); writes the caches at positions 0..T-1
+static df_status build_prefill(df_graph *g, df_node **in, void *user)
+{
+    cg_cache *c = user;
+    cg_gpt *m = c->gpt;
+    int32_t zero = 0;
+    df_tensor z = df_tensor_make(DF_I32, &zero, 1, (int64_t[]){1});
+    df_node *start = df_constant(g, &z);
+    df_node *x = embed(m, g, in[0], in[1], false);
+    for (int i = 0; i < m->cfg.n_layer; i++) {
+        kv_step kv = {c->k[i], c->v[i], start, NULL};
+        x = block_apply(m->blocks[i], g, x, false, &kv);
+    }
+    df_graph_output(g, df_layer_call(m->head, g, df_layer_call(m->ln_f, g, x, false), false));
+    return df_graph_status(g);
+}
+
 df_status cg_cache_init(cg_cache *c, cg_gpt *m, int keep)
 {
     memset(c, 0, sizeof *c);
@@ -262,7 +283,9 @@ df_status cg_cache_init(cg_cache *c, cg_gpt *m, int keep)
     c->window = malloc((size_t)cfg->block * sizeof *c->window);
     c->read_mask = malloc((size_t)cfg->block * sizeof *c->read_mask);
     c->step = df_function_new("cached_step", build_cached_step, c);
-    if (!c->window || !c->read_mask || !c->step || (cfg->n_layer && !c->v[cfg->n_layer - 1])) {
+    c->prefill = df_function_new("prefill", build_prefill, c);
+    c->positions = malloc((size_t)cfg->block * sizeof *c->positions);
+    if (!c->prefill || !c->positions || !c->window || !c->read_mask || !c->step || (cfg->n_layer && !c->v[cfg->n_layer - 1])) {
         cg_cache_free(c);
         return df_error(DF_ERR_NOMEM, "out of memory for the KV cache");
     }
@@ -273,6 +296,8 @@ df_status cg_cache_init(cg_cache *c, cg_gpt *m, int keep)
 void cg_cache_free(cg_cache *c)
 {
     df_function_free(c->step);
+    df_function_free(c->prefill);
+    free(c->positions);
     for (int i = 0; i < CG_MAX_LAYERS; i++) df_variable_free(c->k[i]), df_variable_free(c->v[i]);
     free(c->window), free(c->read_mask);
     memset(c, 0, sizeof *c);
@@ -304,13 +329,17 @@ df_status cg_cache_push(cg_cache *c, int32_t token, const float **logits)
     if (token < 0 || token >= c->gpt->cfg.vocab)
         return df_error(DF_ERR_RANGE, "token %d outside the vocabulary [0, %d)", (int)token, c->gpt->cfg.vocab);
     if (c->len == c->gpt->cfg.block) {
-        /* Full: restart from the last keep tokens at positions 0..keep-1. */
-        int32_t kept[c->keep > 0 ? c->keep : 1];
-        memcpy(kept, c->window + c->len - c->keep, (size_t)c->keep * sizeof *kept);
+        /* Full: one forward over the last keep tokens at positions 0..keep-1 writes their keys and values. */
+        int keep = c->keep;
+        memmove(c->window, c->window + c->len - keep, (size_t)keep * sizeof *c->window);
         c->len = 0;
-        for (int i = 0; i < c->keep; i++) {
-            df_status st = step_at_end(c, kept[i]);
+        if (keep > 0) {
+            for (int t = 0; t < keep; t++) c->positions[t] = t;
+            df_tensor in[2] = {df_tensor_make(DF_I32, c->window, 2, (int64_t[]){1, keep}),
+                               df_tensor_make(DF_I32, c->positions, 1, (int64_t[]){keep})}, out;
+            df_status st = df_function_call(c->prefill, in, 2, &out, 1);
             if (st != DF_OK) return st;
+            c->len = keep;
         }
     }
     df_status st = step_at_end(c, token);

@@ -48,12 +48,12 @@ int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max);
  * and values into per-block cache variables (1, n_head, block, head_dim) at
  * its position (df_assign_at) and attends over the positions held, so a step costs one
  * token's work. When the cache holds block tokens, the next push first
- * rebuilds it from the last keep tokens at positions 0..keep-1 (keep steps),
+ * rebuilds it from the last keep tokens at positions 0..keep-1 with one
+ * forward over them (a second trace, which writes all their keys and values),
  * because learned absolute positions make shifting the window impossible:
  * keep = block - 1 is nanoGPT's crop to the last block tokens at every step
- * (past the block, each char costs block steps); a smaller keep crops less
- * often (context between keep + 1 and block tokens; block/2: 2 steps per
- * char on average). The logits after each push are those of the full
+ * (past the block, each char costs a keep-token forward); a smaller keep
+ * crops less often (context between keep + 1 and block tokens). The logits after each push are those of the full
  * forward over window[0..len). */
 typedef struct cg_cache {
     cg_gpt *gpt;                           /* built for batch 1 */
@@ -61,7 +61,8 @@ typedef struct cg_cache {
     int32_t *window;                       /* the tokens held (block) */
     float *read_mask;                      /* 0 at the held positions, -inf beyond (block) */
     df_variable *k[CG_MAX_LAYERS], *v[CG_MAX_LAYERS];
-    df_function *step;
+    df_function *step, *prefill;           /* one token; the keep tokens of a rebuild */
+    int32_t *positions;                    /* 0..block-1 for the prefill */
     df_tensor logits;                      /* (1,1,V) of the last push */
 } cg_cache;
 
