@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "bench_util.h"
-#include "blas_env.h"
 #include "dagflow.h"
 
 enum { B = 64, T = 100, E = 256, H = 1024, V = 65, BT = B * T };
@@ -199,7 +198,6 @@ static void bench_elementwise(void)
 
 int main(int argc, char **argv)
 {
-    cr_blas_env_init(argv);
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);

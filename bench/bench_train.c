@@ -33,7 +33,6 @@
 #include <string.h>
 #include "bench_util.h"
 #include "batches.h"
-#include "blas_env.h"
 #include "model.h"
 #include "sample.h"
 #include "text.h"
@@ -105,7 +104,6 @@ static void on_char(const char *utf8, int len, void *ctx)
 
 int main(int argc, char **argv)
 {
-    cr_blas_env_init(argv);
     opts o = {.batch = 64, .seq = 100, .embed = 256, .hidden = 1024, .steps = 10, .warmup = 2, .gen = 200,
               .threads = 0, .sgemm_reps = 60, .data = CR_DEFAULT_DATA};
     int rc = parse(argc, argv, &o);
@@ -215,7 +213,7 @@ int main(int argc, char **argv)
            ms_char, sgemm, gflops / sgemm, rss_mb, work_gflops, work_gflops / sgemm, min, mean, ms_char_mean, o.steps,
            o.warmup, o.gen,
            o.steps ? loss_sum / o.steps : 0,
-           gs.arena_bytes / 1048576.0, have_text ? "corpus" : "random", cr_blas_corename());
+           gs.arena_bytes / 1048576.0, have_text ? "corpus" : "random", openblas_get_corename());
     fflush(stdout);
     cr_batcher_free(&batcher);
     cr_model_free(&m);

@@ -5,8 +5,10 @@
 #   fuzz.sh build SRCDIR BUILDDIR   build only (BUILDDIR/fuzz/bin/)
 #   fuzz.sh seeds SRCDIR BUILDDIR   rewrite the seed corpora in SRCDIR/fuzz/corpus/
 #
-# Environment: FUZZ_SECONDS (60), FUZZ_CC (clang), FUZZ_TARGETS (all four:
-# checkpoint text cli runstate), FUZZ_SOURCES (the library's .c files, from
+# Environment: FUZZ_SECONDS (60), FUZZ_MIN_RUNS (1000000: a harness slower
+# than that in FUZZ_SECONDS continues from its corpus until it has that many
+# executions, for at most 2 x FUZZ_SECONDS more), FUZZ_CC (clang),
+# FUZZ_TARGETS (all five: checkpoint text cli runstate saved), FUZZ_SOURCES (the library's .c files, from
 # Makefile.am), XXHASH_* and OPENBLAS_* CFLAGS / LIBS (from configure).
 #
 # The harnesses and the library are compiled with clang
@@ -32,7 +34,8 @@ src=$(cd "$src" && pwd) || exit 2
 build=$(cd "$build" && pwd) || exit 2
 cc=${FUZZ_CC:-clang}
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-checkpoint text cli runstate}
+targets=${FUZZ_TARGETS:-checkpoint text cli runstate saved}
+min_runs=${FUZZ_MIN_RUNS:-1000000}
 xxh_cflags=${XXHASH_CFLAGS:-}
 xxh_libs=${XXHASH_LIBS:--lxxhash}
 blas_cflags=${OPENBLAS_CFLAGS:-$(pkg-config --cflags openblas 2>/dev/null)}
@@ -114,6 +117,12 @@ out="$build/fuzz/out"
 rm -rf "$out"
 mkdir -p "$out" || exit 1
 failed=0
+# The executions libFuzzer reports in its log (0 when it printed none).
+executions() {
+    n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$1" | tail -n 1)
+    [ -n "$n" ] || n=$(sed -n 's/^#\([0-9]*\).*/\1/p' "$1" | tail -n 1)
+    echo "${n:-0}"
+}
 for t in $targets; do
     work="$build/fuzz/work/$t" crashes="$build/fuzz/crashes/$t"
     mkdir -p "$work" "$crashes" || exit 1
@@ -127,9 +136,15 @@ for t in $targets; do
     "$bin/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -artifact_prefix="$crashes/" $dirs > "$log" 2>&1
     rc=$?
+    execs=$(executions "$log")
+    if [ $rc -eq 0 ] && [ "$execs" -lt "$min_runs" ]; then
+        "$bin/fuzz_$t" -runs=$((min_runs - execs)) -max_total_time=$((2 * seconds)) -timeout=10 \
+            -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$crashes/" $dirs > "$log.more" 2>&1
+        rc=$?
+        execs=$((execs + $(executions "$log.more")))
+        cat "$log.more" >> "$log" && rm -f "$log.more"
+    fi
     elapsed=$(($(date +%s) - start))
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-    [ -n "$execs" ] || execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' "$log" | tail -n 1)
     after=$(ls "$crashes" | wc -l)
     new=$((after - before))
     [ $rc -ne 0 ] && [ $new -eq 0 ] && new=1          # died without an artifact: still a failure

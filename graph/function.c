@@ -249,3 +249,34 @@ df_status df_function_call(df_function *f, const df_tensor *inputs, int n_inputs
     f->last = t->graph;
     return run_named(f, t->graph, inputs, n_inputs, outputs, n_outputs);
 }
+
+df_status df_function_trace_for(df_function *f, const df_tensor *signature, int n_inputs, df_graph **out)
+{
+    *out = NULL;
+    if (n_inputs < 0 || n_inputs > MAX_FN_INPUTS || (n_inputs > 0 && !signature))
+        return df_error(DF_ERR_ARG, "function '%s': %d inputs (at most %d)", f->name, n_inputs, MAX_FN_INPUTS);
+    if (f->n_signature >= 0) {                   /* its one trace, for exactly its signature */
+        bool same = n_inputs == f->n_signature;
+        for (int i = 0; same && i < n_inputs; i++)
+            same = signature[i].dtype == f->signature[i].dtype &&
+                   df_shape_equal(signature[i].ndim, signature[i].shape, f->signature[i].ndim, f->signature[i].shape);
+        if (!same) return df_error(DF_ERR_ARG, "function '%s': not its signature", f->name);
+        if (f->n_traces == 0) {
+            trace *t;
+            df_status st = trace_new(f, signature, n_inputs, 0, &t);
+            if (st != DF_OK) return st;
+        }
+        *out = f->traces[0].graph;
+        return DF_OK;
+    }
+    uint64_t key = df_signature_hash(signature, n_inputs);
+    for (int i = 0; i < f->n_traces; i++)
+        if (f->traces[i].key == key && same_signature(&f->traces[i], signature, n_inputs)) {
+            *out = f->traces[i].graph;
+            return DF_OK;
+        }
+    trace *t;
+    df_status st = trace_new(f, signature, n_inputs, key, &t);
+    if (st == DF_OK) *out = t->graph;
+    return st;
+}

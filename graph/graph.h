@@ -96,6 +96,38 @@ enum {
                                    * (and scalars): may compute into such an input's buffer */
 };
 
+/* What one node costs, for dagflow-bench (tools/dagflow_bench.c): floating-
+ * point operations (a multiply-add counts 2; exp, tanh and the like count 1)
+ * and the bytes it must at least read and write (inputs, output and the aux
+ * it writes; reused reads from cache count once). */
+typedef struct df_op_cost { double flops, bytes; } df_op_cost;
+
+/* Bytes of all inputs plus the output: the traffic of a one-pass op. */
+static inline double df_cost_io_bytes(const df_node *n)
+{
+    double b = (double)n->numel * 4;
+    for (int i = 0; i < n->n_in; i++) b += (double)n->in[i]->numel * 4;
+    return b;
+}
+
+/* How dagflow-bench builds a graph of one op from the command line:
+ * `--shape` gives n_inputs tensor shapes (random f32 in [lo, hi]; an i32
+ * input holds ids in [0, dim ids_axis of input 0)), `--attr k=v` the values
+ * of the named attributes (a NULL default makes one required), and build
+ * calls the op's public constructor. shapes are the suite's standard cases,
+ * small, seed-sized and large: "SHAPES[ k=v ...]" as on the command line. */
+#define DF_BENCH_MAX_ATTRS 4
+typedef struct df_bench_def {
+    int n_inputs;
+    df_dtype dtypes[4];
+    int ids_axis;
+    float lo, hi;                 /* f32 inputs' range; both 0 means [-1, 1] */
+    const char *attrs[DF_BENCH_MAX_ATTRS];
+    const char *defaults[DF_BENCH_MAX_ATTRS];
+    df_node *(*build)(df_graph *g, df_node **in, const double *attrs);
+    const char *shapes[3];
+} df_bench_def;
+
 struct df_op_def {
     const char *name;
     unsigned flags;
@@ -125,6 +157,15 @@ struct df_op_def {
      * bytes, so the struct is declared between DF_ATTRS_BEGIN and
      * DF_ATTRS_END, which make any padding a compile error. */
     size_t attrs_size;
+    /* The node's FLOPs and bytes (NULL: no cost model; dagflow-bench then
+     * prints "-" for rates that need it). */
+    void (*cost)(const df_node *n, df_op_cost *out);
+    /* How dagflow-bench builds the op (NULL: not benchmarked on its own). */
+    const df_bench_def *bench;
+    /* Version of the op's meaning and attribute layout, written into saved
+     * graphs (graph/saved_*.c), which refuse a file made by a newer version;
+     * 0 counts as 1. Raise it when attributes change. */
+    int version;
 };
 
 
@@ -208,6 +249,9 @@ df_status df_node_infer_traced(df_node *n);
 df_status df_graph_specialize(df_graph *g, const df_tensor *inputs, int n_inputs);
 /* Frees the cached plans of a dynamic graph. */
 void df_graph_free_instances(df_graph *g);
+/* The compiled trace of f for one signature (traced now if new), as a
+ * call with inputs of these dtypes and shapes would run it (graph/function.c). */
+df_status df_function_trace_for(df_function *f, const df_tensor *signature, int n_inputs, df_graph **out);
 /* Plans memory for the current node shapes and allocates the arena
  * (graph/plan.c); used by compile and by each specialisation. */
 df_status df_graph_place_tensors(df_graph *g);

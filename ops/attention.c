@@ -148,9 +148,47 @@ static const df_gradcheck_case attention_cases[] = {
     {0},
 };
 
+/* Query-key pairs a leading index computes: all Tq*Tk, or with causal the
+ * keys j <= i + (Tk - Tq) of each query i (T(T+1)/2 when Tq == Tk). */
+double df_attention_pairs(const df_node *attn)
+{
+    const df_node *q = attn->in[0], *k = attn->in[1];
+    int64_t Tq = q->shape[q->ndim - 2], Tk = k->shape[k->ndim - 2];
+    if (!DF_ATTRS(attn, df_attention_attrs)->causal) return (double)Tq * Tk;
+    double pairs = 0;
+    for (int64_t i = 0; i < Tq; i++) pairs += (double)(i + (Tk - Tq) + 1 < Tk ? i + (Tk - Tq) + 1 : Tk);
+    return pairs;
+}
+
+/* q k^T (2 d per pair) and P v (2 dv per pair) per leading index: 4*T^2*d
+ * for the usual self-attention, about half of it causal. */
+static void attention_cost(const df_node *n, df_op_cost *out)
+{
+    const df_node *q = n->in[0], *v = n->in[2];
+    double lead = (double)df_shape_numel(q->ndim - 2, q->shape), d = (double)q->shape[q->ndim - 1];
+    double dv = (double)v->shape[v->ndim - 1];
+    *out = (df_op_cost){.flops = lead * df_attention_pairs(n) * (2 * d + 2 * dv),
+                        .bytes = df_cost_io_bytes(n) + (double)n->aux_bytes};
+}
+
+/* causal=0|1, scale (0: 1/sqrt(d)). */
+static df_node *attention_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    double scale = attrs[1] != 0 ? attrs[1] : 1.0 / sqrt((double)df_node_dim(in[0], -1));
+    return df_attention(g, in[0], in[1], in[2], attrs[0] != 0, (float)scale);
+}
+
+static const df_bench_def attention_bench = {
+    .n_inputs = 3, .attrs = {"causal", "scale"}, .defaults = {"0", "0"},
+    .build = attention_bench_build,
+    .shapes = {"2x4x64x32,2x4x64x32,2x4x64x32 causal=1", "16x6x256x64,16x6x256x64,16x6x256x64 causal=1",
+               "16x12x512x64,16x12x512x64,16x12x512x64 causal=1"},
+};
+
 const df_op_def df_op_attention = {
     .name = "attention", .infer = attention_infer, .forward = attention_forward,
     .backward = attention_backward, .gradcheck = attention_cases, .attrs_size = sizeof(df_attention_attrs),
+    .cost = attention_cost, .bench = &attention_bench,
 };
 
 df_node *df_attention(df_graph *g, df_node *q, df_node *k, df_node *v, bool causal, float scale)

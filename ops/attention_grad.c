@@ -122,9 +122,21 @@ static df_status attention_grad_forward(df_node *n)
     return DF_OK;
 }
 
+/* Per pair: the scores again (2 d), dO v^T (2 dv), P^T dO (2 dv), dS k and
+ * dS^T q (2 d each): 2.5 times the forward when dv == d. */
+static void attention_grad_cost(const df_node *n, df_op_cost *out)
+{
+    const df_node *attn = n->in[0], *q = n->in[2], *v = n->in[4];
+    double lead = (double)df_shape_numel(q->ndim - 2, q->shape), d = (double)q->shape[q->ndim - 1];
+    double dv = (double)v->shape[v->ndim - 1];
+    *out = (df_op_cost){.flops = lead * df_attention_pairs(attn) * (6 * d + 4 * dv),
+                        .bytes = df_cost_io_bytes(n) + (double)n->aux_bytes + (double)attn->aux_bytes};
+}
+
 const df_op_def df_op_attention_grad = {
     .name = "attention_grad", .infer = attention_grad_infer, .forward = attention_grad_forward,
     .no_gradcheck = "gradient op: checked through attention's cases",
+    .cost = attention_grad_cost,
 };
 
 df_node *df_attention_grad_make(df_graph *g, df_node *attn, df_node *dy)

@@ -31,10 +31,17 @@ static df_status attention_grad_kv_forward(df_node *n)
     return DF_OK;
 }
 
+/* A copy of dk or dv out of attention_grad's workspace. */
+static void attention_grad_kv_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * (double)n->numel * 4};
+}
+
 const df_op_def df_op_attention_grad_kv = {
     .name = "attention_grad_kv", .infer = attention_grad_kv_infer, .forward = attention_grad_kv_forward,
     .attrs_size = sizeof(attention_kv_attrs),
     .no_gradcheck = "gradient op: checked through attention's cases",
+    .cost = attention_grad_kv_cost,
 };
 
 df_node *df_attention_grad_kv(df_graph *g, df_node *grad, int which)

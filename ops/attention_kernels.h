@@ -74,5 +74,7 @@ static inline void att_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, f
  * dv (which = 1) read out of it (ops/attention_grad_kv.c). */
 df_node *df_attention_grad_make(df_graph *g, df_node *attn, df_node *dy);
 df_node *df_attention_grad_kv(df_graph *g, df_node *grad, int which);
+/* Query-key pairs per leading index an attention node computes (causal: the visible ones). */
+double df_attention_pairs(const df_node *attn);
 
 #endif

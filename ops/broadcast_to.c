@@ -81,10 +81,17 @@ static const df_gradcheck_case broadcast_to_cases[] = {
     {0},
 };
 
+/* A copy: no arithmetic. */
+static void broadcast_to_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_broadcast_to = {
     .name = "broadcast_to", .infer = broadcast_to_infer, .forward = broadcast_to_forward,
     .backward = broadcast_to_backward, .gradcheck = broadcast_to_cases,
     .attrs_size = sizeof(broadcast_to_attrs),
+    .cost = broadcast_to_cost,
 };
 
 df_node *df_broadcast_to(df_graph *g, df_node *x, int ndim, const int64_t *shape)

@@ -42,10 +42,22 @@ static df_status cast_forward(df_node *n)
     return DF_OK;
 }
 
+/* to: 0 = f32, 1 = i32 (the default). No cost model yet. */
+static df_node *cast_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_cast(g, in[0], attrs[0] != 0 ? DF_I32 : DF_F32);
+}
+
+static const df_bench_def cast_bench = {
+    .n_inputs = 1, .lo = -100.0f, .hi = 100.0f, .attrs = {"to"}, .defaults = {"1"}, .build = cast_bench_build,
+    .shapes = {"256x1024", "6400x4096", "16384x4096"},
+};
+
 const df_op_def df_op_cast = {
     .name = "cast", .infer = cast_infer, .forward = cast_forward,
     .no_gradcheck = "no gradient: one side is an integer (values in tests/test_transformer_ops.c)",
     .attrs_size = sizeof(cast_attrs),
+    .bench = &cast_bench,
 };
 
 df_node *df_cast(df_graph *g, df_node *x, df_dtype dtype)

@@ -148,7 +148,8 @@ int df_target_shape(const df_node *n, int ndim, const int64_t *shape, int64_t *o
         memcpy(out, n->in[1]->shape, sizeof(int64_t) * DF_MAX_DIMS);
         return n->in[1]->ndim;
     }
-    for (int d = 0; d < ndim && d < DF_MAX_DIMS; d++) out[d] = shape[d];
+    if (ndim < 0 || ndim > DF_MAX_DIMS) return -1;    /* e.g. a corrupt saved graph: the caller refuses it */
+    for (int d = 0; d < ndim; d++) out[d] = shape[d];
     return ndim;
 }
 

@@ -66,7 +66,8 @@ df_node *df_slice_like(df_graph *g, df_node *x, const int64_t *begin, df_node *l
 /* Makes a node whose last input is a like input (see above). */
 df_node *df_like_make(df_graph *g, const df_op_def *op, df_node *x, df_node *like, const void *attrs);
 /* The target shape of a shape-taking op into out: input 1's when it has
- * one, else (ndim, shape) from its attributes; returns the rank. */
+ * one, else (ndim, shape) from its attributes; returns the rank, or -1 for
+ * an ndim outside 0..DF_MAX_DIMS. */
 int df_target_shape(const df_node *n, int ndim, const int64_t *shape, int64_t *out);
 /* Sums x (rows, len, inner) over the middle axis into out (rows, inner),
  * deterministic: each output element is summed by one thread in order. */

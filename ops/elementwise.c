@@ -117,11 +117,36 @@ static df_status elementwise_infer(df_node *n)
     return n->n_in == 2 ? df_infer_broadcast(n) : df_infer_unary(n);
 }
 
+/* Cost: one operation per output element (a transcendental counts as one),
+ * every input read and the output written once. */
+static void elementwise_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel, .bytes = df_cost_io_bytes(n)};
+}
+
+/* <name>_bench: how dagflow-bench builds the op (inputs in [0.5, 2], where
+ * log, sqrt and div are finite); binary ops also at a bias broadcast. */
+#define DF_EW_BENCH_1(name)                                                      \
+    static df_node *name##_bench_build(df_graph *g, df_node **in, const double *attrs) \
+    { (void)attrs; return name##_build(g, in); }                                 \
+    static const df_bench_def name##_bench = {                                   \
+        .n_inputs = 1, .lo = 0.5f, .hi = 2.0f, .build = name##_bench_build,       \
+        .shapes = {"256x1024", "6400x4096", "16384x4096"}};
+#define DF_EW_BENCH_2(name)                                                      \
+    static df_node *name##_bench_build(df_graph *g, df_node **in, const double *attrs) \
+    { (void)attrs; return name##_build(g, in); }                                 \
+    static const df_bench_def name##_bench = {                                   \
+        .n_inputs = 2, .lo = 0.5f, .hi = 2.0f, .build = name##_bench_build,       \
+        .shapes = {"256x1024,256x1024", "6400x4096,6400x4096", "6400x4096,4096"}};
+#define DF_EW(name, CODE, arity, ...) DF_EW_BENCH_##arity(name)
+#include "elementwise.def"
+
 /* An op's df_op_def: what the table gives, then its derivative fields. */
 #define DF_EW_OP(op, ...)                                                        \
     const df_op_def df_op_##op = {                                               \
         .name = #op, .flags = DF_OP_ELEMENTWISE, .infer = elementwise_infer,     \
-        .forward = op##_forward, .elementwise = op##_code, __VA_ARGS__}
+        .forward = op##_forward, .elementwise = op##_code,                       \
+        .cost = elementwise_cost, .bench = &op##_bench, __VA_ARGS__}
 
 /* ------------------------------------------------------- the derivatives */
 

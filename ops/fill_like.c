@@ -18,6 +18,8 @@ static df_status fill_like_infer(df_node *n)
     const df_node *like = n->in[0];
     const fill_like_attrs *a = DF_ATTRS(n, fill_like_attrs);
     int nd = a->ndim;
+    if (nd < 0 || nd > DF_MAX_DIMS || (a->dtype != DF_F32 && a->dtype != DF_I32))   /* e.g. from a saved graph */
+        return df_op_error(n, DF_ERR_ARG, "rank %d, dtype %d", nd, (int)a->dtype);
     for (int d = 0; d < nd; d++) {
         if (a->dims[d] != DF_DYNAMIC) n->shape[d] = a->dims[d];
         else if (d < like->ndim) n->shape[d] = like->shape[d];

@@ -65,6 +65,13 @@ static df_status fused_elementwise_infer(df_node *n)
     return DF_OK;                           /* scalars only: the shape set by the pass stands */
 }
 
+/* One operation per instruction and element; inputs read, output written once. */
+static void fused_elementwise_cost(const df_node *n, df_op_cost *out)
+{
+    const df_fused_program *p = DF_ATTRS(n, df_fused_program);
+    *out = (df_op_cost){.flops = (double)p->n * n->numel, .bytes = df_cost_io_bytes(n)};
+}
+
 /* Created by the fusion pass, which sets shape, inputs and program. */
 const df_op_def df_op_fused_elementwise = {
     .name = "fused_elementwise", .flags = DF_OP_FUSED | DF_OP_ELEMENTWISE,
@@ -72,4 +79,5 @@ const df_op_def df_op_fused_elementwise = {
     .attrs_size = sizeof(df_fused_program),
     .no_gradcheck = "built by the fusion pass after autodiff; bit-identical to the ops it merges "
                     "(tests/test_passes.c)",
+    .cost = fused_elementwise_cost,
 };

@@ -55,9 +55,28 @@ static const df_gradcheck_case gather_cases[] = {
     {0},
 };
 
+/* A copy of the chosen rows: no arithmetic; ids read, rows read and written. */
+static void gather_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * (double)n->numel * 4 + (double)n->in[1]->numel * 4};
+}
+
+static df_node *gather_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    (void)attrs;
+    return df_gather(g, in[0], in[1]);
+}
+
+/* params (V,E), i32 ids (...) in [0, V). */
+static const df_bench_def gather_bench = {
+    .n_inputs = 2, .dtypes = {DF_F32, DF_I32}, .ids_axis = 0, .build = gather_bench_build,
+    .shapes = {"65x256,64x16", "65x4096,64x100", "50304x768,16x1024"},
+};
+
 const df_op_def df_op_gather = {
     .name = "gather", .infer = gather_infer, .forward = gather_forward,
     .backward = gather_backward, .gradcheck = gather_cases,
+    .cost = gather_cost, .bench = &gather_bench,
 };
 
 df_node *df_gather(df_graph *g, df_node *params, df_node *indices)

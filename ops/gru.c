@@ -74,12 +74,16 @@ static df_status gru_forward(df_node *n)
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
     const float *BR = n->n_in == 4 ? DF_F32P(n->in[3]) : E + B * T * H;
     if (reset_after && n->n_in == 3) memset(E + B * T * H, 0, (size_t)G3 * sizeof(float));
+    /* reset_after: all of w_rec per step; reset_before: w_zr, then w_h */
+    cell_weight wa, wh;
+    cell_weight_prepare(&wa, B, false, H, reset_after ? G3 : 2 * H, W, G3);
+    if (!reset_after) cell_weight_prepare(&wh, B, false, H, H, W + 2 * H, G3);
     for (int64_t t = 0; t < T; t++) {
         const float *hp = t ? Y + (t - 1) * H : H0;       /* h_{t-1}: h0 or rows of the output */
         const int64_t ldh = t ? T * H : H;
         float *Z = G + t * G3;
         if (reset_after) {
-            cell_sgemm(false, B, G3, H, 1.0f, hp, ldh, W, G3, 0.0f, Z, T * G3);
+            cell_weight_gemm(&wa, B, hp, ldh, 0.0f, Z, T * G3);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
             for (int64_t b = 0; b < B; b++) {
                 const int64_t r = b * T + t;
@@ -101,7 +105,7 @@ static df_status gru_forward(df_node *n)
             continue;
         }
         /* reset_before: z and r from h_{t-1}, then the candidate from r * h_{t-1} */
-        cell_sgemm(false, B, 2 * H, H, 1.0f, hp, ldh, W, G3, 0.0f, Z, T * G3);
+        cell_weight_gemm(&wa, B, hp, ldh, 0.0f, Z, T * G3);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;
@@ -115,7 +119,7 @@ static df_status gru_forward(df_node *n)
                 rh[j] = rg * h_1[j];
             }
         }
-        cell_sgemm(false, B, H, H, 1.0f, E + t * H, T * H, W + 2 * H, G3, 0.0f, Z + 2 * H, T * G3);
+        cell_weight_gemm(&wh, B, E + t * H, T * H, 0.0f, Z + 2 * H, T * G3);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;
@@ -129,6 +133,8 @@ static df_status gru_forward(df_node *n)
             }
         }
     }
+    cell_weight_release(&wa);
+    if (!reset_after) cell_weight_release(&wh);
     return DF_OK;
 }
 
@@ -164,10 +170,36 @@ static const df_gradcheck_case gru_cases[] = {
     {0},
 };
 
+/* Per step the recurrent GEMM (B,H) @ (H,3H), 2*B*H*3H (reset_before: the
+ * same FLOPs, split in two products), and the gates: per unit adds of
+ * xproj and the bias (6), 2 sigmoids, r * u_h, the add and the tanh (3),
+ * h = z*h + (1-z)*hh (4) = GRU_GATE_FLOPS. Bytes: inputs, h and the saved
+ * gates. */
+#define GRU_GATE_FLOPS 15
+static void gru_cost(const df_node *n, df_op_cost *out)
+{
+    double B = (double)n->shape[0], T = (double)n->shape[1], H = (double)n->shape[2];
+    *out = (df_op_cost){.flops = T * (2 * B * H * 3 * H + GRU_GATE_FLOPS * B * H),
+                        .bytes = df_cost_io_bytes(n) + (double)n->aux_bytes};
+}
+
+/* xproj (B,T,3H), w_rec (H,3H), h0 (B,H); reset_after=1 (Keras' default)
+ * without a recurrent bias. */
+static df_node *gru_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_gru(g, in[0], in[1], NULL, in[2], attrs[0] != 0);
+}
+
+static const df_bench_def gru_bench = {
+    .n_inputs = 3, .lo = -0.5f, .hi = 0.5f, .attrs = {"reset_after"}, .defaults = {"1"}, .build = gru_bench_build,
+    .shapes = {"8x16x384,128x384,8x128", "64x100x3072,1024x3072,64x1024", "128x100x3072,1024x3072,128x1024"},
+};
+
 const df_op_def df_op_gru = {
     .name = "gru", .infer = gru_infer, .forward = gru_forward,
     .attrs_size = sizeof(df_gru_attrs),
     .backward = gru_backward, .gradcheck = gru_cases,
+    .cost = gru_cost, .bench = &gru_bench,
 };
 
 df_node *df_gru(df_graph *g, df_node *xproj, df_node *w_rec, df_node *b_rec, df_node *h0, bool reset_after)

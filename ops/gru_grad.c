@@ -56,6 +56,10 @@ static df_status gru_grad_forward(df_node *n)
     const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0;
     if (n->numel == 0) return DF_OK;
     memset(DH, 0, (size_t)(B * H) * sizeof(float));         /* nothing flows in after step T-1 */
+    /* reset_after: w_rec^T per step; reset_before: w_h^T, then w_zr^T */
+    cell_weight wa, wh;
+    cell_weight_prepare(&wa, B, true, reset_after ? G3 : 2 * H, H, W, G3);
+    if (!reset_after) cell_weight_prepare(&wh, B, true, H, H, W + 2 * H, G3);
     for (int64_t t = T - 1; t >= 0; t--) {
         const float *hp = t ? Y + (t - 1) * H : H0;
         const int64_t ldh = t ? T * H : H;
@@ -83,7 +87,7 @@ static df_status gru_grad_forward(df_node *n)
             }
             /* carry += du_t @ w_rec^T (at t = 0: dh0, if asked for) */
             if (t > 0 || want_dh0)
-                cell_sgemm(true, B, H, G3, 1.0f, DU + t * G3, T * G3, W, G3, 1.0f, DH, H);
+                cell_weight_gemm(&wa, B, DU + t * G3, T * G3, 1.0f, DH, H);
             continue;
         }
         /* reset_before, pass 1: da_h, and the total dh kept in the carry */
@@ -100,7 +104,7 @@ static df_status gru_grad_forward(df_node *n)
             }
         }
         /* d(r h_{t-1}) = da_h @ w_h^T */
-        cell_sgemm(true, B, H, H, 1.0f, DX + t * G3 + 2 * H, T * G3, W + 2 * H, G3, 0.0f, S, H);
+        cell_weight_gemm(&wh, B, DX + t * G3 + 2 * H, T * G3, 0.0f, S, H);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;
@@ -115,8 +119,10 @@ static df_status gru_grad_forward(df_node *n)
             }
         }
         /* carry += [da_z, da_r] @ w_zr^T (at t = 0: dh0, if asked for) */
-        if (t > 0 || want_dh0) cell_sgemm(true, B, H, 2 * H, 1.0f, DX + t * G3, T * G3, W, G3, 1.0f, DH, H);
+        if (t > 0 || want_dh0) cell_weight_gemm(&wa, B, DX + t * G3, T * G3, 1.0f, DH, H);
     }
+    cell_weight_release(&wa);
+    if (!reset_after) cell_weight_release(&wh);
     return DF_OK;
 }
 

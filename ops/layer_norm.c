@@ -97,9 +97,28 @@ static const df_gradcheck_case layer_norm_cases[] = {
     {0},
 };
 
+/* Per element: the mean (1), the variance (3), normalising (2) and with
+ * gain and bias 2 more; one pass over x and y. */
+static void layer_norm_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel * (n->n_in == 3 ? 8 : 6), .bytes = df_cost_io_bytes(n)};
+}
+
+/* eps (default 1e-5); x (rows, C), gain and bias (C). */
+static df_node *layer_norm_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_layer_norm(g, in[0], in[1], in[2], (float)attrs[0]);
+}
+
+static const df_bench_def layer_norm_bench = {
+    .n_inputs = 3, .attrs = {"eps"}, .defaults = {"1e-5"}, .build = layer_norm_bench_build,
+    .shapes = {"256x384,384,384", "4096x384,384,384", "16384x768,768,768"},
+};
+
 const df_op_def df_op_layer_norm = {
     .name = "layer_norm", .infer = layer_norm_infer, .forward = layer_norm_forward,
     .backward = layer_norm_backward, .gradcheck = layer_norm_cases, .attrs_size = sizeof(layer_norm_attrs),
+    .cost = layer_norm_cost, .bench = &layer_norm_bench,
 };
 
 df_node *df_layer_norm(df_graph *g, df_node *x, df_node *gain, df_node *bias, float eps)
@@ -152,9 +171,16 @@ static df_status layer_norm_grad_infer(df_node *n)
     return df_infer_unary(n);
 }
 
+/* Per element: the row statistics again (4), two sums (4) and dx (4). */
+static void layer_norm_grad_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel * 12, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_layer_norm_grad = {
     .name = "layer_norm_grad", .infer = layer_norm_grad_infer, .forward = layer_norm_grad_forward,
     .no_gradcheck = "gradient op: checked through layer_norm's cases", .attrs_size = sizeof(layer_norm_attrs),
+    .cost = layer_norm_grad_cost,
 };
 
 static df_node *layer_norm_grad(df_graph *g, df_node *x, df_node *gain, df_node *dy, float eps)

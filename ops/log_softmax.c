@@ -44,9 +44,27 @@ static const df_gradcheck_case log_softmax_cases[] = {
     {0},
 };
 
+/* Per element: the max (1), x - max and exp (2), the sum (1), subtracting the log (1). */
+static void log_softmax_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel * 5, .bytes = df_cost_io_bytes(n)};
+}
+
+/* axis (default -1). */
+static df_node *log_softmax_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_log_softmax(g, in[0], (int)attrs[0]);
+}
+
+static const df_bench_def log_softmax_bench = {
+    .n_inputs = 1, .lo = -3.0f, .hi = 3.0f, .attrs = {"axis"}, .defaults = {"-1"}, .build = log_softmax_bench_build,
+    .shapes = {"256x65", "6400x65", "16x6x256x256"},
+};
+
 const df_op_def df_op_log_softmax = {
     .name = "log_softmax", .infer = df_infer_unary_axis, .forward = log_softmax_forward,
     .backward = log_softmax_backward, .gradcheck = log_softmax_cases, .attrs_size = sizeof(df_axis_attrs),
+    .cost = log_softmax_cost, .bench = &log_softmax_bench,
 };
 
 df_node *df_log_softmax(df_graph *g, df_node *x, int axis)

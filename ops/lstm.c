@@ -10,7 +10,6 @@
  * gates, c and tanh(c) stay in aux for the backward (ops/lstm_grad.c), which
  * builds: dz = lstm_grad (BPTT, = d xproj), dw_rec = lstm_hprev^T @ dz as one
  * matmul over all steps, and dh0/dc0 via lstm_grad_state. */
-#include <cblas.h>
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -113,24 +112,16 @@ static void lstm_gate_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t 
     lstm_gate_base(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
 }
 
-/* z[:, c0:c1] = hp (B,H) @ w_rec[:, c0:c1]; at B = 1 a matrix-vector product
- * (sgemm would pack the whole weight slice for one row). One OpenBLAS call
- * per LSTM_BLAS_CHUNK columns from c0, a gate block's start plus a multiple
- * of LSTM_BLAS_CHUNK, so the calls do not depend on the thread count. */
+/* z[:, c0:c1] = hp (B,H) @ w_rec[:, c0:c1] through dagflow's dispatch (a
+ * GEMV at B = 1). One call per LSTM_BLAS_CHUNK columns from c0, a gate
+ * block's start plus a multiple of LSTM_BLAS_CHUNK, so the calls do not
+ * depend on the thread count. */
 static inline void lstm_step_gemm(int64_t B, int64_t H, const float *hp, int64_t ldh, const float *W, float *z,
                                   int64_t ldz, int64_t c0, int64_t c1)
 {
     for (int64_t a = c0; a < c1; a += LSTM_BLAS_CHUNK) {
         const int64_t n = c1 - a < LSTM_BLAS_CHUNK ? c1 - a : LSTM_BLAS_CHUNK;
-        if (B == 1) {
-            /* zeroed first: some OpenBLAS versions compute beta = 0 as 0 * y, and
-             * z may hold NaN from an earlier use of the arena */
-            memset(z + a, 0, (size_t)n * sizeof(float));
-            cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)H, (blasint)n, 1.0f, W + a, (blasint)(4 * H), hp, 1, 0.0f,
-                        z + a, 1);
-        }
-        else
-            df_sgemm(false, false, B, n, H, 1.0f, hp, ldh, W + a, 4 * H, 0.0f, z + a, ldz);
+        df_sgemm(false, false, B, n, H, 1.0f, hp, ldh, W + a, 4 * H, 0.0f, z + a, ldz);
     }
 }
 
@@ -142,7 +133,7 @@ static void lstm_step_gemm_all(int64_t B, int64_t H, const float *hp, int64_t ld
                                int64_t ldz)
 {
     const int64_t per_block = (H + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
-#pragma omp parallel for schedule(static) if (omp_get_max_threads() > 1)
+#pragma omp parallel for schedule(static) num_threads(cell_chunk_threads(false, B, H))
     for (int64_t q = 0; q < 4 * per_block; q++) {
         const int64_t block = q / per_block * H, c0 = block + q % per_block * LSTM_BLAS_CHUNK;
         lstm_step_gemm(B, H, hp, ldh, W, z, ldz, c0, c0 + LSTM_BLAS_CHUNK < block + H ? c0 + LSTM_BLAS_CHUNK : block + H);
@@ -178,7 +169,7 @@ static df_status lstm_forward(df_node *n)
     float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
     const bool packed = PW != NULL;                         /* else OpenBLAS */
     const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
-    const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1);
+    const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
     if (nth <= 1 && !packed) {
         /* small or one thread: the products, then one pass over the gates */
         for (int64_t t = 0; t < T; t++) {
@@ -190,8 +181,11 @@ static df_status lstm_forward(df_node *n)
     }
     /* packed gate block k: panels of columns k*H .. k*H+H-1 */
     const int64_t block = lstm_packed_floats(H) / 4;
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
     {
+        const int64_t cpu0 = df_team_enter(&probe);
         int64_t j0, j1;
         lstm_unit_slice(H, align, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
 #if LSTM_HAVE_AVX512_CLONE
@@ -214,7 +208,9 @@ static df_status lstm_forward(df_node *n)
             lstm_gate_block(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
 #pragma omp barrier
         }
+        df_team_leave(&probe, cpu0);
     }
+    df_team_end(&probe);
     lstm_scratch_release(PW, cached);
     return DF_OK;
 }
@@ -286,13 +282,7 @@ int lstm_use_packed_dw(void)
     int use = get_relaxed(&packed_dw);
     if (use < 0) {
         int forced = get_relaxed(&forced_packed_dw);
-        if (forced < 0) {
-            const char *core = openblas_get_corename();
-            bool blas512 = core && (!strcasecmp(core, "SkylakeX") || !strcasecmp(core, "Cooperlake") ||
-                                    !strcasecmp(core, "SapphireRapids"));
-            forced = !blas512;
-        }
-        use = lstm_use_packed(2) && forced;
+        use = lstm_use_packed(2) && forced != 0;
         set_relaxed(&packed_dw, use);
     }
     return use;
@@ -332,9 +322,34 @@ static const df_gradcheck_case lstm_cases[] = {
     {0},
 };
 
+/* Per step the recurrent GEMM (B,H) @ (H,4H), 2*B*H*4H, and the gates:
+ * per unit 4 adds of xproj, 3 sigmoids, 2 tanh, c = f*c + i*g (3) and
+ * h = o*tanh(c) (1) = LSTM_GATE_FLOPS. Bytes: inputs, h and the saved gates. */
+#define LSTM_GATE_FLOPS 13
+static void lstm_cost(const df_node *n, df_op_cost *out)
+{
+    double B = (double)n->shape[0], T = (double)n->shape[1], H = (double)n->shape[2];
+    *out = (df_op_cost){.flops = T * (2 * B * H * 4 * H + LSTM_GATE_FLOPS * B * H),
+                        .bytes = df_cost_io_bytes(n) + (double)n->aux_bytes};
+}
+
+static df_node *lstm_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    (void)attrs;
+    return df_lstm(g, in[0], in[1], in[2], in[3]);
+}
+
+/* xproj (B,T,4H), w_rec (H,4H), h0, c0 (B,H); the seed's is B64 T100 H1024. */
+static const df_bench_def lstm_bench = {
+    .n_inputs = 4, .lo = -0.5f, .hi = 0.5f, .build = lstm_bench_build,
+    .shapes = {"8x16x512,128x512,8x128,8x128", "64x100x4096,1024x4096,64x1024,64x1024",
+               "128x100x4096,1024x4096,128x1024,128x1024"},
+};
+
 const df_op_def df_op_lstm = {
     .name = "lstm", .infer = lstm_infer, .forward = lstm_forward,
     .backward = lstm_backward, .gradcheck = lstm_cases, .attrs_size = sizeof(df_lstm_attrs),
+    .cost = lstm_cost, .bench = &lstm_bench,
 };
 
 df_node *df_lstm(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0, df_node *c0)

@@ -27,11 +27,39 @@ void cell_sgemm(bool tb, int64_t M, int64_t N, int64_t K, float alpha, const flo
 {
     const int64_t chunks = (N + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
     if (M == 0 || chunks == 0) return;
-#pragma omp parallel for schedule(static) if (omp_get_max_threads() > 1)
+#pragma omp parallel for schedule(static) num_threads(cell_chunk_threads(tb, M, K))
     for (int64_t q = 0; q < chunks; q++) {
         const int64_t c = q * LSTM_BLAS_CHUNK, n = N - c < LSTM_BLAS_CHUNK ? N - c : LSTM_BLAS_CHUNK;
         df_sgemm(false, tb, M, n, K, alpha, A, lda, tb ? Bm + c * ldb : Bm + c, ldb, beta, C + c, ldc);
     }
+}
+
+void cell_weight_prepare(cell_weight *cw, int64_t M, bool tb, int64_t K, int64_t N, const float *W, int64_t ldw)
+{
+    *cw = (cell_weight){.tb = tb, .K = K, .N = N, .ldw = ldw, .W = W};
+    if (M < 2 || K <= 0 || N <= 0) return;
+    const df_gemm_path path = df_sgemm_chosen_path(false, tb, M, N, K);
+    if (path == DF_GEMM_OPENBLAS) return;
+    /* the struct and the panels in one buffer */
+    const size_t head = (sizeof(df_gemm_packed_b) + 63) / 64 * 16;
+    cw->buf = lstm_scratch_acquire(head + df_gemm_packed_b_floats(path, K, N), &cw->cached);
+    if (!cw->buf) return;
+    cw->pb = (df_gemm_packed_b *)cw->buf;
+    cw->packed = df_gemm_pack_b(path, cw->pb, tb, K, N, W, ldw, cw->buf + head);
+}
+
+void cell_weight_gemm(const cell_weight *cw, int64_t M, const float *A, int64_t lda, float beta, float *C,
+                      int64_t ldc)
+{
+    if (cw->packed && df_sgemm_packed(M, 1.0f, A, lda, cw->pb, beta, C, ldc)) return;
+    cell_sgemm(cw->tb, M, cw->N, cw->K, 1.0f, A, lda, cw->W, cw->ldw, beta, C, ldc);
+}
+
+void cell_weight_release(cell_weight *cw)
+{
+    if (cw->buf) lstm_scratch_release(cw->buf, cw->cached);
+    cw->buf = NULL;
+    cw->packed = false;
 }
 
 /* One process-wide scratch buffer, kept between calls: the packed weights

@@ -9,7 +9,6 @@
  * carries dh (B,H) and dc (B,H) live in this node's aux; after step 0 they are
  * dh0 and dc0 (read out by lstm_grad_state). want_dh0 asks for dh0 (one more
  * GEMM at t = 0). Not differentiable itself. */
-#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,22 +100,16 @@ static void lstm_grad_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t 
     lstm_grad_base(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
 }
 
-/* dh[:, j0:j1] = dz_t (B,4H) @ w_rec[j0:j1, :]^T; a matrix-vector product at
- * B = 1. One OpenBLAS call per LSTM_BLAS_CHUNK units from j0 (a multiple of
- * it), so the bits do not depend on the thread count. */
+/* dh[:, j0:j1] = dz_t (B,4H) @ w_rec[j0:j1, :]^T through dagflow's dispatch
+ * (a GEMV at B = 1). One call per LSTM_BLAS_CHUNK units from j0 (a multiple
+ * of it), so the bits do not depend on the thread count. */
 static inline void lstm_grad_gemm(int64_t B, int64_t T, int64_t H, const float *dz, const float *W, float *DH,
                                   int64_t j0, int64_t j1)
 {
     const int64_t G4 = 4 * H;
     for (int64_t a = j0; a < j1; a += LSTM_BLAS_CHUNK) {
         const int64_t n = j1 - a < LSTM_BLAS_CHUNK ? j1 - a : LSTM_BLAS_CHUNK;
-        if (B == 1) {
-            memset(DH + a, 0, (size_t)n * sizeof(float));     /* see lstm_step_gemm in lstm.c */
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n, (blasint)G4, 1.0f, W + a * G4, (blasint)G4, dz, 1,
-                        0.0f, DH + a, 1);
-        }
-        else
-            df_sgemm(false, true, B, n, G4, 1.0f, dz, T * G4, W + a * G4, G4, 0.0f, DH + a, H);
+        df_sgemm(false, true, B, n, G4, 1.0f, dz, T * G4, W + a * G4, G4, 0.0f, DH + a, H);
     }
 }
 
@@ -126,7 +119,7 @@ static inline void lstm_grad_gemm(int64_t B, int64_t T, int64_t H, const float *
 static void lstm_grad_gemm_all(int64_t B, int64_t T, int64_t H, const float *dz, const float *W, float *DH)
 {
     const int64_t chunks = (H + LSTM_BLAS_CHUNK - 1) / LSTM_BLAS_CHUNK;
-#pragma omp parallel for schedule(static) if (omp_get_max_threads() > 1)
+#pragma omp parallel for schedule(static) num_threads(cell_chunk_threads(true, B, 4 * H))
     for (int64_t q = 0; q < chunks; q++) {
         const int64_t j0 = q * LSTM_BLAS_CHUNK;
         lstm_grad_gemm(B, T, H, dz, W, DH, j0, j0 + LSTM_BLAS_CHUNK < H ? j0 + LSTM_BLAS_CHUNK : H);
@@ -156,7 +149,7 @@ static df_status lstm_grad_forward(df_node *n)
     float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
     const bool packed = PW != NULL;                         /* else OpenBLAS */
     const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
-    const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? omp_get_max_threads() : 1);
+    const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
     if (nth <= 1 && !packed) {
         memset(DH, 0, (size_t)(2 * B * H) * sizeof(float));     /* nothing flows in after step T-1 */
         for (int64_t t = T - 1; t >= 0; t--) {
@@ -165,8 +158,11 @@ static df_status lstm_grad_forward(df_node *n)
         }
         return DF_OK;
     }
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
     {
+        const int64_t cpu0 = df_team_enter(&probe);
         int64_t j0, j1;
         lstm_unit_slice(H, align, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
         for (int64_t b = 0; b < B && j1 > j0; b++) {
@@ -188,13 +184,26 @@ static df_status lstm_grad_forward(df_node *n)
 #endif
             lstm_grad_gemm(B, T, H, DZ + t * G4, W, DH, j0, j1);
         }
+        df_team_leave(&probe, cpu0);
     }
+    df_team_end(&probe);
     lstm_scratch_release(PW, cached);
     return DF_OK;
+}
+
+/* Per step dz_{t+1} @ w_rec^T (B,4H) @ (4H,H) and about 20 operations per
+ * unit for the gate gradients; reads the lstm's saved gates. */
+static void lstm_grad_cost(const df_node *n, df_op_cost *out)
+{
+    const df_node *l = n->in[0];
+    double B = (double)l->shape[0], T = (double)l->shape[1], H = (double)l->shape[2];
+    *out = (df_op_cost){.flops = T * (2 * B * 4 * H * H + 20 * B * H),
+                        .bytes = df_cost_io_bytes(n) - (double)l->numel * 4 + (double)l->aux_bytes};
 }
 
 const df_op_def df_op_lstm_grad = {
     .name = "lstm_grad", .infer = lstm_grad_infer, .forward = lstm_grad_forward,
     .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through lstm's cases",
+    .cost = lstm_grad_cost,
 };

@@ -30,8 +30,15 @@ static df_status lstm_grad_state_forward(df_node *n)
     return DF_OK;
 }
 
+/* A copy of (B,H) out of lstm_grad's workspace. */
+static void lstm_grad_state_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * (double)n->numel * 4};
+}
+
 const df_op_def df_op_lstm_grad_state = {
     .name = "lstm_grad_state", .infer = lstm_grad_state_infer, .forward = lstm_grad_state_forward,
     .attrs_size = sizeof(df_lstm_state_attrs),
     .no_gradcheck = "gradient op: checked through lstm's cases",
+    .cost = lstm_grad_state_cost,
 };

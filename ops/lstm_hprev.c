@@ -83,8 +83,19 @@ static df_status lstm_hprev_forward(df_node *n)
     return DF_OK;
 }
 
+/* Form 0 copies h shifted by a step; form 1 is the product hprev^T @ dz,
+ * (H, B*T) @ (B*T, 4H). */
+static void lstm_hprev_cost(const df_node *n, df_op_cost *out)
+{
+    const df_node *h = n->in[0];
+    double BT = (double)h->shape[0] * h->shape[1], H = (double)h->shape[2];
+    if (n->n_in == 2) *out = (df_op_cost){.flops = 0, .bytes = 2.0 * (double)n->numel * 4};
+    else *out = (df_op_cost){.flops = 2 * BT * H * 4 * H, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_lstm_hprev = {
     .name = "lstm_hprev", .infer = lstm_hprev_infer, .forward = lstm_hprev_forward,
     .attrs_size = sizeof(df_lstm_hprev_attrs),
     .no_gradcheck = "gradient op: checked through lstm's, gru's and rnn's cases",
+    .cost = lstm_hprev_cost,
 };

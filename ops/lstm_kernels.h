@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <omp.h>
+#include "base.h"                 /* df_sgemm_chosen_path, df_team_size */
 
 /* Below this many multiply-adds per step (B*H*4H) a sequence runs on the
  * calling thread (OpenBLAS may still thread its GEMMs). */
@@ -30,6 +32,33 @@
  * the sums). For the GRU's and SimpleRNN's per-step products. */
 void cell_sgemm(bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *Bm,
                 int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* Threads for a region sharing out LSTM_BLAS_CHUNK-column products of
+ * shape (M, chunk, K): the load-adapted count (src/team.c) when they run on
+ * dagflow's kernels, whose bits do not depend on it; else all threads, so
+ * that the region is active and OpenBLAS runs each call on one thread. */
+static inline int cell_chunk_threads(bool tb, int64_t M, int64_t K)
+{
+    const int all = omp_get_max_threads();
+    return df_sgemm_chosen_path(false, tb, M, LSTM_BLAS_CHUNK, K) == DF_GEMM_OPENBLAS ? all : df_team_size(all);
+}
+
+/* A cell's recurrent weight op(W) (K x N) for the T per-step products
+ * A (M rows) @ op(W) of one op call: packed once (df_gemm_pack_b) when the
+ * products run on dagflow's kernels and M >= 2, else each product is a
+ * cell_sgemm (a GEMV at M = 1, where packing buys nothing). */
+typedef struct cell_weight {
+    bool tb, packed, cached;
+    int64_t K, N, ldw;
+    const float *W;
+    float *buf;
+    struct df_gemm_packed_b *pb;
+} cell_weight;
+void cell_weight_prepare(cell_weight *cw, int64_t M, bool tb, int64_t K, int64_t N, const float *W, int64_t ldw);
+/* C (M,N) = A (M,K) @ op(W) + beta * C. */
+void cell_weight_gemm(const cell_weight *cw, int64_t M, const float *A, int64_t lda, float beta, float *C,
+                      int64_t ldc);
+void cell_weight_release(cell_weight *cw);
 
 /* Units [j0, j1) of thread tid out of nth: contiguous, multiples of align,
  * as even as that allows (trailing threads may get none). */
@@ -101,11 +130,11 @@ void lstm_dw_packed(int64_t B, int64_t T, int64_t H, int64_t N, const float *h, 
  *
  * lstm_use_packed_dw: lstm's backward computes d w_rec = hprev^T @ dz with
  * the AVX-512 kernel (lstm_hprev form 1) instead of lstm_hprev + matmul
- * (OpenBLAS); needs lstm_use_packed(2), and by default only when OpenBLAS
- * itself runs without AVX-512 kernels (e.g. its Haswell kernels, chosen by
- * OPENBLAS_CORETYPE=Haswell or for a CPU it does not know): this big,
- * square product (K = B*T) is where OpenBLAS's AVX-512 kernels are ~15%
- * faster than ours and its AVX2 ones ~1.7x slower. Decided when the
+ * (df_sgemm); needs lstm_use_packed(2). Not by what OpenBLAS detects: its
+ * AVX-512 kernels were ~15% faster at this big, square product (K = B*T) on
+ * a quiet machine, its AVX2 ones ~1.7x slower, its SSE3 ones (a CPU it does
+ * not know) ~2.5x, and its threads do not adapt to a busy machine, so the
+ * step's speed would depend on OpenBLAS knowing the CPU. Decided when the
  * gradient is built. */
 int lstm_use_avx512(void);
 int lstm_use_packed(int64_t B);

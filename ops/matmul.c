@@ -100,9 +100,29 @@ static const df_gradcheck_case matmul_cases[] = {
     {0},
 };
 
+/* 2MNK FLOPs; A, B and C each moved once. */
+static void matmul_cost(const df_node *n, df_op_cost *out)
+{
+    int64_t kb;
+    gemm_dims d = dims_of(n, &kb);
+    *out = (df_op_cost){.flops = 2.0 * d.M * d.N * d.K, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *matmul_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_matmul(g, in[0], in[1], attrs[0] != 0, attrs[1] != 0);
+}
+
+static const df_bench_def matmul_bench = {
+    .n_inputs = 2, .attrs = {"transpose_a", "transpose_b"}, .defaults = {"0", "0"},
+    .build = matmul_bench_build,
+    .shapes = {"64x256,256x256", "64x1024,1024x4096", "1024x1024,1024x1024"},
+};
+
 const df_op_def df_op_matmul = {
     .name = "matmul", .infer = matmul_infer, .forward = matmul_forward,
     .backward = matmul_backward, .gradcheck = matmul_cases, .attrs_size = sizeof(matmul_attrs),
+    .cost = matmul_cost, .bench = &matmul_bench,
 };
 
 df_node *df_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b)
@@ -256,9 +276,31 @@ static const df_gradcheck_case batch_matmul_cases[] = {
     {0},
 };
 
+/* 2MNK FLOPs per output matrix; each operand (broadcast ones once) and the
+ * output moved once. */
+static void batch_matmul_cost(const df_node *n, df_op_cost *out)
+{
+    int64_t kb;
+    gemm_dims d = batch_dims_of(n, &kb);
+    *out = (df_op_cost){.flops = 2.0 * d.M * d.N * d.K * batch_numel(n), .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *batch_matmul_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_batch_matmul(g, in[0], in[1], attrs[0] != 0, attrs[1] != 0);
+}
+
+static const df_bench_def batch_matmul_bench = {
+    .n_inputs = 2, .attrs = {"transpose_a", "transpose_b"}, .defaults = {"0", "0"},
+    .build = batch_matmul_bench_build,
+    .shapes = {"4x4x64x32,4x4x64x32 transpose_b=1", "16x6x256x64,16x6x256x64 transpose_b=1",
+               "16x12x512x64,16x12x512x64 transpose_b=1"},
+};
+
 const df_op_def df_op_batch_matmul = {
     .name = "batch_matmul", .infer = batch_matmul_infer, .forward = batch_matmul_forward,
     .backward = batch_matmul_backward, .gradcheck = batch_matmul_cases, .attrs_size = sizeof(matmul_attrs),
+    .cost = batch_matmul_cost, .bench = &batch_matmul_bench,
 };
 
 df_node *df_batch_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, bool transpose_b)

@@ -71,6 +71,27 @@ df_status df_infer_variable_update(df_node *n);
 df_node *df_variable_update_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
                                  const void *attrs);
 
+/* How an op's attribute struct is written into a saved graph
+ * (graph/saved_*.c). Attribute structs are plain bytes (DF_ATTRS_BEGIN/END
+ * forbid padding) except for the ops listed in registry.c: every op whose
+ * attributes hold a pointer must be listed there, since a pointer is
+ * process memory. */
+typedef enum df_op_attrs_kind {
+    DF_ATTRS_PLAIN = 0,           /* the bytes as they are */
+    DF_ATTRS_VARIABLE,            /* starts with the df_variable * the op reads or writes (df_update_attrs) */
+    DF_ATTRS_CONSTANT,            /* a pointer cleared once built; the value is the node's data */
+    DF_ATTRS_FUSED,               /* a df_fused_program, whose codes are DF_EW_* fusion codes */
+    DF_ATTRS_UNSAVED,             /* process-local state (the MPI all-reduce): cannot be saved */
+} df_op_attrs_kind;
+/* op's kind; *bool_mask gets the attribute bytes that are C bools (bit i =
+ * byte i), which a reader must check are 0 or 1. */
+df_op_attrs_kind df_op_attrs_kind_of(const df_op_def *op, uint32_t *bool_mask);
+
+/* Whether op takes n_in inputs, as its constructors make it. *declared is
+ * false for an op without a declared count, which a saved graph refuses
+ * rather than let its infer read inputs that are not there. */
+bool df_op_takes_inputs(const df_op_def *op, int n_in, bool *declared);
+
 /* The op named name, or NULL. */
 const df_op_def *df_op_find(const char *name);
 /* The first registered op whose flags include all of flags, or NULL: how

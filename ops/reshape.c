@@ -36,12 +36,15 @@ static df_status reshape_infer(df_node *n)
     int nd = a->ndim, infer_at = -1;
     int64_t known = 1;
     char sx[64], s_[64];
+    if (nd < 0 || nd > DF_MAX_DIMS)            /* the constructor checks it; a saved graph may not */
+        return df_op_error(n, DF_ERR_SHAPE, "target rank %d not in 0..%d", nd, DF_MAX_DIMS);
     for (int d = 0; d < nd; d++) {
         n->shape[d] = a->shape[d];
         if (n->shape[d] == -1 && infer_at < 0) infer_at = d;
         else if (n->shape[d] < 0)
             return df_op_error(n, DF_ERR_SHAPE, "bad dimension %lld in target shape", (long long)n->shape[d]);
-        else known *= n->shape[d];
+        else if (__builtin_mul_overflow(known, n->shape[d], &known))
+            return df_op_error(n, DF_ERR_SHAPE, "target shape too large");
     }
     n->ndim = nd;
     n->dtype = x->dtype;

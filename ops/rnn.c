@@ -46,10 +46,12 @@ static df_status rnn_forward(df_node *n)
     const float *X = DF_F32P(n->in[0]), *W = DF_F32P(n->in[1]), *H0 = DF_F32P(n->in[2]);
     float *Y = DF_F32P(n);
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
+    cell_weight w;
+    cell_weight_prepare(&w, B, false, H, H, W, H);
     for (int64_t t = 0; t < T; t++) {
         /* h_{t-1} @ w_rec into the step's rows; h_{t-1} is h0 or rows of the output */
         const float *hp = t ? Y + (t - 1) * H : H0;
-        cell_sgemm(false, B, H, H, 1.0f, hp, t ? T * H : H, W, H, 0.0f, Y + t * H, T * H);
+        cell_weight_gemm(&w, B, hp, t ? T * H : H, 0.0f, Y + t * H, T * H);
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
             const int64_t r = b * T + t;
@@ -59,6 +61,7 @@ static df_status rnn_forward(df_node *n)
             for (int64_t j = 0; j < H; j++) h[j] = cell_tanh(h[j] + x[j]);
         }
     }
+    cell_weight_release(&w);
     return DF_OK;
 }
 

@@ -44,6 +44,8 @@ static df_status rnn_grad_forward(df_node *n)
     if (n->numel == 0) return DF_OK;
     const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0;
     memset(DH, 0, (size_t)(B * H) * sizeof(float));         /* nothing flows in after step T-1 */
+    cell_weight w;
+    cell_weight_prepare(&w, B, true, H, H, W, H);
     for (int64_t t = T - 1; t >= 0; t--) {
 #pragma omp parallel for schedule(static) if (B * H >= CELL_PAR_MIN)
         for (int64_t b = 0; b < B; b++) {
@@ -54,8 +56,9 @@ static df_status rnn_grad_forward(df_node *n)
             for (int64_t j = 0; j < H; j++) da[j] = (dy[j] + dh[j]) * (1.0f - h[j] * h[j]);
         }
         /* dh_{t-1} = da_t @ w_rec^T (at t = 0: dh0, if asked for) */
-        if (t > 0 || want_dh0) cell_sgemm(true, B, H, H, 1.0f, DA + t * H, T * H, W, H, 0.0f, DH, H);
+        if (t > 0 || want_dh0) cell_weight_gemm(&w, B, DA + t * H, T * H, 0.0f, DH, H);
     }
+    cell_weight_release(&w);
     return DF_OK;
 }
 

@@ -79,9 +79,16 @@ static const df_gradcheck_case scatter_add_cases[] = {
     {0},
 };
 
+/* One add per element of x; x and ids read, the output written. */
+static void scatter_add_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->in[0]->numel, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_scatter_add = {
     .name = "scatter_add", .infer = scatter_add_infer, .forward = scatter_add_forward,
     .backward = scatter_add_backward, .gradcheck = scatter_add_cases, .attrs_size = sizeof(scatter_add_attrs),
+    .cost = scatter_add_cost,
 };
 
 df_node *df_scatter_add(df_graph *g, df_node *x, df_node *indices, int64_t rows)

@@ -48,9 +48,27 @@ static const df_gradcheck_case softmax_cases[] = {
     {0},
 };
 
+/* Per element: the max (1), x - max and exp (2), the sum (1), the scaling (1). */
+static void softmax_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel * 5, .bytes = df_cost_io_bytes(n)};
+}
+
+/* axis (default -1). */
+static df_node *softmax_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_softmax(g, in[0], (int)attrs[0]);
+}
+
+static const df_bench_def softmax_bench = {
+    .n_inputs = 1, .lo = -3.0f, .hi = 3.0f, .attrs = {"axis"}, .defaults = {"-1"}, .build = softmax_bench_build,
+    .shapes = {"256x65", "6400x65", "16x6x256x256"},
+};
+
 const df_op_def df_op_softmax = {
     .name = "softmax", .infer = df_infer_unary_axis, .forward = softmax_forward,
     .backward = softmax_backward, .gradcheck = softmax_cases, .attrs_size = sizeof(df_axis_attrs),
+    .cost = softmax_cost, .bench = &softmax_bench,
 };
 
 df_node *df_softmax(df_graph *g, df_node *x, int axis)

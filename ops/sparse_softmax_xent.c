@@ -87,9 +87,28 @@ static const df_gradcheck_case xent_cases[] = {
     {0},
 };
 
+/* Per logit: the max (1), x - max and exp (2), the sum (1). */
+static void xent_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->in[0]->numel * 4, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *xent_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    (void)attrs;
+    return df_sparse_softmax_cross_entropy(g, in[0], in[1]);
+}
+
+/* logits (..., V), i32 targets (...) in [0, V). */
+static const df_bench_def xent_bench = {
+    .n_inputs = 2, .dtypes = {DF_F32, DF_I32}, .ids_axis = -1, .lo = -3.0f, .hi = 3.0f,
+    .build = xent_bench_build, .shapes = {"256x65,256", "6400x65,6400", "16384x4096,16384"},
+};
+
 const df_op_def df_op_sparse_softmax_xent = {
     .name = "sparse_softmax_xent", .infer = xent_infer, .forward = xent_forward,
     .backward = xent_backward, .gradcheck = xent_cases,
+    .cost = xent_cost, .bench = &xent_bench,
 };
 
 df_node *df_sparse_softmax_cross_entropy(df_graph *g, df_node *logits, df_node *targets)

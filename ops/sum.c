@@ -34,9 +34,16 @@ static const df_gradcheck_case sum_cases[] = {
     {0},
 };
 
+/* One add per input element. */
+static void sum_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->in[0]->numel, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_sum = {
     .name = "sum", .infer = df_infer_reduce, .forward = sum_forward,
     .backward = sum_backward, .gradcheck = sum_cases, .attrs_size = sizeof(df_reduce_attrs),
+    .cost = sum_cost,
 };
 
 df_node *df_sum(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims)

@@ -31,7 +31,7 @@ static df_status sum_to_infer(df_node *n)
     n->ndim = nd;
     n->dtype = DF_F32;
     char sx[64], s_[64];
-    bool ok = nd <= x->ndim;
+    bool ok = nd >= 0 && nd <= x->ndim;
     for (int d = 0; ok && d < nd; d++) {
         int64_t td = n->shape[d], xd = x->shape[d + x->ndim - nd];
         ok = td == xd || td == 1;
@@ -72,9 +72,16 @@ static const df_gradcheck_case sum_to_cases[] = {
     {0},
 };
 
+/* One add per input element. */
+static void sum_to_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->in[0]->numel, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_sum_to = {
     .name = "sum_to", .infer = sum_to_infer, .forward = sum_to_forward,
     .backward = sum_to_backward, .gradcheck = sum_to_cases, .attrs_size = sizeof(sum_to_attrs),
+    .cost = sum_to_cost,
 };
 
 df_node *df_sum_to(df_graph *g, df_node *x, int ndim, const int64_t *shape)

@@ -50,6 +50,50 @@ const struct df_gemm_kernels *df_gemm_kernels_for(df_gemm_path path);
 bool df_gemm_own(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* op(B) (K x N) packed once for many products A @ op(B) with different A:
+ * the per-step products of a recurrent cell with its fixed weight. The
+ * products give the same bits as df_sgemm_path(path, ...) on the unpacked B. */
+typedef struct df_gemm_packed_b {
+    const struct df_gemm_kernels *ks;
+    int64_t K, N, npad;
+    float *P;
+} df_gemm_packed_b;
+/* Floats of buf that df_gemm_pack_b needs for path (0 if the CPU lacks it). */
+size_t df_gemm_packed_b_floats(df_gemm_path path, int64_t K, int64_t N);
+/* false (nothing packed) when the CPU lacks path or buf is NULL. */
+bool df_gemm_pack_b(df_gemm_path path, df_gemm_packed_b *pb, bool tb, int64_t K, int64_t N, const float *B,
+                    int64_t ldb, float *buf);
+/* C (M x N) = alpha * A (M x K, row stride lda) @ packed op(B) + beta * C
+ * (beta == 0: C is not read). false, having written nothing, if scratch
+ * memory ran out. */
+bool df_sgemm_packed(int64_t M, float alpha, const float *A, int64_t lda, const df_gemm_packed_b *pb, float beta,
+                     float *C, int64_t ldc);
+/* The dagflow kernel path df_sgemm takes for this shape, or DF_GEMM_OPENBLAS. */
+df_gemm_path df_sgemm_chosen_path(bool ta, bool tb, int64_t M, int64_t N, int64_t K);
+
+/* src/team.c: the thread count of a parallel region, adapted to the load
+ * (see there). df_team_size(wanted) is 1 inside a parallel region, when
+ * wanted <= 1 or while the machine has lately been too busy, else wanted.
+ * A region that wants its verdict to count times itself:
+ *     df_team_probe p; df_team_begin(&p, nth);
+ *     #pragma omp parallel num_threads(nth)
+ *     { int64_t c = df_team_enter(&p); ...work...; df_team_leave(&p, c); }
+ *     df_team_end(&p);
+ * df_team_set_adapt(0 / 1 / -1 = from DF_TEAM_ADAPT) resets the state (for
+ * tests); df_team_degradations counts the switches to one thread. */
+typedef struct df_team_probe {
+    bool timed;
+    int64_t t0;
+    _Atomic int64_t worst_deficit;
+} df_team_probe;
+int df_team_size(int wanted);
+void df_team_begin(df_team_probe *p, int nth);
+int64_t df_team_enter(const df_team_probe *p);
+void df_team_leave(df_team_probe *p, int64_t cpu0);
+void df_team_end(df_team_probe *p);
+void df_team_set_adapt(int on);
+long df_team_degradations(void);
+
 /* Flush denormals to zero (FTZ/DAZ) on every thread of the OpenMP pool. */
 void df_enable_ftz_all_threads(void);
 

@@ -14,6 +14,9 @@ static void openblas_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, fl
 {
     if (M == 0 || N == 0) return;
     if (M == 1 && K > 0) {          /* one row: y = alpha op(B)^T x + beta y, no packing */
+        /* some OpenBLAS versions compute beta = 0 as 0 * y, and y may hold a
+         * NaN from an earlier use of the arena */
+        if (beta == 0.0f) memset(C, 0, (size_t)N * sizeof(float));
         cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, (blasint)(tb ? N : K), (blasint)(tb ? K : N),
                     alpha, B, (blasint)ldb, A, ta ? (blasint)lda : 1, beta, C, 1);
         return;
@@ -57,20 +60,26 @@ static df_gemm_path best_own_path(void)
     return (df_gemm_path)b;
 }
 
-/* Does OpenBLAS run its own AVX2/AVX-512 kernels here? On a CPU it does
- * not know it falls back to SSE kernels (Prescott: 40-53 GFLOP/s on an
- * AVX-512 Xeon whose FMA peak is 325, issue 15), and dagflow's kernels are
- * then the faster ones at every shape. */
+/* Does OpenBLAS run kernels as wide as dagflow's best here? On a CPU it
+ * does not know it falls back to SSE kernels (Prescott: 40-53 GFLOP/s on an
+ * AVX-512 Xeon whose FMA peak is 325, issue 15), or to AVX2 ones on an
+ * AVX-512 CPU newer than it ("Haswell"), and dagflow's kernels are then the
+ * faster ones at every shape measured (bench/bench_gemm; with Prescott on
+ * the Zen 4 below: 2-8x). So the speed of a run never depends on OpenBLAS
+ * knowing the CPU: it only decides whether the shapes in the table below
+ * may go to OpenBLAS. */
 static bool openblas_is_tuned(void)
 {
     static _Atomic int tuned = -1;
     int t = tuned;
     if (t < 0) {
-        static const char *fast[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+        static const char *avx512[] = {"skylakex", "cooperlake", "sapphirerapids"};
+        static const char *avx2[] = {"haswell", "zen"};
         const char *core = openblas_get_corename();
-        t = 0;
-        for (size_t i = 0; core && i < sizeof fast / sizeof fast[0]; i++)
-            if (strcasecmp(core, fast[i]) == 0) t = 1;
+        bool has512 = false, has2 = false;
+        for (size_t i = 0; core && i < sizeof avx512 / sizeof avx512[0]; i++) has512 |= !strcasecmp(core, avx512[i]);
+        for (size_t i = 0; core && i < sizeof avx2 / sizeof avx2[0]; i++) has2 |= !strcasecmp(core, avx2[i]);
+        t = best_own_path() == DF_GEMM_AVX512 ? has512 : has512 || has2;
         tuned = t;
     }
     return t == 1;
@@ -92,33 +101,49 @@ static bool openblas_is_tuned(void)
  *   (65,4096,256), (65,256,4096) tb           85 vs 88, 63 vs 69            tie -> dagflow
  *   (4096,1,1024) N = 1                       29 vs 6                        dagflow
  *   (1,65,1024), (1,4096,256) M = 1           36 vs 29, 40 vs 39 (2 thr 36 vs 10)  dagflow
- *   (1,4096,1024) M = 1, 16 MiB of weights    14 vs 13, 26 vs 31            mixed -> OpenBLAS
+ *   (1,4096,1024) M = 1, 16 MiB of weights    14 vs 13, 26 vs 31            mixed -> dagflow (below)
  *   (1024,65,6400) ta, N <= 128: dense dW     71 vs 74, 42 vs 67, 47 vs 43  mixed -> OpenBLAS
  *   (1024,1024,1024) nn and ta tb             61 vs 76, 94 vs 98, 55 vs 73  OpenBLAS
  *   (33,17,100), (100,100,100)                18 vs 44, 61 vs 70            OpenBLAS
  * (below ~2M multiply-adds packing and the call's fixed costs dominate). */
 #define OWN_MIN_MACS (1 << 21)
-#define OWN_GEMV_MAX_MACS (1 << 20)
 #define OPENBLAS_SQUARE_DIM 512
 static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
 {
     (void)tb;
     if (!openblas_is_tuned()) return true;
-    if (N == 1) return true;
-    if (M == 1) return (double)N * K <= OWN_GEMV_MAX_MACS;
+    /* one row or column: OpenBLAS's GEMV was at most as fast as ours when
+     * quiet (table above) and collapses when another process is busy (its
+     * threads are not adapted to the load: 0.9 GFLOP/s at (1,4096,1024),
+     * bench/roofline), so dagflow's always */
+    if (N == 1 || M == 1) return true;
     if ((double)M * N * K < OWN_MIN_MACS) return false;
     if (M >= OPENBLAS_SQUARE_DIM && N >= OPENBLAS_SQUARE_DIM && K >= OPENBLAS_SQUARE_DIM) return false;
     if (ta && N <= 128) return false;
     return true;
 }
 
+/* The choice depends on the shape and OpenBLAS's core only, never on the
+ * load: dagflow's and OpenBLAS's sums differ in the last bits. */
+static df_gemm_path resolve_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K)
+{
+    if (path != DF_GEMM_AUTO) return path;
+    if (best_own_path() == DF_GEMM_PORTABLE || !own_is_faster(ta, tb, M, N, K)) return DF_GEMM_OPENBLAS;
+    return best_own_path();
+}
+
+df_gemm_path df_sgemm_chosen_path(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
+{
+    df_gemm_path path = resolve_path(df_gemm_requested_path(), ta, tb, M, N, K);
+    for (; path > DF_GEMM_PORTABLE && !df_gemm_kernels_for(path); path--) {
+    }
+    return path;
+}
+
 void df_sgemm_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
-    if (path == DF_GEMM_AUTO) {
-        if (best_own_path() == DF_GEMM_PORTABLE || !own_is_faster(ta, tb, M, N, K)) path = DF_GEMM_OPENBLAS;
-        else path = best_own_path();
-    }
+    path = resolve_path(path, ta, tb, M, N, K);
     for (; path >= DF_GEMM_PORTABLE; path--)        /* avx512 -> avx2 -> portable */
         if (df_gemm_own(path, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     openblas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -131,8 +156,18 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
     df_sgemm_path(df_gemm_requested_path(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* The team size this thread's pool has FTZ/DAZ set for: a graph run calls
+ * this every time (once per generated char while sampling), and a region
+ * over the whole team each time would wake every pool thread just to set a
+ * register that is already set. */
+static _Thread_local int ftz_team_size;
+
 void df_enable_ftz_all_threads(void)
 {
+    const int team = omp_get_max_threads();
+    if (team <= ftz_team_size && _MM_GET_FLUSH_ZERO_MODE() == _MM_FLUSH_ZERO_ON &&
+        _MM_GET_DENORMALS_ZERO_MODE() == _MM_DENORMALS_ZERO_ON)
+        return;
     /* libgomp keeps its pool threads alive, so setting MXCSR once per thread
      * sticks for later parallel regions and for OpenBLAS (same pool). */
 #pragma omp parallel
@@ -142,6 +177,7 @@ void df_enable_ftz_all_threads(void)
     }
     _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
     _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+    ftz_team_size = team;
 }
 
 int df_num_threads(void) { return omp_get_max_threads(); }

@@ -1205,7 +1205,118 @@ void df_set_num_threads(int n);
  *                                          lower one it has)
  *   DF_GEMM_ISA=openblas                   OpenBLAS only
  *   unset, auto (or anything else)         the per-shape choice above
- * for tests and for comparing paths; results agree to rounding, not bits. */
+ * for tests and for comparing paths; results agree to rounding, not bits.
+ * OpenBLAS is chosen only where its kernels are as wide as dagflow's (e.g.
+ * its AVX-512 ones on an AVX-512 CPU): on a CPU it does not know (it then
+ * runs SSE3 "Prescott" or AVX2 kernels) dagflow's kernels take every product,
+ * so speed does not depend on OpenBLAS knowing the CPU. */
+
+/* ------------------------------------------------- threads on a busy machine */
+
+/* df_set_num_threads (or OMP_NUM_THREADS) is an upper bound. A parallel
+ * region ends when its slowest thread does, so when other processes keep the
+ * cores busy, a thread that waits for a core stalls the others (char-rnn
+ * sample ran 8x slower on 2 threads than on 1 next to one busy process). The
+ * library's parallel kernels (GEMM/GEMV, LSTM, GRU, SimpleRNN) time their
+ * threads' CPU against wall time; when a thread misses a quarter of it over
+ * 20 ms of regions, they run on one thread for 0.1 s (doubling up to 2 s
+ * while the load lasts), then try the full count again. Results do not change
+ * (they are the same bits on any thread count). DF_TEAM_ADAPT=0 in the
+ * environment (read once) turns this off. */
+
+/* ----------------------------------------------------------- saved graphs */
+
+/* A traced graph written down with the variables it reads, to be loaded and
+ * run by a program that has none of the code that built it (TensorFlow's
+ * SavedModel concrete function, torch.export):
+ *
+ *      df_tensor_spec sig = {DF_I32, 2, {1, 1}};
+ *      df_saved_meta vocab = {"vocab", chars, n_chars};
+ *      df_function_export(step, 1, &sig, "model.dfg", 1, &vocab);
+ *      ...                                   // elsewhere, dagflow.h only:
+ *      df_saved *s;
+ *      df_saved_load("model.dfg", &s);
+ *      df_saved_run(s, &ids, 1, &logits, 1); // state variables carried inside
+ *
+ * What is carried: every node the graph's outputs and side effects need, in
+ * order, after the passes (CSE, folding, fusion) ran, with each op's name,
+ * version and attributes; shapes with DF_DYNAMIC dims left open; the inputs
+ * (placeholders, in order) and outputs; every variable a node reads or
+ * writes (name, dtype, shape, value at export); the passes to run; and
+ * key/value metadata blobs (e.g. a char model's vocabulary). Side effects
+ * are kept: assign, assign_add and the optimizers' apply_* ops, with their
+ * slots and step counters as variables, so an exported train step continues
+ * training where it was exported. Loading runs shape inference again, the
+ * passes, the planner and the executor as for a graph built in place, so
+ * results are bit-identical to the live graph's on the same machine.
+ *
+ * What is not carried: builder callbacks and anything C code did around a
+ * run (a fit loop, callbacks, learning-rate schedules computed in C, the
+ * data pipeline); dead nodes; gradient-transform ops with process-local
+ * state, i.e. the MPI all-reduce ops (export refuses a graph containing one
+ * with DF_ERR_ARG naming it); the variables' df_variable objects themselves
+ * (the loaded ones are new, owned by the df_saved).
+ *
+ * File (little-endian): "DFGRAPH\0", u32 format version (1), u32 flags (0),
+ * u64 payload bytes, the payload, then the XXH64 (seed 0) of everything
+ * before it. The payload: u32 passes; the op table (u32 count, then name and
+ * u32 version each); the variables (u32 count, then name, u32 dtype, u32
+ * rank, i64 dims, the values); the nodes in order (u32 count, then u32 op
+ * (a table index), u32 input count and u32 node indices (earlier nodes),
+ * u32 dtype, u32 rank, i64 dims (-1 open), name, u32 attribute bytes and the
+ * attributes, then a u32 variable index for ops that read or write one, or a
+ * constant's values); the outputs (u32 count, node indices); the pairs of
+ * nodes whose shapes the trace took as equal (u32 count, 2 x u32 each); the
+ * metadata (u32 count, then key, u64 bytes and the bytes). A name is u32
+ * bytes then the bytes, no NUL. Files are written like checkpoints (temp
+ * file, fsync, rename, fsync of the directory).
+ *
+ * Loading checks everything and answers DF_ERR_FORMAT naming what is wrong
+ * and where (byte offset, node): another magic, a newer format version or op
+ * version, a bad checksum, truncated or trailing bytes, an op this library
+ * does not have, attributes of another size, a reference to a later node or
+ * a missing variable, bad dtypes, ranks or dims, and a recorded shape that
+ * shape inference does not reproduce. A file that does not open is
+ * DF_ERR_IO. */
+typedef struct df_saved df_saved;
+typedef struct df_saved_meta {
+    const char *key;                  /* NUL-terminated, unique in a file */
+    const void *data;
+    size_t size;
+} df_saved_meta;
+
+/* Writes g (compiled now if it is not) to path with n_meta metadata blobs. */
+df_status df_graph_export(df_graph *g, const char *path, int n_meta, const df_saved_meta *meta);
+/* Writes f's trace for this signature (traced now if f has not run with it;
+ * a function made with df_function_new_signature takes only its own). */
+df_status df_function_export(df_function *f, int n_inputs, const df_tensor_spec *signature, const char *path,
+                             int n_meta, const df_saved_meta *meta);
+
+/* Loads a saved graph; *out is NULL on error. */
+df_status df_saved_load(const char *path, df_saved **out);
+/* The same from bytes in memory (copied). */
+df_status df_saved_load_memory(const void *data, size_t len, df_saved **out);
+void df_saved_free(df_saved *s);
+/* The inputs' and outputs' dtypes and shapes (DF_DYNAMIC where open); the
+ * arrays stay valid until df_saved_free. Any pointer may be NULL. */
+df_status df_saved_signature(const df_saved *s, int *n_inputs, const df_tensor_spec **inputs, int *n_outputs,
+                             const df_tensor_spec **outputs);
+/* An input's name ("input0", ... for traced functions); "" out of range. */
+const char *df_saved_input_name(const df_saved *s, int i);
+/* Runs the graph as df_graph_run does: outputs are views valid until the
+ * next run or df_saved_free. Variables keep what the run wrote. */
+df_status df_saved_run(df_saved *s, const df_tensor *inputs, int n_inputs, df_tensor *outputs, int n_outputs);
+/* Puts every variable back to its value in the file (e.g. an RNN's state). */
+df_status df_saved_reset(df_saved *s);
+/* The metadata blob stored under key (DF_ERR_ARG when there is none); the
+ * view is valid until df_saved_free. */
+df_status df_saved_metadata(const df_saved *s, const char *key, const void **data, size_t *size);
+/* The loaded variables, by index (0 .. count-1) or by name; NULL if none. */
+int df_saved_variable_count(const df_saved *s);
+df_variable *df_saved_variable(const df_saved *s, int i);
+df_variable *df_saved_find_variable(const df_saved *s, const char *name);
+/* The loaded graph (compiled), for stats and inspection; owned by s. */
+df_graph *df_saved_graph(const df_saved *s);
 
 #ifdef __cplusplus
 }

@@ -73,6 +73,7 @@ typedef struct gemm_args {
     const float *A, *B;
     int64_t lda, ldb, ldc;
     float *C;
+    const df_gemm_packed_b *pb;      /* op(B) packed already (df_gemm_pack_b), or NULL */
 } gemm_args;
 
 /* op(A) rows [i0, i0+mc), k [p0, p0+kc) into micro-panels of mr rows,
@@ -160,7 +161,8 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
         for (int64_t pc = 0; pc < g->K; pc += DF_GEMM_KC) {
             const int64_t kc = min64(DF_GEMM_KC, g->K - pc);
             const bool accumulate = pc > 0;
-            pack_b(g, nr, pc, kc, jc, nc, Bp);
+            if (g->pb) Bp = g->pb->P + pc * g->pb->npad + jc * kc;    /* block pc, panel jc / nr */
+            else pack_b(g, nr, pc, kc, jc, nc, Bp);
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 const int64_t mc = min64(MC, m1 - ic);
                 if (!direct_a) pack_a(g, mr, ic, mc, pc, kc, Ap);
@@ -200,7 +202,7 @@ static void scale_c(const gemm_args *g)
 static int gemm_threads(double macs)
 {
     if (omp_in_parallel() || macs < GEMM_PAR_MACS) return 1;
-    return omp_get_max_threads();
+    return df_team_size(omp_get_max_threads());
 }
 
 /* Each thread takes a contiguous range of whole tiles along the larger
@@ -219,8 +221,11 @@ static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
         return scratch != NULL;
     }
     int failed = 0;
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
     {
+        const int64_t cpu0 = df_team_enter(&probe);
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         const int64_t lo = min64(extent, tiles * tid / team * unit), hi = min64(extent, tiles * (tid + 1) / team * unit);
         const int64_t m0 = split_n ? 0 : lo, m1 = split_n ? g->M : hi, n0 = split_n ? lo : 0, n1 = split_n ? hi : g->N;
@@ -236,7 +241,9 @@ static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
 #pragma omp atomic read
         any_failed = failed;
         if (!any_failed) gemm_block(ks, g, m0, m1, n0, n1, scratch);
+        df_team_leave(&probe, cpu0);
     }
+    df_team_end(&probe);
     return !failed;
 }
 
@@ -265,15 +272,20 @@ static bool gemv_run(const df_gemm_kernels *ks, const gemm_args *g)
     /* memory-bound: a second thread pays off only on weights past ~16 MiB */
     int nth = (double)n * K >= GEMV_PAR_MACS ? gemm_threads((double)n * K) : 1;
     if (nth > grains) nth = (int)grains;
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
+        const int64_t cpu0 = df_team_enter(&probe);
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         const int64_t j0 = min64(n, grains * tid / team * GRAIN), j1 = min64(n, grains * (tid + 1) / team * GRAIN);
         if (j1 > j0) {
             if (dots) ks->gemv_dots(j1 - j0, K, W + j0 * ldw, ldw, x, g->alpha, g->beta, g->C + j0 * incy, incy);
             else ks->gemv_rows(K, j1 - j0, x, W + j0, ldw, g->alpha, g->beta, g->C + j0 * incy, incy);
         }
+        df_team_leave(&probe, cpu0);
     }
+    df_team_end(&probe);
     return true;
 }
 
@@ -300,11 +312,47 @@ bool df_gemm_own(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int6
     const df_gemm_kernels *ks = df_gemm_kernels_for(path);
     if (!ks) return false;
     if (M <= 0 || N <= 0) return true;
-    const gemm_args g = {ta, tb, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
+    const gemm_args g = {ta, tb, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL};
     if (K <= 0) {
         scale_c(&g);
         return true;
     }
     if (M == 1 || N == 1) return gemv_run(ks, &g);
     return gemm_run(ks, &g);
+}
+
+/* ------------------------------------------------------- op(B) packed once */
+/* Layout: k blocks of DF_GEMM_KC rows from k = 0; block p (kc rows) at
+ * P + p*DF_GEMM_KC*npad holds every nr-column panel of those rows (panel q
+ * at q*nr*kc, zero padded to npad columns): exactly what gemm_block packs
+ * per call, so a product over it runs the same operations. */
+size_t df_gemm_packed_b_floats(df_gemm_path path, int64_t K, int64_t N)
+{
+    const df_gemm_kernels *ks = df_gemm_kernels_for(path);
+    if (!ks || K <= 0 || N <= 0) return 0;
+    return (size_t)K * (size_t)round_up(N, ks->nr);
+}
+
+bool df_gemm_pack_b(df_gemm_path path, df_gemm_packed_b *pb, bool tb, int64_t K, int64_t N, const float *B,
+                    int64_t ldb, float *buf)
+{
+    const df_gemm_kernels *ks = df_gemm_kernels_for(path);
+    if (!ks || !buf || K <= 0 || N <= 0) return false;
+    *pb = (df_gemm_packed_b){ks, K, N, round_up(N, ks->nr), buf};
+    const gemm_args g = {.tb = tb, .K = K, .N = N, .B = B, .ldb = ldb};
+    const int64_t blocks = (K + DF_GEMM_KC - 1) / DF_GEMM_KC;
+#pragma omp parallel for schedule(static) num_threads(df_team_size(omp_get_max_threads())) if (K * N >= GEMM_PAR_MACS)
+    for (int64_t p = 0; p < blocks; p++) {
+        const int64_t pc = p * DF_GEMM_KC;
+        pack_b(&g, ks->nr, pc, min64(DF_GEMM_KC, K - pc), 0, N, buf + pc * pb->npad);
+    }
+    return true;
+}
+
+bool df_sgemm_packed(int64_t M, float alpha, const float *A, int64_t lda, const df_gemm_packed_b *pb, float beta,
+                     float *C, int64_t ldc)
+{
+    if (M <= 0) return true;
+    const gemm_args g = {false, false, M, pb->N, pb->K, alpha, beta, A, NULL, lda, 0, ldc, C, pb};
+    return gemm_run(pb->ks, &g);
 }

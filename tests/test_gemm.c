@@ -191,9 +191,60 @@ static void thread_count_invariance(df_gemm_path path)
         }
 }
 
+/* op(B) packed once (df_gemm_pack_b) and multiplied on nth threads: correct
+ * against the reference, C's padding untouched, and (M, N > 1) the same bits
+ * as df_sgemm_path on the unpacked B. */
+static void check_packed(df_gemm_path path, bool tb, int64_t M, int64_t N, int64_t K, float beta, int nth)
+{
+    problem p = make_problem(false, tb, M, N, K, 1.0f, beta, 3);
+    run(path, &p);
+    check(path, &p);
+    const size_t bytes = sizeof(float) * (size_t)(p.M * p.ldc);
+    float *want = malloc(bytes), *buf = aligned_alloc(64, (df_gemm_packed_b_floats(path, K, N) * 4 + 63) / 64 * 64);
+    cr_assert(want && buf);
+    memcpy(want, p.C, bytes);
+    df_gemm_packed_b pb;
+    cr_assert(df_gemm_pack_b(path, &pb, tb, K, N, p.B, p.ldb, buf), "%s: pack refused", path_name(path));
+    memcpy(p.C, p.C0, bytes);
+    df_set_num_threads(nth);
+    cr_assert(df_sgemm_packed(M, 1.0f, p.A, p.lda, &pb, beta, p.C, p.ldc));
+    df_set_num_threads(2);
+    check(path, &p);
+    /* one row or column: df_sgemm takes its GEMV kernels, other sums */
+    if (M > 1 && N > 1 && memcmp(want, p.C, bytes) != 0) {
+        int64_t at = 0;
+        while (want[at] == p.C[at] || (want[at] != want[at] && p.C[at] != p.C[at])) at++;
+        cr_assert_fail("%s packed%s M=%ld N=%ld K=%ld beta=%g, %d threads: C[%ld][%ld] = %.9g, unpacked %.9g",
+                       path_name(path), tb ? " tb" : "", (long)M, (long)N, (long)K, beta, nth, (long)(at / p.ldc),
+                       (long)(at % p.ldc), p.C[at], want[at]);
+    }
+    free(want);
+    free(buf);
+    free_problem(&p);
+}
+
+/* Awkward sizes around the tile (mr, nr) and the k block (KC = 256), and
+ * the recurrent cells' shapes, split among 1 to 3 threads. */
+static void packed_shapes(df_gemm_path path)
+{
+    if (!path_runs_here(path)) return;
+    cr_assert_eq(df_gemm_pack_b(DF_GEMM_OPENBLAS, &(df_gemm_packed_b){0}, false, 8, 8, NULL, 8, NULL), false);
+    static const int64_t dims[] = {1, 7, 17, 33, 300};
+    for (int mi = 0; mi < 5; mi++)
+        for (int ni = 0; ni < 5; ni++)
+            for (int ki = 0; ki < 5; ki++)
+                for (int tb = 0; tb < 2; tb++)
+                    check_packed(path, tb, dims[mi], dims[ni], dims[ki], tb ? 1.0f : 0.0f, 1);
+    static const int64_t big[][3] = {{64, 1000, 600}, {1000, 33, 300}, {64, 768, 256}};
+    for (size_t s = 0; s < sizeof big / sizeof big[0]; s++)
+        for (int nth = 1; nth <= 3; nth++)
+            for (int tb = 0; tb < 2; tb++) check_packed(path, tb, big[s][0], big[s][1], big[s][2], 1.0f, nth);
+}
+
 #define PATH_TESTS(suffix, path)                                                   \
     Test(gemm_##suffix, small_shapes) { small_shapes(path); }                      \
     Test(gemm_##suffix, large_shapes, .timeout = 120) { large_shapes(path); }      \
+    Test(gemm_##suffix, packed_b, .timeout = 120) { packed_shapes(path); }         \
     Test(gemm_##suffix, thread_count_invariance, .timeout = 120) { thread_count_invariance(path); }
 
 PATH_TESTS(avx512, DF_GEMM_AVX512)
@@ -206,6 +257,18 @@ Test(gemm_openblas, small_shapes) { small_shapes(DF_GEMM_OPENBLAS); }
 Test(gemm_openblas, large_shapes, .timeout = 120) { large_shapes(DF_GEMM_OPENBLAS); }
 Test(gemm_auto, small_shapes) { small_shapes(DF_GEMM_AUTO); }
 Test(gemm_auto, large_shapes, .timeout = 120) { large_shapes(DF_GEMM_AUTO); }
+
+/* One-row and one-column products never go to OpenBLAS (its GEMV collapses
+ * when the machine is busy), whatever OpenBLAS's core. */
+Test(gemm_auto, gemv_shapes_on_dagflows_kernels)
+{
+    static const int64_t shapes[][3] = {{1, 4096, 1024}, {1, 65, 1024}, {1, 4096, 256}, {4096, 1, 1024}, {1, 8192, 8192}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int tb = 0; tb < 2; tb++)
+            cr_assert_neq(df_sgemm_chosen_path(false, tb, shapes[s][0], shapes[s][1], shapes[s][2]), DF_GEMM_OPENBLAS,
+                          "(%ld,%ld,%ld)%s goes to OpenBLAS", (long)shapes[s][0], (long)shapes[s][1],
+                          (long)shapes[s][2], tb ? " tb" : "");
+}
 
 /* DF_GEMM_ISA routes df_sgemm (each Criterion test runs in its own process,
  * so the variable is read here for the first time). */

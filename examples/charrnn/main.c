@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "blas_env.h"
 #include "cli.h"
 #include "dist.h"
 #include "model.h"
@@ -260,7 +259,6 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    cr_blas_env_init(argv);          /* may restart once with OpenBLAS's AVX-512 kernels */
     if (argc < 2) {
         usage(stderr);
         return 2;

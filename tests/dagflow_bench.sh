@@ -1,0 +1,116 @@
+#!/bin/bash
+# dagflow_bench.sh — tools/dagflow-bench at tiny shapes: every usage error
+# (unknown subcommand, op or attribute, bad or mismatched shapes, a missing
+# attribute, --backward of an op without gradient, bad numbers) is exit 2
+# with a message naming the problem on stderr; a run prints its rates from
+# the op's cost model (the JSON's FLOP count is the hand-computed one) or
+# "-" for an op without one; the suite's --save and --compare flag a
+# synthetic faster baseline (exit 1, "SLOWER") and pass a slower one; check
+# and model run. The suite itself is not timed here.
+top=$(cd "${top_builddir:-.}" && pwd) || exit 1
+. "$(dirname "$0")/lib.sh"
+bin="$top/tools/dagflow-bench"
+[ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dagflow_bench.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 1
+
+# usage DESCRIPTION NEEDLE ARGS...: exit 2 with NEEDLE on stderr.
+usage() {
+    local d=$1 needle=$2 rc
+    shift 2
+    timeout 60 "$bin" "$@" > out.txt 2> err.txt < /dev/null
+    rc=$?
+    if [ $rc -eq 2 ] && has err.txt "$needle"; then pass "$d (exit 2: $(head -n 1 err.txt | head -c 140))"
+    else fail "$d: exit $rc, stderr: $(head -c 300 err.txt)"
+    fi
+}
+# runs DESCRIPTION NEEDLE ARGS...: exit 0 with NEEDLE on stdout.
+runs() {
+    local d=$1 needle=$2 rc
+    shift 2
+    timeout 120 "$bin" "$@" > out.txt 2> err.txt < /dev/null
+    rc=$?
+    if [ $rc -eq 0 ] && has out.txt "$needle"; then pass "$d"
+    else fail "$d: exit $rc, stdout: $(head -c 300 out.txt) stderr: $(head -c 300 err.txt)"
+    fi
+}
+
+# ------------------------------------------------------------ parsing
+usage "no subcommand" "a subcommand is needed"
+usage "unknown subcommand" "unknown subcommand 'bogus'" bogus
+usage "op without a name" "op needs a NAME" op
+usage "unknown op" "unknown op 'nosuchop'" op nosuchop --shape 2x2
+usage "gradient op on its own" "cannot be built on its own" op lstm_grad --shape 2x2
+usage "missing --shape" "needs --shape" op matmul
+usage "shape with an empty dimension" "input 1 is not a shape" op relu --shape 2xx3
+usage "shape with a zero dimension" "input 1 is not a shape" op relu --shape 2x0
+usage "shape that is not a number" "input 2 is not a shape" op add --shape 2x3,abc
+usage "shape of rank 5" "input 1 is not a shape" op relu --shape 2x2x2x2x2
+usage "trailing comma" "input 3 is not a shape" op add --shape 2x3,2x3,
+usage "too few inputs" "takes 2 input shapes" op matmul --shape 2x3
+usage "too many inputs" "takes 1 input shape" op relu --shape 2x3,2x3
+usage "shapes the op rejects" "inner dimensions" op matmul --shape 2x3,4x5
+usage "unknown attribute" "has no attribute 'foo' (its attributes: transpose_a, transpose_b)" \
+    op matmul --shape 2x3,3x4 --attr foo=1
+usage "attribute value not a number" "'yes' is not a number" op matmul --shape 2x3,3x4 --attr transpose_a=yes
+usage "attribute without =" "is not NAME=VALUE" op matmul --shape 2x3,3x4 --attr transpose_a
+usage "missing required attribute" "op 'pow' needs --attr p=VALUE" op pow --shape 2x3
+usage "--backward without a gradient" "op 'cast' has no gradient" op cast --shape 2x3 --backward
+usage "--threads 0" "--threads '0'" op relu --shape 2x3 --threads 0
+usage "--reps not a number" "--reps needs a positive number" op relu --shape 2x3 --reps many
+usage "unknown option" "unknown option '--fast'" op relu --shape 2x3 --fast
+usage "suite --size bogus" "--size 'huge'" suite --size huge
+usage "suite filter matching nothing" "no op matches" suite --filter nosuchop --size small --reps 1
+usage "check filter matching nothing" "no op matches" check --filter nosuchop
+usage "model bogus" "model needs charrnn or chargpt" model bogus
+
+# ------------------------------------------------------------ runs
+runs "--help is the manual" "SYNOPSIS" --help
+# (2,3) @ (3,4): 2*2*4*3 = 48 FLOPs = 4.8e-08 GFLOP; with transpose_b the same product
+runs "matmul JSON counts 2MNK" '"gflop": 4.8e-08,' op matmul --shape 2x3,3x4 --reps 3 --json
+runs "matmul transpose_b" '"gflop": 4.8e-08,' op matmul --shape 2x3,4x3 --attr transpose_b=1 --reps 3 --json
+# forward + backward: y = a @ b, da = dy @ b^T, db = a^T @ dy: 3 products
+runs "matmul --backward counts the gradient's products" '"gflop": 1.44e-07,' \
+    op matmul --shape 2x3,3x4 --backward --reps 3 --json
+runs "text report names the bound" "-bound:" op relu --shape 4x8 --reps 3
+runs "an op without a cost model prints -" "rate    -  (no cost model for: cast)" op cast --shape 4x8 --reps 3
+runs "list shows attributes and defaults" "attrs causal=0 scale=0" list
+runs "peak prints the CPU and the FMA peak" "fp32 FMA" peak
+
+# ------------------------------------------------------------ baseline compare
+runs "suite --save" "relu" suite --filter relu --size small --reps 3 --save base.jsonl
+lines=$(wc -l < base.jsonl)
+check "--save wrote forward and backward of relu ($lines lines)" test "$lines" -eq 2
+# a baseline 10^6 times faster than anything: this run is slower (exit 1)
+sed -E 's/"ms": [0-9.]+/"ms": 0.000001/' base.jsonl > fast_base.jsonl
+timeout 60 "$bin" suite --filter relu --size small --reps 3 --compare fast_base.jsonl > out.txt 2> err.txt
+rc=$?
+if [ $rc -eq 1 ] && has out.txt "SLOWER" && has out.txt "2 slower than the baseline"; then
+    pass "a faster baseline flags the run (exit 1, SLOWER)"
+else fail "faster baseline: exit $rc: $(cat out.txt err.txt | head -c 400)"
+fi
+# a baseline 10^6 ms per case: this run is faster (exit 0)
+sed -E 's/"ms": [0-9.]+/"ms": 1000000/' base.jsonl > slow_base.jsonl
+timeout 60 "$bin" suite --filter relu --size small --reps 3 --compare slow_base.jsonl > out.txt 2> err.txt
+rc=$?
+if [ $rc -eq 0 ] && ! has out.txt "SLOWER" && has out.txt "0 slower than the baseline"; then
+    pass "a slower baseline passes (exit 0)"
+else fail "slower baseline: exit $rc: $(cat out.txt err.txt | head -c 400)"
+fi
+# the threshold: with --threshold 1e12 even that baseline passes
+sed -E 's/"ms": [0-9.]+/"ms": 0.000001/' base.jsonl > tiny_base.jsonl
+timeout 60 "$bin" suite --filter relu --size small --reps 3 --compare tiny_base.jsonl --threshold 1e12 > out.txt 2> err.txt
+rc=$?
+if [ $rc -eq 0 ]; then pass "--threshold raises the bar"
+else fail "--threshold 1e12: exit $rc: $(cat out.txt | head -c 300)"
+fi
+usage "--compare with a file of no results" "holds no results" suite --filter relu --compare /dev/null
+usage "--compare with a missing file" "cannot read" suite --filter relu --compare "$tmp/missing.jsonl"
+
+# ------------------------------------------------------------ check, model
+runs "check of matmul on every GEMM path" "openblas" check --filter matmul --seeds 1
+runs "model chargpt runs a step" "model chargpt" model chargpt --steps 1 --warmup 0
+
+echo "$checks checks, $failed failed"
+[ "$failed" -eq 0 ]
