@@ -22,6 +22,7 @@
     X(rnn) X(rnn_grad) X(rnn_grad_state) X(dropout) X(fill_like)           \
     X(max) X(argmax) X(where) X(cast) X(causal_mask) X(layer_norm) X(layer_norm_grad) X(pow) \
     X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_adamw) X(apply_momentum) X(apply_rmsprop) \
+    X(assign_at)                                                            \
     X(batch_matmul) X(attention) X(attention_grad) X(attention_grad_kv)     \
     X(global_norm_scale) DF_OPS_MPI(X)
 

@@ -513,6 +513,16 @@ df_node *df_fill_like_dims(df_graph *g, df_node *like, float value, df_dtype dty
 df_node *df_assign(df_graph *g, df_variable *v, df_node *value);
 df_node *df_assign_add(df_graph *g, df_variable *v, df_node *value);
 
+/* ------------------------------------------------ KV caches: assign_at */
+
+/* Writes value into v at position pos along axis, in place: v[..., pos :
+ * pos + m, ...] = value, where value has v's shape except m (<= v's size) at
+ * axis and pos is an i32 node with one element read at run time (rows
+ * outside v's axis fail the run with DF_ERR_RANGE). The returned node's value is the variable after
+ * the write: read the cache through it (a df_var of v does not wait for the
+ * write). One step of a KV cache writes its keys with it. No gradient. */
+df_node *df_assign_at(df_graph *g, df_variable *v, df_node *value, df_node *pos, int axis);
+
 /* -------------------------------------------------------------------- lstm */
 
 /* Fused LSTM over a sequence, Keras gate order (i, f, c, o):

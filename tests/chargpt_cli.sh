@@ -54,6 +54,19 @@ check "sample prints the start and 50 characters" [ "$(tr -d '\n' < s1.txt | wc 
 check "sample is reproducible with a seed" cmp -s s1.txt s2.txt
 "$bin" sample --checkpoint-dir run --length 50 --seed 6 > s3.txt 2> /dev/null
 check "another seed gives other text" sh -c '! cmp -s s1.txt s3.txt'
+"$bin" sample --checkpoint-dir run --length 50 --temperature 0 > greedy.txt 2> /dev/null
+"$bin" sample --checkpoint-dir run --length 50 --top-k 1 --seed 9 > top1.txt 2> /dev/null
+check "--top-k 1 draws the likeliest, as --temperature 0" cmp -s greedy.txt top1.txt
+"$bin" sample --checkpoint-dir run --length 50 --top-k 3 --seed 5 > top3.txt 2> /dev/null
+check "--top-k 3 changes the text" sh -c '! cmp -s s1.txt top3.txt'
+"$bin" sample --checkpoint-dir run --length 60 --seed 5 --keep 15 > crop1.txt 2> /dev/null
+"$bin" sample --checkpoint-dir run --length 60 --seed 5 --keep 15 > crop2.txt 2> /dev/null
+check "sampling past the block with nanoGPT's crop (--keep 15) is reproducible" \
+    sh -c '[ "$(tr -d "\n" < crop1.txt | wc -c)" -ge 60 ] && cmp -s crop1.txt crop2.txt'
+"$bin" sample --checkpoint-dir run --length 30 --seed 5 --start "the " > start.txt 2> /dev/null
+check "--start is printed first" sh -c 'head -c 4 start.txt | grep -q "^the "'
+expect_error "--keep must be below the block" "--keep must be in [0, --block)" \
+    "$bin" sample --checkpoint-dir run --keep 16
 if [ -w /dev/full ]; then
     if "$bin" sample --checkpoint-dir run --length 20 > /dev/full 2> err.txt; then
         fail "a failed write of the sample is an error (exit 0)"
@@ -74,6 +87,19 @@ expect_error "a new run into a directory of another run is refused" "already hol
 "$bin" train $model --iters 20 --eval-interval 20 --eval-iters 2 --checkpoint-dir run --overwrite > over.txt 2>&1
 check "--overwrite replaces it" sh -c '[ -f run/ckpt_1 ] && [ ! -f run/ckpt_4 ]'
 check "--help lists the flags" sh -c "'$bin' train --help | grep -q -- '--eval-interval'"
+check "--help says attention-matrix dropout is not applied" sh -c "'$bin' train --help | grep -q 'not on the attention'"
+
+"$bin" train $model --iters 20 --eval-interval 20 --eval-iters 2 --dropout 0.2 --checkpoint-dir drop > drop.txt 2>&1
+check "train with --dropout runs" has drop.txt "20 steps"
+expect_error "--dropout 1 is refused" "--dropout" "$bin" train $model --dropout 1 --checkpoint-dir drop2
+
+"$bin" bench $model --iters 3 --warmup 1 --length 20 > bench.json 2> bench.err
+check "bench prints one JSON line of timings" sh -c 'grep -q "\"ms_per_iter\": [0-9]" bench.json && grep -q "\"ms_per_char\": [0-9]" bench.json && grep -q "\"peak_rss_mb\"" bench.json'
+mkdir gr
+"$bin" grads $model --out gr > /dev/null 2>&1
+check "grads writes the manifest and one file per tensor" \
+    sh -c '[ "$(wc -l < gr/manifest.txt)" -eq $(ls gr/*.bin | wc -l) ] && grep -q "^grad:h_1/mlp/c_proj/kernel" gr/manifest.txt'
+expect_error "grads into a missing directory is an error" "does --out exist" "$bin" grads $model --out nowhere
 
 echo "chargpt_cli: $checks checks, $failed failed"
 [ $failed -eq 0 ]

@@ -14,12 +14,17 @@ df_status cg_config_check(const cg_config *c)
         return df_error(DF_ERR_ARG, "--n-layer must be 1..%d, got %d", CG_MAX_LAYERS, c->n_layer);
     if (c->n_head < 1 || c->n_embd < 1 || c->n_embd % c->n_head)
         return df_error(DF_ERR_ARG, "--n-embd (%d) must be a positive multiple of --n-head (%d)", c->n_embd, c->n_head);
+    if (!(c->dropout >= 0 && c->dropout < 1)) return df_error(DF_ERR_ARG, "--dropout must be in [0, 1), got %g", c->dropout);
     return DF_OK;
 }
 
 /* ------------------------------------------------------------ the block */
 
-typedef struct block_config { int n_head, n_layer; } block_config;
+typedef struct block_config {
+    int n_head, n_layer, index;
+    float dropout;
+    df_variable *seed;            /* i32 scalar drawing the dropout masks (cg_gpt_set_dropout_seed) */
+} block_config;
 
 static df_status block_build(df_layer *l, int ndim, const int64_t *in, void *user)
 {
@@ -55,39 +60,77 @@ static df_node *heads(df_graph *g, df_node *qkv, int part, int64_t B, int64_t T,
     return df_transpose(g, x, (int[]){0, 2, 1, 3});
 }
 
-// x (B,T,C) -> causal multi-head self-attention (B,T,C)
-static df_node *attention(df_layer *l, df_graph *g, df_node *x, int n_head)
+/* Dropout of x when training with a rate, salted by the block and place. */
+static df_node *resid_dropout(df_graph *g, df_node *x, const block_config *c, int place, bool training)
+{
+    if (!training || c->dropout <= 0 || !x) return x;
+    if (!c->seed) {
+        df_graph_set_error(g, DF_ERR_STATE, "char-gpt: dropout needs a seed variable (cg_gpt_set_dropout_seed)");
+        return NULL;
+    }
+    return df_dropout(g, x, c->dropout, df_var(g, c->seed), 0x6b10c000ULL + 2 * (uint64_t)c->index + (uint64_t)place);
+}
+
+/* The sampler's cache for one block: K and V (1,h,block,d), the position
+ * this call writes at (an i32 with one element) and, for a one-token step,
+ * the additive mask hiding the positions not held yet (block); a prefill
+ * (read_mask NULL) writes its T tokens' keys and values from that position
+ * on and attends causally among them. */
+typedef struct kv_step {
+    df_variable *k, *v;
+    df_node *pos, *read_mask;
+} kv_step;
+
+/* q, k, v (1,h,T,d): k and v written into the cache at the position; a step
+ * (T = 1) attends to every held position (the others get -inf), a prefill
+ * among its own tokens as training does. */
+static df_node *cached_attention(df_graph *g, df_node *q, df_node *k, df_node *v, const kv_step *kv, float scale)
+{
+    df_node *keys = df_assign_at(g, kv->k, k, kv->pos, 2), *values = df_assign_at(g, kv->v, v, kv->pos, 2);
+    if (!kv->read_mask) return df_attention(g, q, k, v, true, scale);   /* the writes are side effects */
+    df_node *scores = df_add(g, df_scale(g, df_batch_matmul(g, q, keys, false, true), scale), kv->read_mask);
+    return df_batch_matmul(g, df_softmax(g, scores, -1), values, false, false);
+}
+
+// x (B,T,C) -> causal multi-head self-attention (B,T,C), over the cache when kv is given
+static df_node *attention(df_layer *l, df_graph *g, df_node *x, int n_head, const kv_step *kv)
 {
     int64_t B = df_node_dim(x, 0), T = df_node_dim(x, 1), C = df_node_dim(x, 2);
     df_node *qkv = linear(l, g, x, "attn/c_attn/kernel", "attn/c_attn/bias");
     df_node *q = heads(g, qkv, 0, B, T, C, n_head), *k = heads(g, qkv, 1, B, T, C, n_head);
     df_node *v = heads(g, qkv, 2, B, T, C, n_head);
-    df_node *y = df_attention(g, q, k, v, true, 1.0f / sqrtf((float)(C / n_head)));   /* (B,h,T,d) */
+    float scale = 1.0f / sqrtf((float)(C / n_head));
+    df_node *y = kv ? cached_attention(g, q, k, v, kv, scale) : df_attention(g, q, k, v, true, scale); /* (B,h,T,d) */
     y = df_reshape(g, df_transpose(g, y, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, T, C});
     return linear(l, g, y, "attn/c_proj/kernel", "attn/c_proj/bias");
 }
 
-// x (B,T,C) -> x + attn(ln_1(x)); then + mlp(ln_2(x))
-static df_node *block_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
+// x (B,T,C) -> x + drop(attn(ln_1(x))); then + drop(mlp(ln_2(x)))
+static df_node *block_apply(df_layer *l, df_graph *g, df_node *x, bool training, const kv_step *kv)
 {
-    (void)training;
-    const block_config *c = user;
+    const block_config *c = df_layer_user(l);
     df_node *h = df_layer_norm(g, x, weight(l, g, "ln_1/gamma"), weight(l, g, "ln_1/beta"), 1e-5f);
-    x = df_add(g, x, attention(l, g, h, c->n_head));
+    x = df_add(g, x, resid_dropout(g, attention(l, g, h, c->n_head, kv), c, 0, training));
     h = df_layer_norm(g, x, weight(l, g, "ln_2/gamma"), weight(l, g, "ln_2/beta"), 1e-5f);
     h = df_gelu(g, linear(l, g, h, "mlp/c_fc/kernel", "mlp/c_fc/bias"));
-    return df_add(g, x, linear(l, g, h, "mlp/c_proj/kernel", "mlp/c_proj/bias"));
+    return df_add(g, x, resid_dropout(g, linear(l, g, h, "mlp/c_proj/kernel", "mlp/c_proj/bias"), c, 1, training));
+}
+
+static df_node *block_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
+{
+    (void)user;
+    return block_apply(l, g, x, training, NULL);
 }
 
 static const df_layer_def block_def = {
     .type = "Block", .base_name = "h", .build = block_build, .call = block_call, .free_user = free,
 };
 
-static df_layer *block_layer(int n_head, int n_layer)
+static df_layer *block_layer(int n_head, int n_layer, int index, float dropout)
 {
     block_config *c = malloc(sizeof *c);
     if (!c) return NULL;
-    *c = (block_config){n_head, n_layer};
+    *c = (block_config){.n_head = n_head, .n_layer = n_layer, .index = index, .dropout = dropout};
     df_layer *l = df_custom_layer(&block_def, c);
     if (!l) free(c);
     return l;
@@ -112,7 +155,7 @@ static df_status add_layers(cg_gpt *m)
     for (int i = 0; i < c->n_layer && st == DF_OK; i++) {
         char name[16];
         snprintf(name, sizeof name, "h_%d", i);
-        st = add_named(m, m->blocks[i] = block_layer(c->n_head, c->n_layer), name);
+        st = add_named(m, m->blocks[i] = block_layer(c->n_head, c->n_layer, i, c->dropout), name);
     }
     if (st == DF_OK) st = add_named(m, m->ln_f = df_layer_norm_layer(1e-5f), "ln_f");
     if (st == DF_OK) st = add_named(m, m->head = df_tied_output_layer(m->wte, false), "lm_head");
@@ -155,11 +198,151 @@ void cg_gpt_free(cg_gpt *m)
     m->model = NULL;
 }
 
+df_status cg_gpt_set_dropout_seed(cg_gpt *m, df_variable *seed)
+{
+    if (seed && (df_variable_tensor(seed).dtype != DF_I32 || df_variable_numel(seed) != 1))
+        return df_error(DF_ERR_ARG, "the dropout seed must be an i32 variable with one element");
+    m->dropout_seed = seed;
+    for (int i = 0; i < m->cfg.n_layer; i++) ((block_config *)df_layer_user(m->blocks[i]))->seed = seed;
+    return DF_OK;
+}
+
+// idx (B,T), pos (T) -> the embeddings' sum (B,T,C), dropped out when training
+static df_node *embed(cg_gpt *m, df_graph *g, df_node *idx, df_node *pos, bool training)
+{
+    /* lookups by hand: the layers are built for block positions, a sampling step reads one */
+    df_node *tok = df_gather(g, df_var(g, df_layer_weight(m->wte, "embeddings")), idx);
+    df_node *x = df_add(g, tok, df_gather(g, df_var(g, df_layer_weight(m->wpe, "embeddings")), pos));
+    if (!training || m->cfg.dropout <= 0) return x;
+    if (!m->dropout_seed) {
+        df_graph_set_error(g, DF_ERR_STATE, "char-gpt: dropout needs a seed variable (cg_gpt_set_dropout_seed)");
+        return NULL;
+    }
+    return df_dropout(g, x, m->cfg.dropout, df_var(g, m->dropout_seed), 0x6b10bfffULL);
+}
+
 df_node *cg_gpt_logits(cg_gpt *m, df_graph *g, df_node *idx, df_node *pos, bool training)
 {
-    df_node *x = df_add(g, df_layer_call(m->wte, g, idx, training), df_layer_call(m->wpe, g, pos, training));
+    df_node *x = embed(m, g, idx, pos, training);
     for (int i = 0; i < m->cfg.n_layer; i++) x = df_layer_call(m->blocks[i], g, x, training);
     return df_layer_call(m->head, g, df_layer_call(m->ln_f, g, x, training), training);
 }
 
 int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max) { return df_model_weights(m->model, out, max); }
+
+/* ------------------------------------------------------- the KV cache */
+
+// (token (1,1), pos (1), read mask (block)) -> logits (1,1,V); writes the caches
+static df_status build_cached_step(df_graph *g, df_node **in, void *user)
+{
+    cg_cache *c = user;
+    cg_gpt *m = c->gpt;
+    df_node *x = embed(m, g, in[0], in[1], false);
+    for (int i = 0; i < m->cfg.n_layer; i++) {
+        kv_step kv = {c->k[i], c->v[i], in[1], in[2]};
+        x = block_apply(m->blocks[i], g, x, false, &kv);
+    }
+    df_graph_output(g, df_layer_call(m->head, g, df_layer_call(m->ln_f, g, x, false), false));
+    return df_graph_status(g);
+}
+
+// (tokens (1,T), pos (T) = 0..T-1) -> logits (1,T,V); writes the caches at positions 0..T-1
+static df_status build_prefill(df_graph *g, df_node **in, void *user)
+{
+    cg_cache *c = user;
+    cg_gpt *m = c->gpt;
+    int32_t zero = 0;
+    df_tensor z = df_tensor_make(DF_I32, &zero, 1, (int64_t[]){1});
+    df_node *start = df_constant(g, &z);
+    df_node *x = embed(m, g, in[0], in[1], false);
+    for (int i = 0; i < m->cfg.n_layer; i++) {
+        kv_step kv = {c->k[i], c->v[i], start, NULL};
+        x = block_apply(m->blocks[i], g, x, false, &kv);
+    }
+    df_graph_output(g, df_layer_call(m->head, g, df_layer_call(m->ln_f, g, x, false), false));
+    return df_graph_status(g);
+}
+
+df_status cg_cache_init(cg_cache *c, cg_gpt *m, int keep)
+{
+    memset(c, 0, sizeof *c);
+    const cg_config *cfg = &m->cfg;
+    if (keep < 0 || keep >= cfg->block)
+        return df_error(DF_ERR_ARG, "--keep must be in [0, --block) = [0, %d), got %d", cfg->block, keep);
+    c->gpt = m;
+    c->keep = keep;
+    int64_t shape[4] = {1, cfg->n_head, cfg->block, cfg->n_embd / cfg->n_head};
+    for (int i = 0; i < cfg->n_layer; i++) {
+        char name[48];
+        snprintf(name, sizeof name, "cache/h_%d/k", i);
+        c->k[i] = df_variable_new(name, DF_F32, 4, shape, df_init_zeros(), NULL);
+        snprintf(name, sizeof name, "cache/h_%d/v", i);
+        c->v[i] = df_variable_new(name, DF_F32, 4, shape, df_init_zeros(), NULL);
+        if (!c->k[i] || !c->v[i]) break;
+    }
+    c->window = malloc((size_t)cfg->block * sizeof *c->window);
+    c->read_mask = malloc((size_t)cfg->block * sizeof *c->read_mask);
+    c->step = df_function_new("cached_step", build_cached_step, c);
+    c->prefill = df_function_new("prefill", build_prefill, c);
+    c->positions = malloc((size_t)cfg->block * sizeof *c->positions);
+    if (!c->prefill || !c->positions || !c->window || !c->read_mask || !c->step || (cfg->n_layer && !c->v[cfg->n_layer - 1])) {
+        cg_cache_free(c);
+        return df_error(DF_ERR_NOMEM, "out of memory for the KV cache");
+    }
+    cg_cache_reset(c);
+    return DF_OK;
+}
+
+void cg_cache_free(cg_cache *c)
+{
+    df_function_free(c->step);
+    df_function_free(c->prefill);
+    free(c->positions);
+    for (int i = 0; i < CG_MAX_LAYERS; i++) df_variable_free(c->k[i]), df_variable_free(c->v[i]);
+    free(c->window), free(c->read_mask);
+    memset(c, 0, sizeof *c);
+}
+
+/* Positions beyond len are hidden by the read mask, so the stale keys and
+ * values there (finite: zeros or an earlier window's) never count. */
+void cg_cache_reset(cg_cache *c) { c->len = 0; }
+
+/* Runs the step for token at position c->len and holds it. */
+static df_status step_at_end(cg_cache *c, int32_t token)
+{
+    int T = c->gpt->cfg.block, p = c->len;
+    for (int j = 0; j < T; j++) c->read_mask[j] = j <= p ? 0.0f : -INFINITY;
+    int32_t tok = token, pos = p;
+    df_tensor in[3] = {
+        df_tensor_make(DF_I32, &tok, 2, (int64_t[]){1, 1}),
+        df_tensor_make(DF_I32, &pos, 1, (int64_t[]){1}),
+        df_tensor_make(DF_F32, c->read_mask, 1, (int64_t[]){T}),
+    };
+    df_status st = df_function_call(c->step, in, 3, &c->logits, 1);
+    if (st != DF_OK) return st;
+    c->window[c->len++] = token;
+    return DF_OK;
+}
+
+df_status cg_cache_push(cg_cache *c, int32_t token, const float **logits)
+{
+    if (token < 0 || token >= c->gpt->cfg.vocab)
+        return df_error(DF_ERR_RANGE, "token %d outside the vocabulary [0, %d)", (int)token, c->gpt->cfg.vocab);
+    if (c->len == c->gpt->cfg.block) {
+        /* Full: one forward over the last keep tokens at positions 0..keep-1 writes their keys and values. */
+        int keep = c->keep;
+        memmove(c->window, c->window + c->len - keep, (size_t)keep * sizeof *c->window);
+        c->len = 0;
+        if (keep > 0) {
+            for (int t = 0; t < keep; t++) c->positions[t] = t;
+            df_tensor in[2] = {df_tensor_make(DF_I32, c->window, 2, (int64_t[]){1, keep}),
+                               df_tensor_make(DF_I32, c->positions, 1, (int64_t[]){keep})}, out;
+            df_status st = df_function_call(c->prefill, in, 2, &out, 1);
+            if (st != DF_OK) return st;
+            c->len = keep;
+        }
+    }
+    df_status st = step_at_end(c, token);
+    if (st == DF_OK && logits) *logits = (const float *)c->logits.data;
+    return st;
+}

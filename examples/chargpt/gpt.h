@@ -10,6 +10,7 @@
 
 typedef struct cg_config {
     int vocab, block, n_layer, n_head, n_embd;
+    float dropout;                         /* training only; 0: none */
     uint64_t seed;
 } cg_config;
 
@@ -17,6 +18,7 @@ typedef struct cg_gpt {
     cg_config cfg;
     df_model *model;                       /* owns the layers below */
     df_layer *wte, *wpe, *blocks[CG_MAX_LAYERS], *ln_f, *head;
+    df_variable *dropout_seed;             /* not owned */
 } cg_gpt;
 
 /* DF_ERR_ARG naming the first bad setting (as its command-line flag). */
@@ -27,10 +29,50 @@ df_status cg_config_check(const cg_config *c);
 df_status cg_gpt_init(cg_gpt *m, const cg_config *c, int batch);
 void cg_gpt_free(cg_gpt *m);
 
+/* Dropout (cfg.dropout > 0, training only) after the embeddings' sum and
+ * after each block's two residual projections, as nanoGPT's drop and
+ * resid_dropout; nanoGPT's attn_dropout on the attention matrix is not
+ * applied (the fused attention never forms that matrix). The masks are drawn
+ * from seed (an i32 scalar variable, e.g. the optimizer's step counter: a new
+ * mask each step). Needed before tracing a training graph with dropout. */
+df_status cg_gpt_set_dropout_seed(cg_gpt *m, df_variable *seed);
+
 /* idx i32 (B,T), pos i32 (T) = 0..T-1 -> logits (B,T,V). */
 df_node *cg_gpt_logits(cg_gpt *m, df_graph *g, df_node *idx, df_node *pos, bool training);
 
 /* Every weight, for checkpoints and the optimizer (n returned, up to max). */
 int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max);
+
+/* Sampling at batch 1 with a KV cache: each pushed token runs one step
+ * (a trace of its own, separate from training) that writes the token's keys
+ * and values into per-block cache variables (1, n_head, block, head_dim) at
+ * its position (df_assign_at) and attends over the positions held, so a step costs one
+ * token's work. When the cache holds block tokens, the next push first
+ * rebuilds it from the last keep tokens at positions 0..keep-1 with one
+ * forward over them (a second trace, which writes all their keys and values),
+ * because learned absolute positions make shifting the window impossible:
+ * keep = block - 1 is nanoGPT's crop to the last block tokens at every step
+ * (past the block, each char costs a keep-token forward); a smaller keep
+ * crops less often (context between keep + 1 and block tokens). The logits after each push are those of the full
+ * forward over window[0..len). */
+typedef struct cg_cache {
+    cg_gpt *gpt;                           /* built for batch 1 */
+    int keep, len;                         /* len: positions held */
+    int32_t *window;                       /* the tokens held (block) */
+    float *read_mask;                      /* 0 at the held positions, -inf beyond (block) */
+    df_variable *k[CG_MAX_LAYERS], *v[CG_MAX_LAYERS];
+    df_function *step, *prefill;           /* one token; the keep tokens of a rebuild */
+    int32_t *positions;                    /* 0..block-1 for the prefill */
+    df_tensor logits;                      /* (1,1,V) of the last push */
+} cg_cache;
+
+/* DF_ERR_ARG unless 0 <= keep < block. */
+df_status cg_cache_init(cg_cache *c, cg_gpt *m, int keep);
+void cg_cache_free(cg_cache *c);
+/* Forgets every position (the next push is at position 0). */
+void cg_cache_reset(cg_cache *c);
+/* Appends token (after a rebuild when full); *logits (V) for the next token,
+ * valid until the next push. */
+df_status cg_cache_push(cg_cache *c, int32_t token, const float **logits);
 
 #endif

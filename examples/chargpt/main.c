@@ -2,11 +2,15 @@
  * df_fit loop.
  *   char-gpt train    [flags]   AdamW, warm-up + cosine schedule, clipping, validation, checkpoints
  *   char-gpt sample   [flags]   generate text from the latest checkpoint
- *   char-gpt summary  [flags]   Keras-style parameter table */
+ *   char-gpt summary  [flags]   Keras-style parameter table
+ *   char-gpt bench    [flags]   ms per training step and per sampled char, one JSON line
+ *   char-gpt grads    [flags]   weights, one batch, loss and gradients to files (tests/chargpt_torch.sh) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include "cli.h"
 #include "gpt.h"
 #include "text.h"
@@ -15,11 +19,11 @@
 #define MAX_WEIGHTS (4 + 12 * CG_MAX_LAYERS)
 
 typedef struct opts {
-    const char *data, *checkpoint_dir, *start;
+    const char *data, *checkpoint_dir, *start, *out_dir;
     cg_config model;
-    int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads;
+    int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads, top_k, keep, warmup;
     float lr, min_lr, weight_decay, temperature;
-    bool resume, overwrite;
+    bool resume, overwrite, profile;
 } opts;
 
 static opts defaults(void)
@@ -27,7 +31,7 @@ static opts defaults(void)
     return (opts){.data = CR_DEFAULT_DATA, .checkpoint_dir = "./chargpt_checkpoints", .start = "\n",
                   .model = {.block = 64, .n_layer = 4, .n_head = 4, .n_embd = 128, .seed = 1337},
                   .batch = 12, .iters = 2000, .eval_interval = 250, .eval_iters = 20, .warmup_iters = 100,
-                  .length = 200, .lr = 1e-3f, .min_lr = 1e-4f, .weight_decay = 0.1f, .temperature = 1.0f};
+                  .length = 200, .keep = -1, .lr = 1e-3f, .min_lr = 1e-4f, .weight_decay = 0.1f, .temperature = 1.0f};
 }
 
 #define MODEL_FLAGS(o)                                                                                 \
@@ -212,6 +216,16 @@ static df_status restore_extra(void *user, const df_checkpoint *ck)
 
 /* ------------------------------------------------------------- train */
 
+/* Dropout masks from the optimizer's step counter (its first state
+ * variable): a new mask each step, the same ones on a resumed run. */
+static df_status seed_dropout(run *r)
+{
+    df_variable *counter = NULL;
+    if (df_optimizer_state(r->opt, &counter, 1) < 1 || !counter)
+        return df_error(DF_ERR_STATE, "the optimizer has no step counter to seed dropout");
+    return cg_gpt_set_dropout_seed(&r->gpt, counter);
+}
+
 static df_status open_run(run *r, const opts *o, int batch)
 {
     memset(r, 0, sizeof *r);
@@ -243,6 +257,7 @@ static df_status train(const opts *o)
                           o->model.seed + 1, true);
     if (st == DF_OK && !(r.opt = df_adamw_new(o->lr, 0.9f, 0.99f, 1e-8f, o->weight_decay))) st = DF_ERR_ARG;
     if (st == DF_OK) st = df_optimizer_set_global_clipnorm(r.opt, 1.0f);
+    if (st == DF_OK) st = seed_dropout(&r);
     df_function *step = NULL, *eval = NULL;
     if (st == DF_OK) {
         printf("Corpus: %lld chars, %d distinct; model: %d layers, %d heads, %d wide, block %d: %lld parameters\n",
@@ -285,28 +300,32 @@ static df_status train(const opts *o)
 
 /* ------------------------------------------------------------ sample */
 
-typedef struct sampler { cg_gpt *gpt; } sampler;
-
-// idx (1,T), pos (T) -> logits (1,T,V)
-static df_status build_logits(df_graph *g, df_node **in, void *user)
-{
-    df_graph_output(g, cg_gpt_logits(((sampler *)user)->gpt, g, in[0], in[1], false));
-    return df_graph_status(g);
-}
-
-/* Draws from softmax(logits / temperature); the argmax at temperature 0. */
-static int draw(const float *logits, int V, float temperature, df_rng *rng)
+/* Draws from softmax(logits / temperature) over the top_k likeliest (all
+ * when top_k is 0); the argmax at temperature 0. */
+static int draw(const float *logits, int V, float temperature, int top_k, df_rng *rng)
 {
     int best = 0;
     for (int v = 1; v < V; v++)
         if (logits[v] > logits[best]) best = v;
     if (temperature <= 0) return best;
+    float cut = -INFINITY;                 /* the top_k-th largest logit */
+    if (top_k > 0 && top_k < V) {
+        bool taken[CR_MAX_VOCAB] = {false};
+        for (int n = 0; n < top_k; n++) {
+            int m = -1;
+            for (int v = 0; v < V; v++)
+                if (!taken[v] && (m < 0 || logits[v] > logits[m])) m = v;
+            taken[m] = true;
+            cut = logits[m];
+        }
+    }
     double p[CR_MAX_VOCAB], sum = 0;
-    for (int v = 0; v < V; v++) sum += p[v] = exp((double)(logits[v] - logits[best]) / temperature);
+    for (int v = 0; v < V; v++)
+        sum += p[v] = logits[v] < cut ? 0.0 : exp((double)(logits[v] - logits[best]) / temperature);
     double u = df_rng_uniform(rng) * sum;
     for (int v = 0; v < V; v++)
         if ((u -= p[v]) < 0) return v;
-    return V - 1;
+    return best;
 }
 
 static df_status load_for_sampling(const opts *o, cg_gpt *gpt, cr_vocab *vocab, char *path, size_t cap)
@@ -324,12 +343,21 @@ static df_status load_for_sampling(const opts *o, cg_gpt *gpt, cr_vocab *vocab, 
     return st;
 }
 
-/* The model sees a fixed (1, block) window, the context left-aligned and
- * padded on the right: causal attention keeps the padding from reaching
- * the last real position, so one trace serves every step. */
+/* Writes one character and flushes, so the text streams as it is made. */
+static df_status put_char(const cr_vocab *vocab, int32_t id)
+{
+    char utf8[4];
+    fwrite(utf8, 1, (size_t)cr_utf8_encode(vocab->chars[id], utf8), stdout);
+    if (fflush(stdout) != 0 || ferror(stdout)) return df_error(DF_ERR_IO, "cannot write the sample to standard output");
+    return DF_OK;
+}
+
+/* The start text goes through the KV cache (gpt.h: cg_cache), then each
+ * drawn character is pushed back in for the next. */
 static df_status sample(const opts *o)
 {
     cg_gpt gpt;
+    cg_cache cache = {0};
     cr_vocab *vocab = calloc(1, sizeof *vocab);
     char path[4096];
     if (!vocab) return df_error(DF_ERR_NOMEM, "out of memory");
@@ -338,42 +366,231 @@ static df_status sample(const opts *o)
         free(vocab);
         return st;
     }
-    int T = gpt.cfg.block, V = gpt.cfg.vocab, n_start = 0;
-    int cap = (int)strlen(o->start) + o->length + 1;
-    int32_t *ids = malloc((size_t)cap * sizeof *ids), *window = calloc((size_t)T, sizeof *window);
-    int32_t *pos = malloc((size_t)T * sizeof *pos);
-    sampler s = {&gpt};
-    df_function *f = df_function_new("logits", build_logits, &s);
-    if (!ids || !window || !pos || !f) st = df_error(DF_ERR_NOMEM, "out of memory");
+    int V = gpt.cfg.vocab, n_start = 0, cap = (int)strlen(o->start) + 1;
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids) st = df_error(DF_ERR_NOMEM, "out of memory");
+    if (st == DF_OK) st = cg_cache_init(&cache, &gpt, o->keep < 0 ? gpt.cfg.block / 2 : o->keep);
     if (st == DF_OK) st = cr_vocab_encode(vocab, o->start, ids, cap, &n_start);
     if (st == DF_OK && n_start == 0) st = df_error(DF_ERR_ARG, "--start must hold at least one character");
     df_rng rng;
     df_rng_seed(&rng, o->model.seed);
-    for (int t = 0; st == DF_OK && t < T; t++) pos[t] = t;
-    fprintf(stderr, "char-gpt: sampling from %s\n", path);
-    fputs(o->start, stdout);
-    for (int n = n_start; st == DF_OK && n < n_start + o->length; n++) {
-        int ctx = n < T ? n : T;
-        memcpy(window, ids + n - ctx, (size_t)ctx * sizeof *window);
-        df_tensor in[2] = {df_tensor_make(DF_I32, window, 2, (int64_t[]){1, T}), df_tensor_make(DF_I32, pos, 1, (int64_t[]){T})};
-        df_tensor logits;
-        if ((st = df_function_call(f, in, 2, &logits, 1)) != DF_OK) break;
-        ids[n] = draw((const float *)logits.data + (int64_t)(ctx - 1) * V, V, o->temperature, &rng);
-        char utf8[4];
-        fwrite(utf8, 1, (size_t)cr_utf8_encode(vocab->chars[ids[n]], utf8), stdout);
+    const float *logits = NULL;
+    for (int i = 0; st == DF_OK && i < n_start; i++) st = cg_cache_push(&cache, ids[i], &logits);
+    if (st == DF_OK) {
+        fprintf(stderr, "char-gpt: sampling from %s\n", path);
+        fputs(o->start, stdout);
+    }
+    for (int n = 0; st == DF_OK && n < o->length; n++) {
+        int32_t id = draw(logits, V, o->temperature, o->top_k, &rng);
+        st = put_char(vocab, id);
+        if (st == DF_OK && n + 1 < o->length) st = cg_cache_push(&cache, id, &logits);
     }
     putchar('\n');
     if (fflush(stdout) != 0 || ferror(stdout)) st = df_error(DF_ERR_IO, "cannot write the sample to standard output");
-    df_function_free(f);
-    free(ids), free(window), free(pos), free(vocab);
+    cg_cache_free(&cache);
+    free(ids), free(vocab);
     cg_gpt_free(&gpt);
+    return st;
+}
+
+/* ------------------------------------------------------------- bench */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Time per op over the timed steps, on stderr. */
+static void print_profile(const df_graph *g)
+{
+    df_op_profile p[64];
+    int64_t runs = 0;
+    int n = df_graph_profile(g, p, 64, &runs), shown = n < 64 ? n : 64;
+    double total = 0;
+    for (int i = 0; i < shown; i++) total += p[i].seconds;
+    fprintf(stderr, "per training step, over %lld steps (op, nodes, ms, share):\n", (long long)runs);
+    for (int i = 0; i < shown && runs > 0; i++)
+        fprintf(stderr, "  %-22s %4d %8.3f %5.1f%%\n", p[i].op, p[i].nodes, p[i].seconds * 1e3 / (double)runs,
+                100 * p[i].seconds / total);
+}
+
+/* o->warmup untimed steps, then o->iters timed ones (forward, backward,
+ * clipping and the AdamW update: the step df_fit runs); *times (ms) each. */
+static df_status time_training(run *r, const opts *o, double *times, double *loss)
+{
+    batches tr = {0};
+    int64_t n_train = (int64_t)(0.9 * (double)r->text.n);
+    df_status st = batches_init(&tr, r->text.ids, n_train, o->batch, o->model.block, o->warmup + o->iters,
+                                o->model.seed, false);
+    df_function *step = st == DF_OK ? df_function_new("train_step", build_train_step, r) : NULL;
+    if (st == DF_OK && !step) st = df_error(DF_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == DF_OK && i < o->warmup + o->iters; i++) {
+        df_tensor in[3], out;
+        bool end;
+        if ((st = next_batch(&tr, in, &end)) != DF_OK) break;
+        double t0 = now_ms();
+        if ((st = df_function_call(step, in, 3, &out, 1)) != DF_OK) break;
+        if (i >= o->warmup) times[i - o->warmup] = now_ms() - t0;
+        *loss = *(const float *)out.data;
+        if (o->profile && i + 1 == o->warmup) df_graph_set_profiling(df_function_last_graph(step), true);
+    }
+    if (st == DF_OK && o->profile) print_profile(df_function_last_graph(step));
+    df_function_free(step);
+    batches_free(&tr);
+    return st;
+}
+
+/* Mean ms per char over o->length sampled chars from "\n" (the anchor's
+ * measure), through the KV cache as char-gpt sample. */
+static df_status time_sampling(run *r, const opts *o, double *ms_per_char)
+{
+    cg_cache c;
+    df_status st = cg_cache_init(&c, &r->gpt, o->keep < 0 ? o->model.block / 2 : o->keep);
+    int32_t id = 0;
+    if (st == DF_OK && cr_vocab_encode(&r->text.vocab, "\n", &id, 1, &(int){0}) != DF_OK) id = 0;
+    df_rng rng;
+    df_rng_seed(&rng, o->model.seed);
+    const float *logits;
+    double t0 = now_ms();
+    for (int n = 0; st == DF_OK && n < o->length; n++)
+        if ((st = cg_cache_push(&c, id, &logits)) == DF_OK) id = draw(logits, r->text.vocab.size, o->temperature, o->top_k, &rng);
+    *ms_per_char = (now_ms() - t0) / (o->length > 0 ? o->length : 1);
+    if (c.step) cg_cache_free(&c);
+    return st;
+}
+
+static df_status bench(const opts *o)
+{
+    run r;
+    df_status st = open_run(&r, o, o->batch);
+    double *times = calloc((size_t)o->iters, sizeof *times), loss = 0, ms_char = 0;
+    if (st == DF_OK && !times) st = df_error(DF_ERR_NOMEM, "out of memory");
+    if (st == DF_OK && !(r.opt = df_adamw_new(o->lr, 0.9f, 0.99f, 1e-8f, o->weight_decay))) st = DF_ERR_ARG;
+    if (st == DF_OK) st = df_optimizer_set_global_clipnorm(r.opt, 1.0f);
+    if (st == DF_OK) st = seed_dropout(&r);
+    if (st == DF_OK) st = time_training(&r, o, times, &loss);
+    double mean = 0;
+    for (int i = 0; i < o->iters; i++) mean += times[i] / o->iters;
+    if (st == DF_OK) st = time_sampling(&r, o, &ms_char);
+    if (st == DF_OK) {
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double ms = median(times, o->iters);
+        printf("{\"engine\": \"dagflow\", \"threads\": %d, \"params\": %lld, \"n_layer\": %d, \"n_head\": %d, "
+               "\"n_embd\": %d, \"block\": %d, \"batch\": %d, \"iters\": %d, \"ms_per_iter\": %.2f, "
+               "\"ms_per_iter_mean\": %.2f, \"tokens_per_s\": %.0f, \"train_loss\": %.4f, \"ms_per_char\": %.3f, "
+               "\"keep\": %d, \"peak_rss_mb\": %.1f}\n",
+               df_num_threads(), (long long)df_model_param_count(r.gpt.model), o->model.n_layer, o->model.n_head,
+               o->model.n_embd, o->model.block, o->batch, o->iters, ms, mean,
+               (double)o->batch * o->model.block * 1000.0 / ms, loss, ms_char,
+               o->keep < 0 ? o->model.block / 2 : o->keep, ru.ru_maxrss / 1024.0);
+    }
+    free(times);
+    close_run(&r);
+    return st;
+}
+
+/* ------------------------------------------------------------- grads */
+
+static df_status build_grads(df_graph *g, df_node **in, void *user)
+{
+    run *r = user;
+    df_tape *tape = df_tape_begin(g);
+    df_node *loss = loss_of(r, g, in, false);
+    df_tape_end(tape);
+    df_node *grads[MAX_WEIGHTS];
+    df_graph_output(g, loss);
+    if (df_tape_gradient(tape, loss, r->n_weights, r->weights, grads) == DF_OK)
+        for (int i = 0; i < r->n_weights; i++) df_graph_output(g, grads[i]);
+    return df_graph_status(g);
+}
+
+/* DIR/NAME.bin: the raw little-endian values; one manifest line "NAME dtype dims...". */
+static df_status dump(const char *dir, FILE *manifest, const char *name, const df_tensor *t)
+{
+    char path[4096], file[256];
+    snprintf(file, sizeof file, "%s", name);
+    for (char *c = file; *c; c++)
+        if (*c == '/') *c = '.';
+    snprintf(path, sizeof path, "%s/%s.bin", dir, file);
+    FILE *f = fopen(path, "wb");
+    if (!f) return df_error(DF_ERR_IO, "cannot create %s", path);
+    size_t n = (size_t)df_tensor_numel(t), wrote = fwrite(t->data, df_dtype_size(t->dtype), n, f);
+    if (fclose(f) != 0 || wrote != n) return df_error(DF_ERR_IO, "cannot write %s", path);
+    fprintf(manifest, "%s %s %s", name, file, df_dtype_name(t->dtype));
+    for (int d = 0; d < t->ndim; d++) fprintf(manifest, " %lld", (long long)t->shape[d]);
+    fputc('\n', manifest);
+    return DF_OK;
+}
+
+/* Noise on nanoGPT's initial weights: nonzero biases, LayerNorm parameters
+ * away from 1 and 0, and matrices large enough that attention is far from
+ * uniform and GELU's inputs reach where its forms differ, so a reference
+ * that dropped or changed any of them would differ. */
+static void perturb_weights(run *r)
+{
+    df_rng rng;
+    df_rng_seed(&rng, r->o.model.seed + 17);
+    for (int i = 0; i < r->n_weights; i++) {
+        df_tensor t = df_variable_tensor(r->weights[i]);
+        float std = t.ndim == 1 ? 0.2f : 0.3f;
+        for (int64_t j = 0; j < df_tensor_numel(&t); j++) ((float *)t.data)[j] += std * df_rng_normal(&rng);
+    }
+}
+
+static df_status grads(const opts *o)
+{
+    run r;
+    batches tr = {0};
+    df_status st = open_run(&r, o, o->batch);
+    int64_t n_train = (int64_t)(0.9 * (double)r.text.n);
+    if (st == DF_OK) perturb_weights(&r);
+    if (st == DF_OK) st = batches_init(&tr, r.text.ids, n_train, o->batch, o->model.block, 1, o->model.seed, false);
+    df_tensor in[3], out[1 + MAX_WEIGHTS];
+    bool end;
+    if (st == DF_OK) st = next_batch(&tr, in, &end);
+    df_function *f = st == DF_OK ? df_function_new("grads", build_grads, &r) : NULL;
+    if (st == DF_OK && !f) st = df_error(DF_ERR_NOMEM, "out of memory");
+    if (st == DF_OK) st = df_function_call(f, in, 3, out, 1 + r.n_weights);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest.txt", o->out_dir);
+    FILE *manifest = st == DF_OK ? fopen(path, "w") : NULL;
+    if (st == DF_OK && !manifest) st = df_error(DF_ERR_IO, "cannot create %s (does --out exist?)", path);
+    if (st == DF_OK) st = dump(o->out_dir, manifest, "x", &in[0]);
+    if (st == DF_OK) st = dump(o->out_dir, manifest, "y", &in[1]);
+    if (st == DF_OK) st = dump(o->out_dir, manifest, "loss", &out[0]);
+    for (int i = 0; i < r.n_weights && st == DF_OK; i++) {
+        df_tensor w = df_variable_tensor(r.weights[i]);
+        char name[256];
+        snprintf(name, sizeof name, "grad:%s", df_variable_name(r.weights[i]));
+        st = dump(o->out_dir, manifest, df_variable_name(r.weights[i]), &w);
+        if (st == DF_OK) st = dump(o->out_dir, manifest, name, &out[1 + i]);
+    }
+    if (manifest && fclose(manifest) != 0 && st == DF_OK) st = df_error(DF_ERR_IO, "cannot write %s", path);
+    df_function_free(f);
+    batches_free(&tr);
+    close_run(&r);
     return st;
 }
 
 /* -------------------------------------------------------------- main */
 
 static const char *const usage_text =
-    "char-gpt train|sample|summary [flags]; char-gpt COMMAND --help lists each command's flags";
+    "char-gpt train|sample|summary|bench|grads [flags]; char-gpt COMMAND --help lists each command's flags";
 
 static int report(const char *command, df_status st)
 {
@@ -401,6 +618,9 @@ static int cmd_train(int argc, char **argv)
         {"lr", CLI_FLOAT, &o.lr, "peak learning rate (AdamW, betas 0.9/0.99)", 1e-9, 10, NULL},
         {"min-lr", CLI_FLOAT, &o.min_lr, "the cosine decay's floor (below --lr)", 0, 10, NULL},
         {"warmup-iters", CLI_INT, &o.warmup_iters, "linear warm-up steps", 0, 1e9, NULL},
+        {"dropout", CLI_FLOAT, &o.model.dropout,
+         "dropout rate after the embeddings and each residual projection, training only (not on the attention "
+         "matrix, which the fused attention never forms)", 0, 0.999, NULL},
         {"weight-decay", CLI_FLOAT, &o.weight_decay, "AdamW decay of matrices and embeddings", 0, 10, NULL},
         {"seed", CLI_U64, &o.model.seed, "initialisation and batch order", 0, 0, NULL},
         {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "ckpt_N and losses.csv go here", 0, 0, NULL},
@@ -426,6 +646,10 @@ static int cmd_sample(int argc, char **argv)
         {"length", CLI_INT, &o.length, "characters to generate", 0, 1e8, NULL},
         {"start", CLI_STRING, &o.start, "text to start from", 0, 0, NULL},
         {"temperature", CLI_FLOAT, &o.temperature, "softmax temperature (0: always the likeliest)", 0, 100, NULL},
+        {"top-k", CLI_INT, &o.top_k, "draw from the k likeliest characters only (0: all)", 0, CR_MAX_VOCAB, NULL},
+        {"keep", CLI_INT, &o.keep,
+         "when the context fills the block, the KV cache restarts from the last KEEP characters "
+         "(-1: block/2; block-1: nanoGPT's crop at every step, block steps per character)", -1, 4095, NULL},
         {"seed", CLI_U64, &o.model.seed, "sampling seed", 0, 0, NULL},
         {"threads", CLI_INT, &o.threads, "kernel threads (0: OpenMP's default)", 0, 1024, NULL},
     };
@@ -447,6 +671,40 @@ static int cmd_summary(int argc, char **argv)
     return report("summary", st);
 }
 
+static int cmd_bench(int argc, char **argv)
+{
+    opts o = defaults();
+    o.iters = 20, o.warmup = 3;
+    cli_flag flags[] = {
+        MODEL_FLAGS(o),
+        {"iters", CLI_INT, &o.iters, "timed training steps (their median is ms_per_iter)", 1, 1e6, NULL},
+        {"warmup", CLI_INT, &o.warmup, "untimed steps first (tracing, first touches)", 0, 1e6, NULL},
+        {"dropout", CLI_FLOAT, &o.model.dropout, "as char-gpt train", 0, 0.999, NULL},
+        {"length", CLI_INT, &o.length, "characters sampled at batch 1 for ms_per_char", 0, 1e8, NULL},
+        {"keep", CLI_INT, &o.keep, "as char-gpt sample", -1, 4095, NULL},
+        {"profile", CLI_BOOL, &o.profile, "time per op of the timed training steps, on stderr", 0, 0, NULL},
+        {"seed", CLI_U64, &o.model.seed, "initialisation, batches and sampling", 0, 0, NULL},
+    };
+    int rc = parse("char-gpt bench", "char-gpt bench [flags]", flags, N(flags), argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : 2;
+    return report("bench", bench(&o));
+}
+
+static int cmd_grads(int argc, char **argv)
+{
+    opts o = defaults();
+    o.out_dir = ".";
+    cli_flag flags[] = {
+        MODEL_FLAGS(o),
+        {"seed", CLI_U64, &o.model.seed, "initialisation and the batch", 0, 0, NULL},
+        {"out", CLI_STRING, &o.out_dir, "an existing directory for manifest.txt and the .bin files", 0, 0, NULL},
+    };
+    int rc = parse("char-gpt grads", "char-gpt grads [flags]: the initial weights plus noise, one training batch, its loss and every gradient, as files",
+                   flags, N(flags), argc, argv, &o);
+    if (rc) return rc == 1 ? 0 : 2;
+    return report("grads", grads(&o));
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -456,6 +714,8 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
     if (!strcmp(argv[1], "summary")) return cmd_summary(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "grads")) return cmd_grads(argc - 2, argv + 2);
     fprintf(stderr, "char-gpt: unknown command '%s'; %s\n", argv[1], usage_text);
     return 2;
 }
