@@ -94,6 +94,7 @@ enum {
     DF_OP_FUSED = 1 << 6,         /* runs the df_fused_program in n->pa: what fusion makes a chain into */
     DF_OP_ELEMENTWISE = 1 << 7,   /* output element i reads only element i of each input of its size
                                    * (and scalars): may compute into such an input's buffer */
+    DF_OP_LEAF = 1 << 8,          /* takes no inputs (placeholder, variable, constant) */
 };
 
 /* What one node costs, for dagflow-bench (tools/dagflow_bench.c): floating-
@@ -181,7 +182,7 @@ struct df_op_def {
      * 0 counts as 1. Raise it when attributes change. */
     int version;
     /* How many inputs the op's constructors give it (elementwise ops: their
-     * table's arity; source ops: 0 and 0). Saved graphs refuse other counts
+     * table's arity; DF_OP_LEAF ops none). Saved graphs refuse other counts
      * rather than let infer read inputs that are not there. */
     int min_inputs, max_inputs;
     /* How the attribute struct is written into a saved graph (pointers are

@@ -62,6 +62,7 @@ static df_status assign_at_forward(df_node *n)
 const df_op_def df_op_assign_at = {
     .name = "assign_at", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = assign_at_infer, .forward = assign_at_forward, .attrs_size = sizeof(assign_at_attrs),
+    .min_inputs = 2, .max_inputs = 2, .attrs_kind = DF_ATTRS_VARIABLE,
     .no_gradcheck = "no gradient: writes a variable (tests/test_chargpt.c, suite assign_at)",
 };
 

@@ -30,7 +30,7 @@ static df_status constant_infer(df_node *n)
 }
 
 const df_op_def df_op_constant = {
-    .name = "constant", .flags = DF_OP_EXTERNAL | DF_OP_CONSTANT, .infer = constant_infer,
+    .name = "constant", .flags = DF_OP_EXTERNAL | DF_OP_CONSTANT | DF_OP_LEAF, .infer = constant_infer,
     .attrs_size = sizeof(constant_attrs),
     .no_gradcheck = "leaf: no inputs to differentiate",
     .min_inputs = 0, .max_inputs = 0, .attrs_kind = DF_ATTRS_CONSTANT,

@@ -32,7 +32,7 @@ static df_status placeholder_infer(df_node *n)
 }
 
 const df_op_def df_op_placeholder = {
-    .name = "placeholder", .flags = DF_OP_INPUT, .infer = placeholder_infer,
+    .name = "placeholder", .flags = DF_OP_INPUT | DF_OP_LEAF, .infer = placeholder_infer,
     .attrs_size = sizeof(placeholder_attrs),
     .no_gradcheck = "leaf: fed by the caller, no inputs to differentiate",
     .min_inputs = 0, .max_inputs = 0,

@@ -35,10 +35,10 @@ df_op_attrs_kind df_op_attrs_kind_of(const df_op_def *op, uint32_t *bool_mask)
 
 bool df_op_takes_inputs(const df_op_def *op, int n_in, bool *declared)
 {
-    bool source = op->flags & (DF_OP_INPUT | DF_OP_EXTERNAL | DF_OP_CONSTANT);
     *declared = true;
     if (op->elementwise) return n_in == df_ew_arity(op->elementwise);
-    if (op->max_inputs == 0 && !source) {
+    if (op->flags & DF_OP_LEAF) return n_in == 0;
+    if (op->max_inputs == 0) {
         *declared = false;
         return false;
     }

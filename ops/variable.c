@@ -21,7 +21,7 @@ static df_status variable_infer(df_node *n)
  * function of inputs and attributes (df_var already makes one read node per
  * variable). */
 const df_op_def df_op_variable = {
-    .name = "variable", .flags = DF_OP_EXTERNAL | DF_OP_NO_CSE, .infer = variable_infer,
+    .name = "variable", .flags = DF_OP_EXTERNAL | DF_OP_NO_CSE | DF_OP_LEAF, .infer = variable_infer,
     .attrs_size = sizeof(variable_attrs),
     .no_gradcheck = "leaf: no inputs to differentiate",
     .min_inputs = 0, .max_inputs = 0, .attrs_kind = DF_ATTRS_VARIABLE,
