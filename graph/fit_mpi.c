@@ -9,6 +9,7 @@
  * should end, e.g. with MPI_Abort). */
 #ifdef DF_WITH_MPI
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -130,6 +131,18 @@ static df_status broadcast(void *user, void **data, size_t *len)
     return DF_OK;
 }
 
+static df_status gather(void *user, const void *mine, size_t len, void *all)
+{
+    fit_mpi *m = user;
+    if (m->broken) return still_broken(m);
+    if (len > INT_MAX) return df_error(DF_ERR_ARG, "df_fit_mpi_comm: gather of %zu bytes a rank (at most %d)", len, INT_MAX);
+    MPI_Request req;
+    int rc = MPI_Igather(mine, (int)len, MPI_BYTE, all, (int)len, MPI_BYTE, 0, m->mpi, &req);
+    return finish(m, rc, &req, "gathering the ranks' variables");
+}
+
+bool df_fit_mpi_comm_broken(const df_fit_comm *comm) { return comm && ((const fit_mpi *)comm)->broken != DF_OK; }
+
 df_fit_comm *df_fit_mpi_comm(MPI_Comm comm, double timeout)
 {
     int init = 0, fin = 0;
@@ -164,6 +177,7 @@ df_fit_comm *df_fit_mpi_comm(MPI_Comm comm, double timeout)
     m->comm.sum = sum;
     m->comm.agree = agree;
     m->comm.broadcast = broadcast;
+    m->comm.gather = gather;
     m->comm.user = m;
     m->timeout = timeout;
     return &m->comm;

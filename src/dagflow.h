@@ -776,10 +776,23 @@ typedef struct df_fit_logs {
     float learning_rate;
 } df_fit_logs;
 
+/* What df_fit reports after each step, to on_step. */
+typedef struct df_fit_step_logs {
+    int epoch;                /* 1-based */
+    int64_t batch;            /* 0-based index of the step in its epoch */
+    int64_t step;             /* optimizer steps taken in the whole run, this one included */
+    double loss;              /* this step's (with comm: the mean over the ranks) */
+    bool last;                /* the last step of the epoch (steps_per_epoch reached, or a stop
+                               * request; with steps_per_epoch 0 the end of the data shows only
+                               * at the next fetch, so it is then false) */
+} df_fit_step_logs;
+
 typedef enum df_fit_progress {
     DF_FIT_PROGRESS_AUTO = 0,  /* Keras' bar on a terminal, ten lines an epoch otherwise */
     DF_FIT_PROGRESS_EPOCH = 1, /* one line per epoch */
-    DF_FIT_PROGRESS_NONE = 2
+    DF_FIT_PROGRESS_NONE = 2,
+    DF_FIT_PROGRESS_MESSAGES = 3 /* no bar or epoch lines, only the messages (resumed, val_loss,
+                                  * saved, interrupted): for an on_step hook that prints its own */
 } df_fit_progress;
 
 /* The ranks of a data-parallel run (src/dagflow_mpi.h makes one for MPI:
@@ -817,8 +830,13 @@ typedef struct df_fit_comm {
     /* Rank 0's *len bytes at *data reach every rank: on the others *data
      * becomes a malloc'd copy (the caller frees it) and *len its length. */
     df_status (*broadcast)(void *user, void **data, size_t *len);
+    /* For rank_variables: the bytes at mine of every rank (len each) reach
+     * rank 0 in rank order, at all (size * len bytes); all is NULL elsewhere. */
+    df_status (*gather)(void *user, const void *mine, size_t len, void *all);
     void *user;
 } df_fit_comm;
+
+typedef struct df_fit_history df_fit_history;
 
 /* All-zero fields take the defaults in brackets. */
 typedef struct df_fit_options {
@@ -828,6 +846,13 @@ typedef struct df_fit_options {
     df_optimizer *optimizer;      /* its slots and step go into checkpoints; schedules set its rate */
     int n_variables;              /* what checkpoints hold by name: weights, and the */
     df_variable *const *variables;/* recurrent state of a stateful model */
+    /* With comm, variables that differ per rank: the carried recurrent state of this rank's
+     * rows of the batch. A checkpoint holds their concatenation over the ranks along axis 0
+     * (each rank's shape alike; comm->gather required), and a resume gives each rank its
+     * rows back, so a checkpoint does not depend on the number of ranks. One process: as
+     * variables. They are not in check_weights' hash. */
+    int n_rank_variables;
+    df_variable *const *rank_variables;
     df_fit_data train;            /* required */
     df_fit_data validation;       /* optional (next NULL: none) */
     int epochs;                   /* [1] */
@@ -848,16 +873,22 @@ typedef struct df_fit_options {
     FILE *out;                    /* [stdout] progress and messages */
     const df_fit_comm *comm;      /* [NULL: one process] data parallel over these ranks */
     bool check_weights;           /* with comm: after each epoch the checkpointed variables must hash
-                                   * (XXH64) alike on every rank, else DF_ERR_STATE listing the hashes */
+                                   * (XXH64) alike on every rank, else DF_ERR_STATE listing the hashes;
+                                   * rank 0 prints "Weights XXH64 <hash> on all N ranks" unless progress NONE */
     /* Hooks, each optional, each given user: */
     void (*reset_states)(void *user);                 /* at each epoch start and around validation */
     df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. config, vocabulary */
     df_status (*restore_extra)(void *user, const df_checkpoint *ck); /* check they match this run */
     df_status (*on_epoch_end)(void *user, const df_fit_logs *logs); /* non-OK ends fit with it */
+    df_status (*on_step)(void *user, const df_fit_step_logs *logs); /* after each step, every rank */
+    /* After a resume restored everything, on every rank: may change what a resumed run may
+     * change (e.g. the optimizer's rate) and write into note (cap bytes) what df_fit adds to
+     * its "Resumed from <path> (N epochs done, step S<note>)" line, e.g. ", learning rate 0.01". */
+    df_status (*on_resume)(void *user, const df_fit_history *h, char *note, size_t cap);
     void *user;
 } df_fit_options;
 
-typedef struct df_fit_history {
+struct df_fit_history {
     int epochs_done;          /* complete epochs, counting those of a resumed run */
     int64_t steps;            /* optimizer steps of the whole run */
     int64_t epoch_step;       /* steps into the next epoch when stopped inside one */
@@ -865,7 +896,7 @@ typedef struct df_fit_history {
     double best;              /* best monitored loss (val_loss, or loss without validation) */
     bool resumed, interrupted, stopped_early;
     char last_checkpoint[512];/* path of the last checkpoint written or read ("" if none) */
-} df_fit_history;
+};
 
 /* Runs the loop. Errors from the step, the data source or a hook end it with
  * that status (the message names where); bad options are DF_ERR_ARG naming

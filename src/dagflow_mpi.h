@@ -96,6 +96,9 @@ df_node *df_allreduce_gradient(df_graph *g, df_node *grad, void *opts);
  * end the job (MPI_Abort). NULL on error: MPI not initialised or finalised,
  * MPI_COMM_NULL, a negative or infinite timeout (df_last_error says which). */
 df_fit_comm *df_fit_mpi_comm(MPI_Comm comm, double timeout);
+/* Whether a collective of comm failed or timed out: the communicator is then
+ * unusable and the job should end (MPI_Abort), as MPI_Finalize may wait forever. */
+bool df_fit_mpi_comm_broken(const df_fit_comm *comm);
 /* Frees it (MPI_Comm_free of the duplicate), before MPI_Finalize. NULL is a no-op. */
 void df_fit_mpi_comm_free(df_fit_comm *comm);
 
