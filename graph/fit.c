@@ -51,6 +51,7 @@ typedef struct fit_run {
     float base_lr;
     df_fit_history *h;
     int wait;                     /* epochs without improvement */
+    double epoch_sum;             /* the losses of an epoch stopped inside, for its mean after a resume */
     FILE *csv;
     int lock_fd;                  /* the checkpoint directory's lock (leader), or -1 */
     df_tensor inputs[FIT_MAX_INPUTS];
@@ -352,8 +353,8 @@ static df_status claim_directory(fit_run *r)
 static int format_progress(const fit_run *r, char *buf, size_t cap)
 {
     const df_fit_history *h = r->h;
-    return snprintf(buf, cap, "epoch=%d\nstep=%" PRId64 "\nepoch_step=%" PRId64 "\nbest=%.17g\nwait=%d\n",
-                    h->epochs_done, h->steps, h->epoch_step, h->best, r->wait);
+    return snprintf(buf, cap, "epoch=%d\nstep=%" PRId64 "\nepoch_step=%" PRId64 "\nbest=%.17g\nwait=%d\nepoch_loss_sum=%.17g\n",
+                    h->epochs_done, h->steps, h->epoch_step, h->best, r->wait, h->epoch_step ? r->epoch_sum : 0);
 }
 
 static df_status parse_progress(fit_run *r, const void *data, size_t len)
@@ -363,15 +364,20 @@ static df_status parse_progress(fit_run *r, const void *data, size_t len)
     memcpy(buf, data, len);
     buf[len] = 0;
     df_fit_history *h = r->h;
-    char best[64];
-    int used = 0;
+    char best[64], sum[64] = "0";
+    int used = 0, more = 0;
     if (sscanf(buf, "epoch=%d\nstep=%" SCNd64 "\nepoch_step=%" SCNd64 "\nbest=%63[^\n]\nwait=%d\n%n", &h->epochs_done,
                &h->steps, &h->epoch_step, best, &r->wait, &used) != 5 ||
-        (size_t)used != len || h->epochs_done < 0 || h->steps < 0 || h->epoch_step < 0 || r->wait < 0)
+        h->epochs_done < 0 || h->steps < 0 || h->epoch_step < 0 || r->wait < 0)
         return df_error(DF_ERR_FORMAT, "bad %s record", FIT_PROGRESS_KEY);
-    char *end;
+    /* the epoch's loss sum came later: records without it are read as 0 */
+    if ((size_t)used < len && sscanf(buf + used, "epoch_loss_sum=%63[^\n]\n%n", sum, &more) == 1) used += more;
+    if ((size_t)used != len) return df_error(DF_ERR_FORMAT, "bad %s record", FIT_PROGRESS_KEY);
+    char *end, *end_sum;
     h->best = strtod(best, &end);
-    if (*end || isnan(h->best)) return df_error(DF_ERR_FORMAT, "bad %s record (best %s)", FIT_PROGRESS_KEY, best);
+    r->epoch_sum = strtod(sum, &end_sum);
+    if (*end || isnan(h->best) || *end_sum || !isfinite(r->epoch_sum))
+        return df_error(DF_ERR_FORMAT, "bad %s record (best %s, epoch_loss_sum %s)", FIT_PROGRESS_KEY, best, sum);
     return DF_OK;
 }
 
@@ -882,7 +888,8 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
     }
     h->epoch_step = 0;
     if (r->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "Epoch %d/%d\n", epoch + 1, r->epochs);
-    double start = now_seconds(), sum = 0;
+    /* a resumed epoch's mean counts the steps before the stop too */
+    double start = now_seconds(), sum = first ? r->epoch_sum : 0;
     df_status st = DF_OK;        /* a CSV row rank 0 could not write: every rank learns at the next sync */
     for (int64_t i = first; total == 0 || i < total; i++) {
         if (df_lr_schedule_active(&o->schedule))
@@ -901,7 +908,8 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
             df_fit_step_logs logs = {epoch + 1, i, h->steps, loss, (total > 0 && i + 1 == total) || stop};
             st = o->on_step(o->user, &logs);
         }
-        if (show_progress(r, i + 1, total, now_seconds() - start, sum / (double)ran, i + 1 == total)) shown = i + 1;
+        if (show_progress(r, i + 1, total, now_seconds() - start, sum / (double)(first + ran), i + 1 == total))
+            shown = i + 1;
         if (stop && (total == 0 || i + 1 < total)) {
             if (r->tty && r->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "\n");
             h->epoch_step = i + 1;
@@ -910,8 +918,9 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
     }
     int64_t done = first + ran;
     if (st == DF_OK && total == 0 && ran > 0 && h->epoch_step == 0 && shown != done)   /* the source ended the epoch */
-        show_progress(r, done, done, now_seconds() - start, sum / (double)ran, true);
-    *mean_loss = ran ? sum / (double)ran : NAN;
+        show_progress(r, done, done, now_seconds() - start, sum / (double)done, true);
+    *mean_loss = done ? sum / (double)done : NAN;
+    r->epoch_sum = sum;
     return sync_ranks(r, st, NULL, 0);
 }
 

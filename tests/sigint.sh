@@ -137,12 +137,13 @@ else
 fi
 
 # ----------------------------------------------------------- two SIGINTs
-# The same run again into F/: a finished interrupt would replace F/ckpt_1.
+# The same run resumed in F/ (a new one would be refused: F holds a run): a
+# finished interrupt would replace F/ckpt_1.
 # The second Ctrl-C comes as soon as the first has been handled, while the
 # run finishes its step or writes its checkpoint.
 if [ -s F/ckpt_1 ]; then
     before=$(cksum < F/ckpt_1)
-    if start_train f2.out f2.err "$progress" $fit --epochs 1000000 --checkpoint-dir F; then
+    if start_train f2.out f2.err "$progress" $fit --epochs 1000000 --checkpoint-dir F --resume; then
         kill -INT "$pid"
         if wait_for "$handled" f2.err; then
             kill -INT "$pid"

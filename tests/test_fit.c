@@ -1065,3 +1065,51 @@ Test(fit, on_resume_may_change_the_rate_and_adds_its_note)
     cr_expect_eq(m.train.calls, 0, "no step after a refused resume");
     toy_free(&m);
 }
+
+static unsigned char *file_bytes(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    unsigned char *buf = malloc(1 << 16);
+    *len = fread(buf, 1, 1 << 16, f);
+    fclose(f);
+    return buf;
+}
+
+Test(fit, an_epoch_resumed_from_inside_has_the_uninterrupted_mean_loss_and_checkpoint)
+{
+    char straight[128], stopped[128];
+    snprintf(straight, sizeof straight, "%s", in_dir("straight"));
+    snprintf(stopped, sizeof stopped, "%s", in_dir("stopped"));
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    o.checkpoint_dir = straight;
+    df_fit_history ref, h;
+    cr_assert_eq(df_fit(&o, &ref), DF_OK, "%s", df_last_error());
+    toy_free(&m);
+
+    toy_init(&m, 0.5f, 0.05f);
+    o = toy_options(&m, 1);
+    o.checkpoint_dir = stopped;
+    m.train.stop_at_call = 3;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_assert(h.interrupted && h.epoch_step == 3);
+    toy_free(&m);
+    toy_init(&m, 0.5f, 0.05f);
+    o = toy_options(&m, 1);
+    o.checkpoint_dir = stopped;
+    o.resume = true;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect_eq(h.loss, ref.loss, "the epoch's mean over all its steps: %.17g vs %.17g", h.loss, ref.loss);
+    cr_expect_eq(h.best, ref.best);
+    toy_free(&m);
+    size_t la, lb;
+    char pa[160], pb[160];
+    snprintf(pa, sizeof pa, "%s/ckpt_1", straight);
+    snprintf(pb, sizeof pb, "%s/ckpt_1", stopped);
+    unsigned char *a = file_bytes(pa, &la), *b = file_bytes(pb, &lb);
+    cr_expect(la == lb && memcmp(a, b, la) == 0, "ckpt_1 of the resumed run differs from the straight run's");
+    free(a);
+    free(b);
+}

@@ -1,6 +1,7 @@
 /* model.c — variables, the forward graph and the traced step functions. */
 #include <math.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include "model.h"
 
@@ -332,6 +333,19 @@ df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, floa
 df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits)
 {
     return call(m, &m->logits_fn, "logits", build_logits, x, 1, logits);
+}
+
+df_function *cr_model_function(cr_model *m, const char *which)
+{
+    static const struct { const char *which, *name; df_build_fn build; size_t at; } fns[] = {
+        {"fit", "fit_step", build_fit_step, offsetof(cr_model, fit_step)},
+        {"custom", "train_step", build_custom_step, offsetof(cr_model, custom_step)},
+        {"eval", "eval_step", build_eval_step, offsetof(cr_model, eval_step)}};
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        df_function **fn = (df_function **)((char *)m + fns[i].at);
+        if (!strcmp(which, fns[i].which)) return *fn ? *fn : (*fn = df_function_new(fns[i].name, fns[i].build, m));
+    }
+    return NULL;
 }
 
 static df_function *function_named(const cr_model *m, const char *which)

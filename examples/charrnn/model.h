@@ -108,6 +108,10 @@ df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, floa
 /* Forward only: x (B,T) -> logits (B,T,V) view (valid until the next call);
  * carries the main state of batch size B. */
 df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits);
+/* The fit step, the custom train_step or the eval step ("fit", "custom",
+ * "eval") as a df_function (created on first use), for df_fit: inputs x, y
+ * (B,T) i32, first output the loss. */
+df_function *cr_model_function(cr_model *m, const char *which);
 /* How many traces each function made so far. */
 int cr_trace_count(const cr_model *m, const char *which);
 /* The graph of a traced function ("fit", "custom", "eval", "logits") or NULL. */

@@ -12,7 +12,7 @@ typedef struct cr_train_opts {
     float learning_rate, val_fraction;
     uint64_t seed;
     cr_batching batching;
-    bool resume, custom_loop, profile;
+    bool resume, overwrite, custom_loop, profile;
     /* cell, layers, dropout, optimizer and schedule (zero: the tutorial's) */
     cr_cell cell;
     int layers;
@@ -25,7 +25,8 @@ typedef struct cr_train_opts {
 /* Sets the tutorial's defaults. */
 void cr_train_defaults(cr_train_opts *o);
 df_status cr_train(const cr_train_opts *o);
-/* Set by the SIGINT handler: finish the step, checkpoint, stop. */
+/* Set before or during a run: stop after the next step with a checkpoint
+ * (df_fit_request_stop; signals reach df_fit directly). */
 extern volatile int cr_stop_requested;
 
 #endif
