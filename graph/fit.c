@@ -348,6 +348,35 @@ static df_status claim_directory(fit_run *r)
     return for_each_checkpoint_file(dir, false, unlink);
 }
 
+/* A resume rewrites the CSV through "<csv>.tmp.<pid>": such a file whose
+ * process is gone is a leftover of a run killed while trimming. */
+static df_status remove_stale_csv_temps(const char *csv)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", csv);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : csv;
+    if (slash) *slash = 0;
+    size_t n = strlen(base);
+    DIR *d = opendir(slash ? (*dir ? dir : "/") : ".");
+    if (!d) return DF_OK;              /* no directory yet: nothing left over */
+    df_status st = DF_OK;
+    for (struct dirent *e; st == DF_OK && (e = readdir(d));) {
+        const char *pid = e->d_name + n + 5;
+        if (strncmp(e->d_name, base, n) != 0 || strncmp(e->d_name + n, ".tmp.", 5) != 0 || !isdigit((unsigned char)*pid))
+            continue;
+        char *end;
+        long holder = strtol(pid, &end, 10);
+        if (*end || (kill((pid_t)holder, 0) == 0 || errno != ESRCH)) continue;    /* not a pid, or alive */
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", slash ? (*dir ? dir : "") : ".", e->d_name);
+        if (unlink(full) != 0 && errno != ENOENT)
+            st = df_error(DF_ERR_IO, "df_fit: cannot remove %s: %s", full, strerror(errno));
+    }
+    closedir(d);
+    return st;
+}
+
 /* ---------------------------------------------------------- progress */
 
 static int format_progress(const fit_run *r, char *buf, size_t cap)
@@ -1052,6 +1081,7 @@ static df_status prepare(fit_run *r)
         if (o->checkpoint_dir) st = make_dirs(o->checkpoint_dir);
         if (st == DF_OK && o->checkpoint_dir) st = claim_directory(r);
         if (st == DF_OK && o->csv_path) st = check_writable(o->csv_path, "CSV log");
+        if (st == DF_OK && o->csv_path) st = remove_stale_csv_temps(o->csv_path);
         if (st == DF_OK && o->plot_path) st = check_writable(o->plot_path, "loss curve");
     }
     if ((st = sync_ranks(r, st, NULL, 0)) != DF_OK) return st;

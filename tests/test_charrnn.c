@@ -1945,3 +1945,47 @@ Test(cells_resume, configs_without_new_keys_and_bad_values, .init = make_tmpdir,
         free(v);
     }
 }
+
+/* A checkpoint of the char-rnn before df_fit (format 1): no "format" line,
+ * a "progress" blob. */
+static void write_format_1(const char *path, const cr_vocab *vocab)
+{
+    char config[256], utf8[CR_MAX_VOCAB * 4];
+    snprintf(config, sizeof config, "vocab=%d\nembed=8\nhidden=16\nseq=16\nbatch=4\nbatching=shuffle\n"
+             "learning_rate=0.01\nseed=5\n", vocab->size);
+    size_t n = cr_vocab_to_utf8(vocab, utf8, sizeof utf8);
+    df_checkpoint *ck = df_checkpoint_new();
+    assert_ok(df_checkpoint_put_blob(ck, "config", config, strlen(config)));
+    assert_ok(df_checkpoint_put_blob(ck, "vocab", utf8, n));
+    assert_ok(df_checkpoint_put_blob(ck, "progress", "epoch=1\nstep=6\nepoch_step=0\n", 27));
+    assert_ok(df_checkpoint_write(ck, path));
+    df_checkpoint_free(ck);
+}
+
+Test(resume, a_checkpoint_of_an_older_format_is_refused_saying_so)
+{
+    char corpus[256], dir[256], path[256];
+    size_t len;
+    char *text = make_corpus(12000, &len);
+    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
+    free(text);
+    cr_text t;
+    assert_ok(cr_text_load(corpus, &t));
+    mkdir(in_tmp(dir, sizeof dir, "old"), 0777);
+    write_format_1(in_tmp(path, sizeof path, "old/ckpt_1"), &t.vocab);
+    cr_text_free(&t);
+    cr_train_opts o;
+    train_opts(&o, corpus, dir, 2);
+    o.resume = true;
+    int saved = stdout_to(in_tmp(path, sizeof path, "old.log"));
+    df_status st = cr_train(&o);
+    stdout_back(saved);
+    cr_expect_eq(st, DF_ERR_FORMAT, "%s", df_last_error());
+    cr_expect_not_null(strstr(df_last_error(), "ckpt_1: written by an older char-rnn (checkpoint format 1, this one "
+                                               "reads 2): retrain, or resume it with the char-rnn of dagflow 0.1.0"),
+                       "%s", df_last_error());
+    cr_run_config rc;
+    cr_vocab *v = malloc(sizeof *v);
+    assert_ok(cr_peek_run(in_tmp(path, sizeof path, "old/ckpt_1"), &rc, v));   /* sampling still reads its config */
+    free(v);
+}
