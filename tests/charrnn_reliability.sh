@@ -75,9 +75,13 @@ check "temp files of dead writes are removed at start (left: $(ls D | grep tmp |
 "$bin" train $flags --epochs 2 --checkpoint-dir C > c1.out 2>&1
 cp C/losses.csv straight.csv
 rm C/ckpt_2                   # as if killed after epoch 2's rows, before its checkpoint
+: > C/losses.csv.tmp.999999   # a resume killed while it rewrote the CSV (no such process)
+: > C/losses.csv.tmp.$$       # one of a live process (this shell): not ours to remove
 "$bin" train $flags --epochs 2 --checkpoint-dir C --resume > c2.out 2>&1
 csv_once() { trained C/losses.csv 40 && cmp -s C/losses.csv straight.csv; }
 check "resume keeps each step once in the CSV (40 rows, the straight run's)" csv_once
+check "the CSV temp file of a dead process is removed, a live one's kept" \
+    sh -c '[ ! -e C/losses.csv.tmp.999999 ] && [ -e C/losses.csv.tmp.$1 ]' sh $$
 
 # ------------------------------------------- --resume on an empty directory
 "$bin" train $flags --epochs 1 --checkpoint-dir E --resume > e.out 2> e.err
