@@ -799,6 +799,16 @@ static void fit_rank_variables(df_fit_comm *comm)
     CHECK(rows[0] == rank * 10 && rows[1] == rank * 10 + 1, "rank %d resumed with %g %g", rank, rows[0], rows[1]);
     fit_toy_free(&m);
     df_variable_free(state);
+    /* shapes that differ between the ranks: both fail, before any gather */
+    fit_toy_init(&m, 0.5f, true);
+    state = df_variable_new("state/h", DF_F32, 2, (int64_t[]){2 + rank, 1}, df_init_zeros(), NULL);
+    o = fit_resumable(&m, 1, comm, NULL, "rankvars2");
+    o.n_rank_variables = 1;
+    o.rank_variables = &state;
+    o.progress = DF_FIT_PROGRESS_NONE;
+    CHECK_ERROR(df_fit(&o, NULL), DF_ERR_SHAPE, "rank_variables[0] (state/h) has another size on some rank");
+    fit_toy_free(&m);
+    df_variable_free(state);
     section("df_fit: rank_variables are checkpointed as both ranks' rows and each rank resumes with its own");
 }
 
