@@ -38,7 +38,10 @@
  * batch, so with equal shards the loss curve is one process's with the
  * whole batch. The data source's save records what the ranks share (the
  * position, the shuffle's RNG), not this rank's rows: on resume every rank
- * restores rank 0's record. Per step df_fit adds two small all-reduces (one
+ * restores rank 0's record. What does differ per rank, the carried state of
+ * a stateful RNN's rows, goes in df_fit_options.rank_variables: a checkpoint
+ * holds every rank's rows (gathered to rank 0) and each rank resumes with
+ * its own. Per step df_fit adds two small all-reduces (one
  * after fetching the batch, so that a data source failing on one rank stops
  * every rank before the gradient all-reduce; one after the step, for the
  * mean loss and any stop request). A train step that fails on one rank
