@@ -108,6 +108,17 @@ check "--resume with more --epochs trains them" sh -c 'grep -q "^Epoch 3/3" r2.o
 "$bin" train $flags --epochs 4 --val 0.1 --learning-rate 0.002 --checkpoint-dir R --resume > r3.out 2>&1
 check "the applied rate is the run's from then on" has r3.out "learning rate 0.002 from the checkpoint)"
 
+# ------------------------------------------------------ writes are checked
+expect_error "an unwritable --plot fails before the first step" "cannot write the loss curve /nonexistent/x.svg" \
+    "$bin" train $flags --epochs 1 --checkpoint-dir P --plot /nonexistent/x.svg
+check "... and trained nothing" [ ! -e P/ckpt_1 ]
+if [ -w /dev/full ]; then
+    expect_error "a CSV that cannot be written (/dev/full) is an error" "cannot write the CSV log /dev/full" \
+        "$bin" train $flags --epochs 1 --checkpoint-dir F --csv /dev/full --plot ''
+else
+    echo "skip: /dev/full is not writable here"
+fi
+
 # ------------------------------------------------ flags that do not apply
 expect_error "--reset-after with --cell lstm is refused" "--reset-after applies to --cell gru only" \
     "$bin" train $flags --reset-after false --checkpoint-dir X

@@ -243,6 +243,7 @@ static df_status fit(run *r)
         .reset_states = reset_states, .save_extra = save_extra, .restore_extra = restore_extra, .on_step = on_step,
         .on_resume = on_resume, .user = r};
     if (!f.train_step || !f.eval_step) return DF_ERR_NOMEM;
+    if (cr_dist_size() > 1 && !f.comm) return DF_ERR_STATE;   /* df_fit_mpi_comm failed: its message */
     return df_fit(&f, NULL);
 }
 
