@@ -81,7 +81,9 @@ static void on_stop_signal(int sig)
     }
     stop_requested = 1;
     static const char msg[] = "\nInterrupt: finishing this step and writing a checkpoint (again to quit now)\n";
-    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    static const char ctrl_c[] = "\nInterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit now)\n";
+    ssize_t ignored = sig == SIGINT ? write(STDERR_FILENO, ctrl_c, sizeof ctrl_c - 1)
+                                    : write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)ignored;
 }
 
@@ -885,6 +887,7 @@ static df_status train_one(fit_run *r, double *loss)
     const df_fit_options *o = r->o;
     df_tensor out;
     df_status st = df_function_call(o->train_step, r->inputs, o->n_inputs, &out, 1);
+    if (st != DF_OK && r->comm && r->comm->abort) r->comm->abort(r->comm->user, st);   /* peers may be in its all-reduce */
     return st == DF_OK ? scalar_loss(&out, "train_step", loss) : st;
 }
 
@@ -1042,6 +1045,7 @@ static df_status train_epochs(fit_run *r)
     for (int epoch = h->epochs_done; epoch < r->epochs; epoch++) {
         double start = now_seconds();
         df_status st = run_epoch(r, epoch, &h->loss);
+        if (st == DF_OK) st = check_same_weights(r, epoch);   /* the trained weights, before validation's lines */
         bool partial = h->epoch_step > 0, early = false, stop = false;
         if (st == DF_OK && !partial) {
             h->epochs_done = epoch + 1;
@@ -1049,15 +1053,16 @@ static df_status train_epochs(fit_run *r)
             print_epoch_line(r, epoch, now_seconds() - start);
         }
         if (st == DF_OK) st = agree_on_epoch(r, &stop);
-        if (st == DF_OK) st = check_same_weights(r, epoch);
         if (st != DF_OK) return st;
         bool last = epoch + 1 == r->epochs || stop || early;
         if (o->checkpoint_dir && (last || (epoch + 1) % r->every == 0) && (st = save_checkpoint(r)) != DF_OK) return st;
         if (stop) {
             h->interrupted = true;
             if (r->progress != DF_FIT_PROGRESS_NONE)
-                fprintf(r->out, "Interrupted: stopped after step %" PRId64 "%s\n", h->steps,
-                        o->checkpoint_dir ? " with a checkpoint; resume continues from there" : "");
+                fprintf(r->out, "Interrupted: stopped after step %" PRId64 "%s%s%s\n", h->steps,
+                        o->checkpoint_dir ? " with a checkpoint; " : "",
+                        o->checkpoint_dir ? (o->resume_flag ? o->resume_flag : "resume") : "",
+                        o->checkpoint_dir ? " continues from there" : "");
             break;
         }
         if (early) {

@@ -833,6 +833,11 @@ typedef struct df_fit_comm {
     /* For rank_variables: the bytes at mine of every rank (len each) reach
      * rank 0 in rank order, at all (size * len bytes); all is NULL elsewhere. */
     df_status (*gather)(void *user, const void *mine, size_t len, void *all);
+    /* Optional: called when the train step itself failed on this rank (st, df_last_error
+     * says why). The other ranks may be waiting inside the step's own collective (the
+     * gradient all-reduce), which no agree can reach, so it should print the error and end
+     * the job (df_fit_mpi_comm's: MPI_Abort). NULL: df_fit returns the error on this rank. */
+    void (*abort)(void *user, df_status st);
     void *user;
 } df_fit_comm;
 
@@ -862,6 +867,8 @@ typedef struct df_fit_options {
     const char *checkpoint_dir;   /* [NULL: no checkpoints] <dir>/ckpt_<epoch>, created (mkdir -p) up front */
     int checkpoint_every;         /* [1] epochs; the last epoch and a stop always checkpoint */
     bool resume;                  /* continue from the latest ckpt_N in checkpoint_dir (none yet: a new run) */
+    const char *resume_flag;      /* ["resume"] what a stop's "Interrupted: ..." line says continues the
+                                   * run, e.g. the program's "--resume" */
     bool overwrite;               /* a new run may replace the checkpoints of another run in checkpoint_dir */
     const char *csv_path;         /* [NULL] epoch,step,loss,val_loss, one row per step and per validation */
     const char *plot_path;        /* [NULL] SVG loss curve from the CSV, written at the end */

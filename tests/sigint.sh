@@ -88,6 +88,8 @@ if start_train c1.out c1.err '^Epoch [0-9]* Batch 0 Loss' $custom; then
     check "custom loop, one SIGINT: exit status 0 (got $rc)" [ "$rc" -eq 0 ]
     check "custom loop, one SIGINT: says it is finishing the step" grep -q "$handled" c1.err
     check "custom loop, one SIGINT: prints Interrupted" grep -q "$interrupted" c1.out
+    check "custom loop, one SIGINT: names Ctrl-C for the second one" grep -q "(Ctrl-C again to quit now)" c1.err
+    check "custom loop, one SIGINT: names --resume" grep -q "$interrupted; --resume continues from there\$" c1.out
     saved=$(sed -n 's|^Saved checkpoint \(C/ckpt_[0-9]*\)$|\1|p' c1.out)
     check "custom loop, one SIGINT: wrote exactly the checkpoint it announced (C: $(checkpoints C); announced: $saved)" \
         sh -c '[ -n "$1" ] && [ "$2" = "${1#C/} " ] && [ -s "$1" ]' sh "$saved" "$(checkpoints C)"

@@ -873,6 +873,7 @@ Test(fit, rank_variables_hold_every_ranks_rows_and_each_rank_gets_its_own_back)
     o.rank_variables = &state;
     o.checkpoint_dir = dir;
     o.check_weights = true;
+    o.validation = (df_fit_data){.next = data_next, .start_epoch = data_start_epoch, .user = &m.val};
     char *text = NULL;
     size_t len = 0;
     o.out = open_memstream(&text, &len);
@@ -880,7 +881,10 @@ Test(fit, rank_variables_hold_every_ranks_rows_and_each_rank_gets_its_own_back)
     cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
     fclose(o.out);
     cr_expect_eq(gathers, 1, "one gather for one checkpoint, got %d", gathers);
-    cr_expect(strstr(text, "Weights XXH64 ") && strstr(text, " on all 2 ranks\n"), "no weights line in:\n%s", text);
+    const char *weights = strstr(text, "Weights XXH64 "), *val = strstr(text, "val_loss: ");
+    cr_expect(weights && strstr(text, " on all 2 ranks\n"), "no weights line in:\n%s", text);
+    cr_expect(weights && val && weights < val, "the weights line comes before val_loss, as the epoch's training ends:\n%s",
+              text);
     free(text);
     df_checkpoint *ck;
     cr_assert_eq(df_checkpoint_read(in_dir("ckpt_1"), &ck), DF_OK, "%s", df_last_error());

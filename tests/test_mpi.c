@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 #include "dagflow_mpi.h"
@@ -105,8 +106,9 @@ static int without_mpi(void)
     return failures;
 }
 
-/* Starts this program as two ranks; a watchdog kills the run after 120 s. */
-static int launch_ranks(int failed_without_mpi)
+/* Starts this program as two ranks with args (output to out, if given);
+ * a watchdog kills the run after limit seconds: then -1. */
+static int launch(const char *args, const char *out, int limit)
 {
     char self[4096];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -118,7 +120,8 @@ static int launch_ranks(int failed_without_mpi)
     const char *mpirun = getenv("MPIRUN") && *getenv("MPIRUN") ? getenv("MPIRUN") : "mpirun";
     const char *flags = getenv("MPIRUN_FLAGS") ? getenv("MPIRUN_FLAGS") : "";
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "exec %s %s -np 2 '%s' --ranks %d", mpirun, flags, self, failed_without_mpi != 0);
+    snprintf(cmd, sizeof cmd, "exec %s %s -np 2 '%s' %s%s%s", mpirun, flags, self, args, out ? " >" : "", out ? out : "");
+    if (out) strcat(cmd, " 2>&1");
     printf("running: %s\n", cmd);
     fflush(stdout);
     pid_t pid = fork();
@@ -135,15 +138,21 @@ static int launch_ranks(int failed_without_mpi)
     }
     int status = 0;
     for (int waited = 0; waitpid(pid, &status, WNOHANG) == 0; waited++) {
-        if (waited == 1200) {
-            fprintf(stderr, "FAIL: the two ranks did not finish within 120 s (hang); killing them\n");
+        if (waited == 10 * limit) {
+            fprintf(stderr, "FAIL: the two ranks did not finish within %d s (hang); killing them\n", limit);
             kill(-pid, SIGKILL);
             waitpid(pid, &status, 0);
-            return 1;
+            return -1;
         }
         usleep(100000);
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+static int launch_ranks(int failed_without_mpi)
+{
+    int rc = launch(failed_without_mpi ? "--ranks 1" : "--ranks 0", NULL, 120);
+    return rc < 0 ? 1 : rc;
 }
 
 /* ----------------------------------------------------------- with 2 ranks */
@@ -878,12 +887,66 @@ static void timeout(void)
     section("a rank that gets no answer within the timeout fails (DF_ERR_STATE) instead of waiting");
 }
 
+/* Rank 1's train step fails (its trace does) while rank 0 runs its step into
+ * the gradient all-reduce, which waits forever (timeout 0): only df_fit's
+ * abort hook can end the job. Its own mpirun, since the job ends. */
+static df_status broken_step(df_graph *g, df_node **in, void *user)
+{
+    df_graph_set_error(g, DF_ERR_ARG, "rank 1's step is broken on purpose");
+    return df_graph_status(g);
+}
+
+static int step_fails_on_one_rank(void)
+{
+    df_fit_comm *comm = df_fit_mpi_comm(MPI_COMM_WORLD, 0);
+    fit_allreduce.timeout = 0;
+    fit_toy m;
+    fit_toy_init(&m, 0.5f, true);
+    if (rank == 1) {
+        df_function_free(m.step);
+        m.step = df_function_new("toy_step", broken_step, &m);
+    }
+    df_fit_options o = fit_toy_options(&m, 2, comm, stdout);
+    df_status st = df_fit(&o, NULL);
+    printf("rank %d: df_fit returned %s and the job goes on\n", rank, df_status_name(st));
+    fit_toy_free(&m);
+    df_fit_mpi_comm_free(comm);
+    return 0;
+}
+
+static int check_step_failure_ends_the_job(void)
+{
+    char out[] = "/tmp/test_mpi_step.XXXXXX";
+    int fd = mkstemp(out);
+    if (fd < 0) return 1;
+    close(fd);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = launch("--step-fails", out, 30);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    char text[8192] = "";
+    FILE *f = fopen(out, "r");
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    text[n] = 0;
+    if (f) fclose(f);
+    unlink(out);
+    bool ok = rc > 0 && took < 20 && strstr(text, "rank 1 of 2: the train step failed") &&
+              strstr(text, "rank 1's step is broken on purpose");
+    printf("%s a train step failing on one rank ends the job at once with its error (exit %d after %.1f s)\n",
+           ok ? "ok  " : "FAIL", rc, took);
+    if (!ok) printf("its output:\n%s\n", text);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 3 || strcmp(argv[1], "--ranks") != 0) {
+    bool step_fails = argc == 2 && !strcmp(argv[1], "--step-fails");
+    if (!step_fails && (argc < 3 || strcmp(argv[1], "--ranks") != 0)) {
         int failed = without_mpi();
         int rc = launch_ranks(failed);
-        return failed || rc ? 1 : 0;
+        int ended = check_step_failure_ends_the_job();
+        return failed || rc || ended ? 1 : 0;
     }
     if (cr_dist_init(&argc, &argv) != DF_OK) {
         fprintf(stderr, "%s\n", df_last_error());
@@ -891,6 +954,11 @@ int main(int argc, char **argv)
     }
     rank = cr_dist_rank();
     size = cr_dist_size();
+    if (step_fails) {
+        step_fails_on_one_rank();
+        cr_dist_finalize();
+        return 0;
+    }
     sections = 1;                          /* the test without MPI, run before mpirun */
     sections_failed = atoi(argv[2]);
     if (size != 2) {

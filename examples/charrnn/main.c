@@ -59,7 +59,7 @@ static void on_sigusr1(int sig)
     static volatile sig_atomic_t seen;
     if (seen++) _exit(130);                  /* a second one: leave at once */
     df_fit_request_stop();
-    static const char msg[] = "\nInterrupt: finishing this step and writing a checkpoint (again to quit now)\n";
+    static const char msg[] = "\nInterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit now)\n";
     ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)ignored;
 }
