@@ -412,6 +412,24 @@ static df_status parse_progress(fit_run *r, const void *data, size_t len)
     return DF_OK;
 }
 
+df_status df_fit_read_progress(const df_checkpoint *ck, df_fit_history *h)
+{
+    const void *data;
+    size_t len;
+    fit_run r = {.h = h};
+    *h = (df_fit_history){.loss = NAN, .val_loss = NAN};
+    df_status st = df_checkpoint_get_blob(ck, FIT_PROGRESS_KEY, &data, &len);
+    return st == DF_OK ? parse_progress(&r, data, len) : st;
+}
+
+df_status df_fit_put_progress(df_checkpoint *ck, const df_fit_history *h)
+{
+    fit_run r = {.h = (df_fit_history *)h};
+    char buf[256];
+    int len = format_progress(&r, buf, sizeof buf);
+    return df_checkpoint_put_blob(ck, FIT_PROGRESS_KEY, buf, (size_t)len);
+}
+
 /* ------------------------------------------------------- checkpoints */
 
 /* The variables a checkpoint holds: the options' and the optimizer's

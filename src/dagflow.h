@@ -923,9 +923,81 @@ void df_fit_request_stop(void);
 /* The path of the latest checkpoint df_fit wrote in dir (the highest N of
  * a file ckpt_N), e.g. to sample from it; DF_ERR_IO when there is none. */
 df_status df_fit_latest_checkpoint(const char *dir, char *path, size_t cap);
+/* A checkpoint's progress record as df_fit reads it (epochs_done, steps, epoch_step, best; the
+ * rest NaN / false), for programs that read a checkpoint outside df_fit; DF_ERR_FORMAT if bad.
+ * df_fit_put_progress writes the record of h (e.g. a test's hand-made checkpoint). */
+df_status df_fit_read_progress(const df_checkpoint *ck, df_fit_history *h);
+df_status df_fit_put_progress(df_checkpoint *ck, const df_fit_history *h);
 /* Reads a CSV in df_fit's format and writes an SVG of the per-step loss and
  * the validation points, atomically. */
 df_status df_plot_loss_csv(const char *csv_path, const char *svg_path);
+
+/* ----------------------------------------------------------- config records
+ *
+ * A run's settings, saved with its checkpoints and checked on resume, are
+ * often a plain struct. A table of its fields describes it once; from the
+ * table come the text ("key=value" lines, first "format=<version>"), its
+ * strict parsing and the resume check naming the setting's flag:
+ *
+ *      typedef struct run_config { int hidden; float dropout; uint64_t seed; int cell; } run_config;
+ *      static const char *const cells[] = {"lstm", "gru", NULL};
+ *      static const df_config_field fields[] = {
+ *          {"hidden", DF_CONFIG_INT, offsetof(run_config, hidden), .flag = "hidden", .required = true},
+ *          {"dropout", DF_CONFIG_FLOAT, offsetof(run_config, dropout), .flag = "dropout"},
+ *          {"seed", DF_CONFIG_U64, offsetof(run_config, seed), .flag = "seed", .required = true},
+ *          {"cell", DF_CONFIG_ENUM, offsetof(run_config, cell), .flag = "cell", .names = cells}};
+ *      df_config_put(ck, "config", fields, 4, 1, &cfg);             // into a checkpoint (save_extra)
+ *      run_config saved = defaults;                                 // keys an older file lacks keep these
+ *      df_config_get(ck, "config", fields, 4, &saved, &format);     // (restore_extra)
+ *      df_config_compare(fields, 4, &saved, &cfg, NULL);
+ *          // DF_ERR_STATE "it was trained with --seed 42, this run has --seed 7"
+ */
+typedef enum df_config_type {
+    DF_CONFIG_INT,     /* int */
+    DF_CONFIG_INT64,   /* int64_t */
+    DF_CONFIG_U64,     /* uint64_t */
+    DF_CONFIG_FLOAT,   /* float, finite, written with 9 digits (exact) */
+    DF_CONFIG_BOOL,    /* bool, written 1 / 0 (read also true / false) */
+    DF_CONFIG_ENUM,    /* an int-sized enum, written by name: names[value] */
+    DF_CONFIG_STRING   /* char[size], no newline */
+} df_config_type;
+
+typedef struct df_config_field {
+    const char *key;            /* in the text; letters, digits, '_' */
+    df_config_type type;
+    size_t offset;              /* offsetof(struct, member) */
+    const char *flag;           /* the option's name for messages ("seed": "--seed 42"); NULL: "key=42" */
+    const char *const *names;   /* ENUM: NULL-terminated names, indexed by value */
+    size_t size;                /* STRING: the char array's size */
+    bool required;              /* parsing fails without it (else it keeps the struct's value) */
+    bool negate;                /* BOOL: the file holds its negation (a struct whose zero means the key's 1) */
+    bool may_change;            /* df_config_compare reports a difference instead of refusing it */
+    /* Whether the field matters for this config (the saved one, in df_config_compare);
+     * NULL: always. E.g. a decay rate only with a step schedule. */
+    bool (*applies)(const void *config);
+} df_config_field;
+
+/* "format=<version>\nkey=value\n..." into buf (cap bytes, NUL-terminated);
+ * the length, or -1 with DF_ERR_RANGE / DF_ERR_ARG (a bad enum value, a
+ * newline in a string) in df_last_error. */
+int df_config_format(const df_config_field *fields, int n, int version, const void *config, char *buf, size_t cap);
+/* Parses such text into config, which holds the defaults for absent keys;
+ * *version = its "format" (0 without one). DF_ERR_FORMAT naming the key on
+ * an unknown key, a bad value, a line without '=' or a missing required key. */
+df_status df_config_parse(const df_config_field *fields, int n, const char *text, size_t len, void *config,
+                          int *version);
+/* The first field (in table order) that applies to saved and differs from
+ * now: DF_ERR_STATE "it was trained with --flag A, this run has --flag B"
+ * ("it has key=A, this run has key=B" without a flag). Fields marked
+ * may_change are not refused: with changed (room for n + 1), the differing ones
+ * are listed there, NULL-terminated, so that the caller can say it applied them. */
+df_status df_config_compare(const df_config_field *fields, int n, const void *saved, const void *now,
+                            const df_config_field **changed);
+/* df_config_format into the checkpoint's blob name / df_config_parse from it. */
+df_status df_config_put(df_checkpoint *ck, const char *name, const df_config_field *fields, int n, int version,
+                        const void *config);
+df_status df_config_get(const df_checkpoint *ck, const char *name, const df_config_field *fields, int n, void *config,
+                        int *version);
 
 /* ------------------------------------------------------------------ layers
  *

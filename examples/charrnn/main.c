@@ -81,7 +81,7 @@ static void apply_threads(void)
 
 static int cmd_train(int argc, char **argv)
 {
-    cr_train_opts o;
+    cr_config o;
     cr_train_defaults(&o);
     int batching = 0, loop = 0, optimizer = 0, schedule = 0;
     float peer_timeout = 0;
@@ -148,10 +148,7 @@ static int cmd_train(int argc, char **argv)
     }
     o.batching = batching ? CR_STREAMS : CR_SHUFFLE;
     o.custom_loop = loop == 1;
-    o.cell = (cr_cell)mf.cell;
-    o.layers = mf.layers;
-    o.dropout = mf.dropout;
-    o.gru_reset_before = mf.reset_after == 1;
+    apply_model_flags(&mf, &o);
     o.optimizer = (cr_opt_kind)optimizer;
     o.schedule.kind = (cr_lr_kind)schedule;
     apply_threads();

@@ -11,17 +11,6 @@
 /* Checkpoints before char-rnn trained on df_fit were format 1. */
 #define CR_CHECKPOINT_FORMAT 2
 
-/* Everything about a run that must match to resume it. */
-typedef struct cr_run_config {
-    cr_config model;
-    int seq, batch;
-    cr_batching batching;
-    cr_schedule schedule;
-    float val_fraction;        /* the data order depends on these three too */
-    int shuffle_buffer;
-    int steps_per_epoch;
-} cr_run_config;
-
 typedef struct cr_progress {
     int epoch;            /* epochs completed */
     int64_t step;         /* optimizer steps taken */
@@ -31,15 +20,15 @@ typedef struct cr_progress {
 /* df_fit's save_extra / restore_extra: the "config" and "vocab" blobs; the
  * restore refuses an older format or a run whose data order or model
  * differs, naming the flag. */
-df_status cr_put_meta(df_checkpoint *ck, const cr_run_config *rc, const cr_vocab *vocab);
-df_status cr_check_meta(const df_checkpoint *ck, const cr_run_config *rc, const cr_vocab *vocab);
+df_status cr_put_meta(df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab);
+df_status cr_check_meta(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab);
 /* df_fit's train.save / train.restore: "rng" and "batcher". */
 df_status cr_put_batcher(df_checkpoint *ck, const cr_batcher *b);
 df_status cr_restore_batcher(const df_checkpoint *ck, cr_batcher *b);
 
 /* Writes <dir>/ckpt_<N> as df_fit would (N = epochs completed, or the epoch
  * in progress), e.g. for tests and fuzz seeds. */
-df_status cr_save_run(const char *dir, const cr_run_config *rc, const cr_vocab *vocab, cr_model *m,
+df_status cr_save_run(const char *dir, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
                       const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap);
 static inline df_status cr_latest_checkpoint(const char *dir, char *path, size_t cap)
 {
@@ -48,12 +37,12 @@ static inline df_status cr_latest_checkpoint(const char *dir, char *path, size_t
 /* Reads config and vocabulary only (to build a model for sampling). Settings
  * added after the first checkpoints (cell, layers, dropout, optimizer,
  * schedule ...) default to the tutorial's when absent. */
-df_status cr_peek_run(const char *path, cr_run_config *rc, cr_vocab *vocab);
+df_status cr_peek_run(const char *path, cr_config *rc, cr_vocab *vocab);
 /* Restores the weights into a model built with the same config; with b
  * (resuming a run) also the optimizer, progress, batcher and recurrent state,
  * after checking the config as a resume does. Every difference is an error
  * naming it. */
-df_status cr_load_run(const char *path, const cr_run_config *rc, const cr_vocab *vocab, cr_model *m,
+df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
                       cr_batcher *b, cr_progress *p);
 
 #endif

@@ -15,9 +15,9 @@
 
 volatile int cr_stop_requested = 0;
 
-void cr_train_defaults(cr_train_opts *o)
+void cr_train_defaults(cr_config *o)
 {
-    *o = (cr_train_opts){.data = CR_DEFAULT_DATA, .checkpoint_dir = "./training_checkpoints",
+    *o = (cr_config){.data = CR_DEFAULT_DATA, .checkpoint_dir = "./training_checkpoints",
                          .epochs = 10, .seq = 100, .batch = 64, .embed = 256, .hidden = 1024,
                          .shuffle_buffer = 10000, .checkpoint_every = 5, .learning_rate = 1e-3f,
                          .seed = 42, .batching = CR_SHUFFLE, .layers = 1,
@@ -33,9 +33,9 @@ static double now_seconds(void)
 
 /* Everything one training run holds. */
 typedef struct run {
-    const cr_train_opts *o;
+    const cr_config *o;
     cr_text text;
-    cr_run_config rc;
+    cr_config rc;                            /* *o with the corpus's vocabulary */
     cr_model model;
     cr_batcher train, val;
     bool has_val;
@@ -47,22 +47,17 @@ typedef struct run {
     int64_t epoch_steps, steps;
 } run;
 
-static df_status open_run(run *r, const cr_train_opts *o)
+static df_status open_run(run *r, const cr_config *o)
 {
     memset(r, 0, sizeof *r);
     r->o = o;
     df_status st = cr_text_load(o->data, &r->text);
     if (st != DF_OK) return st;
     int64_t n_val = (int64_t)(r->text.n * (double)o->val_fraction), n_train = r->text.n - n_val;
-    r->rc = (cr_run_config){.model = {.vocab = r->text.vocab.size, .embed = o->embed, .hidden = o->hidden,
-                                      .learning_rate = o->learning_rate, .seed = o->seed, .cell = o->cell,
-                                      .layers = o->layers, .dropout = o->dropout, .gru_reset_before = o->gru_reset_before,
-                                      .optimizer = o->optimizer, .momentum = o->momentum, .clipnorm = o->clipnorm},
-                            .seq = o->seq, .batch = o->batch, .batching = o->batching, .schedule = o->schedule,
-                            .val_fraction = o->val_fraction, .shuffle_buffer = o->shuffle_buffer,
-                            .steps_per_epoch = o->steps_per_epoch};
+    r->rc = *o;
+    r->rc.vocab = r->text.vocab.size;
     if ((st = cr_schedule_check(&r->rc.schedule)) != DF_OK) return st;
-    if ((st = cr_model_init(&r->model, &r->rc.model)) != DF_OK) return st;
+    if ((st = cr_model_init(&r->model, &r->rc)) != DF_OK) return st;
     if ((st = cr_dist_setup_model(&r->model)) != DF_OK) return st;     /* gradient all-reduce (mpirun) */
     st = cr_batcher_init(&r->train, r->text.ids, n_train, o->seq, o->batch, o->batching, o->shuffle_buffer, o->seed);
     if (st == DF_OK) st = cr_dist_shard(&r->train);                   /* this rank's rows of each batch */
@@ -142,7 +137,7 @@ static df_status restore_extra(void *user, const df_checkpoint *ck)
 static df_status on_step(void *user, const df_fit_step_logs *s)
 {
     run *r = user;
-    const cr_train_opts *o = r->o;
+    const cr_config *o = r->o;
     if (o->profile && ++r->steps == 1) df_graph_set_profiling(cr_graph(&r->model, o->custom_loop ? "custom" : "fit"), true);
     if (!o->custom_loop) return DF_OK;
     r->epoch_sum += s->loss;
@@ -163,7 +158,7 @@ static df_status on_step(void *user, const df_fit_step_logs *s)
 static df_status on_resume(void *user, const df_fit_history *h, char *note, size_t cap)
 {
     run *r = user;
-    float was = df_optimizer_learning_rate(r->model.opt), want = r->rc.model.learning_rate;
+    float was = df_optimizer_learning_rate(r->model.opt), want = r->rc.learning_rate;
     if (cr_schedule_active(&r->rc.schedule) || was == want) {
         snprintf(note, cap, ", learning rate %g from the checkpoint", was);
     } else {
@@ -191,13 +186,13 @@ static df_status untrained_loss(run *r)
 
 static void print_header(const run *r)
 {
-    const cr_train_opts *o = r->o;
+    const cr_config *o = r->o;
     printf("Corpus: %lld chars, %d distinct; %lld steps per epoch (batch %d, seq %d, %s batching)\n",
            (long long)r->text.n, r->text.vocab.size, (long long)r->train.steps_per_epoch, o->batch, o->seq,
            o->batching == CR_SHUFFLE ? "shuffle" : "streams");
     char model[160];
-    cr_config_describe(&r->rc.model, model, sizeof model);
-    printf("Model: %s; %s\n", model, cr_schedule_describe(&r->rc.schedule, r->rc.model.learning_rate).text);
+    cr_config_describe(&r->rc, model, sizeof model);
+    printf("Model: %s; %s\n", model, cr_schedule_describe(&r->rc.schedule, r->rc.learning_rate).text);
     if (cr_dist_size() > 1)
         printf("Data parallel: %d processes x %d rows per batch; gradients averaged by one %.3g MB all-reduce per step\n",
                cr_dist_size(), r->train.rows, 4e-6 * (double)cr_model_param_count(&r->model));
@@ -224,7 +219,7 @@ static const char *given(const char *path) { return path && *path ? path : NULL;
 
 static df_status fit(run *r)
 {
-    const cr_train_opts *o = r->o;
+    const cr_config *o = r->o;
     int64_t steps = r->train.steps_per_epoch;
     if (o->steps_per_epoch > 0 && o->steps_per_epoch < steps) steps = o->steps_per_epoch;
     df_fit_options f = {
@@ -235,7 +230,7 @@ static df_status fit(run *r)
         .train = {.next = train_next, .start_epoch = train_start, .save = train_save, .restore = train_restore, .user = r},
         .validation = {.next = r->has_val ? val_next : NULL, .start_epoch = val_start, .user = r},
         .epochs = o->epochs, .steps_per_epoch = steps, .schedule = r->rc.schedule,
-        .learning_rate = r->rc.model.learning_rate, .checkpoint_dir = o->checkpoint_dir,
+        .learning_rate = r->rc.learning_rate, .checkpoint_dir = o->checkpoint_dir,
         .checkpoint_every = o->custom_loop ? o->checkpoint_every : 1, .resume = o->resume, .resume_flag = "--resume",
         .overwrite = o->overwrite,
         .csv_path = given(o->csv), .plot_path = given(o->csv) ? given(o->plot) : NULL, .handle_signals = true,
@@ -248,7 +243,7 @@ static df_status fit(run *r)
     return df_fit(&f, NULL);
 }
 
-df_status cr_train(const cr_train_opts *o)
+df_status cr_train(const cr_config *o)
 {
     run r;
     df_status st = cr_dist_agree(open_run(&r, o));  /* collective: every rank passes or all stop with one message */
