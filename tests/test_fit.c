@@ -1117,3 +1117,20 @@ Test(fit, an_epoch_resumed_from_inside_has_the_uninterrupted_mean_loss_and_check
     free(a);
     free(b);
 }
+
+Test(fit, the_progress_record_reads_back_as_written_and_a_bad_one_is_a_format_error)
+{
+    df_checkpoint *ck = df_checkpoint_new();
+    df_fit_history h = {.epochs_done = 3, .steps = 70, .epoch_step = 10, .best = INFINITY}, back;
+    cr_assert_eq(df_fit_put_progress(ck, &h), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_fit_read_progress(ck, &back), DF_OK, "%s", df_last_error());
+    cr_expect(back.epochs_done == 3 && back.steps == 70 && back.epoch_step == 10 && isinf(back.best) &&
+              isnan(back.loss) && !back.resumed, "epochs %d steps %lld epoch_step %lld best %g", back.epochs_done,
+              (long long)back.steps, (long long)back.epoch_step, back.best);
+    df_checkpoint_free(ck);
+    ck = df_checkpoint_new();
+    cr_assert_eq(df_checkpoint_put_blob(ck, "fit/progress", "epoch=-1\nstep=0\n", 16), DF_OK);
+    cr_expect_eq(df_fit_read_progress(ck, &back), DF_ERR_FORMAT);
+    cr_expect_not_null(strstr(df_last_error(), "fit/progress"), "%s", df_last_error());
+    df_checkpoint_free(ck);
+}
