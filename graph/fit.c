@@ -412,24 +412,6 @@ static df_status parse_progress(fit_run *r, const void *data, size_t len)
     return DF_OK;
 }
 
-df_status df_fit_read_progress(const df_checkpoint *ck, df_fit_history *h)
-{
-    const void *data;
-    size_t len;
-    fit_run r = {.h = h};
-    *h = (df_fit_history){.loss = NAN, .val_loss = NAN};
-    df_status st = df_checkpoint_get_blob(ck, FIT_PROGRESS_KEY, &data, &len);
-    return st == DF_OK ? parse_progress(&r, data, len) : st;
-}
-
-df_status df_fit_put_progress(df_checkpoint *ck, const df_fit_history *h)
-{
-    fit_run r = {.h = (df_fit_history *)h};
-    char buf[256];
-    int len = format_progress(&r, buf, sizeof buf);
-    return df_checkpoint_put_blob(ck, FIT_PROGRESS_KEY, buf, (size_t)len);
-}
-
 /* ------------------------------------------------------- checkpoints */
 
 /* The variables a checkpoint holds: the options' and the optimizer's
@@ -667,6 +649,20 @@ static df_status restore_from(fit_run *r, const df_checkpoint *ck)
     if (st == DF_OK) st = restore_rank_variables(r, ck);
     if (st == DF_OK && o->train.restore) st = o->train.restore(o->train.user, ck);
     return st;
+}
+
+df_status df_fit_write_checkpoint(const df_fit_options *o, const df_fit_history *h, const char *path)
+{
+    fit_run r = {.o = o, .h = (df_fit_history *)h};
+    df_status st = create_slots(&r);
+    return st == DF_OK ? write_checkpoint(&r, path, NULL) : st;
+}
+
+df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint *ck, df_fit_history *h)
+{
+    *h = (df_fit_history){.loss = NAN, .val_loss = NAN};
+    fit_run r = {.o = o, .h = h};
+    return restore_from(&r, ck);
 }
 
 /* Collective. Every rank restores rank 0's checkpoint, the data source's

@@ -923,11 +923,13 @@ void df_fit_request_stop(void);
 /* The path of the latest checkpoint df_fit wrote in dir (the highest N of
  * a file ckpt_N), e.g. to sample from it; DF_ERR_IO when there is none. */
 df_status df_fit_latest_checkpoint(const char *dir, char *path, size_t cap);
-/* A checkpoint's progress record as df_fit reads it (epochs_done, steps, epoch_step, best; the
- * rest NaN / false), for programs that read a checkpoint outside df_fit; DF_ERR_FORMAT if bad.
- * df_fit_put_progress writes the record of h (e.g. a test's hand-made checkpoint). */
-df_status df_fit_read_progress(const df_checkpoint *ck, df_fit_history *h);
-df_status df_fit_put_progress(df_checkpoint *ck, const df_fit_history *h);
+/* Outside the loop, one process: the checkpoint df_fit would write at path for these options
+ * (save_extra, h's progress, variables and optimizer state with its slots created,
+ * rank_variables, train.save), e.g. a test's or a fuzz seed; and restoring one as a resume
+ * does (restore_extra, the progress into h, the variables, train.restore), e.g. to inspect a
+ * run's state. Errors name what failed (not the path). */
+df_status df_fit_write_checkpoint(const df_fit_options *o, const df_fit_history *h, const char *path);
+df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint *ck, df_fit_history *h);
 /* Reads a CSV in df_fit's format and writes an SVG of the per-step loss and
  * the validation points, atomically. */
 df_status df_plot_loss_csv(const char *csv_path, const char *svg_path);

@@ -102,15 +102,6 @@ static df_status compare_vocab(const cr_vocab *saved, const cr_vocab *now)
     return DF_OK;
 }
 
-df_status cr_put_meta(df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab)
-{
-    char vocab_utf8[CR_MAX_VOCAB * 4];
-    size_t vlen = cr_vocab_to_utf8(vocab, vocab_utf8, sizeof vocab_utf8);
-    cr_config saved = saved_settings(rc);
-    df_status st = df_config_put(ck, "config", fields, N_FIELDS, CR_CHECKPOINT_FORMAT, &saved);
-    return st == DF_OK ? df_checkpoint_put_blob(ck, "vocab", vocab_utf8, vlen) : st;
-}
-
 /* The saved config and vocabulary, and which of them this run's are. */
 static df_status check_meta(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab, bool resuming)
 {
@@ -128,14 +119,18 @@ static df_status check_meta(const df_checkpoint *ck, const cr_config *rc, const 
     return st;
 }
 
-df_status cr_check_meta(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab)
+static df_status put_meta(df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab)
 {
-    return check_meta(ck, rc, vocab, true);
+    char vocab_utf8[CR_MAX_VOCAB * 4];
+    size_t vlen = cr_vocab_to_utf8(vocab, vocab_utf8, sizeof vocab_utf8);
+    cr_config saved = saved_settings(rc);
+    df_status st = df_config_put(ck, "config", fields, N_FIELDS, CR_CHECKPOINT_FORMAT, &saved);
+    return st == DF_OK ? df_checkpoint_put_blob(ck, "vocab", vocab_utf8, vlen) : st;
 }
 
 /* The batcher's RNG, and its place in the epoch: step, fill, next chunk,
  * the shuffle buffer. */
-df_status cr_put_batcher(df_checkpoint *ck, const cr_batcher *b)
+static df_status put_batcher(df_checkpoint *ck, const cr_batcher *b)
 {
     int64_t n = 3 + b->fill;
     int64_t *pos = malloc((size_t)n * sizeof *pos);
@@ -150,7 +145,7 @@ df_status cr_put_batcher(df_checkpoint *ck, const cr_batcher *b)
     return st;
 }
 
-df_status cr_restore_batcher(const df_checkpoint *ck, cr_batcher *b)
+static df_status restore_batcher(const df_checkpoint *ck, cr_batcher *b)
 {
     const void *data;
     size_t len;
@@ -182,7 +177,7 @@ df_status cr_restore_batcher(const df_checkpoint *ck, cr_batcher *b)
 static int state_variables(cr_model *m, const cr_batcher *b, df_variable **vars)
 {
     int n = 0;
-    cr_state *state = cr_model_state(m, b->batch, CR_STATE_MAIN);
+    cr_state *state = cr_model_state(m, b->rows, CR_STATE_MAIN);
     for (int k = 0; state && k < m->n_layers; k++) {
         vars[n++] = state->h[k];
         if (state->c[k]) vars[n++] = state->c[k];
@@ -190,52 +185,61 @@ static int state_variables(cr_model *m, const cr_batcher *b, df_variable **vars)
     return state ? n : -1;
 }
 
+static df_status save_extra(void *user, df_checkpoint *ck)
+{
+    const cr_run_parts *p = user;
+    df_status st = put_meta(ck, p->rc, p->vocab);
+    return st == DF_OK ? put_batcher(ck, p->b) : st;
+}
+
+static df_status restore_extra(void *user, const df_checkpoint *ck)
+{
+    const cr_run_parts *p = user;
+    df_status st = check_meta(ck, p->rc, p->vocab, true);
+    return st == DF_OK ? restore_batcher(ck, p->b) : st;
+}
+
+df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
+{
+    int n = state_variables(m, p->b, p->state);
+    o->optimizer = m->opt;
+    o->n_variables = m->n_params;
+    o->variables = m->params;
+    o->n_rank_variables = n;
+    o->rank_variables = p->state;
+    o->save_extra = save_extra;
+    o->restore_extra = restore_extra;
+    o->user = p;
+    return n < 0 ? DF_ERR_NOMEM : DF_OK;
+}
+
 df_status cr_save_run(const char *dir, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
                       const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap)
 {
     if (snprintf(path_out, path_cap, "%s/ckpt_%d", dir, p->epoch_step > 0 ? p->epoch + 1 : p->epoch) >= (int)path_cap)
         return df_error(DF_ERR_ARG, "checkpoint path too long");
-    df_checkpoint *ck = df_checkpoint_new();
-    if (!ck) return DF_ERR_NOMEM;
+    cr_run_parts parts = {.rc = rc, .vocab = vocab, .b = (cr_batcher *)b};
+    df_fit_options o = {0};
     df_fit_history h = {.epochs_done = p->epoch, .steps = p->step, .epoch_step = p->epoch_step, .best = INFINITY};
-    df_variable *state[2 * CR_MAX_LAYERS];
-    int n = state_variables(m, b, state);
-    df_status st = n < 0 ? DF_ERR_NOMEM : df_optimizer_create_slots(m->opt, m->n_params, m->params);
-    if (st == DF_OK) st = cr_put_meta(ck, rc, vocab);
-    if (st == DF_OK) st = df_fit_put_progress(ck, &h);
-    if (st == DF_OK) st = df_model_save(m->net, m->opt, ck);
-    for (int i = 0; i < n && st == DF_OK; i++) st = df_checkpoint_put_variable(ck, state[i]);
-    if (st == DF_OK) st = cr_put_batcher(ck, b);
-    if (st == DF_OK) st = df_checkpoint_write(ck, path_out);
-    df_checkpoint_free(ck);
-    return st;
+    df_status st = cr_run_options(&parts, m, &o);
+    return st == DF_OK ? df_fit_write_checkpoint(&o, &h, path_out) : st;
 }
 
-/* Weights; with b also the optimizer, batcher, progress and, inside an
- * epoch, the recurrent state (at an epoch's start it is reset anyway).
- * Sampling needs the weights alone, not twice their size in Adam slots. */
-static df_status restore_all(const df_checkpoint *ck, cr_model *m, cr_batcher *b, cr_progress *p)
-{
-    df_fit_history h = {0};
-    df_variable *state[2 * CR_MAX_LAYERS];
-    int n = 0;
-    df_status st = b ? df_fit_read_progress(ck, &h) : DF_OK;
-    if (st == DF_OK && b && h.epoch_step > 0 && (n = state_variables(m, b, state)) < 0) st = DF_ERR_NOMEM;
-    if (st == DF_OK) st = df_model_restore(m->net, b ? m->opt : NULL, ck);
-    for (int i = 0; i < n && st == DF_OK; i++) st = df_checkpoint_restore_variable(ck, state[i]);
-    if (st == DF_OK && b) st = cr_restore_batcher(ck, b);
-    if (st == DF_OK && p) *p = (cr_progress){h.epochs_done, h.steps, h.epoch_step};
-    return st;
-}
-
+/* With b (a resume) everything df_fit restores, else the weights alone
+ * (sampling needs no optimizer slots, twice their size with Adam). */
 df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
                       cr_batcher *b, cr_progress *p)
 {
     df_checkpoint *ck;
     df_status st = df_checkpoint_read(path, &ck);
     if (st != DF_OK) return st;
-    st = check_meta(ck, rc, vocab, b != NULL);
-    if (st == DF_OK) st = restore_all(ck, m, b, p);
+    cr_run_parts parts = {.rc = rc, .vocab = vocab, .b = b};
+    df_fit_options o = {0};
+    df_fit_history h;
+    if (b && (st = cr_run_options(&parts, m, &o)) == DF_OK) st = df_fit_restore_checkpoint(&o, ck, &h);
+    if (b && st == DF_OK && h.epoch_step == 0) cr_model_reset_states(m);   /* as df_fit does at an epoch's start */
+    if (b && st == DF_OK && p) *p = (cr_progress){h.epochs_done, h.steps, h.epoch_step};
+    if (!b && (st = check_meta(ck, rc, vocab, false)) == DF_OK) st = df_model_restore(m->net, NULL, ck);
     df_checkpoint_free(ck);
     return with_path(st, path);
 }

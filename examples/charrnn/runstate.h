@@ -17,14 +17,21 @@ typedef struct cr_progress {
     int64_t epoch_step;   /* steps into the next epoch when interrupted (0: at an epoch boundary) */
 } cr_progress;
 
-/* df_fit's save_extra / restore_extra: the "config" and "vocab" blobs; the
- * restore refuses an older format or a run whose data order or model
- * differs, naming the flag. */
-df_status cr_put_meta(df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab);
-df_status cr_check_meta(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab);
-/* df_fit's train.save / train.restore: "rng" and "batcher". */
-df_status cr_put_batcher(df_checkpoint *ck, const cr_batcher *b);
-df_status cr_restore_batcher(const df_checkpoint *ck, cr_batcher *b);
+/* What char-rnn gives df_fit for its checkpoints: the config and
+ * vocabulary (checked on resume: an older format, or a run whose data order
+ * or model differs, is refused naming the flag), the batcher's place and
+ * the recurrent state of its batch. First member of the struct a caller
+ * gives df_fit as user, so that the hooks find it. */
+typedef struct cr_run_parts {
+    const cr_config *rc;
+    const cr_vocab *vocab;
+    cr_batcher *b;
+    df_variable *state[2 * CR_MAX_LAYERS];
+} cr_run_parts;
+
+/* Sets o's checkpoint fields for m and p (variables, optimizer,
+ * rank_variables, save_extra, restore_extra, user = p), others untouched. */
+df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o);
 
 /* Writes <dir>/ckpt_<N> as df_fit would (N = epochs completed, or the epoch
  * in progress), e.g. for tests and fuzz seeds. */

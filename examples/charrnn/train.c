@@ -33,6 +33,7 @@ static double now_seconds(void)
 
 /* Everything one training run holds. */
 typedef struct run {
+    cr_run_parts parts;                      /* first: df_fit's user is both */
     const cr_config *o;
     cr_text text;
     cr_config rc;                            /* *o with the corpus's vocabulary */
@@ -41,8 +42,6 @@ typedef struct run {
     bool has_val;
     int32_t *x, *y;
     df_tensor in[2];
-    df_variable *state[2 * CR_MAX_LAYERS];   /* this rank's rows of the carried state */
-    int n_state;
     double epoch_start, epoch_sum;            /* the custom loop's epoch line */
     int64_t epoch_steps, steps;
 } run;
@@ -70,15 +69,11 @@ static df_status open_run(run *r, const cr_config *o)
         if ((st = cr_dist_shard(&r->val)) != DF_OK) return st;
         r->has_val = true;
     }
-    cr_state *state = cr_model_state(&r->model, r->train.rows, CR_STATE_MAIN);
-    for (int k = 0; state && k < r->model.n_layers; k++) {
-        r->state[r->n_state++] = state->h[k];
-        if (state->c[k]) r->state[r->n_state++] = state->c[k];
-    }
+    r->parts = (cr_run_parts){.rc = &r->rc, .vocab = &r->text.vocab, .b = &r->train};
     size_t cells = (size_t)o->batch * (size_t)o->seq;
     r->x = malloc(cells * sizeof *r->x);
     r->y = malloc(cells * sizeof *r->y);
-    if (!state || !r->x || !r->y) return df_error(DF_ERR_NOMEM, "out of memory for batches");
+    if (!r->x || !r->y) return df_error(DF_ERR_NOMEM, "out of memory for batches");
     int64_t shape[2] = {r->train.rows, o->seq};
     r->in[0] = df_tensor_make(DF_I32, r->x, 2, shape);
     r->in[1] = df_tensor_make(DF_I32, r->y, 2, shape);
@@ -116,21 +111,7 @@ static df_status train_next(void *user, df_tensor *in, bool *end)
 static df_status val_next(void *user, df_tensor *in, bool *end) { return next_of(user, &((run *)user)->val, in, end); }
 static void train_start(void *user) { cr_batcher_start_epoch(&((run *)user)->train); }
 static void val_start(void *user) { cr_batcher_start_epoch(&((run *)user)->val); }
-static df_status train_save(void *user, df_checkpoint *ck) { return cr_put_batcher(ck, &((run *)user)->train); }
-static df_status train_restore(void *user, const df_checkpoint *ck) { return cr_restore_batcher(ck, &((run *)user)->train); }
 static void reset_states(void *user) { cr_model_reset_states(&((run *)user)->model); }
-
-static df_status save_extra(void *user, df_checkpoint *ck)
-{
-    run *r = user;
-    return cr_put_meta(ck, &r->rc, &r->text.vocab);
-}
-
-static df_status restore_extra(void *user, const df_checkpoint *ck)
-{
-    run *r = user;
-    return cr_check_meta(ck, &r->rc, &r->text.vocab);
-}
 
 /* --profile from the second step on (the first one traced); the custom
  * loop's lines, as the tutorial's loop prints them. */
@@ -224,10 +205,8 @@ static df_status fit(run *r)
     if (o->steps_per_epoch > 0 && o->steps_per_epoch < steps) steps = o->steps_per_epoch;
     df_fit_options f = {
         .train_step = cr_model_function(&r->model, o->custom_loop ? "custom" : "fit"),
-        .eval_step = cr_model_function(&r->model, "eval"), .n_inputs = 2, .optimizer = r->model.opt,
-        .n_variables = r->model.n_params, .variables = r->model.params,
-        .n_rank_variables = r->n_state, .rank_variables = r->state,
-        .train = {.next = train_next, .start_epoch = train_start, .save = train_save, .restore = train_restore, .user = r},
+        .eval_step = cr_model_function(&r->model, "eval"), .n_inputs = 2,
+        .train = {.next = train_next, .start_epoch = train_start, .user = r},
         .validation = {.next = r->has_val ? val_next : NULL, .start_epoch = val_start, .user = r},
         .epochs = o->epochs, .steps_per_epoch = steps, .schedule = r->rc.schedule,
         .learning_rate = r->rc.learning_rate, .checkpoint_dir = o->checkpoint_dir,
@@ -236,8 +215,9 @@ static df_status fit(run *r)
         .csv_path = given(o->csv), .plot_path = given(o->csv) ? given(o->plot) : NULL, .handle_signals = true,
         .progress = o->custom_loop ? DF_FIT_PROGRESS_MESSAGES : DF_FIT_PROGRESS_AUTO,
         .comm = cr_dist_comm(), .check_weights = cr_dist_size() > 1,
-        .reset_states = reset_states, .save_extra = save_extra, .restore_extra = restore_extra, .on_step = on_step,
-        .on_resume = on_resume, .user = r};
+        .reset_states = reset_states, .on_step = on_step, .on_resume = on_resume};
+    df_status st = cr_run_options(&r->parts, &r->model, &f);   /* the checkpoints' contents; user = r */
+    if (st != DF_OK) return st;
     if (!f.train_step || !f.eval_step) return DF_ERR_NOMEM;
     if (cr_dist_size() > 1 && !f.comm) return DF_ERR_STATE;   /* df_fit_mpi_comm failed: its message */
     return df_fit(&f, NULL);
