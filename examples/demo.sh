@@ -13,7 +13,7 @@ echo "== char-rnn summary"
 examples/char-rnn summary --data "$data"
 echo "== char-rnn train: $epochs epoch(s) of the tutorial's configuration (a few minutes per epoch on 2 cores)"
 examples/char-rnn train --data "$data" --epochs "$epochs" --checkpoint-dir "$dir" \
-    --csv runs/demo_losses.csv --plot runs/demo_loss.svg
+    --csv runs/demo_losses.csv --plot runs/demo_loss.svg --overwrite
 echo "== char-rnn sample: 1000 characters from the checkpoint"
 examples/char-rnn sample --checkpoint-dir "$dir" --length 1000 --start "ROMEO: "
 echo "== char-gpt: nanoGPT's character model, 250 steps (about 15 s on 2 cores), then 300 characters"

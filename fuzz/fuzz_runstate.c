@@ -67,9 +67,9 @@ static const char *rs_path(void)
  * all of it (weights, optimizer slots, progress, RNG, a mid-epoch batcher
  * position and recurrent state) into a model and a batcher made from its
  * config: a restore must fail with a message or leave a consistent state. */
-static void rs_load(const char *path, const cr_run_config *rc, const cr_vocab *vocab)
+static void rs_load(const char *path, const cr_config *rc, const cr_vocab *vocab)
 {
-    const cr_config *c = &rc->model;
+    const cr_config *c = rc;
     if (c->vocab > 64 || c->embed > 8 || c->hidden > 8 || rc->seq < 1 || rc->seq > 8 || rc->batch < 1 || rc->batch > 4)
         return;
     int64_t n = (int64_t)(rc->seq + 1) * rc->batch * 3 + 1;
@@ -136,15 +136,15 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size)
     FUZZ_CHECK(fclose(f) == 0);
     free(file);
 
-    cr_run_config rc;
+    cr_config rc;
     cr_vocab *vocab = malloc(sizeof *vocab);
     FUZZ_CHECK(vocab);
     df_status st = cr_peek_run(path, &rc, vocab);
     if (st == DF_OK) {
-        FUZZ_CHECK(rc.model.vocab == vocab->size);
+        FUZZ_CHECK(rc.vocab == vocab->size);
         FUZZ_CHECK(vocab->size >= 1 && vocab->size <= CR_MAX_VOCAB);
         for (int i = 1; i < vocab->size; i++) FUZZ_CHECK(vocab->chars[i - 1] < vocab->chars[i]);
-        FUZZ_CHECK(rc.model.embed >= 1 && rc.model.hidden >= 1);
+        FUZZ_CHECK(rc.embed >= 1 && rc.hidden >= 1);
         FUZZ_CHECK(rc.batching == CR_SHUFFLE || rc.batching == CR_STREAMS);
         rs_load(path, &rc, vocab);
     } else {

@@ -51,6 +51,7 @@ typedef struct fit_run {
     float base_lr;
     df_fit_history *h;
     int wait;                     /* epochs without improvement */
+    double epoch_sum;             /* the losses of an epoch stopped inside, for its mean after a resume */
     FILE *csv;
     int lock_fd;                  /* the checkpoint directory's lock (leader), or -1 */
     df_tensor inputs[FIT_MAX_INPUTS];
@@ -80,7 +81,9 @@ static void on_stop_signal(int sig)
     }
     stop_requested = 1;
     static const char msg[] = "\nInterrupt: finishing this step and writing a checkpoint (again to quit now)\n";
-    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    static const char ctrl_c[] = "\nInterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit now)\n";
+    ssize_t ignored = sig == SIGINT ? write(STDERR_FILENO, ctrl_c, sizeof ctrl_c - 1)
+                                    : write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)ignored;
 }
 
@@ -133,11 +136,11 @@ static int loop_settings(const df_fit_options *o, char *buf, size_t cap)
     return snprintf(buf, cap,
                     "epochs=%d steps_per_epoch=%" PRId64 " n_inputs=%d validation=%s checkpoints=%s "
                     "checkpoint_every=%d resume=%s early_stopping_patience=%d early_stopping_min_delta=%g "
-                    "terminate_on_nan=%s check_weights=%s",
+                    "terminate_on_nan=%s check_weights=%s rank_variables=%d",
                     o->epochs, o->steps_per_epoch, o->n_inputs, o->validation.next ? "yes" : "no",
                     o->checkpoint_dir ? "yes" : "no", o->checkpoint_every, o->resume ? "yes" : "no",
                     o->early_stopping_patience, o->early_stopping_min_delta, o->terminate_on_nan ? "yes" : "no",
-                    o->check_weights ? "yes" : "no");
+                    o->check_weights ? "yes" : "no", o->n_rank_variables);
 }
 
 /* Fails on every rank unless all run the loop rank 0 runs. */
@@ -185,6 +188,17 @@ static df_status check_options(const df_fit_options *o)
                         o->variables ? "set" : "NULL");
     for (int i = 0; i < o->n_variables; i++)
         if (!o->variables[i]) return df_error(DF_ERR_ARG, "df_fit: variables[%d] is NULL", i);
+    if (o->n_rank_variables < 0 || (o->n_rank_variables > 0 && !o->rank_variables))
+        return df_error(DF_ERR_ARG, "df_fit: n_rank_variables is %d but rank_variables is %s", o->n_rank_variables,
+                        o->rank_variables ? "set" : "NULL");
+    for (int i = 0; i < o->n_rank_variables; i++) {
+        if (!o->rank_variables[i]) return df_error(DF_ERR_ARG, "df_fit: rank_variables[%d] is NULL", i);
+        if (df_variable_tensor(o->rank_variables[i]).ndim < 1)
+            return df_error(DF_ERR_ARG, "df_fit: rank_variables[%d] (%s) is a scalar: it needs an axis 0 to "
+                            "concatenate the ranks along", i, df_variable_name(o->rank_variables[i]));
+    }
+    if (o->n_rank_variables > 0 && o->comm && !o->comm->gather)
+        return df_error(DF_ERR_ARG, "df_fit: rank_variables with a comm need its gather callback");
     if (o->checkpoint_every < 0) return df_error(DF_ERR_ARG, "df_fit: checkpoint_every must be >= 0");
     if (o->resume && !o->checkpoint_dir) return df_error(DF_ERR_ARG, "df_fit: resume needs a checkpoint_dir");
     if ((st = df_lr_schedule_check(&o->schedule)) != DF_OK) return st;
@@ -195,8 +209,8 @@ static df_status check_options(const df_fit_options *o)
     if (o->early_stopping_patience < 0 || !(o->early_stopping_min_delta >= 0))
         return df_error(DF_ERR_ARG, "df_fit: early_stopping_patience and early_stopping_min_delta must be >= 0");
     if (o->plot_path && !o->csv_path) return df_error(DF_ERR_ARG, "df_fit: plot_path needs a csv_path (its data)");
-    if ((unsigned)o->progress > DF_FIT_PROGRESS_NONE)
-        return df_error(DF_ERR_ARG, "df_fit: progress must be AUTO, EPOCH or NONE, got %d", (int)o->progress);
+    if ((unsigned)o->progress > DF_FIT_PROGRESS_MESSAGES)
+        return df_error(DF_ERR_ARG, "df_fit: progress must be AUTO, EPOCH, NONE or MESSAGES, got %d", (int)o->progress);
     return DF_OK;
 }
 
@@ -336,13 +350,42 @@ static df_status claim_directory(fit_run *r)
     return for_each_checkpoint_file(dir, false, unlink);
 }
 
+/* A resume rewrites the CSV through "<csv>.tmp.<pid>": such a file whose
+ * process is gone is a leftover of a run killed while trimming. */
+static df_status remove_stale_csv_temps(const char *csv)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", csv);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : csv;
+    if (slash) *slash = 0;
+    size_t n = strlen(base);
+    DIR *d = opendir(slash ? (*dir ? dir : "/") : ".");
+    if (!d) return DF_OK;              /* no directory yet: nothing left over */
+    df_status st = DF_OK;
+    for (struct dirent *e; st == DF_OK && (e = readdir(d));) {
+        const char *pid = e->d_name + n + 5;
+        if (strncmp(e->d_name, base, n) != 0 || strncmp(e->d_name + n, ".tmp.", 5) != 0 || !isdigit((unsigned char)*pid))
+            continue;
+        char *end;
+        long holder = strtol(pid, &end, 10);
+        if (*end || (kill((pid_t)holder, 0) == 0 || errno != ESRCH)) continue;    /* not a pid, or alive */
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", slash ? (*dir ? dir : "") : ".", e->d_name);
+        if (unlink(full) != 0 && errno != ENOENT)
+            st = df_error(DF_ERR_IO, "df_fit: cannot remove %s: %s", full, strerror(errno));
+    }
+    closedir(d);
+    return st;
+}
+
 /* ---------------------------------------------------------- progress */
 
 static int format_progress(const fit_run *r, char *buf, size_t cap)
 {
     const df_fit_history *h = r->h;
-    return snprintf(buf, cap, "epoch=%d\nstep=%" PRId64 "\nepoch_step=%" PRId64 "\nbest=%.17g\nwait=%d\n",
-                    h->epochs_done, h->steps, h->epoch_step, h->best, r->wait);
+    return snprintf(buf, cap, "epoch=%d\nstep=%" PRId64 "\nepoch_step=%" PRId64 "\nbest=%.17g\nwait=%d\nepoch_loss_sum=%.17g\n",
+                    h->epochs_done, h->steps, h->epoch_step, h->best, r->wait, h->epoch_step ? r->epoch_sum : 0);
 }
 
 static df_status parse_progress(fit_run *r, const void *data, size_t len)
@@ -352,15 +395,20 @@ static df_status parse_progress(fit_run *r, const void *data, size_t len)
     memcpy(buf, data, len);
     buf[len] = 0;
     df_fit_history *h = r->h;
-    char best[64];
-    int used = 0;
+    char best[64], sum[64] = "0";
+    int used = 0, more = 0;
     if (sscanf(buf, "epoch=%d\nstep=%" SCNd64 "\nepoch_step=%" SCNd64 "\nbest=%63[^\n]\nwait=%d\n%n", &h->epochs_done,
                &h->steps, &h->epoch_step, best, &r->wait, &used) != 5 ||
-        (size_t)used != len || h->epochs_done < 0 || h->steps < 0 || h->epoch_step < 0 || r->wait < 0)
+        h->epochs_done < 0 || h->steps < 0 || h->epoch_step < 0 || r->wait < 0)
         return df_error(DF_ERR_FORMAT, "bad %s record", FIT_PROGRESS_KEY);
-    char *end;
+    /* the epoch's loss sum came later: records without it are read as 0 */
+    if ((size_t)used < len && sscanf(buf + used, "epoch_loss_sum=%63[^\n]\n%n", sum, &more) == 1) used += more;
+    if ((size_t)used != len) return df_error(DF_ERR_FORMAT, "bad %s record", FIT_PROGRESS_KEY);
+    char *end, *end_sum;
     h->best = strtod(best, &end);
-    if (*end || isnan(h->best)) return df_error(DF_ERR_FORMAT, "bad %s record (best %s)", FIT_PROGRESS_KEY, best);
+    r->epoch_sum = strtod(sum, &end_sum);
+    if (*end || isnan(h->best) || *end_sum || !isfinite(r->epoch_sum))
+        return df_error(DF_ERR_FORMAT, "bad %s record (best %s, epoch_loss_sum %s)", FIT_PROGRESS_KEY, best, sum);
     return DF_OK;
 }
 
@@ -403,6 +451,81 @@ static df_status restore_state(const fit_run *r, const df_checkpoint *ck)
     return st;
 }
 
+/* ----------------------------------------------------- rank variables */
+
+/* A variable shaped as v with axis 0 `times` as long (zeros). */
+static df_variable *stacked_like(const df_variable *v, int times)
+{
+    df_tensor t = df_variable_tensor(v);
+    int64_t shape[DF_MAX_DIMS];
+    memcpy(shape, t.shape, sizeof shape);
+    shape[0] *= times;
+    return df_variable_new(df_variable_name(v), t.dtype, t.ndim, shape, df_init_zeros(), NULL);
+}
+
+static size_t bytes_of(const df_tensor *t) { return (size_t)df_tensor_numel(t) * df_dtype_size(t->dtype); }
+
+static void free_stacked(const fit_run *r, df_variable **whole)
+{
+    for (int i = 0; whole && i < r->o->n_rank_variables; i++) df_variable_free(whole[i]);
+    free(whole);
+}
+
+/* With comm: rank 0's copies of the rank variables, each every rank's
+ * concatenated along axis 0 (*out NULL on the other ranks and without comm).
+ * Collective. */
+static df_status gather_rank_variables(const fit_run *r, df_variable ***out)
+{
+    const df_fit_options *o = r->o;
+    const df_fit_comm *c = r->comm;
+    *out = NULL;
+    if (!c || o->n_rank_variables == 0) return DF_OK;
+    df_variable **whole = r->leader ? calloc((size_t)o->n_rank_variables, sizeof *whole) : NULL;
+    df_status st = r->leader && !whole ? df_error(DF_ERR_NOMEM, "df_fit: out of memory") : DF_OK;
+    for (int i = 0; i < o->n_rank_variables; i++) {
+        const df_variable *v = o->rank_variables[i];
+        df_tensor t = df_variable_tensor(v);
+        if (st == DF_OK && r->leader && !(whole[i] = stacked_like(v, c->size))) st = DF_ERR_NOMEM;
+        /* the sizes are alike on every rank iff size * sum(n^2) == sum(n)^2 */
+        double n[2] = {(double)bytes_of(&t), (double)bytes_of(&t) * (double)bytes_of(&t)};
+        if ((st = sync_ranks(r, st, n, 2)) != DF_OK) break;
+        if (c->size * n[1] != n[0] * n[0]) {
+            st = df_error(DF_ERR_SHAPE, "df_fit: rank_variables[%d] (%s) has another size on some rank: every rank "
+                          "needs the same shape", i, df_variable_name(v));
+            break;
+        }
+        if ((st = c->gather(c->user, t.data, bytes_of(&t), whole ? df_variable_tensor(whole[i]).data : NULL)) != DF_OK)
+            break;
+    }
+    if (st != DF_OK) free_stacked(r, whole);
+    else *out = whole;
+    return st;
+}
+
+/* This rank's rows of each rank variable from a checkpoint holding all
+ * ranks' (one process: the whole variable). */
+static df_status restore_rank_variables(const fit_run *r, const df_checkpoint *ck)
+{
+    const df_fit_options *o = r->o;
+    int size = r->comm ? r->comm->size : 1, rank = r->comm ? r->comm->rank : 0;
+    df_status st = DF_OK;
+    for (int i = 0; i < o->n_rank_variables && st == DF_OK; i++) {
+        df_variable *v = o->rank_variables[i];
+        if (size == 1) {
+            st = df_checkpoint_restore_variable(ck, v);
+            continue;
+        }
+        df_variable *whole = stacked_like(v, size);
+        st = whole ? df_checkpoint_restore_variable(ck, whole) : DF_ERR_NOMEM;
+        df_tensor mine = df_variable_tensor(v);
+        if (st == DF_OK)
+            memcpy(mine.data, (const char *)df_variable_tensor(whole).data + (size_t)rank * bytes_of(&mine),
+                   bytes_of(&mine));
+        df_variable_free(whole);
+    }
+    return st;
+}
+
 /* Prefixes the current error message with the checkpoint's path. */
 static df_status in_checkpoint(df_status st, const char *path)
 {
@@ -422,7 +545,7 @@ static df_status create_slots(const fit_run *r)
                                           : DF_OK;
 }
 
-static df_status write_checkpoint(fit_run *r, const char *path)
+static df_status write_checkpoint(fit_run *r, const char *path, df_variable *const *whole)
 {
     const df_fit_options *o = r->o;
     df_checkpoint *ck = df_checkpoint_new();
@@ -432,6 +555,8 @@ static df_status write_checkpoint(fit_run *r, const char *path)
     df_status st = o->save_extra ? o->save_extra(o->user, ck) : DF_OK;
     if (st == DF_OK) st = df_checkpoint_put_blob(ck, FIT_PROGRESS_KEY, progress, (size_t)len);
     if (st == DF_OK) st = put_state(r, ck);
+    for (int i = 0; i < o->n_rank_variables && st == DF_OK; i++)
+        st = df_checkpoint_put_variable(ck, whole ? whole[i] : o->rank_variables[i]);
     if (st == DF_OK && o->train.save) st = o->train.save(o->train.user, ck);
     if (st == DF_OK) st = df_checkpoint_write(ck, path);
     df_checkpoint_free(ck);
@@ -449,7 +574,11 @@ static df_status save_checkpoint(fit_run *r)
     if (snprintf(path, sizeof path, "%s/ckpt_%d", r->o->checkpoint_dir, number) >= (int)sizeof path)
         st = df_error(DF_ERR_ARG, "df_fit: checkpoint path too long");
     if (st == DF_OK) st = create_slots(r);
-    if (st == DF_OK && r->leader) st = write_checkpoint(r, path);
+    df_variable **whole = NULL;
+    if ((st = sync_ranks(r, st, NULL, 0)) == DF_OK) st = gather_rank_variables(r, &whole);
+    if (st != DF_OK) return st;
+    if (r->leader) st = write_checkpoint(r, path, whole);
+    free_stacked(r, whole);
     if ((st = sync_ranks(r, st, NULL, 0)) != DF_OK) return st;
     snprintf(h->last_checkpoint, sizeof h->last_checkpoint, "%s", path);
     if (r->progress != DF_FIT_PROGRESS_NONE) fprintf(r->out, "Saved checkpoint %s\n", path);
@@ -517,8 +646,23 @@ static df_status restore_from(fit_run *r, const df_checkpoint *ck)
     if (st == DF_OK) st = df_checkpoint_get_blob(ck, FIT_PROGRESS_KEY, &data, &len);
     if (st == DF_OK) st = parse_progress(r, data, len);
     if (st == DF_OK) st = restore_state(r, ck);
+    if (st == DF_OK) st = restore_rank_variables(r, ck);
     if (st == DF_OK && o->train.restore) st = o->train.restore(o->train.user, ck);
     return st;
+}
+
+df_status df_fit_write_checkpoint(const df_fit_options *o, const df_fit_history *h, const char *path)
+{
+    fit_run r = {.o = o, .h = (df_fit_history *)h};
+    df_status st = create_slots(&r);
+    return st == DF_OK ? write_checkpoint(&r, path, NULL) : st;
+}
+
+df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint *ck, df_fit_history *h)
+{
+    *h = (df_fit_history){.loss = NAN, .val_loss = NAN};
+    fit_run r = {.o = o, .h = h};
+    return restore_from(&r, ck);
 }
 
 /* Collective. Every rank restores rank 0's checkpoint, the data source's
@@ -544,9 +688,12 @@ static df_status resume(fit_run *r)
     if ((st = sync_ranks(r, st, NULL, 0)) != DF_OK) return st;
     h->resumed = true;
     snprintf(h->last_checkpoint, sizeof h->last_checkpoint, "%s", path);
+    char note[256] = "";
+    if (r->o->on_resume && (st = sync_ranks(r, r->o->on_resume(r->o->user, h, note, sizeof note), NULL, 0)) != DF_OK)
+        return st;
     if (r->progress != DF_FIT_PROGRESS_NONE)
-        fprintf(r->out, "Resumed from %s (%d epochs done%s, step %" PRId64 ")\n", path, h->epochs_done,
-                h->epoch_step ? " and part of the next" : "", h->steps);
+        fprintf(r->out, "Resumed from %s (%d epochs done%s, step %" PRId64 "%s)\n", path, h->epochs_done,
+                h->epoch_step ? " and part of the next" : "", h->steps, note);
     return DF_OK;
 }
 
@@ -588,7 +735,9 @@ static df_status check_same_weights(const fit_run *r, int epoch)
                           "gradient all-reduce installed, with the same threads and BLAS on every rank?",
                           epoch + 1, first, c->rank, mine);
     }
-    return sync_ranks(r, st, NULL, 0);
+    if ((st = sync_ranks(r, st, NULL, 0)) == DF_OK && r->progress != DF_FIT_PROGRESS_NONE)
+        fprintf(r->out, "Weights XXH64 %016" PRIx64 " on all %d ranks\n", mine, c->size);
+    return st;
 }
 
 /* --------------------------------------------------------------- CSV */
@@ -752,6 +901,7 @@ static df_status train_one(fit_run *r, double *loss)
     const df_fit_options *o = r->o;
     df_tensor out;
     df_status st = df_function_call(o->train_step, r->inputs, o->n_inputs, &out, 1);
+    if (st != DF_OK && r->comm && r->comm->abort) r->comm->abort(r->comm->user, st);   /* peers may be in its all-reduce */
     return st == DF_OK ? scalar_loss(&out, "train_step", loss) : st;
 }
 
@@ -784,7 +934,8 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
     }
     h->epoch_step = 0;
     if (r->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "Epoch %d/%d\n", epoch + 1, r->epochs);
-    double start = now_seconds(), sum = 0;
+    /* a resumed epoch's mean counts the steps before the stop too */
+    double start = now_seconds(), sum = first ? r->epoch_sum : 0;
     df_status st = DF_OK;        /* a CSV row rank 0 could not write: every rank learns at the next sync */
     for (int64_t i = first; total == 0 || i < total; i++) {
         if (df_lr_schedule_active(&o->schedule))
@@ -799,7 +950,12 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
         ran++;
         h->steps++;
         st = csv_row(r, epoch + 1, loss, NAN);
-        if (show_progress(r, i + 1, total, now_seconds() - start, sum / (double)ran, i + 1 == total)) shown = i + 1;
+        if (st == DF_OK && o->on_step) {
+            df_fit_step_logs logs = {epoch + 1, i, h->steps, loss, (total > 0 && i + 1 == total) || stop};
+            st = o->on_step(o->user, &logs);
+        }
+        if (show_progress(r, i + 1, total, now_seconds() - start, sum / (double)(first + ran), i + 1 == total))
+            shown = i + 1;
         if (stop && (total == 0 || i + 1 < total)) {
             if (r->tty && r->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "\n");
             h->epoch_step = i + 1;
@@ -808,8 +964,9 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
     }
     int64_t done = first + ran;
     if (st == DF_OK && total == 0 && ran > 0 && h->epoch_step == 0 && shown != done)   /* the source ended the epoch */
-        show_progress(r, done, done, now_seconds() - start, sum / (double)ran, true);
-    *mean_loss = ran ? sum / (double)ran : NAN;
+        show_progress(r, done, done, now_seconds() - start, sum / (double)done, true);
+    *mean_loss = done ? sum / (double)done : NAN;
+    r->epoch_sum = sum;
     return sync_ranks(r, st, NULL, 0);
 }
 
@@ -871,7 +1028,8 @@ static df_status end_of_epoch(fit_run *r, int epoch, bool *stop)
     h->val_loss = NAN;
     if (r->has_val) {
         if ((st = evaluate(r, &h->val_loss)) != DF_OK) return st;
-        if (r->progress == DF_FIT_PROGRESS_AUTO) fprintf(r->out, "val_loss: %.4f\n", h->val_loss);
+        if (r->progress == DF_FIT_PROGRESS_AUTO || r->progress == DF_FIT_PROGRESS_MESSAGES)
+            fprintf(r->out, "val_loss: %.4f\n", h->val_loss);
         st = csv_row(r, epoch + 1, NAN, h->val_loss);
     }
     h->stopped_early = no_longer_improving(r, r->has_val ? h->val_loss : h->loss);
@@ -901,6 +1059,7 @@ static df_status train_epochs(fit_run *r)
     for (int epoch = h->epochs_done; epoch < r->epochs; epoch++) {
         double start = now_seconds();
         df_status st = run_epoch(r, epoch, &h->loss);
+        if (st == DF_OK) st = check_same_weights(r, epoch);   /* the trained weights, before validation's lines */
         bool partial = h->epoch_step > 0, early = false, stop = false;
         if (st == DF_OK && !partial) {
             h->epochs_done = epoch + 1;
@@ -908,15 +1067,16 @@ static df_status train_epochs(fit_run *r)
             print_epoch_line(r, epoch, now_seconds() - start);
         }
         if (st == DF_OK) st = agree_on_epoch(r, &stop);
-        if (st == DF_OK) st = check_same_weights(r, epoch);
         if (st != DF_OK) return st;
         bool last = epoch + 1 == r->epochs || stop || early;
         if (o->checkpoint_dir && (last || (epoch + 1) % r->every == 0) && (st = save_checkpoint(r)) != DF_OK) return st;
         if (stop) {
             h->interrupted = true;
             if (r->progress != DF_FIT_PROGRESS_NONE)
-                fprintf(r->out, "Interrupted: stopped after step %" PRId64 "%s\n", h->steps,
-                        o->checkpoint_dir ? " with a checkpoint; resume continues from there" : "");
+                fprintf(r->out, "Interrupted: stopped after step %" PRId64 "%s%s%s\n", h->steps,
+                        o->checkpoint_dir ? " with a checkpoint; " : "",
+                        o->checkpoint_dir ? (o->resume_flag ? o->resume_flag : "resume") : "",
+                        o->checkpoint_dir ? " continues from there" : "");
             break;
         }
         if (early) {
@@ -940,6 +1100,7 @@ static df_status prepare(fit_run *r)
         if (o->checkpoint_dir) st = make_dirs(o->checkpoint_dir);
         if (st == DF_OK && o->checkpoint_dir) st = claim_directory(r);
         if (st == DF_OK && o->csv_path) st = check_writable(o->csv_path, "CSV log");
+        if (st == DF_OK && o->csv_path) st = remove_stale_csv_temps(o->csv_path);
         if (st == DF_OK && o->plot_path) st = check_writable(o->plot_path, "loss curve");
     }
     if ((st = sync_ranks(r, st, NULL, 0)) != DF_OK) return st;

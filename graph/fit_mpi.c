@@ -9,8 +9,10 @@
  * should end, e.g. with MPI_Abort). */
 #ifdef DF_WITH_MPI
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dagflow_mpi.h"
@@ -130,6 +132,29 @@ static df_status broadcast(void *user, void **data, size_t *len)
     return DF_OK;
 }
 
+static df_status gather(void *user, const void *mine, size_t len, void *all)
+{
+    fit_mpi *m = user;
+    if (m->broken) return still_broken(m);
+    if (len > INT_MAX) return df_error(DF_ERR_ARG, "df_fit_mpi_comm: gather of %zu bytes a rank (at most %d)", len, INT_MAX);
+    MPI_Request req;
+    int rc = MPI_Igather(mine, (int)len, MPI_BYTE, all, (int)len, MPI_BYTE, 0, m->mpi, &req);
+    return finish(m, rc, &req, "gathering the ranks' variables");
+}
+
+/* The train step failed here: a peer may wait in its gradient all-reduce,
+ * which nothing but ending the job can release. */
+static void abort_job(void *user, df_status st)
+{
+    fit_mpi *m = user;
+    fprintf(stderr, "df_fit: rank %d of %d: the train step failed (%s): %s; ending the job (MPI_Abort)\n",
+            m->comm.rank, m->comm.size, df_status_name(st), df_last_error());
+    fflush(stderr);
+    MPI_Abort(m->mpi, 1);
+}
+
+bool df_fit_mpi_comm_broken(const df_fit_comm *comm) { return comm && ((const fit_mpi *)comm)->broken != DF_OK; }
+
 df_fit_comm *df_fit_mpi_comm(MPI_Comm comm, double timeout)
 {
     int init = 0, fin = 0;
@@ -164,6 +189,8 @@ df_fit_comm *df_fit_mpi_comm(MPI_Comm comm, double timeout)
     m->comm.sum = sum;
     m->comm.agree = agree;
     m->comm.broadcast = broadcast;
+    m->comm.gather = gather;
+    m->comm.abort = abort_job;
     m->comm.user = m;
     m->timeout = timeout;
     return &m->comm;

@@ -786,10 +786,23 @@ typedef struct df_fit_logs {
     float learning_rate;
 } df_fit_logs;
 
+/* What df_fit reports after each step, to on_step. */
+typedef struct df_fit_step_logs {
+    int epoch;                /* 1-based */
+    int64_t batch;            /* 0-based index of the step in its epoch */
+    int64_t step;             /* optimizer steps taken in the whole run, this one included */
+    double loss;              /* this step's (with comm: the mean over the ranks) */
+    bool last;                /* the last step of the epoch (steps_per_epoch reached, or a stop
+                               * request; with steps_per_epoch 0 the end of the data shows only
+                               * at the next fetch, so it is then false) */
+} df_fit_step_logs;
+
 typedef enum df_fit_progress {
     DF_FIT_PROGRESS_AUTO = 0,  /* Keras' bar on a terminal, ten lines an epoch otherwise */
     DF_FIT_PROGRESS_EPOCH = 1, /* one line per epoch */
-    DF_FIT_PROGRESS_NONE = 2
+    DF_FIT_PROGRESS_NONE = 2,
+    DF_FIT_PROGRESS_MESSAGES = 3 /* no bar or epoch lines, only the messages (resumed, val_loss,
+                                  * saved, interrupted): for an on_step hook that prints its own */
 } df_fit_progress;
 
 /* The ranks of a data-parallel run (src/dagflow_mpi.h makes one for MPI:
@@ -827,8 +840,18 @@ typedef struct df_fit_comm {
     /* Rank 0's *len bytes at *data reach every rank: on the others *data
      * becomes a malloc'd copy (the caller frees it) and *len its length. */
     df_status (*broadcast)(void *user, void **data, size_t *len);
+    /* For rank_variables: the bytes at mine of every rank (len each) reach
+     * rank 0 in rank order, at all (size * len bytes); all is NULL elsewhere. */
+    df_status (*gather)(void *user, const void *mine, size_t len, void *all);
+    /* Optional: called when the train step itself failed on this rank (st, df_last_error
+     * says why). The other ranks may be waiting inside the step's own collective (the
+     * gradient all-reduce), which no agree can reach, so it should print the error and end
+     * the job (df_fit_mpi_comm's: MPI_Abort). NULL: df_fit returns the error on this rank. */
+    void (*abort)(void *user, df_status st);
     void *user;
 } df_fit_comm;
+
+typedef struct df_fit_history df_fit_history;
 
 /* All-zero fields take the defaults in brackets. */
 typedef struct df_fit_options {
@@ -838,6 +861,13 @@ typedef struct df_fit_options {
     df_optimizer *optimizer;      /* its slots and step go into checkpoints; schedules set its rate */
     int n_variables;              /* what checkpoints hold by name: weights, and the */
     df_variable *const *variables;/* recurrent state of a stateful model */
+    /* With comm, variables that differ per rank: the carried recurrent state of this rank's
+     * rows of the batch. A checkpoint holds their concatenation over the ranks along axis 0
+     * (each rank's shape alike; comm->gather required), and a resume gives each rank its
+     * rows back, so a checkpoint does not depend on the number of ranks. One process: as
+     * variables. They are not in check_weights' hash. */
+    int n_rank_variables;
+    df_variable *const *rank_variables;
     df_fit_data train;            /* required */
     df_fit_data validation;       /* optional (next NULL: none) */
     int epochs;                   /* [1] */
@@ -847,6 +877,8 @@ typedef struct df_fit_options {
     const char *checkpoint_dir;   /* [NULL: no checkpoints] <dir>/ckpt_<epoch>, created (mkdir -p) up front */
     int checkpoint_every;         /* [1] epochs; the last epoch and a stop always checkpoint */
     bool resume;                  /* continue from the latest ckpt_N in checkpoint_dir (none yet: a new run) */
+    const char *resume_flag;      /* ["resume"] what a stop's "Interrupted: ..." line says continues the
+                                   * run, e.g. the program's "--resume" */
     bool overwrite;               /* a new run may replace the checkpoints of another run in checkpoint_dir */
     const char *csv_path;         /* [NULL] epoch,step,loss,val_loss, one row per step and per validation */
     const char *plot_path;        /* [NULL] SVG loss curve from the CSV, written at the end */
@@ -858,16 +890,22 @@ typedef struct df_fit_options {
     FILE *out;                    /* [stdout] progress and messages */
     const df_fit_comm *comm;      /* [NULL: one process] data parallel over these ranks */
     bool check_weights;           /* with comm: after each epoch the checkpointed variables must hash
-                                   * (XXH64) alike on every rank, else DF_ERR_STATE listing the hashes */
+                                   * (XXH64) alike on every rank, else DF_ERR_STATE listing the hashes;
+                                   * rank 0 prints "Weights XXH64 <hash> on all N ranks" unless progress NONE */
     /* Hooks, each optional, each given user: */
     void (*reset_states)(void *user);                 /* at each epoch start and around validation */
     df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. config, vocabulary */
     df_status (*restore_extra)(void *user, const df_checkpoint *ck); /* check they match this run */
     df_status (*on_epoch_end)(void *user, const df_fit_logs *logs); /* non-OK ends fit with it */
+    df_status (*on_step)(void *user, const df_fit_step_logs *logs); /* after each step, every rank */
+    /* After a resume restored everything, on every rank: may change what a resumed run may
+     * change (e.g. the optimizer's rate) and write into note (cap bytes) what df_fit adds to
+     * its "Resumed from <path> (N epochs done, step S<note>)" line, e.g. ", learning rate 0.01". */
+    df_status (*on_resume)(void *user, const df_fit_history *h, char *note, size_t cap);
     void *user;
 } df_fit_options;
 
-typedef struct df_fit_history {
+struct df_fit_history {
     int epochs_done;          /* complete epochs, counting those of a resumed run */
     int64_t steps;            /* optimizer steps of the whole run */
     int64_t epoch_step;       /* steps into the next epoch when stopped inside one */
@@ -875,7 +913,7 @@ typedef struct df_fit_history {
     double best;              /* best monitored loss (val_loss, or loss without validation) */
     bool resumed, interrupted, stopped_early;
     char last_checkpoint[512];/* path of the last checkpoint written or read ("" if none) */
-} df_fit_history;
+};
 
 /* Runs the loop. Errors from the step, the data source or a hook end it with
  * that status (the message names where); bad options are DF_ERR_ARG naming
@@ -895,9 +933,83 @@ void df_fit_request_stop(void);
 /* The path of the latest checkpoint df_fit wrote in dir (the highest N of
  * a file ckpt_N), e.g. to sample from it; DF_ERR_IO when there is none. */
 df_status df_fit_latest_checkpoint(const char *dir, char *path, size_t cap);
+/* Outside the loop, one process: the checkpoint df_fit would write at path for these options
+ * (save_extra, h's progress, variables and optimizer state with its slots created,
+ * rank_variables, train.save), e.g. a test's or a fuzz seed; and restoring one as a resume
+ * does (restore_extra, the progress into h, the variables, train.restore), e.g. to inspect a
+ * run's state. Errors name what failed (not the path). */
+df_status df_fit_write_checkpoint(const df_fit_options *o, const df_fit_history *h, const char *path);
+df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint *ck, df_fit_history *h);
 /* Reads a CSV in df_fit's format and writes an SVG of the per-step loss and
  * the validation points, atomically. */
 df_status df_plot_loss_csv(const char *csv_path, const char *svg_path);
+
+/* ----------------------------------------------------------- config records
+ *
+ * A run's settings, saved with its checkpoints and checked on resume, are
+ * often a plain struct. A table of its fields describes it once; from the
+ * table come the text ("key=value" lines, first "format=<version>"), its
+ * strict parsing and the resume check naming the setting's flag:
+ *
+ *      typedef struct run_config { int hidden; float dropout; uint64_t seed; int cell; } run_config;
+ *      static const char *const cells[] = {"lstm", "gru", NULL};
+ *      static const df_config_field fields[] = {
+ *          {"hidden", DF_CONFIG_INT, offsetof(run_config, hidden), .flag = "hidden", .required = true},
+ *          {"dropout", DF_CONFIG_FLOAT, offsetof(run_config, dropout), .flag = "dropout"},
+ *          {"seed", DF_CONFIG_U64, offsetof(run_config, seed), .flag = "seed", .required = true},
+ *          {"cell", DF_CONFIG_ENUM, offsetof(run_config, cell), .flag = "cell", .names = cells}};
+ *      df_config_put(ck, "config", fields, 4, 1, &cfg);             // into a checkpoint (save_extra)
+ *      run_config saved = defaults;                                 // keys an older file lacks keep these
+ *      df_config_get(ck, "config", fields, 4, &saved, &format);     // (restore_extra)
+ *      df_config_compare(fields, 4, &saved, &cfg, NULL);
+ *          // DF_ERR_STATE "it was trained with --seed 42, this run has --seed 7"
+ */
+typedef enum df_config_type {
+    DF_CONFIG_INT,     /* int */
+    DF_CONFIG_INT64,   /* int64_t */
+    DF_CONFIG_U64,     /* uint64_t */
+    DF_CONFIG_FLOAT,   /* float, finite, written with 9 digits (exact) */
+    DF_CONFIG_BOOL,    /* bool, written 1 / 0 (read also true / false) */
+    DF_CONFIG_ENUM,    /* an int-sized enum, written by name: names[value] */
+    DF_CONFIG_STRING   /* char[size], no newline */
+} df_config_type;
+
+typedef struct df_config_field {
+    const char *key;            /* in the text; letters, digits, '_' */
+    df_config_type type;
+    size_t offset;              /* offsetof(struct, member) */
+    const char *flag;           /* the option's name for messages ("seed": "--seed 42"); NULL: "key=42" */
+    const char *const *names;   /* ENUM: NULL-terminated names, indexed by value */
+    size_t size;                /* STRING: the char array's size */
+    bool required;              /* parsing fails without it (else it keeps the struct's value) */
+    bool negate;                /* BOOL: the file holds its negation (a struct whose zero means the key's 1) */
+    bool may_change;            /* df_config_compare reports a difference instead of refusing it */
+    /* Whether the field matters for this config (the saved one, in df_config_compare);
+     * NULL: always. E.g. a decay rate only with a step schedule. */
+    bool (*applies)(const void *config);
+} df_config_field;
+
+/* "format=<version>\nkey=value\n..." into buf (cap bytes, NUL-terminated);
+ * the length, or -1 with DF_ERR_RANGE / DF_ERR_ARG (a bad enum value, a
+ * newline in a string) in df_last_error. */
+int df_config_format(const df_config_field *fields, int n, int version, const void *config, char *buf, size_t cap);
+/* Parses such text into config, which holds the defaults for absent keys;
+ * *version = its "format" (0 without one). DF_ERR_FORMAT naming the key on
+ * an unknown key, a bad value, a line without '=' or a missing required key. */
+df_status df_config_parse(const df_config_field *fields, int n, const char *text, size_t len, void *config,
+                          int *version);
+/* The first field (in table order) that applies to saved and differs from
+ * now: DF_ERR_STATE "it was trained with --flag A, this run has --flag B"
+ * ("it has key=A, this run has key=B" without a flag). Fields marked
+ * may_change are not refused: with changed (room for n + 1), the differing ones
+ * are listed there, NULL-terminated, so that the caller can say it applied them. */
+df_status df_config_compare(const df_config_field *fields, int n, const void *saved, const void *now,
+                            const df_config_field **changed);
+/* df_config_format into the checkpoint's blob name / df_config_parse from it. */
+df_status df_config_put(df_checkpoint *ck, const char *name, const df_config_field *fields, int n, int version,
+                        const void *config);
+df_status df_config_get(const df_checkpoint *ck, const char *name, const df_config_field *fields, int n, void *config,
+                        int *version);
 
 /* ------------------------------------------------------------------ layers
  *

@@ -38,12 +38,16 @@
  * batch, so with equal shards the loss curve is one process's with the
  * whole batch. The data source's save records what the ranks share (the
  * position, the shuffle's RNG), not this rank's rows: on resume every rank
- * restores rank 0's record. Per step df_fit adds two small all-reduces (one
+ * restores rank 0's record. What does differ per rank, the carried state of
+ * a stateful RNN's rows, goes in df_fit_options.rank_variables: a checkpoint
+ * holds every rank's rows (gathered to rank 0) and each rank resumes with
+ * its own. Per step df_fit adds two small all-reduces (one
  * after fetching the batch, so that a data source failing on one rank stops
  * every rank before the gradient all-reduce; one after the step, for the
  * mean loss and any stop request). A train step that fails on one rank
- * alone, inside the step, leaves the others in the gradient all-reduce:
- * their timeout (df_allreduce_opts) ends the wait; then end the job.
+ * alone, inside the step, leaves the others in the gradient all-reduce, so
+ * df_fit_mpi_comm's abort hook (df_fit_comm.abort) prints that rank's error
+ * on its stderr and ends the job with MPI_Abort (a non-zero exit).
  *
  * Run-time rules (MPI semantics): every rank must build the same graphs and
  * call them the same number of times, in the same order, or the collective
@@ -93,9 +97,14 @@ df_node *df_allreduce_gradient(df_graph *g, df_node *grad, void *opts);
  * never mix with the caller's). Each of them waits at most timeout seconds
  * for the other ranks (0: forever); after a timeout df_fit returns
  * DF_ERR_STATE ("a peer has died or hung") and the communicator is unusable:
- * end the job (MPI_Abort). NULL on error: MPI not initialised or finalised,
+ * end the job (MPI_Abort). A train step failing on this rank ends the job at
+ * once (its abort hook: the error on stderr, then MPI_Abort), since a peer may
+ * be waiting in the step's all-reduce. NULL on error: MPI not initialised or finalised,
  * MPI_COMM_NULL, a negative or infinite timeout (df_last_error says which). */
 df_fit_comm *df_fit_mpi_comm(MPI_Comm comm, double timeout);
+/* Whether a collective of comm failed or timed out: the communicator is then
+ * unusable and the job should end (MPI_Abort), as MPI_Finalize may wait forever. */
+bool df_fit_mpi_comm_broken(const df_fit_comm *comm);
 /* Frees it (MPI_Comm_free of the duplicate), before MPI_Finalize. NULL is a no-op. */
 void df_fit_mpi_comm_free(df_fit_comm *comm);
 

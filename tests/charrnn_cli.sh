@@ -69,6 +69,11 @@ check "the training loss falls" awk -F, 'NR > 1 && $3 != "" { n++; l[n] = $3 }
 check "train --loop custom exits 0" [ $? -eq 0 ]
 check "train --loop custom prints train_step traces: 1" has custom.out "train_step traces: 1"
 check "train --loop custom checkpoints the last epoch" [ -s C/ckpt_2 ]
+check "train --loop custom prints the tutorial's lines (Batch 0 of each epoch, then its loss and time), no bar" sh -c \
+    'grep -q "^Epoch 1 Batch 0 Loss [0-9.]*\$" custom.out && grep -q "^Epoch 2 Batch 0 Loss " custom.out &&
+     [ "$(grep -c "^Epoch [12] Loss [0-9.]*\$" custom.out)" -eq 2 ] &&
+     [ "$(grep -c "^Time taken for 1 epoch [0-9.]* sec\$" custom.out)" -eq 2 ] && ! grep -q "^Epoch 1/2" custom.out &&
+     ! grep -q "^20/20" custom.out'
 check "train --loop custom writes --csv and --plot" sh -c '[ -s custom.csv ] && [ -s custom.svg ]'
 
 "$bin" train $flags --epochs 1 --checkpoint-dir R --csv resumed.csv --plot resumed.svg > r1.out 2>&1 &&

@@ -88,6 +88,8 @@ if start_train c1.out c1.err '^Epoch [0-9]* Batch 0 Loss' $custom; then
     check "custom loop, one SIGINT: exit status 0 (got $rc)" [ "$rc" -eq 0 ]
     check "custom loop, one SIGINT: says it is finishing the step" grep -q "$handled" c1.err
     check "custom loop, one SIGINT: prints Interrupted" grep -q "$interrupted" c1.out
+    check "custom loop, one SIGINT: names Ctrl-C for the second one" grep -q "(Ctrl-C again to quit now)" c1.err
+    check "custom loop, one SIGINT: names --resume" grep -q "$interrupted; --resume continues from there\$" c1.out
     saved=$(sed -n 's|^Saved checkpoint \(C/ckpt_[0-9]*\)$|\1|p' c1.out)
     check "custom loop, one SIGINT: wrote exactly the checkpoint it announced (C: $(checkpoints C); announced: $saved)" \
         sh -c '[ -n "$1" ] && [ "$2" = "${1#C/} " ] && [ -s "$1" ]' sh "$saved" "$(checkpoints C)"
@@ -137,12 +139,13 @@ else
 fi
 
 # ----------------------------------------------------------- two SIGINTs
-# The same run again into F/: a finished interrupt would replace F/ckpt_1.
+# The same run resumed in F/ (a new one would be refused: F holds a run): a
+# finished interrupt would replace F/ckpt_1.
 # The second Ctrl-C comes as soon as the first has been handled, while the
 # run finishes its step or writes its checkpoint.
 if [ -s F/ckpt_1 ]; then
     before=$(cksum < F/ckpt_1)
-    if start_train f2.out f2.err "$progress" $fit --epochs 1000000 --checkpoint-dir F; then
+    if start_train f2.out f2.err "$progress" $fit --epochs 1000000 --checkpoint-dir F --resume; then
         kill -INT "$pid"
         if wait_for "$handled" f2.err; then
             kill -INT "$pid"

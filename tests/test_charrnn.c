@@ -914,7 +914,7 @@ TestSuite(checkpoint, .init = make_tmpdir, .fini = remove_tmpdir);
 
 typedef struct fixture {
     feeder f;
-    cr_run_config rc;
+    cr_config rc;
     cr_model m;
     cr_progress p;
 } fixture;
@@ -925,9 +925,11 @@ enum { FX_BATCH = 4, FX_SEQ = 12 };
 static void fixture_make(fixture *fx, int hidden, int steps, char *path, size_t cap)
 {
     feeder_init(&fx->f, 6000, FX_BATCH, FX_SEQ, 9);
-    fx->rc = (cr_run_config){.model = config(fx->f.text.vocab.size, 8, hidden, 1e-2f, 3), .seq = FX_SEQ,
-                             .batch = FX_BATCH, .batching = CR_SHUFFLE};
-    assert_ok(cr_model_init(&fx->m, &fx->rc.model));
+    fx->rc = config(fx->f.text.vocab.size, 8, hidden, 1e-2f, 3);
+    fx->rc.seq = FX_SEQ;
+    fx->rc.batch = FX_BATCH;
+    fx->rc.batching = CR_SHUFFLE;
+    assert_ok(cr_model_init(&fx->m, &fx->rc));
     float loss;
     for (int i = 0; i < steps; i++) {
         feeder_next(&fx->f, &fx->m);
@@ -954,7 +956,7 @@ Test(checkpoint, save_then_load_restores_everything_bit_exact)
     cr_expect_eq(saved.n, 6 + 2 + 2 * 6, "params, iterations, learning rate, m and v slots");
 
     cr_model m2;
-    assert_ok(cr_model_init(&m2, &fx.rc.model));
+    assert_ok(cr_model_init(&m2, &fx.rc));
     model_hashes fresh = hash_model(&m2);
     for (int i = 0; i < saved.params; i++) cr_expect_neq(fresh.hash[i], saved.hash[i], "training changed %s", saved.name[i]);
     cr_batcher b2;
@@ -981,12 +983,12 @@ Test(checkpoint, save_then_load_restores_everything_bit_exact)
     expect_same_hashes(&a, &b);
 
     /* the config and vocabulary can be read alone */
-    cr_run_config rc;
+    cr_config rc;
     cr_vocab *v = malloc(sizeof *v);
     assert_ok(cr_peek_run(path, &rc, v));
-    cr_expect(rc.model.vocab == fx.rc.model.vocab && rc.model.embed == 8 && rc.model.hidden == 16 && rc.seq == FX_SEQ &&
-              rc.batch == FX_BATCH && rc.batching == CR_SHUFFLE && rc.model.seed == 3);
-    cr_expect_float_eq(rc.model.learning_rate, 1e-2f, 1e-9f);
+    cr_expect(rc.vocab == fx.rc.vocab && rc.embed == 8 && rc.hidden == 16 && rc.seq == FX_SEQ &&
+              rc.batch == FX_BATCH && rc.batching == CR_SHUFFLE && rc.seed == 3);
+    cr_expect_float_eq(rc.learning_rate, 1e-2f, 1e-9f);
     cr_expect_eq(v->size, fx.f.text.vocab.size);
     cr_expect_eq(memcmp(v->chars, fx.f.text.vocab.chars, (size_t)v->size * sizeof(uint32_t)), 0);
     free(v);
@@ -1053,10 +1055,10 @@ Test(checkpoint, loading_into_another_config_or_vocabulary_names_the_difference)
     fixture_make(&fx, 16, 2, path, sizeof path);
     cr_progress p;
 
-    cr_run_config rc = fx.rc;
-    rc.model.hidden = 24;
+    cr_config rc = fx.rc;
+    rc.hidden = 24;
     cr_model m;
-    assert_ok(cr_model_init(&m, &rc.model));
+    assert_ok(cr_model_init(&m, &rc));
     df_status st = cr_load_run(path, &rc, &fx.f.text.vocab, &m, &fx.f.b, &p);
     cr_expect_neq(st, DF_OK);
     cr_expect_not_null(strstr(df_last_error(), "hidden"), "%s", df_last_error());
@@ -1067,7 +1069,7 @@ Test(checkpoint, loading_into_another_config_or_vocabulary_names_the_difference)
 
     rc = fx.rc;
     rc.seq = FX_SEQ + 1;
-    assert_ok(cr_model_init(&m, &rc.model));
+    assert_ok(cr_model_init(&m, &rc));
     cr_expect_neq(cr_load_run(path, &rc, &fx.f.text.vocab, &m, &fx.f.b, &p), DF_OK);
     cr_expect_not_null(strstr(df_last_error(), "seq"), "%s", df_last_error());
     rc = fx.rc;
@@ -1080,7 +1082,7 @@ Test(checkpoint, loading_into_another_config_or_vocabulary_names_the_difference)
     cr_vocab *v = malloc(sizeof *v);
     *v = fx.f.text.vocab;
     v->chars[v->size - 1] = 0x65E5;
-    assert_ok(cr_model_init(&m, &fx.rc.model));
+    assert_ok(cr_model_init(&m, &fx.rc));
     st = cr_load_run(path, &fx.rc, v, &m, &fx.f.b, &p);
     cr_expect_neq(st, DF_OK);
     cr_expect_not_null(strstr(df_last_error(), "vocabulary"), "%s", df_last_error());
@@ -1092,8 +1094,8 @@ Test(checkpoint, loading_into_another_config_or_vocabulary_names_the_difference)
     v->chars[v->size] = 0x10FFFF;
     v->size++;
     rc = fx.rc;
-    rc.model.vocab = v->size;
-    assert_ok(cr_model_init(&m, &rc.model));
+    rc.vocab = v->size;
+    assert_ok(cr_model_init(&m, &rc));
     cr_expect_neq(cr_load_run(path, &rc, v, &m, &fx.f.b, &p), DF_OK);
     cr_expect_not_null(strstr(df_last_error(), "vocab"), "%s", df_last_error());
     cr_expect_neq(cr_load_run(path, &rc, v, &m, NULL, NULL), DF_OK);
@@ -1110,10 +1112,10 @@ Test(checkpoint, truncated_or_corrupted_files_are_format_errors)
     fixture_make(&fx, 16, 2, path, sizeof path);
     size_t len;
     unsigned char *bytes = slurp(path, &len);
-    cr_run_config rc;
+    cr_config rc;
     cr_vocab *v = malloc(sizeof *v);
     cr_model m;
-    assert_ok(cr_model_init(&m, &fx.rc.model));
+    assert_ok(cr_model_init(&m, &fx.rc));
 
     spit(in_tmp(bad, sizeof bad, "truncated"), bytes, len / 2);
     assert_error(cr_load_run(bad, &fx.rc, &fx.f.text.vocab, &m, &fx.f.b, NULL), DF_ERR_FORMAT, "truncated");
@@ -1126,7 +1128,7 @@ Test(checkpoint, truncated_or_corrupted_files_are_format_errors)
     assert_error(cr_load_run(bad, &fx.rc, &fx.f.text.vocab, &m, &fx.f.b, NULL), DF_ERR_FORMAT, "checksum");
     model_hashes untouched = hash_model(&m), fresh;
     cr_model m2;
-    assert_ok(cr_model_init(&m2, &fx.rc.model));
+    assert_ok(cr_model_init(&m2, &fx.rc));
     fresh = hash_model(&m2);
     for (int i = 0; i < fresh.params; i++) cr_expect_eq(untouched.hash[i], fresh.hash[i], "a failed load changed %s", fresh.name[i]);
 
@@ -1141,7 +1143,7 @@ Test(checkpoint, truncated_or_corrupted_files_are_format_errors)
 
 TestSuite(resume, .init = make_tmpdir, .fini = remove_tmpdir);
 
-static void train_opts(cr_train_opts *o, const char *data, const char *dir, int epochs)
+static void train_opts(cr_config *o, const char *data, const char *dir, int epochs)
 {
     cr_train_defaults(o);
     o->data = data;
@@ -1158,7 +1160,7 @@ static void train_opts(cr_train_opts *o, const char *data, const char *dir, int 
     o->plot = NULL;
 }
 
-static void run_train(const cr_train_opts *o, const char *log)
+static void run_train(const cr_config *o, const char *log)
 {
     char path[256];
     int saved = stdout_to(in_tmp(path, sizeof path, log));
@@ -1167,15 +1169,15 @@ static void run_train(const cr_train_opts *o, const char *log)
     cr_assert_eq(st, DF_OK, "cr_train: %s", df_last_error());
 }
 
-static void load_hashes(const char *path, const cr_train_opts *o, model_hashes *h, cr_progress *p)
+static void load_hashes(const char *path, const cr_config *o, model_hashes *h, cr_progress *p)
 {
-    cr_run_config rc;
+    cr_config rc;
     cr_vocab *v = malloc(sizeof *v);
     assert_ok(cr_peek_run(path, &rc, v));
-    cr_expect(rc.model.hidden == o->hidden && rc.model.embed == o->embed && rc.seq == o->seq && rc.batch == o->batch &&
+    cr_expect(rc.hidden == o->hidden && rc.embed == o->embed && rc.seq == o->seq && rc.batch == o->batch &&
               rc.batching == o->batching);
     cr_model m;
-    assert_ok(cr_model_init(&m, &rc.model));
+    assert_ok(cr_model_init(&m, &rc));
     cr_text t;
     char corpus[256];
     assert_ok(cr_text_load(in_tmp(corpus, sizeof corpus, "corpus.txt"), &t));
@@ -1199,7 +1201,7 @@ static void check_resume(cr_batching batching, bool custom, float val)
     in_tmp(a, sizeof a, "straight");
     in_tmp(b, sizeof b, "resumed");
 
-    cr_train_opts o;
+    cr_config o;
     train_opts(&o, corpus, a, 2);
     o.batching = batching;
     o.custom_loop = custom;
@@ -1253,7 +1255,7 @@ static void check_interrupted_resume(cr_batching batching)
     char *text = make_corpus(12000, &len);
     spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
     free(text);
-    cr_train_opts o;
+    cr_config o;
     train_opts(&o, corpus, in_tmp(a, sizeof a, "straight"), 2);
     o.batching = batching;
     run_train(&o, "straight.log");
@@ -1282,7 +1284,7 @@ Test(resume, interrupted_mid_epoch_then_resumed_equals_straight_streams) { check
 
 Test(resume, a_missing_corpus_names_the_flag)
 {
-    cr_train_opts o;
+    cr_config o;
     char corpus[256], dir[256];
     train_opts(&o, in_tmp(corpus, sizeof corpus, "absent.txt"), in_tmp(dir, sizeof dir, "ck"), 1);
     int saved = stdout_to(in_tmp(dir, sizeof dir, "out.log"));
@@ -1475,7 +1477,7 @@ Test(fixed_bugs, streams_on_a_short_text_trains)
     char *text = make_corpus(101, &len);
     spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
     free(text);
-    cr_train_opts o;
+    cr_config o;
     train_opts(&o, corpus, in_tmp(dir, sizeof dir, "ck"), 1);
     o.batching = CR_STREAMS;
     o.batch = 10;
@@ -1767,20 +1769,20 @@ Test(cells_resume, the_schedule_sets_the_learning_rate_of_each_step, .init = mak
     char *text = make_corpus(12000, &len);
     spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
     free(text);
-    cr_train_opts o;
+    cr_config o;
     train_opts(&o, corpus, in_tmp(dir, sizeof dir, "ck"), 1);
     o.schedule = (cr_schedule){.kind = CR_LR_STEP, .decay_steps = 2, .decay_rate = 0.5f};
     run_train(&o, "train.log");
     model_hashes h;
     cr_progress p;
     load_hashes(in_tmp(path, sizeof path, "ck/ckpt_1"), &o, &h, &p);
-    cr_run_config rc;
+    cr_config rc;
     cr_vocab *v = malloc(sizeof *v);
     assert_ok(cr_peek_run(path, &rc, v));
     cr_expect_eq(rc.schedule.kind, CR_LR_STEP);
     cr_expect_eq(rc.schedule.decay_steps, 2);
     cr_model m;
-    assert_ok(cr_model_init(&m, &rc.model));
+    assert_ok(cr_model_init(&m, &rc));
     cr_text t;
     assert_ok(cr_text_load(corpus, &t));
     cr_batcher b;
@@ -1793,7 +1795,7 @@ Test(cells_resume, the_schedule_sets_the_learning_rate_of_each_step, .init = mak
     free(v);
 }
 
-static void tweak_everything(cr_train_opts *o)
+static void tweak_everything(cr_config *o)
 {
     o->cell = CR_CELL_GRU;
     o->layers = 2;
@@ -1803,7 +1805,7 @@ static void tweak_everything(cr_train_opts *o)
     o->schedule = (cr_schedule){.kind = CR_LR_COSINE, .warmup_steps = 3, .decay_steps = 8};
 }
 
-static void tweak_lstm_layers(cr_train_opts *o)
+static void tweak_lstm_layers(cr_config *o)
 {
     o->layers = 3;
     o->dropout = 0.3f;
@@ -1816,14 +1818,14 @@ static void tweak_lstm_layers(cr_train_opts *o)
 /* Two epochs straight, one + one resumed, and one interrupted after its
  * first step then resumed: all three give the same ckpt_2 bytes, with every
  * setting in use (slots, per-layer state, dropout masks, the schedule). */
-static void check_resume_tweaked(void (*tweak)(cr_train_opts *), cr_batching batching)
+static void check_resume_tweaked(void (*tweak)(cr_config *), cr_batching batching)
 {
     char corpus[256], dir[256], path[256];
     size_t len;
     char *text = make_corpus(12000, &len);
     spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
     free(text);
-    cr_train_opts o;
+    cr_config o;
     train_opts(&o, corpus, in_tmp(dir, sizeof dir, "straight"), 2);
     o.batching = batching;
     tweak(&o);
@@ -1870,42 +1872,44 @@ Test(cells_resume, a_mismatch_names_the_setting, .init = make_tmpdir, .fini = re
     fixture fx;
     char path[256];
     feeder_init(&fx.f, 6000, FX_BATCH, FX_SEQ, 9);
-    fx.rc = (cr_run_config){.model = config_with(fx.f.text.vocab.size, 8, 16, CR_CELL_GRU, 2, 0.25f), .seq = FX_SEQ,
-                            .batch = FX_BATCH, .batching = CR_SHUFFLE,
-                            .schedule = {.kind = CR_LR_STEP, .decay_steps = 5, .decay_rate = 0.5f}};
-    fx.rc.model.optimizer = CR_OPT_RMSPROP;
-    fx.rc.model.clipnorm = 2;
-    assert_ok(cr_model_init(&fx.m, &fx.rc.model));
+    fx.rc = config_with(fx.f.text.vocab.size, 8, 16, CR_CELL_GRU, 2, 0.25f);
+    fx.rc.seq = FX_SEQ;
+    fx.rc.batch = FX_BATCH;
+    fx.rc.batching = CR_SHUFFLE;
+    fx.rc.schedule = (cr_schedule){.kind = CR_LR_STEP, .decay_steps = 5, .decay_rate = 0.5f};
+    fx.rc.optimizer = CR_OPT_RMSPROP;
+    fx.rc.clipnorm = 2;
+    assert_ok(cr_model_init(&fx.m, &fx.rc));
     fx.p = (cr_progress){.epoch = 1, .step = 0};
     assert_ok(cr_save_run(tmpdir, &fx.rc, &fx.f.text.vocab, &fx.m, &fx.f.b, &fx.p, path, sizeof path));
     /* the config round-trips */
-    cr_run_config peek;
+    cr_config peek;
     cr_vocab *v = malloc(sizeof *v);
     assert_ok(cr_peek_run(path, &peek, v));
-    cr_expect(peek.model.cell == CR_CELL_GRU && peek.model.layers == 2 && peek.model.dropout == 0.25f &&
-              peek.model.optimizer == CR_OPT_RMSPROP && peek.model.clipnorm == 2 && !peek.model.gru_reset_before &&
+    cr_expect(peek.cell == CR_CELL_GRU && peek.layers == 2 && peek.dropout == 0.25f &&
+              peek.optimizer == CR_OPT_RMSPROP && peek.clipnorm == 2 && !peek.gru_reset_before &&
               peek.schedule.kind == CR_LR_STEP && peek.schedule.decay_steps == 5 && peek.schedule.decay_rate == 0.5f);
     free(v);
-    struct { const char *needle; void (*change)(cr_run_config *); } cases[] = {
+    struct { const char *needle; void (*change)(cr_config *); } cases[] = {
         {"--cell gru, this run has --cell lstm", NULL}, {"--layers 2, this run has --layers 3", NULL},
         {"--dropout 0.25", NULL}, {"--optimizer rmsprop, this run has --optimizer adam", NULL},
         {"--clip 2", NULL}, {"--lr-schedule step, this run has --lr-schedule cosine", NULL},
         {"--decay-rate 0.5", NULL}, {"--learning-rate", NULL}, {"--reset-after true", NULL}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        cr_run_config rc = fx.rc;
+        cr_config rc = fx.rc;
         switch (i) {
-        case 0: rc.model.cell = CR_CELL_LSTM; break;
-        case 1: rc.model.layers = 3; break;
-        case 2: rc.model.dropout = 0.5f; break;
-        case 3: rc.model.optimizer = CR_OPT_ADAM; break;
-        case 4: rc.model.clipnorm = 0; break;
+        case 0: rc.cell = CR_CELL_LSTM; break;
+        case 1: rc.layers = 3; break;
+        case 2: rc.dropout = 0.5f; break;
+        case 3: rc.optimizer = CR_OPT_ADAM; break;
+        case 4: rc.clipnorm = 0; break;
         case 5: rc.schedule.kind = CR_LR_COSINE; break;
         case 6: rc.schedule.decay_rate = 0.25f; break;
-        case 7: rc.model.learning_rate = 0.5f; break;         /* a schedule is computed from it */
-        case 8: rc.model.gru_reset_before = true; break;
+        case 7: rc.learning_rate = 0.5f; break;         /* a schedule is computed from it */
+        case 8: rc.gru_reset_before = true; break;
         }
         cr_model m;
-        assert_ok(cr_model_init(&m, &rc.model));
+        assert_ok(cr_model_init(&m, &rc));
         cr_progress p;
         cr_expect_eq(cr_load_run(path, &rc, &fx.f.text.vocab, &m, &fx.f.b, &p), DF_ERR_STATE, "case %zu", i);
         cr_expect_not_null(strstr(df_last_error(), cases[i].needle), "case %zu: '%s' not in: %s", i, cases[i].needle,
@@ -1931,17 +1935,61 @@ Test(cells_resume, configs_without_new_keys_and_bad_values, .init = make_tmpdir,
         assert_ok(df_checkpoint_put_blob(ck, "vocab", "abc", 3));
         assert_ok(df_checkpoint_write(ck, in_tmp(path, sizeof path, "ck")));
         df_checkpoint_free(ck);
-        cr_run_config rc;
+        cr_config rc;
         cr_vocab *v = malloc(sizeof *v);
         df_status st = cr_peek_run(path, &rc, v);
         if (i < 0) {
             cr_expect_eq(st, DF_OK, "%s", df_last_error());
-            cr_expect(rc.model.cell == CR_CELL_LSTM && rc.model.layers == 1 && rc.model.dropout == 0 &&
-                      rc.model.optimizer == CR_OPT_ADAM && rc.schedule.kind == CR_LR_CONSTANT);
+            cr_expect(rc.cell == CR_CELL_LSTM && rc.layers == 1 && rc.dropout == 0 &&
+                      rc.optimizer == CR_OPT_ADAM && rc.schedule.kind == CR_LR_CONSTANT);
         } else {
             cr_expect_eq(st, DF_ERR_FORMAT, "%s", bad[i][0]);
             cr_expect_not_null(strstr(df_last_error(), bad[i][1]), "'%s' not in: %s", bad[i][1], df_last_error());
         }
         free(v);
     }
+}
+
+/* A checkpoint of the char-rnn before df_fit (format 1): no "format" line,
+ * a "progress" blob. */
+static void write_format_1(const char *path, const cr_vocab *vocab)
+{
+    char config[256], utf8[CR_MAX_VOCAB * 4];
+    snprintf(config, sizeof config, "vocab=%d\nembed=8\nhidden=16\nseq=16\nbatch=4\nbatching=shuffle\n"
+             "learning_rate=0.01\nseed=5\n", vocab->size);
+    size_t n = cr_vocab_to_utf8(vocab, utf8, sizeof utf8);
+    df_checkpoint *ck = df_checkpoint_new();
+    assert_ok(df_checkpoint_put_blob(ck, "config", config, strlen(config)));
+    assert_ok(df_checkpoint_put_blob(ck, "vocab", utf8, n));
+    assert_ok(df_checkpoint_put_blob(ck, "progress", "epoch=1\nstep=6\nepoch_step=0\n", 27));
+    assert_ok(df_checkpoint_write(ck, path));
+    df_checkpoint_free(ck);
+}
+
+Test(resume, a_checkpoint_of_an_older_format_is_refused_saying_so)
+{
+    char corpus[256], dir[256], path[256];
+    size_t len;
+    char *text = make_corpus(12000, &len);
+    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
+    free(text);
+    cr_text t;
+    assert_ok(cr_text_load(corpus, &t));
+    mkdir(in_tmp(dir, sizeof dir, "old"), 0777);
+    write_format_1(in_tmp(path, sizeof path, "old/ckpt_1"), &t.vocab);
+    cr_text_free(&t);
+    cr_config o;
+    train_opts(&o, corpus, dir, 2);
+    o.resume = true;
+    int saved = stdout_to(in_tmp(path, sizeof path, "old.log"));
+    df_status st = cr_train(&o);
+    stdout_back(saved);
+    cr_expect_eq(st, DF_ERR_FORMAT, "%s", df_last_error());
+    cr_expect_not_null(strstr(df_last_error(), "ckpt_1: written by an older char-rnn (checkpoint format 1, this one "
+                                               "reads 2): retrain, or resume it with the char-rnn of dagflow 0.1.0"),
+                       "%s", df_last_error());
+    cr_config rc;
+    cr_vocab *v = malloc(sizeof *v);
+    assert_ok(cr_peek_run(in_tmp(path, sizeof path, "old/ckpt_1"), &rc, v));   /* sampling still reads its config */
+    free(v);
 }

@@ -809,3 +809,353 @@ Test(fit, temp_files_of_a_dead_write_are_removed)
     cr_expect_eq(access(in_dir("ckpt_1"), F_OK), 0);
     toy_free(&m);
 }
+
+/* ------------------------------------------- per-rank variables and hooks */
+
+/* Rank 0 of 2 whose partner's copy of every float is this rank's + 100:
+ * sums double (as the twin's), the broadcast is this rank's own, errors are
+ * this rank's. */
+static int gathers;
+static df_status leader_gather(void *user, const void *mine, size_t len, void *all)
+{
+    gathers++;
+    memcpy(all, mine, len);
+    for (size_t i = 0; i < len / sizeof(float); i++) ((float *)all)[len / sizeof(float) + i] = ((const float *)mine)[i] + 100;
+    return DF_OK;
+}
+static df_status leader_broadcast(void *user, void **data, size_t *len) { return DF_OK; }
+
+/* Rank 1 of 2, whose rank 0 sends the checkpoint as df_fit's resume does:
+ * "<path>\0<bytes>". */
+typedef struct follower { int sums; char path[128]; } follower;
+static df_status follower_broadcast(void *user, void **data, size_t *len)
+{
+    const char *path = ((follower *)user)->path;
+    if (*data) return twin_broadcast(user, data, len);    /* not the checkpoint: the settings, a hash */
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    char *buf = malloc(strlen(path) + 1 + (1 << 20));
+    cr_assert_not_null(buf);
+    strcpy(buf, path);
+    *len = strlen(path) + 1 + fread(buf + strlen(path) + 1, 1, 1 << 20, f);
+    fclose(f);
+    *data = buf;
+    return DF_OK;
+}
+static df_status follower_gather(void *user, const void *mine, size_t len, void *all)
+{
+    cr_expect_null(all, "only rank 0 receives");
+    return DF_OK;
+}
+
+/* A (2,1) "carried state" with values a, a+1. */
+static df_variable *rank_state(int rows, float a)
+{
+    df_variable *v = df_variable_new("state/h", DF_F32, 2, SHAPE(rows, 1), df_init_zeros(), NULL);
+    cr_assert_not_null(v, "%s", df_last_error());
+    for (int i = 0; i < rows; i++) ((float *)df_variable_tensor(v).data)[i] = a + (float)i;
+    return v;
+}
+
+static float at(const df_variable *v, int i) { return ((const float *)df_variable_tensor(v).data)[i]; }
+
+Test(fit, rank_variables_hold_every_ranks_rows_and_each_rank_gets_its_own_back)
+{
+    int calls = 0;
+    df_fit_comm lead = {.rank = 0, .size = 2, .sum = twin_sum, .agree = twin_agree, .broadcast = leader_broadcast,
+                        .gather = leader_gather, .user = &calls};
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_variable *state = rank_state(2, 1.0f);
+    df_fit_options o = toy_options(&m, 1);
+    o.comm = &lead;
+    o.n_rank_variables = 1;
+    o.rank_variables = &state;
+    o.checkpoint_dir = dir;
+    o.check_weights = true;
+    o.validation = (df_fit_data){.next = data_next, .start_epoch = data_start_epoch, .user = &m.val};
+    char *text = NULL;
+    size_t len = 0;
+    o.out = open_memstream(&text, &len);
+    o.progress = DF_FIT_PROGRESS_MESSAGES;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    fclose(o.out);
+    cr_expect_eq(gathers, 1, "one gather for one checkpoint, got %d", gathers);
+    const char *weights = strstr(text, "Weights XXH64 "), *val = strstr(text, "val_loss: ");
+    cr_expect(weights && strstr(text, " on all 2 ranks\n"), "no weights line in:\n%s", text);
+    cr_expect(weights && val && weights < val, "the weights line comes before val_loss, as the epoch's training ends:\n%s",
+              text);
+    free(text);
+    df_checkpoint *ck;
+    cr_assert_eq(df_checkpoint_read(in_dir("ckpt_1"), &ck), DF_OK, "%s", df_last_error());
+    df_variable *all = rank_state(4, 0.0f), *half = rank_state(2, 0.0f);
+    cr_assert_eq(df_checkpoint_restore_variable(ck, all), DF_OK, "the checkpoint holds both ranks' rows: %s",
+                 df_last_error());
+    cr_expect(at(all, 0) == 1 && at(all, 1) == 2 && at(all, 2) == 101 && at(all, 3) == 102,
+              "rank 0's rows, then rank 1's: %g %g %g %g", at(all, 0), at(all, 1), at(all, 2), at(all, 3));
+    cr_expect_neq(df_checkpoint_restore_variable(ck, half), DF_OK, "not one rank's (2,1) alone");
+    df_checkpoint_free(ck);
+    toy_free(&m);
+
+    /* rank 1 resumes: its rows are the second half */
+    follower f = {0};
+    snprintf(f.path, sizeof f.path, "%s", in_dir("ckpt_1"));
+    df_fit_comm follow = {.rank = 1, .size = 2, .sum = twin_sum, .agree = twin_agree, .broadcast = follower_broadcast,
+                          .gather = follower_gather, .user = &f};
+    toy_init(&m, 0.5f, 0.05f);
+    o = toy_options(&m, 1);
+    o.comm = &follow;
+    o.n_rank_variables = 1;
+    o.rank_variables = &half;
+    o.checkpoint_dir = dir;
+    o.resume = true;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    cr_expect(at(half, 0) == 101 && at(half, 1) == 102, "rank 1 got %g %g", at(half, 0), at(half, 1));
+    toy_free(&m);
+
+    /* one process resumes with the whole batch's rows */
+    toy_init(&m, 0.5f, 0.05f);
+    o = toy_options(&m, 1);
+    o.n_rank_variables = 1;
+    df_variable *whole = rank_state(4, 0.0f);
+    o.rank_variables = &whole;
+    o.checkpoint_dir = dir;
+    o.resume = true;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    cr_expect(at(whole, 0) == 1 && at(whole, 3) == 102, "one process got %g .. %g", at(whole, 0), at(whole, 3));
+    toy_free(&m);
+    df_variable_free(whole);
+    df_variable_free(all);
+    df_variable_free(half);
+    df_variable_free(state);
+}
+
+Test(fit, rank_variables_need_a_gather_and_an_axis_0)
+{
+    int sums = 0;
+    df_fit_comm c = {.rank = 1, .size = 2, .sum = twin_sum, .agree = twin_agree, .broadcast = twin_broadcast,
+                     .user = &sums};
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_variable *state = rank_state(2, 1.0f);
+    df_fit_options o = toy_options(&m, 1);
+    o.comm = &c;
+    o.n_rank_variables = 1;
+    o.rank_variables = &state;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "gather");
+    df_variable *scalar = df_variable_new("s", DF_F32, 0, NULL, df_init_zeros(), NULL);
+    o.comm = NULL;
+    o.rank_variables = &scalar;
+    expect_error(df_fit(&o, NULL), DF_ERR_ARG, "rank_variables[0] (s) is a scalar");
+    df_variable_free(scalar);
+    df_variable_free(state);
+    toy_free(&m);
+}
+
+typedef struct step_log { int calls, lasts; int64_t batches[64], steps[64]; double losses[64]; int last_at; } step_log;
+
+static step_log *the_log;
+static df_status record_step(void *user, const df_fit_step_logs *s)
+{
+    step_log *l = the_log;
+    if (l->calls < 64) {
+        l->batches[l->calls] = s->batch;
+        l->steps[l->calls] = s->step;
+        l->losses[l->calls] = s->loss;
+    }
+    l->calls++;
+    if (s->last) {
+        l->lasts++;
+        l->last_at = l->calls;
+    }
+    return l->calls == 40 ? df_error(DF_ERR_IO, "the hook's disk went away") : DF_OK;
+}
+
+Test(fit, on_step_sees_every_step_and_the_last_of_each_epoch)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    step_log log = {0};
+    the_log = &log;
+    df_fit_options o = toy_options(&m, 3);
+    o.on_step = record_step;
+    o.steps_per_epoch = 5;
+    o.csv_path = in_dir("losses.csv");
+    o.checkpoint_dir = in_dir("run");
+    char *text = NULL;
+    size_t len = 0;
+    o.out = open_memstream(&text, &len);
+    o.progress = DF_FIT_PROGRESS_MESSAGES;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    fclose(o.out);
+    cr_expect_eq(log.calls, 15);
+    cr_expect_eq(log.lasts, 3, "one last step per epoch, got %d", log.lasts);
+    cr_expect_eq(log.last_at, 15);
+    for (int i = 0; i < 15; i++) {
+        cr_expect_eq(log.batches[i], i % 5, "call %d: batch %lld", i, (long long)log.batches[i]);
+        cr_expect_eq(log.steps[i], i + 1);
+    }
+    FILE *f = fopen(in_dir("losses.csv"), "r");
+    char line[128];
+    cr_assert(f && fgets(line, sizeof line, f) && fgets(line, sizeof line, f));
+    fclose(f);
+    char want[64];
+    snprintf(want, sizeof want, "1,1,%.6f,\n", log.losses[0]);
+    cr_expect_str_eq(line, want, "the hook's loss is the logged one");
+    cr_expect(!strstr(text, "Epoch 1/3") && !strstr(text, "5/5"), "MESSAGES prints no bar or epoch line:\n%s", text);
+    cr_expect(strstr(text, "Saved checkpoint "), "MESSAGES prints the messages:\n%s", text);
+    free(text);
+    toy_free(&m);
+
+    toy_init(&m, 0.0f, 0.05f);
+    log = (step_log){0};
+    o = toy_options(&m, 100);
+    o.on_step = record_step;
+    expect_error(df_fit(&o, NULL), DF_ERR_IO, "the hook's disk went away");
+    cr_expect_eq(log.calls, 40, "the run ended at the failing hook");
+    cr_expect_lt(m.train.calls, 42, "no step long after it");
+    toy_free(&m);
+}
+
+static df_status note_rate(void *user, const df_fit_history *h, char *note, size_t cap)
+{
+    toy *m = user;
+    df_optimizer_set_learning_rate(m->opt, 0.25f);
+    snprintf(note, cap, ", learning rate 0.25 (was %g)", (double)m->last_logged_loss);
+    return h->steps == STEPS ? DF_OK : df_error(DF_ERR_STATE, "the hook saw step %lld", (long long)h->steps);
+}
+
+static df_status refuse_resume(void *user, const df_fit_history *h, char *note, size_t cap)
+{
+    return df_error(DF_ERR_STATE, "--seed differs");
+}
+
+Test(fit, on_resume_may_change_the_rate_and_adds_its_note)
+{
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    o.checkpoint_dir = dir;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    toy_free(&m);
+
+    toy_init(&m, 0.5f, 0.05f);
+    m.train.opt = m.opt;
+    o = toy_options(&m, 2);
+    o.checkpoint_dir = dir;
+    o.resume = true;
+    o.on_resume = note_rate;
+    char *text = NULL;
+    size_t len = 0;
+    o.out = open_memstream(&text, &len);
+    o.progress = DF_FIT_PROGRESS_EPOCH;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    fclose(o.out);
+    char want[256];
+    snprintf(want, sizeof want, "Resumed from %s (1 epochs done, step %d, learning rate 0.25 (was 0))\n",
+             in_dir("ckpt_1"), STEPS);
+    cr_expect(strstr(text, want), "no \"%s\" in:\n%s", want, text);
+    cr_expect_float_eq(m.train.lr_seen[0], 0.25f, 1e-9f, "the first resumed step ran at the hook's rate, got %g",
+                       m.train.lr_seen[0]);
+    free(text);
+    toy_free(&m);
+
+    toy_init(&m, 0.5f, 0.05f);
+    o = toy_options(&m, 2);
+    o.checkpoint_dir = dir;
+    o.resume = true;
+    o.on_resume = refuse_resume;
+    expect_error(df_fit(&o, NULL), DF_ERR_STATE, "--seed differs");
+    cr_expect_eq(m.train.calls, 0, "no step after a refused resume");
+    toy_free(&m);
+}
+
+static unsigned char *file_bytes(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    unsigned char *buf = malloc(1 << 16);
+    *len = fread(buf, 1, 1 << 16, f);
+    fclose(f);
+    return buf;
+}
+
+Test(fit, an_epoch_resumed_from_inside_has_the_uninterrupted_mean_loss_and_checkpoint)
+{
+    char straight[128], stopped[128];
+    snprintf(straight, sizeof straight, "%s", in_dir("straight"));
+    snprintf(stopped, sizeof stopped, "%s", in_dir("stopped"));
+    toy m;
+    toy_init(&m, 0.5f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    o.checkpoint_dir = straight;
+    df_fit_history ref, h;
+    cr_assert_eq(df_fit(&o, &ref), DF_OK, "%s", df_last_error());
+    toy_free(&m);
+
+    toy_init(&m, 0.5f, 0.05f);
+    o = toy_options(&m, 1);
+    o.checkpoint_dir = stopped;
+    m.train.stop_at_call = 3;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_assert(h.interrupted && h.epoch_step == 3);
+    toy_free(&m);
+    toy_init(&m, 0.5f, 0.05f);
+    o = toy_options(&m, 1);
+    o.checkpoint_dir = stopped;
+    o.resume = true;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect_eq(h.loss, ref.loss, "the epoch's mean over all its steps: %.17g vs %.17g", h.loss, ref.loss);
+    cr_expect_eq(h.best, ref.best);
+    toy_free(&m);
+    size_t la, lb;
+    char pa[160], pb[160];
+    snprintf(pa, sizeof pa, "%s/ckpt_1", straight);
+    snprintf(pb, sizeof pb, "%s/ckpt_1", stopped);
+    unsigned char *a = file_bytes(pa, &la), *b = file_bytes(pb, &lb);
+    cr_expect(la == lb && memcmp(a, b, la) == 0, "ckpt_1 of the resumed run differs from the straight run's");
+    free(a);
+    free(b);
+}
+
+static int extras_saved, extras_checked;
+static df_status count_save(void *user, df_checkpoint *ck)
+{
+    extras_saved++;
+    return df_checkpoint_put_blob(ck, "extra", "x", 1);
+}
+
+static df_status count_check(void *user, const df_checkpoint *ck)
+{
+    extras_checked++;
+    return DF_OK;
+}
+
+Test(fit, a_checkpoint_written_outside_the_loop_restores_as_a_resume_would)
+{
+    toy a, b;
+    toy_init(&a, 0.5f, 0.05f);
+    toy_init(&b, 0.0f, 0.05f);
+    df_fit_options oa = toy_options(&a, 3), ob = toy_options(&b, 3);
+    oa.checkpoint_dir = ob.checkpoint_dir = dir;
+    cr_assert_eq(df_fit(&oa, NULL), DF_OK, "%s", df_last_error());        /* trained: slots, a data position */
+    oa.save_extra = count_save;
+    ob.restore_extra = count_check;
+    a.train.pos = 5;
+    df_fit_history h = {.epochs_done = 2, .steps = 11, .epoch_step = 3, .best = 0.25}, back;
+    cr_assert_eq(df_fit_write_checkpoint(&oa, &h, in_dir("by_hand")), DF_OK, "%s", df_last_error());
+    df_checkpoint *ck;
+    cr_assert_eq(df_checkpoint_read(in_dir("by_hand"), &ck), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_fit_restore_checkpoint(&ob, ck, &back), DF_OK, "%s", df_last_error());
+    cr_expect(extras_saved == 1 && extras_checked == 1, "the extras' hooks: saved %d, checked %d", extras_saved,
+              extras_checked);
+    cr_expect(back.epochs_done == 2 && back.steps == 11 && back.epoch_step == 3 && back.best == 0.25 &&
+              isnan(back.loss) && !back.resumed, "progress: %d %lld %lld %g", back.epochs_done, (long long)back.steps,
+              (long long)back.epoch_step, back.best);
+    cr_expect(value_of(b.w) == value_of(a.w) && value_of(b.b) == value_of(a.b), "weights restored");
+    cr_expect_eq(df_optimizer_iterations(b.opt), df_optimizer_iterations(a.opt), "the optimizer's state restored");
+    cr_expect_eq(b.train.pos, 5, "the data source's record restored");
+    df_checkpoint_free(ck);
+    toy_free(&a);
+    toy_free(&b);
+}

@@ -51,14 +51,26 @@ static int report(const char *command, df_status st)
     return 1;
 }
 
-static void on_sigint(int sig)
+/* SIGUSR1, which mpirun forwards to every rank (it ends the job on
+ * SIGINT), stops like SIGINT, which df_fit handles with SIGTERM and SIGHUP. */
+static void on_sigusr1(int sig)
 {
-    (void)sig;
-    if (cr_stop_requested) _exit(130);        /* second Ctrl-C: leave at once */
-    cr_stop_requested = 1;
+    static volatile sig_atomic_t seen;
+    if (seen++) _exit(130);                  /* a second one: leave at once */
+    df_fit_request_stop();
     static const char msg[] = "\nInterrupt: finishing this step and writing a checkpoint (Ctrl-C again to quit now)\n";
     ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
     (void)ignored;
+}
+
+/* Whether --name (or --name=...) is among the arguments. */
+static bool given(int argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < argc; i++)
+        if (!strncmp(argv[i], "--", 2) && !strncmp(argv[i] + 2, name, n) && (!argv[i][2 + n] || argv[i][2 + n] == '='))
+            return true;
+    return false;
 }
 
 static void apply_threads(void)
@@ -68,7 +80,7 @@ static void apply_threads(void)
 
 static int cmd_train(int argc, char **argv)
 {
-    cr_train_opts o;
+    cr_config o;
     cr_train_defaults(&o);
     int batching = 0, loop = 0, optimizer = 0, schedule = 0;
     float peer_timeout = 0;
@@ -99,7 +111,10 @@ static int cmd_train(int argc, char **argv)
         {"steps-per-epoch", CLI_INT, &o.steps_per_epoch, "cap on steps per epoch (0 = whole epoch)", 0, 1e9, NULL},
         {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "where ckpt_{epoch} files go", 0, 0, NULL},
         {"checkpoint-every", CLI_INT, &o.checkpoint_every, "custom loop: checkpoint every N epochs", 1, 1e6, NULL},
-        {"resume", CLI_BOOL, &o.resume, "continue from the latest checkpoint (weights, optimizer, step, RNG)", 0, 0, NULL},
+        {"resume", CLI_BOOL, &o.resume, "continue from the latest checkpoint (weights, optimizer, step, RNG); none "
+                                        "yet: start a new run", 0, 0, NULL},
+        {"overwrite", CLI_BOOL, &o.overwrite, "a new run may replace another run's checkpoints in --checkpoint-dir", 0,
+         0, NULL},
         {"loop", CLI_CHOICE, &loop, "fit (Keras-style) or custom (GradientTape-style train_step)", 0, 0, loops},
         {"csv", CLI_STRING, &o.csv, "write losses as CSV ('' = none)", 0, 0, NULL},
         {"plot", CLI_STRING, &o.plot, "write the loss curve as SVG ('' = none)", 0, 0, NULL},
@@ -115,6 +130,11 @@ static int cmd_train(int argc, char **argv)
     o.plot = default_plot;
     int rc = cli_parse("char-rnn train", "char-rnn train [flags]", flags, N(flags), argc, argv, stdout, cr_dist_err());
     if (rc) return rc == 1 ? 0 : rc;
+    if (mf.cell != CR_CELL_GRU && given(argc, argv, "reset-after")) {
+        fprintf(cr_dist_err(), "char-rnn train: --reset-after applies to --cell gru only, not --cell %s\n",
+                cr_cell_names[mf.cell]);
+        return 2;
+    }
     cr_dist_set_peer_timeout(peer_timeout);
     char csv[4096], plot[4096];
     if (o.csv == default_csv) {
@@ -127,18 +147,14 @@ static int cmd_train(int argc, char **argv)
     }
     o.batching = batching ? CR_STREAMS : CR_SHUFFLE;
     o.custom_loop = loop == 1;
-    o.cell = (cr_cell)mf.cell;
-    o.layers = mf.layers;
-    o.dropout = mf.dropout;
-    o.gru_reset_before = mf.reset_after == 1;
+    apply_model_flags(&mf, &o);
     o.optimizer = (cr_opt_kind)optimizer;
     o.schedule.kind = (cr_lr_kind)schedule;
     apply_threads();
-    signal(SIGINT, on_sigint);
-    signal(SIGTERM, on_sigint);      /* what timeout, schedulers, systemd and docker stop send */
-    signal(SIGHUP, on_sigint);       /* the terminal went away */
-    signal(SIGUSR1, on_sigint);      /* mpirun forwards SIGUSR1 to every rank (it ends the job on SIGINT) */
-    return report("train", cr_train(&o));
+    signal(SIGUSR1, on_sigusr1);
+    df_status st = cr_train(&o);
+    if (st != DF_OK) cr_dist_abort_if_broken();
+    return report("train", st);
 }
 
 static int cmd_sample(int argc, char **argv)

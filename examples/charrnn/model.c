@@ -1,6 +1,7 @@
 /* model.c — variables, the forward graph and the traced step functions. */
 #include <math.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include "model.h"
 
@@ -95,8 +96,8 @@ static df_status add_layer(cr_model *m, df_layer *l, df_layer **slot)
 }
 
 /* Embedding(V,E) -> n x (recurrent(H) [-> Dropout]) -> Dense(V), built for
- * ids (B,T) of any shape: the weights are drawn from the seed in layer order. */
-static df_status make_layers(cr_model *m)
+ * ids (batch,T) (DF_DYNAMIC: any): the weights are drawn from the seed in layer order. */
+static df_status make_layers(cr_model *m, int64_t batch)
 {
     const cr_config *c = &m->cfg;
     if (!(m->net = df_model_new("char_rnn", c->seed))) return df_error(DF_ERR_NOMEM, "out of memory for the model");
@@ -108,7 +109,7 @@ static df_status make_layers(cr_model *m)
         if (st == DF_OK && c->dropout > 0) st = add_layer(m, df_dropout_layer(c->dropout), &m->dropout[k]);
     }
     if (st == DF_OK) st = add_layer(m, df_dense_layer(c->vocab, DF_ACT_NONE, true), &m->dense);
-    if (st == DF_OK) st = df_model_build(m->net, 2, (int64_t[]){DF_DYNAMIC, DF_DYNAMIC});
+    if (st == DF_OK) st = df_model_build(m->net, 2, (int64_t[]){batch, DF_DYNAMIC});
     return st;
 }
 
@@ -150,7 +151,7 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg)
     df_status st = cr_config_check(cfg);
     if (st != DF_OK) return st;
     m->cfg.layers = m->n_layers = cr_config_layers(cfg);
-    st = make_layers(m);
+    st = make_layers(m, DF_DYNAMIC);
     if (st == DF_OK) find_params(m);
     if (st == DF_OK && !(m->opt = make_optimizer(cfg))) st = df_error(DF_ERR_NOMEM, "out of memory for the optimizer");
     if (st == DF_OK) {
@@ -294,89 +295,78 @@ static df_status build_logits(df_graph *g, df_node **in, void *user)
     return df_graph_status(g);
 }
 
-/* Creates the function on first use, then calls it. */
-static df_status call(cr_model *m, df_function **fn, const char *name, df_build_fn build, const df_tensor *in,
-                      int n_in, df_tensor *out)
+/* The traced functions: their name for cr_model_function, the name they
+ * trace under, their builder and where the model keeps them. */
+static const struct { const char *which, *name; df_build_fn build; size_t at; } functions[] = {
+    {"fit", "fit_step", build_fit_step, offsetof(cr_model, fit_step)},
+    {"custom", "train_step", build_custom_step, offsetof(cr_model, custom_step)},
+    {"eval", "eval_step", build_eval_step, offsetof(cr_model, eval_step)},
+    {"logits", "logits", build_logits, offsetof(cr_model, logits_fn)}};
+
+static int function_index(const char *which)
+{
+    for (int i = 0; i < (int)(sizeof functions / sizeof functions[0]); i++)
+        if (!strcmp(which, functions[i].which)) return i;
+    return -1;
+}
+
+static df_function *function_named(const cr_model *m, const char *which)
+{
+    int i = function_index(which);
+    return i < 0 ? NULL : *(df_function *const *)((const char *)m + functions[i].at);
+}
+
+df_function *cr_model_function(cr_model *m, const char *which)
+{
+    int i = function_index(which);
+    if (i < 0) return NULL;
+    df_function **fn = (df_function **)((char *)m + functions[i].at);
+    return *fn ? *fn : (*fn = df_function_new(functions[i].name, functions[i].build, m));
+}
+
+/* Calls a function (created on first use) on i32 (batch, seq) inputs. */
+static df_status call(cr_model *m, const char *which, const df_tensor *in, int n_in, df_tensor *out)
 {
     for (int i = 0; i < n_in; i++)
         if (in[i].dtype != DF_I32 || in[i].ndim != 2)
-            return df_error(DF_ERR_ARG, "%s: inputs must be i32 (batch, seq)", name);
-    if (!*fn && !(*fn = df_function_new(name, build, m))) return DF_ERR_NOMEM;
-    return df_function_call(*fn, in, n_in, out, 1);
+            return df_error(DF_ERR_ARG, "%s: inputs must be i32 (batch, seq)", functions[function_index(which)].name);
+    df_function *fn = cr_model_function(m, which);
+    return fn ? df_function_call(fn, in, n_in, out, 1) : DF_ERR_NOMEM;
 }
 
-static df_status scalar_call(cr_model *m, df_function **fn, const char *name, df_build_fn build,
-                             const df_tensor *x, const df_tensor *y, float *loss)
+static df_status loss_call(cr_model *m, const char *which, const df_tensor *x, const df_tensor *y, float *loss)
 {
     df_tensor in[2] = {*x, *y}, out;
-    df_status st = call(m, fn, name, build, in, 2, &out);
+    df_status st = call(m, which, in, 2, &out);
     if (st == DF_OK) *loss = *(float *)out.data;
     return st;
 }
 
 df_status cr_fit_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss)
 {
-    return scalar_call(m, &m->fit_step, "fit_step", build_fit_step, x, y, loss);
+    return loss_call(m, "fit", x, y, loss);
 }
 
 df_status cr_custom_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss)
 {
-    return scalar_call(m, &m->custom_step, "train_step", build_custom_step, x, y, loss);
+    return loss_call(m, "custom", x, y, loss);
 }
 
 df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss)
 {
-    return scalar_call(m, &m->eval_step, "eval_step", build_eval_step, x, y, loss);
+    return loss_call(m, "eval", x, y, loss);
 }
 
-df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits)
-{
-    return call(m, &m->logits_fn, "logits", build_logits, x, 1, logits);
-}
-
-static df_function *function_named(const cr_model *m, const char *which)
-{
-    if (!strcmp(which, "fit")) return m->fit_step;
-    if (!strcmp(which, "custom")) return m->custom_step;
-    if (!strcmp(which, "eval")) return m->eval_step;
-    if (!strcmp(which, "logits")) return m->logits_fn;
-    return NULL;
-}
-
+df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits) { return call(m, "logits", x, 1, logits); }
 int cr_trace_count(const cr_model *m, const char *which) { return df_function_trace_count(function_named(m, which)); }
 df_graph *cr_graph(const cr_model *m, const char *which) { return df_function_last_graph(function_named(m, which)); }
 
-/* 5330241 -> "5,330,241" */
-static const char *with_commas(int64_t n, char *buf)
-{
-    char digits[32];
-    int len = snprintf(digits, sizeof digits, "%lld", (long long)n), at = 0;
-    for (int i = 0; i < len; i++) {
-        if (i > 0 && (len - i) % 3 == 0) buf[at++] = ',';
-        buf[at++] = digits[i];
-    }
-    buf[at] = 0;
-    return buf;
-}
-
-/* The layers' own table (df_model_summary) shows the shapes they were built
- * for, (None, None, ...); this one shows the batch size the run uses. */
+/* The layers' table (df_model_summary) of the same layers built for this
+ * batch size, which its output shapes then show. */
 void cr_model_summary(const cr_model *m, int batch, FILE *out)
 {
-    const char *rule = "_________________________________________________________________";
-    char name[96], shape[64], count[32];
-    fprintf(out, "Model: \"char_rnn\"\n%s\n %-27s %-25s %-10s\n", rule, "Layer (type)", "Output Shape", "Param #");
-    fprintf(out, "=================================================================\n");
-    int n = df_model_layer_count(m->net);
-    for (int i = 0; i < n; i++) {
-        const df_layer *l = df_model_layer(m->net, i);
-        int width = l == m->embedding_layer ? m->cfg.embed : l == m->dense ? m->cfg.vocab : m->cfg.hidden;
-        snprintf(name, sizeof name, "%s (%s)", df_layer_name(l), df_layer_type(l));
-        snprintf(shape, sizeof shape, "(%d, None, %d)", batch, width);
-        fprintf(out, " %-27s %-25s %-10s\n", name, shape, with_commas(df_layer_param_count(l), count));
-        if (i < n - 1) fprintf(out, "                                                                 \n");
-    }
-    fprintf(out, "=================================================================\n");
-    fprintf(out, "Total params: %s\n", with_commas(cr_model_param_count(m), count));
-    fprintf(out, "Trainable params: %s\nNon-trainable params: 0\n%s\n", count, rule);
+    cr_model shown = {.cfg = m->cfg, .n_layers = m->n_layers};
+    if (make_layers(&shown, batch) == DF_OK) df_model_summary(shown.net, out);
+    else fprintf(out, "char-rnn summary: %s\n", df_last_error());
+    df_model_free(shown.net);
 }

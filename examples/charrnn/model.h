@@ -4,6 +4,7 @@
  * stacked layers, dropout after each recurrent layer, and the optimizer. */
 #ifndef CR_MODEL_H
 #define CR_MODEL_H
+#include "batches.h"
 #include "dagflow.h"
 #include "text.h"
 
@@ -16,7 +17,9 @@ extern const char *const cr_optimizer_names[];
 
 #define CR_MAX_LAYERS 8
 
-/* All-zero extras are the tutorial's model: one LSTM layer, no dropout, Adam. */
+/* A run's settings: the model, the data order and the run. Saved with the
+ * checkpoints and checked on resume (runstate.c's table). All-zero extras
+ * are the tutorial's model: one LSTM layer, no dropout, Adam. */
 typedef struct cr_config {
     int vocab, embed, hidden;
     float learning_rate;
@@ -28,6 +31,16 @@ typedef struct cr_config {
     cr_opt_kind optimizer;
     float momentum;         /* SGD only, [0, 1) */
     float clipnorm;         /* clip gradients by their global norm; 0 = off */
+    /* the data order depends on these */
+    int seq, batch;
+    cr_batching batching;
+    float val_fraction;
+    int shuffle_buffer, steps_per_epoch;
+    df_lr_schedule schedule;
+    /* `char-rnn train` only, not saved */
+    const char *data, *checkpoint_dir, *csv, *plot;
+    int epochs, checkpoint_every;
+    bool resume, overwrite, custom_loop, profile;
 } cr_config;
 
 /* Layers of a config (layers 0 counts as 1). */
@@ -108,6 +121,10 @@ df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, floa
 /* Forward only: x (B,T) -> logits (B,T,V) view (valid until the next call);
  * carries the main state of batch size B. */
 df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits);
+/* The fit step, the custom train_step or the eval step ("fit", "custom",
+ * "eval") as a df_function (created on first use), for df_fit: inputs x, y
+ * (B,T) i32, first output the loss. */
+df_function *cr_model_function(cr_model *m, const char *which);
 /* How many traces each function made so far. */
 int cr_trace_count(const cr_model *m, const char *which);
 /* The graph of a traced function ("fit", "custom", "eval", "logits") or NULL. */

@@ -72,13 +72,13 @@ df_status cr_sample(const cr_sample_opts *o, FILE *out)
     df_status st = DF_OK;
     if (o->checkpoint) snprintf(path, sizeof path, "%s", o->checkpoint);
     else st = cr_latest_checkpoint(o->checkpoint_dir, path, sizeof path);
-    cr_run_config rc;
+    cr_config rc;
     cr_vocab *vocab = malloc(sizeof *vocab);
     if (!vocab) return df_error(DF_ERR_NOMEM, "out of memory");
     if (st == DF_OK) st = cr_peek_run(path, &rc, vocab);
     cr_model m;
     bool have_model = false;
-    if (st == DF_OK) have_model = (st = cr_model_init(&m, &rc.model)) == DF_OK;
+    if (st == DF_OK) have_model = (st = cr_model_init(&m, &rc)) == DF_OK;
     if (st == DF_OK) st = cr_load_run(path, &rc, vocab, &m, NULL, NULL);
     int n_start, max_start = (int)strlen(o->start) + 1;
     int32_t *probe = malloc((size_t)max_start * sizeof *probe);

@@ -1,11 +1,13 @@
-/* train.c — the training loops, progress output, loss CSV and SVG curve. */
-#include <errno.h>
+/* train.c — `char-rnn train` on the library's loop, df_fit: the batch
+ * sources, the checkpoint extras (runstate.h) and the hooks that print what
+ * the tutorial's custom loop prints. df_fit does the rest: progress bar,
+ * validation, checkpoints and resume, CSV, SVG, signals, the directory lock,
+ * the ranks of a data-parallel run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 #include "dist.h"
 #include "runstate.h"
 #include "text.h"
@@ -13,9 +15,9 @@
 
 volatile int cr_stop_requested = 0;
 
-void cr_train_defaults(cr_train_opts *o)
+void cr_train_defaults(cr_config *o)
 {
-    *o = (cr_train_opts){.data = CR_DEFAULT_DATA, .checkpoint_dir = "./training_checkpoints",
+    *o = (cr_config){.data = CR_DEFAULT_DATA, .checkpoint_dir = "./training_checkpoints",
                          .epochs = 10, .seq = 100, .batch = 64, .embed = 256, .hidden = 1024,
                          .shuffle_buffer = 10000, .checkpoint_every = 5, .learning_rate = 1e-3f,
                          .seed = 42, .batching = CR_SHUFFLE, .layers = 1,
@@ -31,34 +33,30 @@ static double now_seconds(void)
 
 /* Everything one training run holds. */
 typedef struct run {
-    const cr_train_opts *o;
+    cr_run_parts parts;                      /* first: df_fit's user is both */
+    const cr_config *o;
     cr_text text;
-    cr_run_config rc;
+    cr_config rc;                            /* *o with the corpus's vocabulary */
     cr_model model;
     cr_batcher train, val;
     bool has_val;
-    cr_progress progress;
     int32_t *x, *y;
-    df_tensor xt, yt;
-    FILE *csv;
-    bool tty;
+    df_tensor in[2];
+    double epoch_start, epoch_sum;            /* the custom loop's epoch line */
+    int64_t epoch_steps, steps;
 } run;
 
-static df_status open_run(run *r, const cr_train_opts *o)
+static df_status open_run(run *r, const cr_config *o)
 {
     memset(r, 0, sizeof *r);
     r->o = o;
-    r->tty = isatty(STDOUT_FILENO);
     df_status st = cr_text_load(o->data, &r->text);
     if (st != DF_OK) return st;
     int64_t n_val = (int64_t)(r->text.n * (double)o->val_fraction), n_train = r->text.n - n_val;
-    r->rc = (cr_run_config){.model = {.vocab = r->text.vocab.size, .embed = o->embed, .hidden = o->hidden,
-                                      .learning_rate = o->learning_rate, .seed = o->seed, .cell = o->cell,
-                                      .layers = o->layers, .dropout = o->dropout, .gru_reset_before = o->gru_reset_before,
-                                      .optimizer = o->optimizer, .momentum = o->momentum, .clipnorm = o->clipnorm},
-                            .seq = o->seq, .batch = o->batch, .batching = o->batching, .schedule = o->schedule};
+    r->rc = *o;
+    r->rc.vocab = r->text.vocab.size;
     if ((st = cr_schedule_check(&r->rc.schedule)) != DF_OK) return st;
-    if ((st = cr_model_init(&r->model, &r->rc.model)) != DF_OK) return st;
+    if ((st = cr_model_init(&r->model, &r->rc)) != DF_OK) return st;
     if ((st = cr_dist_setup_model(&r->model)) != DF_OK) return st;     /* gradient all-reduce (mpirun) */
     st = cr_batcher_init(&r->train, r->text.ids, n_train, o->seq, o->batch, o->batching, o->shuffle_buffer, o->seed);
     if (st == DF_OK) st = cr_dist_shard(&r->train);                   /* this rank's rows of each batch */
@@ -71,19 +69,19 @@ static df_status open_run(run *r, const cr_train_opts *o)
         if ((st = cr_dist_shard(&r->val)) != DF_OK) return st;
         r->has_val = true;
     }
+    r->parts = (cr_run_parts){.rc = &r->rc, .vocab = &r->text.vocab, .b = &r->train};
     size_t cells = (size_t)o->batch * (size_t)o->seq;
     r->x = malloc(cells * sizeof *r->x);
     r->y = malloc(cells * sizeof *r->y);
     if (!r->x || !r->y) return df_error(DF_ERR_NOMEM, "out of memory for batches");
     int64_t shape[2] = {r->train.rows, o->seq};
-    r->xt = df_tensor_make(DF_I32, r->x, 2, shape);
-    r->yt = df_tensor_make(DF_I32, r->y, 2, shape);
+    r->in[0] = df_tensor_make(DF_I32, r->x, 2, shape);
+    r->in[1] = df_tensor_make(DF_I32, r->y, 2, shape);
     return DF_OK;
 }
 
 static void close_run(run *r)
 {
-    if (r->csv) fclose(r->csv);
     free(r->x);
     free(r->y);
     cr_batcher_free(&r->train);
@@ -92,51 +90,66 @@ static void close_run(run *r)
     cr_text_free(&r->text);
 }
 
-/* "240s", "1s/step" / "850ms/step" as Keras prints them. */
-static void keras_times(double elapsed, int steps, char *total, char *per_step)
-{
-    sprintf(total, "%.0fs", elapsed);
-    double per = steps ? elapsed / steps : 0;
-    if (per >= 1) sprintf(per_step, "%.0fs/step", per);
-    else if (per >= 0.01) sprintf(per_step, "%.0fms/step", per * 1000);
-    else sprintf(per_step, "%.2fms/step", per * 1000);
-}
+/* ------------------------------------------------- df_fit's callbacks */
 
-/* Keras-style progress: an updating bar on a terminal, plain lines otherwise. */
-static void show_progress(const run *r, int64_t done, int64_t total, double elapsed, double mean_loss, bool last)
+static df_status next_of(run *r, cr_batcher *b, df_tensor *in, bool *end)
 {
-    char t[32], per[32];
-    keras_times(elapsed, (int)done, t, per);
-    if (r->tty) {
-        int width = 30, filled = (int)(width * done / total);
-        char bar[32];
-        for (int i = 0; i < width; i++) bar[i] = i < filled - 1 || (last && i < filled) ? '=' : i == filled - 1 ? '>' : '.';
-        bar[width] = 0;
-        printf("\r%lld/%lld [%s] - %s %s - loss: %.4f%s", (long long)done, (long long)total, bar, t, per, mean_loss,
-               last ? "\n" : "");
-    } else if (last || done % (total / 10 ? total / 10 : 1) == 0) {
-        printf("%lld/%lld - %s %s - loss: %.4f\n", (long long)done, (long long)total, t, per, mean_loss);
-    }
-    fflush(stdout);
-}
-
-static df_status evaluate(run *r, double *mean)
-{
-    cr_model_reset_states(&r->model);         /* state reset around validation */
-    cr_batcher_start_epoch(&r->val);
-    double sum = 0;
-    int n = 0;
-    float loss;
-    while (cr_batcher_next(&r->val, r->x, r->y)) {
-        df_status st = cr_eval_step(&r->model, &r->xt, &r->yt, &loss);
-        if (st != DF_OK) return cr_dist_fail(st);
-        sum += loss;
-        n++;
-    }
-    *mean = n ? cr_dist_mean(sum / n) : NAN;
-    cr_model_reset_states(&r->model);
+    *end = !cr_batcher_next(b, r->x, r->y);
+    in[0] = r->in[0];
+    in[1] = r->in[1];
     return DF_OK;
 }
+
+static df_status train_next(void *user, df_tensor *in, bool *end)
+{
+    run *r = user;
+    if (cr_stop_requested) df_fit_request_stop();    /* as a signal during this step would */
+    if (r->epoch_steps == 0) r->epoch_start = now_seconds();
+    return next_of(r, &r->train, in, end);
+}
+
+static df_status val_next(void *user, df_tensor *in, bool *end) { return next_of(user, &((run *)user)->val, in, end); }
+static void train_start(void *user) { cr_batcher_start_epoch(&((run *)user)->train); }
+static void val_start(void *user) { cr_batcher_start_epoch(&((run *)user)->val); }
+static void reset_states(void *user) { cr_model_reset_states(&((run *)user)->model); }
+
+/* --profile from the second step on (the first one traced); the custom
+ * loop's lines, as the tutorial's loop prints them. */
+static df_status on_step(void *user, const df_fit_step_logs *s)
+{
+    run *r = user;
+    const cr_config *o = r->o;
+    if (o->profile && ++r->steps == 1) df_graph_set_profiling(cr_graph(&r->model, o->custom_loop ? "custom" : "fit"), true);
+    if (!o->custom_loop) return DF_OK;
+    r->epoch_sum += s->loss;
+    r->epoch_steps++;
+    if (s->batch % 100 == 0) printf("Epoch %d Batch %lld Loss %.4f\n", s->epoch, (long long)s->batch, s->loss);
+    if (s->last) {
+        printf("Epoch %d Loss %.4f\nTime taken for 1 epoch %.2f sec\n\n", s->epoch, r->epoch_sum / (double)r->epoch_steps,
+               now_seconds() - r->epoch_start);
+        r->epoch_sum = 0;
+        r->epoch_steps = 0;
+    }
+    return DF_OK;
+}
+
+/* A constant learning rate is the optimizer's, restored from the
+ * checkpoint: --learning-rate replaces it (a schedule computes it from
+ * --learning-rate, which must then match, see runstate.c). */
+static df_status on_resume(void *user, const df_fit_history *h, char *note, size_t cap)
+{
+    run *r = user;
+    float was = df_optimizer_learning_rate(r->model.opt), want = r->rc.learning_rate;
+    if (cr_schedule_active(&r->rc.schedule) || was == want) {
+        snprintf(note, cap, ", learning rate %g from the checkpoint", was);
+    } else {
+        df_optimizer_set_learning_rate(r->model.opt, want);
+        snprintf(note, cap, ", learning rate %g from --learning-rate; the checkpoint had %g", want, was);
+    }
+    return DF_OK;
+}
+
+/* ---------------------------------------------------------------- run */
 
 /* The loss before training on the text's first batch-worth of chunks, as
  * the tutorial prints it (about ln V for a fresh model). */
@@ -144,128 +157,26 @@ static df_status untrained_loss(run *r)
 {
     cr_batcher_first_batch(&r->train, r->x, r->y);
     float loss;
-    df_status st = cr_dist_agree(cr_eval_step(&r->model, &r->xt, &r->yt, &loss));
-    if (st == DF_OK) loss = (float)cr_dist_mean(loss);
+    df_status st = cr_dist_agree(cr_eval_step(&r->model, &r->in[0], &r->in[1], &loss));
     if (st == DF_OK)
-        printf("Untrained loss: %.4f (a uniform guess over %d chars gives ln %d = %.4f)\n", loss,
+        printf("Untrained loss: %.4f (a uniform guess over %d chars gives ln %d = %.4f)\n", (float)cr_dist_mean(loss),
                r->text.vocab.size, r->text.vocab.size, log((double)r->text.vocab.size));
     cr_model_reset_states(&r->model);
     return st;
 }
 
-static df_status open_csv(run *r)
+static void print_header(const run *r)
 {
-    if (!r->o->csv || !*r->o->csv || cr_dist_rank() != 0) return DF_OK;
-    bool append = r->o->resume && access(r->o->csv, F_OK) == 0;
-    r->csv = fopen(r->o->csv, append ? "a" : "w");
-    if (!r->csv) return df_error(DF_ERR_IO, "cannot write %s: %s", r->o->csv, strerror(errno));
-    if (!append) fprintf(r->csv, "epoch,step,loss,val_loss\n");
-    return DF_OK;
-}
-
-static df_status save_checkpoint(run *r)
-{
-    char path[4096];
-    df_status st = r->progress.epoch_step > 0 ? cr_dist_gather_state(&r->model, &r->train) : DF_OK;
-    if (st == DF_OK && cr_dist_rank() == 0)      /* rank 0 writes; the others wait for its verdict */
-        st = cr_save_run(r->o->checkpoint_dir, &r->rc, &r->text.vocab, &r->model, &r->train, &r->progress, path,
-                         sizeof path);
-    if ((st = cr_dist_agree(st)) == DF_OK) printf("Saved checkpoint %s\n", path);
-    return st;
-}
-
-/* One epoch (or the rest of one a resumed checkpoint stopped in); returns
- * the mean training loss of the steps run. A stop request ends it early with
- * progress.epoch_step = steps done. */
-static df_status run_epoch(run *r, int epoch, double *mean_loss)
-{
-    const cr_train_opts *o = r->o;
-    int64_t total = r->train.steps_per_epoch, first = r->progress.epoch_step, ran = 0;
-    if (o->steps_per_epoch > 0 && o->steps_per_epoch < total) total = o->steps_per_epoch;
-    if (first == 0) {
-        cr_model_reset_states(&r->model);      /* states reset at each epoch start */
-        cr_batcher_start_epoch(&r->train);
-    }
-    r->progress.epoch_step = 0;
-    double start = now_seconds(), sum = 0;
-    float loss = 0;
-    if (!o->custom_loop) printf("Epoch %d/%d\n", epoch + 1, o->epochs);
-    for (int64_t i = first; i < total && cr_batcher_next(&r->train, r->x, r->y); i++) {
-        if (cr_schedule_active(&r->rc.schedule))       /* a function of the step: no retrace, resumes exactly */
-            df_optimizer_set_learning_rate(r->model.opt, cr_schedule_lr(&r->rc.schedule, r->rc.model.learning_rate,
-                                                                        r->progress.step));
-        df_status st = o->custom_loop ? cr_custom_step(&r->model, &r->xt, &r->yt, &loss)
-                                      : cr_fit_step(&r->model, &r->xt, &r->yt, &loss);
-        if (st != DF_OK) return cr_dist_fail(st);
-        bool stop = cr_dist_step(&loss, cr_stop_requested);   /* mean loss over ranks; all stop together */
-        sum += loss;
-        ran++;
-        r->progress.step++;
-        if (o->profile && ran == 1)        /* from the second step on: the first one traced */
-            df_graph_set_profiling(cr_graph(&r->model, o->custom_loop ? "custom" : "fit"), true);
-        if (r->csv) fprintf(r->csv, "%d,%lld,%.6f,\n", epoch + 1, (long long)r->progress.step, loss);
-        if (o->custom_loop && i % 100 == 0) printf("Epoch %d Batch %lld Loss %.4f\n", epoch + 1, (long long)i, loss);
-        else if (!o->custom_loop) show_progress(r, i + 1, total, now_seconds() - start, sum / (double)ran, i + 1 == total);
-        if (stop && i + 1 < total) {
-            if (!o->custom_loop && r->tty) printf("\n");
-            r->progress.epoch_step = i + 1;
-            break;
-        }
-    }
-    *mean_loss = sum / (double)(ran ? ran : 1);
-    if (o->custom_loop) printf("Epoch %d Loss %.4f\nTime taken for 1 epoch %.2f sec\n\n", epoch + 1, *mean_loss,
-                               now_seconds() - start);
-    return DF_OK;
-}
-
-static df_status train_epochs(run *r)
-{
-    const cr_train_opts *o = r->o;
-    for (int epoch = r->progress.epoch; epoch < o->epochs; epoch++) {
-        double mean, val = NAN;
-        df_status st = run_epoch(r, epoch, &mean);
-        if (st != DF_OK) return st;
-        uint64_t hash;
-        if (cr_dist_size() > 1) {                    /* the ranks must still hold the same weights */
-            if ((st = cr_dist_check_weights(&r->model, &hash)) != DF_OK) return st;
-            printf("Weights XXH64 %016llx on all %d ranks\n", (unsigned long long)hash, cr_dist_size());
-        }
-        bool stop = cr_dist_any(cr_stop_requested);
-        bool partial = r->progress.epoch_step > 0;     /* stopped inside the epoch */
-        if (!partial) r->progress.epoch = epoch + 1;
-        if (r->has_val && !partial) {
-            if ((st = evaluate(r, &val)) != DF_OK) return cr_dist_fail(st);
-            printf("val_loss: %.4f\n", val);
-            if (r->csv) fprintf(r->csv, "%d,%lld,,%.6f\n", epoch + 1, (long long)r->progress.step, val);
-        }
-        if (r->csv) fflush(r->csv);
-        bool last = epoch + 1 == o->epochs || stop;
-        if (!o->custom_loop || last || (epoch + 1) % o->checkpoint_every == 0)
-            if ((st = save_checkpoint(r)) != DF_OK) return st;
-        if (stop) {
-            printf("Interrupted: stopped after step %lld with a checkpoint; --resume continues from there\n",
-                   (long long)r->progress.step);
-            break;
-        }
-    }
-    return DF_OK;
-}
-
-static df_status resume(run *r)
-{
-    char path[4096];
-    df_checkpoint *ck;
-    df_status st = cr_dist_read_latest(r->o->checkpoint_dir, path, sizeof path, &ck);  /* rank 0 reads, broadcasts */
-    if (st != DF_OK) return st;
-    st = cr_load_run_from(ck, path, &r->rc, &r->text.vocab, &r->model, &r->train, &r->progress);
-    df_checkpoint_free(ck);
-    if ((st = cr_dist_agree(st)) == DF_OK && r->progress.epoch_step > 0)
-        st = cr_dist_scatter_state(&r->model, &r->train);     /* this rank's rows of the saved state */
-    if (st == DF_OK)
-        printf("Resumed from %s (%d epochs done%s, step %lld, learning rate %g from the checkpoint)\n", path,
-               r->progress.epoch, r->progress.epoch_step ? " and part of the next" : "", (long long)r->progress.step,
-               df_optimizer_learning_rate(r->model.opt));
-    return st;
+    const cr_config *o = r->o;
+    printf("Corpus: %lld chars, %d distinct; %lld steps per epoch (batch %d, seq %d, %s batching)\n",
+           (long long)r->text.n, r->text.vocab.size, (long long)r->train.steps_per_epoch, o->batch, o->seq,
+           o->batching == CR_SHUFFLE ? "shuffle" : "streams");
+    char model[160];
+    cr_config_describe(&r->rc, model, sizeof model);
+    printf("Model: %s; %s\n", model, cr_schedule_describe(&r->rc.schedule, r->rc.learning_rate).text);
+    if (cr_dist_size() > 1)
+        printf("Data parallel: %d processes x %d rows per batch; gradients averaged by one %.3g MB all-reduce per step\n",
+               cr_dist_size(), r->train.rows, 4e-6 * (double)cr_model_param_count(&r->model));
 }
 
 /* Per-op share of the train step, largest first (char-rnn train --profile). */
@@ -285,38 +196,46 @@ static void print_profile(const run *r)
                total > 0 ? 100 * prof[i].seconds / total : 0);
 }
 
-df_status cr_train(const cr_train_opts *o)
+static const char *given(const char *path) { return path && *path ? path : NULL; }
+
+static df_status fit(run *r)
+{
+    const cr_config *o = r->o;
+    int64_t steps = r->train.steps_per_epoch;
+    if (o->steps_per_epoch > 0 && o->steps_per_epoch < steps) steps = o->steps_per_epoch;
+    df_fit_options f = {
+        .train_step = cr_model_function(&r->model, o->custom_loop ? "custom" : "fit"),
+        .eval_step = cr_model_function(&r->model, "eval"), .n_inputs = 2,
+        .train = {.next = train_next, .start_epoch = train_start, .user = r},
+        .validation = {.next = r->has_val ? val_next : NULL, .start_epoch = val_start, .user = r},
+        .epochs = o->epochs, .steps_per_epoch = steps, .schedule = r->rc.schedule,
+        .learning_rate = r->rc.learning_rate, .checkpoint_dir = o->checkpoint_dir,
+        .checkpoint_every = o->custom_loop ? o->checkpoint_every : 1, .resume = o->resume, .resume_flag = "--resume",
+        .overwrite = o->overwrite,
+        .csv_path = given(o->csv), .plot_path = given(o->csv) ? given(o->plot) : NULL, .handle_signals = true,
+        .progress = o->custom_loop ? DF_FIT_PROGRESS_MESSAGES : DF_FIT_PROGRESS_AUTO,
+        .comm = cr_dist_comm(), .check_weights = cr_dist_size() > 1,
+        .reset_states = reset_states, .on_step = on_step, .on_resume = on_resume};
+    df_status st = cr_run_options(&r->parts, &r->model, &f);   /* the checkpoints' contents; user = r */
+    if (st != DF_OK) return st;
+    if (!f.train_step || !f.eval_step) return DF_ERR_NOMEM;
+    if (cr_dist_size() > 1 && !f.comm) return DF_ERR_STATE;   /* df_fit_mpi_comm failed: its message */
+    return df_fit(&f, NULL);
+}
+
+df_status cr_train(const cr_config *o)
 {
     run r;
     df_status st = cr_dist_agree(open_run(&r, o));  /* collective: every rank passes or all stop with one message */
     if (st == DF_OK) st = cr_dist_check_same(r.text.ids, (size_t)r.text.n * sizeof *r.text.ids, "corpora (--data)");
-    if (st == DF_OK && cr_dist_rank() == 0) st = cr_make_dirs(o->checkpoint_dir);     /* fail now, not after an epoch */
-    if ((st = cr_dist_agree(st)) == DF_OK) {
-        printf("Corpus: %lld chars, %d distinct; %lld steps per epoch (batch %d, seq %d, %s batching)\n",
-               (long long)r.text.n, r.text.vocab.size, (long long)r.train.steps_per_epoch, o->batch, o->seq,
-               o->batching == CR_SHUFFLE ? "shuffle" : "streams");
-        char model[160];
-        cr_config_describe(&r.rc.model, model, sizeof model);
-        printf("Model: %s; %s\n", model, cr_schedule_describe(&r.rc.schedule, r.rc.model.learning_rate).text);
-        if (cr_dist_size() > 1)
-            printf("Data parallel: %d processes x %d rows per batch; gradients averaged by one %.3g MB all-reduce per step\n",
-                   cr_dist_size(), r.train.rows, 4e-6 * (double)cr_model_param_count(&r.model));
-        st = o->resume ? resume(&r) : untrained_loss(&r);
+    if (st == DF_OK) {
+        print_header(&r);
+        if (!o->resume) st = untrained_loss(&r);
     }
-    if (st == DF_OK && cr_dist_size() > 1) st = cr_dist_check_weights(&r.model, NULL);   /* same start everywhere */
-    if (st == DF_OK) st = cr_dist_agree(open_csv(&r));
-    if (st == DF_OK) st = train_epochs(&r);
-    if (st == DF_OK && o->custom_loop)
-        printf("train_step traces: %d\n", cr_trace_count(&r.model, "custom"));
+    if (st == DF_OK) st = fit(&r);
+    if (st == DF_OK && o->custom_loop) printf("train_step traces: %d\n", cr_trace_count(&r.model, "custom"));
     if (st == DF_OK && o->profile) print_profile(&r);
-    if (r.csv) {
-        fclose(r.csv);
-        r.csv = NULL;
-    }
-    if (st == DF_OK && o->csv && *o->csv && o->plot && *o->plot && cr_dist_rank() == 0) {
-        st = df_plot_loss_csv(o->csv, o->plot);
-        if (st == DF_OK) printf("Loss curve: %s (data: %s)\n", o->plot, o->csv);
-    }
+    if (st == DF_OK && given(o->csv) && given(o->plot)) printf("Loss curve: %s (data: %s)\n", o->plot, o->csv);
     close_run(&r);
     return st;
 }
