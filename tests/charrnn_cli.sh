@@ -203,5 +203,16 @@ check "train --help shows the defaults of the new options" sh -c 'grep -q "^  --
     grep -q "^  --lr-schedule C .*(default: constant)\$" help.txt && grep -q "^  --decay-steps N .*(default: 1000)\$" help.txt &&
     grep -q "^  --decay-rate X .*(default: 0.5)\$" help.txt && grep -q "^  --clip X .*(default: 0)\$" help.txt'
 
+# ------------------------------------------------------------------- export
+"$bin" export --checkpoint-dir D sampler.dfg > export.out 2>&1
+check "export writes the sampling step as a saved graph" sh -c '[ -s sampler.dfg ] && grep -q "wrote sampler.dfg" export.out'
+"$top/tools/dagflow-run" sampler.dfg --sample --start "the k" --length 80 --seed 5 > run_sample.txt 2> run_sample.err
+"$bin" sample --checkpoint-dir D --start "the k" --length 80 --seed 5 > live_sample.txt 2> live_sample.err
+check "dagflow-run samples the exported graph as char-rnn sample does (same seed, same text)" \
+    sh -c '[ -s run_sample.txt ] && cmp -s run_sample.txt live_sample.txt'
+"$bin" export --checkpoint-dir no_such_dir out.dfg > export_bad.out 2>&1
+export_rc=$?
+check "export without a checkpoint fails with a message" sh -c "[ $export_rc -ne 0 ] && ! [ -e out.dfg ] && [ -s export_bad.out ]"
+
 echo "$((checks - failed)) of $checks checks passed"
 [ "$failed" -eq 0 ]

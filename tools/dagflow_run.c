@@ -160,9 +160,17 @@ static df_status run(df_saved *s, const options *o)
     return st;
 }
 
+/* The start text goes out with the first generated character: only once
+ * the sampler has accepted it (a character outside the vocabulary is an
+ * error with nothing printed). */
+typedef struct echo { const char *start; bool started; } echo;
+
 static void emit(const char *utf8, int len, void *ctx)
 {
-    fwrite(utf8, 1, (size_t)len, ctx);
+    echo *e = ctx;
+    if (!e->started) fputs(e->start, stdout);
+    e->started = true;
+    fwrite(utf8, 1, (size_t)len, stdout);
 }
 
 int main(int argc, char **argv)
@@ -179,11 +187,9 @@ int main(int argc, char **argv)
     int V;
     if (o.sample) {
         st = ds_check_char_model(s, &V);
-        if (st == DF_OK) {
-            fputs(o.start, stdout);
-            st = ds_sample_chars(s, o.start, o.length, o.temperature, o.seed, emit, stdout);
-            fputc('\n', stdout);
-        }
+        echo e = {.start = o.start};
+        if (st == DF_OK) st = ds_sample_chars(s, o.start, o.length, o.temperature, o.seed, emit, &e);
+        if (st == DF_OK) printf("%s\n", e.started ? "" : o.start);
     } else {
         print_signature(s, o.path);
         if (!o.run && ds_check_char_model(s, &V) == DF_OK)

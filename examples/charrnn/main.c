@@ -2,7 +2,8 @@
  *   char-rnn train    [flags]   fit (Keras-style) or --loop custom (GradientTape-style)
  *   char-rnn sample   [flags]   generate text from the latest checkpoint
  *   char-rnn summary  [flags]   Keras-style parameter table
- *   char-rnn graph    [flags]   write the traced graph as Graphviz DOT */
+ *   char-rnn graph    [flags]   write the traced graph as Graphviz DOT
+ *   char-rnn export   [flags] OUT.dfg   the batch-1 sampling step as a saved graph */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 #include "cli.h"
 #include "dist.h"
+#include "export.h"
 #include "model.h"
 #include "sample.h"
 #include "schedule.h"
@@ -268,7 +270,8 @@ static void usage(FILE *out)
             "  train     train the model (--loop fit | custom); checkpoints go to --checkpoint-dir\n"
             "  sample    generate text from the latest checkpoint\n"
             "  summary   print the Keras-style parameter table\n"
-            "  graph     write the compiled train step (or its forward or backward part) as Graphviz DOT\n\n"
+            "  graph     write the compiled train step (or its forward or backward part) as Graphviz DOT\n"
+            "  export    write the batch-1 sampling step as a saved graph (dagflow-run loads it)\n\n"
             "Run 'char-rnn COMMAND --help' for the flags of a command.\n"
             "The corpus is read from %s by default (--data PATH).\n", CR_DEFAULT_DATA);
 }
@@ -293,6 +296,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "sample")) return cmd_sample(argc - 2, argv + 2);
     if (!strcmp(cmd, "summary")) return cmd_summary(argc - 2, argv + 2);
     if (!strcmp(cmd, "graph")) return cmd_graph(argc - 2, argv + 2);
+    if (!strcmp(cmd, "export")) return cr_export_command(argc - 2, argv + 2);
     fprintf(stderr, "char-rnn: unknown command '%s' (see char-rnn --help)\n", cmd);
     return 2;
 }
