@@ -5,9 +5,9 @@
 #   fuzz.sh build SRCDIR BUILDDIR   build only (BUILDDIR/fuzz/bin/)
 #   fuzz.sh seeds SRCDIR BUILDDIR   rewrite the seed corpora in SRCDIR/fuzz/corpus/
 #
-# Environment: FUZZ_SECONDS (60), FUZZ_MIN_RUNS (1000000: a harness slower
-# than that in FUZZ_SECONDS continues from its corpus until it has that many
-# executions, for at most 2 x FUZZ_SECONDS more), FUZZ_CC (clang),
+# Environment: FUZZ_SECONDS (60), FUZZ_MIN_RUNS ("saved=1000000": a listed
+# harness with fewer executions in FUZZ_SECONDS continues from its corpus
+# until it has that many, for at most 2 x FUZZ_SECONDS more), FUZZ_CC (clang),
 # FUZZ_TARGETS (all five: checkpoint text cli runstate saved), FUZZ_SOURCES (the library's .c files, from
 # Makefile.am), XXHASH_* and OPENBLAS_* CFLAGS / LIBS (from configure).
 #
@@ -35,7 +35,7 @@ build=$(cd "$build" && pwd) || exit 2
 cc=${FUZZ_CC:-clang}
 seconds=${FUZZ_SECONDS:-60}
 targets=${FUZZ_TARGETS:-checkpoint text cli runstate saved}
-min_runs=${FUZZ_MIN_RUNS:-1000000}
+min_runs_list=${FUZZ_MIN_RUNS:-saved=1000000}
 xxh_cflags=${XXHASH_CFLAGS:-}
 xxh_libs=${XXHASH_LIBS:--lxxhash}
 blas_cflags=${OPENBLAS_CFLAGS:-$(pkg-config --cflags openblas 2>/dev/null)}
@@ -137,6 +137,8 @@ for t in $targets; do
         -artifact_prefix="$crashes/" $dirs > "$log" 2>&1
     rc=$?
     execs=$(executions "$log")
+    min_runs=0
+    for m in $min_runs_list; do [ "${m%%=*}" = "$t" ] && min_runs=${m#*=}; done
     if [ $rc -eq 0 ] && [ "$execs" -lt "$min_runs" ]; then
         "$bin/fuzz_$t" -runs=$((min_runs - execs)) -max_total_time=$((2 * seconds)) -timeout=10 \
             -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$crashes/" $dirs > "$log.more" 2>&1

@@ -62,7 +62,7 @@ static df_status backprop_inputs(df_graph *g, df_node *node, df_node **grad, con
     bool any = false;
     /* An input read only for its shape (shape_only) has no influence on the
      * values, so it gets no gradient, whatever the op. */
-    for (int i = 0; i < node->n_in; i++) any |= need[i] = on_path[node->in[i]->id] && !(node->shape_only >> i & 1);
+    for (int i = 0; i < node->n_in; i++) any |= need[i] = on_path[node->in[i]->id] && !df_input_shape_only(node, i);
     if (!any) return DF_OK;
     if (!node->op->backward)
         return df_graph_fail(g, DF_ERR_UNSUPPORTED, "op '%s' (node %d) has no gradient",

@@ -195,6 +195,13 @@ struct df_op_def {
 
 typedef struct df_output_ref { df_node *node; } df_output_ref;
 
+/* Whether input i of n is read only for its shape (bits beyond the mask's
+ * width are inputs of many-input ops such as global_norm_scale: read). */
+static inline bool df_input_shape_only(const df_node *n, int i)
+{
+    return i < (int)(8 * sizeof n->shape_only) && (n->shape_only >> i & 1);
+}
+
 struct df_tape {
     df_graph *graph;
     int first_id, end_id;         /* recorded nodes: ids in [first_id, end_id) */

@@ -69,7 +69,7 @@ static void compute_liveness(df_graph *g)
         if (root->last_use < p) root->last_use = p;
         df_node *node = g->schedule[p];
         for (int i = 0; i < node->n_in; i++) {
-            if (node->shape_only >> i & 1) continue;      /* its buffer is never read */
+            if (df_input_shape_only(node, i)) continue;      /* its buffer is never read */
             df_node *r = storage_root(node->in[i]);
             if (r->last_use < p) r->last_use = p;
         }
