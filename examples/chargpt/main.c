@@ -444,7 +444,8 @@ static df_status sample(const opts *o)
     const float *logits = NULL;
     for (int i = 0; st == DF_OK && i < n_start; i++) st = cg_cache_push(&cache, ids[i], &logits);
     if (st == DF_OK) {
-        fprintf(stderr, "char-gpt: sampling from %s\n", path);
+        fprintf(stderr, "char-gpt: sampling from %s (keep %d, the cache refilled by %s)\n", path, cache.keep,
+                cache.replay ? "replaying the kept characters" : "a prefill");
         fputs(o->start, stdout);
     }
     for (int n = 0; st == DF_OK && n < o->length; n++) {
