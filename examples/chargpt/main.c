@@ -755,7 +755,7 @@ static int cmd_export(int argc, char **argv)
     const char *out = NULL, *usage = "char-gpt export [--checkpoint-dir D] [--keep K] OUT.dfg";
     cli_flag flags[] = {
         {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "export the latest ckpt_N here", 0, 0, NULL},
-        {"keep", CLI_INT, &o.keep, "as char-gpt sample: the characters replayed when the context is full", -1, 4095,
+        {"keep", CLI_INT, &o.keep, "as char-gpt sample: the characters replayed when the context is full (-1: block/2)", -1, 4095,
          NULL},
         {"out", CLI_STRING, &out, "the saved graph to write (or give it as the last argument)", 0, 0, NULL},
     };
