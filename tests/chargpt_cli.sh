@@ -6,7 +6,8 @@
 top=$(cd "${top_builddir:-.}" && pwd) || exit 1
 bin="$top/examples/char-gpt"
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
-. "$(cd "$(dirname "$0")" && pwd)/lib.sh" || exit 1
+here=$(cd "$(dirname "$0")" && pwd) || exit 1
+. "$here/lib.sh" || exit 1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/chargpt_cli.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
@@ -42,11 +43,49 @@ check "validation runs after each epoch" [ "$(grep -c '^val_loss' train.txt)" -e
 check "one trace each for training and evaluation" has train.txt "traces: train 1, eval 1"
 
 "$bin" train $model --iters 80 --eval-interval 20 --eval-iters 4 --lr 3e-3 --checkpoint-dir run --resume > resume.txt 2>&1
-check "resume continues from the last checkpoint" has resume.txt "Resumed from run/ckpt_3 (3 epochs done, step 60)"
+check "resume continues from the last checkpoint, applying and reporting the new --iters" \
+    has resume.txt "Resumed from run/ckpt_3 (3 epochs done, step 60; now --iters 80 (was 60))"
 check "resume runs the remaining epoch" [ -f run/ckpt_4 ] && has resume.txt "80 steps"
-expect_error "a resume with another model is refused" "differs from this run's" \
-    "$bin" train --data corpus.txt --n-layer 3 --n-head 2 --n-embd 16 --block 16 --batch 4 --iters 100 --eval-interval 20 \
-    --checkpoint-dir run --resume
+resume="--iters 100 --eval-interval 20 --eval-iters 4 --lr 3e-3 --checkpoint-dir run --resume"
+expect_error "a resume with another --n-layer is refused naming it" "trained with --n-layer 2, this run has --n-layer 3" \
+    "$bin" train --data corpus.txt --n-layer 3 --n-head 2 --n-embd 16 --block 16 --batch 4 $resume
+expect_error "a resume with another --n-head is refused naming it" "--n-head 2, this run has --n-head 4" \
+    "$bin" train --data corpus.txt --n-layer 2 --n-head 4 --n-embd 16 --block 16 --batch 4 $resume
+expect_error "a resume with another --n-embd is refused naming it" "--n-embd 16, this run has --n-embd 32" \
+    "$bin" train --data corpus.txt --n-layer 2 --n-head 2 --n-embd 32 --block 16 --batch 4 $resume
+expect_error "a resume with another --block is refused naming it" "--block 16, this run has --block 8" \
+    "$bin" train --data corpus.txt --n-layer 2 --n-head 2 --n-embd 16 --block 8 --batch 4 $resume
+expect_error "a resume with another --batch (data order) is refused naming it" "--batch 4, this run has --batch 5" \
+    "$bin" train $model --batch 5 $resume
+expect_error "a resume with another --seed (data order) is refused naming it" "--seed 1337, this run has --seed 2" \
+    "$bin" train $model --seed 2 $resume
+expect_error "a resume with another --dropout is refused naming it" "--dropout 0, this run has --dropout 0.1" \
+    "$bin" train $model --dropout 0.1 $resume
+expect_error "a resume with another --eval-interval (epoch length) is refused naming it" "--eval-interval 20, this run has --eval-interval 10" \
+    "$bin" train $model --iters 100 --eval-interval 10 --eval-iters 4 --checkpoint-dir run --resume
+head -c 7000 corpus.txt > other.txt
+expect_error "a resume on another corpus is refused naming --data" "trained on another corpus (--data" \
+    "$bin" train $model --data other.txt $resume
+sed 's/king/gink/' corpus.txt > same_chars_other_text.txt
+expect_error "a resume on another text of the same characters is refused too" "another corpus" \
+    "$bin" train $model --data same_chars_other_text.txt $resume
+check "the refused resumes wrote nothing" sh -c '[ ! -f run/ckpt_5 ] && [ "$(grep -c "^[0-9]*,[0-9]*,[0-9.]*,$" run/losses.csv)" -eq 80 ]'
+cp -r run changed
+"$bin" train $model --iters 100 --eval-interval 20 --eval-iters 2 --lr 2e-3 --min-lr 1e-4 --weight-decay 0.05 \
+    --checkpoint-dir changed --resume > changed.txt 2>&1
+check "a resume applies a changed --iters, --eval-iters, --lr and --weight-decay and says so" \
+    sh -c 'grep -q "now --iters 100 (was 80), --eval-iters 2 (was 4), --lr 0.002 (was 0.003), --weight-decay 0.05 (was 0.1)" changed.txt && [ -f changed/ckpt_5 ] && grep -q "100 steps" changed.txt'
+"$bin" train $model --iters 120 --eval-interval 20 --eval-iters 2 --lr 2e-3 --min-lr 1e-4 --weight-decay 0.05 \
+    --checkpoint-dir changed --resume > changed2.txt 2>&1
+check "the changed settings are saved: the next resume reports only --iters" \
+    sh -c 'grep -q "step 100; now --iters 120 (was 100))" changed2.txt'
+fixture="$here/data/chargpt_format1.ckpt"   # written by char-gpt at commit 9b8394a
+old="--data corpus.txt --n-layer 1 --n-head 1 --n-embd 4 --block 4 --batch 2 --eval-interval 1 --eval-iters 1"
+mkdir old && cp "$fixture" old/ckpt_2
+expect_error "a checkpoint of the first format (the model's shape alone) is refused on resume, saying why" \
+    "written by an older char-gpt (checkpoint format 1, this one resumes 2)" \
+    "$bin" train $old --iters 4 --checkpoint-dir old --resume
+check "an old checkpoint still samples" sh -c "'$bin' sample --checkpoint-dir old --length 10 --start 'the ' > old.txt 2>/dev/null && [ \$(wc -c < old.txt) -ge 15 ]"
 
 "$bin" sample --checkpoint-dir run --length 50 --seed 5 > s1.txt 2> /dev/null
 "$bin" sample --checkpoint-dir run --length 50 --seed 5 > s2.txt 2> /dev/null
@@ -76,6 +115,32 @@ if [ -w /dev/full ]; then
         fail "a failed write of the sample is an error: $(cat err.txt)"
     fi
 fi
+
+# export: the KV-cache step as a saved graph that dagflow-run samples as char-gpt does
+run_tool="$top/tools/dagflow-run"
+"$bin" export --checkpoint-dir run --keep 5 step.dfg > export.txt 2>&1
+check "export writes the file" sh -c '[ -s step.dfg ] && grep -q "wrote step.dfg" export.txt'
+"$run_tool" step.dfg > sig.txt 2>&1
+check "dagflow-run shows the (id, position) step and that it samples" \
+    sh -c 'grep -q "input 1 .*: i32 (1)" sig.txt && grep -q "a char model (vocabulary 25)" sig.txt'
+for k in 0 3; do
+    "$bin" sample --checkpoint-dir run --keep 5 --rebuild replay --length 100 --seed 4 --top-k $k --start "the " > live$k.txt 2> live$k.err
+    "$run_tool" step.dfg --sample --length 100 --seed 4 --top-k $k --start "the " > saved$k.txt 2> saved$k.err
+    check "dagflow-run --sample (top-k $k) writes char-gpt sample's text, 100 chars past a 16 block" \
+        sh -c "[ \$(wc -c < live$k.txt) -ge 104 ] && cmp -s live$k.txt saved$k.txt"
+done
+check "sample --rebuild replay replays (the text alone cannot tell: prefill agrees up to rounding)" \
+    has live0.err "keep 5, the cache refilled by replaying the kept characters"
+"$run_tool" step.dfg --sample --length 100 --seed 5 --start "the " > saved5.txt 2>&1
+check "dagflow-run --sample: another seed, other text" sh -c '! cmp -s saved0.txt saved5.txt'
+"$bin" export --checkpoint-dir old old.dfg > /dev/null 2>&1
+"$bin" sample --checkpoint-dir old --rebuild replay --length 20 --seed 4 --start "the " > oldlive.txt 2> /dev/null
+"$run_tool" old.dfg --sample --length 20 --seed 4 --start "the " > oldsaved.txt 2>&1
+check "an old-format checkpoint exports too and samples alike (block 4, keep 2: a crop every 2 chars)" cmp -s oldlive.txt oldsaved.txt
+expect_error "export without OUT says so" "output file is required" "$bin" export --checkpoint-dir run
+expect_error "export --keep must be below the block" "--keep must be in [0, --block)" "$bin" export --checkpoint-dir run --keep 16 x.dfg
+expect_error "export without a checkpoint says to train" "train first" "$bin" export --checkpoint-dir empty x.dfg
+check "export --help lists its flags" sh -c "'$bin' export --help | grep -q -- '--keep'"
 
 expect_error "--n-embd must be a multiple of --n-head" "multiple of --n-head" "$bin" summary --data corpus.txt --n-embd 10 --n-head 4
 expect_error "--iters must be a multiple of --eval-interval" "multiple of --eval-interval" "$bin" train $model --iters 30 --eval-interval 20

@@ -1,6 +1,8 @@
 /* test_chargpt.c — char-gpt's KV-cache sampler (examples/chargpt/gpt.c)
  * against the full-context forward, and its dropout placement. */
 #include "helpers.h"
+#include <unistd.h>
+#include "char_sampler.h"
 #include "gpt.h"
 
 #define VOCAB 11
@@ -42,12 +44,13 @@ static const float *full_logits(df_function *f, const int32_t *tokens, int n)
 /* Pushes 3 blocks' worth of tokens with the given keep and compares the
  * logits after each push with the full forward over the window the cache
  * holds, which must be the last tokens pushed (the cropping rule). */
-static void cache_matches_full_forward(int keep)
+static void cache_matches_full_forward(int keep, bool replay)
 {
     cg_gpt m;
     small_gpt(&m, 0);
     cg_cache c;
     cr_assert_eq(cg_cache_init(&c, &m, keep), DF_OK, "%s", df_last_error());
+    c.replay = replay;
     df_function *full = df_function_new("full", build_full, &m);
     df_function_set_retrace_warning(full, 0);
     int32_t pushed[3 * BLOCK + 5];
@@ -82,9 +85,10 @@ static void cache_matches_full_forward(int keep)
     cg_gpt_free(&m);
 }
 
-Test(kv_cache, logits_equal_the_full_forward_with_nanogpt_crop) { cache_matches_full_forward(BLOCK - 1); }
-Test(kv_cache, logits_equal_the_full_forward_keeping_half) { cache_matches_full_forward(BLOCK / 2); }
-Test(kv_cache, logits_equal_the_full_forward_keeping_none) { cache_matches_full_forward(0); }
+Test(kv_cache, logits_equal_the_full_forward_with_nanogpt_crop) { cache_matches_full_forward(BLOCK - 1, false); }
+Test(kv_cache, logits_equal_the_full_forward_keeping_half) { cache_matches_full_forward(BLOCK / 2, false); }
+Test(kv_cache, logits_equal_the_full_forward_keeping_none) { cache_matches_full_forward(0, false); }
+Test(kv_cache, replayed_rebuilds_equal_the_full_forward_too) { cache_matches_full_forward(BLOCK / 2, true); }
 
 Test(kv_cache, reset_starts_again_at_position_zero)
 {
@@ -117,6 +121,137 @@ Test(kv_cache, bad_keep_and_tokens_are_refused)
     cr_expect_eq(cg_cache_push(&c, VOCAB, NULL), DF_ERR_RANGE);
     cr_expect_eq(c.len, 0, "a refused token is not held");
     cg_cache_free(&c);
+    cg_gpt_free(&m);
+}
+
+/* ------------------------------------------------------------- export */
+
+static const char export_vocab[] = "abcdefghijk";   /* VOCAB characters */
+
+/* The small model's step exported with keep, loaded back; path is removed. */
+static df_saved *exported(cg_gpt *m, int keep)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/test_chargpt_%d.dfg", (int)getpid());
+    cr_assert_eq(cg_export_sampler(m, export_vocab, VOCAB, keep, path), DF_OK, "%s", df_last_error());
+    df_saved *s;
+    cr_assert_eq(df_saved_load(path, &s), DF_OK, "%s", df_last_error());
+    unlink(path);
+    return s;
+}
+
+/* Drives the loaded step as tools/char_sampler.h says: positions 0, 1, ...;
+ * at a full context the last keep tokens again at 0..keep-1. */
+typedef struct saved_driver { df_saved *s; int keep, len; int32_t window[BLOCK]; } saved_driver;
+
+static const float *saved_step(saved_driver *d, int32_t token)
+{
+    int32_t pos = d->len;
+    df_tensor in[2] = {I32(&token, 1, 1), df_tensor_make(DF_I32, &pos, 1, (int64_t[]){1})}, out;
+    cr_assert_eq(df_saved_run(d->s, in, 2, &out, 1), DF_OK, "%s", df_last_error());
+    cr_assert(out.ndim == 3 && out.shape[2] == VOCAB);
+    d->window[d->len++] = token;
+    return out.data;
+}
+
+static const float *saved_push(saved_driver *d, int32_t token)
+{
+    if (d->len == BLOCK) {
+        memmove(d->window, d->window + BLOCK - d->keep, (size_t)d->keep * sizeof *d->window);
+        d->len = 0;
+        for (int t = 0; t < d->keep; t++) saved_step(d, d->window[t]);
+    }
+    return saved_step(d, token);
+}
+
+Test(export, the_saved_step_gives_the_replaying_caches_logits_bit_for_bit)
+{
+    cg_gpt m;
+    small_gpt(&m, 0);
+    int keep = BLOCK / 2;
+    saved_driver d = {.s = exported(&m, keep), .keep = keep};
+    cg_cache c;
+    cr_assert_eq(cg_cache_init(&c, &m, keep), DF_OK, "%s", df_last_error());
+    c.replay = true;
+    df_rng rng;
+    df_rng_seed(&rng, 11);
+    int crops = 0;
+    for (int i = 0; i < 200; i++) {
+        int32_t token = (int32_t)df_rng_below(&rng, VOCAB);
+        const float *live;
+        crops += c.len == BLOCK;
+        cr_assert_eq(cg_cache_push(&c, token, &live), DF_OK, "%s", df_last_error());
+        const float *saved = saved_push(&d, token);
+        for (int v = 0; v < VOCAB; v++)
+            cr_assert(memcmp(&live[v], &saved[v], sizeof *live) == 0, "step %d (position %d), logit %d: live %.9g, "
+                      "saved %.9g", i, c.len - 1, v, live[v], saved[v]);
+    }
+    cr_expect_gt(crops, 20, "the context was full %d times", crops);
+    cr_expect_eq(df_saved_reset(d.s), DF_OK);
+    cg_cache_reset(&c);
+    const float *live, *saved;
+    cr_assert_eq(cg_cache_push(&c, 3, &live), DF_OK);
+    d.len = 0;
+    saved = saved_push(&d, 3);
+    cr_expect(memcmp(live, saved, VOCAB * sizeof *live) == 0, "after a reset both start again at position 0");
+    cg_cache_free(&c);
+    df_saved_free(d.s);
+    cg_gpt_free(&m);
+}
+
+static void append(const char *utf8, int len, void *ctx)
+{
+    char *text = ctx;
+    strncat(text, utf8, (size_t)len);
+}
+
+/* The live sampler's text: start through the replaying cache, then ds_draw
+ * as char-gpt sample does. */
+static void live_text(cg_gpt *m, int keep, const char *start, int length, int top_k, uint64_t seed, char *text)
+{
+    cg_cache c;
+    cr_assert_eq(cg_cache_init(&c, m, keep), DF_OK);
+    c.replay = true;
+    const float *logits = NULL;
+    for (const char *p = start; *p; p++) cr_assert_eq(cg_cache_push(&c, (int32_t)(strchr(export_vocab, *p) - export_vocab), &logits), DF_OK);
+    df_rng rng;
+    df_rng_seed(&rng, seed);
+    double scratch[VOCAB];
+    for (int n = 0; n < length; n++) {
+        int id = ds_draw(logits, VOCAB, 1.0f, top_k, &rng, scratch);
+        text[n] = export_vocab[id];
+        if (n + 1 < length) cr_assert_eq(cg_cache_push(&c, id, &logits), DF_OK);
+    }
+    text[length] = '\0';
+    cg_cache_free(&c);
+}
+
+Test(export, dagflow_runs_sampler_writes_the_live_samplers_text_for_a_seed)
+{
+    cg_gpt m;
+    small_gpt(&m, 0);
+    int keep = 3;
+    df_saved *s = exported(&m, keep);
+    static char want[201], got[201], other[201];
+    for (int top_k = 0; top_k <= 4; top_k += 4) {
+        live_text(&m, keep, "abc", 200, top_k, 5, want);
+        got[0] = other[0] = '\0';
+        cr_assert_eq(ds_sample_chars_top_k(s, "abc", 200, 1.0f, top_k, 5, append, got), DF_OK, "%s", df_last_error());
+        cr_expect_str_eq(got, want, "top-k %d", top_k);
+        cr_assert_eq(ds_sample_chars_top_k(s, "abc", 200, 1.0f, top_k, 6, append, other), DF_OK);
+        cr_expect_str_neq(got, other, "another seed gives other text");
+    }
+    cr_expect_eq(ds_sample_chars_top_k(s, "abz", 10, 1.0f, 0, 5, append, got), DF_ERR_ARG, "z is not in the vocabulary");
+    df_saved_free(s);
+    cg_gpt_free(&m);
+}
+
+Test(export, a_keep_outside_the_block_is_refused)
+{
+    cg_gpt m;
+    small_gpt(&m, 0);
+    cr_expect_eq(cg_export_sampler(&m, export_vocab, VOCAB, BLOCK, "/tmp/never.dfg"), DF_ERR_ARG);
+    cr_expect_eq(access("/tmp/never.dfg", F_OK), -1, "nothing written");
     cg_gpt_free(&m);
 }
 

@@ -7,7 +7,7 @@
  *                                             run N times (1) on zeros (open
  *                                             dims N, default 1) or on raw
  *                                             little-endian inputs, print outputs
- *   dagflow-run FILE --sample [--start TEXT] [--length N] [--temperature T] [--seed N]
+ *   dagflow-run FILE --sample [--start TEXT] [--length N] [--temperature T] [--top-k K] [--seed N]
  *                                             text from a char model */
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@
 
 typedef struct options {
     const char *path, *inputs[16];
-    int n_inputs, steps, length;
+    int n_inputs, steps, length, top_k;
     int64_t dim;
     bool run, sample;
     const char *start;
@@ -28,7 +28,8 @@ typedef struct options {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: dagflow-run FILE [--run [--input PATH]... [--dim N] [--steps N]]\n"
-                 "                        [--sample [--start TEXT] [--length N] [--temperature T] [--seed N]]\n");
+                 "                        [--sample [--start TEXT] [--length N] [--temperature T] [--top-k K]\n"
+                 "                                  [--seed N]]\n");
 }
 
 static bool parse_number(const char *s, double lo, double hi, double *v)
@@ -46,7 +47,7 @@ static int parse_args(int argc, char **argv, options *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         double x;
         bool takes = strcmp(a, "--input") == 0 || strcmp(a, "--dim") == 0 || strcmp(a, "--steps") == 0 ||
-                     strcmp(a, "--start") == 0 || strcmp(a, "--length") == 0 || strcmp(a, "--temperature") == 0 ||
+                     strcmp(a, "--start") == 0 || strcmp(a, "--length") == 0 || strcmp(a, "--temperature") == 0 || strcmp(a, "--top-k") == 0 ||
                      strcmp(a, "--seed") == 0;
         if (takes && !v) {
             fprintf(stderr, "dagflow-run: %s needs a value\n", a);
@@ -63,6 +64,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--steps") && parse_number(v, 1, 1e9, &x)) o->steps = (int)x, i++;
         else if (!strcmp(a, "--length") && parse_number(v, 0, 1e9, &x)) o->length = (int)x, i++;
         else if (!strcmp(a, "--temperature") && parse_number(v, 0, 100, &x)) o->temperature = (float)x, i++;
+        else if (!strcmp(a, "--top-k") && parse_number(v, 0, 1e6, &x)) o->top_k = (int)x, i++;
         else if (!strcmp(a, "--seed") && parse_number(v, 0, 1.8e19, &x)) o->seed = (uint64_t)x, i++;
         else if (a[0] != '-' && !o->path) o->path = a;
         else {
@@ -188,7 +190,7 @@ int main(int argc, char **argv)
     if (o.sample) {
         st = ds_check_char_model(s, &V);
         echo e = {.start = o.start};
-        if (st == DF_OK) st = ds_sample_chars(s, o.start, o.length, o.temperature, o.seed, emit, &e);
+        if (st == DF_OK) st = ds_sample_chars_top_k(s, o.start, o.length, o.temperature, o.top_k, o.seed, emit, &e);
         if (st == DF_OK) printf("%s\n", e.started ? "" : o.start);
     } else {
         print_signature(s, o.path);

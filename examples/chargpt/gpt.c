@@ -232,14 +232,34 @@ int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max) { return df_mode
 
 /* ------------------------------------------------------- the KV cache */
 
-// (token (1,1), pos (1), read mask (block)) -> logits (1,1,V); writes the caches
+/* The additive mask of the positions a step at pos reads: 0 at 0..pos,
+ * -inf beyond (block). Made in the graph from pos, so the step's inputs are
+ * the token and its position alone (what an exported step takes). */
+static df_node *read_mask(df_graph *g, df_node *pos, int block)
+{
+    float *index = malloc((size_t)block * sizeof *index), zero = 0.0f, minus_inf = -INFINITY;
+    if (!index) {
+        df_graph_set_error(g, DF_ERR_NOMEM, "out of memory for the read mask");
+        return NULL;
+    }
+    for (int j = 0; j < block; j++) index[j] = (float)j;
+    df_tensor t = df_tensor_make(DF_F32, index, 1, (int64_t[]){block});
+    df_node *positions = df_constant(g, &t);
+    free(index);
+    df_tensor z = df_tensor_make(DF_F32, &zero, 1, (int64_t[]){1}), m = df_tensor_make(DF_F32, &minus_inf, 1, (int64_t[]){1});
+    df_node *beyond = df_greater(g, positions, df_cast(g, pos, DF_F32));
+    return df_where(g, beyond, df_constant(g, &m), df_constant(g, &z));
+}
+
+// (token (1,1), pos (1)) -> logits (1,1,V); writes the caches at pos
 static df_status build_cached_step(df_graph *g, df_node **in, void *user)
 {
     cg_cache *c = user;
     cg_gpt *m = c->gpt;
+    df_node *mask = read_mask(g, in[1], m->cfg.block);
     df_node *x = embed(m, g, in[0], in[1], false);
     for (int i = 0; i < m->cfg.n_layer; i++) {
-        kv_step kv = {c->k[i], c->v[i], in[1], in[2]};
+        kv_step kv = {c->k[i], c->v[i], in[1], mask};
         x = block_apply(m->blocks[i], g, x, false, &kv);
     }
     df_graph_output(g, df_layer_call(m->head, g, df_layer_call(m->ln_f, g, x, false), false));
@@ -281,11 +301,10 @@ df_status cg_cache_init(cg_cache *c, cg_gpt *m, int keep)
         if (!c->k[i] || !c->v[i]) break;
     }
     c->window = malloc((size_t)cfg->block * sizeof *c->window);
-    c->read_mask = malloc((size_t)cfg->block * sizeof *c->read_mask);
     c->step = df_function_new("cached_step", build_cached_step, c);
     c->prefill = df_function_new("prefill", build_prefill, c);
     c->positions = malloc((size_t)cfg->block * sizeof *c->positions);
-    if (!c->prefill || !c->positions || !c->window || !c->read_mask || !c->step || (cfg->n_layer && !c->v[cfg->n_layer - 1])) {
+    if (!c->prefill || !c->positions || !c->window || !c->step || (cfg->n_layer && !c->v[cfg->n_layer - 1])) {
         cg_cache_free(c);
         return df_error(DF_ERR_NOMEM, "out of memory for the KV cache");
     }
@@ -299,7 +318,7 @@ void cg_cache_free(cg_cache *c)
     df_function_free(c->prefill);
     free(c->positions);
     for (int i = 0; i < CG_MAX_LAYERS; i++) df_variable_free(c->k[i]), df_variable_free(c->v[i]);
-    free(c->window), free(c->read_mask);
+    free(c->window);
     memset(c, 0, sizeof *c);
 }
 
@@ -310,39 +329,68 @@ void cg_cache_reset(cg_cache *c) { c->len = 0; }
 /* Runs the step for token at position c->len and holds it. */
 static df_status step_at_end(cg_cache *c, int32_t token)
 {
-    int T = c->gpt->cfg.block, p = c->len;
-    for (int j = 0; j < T; j++) c->read_mask[j] = j <= p ? 0.0f : -INFINITY;
-    int32_t tok = token, pos = p;
-    df_tensor in[3] = {
+    int32_t tok = token, pos = c->len;
+    df_tensor in[2] = {
         df_tensor_make(DF_I32, &tok, 2, (int64_t[]){1, 1}),
         df_tensor_make(DF_I32, &pos, 1, (int64_t[]){1}),
-        df_tensor_make(DF_F32, c->read_mask, 1, (int64_t[]){T}),
     };
-    df_status st = df_function_call(c->step, in, 3, &c->logits, 1);
+    df_status st = df_function_call(c->step, in, 2, &c->logits, 1);
     if (st != DF_OK) return st;
     c->window[c->len++] = token;
     return DF_OK;
+}
+
+/* Full: the last keep tokens go to positions 0..keep-1, their keys and
+ * values written by one forward over them (prefill) or by a step each (replay). */
+static df_status rebuild(cg_cache *c)
+{
+    int keep = c->keep;
+    memmove(c->window, c->window + c->len - keep, (size_t)keep * sizeof *c->window);
+    c->len = 0;
+    if (c->replay) {
+        df_status st = DF_OK;
+        for (int t = 0; t < keep && st == DF_OK; t++) st = step_at_end(c, c->window[t]);
+        return st;
+    }
+    if (keep == 0) return DF_OK;
+    for (int t = 0; t < keep; t++) c->positions[t] = t;
+    df_tensor in[2] = {df_tensor_make(DF_I32, c->window, 2, (int64_t[]){1, keep}),
+                       df_tensor_make(DF_I32, c->positions, 1, (int64_t[]){keep})}, out;
+    df_status st = df_function_call(c->prefill, in, 2, &out, 1);
+    if (st == DF_OK) c->len = keep;
+    return st;
 }
 
 df_status cg_cache_push(cg_cache *c, int32_t token, const float **logits)
 {
     if (token < 0 || token >= c->gpt->cfg.vocab)
         return df_error(DF_ERR_RANGE, "token %d outside the vocabulary [0, %d)", (int)token, c->gpt->cfg.vocab);
-    if (c->len == c->gpt->cfg.block) {
-        /* Full: one forward over the last keep tokens at positions 0..keep-1 writes their keys and values. */
-        int keep = c->keep;
-        memmove(c->window, c->window + c->len - keep, (size_t)keep * sizeof *c->window);
-        c->len = 0;
-        if (keep > 0) {
-            for (int t = 0; t < keep; t++) c->positions[t] = t;
-            df_tensor in[2] = {df_tensor_make(DF_I32, c->window, 2, (int64_t[]){1, keep}),
-                               df_tensor_make(DF_I32, c->positions, 1, (int64_t[]){keep})}, out;
-            df_status st = df_function_call(c->prefill, in, 2, &out, 1);
-            if (st != DF_OK) return st;
-            c->len = keep;
-        }
-    }
-    df_status st = step_at_end(c, token);
+    df_status st = c->len == c->gpt->cfg.block ? rebuild(c) : DF_OK;
+    if (st == DF_OK) st = step_at_end(c, token);
     if (st == DF_OK && logits) *logits = (const float *)c->logits.data;
+    return st;
+}
+
+/* ------------------------------------------------------------ export */
+
+df_status cg_export_sampler(cg_gpt *m, const char *vocab_utf8, size_t vocab_len, int keep, const char *path)
+{
+    cg_cache cache;
+    df_status st = cg_cache_init(&cache, m, keep);
+    if (st != DF_OK) return st;
+    char model[160], context[16], kept[16];
+    const cg_config *c = &m->cfg;
+    snprintf(model, sizeof model, "char-gpt --n-layer %d --n-head %d --n-embd %d --block %d, vocabulary %d, keep %d",
+             c->n_layer, c->n_head, c->n_embd, c->block, c->vocab, keep);
+    snprintf(context, sizeof context, "%d", c->block);
+    snprintf(kept, sizeof kept, "%d", keep);
+    /* The keys of tools/char_sampler.h. */
+    df_saved_meta meta[] = {
+        {"dagflow.sampler", "char", 4}, {"vocab", vocab_utf8, vocab_len}, {"model", model, strlen(model)},
+        {"dagflow.context", context, strlen(context)}, {"dagflow.keep", kept, strlen(kept)},
+    };
+    df_tensor_spec sig[2] = {{DF_I32, 2, {1, 1}}, {DF_I32, 1, {1}}};
+    st = df_function_export(cache.step, 2, sig, path, (int)(sizeof meta / sizeof meta[0]), meta);
+    cg_cache_free(&cache);
     return st;
 }

@@ -53,15 +53,20 @@ int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max);
  * because learned absolute positions make shifting the window impossible:
  * keep = block - 1 is nanoGPT's crop to the last block tokens at every step
  * (past the block, each char costs a keep-token forward); a smaller keep
- * crops less often (context between keep + 1 and block tokens). The logits after each push are those of the full
- * forward over window[0..len). */
+ * crops less often (context between keep + 1 and block tokens). With
+ * replay set, a rebuild instead runs the one-token step for each kept
+ * token at positions 0..keep-1 (keep steps, the same results up to
+ * rounding): what a program driving the exported step alone must do, so
+ * that its logits equal these bit for bit. The logits after each push are
+ * those of the full forward over window[0..len). */
 typedef struct cg_cache {
     cg_gpt *gpt;                           /* built for batch 1 */
     int keep, len;                         /* len: positions held */
+    bool replay;                           /* rebuild with a step per kept token (as an exported
+                                            * step is driven: cg_export_sampler), not one prefill */
     int32_t *window;                       /* the tokens held (block) */
-    float *read_mask;                      /* 0 at the held positions, -inf beyond (block) */
     df_variable *k[CG_MAX_LAYERS], *v[CG_MAX_LAYERS];
-    df_function *step, *prefill;           /* one token; the keep tokens of a rebuild */
+    df_function *step, *prefill;           /* one token (1,1) at pos (1); the keep tokens of a rebuild */
     int32_t *positions;                    /* 0..block-1 for the prefill */
     df_tensor logits;                      /* (1,1,V) of the last push */
 } cg_cache;
@@ -74,5 +79,16 @@ void cg_cache_reset(cg_cache *c);
 /* Appends token (after a rebuild when full); *logits (V) for the next token,
  * valid until the next push. */
 df_status cg_cache_push(cg_cache *c, int32_t token, const float **logits);
+
+/* Writes the cache's one-token step as a saved graph (dagflow.h, "saved
+ * graphs"): inputs the token i32 (1,1) and its position i32 (1), output its
+ * logits (1,1,V); the KV caches are variables inside the file, zeros there.
+ * The metadata tell a program without this code how to drive it
+ * (tools/char_sampler.h): "dagflow.sampler" = "char", "vocab" (vocab_utf8,
+ * the V characters in id order), "dagflow.context" (block) and
+ * "dagflow.keep" (keep: the tokens replayed at positions 0..keep-1 when the
+ * context is full), so that it computes what a cg_cache with this keep and
+ * replay set does, bit for bit. DF_ERR_ARG unless 0 <= keep < block. */
+df_status cg_export_sampler(cg_gpt *m, const char *vocab_utf8, size_t vocab_len, int keep, const char *path);
 
 #endif

@@ -2,15 +2,18 @@
  * df_fit loop.
  *   char-gpt train    [flags]   AdamW, warm-up + cosine schedule, clipping, validation, checkpoints
  *   char-gpt sample   [flags]   generate text from the latest checkpoint
+ *   char-gpt export   [flags] OUT.dfg   the KV-cache sampling step as a saved graph (dagflow-run)
  *   char-gpt summary  [flags]   Keras-style parameter table
  *   char-gpt bench    [flags]   ms per training step and per sampled char, one JSON line
  *   char-gpt grads    [flags]   weights, one batch, loss and gradients to files (tests/chargpt_torch.sh) */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include "char_sampler.h"
 #include "cli.h"
 #include "gpt.h"
 #include "text.h"
@@ -21,7 +24,7 @@
 typedef struct opts {
     const char *data, *checkpoint_dir, *start, *out_dir;
     cg_config model;
-    int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads, top_k, keep, warmup;
+    int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads, top_k, keep, warmup, rebuild;
     float lr, min_lr, weight_decay, temperature;
     bool resume, overwrite, profile;
 } opts;
@@ -33,6 +36,10 @@ static opts defaults(void)
                   .batch = 12, .iters = 2000, .eval_interval = 250, .eval_iters = 20, .warmup_iters = 100,
                   .length = 200, .keep = -1, .lr = 1e-3f, .min_lr = 1e-4f, .weight_decay = 0.1f, .temperature = 1.0f};
 }
+
+/* How the sampler's KV cache refills after a crop (gpt.h: cg_cache). */
+enum { REBUILD_PREFILL, REBUILD_REPLAY };
+static const char *const rebuild_names[] = {"prefill", "replay", NULL};
 
 #define MODEL_FLAGS(o)                                                                                 \
     {"block", CLI_INT, &(o).model.block, "context length (tokens per sequence)", 1, 4096, NULL},       \
@@ -99,7 +106,10 @@ static df_status next_batch(void *user, df_tensor *in, bool *end)
 static df_status save_batches(void *user, df_checkpoint *ck)
 {
     batches *b = user;
-    struct { df_rng rng; int32_t left; } rec = {b->rng, b->left};
+    struct { df_rng rng; int32_t left; } rec;
+    memset(&rec, 0, sizeof rec);           /* the padding too: equal runs write equal files */
+    rec.rng = b->rng;
+    rec.left = b->left;
     return df_checkpoint_put_blob(ck, "data/train", &rec, sizeof rec);
 }
 
@@ -127,6 +137,7 @@ typedef struct run {
     df_optimizer *opt;
     df_variable *weights[MAX_WEIGHTS];
     int n_weights;
+    char resume_note[512];          /* the settings a resume changed */
 } run;
 
 // (x (B,T), y (B,T), pos (T)) -> mean cross-entropy
@@ -156,61 +167,133 @@ static df_status build_eval_step(df_graph *g, df_node **in, void *user)
 
 /* ------------------------------------------------------- checkpoints */
 
-static int format_config(const opts *o, char *buf, size_t cap)
+/* The "chargpt/config" record: format 1 (no format key) held the model's
+ * shape alone; format 2 holds what a resume must match or may change. */
+#define CG_CHECKPOINT_FORMAT 2
+
+typedef struct saved_run {
+    cg_config model;
+    int batch, iters, eval_interval, eval_iters, warmup_iters;
+    float lr, min_lr, weight_decay;
+    uint64_t data_hash;            /* the corpus: its ids, FNV-1a */
+} saved_run;
+
+#define F(key, type, member, ...) {key, DF_CONFIG_##type, offsetof(saved_run, member), __VA_ARGS__}
+/* A resume refuses a change of the model, the data or their order (batch,
+ * seed, steps per epoch) and of dropout (other masks); it applies and reports
+ * a changed schedule, step count, validation size or weight decay. */
+static const df_config_field run_fields[] = {
+    F("vocab", INT, model.vocab, .required = true),
+    F("block", INT, model.block, .flag = "block", .required = true),
+    F("n_layer", INT, model.n_layer, .flag = "n-layer", .required = true),
+    F("n_head", INT, model.n_head, .flag = "n-head", .required = true),
+    F("n_embd", INT, model.n_embd, .flag = "n-embd", .required = true),
+    F("dropout", FLOAT, model.dropout, .flag = "dropout"),
+    F("seed", U64, model.seed, .flag = "seed"),
+    F("data_hash", U64, data_hash, .flag = NULL),
+    F("batch", INT, batch, .flag = "batch"),
+    F("eval_interval", INT, eval_interval, .flag = "eval-interval"),
+    F("iters", INT, iters, .flag = "iters", .may_change = true),
+    F("eval_iters", INT, eval_iters, .flag = "eval-iters", .may_change = true),
+    F("lr", FLOAT, lr, .flag = "lr", .may_change = true),
+    F("min_lr", FLOAT, min_lr, .flag = "min-lr", .may_change = true),
+    F("warmup_iters", INT, warmup_iters, .flag = "warmup-iters", .may_change = true),
+    F("weight_decay", FLOAT, weight_decay, .flag = "weight-decay", .may_change = true),
+};
+#undef F
+#define N_RUN_FIELDS N(run_fields)
+
+static uint64_t fingerprint(const cr_text *t)
 {
-    const cg_config *m = &o->model;
-    return snprintf(buf, cap, "vocab=%d\nblock=%d\nn_layer=%d\nn_head=%d\nn_embd=%d\n", m->vocab, m->block,
-                    m->n_layer, m->n_head, m->n_embd);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int64_t i = 0; i < t->n; i++) h = (h ^ (uint64_t)(uint32_t)t->ids[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static saved_run run_settings(const run *r)
+{
+    const opts *o = &r->o;
+    return (saved_run){.model = o->model, .batch = o->batch, .iters = o->iters, .eval_interval = o->eval_interval,
+                       .eval_iters = o->eval_iters, .warmup_iters = o->warmup_iters, .lr = o->lr,
+                       .min_lr = o->min_lr, .weight_decay = o->weight_decay, .data_hash = fingerprint(&r->text)};
 }
 
 static df_status save_extra(void *user, df_checkpoint *ck)
 {
     run *r = user;
-    char config[256], vocab[CR_MAX_VOCAB * 4];
-    int n = format_config(&r->o, config, sizeof config);
+    char vocab[CR_MAX_VOCAB * 4];
     size_t v = cr_vocab_to_utf8(&r->text.vocab, vocab, sizeof vocab);
-    df_status st = df_checkpoint_put_blob(ck, "chargpt/config", config, (size_t)n);
+    saved_run now = run_settings(r);
+    df_status st = df_config_put(ck, "chargpt/config", run_fields, N_RUN_FIELDS, CG_CHECKPOINT_FORMAT, &now);
     return st == DF_OK ? df_checkpoint_put_blob(ck, "chargpt/vocab", vocab, v) : st;
 }
 
-/* The checkpoint's model config (and vocabulary, when vocab is not NULL). */
-static df_status read_config(const df_checkpoint *ck, cg_config *c, cr_vocab *vocab)
+/* The checkpoint's settings, its format (1: the model's shape alone) and,
+ * when vocab is not NULL, its vocabulary. */
+static df_status read_config(const df_checkpoint *ck, saved_run *saved, int *format, cr_vocab *vocab)
 {
     const void *p;
     size_t len;
-    char buf[256] = {0};
-    df_status st = df_checkpoint_get_blob(ck, "chargpt/config", &p, &len);
-    if (st != DF_OK) return df_error(st, "not a char-gpt checkpoint (no chargpt/config)");
-    memcpy(buf, p, len < sizeof buf - 1 ? len : sizeof buf - 1);
-    if (sscanf(buf, "vocab=%d\nblock=%d\nn_layer=%d\nn_head=%d\nn_embd=%d", &c->vocab, &c->block, &c->n_layer,
-               &c->n_head, &c->n_embd) != 5 || cg_config_check(c) != DF_OK)
-        return df_error(DF_ERR_FORMAT, "bad chargpt/config record");
-    if (!vocab) return DF_OK;
+    if (df_checkpoint_get_blob(ck, "chargpt/config", &p, &len) != DF_OK)
+        return df_error(DF_ERR_FORMAT, "not a char-gpt checkpoint (no chargpt/config)");
+    df_status st = df_config_parse(run_fields, N_RUN_FIELDS, p, len, saved, format);
+    if (st == DF_OK && *format == 0) *format = 1;
+    if (st == DF_OK && *format > CG_CHECKPOINT_FORMAT)
+        st = df_error(DF_ERR_FORMAT, "written by a newer char-gpt (checkpoint format %d, this one reads up to %d)",
+                      *format, CG_CHECKPOINT_FORMAT);
+    if (st == DF_OK && cg_config_check(&saved->model) != DF_OK) st = df_error(DF_ERR_FORMAT, "bad chargpt/config record");
+    if (st != DF_OK || !vocab) return st;
     if ((st = df_checkpoint_get_blob(ck, "chargpt/vocab", &p, &len)) != DF_OK) return st;
-    return cr_vocab_from_utf8(p, len, vocab);
+    if ((st = cr_vocab_from_utf8(p, len, vocab)) == DF_OK && vocab->size != saved->model.vocab)
+        st = df_error(DF_ERR_FORMAT, "the vocabulary has %d chars but chargpt/config says %d", vocab->size,
+                      saved->model.vocab);
+    return st;
 }
 
-/* "--n-layer 2 --n-head 4 --n-embd 64 --block 32 (vocab 65)" */
-static void describe(const cg_config *c, char *buf, size_t cap)
+/* A may-change field's value as the flag takes it (they are INT or FLOAT). */
+static void field_text(const df_config_field *f, const saved_run *r, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "--n-layer %d --n-head %d --n-embd %d --block %d, vocabulary %d", c->n_layer, c->n_head,
-             c->n_embd, c->block, c->vocab);
+    const char *at = (const char *)r + f->offset;
+    if (f->type == DF_CONFIG_FLOAT) snprintf(buf, cap, "%g", (double)*(const float *)at);
+    else snprintf(buf, cap, "%d", *(const int *)at);
+}
+
+/* "; now --lr 0.002 (was 0.001), --iters 120 (was 80)" for the changes a resume applies. */
+static void describe_changes(const saved_run *saved, const saved_run *now, const df_config_field *const *changed,
+                             char *buf, size_t cap)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int i = 0; changed[i] && at < cap; i++) {
+        char was[32], is[32];
+        field_text(changed[i], saved, was, sizeof was);
+        field_text(changed[i], now, is, sizeof is);
+        at += (size_t)snprintf(buf + at, cap - at, "%s --%s %s (was %s)", i ? "," : "; now", changed[i]->flag, is, was);
+    }
 }
 
 static df_status restore_extra(void *user, const df_checkpoint *ck)
 {
     run *r = user;
-    cg_config saved = r->o.model;
-    df_status st = read_config(ck, &saved, NULL);
-    if (st != DF_OK) return st;
-    const cg_config *now = &r->o.model;
-    if (saved.vocab != now->vocab || saved.block != now->block || saved.n_layer != now->n_layer ||
-        saved.n_head != now->n_head || saved.n_embd != now->n_embd) {
-        char a[128], b[128];
-        describe(&saved, a, sizeof a);
-        describe(now, b, sizeof b);
-        return df_error(DF_ERR_STATE, "the checkpoint's model (%s) differs from this run's (%s)", a, b);
-    }
+    saved_run saved = {0}, now = run_settings(r);
+    int format = 0;
+    df_status st = read_config(ck, &saved, &format, NULL);
+    if (st == DF_OK && format != CG_CHECKPOINT_FORMAT)
+        return df_error(DF_ERR_FORMAT, "written by an older char-gpt (checkpoint format %d, this one resumes %d): it "
+                        "can still be sampled and exported, but not resumed; retrain", format, CG_CHECKPOINT_FORMAT);
+    if (st == DF_OK && saved.data_hash != now.data_hash)
+        return df_error(DF_ERR_STATE, "it was trained on another corpus (--data: fingerprint %016llx, this run's %016llx)",
+                        (unsigned long long)saved.data_hash, (unsigned long long)now.data_hash);
+    const df_config_field *changed[N_RUN_FIELDS + 1];
+    if (st == DF_OK) st = df_config_compare(run_fields, N_RUN_FIELDS, &saved, &now, changed);
+    if (st == DF_OK) describe_changes(&saved, &now, changed, r->resume_note, sizeof r->resume_note);
+    return st;
+}
+
+static df_status on_resume(void *user, const df_fit_history *h, char *note, size_t cap)
+{
+    (void)h;
+    snprintf(note, cap, "%s", ((run *)user)->resume_note);
     return DF_OK;
 }
 
@@ -282,7 +365,8 @@ static df_status train(const opts *o)
                          .decay_steps = o->iters > o->warmup_iters ? o->iters - o->warmup_iters : 1,
                          .min_ratio = o->min_lr / o->lr},
             .checkpoint_dir = o->checkpoint_dir, .resume = o->resume, .overwrite = o->overwrite, .csv_path = csv, .terminate_on_nan = true,
-            .handle_signals = true, .save_extra = save_extra, .restore_extra = restore_extra, .user = &r,
+            .handle_signals = true, .save_extra = save_extra, .restore_extra = restore_extra, .on_resume = on_resume,
+            .resume_flag = "--resume", .user = &r,
         };
         df_fit_history h;
         st = df_fit(&f, &h);
@@ -300,32 +384,12 @@ static df_status train(const opts *o)
 
 /* ------------------------------------------------------------ sample */
 
-/* Draws from softmax(logits / temperature) over the top_k likeliest (all
- * when top_k is 0); the argmax at temperature 0. */
+/* Draws as dagflow-run does from an exported step (tools/char_sampler.c),
+ * so the same logits and seed give the same text. */
 static int draw(const float *logits, int V, float temperature, int top_k, df_rng *rng)
 {
-    int best = 0;
-    for (int v = 1; v < V; v++)
-        if (logits[v] > logits[best]) best = v;
-    if (temperature <= 0) return best;
-    float cut = -INFINITY;                 /* the top_k-th largest logit */
-    if (top_k > 0 && top_k < V) {
-        bool taken[CR_MAX_VOCAB] = {false};
-        for (int n = 0; n < top_k; n++) {
-            int m = -1;
-            for (int v = 0; v < V; v++)
-                if (!taken[v] && (m < 0 || logits[v] > logits[m])) m = v;
-            taken[m] = true;
-            cut = logits[m];
-        }
-    }
-    double p[CR_MAX_VOCAB], sum = 0;
-    for (int v = 0; v < V; v++)
-        sum += p[v] = logits[v] < cut ? 0.0 : exp((double)(logits[v] - logits[best]) / temperature);
-    double u = df_rng_uniform(rng) * sum;
-    for (int v = 0; v < V; v++)
-        if ((u -= p[v]) < 0) return v;
-    return best;
+    double p[CR_MAX_VOCAB];
+    return ds_draw(logits, V, temperature, top_k, rng, p);
 }
 
 static df_status load_for_sampling(const opts *o, cg_gpt *gpt, cr_vocab *vocab, char *path, size_t cap)
@@ -333,9 +397,11 @@ static df_status load_for_sampling(const opts *o, cg_gpt *gpt, cr_vocab *vocab, 
     df_checkpoint *ck = NULL;
     df_status st = df_fit_latest_checkpoint(o->checkpoint_dir, path, cap);
     if (st == DF_OK) st = df_checkpoint_read(path, &ck);
-    cg_config c = {.seed = o->model.seed};
-    if (st == DF_OK) st = read_config(ck, &c, vocab);
-    if (st == DF_OK) st = cg_gpt_init(gpt, &c, 1);
+    saved_run saved = {0};
+    int format;
+    if (st == DF_OK) st = read_config(ck, &saved, &format, vocab);
+    saved.model.seed = o->model.seed, saved.model.dropout = 0;   /* the weights come from the file */
+    if (st == DF_OK) st = cg_gpt_init(gpt, &saved.model, 1);
     df_variable *w[MAX_WEIGHTS];
     int n = st == DF_OK ? cg_gpt_weights(gpt, w, MAX_WEIGHTS) : 0;
     for (int i = 0; i < n && st == DF_OK; i++) st = df_checkpoint_restore_variable(ck, w[i]);
@@ -370,6 +436,7 @@ static df_status sample(const opts *o)
     int32_t *ids = malloc((size_t)cap * sizeof *ids);
     if (!ids) st = df_error(DF_ERR_NOMEM, "out of memory");
     if (st == DF_OK) st = cg_cache_init(&cache, &gpt, o->keep < 0 ? gpt.cfg.block / 2 : o->keep);
+    cache.replay = o->rebuild == REBUILD_REPLAY;
     if (st == DF_OK) st = cr_vocab_encode(vocab, o->start, ids, cap, &n_start);
     if (st == DF_OK && n_start == 0) st = df_error(DF_ERR_ARG, "--start must hold at least one character");
     df_rng rng;
@@ -377,7 +444,8 @@ static df_status sample(const opts *o)
     const float *logits = NULL;
     for (int i = 0; st == DF_OK && i < n_start; i++) st = cg_cache_push(&cache, ids[i], &logits);
     if (st == DF_OK) {
-        fprintf(stderr, "char-gpt: sampling from %s\n", path);
+        fprintf(stderr, "char-gpt: sampling from %s (keep %d, the cache refilled by %s)\n", path, cache.keep,
+                cache.replay ? "replaying the kept characters" : "a prefill");
         fputs(o->start, stdout);
     }
     for (int n = 0; st == DF_OK && n < o->length; n++) {
@@ -390,6 +458,26 @@ static df_status sample(const opts *o)
     cg_cache_free(&cache);
     free(ids), free(vocab);
     cg_gpt_free(&gpt);
+    return st;
+}
+
+/* ------------------------------------------------------------ export */
+
+static df_status export_file(const opts *o, const char *out)
+{
+    cg_gpt gpt;
+    cr_vocab *vocab = calloc(1, sizeof *vocab);
+    char path[4096];
+    if (!vocab) return df_error(DF_ERR_NOMEM, "out of memory");
+    df_status st = load_for_sampling(o, &gpt, vocab, path, sizeof path);
+    if (st == DF_OK) {
+        char chars[CR_MAX_VOCAB * 4];
+        size_t n_chars = cr_vocab_to_utf8(vocab, chars, sizeof chars);
+        st = cg_export_sampler(&gpt, chars, n_chars, o->keep < 0 ? gpt.cfg.block / 2 : o->keep, out);
+        cg_gpt_free(&gpt);
+    }
+    if (st == DF_OK) printf("wrote %s from %s: the KV-cache sampling step (dagflow-run %s --sample)\n", out, path, out);
+    free(vocab);
     return st;
 }
 
@@ -590,7 +678,7 @@ static df_status grads(const opts *o)
 /* -------------------------------------------------------------- main */
 
 static const char *const usage_text =
-    "char-gpt train|sample|summary|bench|grads [flags]; char-gpt COMMAND --help lists each command's flags";
+    "char-gpt train|sample|export|summary|bench|grads [flags]; char-gpt COMMAND --help lists each command's flags";
 
 static int report(const char *command, df_status st)
 {
@@ -650,12 +738,50 @@ static int cmd_sample(int argc, char **argv)
         {"keep", CLI_INT, &o.keep,
          "when the context fills the block, the KV cache restarts from the last KEEP characters "
          "(-1: block/2; block-1: nanoGPT's crop at every step, block steps per character)", -1, 4095, NULL},
+        {"rebuild", CLI_CHOICE, &o.rebuild,
+         "how the cache refills from the kept characters: prefill (one forward over them) or replay (a step "
+         "each, as dagflow-run drives an exported file: the same text)", 0, 0, rebuild_names},
         {"seed", CLI_U64, &o.model.seed, "sampling seed", 0, 0, NULL},
         {"threads", CLI_INT, &o.threads, "kernel threads (0: OpenMP's default)", 0, 1024, NULL},
     };
     int rc = parse("char-gpt sample", "char-gpt sample [flags]", flags, N(flags), argc, argv, &o);
     if (rc) return rc == 1 ? 0 : 2;
     return report("sample", sample(&o));
+}
+
+static int cmd_export(int argc, char **argv)
+{
+    opts o = defaults();
+    const char *out = NULL, *usage = "char-gpt export [--checkpoint-dir D] [--keep K] OUT.dfg";
+    cli_flag flags[] = {
+        {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "export the latest ckpt_N here", 0, 0, NULL},
+        {"keep", CLI_INT, &o.keep, "as char-gpt sample: the characters replayed when the context is full (-1: block/2)", -1, 4095,
+         NULL},
+        {"out", CLI_STRING, &out, "the saved graph to write (or give it as the last argument)", 0, 0, NULL},
+    };
+    char **rest = malloc(((size_t)argc + 1) * sizeof *rest);
+    if (!rest) return 1;
+    int n = 0;
+    for (int i = 0; i < argc; i++) {         /* every flag takes a value: the one other word is OUT */
+        if (argv[i][0] == '-' && argv[i][1] == '-') {
+            rest[n++] = argv[i];
+            if (i + 1 < argc && !strchr(argv[i], '=') && strcmp(argv[i], "--help") != 0) rest[n++] = argv[++i];
+        } else if (!out) {
+            out = argv[i];
+        } else {
+            fprintf(stderr, "char-gpt export: unexpected argument '%s' (usage: %s)\n", argv[i], usage);
+            free(rest);
+            return 2;
+        }
+    }
+    int rc = parse("char-gpt export", usage, flags, N(flags), n, rest, &o);
+    free(rest);
+    if (rc) return rc == 1 ? 0 : 2;
+    if (!out) {
+        fprintf(stderr, "char-gpt export: the output file is required (usage: %s)\n", usage);
+        return 2;
+    }
+    return report("export", export_file(&o, out));
 }
 
 static int cmd_summary(int argc, char **argv)
@@ -713,6 +839,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "sample")) return cmd_sample(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "export")) return cmd_export(argc - 2, argv + 2);
     if (!strcmp(argv[1], "summary")) return cmd_summary(argc - 2, argv + 2);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc - 2, argv + 2);
     if (!strcmp(argv[1], "grads")) return cmd_grads(argc - 2, argv + 2);
