@@ -1153,3 +1153,26 @@ df_status df_fit_latest_checkpoint(const char *dir, char *path, size_t cap)
     if (snprintf(path, cap, "%s/ckpt_%d", dir, n) >= (int)cap) return df_error(DF_ERR_ARG, "checkpoint path too long");
     return DF_OK;
 }
+
+/* ------------------------------------------------------- the op profile */
+
+df_status df_function_print_profile(const df_function *f, FILE *out)
+{
+    df_graph *g = df_function_last_graph(f);
+    if (!g || !out) return df_error(DF_ERR_ARG, "df_function_print_profile: %s", g ? "NULL stream" : "never called");
+    enum { MAX_OPS = 64 };
+    df_op_profile prof[MAX_OPS];
+    int64_t runs;
+    int n = df_graph_profile(g, prof, MAX_OPS, &runs);
+    if (n < 0) return DF_ERR_ARG;
+    if (n > MAX_OPS) n = MAX_OPS;
+    if (runs == 0) return DF_OK;
+    double total = 0;
+    for (int i = 0; i < n; i++) total += prof[i].seconds;
+    fprintf(out, "\nProfile over %lld steps (%.1f ms/step in ops):\n%-22s %6s %12s %7s\n", (long long)runs,
+            1e3 * total / (double)runs, "op", "nodes", "ms/step", "share");
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%-22s %6d %12.3f %6.1f%%\n", prof[i].op, prof[i].nodes, 1e3 * prof[i].seconds / (double)runs,
+                total > 0 ? 100 * prof[i].seconds / total : 0);
+    return DF_OK;
+}

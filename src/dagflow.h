@@ -943,6 +943,12 @@ df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint
 /* Reads a CSV in df_fit's format and writes an SVG of the per-step loss and
  * the validation points, atomically. */
 df_status df_plot_loss_csv(const char *csv_path, const char *svg_path);
+/* The per-op time table of a train step's most recent graph, profiled
+ * (df_graph_set_profiling on df_function_last_graph, e.g. from on_step after
+ * the first step, which traced): a "Profile over N steps (X ms/step in ops):"
+ * line, then op, nodes, ms/step and share of the ops' time, largest first.
+ * Prints nothing when no run was profiled; DF_ERR_ARG before any call. */
+df_status df_function_print_profile(const df_function *f, FILE *out);
 
 /* ----------------------------------------------------------- config records
  *
@@ -987,6 +993,10 @@ typedef struct df_config_field {
     /* Whether the field matters for this config (the saved one, in df_config_compare);
      * NULL: always. E.g. a decay rate only with a step schedule. */
     bool (*applies)(const void *config);
+    /* Numbers: the range df_config_check enforces, min <= value <= max (value < max with
+     * below_max; max may be INFINITY), checked when min < max. */
+    double min, max;
+    bool below_max;
 } df_config_field;
 
 /* "format=<version>\nkey=value\n..." into buf (cap bytes, NUL-terminated);
@@ -1005,6 +1015,11 @@ df_status df_config_parse(const df_config_field *fields, int n, const char *text
  * are listed there, NULL-terminated, so that the caller can say it applied them. */
 df_status df_config_compare(const df_config_field *fields, int n, const void *saved, const void *now,
                             const df_config_field **changed);
+/* Every field's value in its range (min/max; a FLOAT also finite) and every
+ * ENUM one of its names, in table order, whether or not the field applies:
+ * DF_ERR_ARG naming the first bad one as the user gave it, e.g.
+ * "--dropout must be in [0, 1), got 1.5", "--clip must be >= 0, got -1". */
+df_status df_config_check(const df_config_field *fields, int n, const void *config);
 /* df_config_format into the checkpoint's blob name / df_config_parse from it. */
 df_status df_config_put(df_checkpoint *ck, const char *name, const df_config_field *fields, int n, int version,
                         const void *config);

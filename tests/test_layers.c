@@ -1540,3 +1540,51 @@ Test(layers, an_open_last_dimension_takes_any_size_a_fixed_one_does_not)
     df_layer_free(open_width);
     df_model_free(m);
 }
+
+/* df_function_print_profile: nothing before a profiled run, then a header
+ * with the profiled runs and one row per op that ran, shares adding to 100%. */
+Test(layers, a_train_steps_op_profile_prints_one_row_per_op)
+{
+    df_model *m = df_model_new("mlp", 3);
+    cr_assert_eq(df_model_add(m, df_dense_layer(4, DF_ACT_TANH, true)), DF_OK);
+    df_optimizer *opt = df_sgd_new(0.1f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_OK);
+    df_function *step = df_model_train_step(m);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_expect_eq(df_function_print_profile(step, out), DF_ERR_ARG, "never called");
+    float x[6] = {1, 2, 3, 4, 5, 6}, y[8] = {0};
+    df_tensor in[2] = {F32(x, 2, 3), F32(y, 2, 4)}, loss;
+    cr_assert_eq(df_function_call(step, in, 2, &loss, 1), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_graph_set_profiling(df_function_last_graph(step), true), DF_OK);
+    cr_assert_eq(df_function_print_profile(step, out), DF_OK);
+    fflush(out);
+    cr_expect_eq(len, 0, "no profiled run yet: %s", text);
+    for (int i = 0; i < 3; i++) cr_assert_eq(df_function_call(step, in, 2, &loss, 1), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_function_print_profile(step, out), DF_OK);
+    fclose(out);
+    cr_assert_not_null(strstr(text, "\nProfile over 3 steps ("), "%s", text);
+    df_op_profile prof[64];
+    int n_ops = df_graph_profile(df_function_last_graph(step), prof, 64, NULL), rows = 0;
+    double share_sum = 0;
+    char *rows_text = strstr(text, "share\n"), *save = NULL;   /* after the column header */
+    cr_assert_not_null(rows_text, "%s", text);
+    for (char *line = strtok_r(rows_text + 6, "\n", &save); line; line = strtok_r(NULL, "\n", &save), rows++) {
+        char op[64];
+        int nodes;
+        double ms, share;
+        cr_assert_eq(sscanf(line, "%63s %d %lf %lf%%", op, &nodes, &ms, &share), 4, "row: %s", line);
+        cr_assert_lt(rows, n_ops, "more rows than ops: %s", line);
+        cr_expect_str_eq(op, prof[rows].op, "rows largest first, as df_graph_profile");
+        cr_expect_eq(nodes, prof[rows].nodes, "%s", op);
+        share_sum += share;
+    }
+    cr_expect_gt(n_ops, 2);
+    cr_expect_eq(rows, n_ops, "one row per op: %s", text);
+    cr_expect(share_sum > 99.5 && share_sum < 100.5, "shares add to %g%%: %s", share_sum, text);
+    free(text);
+    df_function_free(step);
+    df_optimizer_free(opt);
+    df_model_free(m);
+}

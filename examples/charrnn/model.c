@@ -1,7 +1,7 @@
-/* model.c — variables, the forward graph and the traced step functions. */
-#include <math.h>
+/* model.c — char-rnn's model made of the library's layers and compiled
+ * (df_model_compile) for its fit and eval steps; the GradientTape-style
+ * train_step and the sampling forward are written here. */
 #include <stdio.h>
-#include <stddef.h>
 #include <string.h>
 #include "model.h"
 
@@ -15,30 +15,6 @@ static int64_t gates(const cr_config *cfg) { return cfg->cell == CR_CELL_LSTM ? 
 
 /* A GRU with reset_after keeps Keras' (2,3H) bias: row 0 input, row 1 recurrent. */
 static bool split_bias(const cr_config *cfg) { return cfg->cell == CR_CELL_GRU && !cfg->gru_reset_before; }
-
-df_status cr_config_check(const cr_config *cfg)
-{
-    if (cfg->vocab < 1 || cfg->embed < 1 || cfg->hidden < 1)
-        return df_error(DF_ERR_ARG, "vocab, embed and hidden sizes must be positive");
-    if ((int)cfg->cell < CR_CELL_LSTM || cfg->cell > CR_CELL_RNN)
-        return df_error(DF_ERR_ARG, "--cell must be lstm, gru or rnn (got %d)", (int)cfg->cell);
-    if (cfg->layers < 0 || cfg->layers > CR_MAX_LAYERS)
-        return df_error(DF_ERR_ARG, "--layers must be in 1..%d, got %d", CR_MAX_LAYERS, cfg->layers);
-    if (!(cfg->dropout >= 0 && cfg->dropout < 1))
-        return df_error(DF_ERR_ARG, "--dropout must be in [0, 1), got %g", cfg->dropout);
-    if ((int)cfg->optimizer < CR_OPT_ADAM || cfg->optimizer > CR_OPT_SGD)
-        return df_error(DF_ERR_ARG, "--optimizer must be adam, rmsprop or sgd (got %d)", (int)cfg->optimizer);
-    if (!(cfg->momentum >= 0 && cfg->momentum < 1))
-        return df_error(DF_ERR_ARG, "--momentum must be in [0, 1), got %g", cfg->momentum);
-    if (cfg->momentum > 0 && cfg->optimizer != CR_OPT_SGD)
-        return df_error(DF_ERR_ARG, "--momentum %g applies to --optimizer sgd only, not %s", cfg->momentum,
-                        cr_optimizer_names[cfg->optimizer]);
-    if (!(cfg->clipnorm >= 0) || isinf(cfg->clipnorm))
-        return df_error(DF_ERR_ARG, "--clip must be a norm >= 0 (0 = off), got %g", cfg->clipnorm);
-    if (!(cfg->learning_rate >= 0) || isinf(cfg->learning_rate))
-        return df_error(DF_ERR_ARG, "--learning-rate must be >= 0, got %g", cfg->learning_rate);
-    return DF_OK;
-}
 
 void cr_config_describe(const cr_config *cfg, char *buf, size_t cap)
 {
@@ -154,12 +130,9 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg)
     st = make_layers(m, DF_DYNAMIC);
     if (st == DF_OK) find_params(m);
     if (st == DF_OK && !(m->opt = make_optimizer(cfg))) st = df_error(DF_ERR_NOMEM, "out of memory for the optimizer");
-    if (st == DF_OK) {
-        /* the optimizer's iteration counter (first state variable) seeds dropout */
-        df_variable *counter = NULL;
-        df_optimizer_state(m->opt, &counter, 1);
-        m->step_counter = counter;
-    }
+    if (st == DF_OK) st = df_model_compile(m->net, m->opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
+    /* the optimizer's iteration counter (its first state variable) seeds dropout */
+    if (st == DF_OK) df_optimizer_state(m->opt, &m->step_counter, 1);
     if (st != DF_OK) cr_model_free(m);
     return st;
 }
@@ -216,36 +189,6 @@ static df_status seed_dropout(cr_model *m)
     return st;
 }
 
-/* x (B,T) int -> logits (B,T,V) through the layers, reading and carrying
- * the state of (B, purpose); dropout is active when training. */
-static df_node *forward(df_graph *g, cr_model *m, df_node *x, int purpose, bool training)
-{
-    /* refused here, the graph's error says why (not a later "null node") */
-    if (!cr_model_state(m, (int)df_node_dim(x, 0), purpose)) {
-        df_graph_set_error(g, m->n_states == CR_MAX_STATES ? DF_ERR_RANGE : DF_ERR_NOMEM, "%s", df_last_error());
-        return NULL;
-    }
-    df_status st = seed_dropout(m);
-    if (st != DF_OK) {
-        df_graph_set_error(g, st, "%s", df_last_error());
-        return NULL;
-    }
-    return df_model_call_slot(m->net, g, x, training, purpose);
-}
-
-/* fit: inputs x, y (B,T) -> loss; gradients of every parameter. */
-static df_status build_fit_step(df_graph *g, df_node **in, void *user)
-{
-    cr_model *m = user;
-    df_node *loss = df_sparse_softmax_cross_entropy(g, forward(g, m, in[0], CR_STATE_MAIN, true), in[1]);
-    df_node *param_nodes[CR_MAX_PARAMS], *grads[CR_MAX_PARAMS];
-    for (int i = 0; i < m->n_params; i++) param_nodes[i] = df_var(g, m->params[i]);
-    if (df_gradients(g, loss, NULL, m->n_params, param_nodes, grads) != DF_OK) return df_graph_status(g);
-    df_optimizer_apply(g, m->opt, m->n_params, m->params, grads);
-    df_graph_output(g, loss);
-    return df_graph_status(g);
-}
-
 /* The tutorial's custom training step, GradientTape style:
  *   with tf.GradientTape() as tape:
  *       predictions = model(inp); loss = loss_fn(target, predictions)
@@ -255,7 +198,7 @@ static df_status build_custom_step(df_graph *g, df_node **in, void *user)
 {
     cr_model *m = user;
     df_tape *tape = df_tape_begin(g);
-    df_node *predictions = forward(g, m, in[0], CR_STATE_MAIN, true);
+    df_node *predictions = df_model_call(m->net, g, in[0], true);
     df_node *loss = df_sparse_softmax_cross_entropy(g, predictions, in[1]);
     df_tape_end(tape);
     df_node *grads[CR_MAX_PARAMS];
@@ -265,71 +208,54 @@ static df_status build_custom_step(df_graph *g, df_node **in, void *user)
     return df_graph_status(g);
 }
 
-df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, bool custom, df_graph **out)
+/* Sampling: x (B,T) -> logits (B,T,V), carrying the main state of batch size B. */
+static df_status build_logits(df_graph *g, df_node **in, void *user)
+{
+    cr_model *m = user;
+    if (!cr_model_state(m, (int)df_node_dim(in[0], 0), CR_STATE_MAIN))   /* refused here, saying why */
+        return df_graph_set_error(g, m->n_states == CR_MAX_STATES ? DF_ERR_RANGE : DF_ERR_NOMEM, "%s", df_last_error());
+    df_graph_output(g, df_model_call(m->net, g, in[0], false));
+    return df_graph_status(g);
+}
+
+df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, df_graph **out)
 {
     df_graph *g = df_graph_new();
     if (!g) return DF_ERR_NOMEM;
     int64_t shape[2] = {batch, seq};
     df_node *in[2] = {df_placeholder(g, DF_I32, 2, shape, "x"), df_placeholder(g, DF_I32, 2, shape, "y")};
     df_status st = df_graph_set_passes(g, passes);
-    if (st == DF_OK) st = custom ? build_custom_step(g, in, m) : build_fit_step(g, in, m);
+    if (st == DF_OK) st = seed_dropout(m);
+    if (st == DF_OK) st = build_custom_step(g, in, m);
     if (st == DF_OK) st = df_graph_compile(g);
-    if (st != DF_OK) {
-        df_graph_free(g);
-        return st;
-    }
-    *out = g;
-    return DF_OK;
+    if (st == DF_OK) *out = g;
+    else df_graph_free(g);
+    return st;
 }
 
-static df_status build_eval_step(df_graph *g, df_node **in, void *user)
+static df_function *const *function_slot(const cr_model *m, const char *which)
 {
-    cr_model *m = user;
-    df_graph_output(g, df_sparse_softmax_cross_entropy(g, forward(g, m, in[0], CR_STATE_EVAL, false), in[1]));
-    return df_graph_status(g);
+    return !strcmp(which, "fit") ? &m->fit_step : !strcmp(which, "custom") ? &m->custom_step
+         : !strcmp(which, "eval") ? &m->eval_step : !strcmp(which, "logits") ? &m->logits_fn : NULL;
 }
 
-static df_status build_logits(df_graph *g, df_node **in, void *user)
-{
-    df_graph_output(g, forward(g, user, in[0], CR_STATE_MAIN, false));
-    return df_graph_status(g);
-}
-
-/* The traced functions: their name for cr_model_function, the name they
- * trace under, their builder and where the model keeps them. */
-static const struct { const char *which, *name; df_build_fn build; size_t at; } functions[] = {
-    {"fit", "fit_step", build_fit_step, offsetof(cr_model, fit_step)},
-    {"custom", "train_step", build_custom_step, offsetof(cr_model, custom_step)},
-    {"eval", "eval_step", build_eval_step, offsetof(cr_model, eval_step)},
-    {"logits", "logits", build_logits, offsetof(cr_model, logits_fn)}};
-
-static int function_index(const char *which)
-{
-    for (int i = 0; i < (int)(sizeof functions / sizeof functions[0]); i++)
-        if (!strcmp(which, functions[i].which)) return i;
-    return -1;
-}
-
-static df_function *function_named(const cr_model *m, const char *which)
-{
-    int i = function_index(which);
-    return i < 0 ? NULL : *(df_function *const *)((const char *)m + functions[i].at);
-}
-
+/* Made on first use, with dropout seeded for this process's rows first. */
 df_function *cr_model_function(cr_model *m, const char *which)
 {
-    int i = function_index(which);
-    if (i < 0) return NULL;
-    df_function **fn = (df_function **)((char *)m + functions[i].at);
-    return *fn ? *fn : (*fn = df_function_new(functions[i].name, functions[i].build, m));
+    df_function **fn = (df_function **)function_slot(m, which);
+    if (!fn || *fn || seed_dropout(m) != DF_OK) return fn ? *fn : NULL;
+    if (!strcmp(which, "fit")) return *fn = df_model_train_step(m->net);
+    if (!strcmp(which, "eval")) return *fn = df_model_eval_step(m->net);
+    bool custom = !strcmp(which, "custom");
+    return *fn = df_function_new(custom ? "train_step" : "logits", custom ? build_custom_step : build_logits, m);
 }
 
-/* Calls a function (created on first use) on i32 (batch, seq) inputs. */
+/* Calls a function on i32 (batch, seq) inputs; its first output. */
 static df_status call(cr_model *m, const char *which, const df_tensor *in, int n_in, df_tensor *out)
 {
     for (int i = 0; i < n_in; i++)
         if (in[i].dtype != DF_I32 || in[i].ndim != 2)
-            return df_error(DF_ERR_ARG, "%s: inputs must be i32 (batch, seq)", functions[function_index(which)].name);
+            return df_error(DF_ERR_ARG, "char-rnn %s step: inputs must be i32 (batch, seq)", which);
     df_function *fn = cr_model_function(m, which);
     return fn ? df_function_call(fn, in, n_in, out, 1) : DF_ERR_NOMEM;
 }
@@ -358,8 +284,8 @@ df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, floa
 }
 
 df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits) { return call(m, "logits", x, 1, logits); }
-int cr_trace_count(const cr_model *m, const char *which) { return df_function_trace_count(function_named(m, which)); }
-df_graph *cr_graph(const cr_model *m, const char *which) { return df_function_last_graph(function_named(m, which)); }
+int cr_trace_count(const cr_model *m, const char *which) { return df_function_trace_count(*function_slot(m, which)); }
+df_graph *cr_graph(const cr_model *m, const char *which) { return df_function_last_graph(*function_slot(m, which)); }
 
 /* The layers' table (df_model_summary) of the same layers built for this
  * batch size, which its output shapes then show. */

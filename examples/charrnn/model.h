@@ -45,7 +45,7 @@ typedef struct cr_config {
 
 /* Layers of a config (layers 0 counts as 1). */
 int cr_config_layers(const cr_config *cfg);
-/* DF_ERR_ARG naming the first bad setting (as its command-line flag). */
+/* DF_ERR_ARG naming the first bad setting as its flag (runstate.c: the config table's ranges). */
 df_status cr_config_check(const cr_config *cfg);
 /* "2 x GRU(256, reset_after), dropout 0.2; sgd (momentum 0.9), clip 1". */
 void cr_config_describe(const cr_config *cfg, char *buf, size_t cap);
@@ -107,13 +107,13 @@ int64_t cr_layer_param_count(const cr_config *cfg, int64_t in);
 /* Keras-style summary table: one row per layer (dropout rows have 0). */
 void cr_model_summary(const cr_model *m, int batch, FILE *out);
 
-/* Training step, the fit way: gradients of the loss w.r.t. all parameters
- * via df_gradients, Adam update. x, y (B,T) -> loss. */
+/* Training step, the fit way: the compiled model's (df_model_train_step),
+ * Adam (or the config's optimizer) on every weight. x, y (B,T) -> loss. */
 df_status cr_fit_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
-/* The fit step (or with custom, the tape-style train_step) for (batch, seq)
- * as a compiled graph with the given passes (DF_PASS_*), not run; for
- * inspecting plans, passes and graphs. Free with df_graph_free. */
-df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, bool custom, df_graph **out);
+/* The tape-style train_step for (batch, seq) as a compiled graph with the
+ * given passes (DF_PASS_*), not run; for inspecting plans, passes and graphs
+ * (the fit step computes the same bits). Free with df_graph_free. */
+df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, df_graph **out);
 /* Training step, the GradientTape way: a user-written train_step traced once. */
 df_status cr_custom_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
 /* Loss without training (own recurrent state). */

@@ -19,21 +19,23 @@ static bool steps_down(const void *c) { return ((const cr_config *)c)->schedule.
 static bool shuffled(const void *c) { return ((const cr_config *)c)->batching == CR_SHUFFLE; }
 
 #define F(key, type, member, ...) {key, DF_CONFIG_##type, offsetof(cr_config, member), __VA_ARGS__}
-/* The checkpoint's "config" record, in its order; the first eight were there from the start. */
+/* The checkpoint's "config" record, in its order (the first eight were there from the start),
+ * and the ranges cr_config_check enforces. */
 static const df_config_field fields[] = {
     F("vocab", INT, vocab, .required = true), F("embed", INT, embed, .required = true),
     F("hidden", INT, hidden, .required = true), F("seq", INT, seq, .required = true),
     F("batch", INT, batch, .required = true),
     F("batching", ENUM, batching, .flag = "batching", .names = batchings, .required = true),
-    F("learning_rate", FLOAT, learning_rate, .flag = "learning-rate", .required = true, .applies = scheduled),
+    F("learning_rate", FLOAT, learning_rate, .flag = "learning-rate", .required = true, .applies = scheduled,
+      .max = INFINITY),
     F("seed", U64, seed, .flag = "seed", .required = true),
     F("cell", ENUM, cell, .flag = "cell", .names = cr_cell_names),
-    F("layers", INT, layers, .flag = "layers"),
-    F("dropout", FLOAT, dropout, .flag = "dropout"),
+    F("layers", INT, layers, .flag = "layers", .max = CR_MAX_LAYERS),
+    F("dropout", FLOAT, dropout, .flag = "dropout", .max = 1, .below_max = true),
     F("reset_after", BOOL, gru_reset_before, .flag = "reset-after", .negate = true),
     F("optimizer", ENUM, optimizer, .flag = "optimizer", .names = cr_optimizer_names),
-    F("momentum", FLOAT, momentum, .flag = "momentum"),
-    F("clipnorm", FLOAT, clipnorm, .flag = "clip"),
+    F("momentum", FLOAT, momentum, .flag = "momentum", .max = 1, .below_max = true),
+    F("clipnorm", FLOAT, clipnorm, .flag = "clip", .max = INFINITY),
     F("lr_schedule", ENUM, schedule.kind, .flag = "lr-schedule", .names = cr_schedule_names),
     F("warmup_steps", INT, schedule.warmup_steps, .flag = "warmup-steps"),
     F("decay_steps", INT, schedule.decay_steps, .flag = "decay-steps", .applies = decays),
@@ -42,6 +44,17 @@ static const df_config_field fields[] = {
     F("shuffle_buffer", INT, shuffle_buffer, .flag = "shuffle-buffer", .applies = shuffled),
     F("steps_per_epoch", INT, steps_per_epoch, .flag = "steps-per-epoch")};
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
+
+df_status cr_config_check(const cr_config *cfg)
+{
+    if (cfg->vocab < 1 || cfg->embed < 1 || cfg->hidden < 1)
+        return df_error(DF_ERR_ARG, "vocab, embed and hidden sizes must be positive");
+    df_status st = df_config_check(fields, N_FIELDS, cfg);
+    if (st == DF_OK && cfg->momentum > 0 && cfg->optimizer != CR_OPT_SGD)
+        st = df_error(DF_ERR_ARG, "--momentum %g applies to --optimizer sgd only, not %s", cfg->momentum,
+                      cr_optimizer_names[cfg->optimizer]);
+    return st;
+}
 
 /* The saved settings are the config's, with layers 0 as 1. */
 static cr_config saved_settings(const cr_config *c)

@@ -179,23 +179,6 @@ static void print_header(const run *r)
                cr_dist_size(), r->train.rows, 4e-6 * (double)cr_model_param_count(&r->model));
 }
 
-/* Per-op share of the train step, largest first (char-rnn train --profile). */
-static void print_profile(const run *r)
-{
-    df_graph *g = cr_graph(&r->model, r->o->custom_loop ? "custom" : "fit");
-    df_op_profile prof[64];
-    int64_t runs;
-    int n = df_graph_profile(g, prof, 64, &runs);
-    if (runs == 0) return;
-    double total = 0;
-    for (int i = 0; i < n && i < 64; i++) total += prof[i].seconds;
-    printf("\nProfile over %lld steps (%.1f ms/step in ops):\n%-22s %6s %12s %7s\n", (long long)runs,
-           1e3 * total / (double)runs, "op", "nodes", "ms/step", "share");
-    for (int i = 0; i < n && i < 64; i++)
-        printf("%-22s %6d %12.3f %6.1f%%\n", prof[i].op, prof[i].nodes, 1e3 * prof[i].seconds / (double)runs,
-               total > 0 ? 100 * prof[i].seconds / total : 0);
-}
-
 static const char *given(const char *path) { return path && *path ? path : NULL; }
 
 static df_status fit(run *r)
@@ -234,7 +217,7 @@ df_status cr_train(const cr_config *o)
     }
     if (st == DF_OK) st = fit(&r);
     if (st == DF_OK && o->custom_loop) printf("train_step traces: %d\n", cr_trace_count(&r.model, "custom"));
-    if (st == DF_OK && o->profile) print_profile(&r);
+    if (st == DF_OK && o->profile) st = df_function_print_profile(cr_model_function(&r.model, o->custom_loop ? "custom" : "fit"), stdout);
     if (st == DF_OK && given(o->csv) && given(o->plot)) printf("Loss curve: %s (data: %s)\n", o->plot, o->csv);
     close_run(&r);
     return st;
