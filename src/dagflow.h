@@ -1115,6 +1115,9 @@ df_layer *df_simple_rnn_layer(int64_t units, df_rnn_options options);
  * slot DF_STATE_MAIN unless df_model_call_slot / df_layer_call_slot say
  * otherwise; the model's compiled eval step uses DF_STATE_EVAL. */
 enum { DF_STATE_MAIN = 0, DF_STATE_EVAL = 1, DF_MAX_STATE_SLOTS = 4 };
+/* A stateful layer holds up to this many (batch size, slot) states; a call
+ * that needs one more fails its graph with DF_ERR_RANGE saying so. */
+enum { DF_MAX_LAYER_STATES = 16 };
 /* Full names of a recurrent layer's state variables in one slot (c: LSTM
  * only, else ignored and may be NULL), for checkpoints written by other
  * code. Default: "<layer>/state_h", "<layer>/state_c" in slot 0,

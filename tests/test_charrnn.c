@@ -1447,7 +1447,7 @@ Test(fixed_bugs, a_ninth_batch_size_says_why)
     cr_model m;
     cr_config cfg = config(5, 4, 4, 1e-3f, 1);
     assert_ok(cr_model_init(&m, &cfg));
-    int32_t x[9] = {0};
+    int32_t x[CR_MAX_STATES + 1] = {0};
     df_tensor out;
     for (int b = 1; b <= CR_MAX_STATES; b++) {
         df_tensor xt = I32(x, b, 1);

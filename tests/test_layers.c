@@ -579,14 +579,11 @@ static void expect_training_like_char_rnn(cr_config c, int B, int T, bool custom
         cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "%s: eval loss %.9g vs char-rnn's %.9g", at, got, want);
     }
     for (int slot = 0; slot < 2; slot++) {    /* both states, variable by variable */
-        cr_state *s = cr_model_state(&cm, B, slot);
-        df_variable *ours[2 * CR_MAX_LAYERS];
+        df_variable *ours[2 * CR_MAX_LAYERS], *theirs[2 * CR_MAX_LAYERS];
         int n = df_model_state_variables(t.m, B, slot, ours, 2 * CR_MAX_LAYERS);
         cr_assert_eq(n, cm.n_layers * (c.cell == CR_CELL_LSTM ? 2 : 1), "%s", what);
-        for (int k = 0, j = 0; k < cm.n_layers; k++) {
-            expect_same_variable(ours[j++], s->h[k], what);
-            if (s->c[k]) expect_same_variable(ours[j++], s->c[k], what);
-        }
+        cr_assert_eq(df_model_state_variables(cm.net, B, slot, theirs, 2 * CR_MAX_LAYERS), n, "%s", what);
+        for (int j = 0; j < n; j++) expect_same_variable(ours[j], theirs[j], what);
     }
     free(x);
     free(y);
@@ -746,6 +743,28 @@ Test(layers, stateful_layer_with_an_open_batch_is_an_error)
     df_tensor in = F32(x, 2, 2, 2), out;
     cr_expect_eq(df_function_call(f, &in, 1, &out, 1), DF_ERR_SHAPE);
     cr_expect(strstr(df_last_error(), "'lstm'") && strstr(df_last_error(), "fixed batch size"), "%s", df_last_error());
+    df_function_free(f);
+    df_model_free(u.m);
+}
+
+/* One state per (batch size, slot), DF_MAX_LAYER_STATES of them: the next
+ * call fails its graph with DF_ERR_RANGE saying why (not a null node later). */
+Test(layers, a_stateful_layer_refuses_one_batch_size_too_many_saying_why)
+{
+    model_user u = {df_model_new("m", 5)};
+    cr_assert_eq(df_model_add(u.m, df_gru_layer(2, true, (df_rnn_options){.stateful = true})), DF_OK);
+    df_function *f = df_function_new("forward", build_forward, &u);
+    df_function_set_retrace_warning(f, 0);
+    float x[2 * (DF_MAX_LAYER_STATES + 1)] = {0};
+    df_tensor out;
+    for (int b = 1; b <= DF_MAX_LAYER_STATES; b++) {
+        df_tensor in = F32(x, b, 1, 2);
+        cr_assert_eq(df_function_call(f, &in, 1, &out, 1), DF_OK, "batch %d: %s", b, df_last_error());
+    }
+    df_tensor in = F32(x, DF_MAX_LAYER_STATES + 1, 1, 2);
+    cr_expect_eq(df_function_call(f, &in, 1, &out, 1), DF_ERR_RANGE, "%s", df_last_error());
+    cr_expect(strstr(df_last_error(), "'gru'") && strstr(df_last_error(), "more than 16 batch sizes"), "%s",
+              df_last_error());
     df_function_free(f);
     df_model_free(u.m);
 }
@@ -1253,11 +1272,10 @@ static df_checkpoint *char_rnn_checkpoint(cr_model *cm, int B)
     df_variable *opt_state[2 + 2 * CR_MAX_PARAMS];
     int n = df_optimizer_state(cm->opt, opt_state, 2 + 2 * CR_MAX_PARAMS);
     for (int i = 0; i < n; i++) cr_assert_eq(df_checkpoint_put_variable(ck, opt_state[i]), DF_OK);
-    cr_state *s = cr_model_state(cm, B, CR_STATE_MAIN);
-    for (int k = 0; k < cm->n_layers; k++) {
-        cr_assert_eq(df_checkpoint_put_variable(ck, s->h[k]), DF_OK);
-        if (s->c[k]) cr_assert_eq(df_checkpoint_put_variable(ck, s->c[k]), DF_OK);
-    }
+    df_variable *state[2 * CR_MAX_LAYERS];
+    int n_state = df_model_state_variables(cm->net, B, CR_STATE_MAIN, state, 2 * CR_MAX_LAYERS);
+    cr_assert_eq(n_state, cm->n_layers * (cm->cfg.cell == CR_CELL_LSTM ? 2 : 1));
+    for (int k = 0; k < n_state; k++) cr_assert_eq(df_checkpoint_put_variable(ck, state[k]), DF_OK);
     return through_file(ck);
 }
 

@@ -35,11 +35,6 @@ int64_t cr_layer_param_count(const cr_config *cfg, int64_t in)
     return G * H * (in + H) + (split_bias(cfg) ? 2 : 1) * G * H;
 }
 
-/* The recurrent layers carry the state of the training and sampling calls
- * in one slot and of evaluation in another. */
-_Static_assert((int)CR_STATE_MAIN == (int)DF_STATE_MAIN && (int)CR_STATE_EVAL == (int)DF_STATE_EVAL,
-               "char-rnn's purposes are the layers' state slots");
-
 static df_layer *recurrent_layer(const cr_config *c)
 {
     /* the tutorial sets recurrent_initializer='glorot_uniform' */
@@ -120,6 +115,18 @@ static df_optimizer *make_optimizer(const cr_config *c)
     return o;
 }
 
+/* Dropout masks as char-rnn draws them: from the optimizer's step counter
+ * (steps differ, reruns repeat), salted by the run's seed and the layer,
+ * for this process's rows of the batch (data parallel). */
+static df_status seed_dropout(cr_model *m)
+{
+    df_status st = DF_OK;
+    for (int k = 0; k < m->n_layers && m->dropout[k] && st == DF_OK; k++)
+        st = df_dropout_layer_set_seed(m->dropout[k], m->step_counter,
+                                       m->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)k + 1, m->dropout_row0);
+    return st;
+}
+
 df_status cr_model_init(cr_model *m, const cr_config *cfg)
 {
     memset(m, 0, sizeof *m);
@@ -133,6 +140,7 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg)
     if (st == DF_OK) st = df_model_compile(m->net, m->opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
     /* the optimizer's iteration counter (its first state variable) seeds dropout */
     if (st == DF_OK) df_optimizer_state(m->opt, &m->step_counter, 1);
+    if (st == DF_OK) st = seed_dropout(m);    /* before anything lists the state: no counter of its own */
     if (st != DF_OK) cr_model_free(m);
     return st;
 }
@@ -151,43 +159,6 @@ void cr_model_free(cr_model *m)
 void cr_model_reset_states(cr_model *m) { df_model_reset_states(m->net); }
 
 int64_t cr_model_param_count(const cr_model *m) { return df_model_param_count(m->net); }
-
-/* The recurrent state of batch size B for a purpose (the layers' state
- * slot), created on first use (when a new batch size is traced, or a
- * checkpoint restores it). */
-cr_state *cr_model_state(cr_model *m, int batch, int purpose)
-{
-    for (int i = 0; i < m->n_states; i++)
-        if (m->states[i].batch == batch && m->states[i].purpose == purpose) return &m->states[i];
-    if (m->n_states == CR_MAX_STATES) {
-        df_error(DF_ERR_RANGE, "more than %d distinct batch sizes", CR_MAX_STATES);
-        return NULL;
-    }
-    cr_state *s = &m->states[m->n_states];
-    memset(s, 0, sizeof *s);
-    for (int k = 0; k < m->n_layers; k++) {
-        df_variable *hc[2] = {NULL, NULL};
-        if (df_layer_state_variables(m->rnn[k], batch, purpose, hc, 2) < 1) return NULL;
-        s->h[k] = hc[0];
-        s->c[k] = hc[1];
-    }
-    s->batch = batch;
-    s->purpose = purpose;
-    m->n_states++;
-    return s;
-}
-
-/* Dropout masks as char-rnn draws them: from the optimizer's step counter
- * (steps differ, reruns repeat), salted by the run's seed and the layer,
- * for this process's rows of the batch (data parallel). */
-static df_status seed_dropout(cr_model *m)
-{
-    df_status st = DF_OK;
-    for (int k = 0; k < m->n_layers && m->dropout[k] && st == DF_OK; k++)
-        st = df_dropout_layer_set_seed(m->dropout[k], m->step_counter,
-                                       m->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)k + 1, m->dropout_row0);
-    return st;
-}
 
 /* The tutorial's custom training step, GradientTape style:
  *   with tf.GradientTape() as tape:
@@ -211,10 +182,7 @@ static df_status build_custom_step(df_graph *g, df_node **in, void *user)
 /* Sampling: x (B,T) -> logits (B,T,V), carrying the main state of batch size B. */
 static df_status build_logits(df_graph *g, df_node **in, void *user)
 {
-    cr_model *m = user;
-    if (!cr_model_state(m, (int)df_node_dim(in[0], 0), CR_STATE_MAIN))   /* refused here, saying why */
-        return df_graph_set_error(g, m->n_states == CR_MAX_STATES ? DF_ERR_RANGE : DF_ERR_NOMEM, "%s", df_last_error());
-    df_graph_output(g, df_model_call(m->net, g, in[0], false));
+    df_graph_output(g, df_model_call(((cr_model *)user)->net, g, in[0], false));
     return df_graph_status(g);
 }
 

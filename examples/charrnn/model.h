@@ -50,16 +50,10 @@ df_status cr_config_check(const cr_config *cfg);
 /* "2 x GRU(256, reset_after), dropout 0.2; sgd (momentum 0.9), clip 1". */
 void cr_config_describe(const cr_config *cfg, char *buf, size_t cap);
 
-/* Recurrent state for one batch size and purpose (training/sampling vs
- * evaluation keep separate states: the layers' state slots). The variables
- * belong to the recurrent layers. */
-typedef struct cr_state {
-    int batch, purpose;
-    df_variable *h[CR_MAX_LAYERS], *c[CR_MAX_LAYERS];   /* per layer; c for LSTM only */
-} cr_state;
-
-enum { CR_STATE_MAIN = 0, CR_STATE_EVAL = 1 };
-#define CR_MAX_STATES 8
+/* Training/sampling and evaluation keep separate recurrent states (the
+ * layers' state slots), one per batch size, up to CR_MAX_STATES each. */
+enum { CR_STATE_MAIN = DF_STATE_MAIN, CR_STATE_EVAL = DF_STATE_EVAL };
+#define CR_MAX_STATES DF_MAX_LAYER_STATES
 /* embedding, 3 per recurrent layer, dense kernel and bias */
 #define CR_MAX_PARAMS (3 + 3 * CR_MAX_LAYERS)
 
@@ -90,8 +84,6 @@ typedef struct cr_model {
     df_optimizer *opt;
     df_variable *step_counter;     /* the optimizer's iteration counter (owned by it): dropout's seed */
     int dropout_row0;              /* data parallel: the first row of the batch this process holds */
-    cr_state states[CR_MAX_STATES];
-    int n_states;
     df_function *fit_step, *custom_step, *eval_step, *logits_fn;
 } cr_model;
 
@@ -99,8 +91,6 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg);
 void cr_model_free(cr_model *m);
 /* Zeroes every recurrent state (epoch start, "reset_states()"). */
 void cr_model_reset_states(cr_model *m);
-/* The state for (batch, purpose), created on first use; NULL on error. */
-cr_state *cr_model_state(cr_model *m, int batch, int purpose);
 int64_t cr_model_param_count(const cr_model *m);
 /* Parameters of one recurrent layer with input width in (Keras' count). */
 int64_t cr_layer_param_count(const cr_config *cfg, int64_t in);
@@ -119,7 +109,7 @@ df_status cr_custom_step(cr_model *m, const df_tensor *x, const df_tensor *y, fl
 /* Loss without training (own recurrent state). */
 df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
 /* Forward only: x (B,T) -> logits (B,T,V) view (valid until the next call);
- * carries the main state of batch size B. */
+ * carries the main state of batch size B (at most CR_MAX_STATES of them). */
 df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits);
 /* The fit step, the custom train_step or the eval step ("fit", "custom",
  * "eval") as a df_function (created on first use), for df_fit: inputs x, y

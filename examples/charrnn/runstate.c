@@ -186,18 +186,6 @@ static df_status restore_batcher(const df_checkpoint *ck, cr_batcher *b)
     return ok ? DF_OK : df_error(DF_ERR_FORMAT, "bad batcher record");
 }
 
-/* The recurrent state of the training batch, as df_fit checkpoints it. */
-static int state_variables(cr_model *m, const cr_batcher *b, df_variable **vars)
-{
-    int n = 0;
-    cr_state *state = cr_model_state(m, b->rows, CR_STATE_MAIN);
-    for (int k = 0; state && k < m->n_layers; k++) {
-        vars[n++] = state->h[k];
-        if (state->c[k]) vars[n++] = state->c[k];
-    }
-    return state ? n : -1;
-}
-
 static df_status save_extra(void *user, df_checkpoint *ck)
 {
     const cr_run_parts *p = user;
@@ -214,7 +202,8 @@ static df_status restore_extra(void *user, const df_checkpoint *ck)
 
 df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
 {
-    int n = state_variables(m, p->b, p->state);
+    /* the recurrent state of the training batch */
+    int n = df_model_state_variables(m->net, p->b->rows, CR_STATE_MAIN, p->state, 2 * CR_MAX_LAYERS);
     o->optimizer = m->opt;
     o->n_variables = m->n_params;
     o->variables = m->params;
