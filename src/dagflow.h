@@ -801,8 +801,12 @@ typedef enum df_fit_progress {
     DF_FIT_PROGRESS_AUTO = 0,  /* Keras' bar on a terminal, ten lines an epoch otherwise */
     DF_FIT_PROGRESS_EPOCH = 1, /* one line per epoch */
     DF_FIT_PROGRESS_NONE = 2,
-    DF_FIT_PROGRESS_MESSAGES = 3 /* no bar or epoch lines, only the messages (resumed, val_loss,
-                                  * saved, interrupted): for an on_step hook that prints its own */
+    DF_FIT_PROGRESS_MESSAGES = 3, /* no bar or epoch lines, only the messages (resumed, val_loss,
+                                   * saved, interrupted): for an on_step hook that prints its own */
+    DF_FIT_PROGRESS_STEPS = 4    /* the messages and the lines of TensorFlow's custom training loop:
+                                  * "Epoch E Batch B Loss L" every 100 steps (B 0-based, L the step's
+                                  * loss) and, when an epoch ends or stops, "Epoch E Loss L" (its mean)
+                                  * and "Time taken for 1 epoch S sec" */
 } df_fit_progress;
 
 /* The ranks of a data-parallel run (src/dagflow_mpi.h makes one for MPI:
@@ -886,6 +890,8 @@ typedef struct df_fit_options {
     double early_stopping_min_delta; /* an improvement must exceed this */
     bool terminate_on_nan;        /* a NaN or Inf loss ends fit with DF_ERR_STATE, as Keras' TerminateOnNaN */
     bool handle_signals;          /* SIGINT, SIGTERM, SIGHUP: finish the step, checkpoint, return */
+    bool profile;                 /* profile the train step's ops from its second step on (the first
+                                   * traced), for df_function_print_profile after the run */
     df_fit_progress progress;
     FILE *out;                    /* [stdout] progress and messages */
     const df_fit_comm *comm;      /* [NULL: one process] data parallel over these ranks */

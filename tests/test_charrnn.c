@@ -573,22 +573,22 @@ Test(model, initialisation_follows_keras)
     assert_ok(cr_model_init(&m, &cfg));
     assert_ok(cr_model_init(&same, &cfg));
     assert_ok(cr_model_init(&other, &cfg2));
-    const float *bias = df_variable_tensor(m.bias).data;
+    const float *bias = df_variable_tensor(df_layer_weight(m.rnn[0], "bias")).data;
     for (int i = 0; i < 4 * H; i++)
         cr_expect_eq(bias[i], i >= H && i < 2 * H ? 1.0f : 0.0f, "bias[%d] = %g (gates i,f,c,o; forget = 1)", i, bias[i]);
-    const float *db = df_variable_tensor(m.dense_bias).data;
+    const float *db = df_variable_tensor(df_layer_weight(m.dense, "bias")).data;
     for (int i = 0; i < V; i++) cr_expect_eq(db[i], 0.0f);
-    const float *emb = df_variable_tensor(m.embedding).data;
+    const float *emb = df_variable_tensor(m.params[0]).data;
     float emax = 0;
     for (int i = 0; i < V * E; i++) emax = fmaxf(emax, fabsf(emb[i]));
     cr_expect(emax > 0.03f && emax <= 0.05f, "embedding uniform(-0.05, 0.05): max |x| %g", emax);
-    const float *k = df_variable_tensor(m.kernel).data;
+    const float *k = df_variable_tensor(df_layer_weight(m.rnn[0], "kernel")).data;
     float kmax = 0, limit = sqrtf(6.0f / (E + 4 * H));
     for (int i = 0; i < E * 4 * H; i++) kmax = fmaxf(kmax, fabsf(k[i]));
     cr_expect(kmax > 0.8f * limit && kmax <= limit, "glorot limit %g, max |x| %g", limit, kmax);
-    cr_expect_eq(df_variable_tensor(m.kernel).shape[1], 4 * H);
-    cr_expect_eq(df_variable_tensor(m.recurrent_kernel).shape[0], H);
-    cr_expect_eq(df_variable_tensor(m.dense_kernel).shape[1], V);
+    cr_expect_eq(df_variable_tensor(df_layer_weight(m.rnn[0], "kernel")).shape[1], 4 * H);
+    cr_expect_eq(df_variable_tensor(df_layer_weight(m.rnn[0], "recurrent_kernel")).shape[0], H);
+    cr_expect_eq(df_variable_tensor(df_layer_weight(m.dense, "kernel")).shape[1], V);
     model_hashes a = hash_model(&m), b = hash_model(&same), c = hash_model(&other);
     expect_same_hashes(&a, &b);
     cr_expect_neq(a.hash[0], c.hash[0], "another seed, another embedding");
@@ -1524,7 +1524,10 @@ Test(cells, summaries_count_keras_parameters_by_hand)
 {
     /* GRU reset_after at E=256, H=1024: 3*(256*1024 + 1024*1024 + 2*1024) */
     cr_config gru = config_with(65, 256, 1024, CR_CELL_GRU, 1, 0);
-    cr_expect_eq(cr_layer_param_count(&gru, 256), 3938304);
+    cr_model gm;
+    assert_ok(cr_model_init(&gm, &gru));
+    cr_expect_eq(df_layer_param_count(gm.rnn[0]), 3938304);
+    cr_model_free(&gm);
     const char *gru_rows[] = {"embedding (Embedding)", "16,640", "gru (GRU)", "(64, None, 1024)", "3,938,304",
                               "dense (Dense)", "66,625", "Total params: 4,021,569", "Trainable params: 4,021,569"};
     expect_summary(gru, 16640 + 3938304 + 66625, gru_rows, 9);
@@ -1562,15 +1565,15 @@ Test(cells, variables_are_named_and_shaped_as_keras_layers)
         cr_expect_eq(t.shape[0], shapes[i][0], "%s", names[i]);
         if (shapes[i][1]) cr_expect_eq(t.shape[1], shapes[i][1], "%s", names[i]);
     }
-    const float *b = df_variable_tensor(m.layers[1].bias).data;
+    const float *b = df_variable_tensor(df_layer_weight(m.rnn[1], "bias")).data;
     for (int i = 0; i < 60; i++) cr_expect_eq(b[i], 0.0f, "GRU biases start at zero");
-    cr_expect(m.kernel == m.layers[0].kernel && m.bias == m.layers[0].bias);
+    cr_expect(df_layer_weight(m.rnn[0], "kernel") == m.params[1] && df_layer_weight(m.rnn[0], "bias") == m.params[3]);
     cr_model_free(&m);
     /* the stacked LSTM keeps 1 in each layer's forget-gate bias */
     cfg = config_with(12, 6, 10, CR_CELL_LSTM, 2, 0);
     assert_ok(cr_model_init(&m, &cfg));
-    cr_expect_str_eq(df_variable_name(m.layers[1].bias), "lstm_1/bias");
-    b = df_variable_tensor(m.layers[1].bias).data;
+    cr_expect_str_eq(df_variable_name(df_layer_weight(m.rnn[1], "bias")), "lstm_1/bias");
+    b = df_variable_tensor(df_layer_weight(m.rnn[1], "bias")).data;
     for (int i = 0; i < 40; i++) cr_expect_eq(b[i], i >= 10 && i < 20 ? 1.0f : 0.0f);
     cr_model_free(&m);
 }

@@ -1606,3 +1606,65 @@ Test(layers, a_train_steps_op_profile_prints_one_row_per_op)
     df_optimizer_free(opt);
     df_model_free(m);
 }
+
+/* df_fit with DF_FIT_PROGRESS_STEPS prints the custom-loop tutorial's lines
+ * (each step's loss every 100 steps, the epoch's mean at its end, no bar),
+ * and with profile the train step is profiled from its second step on. */
+typedef struct { float x[6], y[8]; double losses[256]; int n; } steps_run;
+
+static df_status steps_next(void *user, df_tensor *in, bool *end)
+{
+    steps_run *d = user;
+    *end = false;
+    in[0] = F32(d->x, 2, 3);
+    in[1] = F32(d->y, 2, 4);
+    return DF_OK;
+}
+
+static df_status steps_record(void *user, const df_fit_step_logs *s)
+{
+    steps_run *d = user;
+    if (d->n < 256) d->losses[d->n++] = s->loss;
+    return DF_OK;
+}
+
+Test(layers, fit_prints_the_custom_loop_lines_and_profiles_from_the_second_step)
+{
+    df_model *m = df_model_new("mlp", 4);
+    cr_assert_eq(df_model_add(m, df_dense_layer(4, DF_ACT_TANH, true)), DF_OK);
+    df_optimizer *opt = df_sgd_new(0.05f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_OK);
+    steps_run d = {.x = {1, 2, 3, -1, 0, 2}, .y = {0.5f, -0.5f, 0.25f, 0, 1, 0, -1, 0.5f}};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    df_fit_options o = {.train_step = df_model_train_step(m), .n_inputs = 2, .optimizer = opt,
+                        .train = {.next = steps_next, .user = &d}, .epochs = 2, .steps_per_epoch = 101,
+                        .progress = DF_FIT_PROGRESS_STEPS, .out = out, .profile = true,
+                        .on_step = steps_record, .user = &d};
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    fclose(out);
+    cr_assert_eq(d.n, 202);
+    for (int e = 0; e < 2; e++) {
+        char want[96];
+        double mean = 0;
+        for (int i = 0; i < 101; i++) mean += d.losses[101 * e + i] / 101;
+        for (int b = 0; b <= 100; b += 100) {
+            snprintf(want, sizeof want, "Epoch %d Batch %d Loss %.4f\n", e + 1, b, d.losses[101 * e + b]);
+            cr_expect_not_null(strstr(text, want), "'%s' not in:\n%s", want, text);
+        }
+        snprintf(want, sizeof want, "Epoch %d Loss %.4f\nTime taken for 1 epoch ", e + 1, mean);
+        cr_expect_not_null(strstr(text, want), "'%s' not in:\n%s", want, text);
+    }
+    cr_expect_null(strstr(text, "Batch 1 "), "only every 100 steps:\n%s", text);
+    cr_expect_null(strstr(text, "Epoch 1/2"), "no Keras bar or epoch line:\n%s", text);
+    free(text);
+    out = open_memstream(&text, &len);
+    cr_assert_eq(df_function_print_profile(o.train_step, out), DF_OK);
+    fclose(out);
+    cr_expect_not_null(strstr(text, "Profile over 201 steps"), "%s", text);
+    free(text);
+    df_function_free(o.train_step);
+    df_optimizer_free(opt);
+    df_model_free(m);
+}

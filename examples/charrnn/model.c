@@ -10,12 +10,6 @@ const char *const cr_optimizer_names[] = {"adam", "rmsprop", "sgd", NULL};
 
 int cr_config_layers(const cr_config *cfg) { return cfg->layers > 0 ? cfg->layers : 1; }
 
-/* Gates per unit: the width of a layer's kernels is G*H. */
-static int64_t gates(const cr_config *cfg) { return cfg->cell == CR_CELL_LSTM ? 4 : cfg->cell == CR_CELL_GRU ? 3 : 1; }
-
-/* A GRU with reset_after keeps Keras' (2,3H) bias: row 0 input, row 1 recurrent. */
-static bool split_bias(const cr_config *cfg) { return cfg->cell == CR_CELL_GRU && !cfg->gru_reset_before; }
-
 void cr_config_describe(const cr_config *cfg, char *buf, size_t cap)
 {
     static const char *const types[] = {"LSTM", "GRU", "SimpleRNN"};
@@ -27,12 +21,6 @@ void cr_config_describe(const cr_config *cfg, char *buf, size_t cap)
     snprintf(buf, cap, "%d x %s(%d%s)%s; %s%s", cr_config_layers(cfg), types[cfg->cell], cfg->hidden,
              cfg->cell == CR_CELL_GRU ? (cfg->gru_reset_before ? ", reset_after=false" : ", reset_after") : "", dropout,
              opt, clip);
-}
-
-int64_t cr_layer_param_count(const cr_config *cfg, int64_t in)
-{
-    int64_t H = cfg->hidden, G = gates(cfg);
-    return G * H * (in + H) + (split_bias(cfg) ? 2 : 1) * G * H;
 }
 
 static df_layer *recurrent_layer(const cr_config *c)
@@ -84,21 +72,6 @@ static df_status make_layers(cr_model *m, int64_t batch)
     return st;
 }
 
-/* The struct's handles on the layers' variables, in char-rnn's order. */
-static void find_params(cr_model *m)
-{
-    m->n_params = df_model_weights(m->net, m->params, CR_MAX_PARAMS);
-    m->embedding = m->params[0];
-    for (int k = 0; k < m->n_layers; k++)
-        m->layers[k] = (cr_layer){df_layer_weight(m->rnn[k], "kernel"), df_layer_weight(m->rnn[k], "recurrent_kernel"),
-                                  df_layer_weight(m->rnn[k], "bias")};
-    m->kernel = m->layers[0].kernel;
-    m->recurrent_kernel = m->layers[0].recurrent_kernel;
-    m->bias = m->layers[0].bias;
-    m->dense_kernel = df_layer_weight(m->dense, "kernel");
-    m->dense_bias = df_layer_weight(m->dense, "bias");
-}
-
 static df_optimizer *make_optimizer(const cr_config *c)
 {
     df_optimizer *o;
@@ -135,7 +108,7 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg)
     if (st != DF_OK) return st;
     m->cfg.layers = m->n_layers = cr_config_layers(cfg);
     st = make_layers(m, DF_DYNAMIC);
-    if (st == DF_OK) find_params(m);
+    if (st == DF_OK) m->n_params = df_model_weights(m->net, m->params, CR_MAX_PARAMS);
     if (st == DF_OK && !(m->opt = make_optimizer(cfg))) st = df_error(DF_ERR_NOMEM, "out of memory for the optimizer");
     if (st == DF_OK) st = df_model_compile(m->net, m->opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
     /* the optimizer's iteration counter (its first state variable) seeds dropout */

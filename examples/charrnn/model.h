@@ -57,28 +57,13 @@ enum { CR_STATE_MAIN = DF_STATE_MAIN, CR_STATE_EVAL = DF_STATE_EVAL };
 /* embedding, 3 per recurrent layer, dense kernel and bias */
 #define CR_MAX_PARAMS (3 + 3 * CR_MAX_LAYERS)
 
-/* One recurrent layer; G = 4 (LSTM, gates i,f,c,o), 3 (GRU, z,r,h) or 1,
- * IN = E for the first layer and H above it. */
-typedef struct cr_layer {
-    df_variable *kernel;           /* (IN,G*H) */
-    df_variable *recurrent_kernel; /* (H,G*H) */
-    df_variable *bias;             /* (G*H), LSTM forget-gate slice = 1; GRU reset_after: (2,3H) */
-} cr_layer;
-
-/* The parameter and state handles are the layers' own variables, found
- * after building, for checkpoints, data parallelism and tests. */
+/* The layers (their variables by df_layer_weight) and the parameters, in
+ * char-rnn's order, for checkpoints, data parallelism and tests. */
 typedef struct cr_model {
     cr_config cfg;
     int n_layers;
     df_model *net;                 /* owns the layers, their variables and states */
     df_layer *embedding_layer, *rnn[CR_MAX_LAYERS], *dropout[CR_MAX_LAYERS], *dense;  /* dropout: NULL without */
-    df_variable *embedding;        /* (V,E) */
-    df_variable *kernel;           /* layer 0's kernel, recurrent kernel and bias */
-    df_variable *recurrent_kernel;
-    df_variable *bias;
-    cr_layer layers[CR_MAX_LAYERS];
-    df_variable *dense_kernel;     /* (H,V) */
-    df_variable *dense_bias;       /* (V) */
     df_variable *params[CR_MAX_PARAMS];   /* embedding, each layer's three, dense kernel, bias */
     int n_params;
     df_optimizer *opt;
@@ -92,8 +77,6 @@ void cr_model_free(cr_model *m);
 /* Zeroes every recurrent state (epoch start, "reset_states()"). */
 void cr_model_reset_states(cr_model *m);
 int64_t cr_model_param_count(const cr_model *m);
-/* Parameters of one recurrent layer with input width in (Keras' count). */
-int64_t cr_layer_param_count(const cr_config *cfg, int64_t in);
 /* Keras-style summary table: one row per layer (dropout rows have 0). */
 void cr_model_summary(const cr_model *m, int batch, FILE *out);
 
