@@ -666,6 +666,18 @@ df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint
     return restore_from(&r, ck);
 }
 
+/* learning_rate_flag: the rate a resumed run goes on with, and whence. */
+static void resumed_rate(const df_fit_options *o, char *note, size_t cap)
+{
+    float was = df_optimizer_learning_rate(o->optimizer), want = o->learning_rate;
+    if (df_lr_schedule_active(&o->schedule) || want == 0 || want == was) {
+        snprintf(note, cap, ", learning rate %g from the checkpoint", was);
+        return;
+    }
+    df_optimizer_set_learning_rate(o->optimizer, want);
+    snprintf(note, cap, ", learning rate %g from %s; the checkpoint had %g", want, o->learning_rate_flag, was);
+}
+
 /* Collective. Every rank restores rank 0's checkpoint, the data source's
  * record included. */
 static df_status resume(fit_run *r)
@@ -690,7 +702,10 @@ static df_status resume(fit_run *r)
     h->resumed = true;
     snprintf(h->last_checkpoint, sizeof h->last_checkpoint, "%s", path);
     char note[256] = "";
-    if (r->o->on_resume && (st = sync_ranks(r, r->o->on_resume(r->o->user, h, note, sizeof note), NULL, 0)) != DF_OK)
+    if (r->o->learning_rate_flag && r->o->optimizer) resumed_rate(r->o, note, sizeof note);
+    size_t used = strlen(note);
+    if (r->o->on_resume &&
+        (st = sync_ranks(r, r->o->on_resume(r->o->user, h, note + used, sizeof note - used), NULL, 0)) != DF_OK)
         return st;
     if (r->progress != DF_FIT_PROGRESS_NONE)
         fprintf(r->out, "Resumed from %s (%d epochs done%s, step %" PRId64 "%s)\n", path, h->epochs_done,

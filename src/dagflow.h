@@ -883,6 +883,10 @@ typedef struct df_fit_options {
     bool resume;                  /* continue from the latest ckpt_N in checkpoint_dir (none yet: a new run) */
     const char *resume_flag;      /* ["resume"] what a stop's "Interrupted: ..." line says continues the
                                    * run, e.g. the program's "--resume" */
+    const char *learning_rate_flag; /* [NULL: a resume keeps the checkpoint's rate] with a constant schedule,
+                                   * learning_rate (> 0) replaces the checkpoint's rate on resume; the
+                                   * "Resumed from" line says which rate applies, naming this flag
+                                   * ("learning rate 0.002 from --learning-rate; the checkpoint had 0.001") */
     bool overwrite;               /* a new run may replace the checkpoints of another run in checkpoint_dir */
     const char *csv_path;         /* [NULL] epoch,step,loss,val_loss, one row per step and per validation */
     const char *plot_path;        /* [NULL] SVG loss curve from the CSV, written at the end */

@@ -1668,3 +1668,58 @@ Test(layers, fit_prints_the_custom_loop_lines_and_profiles_from_the_second_step)
     df_optimizer_free(opt);
     df_model_free(m);
 }
+
+/* learning_rate_flag: on resume a constant learning_rate replaces the
+ * checkpoint's rate and the "Resumed from" line says so, naming the flag;
+ * the same rate again is the checkpoint's; without the flag it stays. */
+static char *fit_resumed(df_fit_options *o, steps_run *d, float rate, const char *flag, int epochs, float *applied)
+{
+    char *text = NULL;
+    size_t len = 0;
+    o->out = open_memstream(&text, &len);
+    o->learning_rate = rate;
+    o->learning_rate_flag = flag;
+    o->epochs = epochs;
+    d->n = 0;
+    cr_assert_eq(df_fit(o, NULL), DF_OK, "%s", df_last_error());
+    fclose(o->out);
+    *applied = df_optimizer_learning_rate(o->optimizer);
+    return text;
+}
+
+Test(layers, a_resumed_fit_takes_the_flags_learning_rate_and_says_so)
+{
+    char dir[] = "/tmp/dflayers_lr.XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    df_model *m = df_model_new("mlp", 4);
+    cr_assert_eq(df_model_add(m, df_dense_layer(4, DF_ACT_NONE, true)), DF_OK);
+    df_optimizer *opt = df_sgd_new(0.1f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(2, 3)), DF_OK);
+    df_variable *vars[4];
+    int n = df_model_weights(m, vars, 4);
+    steps_run d = {.x = {1, 2, 3, -1, 0, 2}};
+    df_fit_options o = {.train_step = df_model_train_step(m), .n_inputs = 2, .optimizer = opt, .n_variables = n,
+                        .variables = vars, .train = {.next = steps_next, .user = &d}, .steps_per_epoch = 2,
+                        .checkpoint_dir = dir, .progress = DF_FIT_PROGRESS_MESSAGES};
+    float applied;
+    free(fit_resumed(&o, &d, 0.1f, "--lr", 1, &applied));
+    o.resume = true;
+    char *text = fit_resumed(&o, &d, 0.25f, "--lr", 2, &applied);
+    cr_expect_not_null(strstr(text, "step 2, learning rate 0.25 from --lr; the checkpoint had 0.1)\n"), "%s", text);
+    cr_expect_eq(applied, 0.25f);
+    free(text);
+    text = fit_resumed(&o, &d, 0.25f, "--lr", 3, &applied);
+    cr_expect_not_null(strstr(text, "step 4, learning rate 0.25 from the checkpoint)\n"), "%s", text);
+    free(text);
+    text = fit_resumed(&o, &d, 0.5f, NULL, 4, &applied);
+    cr_expect_not_null(strstr(text, "step 6)\n"), "no flag, no note: %s", text);
+    cr_expect_eq(applied, 0.25f, "without the flag the checkpoint's rate stays");
+    free(text);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+    df_function_free(o.train_step);
+    df_optimizer_free(opt);
+    df_model_free(m);
+}

@@ -11,8 +11,8 @@
 static const char *const batchings[] = {"shuffle", "streams", NULL};
 
 /* Which settings take part in a run, so that a resume compares only those:
- * a constant learning rate is the optimizer's (--learning-rate replaces it,
- * train.c), a schedule is computed from it. */
+ * a constant learning rate is the optimizer's (--learning-rate replaces it on
+ * resume: df_fit's learning_rate_flag), a schedule is computed from it. */
 static bool scheduled(const void *c) { return cr_schedule_active(&((const cr_config *)c)->schedule); }
 static bool decays(const void *c) { return ((const cr_config *)c)->schedule.kind != CR_LR_CONSTANT; }
 static bool steps_down(const void *c) { return ((const cr_config *)c)->schedule.kind == CR_LR_STEP; }

@@ -102,22 +102,6 @@ static void train_start(void *user) { cr_batcher_start_epoch(&((run *)user)->tra
 static void val_start(void *user) { cr_batcher_start_epoch(&((run *)user)->val); }
 static void reset_states(void *user) { cr_model_reset_states(&((run *)user)->model); }
 
-/* A constant learning rate is the optimizer's, restored from the
- * checkpoint: --learning-rate replaces it (a schedule computes it from
- * --learning-rate, which must then match, see runstate.c). */
-static df_status on_resume(void *user, const df_fit_history *h, char *note, size_t cap)
-{
-    run *r = user;
-    float was = df_optimizer_learning_rate(r->model.opt), want = r->rc.learning_rate;
-    if (cr_schedule_active(&r->rc.schedule) || was == want) {
-        snprintf(note, cap, ", learning rate %g from the checkpoint", was);
-    } else {
-        df_optimizer_set_learning_rate(r->model.opt, want);
-        snprintf(note, cap, ", learning rate %g from --learning-rate; the checkpoint had %g", want, was);
-    }
-    return DF_OK;
-}
-
 /* ---------------------------------------------------------------- run */
 
 /* The loss before training on the text's first batch-worth of chunks, as
@@ -164,11 +148,11 @@ static df_status fit(run *r)
         .epochs = o->epochs, .steps_per_epoch = steps, .schedule = r->rc.schedule,
         .learning_rate = r->rc.learning_rate, .checkpoint_dir = o->checkpoint_dir,
         .checkpoint_every = o->custom_loop ? o->checkpoint_every : 1, .resume = o->resume, .resume_flag = "--resume",
-        .overwrite = o->overwrite,
+        .overwrite = o->overwrite, .learning_rate_flag = "--learning-rate",   /* replaces a constant rate on resume */
         .csv_path = given(o->csv), .plot_path = given(o->csv) ? given(o->plot) : NULL, .handle_signals = true,
         .profile = o->profile, .progress = o->custom_loop ? DF_FIT_PROGRESS_STEPS : DF_FIT_PROGRESS_AUTO,
         .comm = cr_dist_comm(), .check_weights = cr_dist_size() > 1,
-        .reset_states = reset_states, .on_resume = on_resume};
+        .reset_states = reset_states};
     df_status st = cr_run_options(&r->parts, &r->model, &f);   /* the checkpoints' contents; user = r */
     if (st != DF_OK) return st;
     if (!f.train_step || !f.eval_step) return DF_ERR_NOMEM;
