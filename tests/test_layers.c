@@ -555,7 +555,7 @@ static float call_loss(df_function *f, int32_t *x, int32_t *y, int B, int T)
 }
 
 /* Training steps (with an evaluation between them) of the compiled layers
- * model and of char-rnn's cr_fit_step / cr_custom_step / cr_eval_step: the
+ * model and of char-rnn's cr_step "fit" / "custom" / "eval": the
  * same losses and, after each step, the same weights and states bit for bit. */
 static void expect_training_like_char_rnn(cr_config c, int B, int T, bool custom, int64_t row0, const char *what)
 {
@@ -571,11 +571,11 @@ static void expect_training_like_char_rnn(cr_config c, int B, int T, bool custom
         char at[96];
         snprintf(at, sizeof at, "%s, step %d", what, step);
         float want, got = call_loss(t.train, x, y, B, T);
-        cr_assert_eq((custom ? cr_custom_step : cr_fit_step)(&cm, &xt, &yt, &want), DF_OK, "%s", df_last_error());
+        cr_assert_eq(cr_step(&cm, custom ? "custom" : "fit", &xt, &yt, &want), DF_OK, "%s", df_last_error());
         cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "%s: loss %.9g vs char-rnn's %.9g", at, got, want);
         expect_same_weights(t.m, &cm, at);
         got = call_loss(t.eval, y, x, B, T);
-        cr_assert_eq(cr_eval_step(&cm, &yt, &xt, &want), DF_OK, "%s", df_last_error());
+        cr_assert_eq(cr_step(&cm, "eval", &yt, &xt, &want), DF_OK, "%s", df_last_error());
         cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "%s: eval loss %.9g vs char-rnn's %.9g", at, got, want);
     }
     for (int slot = 0; slot < 2; slot++) {    /* both states, variable by variable */
@@ -1290,7 +1290,7 @@ Test(layers, char_rnn_names_restore_its_checkpoint_entries)
     cr_model cm;
     cr_assert_eq(cr_model_init(&cm, &c), DF_OK);
     float want, got;
-    for (int s = 0; s < 2; s++) cr_assert_eq(cr_fit_step(&cm, &xt, &yt, &want), DF_OK, "%s", df_last_error());
+    for (int s = 0; s < 2; s++) cr_assert_eq(cr_step(&cm, "fit", &xt, &yt, &want), DF_OK, "%s", df_last_error());
     df_checkpoint *ck = char_rnn_checkpoint(&cm, B);
 
     twin t = charrnn_twin(&c, 0);
@@ -1312,7 +1312,7 @@ Test(layers, char_rnn_names_restore_its_checkpoint_entries)
     cr_expect_str_eq(df_variable_name(state[0]), "eval_state/h");
 
     got = call_loss(t.train, x, y, B, T);
-    cr_assert_eq(cr_fit_step(&cm, &xt, &yt, &want), DF_OK);
+    cr_assert_eq(cr_step(&cm, "fit", &xt, &yt, &want), DF_OK);
     cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "loss after restoring %.9g vs char-rnn's %.9g", got, want);
     expect_same_weights(t.m, &cm, "a step after restoring");
     df_checkpoint_free(ck);

@@ -174,17 +174,23 @@ df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, df_g
     return st;
 }
 
+static df_function *const unknown = NULL;   /* what a name other than the four finds */
+
 static df_function *const *function_slot(const cr_model *m, const char *which)
 {
     return !strcmp(which, "fit") ? &m->fit_step : !strcmp(which, "custom") ? &m->custom_step
-         : !strcmp(which, "eval") ? &m->eval_step : !strcmp(which, "logits") ? &m->logits_fn : NULL;
+         : !strcmp(which, "eval") ? &m->eval_step : !strcmp(which, "logits") ? &m->logits_fn : &unknown;
 }
 
 /* Made on first use, with dropout seeded for this process's rows first. */
 df_function *cr_model_function(cr_model *m, const char *which)
 {
     df_function **fn = (df_function **)function_slot(m, which);
-    if (!fn || *fn || seed_dropout(m) != DF_OK) return fn ? *fn : NULL;
+    if (fn == (df_function **)&unknown) {
+        df_error(DF_ERR_ARG, "char-rnn: no function '%s' (fit, custom, eval, logits)", which);
+        return NULL;
+    }
+    if (*fn || seed_dropout(m) != DF_OK) return *fn;
     if (!strcmp(which, "fit")) return *fn = df_model_train_step(m->net);
     if (!strcmp(which, "eval")) return *fn = df_model_eval_step(m->net);
     bool custom = !strcmp(which, "custom");
@@ -198,30 +204,16 @@ static df_status call(cr_model *m, const char *which, const df_tensor *in, int n
         if (in[i].dtype != DF_I32 || in[i].ndim != 2)
             return df_error(DF_ERR_ARG, "char-rnn %s step: inputs must be i32 (batch, seq)", which);
     df_function *fn = cr_model_function(m, which);
-    return fn ? df_function_call(fn, in, n_in, out, 1) : DF_ERR_NOMEM;
+    if (!fn) return function_slot(m, which) == &unknown ? DF_ERR_ARG : DF_ERR_NOMEM;
+    return df_function_call(fn, in, n_in, out, 1);
 }
 
-static df_status loss_call(cr_model *m, const char *which, const df_tensor *x, const df_tensor *y, float *loss)
+df_status cr_step(cr_model *m, const char *which, const df_tensor *x, const df_tensor *y, float *loss)
 {
     df_tensor in[2] = {*x, *y}, out;
     df_status st = call(m, which, in, 2, &out);
     if (st == DF_OK) *loss = *(float *)out.data;
     return st;
-}
-
-df_status cr_fit_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss)
-{
-    return loss_call(m, "fit", x, y, loss);
-}
-
-df_status cr_custom_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss)
-{
-    return loss_call(m, "custom", x, y, loss);
-}
-
-df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss)
-{
-    return loss_call(m, "eval", x, y, loss);
 }
 
 df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits) { return call(m, "logits", x, 1, logits); }

@@ -80,17 +80,15 @@ int64_t cr_model_param_count(const cr_model *m);
 /* Keras-style summary table: one row per layer (dropout rows have 0). */
 void cr_model_summary(const cr_model *m, int batch, FILE *out);
 
-/* Training step, the fit way: the compiled model's (df_model_train_step),
- * Adam (or the config's optimizer) on every weight. x, y (B,T) -> loss. */
-df_status cr_fit_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
+/* One step of a loss function on x, y (B,T): "fit" trains the fit way (the
+ * compiled model's df_model_train_step), "custom" the GradientTape way (a
+ * user-written train_step traced once), "eval" evaluates (own recurrent
+ * state, no training). */
+df_status cr_step(cr_model *m, const char *which, const df_tensor *x, const df_tensor *y, float *loss);
 /* The tape-style train_step for (batch, seq) as a compiled graph with the
  * given passes (DF_PASS_*), not run; for inspecting plans, passes and graphs
  * (the fit step computes the same bits). Free with df_graph_free. */
 df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, df_graph **out);
-/* Training step, the GradientTape way: a user-written train_step traced once. */
-df_status cr_custom_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
-/* Loss without training (own recurrent state). */
-df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
 /* Forward only: x (B,T) -> logits (B,T,V) view (valid until the next call);
  * carries the main state of batch size B (at most CR_MAX_STATES of them). */
 df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits);

@@ -215,18 +215,6 @@ df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
     return n < 0 ? DF_ERR_NOMEM : DF_OK;
 }
 
-df_status cr_save_run(const char *dir, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
-                      const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap)
-{
-    if (snprintf(path_out, path_cap, "%s/ckpt_%d", dir, p->epoch_step > 0 ? p->epoch + 1 : p->epoch) >= (int)path_cap)
-        return df_error(DF_ERR_ARG, "checkpoint path too long");
-    cr_run_parts parts = {.rc = rc, .vocab = vocab, .b = (cr_batcher *)b};
-    df_fit_options o = {0};
-    df_fit_history h = {.epochs_done = p->epoch, .steps = p->step, .epoch_step = p->epoch_step, .best = INFINITY};
-    df_status st = cr_run_options(&parts, m, &o);
-    return st == DF_OK ? df_fit_write_checkpoint(&o, &h, path_out) : st;
-}
-
 /* With b (a resume) everything df_fit restores, else the weights alone
  * (sampling needs no optimizer slots, twice their size with Adam). */
 df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *vocab, cr_model *m,

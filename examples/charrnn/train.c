@@ -110,7 +110,7 @@ static df_status untrained_loss(run *r)
 {
     cr_batcher_first_batch(&r->train, r->x, r->y);
     float loss;
-    df_status st = cr_dist_agree(cr_eval_step(&r->model, &r->in[0], &r->in[1], &loss));
+    df_status st = cr_dist_agree(cr_step(&r->model, "eval", &r->in[0], &r->in[1], &loss));
     if (st == DF_OK)
         printf("Untrained loss: %.4f (a uniform guess over %d chars gives ln %d = %.4f)\n", (float)cr_dist_mean(loss),
                r->text.vocab.size, r->text.vocab.size, log((double)r->text.vocab.size));
