@@ -1291,6 +1291,9 @@ void df_model_reset_states(df_model *m);
  * with None for open dims, Param #), then Total / Trainable / Non-trainable
  * params with thousands separators. An unbuilt layer shows "?" and 0. */
 void df_model_summary(const df_model *m, FILE *out);
+/* The same with every output's batch dimension (axis 0, open or not) shown
+ * as batch (> 0), as Keras shows a model whose Input has a batch_size. */
+void df_model_summary_batch(const df_model *m, int64_t batch, FILE *out);
 /* Puts every layer variable (and, with opt, the optimizer's state: its
  * iteration counter and slots) into ck by name. The variables must outlive
  * the checkpoint's write (df_checkpoint_put_variable). */

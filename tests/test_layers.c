@@ -1723,3 +1723,26 @@ Test(layers, a_resumed_fit_takes_the_flags_learning_rate_and_says_so)
     df_optimizer_free(opt);
     df_model_free(m);
 }
+
+/* df_model_summary_batch shows the batch in every output shape, whatever
+ * the model was built for; the table is otherwise df_model_summary's. */
+Test(layers, a_summary_with_a_batch_shows_it_in_every_output_shape)
+{
+    df_model *m = df_model_new("m", 1);
+    cr_assert_eq(df_model_add(m, df_embedding_layer(10, 4)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_gru_layer(3, true, (df_rnn_options){.return_sequences = true})), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(10, DF_ACT_NONE, true)), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(DF_DYNAMIC, DF_DYNAMIC)), DF_OK, "%s", df_last_error());
+    char *open = capture_summary(NULL, m, 0), *with = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&with, &len);
+    df_model_summary_batch(m, 64, f);
+    fclose(f);
+    cr_expect(strstr(open, "(None, None, 4)") && strstr(open, "(None, None, 10)"), "%s", open);
+    cr_expect(strstr(with, "(64, None, 4)") && strstr(with, "(64, None, 3)") && strstr(with, "(64, None, 10)") &&
+              !strstr(with, "(None"), "%s", with);
+    cr_expect_not_null(strstr(with, "Total params: 161\n"), "%s", with);
+    free(open);
+    free(with);
+    df_model_free(m);
+}

@@ -55,8 +55,8 @@ static df_status add_layer(cr_model *m, df_layer *l, df_layer **slot)
 }
 
 /* Embedding(V,E) -> n x (recurrent(H) [-> Dropout]) -> Dense(V), built for
- * ids (batch,T) (DF_DYNAMIC: any): the weights are drawn from the seed in layer order. */
-static df_status make_layers(cr_model *m, int64_t batch)
+ * ids (B,T) of any B and T: the weights are drawn from the seed in layer order. */
+static df_status make_layers(cr_model *m)
 {
     const cr_config *c = &m->cfg;
     if (!(m->net = df_model_new("char_rnn", c->seed))) return df_error(DF_ERR_NOMEM, "out of memory for the model");
@@ -68,7 +68,7 @@ static df_status make_layers(cr_model *m, int64_t batch)
         if (st == DF_OK && c->dropout > 0) st = add_layer(m, df_dropout_layer(c->dropout), &m->dropout[k]);
     }
     if (st == DF_OK) st = add_layer(m, df_dense_layer(c->vocab, DF_ACT_NONE, true), &m->dense);
-    if (st == DF_OK) st = df_model_build(m->net, 2, (int64_t[]){batch, DF_DYNAMIC});
+    if (st == DF_OK) st = df_model_build(m->net, 2, (int64_t[]){DF_DYNAMIC, DF_DYNAMIC});
     return st;
 }
 
@@ -107,7 +107,7 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg)
     df_status st = cr_config_check(cfg);
     if (st != DF_OK) return st;
     m->cfg.layers = m->n_layers = cr_config_layers(cfg);
-    st = make_layers(m, DF_DYNAMIC);
+    st = make_layers(m);
     if (st == DF_OK) m->n_params = df_model_weights(m->net, m->params, CR_MAX_PARAMS);
     if (st == DF_OK && !(m->opt = make_optimizer(cfg))) st = df_error(DF_ERR_NOMEM, "out of memory for the optimizer");
     if (st == DF_OK) st = df_model_compile(m->net, m->opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
@@ -220,12 +220,4 @@ df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits) { return
 int cr_trace_count(const cr_model *m, const char *which) { return df_function_trace_count(*function_slot(m, which)); }
 df_graph *cr_graph(const cr_model *m, const char *which) { return df_function_last_graph(*function_slot(m, which)); }
 
-/* The layers' table (df_model_summary) of the same layers built for this
- * batch size, which its output shapes then show. */
-void cr_model_summary(const cr_model *m, int batch, FILE *out)
-{
-    cr_model shown = {.cfg = m->cfg, .n_layers = m->n_layers};
-    if (make_layers(&shown, batch) == DF_OK) df_model_summary(shown.net, out);
-    else fprintf(out, "char-rnn summary: %s\n", df_last_error());
-    df_model_free(shown.net);
-}
+void cr_model_summary(const cr_model *m, int batch, FILE *out) { df_model_summary_batch(m->net, batch, out); }

@@ -64,12 +64,13 @@ static cr_config saved_settings(const cr_config *c)
     return s;
 }
 
-static df_status with_path(df_status st, const char *path)
+/* st with the last error's message after "<prefix>: " (a path, a context). */
+static df_status prefixed(df_status st, const char *prefix)
 {
-    if (st == DF_OK || !path) return st;
+    if (st == DF_OK || !prefix) return st;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", df_last_error());
-    return df_error(st, "%s: %s", path, msg);
+    return df_error(st, "%s: %s", prefix, msg);
 }
 
 /* Settings absent from older files are the tutorial's (all zero). */
@@ -81,16 +82,13 @@ static df_status read_meta(const df_checkpoint *ck, const char *path, cr_config 
     df_status st = df_config_get(ck, "config", fields, N_FIELDS, rc, format);
     if (st == DF_OK && *format == 0) *format = 1;    /* the first files had no format key */
     if (st == DF_OK && rc->layers == 0) rc->layers = 1;
-    if (st == DF_OK && (cr_config_check(rc) != DF_OK || cr_schedule_check(&rc->schedule) != DF_OK)) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s", df_last_error());
-        st = df_error(DF_ERR_FORMAT, "checkpoint config is invalid: %s", msg);
-    }
+    if (st == DF_OK && (cr_config_check(rc) != DF_OK || cr_schedule_check(&rc->schedule) != DF_OK))
+        st = prefixed(DF_ERR_FORMAT, "checkpoint config is invalid");
     if (st == DF_OK) st = df_checkpoint_get_blob(ck, "vocab", &data, &len);
     if (st == DF_OK) st = cr_vocab_from_utf8(data, len, vocab);
     if (st == DF_OK && vocab->size != rc->vocab)
         st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->vocab);
-    return with_path(st, path);
+    return prefixed(st, path);
 }
 
 df_status cr_peek_run(const char *path, cr_config *rc, cr_vocab *vocab)
@@ -119,17 +117,15 @@ static df_status compare_vocab(const cr_vocab *saved, const cr_vocab *now)
 static df_status check_meta(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab, bool resuming)
 {
     cr_config saved, now = saved_settings(rc);
-    cr_vocab *saved_vocab = malloc(sizeof *saved_vocab);
+    cr_vocab saved_vocab;
     int format = 0;
-    df_status st = saved_vocab ? read_meta(ck, NULL, &saved, saved_vocab, &format) : DF_ERR_NOMEM;
+    df_status st = read_meta(ck, NULL, &saved, &saved_vocab, &format);
     if (st == DF_OK && resuming && format != CR_CHECKPOINT_FORMAT)
         st = df_error(DF_ERR_FORMAT, "written by %s char-rnn (checkpoint format %d, this one reads %d): retrain, or "
                       "resume it with the char-rnn of dagflow 0.1.0 up to commit 8070f2b", format < CR_CHECKPOINT_FORMAT
                       ? "an older" : "a newer", format, CR_CHECKPOINT_FORMAT);
     if (st == DF_OK && resuming) st = df_config_compare(fields, N_FIELDS, &saved, &now, NULL);
-    if (st == DF_OK) st = compare_vocab(saved_vocab, vocab);
-    free(saved_vocab);
-    return st;
+    return st == DF_OK ? compare_vocab(&saved_vocab, vocab) : st;
 }
 
 static df_status put_meta(df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab)
@@ -231,5 +227,5 @@ df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *voc
     if (b && st == DF_OK && p) *p = (cr_progress){h.epochs_done, h.steps, h.epoch_step};
     if (!b && (st = check_meta(ck, rc, vocab, false)) == DF_OK) st = df_model_restore(m->net, NULL, ck);
     df_checkpoint_free(ck);
-    return with_path(st, path);
+    return prefixed(st, path);
 }
