@@ -1714,8 +1714,12 @@ Test(layers, a_resumed_fit_takes_the_flags_learning_rate_and_says_so)
     text = fit_resumed(&o, &d, 0.25f, "--lr", 3, &applied);
     cr_expect_not_null(strstr(text, "step 4, learning rate 0.25 from the checkpoint)\n"), "%s", text);
     free(text);
-    text = fit_resumed(&o, &d, 0.5f, NULL, 4, &applied);
-    cr_expect_not_null(strstr(text, "step 6)\n"), "no flag, no note: %s", text);
+    text = fit_resumed(&o, &d, 0, "--lr", 4, &applied);
+    cr_expect_not_null(strstr(text, "step 6, learning rate 0.25 from the checkpoint)\n"), "rate 0: not given: %s", text);
+    cr_expect_eq(applied, 0.25f);
+    free(text);
+    text = fit_resumed(&o, &d, 0.5f, NULL, 5, &applied);
+    cr_expect_not_null(strstr(text, "step 8)\n"), "no flag, no note: %s", text);
     cr_expect_eq(applied, 0.25f, "without the flag the checkpoint's rate stays");
     free(text);
     char cmd[64];
