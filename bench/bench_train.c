@@ -1,4 +1,4 @@
-/* bench_train.c — times the char-rnn seed training step (cr_fit_step: forward,
+/* bench_train.c — times the char-rnn seed training step (cr_step "fit": forward,
  * backward and Adam in one compiled graph) and generation at batch 1
  * (cr_generate), and measures in the same process an OpenBLAS sgemm rate at
  * the recurrent step's shape (64x1024 @ 1024x4096) as the reference the step
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
         }
         float loss;
         double t = bench_now();
-        st = cr_fit_step(&m, &xt, &yt, &loss);
+        st = cr_step(&m, "fit", &xt, &yt, &loss);
         double dt = (bench_now() - t) * 1e3;
         if (i >= o.warmup) {
             ms[i - o.warmup] = dt;

@@ -136,7 +136,7 @@ static void runstates(void)
         "\0vocab=3\nembed=1\nhidden=1\nseq=1\nbatch=1\nbatching=streams\nlearning_rate=1\nseed=0\n\0abc";
     put("runstate", "streams.bin", streams, sizeof streams - 1);
 
-    /* Mode 1: a whole run checkpoint (the records cr_save_run writes, and a
+    /* Mode 1: a whole run checkpoint (the records df_fit writes for char-rnn, and a
      * small tensor standing in for the weights). */
     df_checkpoint *ck = df_checkpoint_new();
     unsigned char rng[32] = {1, 2, 3, 4};

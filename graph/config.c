@@ -199,6 +199,46 @@ df_status df_config_compare(const df_config_field *fields, int n, const void *sa
     return DF_OK;
 }
 
+static double number(const df_config_field *f, const void *config)
+{
+    const void *p = cat(config, f);
+    switch (f->type) {
+    case DF_CONFIG_INT:
+    case DF_CONFIG_ENUM: return *(const int *)p;
+    case DF_CONFIG_INT64: return (double)*(const int64_t *)p;
+    case DF_CONFIG_U64: return (double)*(const uint64_t *)p;
+    case DF_CONFIG_FLOAT: return *(const float *)p;
+    default: return 0;
+    }
+}
+
+static df_status out_of_range(const df_config_field *f, double v)
+{
+    char name[128], range[96];
+    snprintf(name, sizeof name, f->flag ? "--%s" : "%s", f->flag ? f->flag : f->key);
+    if (isinf(f->max)) snprintf(range, sizeof range, ">= %g", f->min);
+    else snprintf(range, sizeof range, "in [%g, %g%c", f->min, f->max, f->below_max ? ')' : ']');
+    return df_error(DF_ERR_ARG, "%s must be %s, got %g", name, range, v);
+}
+
+df_status df_config_check(const df_config_field *fields, int n, const void *config)
+{
+    for (int i = 0; i < n; i++) {
+        const df_config_field *f = &fields[i];
+        double v = number(f, config);
+        if (f->type == DF_CONFIG_ENUM && (v < 0 || v >= enum_count(f))) {
+            char names[256] = "";
+            for (int k = 0; k < enum_count(f); k++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", k ? ", " : "", f->names[k]);
+            return df_error(DF_ERR_ARG, "%s%s must be one of %s; got %g", f->flag ? "--" : "",
+                            f->flag ? f->flag : f->key, names, v);
+        }
+        if (f->type == DF_CONFIG_FLOAT && !isfinite(v)) return out_of_range(f, v);
+        if (f->min < f->max && !(v >= f->min && (f->below_max ? v < f->max : v <= f->max))) return out_of_range(f, v);
+    }
+    return DF_OK;
+}
+
 df_status df_config_put(df_checkpoint *ck, const char *name, const df_config_field *fields, int n, int version,
                         const void *config)
 {

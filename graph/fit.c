@@ -46,7 +46,7 @@ typedef struct fit_run {
     df_fit_progress progress;     /* o->progress on the leader, NONE elsewhere */
     bool stop;                    /* every rank agreed to stop after this step */
     FILE *out;
-    bool tty, has_val;
+    bool tty, has_val, profiling;
     int epochs, every;
     float base_lr;
     df_fit_history *h;
@@ -209,8 +209,9 @@ static df_status check_options(const df_fit_options *o)
     if (o->early_stopping_patience < 0 || !(o->early_stopping_min_delta >= 0))
         return df_error(DF_ERR_ARG, "df_fit: early_stopping_patience and early_stopping_min_delta must be >= 0");
     if (o->plot_path && !o->csv_path) return df_error(DF_ERR_ARG, "df_fit: plot_path needs a csv_path (its data)");
-    if ((unsigned)o->progress > DF_FIT_PROGRESS_MESSAGES)
-        return df_error(DF_ERR_ARG, "df_fit: progress must be AUTO, EPOCH, NONE or MESSAGES, got %d", (int)o->progress);
+    if ((unsigned)o->progress > DF_FIT_PROGRESS_STEPS)
+        return df_error(DF_ERR_ARG, "df_fit: progress must be AUTO, EPOCH, NONE, MESSAGES or STEPS, got %d",
+                        (int)o->progress);
     return DF_OK;
 }
 
@@ -665,6 +666,18 @@ df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint
     return restore_from(&r, ck);
 }
 
+/* learning_rate_flag: the rate a resumed run goes on with, and whence. */
+static void resumed_rate(const df_fit_options *o, char *note, size_t cap)
+{
+    float was = df_optimizer_learning_rate(o->optimizer), want = o->learning_rate;
+    if (df_lr_schedule_active(&o->schedule) || want == 0 || want == was) {
+        snprintf(note, cap, ", learning rate %g from the checkpoint", was);
+        return;
+    }
+    df_optimizer_set_learning_rate(o->optimizer, want);
+    snprintf(note, cap, ", learning rate %g from %s; the checkpoint had %g", want, o->learning_rate_flag, was);
+}
+
 /* Collective. Every rank restores rank 0's checkpoint, the data source's
  * record included. */
 static df_status resume(fit_run *r)
@@ -689,7 +702,10 @@ static df_status resume(fit_run *r)
     h->resumed = true;
     snprintf(h->last_checkpoint, sizeof h->last_checkpoint, "%s", path);
     char note[256] = "";
-    if (r->o->on_resume && (st = sync_ranks(r, r->o->on_resume(r->o->user, h, note, sizeof note), NULL, 0)) != DF_OK)
+    if (r->o->learning_rate_flag && r->o->optimizer) resumed_rate(r->o, note, sizeof note);
+    size_t used = strlen(note);
+    if (r->o->on_resume &&
+        (st = sync_ranks(r, r->o->on_resume(r->o->user, h, note + used, sizeof note - used), NULL, 0)) != DF_OK)
         return st;
     if (r->progress != DF_FIT_PROGRESS_NONE)
         fprintf(r->out, "Resumed from %s (%d epochs done%s, step %" PRId64 "%s)\n", path, h->epochs_done,
@@ -860,6 +876,15 @@ static bool show_progress(const fit_run *r, int64_t done, int64_t total, double 
     return !r->tty;
 }
 
+/* DF_FIT_PROGRESS_STEPS: what TensorFlow's custom-loop tutorial prints. */
+static void print_step_lines(const fit_run *r, int epoch, int64_t batch, double loss, double mean, double elapsed,
+                             bool last)
+{
+    if (r->progress != DF_FIT_PROGRESS_STEPS) return;
+    if (batch % 100 == 0) fprintf(r->out, "Epoch %d Batch %" PRId64 " Loss %.4f\n", epoch, batch, loss);
+    if (last) fprintf(r->out, "Epoch %d Loss %.4f\nTime taken for 1 epoch %.2f sec\n\n", epoch, mean, elapsed);
+}
+
 /* --------------------------------------------------------------- steps */
 
 static df_status scalar_loss(const df_tensor *t, const char *fn, double *loss)
@@ -945,15 +970,21 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
         if (st == DF_OK) st = next_batch(r, &o->train, "training", h->steps + 1, &end);
         if ((st = agree_on_batch(r, st, h->steps + 1, &end)) != DF_OK || end) break;
         st = train_one(r, &loss);
+        if (st == DF_OK && o->profile && !r->profiling) {   /* from the second step on: the first traced */
+            r->profiling = true;
+            st = df_graph_set_profiling(df_function_last_graph(o->train_step), true);
+        }
         if ((st = agree_on_step(r, st, epoch, &loss, &stop)) != DF_OK) break;
         sum += loss;
         ran++;
         h->steps++;
+        bool last = (total > 0 && i + 1 == total) || stop;
         st = csv_row(r, epoch + 1, loss, NAN);
         if (st == DF_OK && o->on_step) {
-            df_fit_step_logs logs = {epoch + 1, i, h->steps, loss, (total > 0 && i + 1 == total) || stop};
+            df_fit_step_logs logs = {epoch + 1, i, h->steps, loss, last};
             st = o->on_step(o->user, &logs);
         }
+        print_step_lines(r, epoch + 1, i, loss, sum / (double)(first + ran), now_seconds() - start, last);
         if (show_progress(r, i + 1, total, now_seconds() - start, sum / (double)(first + ran), i + 1 == total))
             shown = i + 1;
         if (stop && (total == 0 || i + 1 < total)) {
@@ -1028,7 +1059,7 @@ static df_status end_of_epoch(fit_run *r, int epoch, bool *stop)
     h->val_loss = NAN;
     if (r->has_val) {
         if ((st = evaluate(r, &h->val_loss)) != DF_OK) return st;
-        if (r->progress == DF_FIT_PROGRESS_AUTO || r->progress == DF_FIT_PROGRESS_MESSAGES)
+        if (r->progress == DF_FIT_PROGRESS_AUTO || r->progress >= DF_FIT_PROGRESS_MESSAGES)
             fprintf(r->out, "val_loss: %.4f\n", h->val_loss);
         st = csv_row(r, epoch + 1, NAN, h->val_loss);
     }
@@ -1151,5 +1182,28 @@ df_status df_fit_latest_checkpoint(const char *dir, char *path, size_t cap)
     int n = latest_checkpoint(dir);
     if (n < 0) return df_error(DF_ERR_IO, "no checkpoint (ckpt_N) in %s: train first", dir);
     if (snprintf(path, cap, "%s/ckpt_%d", dir, n) >= (int)cap) return df_error(DF_ERR_ARG, "checkpoint path too long");
+    return DF_OK;
+}
+
+/* ------------------------------------------------------- the op profile */
+
+df_status df_function_print_profile(const df_function *f, FILE *out)
+{
+    df_graph *g = df_function_last_graph(f);
+    if (!g || !out) return df_error(DF_ERR_ARG, "df_function_print_profile: %s", g ? "NULL stream" : "never called");
+    enum { MAX_OPS = 64 };
+    df_op_profile prof[MAX_OPS];
+    int64_t runs;
+    int n = df_graph_profile(g, prof, MAX_OPS, &runs);
+    if (n < 0) return DF_ERR_ARG;
+    if (n > MAX_OPS) n = MAX_OPS;
+    if (runs == 0) return DF_OK;
+    double total = 0;
+    for (int i = 0; i < n; i++) total += prof[i].seconds;
+    fprintf(out, "\nProfile over %lld steps (%.1f ms/step in ops):\n%-22s %6s %12s %7s\n", (long long)runs,
+            1e3 * total / (double)runs, "op", "nodes", "ms/step", "share");
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%-22s %6d %12.3f %6.1f%%\n", prof[i].op, prof[i].nodes, 1e3 * prof[i].seconds / (double)runs,
+                total > 0 ? 100 * prof[i].seconds / total : 0);
     return DF_OK;
 }

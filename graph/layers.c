@@ -845,7 +845,9 @@ static const char *keras_shape(int ndim, const int64_t *shape, char *buf, size_t
     return buf;
 }
 
-void df_model_summary(const df_model *m, FILE *out)
+void df_model_summary(const df_model *m, FILE *out) { df_model_summary_batch(m, 0, out); }
+
+void df_model_summary_batch(const df_model *m, int64_t batch, FILE *out)
 {
     if (!m || !out) return;
     const char *rule = "_________________________________________________________________";
@@ -856,7 +858,10 @@ void df_model_summary(const df_model *m, FILE *out)
     for (int i = 0; i < m->n_layers; i++) {
         const df_layer *l = m->layers[i];
         snprintf(name, sizeof name, "%s (%s)", l->name, l->def->type);
-        if (l->built) keras_shape(l->out_ndim, l->out_shape, shape, sizeof shape);
+        int64_t dims[DF_MAX_DIMS];
+        memcpy(dims, l->out_shape, sizeof dims);
+        if (batch > 0 && l->out_ndim > 0) dims[0] = batch;
+        if (l->built) keras_shape(l->out_ndim, dims, shape, sizeof shape);
         else snprintf(shape, sizeof shape, "?");
         fprintf(out, " %-27s %-25s %-10s\n", name, shape, with_commas(df_layer_param_count(l), count));
         if (i < m->n_layers - 1) fprintf(out, "                                                                 \n");

@@ -8,7 +8,7 @@
 
 typedef enum cell_kind { CELL_LSTM, CELL_GRU, CELL_RNN } cell_kind;
 
-#define MAX_STATES 16           /* (batch size, slot) pairs per layer */
+#define MAX_STATES DF_MAX_LAYER_STATES   /* (batch size, slot) pairs per layer */
 #define STATE_NAME_CAP 160
 
 /* A stateful layer's carried state for one batch size in one slot. */
@@ -85,8 +85,8 @@ static rnn_state *state_for(df_layer *l, rnn_config *c, int64_t B, int slot)
     for (int i = 0; i < c->n_states; i++)
         if (c->states[i].batch == B && c->states[i].slot == slot) return &c->states[i];
     if (c->n_states == MAX_STATES) {
-        df_error(DF_ERR_RANGE, "layer '%s': stateful with more than %d (batch size, slot) pairs", df_layer_name(l),
-                 MAX_STATES);
+        df_error(DF_ERR_RANGE, "layer '%s': stateful with more than %d batch sizes (each state slot counts apart)",
+                 df_layer_name(l), MAX_STATES);
         return NULL;
     }
     rnn_state *s = &c->states[c->n_states];
@@ -163,7 +163,7 @@ static df_node *rnn_call_projected(df_layer *l, df_graph *g, df_node *xproj, boo
     df_node *w_rec = df_var(g, df_layer_weight(l, "recurrent_kernel"));
     rnn_state *s = NULL;
     if (c->options.stateful && !(s = state_for(l, c, B, df_layer_state_slot(l)))) {
-        df_graph_set_error(g, DF_ERR_NOMEM, "%s", df_last_error());
+        df_graph_set_error(g, c->n_states == MAX_STATES ? DF_ERR_RANGE : DF_ERR_NOMEM, "%s", df_last_error());
         return NULL;
     }
     /* without carried state: zeros of x's batch size, whatever it is at run time */

@@ -801,8 +801,12 @@ typedef enum df_fit_progress {
     DF_FIT_PROGRESS_AUTO = 0,  /* Keras' bar on a terminal, ten lines an epoch otherwise */
     DF_FIT_PROGRESS_EPOCH = 1, /* one line per epoch */
     DF_FIT_PROGRESS_NONE = 2,
-    DF_FIT_PROGRESS_MESSAGES = 3 /* no bar or epoch lines, only the messages (resumed, val_loss,
-                                  * saved, interrupted): for an on_step hook that prints its own */
+    DF_FIT_PROGRESS_MESSAGES = 3, /* no bar or epoch lines, only the messages (resumed, val_loss,
+                                   * saved, interrupted): for an on_step hook that prints its own */
+    DF_FIT_PROGRESS_STEPS = 4    /* the messages and the lines of TensorFlow's custom training loop:
+                                  * "Epoch E Batch B Loss L" every 100 steps (B 0-based, L the step's
+                                  * loss) and, when an epoch ends or stops, "Epoch E Loss L" (its mean)
+                                  * and "Time taken for 1 epoch S sec" */
 } df_fit_progress;
 
 /* The ranks of a data-parallel run (src/dagflow_mpi.h makes one for MPI:
@@ -879,6 +883,10 @@ typedef struct df_fit_options {
     bool resume;                  /* continue from the latest ckpt_N in checkpoint_dir (none yet: a new run) */
     const char *resume_flag;      /* ["resume"] what a stop's "Interrupted: ..." line says continues the
                                    * run, e.g. the program's "--resume" */
+    const char *learning_rate_flag; /* [NULL: a resume keeps the checkpoint's rate] with a constant schedule,
+                                   * learning_rate (> 0) replaces the checkpoint's rate on resume; the
+                                   * "Resumed from" line says which rate applies, naming this flag
+                                   * ("learning rate 0.002 from --learning-rate; the checkpoint had 0.001") */
     bool overwrite;               /* a new run may replace the checkpoints of another run in checkpoint_dir */
     const char *csv_path;         /* [NULL] epoch,step,loss,val_loss, one row per step and per validation */
     const char *plot_path;        /* [NULL] SVG loss curve from the CSV, written at the end */
@@ -886,6 +894,8 @@ typedef struct df_fit_options {
     double early_stopping_min_delta; /* an improvement must exceed this */
     bool terminate_on_nan;        /* a NaN or Inf loss ends fit with DF_ERR_STATE, as Keras' TerminateOnNaN */
     bool handle_signals;          /* SIGINT, SIGTERM, SIGHUP: finish the step, checkpoint, return */
+    bool profile;                 /* profile the train step's ops from its second step on (the first
+                                   * traced), for df_function_print_profile after the run */
     df_fit_progress progress;
     FILE *out;                    /* [stdout] progress and messages */
     const df_fit_comm *comm;      /* [NULL: one process] data parallel over these ranks */
@@ -943,6 +953,12 @@ df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint
 /* Reads a CSV in df_fit's format and writes an SVG of the per-step loss and
  * the validation points, atomically. */
 df_status df_plot_loss_csv(const char *csv_path, const char *svg_path);
+/* The per-op time table of a train step's most recent graph, profiled
+ * (df_graph_set_profiling on df_function_last_graph, e.g. from on_step after
+ * the first step, which traced): a "Profile over N steps (X ms/step in ops):"
+ * line, then op, nodes, ms/step and share of the ops' time, largest first.
+ * Prints nothing when no run was profiled; DF_ERR_ARG before any call. */
+df_status df_function_print_profile(const df_function *f, FILE *out);
 
 /* ----------------------------------------------------------- config records
  *
@@ -987,6 +1003,10 @@ typedef struct df_config_field {
     /* Whether the field matters for this config (the saved one, in df_config_compare);
      * NULL: always. E.g. a decay rate only with a step schedule. */
     bool (*applies)(const void *config);
+    /* Numbers: the range df_config_check enforces, min <= value <= max (value < max with
+     * below_max; max may be INFINITY), checked when min < max. */
+    double min, max;
+    bool below_max;
 } df_config_field;
 
 /* "format=<version>\nkey=value\n..." into buf (cap bytes, NUL-terminated);
@@ -1005,6 +1025,11 @@ df_status df_config_parse(const df_config_field *fields, int n, const char *text
  * are listed there, NULL-terminated, so that the caller can say it applied them. */
 df_status df_config_compare(const df_config_field *fields, int n, const void *saved, const void *now,
                             const df_config_field **changed);
+/* Every field's value in its range (min/max; a FLOAT also finite) and every
+ * ENUM one of its names, in table order, whether or not the field applies:
+ * DF_ERR_ARG naming the first bad one as the user gave it, e.g.
+ * "--dropout must be in [0, 1), got 1.5", "--clip must be >= 0, got -1". */
+df_status df_config_check(const df_config_field *fields, int n, const void *config);
 /* df_config_format into the checkpoint's blob name / df_config_parse from it. */
 df_status df_config_put(df_checkpoint *ck, const char *name, const df_config_field *fields, int n, int version,
                         const void *config);
@@ -1100,6 +1125,9 @@ df_layer *df_simple_rnn_layer(int64_t units, df_rnn_options options);
  * slot DF_STATE_MAIN unless df_model_call_slot / df_layer_call_slot say
  * otherwise; the model's compiled eval step uses DF_STATE_EVAL. */
 enum { DF_STATE_MAIN = 0, DF_STATE_EVAL = 1, DF_MAX_STATE_SLOTS = 4 };
+/* A stateful layer holds up to this many (batch size, slot) states; a call
+ * that needs one more fails its graph with DF_ERR_RANGE saying so. */
+enum { DF_MAX_LAYER_STATES = 16 };
 /* Full names of a recurrent layer's state variables in one slot (c: LSTM
  * only, else ignored and may be NULL), for checkpoints written by other
  * code. Default: "<layer>/state_h", "<layer>/state_c" in slot 0,
@@ -1263,6 +1291,9 @@ void df_model_reset_states(df_model *m);
  * with None for open dims, Param #), then Total / Trainable / Non-trainable
  * params with thousands separators. An unbuilt layer shows "?" and 0. */
 void df_model_summary(const df_model *m, FILE *out);
+/* The same with every output's batch dimension (axis 0, open or not) shown
+ * as batch (> 0), as Keras shows a model whose Input has a batch_size. */
+void df_model_summary_batch(const df_model *m, int64_t batch, FILE *out);
 /* Puts every layer variable (and, with opt, the optimizer's state: its
  * iteration counter and slots) into ck by name. The variables must outlive
  * the checkpoint's write (df_checkpoint_put_variable). */

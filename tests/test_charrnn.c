@@ -573,22 +573,22 @@ Test(model, initialisation_follows_keras)
     assert_ok(cr_model_init(&m, &cfg));
     assert_ok(cr_model_init(&same, &cfg));
     assert_ok(cr_model_init(&other, &cfg2));
-    const float *bias = df_variable_tensor(m.bias).data;
+    const float *bias = df_variable_tensor(df_layer_weight(m.rnn[0], "bias")).data;
     for (int i = 0; i < 4 * H; i++)
         cr_expect_eq(bias[i], i >= H && i < 2 * H ? 1.0f : 0.0f, "bias[%d] = %g (gates i,f,c,o; forget = 1)", i, bias[i]);
-    const float *db = df_variable_tensor(m.dense_bias).data;
+    const float *db = df_variable_tensor(df_layer_weight(m.dense, "bias")).data;
     for (int i = 0; i < V; i++) cr_expect_eq(db[i], 0.0f);
-    const float *emb = df_variable_tensor(m.embedding).data;
+    const float *emb = df_variable_tensor(m.params[0]).data;
     float emax = 0;
     for (int i = 0; i < V * E; i++) emax = fmaxf(emax, fabsf(emb[i]));
     cr_expect(emax > 0.03f && emax <= 0.05f, "embedding uniform(-0.05, 0.05): max |x| %g", emax);
-    const float *k = df_variable_tensor(m.kernel).data;
+    const float *k = df_variable_tensor(df_layer_weight(m.rnn[0], "kernel")).data;
     float kmax = 0, limit = sqrtf(6.0f / (E + 4 * H));
     for (int i = 0; i < E * 4 * H; i++) kmax = fmaxf(kmax, fabsf(k[i]));
     cr_expect(kmax > 0.8f * limit && kmax <= limit, "glorot limit %g, max |x| %g", limit, kmax);
-    cr_expect_eq(df_variable_tensor(m.kernel).shape[1], 4 * H);
-    cr_expect_eq(df_variable_tensor(m.recurrent_kernel).shape[0], H);
-    cr_expect_eq(df_variable_tensor(m.dense_kernel).shape[1], V);
+    cr_expect_eq(df_variable_tensor(df_layer_weight(m.rnn[0], "kernel")).shape[1], 4 * H);
+    cr_expect_eq(df_variable_tensor(df_layer_weight(m.rnn[0], "recurrent_kernel")).shape[0], H);
+    cr_expect_eq(df_variable_tensor(df_layer_weight(m.dense, "kernel")).shape[1], V);
     model_hashes a = hash_model(&m), b = hash_model(&same), c = hash_model(&other);
     expect_same_hashes(&a, &b);
     cr_expect_neq(a.hash[0], c.hash[0], "another seed, another embedding");
@@ -649,7 +649,7 @@ static void train_small(bool custom, int steps, float *losses, model_hashes *fin
     assert_ok(cr_model_init(&m, &cfg));
     for (int i = 0; i < steps; i++) {
         feeder_next(&f, &m);
-        df_status st = custom ? cr_custom_step(&m, &f.xt, &f.yt, &losses[i]) : cr_fit_step(&m, &f.xt, &f.yt, &losses[i]);
+        df_status st = cr_step(&m, custom ? "custom" : "fit", &f.xt, &f.yt, &losses[i]);
         cr_assert_eq(st, DF_OK, "step %d: %s", i, df_last_error());
         cr_assert(isfinite(losses[i]));
     }
@@ -711,21 +711,21 @@ Test(training, a_step_updates_every_parameter_and_eval_updates_none)
     feeder_next(&f, &m);
     float loss, l1, l2;
     model_hashes h0 = hash_model(&m);
-    assert_ok(cr_eval_step(&m, &f.xt, &f.yt, &l1));
+    assert_ok(cr_step(&m, "eval", &f.xt, &f.yt, &l1));
     model_hashes h1 = hash_model(&m);
     expect_same_hashes(&h0, &h1);
     cr_model_reset_states(&m);
-    assert_ok(cr_eval_step(&m, &f.xt, &f.yt, &l2));
+    assert_ok(cr_step(&m, "eval", &f.xt, &f.yt, &l2));
     cr_expect_eq(l1, l2, "eval from a reset state repeats exactly");
-    assert_ok(cr_fit_step(&m, &f.xt, &f.yt, &loss));
+    assert_ok(cr_step(&m, "fit", &f.xt, &f.yt, &loss));
     cr_expect_float_eq(loss, l1, 1e-5f, "the step's loss is the loss before its update: %.7g vs %.7g", loss, l1);
     model_hashes h2 = hash_model(&m);
     for (int i = 0; i < h0.params; i++) cr_expect_neq(h2.hash[i], h0.hash[i], "%s did not change", h0.name[i]);
     /* the main (training) state is separate from the evaluation state */
     cr_model_reset_states(&m);
-    assert_ok(cr_eval_step(&m, &f.xt, &f.yt, &l1));
+    assert_ok(cr_step(&m, "eval", &f.xt, &f.yt, &l1));
     float again;
-    assert_ok(cr_fit_step(&m, &f.xt, &f.yt, &again));
+    assert_ok(cr_step(&m, "fit", &f.xt, &f.yt, &again));
     cr_expect_float_eq(again, l1, 1e-5f, "fit (main state) and eval (eval state) both start from zero state");
     cr_model_free(&m);
     feeder_free(&f);
@@ -740,15 +740,18 @@ Test(training, bad_inputs_are_errors)
     float fx[6] = {0};
     float loss;
     df_tensor xt = I32(x, 2, 3), yt = I32(y, 2, 3), ft = F32(fx, 2, 3), flat = I32(x, 6);
-    assert_error(cr_fit_step(&m, &ft, &yt, &loss), DF_ERR_ARG, "i32");
-    assert_error(cr_custom_step(&m, &flat, &yt, &loss), DF_ERR_ARG, "i32");
+    assert_error(cr_step(&m, "fit", &ft, &yt, &loss), DF_ERR_ARG, "i32");
+    assert_error(cr_step(&m, "custom", &flat, &yt, &loss), DF_ERR_ARG, "i32");
+    assert_error(cr_step(&m, "train", &xt, &yt, &loss), DF_ERR_ARG, "no function 'train'");
+    cr_expect_eq(cr_trace_count(&m, "train"), 0);
+    cr_expect_null(cr_graph(&m, "train"));
     x[4] = 5;
-    cr_expect_eq(cr_fit_step(&m, &xt, &yt, &loss), DF_ERR_RANGE, "input id outside the vocabulary: %s", df_last_error());
+    cr_expect_eq(cr_step(&m, "fit", &xt, &yt, &loss), DF_ERR_RANGE, "input id outside the vocabulary: %s", df_last_error());
     x[4] = 4;
     y[2] = -1;
-    cr_expect_eq(cr_fit_step(&m, &xt, &yt, &loss), DF_ERR_RANGE, "target outside the vocabulary: %s", df_last_error());
+    cr_expect_eq(cr_step(&m, "fit", &xt, &yt, &loss), DF_ERR_RANGE, "target outside the vocabulary: %s", df_last_error());
     y[2] = 3;
-    assert_ok(cr_fit_step(&m, &xt, &yt, &loss));
+    assert_ok(cr_step(&m, "fit", &xt, &yt, &loss));
     cr_model_free(&m);
 }
 
@@ -830,7 +833,7 @@ static void trained_model(cr_model *m, cr_vocab *vocab, int steps)
     float loss;
     for (int i = 0; i < steps; i++) {
         feeder_next(&f, m);
-        assert_ok(cr_fit_step(m, &f.xt, &f.yt, &loss));
+        assert_ok(cr_step(m, "fit", &f.xt, &f.yt, &loss));
     }
     *vocab = f.text.vocab;
     feeder_free(&f);
@@ -908,6 +911,20 @@ Test(sampling, a_start_char_outside_the_vocabulary_is_an_error)
     cr_model_free(&m);
 }
 
+/* Writes <dir>/ckpt_<N> as df_fit would (N = epochs completed, or the
+ * epoch in progress), from a run's parts outside the loop. */
+static df_status save_run(const char *dir, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
+                          const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap)
+{
+    if (snprintf(path_out, path_cap, "%s/ckpt_%d", dir, p->epoch_step > 0 ? p->epoch + 1 : p->epoch) >= (int)path_cap)
+        return df_error(DF_ERR_ARG, "checkpoint path too long");
+    cr_run_parts parts = {.rc = rc, .vocab = vocab, .b = (cr_batcher *)b};
+    df_fit_options o = {0};
+    df_fit_history h = {.epochs_done = p->epoch, .steps = p->step, .epoch_step = p->epoch_step, .best = INFINITY};
+    df_status st = cr_run_options(&parts, m, &o);
+    return st == DF_OK ? df_fit_write_checkpoint(&o, &h, path_out) : st;
+}
+
 /* ------------------------------------------------------------- checkpoints */
 
 TestSuite(checkpoint, .init = make_tmpdir, .fini = remove_tmpdir);
@@ -933,10 +950,10 @@ static void fixture_make(fixture *fx, int hidden, int steps, char *path, size_t 
     float loss;
     for (int i = 0; i < steps; i++) {
         feeder_next(&fx->f, &fx->m);
-        assert_ok(cr_fit_step(&fx->m, &fx->f.xt, &fx->f.yt, &loss));
+        assert_ok(cr_step(&fx->m, "fit", &fx->f.xt, &fx->f.yt, &loss));
     }
     fx->p = (cr_progress){.epoch = 1, .step = steps};
-    assert_ok(cr_save_run(tmpdir, &fx->rc, &fx->f.text.vocab, &fx->m, &fx->f.b, &fx->p, path, cap));
+    assert_ok(save_run(tmpdir, &fx->rc, &fx->f.text.vocab, &fx->m, &fx->f.b, &fx->p, path, cap));
 }
 
 static void fixture_free(fixture *fx)
@@ -975,8 +992,8 @@ Test(checkpoint, save_then_load_restores_everything_bit_exact)
     for (int i = 0; i < 5; i++) {
         feeder_next(&fx.f, &fx.m);
         float la, lb;
-        assert_ok(cr_fit_step(&fx.m, &fx.f.xt, &fx.f.yt, &la));
-        assert_ok(cr_fit_step(&m2, &fx.f.xt, &fx.f.yt, &lb));
+        assert_ok(cr_step(&fx.m, "fit", &fx.f.xt, &fx.f.yt, &la));
+        assert_ok(cr_step(&m2, "fit", &fx.f.xt, &fx.f.yt, &lb));
         cr_expect_eq(memcmp(&la, &lb, sizeof la), 0, "step %d: %.9g vs %.9g", i, la, lb);
     }
     model_hashes a = hash_model(&fx.m), b = hash_model(&m2);
@@ -1447,7 +1464,7 @@ Test(fixed_bugs, a_ninth_batch_size_says_why)
     cr_model m;
     cr_config cfg = config(5, 4, 4, 1e-3f, 1);
     assert_ok(cr_model_init(&m, &cfg));
-    int32_t x[9] = {0};
+    int32_t x[CR_MAX_STATES + 1] = {0};
     df_tensor out;
     for (int b = 1; b <= CR_MAX_STATES; b++) {
         df_tensor xt = I32(x, b, 1);
@@ -1524,7 +1541,10 @@ Test(cells, summaries_count_keras_parameters_by_hand)
 {
     /* GRU reset_after at E=256, H=1024: 3*(256*1024 + 1024*1024 + 2*1024) */
     cr_config gru = config_with(65, 256, 1024, CR_CELL_GRU, 1, 0);
-    cr_expect_eq(cr_layer_param_count(&gru, 256), 3938304);
+    cr_model gm;
+    assert_ok(cr_model_init(&gm, &gru));
+    cr_expect_eq(df_layer_param_count(gm.rnn[0]), 3938304);
+    cr_model_free(&gm);
     const char *gru_rows[] = {"embedding (Embedding)", "16,640", "gru (GRU)", "(64, None, 1024)", "3,938,304",
                               "dense (Dense)", "66,625", "Total params: 4,021,569", "Trainable params: 4,021,569"};
     expect_summary(gru, 16640 + 3938304 + 66625, gru_rows, 9);
@@ -1562,15 +1582,15 @@ Test(cells, variables_are_named_and_shaped_as_keras_layers)
         cr_expect_eq(t.shape[0], shapes[i][0], "%s", names[i]);
         if (shapes[i][1]) cr_expect_eq(t.shape[1], shapes[i][1], "%s", names[i]);
     }
-    const float *b = df_variable_tensor(m.layers[1].bias).data;
+    const float *b = df_variable_tensor(df_layer_weight(m.rnn[1], "bias")).data;
     for (int i = 0; i < 60; i++) cr_expect_eq(b[i], 0.0f, "GRU biases start at zero");
-    cr_expect(m.kernel == m.layers[0].kernel && m.bias == m.layers[0].bias);
+    cr_expect(df_layer_weight(m.rnn[0], "kernel") == m.params[1] && df_layer_weight(m.rnn[0], "bias") == m.params[3]);
     cr_model_free(&m);
     /* the stacked LSTM keeps 1 in each layer's forget-gate bias */
     cfg = config_with(12, 6, 10, CR_CELL_LSTM, 2, 0);
     assert_ok(cr_model_init(&m, &cfg));
-    cr_expect_str_eq(df_variable_name(m.layers[1].bias), "lstm_1/bias");
-    b = df_variable_tensor(m.layers[1].bias).data;
+    cr_expect_str_eq(df_variable_name(df_layer_weight(m.rnn[1], "bias")), "lstm_1/bias");
+    b = df_variable_tensor(df_layer_weight(m.rnn[1], "bias")).data;
     for (int i = 0; i < 40; i++) cr_expect_eq(b[i], i >= 10 && i < 20 ? 1.0f : 0.0f);
     cr_model_free(&m);
 }
@@ -1608,7 +1628,7 @@ static void train_cfg(const cr_config *base, int steps, float *losses, model_has
     assert_ok(cr_model_init(&m, &cfg));
     for (int i = 0; i < steps; i++) {
         feeder_next(&f, &m);
-        cr_assert_eq(cr_fit_step(&m, &f.xt, &f.yt, &losses[i]), DF_OK, "step %d: %s", i, df_last_error());
+        cr_assert_eq(cr_step(&m, "fit", &f.xt, &f.yt, &losses[i]), DF_OK, "step %d: %s", i, df_last_error());
         cr_assert(isfinite(losses[i]));
     }
     cr_expect_eq(cr_trace_count(&m, "fit"), 1);
@@ -1683,16 +1703,16 @@ Test(cells, dropout_only_in_training_with_a_new_mask_each_step)
     assert_ok(cr_model_init(&b, &without));
     feeder_next(&f, &a);
     float ea, eb, l[3], nl[2];
-    assert_ok(cr_eval_step(&a, &f.xt, &f.yt, &ea));
-    assert_ok(cr_eval_step(&b, &f.xt, &f.yt, &eb));
+    assert_ok(cr_step(&a, "eval", &f.xt, &f.yt, &ea));
+    assert_ok(cr_step(&b, "eval", &f.xt, &f.yt, &eb));
     cr_expect_eq(ea, eb, "evaluation has no dropout: %.7g vs %.7g", ea, eb);
     for (int i = 0; i < 3; i++) {
         cr_model_reset_states(&a);
-        assert_ok(cr_fit_step(&a, &f.xt, &f.yt, &l[i]));
+        assert_ok(cr_step(&a, "fit", &f.xt, &f.yt, &l[i]));
     }
     for (int i = 0; i < 2; i++) {
         cr_model_reset_states(&b);
-        assert_ok(cr_fit_step(&b, &f.xt, &f.yt, &nl[i]));
+        assert_ok(cr_step(&b, "fit", &f.xt, &f.yt, &nl[i]));
     }
     cr_expect_eq(nl[0], nl[1], "without dropout a step with lr 0 repeats");
     cr_expect_float_eq(nl[0], eb, 1e-5f, "without dropout the training loss is the evaluation loss");
@@ -1729,7 +1749,7 @@ Test(cells, clip_bounds_the_global_norm_of_an_update)
     }
     feeder_next(&f, &m);
     float loss;
-    assert_ok(cr_fit_step(&m, &f.xt, &f.yt, &loss));
+    assert_ok(cr_step(&m, "fit", &f.xt, &f.yt, &loss));
     double sq = 0;
     for (int i = 0; i < m.n_params; i++) {
         df_tensor t = df_variable_tensor(m.params[i]);
@@ -1881,7 +1901,7 @@ Test(cells_resume, a_mismatch_names_the_setting, .init = make_tmpdir, .fini = re
     fx.rc.clipnorm = 2;
     assert_ok(cr_model_init(&fx.m, &fx.rc));
     fx.p = (cr_progress){.epoch = 1, .step = 0};
-    assert_ok(cr_save_run(tmpdir, &fx.rc, &fx.f.text.vocab, &fx.m, &fx.f.b, &fx.p, path, sizeof path));
+    assert_ok(save_run(tmpdir, &fx.rc, &fx.f.text.vocab, &fx.m, &fx.f.b, &fx.p, path, sizeof path));
     /* the config round-trips */
     cr_config peek;
     cr_vocab *v = malloc(sizeof *v);

@@ -1,6 +1,7 @@
 /* test_config.c — config records (dagflow.h): format, parse, compare and
  * the checkpoint blob, on a struct with every field type. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 #include "dagflow.h"
@@ -156,4 +157,45 @@ Test(config, goes_into_a_checkpoint_and_back)
     cr_expect(version == 3 && back.hidden == 32 && back.seed == sample.seed && back.decay == 0.5f);
     cr_expect_neq(df_config_get(ck, "absent", fields, N_FIELDS, &back, &version), DF_OK);
     df_checkpoint_free(ck);
+}
+
+/* Ranges: min <= v <= max, or v < max with below_max; max INFINITY is open;
+ * floats finite; enums among their names. The message names the flag. */
+Test(config, check_enforces_each_fields_range_naming_its_flag)
+{
+    static const df_config_field ranged[] = {
+        {"hidden", DF_CONFIG_INT, offsetof(cfg, hidden), .min = 1, .max = INFINITY},
+        {"steps", DF_CONFIG_INT64, offsetof(cfg, steps), .flag = "steps", .min = 0, .max = 1e13},
+        {"rate", DF_CONFIG_FLOAT, offsetof(cfg, rate), .flag = "learning-rate", .min = 0, .max = INFINITY},
+        {"cell", DF_CONFIG_ENUM, offsetof(cfg, kind), .flag = "cell", .names = cells},
+        {"epochs", DF_CONFIG_INT, offsetof(cfg, epochs), .flag = "epochs"},   /* no range */
+        {"decay", DF_CONFIG_FLOAT, offsetof(cfg, decay), .flag = "decay", .min = 0, .max = 1, .below_max = true}};
+    int n = (int)(sizeof ranged / sizeof ranged[0]);
+    cfg ok = sample;
+    ok.epochs = -5;
+    cr_expect_eq(df_config_check(ranged, n, &ok), DF_OK, "%s", df_last_error());
+    ok.steps = (int64_t)1e13;    /* max itself is in */
+    ok.decay = 0;
+    cr_expect_eq(df_config_check(ranged, n, &ok), DF_OK, "%s", df_last_error());
+    struct { int field; const char *needle; } cases[] = {
+        {0, "hidden must be >= 1, got 0"},          {1, "--steps must be in [0, 1e+13], got 1e+13"},
+        {1, "--steps must be in [0, 1e+13], got -1"}, {2, "--learning-rate must be >= 0, got inf"},
+        {2, "--learning-rate must be >= 0, got nan"}, {3, "--cell must be one of lstm, gru; got 2"},
+        {5, "--decay must be in [0, 1), got 1"},      {5, "--decay must be in [0, 1), got -0.5"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cfg bad = sample;
+        switch (i) {
+        case 0: bad.hidden = 0; break;
+        case 1: bad.steps = (int64_t)1e13 + 1; break;
+        case 2: bad.steps = -1; break;
+        case 3: bad.rate = INFINITY; break;
+        case 4: bad.rate = NAN; break;
+        case 5: bad.kind = (cell)2; break;
+        case 6: bad.decay = 1; break;
+        case 7: bad.decay = -0.5f; break;
+        }
+        cr_expect_eq(df_config_check(ranged, n, &bad), DF_ERR_ARG, "case %zu", i);
+        cr_expect_not_null(strstr(df_last_error(), cases[i].needle), "case %zu: '%s' not in: %s", i, cases[i].needle,
+                           df_last_error());
+    }
 }

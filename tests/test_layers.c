@@ -555,7 +555,7 @@ static float call_loss(df_function *f, int32_t *x, int32_t *y, int B, int T)
 }
 
 /* Training steps (with an evaluation between them) of the compiled layers
- * model and of char-rnn's cr_fit_step / cr_custom_step / cr_eval_step: the
+ * model and of char-rnn's cr_step "fit" / "custom" / "eval": the
  * same losses and, after each step, the same weights and states bit for bit. */
 static void expect_training_like_char_rnn(cr_config c, int B, int T, bool custom, int64_t row0, const char *what)
 {
@@ -571,22 +571,19 @@ static void expect_training_like_char_rnn(cr_config c, int B, int T, bool custom
         char at[96];
         snprintf(at, sizeof at, "%s, step %d", what, step);
         float want, got = call_loss(t.train, x, y, B, T);
-        cr_assert_eq((custom ? cr_custom_step : cr_fit_step)(&cm, &xt, &yt, &want), DF_OK, "%s", df_last_error());
+        cr_assert_eq(cr_step(&cm, custom ? "custom" : "fit", &xt, &yt, &want), DF_OK, "%s", df_last_error());
         cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "%s: loss %.9g vs char-rnn's %.9g", at, got, want);
         expect_same_weights(t.m, &cm, at);
         got = call_loss(t.eval, y, x, B, T);
-        cr_assert_eq(cr_eval_step(&cm, &yt, &xt, &want), DF_OK, "%s", df_last_error());
+        cr_assert_eq(cr_step(&cm, "eval", &yt, &xt, &want), DF_OK, "%s", df_last_error());
         cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "%s: eval loss %.9g vs char-rnn's %.9g", at, got, want);
     }
     for (int slot = 0; slot < 2; slot++) {    /* both states, variable by variable */
-        cr_state *s = cr_model_state(&cm, B, slot);
-        df_variable *ours[2 * CR_MAX_LAYERS];
+        df_variable *ours[2 * CR_MAX_LAYERS], *theirs[2 * CR_MAX_LAYERS];
         int n = df_model_state_variables(t.m, B, slot, ours, 2 * CR_MAX_LAYERS);
         cr_assert_eq(n, cm.n_layers * (c.cell == CR_CELL_LSTM ? 2 : 1), "%s", what);
-        for (int k = 0, j = 0; k < cm.n_layers; k++) {
-            expect_same_variable(ours[j++], s->h[k], what);
-            if (s->c[k]) expect_same_variable(ours[j++], s->c[k], what);
-        }
+        cr_assert_eq(df_model_state_variables(cm.net, B, slot, theirs, 2 * CR_MAX_LAYERS), n, "%s", what);
+        for (int j = 0; j < n; j++) expect_same_variable(ours[j], theirs[j], what);
     }
     free(x);
     free(y);
@@ -746,6 +743,28 @@ Test(layers, stateful_layer_with_an_open_batch_is_an_error)
     df_tensor in = F32(x, 2, 2, 2), out;
     cr_expect_eq(df_function_call(f, &in, 1, &out, 1), DF_ERR_SHAPE);
     cr_expect(strstr(df_last_error(), "'lstm'") && strstr(df_last_error(), "fixed batch size"), "%s", df_last_error());
+    df_function_free(f);
+    df_model_free(u.m);
+}
+
+/* One state per (batch size, slot), DF_MAX_LAYER_STATES of them: the next
+ * call fails its graph with DF_ERR_RANGE saying why (not a null node later). */
+Test(layers, a_stateful_layer_refuses_one_batch_size_too_many_saying_why)
+{
+    model_user u = {df_model_new("m", 5)};
+    cr_assert_eq(df_model_add(u.m, df_gru_layer(2, true, (df_rnn_options){.stateful = true})), DF_OK);
+    df_function *f = df_function_new("forward", build_forward, &u);
+    df_function_set_retrace_warning(f, 0);
+    float x[2 * (DF_MAX_LAYER_STATES + 1)] = {0};
+    df_tensor out;
+    for (int b = 1; b <= DF_MAX_LAYER_STATES; b++) {
+        df_tensor in = F32(x, b, 1, 2);
+        cr_assert_eq(df_function_call(f, &in, 1, &out, 1), DF_OK, "batch %d: %s", b, df_last_error());
+    }
+    df_tensor in = F32(x, DF_MAX_LAYER_STATES + 1, 1, 2);
+    cr_expect_eq(df_function_call(f, &in, 1, &out, 1), DF_ERR_RANGE, "%s", df_last_error());
+    cr_expect(strstr(df_last_error(), "'gru'") && strstr(df_last_error(), "more than 16 batch sizes"), "%s",
+              df_last_error());
     df_function_free(f);
     df_model_free(u.m);
 }
@@ -1253,11 +1272,10 @@ static df_checkpoint *char_rnn_checkpoint(cr_model *cm, int B)
     df_variable *opt_state[2 + 2 * CR_MAX_PARAMS];
     int n = df_optimizer_state(cm->opt, opt_state, 2 + 2 * CR_MAX_PARAMS);
     for (int i = 0; i < n; i++) cr_assert_eq(df_checkpoint_put_variable(ck, opt_state[i]), DF_OK);
-    cr_state *s = cr_model_state(cm, B, CR_STATE_MAIN);
-    for (int k = 0; k < cm->n_layers; k++) {
-        cr_assert_eq(df_checkpoint_put_variable(ck, s->h[k]), DF_OK);
-        if (s->c[k]) cr_assert_eq(df_checkpoint_put_variable(ck, s->c[k]), DF_OK);
-    }
+    df_variable *state[2 * CR_MAX_LAYERS];
+    int n_state = df_model_state_variables(cm->net, B, CR_STATE_MAIN, state, 2 * CR_MAX_LAYERS);
+    cr_assert_eq(n_state, cm->n_layers * (cm->cfg.cell == CR_CELL_LSTM ? 2 : 1));
+    for (int k = 0; k < n_state; k++) cr_assert_eq(df_checkpoint_put_variable(ck, state[k]), DF_OK);
     return through_file(ck);
 }
 
@@ -1272,7 +1290,7 @@ Test(layers, char_rnn_names_restore_its_checkpoint_entries)
     cr_model cm;
     cr_assert_eq(cr_model_init(&cm, &c), DF_OK);
     float want, got;
-    for (int s = 0; s < 2; s++) cr_assert_eq(cr_fit_step(&cm, &xt, &yt, &want), DF_OK, "%s", df_last_error());
+    for (int s = 0; s < 2; s++) cr_assert_eq(cr_step(&cm, "fit", &xt, &yt, &want), DF_OK, "%s", df_last_error());
     df_checkpoint *ck = char_rnn_checkpoint(&cm, B);
 
     twin t = charrnn_twin(&c, 0);
@@ -1294,7 +1312,7 @@ Test(layers, char_rnn_names_restore_its_checkpoint_entries)
     cr_expect_str_eq(df_variable_name(state[0]), "eval_state/h");
 
     got = call_loss(t.train, x, y, B, T);
-    cr_assert_eq(cr_fit_step(&cm, &xt, &yt, &want), DF_OK);
+    cr_assert_eq(cr_step(&cm, "fit", &xt, &yt, &want), DF_OK);
     cr_expect_eq(memcmp(&got, &want, sizeof got), 0, "loss after restoring %.9g vs char-rnn's %.9g", got, want);
     expect_same_weights(t.m, &cm, "a step after restoring");
     df_checkpoint_free(ck);
@@ -1538,5 +1556,199 @@ Test(layers, an_open_last_dimension_takes_any_size_a_fixed_one_does_not)
     cr_expect_neq(df_layer_build(open_width, 2, (int64_t[]){3, DF_DYNAMIC}), DF_OK,
                   "a Dense cannot be built with its input width open");
     df_layer_free(open_width);
+    df_model_free(m);
+}
+
+/* df_function_print_profile: nothing before a profiled run, then a header
+ * with the profiled runs and one row per op that ran, shares adding to 100%. */
+Test(layers, a_train_steps_op_profile_prints_one_row_per_op)
+{
+    df_model *m = df_model_new("mlp", 3);
+    cr_assert_eq(df_model_add(m, df_dense_layer(4, DF_ACT_TANH, true)), DF_OK);
+    df_optimizer *opt = df_sgd_new(0.1f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_OK);
+    df_function *step = df_model_train_step(m);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    cr_expect_eq(df_function_print_profile(step, out), DF_ERR_ARG, "never called");
+    float x[6] = {1, 2, 3, 4, 5, 6}, y[8] = {0};
+    df_tensor in[2] = {F32(x, 2, 3), F32(y, 2, 4)}, loss;
+    cr_assert_eq(df_function_call(step, in, 2, &loss, 1), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_graph_set_profiling(df_function_last_graph(step), true), DF_OK);
+    cr_assert_eq(df_function_print_profile(step, out), DF_OK);
+    fflush(out);
+    cr_expect_eq(len, 0, "no profiled run yet: %s", text);
+    for (int i = 0; i < 3; i++) cr_assert_eq(df_function_call(step, in, 2, &loss, 1), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_function_print_profile(step, out), DF_OK);
+    fclose(out);
+    cr_assert_not_null(strstr(text, "\nProfile over 3 steps ("), "%s", text);
+    df_op_profile prof[64];
+    int n_ops = df_graph_profile(df_function_last_graph(step), prof, 64, NULL), rows = 0;
+    double share_sum = 0;
+    char *rows_text = strstr(text, "share\n"), *save = NULL;   /* after the column header */
+    cr_assert_not_null(rows_text, "%s", text);
+    for (char *line = strtok_r(rows_text + 6, "\n", &save); line; line = strtok_r(NULL, "\n", &save), rows++) {
+        char op[64];
+        int nodes;
+        double ms, share;
+        cr_assert_eq(sscanf(line, "%63s %d %lf %lf%%", op, &nodes, &ms, &share), 4, "row: %s", line);
+        cr_assert_lt(rows, n_ops, "more rows than ops: %s", line);
+        cr_expect_str_eq(op, prof[rows].op, "rows largest first, as df_graph_profile");
+        cr_expect_eq(nodes, prof[rows].nodes, "%s", op);
+        share_sum += share;
+    }
+    cr_expect_gt(n_ops, 2);
+    cr_expect_eq(rows, n_ops, "one row per op: %s", text);
+    cr_expect(share_sum > 99.5 && share_sum < 100.5, "shares add to %g%%: %s", share_sum, text);
+    free(text);
+    df_function_free(step);
+    df_optimizer_free(opt);
+    df_model_free(m);
+}
+
+/* df_fit with DF_FIT_PROGRESS_STEPS prints the custom-loop tutorial's lines
+ * (each step's loss every 100 steps, the epoch's mean at its end, no bar),
+ * and with profile the train step is profiled from its second step on. */
+typedef struct { float x[6], y[8]; double losses[256]; int n; } steps_run;
+
+static df_status steps_next(void *user, df_tensor *in, bool *end)
+{
+    steps_run *d = user;
+    *end = false;
+    in[0] = F32(d->x, 2, 3);
+    in[1] = F32(d->y, 2, 4);
+    return DF_OK;
+}
+
+static df_status steps_record(void *user, const df_fit_step_logs *s)
+{
+    steps_run *d = user;
+    if (d->n < 256) d->losses[d->n++] = s->loss;
+    return DF_OK;
+}
+
+Test(layers, fit_prints_the_custom_loop_lines_and_profiles_from_the_second_step)
+{
+    df_model *m = df_model_new("mlp", 4);
+    cr_assert_eq(df_model_add(m, df_dense_layer(4, DF_ACT_TANH, true)), DF_OK);
+    df_optimizer *opt = df_sgd_new(0.05f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_OK);
+    steps_run d = {.x = {1, 2, 3, -1, 0, 2}, .y = {0.5f, -0.5f, 0.25f, 0, 1, 0, -1, 0.5f}};
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    df_fit_options o = {.train_step = df_model_train_step(m), .n_inputs = 2, .optimizer = opt,
+                        .train = {.next = steps_next, .user = &d}, .epochs = 2, .steps_per_epoch = 101,
+                        .progress = DF_FIT_PROGRESS_STEPS, .out = out, .profile = true,
+                        .on_step = steps_record, .user = &d};
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    fclose(out);
+    cr_assert_eq(d.n, 202);
+    for (int e = 0; e < 2; e++) {
+        char want[96];
+        double mean = 0;
+        for (int i = 0; i < 101; i++) mean += d.losses[101 * e + i] / 101;
+        for (int b = 0; b <= 100; b += 100) {
+            snprintf(want, sizeof want, "Epoch %d Batch %d Loss %.4f\n", e + 1, b, d.losses[101 * e + b]);
+            cr_expect_not_null(strstr(text, want), "'%s' not in:\n%s", want, text);
+        }
+        snprintf(want, sizeof want, "Epoch %d Loss %.4f\nTime taken for 1 epoch ", e + 1, mean);
+        cr_expect_not_null(strstr(text, want), "'%s' not in:\n%s", want, text);
+    }
+    int batch_lines = 0;
+    for (const char *at = text; (at = strstr(at, " Batch ")); at++) batch_lines++;
+    cr_expect_eq(batch_lines, 4, "batches 0 and 100 of each epoch only:\n%s", text);
+    cr_expect_null(strstr(text, "Epoch 1/2"), "no Keras bar or epoch line:\n%s", text);
+    free(text);
+    out = open_memstream(&text, &len);
+    cr_assert_eq(df_function_print_profile(o.train_step, out), DF_OK);
+    fclose(out);
+    cr_expect_not_null(strstr(text, "Profile over 201 steps"), "%s", text);
+    free(text);
+    df_function_free(o.train_step);
+    df_optimizer_free(opt);
+    df_model_free(m);
+}
+
+/* learning_rate_flag: on resume a constant learning_rate replaces the
+ * checkpoint's rate and the "Resumed from" line says so, naming the flag;
+ * the same rate again is the checkpoint's; without the flag it stays. */
+static char *fit_resumed(df_fit_options *o, steps_run *d, float rate, const char *flag, int epochs, float *applied)
+{
+    char *text = NULL;
+    size_t len = 0;
+    o->out = open_memstream(&text, &len);
+    o->learning_rate = rate;
+    o->learning_rate_flag = flag;
+    o->epochs = epochs;
+    d->n = 0;
+    cr_assert_eq(df_fit(o, NULL), DF_OK, "%s", df_last_error());
+    fclose(o->out);
+    *applied = df_optimizer_learning_rate(o->optimizer);
+    return text;
+}
+
+Test(layers, a_resumed_fit_takes_the_flags_learning_rate_and_says_so)
+{
+    char dir[] = "/tmp/dflayers_lr.XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    df_model *m = df_model_new("mlp", 4);
+    cr_assert_eq(df_model_add(m, df_dense_layer(4, DF_ACT_NONE, true)), DF_OK);
+    df_optimizer *opt = df_sgd_new(0.1f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(2, 3)), DF_OK);
+    df_variable *vars[4];
+    int n = df_model_weights(m, vars, 4);
+    steps_run d = {.x = {1, 2, 3, -1, 0, 2}};
+    df_fit_options o = {.train_step = df_model_train_step(m), .n_inputs = 2, .optimizer = opt, .n_variables = n,
+                        .variables = vars, .train = {.next = steps_next, .user = &d}, .steps_per_epoch = 2,
+                        .checkpoint_dir = dir, .progress = DF_FIT_PROGRESS_MESSAGES};
+    float applied;
+    free(fit_resumed(&o, &d, 0.1f, "--lr", 1, &applied));
+    o.resume = true;
+    char *text = fit_resumed(&o, &d, 0.25f, "--lr", 2, &applied);
+    cr_expect_not_null(strstr(text, "step 2, learning rate 0.25 from --lr; the checkpoint had 0.1)\n"), "%s", text);
+    cr_expect_eq(applied, 0.25f);
+    free(text);
+    text = fit_resumed(&o, &d, 0.25f, "--lr", 3, &applied);
+    cr_expect_not_null(strstr(text, "step 4, learning rate 0.25 from the checkpoint)\n"), "%s", text);
+    free(text);
+    text = fit_resumed(&o, &d, 0, "--lr", 4, &applied);
+    cr_expect_not_null(strstr(text, "step 6, learning rate 0.25 from the checkpoint)\n"), "rate 0: not given: %s", text);
+    cr_expect_eq(applied, 0.25f);
+    free(text);
+    text = fit_resumed(&o, &d, 0.5f, NULL, 5, &applied);
+    cr_expect_not_null(strstr(text, "step 8)\n"), "no flag, no note: %s", text);
+    cr_expect_eq(applied, 0.25f, "without the flag the checkpoint's rate stays");
+    free(text);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+    df_function_free(o.train_step);
+    df_optimizer_free(opt);
+    df_model_free(m);
+}
+
+/* df_model_summary_batch shows the batch in every output shape, whatever
+ * the model was built for; the table is otherwise df_model_summary's. */
+Test(layers, a_summary_with_a_batch_shows_it_in_every_output_shape)
+{
+    df_model *m = df_model_new("m", 1);
+    cr_assert_eq(df_model_add(m, df_embedding_layer(10, 4)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_gru_layer(3, true, (df_rnn_options){.return_sequences = true})), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(10, DF_ACT_NONE, true)), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(DF_DYNAMIC, DF_DYNAMIC)), DF_OK, "%s", df_last_error());
+    char *open = capture_summary(NULL, m, 0), *with = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&with, &len);
+    df_model_summary_batch(m, 64, f);
+    fclose(f);
+    cr_expect(strstr(open, "(None, None, 4)") && strstr(open, "(None, None, 10)"), "%s", open);
+    cr_expect(strstr(with, "(64, None, 4)") && strstr(with, "(64, None, 3)") && strstr(with, "(64, None, 10)") &&
+              !strstr(with, "(None"), "%s", with);
+    cr_expect_not_null(strstr(with, "Total params: 161\n"), "%s", with);
+    free(open);
+    free(with);
     df_model_free(m);
 }

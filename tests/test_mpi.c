@@ -280,8 +280,8 @@ static void data_parallel_charrnn(void)
             CHECK(cr_batcher_next(&bdp, x, y) && cr_batcher_next(&bref, xr, yr), "batches");
             CHECK(!memcmp(x, xr + rank * (B / 2) * T, sizeof(int32_t) * (B / 2) * T), "step %d: rank %d's rows", s, rank);
             float l_dp, l_ref;
-            CHECK(cr_fit_step(&dp, &xt, &yt, &l_dp) == DF_OK, "%s", df_last_error());
-            CHECK(cr_fit_step(&ref, &xrt, &yrt, &l_ref) == DF_OK, "%s", df_last_error());
+            CHECK(cr_step(&dp, "fit", &xt, &yt, &l_dp) == DF_OK, "%s", df_last_error());
+            CHECK(cr_step(&ref, "fit", &xrt, &yrt, &l_ref) == DF_OK, "%s", df_last_error());
             MPI_Allreduce(MPI_IN_PLACE, &l_dp, 1, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);    /* df_fit's mean */
             l_dp /= 2;
             worst_loss = fmaxf(worst_loss, fabsf(l_dp - l_ref));

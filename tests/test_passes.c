@@ -325,7 +325,7 @@ static uint64_t train_small(unsigned passes, df_graph_stats *stats)
     cr_model m;
     cr_assert_eq(cr_model_init(&m, &cfg), DF_OK);
     df_graph *g;
-    cr_assert_eq(cr_compile_step(&m, 4, 12, passes, false, &g), DF_OK, "%s", df_last_error());
+    cr_assert_eq(cr_compile_step(&m, 4, 12, passes, &g), DF_OK, "%s", df_last_error());
     int32_t x[48], y[48];
     df_tensor in[2] = {I32(x, 4, 12), I32(y, 4, 12)}, loss;
     for (int step = 0; step < 5; step++) {
@@ -363,7 +363,7 @@ Test(passes, seed_train_step_peak_memory_is_well_under_the_sum_of_tensors)
     cr_model m;
     cr_assert_eq(cr_model_init(&m, &cfg), DF_OK);
     df_graph *g;
-    cr_assert_eq(cr_compile_step(&m, 64, 100, DF_PASS_ALL, false, &g), DF_OK, "%s", df_last_error());
+    cr_assert_eq(cr_compile_step(&m, 64, 100, DF_PASS_ALL, &g), DF_OK, "%s", df_last_error());
     df_graph_stats st;
     cr_assert_eq(df_graph_get_stats(g, &st), DF_OK);
     cr_log_info("seed train step: %d nodes, arena %.1f MB, sum of buffers %.1f MB", st.nodes, st.arena_bytes / 1e6,

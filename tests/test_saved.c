@@ -492,7 +492,7 @@ Test(saved, charrnn_train_steps_continue_bit_for_bit)
         cr_model m;
         cr_assert_eq(cr_model_init(&m, &cfg), DF_OK, "%s", df_last_error());
         df_graph *g;
-        cr_assert_eq(cr_compile_step(&m, 2, 5, DF_PASS_ALL, false, &g), DF_OK, "%s", df_last_error());
+        cr_assert_eq(cr_compile_step(&m, 2, 5, DF_PASS_ALL, &g), DF_OK, "%s", df_last_error());
         const char *path = tmp_path("train.dfg");
         cr_assert_eq(df_graph_export(g, path, 0, NULL), DF_OK, "%s", df_last_error());
         keep_as_seed(path, runs[r].seed);

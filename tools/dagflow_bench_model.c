@@ -1,6 +1,6 @@
 /* dagflow_bench_model.c — `dagflow-bench model charrnn|chargpt`: the
  * flagship training steps. charrnn is the char-rnn seed step of
- * bench/bench_train (examples/charrnn's cr_fit_step: forward, backward and
+ * bench/bench_train (examples/charrnn's cr_step "fit": forward, backward and
  * Adam in one compiled graph, B64 T100 E256 H1024, 65 symbols), counted with
  * bench_train's FLOP formulas. chargpt is char-gpt's default training step
  * (examples/chargpt/gpt.c's model through the public API: B12, block 64,
@@ -57,7 +57,7 @@ static int model_charrnn(const model_opts *o)
         fill_ids(x, (size_t)B * T, V, &rng);
         fill_ids(y, (size_t)B * T, V, &rng);
         double t0 = bench_now();
-        st = cr_fit_step(&m, &xt, &yt, &loss);
+        st = cr_step(&m, "fit", &xt, &yt, &loss);
         if (i >= o->warmup) ms[i - o->warmup] = (bench_now() - t0) * 1e3;
     }
     if (st == DF_OK) {

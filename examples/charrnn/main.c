@@ -246,7 +246,7 @@ static int cmd_graph(int argc, char **argv)
     cr_model m;
     if (st != DF_OK || (st = cr_model_init(&m, &cfg)) != DF_OK) return report("graph", st);
     df_graph *g = NULL;
-    st = cr_compile_step(&m, batch, seq, passes == 0 ? DF_PASS_ALL : 0, true, &g);
+    st = cr_compile_step(&m, batch, seq, passes == 0 ? DF_PASS_ALL : 0, &g);
     static const df_dot_part parts[] = {DF_DOT_ALL, DF_DOT_FORWARD, DF_DOT_BACKWARD};
     if (st == DF_OK) st = df_graph_dump_dot_part(g, dot, parts[part]);
     df_graph_stats stats;

@@ -1,7 +1,7 @@
-/* model.c — variables, the forward graph and the traced step functions. */
-#include <math.h>
+/* model.c — char-rnn's model made of the library's layers and compiled
+ * (df_model_compile) for its fit and eval steps; the GradientTape-style
+ * train_step and the sampling forward are written here. */
 #include <stdio.h>
-#include <stddef.h>
 #include <string.h>
 #include "model.h"
 
@@ -9,36 +9,6 @@ const char *const cr_cell_names[] = {"lstm", "gru", "rnn", NULL};
 const char *const cr_optimizer_names[] = {"adam", "rmsprop", "sgd", NULL};
 
 int cr_config_layers(const cr_config *cfg) { return cfg->layers > 0 ? cfg->layers : 1; }
-
-/* Gates per unit: the width of a layer's kernels is G*H. */
-static int64_t gates(const cr_config *cfg) { return cfg->cell == CR_CELL_LSTM ? 4 : cfg->cell == CR_CELL_GRU ? 3 : 1; }
-
-/* A GRU with reset_after keeps Keras' (2,3H) bias: row 0 input, row 1 recurrent. */
-static bool split_bias(const cr_config *cfg) { return cfg->cell == CR_CELL_GRU && !cfg->gru_reset_before; }
-
-df_status cr_config_check(const cr_config *cfg)
-{
-    if (cfg->vocab < 1 || cfg->embed < 1 || cfg->hidden < 1)
-        return df_error(DF_ERR_ARG, "vocab, embed and hidden sizes must be positive");
-    if ((int)cfg->cell < CR_CELL_LSTM || cfg->cell > CR_CELL_RNN)
-        return df_error(DF_ERR_ARG, "--cell must be lstm, gru or rnn (got %d)", (int)cfg->cell);
-    if (cfg->layers < 0 || cfg->layers > CR_MAX_LAYERS)
-        return df_error(DF_ERR_ARG, "--layers must be in 1..%d, got %d", CR_MAX_LAYERS, cfg->layers);
-    if (!(cfg->dropout >= 0 && cfg->dropout < 1))
-        return df_error(DF_ERR_ARG, "--dropout must be in [0, 1), got %g", cfg->dropout);
-    if ((int)cfg->optimizer < CR_OPT_ADAM || cfg->optimizer > CR_OPT_SGD)
-        return df_error(DF_ERR_ARG, "--optimizer must be adam, rmsprop or sgd (got %d)", (int)cfg->optimizer);
-    if (!(cfg->momentum >= 0 && cfg->momentum < 1))
-        return df_error(DF_ERR_ARG, "--momentum must be in [0, 1), got %g", cfg->momentum);
-    if (cfg->momentum > 0 && cfg->optimizer != CR_OPT_SGD)
-        return df_error(DF_ERR_ARG, "--momentum %g applies to --optimizer sgd only, not %s", cfg->momentum,
-                        cr_optimizer_names[cfg->optimizer]);
-    if (!(cfg->clipnorm >= 0) || isinf(cfg->clipnorm))
-        return df_error(DF_ERR_ARG, "--clip must be a norm >= 0 (0 = off), got %g", cfg->clipnorm);
-    if (!(cfg->learning_rate >= 0) || isinf(cfg->learning_rate))
-        return df_error(DF_ERR_ARG, "--learning-rate must be >= 0, got %g", cfg->learning_rate);
-    return DF_OK;
-}
 
 void cr_config_describe(const cr_config *cfg, char *buf, size_t cap)
 {
@@ -52,17 +22,6 @@ void cr_config_describe(const cr_config *cfg, char *buf, size_t cap)
              cfg->cell == CR_CELL_GRU ? (cfg->gru_reset_before ? ", reset_after=false" : ", reset_after") : "", dropout,
              opt, clip);
 }
-
-int64_t cr_layer_param_count(const cr_config *cfg, int64_t in)
-{
-    int64_t H = cfg->hidden, G = gates(cfg);
-    return G * H * (in + H) + (split_bias(cfg) ? 2 : 1) * G * H;
-}
-
-/* The recurrent layers carry the state of the training and sampling calls
- * in one slot and of evaluation in another. */
-_Static_assert((int)CR_STATE_MAIN == (int)DF_STATE_MAIN && (int)CR_STATE_EVAL == (int)DF_STATE_EVAL,
-               "char-rnn's purposes are the layers' state slots");
 
 static df_layer *recurrent_layer(const cr_config *c)
 {
@@ -96,8 +55,8 @@ static df_status add_layer(cr_model *m, df_layer *l, df_layer **slot)
 }
 
 /* Embedding(V,E) -> n x (recurrent(H) [-> Dropout]) -> Dense(V), built for
- * ids (batch,T) (DF_DYNAMIC: any): the weights are drawn from the seed in layer order. */
-static df_status make_layers(cr_model *m, int64_t batch)
+ * ids (B,T) of any B and T: the weights are drawn from the seed in layer order. */
+static df_status make_layers(cr_model *m)
 {
     const cr_config *c = &m->cfg;
     if (!(m->net = df_model_new("char_rnn", c->seed))) return df_error(DF_ERR_NOMEM, "out of memory for the model");
@@ -109,23 +68,8 @@ static df_status make_layers(cr_model *m, int64_t batch)
         if (st == DF_OK && c->dropout > 0) st = add_layer(m, df_dropout_layer(c->dropout), &m->dropout[k]);
     }
     if (st == DF_OK) st = add_layer(m, df_dense_layer(c->vocab, DF_ACT_NONE, true), &m->dense);
-    if (st == DF_OK) st = df_model_build(m->net, 2, (int64_t[]){batch, DF_DYNAMIC});
+    if (st == DF_OK) st = df_model_build(m->net, 2, (int64_t[]){DF_DYNAMIC, DF_DYNAMIC});
     return st;
-}
-
-/* The struct's handles on the layers' variables, in char-rnn's order. */
-static void find_params(cr_model *m)
-{
-    m->n_params = df_model_weights(m->net, m->params, CR_MAX_PARAMS);
-    m->embedding = m->params[0];
-    for (int k = 0; k < m->n_layers; k++)
-        m->layers[k] = (cr_layer){df_layer_weight(m->rnn[k], "kernel"), df_layer_weight(m->rnn[k], "recurrent_kernel"),
-                                  df_layer_weight(m->rnn[k], "bias")};
-    m->kernel = m->layers[0].kernel;
-    m->recurrent_kernel = m->layers[0].recurrent_kernel;
-    m->bias = m->layers[0].bias;
-    m->dense_kernel = df_layer_weight(m->dense, "kernel");
-    m->dense_bias = df_layer_weight(m->dense, "bias");
 }
 
 static df_optimizer *make_optimizer(const cr_config *c)
@@ -144,6 +88,18 @@ static df_optimizer *make_optimizer(const cr_config *c)
     return o;
 }
 
+/* Dropout masks as char-rnn draws them: from the optimizer's step counter
+ * (steps differ, reruns repeat), salted by the run's seed and the layer,
+ * for this process's rows of the batch (data parallel). */
+static df_status seed_dropout(cr_model *m)
+{
+    df_status st = DF_OK;
+    for (int k = 0; k < m->n_layers && m->dropout[k] && st == DF_OK; k++)
+        st = df_dropout_layer_set_seed(m->dropout[k], m->step_counter,
+                                       m->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)k + 1, m->dropout_row0);
+    return st;
+}
+
 df_status cr_model_init(cr_model *m, const cr_config *cfg)
 {
     memset(m, 0, sizeof *m);
@@ -151,15 +107,13 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg)
     df_status st = cr_config_check(cfg);
     if (st != DF_OK) return st;
     m->cfg.layers = m->n_layers = cr_config_layers(cfg);
-    st = make_layers(m, DF_DYNAMIC);
-    if (st == DF_OK) find_params(m);
+    st = make_layers(m);
+    if (st == DF_OK) m->n_params = df_model_weights(m->net, m->params, CR_MAX_PARAMS);
     if (st == DF_OK && !(m->opt = make_optimizer(cfg))) st = df_error(DF_ERR_NOMEM, "out of memory for the optimizer");
-    if (st == DF_OK) {
-        /* the optimizer's iteration counter (first state variable) seeds dropout */
-        df_variable *counter = NULL;
-        df_optimizer_state(m->opt, &counter, 1);
-        m->step_counter = counter;
-    }
+    if (st == DF_OK) st = df_model_compile(m->net, m->opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
+    /* the optimizer's iteration counter (its first state variable) seeds dropout */
+    if (st == DF_OK) df_optimizer_state(m->opt, &m->step_counter, 1);
+    if (st == DF_OK) st = seed_dropout(m);    /* before anything lists the state: no counter of its own */
     if (st != DF_OK) cr_model_free(m);
     return st;
 }
@@ -179,73 +133,6 @@ void cr_model_reset_states(cr_model *m) { df_model_reset_states(m->net); }
 
 int64_t cr_model_param_count(const cr_model *m) { return df_model_param_count(m->net); }
 
-/* The recurrent state of batch size B for a purpose (the layers' state
- * slot), created on first use (when a new batch size is traced, or a
- * checkpoint restores it). */
-cr_state *cr_model_state(cr_model *m, int batch, int purpose)
-{
-    for (int i = 0; i < m->n_states; i++)
-        if (m->states[i].batch == batch && m->states[i].purpose == purpose) return &m->states[i];
-    if (m->n_states == CR_MAX_STATES) {
-        df_error(DF_ERR_RANGE, "more than %d distinct batch sizes", CR_MAX_STATES);
-        return NULL;
-    }
-    cr_state *s = &m->states[m->n_states];
-    memset(s, 0, sizeof *s);
-    for (int k = 0; k < m->n_layers; k++) {
-        df_variable *hc[2] = {NULL, NULL};
-        if (df_layer_state_variables(m->rnn[k], batch, purpose, hc, 2) < 1) return NULL;
-        s->h[k] = hc[0];
-        s->c[k] = hc[1];
-    }
-    s->batch = batch;
-    s->purpose = purpose;
-    m->n_states++;
-    return s;
-}
-
-/* Dropout masks as char-rnn draws them: from the optimizer's step counter
- * (steps differ, reruns repeat), salted by the run's seed and the layer,
- * for this process's rows of the batch (data parallel). */
-static df_status seed_dropout(cr_model *m)
-{
-    df_status st = DF_OK;
-    for (int k = 0; k < m->n_layers && m->dropout[k] && st == DF_OK; k++)
-        st = df_dropout_layer_set_seed(m->dropout[k], m->step_counter,
-                                       m->cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)k + 1, m->dropout_row0);
-    return st;
-}
-
-/* x (B,T) int -> logits (B,T,V) through the layers, reading and carrying
- * the state of (B, purpose); dropout is active when training. */
-static df_node *forward(df_graph *g, cr_model *m, df_node *x, int purpose, bool training)
-{
-    /* refused here, the graph's error says why (not a later "null node") */
-    if (!cr_model_state(m, (int)df_node_dim(x, 0), purpose)) {
-        df_graph_set_error(g, m->n_states == CR_MAX_STATES ? DF_ERR_RANGE : DF_ERR_NOMEM, "%s", df_last_error());
-        return NULL;
-    }
-    df_status st = seed_dropout(m);
-    if (st != DF_OK) {
-        df_graph_set_error(g, st, "%s", df_last_error());
-        return NULL;
-    }
-    return df_model_call_slot(m->net, g, x, training, purpose);
-}
-
-/* fit: inputs x, y (B,T) -> loss; gradients of every parameter. */
-static df_status build_fit_step(df_graph *g, df_node **in, void *user)
-{
-    cr_model *m = user;
-    df_node *loss = df_sparse_softmax_cross_entropy(g, forward(g, m, in[0], CR_STATE_MAIN, true), in[1]);
-    df_node *param_nodes[CR_MAX_PARAMS], *grads[CR_MAX_PARAMS];
-    for (int i = 0; i < m->n_params; i++) param_nodes[i] = df_var(g, m->params[i]);
-    if (df_gradients(g, loss, NULL, m->n_params, param_nodes, grads) != DF_OK) return df_graph_status(g);
-    df_optimizer_apply(g, m->opt, m->n_params, m->params, grads);
-    df_graph_output(g, loss);
-    return df_graph_status(g);
-}
-
 /* The tutorial's custom training step, GradientTape style:
  *   with tf.GradientTape() as tape:
  *       predictions = model(inp); loss = loss_fn(target, predictions)
@@ -255,7 +142,7 @@ static df_status build_custom_step(df_graph *g, df_node **in, void *user)
 {
     cr_model *m = user;
     df_tape *tape = df_tape_begin(g);
-    df_node *predictions = forward(g, m, in[0], CR_STATE_MAIN, true);
+    df_node *predictions = df_model_call(m->net, g, in[0], true);
     df_node *loss = df_sparse_softmax_cross_entropy(g, predictions, in[1]);
     df_tape_end(tape);
     df_node *grads[CR_MAX_PARAMS];
@@ -265,76 +152,63 @@ static df_status build_custom_step(df_graph *g, df_node **in, void *user)
     return df_graph_status(g);
 }
 
-df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, bool custom, df_graph **out)
+/* Sampling: x (B,T) -> logits (B,T,V), carrying the main state of batch size B. */
+static df_status build_logits(df_graph *g, df_node **in, void *user)
+{
+    df_graph_output(g, df_model_call(((cr_model *)user)->net, g, in[0], false));
+    return df_graph_status(g);
+}
+
+df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, df_graph **out)
 {
     df_graph *g = df_graph_new();
     if (!g) return DF_ERR_NOMEM;
     int64_t shape[2] = {batch, seq};
     df_node *in[2] = {df_placeholder(g, DF_I32, 2, shape, "x"), df_placeholder(g, DF_I32, 2, shape, "y")};
     df_status st = df_graph_set_passes(g, passes);
-    if (st == DF_OK) st = custom ? build_custom_step(g, in, m) : build_fit_step(g, in, m);
+    if (st == DF_OK) st = seed_dropout(m);
+    if (st == DF_OK) st = build_custom_step(g, in, m);
     if (st == DF_OK) st = df_graph_compile(g);
-    if (st != DF_OK) {
-        df_graph_free(g);
-        return st;
-    }
-    *out = g;
-    return DF_OK;
+    if (st == DF_OK) *out = g;
+    else df_graph_free(g);
+    return st;
 }
 
-static df_status build_eval_step(df_graph *g, df_node **in, void *user)
+static df_function *const unknown = NULL;   /* what a name other than the four finds */
+
+static df_function *const *function_slot(const cr_model *m, const char *which)
 {
-    cr_model *m = user;
-    df_graph_output(g, df_sparse_softmax_cross_entropy(g, forward(g, m, in[0], CR_STATE_EVAL, false), in[1]));
-    return df_graph_status(g);
+    return !strcmp(which, "fit") ? &m->fit_step : !strcmp(which, "custom") ? &m->custom_step
+         : !strcmp(which, "eval") ? &m->eval_step : !strcmp(which, "logits") ? &m->logits_fn : &unknown;
 }
 
-static df_status build_logits(df_graph *g, df_node **in, void *user)
-{
-    df_graph_output(g, forward(g, user, in[0], CR_STATE_MAIN, false));
-    return df_graph_status(g);
-}
-
-/* The traced functions: their name for cr_model_function, the name they
- * trace under, their builder and where the model keeps them. */
-static const struct { const char *which, *name; df_build_fn build; size_t at; } functions[] = {
-    {"fit", "fit_step", build_fit_step, offsetof(cr_model, fit_step)},
-    {"custom", "train_step", build_custom_step, offsetof(cr_model, custom_step)},
-    {"eval", "eval_step", build_eval_step, offsetof(cr_model, eval_step)},
-    {"logits", "logits", build_logits, offsetof(cr_model, logits_fn)}};
-
-static int function_index(const char *which)
-{
-    for (int i = 0; i < (int)(sizeof functions / sizeof functions[0]); i++)
-        if (!strcmp(which, functions[i].which)) return i;
-    return -1;
-}
-
-static df_function *function_named(const cr_model *m, const char *which)
-{
-    int i = function_index(which);
-    return i < 0 ? NULL : *(df_function *const *)((const char *)m + functions[i].at);
-}
-
+/* Made on first use, with dropout seeded for this process's rows first. */
 df_function *cr_model_function(cr_model *m, const char *which)
 {
-    int i = function_index(which);
-    if (i < 0) return NULL;
-    df_function **fn = (df_function **)((char *)m + functions[i].at);
-    return *fn ? *fn : (*fn = df_function_new(functions[i].name, functions[i].build, m));
+    df_function **fn = (df_function **)function_slot(m, which);
+    if (fn == (df_function **)&unknown) {
+        df_error(DF_ERR_ARG, "char-rnn: no function '%s' (fit, custom, eval, logits)", which);
+        return NULL;
+    }
+    if (*fn || seed_dropout(m) != DF_OK) return *fn;
+    if (!strcmp(which, "fit")) return *fn = df_model_train_step(m->net);
+    if (!strcmp(which, "eval")) return *fn = df_model_eval_step(m->net);
+    bool custom = !strcmp(which, "custom");
+    return *fn = df_function_new(custom ? "train_step" : "logits", custom ? build_custom_step : build_logits, m);
 }
 
-/* Calls a function (created on first use) on i32 (batch, seq) inputs. */
+/* Calls a function on i32 (batch, seq) inputs; its first output. */
 static df_status call(cr_model *m, const char *which, const df_tensor *in, int n_in, df_tensor *out)
 {
     for (int i = 0; i < n_in; i++)
         if (in[i].dtype != DF_I32 || in[i].ndim != 2)
-            return df_error(DF_ERR_ARG, "%s: inputs must be i32 (batch, seq)", functions[function_index(which)].name);
+            return df_error(DF_ERR_ARG, "char-rnn %s step: inputs must be i32 (batch, seq)", which);
     df_function *fn = cr_model_function(m, which);
-    return fn ? df_function_call(fn, in, n_in, out, 1) : DF_ERR_NOMEM;
+    if (!fn) return function_slot(m, which) == &unknown ? DF_ERR_ARG : DF_ERR_NOMEM;
+    return df_function_call(fn, in, n_in, out, 1);
 }
 
-static df_status loss_call(cr_model *m, const char *which, const df_tensor *x, const df_tensor *y, float *loss)
+df_status cr_step(cr_model *m, const char *which, const df_tensor *x, const df_tensor *y, float *loss)
 {
     df_tensor in[2] = {*x, *y}, out;
     df_status st = call(m, which, in, 2, &out);
@@ -342,31 +216,8 @@ static df_status loss_call(cr_model *m, const char *which, const df_tensor *x, c
     return st;
 }
 
-df_status cr_fit_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss)
-{
-    return loss_call(m, "fit", x, y, loss);
-}
-
-df_status cr_custom_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss)
-{
-    return loss_call(m, "custom", x, y, loss);
-}
-
-df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss)
-{
-    return loss_call(m, "eval", x, y, loss);
-}
-
 df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits) { return call(m, "logits", x, 1, logits); }
-int cr_trace_count(const cr_model *m, const char *which) { return df_function_trace_count(function_named(m, which)); }
-df_graph *cr_graph(const cr_model *m, const char *which) { return df_function_last_graph(function_named(m, which)); }
+int cr_trace_count(const cr_model *m, const char *which) { return df_function_trace_count(*function_slot(m, which)); }
+df_graph *cr_graph(const cr_model *m, const char *which) { return df_function_last_graph(*function_slot(m, which)); }
 
-/* The layers' table (df_model_summary) of the same layers built for this
- * batch size, which its output shapes then show. */
-void cr_model_summary(const cr_model *m, int batch, FILE *out)
-{
-    cr_model shown = {.cfg = m->cfg, .n_layers = m->n_layers};
-    if (make_layers(&shown, batch) == DF_OK) df_model_summary(shown.net, out);
-    else fprintf(out, "char-rnn summary: %s\n", df_last_error());
-    df_model_free(shown.net);
-}
+void cr_model_summary(const cr_model *m, int batch, FILE *out) { df_model_summary_batch(m->net, batch, out); }

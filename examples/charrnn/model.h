@@ -45,53 +45,30 @@ typedef struct cr_config {
 
 /* Layers of a config (layers 0 counts as 1). */
 int cr_config_layers(const cr_config *cfg);
-/* DF_ERR_ARG naming the first bad setting (as its command-line flag). */
+/* DF_ERR_ARG naming the first bad setting as its flag (runstate.c: the config table's ranges). */
 df_status cr_config_check(const cr_config *cfg);
 /* "2 x GRU(256, reset_after), dropout 0.2; sgd (momentum 0.9), clip 1". */
 void cr_config_describe(const cr_config *cfg, char *buf, size_t cap);
 
-/* Recurrent state for one batch size and purpose (training/sampling vs
- * evaluation keep separate states: the layers' state slots). The variables
- * belong to the recurrent layers. */
-typedef struct cr_state {
-    int batch, purpose;
-    df_variable *h[CR_MAX_LAYERS], *c[CR_MAX_LAYERS];   /* per layer; c for LSTM only */
-} cr_state;
-
-enum { CR_STATE_MAIN = 0, CR_STATE_EVAL = 1 };
-#define CR_MAX_STATES 8
+/* Training/sampling and evaluation keep separate recurrent states (the
+ * layers' state slots), one per batch size, up to CR_MAX_STATES each. */
+enum { CR_STATE_MAIN = DF_STATE_MAIN, CR_STATE_EVAL = DF_STATE_EVAL };
+#define CR_MAX_STATES DF_MAX_LAYER_STATES
 /* embedding, 3 per recurrent layer, dense kernel and bias */
 #define CR_MAX_PARAMS (3 + 3 * CR_MAX_LAYERS)
 
-/* One recurrent layer; G = 4 (LSTM, gates i,f,c,o), 3 (GRU, z,r,h) or 1,
- * IN = E for the first layer and H above it. */
-typedef struct cr_layer {
-    df_variable *kernel;           /* (IN,G*H) */
-    df_variable *recurrent_kernel; /* (H,G*H) */
-    df_variable *bias;             /* (G*H), LSTM forget-gate slice = 1; GRU reset_after: (2,3H) */
-} cr_layer;
-
-/* The parameter and state handles are the layers' own variables, found
- * after building, for checkpoints, data parallelism and tests. */
+/* The layers (their variables by df_layer_weight) and the parameters, in
+ * char-rnn's order, for checkpoints, data parallelism and tests. */
 typedef struct cr_model {
     cr_config cfg;
     int n_layers;
     df_model *net;                 /* owns the layers, their variables and states */
     df_layer *embedding_layer, *rnn[CR_MAX_LAYERS], *dropout[CR_MAX_LAYERS], *dense;  /* dropout: NULL without */
-    df_variable *embedding;        /* (V,E) */
-    df_variable *kernel;           /* layer 0's kernel, recurrent kernel and bias */
-    df_variable *recurrent_kernel;
-    df_variable *bias;
-    cr_layer layers[CR_MAX_LAYERS];
-    df_variable *dense_kernel;     /* (H,V) */
-    df_variable *dense_bias;       /* (V) */
     df_variable *params[CR_MAX_PARAMS];   /* embedding, each layer's three, dense kernel, bias */
     int n_params;
     df_optimizer *opt;
     df_variable *step_counter;     /* the optimizer's iteration counter (owned by it): dropout's seed */
     int dropout_row0;              /* data parallel: the first row of the batch this process holds */
-    cr_state states[CR_MAX_STATES];
-    int n_states;
     df_function *fit_step, *custom_step, *eval_step, *logits_fn;
 } cr_model;
 
@@ -99,27 +76,21 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg);
 void cr_model_free(cr_model *m);
 /* Zeroes every recurrent state (epoch start, "reset_states()"). */
 void cr_model_reset_states(cr_model *m);
-/* The state for (batch, purpose), created on first use; NULL on error. */
-cr_state *cr_model_state(cr_model *m, int batch, int purpose);
 int64_t cr_model_param_count(const cr_model *m);
-/* Parameters of one recurrent layer with input width in (Keras' count). */
-int64_t cr_layer_param_count(const cr_config *cfg, int64_t in);
 /* Keras-style summary table: one row per layer (dropout rows have 0). */
 void cr_model_summary(const cr_model *m, int batch, FILE *out);
 
-/* Training step, the fit way: gradients of the loss w.r.t. all parameters
- * via df_gradients, Adam update. x, y (B,T) -> loss. */
-df_status cr_fit_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
-/* The fit step (or with custom, the tape-style train_step) for (batch, seq)
- * as a compiled graph with the given passes (DF_PASS_*), not run; for
- * inspecting plans, passes and graphs. Free with df_graph_free. */
-df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, bool custom, df_graph **out);
-/* Training step, the GradientTape way: a user-written train_step traced once. */
-df_status cr_custom_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
-/* Loss without training (own recurrent state). */
-df_status cr_eval_step(cr_model *m, const df_tensor *x, const df_tensor *y, float *loss);
+/* One step of a loss function on x, y (B,T): "fit" trains the fit way (the
+ * compiled model's df_model_train_step), "custom" the GradientTape way (a
+ * user-written train_step traced once), "eval" evaluates (own recurrent
+ * state, no training). */
+df_status cr_step(cr_model *m, const char *which, const df_tensor *x, const df_tensor *y, float *loss);
+/* The tape-style train_step for (batch, seq) as a compiled graph with the
+ * given passes (DF_PASS_*), not run; for inspecting plans, passes and graphs
+ * (the fit step computes the same bits). Free with df_graph_free. */
+df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, df_graph **out);
 /* Forward only: x (B,T) -> logits (B,T,V) view (valid until the next call);
- * carries the main state of batch size B. */
+ * carries the main state of batch size B (at most CR_MAX_STATES of them). */
 df_status cr_logits(cr_model *m, const df_tensor *x, df_tensor *logits);
 /* The fit step, the custom train_step or the eval step ("fit", "custom",
  * "eval") as a df_function (created on first use), for df_fit: inputs x, y

@@ -11,29 +11,31 @@
 static const char *const batchings[] = {"shuffle", "streams", NULL};
 
 /* Which settings take part in a run, so that a resume compares only those:
- * a constant learning rate is the optimizer's (--learning-rate replaces it,
- * train.c), a schedule is computed from it. */
+ * a constant learning rate is the optimizer's (--learning-rate replaces it on
+ * resume: df_fit's learning_rate_flag), a schedule is computed from it. */
 static bool scheduled(const void *c) { return cr_schedule_active(&((const cr_config *)c)->schedule); }
 static bool decays(const void *c) { return ((const cr_config *)c)->schedule.kind != CR_LR_CONSTANT; }
 static bool steps_down(const void *c) { return ((const cr_config *)c)->schedule.kind == CR_LR_STEP; }
 static bool shuffled(const void *c) { return ((const cr_config *)c)->batching == CR_SHUFFLE; }
 
 #define F(key, type, member, ...) {key, DF_CONFIG_##type, offsetof(cr_config, member), __VA_ARGS__}
-/* The checkpoint's "config" record, in its order; the first eight were there from the start. */
+/* The checkpoint's "config" record, in its order (the first eight were there from the start),
+ * and the ranges cr_config_check enforces. */
 static const df_config_field fields[] = {
     F("vocab", INT, vocab, .required = true), F("embed", INT, embed, .required = true),
     F("hidden", INT, hidden, .required = true), F("seq", INT, seq, .required = true),
     F("batch", INT, batch, .required = true),
     F("batching", ENUM, batching, .flag = "batching", .names = batchings, .required = true),
-    F("learning_rate", FLOAT, learning_rate, .flag = "learning-rate", .required = true, .applies = scheduled),
+    F("learning_rate", FLOAT, learning_rate, .flag = "learning-rate", .required = true, .applies = scheduled,
+      .max = INFINITY),
     F("seed", U64, seed, .flag = "seed", .required = true),
     F("cell", ENUM, cell, .flag = "cell", .names = cr_cell_names),
-    F("layers", INT, layers, .flag = "layers"),
-    F("dropout", FLOAT, dropout, .flag = "dropout"),
+    F("layers", INT, layers, .flag = "layers", .max = CR_MAX_LAYERS),
+    F("dropout", FLOAT, dropout, .flag = "dropout", .max = 1, .below_max = true),
     F("reset_after", BOOL, gru_reset_before, .flag = "reset-after", .negate = true),
     F("optimizer", ENUM, optimizer, .flag = "optimizer", .names = cr_optimizer_names),
-    F("momentum", FLOAT, momentum, .flag = "momentum"),
-    F("clipnorm", FLOAT, clipnorm, .flag = "clip"),
+    F("momentum", FLOAT, momentum, .flag = "momentum", .max = 1, .below_max = true),
+    F("clipnorm", FLOAT, clipnorm, .flag = "clip", .max = INFINITY),
     F("lr_schedule", ENUM, schedule.kind, .flag = "lr-schedule", .names = cr_schedule_names),
     F("warmup_steps", INT, schedule.warmup_steps, .flag = "warmup-steps"),
     F("decay_steps", INT, schedule.decay_steps, .flag = "decay-steps", .applies = decays),
@@ -43,6 +45,17 @@ static const df_config_field fields[] = {
     F("steps_per_epoch", INT, steps_per_epoch, .flag = "steps-per-epoch")};
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
+df_status cr_config_check(const cr_config *cfg)
+{
+    if (cfg->vocab < 1 || cfg->embed < 1 || cfg->hidden < 1)
+        return df_error(DF_ERR_ARG, "vocab, embed and hidden sizes must be positive");
+    df_status st = df_config_check(fields, N_FIELDS, cfg);
+    if (st == DF_OK && cfg->momentum > 0 && cfg->optimizer != CR_OPT_SGD)
+        st = df_error(DF_ERR_ARG, "--momentum %g applies to --optimizer sgd only, not %s", cfg->momentum,
+                      cr_optimizer_names[cfg->optimizer]);
+    return st;
+}
+
 /* The saved settings are the config's, with layers 0 as 1. */
 static cr_config saved_settings(const cr_config *c)
 {
@@ -51,12 +64,13 @@ static cr_config saved_settings(const cr_config *c)
     return s;
 }
 
-static df_status with_path(df_status st, const char *path)
+/* st with the last error's message after "<prefix>: " (a path, a context). */
+static df_status prefixed(df_status st, const char *prefix)
 {
-    if (st == DF_OK || !path) return st;
+    if (st == DF_OK || !prefix) return st;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", df_last_error());
-    return df_error(st, "%s: %s", path, msg);
+    return df_error(st, "%s: %s", prefix, msg);
 }
 
 /* Settings absent from older files are the tutorial's (all zero). */
@@ -68,16 +82,13 @@ static df_status read_meta(const df_checkpoint *ck, const char *path, cr_config 
     df_status st = df_config_get(ck, "config", fields, N_FIELDS, rc, format);
     if (st == DF_OK && *format == 0) *format = 1;    /* the first files had no format key */
     if (st == DF_OK && rc->layers == 0) rc->layers = 1;
-    if (st == DF_OK && (cr_config_check(rc) != DF_OK || cr_schedule_check(&rc->schedule) != DF_OK)) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s", df_last_error());
-        st = df_error(DF_ERR_FORMAT, "checkpoint config is invalid: %s", msg);
-    }
+    if (st == DF_OK && (cr_config_check(rc) != DF_OK || cr_schedule_check(&rc->schedule) != DF_OK))
+        st = prefixed(DF_ERR_FORMAT, "checkpoint config is invalid");
     if (st == DF_OK) st = df_checkpoint_get_blob(ck, "vocab", &data, &len);
     if (st == DF_OK) st = cr_vocab_from_utf8(data, len, vocab);
     if (st == DF_OK && vocab->size != rc->vocab)
         st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->vocab);
-    return with_path(st, path);
+    return prefixed(st, path);
 }
 
 df_status cr_peek_run(const char *path, cr_config *rc, cr_vocab *vocab)
@@ -106,17 +117,15 @@ static df_status compare_vocab(const cr_vocab *saved, const cr_vocab *now)
 static df_status check_meta(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab, bool resuming)
 {
     cr_config saved, now = saved_settings(rc);
-    cr_vocab *saved_vocab = malloc(sizeof *saved_vocab);
+    cr_vocab saved_vocab;
     int format = 0;
-    df_status st = saved_vocab ? read_meta(ck, NULL, &saved, saved_vocab, &format) : DF_ERR_NOMEM;
+    df_status st = read_meta(ck, NULL, &saved, &saved_vocab, &format);
     if (st == DF_OK && resuming && format != CR_CHECKPOINT_FORMAT)
         st = df_error(DF_ERR_FORMAT, "written by %s char-rnn (checkpoint format %d, this one reads %d): retrain, or "
                       "resume it with the char-rnn of dagflow 0.1.0 up to commit 8070f2b", format < CR_CHECKPOINT_FORMAT
                       ? "an older" : "a newer", format, CR_CHECKPOINT_FORMAT);
     if (st == DF_OK && resuming) st = df_config_compare(fields, N_FIELDS, &saved, &now, NULL);
-    if (st == DF_OK) st = compare_vocab(saved_vocab, vocab);
-    free(saved_vocab);
-    return st;
+    return st == DF_OK ? compare_vocab(&saved_vocab, vocab) : st;
 }
 
 static df_status put_meta(df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab)
@@ -173,18 +182,6 @@ static df_status restore_batcher(const df_checkpoint *ck, cr_batcher *b)
     return ok ? DF_OK : df_error(DF_ERR_FORMAT, "bad batcher record");
 }
 
-/* The recurrent state of the training batch, as df_fit checkpoints it. */
-static int state_variables(cr_model *m, const cr_batcher *b, df_variable **vars)
-{
-    int n = 0;
-    cr_state *state = cr_model_state(m, b->rows, CR_STATE_MAIN);
-    for (int k = 0; state && k < m->n_layers; k++) {
-        vars[n++] = state->h[k];
-        if (state->c[k]) vars[n++] = state->c[k];
-    }
-    return state ? n : -1;
-}
-
 static df_status save_extra(void *user, df_checkpoint *ck)
 {
     const cr_run_parts *p = user;
@@ -201,7 +198,8 @@ static df_status restore_extra(void *user, const df_checkpoint *ck)
 
 df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
 {
-    int n = state_variables(m, p->b, p->state);
+    /* the recurrent state of the training batch */
+    int n = df_model_state_variables(m->net, p->b->rows, CR_STATE_MAIN, p->state, 2 * CR_MAX_LAYERS);
     o->optimizer = m->opt;
     o->n_variables = m->n_params;
     o->variables = m->params;
@@ -211,18 +209,6 @@ df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
     o->restore_extra = restore_extra;
     o->user = p;
     return n < 0 ? DF_ERR_NOMEM : DF_OK;
-}
-
-df_status cr_save_run(const char *dir, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
-                      const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap)
-{
-    if (snprintf(path_out, path_cap, "%s/ckpt_%d", dir, p->epoch_step > 0 ? p->epoch + 1 : p->epoch) >= (int)path_cap)
-        return df_error(DF_ERR_ARG, "checkpoint path too long");
-    cr_run_parts parts = {.rc = rc, .vocab = vocab, .b = (cr_batcher *)b};
-    df_fit_options o = {0};
-    df_fit_history h = {.epochs_done = p->epoch, .steps = p->step, .epoch_step = p->epoch_step, .best = INFINITY};
-    df_status st = cr_run_options(&parts, m, &o);
-    return st == DF_OK ? df_fit_write_checkpoint(&o, &h, path_out) : st;
 }
 
 /* With b (a resume) everything df_fit restores, else the weights alone
@@ -241,5 +227,5 @@ df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *voc
     if (b && st == DF_OK && p) *p = (cr_progress){h.epochs_done, h.steps, h.epoch_step};
     if (!b && (st = check_meta(ck, rc, vocab, false)) == DF_OK) st = df_model_restore(m->net, NULL, ck);
     df_checkpoint_free(ck);
-    return with_path(st, path);
+    return prefixed(st, path);
 }

@@ -33,10 +33,6 @@ typedef struct cr_run_parts {
  * rank_variables, save_extra, restore_extra, user = p), others untouched. */
 df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o);
 
-/* Writes <dir>/ckpt_<N> as df_fit would (N = epochs completed, or the epoch
- * in progress), e.g. for tests and fuzz seeds. */
-df_status cr_save_run(const char *dir, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
-                      const cr_batcher *b, const cr_progress *p, char *path_out, size_t path_cap);
 static inline df_status cr_latest_checkpoint(const char *dir, char *path, size_t cap)
 {
     return df_fit_latest_checkpoint(dir, path, cap);

@@ -1,13 +1,12 @@
 /* train.c — `char-rnn train` on the library's loop, df_fit: the batch
- * sources, the checkpoint extras (runstate.h) and the hooks that print what
- * the tutorial's custom loop prints. df_fit does the rest: progress bar,
- * validation, checkpoints and resume, CSV, SVG, signals, the directory lock,
- * the ranks of a data-parallel run. */
+ * sources and the checkpoint extras (runstate.h). df_fit does the rest:
+ * progress bar (or the tutorial's custom-loop lines), validation,
+ * checkpoints and resume, CSV, SVG, signals, the directory lock, the ranks
+ * of a data-parallel run, the op profile. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "dist.h"
 #include "runstate.h"
 #include "text.h"
@@ -24,13 +23,6 @@ void cr_train_defaults(cr_config *o)
                          .schedule = {.decay_steps = 1000, .decay_rate = 0.5f}};
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Everything one training run holds. */
 typedef struct run {
     cr_run_parts parts;                      /* first: df_fit's user is both */
@@ -42,8 +34,6 @@ typedef struct run {
     bool has_val;
     int32_t *x, *y;
     df_tensor in[2];
-    double epoch_start, epoch_sum;            /* the custom loop's epoch line */
-    int64_t epoch_steps, steps;
 } run;
 
 static df_status open_run(run *r, const cr_config *o)
@@ -104,7 +94,6 @@ static df_status train_next(void *user, df_tensor *in, bool *end)
 {
     run *r = user;
     if (cr_stop_requested) df_fit_request_stop();    /* as a signal during this step would */
-    if (r->epoch_steps == 0) r->epoch_start = now_seconds();
     return next_of(r, &r->train, in, end);
 }
 
@@ -112,42 +101,6 @@ static df_status val_next(void *user, df_tensor *in, bool *end) { return next_of
 static void train_start(void *user) { cr_batcher_start_epoch(&((run *)user)->train); }
 static void val_start(void *user) { cr_batcher_start_epoch(&((run *)user)->val); }
 static void reset_states(void *user) { cr_model_reset_states(&((run *)user)->model); }
-
-/* --profile from the second step on (the first one traced); the custom
- * loop's lines, as the tutorial's loop prints them. */
-static df_status on_step(void *user, const df_fit_step_logs *s)
-{
-    run *r = user;
-    const cr_config *o = r->o;
-    if (o->profile && ++r->steps == 1) df_graph_set_profiling(cr_graph(&r->model, o->custom_loop ? "custom" : "fit"), true);
-    if (!o->custom_loop) return DF_OK;
-    r->epoch_sum += s->loss;
-    r->epoch_steps++;
-    if (s->batch % 100 == 0) printf("Epoch %d Batch %lld Loss %.4f\n", s->epoch, (long long)s->batch, s->loss);
-    if (s->last) {
-        printf("Epoch %d Loss %.4f\nTime taken for 1 epoch %.2f sec\n\n", s->epoch, r->epoch_sum / (double)r->epoch_steps,
-               now_seconds() - r->epoch_start);
-        r->epoch_sum = 0;
-        r->epoch_steps = 0;
-    }
-    return DF_OK;
-}
-
-/* A constant learning rate is the optimizer's, restored from the
- * checkpoint: --learning-rate replaces it (a schedule computes it from
- * --learning-rate, which must then match, see runstate.c). */
-static df_status on_resume(void *user, const df_fit_history *h, char *note, size_t cap)
-{
-    run *r = user;
-    float was = df_optimizer_learning_rate(r->model.opt), want = r->rc.learning_rate;
-    if (cr_schedule_active(&r->rc.schedule) || was == want) {
-        snprintf(note, cap, ", learning rate %g from the checkpoint", was);
-    } else {
-        df_optimizer_set_learning_rate(r->model.opt, want);
-        snprintf(note, cap, ", learning rate %g from --learning-rate; the checkpoint had %g", want, was);
-    }
-    return DF_OK;
-}
 
 /* ---------------------------------------------------------------- run */
 
@@ -157,7 +110,7 @@ static df_status untrained_loss(run *r)
 {
     cr_batcher_first_batch(&r->train, r->x, r->y);
     float loss;
-    df_status st = cr_dist_agree(cr_eval_step(&r->model, &r->in[0], &r->in[1], &loss));
+    df_status st = cr_dist_agree(cr_step(&r->model, "eval", &r->in[0], &r->in[1], &loss));
     if (st == DF_OK)
         printf("Untrained loss: %.4f (a uniform guess over %d chars gives ln %d = %.4f)\n", (float)cr_dist_mean(loss),
                r->text.vocab.size, r->text.vocab.size, log((double)r->text.vocab.size));
@@ -179,23 +132,7 @@ static void print_header(const run *r)
                cr_dist_size(), r->train.rows, 4e-6 * (double)cr_model_param_count(&r->model));
 }
 
-/* Per-op share of the train step, largest first (char-rnn train --profile). */
-static void print_profile(const run *r)
-{
-    df_graph *g = cr_graph(&r->model, r->o->custom_loop ? "custom" : "fit");
-    df_op_profile prof[64];
-    int64_t runs;
-    int n = df_graph_profile(g, prof, 64, &runs);
-    if (runs == 0) return;
-    double total = 0;
-    for (int i = 0; i < n && i < 64; i++) total += prof[i].seconds;
-    printf("\nProfile over %lld steps (%.1f ms/step in ops):\n%-22s %6s %12s %7s\n", (long long)runs,
-           1e3 * total / (double)runs, "op", "nodes", "ms/step", "share");
-    for (int i = 0; i < n && i < 64; i++)
-        printf("%-22s %6d %12.3f %6.1f%%\n", prof[i].op, prof[i].nodes, 1e3 * prof[i].seconds / (double)runs,
-               total > 0 ? 100 * prof[i].seconds / total : 0);
-}
-
+static const char *train_step(const cr_config *o) { return o->custom_loop ? "custom" : "fit"; }
 static const char *given(const char *path) { return path && *path ? path : NULL; }
 
 static df_status fit(run *r)
@@ -204,18 +141,18 @@ static df_status fit(run *r)
     int64_t steps = r->train.steps_per_epoch;
     if (o->steps_per_epoch > 0 && o->steps_per_epoch < steps) steps = o->steps_per_epoch;
     df_fit_options f = {
-        .train_step = cr_model_function(&r->model, o->custom_loop ? "custom" : "fit"),
+        .train_step = cr_model_function(&r->model, train_step(o)),
         .eval_step = cr_model_function(&r->model, "eval"), .n_inputs = 2,
         .train = {.next = train_next, .start_epoch = train_start, .user = r},
         .validation = {.next = r->has_val ? val_next : NULL, .start_epoch = val_start, .user = r},
         .epochs = o->epochs, .steps_per_epoch = steps, .schedule = r->rc.schedule,
         .learning_rate = r->rc.learning_rate, .checkpoint_dir = o->checkpoint_dir,
         .checkpoint_every = o->custom_loop ? o->checkpoint_every : 1, .resume = o->resume, .resume_flag = "--resume",
-        .overwrite = o->overwrite,
+        .overwrite = o->overwrite, .learning_rate_flag = "--learning-rate",   /* replaces a constant rate on resume */
         .csv_path = given(o->csv), .plot_path = given(o->csv) ? given(o->plot) : NULL, .handle_signals = true,
-        .progress = o->custom_loop ? DF_FIT_PROGRESS_MESSAGES : DF_FIT_PROGRESS_AUTO,
+        .profile = o->profile, .progress = o->custom_loop ? DF_FIT_PROGRESS_STEPS : DF_FIT_PROGRESS_AUTO,
         .comm = cr_dist_comm(), .check_weights = cr_dist_size() > 1,
-        .reset_states = reset_states, .on_step = on_step, .on_resume = on_resume};
+        .reset_states = reset_states};
     df_status st = cr_run_options(&r->parts, &r->model, &f);   /* the checkpoints' contents; user = r */
     if (st != DF_OK) return st;
     if (!f.train_step || !f.eval_step) return DF_ERR_NOMEM;
@@ -234,7 +171,7 @@ df_status cr_train(const cr_config *o)
     }
     if (st == DF_OK) st = fit(&r);
     if (st == DF_OK && o->custom_loop) printf("train_step traces: %d\n", cr_trace_count(&r.model, "custom"));
-    if (st == DF_OK && o->profile) print_profile(&r);
+    if (st == DF_OK && o->profile) st = df_function_print_profile(cr_model_function(&r.model, train_step(o)), stdout);
     if (st == DF_OK && given(o->csv) && given(o->plot)) printf("Loss curve: %s (data: %s)\n", o->plot, o->csv);
     close_run(&r);
     return st;
