@@ -6,6 +6,10 @@
  * Adding an elementwise op: its line in elementwise.def, its block here, its
  * constructor's declaration in src/dagflow.h and its entry in fusable_cases
  * (tests/test_passes.c). The registry takes it from the table. */
+/* The formulas' selects (df_expf, df_erff) if-convert into vector code only
+ * when floating-point comparisons may be assumed not to trap; values and
+ * rounding are unchanged by this. */
+#pragma GCC optimize ("no-trapping-math")
 #include "common.h"
 #include "elementwise.h"
 
