@@ -99,4 +99,9 @@ static inline int df_ew_arity(int code)
 }
 #define DF_EW_IS_BINARY(code) (df_ew_arity(code) == 2)
 
+/* out[i] = code(A[i*sa], B[i*sb]) for i < len, sa and sb 0 (a scalar) or 1:
+ * the one loop over each formula, vectorised, that the fused interpreter and
+ * the ops' own kernels both run (ops/fused_elementwise.c). */
+void df_ew_run(int code, const float *A, int64_t sa, const float *B, int64_t sb, float *out, int64_t len);
+
 #endif
