@@ -4,6 +4,10 @@
  *   w -= lr / (1-b1^t) * m / (sqrt(v) / sqrt(1-b2^t) + eps)
  * with t = iterations (already incremented). Inputs: grad, lr (), t (i32
  * ()), m, v (slot variables' reads). wd is 0 for a variable without decay. */
+/* sqrtf without errno (its argument, v, is never negative) so that the update
+ * vectorises; no multiply-add contraction, so every clone below rounds as
+ * the scalar code does. */
+#pragma GCC optimize ("no-math-errno", "fp-contract=off")
 #include <math.h>
 #include "common.h"
 
@@ -14,24 +18,45 @@ typedef struct {
 } apply_adamw_attrs;
 DF_ATTRS_END
 
+typedef struct {
+    float b1, b2, eps, decay, step_size, bc2_sqrt;
+} adamw_step;
+
+/* Elements [0, len) of one variable's update; cloned per instruction set. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void adamw_update(const adamw_step *k, float *w, float *m, float *v,
+                         const float *grad, int64_t len)
+{
+    const float b1 = k->b1, b2 = k->b2, eps = k->eps, decay = k->decay, step_size = k->step_size,
+                bc2_sqrt = k->bc2_sqrt;
+#pragma omp simd
+    for (int64_t i = 0; i < len; i++) {
+        float gi = grad[i];
+        w[i] *= decay;
+        m[i] += (1.0f - b1) * (gi - m[i]);
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        w[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+}
+
+#define ADAMW_CHUNK 4096
+
 // grad, m, v (w's shape), lr (), t () -> w, m, v storage
 static df_status apply_adamw_forward(df_node *n)
 {
     float *w = n->data, *m = DF_F32P(n->in[3]), *v = DF_F32P(n->in[4]);
     const float *grad = DF_F32P(n->in[0]);
     const apply_adamw_attrs *a = DF_ATTRS(n, apply_adamw_attrs);
-    float b1 = a->beta1, b2 = a->beta2, eps = a->epsilon, lr = DF_F32P(n->in[1])[0];
+    float lr = DF_F32P(n->in[1])[0];
     double t = (double)DF_I32P(n->in[2])[0];
-    float decay = 1.0f - lr * a->weight_decay;
-    float step_size = (float)(lr / (1.0 - pow(b1, t))), bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
-    int64_t N = n->numel;
+    adamw_step k = {.b1 = a->beta1, .b2 = a->beta2, .eps = a->epsilon, .decay = 1.0f - lr * a->weight_decay,
+                    .step_size = (float)(lr / (1.0 - pow(a->beta1, t))),
+                    .bc2_sqrt = (float)sqrt(1.0 - pow(a->beta2, t))};
+    int64_t N = n->numel, chunks = (N + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
-    for (int64_t i = 0; i < N; i++) {
-        float gi = grad[i];
-        w[i] *= decay;
-        m[i] += (1.0f - b1) * (gi - m[i]);
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        w[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t i0 = c * ADAMW_CHUNK, len = N - i0 < ADAMW_CHUNK ? N - i0 : ADAMW_CHUNK;
+        adamw_update(&k, w + i0, m + i0, v + i0, grad + i0, len);
     }
     return DF_OK;
 }

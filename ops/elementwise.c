@@ -6,28 +6,38 @@
  * Adding an elementwise op: its line in elementwise.def, its block here, its
  * constructor's declaration in src/dagflow.h and its entry in fusable_cases
  * (tests/test_passes.c). The registry takes it from the table. */
+/* The formulas' selects (df_expf, df_erff) if-convert into vector code only
+ * when floating-point comparisons may be assumed not to trap; values and
+ * rounding are unchanged by this. */
+#pragma GCC optimize ("no-trapping-math")
+/* No multiply-add contraction in the broadcast loops below either: they round
+ * every operation as the formula is written, as df_ew_run does. */
+#pragma GCC optimize ("fp-contract=off")
+
+/* The contiguous cases run df_ew_run (the fused interpreter's vectorised
+ * loop, cloned per instruction set) over chunks of DF_EW_CHUNK elements, a
+ * multiple of the interpreter's block, in a parallel loop of chunks. */
+#define DF_EW_CHUNK 4096
 #include "common.h"
 #include "elementwise.h"
 
-/* Binary kernel with broadcasting; EXPR uses float a, b. The loops are
- * `omp simd` (each element depends only on its own inputs, and an output may
- * alias an input element for element), so arithmetic EXPRs vectorize; EXPRs
- * that call libm (expf, tanhf, logf) stay scalar calls. */
-#define DF_BINARY_KERNEL(fname, EXPR)                                            \
+/* Binary kernel with broadcasting, op code CODE, EXPR its formula in float
+ * a, b. Same shapes and a scalar b run df_ew_run; the broadcast rows run
+ * their own `omp simd` loop (each element depends only on its own inputs,
+ * and an output may alias an input element for element). */
+#define DF_BINARY_KERNEL(fname, CODE, EXPR)                                      \
     static df_status fname(df_node *n)                                          \
     {                                                                            \
         const float *A = DF_F32P(n->in[0]), *B = DF_F32P(n->in[1]);             \
         float *Y = DF_F32P(n);                                                   \
-        int64_t N = n->numel;                                                    \
-        if (n->in[0]->numel == N && n->in[1]->numel == N) {                      \
-            _Pragma("omp parallel for simd schedule(static) if (N > DF_PAR_MIN)") \
-            for (int64_t i = 0; i < N; i++) { float a = A[i], b = B[i]; Y[i] = (EXPR); } \
-            return DF_OK;                                                        \
-        }                                                                        \
-        if (n->in[1]->numel == 1) {                                              \
-            float b = B[0];                                                      \
-            _Pragma("omp parallel for simd schedule(static) if (N > DF_PAR_MIN)") \
-            for (int64_t i = 0; i < N; i++) { float a = A[i]; Y[i] = (EXPR); }   \
+        int64_t N = n->numel, chunks = (N + DF_EW_CHUNK - 1) / DF_EW_CHUNK;      \
+        bool same = n->in[0]->numel == N && n->in[1]->numel == N;                \
+        if (same || n->in[1]->numel == 1) {                                      \
+            _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")     \
+            for (int64_t c = 0; c < chunks; c++) {                               \
+                int64_t i0 = c * DF_EW_CHUNK, len = N - i0 < DF_EW_CHUNK ? N - i0 : DF_EW_CHUNK; \
+                df_ew_run(CODE, A + i0, 1, same ? B + i0 : B, same, Y + i0, len);  \
+            }                                                                    \
             return DF_OK;                                                        \
         }                                                                        \
         int64_t sa[DF_MAX_DIMS], sb[DF_MAX_DIMS], dims[DF_MAX_DIMS];             \
@@ -61,24 +71,27 @@
         return DF_OK;                                                            \
     }
 
-/* Unary kernel; EXPR uses float x. */
-#define DF_UNARY_KERNEL(fname, EXPR)                                             \
+/* Unary kernel of op code CODE: df_ew_run over chunks. */
+#define DF_UNARY_KERNEL(fname, CODE)                                             \
     static df_status fname(df_node *n)                                          \
     {                                                                            \
         const float *X = DF_F32P(n->in[0]);                                      \
         float *Y = DF_F32P(n);                                                   \
-        int64_t N = n->numel;                                                    \
-        _Pragma("omp parallel for simd schedule(static) if (N > DF_PAR_MIN)")    \
-        for (int64_t i = 0; i < N; i++) { float x = X[i]; Y[i] = (EXPR); }       \
+        int64_t N = n->numel, chunks = (N + DF_EW_CHUNK - 1) / DF_EW_CHUNK;      \
+        _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")         \
+        for (int64_t c = 0; c < chunks; c++) {                                   \
+            int64_t i0 = c * DF_EW_CHUNK;                                        \
+            df_ew_run(CODE, X + i0, 1, NULL, 0, Y + i0, N - i0 < DF_EW_CHUNK ? N - i0 : DF_EW_CHUNK); \
+        }                                                                        \
         return DF_OK;                                                            \
     }
 
 /* ------------------------------------------------ generated from the table */
 
 /* <name>_forward: the op's kernel around its formula df_ew_<name>. */
-#define DF_EW_KERNEL_1(name) DF_UNARY_KERNEL(name##_forward, df_ew_##name(x))
-#define DF_EW_KERNEL_2(name) DF_BINARY_KERNEL(name##_forward, df_ew_##name(a, b))
-#define DF_EW(name, CODE, arity, ...) DF_EW_KERNEL_##arity(name)
+#define DF_EW_KERNEL_1(name, CODE) DF_UNARY_KERNEL(name##_forward, DF_EW_##CODE)
+#define DF_EW_KERNEL_2(name, CODE) DF_BINARY_KERNEL(name##_forward, DF_EW_##CODE, df_ew_##name(a, b))
+#define DF_EW(name, CODE, arity, ...) DF_EW_KERNEL_##arity(name, CODE)
 #include "elementwise.def"
 
 /* <name>_code: the op's fusion code, for DF_EW_OP below. */

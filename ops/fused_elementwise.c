@@ -5,20 +5,47 @@
  * op's formula df_ew_<name> (ops/elementwise.def), the function the op's own
  * kernel calls, so fused results are bit-identical to unfused ones. */
 #include <string.h>
+/* The formulas' selects (df_expf, df_erff) if-convert into vector code only
+ * when floating-point comparisons may be assumed not to trap; values and
+ * rounding are unchanged by this. */
+#pragma GCC optimize ("no-trapping-math")
+/* No multiply-add contraction: each clone below (and the scalar tail) rounds
+ * every operation as the formula is written, so results do not depend on the
+ * instruction set the CPU has. */
+#pragma GCC optimize ("fp-contract=off")
 #include "common.h"
 #include "elementwise.h"
 
 #define BLOCK 256
 
-/* out[i] = code(A[i*sa], B[i*sb]) for i < len; sa/sb are 0 for scalars. */
-static void run_instruction(int code, const float *A, int64_t sa, const float *B, int64_t sb, float *out, int64_t len)
+/* out[i] = code(A[i*sa], B[i*sb]) for i < len; sa/sb are 0 for scalars.
+ * Each stride case has its own `omp simd` loop (a stride known to be 0 or 1
+ * lets the formulas vectorise); every case calls the same df_ew_<name>.
+ * Cloned per instruction set (picked when the library loads): wider vectors
+ * run the formulas' long polynomials in fewer instructions. The ops' own
+ * kernels (ops/elementwise.c) run their contiguous loops through this same
+ * function, so fused and unfused results are the same bits also where two
+ * instruction sequences could legitimately differ (a select against a
+ * denormal under FTZ/DAZ: a blend keeps it, a scalar maxss flushes it). */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void df_ew_run(int code, const float *A, int64_t sa, const float *B, int64_t sb, float *out, int64_t len)
 {
-#define DF_EW_LOOP_1(name) for (int64_t i = 0; i < len; i++) out[i] = df_ew_##name(A[i * sa]);
-#define DF_EW_LOOP_2(name) for (int64_t i = 0; i < len; i++) out[i] = df_ew_##name(A[i * sa], B[i * sb]);
+#define DF_EW_SIMD(body) _Pragma("omp simd") for (int64_t i = 0; i < len; i++) body
+#define DF_EW_LOOP_1(name)                                                       \
+    if (sa) DF_EW_SIMD(out[i] = df_ew_##name(A[i]);)                             \
+    else { float a0 = A[0]; DF_EW_SIMD(out[i] = df_ew_##name(a0);) }
+#define DF_EW_LOOP_2(name)                                                       \
+    if (sa && sb) DF_EW_SIMD(out[i] = df_ew_##name(A[i], B[i]);)                 \
+    else if (sa) { float b0 = B[0]; DF_EW_SIMD(out[i] = df_ew_##name(A[i], b0);) } \
+    else if (sb) { float a0 = A[0]; DF_EW_SIMD(out[i] = df_ew_##name(a0, B[i]);) } \
+    else { float v = df_ew_##name(A[0], B[0]); DF_EW_SIMD(out[i] = v;) }
     switch (code) {
-#define DF_EW(name, CODE, arity, ...) case DF_EW_##CODE: DF_EW_LOOP_##arity(name) break;
+#define DF_EW(name, CODE, arity, ...) case DF_EW_##CODE: { DF_EW_LOOP_##arity(name) } break;
 #include "elementwise.def"
     }
+#undef DF_EW_SIMD
+#undef DF_EW_LOOP_1
+#undef DF_EW_LOOP_2
 }
 
 // inputs (S) or scalars -> y (S)
@@ -43,7 +70,7 @@ static df_status fused_elementwise_forward(df_node *n)
                 src[j] = DF_F32P(x) + start * stride[j];
             }
             float *out = k == p->n - 1 ? Y + start : regs[k];
-            run_instruction(p->ins[k].code, src[0], stride[0], src[1], stride[1], out, len);
+            df_ew_run(p->ins[k].code, src[0], stride[0], src[1], stride[1], out, len);
         }
     }
     return DF_OK;

@@ -14,12 +14,16 @@ DF_ATTRS_END
 
 static df_node *layer_norm_grad(df_graph *g, df_node *x, df_node *gain, df_node *dy, float eps);
 
-/* Mean and 1/sqrt(var + eps) of one row, two passes in double. */
+/* Mean and 1/sqrt(var + eps) of one row, two passes in double. The sums are
+ * `omp simd` reductions (summed in vector lanes, so in another order than
+ * left to right: a difference in the last bits of a double). */
 static void row_stats(const float *x, int64_t C, float eps, double *mean, double *rstd)
 {
     double sum = 0, sq = 0;
+#pragma omp simd reduction(+:sum)
     for (int64_t j = 0; j < C; j++) sum += x[j];
     double m = C ? sum / (double)C : 0;
+#pragma omp simd reduction(+:sq)
     for (int64_t j = 0; j < C; j++) sq += ((double)x[j] - m) * ((double)x[j] - m);
     *mean = m;
     *rstd = 1.0 / sqrt((C ? sq / (double)C : 0) + (double)eps);
@@ -62,10 +66,13 @@ static df_status layer_norm_forward(df_node *n)
         double mean, rstd;
         row_stats(xr, C, eps, &mean, &rstd);
         float m = (float)mean, s = (float)rstd;
-        if (G)
+        if (G) {
+#pragma omp simd
             for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s * G[j] + B[j];
-        else
+        } else {
+#pragma omp simd
             for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s;
+        }
     }
     return DF_OK;
 }
@@ -148,12 +155,14 @@ static df_status layer_norm_grad_forward(df_node *n)
         const float *xr = X + r * C, *dyr = DY + r * C;
         double mean, rstd, sum_gdy = 0, sum_gdy_xhat = 0;
         row_stats(xr, C, eps, &mean, &rstd);
+#pragma omp simd reduction(+:sum_gdy, sum_gdy_xhat)
         for (int64_t j = 0; j < C; j++) {
             double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
             sum_gdy += gdy;
             sum_gdy_xhat += gdy * xhat;
         }
         double a = sum_gdy / (double)C, b = sum_gdy_xhat / (double)C;
+#pragma omp simd
         for (int64_t j = 0; j < C; j++) {
             double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
             DX[r * C + j] = (float)(rstd * (gdy - a - xhat * b));
