@@ -35,8 +35,21 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
  * force one path for every shape; the environment variable DF_GEMM_ISA
  * (dagflow.h) sets it for the process. */
 typedef enum df_gemm_path {
-    DF_GEMM_AUTO, DF_GEMM_OPENBLAS, DF_GEMM_PORTABLE, DF_GEMM_AVX2, DF_GEMM_AVX512
+    DF_GEMM_AUTO, DF_GEMM_OPENBLAS, DF_GEMM_PORTABLE, DF_GEMM_AVX2, DF_GEMM_AVX512,
+    /* bf16 operands, fp32 sums (AVX512_BF16): never chosen by AUTO or
+     * DF_GEMM_ISA, only asked for by df_sgemm_prec under DF_PRECISION_BF16;
+     * where it cannot run df_sgemm_path falls back to the fp32 paths */
+    DF_GEMM_BF16
 } df_gemm_path;
+/* What the CPU (or OS, or build) lacks for DF_GEMM_BF16, named for a user
+ * ("avx512_bf16 (cpuid ...)"), or NULL when it runs here. */
+const char *df_gemm_bf16_missing(void);
+/* Test hook: on = behave as on a CPU without AVX512_BF16. */
+void df_gemm_bf16_pretend_missing(bool on);
+/* df_sgemm under a precision: DF_PRECISION_BF16 on DF_GEMM_BF16 (fp32 when
+ * it cannot run), else exactly df_sgemm. */
+void df_sgemm_prec(df_precision prec, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* df_sgemm on a given path; a dagflow path the CPU lacks falls back to the
  * next lower one (avx512 -> avx2 -> portable). */
 void df_sgemm_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,

@@ -1,0 +1,242 @@
+/* test_bf16.c — the bf16 GEMM path (src/gemm_kernels.c, AVX512_BF16) and
+ * the DF_PRECISION_BF16 setting of matmul and the fused LSTM.
+ *
+ * Tolerance of a bf16 product against the double reference of the fp32
+ * operands: bf16 keeps 8 significant bits, so rounding to nearest changes
+ * an operand by at most u = 2^-8 of itself and a product a*b by at most
+ * 2u + u^2 < 2^-7 + 2^-16; the product of two bf16 is exact in fp32, and
+ * the K-term fp32 sum adds at most (K + 2) 2^-24 of sum |a b| (plus alpha
+ * and beta's roundings). So every element obeys
+ *     |c - ref| <= (2^-7 + 2^-16 + (K + 2) 2^-24) (|alpha| sum_k |a b| + |beta c0|),
+ * a bound that holds for any data (not a statistical one). On random data
+ * the errors of the K terms cancel in part, and the whole matrix's relative
+ * (Frobenius) error stays near 2^-8 / sqrt(3) per term's share; the test
+ * also asks it to be at most 2^-8 (a biased rounding, such as truncation,
+ * is about 2^-8 and fails it at the sizes below), and at least 2^-12 (an
+ * fp32 product is ~2^-22: bf16 must really be used).
+ *
+ * On a CPU without AVX512_BF16 the kernel and op tests skip with a message
+ * naming the missing feature; the refusal tests run everywhere. */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base.h"
+
+/* Skips the test, saying why, where the bf16 kernels cannot run. */
+#define REQUIRE_BF16()                                                                               \
+    do {                                                                                             \
+        const char *missing_ = df_gemm_bf16_missing();                                               \
+        if (missing_) cr_skip_test("bf16 not checked: this CPU lacks %s", missing_);                 \
+    } while (0)
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Du;
+static float uniform(void)                       /* in [-1, 1) */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+#define SENTINEL 12345.0f
+
+typedef struct problem {
+    bool ta, tb;
+    int64_t M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    float *A, *B, *C0, *C;
+} problem;
+
+static problem make_problem(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta)
+{
+    const int64_t pad = 3;
+    problem p = {ta, tb, M, N, K, (ta ? M : K) + pad, (tb ? K : N) + pad, N + pad, alpha, beta, NULL, NULL, NULL, NULL};
+    const int64_t arows = ta ? K : M, brows = tb ? N : K;
+    p.A = malloc(sizeof(float) * (size_t)(arows * p.lda + 1));
+    p.B = malloc(sizeof(float) * (size_t)(brows * p.ldb + 1));
+    p.C0 = malloc(sizeof(float) * (size_t)(M * p.ldc + 1));
+    p.C = malloc(sizeof(float) * (size_t)(M * p.ldc + 1));
+    cr_assert(p.A && p.B && p.C0 && p.C);
+    for (int64_t i = 0; i < arows * p.lda; i++) p.A[i] = uniform();
+    for (int64_t i = 0; i < brows * p.ldb; i++) p.B[i] = uniform();
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < p.ldc; j++) p.C0[i * p.ldc + j] = j >= N ? SENTINEL : beta == 0.0f ? NAN : uniform();
+    return p;
+}
+
+static void free_problem(problem *p)
+{
+    free(p->A);
+    free(p->B);
+    free(p->C0);
+    free(p->C);
+}
+
+static float a_at(const problem *p, int64_t i, int64_t k) { return p->ta ? p->A[k * p->lda + i] : p->A[i * p->lda + k]; }
+static float b_at(const problem *p, int64_t k, int64_t j) { return p->tb ? p->B[j * p->ldb + k] : p->B[k * p->ldb + j]; }
+
+static void run_bf16(problem *p)
+{
+    memcpy(p->C, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
+    df_sgemm_path(DF_GEMM_BF16, p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta, p->C,
+                  p->ldc);
+}
+
+/* The elementwise bound of the header, the sentinel past column N, and the
+ * matrix's relative error in [2^-12, 2^-8] when it has enough terms for
+ * that statistic (M*N*K >= 4096). */
+static void check_bf16(const problem *p)
+{
+    const double rel = pow(2, -7) + pow(2, -16) + (p->K + 2) * pow(2, -24);
+    double err2 = 0, ref2 = 0;
+    for (int64_t i = 0; i < p->M; i++) {
+        for (int64_t j = 0; j < p->ldc; j++) {
+            const float got = p->C[i * p->ldc + j];
+            if (j >= p->N) {
+                cr_assert(got == SENTINEL, "M=%ld N=%ld K=%ld: wrote C[%ld][%ld] past column N", (long)p->M,
+                          (long)p->N, (long)p->K, (long)i, (long)j);
+                continue;
+            }
+            double s = 0, mag = 0;
+            for (int64_t k = 0; k < p->K; k++) {
+                const double t = (double)a_at(p, i, k) * b_at(p, k, j);
+                s += t;
+                mag += fabs(t);
+            }
+            const double c0 = p->beta == 0.0f ? 0.0 : p->C0[i * p->ldc + j];
+            const double want = p->alpha * s + p->beta * c0;
+            const double tol = rel * (fabs(p->alpha) * mag + fabs(p->beta * c0)) + 1e-30;
+            if (!(fabs(got - want) <= tol))
+                cr_assert_fail("bf16 %s%sM=%ld N=%ld K=%ld alpha=%g beta=%g: C[%ld][%ld] = %.9g, want %.9g (tol %.3g)",
+                               p->ta ? "ta " : "", p->tb ? "tb " : "", (long)p->M, (long)p->N, (long)p->K, p->alpha,
+                               p->beta, (long)i, (long)j, got, want, tol);
+            err2 += (got - want) * (got - want);
+            ref2 += (p->alpha * s) * (p->alpha * s);
+        }
+    }
+    if (p->M * p->N * p->K >= 4096 && p->beta == 0.0f) {
+        const double frob = sqrt(err2 / ref2);
+        if (getenv("BF16_VERBOSE")) cr_log_info("K=%ld frob %.3g = 2^%.2f", (long)p->K, frob, log2(frob));
+        cr_assert(frob <= pow(2, -8) && frob >= pow(2, -12),
+                  "bf16 %s%sM=%ld N=%ld K=%ld: relative error %.3g outside [2^-12, 2^-8] = [%.3g, %.3g]",
+                  p->ta ? "ta " : "", p->tb ? "tb " : "", (long)p->M, (long)p->N, (long)p->K, frob, pow(2, -12),
+                  pow(2, -8));
+    }
+}
+
+/* Edge shapes: M, N, K around the 12 x 32 tile and the 256-step k block,
+ * K odd (a pair with one zero), one row or column, all four transposes. */
+Test(bf16_gemm, edge_shapes_and_transposes)
+{
+    REQUIRE_BF16();
+    static const int64_t shapes[][3] = {
+        {1, 1, 1}, {1, 33, 7}, {13, 1, 17}, {7, 17, 33}, {12, 32, 256}, {13, 33, 257},
+        {25, 65, 513}, {24, 31, 2}, {11, 97, 301}, {40, 48, 1000},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            problem p = make_problem(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
+            run_bf16(&p);
+            check_bf16(&p);
+            free_problem(&p);
+        }
+}
+
+Test(bf16_gemm, alpha_and_beta)
+{
+    REQUIRE_BF16();
+    static const float ab[][2] = {{1, 1}, {-0.5f, 2}, {2, 0}};
+    for (size_t s = 0; s < 3; s++)
+        for (int t = 0; t < 4; t++) {
+            problem p = make_problem(t & 1, t & 2, 19, 45, 299, ab[s][0], ab[s][1]);
+            run_bf16(&p);
+            check_bf16(&p);
+            free_problem(&p);
+        }
+}
+
+/* The operands are rounded to nearest even, not truncated: 1 + 2^-8 + 2^-12
+ * is past half an ulp (2^-8) of 1 in bf16, so it becomes 1 + 2^-7; exactly
+ * half (1 + 2^-8) rounds to the even 1. Through both packings (k-major and
+ * k-contiguous) of both operands. */
+Test(bf16_gemm, rounds_to_nearest_even)
+{
+    REQUIRE_BF16();
+    const float up = 1.0f + 0x1p-8f + 0x1p-12f, tie = 1.0f + 0x1p-8f;
+    for (int t = 0; t < 4; t++) {
+        float A[2] = {up, tie}, B[2] = {1.0f, 1.0f}, C = 0;
+        df_sgemm_path(DF_GEMM_BF16, t & 1, t & 2, 1, 1, 2, 1.0f, A, (t & 1) ? 1 : 2, B, (t & 2) ? 2 : 1, 0.0f, &C, 1);
+        cr_assert(C == 2.0f + 0x1p-7f, "transposes %d: (1+2^-8+2^-12) + (1+2^-8) in bf16 = %.9g, want %.9g", t, C,
+                  2.0f + 0x1p-7f);
+        float A2[2] = {1.0f, 1.0f}, B2[2] = {up, tie};
+        df_sgemm_path(DF_GEMM_BF16, t & 1, t & 2, 1, 1, 2, 1.0f, A2, (t & 1) ? 1 : 2, B2, (t & 2) ? 2 : 1, 0.0f, &C, 1);
+        cr_assert(C == 2.0f + 0x1p-7f, "transposes %d, rounded B: %.9g, want %.9g", t, C, 2.0f + 0x1p-7f);
+    }
+}
+
+/* Big enough to be split among threads: the same bits on 1, 2 and 3. */
+Test(bf16_gemm, same_bits_on_any_thread_count)
+{
+    REQUIRE_BF16();
+    df_team_set_adapt(0);
+    for (int t = 0; t < 4; t++) {
+        problem p = make_problem(t & 1, t & 2, 150, 230, 517, 1.0f, 0.0f);
+        float *first = malloc(sizeof(float) * (size_t)(p.M * p.ldc));
+        cr_assert(first);
+        for (int nth = 1; nth <= 3; nth++) {
+            df_set_num_threads(nth);
+            run_bf16(&p);
+            if (nth == 1) {
+                check_bf16(&p);
+                memcpy(first, p.C, sizeof(float) * (size_t)(p.M * p.ldc));
+            } else {
+                cr_assert(memcmp(first, p.C, sizeof(float) * (size_t)(p.M * p.ldc)) == 0,
+                          "transposes %d: bits on %d threads differ from 1 thread", t, nth);
+            }
+        }
+        free(first);
+        free_problem(&p);
+    }
+    df_set_num_threads(2);
+    df_team_set_adapt(-1);
+}
+
+/* B packed once (df_gemm_pack_b) gives the bits of the unpacked product. */
+Test(bf16_gemm, packed_b_same_bits)
+{
+    REQUIRE_BF16();
+    for (int tb = 0; tb < 2; tb++) {
+        problem p = make_problem(false, tb, 70, 100, 515, 1.0f, 0.0f);
+        run_bf16(&p);
+        check_bf16(&p);
+        float *C2 = malloc(sizeof(float) * (size_t)(p.M * p.ldc));
+        float *buf = aligned_alloc(64, (df_gemm_packed_b_floats(DF_GEMM_BF16, p.K, p.N) * sizeof(float) + 63) / 64 * 64);
+        cr_assert(C2 && buf);
+        memcpy(C2, p.C0, sizeof(float) * (size_t)(p.M * p.ldc));
+        df_gemm_packed_b pb;
+        cr_assert(df_gemm_pack_b(DF_GEMM_BF16, &pb, tb, p.K, p.N, p.B, p.ldb, buf));
+        cr_assert(df_sgemm_packed(p.M, 1.0f, p.A, p.lda, &pb, 0.0f, C2, p.ldc));
+        cr_assert(memcmp(C2, p.C, sizeof(float) * (size_t)(p.M * p.ldc)) == 0, "tb %d: packed B bits differ", tb);
+        free(buf);
+        free(C2);
+        free_problem(&p);
+    }
+}
+
+/* ------------------------------------------------------- refusal, anywhere */
+Test(bf16_refusal, missing_feature_is_named)
+{
+    df_gemm_bf16_pretend_missing(true);
+    cr_assert_null(df_gemm_kernels_for(DF_GEMM_BF16));
+    df_status st = df_set_precision(DF_PRECISION_BF16);
+    cr_assert_eq(st, DF_ERR_UNSUPPORTED, "df_set_precision(bf16) without the feature: status %d", st);
+    cr_assert(strstr(df_last_error(), "avx512_bf16"), "message does not name the feature: %s", df_last_error());
+    cr_assert_eq(df_get_precision(), DF_PRECISION_FP32, "a refused precision was kept");
+    cr_assert_eq(df_precision_check((df_precision)7), DF_ERR_ARG);
+    df_gemm_bf16_pretend_missing(false);
+    if (!df_gemm_bf16_missing()) cr_assert_eq(df_set_precision(DF_PRECISION_BF16), DF_OK, "%s", df_last_error());
+    df_set_precision(DF_PRECISION_FP32);
+}
