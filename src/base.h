@@ -81,6 +81,13 @@ bool df_gemm_pack_b(df_gemm_path path, df_gemm_packed_b *pb, bool tb, int64_t K,
  * memory ran out. */
 bool df_sgemm_packed(int64_t M, float alpha, const float *A, int64_t lda, const df_gemm_packed_b *pb, float beta,
                      float *C, int64_t ldc);
+/* Columns [n0, n1) of that product on the calling thread only (for callers
+ * that share the columns among their own threads); n0 a multiple of the
+ * kernel set's panel width (32 for bf16, 48 for avx512 fp32). Each element
+ * gets the bits df_sgemm_packed gives it. false, having written nothing,
+ * when n0 is not so aligned or scratch memory ran out. */
+bool df_sgemm_packed_cols(int64_t M, float alpha, const float *A, int64_t lda, const df_gemm_packed_b *pb, int64_t n0,
+                          int64_t n1, float beta, float *C, int64_t ldc);
 /* The dagflow kernel path df_sgemm takes for this shape, or DF_GEMM_OPENBLAS. */
 df_gemm_path df_sgemm_chosen_path(bool ta, bool tb, int64_t M, int64_t N, int64_t K);
 

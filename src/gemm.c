@@ -430,3 +430,15 @@ bool df_sgemm_packed(int64_t M, float alpha, const float *A, int64_t lda, const 
     const gemm_args g = {false, false, M, pb->N, pb->K, alpha, beta, A, NULL, lda, 0, ldc, C, pb};
     return gemm_run(pb->ks, &g);
 }
+
+bool df_sgemm_packed_cols(int64_t M, float alpha, const float *A, int64_t lda, const df_gemm_packed_b *pb, int64_t n0,
+                          int64_t n1, float beta, float *C, int64_t ldc)
+{
+    if (M <= 0 || n0 >= n1) return true;
+    if (n0 < 0 || n1 > pb->N || n0 % pb->ks->nr != 0) return false;
+    const gemm_args g = {false, false, M, pb->N, pb->K, alpha, beta, A, NULL, lda, 0, ldc, C, pb};
+    float *scratch = block_scratch(pb->ks, &g, 0, M, n0, n1);
+    if (!scratch) return false;
+    gemm_block(pb->ks, &g, 0, M, n0, n1, scratch);
+    return true;
+}

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base.h"
+#include "helpers.h"
 
 /* Skips the test, saying why, where the bf16 kernels cannot run. */
 #define REQUIRE_BF16()                                                                               \
@@ -239,4 +240,159 @@ Test(bf16_refusal, missing_feature_is_named)
     df_gemm_bf16_pretend_missing(false);
     if (!df_gemm_bf16_missing()) cr_assert_eq(df_set_precision(DF_PRECISION_BF16), DF_OK, "%s", df_last_error());
     df_set_precision(DF_PRECISION_FP32);
+}
+
+/* ------------------------------------------------------ the precision setting */
+
+/* sqrt(sum (a-b)^2 / sum b^2) */
+static double rel_diff(const float *a, const float *b, int64_t n)
+{
+    double e = 0, r = 0;
+    for (int64_t i = 0; i < n; i++) {
+        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return r > 0 ? sqrt(e / r) : sqrt(e);
+}
+
+static df_status build_matmul(df_graph *g, df_node **in, void *user)
+{
+    (void)user;
+    df_graph_output(g, df_matmul(g, in[0], in[1], false, true));
+    return df_graph_status(g);
+}
+
+/* df_function_set_precision: that function's calls take bf16 operands
+ * (about 2^-9 off fp32 here, far more than fp32's own ~2^-22), another
+ * function's stay fp32 bit for bit, and the thread's setting is untouched. */
+Test(bf16_precision, function_setting_reaches_matmul)
+{
+    REQUIRE_BF16();
+    enum { M = 40, N = 70, K = 300 };
+    df_rng rng;
+    df_rng_seed(&rng, 3);
+    float *a = rand_buf(&rng, M * K, -1, 1), *b = rand_buf(&rng, N * K, -1, 1), *ref = malloc(sizeof(float) * M * N);
+    cr_assert(ref);
+    df_sgemm(false, true, M, N, K, 1.0f, a, K, b, K, 0.0f, ref, N);
+    df_tensor in[2] = {F32(a, M, K), F32(b, N, K)}, out;
+    df_function *f32 = df_function_new("fp32", build_matmul, NULL), *f16 = df_function_new("bf16", build_matmul, NULL);
+    cr_assert_eq(df_function_set_precision(f16, DF_PRECISION_BF16), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_function_call(f32, in, 2, &out, 1), DF_OK, "%s", df_last_error());
+    cr_assert(memcmp(out.data, ref, sizeof(float) * M * N) == 0, "an fp32 function's matmul is not df_sgemm's bits");
+    cr_assert_eq(df_function_call(f16, in, 2, &out, 1), DF_OK, "%s", df_last_error());
+    const double d = rel_diff(out.data, ref, M * N);
+    cr_assert(d <= 0x1p-8 && d >= 0x1p-12, "bf16 matmul vs fp32: relative difference %.3g not in [2^-12, 2^-8]", d);
+    cr_assert_eq(df_get_precision(), DF_PRECISION_FP32, "the function's precision leaked into the thread's");
+    df_function_free(f32);
+    df_function_free(f16);
+    free(a), free(b), free(ref);
+}
+
+/* The fused LSTM forward and backward (lstm, lstm_grad, d w_rec) in bf16
+ * against fp32, at a size that runs the threaded packed path with a last
+ * unit slice short of a panel (H = 300). */
+enum { LB = 16, LT = 6, LH = 300 };
+
+static df_graph *build_lstm(void)
+{
+    df_graph *g = df_graph_new();
+    df_node *in[5] = {PH(g, LB, LT, 4 * LH), PH(g, LH, 4 * LH), PH(g, LB, LH), PH(g, LB, LH), PH(g, LB, LT, LH)};
+    df_node *h = df_lstm(g, in[0], in[1], in[2], in[3]), *grads[4];
+    df_node *loss = df_sum(g, df_mul(g, h, in[4]), NULL, 0, false);
+    cr_assert_eq(df_gradients(g, loss, NULL, 4, in, grads), DF_OK, "%s", df_graph_error(g));
+    df_graph_output(g, h);
+    df_graph_output(g, df_lstm_final_c(g, h));
+    for (int i = 0; i < 4; i++) df_graph_output(g, grads[i]);
+    return g;
+}
+
+static const int64_t lstm_numel[6] = {LB * LT * LH, LB * LH, LB * LT * 4 * LH, LH * 4 * LH, LB * LH, LB * LH};
+static const char *lstm_out_name[6] = {"h", "final c", "d xproj", "d w_rec", "d h0", "d c0"};
+
+typedef struct lstm_data { float *x, *w, *h0, *c0, *r; df_tensor in[5]; } lstm_data;
+
+static lstm_data lstm_inputs(void)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 17);
+    lstm_data d;
+    d.x = rand_buf(&rng, LB * LT * 4 * LH, -2, 2);
+    d.w = rand_buf(&rng, LH * 4 * LH, -0.1f, 0.1f);
+    d.h0 = rand_buf(&rng, LB * LH, -1, 1);
+    d.c0 = rand_buf(&rng, LB * LH, -1, 1);
+    d.r = rand_buf(&rng, LB * LT * LH, -1, 1);
+    d.in[0] = F32(d.x, LB, LT, 4 * LH);
+    d.in[1] = F32(d.w, LH, 4 * LH);
+    d.in[2] = F32(d.h0, LB, LH);
+    d.in[3] = F32(d.c0, LB, LH);
+    d.in[4] = F32(d.r, LB, LT, LH);
+    return d;
+}
+
+static void lstm_free(lstm_data *d) { free(d->x), free(d->w), free(d->h0), free(d->c0), free(d->r); }
+
+static void run_lstm(df_graph *g, const df_tensor *in, df_precision p, float **copy)
+{
+    cr_assert_eq(df_set_precision(p), DF_OK, "%s", df_last_error());
+    df_tensor o[6];
+    cr_assert_eq(df_graph_run(g, in, 5, o, 6), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_set_precision(DF_PRECISION_FP32), DF_OK);
+    for (int i = 0; i < 6; i++) {
+        copy[i] = malloc((size_t)lstm_numel[i] * sizeof(float));
+        cr_assert(copy[i]);
+        memcpy(copy[i], o[i].data, (size_t)lstm_numel[i] * sizeof(float));
+    }
+}
+
+/* Each output within 2^-7 (relative, whole array) of fp32's: the products'
+ * ~2^-9 compounded through 6 steps and the backward (measured 2^-8.5 to
+ * 2^-11); and at least 2^-16
+ * off, or bf16 was not used (fp32 runs agree to the bit). */
+Test(bf16_precision, lstm_forward_backward_near_fp32)
+{
+    REQUIRE_BF16();
+    lstm_data d = lstm_inputs();
+    df_graph *g = build_lstm();
+    float *f32[6], *b16[6];
+    run_lstm(g, d.in, DF_PRECISION_FP32, f32);
+    run_lstm(g, d.in, DF_PRECISION_BF16, b16);
+    for (int i = 0; i < 6; i++) {
+        const double r = rel_diff(b16[i], f32[i], lstm_numel[i]);
+        if (getenv("BF16_VERBOSE")) cr_log_info("%s: bf16 vs fp32 %.3g = 2^%.2f", lstm_out_name[i], r, log2(r));
+        cr_expect(r <= 0x1p-7 && r >= 0x1p-16, "%s: bf16 vs fp32 relative difference %.3g not in [2^-16, 2^-7]",
+                  lstm_out_name[i], r);
+        free(f32[i]), free(b16[i]);
+    }
+    df_graph_free(g);
+    lstm_free(&d);
+}
+
+/* bf16 is deterministic: the same bits run after run, graph after graph,
+ * and on 1, 2 and 3 threads. */
+Test(bf16_precision, lstm_same_bits_any_run_and_thread_count)
+{
+    REQUIRE_BF16();
+    df_team_set_adapt(0);
+    lstm_data d = lstm_inputs();
+    df_graph *g1 = build_lstm(), *g2 = build_lstm();
+    float *first[6], *again[6];
+    df_set_num_threads(1);
+    run_lstm(g1, d.in, DF_PRECISION_BF16, first);
+    for (int pass = 0; pass < 4; pass++) {
+        const int nth = pass < 2 ? 2 : 3;
+        df_set_num_threads(nth);
+        run_lstm(pass == 1 ? g2 : g1, d.in, DF_PRECISION_BF16, again);
+        for (int i = 0; i < 6; i++) {
+            cr_expect(memcmp(first[i], again[i], (size_t)lstm_numel[i] * sizeof(float)) == 0,
+                      "%s: bf16 bits differ on %d threads (%s graph) from 1 thread", lstm_out_name[i], nth,
+                      pass == 1 ? "a fresh" : "the same");
+            free(again[i]);
+        }
+    }
+    for (int i = 0; i < 6; i++) free(first[i]);
+    df_set_num_threads(2);
+    df_team_set_adapt(-1);
+    df_graph_free(g1);
+    df_graph_free(g2);
+    lstm_free(&d);
 }
