@@ -396,3 +396,94 @@ Test(bf16_precision, lstm_same_bits_any_run_and_thread_count)
     df_graph_free(g2);
     lstm_free(&d);
 }
+
+/* The GRU's and SimpleRNN's recurrent products (cell_weight) in bf16:
+ * h and the gradients of the inputs near fp32's and not equal to them. */
+static df_graph *build_cell(bool gru, int64_t B, int64_t T, int64_t H, int *n_in)
+{
+    df_graph *g = df_graph_new();
+    const int64_t G = gru ? 3 * H : H;
+    df_node *in[4] = {PH(g, B, T, G), PH(g, H, G), PH(g, B, H), PH(g, B, T, H)};
+    df_node *h = gru ? df_gru(g, in[0], in[1], NULL, in[2], true) : df_simple_rnn(g, in[0], in[1], in[2]), *grads[3];
+    df_node *loss = df_sum(g, df_mul(g, h, in[3]), NULL, 0, false);
+    cr_assert_eq(df_gradients(g, loss, NULL, 3, in, grads), DF_OK, "%s", df_graph_error(g));
+    df_graph_output(g, h);
+    for (int i = 0; i < 3; i++) df_graph_output(g, grads[i]);
+    *n_in = 4;
+    return g;
+}
+
+Test(bf16_precision, gru_and_simple_rnn_near_fp32)
+{
+    REQUIRE_BF16();
+    enum { B = 8, T = 5, H = 96 };
+    for (int gru = 0; gru < 2; gru++) {
+        const int64_t G = gru ? 3 * H : H, numel[4] = {B * T * H, B * T * G, H * G, B * H};
+        df_rng rng;
+        df_rng_seed(&rng, 5);
+        float *x = rand_buf(&rng, B * T * G, -1, 1), *w = rand_buf(&rng, H * G, -0.1f, 0.1f);
+        float *h0 = rand_buf(&rng, B * H, -1, 1), *r = rand_buf(&rng, B * T * H, -1, 1);
+        df_tensor in[4] = {F32(x, B, T, G), F32(w, H, G), F32(h0, B, H), F32(r, B, T, H)}, o[4];
+        int n_in;
+        df_graph *g = build_cell(gru, B, T, H, &n_in);
+        float *f32[4];
+        cr_assert_eq(df_graph_run(g, in, n_in, o, 4), DF_OK, "%s", df_last_error());
+        for (int i = 0; i < 4; i++) {
+            f32[i] = malloc((size_t)numel[i] * sizeof(float));
+            memcpy(f32[i], o[i].data, (size_t)numel[i] * sizeof(float));
+        }
+        cr_assert_eq(df_set_precision(DF_PRECISION_BF16), DF_OK);
+        cr_assert_eq(df_graph_run(g, in, n_in, o, 4), DF_OK, "%s", df_last_error());
+        df_set_precision(DF_PRECISION_FP32);
+        static const char *what[4] = {"h", "d xproj", "d w_rec", "d h0"};
+        for (int i = 0; i < 4; i++) {
+            const double d = rel_diff(o[i].data, f32[i], numel[i]);
+            if (getenv("BF16_VERBOSE")) cr_log_info("%s %s: %.3g = 2^%.2f", gru ? "gru" : "rnn", what[i], d, log2(d));
+            cr_expect(d <= 0x1p-7 && d >= 0x1p-16, "%s %s: bf16 vs fp32 relative difference %.3g not in [2^-16, 2^-7]",
+                      gru ? "gru" : "simple_rnn", what[i], d);
+            free(f32[i]);
+        }
+        df_graph_free(g);
+        free(x), free(w), free(h0), free(r);
+    }
+}
+
+/* With T = 1 and h0 = 0 the forward's recurrent product is exactly 0 in
+ * either precision, so h, c and d xproj (the gate math, fp32 in both) must
+ * match fp32 to the bit, while d h0 = dz @ w_rec^T is lstm_grad's bf16
+ * product: near fp32's and not equal to it. */
+Test(bf16_precision, lstm_gates_fp32_backward_product_bf16)
+{
+    REQUIRE_BF16();
+    enum { B = 16, H = 256 };
+    df_rng rng;
+    df_rng_seed(&rng, 23);
+    float *x = rand_buf(&rng, B * 4 * H, -2, 2), *w = rand_buf(&rng, H * 4 * H, -0.1f, 0.1f);
+    float *h0 = calloc(B * H, sizeof(float)), *c0 = rand_buf(&rng, B * H, -1, 1), *r = rand_buf(&rng, B * H, -1, 1);
+    cr_assert(h0);
+    df_graph *g = df_graph_new();
+    df_node *in[5] = {PH(g, B, 1, 4 * H), PH(g, H, 4 * H), PH(g, B, H), PH(g, B, H), PH(g, B, 1, H)};
+    df_node *h = df_lstm(g, in[0], in[1], in[2], in[3]), *grads[3];
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, h, in[4]), NULL, 0, false), NULL, 3, in, grads), DF_OK);
+    df_graph_output(g, h);
+    df_graph_output(g, grads[0]);
+    df_graph_output(g, grads[2]);
+    df_tensor t[5] = {F32(x, B, 1, 4 * H), F32(w, H, 4 * H), F32(h0, B, H), F32(c0, B, H), F32(r, B, 1, H)}, o[3];
+    const int64_t numel[3] = {B * H, B * 4 * H, B * H};
+    float *f32[3];
+    cr_assert_eq(df_graph_run(g, t, 5, o, 3), DF_OK, "%s", df_last_error());
+    for (int i = 0; i < 3; i++) {
+        f32[i] = malloc((size_t)numel[i] * sizeof(float));
+        memcpy(f32[i], o[i].data, (size_t)numel[i] * sizeof(float));
+    }
+    cr_assert_eq(df_set_precision(DF_PRECISION_BF16), DF_OK);
+    cr_assert_eq(df_graph_run(g, t, 5, o, 3), DF_OK, "%s", df_last_error());
+    df_set_precision(DF_PRECISION_FP32);
+    cr_expect(memcmp(o[0].data, f32[0], (size_t)numel[0] * sizeof(float)) == 0, "h differs from fp32's");
+    cr_expect(memcmp(o[1].data, f32[1], (size_t)numel[1] * sizeof(float)) == 0, "d xproj differs from fp32's");
+    const double d = rel_diff(o[2].data, f32[2], numel[2]);
+    cr_expect(d <= 0x1p-7 && d >= 0x1p-16, "d h0: bf16 vs fp32 relative difference %.3g not in [2^-16, 2^-7]", d);
+    for (int i = 0; i < 3; i++) free(f32[i]);
+    df_graph_free(g);
+    free(x), free(w), free(h0), free(c0), free(r);
+}
