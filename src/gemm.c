@@ -324,7 +324,8 @@ static bool gemv_run(const df_gemm_kernels *ks, const gemm_args *g)
 /* What the CPU or OS lacks for the bf16 kernels, NULL when nothing: the
  * AVX512_BF16 bit (cpuid leaf 7 subleaf 1, EAX bit 5), AVX-512 F/BW/VL
  * (leaf 7 subleaf 0, EBX bits 16, 30, 31) and the OS saving the zmm and
- * opmask state (XCR0 bits 1, 2, 5, 6, 7), read once. */
+ * opmask state (XCR0 bits 1, 2, 5, 6, 7), read once; and DQ (bit 17), which
+ * the packing uses. */
 static const char *cpu_bf16_missing(void)
 {
     unsigned a, b, c, d;
@@ -333,7 +334,8 @@ static const char *cpu_bf16_missing(void)
     __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
     if ((xcr0_lo & 0xE6) != 0xE6) return "OS support for the AVX-512 register state (XCR0)";
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return "cpuid leaf 7";
-    if (!(b & (1u << 16)) || !(b & (1u << 30)) || !(b & (1u << 31))) return "avx512f/avx512bw/avx512vl";
+    if (!(b & (1u << 16)) || !(b & (1u << 17)) || !(b & (1u << 30)) || !(b & (1u << 31)))
+        return "avx512f/avx512dq/avx512bw/avx512vl";
     if (a < 1 || !__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5)))
         return "avx512_bf16 (cpuid leaf 7 subleaf 1, EAX bit 5)";
     return NULL;

@@ -383,7 +383,7 @@ const df_gemm_kernels df_gemm_avx2 = {
 };
 
 /* ------------------------------------------------------------ AVX512_BF16 */
-#define TARGET_BF16 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
+#define TARGET_BF16 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl,avx512dq")))
 #define BF_MR 12
 #define BF_NR 32
 
@@ -418,29 +418,35 @@ TARGET_BF16 static void pack_bf16_kmajor(const float *X, int64_t ldx, int64_t r0
     }
 }
 
-/* k contiguous (X[r*ldx + k]): 32 floats of one row give 16 pairs, which
- * go down that row's column of the panel. */
+/* k contiguous (X[r*ldx + k]): a pair is two adjacent floats, so one
+ * 64-bit gather fetches the pairs of 8 rows, and two of them convert into
+ * the 16 pairs of a panel row at once (rows past `rows` gathered as zero);
+ * an odd last k pairs with zero. */
 TARGET_BF16 static void pack_bf16_kcontig(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
                                           int64_t kc, int w, uint32_t *P)
 {
-    const int64_t pairs = (kc + 1) / 2;
-    for (int64_t r = 0; r < w; r++) {
-        uint32_t *dst = P + r;
-        if (r >= rows) {
-            for (int64_t kp = 0; kp < pairs; kp++) dst[kp * w] = 0;
-            continue;
+    const int64_t valid = rows < w ? rows : w;
+    const __m512i idx = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64(ldx));
+    for (int64_t g = 0; g < w; g += 16) {
+        const int64_t left = valid - g;
+        const __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+        const __mmask16 store = w - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (w - g)) - 1);
+        const float *x0 = X + (r0 + g) * ldx + p0, *x8 = x0 + 8 * ldx;
+        uint32_t *dst = P + g;
+        int64_t kp = 0;
+        for (; 2 * kp + 1 < kc; kp++, dst += w) {
+            const __m512d lo = _mm512_mask_i64gather_pd(_mm512_setzero_pd(), (__mmask8)mk, idx, x0 + 2 * kp, 4);
+            const __m512d hi = (__mmask8)(mk >> 8)
+                                   ? _mm512_mask_i64gather_pd(_mm512_setzero_pd(), (__mmask8)(mk >> 8), idx, x8 + 2 * kp, 4)
+                                   : _mm512_setzero_pd();
+            /* floats in order (row, k), (row, k+1), ...: bf16 words in the same order are the pairs */
+            _mm512_mask_storeu_epi32(dst, store, (__m512i)_mm512_cvtne2ps_pbh(_mm512_castpd_ps(hi), _mm512_castpd_ps(lo)));
         }
-        const float *x = X + (r0 + r) * ldx + p0;
-        for (int64_t k = 0; k < kc; k += 32) {
-            const int64_t left = kc - k;
-            const __mmask16 m0 = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-            const __mmask16 m1 = left >= 32 ? (__mmask16)0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
-            const __m512 lo = _mm512_maskz_loadu_ps(m0, x + k), hi = _mm512_maskz_loadu_ps(m1, x + k + 16);
-            /* words in k order: pair q of these 32 is (x[k+2q], x[k+2q+1]) */
-            uint32_t t[16];
-            _mm512_storeu_si512(t, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-            const int64_t n = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16;
-            for (int64_t q = 0; q < n; q++) dst[(k / 2 + q) * w] = t[q];
+        if (kp < (kc + 1) / 2) {           /* odd kc: (x[kc-1], 0) */
+            const __m256 l0 = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), (__mmask8)mk, idx, x0 + 2 * kp, 4);
+            const __m256 l8 = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), (__mmask8)(mk >> 8), idx, x8 + 2 * kp, 4);
+            const __m512 last = _mm512_insertf32x8(_mm512_castps256_ps512(l0), l8, 1);
+            _mm512_mask_storeu_epi32(dst, store, bf16_pairs(last, _mm512_setzero_ps()));
         }
     }
 }
