@@ -47,7 +47,7 @@ const char *df_gemm_bf16_missing(void);
 /* Test hook: on = behave as on a CPU without AVX512_BF16. */
 void df_gemm_bf16_pretend_missing(bool on);
 /* df_sgemm under a precision: DF_PRECISION_BF16 on DF_GEMM_BF16 (fp32 when
- * it cannot run), else exactly df_sgemm. */
+ * it cannot run, and for M = 1 or N = 1, GEMVs), else exactly df_sgemm. */
 void df_sgemm_prec(df_precision prec, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* df_sgemm on a given path; a dagflow path the CPU lacks falls back to the

@@ -159,7 +159,10 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 void df_sgemm_prec(df_precision prec, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
-    const df_gemm_path path = prec == DF_PRECISION_BF16 ? DF_GEMM_BF16 : df_gemm_requested_path();
+    /* a one-row or one-column product reads each weight once: rounding it
+     * to bf16 on every call costs more than the fp32 GEMV it would save */
+    const bool bf16 = prec == DF_PRECISION_BF16 && M > 1 && N > 1;
+    const df_gemm_path path = bf16 ? DF_GEMM_BF16 : df_gemm_requested_path();
     df_sgemm_path(path, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 

@@ -1441,7 +1441,9 @@ df_graph *df_saved_graph(const df_saved *s);
  * as it is packed). Everything else stays fp32: the variables (master
  * weights), optimizer slots, gate nonlinearities, the cell state, layer
  * norms, softmax, losses, batch_matmul, the LSTM's d w_rec kernel, and
- * checkpoints (which hold the fp32 variables whatever the precision).
+ * checkpoints (which hold the fp32 variables whatever the precision), and
+ * one-row products and cells at batch 1 (generation: converting the weight
+ * on every call would cost more than the product saves).
  * Results are deterministic as in fp32: the same bits for the same inputs
  * and thread count, and on any thread count. Relative to fp32 a product of
  * length K carries about 2^-8 relative error per term (bf16's rounding), so
