@@ -2,15 +2,22 @@
  * d w_rec; all four gradients) at the seed's size, B64 T100 H1024, in fp32
  * and under DF_PRECISION_BF16, alternating round by round so that the
  * machine's drift hits both alike; medians, the load average before and
- * after. GEMM shapes in both precisions: bench/bench_gemm (bf16 column).
+ * after. With --train, the char-rnn seed train step instead (cr_fit_step:
+ * forward, backward and Adam; B64 T100 E256 H1024 on the corpus), fp32 and
+ * bf16 steps alternating on one model. GEMM shapes in both precisions:
+ * bench/bench_gemm (bf16 column).
  *
- *   bench/bench_bf16 [--rounds N] [--threads N] [--B b --T t --H h]
+ *   bench/bench_bf16 [--rounds N] [--threads N] [--B b --T t --H h] [--train]
+ *                    [--data ../shared/data/tinyshakespeare.txt]
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dagflow.h"
 #include "bench_util.h"
+#include "batches.h"
+#include "model.h"
+#include "text.h"
 
 static df_rng rng;
 
@@ -53,18 +60,75 @@ static double run_ms(df_graph *g, df_precision p)
     return ms;
 }
 
+/* The seed train step, fp32 and bf16 alternating (each step timed alone). */
+static int bench_train(int rounds, int64_t B, int64_t T, int64_t H, const char *data)
+{
+    cr_text text;
+    memset(&text, 0, sizeof text);
+    if (cr_text_load(data, &text) != DF_OK) return fprintf(stderr, "bench_bf16: %s\n", df_last_error()), 1;
+    cr_config cfg = {.vocab = text.vocab.size, .embed = 256, .hidden = H, .learning_rate = 1e-3f, .seed = 42};
+    cr_model m;
+    cr_batcher batcher;
+    df_status st = cr_model_init(&m, &cfg);
+    if (st == DF_OK) st = cr_batcher_init(&batcher, text.ids, text.n, T, B, CR_SHUFFLE, 10000, 42);
+    if (st != DF_OK) return fprintf(stderr, "bench_bf16: %s\n", df_last_error()), 1;
+    int32_t *x = malloc((size_t)(B * T) * sizeof *x), *y = malloc((size_t)(B * T) * sizeof *y);
+    if (!x || !y) return 1;
+    df_tensor xt = df_tensor_make(DF_I32, x, 2, (int64_t[]){B, T}), yt = df_tensor_make(DF_I32, y, 2, (int64_t[]){B, T});
+    double ms[2][99];
+    print_load("before");
+    for (int r = -1; r < rounds && st == DF_OK; r++) {       /* round -1: warm-up */
+        for (int p = 0; p < 2 && st == DF_OK; p++) {
+            if (!cr_batcher_next(&batcher, x, y)) {
+                cr_batcher_start_epoch(&batcher);
+                cr_batcher_next(&batcher, x, y);
+            }
+            df_set_precision(p ? DF_PRECISION_BF16 : DF_PRECISION_FP32);
+            float loss;
+            const double t0 = bench_now();
+            st = cr_fit_step(&m, &xt, &yt, &loss);
+            if (r >= 0) ms[p][r] = (bench_now() - t0) * 1e3;
+            df_set_precision(DF_PRECISION_FP32);
+        }
+    }
+    if (st != DF_OK) return fprintf(stderr, "bench_bf16: %s\n", df_last_error()), 1;
+    const double f32 = bench_median(ms[0], rounds), b16 = bench_median(ms[1], rounds);
+    printf("char-rnn train step B%ld T%ld E256 H%ld, %d threads, median of %d alternating steps\n", (long)B, (long)T,
+           (long)H, df_num_threads(), rounds);
+    printf("  fp32 %8.1f ms (min %.1f)\n  bf16 %8.1f ms (min %.1f)   speedup %.2fx\n", f32, ms[0][0], b16, ms[1][0],
+           f32 / b16);
+    print_load("after");
+    cr_batcher_free(&batcher);
+    cr_model_free(&m);
+    cr_text_free(&text);
+    free(x), free(y);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int rounds = 7, threads = 0;
+    bool train = false;
+    const char *data = CR_DEFAULT_DATA;
     int64_t B = 64, T = 100, H = 1024;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--train")) {
+            train = true;
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "bench_bf16: %s needs a value\n", argv[i]);
+            return 2;
+        }
         if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--data")) data = argv[i + 1];
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--B")) B = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--T")) T = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--H")) H = atoll(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: bench_bf16 [--rounds N] [--threads N] [--B b --T t --H h]\n");
+            fprintf(stderr, "usage: bench_bf16 [--rounds N] [--threads N] [--B b --T t --H h] [--train] [--data F]\n");
             return 2;
         }
     }
@@ -74,6 +138,7 @@ int main(int argc, char **argv)
         printf("# bf16 not measured: %s\n", df_last_error());
         return 0;
     }
+    if (train) return bench_train(rounds, B, T, H, data);
     df_rng_seed(&rng, 1);
     df_graph *g = df_graph_new();
     df_variable *v[5];
