@@ -105,10 +105,47 @@ static int bench_train(int rounds, int64_t B, int64_t T, int64_t H, const char *
     return 0;
 }
 
+/* Mean loss of the last tenth of `steps` steps of a fresh model at p. */
+static int train_loss(df_precision p, int steps, int64_t B, int64_t T, int64_t H, const cr_text *text, double *mean,
+                      double *secs)
+{
+    cr_config cfg = {.vocab = text->vocab.size, .embed = 256, .hidden = H, .learning_rate = 1e-3f, .seed = 42};
+    cr_model m;
+    cr_batcher batcher;
+    df_status st = cr_model_init(&m, &cfg);
+    if (st == DF_OK) st = cr_batcher_init(&batcher, text->ids, text->n, T, B, CR_SHUFFLE, 10000, 42);
+    if (st != DF_OK) return fprintf(stderr, "bench_bf16: %s\n", df_last_error()), 1;
+    int32_t *x = malloc((size_t)(B * T) * sizeof *x), *y = malloc((size_t)(B * T) * sizeof *y);
+    if (!x || !y) return 1;
+    df_tensor xt = df_tensor_make(DF_I32, x, 2, (int64_t[]){B, T}), yt = df_tensor_make(DF_I32, y, 2, (int64_t[]){B, T});
+    const int tail = steps / 10 > 0 ? steps / 10 : 1;
+    double sum = 0;
+    const double t0 = bench_now();
+    df_set_precision(p);
+    for (int i = 0; i < steps && st == DF_OK; i++) {
+        if (!cr_batcher_next(&batcher, x, y)) {
+            cr_batcher_start_epoch(&batcher);
+            cr_batcher_next(&batcher, x, y);
+        }
+        float loss;
+        st = cr_fit_step(&m, &xt, &yt, &loss);
+        if (i >= steps - tail) sum += loss;
+    }
+    df_set_precision(DF_PRECISION_FP32);
+    *secs = bench_now() - t0;
+    *mean = sum / tail;
+    cr_batcher_free(&batcher);
+    cr_model_free(&m);
+    free(x), free(y);
+    if (st != DF_OK) return fprintf(stderr, "bench_bf16: %s\n", df_last_error()), 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int rounds = 7, threads = 0;
     bool train = false;
+    int loss_steps = 0;
     const char *data = CR_DEFAULT_DATA;
     int64_t B = 64, T = 100, H = 1024;
     for (int i = 1; i < argc; i += 2) {
@@ -123,6 +160,7 @@ int main(int argc, char **argv)
         }
         if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--data")) data = argv[i + 1];
+        else if (!strcmp(argv[i], "--loss-steps")) loss_steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--B")) B = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--T")) T = atoll(argv[i + 1]);
@@ -139,6 +177,22 @@ int main(int argc, char **argv)
         return 0;
     }
     if (train) return bench_train(rounds, B, T, H, data);
+    if (loss_steps > 0) {
+        cr_text text;
+        memset(&text, 0, sizeof text);
+        if (cr_text_load(data, &text) != DF_OK) return fprintf(stderr, "bench_bf16: %s\n", df_last_error()), 1;
+        double l32, l16, s32, s16;
+        print_load("before");
+        if (train_loss(DF_PRECISION_FP32, loss_steps, B, T, H, &text, &l32, &s32) ||
+            train_loss(DF_PRECISION_BF16, loss_steps, B, T, H, &text, &l16, &s16))
+            return 1;
+        printf("char-rnn B%ld T%ld E256 H%ld, %d steps from seed 42, mean loss of the last %d steps:\n", (long)B,
+               (long)T, (long)H, loss_steps, loss_steps / 10 > 0 ? loss_steps / 10 : 1);
+        printf("  fp32 %.5f (%.1f s)\n  bf16 %.5f (%.1f s)   difference %+.5f\n", l32, s32, l16, s16, l16 - l32);
+        print_load("after");
+        cr_text_free(&text);
+        return 0;
+    }
     df_rng_seed(&rng, 1);
     df_graph *g = df_graph_new();
     df_variable *v[5];
