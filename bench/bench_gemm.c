@@ -1,5 +1,6 @@
 /* bench_gemm.c — GFLOP/s of each GEMM path (OpenBLAS, dagflow's AVX-512,
- * AVX2 and, with --portable, portable kernels, and the AUTO choice) at the
+ * AVX2 and, with --portable, portable kernels, the AUTO choice, and bf16
+ * operands with fp32 sums where the CPU has AVX512_BF16) at the
  * shapes dagflow's models use, on 1 and 2 threads. Paths alternate round by
  * round so that a drift in the machine's speed hits all of them alike; each
  * figure is the median over the rounds.
@@ -18,6 +19,8 @@ typedef struct shape { const char *what; bool ta, tb; int64_t M, N, K; } shape;
 
 static const shape shapes[] = {
     {"issue 15: 64x1024 @ 1024x4096", false, false, 64, 4096, 1024},
+    {"seed dW  x^T @ dz",  true, false, 1024, 4096, 6400},
+    {"seed dh  dz @ W^T", false, true, 64, 1024, 4096},
     {"LSTM step chunk (B64 H1024, 128 cols)", false, false, 64, 128, 1024},
     {"dense fwd (6400,1024)@(1024,65)", false, false, 6400, 65, 1024},
     {"dense dW  h^T @ dy", true, false, 1024, 65, 6400},
@@ -70,12 +73,14 @@ int main(int argc, char **argv)
         }
     }
     if (rounds < 1 || rounds > 99) rounds = 7;
-    path_desc paths[5] = {{"openblas", DF_GEMM_OPENBLAS}};
+    path_desc paths[6] = {{"openblas", DF_GEMM_OPENBLAS}};
     int np = 1;
     if (df_gemm_kernels_for(DF_GEMM_AVX512)) paths[np++] = (path_desc){"avx512", DF_GEMM_AVX512};
     if (df_gemm_kernels_for(DF_GEMM_AVX2)) paths[np++] = (path_desc){"avx2", DF_GEMM_AVX2};
     if (portable) paths[np++] = (path_desc){"portable", DF_GEMM_PORTABLE};
     paths[np++] = (path_desc){"auto", DF_GEMM_AUTO};
+    if (!df_gemm_bf16_missing()) paths[np++] = (path_desc){"bf16", DF_GEMM_BF16};
+    else printf("# bf16 not measured: this CPU lacks %s\n", df_gemm_bf16_missing());
     printf("# OpenBLAS core %s; GFLOP/s, median of %d rounds\n", openblas_get_corename(), rounds);
     printf("%-40s %3s", "shape (M,N,K)", "thr");
     for (int p = 0; p < np; p++) printf(" %9s", paths[p].name);
@@ -90,7 +95,7 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < s->K * s->N; i++) B[i] = (float)((i * 5 % 11) - 5) / 8;
         for (int t = 0; t < nnth; t++) {
             df_set_num_threads(nthreads[t]);
-            double r[5][99];
+            double r[6][99];
             for (int k = 0; k < rounds; k++)
                 for (int p = 0; p < np; p++) r[p][k] = time_call(&paths[p], s, A, B, C);
             char label[96];

@@ -25,6 +25,8 @@ struct df_function {
     int n_signature;              /* -1: no signature (one trace per input shape) */
     int plan_cache;               /* for each trace's graph; 0 = the graph's default */
     unsigned passes;              /* DF_PASS_* for each trace's graph */
+    bool has_precision;           /* else calls run at the calling thread's */
+    df_precision precision;
     df_tensor_spec signature[16];
 };
 
@@ -196,7 +198,10 @@ static df_status trace_new(df_function *f, const df_tensor *inputs, int n, uint6
 static df_status run_named(const df_function *f, df_graph *g, const df_tensor *inputs, int n_inputs,
                            df_tensor *outputs, int n_outputs)
 {
+    const df_precision thread_precision = df_get_precision();
+    if (f->has_precision) df_set_precision(f->precision);
     df_status st = df_graph_run(g, inputs, n_inputs, outputs, n_outputs);
+    if (f->has_precision) df_set_precision(thread_precision);
     if (st != DF_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", df_last_error());
@@ -279,4 +284,14 @@ df_status df_function_trace_for(df_function *f, const df_tensor *signature, int 
     df_status st = trace_new(f, signature, n_inputs, key, &t);
     if (st == DF_OK) *out = t->graph;
     return st;
+}
+
+df_status df_function_set_precision(df_function *f, df_precision p)
+{
+    if (!f) return df_error(DF_ERR_ARG, "df_function_set_precision: null function");
+    df_status st = df_precision_check(p);
+    if (st != DF_OK) return st;
+    f->has_precision = true;
+    f->precision = p;
+    return DF_OK;
 }

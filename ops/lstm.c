@@ -155,7 +155,9 @@ static void lstm_step_gemm_all(int64_t B, int64_t H, const float *hp, int64_t ld
 // packed AVX-512 kernel (ops/lstm_gemm.c; each thread packs its own columns
 // of w_rec once per call into scratch outside the planned arena, see
 // lstm_scratch_acquire) or else single-threaded
-// OpenBLAS calls (OpenBLAS runs single-threaded inside a parallel region).
+// OpenBLAS calls (OpenBLAS runs single-threaded inside a parallel region);
+// under DF_PRECISION_BF16 (B >= 2) on bf16 panels of w_rec packed once per
+// call (lstm_bf16_prepare), h_{t-1} rounded to bf16 as each thread packs it.
 static df_status lstm_forward(df_node *n)
 {
     const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2], G4 = 4 * H;
@@ -165,12 +167,14 @@ static df_status lstm_forward(df_node *n)
     float *Y = DF_F32P(n), *G = n->aux, *C = G + lstm_aux_c_offset(B, T, H, train), *TC = C + B * T * H;
     const int64_t gt = train ? G4 : 0, ldz = train ? T * G4 : G4;   /* step offset, row stride of gates */
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
+    lstm_bf16_weight bw;
+    const bool bf16 = lstm_bf16_prepare(&bw, false, B, H, W);   /* DF_PRECISION_BF16 */
     bool cached = false;
-    float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
-    const bool packed = PW != NULL;                         /* else OpenBLAS */
-    const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
+    float *PW = !bf16 && lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
+    const bool packed = PW != NULL;                         /* else bf16 or OpenBLAS */
+    const int64_t align = packed || bf16 ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
     const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
-    if (nth <= 1 && !packed) {
+    if (nth <= 1 && !packed && !bf16) {
         /* small or one thread: the products, then one pass over the gates */
         for (int64_t t = 0; t < T; t++) {
             const float *hp = t ? Y + (t - 1) * H : H0;
@@ -181,6 +185,7 @@ static df_status lstm_forward(df_node *n)
     }
     /* packed gate block k: panels of columns k*H .. k*H+H-1 */
     const int64_t block = lstm_packed_floats(H) / 4;
+    int failed = 0;                                         /* a thread's bf16 scratch ran out */
     df_team_probe probe;
     df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
@@ -197,6 +202,13 @@ static df_status lstm_forward(df_node *n)
             const int64_t ldh = t ? T * H : H;
             float *z = G + t * gt;
             for (int k = 0; k < 4; k++) {
+                if (bf16) {
+                    if (!df_sgemm_packed_cols(B, 1.0f, hp, ldh, &bw.pb[k], j0, j1, 0.0f, z + k * H, ldz)) {
+#pragma omp atomic write
+                        failed = 1;
+                    }
+                    continue;
+                }
 #if LSTM_HAVE_AVX512_CLONE
                 if (packed) {
                     if (j1 > j0) lstm_gemm_packed(B, j1 - j0, H, hp, ldh, PW + k * block + j0 * H, z + k * H + j0, ldz);
@@ -212,7 +224,8 @@ static df_status lstm_forward(df_node *n)
     }
     df_team_end(&probe);
     lstm_scratch_release(PW, cached);
-    return DF_OK;
+    lstm_bf16_release(&bw);
+    return failed ? df_op_error(n, DF_ERR_NOMEM, "out of memory for the bf16 products' scratch") : DF_OK;
 }
 
 /* ---------------------------------------------------------- kernel paths */

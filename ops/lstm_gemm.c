@@ -38,7 +38,8 @@ void cell_weight_prepare(cell_weight *cw, int64_t M, bool tb, int64_t K, int64_t
 {
     *cw = (cell_weight){.tb = tb, .K = K, .N = N, .ldw = ldw, .W = W};
     if (M < 2 || K <= 0 || N <= 0) return;
-    const df_gemm_path path = df_sgemm_chosen_path(false, tb, M, N, K);
+    const bool bf16 = df_get_precision() == DF_PRECISION_BF16 && df_gemm_kernels_for(DF_GEMM_BF16);
+    const df_gemm_path path = bf16 ? DF_GEMM_BF16 : df_sgemm_chosen_path(false, tb, M, N, K);
     if (path == DF_GEMM_OPENBLAS) return;
     /* the struct and the panels in one buffer */
     const size_t head = (sizeof(df_gemm_packed_b) + 63) / 64 * 16;
@@ -60,6 +61,31 @@ void cell_weight_release(cell_weight *cw)
     if (cw->buf) lstm_scratch_release(cw->buf, cw->cached);
     cw->buf = NULL;
     cw->packed = false;
+}
+
+bool lstm_bf16_prepare(lstm_bf16_weight *w, bool transposed, int64_t B, int64_t H, const float *W)
+{
+    *w = (lstm_bf16_weight){.n = transposed ? 1 : 4};
+    if (df_get_precision() != DF_PRECISION_BF16 || B < 2 || H <= 0 || !df_gemm_kernels_for(DF_GEMM_BF16)) return false;
+    /* forward: K = H, N = H per gate; backward: K = 4H, N = H */
+    const int64_t K = transposed ? 4 * H : H;
+    const size_t each = (df_gemm_packed_b_floats(DF_GEMM_BF16, K, H) + 15) / 16 * 16;   /* 64-byte aligned */
+    w->buf = lstm_scratch_acquire(each * (size_t)w->n, &w->cached);
+    if (!w->buf) return false;
+    for (int k = 0; k < w->n; k++) {
+        const float *src = transposed ? W : W + k * H;
+        if (!df_gemm_pack_b(DF_GEMM_BF16, &w->pb[k], transposed, K, H, src, 4 * H, w->buf + each * (size_t)k)) {
+            lstm_bf16_release(w);
+            return false;
+        }
+    }
+    return true;
+}
+
+void lstm_bf16_release(lstm_bf16_weight *w)
+{
+    if (w->buf) lstm_scratch_release(w->buf, w->cached);
+    w->buf = NULL;
 }
 
 /* One process-wide scratch buffer, kept between calls: the packed weights

@@ -145,12 +145,14 @@ static df_status lstm_grad_forward(df_node *n)
     float *DZ = DF_F32P(n), *DH = n->aux, *DC = DH + B * H;
     const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0;
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
+    lstm_bf16_weight bw;
+    const bool bf16 = lstm_bf16_prepare(&bw, true, B, H, W);    /* DF_PRECISION_BF16 */
     bool cached = false;
-    float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
-    const bool packed = PW != NULL;                         /* else OpenBLAS */
-    const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
+    float *PW = !bf16 && lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
+    const bool packed = PW != NULL;                         /* else bf16 or OpenBLAS */
+    const int64_t align = packed || bf16 ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
     const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
-    if (nth <= 1 && !packed) {
+    if (nth <= 1 && !packed && !bf16) {
         memset(DH, 0, (size_t)(2 * B * H) * sizeof(float));     /* nothing flows in after step T-1 */
         for (int64_t t = T - 1; t >= 0; t--) {
             lstm_grad_block(B, T, H, t, 0, H, G, C, TC, DY, C0, DZ, DH, DC);
@@ -158,6 +160,7 @@ static df_status lstm_grad_forward(df_node *n)
         }
         return DF_OK;
     }
+    int failed = 0;                                         /* a thread's bf16 scratch ran out */
     df_team_probe probe;
     df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
@@ -176,6 +179,13 @@ static df_status lstm_grad_forward(df_node *n)
             lstm_grad_block(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
 #pragma omp barrier
             if (t == 0 && !want_dh0) continue;
+            if (bf16) {
+                if (!df_sgemm_packed_cols(B, 1.0f, DZ + t * G4, T * G4, &bw.pb[0], j0, j1, 0.0f, DH, H)) {
+#pragma omp atomic write
+                    failed = 1;
+                }
+                continue;
+            }
 #if LSTM_HAVE_AVX512_CLONE
             if (packed) {
                 if (j1 > j0) lstm_gemm_packed(B, j1 - j0, G4, DZ + t * G4, T * G4, PW + j0 * G4, DH + j0, H);
@@ -188,7 +198,8 @@ static df_status lstm_grad_forward(df_node *n)
     }
     df_team_end(&probe);
     lstm_scratch_release(PW, cached);
-    return DF_OK;
+    lstm_bf16_release(&bw);
+    return failed ? df_op_error(n, DF_ERR_NOMEM, "out of memory for the bf16 products' scratch") : DF_OK;
 }
 
 /* Per step dz_{t+1} @ w_rec^T (B,4H) @ (4H,H) and about 20 operations per

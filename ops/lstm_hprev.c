@@ -5,7 +5,9 @@
  *              lstm then takes matmul(hprev, dz, transpose_a) (OpenBLAS).
  *   form 1: inputs h, h0 and dz (B,T,4H) -> hprev^T @ dz (H,4H) directly
  *              with the AVX-512 kernel of ops/lstm_gemm.c (hprev is never
- *              stored; used where that kernel runs, see lstm_backward).
+ *              stored; used where that kernel runs, see lstm_backward);
+ *              under DF_PRECISION_BF16 hprev is stored in scratch and the
+ *              product is one bf16 GEMM.
  * Not differentiable. */
 #include <omp.h>
 #include <stdlib.h>
@@ -43,6 +45,30 @@ static df_status lstm_hprev_infer(df_node *n)
     return DF_OK;
 }
 
+/* hprev (B,T,H) = [h0, h_0 .. h_{T-2}] along T into y. */
+static void hprev_fill(int64_t B, int64_t T, int64_t H, const float *h, const float *h0, float *y)
+{
+#pragma omp parallel for schedule(static) if (B * T * H > DF_PAR_MIN)
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(y + b * T * H, h0 + b * H, (size_t)H * sizeof(float));
+        memcpy(y + b * T * H + H, h + b * T * H, (size_t)((T - 1) * H) * sizeof(float));
+    }
+}
+
+/* Form 1 under DF_PRECISION_BF16: hprev stored in scratch, then one bf16
+ * GEMM hprev^T @ dz (K = B*T) on dagflow's threads. */
+static df_status hprev_dw_bf16(df_node *n, int64_t B, int64_t T, int64_t H, const float *h, const float *h0, float *y)
+{
+    bool cached;
+    float *hp = lstm_scratch_acquire((size_t)(B * T * H), &cached);
+    if (!hp) return df_error(DF_ERR_NOMEM, "out of memory for hprev (%lld floats)", (long long)(B * T * H));
+    hprev_fill(B, T, H, h, h0, hp);
+    df_sgemm_prec(DF_PRECISION_BF16, true, false, H, 4 * H, B * T, 1.0f, hp, H, DF_F32P(n->in[2]), 4 * H, 0.0f, y,
+                  4 * H);
+    lstm_scratch_release(hp, cached);
+    return DF_OK;
+}
+
 // form 0: h (B,T,H), h0 (B,H) -> hprev (B,T,H) = [h0, h_0 .. h_{T-2}] along T
 // form 1: h, h0, dz (B,T,4H) -> hprev^T @ dz (H,4H)
 static df_status lstm_hprev_forward(df_node *n)
@@ -59,6 +85,8 @@ static df_status lstm_hprev_forward(df_node *n)
             return DF_OK;
         }
         const int64_t N = 4 * H;
+        if (df_get_precision() == DF_PRECISION_BF16 && df_gemm_kernels_for(DF_GEMM_BF16))
+            return hprev_dw_bf16(n, B, T, H, h, h0, y);
         int nth = B * T * H * N >= (int64_t)LSTM_PAR_MACS * 16 ? omp_get_max_threads() : 1;
         size_t per = lstm_dw_scratch_floats(N, nth);
         bool cached;
@@ -75,11 +103,7 @@ static df_status lstm_hprev_forward(df_node *n)
 #endif
     }
     if (T == 0 || H == 0) return DF_OK;
-#pragma omp parallel for schedule(static) if (n->numel > DF_PAR_MIN)
-    for (int64_t b = 0; b < B; b++) {
-        memcpy(y + b * T * H, h0 + b * H, (size_t)H * sizeof(float));
-        memcpy(y + b * T * H + H, h + b * T * H, (size_t)((T - 1) * H) * sizeof(float));
-    }
+    hprev_fill(B, T, H, h, h0, y);
     return DF_OK;
 }
 

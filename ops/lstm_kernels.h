@@ -60,6 +60,23 @@ void cell_weight_gemm(const cell_weight *cw, int64_t M, const float *A, int64_t 
                       int64_t ldc);
 void cell_weight_release(cell_weight *cw);
 
+/* The LSTM's recurrent weight as bf16 panels for one op call, under
+ * DF_PRECISION_BF16 with batch B >= 2 on a CPU with AVX512_BF16: the four
+ * gate blocks w_rec[:, kH:(k+1)H] (forward, n = 4) or w_rec^T (backward,
+ * n = 1), each a df_gemm_packed_b whose columns the threads share out in
+ * their unit slices (multiples of LSTM_ALIGN, a multiple of the bf16
+ * panel width) with df_sgemm_packed_cols. prepare returns false (nothing
+ * held) when the op should run in fp32: another precision, B < 2, no
+ * AVX512_BF16, or no memory for the panels. */
+typedef struct lstm_bf16_weight {
+    int n;
+    struct df_gemm_packed_b pb[4];
+    float *buf;
+    bool cached;
+} lstm_bf16_weight;
+bool lstm_bf16_prepare(lstm_bf16_weight *w, bool transposed, int64_t B, int64_t H, const float *W);
+void lstm_bf16_release(lstm_bf16_weight *w);
+
 /* Units [j0, j1) of thread tid out of nth: contiguous, multiples of align,
  * as even as that allows (trailing threads may get none). */
 static inline void lstm_unit_slice(int64_t H, int64_t align, int tid, int nth, int64_t *j0, int64_t *j1)

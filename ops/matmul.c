@@ -1,4 +1,5 @@
-/* matmul.c — op(a) @ op(b) through OpenBLAS sgemm. Operands of rank > 2 are
+/* matmul.c — op(a) @ op(b) through df_sgemm (bf16 operands, fp32 sums under
+ * DF_PRECISION_BF16). Operands of rank > 2 are
  * viewed as 2-D by folding leading dims into rows, so a dense layer on a
  * sequence is one GEMM: a (B,T,K) @ w (K,N) -> (B,T,N). */
 #include <string.h>
@@ -68,7 +69,7 @@ static df_status matmul_forward(df_node *n)
         return DF_OK;
     }
     const matmul_attrs *t = DF_ATTRS(n, matmul_attrs);
-    df_sgemm(t->transpose_a, t->transpose_b, d.M, d.N, d.K, 1.0f, DF_F32P(n->in[0]), d.lda,
+    df_sgemm_prec(df_get_precision(), t->transpose_a, t->transpose_b, d.M, d.N, d.K, 1.0f, DF_F32P(n->in[0]), d.lda,
              DF_F32P(n->in[1]), d.ldb, 0.0f, DF_F32P(n), d.N);
     return DF_OK;
 }

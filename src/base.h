@@ -35,8 +35,21 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
  * force one path for every shape; the environment variable DF_GEMM_ISA
  * (dagflow.h) sets it for the process. */
 typedef enum df_gemm_path {
-    DF_GEMM_AUTO, DF_GEMM_OPENBLAS, DF_GEMM_PORTABLE, DF_GEMM_AVX2, DF_GEMM_AVX512
+    DF_GEMM_AUTO, DF_GEMM_OPENBLAS, DF_GEMM_PORTABLE, DF_GEMM_AVX2, DF_GEMM_AVX512,
+    /* bf16 operands, fp32 sums (AVX512_BF16): never chosen by AUTO or
+     * DF_GEMM_ISA, only asked for by df_sgemm_prec under DF_PRECISION_BF16;
+     * where it cannot run df_sgemm_path falls back to the fp32 paths */
+    DF_GEMM_BF16
 } df_gemm_path;
+/* What the CPU (or OS, or build) lacks for DF_GEMM_BF16, named for a user
+ * ("avx512_bf16 (cpuid ...)"), or NULL when it runs here. */
+const char *df_gemm_bf16_missing(void);
+/* Test hook: on = behave as on a CPU without AVX512_BF16. */
+void df_gemm_bf16_pretend_missing(bool on);
+/* df_sgemm under a precision: DF_PRECISION_BF16 on DF_GEMM_BF16 (fp32 when
+ * it cannot run, and for M = 1 or N = 1, GEMVs), else exactly df_sgemm. */
+void df_sgemm_prec(df_precision prec, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 /* df_sgemm on a given path; a dagflow path the CPU lacks falls back to the
  * next lower one (avx512 -> avx2 -> portable). */
 void df_sgemm_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -68,6 +81,13 @@ bool df_gemm_pack_b(df_gemm_path path, df_gemm_packed_b *pb, bool tb, int64_t K,
  * memory ran out. */
 bool df_sgemm_packed(int64_t M, float alpha, const float *A, int64_t lda, const df_gemm_packed_b *pb, float beta,
                      float *C, int64_t ldc);
+/* Columns [n0, n1) of that product on the calling thread only (for callers
+ * that share the columns among their own threads); n0 a multiple of the
+ * kernel set's panel width (32 for bf16, 48 for avx512 fp32). Each element
+ * gets the bits df_sgemm_packed gives it. false, having written nothing,
+ * when n0 is not so aligned or scratch memory ran out. */
+bool df_sgemm_packed_cols(int64_t M, float alpha, const float *A, int64_t lda, const df_gemm_packed_b *pb, int64_t n0,
+                          int64_t n1, float beta, float *C, int64_t ldc);
 /* The dagflow kernel path df_sgemm takes for this shape, or DF_GEMM_OPENBLAS. */
 df_gemm_path df_sgemm_chosen_path(bool ta, bool tb, int64_t M, int64_t N, int64_t K);
 

@@ -144,7 +144,7 @@ void df_sgemm_path(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, in
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
     path = resolve_path(path, ta, tb, M, N, K);
-    for (; path >= DF_GEMM_PORTABLE; path--)        /* avx512 -> avx2 -> portable */
+    for (; path >= DF_GEMM_PORTABLE; path--)        /* (bf16 ->) avx512 -> avx2 -> portable */
         if (df_gemm_own(path, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     openblas_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -155,6 +155,39 @@ void df_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 {
     df_sgemm_path(df_gemm_requested_path(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+void df_sgemm_prec(df_precision prec, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    /* a one-row or one-column product reads each weight once: rounding it
+     * to bf16 on every call costs more than the fp32 GEMV it would save */
+    const bool bf16 = prec == DF_PRECISION_BF16 && M > 1 && N > 1;
+    const df_gemm_path path = bf16 ? DF_GEMM_BF16 : df_gemm_requested_path();
+    df_sgemm_path(path, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* ------------------------------------------------------------- precision */
+/* The calling thread's precision for the graphs it runs (df_graph_run runs
+ * every op's forward on the calling thread, which reads it there). */
+static _Thread_local df_precision thread_precision = DF_PRECISION_FP32;
+
+df_status df_precision_check(df_precision p)
+{
+    if (p == DF_PRECISION_FP32) return DF_OK;
+    if (p != DF_PRECISION_BF16) return df_error(DF_ERR_ARG, "precision %d: not DF_PRECISION_FP32 or _BF16", (int)p);
+    const char *missing = df_gemm_bf16_missing();
+    if (missing) return df_error(DF_ERR_UNSUPPORTED, "bf16 precision needs a CPU with %s; this one lacks it", missing);
+    return DF_OK;
+}
+
+df_status df_set_precision(df_precision p)
+{
+    df_status st = df_precision_check(p);
+    if (st == DF_OK) thread_precision = p;
+    return st;
+}
+
+df_precision df_get_precision(void) { return thread_precision; }
 
 /* The team size this thread's pool has FTZ/DAZ set for: a graph run calls
  * this every time (once per generated char while sampling), and a region

@@ -1461,6 +1461,46 @@ df_variable *df_saved_find_variable(const df_saved *s, const char *name);
 /* The loaded graph (compiled), for stats and inspection; owned by s. */
 df_graph *df_saved_graph(const df_saved *s);
 
+/* --------------------------------------------- mixed precision (bf16 products)
+ * Under DF_PRECISION_BF16 the big products of a graph run take bf16 operands
+ * (8-bit significand, rounded to nearest even as they are packed) and sum
+ * them in fp32, on CPUs with AVX512_BF16 (vdpbf16ps: Intel Cooper Lake,
+ * Sapphire Rapids and later, AMD Zen 4 and later): matmul (forward and the
+ * matmuls of its gradient) and the fused cells' recurrent products (lstm,
+ * lstm_grad and the LSTM's d w_rec, gru, gru_grad, simple_rnn and its
+ * grad: the recurrent weight
+ * converted once per op call into packed bf16 panels, the state converted
+ * as it is packed). Everything else stays fp32: the variables (master
+ * weights), optimizer slots, gate nonlinearities, the cell state, layer
+ * norms, softmax, losses, batch_matmul (attention), and checkpoints (which hold the fp32 variables whatever the precision), and
+ * one-row products and cells at batch 1 (generation: converting the weight
+ * on every call would cost more than the product saves).
+ * Results are deterministic as in fp32: the same bits for the same inputs
+ * and thread count, and on any thread count. Each term of a product is off
+ * by at most 2^-7 of itself (two roundings to 8 significant bits), so an
+ * element is within (2^-7 + K 2^-24) sum_k |a b| of the exact sum; on
+ * random data the errors partly cancel and a product agrees with fp32 to
+ * about 2^-9 of its magnitude (tests/test_bf16). gradcheck stays fp32.
+ *
+ * On a CPU without AVX512_BF16 (or an OS not saving the AVX-512 state)
+ * asking for bf16 is DF_ERR_UNSUPPORTED, the message naming the missing
+ * feature (df_precision_check); bf16 is not emulated.
+ * DF_GEMM_ISA (the fp32 path) does not affect bf16 products. */
+typedef enum df_precision { DF_PRECISION_FP32 = 0, DF_PRECISION_BF16 = 1 } df_precision;
+/* DF_OK when p runs on this CPU, else DF_ERR_UNSUPPORTED (DF_ERR_ARG for an
+ * unknown value). */
+df_status df_precision_check(df_precision p);
+/* The precision of graph runs (df_graph_run, df_function_call, df_fit's
+ * steps) on the calling thread from now on, for a library user who runs
+ * graphs directly; FP32 by default. Refused (and the setting kept) as
+ * df_precision_check says. */
+df_status df_set_precision(df_precision p);
+df_precision df_get_precision(void);
+/* The precision f's calls run at, whatever the thread's (df_fit: set it on
+ * the train_step and eval_step functions). The traces are the same graphs:
+ * only the kernels differ. Refused as df_precision_check says. */
+df_status df_function_set_precision(df_function *f, df_precision p);
+
 #ifdef __cplusplus
 }
 #endif

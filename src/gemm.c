@@ -65,6 +65,9 @@ static float *thread_scratch(size_t floats)
     return s->buf;
 }
 
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
 /* ------------------------------------------------------------------ packing */
 typedef struct gemm_args {
     bool ta, tb;
@@ -124,9 +127,33 @@ static void pack_b(const gemm_args *g, int nr, int64_t p0, int64_t kc, int64_t j
     }
 }
 
+/* Elements per row of a packed panel for kc steps of k. */
+static int64_t k_slots(const df_gemm_kernels *ks, int64_t kc) { return (kc + ks->kpack - 1) / ks->kpack; }
+
+/* op(A) and op(B) blocks in the kernel set's format. */
+static void pack_a_for(const df_gemm_kernels *ks, const gemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+                       float *P)
+{
+    if (!ks->pack) {
+        pack_a(g, ks->mr, i0, mc, p0, kc, P);
+        return;
+    }
+    for (int64_t ir = 0; ir < mc; ir += ks->mr, P += ks->mr * k_slots(ks, kc))
+        ks->pack(!g->ta, g->A, g->lda, i0 + ir, min64(ks->mr, mc - ir), p0, kc, ks->mr, P);
+}
+
+static void pack_b_for(const df_gemm_kernels *ks, const gemm_args *g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
+                       float *P)
+{
+    if (!ks->pack) {
+        pack_b(g, ks->nr, p0, kc, j0, nc, P);
+        return;
+    }
+    for (int64_t jr = 0; jr < nc; jr += ks->nr, P += ks->nr * k_slots(ks, kc))
+        ks->pack(g->tb, g->B, g->ldb, j0 + jr, min64(ks->nr, nc - jr), p0, kc, ks->nr, P);
+}
+
 /* --------------------------------------------------------------- the loops */
-static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* C rows [m0, m1) x columns [n0, n1), all of k. false if out of memory. */
 /* Row and column blocks in whole micro-panels. */
@@ -154,21 +181,22 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
     /* Few columns: each row of A meets only a few panels of B, so packing
      * A would cost about as much as the products; the tiles read its rows in
      * place. (A transposed is packed: reading it in place strides a page per k.) */
-    const bool direct_a = !g->ta && n1 - n0 <= GEMM_DIRECT_A_COLS;
+    const bool direct_a = !ks->pack && !g->ta && n1 - n0 <= GEMM_DIRECT_A_COLS;
     float *Bp = Ap + round_up(min64(DF_GEMM_KC, g->K) * min64(MC, round_up(m1 - m0, mr)), 16);
     for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = min64(NC, n1 - jc);
         for (int64_t pc = 0; pc < g->K; pc += DF_GEMM_KC) {
             const int64_t kc = min64(DF_GEMM_KC, g->K - pc);
             const bool accumulate = pc > 0;
-            if (g->pb) Bp = g->pb->P + pc * g->pb->npad + jc * kc;    /* block pc, panel jc / nr */
-            else pack_b(g, nr, pc, kc, jc, nc, Bp);
+            const int64_t ks_kc = k_slots(ks, kc);                    /* elements per panel row */
+            if (g->pb) Bp = g->pb->P + k_slots(ks, pc) * g->pb->npad + jc * ks_kc;   /* block pc, panel jc / nr */
+            else pack_b_for(ks, g, pc, kc, jc, nc, Bp);
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 const int64_t mc = min64(MC, m1 - ic);
-                if (!direct_a) pack_a(g, mr, ic, mc, pc, kc, Ap);
+                if (!direct_a) pack_a_for(ks, g, ic, mc, pc, kc, Ap);
                 for (int64_t ir = 0; ir < mc; ir += mr) {
                     const int m = (int)min64(mr, mc - ir);
-                    const float *a = Ap + ir * kc;
+                    const float *a = Ap + ir * ks_kc;
                     int64_t ars = 1, aks = mr;
                     if (direct_a && m == mr) {
                         a = g->ta ? g->A + pc * g->lda + ic + ir : g->A + (ic + ir) * g->lda + pc;
@@ -180,7 +208,7 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
                     }
                     float *crow = g->C + (ic + ir) * g->ldc + jc;
                     for (int64_t jr = 0; jr < nc; jr += nr)
-                        ks->tile(kc, a, ars, aks, Bp + jr * kc, crow + jr, g->ldc, m, (int)min64(nr, nc - jr),
+                        ks->tile(kc, a, ars, aks, Bp + jr * ks_kc, crow + jr, g->ldc, m, (int)min64(nr, nc - jr),
                                  g->alpha, g->beta, accumulate);
                 }
             }
@@ -289,6 +317,52 @@ static bool gemv_run(const df_gemm_kernels *ks, const gemm_args *g)
     return true;
 }
 
+/* ------------------------------------------------------------ CPU support */
+#if DF_GEMM_HAVE_X86
+#include <cpuid.h>
+
+/* What the CPU or OS lacks for the bf16 kernels, NULL when nothing: the
+ * AVX512_BF16 bit (cpuid leaf 7 subleaf 1, EAX bit 5), AVX-512 F/BW/VL
+ * (leaf 7 subleaf 0, EBX bits 16, 30, 31) and the OS saving the zmm and
+ * opmask state (XCR0 bits 1, 2, 5, 6, 7), read once; and DQ (bit 17), which
+ * the packing uses. */
+static const char *cpu_bf16_missing(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return "OSXSAVE (the OS does not enable XSAVE)";
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & 0xE6) != 0xE6) return "OS support for the AVX-512 register state (XCR0)";
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return "cpuid leaf 7";
+    if (!(b & (1u << 16)) || !(b & (1u << 17)) || !(b & (1u << 30)) || !(b & (1u << 31)))
+        return "avx512f/avx512dq/avx512bw/avx512vl";
+    if (a < 1 || !__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5)))
+        return "avx512_bf16 (cpuid leaf 7 subleaf 1, EAX bit 5)";
+    return NULL;
+}
+#endif
+
+static _Atomic int bf16_pretend_missing;
+
+void df_gemm_bf16_pretend_missing(bool on) { bf16_pretend_missing = on; }
+
+#if DF_GEMM_HAVE_X86
+static const char *bf16_missing_cpu;
+static pthread_once_t bf16_once = PTHREAD_ONCE_INIT;
+static void bf16_probe(void) { bf16_missing_cpu = cpu_bf16_missing(); }
+#endif
+
+const char *df_gemm_bf16_missing(void)
+{
+    if (bf16_pretend_missing) return "avx512_bf16 (pretended missing by a test)";
+#if DF_GEMM_HAVE_X86
+    pthread_once(&bf16_once, bf16_probe);
+    return bf16_missing_cpu;
+#else
+    return "avx512_bf16 (an x86-64 build with GCC or Clang)";
+#endif
+}
+
 /* ----------------------------------------------------------------- entries */
 const df_gemm_kernels *df_gemm_kernels_for(df_gemm_path path)
 {
@@ -298,6 +372,8 @@ const df_gemm_kernels *df_gemm_kernels_for(df_gemm_path path)
         return __builtin_cpu_supports("avx512f") ? &df_gemm_avx512 : NULL;
     case DF_GEMM_AVX2:
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &df_gemm_avx2 : NULL;
+    case DF_GEMM_BF16:
+        return df_gemm_bf16_missing() ? NULL : &df_gemm_bf16;
 #endif
     case DF_GEMM_PORTABLE:
         return &df_gemm_portable;
@@ -317,7 +393,7 @@ bool df_gemm_own(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int6
         scale_c(&g);
         return true;
     }
-    if (M == 1 || N == 1) return gemv_run(ks, &g);
+    if ((M == 1 || N == 1) && ks->gemv_rows) return gemv_run(ks, &g);
     return gemm_run(ks, &g);
 }
 
@@ -330,7 +406,7 @@ size_t df_gemm_packed_b_floats(df_gemm_path path, int64_t K, int64_t N)
 {
     const df_gemm_kernels *ks = df_gemm_kernels_for(path);
     if (!ks || K <= 0 || N <= 0) return 0;
-    return (size_t)K * (size_t)round_up(N, ks->nr);
+    return (size_t)k_slots(ks, K) * (size_t)round_up(N, ks->nr);
 }
 
 bool df_gemm_pack_b(df_gemm_path path, df_gemm_packed_b *pb, bool tb, int64_t K, int64_t N, const float *B,
@@ -344,7 +420,7 @@ bool df_gemm_pack_b(df_gemm_path path, df_gemm_packed_b *pb, bool tb, int64_t K,
 #pragma omp parallel for schedule(static) num_threads(df_team_size(omp_get_max_threads())) if (K * N >= GEMM_PAR_MACS)
     for (int64_t p = 0; p < blocks; p++) {
         const int64_t pc = p * DF_GEMM_KC;
-        pack_b(&g, ks->nr, pc, min64(DF_GEMM_KC, K - pc), 0, N, buf + pc * pb->npad);
+        pack_b_for(ks, &g, pc, min64(DF_GEMM_KC, K - pc), 0, N, buf + k_slots(ks, pc) * pb->npad);
     }
     return true;
 }
@@ -355,4 +431,16 @@ bool df_sgemm_packed(int64_t M, float alpha, const float *A, int64_t lda, const 
     if (M <= 0) return true;
     const gemm_args g = {false, false, M, pb->N, pb->K, alpha, beta, A, NULL, lda, 0, ldc, C, pb};
     return gemm_run(pb->ks, &g);
+}
+
+bool df_sgemm_packed_cols(int64_t M, float alpha, const float *A, int64_t lda, const df_gemm_packed_b *pb, int64_t n0,
+                          int64_t n1, float beta, float *C, int64_t ldc)
+{
+    if (M <= 0 || n0 >= n1) return true;
+    if (n0 < 0 || n1 > pb->N || n0 % pb->ks->nr != 0) return false;
+    const gemm_args g = {false, false, M, pb->N, pb->K, alpha, beta, A, NULL, lda, 0, ldc, C, pb};
+    float *scratch = block_scratch(pb->ks, &g, 0, M, n0, n1);
+    if (!scratch) return false;
+    gemm_block(pb->ks, &g, 0, M, n0, n1, scratch);
+    return true;
 }

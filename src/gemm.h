@@ -37,12 +37,24 @@ typedef void df_gemv_rows_fn(int64_t K, int64_t n, const float *x, const float *
 typedef void df_gemv_dots_fn(int64_t n, int64_t K, const float *W, int64_t ldw, const float *x, float alpha,
                              float beta, float *y, int64_t incy);
 
+/* Packs rows [r0, r0+rows) x k [p0, p0+kc) of an operand into micro-panels
+ * of w rows (A: rows of op(A), w = mr; B: columns of op(B), w = nr), in the
+ * kernel set's element format, rows past `rows` and a last odd k zero.
+ * Element (r, k) is X[r*ldx + k] when k_contig, else X[k*ldx + r]. */
+typedef void df_gemm_pack_fn(bool k_contig, const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
+                             int64_t kc, int w, float *P);
+
 typedef struct df_gemm_kernels {
     const char *name;
     int mr, nr;
     df_gemm_tile_fn *tile;
-    df_gemv_rows_fn *gemv_rows;
+    df_gemv_rows_fn *gemv_rows;     /* NULL: one-row products run as tiles too */
     df_gemv_dots_fn *gemv_dots;
+    /* k steps per 32-bit packed element: 1 (fp32), 2 (a bf16 pair, k even
+     * in the low half); the panels then hold ceil(kc / kpack) elements per
+     * row, and A is always packed (pack != NULL) */
+    int kpack;
+    df_gemm_pack_fn *pack;          /* NULL: plain fp32 copies (gemm.c) */
 } df_gemm_kernels;
 
 extern const df_gemm_kernels df_gemm_portable;
@@ -50,6 +62,10 @@ extern const df_gemm_kernels df_gemm_portable;
 #define DF_GEMM_HAVE_X86 1
 extern const df_gemm_kernels df_gemm_avx2;
 extern const df_gemm_kernels df_gemm_avx512;
+/* AVX512_BF16 (vdpbf16ps): operands rounded to bf16 (nearest even) as they
+ * are packed, products summed in fp32, C fp32. k order per output: pairs
+ * (0,1), (2,3), ... in order, each pair added by one vdpbf16ps. */
+extern const df_gemm_kernels df_gemm_bf16;
 #endif
 
 #endif

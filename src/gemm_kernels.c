@@ -63,7 +63,7 @@ static void gemv_dots_portable(int64_t n, int64_t K, const float *W, int64_t ldw
 }
 
 const df_gemm_kernels df_gemm_portable = {
-    "portable", PORT_MR, PORT_NR, tile_portable, gemv_rows_portable, gemv_dots_portable,
+    "portable", PORT_MR, PORT_NR, tile_portable, gemv_rows_portable, gemv_dots_portable, 1, NULL,
 };
 
 #if DF_GEMM_HAVE_X86
@@ -225,7 +225,7 @@ TARGET_AVX512 static void gemv_dots_avx512(int64_t n, int64_t K, const float *W,
 }
 
 const df_gemm_kernels df_gemm_avx512 = {
-    "avx512", A512_MR, A512_NR, tile_avx512, gemv_rows_avx512, gemv_dots_avx512,
+    "avx512", A512_MR, A512_NR, tile_avx512, gemv_rows_avx512, gemv_dots_avx512, 1, NULL,
 };
 
 /* --------------------------------------------------------------- AVX2+FMA */
@@ -379,6 +379,120 @@ TARGET_AVX2 static void gemv_dots_avx2(int64_t n, int64_t K, const float *W, int
 }
 
 const df_gemm_kernels df_gemm_avx2 = {
-    "avx2", A2_MR, A2_NR, tile_avx2, gemv_rows_avx2, gemv_dots_avx2,
+    "avx2", A2_MR, A2_NR, tile_avx2, gemv_rows_avx2, gemv_dots_avx2, 1, NULL,
+};
+
+/* ------------------------------------------------------------ AVX512_BF16 */
+#define TARGET_BF16 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl,avx512dq")))
+#define BF_MR 12
+#define BF_NR 32
+
+/* 16 bf16 pairs from two rows of 16 floats: pair r = (lo[r], hi[r]), each
+ * rounded to nearest even by vcvtne2ps2bf16 (which also treats denormals
+ * as zero, as the library's FTZ/DAZ do). */
+TARGET_BF16 static inline __m512i bf16_pairs(__m512 lo, __m512 hi)
+{
+    /* cvtne2ps gives bf16(lo) in words 0..15 and bf16(hi) in 16..31 */
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7,
+                                                22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+/* k-major rows (X[k*ldx + r]): two rows of k give 16 pairs at once. */
+TARGET_BF16 static void pack_bf16_kmajor(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
+                                         int64_t kc, int w, uint32_t *P)
+{
+    for (int64_t kp = 0; 2 * kp < kc; kp++) {
+        const float *x0 = X + (p0 + 2 * kp) * ldx + r0;
+        const float *x1 = 2 * kp + 1 < kc ? x0 + ldx : NULL;      /* an odd last k pairs with zero */
+        uint32_t *dst = P + kp * w;
+        for (int64_t r = 0; r < w; r += 16) {
+            const int64_t left = (rows < w ? rows : w) - r;      /* never read past the panel's rows */
+            const __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            const __m512 lo = _mm512_maskz_loadu_ps(mk, x0 + r);
+            const __m512 hi = x1 ? _mm512_maskz_loadu_ps(mk, x1 + r) : _mm512_setzero_ps();
+            const __m512i pairs = bf16_pairs(lo, hi);
+            if (r + 16 <= w) _mm512_storeu_si512(dst + r, pairs);
+            else _mm512_mask_storeu_epi32(dst + r, (__mmask16)((1u << (w - r)) - 1), pairs);
+        }
+    }
+}
+
+/* k contiguous (X[r*ldx + k]): a pair is two adjacent floats, so one
+ * 64-bit gather fetches the pairs of 8 rows, and two of them convert into
+ * the 16 pairs of a panel row at once (rows past `rows` gathered as zero);
+ * an odd last k pairs with zero. */
+TARGET_BF16 static void pack_bf16_kcontig(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
+                                          int64_t kc, int w, uint32_t *P)
+{
+    const int64_t valid = rows < w ? rows : w;
+    const __m512i idx = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64(ldx));
+    for (int64_t g = 0; g < w; g += 16) {
+        const int64_t left = valid - g;
+        const __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+        const __mmask16 store = w - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (w - g)) - 1);
+        const float *x0 = X + (r0 + g) * ldx + p0, *x8 = x0 + 8 * ldx;
+        uint32_t *dst = P + g;
+        int64_t kp = 0;
+        for (; 2 * kp + 1 < kc; kp++, dst += w) {
+            const __m512d lo = _mm512_mask_i64gather_pd(_mm512_setzero_pd(), (__mmask8)mk, idx, x0 + 2 * kp, 4);
+            const __m512d hi = (__mmask8)(mk >> 8)
+                                   ? _mm512_mask_i64gather_pd(_mm512_setzero_pd(), (__mmask8)(mk >> 8), idx, x8 + 2 * kp, 4)
+                                   : _mm512_setzero_pd();
+            /* floats in order (row, k), (row, k+1), ...: bf16 words in the same order are the pairs */
+            _mm512_mask_storeu_epi32(dst, store, (__m512i)_mm512_cvtne2ps_pbh(_mm512_castpd_ps(hi), _mm512_castpd_ps(lo)));
+        }
+        if (kp < (kc + 1) / 2) {           /* odd kc: (x[kc-1], 0) */
+            const __m256 l0 = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), (__mmask8)mk, idx, x0 + 2 * kp, 4);
+            const __m256 l8 = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), (__mmask8)(mk >> 8), idx, x8 + 2 * kp, 4);
+            const __m512 last = _mm512_insertf32x8(_mm512_castps256_ps512(l0), l8, 1);
+            _mm512_mask_storeu_epi32(dst, store, bf16_pairs(last, _mm512_setzero_ps()));
+        }
+    }
+}
+
+TARGET_BF16 static void pack_bf16(bool k_contig, const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
+                                  int64_t kc, int w, float *P)
+{
+    if (k_contig) pack_bf16_kcontig(X, ldx, r0, rows, p0, kc, w, (uint32_t *)P);
+    else pack_bf16_kmajor(X, ldx, r0, rows, p0, kc, w, (uint32_t *)P);
+}
+
+/* As tile_avx512 with bf16 pairs: a (packed, ars = 1, aks = BF_MR) and b
+ * hold ceil(kc/2) pairs per row; one vdpbf16ps per pair and accumulator. */
+TARGET_BF16 static inline __attribute__((always_inline)) void
+tile_bf16_body(int vecs, int64_t kc, const float *a, int64_t aks, const float *b, float *c, int64_t ldc, int m,
+               int n, float alpha, float beta, bool accumulate)
+{
+    __m512 acc[2][BF_MR];
+    UNROLL for (int i = 0; i < BF_MR; i++) acc[0][i] = acc[1][i] = _mm512_setzero_ps();
+    const int32_t *ap = (const int32_t *)a;
+    for (int64_t kp = 0; 2 * kp < kc; kp++, ap += aks, b += BF_NR) {
+        const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = vecs > 1 ? (__m512bh)_mm512_load_si512(b + 16) : b0;
+        UNROLL for (int i = 0; i < BF_MR; i++) {
+            const __m512bh ai = (__m512bh)_mm512_set1_epi32(ap[i]);
+            acc[0][i] = _mm512_dpbf16_ps(acc[0][i], ai, b0);
+            if (vecs > 1) acc[1][i] = _mm512_dpbf16_ps(acc[1][i], ai, b1);
+        }
+    }
+    const __m512 valpha = _mm512_set1_ps(alpha), vbeta = _mm512_set1_ps(beta);
+    const __mmask16 mk[2] = {mask16(n), mask16(n - 16)};
+    UNROLL for (int i = 0; i < BF_MR; i++) {
+        if (i >= m) break;
+        UNROLL for (int v = 0; v < 2; v++)
+            if (v < vecs && mk[v]) store_row512(c + i * ldc + 16 * v, mk[v], acc[v][i], valpha, vbeta, beta, accumulate);
+    }
+}
+
+TARGET_BF16 static void tile_bf16(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+                                  int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
+{
+    (void)ars;                       /* always a packed micro-panel */
+    if (n > 16) tile_bf16_body(2, kc, a, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+    else tile_bf16_body(1, kc, a, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+}
+
+const df_gemm_kernels df_gemm_bf16 = {
+    "bf16", BF_MR, BF_NR, tile_bf16, NULL, NULL, 2, pack_bf16,
 };
 #endif

@@ -15,7 +15,7 @@
 
 static const char *path_name(df_gemm_path p)
 {
-    static const char *names[] = {"auto", "openblas", "portable", "avx2", "avx512"};
+    static const char *names[] = {"auto", "openblas", "portable", "avx2", "avx512", "bf16"};
     return names[p];
 }
 

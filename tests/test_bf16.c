@@ -1,0 +1,496 @@
+/* test_bf16.c — the bf16 GEMM path (src/gemm_kernels.c, AVX512_BF16) and
+ * the DF_PRECISION_BF16 setting of matmul and the fused LSTM.
+ *
+ * Tolerance of a bf16 product against the double reference of the fp32
+ * operands: bf16 keeps 8 significant bits, so rounding to nearest changes
+ * an operand by at most u = 2^-8 of itself and a product a*b by at most
+ * 2u + u^2 < 2^-7 + 2^-16; the product of two bf16 is exact in fp32, and
+ * the K-term fp32 sum adds at most (K + 2) 2^-24 of sum |a b| (plus alpha
+ * and beta's roundings). So every element obeys
+ *     |c - ref| <= (2^-7 + 2^-16 + (K + 2) 2^-24) (|alpha| sum_k |a b| + |beta c0|),
+ * a bound that holds for any data (not a statistical one). On random data
+ * the errors of the K terms cancel in part, and the whole matrix's relative
+ * (Frobenius) error stays near 2^-8 / sqrt(3) per term's share; the test
+ * also asks it to be at most 2^-8 (a biased rounding, such as truncation,
+ * is about 2^-8 and fails it at the sizes below), and at least 2^-12 (an
+ * fp32 product is ~2^-22: bf16 must really be used).
+ *
+ * On a CPU without AVX512_BF16 the kernel and op tests skip with a message
+ * naming the missing feature; the refusal tests run everywhere. */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base.h"
+#include "helpers.h"
+
+/* Skips the test, saying why, where the bf16 kernels cannot run
+ * (DF_TEST_NO_BF16=1 acts out such a CPU, to see the skips). */
+#define REQUIRE_BF16()                                                                               \
+    do {                                                                                             \
+        if (getenv("DF_TEST_NO_BF16")) df_gemm_bf16_pretend_missing(true);                           \
+        const char *missing_ = df_gemm_bf16_missing();                                               \
+        if (missing_) cr_skip_test("bf16 not checked: this CPU lacks %s", missing_);                 \
+    } while (0)
+
+static uint64_t rng_state = 0x2545F4914F6CDD1Du;
+static float uniform(void)                       /* in [-1, 1) */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+#define SENTINEL 12345.0f
+
+typedef struct problem {
+    bool ta, tb;
+    int64_t M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+    float *A, *B, *C0, *C;
+} problem;
+
+static problem make_problem(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta)
+{
+    const int64_t pad = 3;
+    problem p = {ta, tb, M, N, K, (ta ? M : K) + pad, (tb ? K : N) + pad, N + pad, alpha, beta, NULL, NULL, NULL, NULL};
+    const int64_t arows = ta ? K : M, brows = tb ? N : K;
+    p.A = malloc(sizeof(float) * (size_t)(arows * p.lda + 1));
+    p.B = malloc(sizeof(float) * (size_t)(brows * p.ldb + 1));
+    p.C0 = malloc(sizeof(float) * (size_t)(M * p.ldc + 1));
+    p.C = malloc(sizeof(float) * (size_t)(M * p.ldc + 1));
+    cr_assert(p.A && p.B && p.C0 && p.C);
+    for (int64_t i = 0; i < arows * p.lda; i++) p.A[i] = uniform();
+    for (int64_t i = 0; i < brows * p.ldb; i++) p.B[i] = uniform();
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < p.ldc; j++) p.C0[i * p.ldc + j] = j >= N ? SENTINEL : beta == 0.0f ? NAN : uniform();
+    return p;
+}
+
+static void free_problem(problem *p)
+{
+    free(p->A);
+    free(p->B);
+    free(p->C0);
+    free(p->C);
+}
+
+static float a_at(const problem *p, int64_t i, int64_t k) { return p->ta ? p->A[k * p->lda + i] : p->A[i * p->lda + k]; }
+static float b_at(const problem *p, int64_t k, int64_t j) { return p->tb ? p->B[j * p->ldb + k] : p->B[k * p->ldb + j]; }
+
+static void run_bf16(problem *p)
+{
+    memcpy(p->C, p->C0, sizeof(float) * (size_t)(p->M * p->ldc));
+    df_sgemm_path(DF_GEMM_BF16, p->ta, p->tb, p->M, p->N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta, p->C,
+                  p->ldc);
+}
+
+/* The elementwise bound of the header, the sentinel past column N, and the
+ * matrix's relative error in [2^-12, 2^-8] when it has enough terms for
+ * that statistic (M*N*K >= 4096). */
+static void check_bf16(const problem *p)
+{
+    const double rel = pow(2, -7) + pow(2, -16) + (p->K + 2) * pow(2, -24);
+    double err2 = 0, ref2 = 0;
+    for (int64_t i = 0; i < p->M; i++) {
+        for (int64_t j = 0; j < p->ldc; j++) {
+            const float got = p->C[i * p->ldc + j];
+            if (j >= p->N) {
+                cr_assert(got == SENTINEL, "M=%ld N=%ld K=%ld: wrote C[%ld][%ld] past column N", (long)p->M,
+                          (long)p->N, (long)p->K, (long)i, (long)j);
+                continue;
+            }
+            double s = 0, mag = 0;
+            for (int64_t k = 0; k < p->K; k++) {
+                const double t = (double)a_at(p, i, k) * b_at(p, k, j);
+                s += t;
+                mag += fabs(t);
+            }
+            const double c0 = p->beta == 0.0f ? 0.0 : p->C0[i * p->ldc + j];
+            const double want = p->alpha * s + p->beta * c0;
+            const double tol = rel * (fabs(p->alpha) * mag + fabs(p->beta * c0)) + 1e-30;
+            if (!(fabs(got - want) <= tol))
+                cr_assert_fail("bf16 %s%sM=%ld N=%ld K=%ld alpha=%g beta=%g: C[%ld][%ld] = %.9g, want %.9g (tol %.3g)",
+                               p->ta ? "ta " : "", p->tb ? "tb " : "", (long)p->M, (long)p->N, (long)p->K, p->alpha,
+                               p->beta, (long)i, (long)j, got, want, tol);
+            err2 += (got - want) * (got - want);
+            ref2 += (p->alpha * s) * (p->alpha * s);
+        }
+    }
+    if (p->M * p->N * p->K >= 4096 && p->beta == 0.0f) {
+        const double frob = sqrt(err2 / ref2);
+        if (getenv("BF16_VERBOSE")) cr_log_info("K=%ld frob %.3g = 2^%.2f", (long)p->K, frob, log2(frob));
+        cr_assert(frob <= pow(2, -8) && frob >= pow(2, -12),
+                  "bf16 %s%sM=%ld N=%ld K=%ld: relative error %.3g outside [2^-12, 2^-8] = [%.3g, %.3g]",
+                  p->ta ? "ta " : "", p->tb ? "tb " : "", (long)p->M, (long)p->N, (long)p->K, frob, pow(2, -12),
+                  pow(2, -8));
+    }
+}
+
+/* Edge shapes: M, N, K around the 12 x 32 tile and the 256-step k block,
+ * K odd (a pair with one zero), one row or column, all four transposes. */
+Test(bf16_gemm, edge_shapes_and_transposes)
+{
+    REQUIRE_BF16();
+    static const int64_t shapes[][3] = {
+        {1, 1, 1}, {1, 33, 7}, {13, 1, 17}, {7, 17, 33}, {12, 32, 256}, {13, 33, 257},
+        {25, 65, 513}, {24, 31, 2}, {11, 97, 301}, {40, 48, 1000},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            problem p = make_problem(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
+            run_bf16(&p);
+            check_bf16(&p);
+            free_problem(&p);
+        }
+}
+
+Test(bf16_gemm, alpha_and_beta)
+{
+    REQUIRE_BF16();
+    static const float ab[][2] = {{1, 1}, {-0.5f, 2}, {2, 0}};
+    for (size_t s = 0; s < 3; s++)
+        for (int t = 0; t < 4; t++) {
+            problem p = make_problem(t & 1, t & 2, 19, 45, 299, ab[s][0], ab[s][1]);
+            run_bf16(&p);
+            check_bf16(&p);
+            free_problem(&p);
+        }
+}
+
+/* The operands are rounded to nearest even, not truncated: 1 + 2^-8 + 2^-12
+ * is past half an ulp (2^-8) of 1 in bf16, so it becomes 1 + 2^-7; exactly
+ * half (1 + 2^-8) rounds to the even 1. Through both packings (k-major and
+ * k-contiguous) of both operands. */
+Test(bf16_gemm, rounds_to_nearest_even)
+{
+    REQUIRE_BF16();
+    const float up = 1.0f + 0x1p-8f + 0x1p-12f, tie = 1.0f + 0x1p-8f;
+    for (int t = 0; t < 4; t++) {
+        float A[2] = {up, tie}, B[2] = {1.0f, 1.0f}, C = 0;
+        df_sgemm_path(DF_GEMM_BF16, t & 1, t & 2, 1, 1, 2, 1.0f, A, (t & 1) ? 1 : 2, B, (t & 2) ? 2 : 1, 0.0f, &C, 1);
+        cr_assert(C == 2.0f + 0x1p-7f, "transposes %d: (1+2^-8+2^-12) + (1+2^-8) in bf16 = %.9g, want %.9g", t, C,
+                  2.0f + 0x1p-7f);
+        float A2[2] = {1.0f, 1.0f}, B2[2] = {up, tie};
+        df_sgemm_path(DF_GEMM_BF16, t & 1, t & 2, 1, 1, 2, 1.0f, A2, (t & 1) ? 1 : 2, B2, (t & 2) ? 2 : 1, 0.0f, &C, 1);
+        cr_assert(C == 2.0f + 0x1p-7f, "transposes %d, rounded B: %.9g, want %.9g", t, C, 2.0f + 0x1p-7f);
+    }
+}
+
+/* Big enough to be split among threads: the same bits on 1, 2 and 3. */
+Test(bf16_gemm, same_bits_on_any_thread_count)
+{
+    REQUIRE_BF16();
+    df_team_set_adapt(0);
+    for (int t = 0; t < 4; t++) {
+        problem p = make_problem(t & 1, t & 2, 150, 230, 517, 1.0f, 0.0f);
+        float *first = malloc(sizeof(float) * (size_t)(p.M * p.ldc));
+        cr_assert(first);
+        for (int nth = 1; nth <= 3; nth++) {
+            df_set_num_threads(nth);
+            run_bf16(&p);
+            if (nth == 1) {
+                check_bf16(&p);
+                memcpy(first, p.C, sizeof(float) * (size_t)(p.M * p.ldc));
+            } else {
+                cr_assert(memcmp(first, p.C, sizeof(float) * (size_t)(p.M * p.ldc)) == 0,
+                          "transposes %d: bits on %d threads differ from 1 thread", t, nth);
+            }
+        }
+        free(first);
+        free_problem(&p);
+    }
+    df_set_num_threads(2);
+    df_team_set_adapt(-1);
+}
+
+/* B packed once (df_gemm_pack_b) gives the bits of the unpacked product. */
+Test(bf16_gemm, packed_b_same_bits)
+{
+    REQUIRE_BF16();
+    for (int tb = 0; tb < 2; tb++) {
+        problem p = make_problem(false, tb, 70, 100, 515, 1.0f, 0.0f);
+        run_bf16(&p);
+        check_bf16(&p);
+        float *C2 = malloc(sizeof(float) * (size_t)(p.M * p.ldc));
+        float *buf = aligned_alloc(64, (df_gemm_packed_b_floats(DF_GEMM_BF16, p.K, p.N) * sizeof(float) + 63) / 64 * 64);
+        cr_assert(C2 && buf);
+        memcpy(C2, p.C0, sizeof(float) * (size_t)(p.M * p.ldc));
+        df_gemm_packed_b pb;
+        cr_assert(df_gemm_pack_b(DF_GEMM_BF16, &pb, tb, p.K, p.N, p.B, p.ldb, buf));
+        cr_assert(df_sgemm_packed(p.M, 1.0f, p.A, p.lda, &pb, 0.0f, C2, p.ldc));
+        cr_assert(memcmp(C2, p.C, sizeof(float) * (size_t)(p.M * p.ldc)) == 0, "tb %d: packed B bits differ", tb);
+        free(buf);
+        free(C2);
+        free_problem(&p);
+    }
+}
+
+/* ------------------------------------------------------ the precision setting */
+
+/* sqrt(sum (a-b)^2 / sum b^2) */
+static double rel_diff(const float *a, const float *b, int64_t n)
+{
+    double e = 0, r = 0;
+    for (int64_t i = 0; i < n; i++) {
+        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return r > 0 ? sqrt(e / r) : sqrt(e);
+}
+
+static df_status build_matmul(df_graph *g, df_node **in, void *user)
+{
+    (void)user;
+    df_graph_output(g, df_matmul(g, in[0], in[1], false, true));
+    return df_graph_status(g);
+}
+
+/* df_function_set_precision: that function's calls take bf16 operands
+ * (about 2^-9 off fp32 here, far more than fp32's own ~2^-22), another
+ * function's stay fp32 bit for bit, and the thread's setting is untouched. */
+Test(bf16_precision, function_setting_reaches_matmul)
+{
+    REQUIRE_BF16();
+    enum { M = 40, N = 70, K = 300 };
+    df_rng rng;
+    df_rng_seed(&rng, 3);
+    float *a = rand_buf(&rng, M * K, -1, 1), *b = rand_buf(&rng, N * K, -1, 1), *ref = malloc(sizeof(float) * M * N);
+    cr_assert(ref);
+    df_sgemm(false, true, M, N, K, 1.0f, a, K, b, K, 0.0f, ref, N);
+    df_tensor in[2] = {F32(a, M, K), F32(b, N, K)}, out;
+    df_function *f32 = df_function_new("fp32", build_matmul, NULL), *f16 = df_function_new("bf16", build_matmul, NULL);
+    cr_assert_eq(df_function_set_precision(f16, DF_PRECISION_BF16), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_function_call(f32, in, 2, &out, 1), DF_OK, "%s", df_last_error());
+    cr_assert(memcmp(out.data, ref, sizeof(float) * M * N) == 0, "an fp32 function's matmul is not df_sgemm's bits");
+    cr_assert_eq(df_function_call(f16, in, 2, &out, 1), DF_OK, "%s", df_last_error());
+    const double d = rel_diff(out.data, ref, M * N);
+    cr_assert(d <= 0x1p-8 && d >= 0x1p-12, "bf16 matmul vs fp32: relative difference %.3g not in [2^-12, 2^-8]", d);
+    cr_assert_eq(df_get_precision(), DF_PRECISION_FP32, "the function's precision leaked into the thread's");
+    df_function_free(f32);
+    df_function_free(f16);
+    free(a), free(b), free(ref);
+}
+
+/* The fused LSTM forward and backward (lstm, lstm_grad, d w_rec) in bf16
+ * against fp32, at a size that runs the threaded packed path with a last
+ * unit slice short of a panel (H = 300). */
+enum { LB = 16, LT = 6, LH = 300 };
+
+static df_graph *build_lstm(void)
+{
+    df_graph *g = df_graph_new();
+    df_node *in[5] = {PH(g, LB, LT, 4 * LH), PH(g, LH, 4 * LH), PH(g, LB, LH), PH(g, LB, LH), PH(g, LB, LT, LH)};
+    df_node *h = df_lstm(g, in[0], in[1], in[2], in[3]), *grads[4];
+    df_node *loss = df_sum(g, df_mul(g, h, in[4]), NULL, 0, false);
+    cr_assert_eq(df_gradients(g, loss, NULL, 4, in, grads), DF_OK, "%s", df_graph_error(g));
+    df_graph_output(g, h);
+    df_graph_output(g, df_lstm_final_c(g, h));
+    for (int i = 0; i < 4; i++) df_graph_output(g, grads[i]);
+    return g;
+}
+
+static const int64_t lstm_numel[6] = {LB * LT * LH, LB * LH, LB * LT * 4 * LH, LH * 4 * LH, LB * LH, LB * LH};
+static const char *lstm_out_name[6] = {"h", "final c", "d xproj", "d w_rec", "d h0", "d c0"};
+
+typedef struct lstm_data { float *x, *w, *h0, *c0, *r; df_tensor in[5]; } lstm_data;
+
+static lstm_data lstm_inputs(void)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 17);
+    lstm_data d;
+    d.x = rand_buf(&rng, LB * LT * 4 * LH, -2, 2);
+    d.w = rand_buf(&rng, LH * 4 * LH, -0.1f, 0.1f);
+    d.h0 = rand_buf(&rng, LB * LH, -1, 1);
+    d.c0 = rand_buf(&rng, LB * LH, -1, 1);
+    d.r = rand_buf(&rng, LB * LT * LH, -1, 1);
+    d.in[0] = F32(d.x, LB, LT, 4 * LH);
+    d.in[1] = F32(d.w, LH, 4 * LH);
+    d.in[2] = F32(d.h0, LB, LH);
+    d.in[3] = F32(d.c0, LB, LH);
+    d.in[4] = F32(d.r, LB, LT, LH);
+    return d;
+}
+
+static void lstm_free(lstm_data *d) { free(d->x), free(d->w), free(d->h0), free(d->c0), free(d->r); }
+
+static void run_lstm(df_graph *g, const df_tensor *in, df_precision p, float **copy)
+{
+    cr_assert_eq(df_set_precision(p), DF_OK, "%s", df_last_error());
+    df_tensor o[6];
+    cr_assert_eq(df_graph_run(g, in, 5, o, 6), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_set_precision(DF_PRECISION_FP32), DF_OK);
+    for (int i = 0; i < 6; i++) {
+        copy[i] = malloc((size_t)lstm_numel[i] * sizeof(float));
+        cr_assert(copy[i]);
+        memcpy(copy[i], o[i].data, (size_t)lstm_numel[i] * sizeof(float));
+    }
+}
+
+/* Each output within 2^-7 (relative, whole array) of fp32's: the products'
+ * ~2^-9 compounded through 6 steps and the backward (measured 2^-8.5 to
+ * 2^-11); and at least 2^-16
+ * off, or bf16 was not used (fp32 runs agree to the bit). */
+Test(bf16_precision, lstm_forward_backward_near_fp32)
+{
+    REQUIRE_BF16();
+    lstm_data d = lstm_inputs();
+    df_graph *g = build_lstm();
+    float *f32[6], *b16[6];
+    run_lstm(g, d.in, DF_PRECISION_FP32, f32);
+    run_lstm(g, d.in, DF_PRECISION_BF16, b16);
+    for (int i = 0; i < 6; i++) {
+        const double r = rel_diff(b16[i], f32[i], lstm_numel[i]);
+        if (getenv("BF16_VERBOSE")) cr_log_info("%s: bf16 vs fp32 %.3g = 2^%.2f", lstm_out_name[i], r, log2(r));
+        cr_expect(r <= 0x1p-7 && r >= 0x1p-16, "%s: bf16 vs fp32 relative difference %.3g not in [2^-16, 2^-7]",
+                  lstm_out_name[i], r);
+        free(f32[i]), free(b16[i]);
+    }
+    df_graph_free(g);
+    lstm_free(&d);
+}
+
+/* bf16 is deterministic: the same bits run after run, graph after graph,
+ * and on 1, 2 and 3 threads. */
+Test(bf16_precision, lstm_same_bits_any_run_and_thread_count)
+{
+    REQUIRE_BF16();
+    df_team_set_adapt(0);
+    lstm_data d = lstm_inputs();
+    df_graph *g1 = build_lstm(), *g2 = build_lstm();
+    float *first[6], *again[6];
+    df_set_num_threads(1);
+    run_lstm(g1, d.in, DF_PRECISION_BF16, first);
+    for (int pass = 0; pass < 4; pass++) {
+        const int nth = pass < 2 ? 2 : 3;
+        df_set_num_threads(nth);
+        run_lstm(pass == 1 ? g2 : g1, d.in, DF_PRECISION_BF16, again);
+        for (int i = 0; i < 6; i++) {
+            cr_expect(memcmp(first[i], again[i], (size_t)lstm_numel[i] * sizeof(float)) == 0,
+                      "%s: bf16 bits differ on %d threads (%s graph) from 1 thread", lstm_out_name[i], nth,
+                      pass == 1 ? "a fresh" : "the same");
+            free(again[i]);
+        }
+    }
+    for (int i = 0; i < 6; i++) free(first[i]);
+    df_set_num_threads(2);
+    df_team_set_adapt(-1);
+    df_graph_free(g1);
+    df_graph_free(g2);
+    lstm_free(&d);
+}
+
+/* The GRU's and SimpleRNN's recurrent products (cell_weight) in bf16:
+ * h and the gradients of the inputs near fp32's and not equal to them. */
+static df_graph *build_cell(bool gru, int64_t B, int64_t T, int64_t H, int *n_in)
+{
+    df_graph *g = df_graph_new();
+    const int64_t G = gru ? 3 * H : H;
+    df_node *in[4] = {PH(g, B, T, G), PH(g, H, G), PH(g, B, H), PH(g, B, T, H)};
+    df_node *h = gru ? df_gru(g, in[0], in[1], NULL, in[2], true) : df_simple_rnn(g, in[0], in[1], in[2]), *grads[3];
+    df_node *loss = df_sum(g, df_mul(g, h, in[3]), NULL, 0, false);
+    cr_assert_eq(df_gradients(g, loss, NULL, 3, in, grads), DF_OK, "%s", df_graph_error(g));
+    df_graph_output(g, h);
+    for (int i = 0; i < 3; i++) df_graph_output(g, grads[i]);
+    *n_in = 4;
+    return g;
+}
+
+Test(bf16_precision, gru_and_simple_rnn_near_fp32)
+{
+    REQUIRE_BF16();
+    enum { B = 8, T = 5, H = 96 };
+    for (int gru = 0; gru < 2; gru++) {
+        const int64_t G = gru ? 3 * H : H, numel[4] = {B * T * H, B * T * G, H * G, B * H};
+        df_rng rng;
+        df_rng_seed(&rng, 5);
+        float *x = rand_buf(&rng, B * T * G, -1, 1), *w = rand_buf(&rng, H * G, -0.1f, 0.1f);
+        float *h0 = rand_buf(&rng, B * H, -1, 1), *r = rand_buf(&rng, B * T * H, -1, 1);
+        df_tensor in[4] = {F32(x, B, T, G), F32(w, H, G), F32(h0, B, H), F32(r, B, T, H)}, o[4];
+        int n_in;
+        df_graph *g = build_cell(gru, B, T, H, &n_in);
+        float *f32[4];
+        cr_assert_eq(df_graph_run(g, in, n_in, o, 4), DF_OK, "%s", df_last_error());
+        for (int i = 0; i < 4; i++) {
+            f32[i] = malloc((size_t)numel[i] * sizeof(float));
+            memcpy(f32[i], o[i].data, (size_t)numel[i] * sizeof(float));
+        }
+        cr_assert_eq(df_set_precision(DF_PRECISION_BF16), DF_OK);
+        cr_assert_eq(df_graph_run(g, in, n_in, o, 4), DF_OK, "%s", df_last_error());
+        df_set_precision(DF_PRECISION_FP32);
+        static const char *what[4] = {"h", "d xproj", "d w_rec", "d h0"};
+        for (int i = 0; i < 4; i++) {
+            const double d = rel_diff(o[i].data, f32[i], numel[i]);
+            if (getenv("BF16_VERBOSE")) cr_log_info("%s %s: %.3g = 2^%.2f", gru ? "gru" : "rnn", what[i], d, log2(d));
+            cr_expect(d <= 0x1p-7 && d >= 0x1p-16, "%s %s: bf16 vs fp32 relative difference %.3g not in [2^-16, 2^-7]",
+                      gru ? "gru" : "simple_rnn", what[i], d);
+            free(f32[i]);
+        }
+        df_graph_free(g);
+        free(x), free(w), free(h0), free(r);
+    }
+}
+
+/* With T = 1 and h0 = 0 the forward's recurrent product is exactly 0 in
+ * either precision, so h, c and d xproj (the gate math, fp32 in both) must
+ * match fp32 to the bit, while d h0 = dz @ w_rec^T is lstm_grad's bf16
+ * product: near fp32's and not equal to it. */
+Test(bf16_precision, lstm_gates_fp32_backward_product_bf16)
+{
+    REQUIRE_BF16();
+    enum { B = 16, H = 256 };
+    df_rng rng;
+    df_rng_seed(&rng, 23);
+    float *x = rand_buf(&rng, B * 4 * H, -2, 2), *w = rand_buf(&rng, H * 4 * H, -0.1f, 0.1f);
+    float *h0 = calloc(B * H, sizeof(float)), *c0 = rand_buf(&rng, B * H, -1, 1), *r = rand_buf(&rng, B * H, -1, 1);
+    cr_assert(h0);
+    df_graph *g = df_graph_new();
+    df_node *in[5] = {PH(g, B, 1, 4 * H), PH(g, H, 4 * H), PH(g, B, H), PH(g, B, H), PH(g, B, 1, H)};
+    df_node *h = df_lstm(g, in[0], in[1], in[2], in[3]), *grads[3];
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, h, in[4]), NULL, 0, false), NULL, 3, in, grads), DF_OK);
+    df_graph_output(g, h);
+    df_graph_output(g, grads[0]);
+    df_graph_output(g, grads[2]);
+    df_tensor t[5] = {F32(x, B, 1, 4 * H), F32(w, H, 4 * H), F32(h0, B, H), F32(c0, B, H), F32(r, B, 1, H)}, o[3];
+    const int64_t numel[3] = {B * H, B * 4 * H, B * H};
+    float *f32[3];
+    cr_assert_eq(df_graph_run(g, t, 5, o, 3), DF_OK, "%s", df_last_error());
+    for (int i = 0; i < 3; i++) {
+        f32[i] = malloc((size_t)numel[i] * sizeof(float));
+        memcpy(f32[i], o[i].data, (size_t)numel[i] * sizeof(float));
+    }
+    cr_assert_eq(df_set_precision(DF_PRECISION_BF16), DF_OK);
+    cr_assert_eq(df_graph_run(g, t, 5, o, 3), DF_OK, "%s", df_last_error());
+    df_set_precision(DF_PRECISION_FP32);
+    cr_expect(memcmp(o[0].data, f32[0], (size_t)numel[0] * sizeof(float)) == 0, "h differs from fp32's");
+    cr_expect(memcmp(o[1].data, f32[1], (size_t)numel[1] * sizeof(float)) == 0, "d xproj differs from fp32's");
+    const double d = rel_diff(o[2].data, f32[2], numel[2]);
+    cr_expect(d <= 0x1p-7 && d >= 0x1p-16, "d h0: bf16 vs fp32 relative difference %.3g not in [2^-16, 2^-7]", d);
+    for (int i = 0; i < 3; i++) free(f32[i]);
+    df_graph_free(g);
+    free(x), free(w), free(h0), free(c0), free(r);
+}
+
+/* ------------------------------------------------------- refusal, anywhere */
+Test(bf16_refusal, missing_feature_is_named)
+{
+    df_gemm_bf16_pretend_missing(true);
+    cr_assert_null(df_gemm_kernels_for(DF_GEMM_BF16));
+    df_status st = df_set_precision(DF_PRECISION_BF16);
+    cr_assert_eq(st, DF_ERR_UNSUPPORTED, "df_set_precision(bf16) without the feature: status %d", st);
+    cr_assert(strstr(df_last_error(), "avx512_bf16"), "message does not name the feature: %s", df_last_error());
+    cr_assert_eq(df_get_precision(), DF_PRECISION_FP32, "a refused precision was kept");
+    df_function *f = df_function_new("f", build_matmul, NULL);
+    st = df_function_set_precision(f, DF_PRECISION_BF16);
+    cr_assert_eq(st, DF_ERR_UNSUPPORTED, "df_function_set_precision(bf16) without the feature: status %d", st);
+    cr_assert(strstr(df_last_error(), "avx512_bf16"), "message does not name the feature: %s", df_last_error());
+    df_function_free(f);
+    cr_assert_eq(df_precision_check((df_precision)7), DF_ERR_ARG);
+    df_gemm_bf16_pretend_missing(false);
+    if (!df_gemm_bf16_missing()) cr_assert_eq(df_set_precision(DF_PRECISION_BF16), DF_OK, "%s", df_last_error());
+    df_set_precision(DF_PRECISION_FP32);
+}
