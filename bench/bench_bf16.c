@@ -2,7 +2,7 @@
  * d w_rec; all four gradients) at the seed's size, B64 T100 H1024, in fp32
  * and under DF_PRECISION_BF16, alternating round by round so that the
  * machine's drift hits both alike; medians, the load average before and
- * after. With --train, the char-rnn seed train step instead (cr_fit_step:
+ * after. With --train, the char-rnn seed train step instead (cr_step "fit":
  * forward, backward and Adam; B64 T100 E256 H1024 on the corpus), fp32 and
  * bf16 steps alternating on one model. GEMM shapes in both precisions:
  * bench/bench_gemm (bf16 column).
@@ -86,7 +86,7 @@ static int bench_train(int rounds, int64_t B, int64_t T, int64_t H, const char *
             df_set_precision(p ? DF_PRECISION_BF16 : DF_PRECISION_FP32);
             float loss;
             const double t0 = bench_now();
-            st = cr_fit_step(&m, &xt, &yt, &loss);
+            st = cr_step(&m, "fit", &xt, &yt, &loss);
             if (r >= 0) ms[p][r] = (bench_now() - t0) * 1e3;
             df_set_precision(DF_PRECISION_FP32);
         }
@@ -128,7 +128,7 @@ static int train_loss(df_precision p, int steps, int64_t B, int64_t T, int64_t H
             cr_batcher_next(&batcher, x, y);
         }
         float loss;
-        st = cr_fit_step(&m, &xt, &yt, &loss);
+        st = cr_step(&m, "fit", &xt, &yt, &loss);
         if (i >= steps - tail) sum += loss;
     }
     df_set_precision(DF_PRECISION_FP32);
