@@ -219,15 +219,16 @@ static df_status batch_matmul_forward(df_node *n)
     const float *A = DF_F32P(a), *B = DF_F32P(b);
     float *Y = DF_F32P(n);
     int64_t batches = batch_numel(n);
+    const df_precision prec = df_get_precision();      /* the calling thread's, also for the loop's threads */
     if (batch_numel(b) == 1 && !t->transpose_a && batch_numel(a) == batches) {   /* one shared b: one GEMM */
-        df_sgemm(false, t->transpose_b, batches * d.M, d.N, d.K, 1.0f, A, d.lda, B, d.ldb, 0.0f, Y, d.N);
+        df_sgemm_prec(prec, false, t->transpose_b, batches * d.M, d.N, d.K, 1.0f, A, d.lda, B, d.ldb, 0.0f, Y, d.N);
         return DF_OK;
     }
     int64_t a_size = d.M * d.K, b_size = d.K * d.N, y_size = d.M * d.N;
 #pragma omp parallel for schedule(static) if (batches > 1)
     for (int64_t p = 0; p < batches; p++)
-        df_sgemm(t->transpose_a, t->transpose_b, d.M, d.N, d.K, 1.0f, A + batch_offset(a, n, p) * a_size, d.lda,
-                 B + batch_offset(b, n, p) * b_size, d.ldb, 0.0f, Y + p * y_size, d.N);
+        df_sgemm_prec(prec, t->transpose_a, t->transpose_b, d.M, d.N, d.K, 1.0f, A + batch_offset(a, n, p) * a_size,
+                      d.lda, B + batch_offset(b, n, p) * b_size, d.ldb, 0.0f, Y + p * y_size, d.N);
     return DF_OK;
 }
 

@@ -1465,15 +1465,15 @@ df_graph *df_saved_graph(const df_saved *s);
  * Under DF_PRECISION_BF16 the big products of a graph run take bf16 operands
  * (8-bit significand, rounded to nearest even as they are packed) and sum
  * them in fp32, on CPUs with AVX512_BF16 (vdpbf16ps: Intel Cooper Lake,
- * Sapphire Rapids and later, AMD Zen 4 and later): matmul (forward and the
- * matmuls of its gradient) and the fused cells' recurrent products (lstm,
- * lstm_grad and the LSTM's d w_rec, gru, gru_grad, simple_rnn and its
- * grad: the recurrent weight
- * converted once per op call into packed bf16 panels, the state converted
- * as it is packed). Everything else stays fp32: the variables (master
- * weights), optimizer slots, gate nonlinearities, the cell state, layer
- * norms, softmax, losses, batch_matmul (attention), and checkpoints (which hold the fp32 variables whatever the precision), and
- * one-row products and cells at batch 1 (generation: converting the weight
+ * Sapphire Rapids and later, AMD Zen 4 and later): matmul and batch_matmul
+ * (forward and the products of their gradients) and the fused cells'
+ * recurrent products (lstm, lstm_grad and the LSTM's d w_rec, gru, gru_grad,
+ * simple_rnn and its grad: the recurrent weight converted once per op call
+ * into packed bf16 panels, the state converted as it is packed). Everything
+ * else stays fp32: the variables (master weights), optimizer slots, gate
+ * nonlinearities, the cell state, layer norms, the fused attention op,
+ * softmax, losses, checkpoints (which hold the fp32 variables whatever the
+ * precision), and one-row products and cells at batch 1 (generation: converting the weight
  * on every call would cost more than the product saves).
  * Results are deterministic as in fp32: the same bits for the same inputs
  * and thread count, and on any thread count. Each term of a product is off

@@ -203,6 +203,20 @@ check "train --help shows the defaults of the new options" sh -c 'grep -q "^  --
     grep -q "^  --lr-schedule C .*(default: constant)\$" help.txt && grep -q "^  --decay-steps N .*(default: 1000)\$" help.txt &&
     grep -q "^  --decay-rate X .*(default: 0.5)\$" help.txt && grep -q "^  --clip X .*(default: 0)\$" help.txt'
 
+# ---------------------------------------------------------------- precision
+"$bin" train $flags --epochs 1 --checkpoint-dir P32 > p32.out 2>&1
+"$bin" train $flags --epochs 1 --checkpoint-dir P16 --precision bf16 > p16.out 2>&1
+p16_rc=$?
+if [ $p16_rc -eq 0 ]; then
+    check "train --precision bf16: a loss near fp32's, not the same bits" awk -F, '
+        FNR == 1 { f++; next } $3 != "" { l[f] = $3 }
+        END { d = l[1] - l[2]; if (d < 0) d = -d; exit !(d > 0 && d < 0.05) }' P32/losses.csv P16/losses.csv
+else
+    check "train --precision bf16 on a CPU without AVX512_BF16 names the missing feature" has p16.out "bf16 precision needs a CPU with"
+fi
+"$bin" train $flags --epochs 1 --checkpoint-dir PX --precision fp16 > px.out 2>&1
+check "train --precision fp16 is refused naming the choices" sh -c "[ $? -eq 2 ] && grep -q fp32 px.out && grep -q bf16 px.out"
+
 # ------------------------------------------------------------------- export
 "$bin" export --checkpoint-dir D sampler.dfg > export.out 2>&1
 check "export writes the sampling step as a saved graph" sh -c '[ -s sampler.dfg ] && grep -q "wrote sampler.dfg" export.out'

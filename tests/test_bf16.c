@@ -275,6 +275,46 @@ Test(bf16_precision, function_setting_reaches_matmul)
     free(a), free(b), free(ref);
 }
 
+static df_status build_batch_matmul(df_graph *g, df_node **in, void *user)
+{
+    (void)user;
+    df_graph_output(g, df_batch_matmul(g, in[0], in[1], false, true));
+    return df_graph_status(g);
+}
+
+/* batch_matmul in both of its forms: one shared b (a dense layer over
+ * (B,T,C): one GEMM) and a b per batch (attention's products, whose loop
+ * runs on the pool's threads, which must use the caller's setting). */
+Test(bf16_precision, function_setting_reaches_batch_matmul)
+{
+    REQUIRE_BF16();
+    enum { B = 3, M = 20, N = 70, K = 300 };
+    df_rng rng;
+    df_rng_seed(&rng, 4);
+    float *a = rand_buf(&rng, B * M * K, -1, 1), *b = rand_buf(&rng, B * N * K, -1, 1);
+    float *ref = malloc(sizeof(float) * B * M * N);
+    cr_assert(ref);
+    for (int shared = 1; shared >= 0; shared--) {
+        for (int p = 0; p < B; p++)
+            df_sgemm(false, true, M, N, K, 1.0f, a + p * M * K, K, b + (shared ? 0 : p * N * K), K, 0.0f,
+                     ref + p * M * N, N);
+        df_tensor in[2] = {df_tensor_make(DF_F32, a, 3, (int64_t[]){B, M, K}),
+                           shared ? F32(b, N, K) : df_tensor_make(DF_F32, b, 3, (int64_t[]){B, N, K})}, out;
+        df_function *f32 = df_function_new("fp32", build_batch_matmul, NULL);
+        df_function *f16 = df_function_new("bf16", build_batch_matmul, NULL);
+        cr_assert_eq(df_function_set_precision(f16, DF_PRECISION_BF16), DF_OK, "%s", df_last_error());
+        cr_assert_eq(df_function_call(f32, in, 2, &out, 1), DF_OK, "%s", df_last_error());
+        cr_assert(rel_diff(out.data, ref, B * M * N) < 0x1p-20, "shared %d: fp32 batch_matmul is not fp32", shared);
+        cr_assert_eq(df_function_call(f16, in, 2, &out, 1), DF_OK, "%s", df_last_error());
+        const double d = rel_diff(out.data, ref, B * M * N);
+        cr_assert(d <= 0x1p-8 && d >= 0x1p-12, "shared %d: bf16 batch_matmul vs fp32: relative difference %.3g not in "
+                  "[2^-12, 2^-8]", shared, d);
+        df_function_free(f32);
+        df_function_free(f16);
+    }
+    free(a), free(b), free(ref);
+}
+
 /* The fused LSTM forward and backward (lstm, lstm_grad, d w_rec) in bf16
  * against fp32, at a size that runs the threaded packed path with a last
  * unit slice short of a panel (H = 300). */

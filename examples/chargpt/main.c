@@ -25,6 +25,7 @@ typedef struct opts {
     const char *data, *checkpoint_dir, *start, *out_dir;
     cg_config model;
     int batch, iters, eval_interval, eval_iters, warmup_iters, length, threads, top_k, keep, warmup, rebuild;
+    int precision;          /* 0 fp32, 1 bf16 */
     float lr, min_lr, weight_decay, temperature;
     bool resume, overwrite, profile;
 } opts;
@@ -40,6 +41,7 @@ static opts defaults(void)
 /* How the sampler's KV cache refills after a crop (gpt.h: cg_cache). */
 enum { REBUILD_PREFILL, REBUILD_REPLAY };
 static const char *const rebuild_names[] = {"prefill", "replay", NULL};
+static const char *const precisions[] = {"fp32", "bf16", NULL};
 
 #define MODEL_FLAGS(o)                                                                                 \
     {"block", CLI_INT, &(o).model.block, "context length (tokens per sequence)", 1, 4096, NULL},       \
@@ -48,7 +50,9 @@ static const char *const rebuild_names[] = {"prefill", "replay", NULL};
     {"n-embd", CLI_INT, &(o).model.n_embd, "embedding width (a multiple of --n-head)", 1, 8192, NULL}, \
     {"batch", CLI_INT, &(o).batch, "sequences per step", 1, 4096, NULL},                               \
     {"data", CLI_STRING, &(o).data, "the corpus (UTF-8)", 0, 0, NULL},                                 \
-    {"threads", CLI_INT, &(o).threads, "kernel threads (0: OpenMP's default)", 0, 1024, NULL}
+    {"threads", CLI_INT, &(o).threads, "kernel threads (0: OpenMP's default)", 0, 1024, NULL},        \
+    {"precision", CLI_CHOICE, &(o).precision, "fp32, or bf16: matmuls on bf16 operands with fp32 sums and " \
+     "fp32 weights (CPUs with AVX512_BF16)", 0, 0, precisions}
 
 /* -------------------------------------------------------------- data */
 
@@ -692,6 +696,10 @@ static int parse(const char *command, const char *usage, const cli_flag *flags, 
 {
     int rc = cli_parse(command, usage, flags, n, argc, argv, stdout, stderr);
     if (rc == 0 && o->threads > 0) df_set_num_threads(o->threads);
+    if (rc == 0 && df_set_precision(o->precision ? DF_PRECISION_BF16 : DF_PRECISION_FP32) != DF_OK) {
+        fprintf(stderr, "%s: %s\n", command, df_last_error());
+        rc = 2;
+    }
     return rc;
 }
 

@@ -24,6 +24,7 @@ static const char *const loops[] = {"fit", "custom", NULL};
 static const char *const graph_parts[] = {"train", "forward", "backward", NULL};
 static const char *const pass_sets[] = {"all", "none", NULL};
 static const char *const truths[] = {"true", "false", NULL};
+static const char *const precisions[] = {"fp32", "bf16", NULL};
 
 /* --cell, --layers, --dropout and --reset-after, shared by train, summary and graph. */
 typedef struct model_flags { int cell, layers, reset_after; float dropout; } model_flags;
@@ -84,7 +85,7 @@ static int cmd_train(int argc, char **argv)
 {
     cr_config o;
     cr_train_defaults(&o);
-    int batching = 0, loop = 0, optimizer = 0, schedule = 0;
+    int batching = 0, loop = 0, optimizer = 0, schedule = 0, precision = 0;
     float peer_timeout = 0;
     model_flags mf = {.layers = 1};
     cli_flag flags[] = {
@@ -122,6 +123,8 @@ static int cmd_train(int argc, char **argv)
         {"plot", CLI_STRING, &o.plot, "write the loss curve as SVG ('' = none)", 0, 0, NULL},
         {"profile", CLI_BOOL, &o.profile, "print each op's time and share of the train step at the end", 0, 0, NULL},
         {"threads", CLI_INT, &threads, "threads (0 = all cores)", 0, 1024, NULL},
+        {"precision", CLI_CHOICE, &precision, "fp32, or bf16: the products on bf16 operands with fp32 sums and fp32 "
+                                              "weights (CPUs with AVX512_BF16)", 0, 0, precisions},
 #ifdef DF_WITH_MPI
         {"peer-timeout", CLI_FLOAT, &peer_timeout, "under mpirun: seconds a rank waits for the others in a collective "
                                                    "before ending the job (0 = forever)", 0, 1e6, NULL},
@@ -154,7 +157,8 @@ static int cmd_train(int argc, char **argv)
     o.schedule.kind = (cr_lr_kind)schedule;
     apply_threads();
     signal(SIGUSR1, on_sigusr1);
-    df_status st = cr_train(&o);
+    df_status st = df_set_precision(precision ? DF_PRECISION_BF16 : DF_PRECISION_FP32);
+    if (st == DF_OK) st = cr_train(&o);
     if (st != DF_OK) cr_dist_abort_if_broken();
     return report("train", st);
 }
