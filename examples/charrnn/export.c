@@ -7,6 +7,7 @@
 #include "export.h"
 #include "cli.h"
 #include "runstate.h"
+#include "sample.h"
 
 df_status cr_export_model_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path)
 {
@@ -38,14 +39,11 @@ df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path)
 {
     char path[4096];
     df_status st = cr_latest_checkpoint(checkpoint_dir, path, sizeof path);
-    cr_config rc;
     cr_vocab *vocab = malloc(sizeof *vocab);
     if (!vocab) return df_error(DF_ERR_NOMEM, "out of memory");
-    if (st == DF_OK) st = cr_peek_run(path, &rc, vocab);
     cr_model m;
     bool have_model = false;
-    if (st == DF_OK) have_model = (st = cr_model_init(&m, &rc)) == DF_OK;
-    if (st == DF_OK) st = cr_load_run(path, &rc, vocab, &m, NULL, NULL);
+    if (st == DF_OK) have_model = (st = cr_model_from_checkpoint(path, vocab, &m)) == DF_OK;
     if (st == DF_OK) st = cr_export_model_sampler(&m, vocab, out_path);
     if (have_model) cr_model_free(&m);
     free(vocab);

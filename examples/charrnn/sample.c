@@ -66,20 +66,27 @@ static void emit_to_file(const char *utf8, int len, void *ctx)
     fflush(ctx);
 }
 
+df_status cr_model_from_checkpoint(const char *path, cr_vocab *vocab, cr_model *m)
+{
+    cr_config rc;
+    df_status st = cr_peek_run(path, &rc, vocab);
+    if (st == DF_OK) st = cr_model_init(m, &rc);
+    if (st != DF_OK) return st;
+    if ((st = cr_load_run(path, &rc, vocab, m, NULL, NULL)) != DF_OK) cr_model_free(m);
+    return st;
+}
+
 df_status cr_sample(const cr_sample_opts *o, FILE *out)
 {
     char path[4096];
     df_status st = DF_OK;
     if (o->checkpoint) snprintf(path, sizeof path, "%s", o->checkpoint);
     else st = cr_latest_checkpoint(o->checkpoint_dir, path, sizeof path);
-    cr_config rc;
     cr_vocab *vocab = malloc(sizeof *vocab);
     if (!vocab) return df_error(DF_ERR_NOMEM, "out of memory");
-    if (st == DF_OK) st = cr_peek_run(path, &rc, vocab);
     cr_model m;
     bool have_model = false;
-    if (st == DF_OK) have_model = (st = cr_model_init(&m, &rc)) == DF_OK;
-    if (st == DF_OK) st = cr_load_run(path, &rc, vocab, &m, NULL, NULL);
+    if (st == DF_OK) have_model = (st = cr_model_from_checkpoint(path, vocab, &m)) == DF_OK;
     int n_start, max_start = (int)strlen(o->start) + 1;
     int32_t *probe = malloc((size_t)max_start * sizeof *probe);
     if (st == DF_OK && !probe) st = df_error(DF_ERR_NOMEM, "out of memory");

@@ -21,6 +21,9 @@ typedef void (*cr_emit_fn)(const char *utf8, int len, void *ctx);
  * reset first. */
 df_status cr_generate(cr_model *m, const cr_vocab *vocab, const char *start, int length, float temperature,
                       uint64_t seed, cr_emit_fn emit, void *ctx);
+/* The model of a checkpoint, its weights loaded, and its vocabulary (for
+ * sampling: no optimizer slots); on an error nothing is left to free. */
+df_status cr_model_from_checkpoint(const char *path, cr_vocab *vocab, cr_model *m);
 /* Loads the checkpoint and streams start + generated text to out. */
 df_status cr_sample(const cr_sample_opts *o, FILE *out);
 
