@@ -193,6 +193,7 @@ df_status df_config_compare(const df_config_field *fields, int n, const void *sa
             return DF_ERR_ARG;
         if (changed) changed[n_changed] = NULL;
         if (!f->flag) return df_error(DF_ERR_STATE, "it has %s=%s, this run has %s=%s", f->key, was, f->key, is);
+        if (f->about) return df_error(DF_ERR_STATE, "its --%s differs (%s: %s, this run's %s)", f->flag, f->about, was, is);
         return df_error(DF_ERR_STATE, "it was trained with --%s %s, this run has --%s %s", f->flag, was, f->flag, is);
     }
     if (changed) changed[n_changed] = NULL;

@@ -995,6 +995,8 @@ typedef struct df_config_field {
     df_config_type type;
     size_t offset;              /* offsetof(struct, member) */
     const char *flag;           /* the option's name for messages ("seed": "--seed 42"); NULL: "key=42" */
+    const char *about;          /* [NULL] a value that is not the option's own, for messages:
+                                 * "its --data differs (the corpus's XXH64: 12, this run's 34)" */
     const char *const *names;   /* ENUM: NULL-terminated names, indexed by value */
     size_t size;                /* STRING: the char array's size */
     bool required;              /* parsing fails without it (else it keeps the struct's value) */

@@ -99,6 +99,9 @@ expect_error "--resume with another --shuffle-buffer is refused" "--shuffle-buff
     "$bin" train $flags --epochs 2 --val 0.1 --shuffle-buffer 50 --checkpoint-dir R --resume
 expect_error "--resume with another --steps-per-epoch is refused" "--steps-per-epoch 20, this run has --steps-per-epoch 10" \
     "$bin" train $flags --epochs 2 --val 0.1 --steps-per-epoch 10 --checkpoint-dir R --resume
+make_corpus 210 > other.txt
+expect_error "--resume on another corpus (the same characters) is refused naming --data" \
+    "its --data differs (the corpus's XXH64: " "$bin" train $flags --epochs 2 --val 0.1 --data other.txt --checkpoint-dir R --resume
 expect_error "--resume with another --hidden is refused" "hidden=32, this run has hidden=16" \
     "$bin" train $flags --epochs 2 --val 0.1 --hidden 16 --checkpoint-dir R --resume
 "$bin" train $flags --epochs 3 --val 0.1 --learning-rate 0.002 --checkpoint-dir R --resume > r2.out 2> r2.err

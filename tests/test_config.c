@@ -199,3 +199,16 @@ Test(config, check_enforces_each_fields_range_naming_its_flag)
                            df_last_error());
     }
 }
+
+/* A field whose value is not the option itself (a hash of the file an
+ * option names) is described by `about`, still naming the option. */
+Test(config, compare_describes_a_derived_value_by_about)
+{
+    typedef struct { uint64_t data_hash; } derived;
+    const df_config_field derived_fields[] = {
+        {"data_hash", DF_CONFIG_U64, offsetof(derived, data_hash), .flag = "data", .about = "the corpus's XXH64"}};
+    derived saved = {.data_hash = 12}, now = {.data_hash = 34};
+    cr_assert_eq(df_config_compare(derived_fields, 1, &saved, &now, NULL), DF_ERR_STATE);
+    cr_expect_str_eq(df_last_error(), "its --data differs (the corpus's XXH64: 12, this run's 34)");
+    cr_expect_eq(df_config_compare(derived_fields, 1, &saved, &saved, NULL), DF_OK);
+}

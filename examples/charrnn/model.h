@@ -36,6 +36,7 @@ typedef struct cr_config {
     cr_batching batching;
     float val_fraction;
     int shuffle_buffer, steps_per_epoch;
+    uint64_t data_hash;     /* XXH64 of the corpus's ids: another --data is another run */
     df_lr_schedule schedule;
     /* `char-rnn train` only, not saved */
     const char *data, *checkpoint_dir, *csv, *plot;

@@ -42,7 +42,8 @@ static const df_config_field fields[] = {
     F("decay_rate", FLOAT, schedule.decay_rate, .flag = "decay-rate", .applies = steps_down),
     F("val", FLOAT, val_fraction, .flag = "val"),
     F("shuffle_buffer", INT, shuffle_buffer, .flag = "shuffle-buffer", .applies = shuffled),
-    F("steps_per_epoch", INT, steps_per_epoch, .flag = "steps-per-epoch")};
+    F("steps_per_epoch", INT, steps_per_epoch, .flag = "steps-per-epoch"),
+    F("data_hash", U64, data_hash, .flag = "data", .about = "the corpus's XXH64")};
 #define N_FIELDS ((int)(sizeof fields / sizeof fields[0]))
 
 df_status cr_config_check(const cr_config *cfg)

@@ -5,6 +5,7 @@
  * of a data-parallel run, the op profile. */
 #include <math.h>
 #include <stdio.h>
+#include <xxhash.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dist.h"
@@ -45,6 +46,7 @@ static df_status open_run(run *r, const cr_config *o)
     int64_t n_val = (int64_t)(r->text.n * (double)o->val_fraction), n_train = r->text.n - n_val;
     r->rc = *o;
     r->rc.vocab = r->text.vocab.size;
+    r->rc.data_hash = XXH64(r->text.ids, (size_t)r->text.n * sizeof *r->text.ids, 0);
     if ((st = cr_schedule_check(&r->rc.schedule)) != DF_OK) return st;
     if ((st = cr_model_init(&r->model, &r->rc)) != DF_OK) return st;
     if ((st = cr_dist_setup_model(&r->model)) != DF_OK) return st;     /* gradient all-reduce (mpirun) */
