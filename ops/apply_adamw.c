@@ -23,7 +23,7 @@ typedef struct {
 } adamw_step;
 
 /* Elements [0, len) of one variable's update; cloned per instruction set. */
-__attribute__((target_clones("avx512f", "avx2", "default")))
+DF_TARGET_CLONES
 static void adamw_update(const adamw_step *k, float *w, float *m, float *v,
                          const float *grad, int64_t len)
 {

@@ -9,6 +9,16 @@
 /* Below this many elements a loop runs on one thread (fork cost dominates). */
 #define DF_PAR_MIN 16384
 
+/* A loop function compiled for AVX-512, AVX2 and the baseline, one picked
+ * at load time (GCC's ifunc on x86-64 ELF). Elsewhere, and with clang (which
+ * before version 15 does not resolve such a function from another file),
+ * one baseline copy: the same results, without the wider vectors. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+#define DF_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define DF_TARGET_CLONES
+#endif
+
 /* Validates a shape argument of a constructor (rank 0..4, shape non-NULL
  * when rank > 0); records the error in g (or the thread's last error when g
  * is NULL) and returns false when it is bad. */

@@ -31,8 +31,10 @@ static inline __attribute__((always_inline)) float df_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float y = p * r * r + r + 1.0f;
-    int32_t ni = (int32_t)n, half = ni / 2;
-    int32_t b1 = (half + 127) << 23, b2 = (ni - half + 127) << 23;
+    /* n is an integer in [-150, 128] unless x is NaN (then y is NaN and the
+     * scale does not matter): 0 keeps the conversion and shifts defined. */
+    int32_t ni = (int32_t)(n == n ? n : 0.0f), half = ni / 2;
+    uint32_t b1 = (uint32_t)(half + 127) << 23, b2 = (uint32_t)(ni - half + 127) << 23;
     float s1, s2;
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);

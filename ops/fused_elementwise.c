@@ -27,7 +27,7 @@
  * function, so fused and unfused results are the same bits also where two
  * instruction sequences could legitimately differ (a select against a
  * denormal under FTZ/DAZ: a blend keeps it, a scalar maxss flushes it). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
+DF_TARGET_CLONES
 void df_ew_run(int code, const float *A, int64_t sa, const float *B, int64_t sb, float *out, int64_t len)
 {
 #define DF_EW_SIMD(body) _Pragma("omp simd") for (int64_t i = 0; i < len; i++) body
