@@ -35,51 +35,8 @@
         if (missing_) cr_skip_test("bf16 not checked: this CPU lacks %s", missing_);                 \
     } while (0)
 
-static uint64_t rng_state = 0x2545F4914F6CDD1Du;
-static float uniform(void)                       /* in [-1, 1) */
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (2.0 / 16777216.0) - 1.0);
-}
-
-#define SENTINEL 12345.0f
-
-typedef struct problem {
-    bool ta, tb;
-    int64_t M, N, K, lda, ldb, ldc;
-    float alpha, beta;
-    float *A, *B, *C0, *C;
-} problem;
-
-static problem make_problem(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta)
-{
-    const int64_t pad = 3;
-    problem p = {ta, tb, M, N, K, (ta ? M : K) + pad, (tb ? K : N) + pad, N + pad, alpha, beta, NULL, NULL, NULL, NULL};
-    const int64_t arows = ta ? K : M, brows = tb ? N : K;
-    p.A = malloc(sizeof(float) * (size_t)(arows * p.lda + 1));
-    p.B = malloc(sizeof(float) * (size_t)(brows * p.ldb + 1));
-    p.C0 = malloc(sizeof(float) * (size_t)(M * p.ldc + 1));
-    p.C = malloc(sizeof(float) * (size_t)(M * p.ldc + 1));
-    cr_assert(p.A && p.B && p.C0 && p.C);
-    for (int64_t i = 0; i < arows * p.lda; i++) p.A[i] = uniform();
-    for (int64_t i = 0; i < brows * p.ldb; i++) p.B[i] = uniform();
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < p.ldc; j++) p.C0[i * p.ldc + j] = j >= N ? SENTINEL : beta == 0.0f ? NAN : uniform();
-    return p;
-}
-
-static void free_problem(problem *p)
-{
-    free(p->A);
-    free(p->B);
-    free(p->C0);
-    free(p->C);
-}
-
-static float a_at(const problem *p, int64_t i, int64_t k) { return p->ta ? p->A[k * p->lda + i] : p->A[i * p->lda + k]; }
-static float b_at(const problem *p, int64_t k, int64_t j) { return p->tb ? p->B[j * p->ldb + k] : p->B[k * p->ldb + j]; }
+#define GEMM_PROBLEM_SEED 0x2545F4914F6CDD1Du
+#include "gemm_problem.h"
 
 static void run_bf16(problem *p)
 {
@@ -141,7 +98,7 @@ Test(bf16_gemm, edge_shapes_and_transposes)
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++) {
-            problem p = make_problem(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
+            problem p = make_problem(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f, 3);
             run_bf16(&p);
             check_bf16(&p);
             free_problem(&p);
@@ -154,7 +111,7 @@ Test(bf16_gemm, alpha_and_beta)
     static const float ab[][2] = {{1, 1}, {-0.5f, 2}, {2, 0}};
     for (size_t s = 0; s < 3; s++)
         for (int t = 0; t < 4; t++) {
-            problem p = make_problem(t & 1, t & 2, 19, 45, 299, ab[s][0], ab[s][1]);
+            problem p = make_problem(t & 1, t & 2, 19, 45, 299, ab[s][0], ab[s][1], 3);
             run_bf16(&p);
             check_bf16(&p);
             free_problem(&p);
@@ -186,7 +143,7 @@ Test(bf16_gemm, same_bits_on_any_thread_count)
     REQUIRE_BF16();
     df_team_set_adapt(0);
     for (int t = 0; t < 4; t++) {
-        problem p = make_problem(t & 1, t & 2, 150, 230, 517, 1.0f, 0.0f);
+        problem p = make_problem(t & 1, t & 2, 150, 230, 517, 1.0f, 0.0f, 3);
         float *first = malloc(sizeof(float) * (size_t)(p.M * p.ldc));
         cr_assert(first);
         for (int nth = 1; nth <= 3; nth++) {
@@ -212,7 +169,7 @@ Test(bf16_gemm, packed_b_same_bits)
 {
     REQUIRE_BF16();
     for (int tb = 0; tb < 2; tb++) {
-        problem p = make_problem(false, tb, 70, 100, 515, 1.0f, 0.0f);
+        problem p = make_problem(false, tb, 70, 100, 515, 1.0f, 0.0f, 3);
         run_bf16(&p);
         check_bf16(&p);
         float *C2 = malloc(sizeof(float) * (size_t)(p.M * p.ldc));
