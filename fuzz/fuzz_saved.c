@@ -10,8 +10,9 @@
  * contradiction traps, so libFuzzer reports it as a crash. A file that
  * loads is trusted to run: the run feeds inputs of the signature's shapes,
  * open dims at 1 (twice: the state carried), then after a reset at 3 (a
- * second plan), with values drawn from the input's bytes (i32 ids a little
- * past any vocabulary and negative ones, f32 in [-4, 4]), and every output
+ * second plan), with values drawn from the input's bytes (i32 mostly in
+ * [0, 8), a quarter in [-2, 82): ids and positions past any vocabulary and
+ * context, and negative ones; f32 in [-4, 4]), and every output
  * is read through. A run may fail (an id out of range), with a message; it
  * must not crash or read out of bounds. Loads are capped at 64 MiB of
  * planned tensors so that a small input cannot make the planner allocate
@@ -89,7 +90,8 @@ static void sv_fill(const df_tensor *t, uint64_t *x)
     int64_t n = df_tensor_numel(t);
     for (int64_t k = 0; k < n; k++) {
         uint64_t r = sv_next(x);
-        if (t->dtype == DF_I32) ((int32_t *)t->data)[k] = (int32_t)(r % 84) - 2;   /* -2 .. 81 */
+        if (t->dtype == DF_I32)   /* mostly valid ids and positions, a quarter -2 .. 81 */
+            ((int32_t *)t->data)[k] = r % 4 ? (int32_t)((r >> 2) % 8) : (int32_t)((r >> 2) % 84) - 2;
         else ((float *)t->data)[k] = (float)(r % 8001) / 1000.0f - 4.0f;
     }
 }

@@ -286,22 +286,22 @@ static void expect_failed_export(df_status st, const char *what, const char *say
     expect_only("model.dfg");
 }
 
-Test(export_durability, new_file_syncs_file_then_renames_then_syncs_directory)
+/* Exports value durably: fsync, rename, fsync of the directory, one file. */
+static void expect_durable_export(float value)
 {
-    cr_assert_eq(export_value(1.0f), DF_OK, "%s", df_last_error());
+    n_events = 0;
+    cr_assert_eq(export_value(value), DF_OK, "%s", df_last_error());
     expect_durable_sequence_to(exported);
-    expect_exported_value(1.0f);
+    expect_exported_value(value);
     expect_only("model.dfg");
 }
+
+Test(export_durability, new_file_syncs_file_then_renames_then_syncs_directory) { expect_durable_export(1.0f); }
 
 Test(export_durability, replacing_a_file_follows_the_same_order)
 {
     cr_assert_eq(export_value(1.0f), DF_OK, "%s", df_last_error());
-    n_events = 0;
-    cr_assert_eq(export_value(2.0f), DF_OK, "%s", df_last_error());
-    expect_durable_sequence_to(exported);
-    expect_exported_value(2.0f);
-    expect_only("model.dfg");
+    expect_durable_export(2.0f);
 }
 
 Test(export_durability, failed_file_fsync_keeps_the_old_file_and_no_temp_file)
