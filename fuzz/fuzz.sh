@@ -10,7 +10,9 @@
 #
 # Environment: FUZZ_SECONDS (60), FUZZ_MIN_RUNS ("saved=1000000": a listed
 # harness with fewer executions in FUZZ_SECONDS continues from its corpus
-# until it has that many, for at most 2 x FUZZ_SECONDS more), FUZZ_CC (clang),
+# until it has that many, for at most 4 x FUZZ_SECONDS more: the saved-graph
+# harness also runs what it loads, about 4,000-4,500 executions per CPU
+# second here), FUZZ_CC (clang),
 # FUZZ_TARGETS (all five: checkpoint text cli runstate saved), FUZZ_SOURCES (the library's .c files, from
 # Makefile.am), XXHASH_* and OPENBLAS_* CFLAGS / LIBS (from configure).
 #
@@ -165,7 +167,7 @@ for t in $targets; do
     min_runs=0
     for m in $min_runs_list; do [ "${m%%=*}" = "$t" ] && min_runs=${m#*=}; done
     if [ $rc -eq 0 ] && [ "$execs" -lt "$min_runs" ]; then
-        "$bin/fuzz_$t" -runs=$((min_runs - execs)) -max_total_time=$((2 * seconds)) -timeout=10 \
+        "$bin/fuzz_$t" -runs=$((min_runs - execs)) -max_total_time=$((4 * seconds)) -timeout=10 \
             -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$crashes/" $dirs > "$log.more" 2>&1
         rc=$?
         execs=$((execs + $(executions "$log.more")))
