@@ -2,7 +2,8 @@
  * (a char-rnn sampler for 200 steps and its text, a train step for 10
  * steps, an open batch dimension), and every kind of corrupt file is
  * refused with DF_ERR_FORMAT naming what is wrong. The fuzz seed corpus
- * (fuzz/corpus/saved) is replayed through the harness; with
+ * (fuzz/corpus/saved) is replayed through the harness, whose runs of what
+ * loads are checked too; dagflow-run lists the char models' metadata. With
  * DF_WRITE_SAVED_SEEDS=DIR the tests also write their files there as seeds. */
 #include <criterion/criterion.h>
 #include <errno.h>
