@@ -1397,10 +1397,14 @@ void df_set_num_threads(int n);
  *
  * What is not carried: builder callbacks and anything C code did around a
  * run (a fit loop, callbacks, learning-rate schedules computed in C, the
- * data pipeline); dead nodes; gradient-transform ops with process-local
- * state, i.e. the MPI all-reduce ops (export refuses a graph containing one
- * with DF_ERR_ARG naming it); the variables' df_variable objects themselves
- * (the loaded ones are new, owned by the df_saved).
+ * data pipeline); dead nodes; the function's other traces (a file holds one
+ * signature: e.g. char-gpt's prefill trace stays behind, and its metadata
+ * tells a sampler how to do without it); gradient-transform ops with
+ * process-local state, i.e. the MPI all-reduce ops (export refuses a graph
+ * containing one with DF_ERR_ARG naming it); the variables' df_variable
+ * objects themselves (the loaded ones are new, owned by the df_saved); the
+ * df_function's cached plans. Files are read on
+ * little-endian hosts only (DF_ERR_UNSUPPORTED elsewhere).
  *
  * File (little-endian): "DFGRAPH\0", u32 format version (1), u32 flags (0),
  * u64 payload bytes, the payload, then the XXH64 (seed 0) of everything
@@ -1414,7 +1418,11 @@ void df_set_num_threads(int n);
  * nodes whose shapes the trace took as equal (u32 count, 2 x u32 each); the
  * metadata (u32 count, then key, u64 bytes and the bytes). A name is u32
  * bytes then the bytes, no NUL. Files are written like checkpoints (temp
- * file, fsync, rename, fsync of the directory).
+ * file, fsync, rename, fsync of the directory): a failed write, fsync or
+ * rename (a full disk) is DF_ERR_IO naming the step, with the previous file
+ * at path untouched and no temporary file left; a failed fsync of the
+ * directory after the rename is DF_ERR_IO too (the file is in place but may
+ * not survive a power cut).
  *
  * Loading checks everything and answers DF_ERR_FORMAT naming what is wrong
  * and where (byte offset, node): another magic, a newer format version or op
@@ -1422,7 +1430,9 @@ void df_set_num_threads(int n);
  * does not have, attributes of another size, a reference to a later node or
  * a missing variable, bad dtypes, ranks or dims, and a recorded shape that
  * shape inference does not reproduce. A file that does not open is
- * DF_ERR_IO. */
+ * DF_ERR_IO. A file that loads is safe to run: df_saved_run checks its
+ * inputs, and an id or position out of range is an error status, not a
+ * crash (fuzz/fuzz_saved.c runs every file it loads). */
 typedef struct df_saved df_saved;
 typedef struct df_saved_meta {
     const char *key;                  /* NUL-terminated, unique in a file */
