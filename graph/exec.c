@@ -44,19 +44,23 @@ df_status df_graph_run(df_graph *g, const df_tensor *inputs, int n_inputs,
         if (ph->numel) memcpy(ph->data, inputs[i].data, (size_t)ph->numel * df_dtype_size(ph->dtype));
     }
     df_enable_ftz_all_threads();
+    const bool reuse = df_memo_reusable(g);      /* run-constant values still hold (graph/memo.c) */
     for (int p = 0; p < g->n_sched; p++) {
         df_node *n = g->schedule[p];
-        if (!n->op->forward) continue;
+        if (!n->op->forward || (reuse && n->memo)) continue;
         double start = g->profiling ? omp_get_wtime() : 0;
         st = n->op->forward(n);
         if (g->profiling) n->profile_seconds += omp_get_wtime() - start;
+        if (n->op->flags & DF_OP_SIDE_EFFECT) df_memo_node_wrote(n);
         if (st != DF_OK) {
+            df_memo_forget(g);
             char msg[512];
             snprintf(msg, sizeof msg, "%s", df_last_error());
             return df_error(st, "run: op '%s' (node %d%s%s): %s", n->op->name, n->id,
                             n->name ? " " : "", n->name ? n->name : "", msg);
         }
     }
+    df_memo_ran(g);
     if (g->profiling) g->profiled_runs++;
     for (int i = 0; i < n_outputs; i++) {
         df_node *o = g->outputs[i];

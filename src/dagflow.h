@@ -1503,6 +1503,40 @@ df_precision df_get_precision(void);
  * only the kernels differ. Refused as df_precision_check says. */
 df_status df_function_set_precision(df_function *f, df_precision p);
 
+/* ------------------------------------------- generation: run-constant values
+ *
+ * A compiled graph (with DF_PASS_FOLD) keeps the values that depend only on
+ * variables it does not write itself, e.g. an Embedding's table projected by
+ * the next layer's kernel and bias, and recomputes them only when one of
+ * those variables has changed since the last run (graph/memo.c). For that,
+ * a matmul of gathered rows of such a variable, matmul(gather(E, ids), W)
+ * [+ b], is rewritten as gather(E @ W [+ b], ids): the same bits (each row is
+ * the same dot products in the same k order), and at batch 1 the only large
+ * read per step is then the recurrent weight.
+ *
+ * Every write the library makes gives a variable a new version: its
+ * initialisers, df_variable_assign, checkpoint restores, graph ops that
+ * write it, and df_variable_tensor (its view is writable). Code that keeps a
+ * pointer from df_variable_tensor and writes through it later calls
+ * df_variable_touch after writing. */
+uint64_t df_variable_version(const df_variable *v);
+void df_variable_touch(const df_variable *v);
+/* How many runs of g skipped its run-constant nodes, and how many nodes
+ * each such run skips (0, 0 when it has none). */
+df_status df_graph_memo_stats(const df_graph *g, int64_t *runs_reused, int *nodes);
+
+/* bf16 generation: under DF_PRECISION_BF16 a batch-1 LSTM step reads its
+ * recurrent weight as bf16, converted once per variable version into
+ * k-pair panels (src/gemv_bf16.c) and kept while the version holds; the
+ * products accumulate in fp32. y (n) = x (K) @ W (K,n), W row-major with
+ * leading dimension ldw: df_gemv_bf16_pack writes the bf16 panels
+ * (df_gemv_bf16_bytes(K, n) bytes, 64-aligned) and df_gemv_bf16 computes
+ * columns [j0, j1) (j0 a multiple of 16) from them. Both are
+ * DF_ERR_UNSUPPORTED without AVX512_BF16, naming it. */
+size_t df_gemv_bf16_bytes(int64_t K, int64_t n);
+df_status df_gemv_bf16_pack(int64_t K, int64_t n, const float *W, int64_t ldw, void *panels);
+df_status df_gemv_bf16(int64_t K, int64_t n, const float *x, const void *panels, int64_t j0, int64_t j1, float *y);
+
 #ifdef __cplusplus
 }
 #endif
