@@ -1525,17 +1525,27 @@ void df_variable_touch(const df_variable *v);
  * each such run skips (0, 0 when it has none). */
 df_status df_graph_memo_stats(const df_graph *g, int64_t *runs_reused, int *nodes);
 
-/* bf16 generation: under DF_PRECISION_BF16 a batch-1 LSTM step reads its
- * recurrent weight as bf16, converted once per variable version into
- * k-pair panels (src/gemv_bf16.c) and kept while the version holds; the
- * products accumulate in fp32. y (n) = x (K) @ W (K,n), W row-major with
- * leading dimension ldw: df_gemv_bf16_pack writes the bf16 panels
- * (df_gemv_bf16_bytes(K, n) bytes, 64-aligned) and df_gemv_bf16 computes
- * columns [j0, j1) (j0 a multiple of 16) from them. Both are
- * DF_ERR_UNSUPPORTED without AVX512_BF16, naming it. */
-size_t df_gemv_bf16_bytes(int64_t K, int64_t n);
-df_status df_gemv_bf16_pack(int64_t K, int64_t n, const float *W, int64_t ldw, void *panels);
-df_status df_gemv_bf16(int64_t K, int64_t n, const float *x, const void *panels, int64_t j0, int64_t j1, float *y);
+/* Batch-1 products on packed weights (src/gemv_packed.c): y (n) = x (K) @
+ * W (K,n), W row-major with leading dimension ldw, packed once into column
+ * panels, fp32 (the bits of dagflow's AVX-512 GEMV) or bf16 (products on
+ * bf16 weights and x, fp32 sums). A batch-1 LSTM step reads its recurrent
+ * weight this way: fp32 when dagflow's AVX-512 GEMV is the product's path,
+ * bf16 under DF_PRECISION_BF16 (generation's `--precision bf16`).
+ * df_gemv_panels_pack writes df_gemv_panels_bytes(p, K, n) bytes (64-aligned
+ * memory); df_gemv_panels computes columns [j0, j1), j0 a multiple of 16,
+ * and the bits of a column do not depend on the range. All are
+ * DF_ERR_UNSUPPORTED on a CPU without AVX-512 (fp32) or AVX512_BF16 (bf16),
+ * the message naming the feature. */
+size_t df_gemv_panels_bytes(df_precision p, int64_t K, int64_t n);
+df_status df_gemv_panels_pack(df_precision p, int64_t K, int64_t n, const float *W, int64_t ldw, void *panels);
+df_status df_gemv_panels(df_precision p, int64_t K, int64_t n, const float *x, const void *panels, int64_t j0, int64_t j1,
+                         float *y);
+/* The panels of W at a variable's version (df_variable_version), packed on
+ * the first call and kept while later calls ask for the same precision,
+ * storage, shape and version (up to 32 weights, the least recently used
+ * dropped first). NULL, with the error set, when unsupported or out of
+ * memory. */
+const void *df_gemv_panels_cached(df_precision p, const float *W, int64_t K, int64_t n, int64_t ldw, uint64_t version);
 
 #ifdef __cplusplus
 }
