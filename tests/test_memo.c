@@ -180,3 +180,22 @@ Test(memo, charrnn_sampling_graph_keeps_the_table)
     cr_expect_eq(reused, 19, "reused on every step after the first; %lld", (long long)reused);
     for (int k = 0; k < 2; k++) cr_model_free(&m[k]);
 }
+
+/* graph/exec.c runs small ops on one thread: the caller's thread count is
+ * back after every run, also one whose op failed. */
+Test(exec, small_ops_leave_the_thread_count_as_it_was)
+{
+    toy t = toy_new();
+    df_graph *g = projection_graph(&t, DF_PASS_ALL);
+    df_set_num_threads(2);
+    float y[N];
+    run_id(g, 1, y);
+    cr_expect_eq(df_num_threads(), 2, "after a run: %d threads", df_num_threads());
+    int32_t bad = V + 3;
+    df_tensor in = df_tensor_make(DF_I32, &bad, 2, SHAPE(1, 1)), out;
+    cr_expect_neq(df_graph_run(g, &in, 1, &out, 1), DF_OK, "an id out of range fails the run");
+    cr_expect_eq(df_num_threads(), 2, "after a failed run: %d threads", df_num_threads());
+    df_set_num_threads(0);
+    df_graph_free(g);
+    toy_free(&t);
+}
