@@ -141,23 +141,14 @@ TARGET_BF16 static void gemv_blocks_bf16(int64_t P, const uint32_t *xp, const ui
 #define HAVE_KERNEL 0
 #endif
 
-/* x as bf16 pairs (x[2p] low, x[2p+1] high), in per-thread scratch. */
-static const uint32_t *pairs_of_x(int64_t K, const float *x)
+/* x as bf16 pairs (x[2p] low, x[2p+1] high). */
+static void pairs_of_x(int64_t K, const float *x, uint32_t *out)
 {
-    static _Thread_local uint32_t *buf;
-    static _Thread_local int64_t cap;
-    const int64_t P = pairs_of(K);
-    if (P > cap) {
-        uint32_t *grown = df_malloc((size_t)P * sizeof *grown);
-        if (!grown) return NULL;
-        df_free(buf);
-        buf = grown;
-        cap = P;
-    }
-    for (int64_t p = 0; p < P; p++)
-        buf[p] = to_bf16(x[2 * p]) | (uint32_t)(2 * p + 1 < K ? to_bf16(x[2 * p + 1]) : 0) << 16;
-    return buf;
+    for (int64_t p = 0; p < pairs_of(K); p++)
+        out[p] = to_bf16(x[2 * p]) | (uint32_t)(2 * p + 1 < K ? to_bf16(x[2 * p + 1]) : 0) << 16;
 }
+
+#define STACK_PAIRS 2048         /* K up to 4096 converts on the stack */
 
 df_status df_gemv_panels(df_precision p, int64_t K, int64_t n, const float *x, const void *panels, int64_t j0, int64_t j1,
                          float *y)
@@ -173,9 +164,11 @@ df_status df_gemv_panels(df_precision p, int64_t K, int64_t n, const float *x, c
         gemv_blocks_fp32(K, x, panels, j0 / BLOCK, blocks_of(j1), j1, y);
         return DF_OK;
     }
-    const uint32_t *xp = pairs_of_x(K, x);
+    uint32_t on_stack[STACK_PAIRS], *xp = pairs_of(K) <= STACK_PAIRS ? on_stack : df_malloc((size_t)pairs_of(K) * 4);
     if (!xp) return df_error(DF_ERR_NOMEM, "df_gemv_panels: out of memory for x");
+    pairs_of_x(K, x, xp);
     gemv_blocks_bf16(pairs_of(K), xp, panels, j0 / BLOCK, blocks_of(j1), j1, y);
+    if (xp != on_stack) df_free(xp);
     return DF_OK;
 #else
     (void)panels;

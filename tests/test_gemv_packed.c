@@ -37,7 +37,7 @@ static void *packed(df_precision p, int64_t K, int64_t n, const float *W, int64_
     return panels;
 }
 
-static const int64_t shapes[][2] = {{1, 1}, {7, 17}, {33, 100}, {1000, 130}, {256, 64}, {2, 16}};
+static const int64_t shapes[][2] = {{1, 1}, {7, 17}, {33, 100}, {1000, 130}, {256, 64}, {2, 16}, {4099, 20}};
 
 Test(gemv_packed, fp32_panels_equal_the_avx512_gemv)
 {
