@@ -38,16 +38,12 @@ static df_status attention_grad_infer(df_node *n)
     return DF_OK;
 }
 
-typedef struct att_grad_ptrs {
-    const float *Q, *K, *V, *O, *dO, *lse;
-    float *dQ, *dK, *dV, *D;
-} att_grad_ptrs;
-
 /* P for queries [i0, i0 + nq) x keys [j0, j0 + nk) into S (ld ATT_BK). */
 static void probabilities(const att_dims *a, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
                           float *S)
 {
-    att_gemm(false, true, nq, nk, a->d, a->scale, t->Q + i0 * a->d, a->d, t->K + j0 * a->d, a->d, 0.0f, S, ATT_BK);
+    att_gemm(false, true, nq, nk, a->d, a->scale, t->Q + i0 * a->ldq, a->ldq, t->K + j0 * a->ldk, a->ldk, 0.0f, S,
+             ATT_BK);
     for (int64_t r = 0; r < nq; r++) {
         float *s = S + r * ATT_BK, lse = t->lse[i0 + r];
         const int64_t seen = att_visible(a, i0 + r, j0, nk);
@@ -61,33 +57,38 @@ static void probabilities(const att_dims *a, const att_grad_ptrs *t, int64_t i0,
 static void grad_block(const att_dims *a, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
                        float *S, float *dS)
 {
-    const int64_t d = a->d, dv = a->dv;
+    const int64_t d = a->d, dv = a->dv, ldq = a->ldq, ldk = a->ldk, ldv = a->ldv, ldo = a->ldo;
     probabilities(a, t, i0, nq, j0, nk, S);
-    att_gemm(true, false, nk, dv, nq, 1.0f, S, ATT_BK, t->dO + i0 * dv, dv, 1.0f, t->dV + j0 * dv, dv);
-    att_gemm(false, true, nq, nk, dv, 1.0f, t->dO + i0 * dv, dv, t->V + j0 * dv, dv, 0.0f, dS, ATT_BK);
+    att_gemm(true, false, nk, dv, nq, 1.0f, S, ATT_BK, t->dO + i0 * ldo, ldo, 1.0f, t->dV + j0 * ldv, ldv);
+    att_gemm(false, true, nq, nk, dv, 1.0f, t->dO + i0 * ldo, ldo, t->V + j0 * ldv, ldv, 0.0f, dS, ATT_BK);
     for (int64_t r = 0; r < nq; r++) {
         const float *p = S + r * ATT_BK, Di = t->D[i0 + r];
         float *ds = dS + r * ATT_BK;
 #pragma omp simd
         for (int64_t j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - Di);
     }
-    att_gemm(true, false, nk, d, nq, a->scale, dS, ATT_BK, t->Q + i0 * d, d, 1.0f, t->dK + j0 * d, d);
-    att_gemm(false, false, nq, d, nk, a->scale, dS, ATT_BK, t->K + j0 * d, d, 1.0f, t->dQ + i0 * d, d);
+    att_gemm(true, false, nk, d, nq, a->scale, dS, ATT_BK, t->Q + i0 * ldq, ldq, 1.0f, t->dK + j0 * ldk, ldk);
+    att_gemm(false, false, nq, d, nk, a->scale, dS, ATT_BK, t->K + j0 * ldk, ldk, 1.0f, t->dQ + i0 * ldq, ldq);
 }
 
-/* All gradients of one leading index (t points at its rows). */
-static void grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float *dS)
+/* Rows [0, rows) of width cols, stride ld, to zero. */
+static void zero_rows(float *x, int64_t rows, int64_t cols, int64_t ld)
+{
+    for (int64_t r = 0; r < rows; r++) memset(x + r * ld, 0, (size_t)cols * sizeof(float));
+}
+
+void df_att_grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float *dS)
 {
     for (int64_t i = 0; i < a->Tq; i++) {
-        const float *o = t->O + i * a->dv, *g = t->dO + i * a->dv;
+        const float *o = t->O + i * a->ldo, *g = t->dO + i * a->ldo;
         float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < a->dv; c++) dot += o[c] * g[c];
         t->D[i] = dot;
     }
-    memset(t->dQ, 0, (size_t)(a->Tq * a->d) * sizeof(float));
-    memset(t->dK, 0, (size_t)(a->Tk * a->d) * sizeof(float));
-    memset(t->dV, 0, (size_t)(a->Tk * a->dv) * sizeof(float));
+    zero_rows(t->dQ, a->Tq, a->d, a->ldq);
+    zero_rows(t->dK, a->Tk, a->d, a->ldk);
+    zero_rows(t->dV, a->Tk, a->dv, a->ldv);
     for (int64_t j0 = 0; j0 < a->Tk; j0 += ATT_BK) {
         const int64_t nk = a->Tk - j0 < ATT_BK ? a->Tk - j0 : ATT_BK;
         int64_t first = a->causal ? j0 - a->offset : 0;      /* the first query that sees key j0 */
@@ -116,7 +117,7 @@ static df_status attention_grad_forward(df_node *n)
                 .dQ = DF_F32P(n) + p * a.Tq * a.d, .dK = dK + p * a.Tk * a.d, .dV = dV + p * a.Tk * a.dv,
                 .D = D + p * a.Tq,
             };
-            grad_one(&a, &t, S, dS);
+            df_att_grad_one(&a, &t, S, dS);
         }
     }
     return DF_OK;

@@ -12,6 +12,7 @@
 
 DF_ATTRS_BEGIN
 typedef struct { float scale; int32_t causal; } df_attention_attrs;
+typedef struct { float scale; int32_t causal, n_head; } df_attention_qkv_attrs;
 DF_ATTRS_END
 
 /* Queries x keys per block: a block of scores (64 x 64 floats, 16 KB) is all
@@ -23,11 +24,12 @@ DF_ATTRS_END
 typedef struct att_dims {
     int64_t nb, Tq, Tk, d, dv;
     int64_t offset;               /* Tk - Tq: causal query i sees keys j <= i + offset */
+    int64_t ldq, ldk, ldv, ldo;   /* row strides of q, k, v and the output (and of their gradients) */
     float scale;
     bool causal;
 } att_dims;
 
-/* Sizes of an attention node (the forward op). */
+/* Sizes of an attention node (the forward op): q, k, v and y each dense. */
 static inline att_dims att_dims_of(const df_node *attn)
 {
     const df_node *q = attn->in[0], *k = attn->in[1], *v = attn->in[2];
@@ -35,6 +37,8 @@ static inline att_dims att_dims_of(const df_node *attn)
     int r = q->ndim;
     att_dims a = {.Tq = q->shape[r - 2], .Tk = k->shape[r - 2], .d = q->shape[r - 1], .dv = v->shape[r - 1],
                   .scale = at->scale, .causal = at->causal != 0};
+    a.ldq = a.ldk = a.d;
+    a.ldv = a.ldo = a.dv;
     a.nb = df_shape_numel(r - 2, q->shape);
     a.offset = a.Tk - a.Tq;
     return a;
@@ -69,11 +73,35 @@ static inline void att_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, f
         for (int64_t r = 0; r < M; r++) memset(C + r * ldc, 0, (size_t)N * sizeof(float));
 }
 
+/* The forward of queries [i0, i0 + nq) of one leading index (ops/attention.c):
+ * Q, K, V point at its first q, k, v rows, O and lse at the block's output
+ * rows and logsumexps; S is a block of scores (ATT_BQ x ATT_BK). */
+void df_att_query_block(const att_dims *a, const float *Q, const float *K, const float *V, int64_t i0, int64_t nq,
+                        float *O, float *lse, float *S);
+
+/* One leading index's rows for the backward (ops/attention_grad.c). */
+typedef struct att_grad_ptrs {
+    const float *Q, *K, *V, *O, *dO, *lse;
+    float *dQ, *dK, *dV, *D;      /* dQ, dK, dV with q's, k's and v's strides; D (Tq) */
+} att_grad_ptrs;
+
+/* All gradients of one leading index: dQ, dK, dV overwritten. S and dS are
+ * blocks of ATT_BQ x ATT_BK scores. */
+void df_att_grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float *dS);
+
 /* The backward of attention node attn for output gradient dy: dq, its
  * workspace holding dk and dv (ops/attention_grad.c); and dk (which = 0) or
  * dv (which = 1) read out of it (ops/attention_grad_kv.c). */
 df_node *df_attention_grad_make(df_graph *g, df_node *attn, df_node *dy);
 df_node *df_attention_grad_kv(df_graph *g, df_node *grad, int which);
+/* Sizes of an attention_qkv node (ops/attention_qkv.c), and where its unit
+ * p = (leading index, head) starts in qkv (its q; k and v follow C and 2C
+ * columns later) and in the output. */
+att_dims df_attention_qkv_dims(const df_node *attn, int64_t p, int64_t *qkv_at, int64_t *y_at);
+/* The backward of attention_qkv node attn for dy: the gradient of qkv
+ * (ops/attention_qkv_grad.c). */
+df_node *df_attention_qkv_grad_make(df_graph *g, df_node *attn, df_node *dy);
+
 /* Query-key pairs per leading index an attention node computes (causal: the visible ones). */
 double df_attention_pairs(const df_node *attn);
 

@@ -24,6 +24,7 @@
     X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_adamw) X(apply_momentum) X(apply_rmsprop) \
     X(assign_at)                                                            \
     X(batch_matmul) X(attention) X(attention_grad) X(attention_grad_kv)     \
+    X(attention_qkv) X(attention_qkv_grad)                                  \
     X(global_norm_scale) DF_OPS_MPI(X)
 
 /* --with-mpi builds add the all-reduce ops (ops/allreduce_mean.c). */
