@@ -73,7 +73,10 @@ static float online_softmax_row(float *s, int64_t seen, int64_t nk, float *m, fl
     return rescale;
 }
 
-void df_att_query_block(const att_dims *a, const float *Q, const float *K, const float *V, int64_t i0, int64_t nq,
+/* Queries [i0, i0 + nq) of one leading index: Q, K, V point at its first q,
+ * k, v rows, O and lse at the block's output rows and logsumexps; S is a
+ * block of scores. */
+static void query_block(const att_dims *a, const float *Q, const float *K, const float *V, int64_t i0, int64_t nq,
                         float *O, float *lse, float *S)
 {
     float m[ATT_BQ], l[ATT_BQ];
@@ -100,24 +103,29 @@ void df_att_query_block(const att_dims *a, const float *Q, const float *K, const
     }
 }
 
-// q (nb,Tq,d), k (nb,Tk,d), v (nb,Tk,dv) -> y (nb,Tq,dv); aux: logsumexp (nb,Tq)
-static df_status attention_forward(df_node *n)
+void df_att_forward(const att_dims *a, att_offsets_fn at, const float *Q, const float *K, const float *V, float *Y,
+                    float *LSE)
 {
-    const att_dims a = att_dims_of(n);
-    const float *Q = DF_F32P(n->in[0]), *K = DF_F32P(n->in[1]), *V = DF_F32P(n->in[2]);
-    float *Y = DF_F32P(n), *LSE = n->aux;
-    const int64_t q_blocks = (a.Tq + ATT_BQ - 1) / ATT_BQ, units = a.nb * q_blocks;
+    const int64_t q_blocks = (a->Tq + ATT_BQ - 1) / ATT_BQ, units = a->nb * q_blocks;
 #pragma omp parallel if (units > 1)
     {
         float S[ATT_BQ * ATT_BK];
 #pragma omp for schedule(dynamic)
         for (int64_t u = 0; u < units; u++) {
             const int64_t p = u / q_blocks, i0 = u % q_blocks * ATT_BQ;
-            const int64_t nq = a.Tq - i0 < ATT_BQ ? a.Tq - i0 : ATT_BQ;
-            df_att_query_block(&a, Q + (p * a.Tq + i0) * a.d, K + p * a.Tk * a.d, V + p * a.Tk * a.dv, i0, nq,
-                                  Y + (p * a.Tq + i0) * a.dv, LSE + p * a.Tq + i0, S);
+            const int64_t nq = a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ;
+            const att_offsets o = at(a, p);
+            query_block(a, Q + o.q + i0 * a->ldq, K + o.k, V + o.v, i0, nq, Y + o.y + i0 * a->ldo,
+                        LSE + p * a->Tq + i0, S);
         }
     }
+}
+
+// q (nb,Tq,d), k (nb,Tk,d), v (nb,Tk,dv) -> y (nb,Tq,dv); aux: logsumexp (nb,Tq)
+static df_status attention_forward(df_node *n)
+{
+    const att_dims a = att_dims_of(n);
+    df_att_forward(&a, att_dense_offsets, DF_F32P(n->in[0]), DF_F32P(n->in[1]), DF_F32P(n->in[2]), DF_F32P(n), n->aux);
     return DF_OK;
 }
 

@@ -77,7 +77,8 @@ static void zero_rows(float *x, int64_t rows, int64_t cols, int64_t ld)
     for (int64_t r = 0; r < rows; r++) memset(x + r * ld, 0, (size_t)cols * sizeof(float));
 }
 
-void df_att_grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float *dS)
+/* All gradients of one leading index (t points at its rows). */
+static void grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float *dS)
 {
     for (int64_t i = 0; i < a->Tq; i++) {
         const float *o = t->O + i * a->ldo, *g = t->dO + i * a->ldo;
@@ -98,6 +99,24 @@ void df_att_grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float 
     }
 }
 
+void df_att_backward(const att_dims *a, att_offsets_fn at, const att_grad_ptrs *t)
+{
+#pragma omp parallel if (a->nb > 1)
+    {
+        float S[ATT_BQ * ATT_BK], dS[ATT_BQ * ATT_BK];
+#pragma omp for schedule(dynamic)
+        for (int64_t p = 0; p < a->nb; p++) {
+            const att_offsets o = at(a, p);
+            const att_grad_ptrs u = {
+                .Q = t->Q + o.q, .K = t->K + o.k, .V = t->V + o.v, .O = t->O + o.y, .dO = t->dO + o.y,
+                .lse = t->lse + p * a->Tq, .dQ = t->dQ + o.q, .dK = t->dK + o.k, .dV = t->dV + o.v,
+                .D = t->D + p * a->Tq,
+            };
+            grad_one(a, &u, S, dS);
+        }
+    }
+}
+
 // attention (nb,Tq,dv) [aux lse], dO (nb,Tq,dv), q, k, v -> dq (nb,Tq,d);
 // aux: dk (nb,Tk,d) | dv (nb,Tk,dv) | D (nb,Tq)
 static df_status attention_grad_forward(df_node *n)
@@ -105,21 +124,11 @@ static df_status attention_grad_forward(df_node *n)
     const df_node *attn = n->in[0];
     const att_dims a = att_dims_of(attn);
     float *dK = n->aux, *dV = dK + a.nb * a.Tk * a.d, *D = dV + a.nb * a.Tk * a.dv;
-#pragma omp parallel if (a.nb > 1)
-    {
-        float S[ATT_BQ * ATT_BK], dS[ATT_BQ * ATT_BK];
-#pragma omp for schedule(dynamic)
-        for (int64_t p = 0; p < a.nb; p++) {
-            const att_grad_ptrs t = {
-                .Q = DF_F32P(n->in[2]) + p * a.Tq * a.d, .K = DF_F32P(n->in[3]) + p * a.Tk * a.d,
-                .V = DF_F32P(n->in[4]) + p * a.Tk * a.dv, .O = DF_F32P(attn) + p * a.Tq * a.dv,
-                .dO = DF_F32P(n->in[1]) + p * a.Tq * a.dv, .lse = (const float *)attn->aux + p * a.Tq,
-                .dQ = DF_F32P(n) + p * a.Tq * a.d, .dK = dK + p * a.Tk * a.d, .dV = dV + p * a.Tk * a.dv,
-                .D = D + p * a.Tq,
-            };
-            df_att_grad_one(&a, &t, S, dS);
-        }
-    }
+    const att_grad_ptrs t = {
+        .Q = DF_F32P(n->in[2]), .K = DF_F32P(n->in[3]), .V = DF_F32P(n->in[4]), .O = DF_F32P(attn),
+        .dO = DF_F32P(n->in[1]), .lse = attn->aux, .dQ = DF_F32P(n), .dK = dK, .dV = dV, .D = D,
+    };
+    df_att_backward(&a, att_dense_offsets, &t);
     return DF_OK;
 }
 

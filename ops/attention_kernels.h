@@ -73,11 +73,22 @@ static inline void att_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, f
         for (int64_t r = 0; r < M; r++) memset(C + r * ldc, 0, (size_t)N * sizeof(float));
 }
 
-/* The forward of queries [i0, i0 + nq) of one leading index (ops/attention.c):
- * Q, K, V point at its first q, k, v rows, O and lse at the block's output
- * rows and logsumexps; S is a block of scores (ATT_BQ x ATT_BK). */
-void df_att_query_block(const att_dims *a, const float *Q, const float *K, const float *V, int64_t i0, int64_t nq,
-                        float *O, float *lse, float *S);
+/* Where leading index p's rows start in q, k, v (and in their gradients)
+ * and in the output (and its gradient), in floats from each tensor's start;
+ * the logsumexps and D of p start at p * Tq. */
+typedef struct att_offsets { int64_t q, k, v, y; } att_offsets;
+typedef att_offsets (*att_offsets_fn)(const att_dims *a, int64_t p);
+
+/* Dense q, k, v and y (df_attention): p's rows right after p - 1's. */
+static inline att_offsets att_dense_offsets(const att_dims *a, int64_t p)
+{
+    return (att_offsets){.q = p * a->Tq * a->d, .k = p * a->Tk * a->d, .v = p * a->Tk * a->dv, .y = p * a->Tq * a->dv};
+}
+
+/* The forward over every (leading index, query block) (ops/attention.c):
+ * Y and LSE (nb, Tq) from Q, K, V, where `at` says. */
+void df_att_forward(const att_dims *a, att_offsets_fn at, const float *Q, const float *K, const float *V, float *Y,
+                    float *LSE);
 
 /* One leading index's rows for the backward (ops/attention_grad.c). */
 typedef struct att_grad_ptrs {
@@ -85,19 +96,21 @@ typedef struct att_grad_ptrs {
     float *dQ, *dK, *dV, *D;      /* dQ, dK, dV with q's, k's and v's strides; D (Tq) */
 } att_grad_ptrs;
 
-/* All gradients of one leading index: dQ, dK, dV overwritten. S and dS are
- * blocks of ATT_BQ x ATT_BK scores. */
-void df_att_grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float *dS);
+/* The backward over every leading index: dQ, dK, dV (at q's, k's and v's
+ * offsets) overwritten, D (nb, Tq) a workspace; t holds the tensors' starts. */
+void df_att_backward(const att_dims *a, att_offsets_fn at, const att_grad_ptrs *t);
 
 /* The backward of attention node attn for output gradient dy: dq, its
  * workspace holding dk and dv (ops/attention_grad.c); and dk (which = 0) or
  * dv (which = 1) read out of it (ops/attention_grad_kv.c). */
 df_node *df_attention_grad_make(df_graph *g, df_node *attn, df_node *dy);
 df_node *df_attention_grad_kv(df_graph *g, df_node *grad, int which);
-/* Sizes of an attention_qkv node (ops/attention_qkv.c), and where its unit
- * p = (leading index, head) starts in qkv (its q; k and v follow C and 2C
- * columns later) and in the output. */
-att_dims df_attention_qkv_dims(const df_node *attn, int64_t p, int64_t *qkv_at, int64_t *y_at);
+/* Sizes of an attention_qkv node (ops/attention_qkv.c): nb = leading
+ * indices x heads, rows strided by 3C (q, k, v) and C (the output). */
+att_dims df_attention_qkv_dims(const df_node *attn);
+/* Unit p = (leading index, head) of such a node: q's columns at head h of
+ * qkv (k and v follow C and 2C columns later), the output's at head h. */
+att_offsets df_attention_qkv_offsets(const att_dims *a, int64_t p);
 /* The backward of attention_qkv node attn for dy: the gradient of qkv
  * (ops/attention_qkv_grad.c). */
 df_node *df_attention_qkv_grad_make(df_graph *g, df_node *attn, df_node *dy);

@@ -10,19 +10,20 @@
  * (attention_qkv_grad) writes the gradient of qkv directly. */
 #include "attention_kernels.h"
 
-att_dims df_attention_qkv_dims(const df_node *n, int64_t p, int64_t *qkv_at, int64_t *y_at)
+att_dims df_attention_qkv_dims(const df_node *n)
 {
     const df_node *qkv = n->in[0];
     const df_attention_qkv_attrs *at = DF_ATTRS(n, df_attention_qkv_attrs);
     const int r = qkv->ndim;
     const int64_t T = qkv->shape[r - 2], C = qkv->shape[r - 1] / 3, H = at->n_head, d = C / H;
-    att_dims a = {.nb = df_shape_numel(r - 2, qkv->shape) * H, .Tq = T, .Tk = T, .d = d, .dv = d,
-                  .ldq = 3 * C, .ldk = 3 * C, .ldv = 3 * C, .ldo = C,
-                  .scale = at->scale, .causal = at->causal != 0};
-    const int64_t lead = p / H, head = p % H;
-    *qkv_at = lead * T * 3 * C + head * d;
-    *y_at = lead * T * C + head * d;
-    return a;
+    return (att_dims){.nb = df_shape_numel(r - 2, qkv->shape) * H, .Tq = T, .Tk = T, .d = d, .dv = d,
+                      .ldq = 3 * C, .ldk = 3 * C, .ldv = 3 * C, .ldo = C, .scale = at->scale, .causal = at->causal != 0};
+}
+
+att_offsets df_attention_qkv_offsets(const att_dims *a, int64_t p)
+{
+    const int64_t C = a->ldo, H = C / a->d, lead = p / H, head = p % H, q = lead * a->Tq * 3 * C + head * a->d;
+    return (att_offsets){.q = q, .k = q + C, .v = q + 2 * C, .y = lead * a->Tq * C + head * a->d};
 }
 
 static df_status attention_qkv_infer(df_node *n)
@@ -54,25 +55,9 @@ static df_status attention_qkv_infer(df_node *n)
 // qkv (..., T, 3C) -> y (..., T, C); aux: logsumexp (..., H, T)
 static df_status attention_qkv_forward(df_node *n)
 {
-    int64_t qkv_at, y_at;
-    const att_dims a0 = df_attention_qkv_dims(n, 0, &qkv_at, &y_at);
+    const att_dims a = df_attention_qkv_dims(n);
     const float *QKV = DF_F32P(n->in[0]);
-    float *Y = DF_F32P(n), *LSE = n->aux;
-    const int64_t C = a0.ldo, q_blocks = (a0.Tq + ATT_BQ - 1) / ATT_BQ, units = a0.nb * q_blocks;
-#pragma omp parallel if (units > 1)
-    {
-        float S[ATT_BQ * ATT_BK];
-#pragma omp for schedule(dynamic)
-        for (int64_t u = 0; u < units; u++) {
-            const int64_t p = u / q_blocks, i0 = u % q_blocks * ATT_BQ;
-            const int64_t nq = a0.Tq - i0 < ATT_BQ ? a0.Tq - i0 : ATT_BQ;
-            int64_t at_in, at_out;
-            const att_dims a = df_attention_qkv_dims(n, p, &at_in, &at_out);
-            const float *Q = QKV + at_in;
-            df_att_query_block(&a, Q + i0 * a.ldq, Q + C, Q + 2 * C, i0, nq, Y + at_out + i0 * a.ldo,
-                               LSE + p * a.Tq + i0, S);
-        }
-    }
+    df_att_forward(&a, df_attention_qkv_offsets, QKV, QKV, QKV, DF_F32P(n), n->aux);
     return DF_OK;
 }
 
@@ -96,8 +81,7 @@ static const df_gradcheck_case attention_qkv_cases[] = {
 /* As df_attention's: 4 d per visible query-key pair, per head. */
 static void attention_qkv_cost(const df_node *n, df_op_cost *out)
 {
-    int64_t qkv_at, y_at;
-    const att_dims a = df_attention_qkv_dims(n, 0, &qkv_at, &y_at);
+    const att_dims a = df_attention_qkv_dims(n);
     double pairs = a.causal ? (double)a.Tq * (double)(a.Tq + 1) / 2 : (double)a.Tq * (double)a.Tk;
     *out = (df_op_cost){.flops = (double)a.nb * pairs * 4 * (double)a.d,
                         .bytes = df_cost_io_bytes(n) + (double)n->aux_bytes};

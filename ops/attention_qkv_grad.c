@@ -30,34 +30,21 @@ static df_status attention_qkv_grad_infer(df_node *n)
 static df_status attention_qkv_grad_forward(df_node *n)
 {
     const df_node *attn = n->in[0];
-    int64_t qkv_at, y_at;
-    const att_dims a0 = df_attention_qkv_dims(attn, 0, &qkv_at, &y_at);
-    const int64_t C = a0.ldo;
-    const float *QKV = DF_F32P(n->in[2]), *O = DF_F32P(attn), *dO = DF_F32P(n->in[1]), *LSE = attn->aux;
-    float *dQKV = DF_F32P(n), *D = n->aux;
-#pragma omp parallel if (a0.nb > 1)
-    {
-        float S[ATT_BQ * ATT_BK], dS[ATT_BQ * ATT_BK];
-#pragma omp for schedule(dynamic)
-        for (int64_t p = 0; p < a0.nb; p++) {
-            int64_t at_in, at_out;
-            const att_dims a = df_attention_qkv_dims(attn, p, &at_in, &at_out);
-            const att_grad_ptrs t = {
-                .Q = QKV + at_in, .K = QKV + at_in + C, .V = QKV + at_in + 2 * C, .O = O + at_out, .dO = dO + at_out,
-                .lse = LSE + p * a.Tq, .dQ = dQKV + at_in, .dK = dQKV + at_in + C, .dV = dQKV + at_in + 2 * C,
-                .D = D + p * a.Tq,
-            };
-            df_att_grad_one(&a, &t, S, dS);
-        }
-    }
+    const att_dims a = df_attention_qkv_dims(attn);
+    const float *QKV = DF_F32P(n->in[2]);
+    float *dQKV = DF_F32P(n);
+    const att_grad_ptrs t = {
+        .Q = QKV, .K = QKV, .V = QKV, .O = DF_F32P(attn), .dO = DF_F32P(n->in[1]), .lse = attn->aux,
+        .dQ = dQKV, .dK = dQKV, .dV = dQKV, .D = n->aux,
+    };
+    df_att_backward(&a, df_attention_qkv_offsets, &t);
     return DF_OK;
 }
 
 /* As attention_grad's: 10 d per visible query-key pair, per head. */
 static void attention_qkv_grad_cost(const df_node *n, df_op_cost *out)
 {
-    int64_t qkv_at, y_at;
-    const att_dims a = df_attention_qkv_dims(n->in[0], 0, &qkv_at, &y_at);
+    const att_dims a = df_attention_qkv_dims(n->in[0]);
     double pairs = a.causal ? (double)a.Tq * (double)(a.Tq + 1) / 2 : (double)a.Tq * (double)a.Tk;
     *out = (df_op_cost){.flops = (double)a.nb * pairs * 10 * (double)a.d,
                         .bytes = df_cost_io_bytes(n) + (double)n->aux_bytes + (double)n->in[0]->aux_bytes};
