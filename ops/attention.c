@@ -73,32 +73,51 @@ static float online_softmax_row(float *s, int64_t seen, int64_t nk, float *m, fl
     return rescale;
 }
 
-/* Queries [i0, i0 + nq) of one leading index: Q, K, V point at its q, k, v;
- * O and lse at the block's output rows and logsumexps; S is a block of scores. */
-static void attention_query_block(const att_dims *a, const float *Q, const float *K, const float *V, int64_t i0,
-                                  int64_t nq, float *O, float *lse, float *S)
+/* Queries [i0, i0 + nq) of one leading index: Q, K, V point at its first q,
+ * k, v rows, O and lse at the block's output rows and logsumexps; S is a
+ * block of scores. */
+static void query_block(const att_dims *a, const float *Q, const float *K, const float *V, int64_t i0, int64_t nq,
+                        float *O, float *lse, float *S)
 {
     float m[ATT_BQ], l[ATT_BQ];
     for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
-    memset(O, 0, (size_t)(nq * a->dv) * sizeof(float));
+    for (int64_t r = 0; r < nq; r++) memset(O + r * a->ldo, 0, (size_t)a->dv * sizeof(float));
     const int64_t key_end = att_key_end(a, i0, nq);
     for (int64_t j0 = 0; j0 < key_end; j0 += ATT_BK) {
         const int64_t nk = key_end - j0 < ATT_BK ? key_end - j0 : ATT_BK;
-        att_gemm(false, true, nq, nk, a->d, a->scale, Q, a->d, K + j0 * a->d, a->d, 0.0f, S, ATT_BK);
+        att_gemm(false, true, nq, nk, a->d, a->scale, Q, a->ldq, K + j0 * a->ldk, a->ldk, 0.0f, S, ATT_BK);
         for (int64_t r = 0; r < nq; r++) {
             float rescale = online_softmax_row(S + r * ATT_BK, att_visible(a, i0 + r, j0, nk), nk, &m[r], &l[r]);
             if (rescale == 1.0f) continue;
-            float *o = O + r * a->dv;
+            float *o = O + r * a->ldo;
 #pragma omp simd
             for (int64_t c = 0; c < a->dv; c++) o[c] *= rescale;
         }
-        att_gemm(false, false, nq, a->dv, nk, 1.0f, S, ATT_BK, V + j0 * a->dv, a->dv, 1.0f, O, a->dv);
+        att_gemm(false, false, nq, a->dv, nk, 1.0f, S, ATT_BK, V + j0 * a->ldv, a->ldv, 1.0f, O, a->ldo);
     }
     for (int64_t r = 0; r < nq; r++) {
-        float inv = 1.0f / l[r], *o = O + r * a->dv;
+        float inv = 1.0f / l[r], *o = O + r * a->ldo;
 #pragma omp simd
         for (int64_t c = 0; c < a->dv; c++) o[c] *= inv;
         lse[r] = m[r] + logf(l[r]);
+    }
+}
+
+void df_att_forward(const att_dims *a, att_offsets_fn at, const float *Q, const float *K, const float *V, float *Y,
+                    float *LSE)
+{
+    const int64_t q_blocks = (a->Tq + ATT_BQ - 1) / ATT_BQ, units = a->nb * q_blocks;
+#pragma omp parallel if (units > 1)
+    {
+        float S[ATT_BQ * ATT_BK];
+#pragma omp for schedule(dynamic)
+        for (int64_t u = 0; u < units; u++) {
+            const int64_t p = u / q_blocks, i0 = u % q_blocks * ATT_BQ;
+            const int64_t nq = a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ;
+            const att_offsets o = at(a, p);
+            query_block(a, Q + o.q + i0 * a->ldq, K + o.k, V + o.v, i0, nq, Y + o.y + i0 * a->ldo,
+                        LSE + p * a->Tq + i0, S);
+        }
     }
 }
 
@@ -106,20 +125,7 @@ static void attention_query_block(const att_dims *a, const float *Q, const float
 static df_status attention_forward(df_node *n)
 {
     const att_dims a = att_dims_of(n);
-    const float *Q = DF_F32P(n->in[0]), *K = DF_F32P(n->in[1]), *V = DF_F32P(n->in[2]);
-    float *Y = DF_F32P(n), *LSE = n->aux;
-    const int64_t q_blocks = (a.Tq + ATT_BQ - 1) / ATT_BQ, units = a.nb * q_blocks;
-#pragma omp parallel if (units > 1)
-    {
-        float S[ATT_BQ * ATT_BK];
-#pragma omp for schedule(dynamic)
-        for (int64_t u = 0; u < units; u++) {
-            const int64_t p = u / q_blocks, i0 = u % q_blocks * ATT_BQ;
-            const int64_t nq = a.Tq - i0 < ATT_BQ ? a.Tq - i0 : ATT_BQ;
-            attention_query_block(&a, Q + (p * a.Tq + i0) * a.d, K + p * a.Tk * a.d, V + p * a.Tk * a.dv, i0, nq,
-                                  Y + (p * a.Tq + i0) * a.dv, LSE + p * a.Tq + i0, S);
-        }
-    }
+    df_att_forward(&a, att_dense_offsets, DF_F32P(n->in[0]), DF_F32P(n->in[1]), DF_F32P(n->in[2]), DF_F32P(n), n->aux);
     return DF_OK;
 }
 

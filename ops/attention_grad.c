@@ -38,16 +38,12 @@ static df_status attention_grad_infer(df_node *n)
     return DF_OK;
 }
 
-typedef struct att_grad_ptrs {
-    const float *Q, *K, *V, *O, *dO, *lse;
-    float *dQ, *dK, *dV, *D;
-} att_grad_ptrs;
-
 /* P for queries [i0, i0 + nq) x keys [j0, j0 + nk) into S (ld ATT_BK). */
 static void probabilities(const att_dims *a, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
                           float *S)
 {
-    att_gemm(false, true, nq, nk, a->d, a->scale, t->Q + i0 * a->d, a->d, t->K + j0 * a->d, a->d, 0.0f, S, ATT_BK);
+    att_gemm(false, true, nq, nk, a->d, a->scale, t->Q + i0 * a->ldq, a->ldq, t->K + j0 * a->ldk, a->ldk, 0.0f, S,
+             ATT_BK);
     for (int64_t r = 0; r < nq; r++) {
         float *s = S + r * ATT_BK, lse = t->lse[i0 + r];
         const int64_t seen = att_visible(a, i0 + r, j0, nk);
@@ -61,39 +57,63 @@ static void probabilities(const att_dims *a, const att_grad_ptrs *t, int64_t i0,
 static void grad_block(const att_dims *a, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
                        float *S, float *dS)
 {
-    const int64_t d = a->d, dv = a->dv;
+    const int64_t d = a->d, dv = a->dv, ldq = a->ldq, ldk = a->ldk, ldv = a->ldv, ldo = a->ldo;
     probabilities(a, t, i0, nq, j0, nk, S);
-    att_gemm(true, false, nk, dv, nq, 1.0f, S, ATT_BK, t->dO + i0 * dv, dv, 1.0f, t->dV + j0 * dv, dv);
-    att_gemm(false, true, nq, nk, dv, 1.0f, t->dO + i0 * dv, dv, t->V + j0 * dv, dv, 0.0f, dS, ATT_BK);
+    att_gemm(true, false, nk, dv, nq, 1.0f, S, ATT_BK, t->dO + i0 * ldo, ldo, 1.0f, t->dV + j0 * ldv, ldv);
+    att_gemm(false, true, nq, nk, dv, 1.0f, t->dO + i0 * ldo, ldo, t->V + j0 * ldv, ldv, 0.0f, dS, ATT_BK);
     for (int64_t r = 0; r < nq; r++) {
         const float *p = S + r * ATT_BK, Di = t->D[i0 + r];
         float *ds = dS + r * ATT_BK;
 #pragma omp simd
         for (int64_t j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - Di);
     }
-    att_gemm(true, false, nk, d, nq, a->scale, dS, ATT_BK, t->Q + i0 * d, d, 1.0f, t->dK + j0 * d, d);
-    att_gemm(false, false, nq, d, nk, a->scale, dS, ATT_BK, t->K + j0 * d, d, 1.0f, t->dQ + i0 * d, d);
+    att_gemm(true, false, nk, d, nq, a->scale, dS, ATT_BK, t->Q + i0 * ldq, ldq, 1.0f, t->dK + j0 * ldk, ldk);
+    att_gemm(false, false, nq, d, nk, a->scale, dS, ATT_BK, t->K + j0 * ldk, ldk, 1.0f, t->dQ + i0 * ldq, ldq);
+}
+
+/* Rows [0, rows) of width cols, stride ld, to zero. */
+static void zero_rows(float *x, int64_t rows, int64_t cols, int64_t ld)
+{
+    for (int64_t r = 0; r < rows; r++) memset(x + r * ld, 0, (size_t)cols * sizeof(float));
 }
 
 /* All gradients of one leading index (t points at its rows). */
 static void grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float *dS)
 {
     for (int64_t i = 0; i < a->Tq; i++) {
-        const float *o = t->O + i * a->dv, *g = t->dO + i * a->dv;
+        const float *o = t->O + i * a->ldo, *g = t->dO + i * a->ldo;
         float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < a->dv; c++) dot += o[c] * g[c];
         t->D[i] = dot;
     }
-    memset(t->dQ, 0, (size_t)(a->Tq * a->d) * sizeof(float));
-    memset(t->dK, 0, (size_t)(a->Tk * a->d) * sizeof(float));
-    memset(t->dV, 0, (size_t)(a->Tk * a->dv) * sizeof(float));
+    zero_rows(t->dQ, a->Tq, a->d, a->ldq);
+    zero_rows(t->dK, a->Tk, a->d, a->ldk);
+    zero_rows(t->dV, a->Tk, a->dv, a->ldv);
     for (int64_t j0 = 0; j0 < a->Tk; j0 += ATT_BK) {
         const int64_t nk = a->Tk - j0 < ATT_BK ? a->Tk - j0 : ATT_BK;
         int64_t first = a->causal ? j0 - a->offset : 0;      /* the first query that sees key j0 */
         first = first < 0 ? 0 : first / ATT_BQ * ATT_BQ;
         for (int64_t i0 = first; i0 < a->Tq; i0 += ATT_BQ)
             grad_block(a, t, i0, a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ, j0, nk, S, dS);
+    }
+}
+
+void df_att_backward(const att_dims *a, att_offsets_fn at, const att_grad_ptrs *t)
+{
+#pragma omp parallel if (a->nb > 1)
+    {
+        float S[ATT_BQ * ATT_BK], dS[ATT_BQ * ATT_BK];
+#pragma omp for schedule(dynamic)
+        for (int64_t p = 0; p < a->nb; p++) {
+            const att_offsets o = at(a, p);
+            const att_grad_ptrs u = {
+                .Q = t->Q + o.q, .K = t->K + o.k, .V = t->V + o.v, .O = t->O + o.y, .dO = t->dO + o.y,
+                .lse = t->lse + p * a->Tq, .dQ = t->dQ + o.q, .dK = t->dK + o.k, .dV = t->dV + o.v,
+                .D = t->D + p * a->Tq,
+            };
+            grad_one(a, &u, S, dS);
+        }
     }
 }
 
@@ -104,21 +124,11 @@ static df_status attention_grad_forward(df_node *n)
     const df_node *attn = n->in[0];
     const att_dims a = att_dims_of(attn);
     float *dK = n->aux, *dV = dK + a.nb * a.Tk * a.d, *D = dV + a.nb * a.Tk * a.dv;
-#pragma omp parallel if (a.nb > 1)
-    {
-        float S[ATT_BQ * ATT_BK], dS[ATT_BQ * ATT_BK];
-#pragma omp for schedule(dynamic)
-        for (int64_t p = 0; p < a.nb; p++) {
-            const att_grad_ptrs t = {
-                .Q = DF_F32P(n->in[2]) + p * a.Tq * a.d, .K = DF_F32P(n->in[3]) + p * a.Tk * a.d,
-                .V = DF_F32P(n->in[4]) + p * a.Tk * a.dv, .O = DF_F32P(attn) + p * a.Tq * a.dv,
-                .dO = DF_F32P(n->in[1]) + p * a.Tq * a.dv, .lse = (const float *)attn->aux + p * a.Tq,
-                .dQ = DF_F32P(n) + p * a.Tq * a.d, .dK = dK + p * a.Tk * a.d, .dV = dV + p * a.Tk * a.dv,
-                .D = D + p * a.Tq,
-            };
-            grad_one(&a, &t, S, dS);
-        }
-    }
+    const att_grad_ptrs t = {
+        .Q = DF_F32P(n->in[2]), .K = DF_F32P(n->in[3]), .V = DF_F32P(n->in[4]), .O = DF_F32P(attn),
+        .dO = DF_F32P(n->in[1]), .lse = attn->aux, .dQ = DF_F32P(n), .dK = dK, .dV = dV, .D = D,
+    };
+    df_att_backward(&a, att_dense_offsets, &t);
     return DF_OK;
 }
 

@@ -12,6 +12,7 @@
 
 DF_ATTRS_BEGIN
 typedef struct { float scale; int32_t causal; } df_attention_attrs;
+typedef struct { float scale; int32_t causal, n_head; } df_attention_qkv_attrs;
 DF_ATTRS_END
 
 /* Queries x keys per block: a block of scores (64 x 64 floats, 16 KB) is all
@@ -23,11 +24,12 @@ DF_ATTRS_END
 typedef struct att_dims {
     int64_t nb, Tq, Tk, d, dv;
     int64_t offset;               /* Tk - Tq: causal query i sees keys j <= i + offset */
+    int64_t ldq, ldk, ldv, ldo;   /* row strides of q, k, v and the output (and of their gradients) */
     float scale;
     bool causal;
 } att_dims;
 
-/* Sizes of an attention node (the forward op). */
+/* Sizes of an attention node (the forward op): q, k, v and y each dense. */
 static inline att_dims att_dims_of(const df_node *attn)
 {
     const df_node *q = attn->in[0], *k = attn->in[1], *v = attn->in[2];
@@ -35,6 +37,8 @@ static inline att_dims att_dims_of(const df_node *attn)
     int r = q->ndim;
     att_dims a = {.Tq = q->shape[r - 2], .Tk = k->shape[r - 2], .d = q->shape[r - 1], .dv = v->shape[r - 1],
                   .scale = at->scale, .causal = at->causal != 0};
+    a.ldq = a.ldk = a.d;
+    a.ldv = a.ldo = a.dv;
     a.nb = df_shape_numel(r - 2, q->shape);
     a.offset = a.Tk - a.Tq;
     return a;
@@ -69,11 +73,48 @@ static inline void att_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, f
         for (int64_t r = 0; r < M; r++) memset(C + r * ldc, 0, (size_t)N * sizeof(float));
 }
 
+/* Where leading index p's rows start in q, k, v (and in their gradients)
+ * and in the output (and its gradient), in floats from each tensor's start;
+ * the logsumexps and D of p start at p * Tq. */
+typedef struct att_offsets { int64_t q, k, v, y; } att_offsets;
+typedef att_offsets (*att_offsets_fn)(const att_dims *a, int64_t p);
+
+/* Dense q, k, v and y (df_attention): p's rows right after p - 1's. */
+static inline att_offsets att_dense_offsets(const att_dims *a, int64_t p)
+{
+    return (att_offsets){.q = p * a->Tq * a->d, .k = p * a->Tk * a->d, .v = p * a->Tk * a->dv, .y = p * a->Tq * a->dv};
+}
+
+/* The forward over every (leading index, query block) (ops/attention.c):
+ * Y and LSE (nb, Tq) from Q, K, V, where `at` says. */
+void df_att_forward(const att_dims *a, att_offsets_fn at, const float *Q, const float *K, const float *V, float *Y,
+                    float *LSE);
+
+/* One leading index's rows for the backward (ops/attention_grad.c). */
+typedef struct att_grad_ptrs {
+    const float *Q, *K, *V, *O, *dO, *lse;
+    float *dQ, *dK, *dV, *D;      /* dQ, dK, dV with q's, k's and v's strides; D (Tq) */
+} att_grad_ptrs;
+
+/* The backward over every leading index: dQ, dK, dV (at q's, k's and v's
+ * offsets) overwritten, D (nb, Tq) a workspace; t holds the tensors' starts. */
+void df_att_backward(const att_dims *a, att_offsets_fn at, const att_grad_ptrs *t);
+
 /* The backward of attention node attn for output gradient dy: dq, its
  * workspace holding dk and dv (ops/attention_grad.c); and dk (which = 0) or
  * dv (which = 1) read out of it (ops/attention_grad_kv.c). */
 df_node *df_attention_grad_make(df_graph *g, df_node *attn, df_node *dy);
 df_node *df_attention_grad_kv(df_graph *g, df_node *grad, int which);
+/* Sizes of an attention_qkv node (ops/attention_qkv.c): nb = leading
+ * indices x heads, rows strided by 3C (q, k, v) and C (the output). */
+att_dims df_attention_qkv_dims(const df_node *attn);
+/* Unit p = (leading index, head) of such a node: q's columns at head h of
+ * qkv (k and v follow C and 2C columns later), the output's at head h. */
+att_offsets df_attention_qkv_offsets(const att_dims *a, int64_t p);
+/* The backward of attention_qkv node attn for dy: the gradient of qkv
+ * (ops/attention_qkv_grad.c). */
+df_node *df_attention_qkv_grad_make(df_graph *g, df_node *attn, df_node *dy);
+
 /* Query-key pairs per leading index an attention node computes (causal: the visible ones). */
 double df_attention_pairs(const df_node *attn);
 

@@ -1,11 +1,15 @@
 /* layer_norm.c — layer normalisation over the last axis, PyTorch's
  * nn.LayerNorm: y = (x - mean) / sqrt(var + eps) * gain + bias, with the
  * biased variance of each row; gain and bias (C) are optional (both or
- * neither). Forward and the input gradient are fused loops over rows with
- * the row sums in double; the gain and bias gradients are nodes:
- *   xhat = layer_norm(x) (no affine), dgain = sum_rows(dy * xhat), dbias = sum_rows(dy),
- *   dx = layer_norm_grad(x, gain, dy) = rstd * (gdy - mean(gdy) - xhat * mean(gdy * xhat)),
- *        gdy = gain * dy. */
+ * neither). Forward and backward are fused loops over rows with the row
+ * sums in double. One layer_norm_grad node gives
+ *   dx = rstd * (gdy - mean(gdy) - xhat * mean(gdy * xhat)),  gdy = gain * dy,
+ * and, with a gain, dgain = sum_rows(dy * xhat) and dbias = sum_rows(dy) in
+ * its workspace (xhat = (x - mean) * rstd in float, as layer_norm without
+ * the affine computes it; each column summed in double over the rows in
+ * order, as sum_to does), read out by layer_norm_param_grad nodes: the same
+ * bits as those ops composed, in one pass over x and dy. */
+#include <omp.h>
 #include "common.h"
 
 DF_ATTRS_BEGIN
@@ -13,6 +17,7 @@ typedef struct { float eps; } layer_norm_attrs;
 DF_ATTRS_END
 
 static df_node *layer_norm_grad(df_graph *g, df_node *x, df_node *gain, df_node *dy, float eps);
+static df_node *layer_norm_param_grad(df_graph *g, df_node *grad, int which);
 
 /* Mean and 1/sqrt(var + eps) of one row, two passes in double. The sums are
  * `omp simd` reductions (summed in vector lanes, so in another order than
@@ -82,12 +87,10 @@ static df_status layer_norm_backward(df_graph *g, df_node *n, df_node *dy, const
     df_node *x = n->in[0];
     float eps = DF_ATTRS(n, layer_norm_attrs)->eps;
     bool affine = n->n_in > 1;
-    if (need[0]) dx[0] = layer_norm_grad(g, x, affine ? n->in[1] : NULL, dy, eps);
-    if (affine && (need[1] || need[2])) {
-        df_node *gain = n->in[1];
-        if (need[1]) dx[1] = df_unbroadcast(g, df_mul(g, dy, df_layer_norm(g, x, NULL, NULL, eps)), gain);
-        if (need[2]) dx[2] = df_unbroadcast(g, dy, n->in[2]);
-    }
+    df_node *grad = layer_norm_grad(g, x, affine ? n->in[1] : NULL, dy, eps);
+    if (need[0]) dx[0] = grad;
+    if (affine && need[1]) dx[1] = layer_norm_param_grad(g, grad, 0);
+    if (affine && need[2]) dx[2] = layer_norm_param_grad(g, grad, 1);
     return g->status;
 }
 
@@ -142,7 +145,31 @@ df_node *df_layer_norm(df_graph *g, df_node *x, df_node *gain, df_node *bias, fl
 
 /* ------------------------------------------------------- the input gradient */
 
-// x (rows, C), [gain (C)], dy (rows, C) -> dx (rows, C)
+/* The workspace of an affine layer_norm_grad: dgain (C), dbias (C), then
+ * each row's mean and rstd as the forward rounds them to float (rows, 2). */
+static size_t param_grad_floats(int64_t rows, int64_t C) { return (size_t)(2 * C + 2 * rows); }
+
+/* dgain and dbias columns [j0, j1) summed over the rows in order. */
+static void param_grad_columns(const float *X, const float *DY, const float *stats, int64_t rows, int64_t C,
+                               int64_t j0, int64_t j1, float *dgain, float *dbias)
+{
+    enum { W = 64 };
+    for (int64_t c0 = j0; c0 < j1; c0 += W) {
+        const int64_t w = j1 - c0 < W ? j1 - c0 : W;
+        double sg[W] = {0}, sb[W] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            const float *xr = X + r * C + c0, *dyr = DY + r * C + c0, m = stats[2 * r], s = stats[2 * r + 1];
+            for (int64_t j = 0; j < w; j++) {
+                float xhat = (xr[j] - m) * s, prod = dyr[j] * xhat;
+                sg[j] += prod;
+                sb[j] += dyr[j];
+            }
+        }
+        for (int64_t j = 0; j < w; j++) dgain[c0 + j] = (float)sg[j], dbias[c0 + j] = (float)sb[j];
+    }
+}
+
+// x (rows, C), [gain (C)], dy (rows, C) -> dx (rows, C); aux (affine): dgain, dbias, row stats
 static df_status layer_norm_grad_forward(df_node *n)
 {
     const df_node *x = n->in[0];
@@ -150,11 +177,15 @@ static df_status layer_norm_grad_forward(df_node *n)
     const float *X = DF_F32P(x), *G = affine ? DF_F32P(n->in[1]) : NULL, *DY = DF_F32P(n->in[affine ? 2 : 1]);
     int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0;
     float *DX = DF_F32P(n), eps = DF_ATTRS(n, layer_norm_attrs)->eps;
-#pragma omp parallel for schedule(static) if (x->numel > DF_PAR_MIN)
+    float *dgain = affine ? n->aux : NULL, *dbias = affine ? dgain + C : NULL, *stats = affine ? dbias + C : NULL;
+#pragma omp parallel if (x->numel > DF_PAR_MIN)
+    {
+#pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = X + r * C, *dyr = DY + r * C;
         double mean, rstd, sum_gdy = 0, sum_gdy_xhat = 0;
         row_stats(xr, C, eps, &mean, &rstd);
+        if (stats) stats[2 * r] = (float)mean, stats[2 * r + 1] = (float)rstd;
 #pragma omp simd reduction(+:sum_gdy, sum_gdy_xhat)
         for (int64_t j = 0; j < C; j++) {
             double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
@@ -168,6 +199,12 @@ static df_status layer_norm_grad_forward(df_node *n)
             DX[r * C + j] = (float)(rstd * (gdy - a - xhat * b));
         }
     }
+    if (affine) {             /* after the loop's barrier: every row's stats are in */
+        const int nth = omp_get_num_threads(), t = omp_get_thread_num();
+        const int64_t per = (C + nth - 1) / nth, j0 = t * per < C ? t * per : C, j1 = j0 + per < C ? j0 + per : C;
+        param_grad_columns(X, DY, stats, rows, C, j0, j1, dgain, dbias);
+    }
+    }
     return DF_OK;
 }
 
@@ -179,13 +216,19 @@ static df_status layer_norm_grad_infer(df_node *n)
         return df_op_error(n, DF_ERR_SHAPE, "dy %s must have x's shape %s", df_node_shape_str(dy, sd, sizeof sd),
                            df_node_shape_str(x, sx, sizeof sx));
     }
-    return df_infer_unary(n);
+    df_status st = df_infer_unary(n);
+    if (st == DF_OK && n->n_in == 3) {
+        int64_t C = x->shape[x->ndim - 1];
+        n->aux_bytes = param_grad_floats(C ? x->numel / C : 0, C) * sizeof(float);
+    }
+    return st;
 }
 
-/* Per element: the row statistics again (4), two sums (4) and dx (4). */
+/* Per element: the row statistics again (4), two sums (4) and dx (4); with
+ * a gain, xhat and the two column sums (5). */
 static void layer_norm_grad_cost(const df_node *n, df_op_cost *out)
 {
-    *out = (df_op_cost){.flops = (double)n->numel * 12, .bytes = df_cost_io_bytes(n)};
+    *out = (df_op_cost){.flops = (double)n->numel * (n->n_in == 3 ? 17 : 12), .bytes = df_cost_io_bytes(n)};
 }
 
 const df_op_def df_op_layer_norm_grad = {
@@ -199,4 +242,51 @@ static df_node *layer_norm_grad(df_graph *g, df_node *x, df_node *gain, df_node 
 {
     df_node *in[3] = {x, gain ? gain : dy, dy};
     return df_node_new(g, &df_op_layer_norm_grad, gain ? 3 : 2, in, &(layer_norm_attrs){.eps = eps});
+}
+
+/* ------------------------------------------- the gain and bias gradients */
+
+DF_ATTRS_BEGIN
+typedef struct { int32_t which; } param_grad_attrs;
+DF_ATTRS_END
+
+static df_status layer_norm_param_grad_infer(df_node *n)
+{
+    const df_node *grad = n->in[0];
+    if (grad->op != &df_op_layer_norm_grad || grad->n_in != 3)
+        return df_op_error(n, DF_ERR_ARG, "input must be a layer_norm_grad node with a gain, got op '%s'",
+                           grad->op->name);
+    int which = DF_ATTRS(n, param_grad_attrs)->which;
+    if (which != 0 && which != 1) return df_op_error(n, DF_ERR_ARG, "which must be 0 (gain) or 1 (bias), got %d", which);
+    const df_node *gain = grad->in[1];
+    n->dtype = DF_F32;
+    n->ndim = gain->ndim;
+    memcpy(n->shape, gain->shape, sizeof n->shape);
+    return DF_OK;
+}
+
+// layer_norm_grad [aux dgain | dbias | ...] -> dgain or dbias (C)
+static df_status layer_norm_param_grad_forward(df_node *n)
+{
+    const float *from = (const float *)n->in[0]->aux + (DF_ATTRS(n, param_grad_attrs)->which ? n->numel : 0);
+    if (n->numel) memcpy(n->data, from, (size_t)n->numel * sizeof(float));
+    return DF_OK;
+}
+
+static void layer_norm_param_grad_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * (double)n->numel * 4};
+}
+
+const df_op_def df_op_layer_norm_param_grad = {
+    .name = "layer_norm_param_grad", .infer = layer_norm_param_grad_infer, .forward = layer_norm_param_grad_forward,
+    .attrs_size = sizeof(param_grad_attrs),
+    .no_gradcheck = "gradient op: checked through layer_norm's cases",
+    .cost = layer_norm_param_grad_cost,
+    .min_inputs = 1, .max_inputs = 1,
+};
+
+static df_node *layer_norm_param_grad(df_graph *g, df_node *grad, int which)
+{
+    return df_node_new(g, &df_op_layer_norm_param_grad, 1, &grad, &(param_grad_attrs){.which = which});
 }

@@ -20,10 +20,11 @@
     X(lstm) X(lstm_grad) X(lstm_grad_state) X(lstm_hprev) X(lstm_final_c)   \
     X(gru) X(gru_grad) X(gru_grad_w) X(gru_grad_bias) X(gru_grad_state)     \
     X(rnn) X(rnn_grad) X(rnn_grad_state) X(dropout) X(fill_like)           \
-    X(max) X(argmax) X(where) X(cast) X(causal_mask) X(layer_norm) X(layer_norm_grad) X(pow) \
+    X(max) X(argmax) X(where) X(cast) X(causal_mask) X(layer_norm) X(layer_norm_grad) X(layer_norm_param_grad) X(pow) \
     X(assign) X(assign_add) X(apply_sgd) X(apply_adam) X(apply_adamw) X(apply_momentum) X(apply_rmsprop) \
     X(assign_at)                                                            \
     X(batch_matmul) X(attention) X(attention_grad) X(attention_grad_kv)     \
+    X(attention_qkv) X(attention_qkv_grad)                                  \
     X(global_norm_scale) DF_OPS_MPI(X)
 
 /* --with-mpi builds add the all-reduce ops (ops/allreduce_mean.c). */

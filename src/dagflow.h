@@ -446,6 +446,14 @@ df_node *df_batch_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, 
  * derivative through it fails with "op 'attention_grad' ... has no gradient";
  * compose df_batch_matmul, df_softmax and a mask for that. */
 df_node *df_attention(df_graph *g, df_node *q, df_node *k, df_node *v, bool causal, float scale);
+/* Multi-head self-attention on a fused projection: qkv (..., T, 3C) is q, k
+ * and v side by side, each n_head heads of C / n_head columns, and the
+ * result (..., T, C) has head h's output in head h's columns; the same bits
+ * as slicing the heads out, transposing them to (..., n_head, T, d),
+ * df_attention and transposing back (nanoGPT's split / view / transpose),
+ * without those copies, and the backward writes d qkv directly. Not
+ * differentiable again, as df_attention. */
+df_node *df_attention_qkv(df_graph *g, df_node *qkv, int n_head, bool causal, float scale);
 
 /* Reductions over axes (NULL/0 axes = all axes). */
 df_node *df_sum(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims);

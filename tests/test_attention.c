@@ -165,6 +165,75 @@ Test(attention, causal_skips_key_blocks_after_the_last_visible_key)
     free(q), free(k), free(v);
 }
 
+/* ------------------------------------------------------------ attention_qkv */
+
+/* The heads of qkv (B,T,3C) split out as gpt.c did before attention_qkv:
+ * columns [part C, (part+1) C) as (B,H,T,d). */
+static df_node *split_heads(df_graph *g, df_node *qkv, int part, int64_t B, int64_t T, int64_t C, int H)
+{
+    df_node *x = df_slice(g, qkv, (int64_t[]){0, 0, part * C}, (int64_t[]){B, T, C});
+    return df_transpose(g, df_reshape(g, x, 4, (int64_t[]){B, T, H, C / H}), (int[]){0, 2, 1, 3});
+}
+
+/* attention_qkv against slicing, transposing, df_attention and transposing
+ * back, in the output and d qkv (of sum(y * R)): the same bits (tolerance
+ * 0), on 1, 2 and 3 threads. */
+static void check_qkv_against_split(int64_t B, int64_t T, int64_t C, int H, bool causal)
+{
+    const float scale = 1.0f / sqrtf((float)(C / H));
+    df_graph *g = df_graph_new();
+    df_node *qkv = df_placeholder(g, DF_F32, 3, (int64_t[]){B, T, 3 * C}, "qkv");
+    df_node *R = df_placeholder(g, DF_F32, 3, (int64_t[]){B, T, C}, "R");
+    df_node *y = df_attention_qkv(g, qkv, H, causal, scale);
+    df_node *ys = df_attention(g, split_heads(g, qkv, 0, B, T, C, H), split_heads(g, qkv, 1, B, T, C, H),
+                               split_heads(g, qkv, 2, B, T, C, H), causal, scale);
+    ys = df_reshape(g, df_transpose(g, ys, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, T, C});
+    df_node *gq, *gs;
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, y, R), NULL, 0, false), NULL, 1, &qkv, &gq), DF_OK, "%s",
+                 df_graph_error(g));
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, ys, R), NULL, 0, false), NULL, 1, &qkv, &gs), DF_OK, "%s",
+                 df_graph_error(g));
+    df_graph_output(g, y);
+    df_graph_output(g, ys);
+    df_graph_output(g, gq);
+    df_graph_output(g, gs);
+    cr_assert_eq(df_graph_status(g), DF_OK, "%s", df_graph_error(g));
+    df_rng rng;
+    df_rng_seed(&rng, (uint64_t)(T * 31 + C + H + causal));
+    float *a = rand_buf(&rng, B * T * 3 * C, -1.5f, 1.5f), *r = rand_buf(&rng, B * T * C, -1.0f, 1.0f);
+    df_tensor t[2] = {F32(a, B, T, 3 * C), F32(r, B, T, C)};
+    char what[96];
+    snprintf(what, sizeof what, "qkv %lldx%lldx%lld, %d heads%s", (long long)B, (long long)T, (long long)(3 * C), H,
+             causal ? ", causal" : "");
+    static const char *const names[] = {"y", "d qkv"};
+    expect_pairs_on_1_2_3_threads(g, t, 2, 2, names, 0.0, what);
+    df_graph_free(g);
+    free(a), free(r);
+}
+
+/* char-gpt's heads (4 of 32 at T 64), and T = 70 (a full and a partial
+ * block of queries and keys) with 3 heads of 5, causal and not. */
+Test(attention_qkv, equals_split_heads_bit_for_bit)
+{
+    check_qkv_against_split(2, 64, 128, 4, true);
+    for (int causal = 0; causal < 2; causal++) check_qkv_against_split(3, 70, 15, 3, causal);
+}
+
+Test(attention_qkv, shape_errors_name_op_node_and_shapes)
+{
+    df_graph *g = df_graph_new();
+    df_attention_qkv(g, PH(g, 2, 4, 10), 2, true, 1.0f);
+    cr_expect_eq(df_graph_status(g), DF_ERR_SHAPE);
+    cr_expect(strstr(df_graph_error(g), "attention_qkv") && strstr(df_graph_error(g), "(2,4,10)"), "%s",
+              df_graph_error(g));
+    df_graph_free(g);
+    g = df_graph_new();
+    df_attention_qkv(g, PH(g, 2, 4, 12), 0, true, 1.0f);
+    cr_expect_eq(df_graph_status(g), DF_ERR_ARG);
+    cr_expect(strstr(df_graph_error(g), "n_head must be >= 1"), "%s", df_graph_error(g));
+    df_graph_free(g);
+}
+
 /* ---------------------------------------------------------------- by hand */
 
 /* q = (1, 2), k = (0.5, -1), v = (3, 5) (T = 2, d = 1, scale 1), loss

@@ -97,10 +97,12 @@ static df_node *attention(df_layer *l, df_graph *g, df_node *x, int n_head, cons
 {
     int64_t B = df_node_dim(x, 0), T = df_node_dim(x, 1), C = df_node_dim(x, 2);
     df_node *qkv = linear(l, g, x, "attn/c_attn/kernel", "attn/c_attn/bias");
+    float scale = 1.0f / sqrtf((float)(C / n_head));
+    if (!kv)                      /* the heads read in place: the same bits as the split below */
+        return linear(l, g, df_attention_qkv(g, qkv, n_head, true, scale), "attn/c_proj/kernel", "attn/c_proj/bias");
     df_node *q = heads(g, qkv, 0, B, T, C, n_head), *k = heads(g, qkv, 1, B, T, C, n_head);
     df_node *v = heads(g, qkv, 2, B, T, C, n_head);
-    float scale = 1.0f / sqrtf((float)(C / n_head));
-    df_node *y = kv ? cached_attention(g, q, k, v, kv, scale) : df_attention(g, q, k, v, true, scale); /* (B,h,T,d) */
+    df_node *y = cached_attention(g, q, k, v, kv, scale); /* (B,h,T,d) */
     y = df_reshape(g, df_transpose(g, y, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, T, C});
     return linear(l, g, y, "attn/c_proj/kernel", "attn/c_proj/bias");
 }
