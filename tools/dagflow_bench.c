@@ -335,7 +335,9 @@ static void sum_costs(const df_graph *g, bench_result *r)
     r->uncosted[0] = 0;
     for (int i = 0; i < g->n_sched; i++) {
         const df_node *n = g->schedule[i];
-        if (n->op->flags & (DF_OP_VIEW | DF_OP_EXTERNAL | DF_OP_INPUT | DF_OP_CONSTANT)) continue;
+        /* leaves and views move no data; an update of a variable (EXTERNAL
+         * too) runs a kernel and counts */
+        if (n->op->flags & (DF_OP_VIEW | DF_OP_LEAF | DF_OP_INPUT | DF_OP_CONSTANT)) continue;
         if (!n->op->cost) {
             r->costed = false;
             if (!strstr(r->uncosted, n->op->name))
@@ -519,6 +521,18 @@ static int cmd_op(int argc, char **argv)
     return 0;
 }
 
+/* The ops that cannot be built on their own (gradient ops, updates,
+ * leaves), with whether each has a cost model. */
+static void list_unbuilt(void)
+{
+    printf("\nnot built on their own (their cost counts in the case that runs them):\n");
+    for (int i = 0; i < df_op_registry_count; i++) {
+        const df_op_def *op = df_op_registry[i];
+        if (op->bench || (op->flags & (DF_OP_LEAF | DF_OP_VIEW))) continue;
+        printf("%-20s %s\n", op->name, op->cost ? "cost model" : "no cost model");
+    }
+}
+
 static int cmd_list(void)
 {
     for (int i = 0; i < df_op_registry_count; i++) {
@@ -534,6 +548,7 @@ static int cmd_list(void)
         for (int s = 0; s < 3; s++)
             if (bd->shapes[s]) printf("    %-6s %s\n", (const char *[]){"small", "seed", "large"}[s], bd->shapes[s]);
     }
+    list_unbuilt();
     return 0;
 }
 
