@@ -6,8 +6,8 @@
  * T(T+1)/2, or with cached keys fewer), the attention backward (2.5x), the
  * elementwise table, softmax and layer_norm; the simple RNN and its
  * backward, the GRU's backward ops (per form, with and without dh0), the
- * copies (transpose, concat, slice, pad), reduce_max and the optimizers'
- * updates. */
+ * copies (transpose, concat, slice, pad), one_hot (in sparse_softmax_xent's
+ * backward at a large vocabulary), reduce_max and the optimizers' updates. */
 #include <criterion/criterion.h>
 #include "dagflow.h"
 #include "../graph/graph.h"
@@ -208,6 +208,14 @@ Test(cost, copies_move_bytes_only)
     cr_expect_eq(c.bytes, 2 * 8 * 4, "slice bytes %g", c.bytes);
     c = cost_of(df_pad(g, PH(2, 3), (int64_t[]){1, 1}, 2, (int64_t[]){4, 5}));
     cr_expect_eq(c.bytes, (6 + 20) * 4, "pad bytes %g", c.bytes);
+}
+
+Test(cost, one_hot_writes_its_output)
+{
+    /* 6 ids into (6,10): ids read, 60 floats written */
+    df_op_cost c = cost_of(df_one_hot(g, df_placeholder(g, DF_I32, 1, (int64_t[]){6}, NULL), 10));
+    cr_expect_eq(c.flops, 0, "flops %g", c.flops);
+    cr_expect_eq(c.bytes, (6 + 60) * 4, "bytes %g", c.bytes);
 }
 
 Test(cost, reduce_max_compares_every_element)
