@@ -1,21 +1,24 @@
 #!/bin/bash
-# lstm_onednn.sh — dagflow's fused LSTM op forward + backward (bench_ops,
-# "forward_backward B64 T100 H1024 (all 4 grads)") against Intel oneDNN's LSTM
-# primitive at the same shape with a tiny input (recurrent work only, as
-# bench_ops's case), in alternating runs; medians and their ratio.
+# lstm_onednn.sh — dagflow's fused LSTM op forward + backward (`dagflow-bench
+# op lstm --backward` at B64 T100 H1024, all 4 gradients, as bench/bench_ops's
+# "forward_backward" case) against Intel oneDNN's LSTM primitive at the same
+# shape with a tiny input (recurrent work only), in alternating runs; medians
+# and their ratio.
 #
 #   bench/lstm_onednn.sh [--rounds 5] [--anchor ../shared/anchors/onednn_lstm.c]
 #
-# Run from the build directory; needs libdnnl-dev (gcc ... -ldnnl), else it
-# says so and exits 0.
+# Finds tools/dagflow-bench in the build directory it runs from, this
+# script's tree or the PATH; needs libdnnl-dev (gcc ... -ldnnl), else it says
+# so and exits 0.
 set -eu
+here=$(cd "$(dirname "$0")" && pwd)
 rounds=5
-anchor=../shared/anchors/onednn_lstm.c
+anchor=$here/../../shared/anchors/onednn_lstm.c
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds=$2; shift ;;
         --anchor) anchor=$2; shift ;;
-        --help) sed -n '2,10p' "$0"; exit 0 ;;
+        --help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "lstm_onednn.sh: unknown flag $1" >&2; exit 2 ;;
     esac
     shift
@@ -26,8 +29,13 @@ if ! gcc -O2 "$anchor" -o "$tmp/onednn_lstm" -ldnnl 2>"$tmp/cc.err"; then
     echo "lstm_onednn.sh: oneDNN anchor not built (libdnnl-dev missing?): $(head -1 "$tmp/cc.err")"
     exit 0
 fi
+for bin in "$PWD/tools/dagflow-bench" "$here/../tools/dagflow-bench" "$(command -v dagflow-bench)"; do
+    [ -x "$bin" ] && break
+done
+[ -x "$bin" ] || { echo "lstm_onednn.sh: tools/dagflow-bench not found; build it first (make)" >&2; exit 1; }
 for r in $(seq "$rounds"); do
-    ./bench/bench_ops --only lstm | grep '"case": "forward_backward' | sed -n 's/.*"ms": \([0-9.]*\).*/\1/p' >>"$tmp/dagflow"
+    "$bin" op lstm --shape 64x100x4096,1024x4096,64x1024,64x1024 --backward --seconds 3 --json |
+        sed -n 's/.*"ms": \([0-9.]*\).*/\1/p' >>"$tmp/dagflow"
     "$tmp/onednn_lstm" --input 8 --steps 3 --warmup 1 --gen 1 2>/dev/null |
         sed -n 's/.*"step_ms":\([0-9.]*\).*/\1/p' >>"$tmp/onednn"
 done

@@ -61,11 +61,19 @@ static df_status apply_adamw_forward(df_node *n)
     return DF_OK;
 }
 
+/* The decay (1 FLOP), m (3), v (4), w -= step m / (sqrt(v) / bc2 + eps) (6):
+ * 14 per element; g read, m, v and w read and written. */
+static void apply_adamw_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 14.0 * (double)n->numel, .bytes = 7.0 * 4 * (double)n->numel};
+}
+
 const df_op_def df_op_apply_adamw = {
     .name = "apply_adamw", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = apply_adamw_forward, .attrs_size = sizeof(apply_adamw_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_optim.c",
     .min_inputs = 5, .max_inputs = 5, .attrs_kind = DF_ATTRS_VARIABLE,
+    .cost = apply_adamw_cost,
 };
 
 df_node *df_apply_adamw(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *t, df_node *m,

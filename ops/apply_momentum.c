@@ -29,12 +29,21 @@ static df_status apply_momentum_forward(df_node *n)
     return DF_OK;
 }
 
+/* velocity = mu velocity - lr g (3 FLOPs) and w += velocity (1; nesterov's
+ * w += mu velocity - lr g, 4); g read, velocity and w read and written. */
+static void apply_momentum_cost(const df_node *n, df_op_cost *out)
+{
+    double per = DF_ATTRS(n, apply_momentum_attrs)->nesterov ? 7 : 4;
+    *out = (df_op_cost){.flops = per * (double)n->numel, .bytes = 5.0 * 4 * (double)n->numel};
+}
+
 const df_op_def df_op_apply_momentum = {
     .name = "apply_momentum", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = apply_momentum_forward,
     .attrs_size = sizeof(apply_momentum_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_optim.c",
     .min_inputs = 3, .max_inputs = 3, .attrs_kind = DF_ATTRS_VARIABLE,
+    .cost = apply_momentum_cost,
 };
 
 df_node *df_apply_momentum(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *velocity,

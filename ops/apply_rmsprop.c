@@ -29,12 +29,20 @@ static df_status apply_rmsprop_forward(df_node *n)
     return DF_OK;
 }
 
+/* rms = rho rms + (1-rho) g^2 (4 FLOPs), w -= lr g / (sqrt(rms) + eps) (5);
+ * g read, rms and w read and written. */
+static void apply_rmsprop_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 9.0 * (double)n->numel, .bytes = 5.0 * 4 * (double)n->numel};
+}
+
 const df_op_def df_op_apply_rmsprop = {
     .name = "apply_rmsprop", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = apply_rmsprop_forward,
     .attrs_size = sizeof(apply_rmsprop_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_optim.c",
     .min_inputs = 3, .max_inputs = 3, .attrs_kind = DF_ATTRS_VARIABLE,
+    .cost = apply_rmsprop_cost,
 };
 
 df_node *df_apply_rmsprop(df_graph *g, df_variable *w, df_node *grad, df_node *lr, df_node *rms, float rho,

@@ -12,11 +12,18 @@ static df_status apply_sgd_forward(df_node *n)
     return DF_OK;
 }
 
+/* w -= lr g: 2 FLOPs per element; g read, w read and written. */
+static void apply_sgd_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 2.0 * (double)n->numel, .bytes = 3.0 * 4 * (double)n->numel};
+}
+
 const df_op_def df_op_apply_sgd = {
     .name = "apply_sgd", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = apply_sgd_forward, .attrs_size = sizeof(df_update_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_graph.c and tests/test_optim.c",
     .min_inputs = 2, .max_inputs = 2, .attrs_kind = DF_ATTRS_VARIABLE,
+    .cost = apply_sgd_cost,
 };
 
 df_node *df_apply_sgd(df_graph *g, df_variable *w, df_node *grad, df_node *lr)

@@ -80,10 +80,27 @@ static const df_gradcheck_case concat_cases[] = {
     {0},
 };
 
+/* A copy: every input read, y written. */
+static void concat_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *concat_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_concat(g, 2, in, (int)attrs[0]);
+}
+
+static const df_bench_def concat_bench = {
+    .n_inputs = 2, .attrs = {"axis"}, .defaults = {"-1"}, .build = concat_bench_build,
+    .shapes = {"16x32,16x32", "6400x256,6400x1024", "6400x4096,6400x4096"},
+};
+
 const df_op_def df_op_concat = {
     .name = "concat", .infer = concat_infer, .forward = concat_forward,
     .backward = concat_backward, .gradcheck = concat_cases, .attrs_size = sizeof(df_axis_attrs),
     .min_inputs = 1, .max_inputs = DF_MAX_INPUTS,
+    .cost = concat_cost, .bench = &concat_bench,
 };
 
 df_node *df_concat(df_graph *g, int n, df_node *const *xs, int axis)

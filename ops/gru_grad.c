@@ -126,9 +126,28 @@ static df_status gru_grad_forward(df_node *n)
     return DF_OK;
 }
 
+/* Per step the GEMMs back through w_rec, 2*B*3H*H in all: reset_after one
+ * du @ w_rec^T (B,3H) @ (3H,H); reset_before da_h @ w_h^T (B,H) @ (H,H) and
+ * [da_z, da_r] @ w_zr^T (B,2H) @ (2H,H). The GEMM into the carry runs at t = 0
+ * only for dh0 (reset_before's da_h product runs every step). The gate
+ * gradients are about 16 FLOPs per unit. Bytes: the inputs, the gru's saved
+ * gates, d xproj and the workspace (du). */
+#define GRU_GRAD_GATE_FLOPS 16
+static void gru_grad_cost(const df_node *n, df_op_cost *out)
+{
+    const df_node *l = n->in[0];
+    double B = (double)l->shape[0], T = (double)l->shape[1], H = (double)l->shape[2];
+    double steps = DF_ATTRS(n, df_bptt_attrs)->want_dh0 ? T : T - 1;
+    double gemm = DF_ATTRS(l, df_gru_attrs)->reset_after ? steps * 2 * B * 3 * H * H
+                                                         : T * 2 * B * H * H + steps * 2 * B * 2 * H * H;
+    *out = (df_op_cost){.flops = gemm + T * GRU_GRAD_GATE_FLOPS * B * H,
+                        .bytes = df_cost_io_bytes(n) + (double)l->aux_bytes + (double)n->aux_bytes};
+}
+
 const df_op_def df_op_gru_grad = {
     .name = "gru_grad", .infer = gru_grad_infer, .forward = gru_grad_forward,
     .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through gru's cases",
     .min_inputs = 4, .max_inputs = 4, .bool_attrs = 0x1,
+    .cost = gru_grad_cost,
 };

@@ -28,8 +28,16 @@ static df_status gru_grad_bias_forward(df_node *n)
     return DF_OK;
 }
 
+/* One add per element of du (B,T,3H); du read, (3H) written. */
+static void gru_grad_bias_cost(const df_node *n, df_op_cost *out)
+{
+    double du = (double)n->in[0]->numel;
+    *out = (df_op_cost){.flops = du, .bytes = 4 * (du + (double)n->numel)};
+}
+
 const df_op_def df_op_gru_grad_bias = {
     .name = "gru_grad_bias", .infer = gru_grad_bias_infer, .forward = gru_grad_bias_forward,
     .no_gradcheck = "gradient op: checked through gru's cases",
     .min_inputs = 1, .max_inputs = 1,
+    .cost = gru_grad_bias_cost,
 };

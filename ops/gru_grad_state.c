@@ -26,8 +26,15 @@ static df_status gru_grad_state_forward(df_node *n)
     return DF_OK;
 }
 
+/* A copy of (B,H) out of gru_grad's workspace. */
+static void gru_grad_state_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * (double)n->numel * 4};
+}
+
 const df_op_def df_op_gru_grad_state = {
     .name = "gru_grad_state", .infer = gru_grad_state_infer, .forward = gru_grad_state_forward,
     .no_gradcheck = "gradient op: checked through gru's cases",
     .min_inputs = 1, .max_inputs = 1,
+    .cost = gru_grad_state_cost,
 };

@@ -42,8 +42,20 @@ static df_status gru_grad_w_forward(df_node *n)
     return DF_OK;
 }
 
+/* hprev^T @ du over all B*T rows, (H,R) @ (R,3H), in one product or (reset_before)
+ * two of 2H and H columns: 2*R*H*3H either way. Reads hprev and du (or d xproj
+ * and r*hprev), writes (H,3H). */
+static void gru_grad_w_cost(const df_node *n, df_op_cost *out)
+{
+    const df_node *l = n->in[1];
+    double R = (double)l->shape[0] * l->shape[1], H = (double)l->shape[2];
+    double reads = R * H + R * 3 * H + (DF_ATTRS(l, df_gru_attrs)->reset_after ? 0 : R * H);
+    *out = (df_op_cost){.flops = 2 * R * H * 3 * H, .bytes = 4 * (reads + 3 * H * H)};
+}
+
 const df_op_def df_op_gru_grad_w = {
     .name = "gru_grad_w", .infer = gru_grad_w_infer, .forward = gru_grad_w_forward,
     .no_gradcheck = "gradient op: checked through gru's cases",
     .min_inputs = 3, .max_inputs = 3,
+    .cost = gru_grad_w_cost,
 };

@@ -84,10 +84,27 @@ static const df_gradcheck_case max_cases[] = {
     {0},
 };
 
+/* One comparison per element of x. */
+static void max_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->in[0]->numel, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *max_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_reduce_max(g, in[0], (int[]){(int)attrs[0]}, 1, attrs[1] != 0);
+}
+
+static const df_bench_def max_bench = {
+    .n_inputs = 1, .attrs = {"axis", "keepdims"}, .defaults = {"-1", "0"}, .build = max_bench_build,
+    .shapes = {"16x65", "6400x65", "6400x4096 axis=0"},
+};
+
 const df_op_def df_op_max = {
     .name = "max", .infer = max_infer, .forward = max_forward, .backward = max_backward,
     .gradcheck = max_cases, .attrs_size = sizeof(df_reduce_attrs),
     .min_inputs = 1, .max_inputs = 1,
+    .cost = max_cost, .bench = &max_bench,
 };
 
 df_node *df_reduce_max(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims)

@@ -48,10 +48,17 @@ static df_status one_hot_forward(df_node *n)
     return DF_OK;
 }
 
+/* A fill: the indices read, the (..., depth) output written. */
+static void one_hot_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_one_hot = {
     .name = "one_hot", .infer = one_hot_infer, .forward = one_hot_forward, .attrs_size = sizeof(one_hot_attrs),
     .no_gradcheck = "no gradient: integer input (values in tests/test_ops_shape.c)",
     .min_inputs = 1, .max_inputs = 1,
+    .cost = one_hot_cost,
 };
 
 df_node *df_one_hot(df_graph *g, df_node *indices, int64_t depth)

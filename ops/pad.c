@@ -101,10 +101,17 @@ static const df_gradcheck_case pad_cases[] = {
     {0},
 };
 
+/* x read, y written (zeros around x's box). */
+static void pad_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 4 * ((double)n->numel + (double)n->in[0]->numel)};
+}
+
 const df_op_def df_op_pad = {
     .name = "pad", .infer = pad_infer, .forward = pad_forward,
     .backward = pad_backward, .gradcheck = pad_cases, .attrs_size = sizeof(pad_attrs),
     .min_inputs = 1, .max_inputs = 2,
+    .cost = pad_cost,
 };
 
 df_node *df_pad(df_graph *g, df_node *x, const int64_t *begin, int ndim, const int64_t *shape)

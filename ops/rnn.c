@@ -93,10 +93,31 @@ static const df_gradcheck_case rnn_cases[] = {
     {0},
 };
 
+/* Per step the recurrent GEMM (B,H) @ (H,H) and, per unit, the add of xproj
+ * and the tanh. */
+static void rnn_cost(const df_node *n, df_op_cost *out)
+{
+    double B = (double)n->shape[0], T = (double)n->shape[1], H = (double)n->shape[2];
+    *out = (df_op_cost){.flops = T * (2 * B * H * H + 2 * B * H), .bytes = df_cost_io_bytes(n)};
+}
+
+/* xproj (B,T,H), w_rec (H,H), h0 (B,H). */
+static df_node *rnn_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    (void)attrs;
+    return df_simple_rnn(g, in[0], in[1], in[2]);
+}
+
+static const df_bench_def rnn_bench = {
+    .n_inputs = 3, .lo = -0.5f, .hi = 0.5f, .build = rnn_bench_build,
+    .shapes = {"8x16x128,128x128,8x128", "64x100x1024,1024x1024,64x1024", "128x100x1024,1024x1024,128x1024"},
+};
+
 const df_op_def df_op_rnn = {
     .name = "rnn", .infer = rnn_infer, .forward = rnn_forward,
     .backward = rnn_backward, .gradcheck = rnn_cases,
     .min_inputs = 3, .max_inputs = 3,
+    .cost = rnn_cost, .bench = &rnn_bench,
 };
 
 df_node *df_simple_rnn(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0)

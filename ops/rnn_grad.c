@@ -62,9 +62,21 @@ static df_status rnn_grad_forward(df_node *n)
     return DF_OK;
 }
 
+/* Per step the elementwise pass (add, square, subtract, multiply: 4 per
+ * unit) and the GEMM da_t @ w_rec^T (B,H) @ (H,H), which at t = 0 runs only
+ * for dh0. Reads h, dy and w_rec, writes da. */
+static void rnn_grad_cost(const df_node *n, df_op_cost *out)
+{
+    const df_node *l = n->in[0];
+    double B = (double)l->shape[0], T = (double)l->shape[1], H = (double)l->shape[2];
+    double gemms = DF_ATTRS(n, df_bptt_attrs)->want_dh0 ? T : T - 1;
+    *out = (df_op_cost){.flops = gemms * 2 * B * H * H + T * 4 * B * H, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_rnn_grad = {
     .name = "rnn_grad", .infer = rnn_grad_infer, .forward = rnn_grad_forward,
     .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through rnn's cases",
     .min_inputs = 3, .max_inputs = 3, .bool_attrs = 0x1,
+    .cost = rnn_grad_cost,
 };

@@ -26,8 +26,15 @@ static df_status rnn_grad_state_forward(df_node *n)
     return DF_OK;
 }
 
+/* A copy of (B,H) out of rnn_grad's workspace. */
+static void rnn_grad_state_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * (double)n->numel * 4};
+}
+
 const df_op_def df_op_rnn_grad_state = {
     .name = "rnn_grad_state", .infer = rnn_grad_state_infer, .forward = rnn_grad_state_forward,
     .no_gradcheck = "gradient op: checked through rnn's cases",
     .min_inputs = 1, .max_inputs = 1,
+    .cost = rnn_grad_state_cost,
 };

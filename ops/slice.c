@@ -85,10 +85,38 @@ static const df_gradcheck_case slice_cases[] = {
     {0},
 };
 
+/* A copy of the box: only its elements of x are read. */
+static void slice_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * (double)n->numel * 4};
+}
+
+/* x[..., begin : begin + size, ...] on one axis (size -1: to the end), the
+ * other axes whole. */
+static df_node *slice_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    int nd = df_node_ndim(in[0]), axis = (int)attrs[0] < 0 ? (int)attrs[0] + nd : (int)attrs[0];
+    if (axis < 0 || axis >= nd) {
+        df_graph_set_error(g, DF_ERR_ARG, "slice: axis %g is outside rank %d", attrs[0], nd);
+        return NULL;
+    }
+    int64_t begin[DF_MAX_DIMS] = {0}, size[DF_MAX_DIMS];
+    for (int d = 0; d < nd; d++) size[d] = -1;
+    begin[axis] = (int64_t)attrs[1];
+    size[axis] = (int64_t)attrs[2];
+    return df_slice(g, in[0], begin, size);
+}
+
+static const df_bench_def slice_bench = {
+    .n_inputs = 1, .attrs = {"axis", "begin", "size"}, .defaults = {"-1", "1", "-1"}, .build = slice_bench_build,
+    .shapes = {"16x33", "64x100x4096 begin=1024 size=1024", "6400x4096"},
+};
+
 const df_op_def df_op_slice = {
     .name = "slice", .infer = slice_infer, .forward = slice_forward,
     .backward = slice_backward, .gradcheck = slice_cases, .attrs_size = sizeof(slice_attrs),
     .min_inputs = 1, .max_inputs = 2,
+    .cost = slice_cost, .bench = &slice_bench,
 };
 
 df_node *df_slice(df_graph *g, df_node *x, const int64_t *begin, const int64_t *size)

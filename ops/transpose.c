@@ -86,10 +86,37 @@ static const df_gradcheck_case transpose_cases[] = {
     {0},
 };
 
+/* A copy: x read, y written, no arithmetic. */
+static void transpose_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = df_cost_io_bytes(n)};
+}
+
+/* Swaps axes a and b (the last two by default; a=1 b=2 is the head split of
+ * attention, (B,T,h,d) -> (B,h,T,d)). */
+static df_node *transpose_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    int nd = df_node_ndim(in[0]), a = (int)attrs[0], b = (int)attrs[1], perm[DF_MAX_DIMS];
+    a = a < 0 ? a + nd : a;
+    b = b < 0 ? b + nd : b;
+    if (a < 0 || a >= nd || b < 0 || b >= nd) {
+        df_graph_set_error(g, DF_ERR_ARG, "transpose: axes a=%g b=%g are outside rank %d", attrs[0], attrs[1], nd);
+        return NULL;
+    }
+    for (int d = 0; d < nd; d++) perm[d] = d == a ? b : d == b ? a : d;
+    return df_transpose(g, in[0], perm);
+}
+
+static const df_bench_def transpose_bench = {
+    .n_inputs = 1, .attrs = {"a", "b"}, .defaults = {"-2", "-1"}, .build = transpose_bench_build,
+    .shapes = {"64x48", "12x64x4x32 a=1 b=2", "6400x4096"},
+};
+
 const df_op_def df_op_transpose = {
     .name = "transpose", .infer = transpose_infer, .forward = transpose_forward,
     .backward = transpose_backward, .gradcheck = transpose_cases, .attrs_size = sizeof(transpose_attrs),
     .min_inputs = 1, .max_inputs = 1,
+    .cost = transpose_cost, .bench = &transpose_bench,
 };
 
 df_node *df_transpose(df_graph *g, df_node *x, const int *perm)

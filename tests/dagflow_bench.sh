@@ -6,8 +6,10 @@
 # the op's cost model (the JSON's FLOP count is the hand-computed one) or
 # "-" for an op without one; the suite's --save and --compare flag a
 # synthetic faster baseline (exit 1, "SLOWER") and pass a slower one; check
-# and model run. The suite itself is not timed here.
+# and model run (charrnn at tiny sizes, also through bench/bench_train, with
+# its flags and JSON keys). The suite itself is not timed here.
 top=$(cd "${top_builddir:-.}" && pwd) || exit 1
+src=$(cd "$(dirname "$0")/.." && pwd) || exit 1
 . "$(dirname "$0")/lib.sh"
 bin="$top/tools/dagflow-bench"
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
@@ -111,6 +113,19 @@ usage "--compare with a missing file" "cannot read" suite --filter relu --compar
 # ------------------------------------------------------------ check, model
 runs "check of matmul on every GEMM path" "openblas" check --filter matmul --seeds 1
 runs "model chargpt runs a step" "model chargpt" model chargpt --steps 1 --warmup 0
+runs "model charrnn at tiny sizes, text" "% of the fp32 FMA peak" \
+    model charrnn --steps 1 --warmup 0 --batch 2 --seq 4 --embed 4 --hidden 8 --gen 3 --sgemm-reps 1
+runs "model charrnn --json has bench_train's keys" '"batch": 2, "seq": 4, "embed": 4, "hidden": 8,' \
+    model charrnn --steps 1 --warmup 0 --batch 2 --seq 4 --embed 4 --hidden 8 --gen 3 --sgemm-reps 1 --json
+usage "model charrnn --hidden 0" "--hidden '0' is not a whole number" model charrnn --hidden 0
+usage "model charrnn unknown option" "unknown option '--fast'" model charrnn --fast
+# bench/bench_train is dagflow-bench model charrnn --json with its flags (= form too)
+out=$(cd "$top" && timeout 120 "$src/bench/bench_train" --steps 1 --warmup 0 --batch=2 --seq 4 --embed 4 --hidden 8 \
+      --gen 3 --sgemm-reps 1 --data /nonexistent 2> "$tmp/err.txt")
+case "$out" in
+    *'"engine": "dagflow"'*'"batch": 2,'*'"data": "random"'*'"pct_of_fma_peak"'*) pass "bench/bench_train wraps model charrnn" ;;
+    *) fail "bench/bench_train: $out $(head -c 300 "$tmp/err.txt")" ;;
+esac
 
 echo "$checks checks, $failed failed"
 [ "$failed" -eq 0 ]

@@ -4,10 +4,14 @@
  * lstm and its backward (the recurrent GEMM per step plus 13 gate FLOPs per
  * unit), gru (15 per unit), attention (4 B h T^2 d; causal counts the visible pairs,
  * T(T+1)/2, or with cached keys fewer), the attention backward (2.5x), the
- * elementwise table, softmax and layer_norm. */
+ * elementwise table, softmax and layer_norm; the simple RNN and its
+ * backward, the GRU's backward ops (per form, with and without dh0), the
+ * copies (transpose, concat, slice, pad), one_hot (in sparse_softmax_xent's
+ * backward at a large vocabulary), reduce_max and the optimizers' updates. */
 #include <criterion/criterion.h>
 #include "dagflow.h"
 #include "../graph/graph.h"
+#include "../ops/registry.h"
 
 static df_graph *g;
 
@@ -115,4 +119,133 @@ Test(cost, elementwise_softmax_layer_norm)
     c = cost_of(df_layer_norm(g, PH(4, 8), PH(8), PH(8), 1e-5f));
     cr_expect_eq(c.flops, 8 * 32, "layer_norm flops %g", c.flops);
     cr_expect_eq(c.bytes, (32 + 8 + 8 + 32) * 4, "layer_norm bytes %g", c.bytes);
+}
+
+/* The gradients of y (for a ones dy) with respect to the n inputs xs. */
+static void grads_of(df_node *y, int n, df_node **xs)
+{
+    df_node *grads[4];
+    cr_assert_eq(df_gradients(g, y, NULL, n, xs, grads), DF_OK, "%s", df_graph_error(g));
+}
+
+Test(cost, rnn_gemm_per_step_and_tanh)
+{
+    /* B=2 T=3 H=4: T * (2*B*H*H + 2*B*H) = 3 * (64 + 16) = 240 */
+    df_node *x = PH(2, 3, 4), *w = PH(4, 4), *h0 = PH(2, 4), *h = df_simple_rnn(g, x, w, h0);
+    df_op_cost c = cost_of(h);
+    cr_expect_eq(c.flops, 240, "flops %g", c.flops);
+    cr_expect_eq(c.bytes, (24 + 16 + 8 + 24) * 4, "bytes %g", c.bytes);        /* 288 */
+    /* d xproj only: the carry GEMM runs at t = 2, 1 (not 0): 2 * 64, plus
+     * 4 FLOPs per unit per step, 3 * 32: 224 */
+    grads_of(h, 1, &x);
+    df_op_cost b = cost_of(find_op("rnn_grad"));
+    cr_expect_eq(b.flops, 224, "rnn_grad flops %g", b.flops);
+    cr_expect_eq(b.bytes, (24 + 24 + 16 + 24) * 4, "rnn_grad bytes %g", b.bytes);   /* h, dy, w_rec, da */
+}
+
+Test(cost, rnn_grad_with_dh0_runs_the_last_gemm)
+{
+    df_node *x = PH(2, 3, 4), *w = PH(4, 4), *h0 = PH(2, 4), *xs[2] = {x, h0};
+    grads_of(df_simple_rnn(g, x, w, h0), 2, xs);
+    df_op_cost b = cost_of(find_op("rnn_grad"));
+    cr_expect_eq(b.flops, 3 * 64 + 96, "rnn_grad with dh0 flops %g", b.flops);     /* 288 */
+    df_op_cost s = cost_of(find_op("rnn_grad_state"));
+    cr_expect_eq(s.flops, 0, "rnn_grad_state flops %g", s.flops);
+    cr_expect_eq(s.bytes, 2 * 8 * 4, "rnn_grad_state bytes %g", s.bytes);     /* (2,4) copied */
+}
+
+Test(cost, gru_backward_reset_after)
+{
+    /* B=2 T=3 H=4, R = B*T = 6. gru_grad, d xproj only: du @ w_rec^T at
+     * t = 2, 1: 2 * 2*B*3H*H = 2 * 192 = 384, gates 3 * 16 * B*H = 384: 768 */
+    df_node *x = PH(2, 3, 12), *w = PH(4, 12), *h0 = PH(2, 4), *b = PH(12), *xs[4] = {x, w, h0, b};
+    df_node *h = df_gru(g, x, w, b, h0, true);
+    grads_of(h, 1, xs);
+    cr_expect_eq(cost_of(find_op("gru_grad")).flops, 768, "gru_grad flops %g", cost_of(find_op("gru_grad")).flops);
+}
+
+Test(cost, gru_backward_ops_with_dh0)
+{
+    df_node *x = PH(2, 3, 12), *w = PH(4, 12), *h0 = PH(2, 4), *b = PH(12), *xs[4] = {x, w, h0, b};
+    grads_of(df_gru(g, x, w, b, h0, true), 4, xs);
+    df_op_cost c = cost_of(find_op("gru_grad"));
+    cr_expect_eq(c.flops, 3 * 192 + 384, "gru_grad with dh0 flops %g", c.flops);   /* 960 */
+    /* d w_rec = hprev^T @ du, (4,6) @ (6,12): 2*6*4*12 = 576; reads hprev
+     * (24) and du (72), writes (4,12) (48) */
+    c = cost_of(find_op("gru_grad_w"));
+    cr_expect_eq(c.flops, 576, "gru_grad_w flops %g", c.flops);
+    cr_expect_eq(c.bytes, (24 + 72 + 48) * 4, "gru_grad_w bytes %g", c.bytes);
+    c = cost_of(find_op("gru_grad_bias"));                                       /* du summed into (12) */
+    cr_expect_eq(c.flops, 72, "gru_grad_bias flops %g", c.flops);
+    cr_expect_eq(c.bytes, (72 + 12) * 4, "gru_grad_bias bytes %g", c.bytes);
+    c = cost_of(find_op("gru_grad_state"));
+    cr_expect_eq(c.bytes, 2 * 8 * 4, "gru_grad_state bytes %g", c.bytes);
+}
+
+Test(cost, gru_backward_reset_before)
+{
+    /* gru_grad: da_h @ w_h^T every step, 3 * 2*B*H*H = 192, and
+     * [da_z, da_r] @ w_zr^T at t = 2, 1: 2 * 2*B*2H*H = 256, gates 384: 832 */
+    df_node *x = PH(2, 3, 12), *w = PH(4, 12), *h0 = PH(2, 4), *xs[2] = {x, w};
+    grads_of(df_gru(g, x, w, NULL, h0, false), 2, xs);
+    df_op_cost c = cost_of(find_op("gru_grad"));
+    cr_expect_eq(c.flops, 832, "gru_grad reset_before flops %g", c.flops);
+    /* gru_grad_w: the same 576 FLOPs in two products; reads r*hprev too */
+    c = cost_of(find_op("gru_grad_w"));
+    cr_expect_eq(c.flops, 576, "gru_grad_w reset_before flops %g", c.flops);
+    cr_expect_eq(c.bytes, (24 + 72 + 24 + 48) * 4, "gru_grad_w reset_before bytes %g", c.bytes);
+}
+
+Test(cost, copies_move_bytes_only)
+{
+    df_op_cost c = cost_of(df_transpose(g, PH(2, 3, 4), (int[]){2, 0, 1}));
+    cr_expect_eq(c.flops, 0, "transpose flops %g", c.flops);
+    cr_expect_eq(c.bytes, 2 * 24 * 4, "transpose bytes %g", c.bytes);
+    c = cost_of(df_concat(g, 2, (df_node *[]){PH(2, 3), PH(2, 5)}, -1));
+    cr_expect_eq(c.bytes, (6 + 10 + 16) * 4, "concat bytes %g", c.bytes);
+    /* (4,6)[1:3, 2:]: the (2,4) box is read, not all of x */
+    c = cost_of(df_slice(g, PH(4, 6), (int64_t[]){1, 2}, (int64_t[]){2, -1}));
+    cr_expect_eq(c.bytes, 2 * 8 * 4, "slice bytes %g", c.bytes);
+    c = cost_of(df_pad(g, PH(2, 3), (int64_t[]){1, 1}, 2, (int64_t[]){4, 5}));
+    cr_expect_eq(c.bytes, (6 + 20) * 4, "pad bytes %g", c.bytes);
+}
+
+Test(cost, one_hot_writes_its_output)
+{
+    /* 6 ids into (6,10): ids read, 60 floats written */
+    df_op_cost c = cost_of(df_one_hot(g, df_placeholder(g, DF_I32, 1, (int64_t[]){6}, NULL), 10));
+    cr_expect_eq(c.flops, 0, "flops %g", c.flops);
+    cr_expect_eq(c.bytes, (6 + 60) * 4, "bytes %g", c.bytes);
+}
+
+Test(cost, reduce_max_compares_every_element)
+{
+    df_op_cost c = cost_of(df_reduce_max(g, PH(3, 5), (int[]){-1}, 1, false));
+    cr_expect_eq(c.flops, 15, "flops %g", c.flops);
+    cr_expect_eq(c.bytes, (15 + 3) * 4, "bytes %g", c.bytes);
+}
+
+Test(cost, optimizer_updates_per_element)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 1);
+    df_variable *w = df_variable_new("w", DF_F32, 2, (int64_t[]){3, 5}, df_init_zeros(), &rng);
+    cr_assert_not_null(w, "%s", df_last_error());
+    df_node *grad = PH(3, 5), *m = PH(3, 5), *v = PH(3, 5), *lr = df_placeholder(g, DF_F32, 0, NULL, NULL);
+    df_node *t = df_placeholder(g, DF_I32, 0, NULL, NULL);
+    const double N = 15, word = 4;
+    struct { const char *what; df_node *n; double flops, bytes; } cases[] = {
+        {"sgd", df_apply_sgd(g, w, grad, lr), 2 * N, 3 * N * word},
+        {"momentum", df_apply_momentum(g, w, grad, lr, v, 0.9f, false), 4 * N, 5 * N * word},
+        {"nesterov", df_apply_momentum(g, w, grad, lr, v, 0.9f, true), 7 * N, 5 * N * word},
+        {"rmsprop", df_apply_rmsprop(g, w, grad, lr, v, 0.9f, 1e-7f), 9 * N, 5 * N * word},
+        {"adam", df_apply_adam(g, w, grad, lr, t, m, v, 0.9f, 0.999f, 1e-7f), 12 * N, 7 * N * word},
+        {"adamw", df_apply_adamw(g, w, grad, lr, t, m, v, 0.9f, 0.999f, 1e-8f, 0.1f), 14 * N, 7 * N * word},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        df_op_cost c = cost_of(cases[i].n);
+        cr_expect_eq(c.flops, cases[i].flops, "%s flops %g, expected %g", cases[i].what, c.flops, cases[i].flops);
+        cr_expect_eq(c.bytes, cases[i].bytes, "%s bytes %g, expected %g", cases[i].what, c.bytes, cases[i].bytes);
+    }
+    df_variable_free(w);
 }

@@ -30,7 +30,9 @@ static const char usage_text[] =
     "    dagflow-bench suite [--filter SUBSTRING] [--size small|seed|large] [--threads N]\n"
     "                        [--seconds S] [--save FILE] [--compare FILE [--threshold 0.10]]\n"
     "    dagflow-bench check [--filter SUBSTRING] [--seeds N]\n"
-    "    dagflow-bench model charrnn|chargpt [--steps N] [--threads N]\n"
+    "    dagflow-bench model charrnn|chargpt [--steps N] [--warmup N] [--threads N] [--json]\n"
+    "                        [--batch 64 --seq 100 --embed 256 --hidden 1024 --gen 200 --data PATH\n"
+    "                         --sgemm-reps 60: charrnn's]\n"
     "    dagflow-bench list\n"
     "\n"
     "DESCRIPTION\n"
@@ -59,9 +61,13 @@ static const char usage_text[] =
     "            the elementwise table, softmax, layer_norm and attention against naive\n"
     "            references at random shapes, once per GEMM path the CPU has (openblas,\n"
     "            portable, avx2, avx512; each in a child process with DF_GEMM_ISA set).\n"
-    "    model   The flagship training steps: char-rnn's seed step (B64 T100 E256 H1024,\n"
-    "            as bench/bench_train) and char-gpt's default one (B12, block 64, 4 layers,\n"
-    "            4 heads, 128 wide, AdamW), median ms per step.\n"
+    "    model   The flagship training steps, median ms per step and its share of the fp32\n"
+    "            FMA peak: char-rnn's seed step (B64 T100 E256 H1024, on --data or random\n"
+    "            ids), with its generation at batch 1 (ms per char against the time to read\n"
+    "            its weights from the cache level they fit in) and an OpenBLAS sgemm\n"
+    "            reference at the recurrent step's shape; --json is bench/bench_train's\n"
+    "            line, which bench/compare reads. chargpt: char-gpt's default step (B12,\n"
+    "            block 64, 4 layers, 4 heads, 128 wide, AdamW).\n"
     "    list    The ops that can be built, their inputs, attributes and standard shapes.\n"
     "\n"
     "OPTIONS\n"
@@ -335,7 +341,9 @@ static void sum_costs(const df_graph *g, bench_result *r)
     r->uncosted[0] = 0;
     for (int i = 0; i < g->n_sched; i++) {
         const df_node *n = g->schedule[i];
-        if (n->op->flags & (DF_OP_VIEW | DF_OP_EXTERNAL | DF_OP_INPUT | DF_OP_CONSTANT)) continue;
+        /* leaves and views move no data; an update of a variable (EXTERNAL
+         * too) runs a kernel and counts */
+        if (n->op->flags & (DF_OP_VIEW | DF_OP_LEAF | DF_OP_INPUT | DF_OP_CONSTANT)) continue;
         if (!n->op->cost) {
             r->costed = false;
             if (!strstr(r->uncosted, n->op->name))
@@ -519,6 +527,18 @@ static int cmd_op(int argc, char **argv)
     return 0;
 }
 
+/* The ops that cannot be built on their own (gradient ops, updates,
+ * leaves), with whether each has a cost model. */
+static void list_unbuilt(void)
+{
+    printf("\nnot built on their own (their cost counts in the case that runs them):\n");
+    for (int i = 0; i < df_op_registry_count; i++) {
+        const df_op_def *op = df_op_registry[i];
+        if (op->bench || (op->flags & (DF_OP_LEAF | DF_OP_VIEW))) continue;
+        printf("%-20s %s\n", op->name, op->cost ? "cost model" : "no cost model");
+    }
+}
+
 static int cmd_list(void)
 {
     for (int i = 0; i < df_op_registry_count; i++) {
@@ -534,6 +554,7 @@ static int cmd_list(void)
         for (int s = 0; s < 3; s++)
             if (bd->shapes[s]) printf("    %-6s %s\n", (const char *[]){"small", "seed", "large"}[s], bd->shapes[s]);
     }
+    list_unbuilt();
     return 0;
 }
 
