@@ -527,15 +527,6 @@ static df_status restore_rank_variables(const fit_run *r, const df_checkpoint *c
     return st;
 }
 
-/* Prefixes the current error message with the checkpoint's path. */
-static df_status in_checkpoint(df_status st, const char *path)
-{
-    if (st == DF_OK) return st;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", df_last_error());
-    return df_error(st, "%s: %s", path, msg);
-}
-
 /* Slots exist only after the first step: created on every rank before a
  * save, so that every checkpoint holds the same entries and every rank's
  * weights hash alike. */
@@ -632,7 +623,7 @@ static df_status read_latest(const fit_run *r, char *path, size_t cap, df_checkp
         before = end ? (size_t)(end - bytes) + 1 : 0;
     }
     if (st == DF_OK && (st = df_checkpoint_read_memory(bytes + before, len - before, ck)) != DF_OK)
-        st = in_checkpoint(st, path);
+        st = df_error_prefix(st, path);
     free(bytes);
     return st;
 }
@@ -696,7 +687,7 @@ static df_status resume(fit_run *r)
     }
     st = read_latest(r, path, sizeof path, &ck);
     if (st != DF_OK && !r->comm) return st;
-    if (st == DF_OK) st = in_checkpoint(restore_from(r, ck), path);
+    if (st == DF_OK) st = df_error_prefix(restore_from(r, ck), path);
     df_checkpoint_free(ck);
     if ((st = sync_ranks(r, st, NULL, 0)) != DF_OK) return st;
     h->resumed = true;

@@ -132,6 +132,10 @@ const char *df_status_name(df_status s);
 /* Records a formatted error message and returns s (for library extensions). */
 df_status df_error(df_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Puts "<prefix>: " before the current message (df_last_error) and returns
+ * st, for context on the way up: df_error_prefix(st, path) makes "vocab 3
+ * chars" read "run/ckpt_2: vocab 3 chars". DF_OK or a NULL prefix: st as is. */
+df_status df_error_prefix(df_status st, const char *prefix);
 
 /* ----------------------------------------------------------------- tensors */
 
@@ -366,6 +370,20 @@ df_status df_function_set_plan_cache(df_function *f, int max_plans);
 df_graph *df_function_last_graph(const df_function *f);
 /* XXH3 hash of a signature, as used for the trace cache key. */
 uint64_t df_signature_hash(const df_tensor *inputs, int n_inputs);
+/* A builder traced once into a new graph of its own, compiled with passes
+ * (DF_PASS_*) but not run: what a df_function of this builder would run for
+ * this signature, to look at (df_graph_get_stats, its DOT) without running
+ * a step. Placeholder i is named names[i]
+ * (names or names[i] NULL: "input<i>", as in a df_function); at most 16. The
+ * builder's error is returned (*out NULL); else free *out with df_graph_free:
+ *
+ *      df_tensor_spec s = {DF_I32, 2, {64, 100}};
+ *      df_graph *g;
+ *      df_graph_trace(train_step, &model, 2, (df_tensor_spec[]){s, s}, (const char *[]){"x", "y"},
+ *                     DF_PASS_ALL, &g);
+ */
+df_status df_graph_trace(df_build_fn build, void *user, int n_inputs, const df_tensor_spec *signature,
+                         const char *const *names, unsigned passes, df_graph **out);
 
 /* ------------------------------------------------------------------- ops
  * All constructors return NULL (and set the graph's error) on bad input.
@@ -649,6 +667,34 @@ int64_t df_optimizer_iterations(const df_optimizer *opt);
 int df_optimizer_state(const df_optimizer *opt, df_variable **out, int max);
 const char *df_optimizer_name(const df_optimizer *opt);
 
+/* ------------------------------------------------------ optimizers by name
+ *
+ * An optimizer from its Keras name and the hyperparameters a command line
+ * sets (tf.keras.optimizers.get, plus global_clipnorm); the rest are Keras'
+ * defaults (AdamW: PyTorch's, weight decay 0.01). A run's flags map onto it:
+ *
+ *      df_optimizer_config c = {.name = "sgd", .learning_rate = 0.01f, .momentum = 0.9f, .clipnorm = 1};
+ *      df_optimizer *opt;
+ *      df_optimizer_from_config(&c, &opt);                    // df_sgd_momentum_new + clipnorm
+ *      char text[64];
+ *      df_optimizer_config_describe(&c, text, sizeof text);   // "sgd (momentum 0.9), clip 1"
+ */
+typedef struct df_optimizer_config {
+    const char *name;       /* one of df_optimizer_names */
+    float learning_rate;    /* finite, >= 0 */
+    float momentum;         /* sgd only: [0, 1); 0 = plain SGD */
+    float clipnorm;         /* finite, >= 0: df_optimizer_set_global_clipnorm; 0 = off */
+} df_optimizer_config;
+/* "adam", "adamw", "rmsprop", "sgd", NULL-terminated. */
+extern const char *const df_optimizer_names[];
+/* The optimizer into *out; an unknown name or an out-of-range value is
+ * DF_ERR_ARG naming it ("optimizer adam: momentum 0.9 applies to sgd only"),
+ * *out NULL on any error. */
+df_status df_optimizer_from_config(const df_optimizer_config *c, df_optimizer **out);
+/* "adam", "sgd (momentum 0.9)", "rmsprop, clip 1" into buf (snprintf's
+ * contract: the length it needed). */
+int df_optimizer_config_describe(const df_optimizer_config *c, char *buf, size_t cap);
+
 /* ------------------------------------------------------------- checkpoints */
 
 /* A checkpoint holds everything a training run needs to resume exactly:
@@ -707,6 +753,23 @@ df_status df_checkpoint_read_memory(const void *data, size_t len, df_checkpoint 
 int df_checkpoint_count(const df_checkpoint *ck);
 const char *df_checkpoint_entry_name(const df_checkpoint *ck, int i);
 df_checkpoint_kind df_checkpoint_entry_kind(const df_checkpoint *ck, int i);
+/* Typed blobs, read through an aligned copy. get_blob_into copies a blob of
+ * exactly len bytes into out (a struct, an RNG state); another length is
+ * DF_ERR_FORMAT naming the entry and both lengths, and leaves out as it was.
+ * An int64 array (native byte order) is a blob of n * 8 bytes: get_int64s
+ * gives a malloc'd copy (*values, the caller frees it) of *n values with
+ * min_n <= *n <= max_n; a length that is no whole number of values or out of
+ * that range is DF_ERR_FORMAT naming the entry (*values NULL):
+ *
+ *      df_checkpoint_put_int64s(ck, "position", (int64_t[]){step, fill}, 2);
+ *      int64_t *pos;
+ *      size_t n;
+ *      if (df_checkpoint_get_int64s(ck, "position", 2, 2, &pos, &n) == DF_OK) ... free(pos);
+ */
+df_status df_checkpoint_get_blob_into(const df_checkpoint *ck, const char *key, void *out, size_t len);
+df_status df_checkpoint_put_int64s(df_checkpoint *ck, const char *key, const int64_t *values, size_t n);
+df_status df_checkpoint_get_int64s(const df_checkpoint *ck, const char *key, size_t min_n, size_t max_n,
+                                   int64_t **values, size_t *n);
 
 /* ------------------------------------------------ learning-rate schedules */
 

@@ -65,15 +65,6 @@ static cr_config saved_settings(const cr_config *c)
     return s;
 }
 
-/* st with the last error's message after "<prefix>: " (a path, a context). */
-static df_status prefixed(df_status st, const char *prefix)
-{
-    if (st == DF_OK || !prefix) return st;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", df_last_error());
-    return df_error(st, "%s: %s", prefix, msg);
-}
-
 /* Settings absent from older files are the tutorial's (all zero). */
 static df_status read_meta(const df_checkpoint *ck, const char *path, cr_config *rc, cr_vocab *vocab, int *format)
 {
@@ -84,12 +75,12 @@ static df_status read_meta(const df_checkpoint *ck, const char *path, cr_config 
     if (st == DF_OK && *format == 0) *format = 1;    /* the first files had no format key */
     if (st == DF_OK && rc->layers == 0) rc->layers = 1;
     if (st == DF_OK && (cr_config_check(rc) != DF_OK || cr_schedule_check(&rc->schedule) != DF_OK))
-        st = prefixed(DF_ERR_FORMAT, "checkpoint config is invalid");
+        st = df_error_prefix(DF_ERR_FORMAT, "checkpoint config is invalid");
     if (st == DF_OK) st = df_checkpoint_get_blob(ck, "vocab", &data, &len);
     if (st == DF_OK) st = cr_vocab_from_utf8(data, len, vocab);
     if (st == DF_OK && vocab->size != rc->vocab)
         st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->vocab);
-    return prefixed(st, path);
+    return df_error_prefix(st, path);
 }
 
 df_status cr_peek_run(const char *path, cr_config *rc, cr_vocab *vocab)
@@ -157,20 +148,13 @@ static df_status put_batcher(df_checkpoint *ck, const cr_batcher *b)
 
 static df_status restore_batcher(const df_checkpoint *ck, cr_batcher *b)
 {
-    const void *data;
-    size_t len;
-    df_status st = df_checkpoint_get_blob(ck, "rng", &data, &len);
-    if (st == DF_OK && len != sizeof b->rng) return df_error(DF_ERR_FORMAT, "bad RNG record (%zu bytes)", len);
-    if (st == DF_OK) memcpy(&b->rng, data, len);
-    if (st == DF_OK) st = df_checkpoint_get_blob(ck, "batcher", &data, &len);
+    int64_t *pos;
+    size_t n;
+    df_status st = df_checkpoint_get_blob_into(ck, "rng", &b->rng, sizeof b->rng);
+    if (st == DF_OK) st = df_checkpoint_get_int64s(ck, "batcher", 3, 3 + (size_t)b->buffer_size, &pos, &n);
     if (st != DF_OK) return st;
-    /* Blob data sits at any offset of the file: read it through an aligned copy. */
-    if (len < 3 * sizeof(int64_t) || len % sizeof(int64_t)) return df_error(DF_ERR_FORMAT, "bad batcher record");
-    int64_t *pos = malloc(len);
-    if (!pos) return df_error(DF_ERR_NOMEM, "out of memory reading the batcher record");
-    memcpy(pos, data, len);
-    bool ok = !(pos[0] < 0 || pos[0] > b->steps_per_epoch || pos[1] < 0 || pos[1] > b->buffer_size ||
-                (size_t)(3 + pos[1]) * sizeof *pos != len || pos[2] < 0 || pos[2] > b->n_chunks);
+    bool ok = pos[0] >= 0 && pos[0] <= b->steps_per_epoch && pos[1] >= 0 && (size_t)(3 + pos[1]) == n &&
+              pos[2] >= 0 && pos[2] <= b->n_chunks;
     for (int64_t i = 0; ok && i < pos[1]; i++)
         if (pos[3 + i] < 0 || pos[3 + i] >= b->n_chunks) ok = false;
     if (ok) {
@@ -228,5 +212,5 @@ df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *voc
     if (b && st == DF_OK && p) *p = (cr_progress){h.epochs_done, h.steps, h.epoch_step};
     if (!b && (st = check_meta(ck, rc, vocab, false)) == DF_OK) st = df_model_restore(m->net, NULL, ck);
     df_checkpoint_free(ck);
-    return prefixed(st, path);
+    return df_error_prefix(st, path);
 }
