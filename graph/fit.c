@@ -544,7 +544,8 @@ static df_status write_checkpoint(fit_run *r, const char *path, df_variable *con
     if (!ck) return DF_ERR_NOMEM;
     char progress[256];
     int len = format_progress(r, progress, sizeof progress);
-    df_status st = o->save_extra ? o->save_extra(o->user, ck) : DF_OK;
+    df_status st = o->config ? df_config_record_put(o->config, ck) : DF_OK;
+    if (st == DF_OK && o->save_extra) st = o->save_extra(o->user, ck);
     if (st == DF_OK) st = df_checkpoint_put_blob(ck, FIT_PROGRESS_KEY, progress, (size_t)len);
     if (st == DF_OK) st = put_state(r, ck);
     for (int i = 0; i < o->n_rank_variables && st == DF_OK; i++)
@@ -633,7 +634,8 @@ static df_status restore_from(fit_run *r, const df_checkpoint *ck)
     const df_fit_options *o = r->o;
     const void *data;
     size_t len;
-    df_status st = o->restore_extra ? o->restore_extra(o->user, ck) : DF_OK;
+    df_status st = o->config ? df_config_record_check(o->config, ck) : DF_OK;
+    if (st == DF_OK && o->restore_extra) st = o->restore_extra(o->user, ck);
     if (st == DF_OK) st = create_slots(r);
     if (st == DF_OK) st = df_checkpoint_get_blob(ck, FIT_PROGRESS_KEY, &data, &len);
     if (st == DF_OK) st = parse_progress(r, data, len);

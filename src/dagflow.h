@@ -919,6 +919,7 @@ typedef struct df_fit_comm {
 } df_fit_comm;
 
 typedef struct df_fit_history df_fit_history;
+typedef struct df_config_record df_config_record;   /* "config records" below */
 
 /* All-zero fields take the defaults in brackets. */
 typedef struct df_fit_options {
@@ -965,9 +966,11 @@ typedef struct df_fit_options {
     bool check_weights;           /* with comm: after each epoch the checkpointed variables must hash
                                    * (XXH64) alike on every rank, else DF_ERR_STATE listing the hashes;
                                    * rank 0 prints "Weights XXH64 <hash> on all N ranks" unless progress NONE */
+    const df_config_record *config; /* [NULL] the run's settings: in every checkpoint, checked on resume
+                                   * (df_config_record_check) before restore_extra */
     /* Hooks, each optional, each given user: */
     void (*reset_states)(void *user);                 /* at each epoch start and around validation */
-    df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. config, vocabulary */
+    df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. a vocabulary, after config */
     df_status (*restore_extra)(void *user, const df_checkpoint *ck); /* check they match this run */
     df_status (*on_epoch_end)(void *user, const df_fit_logs *logs); /* non-OK ends fit with it */
     df_status (*on_step)(void *user, const df_fit_step_logs *logs); /* after each step, every rank */
@@ -1007,9 +1010,9 @@ void df_fit_request_stop(void);
  * a file ckpt_N), e.g. to sample from it; DF_ERR_IO when there is none. */
 df_status df_fit_latest_checkpoint(const char *dir, char *path, size_t cap);
 /* Outside the loop, one process: the checkpoint df_fit would write at path for these options
- * (save_extra, h's progress, variables and optimizer state with its slots created,
+ * (config, save_extra, h's progress, variables and optimizer state with its slots created,
  * rank_variables, train.save), e.g. a test's or a fuzz seed; and restoring one as a resume
- * does (restore_extra, the progress into h, the variables, train.restore), e.g. to inspect a
+ * does (config, restore_extra, the progress into h, the variables, train.restore), e.g. to inspect a
  * run's state. Errors name what failed (not the path). */
 df_status df_fit_write_checkpoint(const df_fit_options *o, const df_fit_history *h, const char *path);
 df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint *ck, df_fit_history *h);
@@ -1100,6 +1103,36 @@ df_status df_config_put(df_checkpoint *ck, const char *name, const df_config_fie
                         const void *config);
 df_status df_config_get(const df_checkpoint *ck, const char *name, const df_config_field *fields, int n, void *config,
                         int *version);
+
+/* A run's settings as df_fit keeps them (df_fit_options.config): every
+ * checkpoint holds the record, and a resume refuses a checkpoint of another
+ * format or with another setting, before restore_extra runs:
+ *
+ *      static const df_config_record record = {.name = "config", .fields = fields, .n_fields = 4,
+ *          .version = 2, .values = &cfg, .size = sizeof cfg, .program = "my-trainer",
+ *          .format_hint = "retrain, or resume it with my-trainer 1.0"};
+ *      df_fit_options o = {..., .config = &record};
+ *          // DF_ERR_FORMAT "run/ckpt_3: written by an older my-trainer (checkpoint format 1,
+ *          //                this one reads 2): retrain, or resume it with my-trainer 1.0"
+ *          // DF_ERR_STATE "run/ckpt_3: it was trained with --seed 42, this run has --seed 7"
+ */
+struct df_config_record {
+    const char *name;                 /* the blob ["config"] */
+    const df_config_field *fields;
+    int n_fields;
+    int version;                      /* written as format=<version>; a saved record without one is format 1 */
+    const void *values;               /* this run's settings */
+    size_t size;                      /* sizeof *values: a resume reads the saved record into a copy */
+    const char *program;              /* who writes the format, for the error ["program"] */
+    const char *format_hint;          /* [NULL] what to do, after the error on another format */
+};
+/* The record of values into ck (df_config_put). */
+df_status df_config_record_put(const df_config_record *r, df_checkpoint *ck);
+/* The resume check df_fit makes: ck's record is read into a copy of values
+ * (keys it lacks keep this run's values); another format is DF_ERR_FORMAT
+ * "written by an older <program> (checkpoint format F, this one reads V): <hint>",
+ * then any difference df_config_compare refuses is its DF_ERR_STATE. */
+df_status df_config_record_check(const df_config_record *r, const df_checkpoint *ck);
 
 /* ------------------------------------------------------------------ layers
  *

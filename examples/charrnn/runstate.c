@@ -1,6 +1,7 @@
-/* runstate.c — char-rnn's part of a df_fit checkpoint: blobs "config",
- * "vocab", "rng" and "batcher" (df_fit adds "fit/progress", the weights,
- * the optimizer's slots and the recurrent state). */
+/* runstate.c — char-rnn's part of a df_fit checkpoint: the "config" record
+ * (df_fit writes and checks it), blobs "vocab", "rng" and "batcher" (df_fit
+ * adds "fit/progress", the weights, the optimizer's slots and the recurrent
+ * state). */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -57,27 +58,23 @@ df_status cr_config_check(const cr_config *cfg)
     return st;
 }
 
-/* The saved settings are the config's, with layers 0 as 1. */
-static cr_config saved_settings(const cr_config *c)
-{
-    cr_config s = *c;
-    s.layers = cr_config_layers(c);
-    return s;
-}
-
-/* Settings absent from older files are the tutorial's (all zero). */
-static df_status read_meta(const df_checkpoint *ck, const char *path, cr_config *rc, cr_vocab *vocab, int *format)
+static df_status read_vocab(const df_checkpoint *ck, cr_vocab *vocab)
 {
     const void *data;
     size_t len;
+    df_status st = df_checkpoint_get_blob(ck, "vocab", &data, &len);
+    return st == DF_OK ? cr_vocab_from_utf8(data, len, vocab) : st;
+}
+
+/* Settings absent from older files are the tutorial's (all zero). */
+static df_status read_meta(const df_checkpoint *ck, const char *path, cr_config *rc, cr_vocab *vocab)
+{
     *rc = (cr_config){0};
-    df_status st = df_config_get(ck, "config", fields, N_FIELDS, rc, format);
-    if (st == DF_OK && *format == 0) *format = 1;    /* the first files had no format key */
+    df_status st = df_config_get(ck, "config", fields, N_FIELDS, rc, &(int){0});
     if (st == DF_OK && rc->layers == 0) rc->layers = 1;
     if (st == DF_OK && (cr_config_check(rc) != DF_OK || cr_schedule_check(&rc->schedule) != DF_OK))
         st = df_error_prefix(DF_ERR_FORMAT, "checkpoint config is invalid");
-    if (st == DF_OK) st = df_checkpoint_get_blob(ck, "vocab", &data, &len);
-    if (st == DF_OK) st = cr_vocab_from_utf8(data, len, vocab);
+    if (st == DF_OK) st = read_vocab(ck, vocab);
     if (st == DF_OK && vocab->size != rc->vocab)
         st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->vocab);
     return df_error_prefix(st, path);
@@ -88,45 +85,23 @@ df_status cr_peek_run(const char *path, cr_config *rc, cr_vocab *vocab)
     df_checkpoint *ck;
     df_status st = df_checkpoint_read(path, &ck);
     if (st != DF_OK) return st;
-    int format;
-    st = read_meta(ck, path, rc, vocab, &format);
+    st = read_meta(ck, path, rc, vocab);
     df_checkpoint_free(ck);
     return st;
 }
 
-static df_status compare_vocab(const cr_vocab *saved, const cr_vocab *now)
+/* The checkpoint's vocabulary must be this run's (df_fit checks the config). */
+static df_status check_vocab(const df_checkpoint *ck, const cr_vocab *now)
 {
-    if (saved->size != now->size)
-        return df_error(DF_ERR_STATE, "its vocabulary has %d chars, the corpus has %d", saved->size, now->size);
-    for (int i = 0; i < saved->size; i++)
-        if (saved->chars[i] != now->chars[i])
+    cr_vocab saved;
+    df_status st = read_vocab(ck, &saved);
+    if (st == DF_OK && saved.size != now->size)
+        return df_error(DF_ERR_STATE, "its vocabulary has %d chars, the corpus has %d", saved.size, now->size);
+    for (int i = 0; st == DF_OK && i < saved.size; i++)
+        if (saved.chars[i] != now->chars[i])
             return df_error(DF_ERR_STATE, "its vocabulary differs from the corpus's at index %d (U+%04X vs U+%04X)",
-                            i, saved->chars[i], now->chars[i]);
-    return DF_OK;
-}
-
-/* The saved config and vocabulary, and which of them this run's are. */
-static df_status check_meta(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab, bool resuming)
-{
-    cr_config saved, now = saved_settings(rc);
-    cr_vocab saved_vocab;
-    int format = 0;
-    df_status st = read_meta(ck, NULL, &saved, &saved_vocab, &format);
-    if (st == DF_OK && resuming && format != CR_CHECKPOINT_FORMAT)
-        st = df_error(DF_ERR_FORMAT, "written by %s char-rnn (checkpoint format %d, this one reads %d): retrain, or "
-                      "resume it with the char-rnn of dagflow 0.1.0 up to commit 8070f2b", format < CR_CHECKPOINT_FORMAT
-                      ? "an older" : "a newer", format, CR_CHECKPOINT_FORMAT);
-    if (st == DF_OK && resuming) st = df_config_compare(fields, N_FIELDS, &saved, &now, NULL);
-    return st == DF_OK ? compare_vocab(&saved_vocab, vocab) : st;
-}
-
-static df_status put_meta(df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab)
-{
-    char vocab_utf8[CR_MAX_VOCAB * 4];
-    size_t vlen = cr_vocab_to_utf8(vocab, vocab_utf8, sizeof vocab_utf8);
-    cr_config saved = saved_settings(rc);
-    df_status st = df_config_put(ck, "config", fields, N_FIELDS, CR_CHECKPOINT_FORMAT, &saved);
-    return st == DF_OK ? df_checkpoint_put_blob(ck, "vocab", vocab_utf8, vlen) : st;
+                            i, saved.chars[i], now->chars[i]);
+    return st;
 }
 
 /* The batcher's RNG, and its place in the epoch: step, fill, next chunk,
@@ -170,21 +145,28 @@ static df_status restore_batcher(const df_checkpoint *ck, cr_batcher *b)
 static df_status save_extra(void *user, df_checkpoint *ck)
 {
     const cr_run_parts *p = user;
-    df_status st = put_meta(ck, p->rc, p->vocab);
+    char vocab[CR_MAX_VOCAB * 4];
+    size_t len = cr_vocab_to_utf8(p->vocab, vocab, sizeof vocab);
+    df_status st = df_checkpoint_put_blob(ck, "vocab", vocab, len);
     return st == DF_OK ? put_batcher(ck, p->b) : st;
 }
 
 static df_status restore_extra(void *user, const df_checkpoint *ck)
 {
     const cr_run_parts *p = user;
-    df_status st = check_meta(ck, p->rc, p->vocab, true);
+    df_status st = check_vocab(ck, p->vocab);
     return st == DF_OK ? restore_batcher(ck, p->b) : st;
 }
 
 df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
 {
+    p->settings = *p->rc;    /* saved with layers 0 as 1 */
+    p->settings.layers = cr_config_layers(p->rc);
+    p->record = (df_config_record){"config", fields, N_FIELDS, CR_CHECKPOINT_FORMAT, &p->settings, sizeof p->settings,
+                                   "char-rnn", "retrain, or resume it with the char-rnn of dagflow 0.1.0 up to commit 8070f2b"};
     /* the recurrent state of the training batch */
     int n = df_model_state_variables(m->net, p->b->rows, CR_STATE_MAIN, p->state, 2 * CR_MAX_LAYERS);
+    o->config = &p->record;
     o->optimizer = m->opt;
     o->n_variables = m->n_params;
     o->variables = m->params;
@@ -210,7 +192,7 @@ df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *voc
     if (b && (st = cr_run_options(&parts, m, &o)) == DF_OK) st = df_fit_restore_checkpoint(&o, ck, &h);
     if (b && st == DF_OK && h.epoch_step == 0) cr_model_reset_states(m);   /* as df_fit does at an epoch's start */
     if (b && st == DF_OK && p) *p = (cr_progress){h.epochs_done, h.steps, h.epoch_step};
-    if (!b && (st = check_meta(ck, rc, vocab, false)) == DF_OK) st = df_model_restore(m->net, NULL, ck);
+    if (!b && (st = check_vocab(ck, vocab)) == DF_OK) st = df_model_restore(m->net, NULL, ck);
     df_checkpoint_free(ck);
     return df_error_prefix(st, path);
 }

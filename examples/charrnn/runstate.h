@@ -27,6 +27,8 @@ typedef struct cr_run_parts {
     const cr_vocab *vocab;
     cr_batcher *b;
     df_variable *state[2 * CR_MAX_LAYERS];
+    cr_config settings;          /* *rc as saved: the record's values */
+    df_config_record record;
 } cr_run_parts;
 
 /* Sets o's checkpoint fields for m and p (variables, optimizer,
