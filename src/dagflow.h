@@ -920,6 +920,7 @@ typedef struct df_fit_comm {
 
 typedef struct df_fit_history df_fit_history;
 typedef struct df_config_record df_config_record;   /* "config records" below */
+typedef struct df_model df_model;                   /* "layers" below */
 
 /* All-zero fields take the defaults in brackets. */
 typedef struct df_fit_options {
@@ -966,6 +967,12 @@ typedef struct df_fit_options {
     bool check_weights;           /* with comm: after each epoch the checkpointed variables must hash
                                    * (XXH64) alike on every rank, else DF_ERR_STATE listing the hashes;
                                    * rank 0 prints "Weights XXH64 <hash> on all N ranks" unless progress NONE */
+    /* [NULL] a model of layers (df_model): where variables / rank_variables are not given, df_fit
+     * checkpoints every weight (df_model_weights) and the state it carries for training batches
+     * of model_batch rows (df_model_state_variables, DF_STATE_MAIN; this rank's rows with comm);
+     * without a reset_states hook it zeroes that state itself (df_model_reset_states). */
+    df_model *model;
+    int64_t model_batch;
     const df_config_record *config; /* [NULL] the run's settings: in every checkpoint, checked on resume
                                    * (df_config_record_check) before restore_extra */
     /* Hooks, each optional, each given user: */

@@ -164,18 +164,14 @@ df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
     p->settings.layers = cr_config_layers(p->rc);
     p->record = (df_config_record){"config", fields, N_FIELDS, CR_CHECKPOINT_FORMAT, &p->settings, sizeof p->settings,
                                    "char-rnn", "retrain, or resume it with the char-rnn of dagflow 0.1.0 up to commit 8070f2b"};
-    /* the recurrent state of the training batch */
-    int n = df_model_state_variables(m->net, p->b->rows, CR_STATE_MAIN, p->state, 2 * CR_MAX_LAYERS);
     o->config = &p->record;
+    o->model = m->net;             /* its weights, and the recurrent state of the training batch */
+    o->model_batch = p->b->rows;
     o->optimizer = m->opt;
-    o->n_variables = m->n_params;
-    o->variables = m->params;
-    o->n_rank_variables = n;
-    o->rank_variables = p->state;
     o->save_extra = save_extra;
     o->restore_extra = restore_extra;
     o->user = p;
-    return n < 0 ? DF_ERR_NOMEM : DF_OK;
+    return DF_OK;
 }
 
 /* With b (a resume) everything df_fit restores, else the weights alone

@@ -102,7 +102,6 @@ static df_status train_next(void *user, df_tensor *in, bool *end)
 static df_status val_next(void *user, df_tensor *in, bool *end) { return next_of(user, &((run *)user)->val, in, end); }
 static void train_start(void *user) { cr_batcher_start_epoch(&((run *)user)->train); }
 static void val_start(void *user) { cr_batcher_start_epoch(&((run *)user)->val); }
-static void reset_states(void *user) { cr_model_reset_states(&((run *)user)->model); }
 
 /* ---------------------------------------------------------------- run */
 
@@ -153,8 +152,7 @@ static df_status fit(run *r)
         .overwrite = o->overwrite, .learning_rate_flag = "--learning-rate",   /* replaces a constant rate on resume */
         .csv_path = given(o->csv), .plot_path = given(o->csv) ? given(o->plot) : NULL, .handle_signals = true,
         .profile = o->profile, .progress = o->custom_loop ? DF_FIT_PROGRESS_STEPS : DF_FIT_PROGRESS_AUTO,
-        .comm = cr_dist_comm(), .check_weights = cr_dist_size() > 1,
-        .reset_states = reset_states};
+        .comm = cr_dist_comm(), .check_weights = cr_dist_size() > 1};
     df_status st = cr_run_options(&r->parts, &r->model, &f);   /* the checkpoints' contents; user = r */
     if (st != DF_OK) return st;
     if (!f.train_step || !f.eval_step) return DF_ERR_NOMEM;
