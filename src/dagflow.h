@@ -152,6 +152,12 @@ typedef struct df_tensor {
 } df_tensor;
 
 df_tensor df_tensor_make(df_dtype dtype, void *data, int ndim, const int64_t *shape);
+/* A tensor over zeroed storage of its own (a batch buffer a data source
+ * fills, an output to copy into), freed with df_tensor_free_data (which sets
+ * data to NULL; a NULL data is a no-op). A negative dimension is
+ * DF_ERR_SHAPE, no memory DF_ERR_NOMEM (*out all zero on error). */
+df_status df_tensor_alloc(df_dtype dtype, int ndim, const int64_t *shape, df_tensor *out);
+void df_tensor_free_data(df_tensor *t);
 int64_t df_tensor_numel(const df_tensor *t);
 size_t df_dtype_size(df_dtype dtype);
 const char *df_dtype_name(df_dtype dtype);

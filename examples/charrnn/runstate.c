@@ -108,15 +108,14 @@ static df_status check_vocab(const df_checkpoint *ck, const cr_vocab *now)
  * the shuffle buffer. */
 static df_status put_batcher(df_checkpoint *ck, const cr_batcher *b)
 {
-    int64_t n = 3 + b->fill;
-    int64_t *pos = malloc((size_t)n * sizeof *pos);
+    int64_t *pos = malloc((size_t)(3 + b->fill) * sizeof *pos);
     if (!pos) return df_error(DF_ERR_NOMEM, "out of memory");
     pos[0] = b->step;
     pos[1] = b->fill;
     pos[2] = b->next_chunk;
     for (int64_t i = 0; i < b->fill; i++) pos[3 + i] = b->buffer[i];
     df_status st = df_checkpoint_put_blob(ck, "rng", &b->rng, sizeof b->rng);
-    if (st == DF_OK) st = df_checkpoint_put_blob(ck, "batcher", pos, (size_t)n * sizeof *pos);
+    if (st == DF_OK) st = df_checkpoint_put_int64s(ck, "batcher", pos, (size_t)(3 + b->fill));
     free(pos);
     return st;
 }
