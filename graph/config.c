@@ -276,7 +276,8 @@ static df_status check_version(const df_config_record *r, int version)
 
 df_status df_config_record_check(const df_config_record *r, const df_checkpoint *ck)
 {
-    if (!r || !r->fields || !r->values || !r->size) return df_error(DF_ERR_ARG, "df_config_record_check: null argument");
+    if (!r || !r->fields || !r->values || !r->size)
+        return df_error(DF_ERR_ARG, "df_config_record_check: null argument");
     void *saved = malloc(r->size);
     if (!saved) return df_error(DF_ERR_NOMEM, "out of memory reading a config record");
     memcpy(saved, r->values, r->size);   /* keys the saved record lacks keep this run's values */

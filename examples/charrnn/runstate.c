@@ -4,9 +4,7 @@
  * state). */
 #include <math.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include "runstate.h"
 
 static const char *const batchings[] = {"shuffle", "streams", NULL};
