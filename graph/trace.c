@@ -22,8 +22,7 @@ df_status df_graph_trace(df_build_fn build, void *user, int n_inputs, const df_t
     df_status st = df_graph_status(g);
     if (st == DF_OK) st = df_graph_set_passes(g, passes);
     if (st == DF_OK) st = build(g, in, user);
-    if (st == DF_OK) st = df_graph_status(g);
-    if (st == DF_OK) st = df_graph_compile(g);
+    if (st == DF_OK) st = df_graph_compile(g);   /* also the error a builder left in g */
     if (st == DF_OK) *out = g;
     else df_graph_free(g);
     return st;

@@ -32,15 +32,17 @@ Test(error_prefix, leaves_success_and_a_null_prefix_alone)
 
 #define OPT(name_, rate, ...) ((df_optimizer_config){.name = (name_), .learning_rate = (rate), __VA_ARGS__})
 
-/* w (2) after two steps of opt on the loss sum(w * g) with g = (30, 40):
- * gradient g each step (norm 50). */
-static void two_steps(df_optimizer *opt, float out[2])
+/* w (1,2), all init, after two steps of opt on the loss sum(w * g) with
+ * g = scale (3, 4): gradient g each step (norm 5 scale). Small values make
+ * epsilons count and keep every update above w's rounding; rank 2, so that
+ * AdamW decays it. */
+static void two_steps(df_optimizer *opt, float scale, float init, float out[2])
 {
-    df_variable *w = df_variable_new("w", DF_F32, 1, SHAPE(2), df_init_constant(1), NULL);
+    df_variable *w = df_variable_new("w", DF_F32, 2, SHAPE(1, 2), df_init_constant(init), NULL);
     cr_assert_not_null(w);
     df_graph *g = df_graph_new();
-    float gv[2] = {30, 40};
-    df_tensor gt = F32(gv, 2);
+    float gv[2] = {3 * scale, 4 * scale};
+    df_tensor gt = F32(gv, 1, 2);
     df_node *grad = df_constant(g, &gt);
     df_variable *vars[1] = {w};
     assert_ok(df_optimizer_apply(g, opt, 1, vars, &grad));
@@ -60,8 +62,8 @@ static void check_same_as(const df_optimizer_config *c, df_optimizer *direct, co
     cr_expect_str_eq(df_optimizer_name(opt), name);
     cr_expect_float_eq(df_optimizer_learning_rate(opt), c->learning_rate, 0);
     float a[2], b[2];
-    two_steps(opt, a);
-    two_steps(direct, b);
+    two_steps(opt, 1e-7f, 1e-6f, a);
+    two_steps(direct, 1e-7f, 1e-6f, b);
     cr_expect(a[0] == b[0] && a[1] == b[1], "%s: (%.9g, %.9g) vs the constructor's (%.9g, %.9g)", name, a[0], a[1],
               b[0], b[1]);
     df_optimizer_free(opt);
@@ -83,7 +85,7 @@ Test(optimizer_config, clipnorm_clips_the_gradients_by_their_global_norm)
     df_optimizer *opt;
     assert_ok(df_optimizer_from_config(&OPT("sgd", 1, .clipnorm = 5), &opt));
     float w[2];
-    two_steps(opt, w);   /* g (30, 40) clipped to norm 5: (3, 4) a step */
+    two_steps(opt, 10, 1, w);   /* g (30, 40) clipped to norm 5: (3, 4) a step */
     cr_expect(w[0] == 1 - 6 && w[1] == 1 - 8, "w = (%g, %g), expected (-5, -7)", w[0], w[1]);
     df_optimizer_free(opt);
 }
@@ -366,6 +368,12 @@ Test(fit_model, a_model_needs_its_batch_size)
     rnn_fixture_free(&f);
 }
 
+static df_status put_vocabulary(void *user, df_checkpoint *ck)
+{
+    (void)user;
+    return df_checkpoint_put_blob(ck, "vocab", "abc", 3);
+}
+
 Test(fit_model, the_config_record_goes_into_checkpoints_and_a_resume_refuses_another)
 {
     rnn_fixture f;
@@ -374,6 +382,7 @@ Test(fit_model, the_config_record_goes_into_checkpoints_and_a_resume_refuses_ano
     df_config_record r = record_of(&now, 2);
     df_fit_options o = model_options(&f);
     o.config = &r;
+    o.save_extra = put_vocabulary;
     char path[] = "/tmp/test_run_helpers_XXXXXX";
     int fd = mkstemp(path);
     cr_assert_geq(fd, 0);
@@ -383,6 +392,7 @@ Test(fit_model, the_config_record_goes_into_checkpoints_and_a_resume_refuses_ano
     assert_ok(df_checkpoint_read(path, &ck));
     unlink(path);
     cr_expect_str_eq(df_checkpoint_entry_name(ck, 0), "run", "the record comes first");
+    cr_expect_str_eq(df_checkpoint_entry_name(ck, 1), "vocab", "then save_extra's entries");
     df_fit_history h;
     assert_ok(df_fit_restore_checkpoint(&o, ck, &h));
     now.hidden = 65;
@@ -405,6 +415,14 @@ static df_status failing(df_graph *g, df_node **in, void *user)
 {
     (void)g, (void)in, (void)user;
     return df_error(DF_ERR_UNSUPPORTED, "the builder says no");
+}
+
+/* A builder that leaves an error in the graph but says it went well. */
+static df_status forgets_its_error(df_graph *g, df_node **in, void *user)
+{
+    (void)user;
+    df_graph_output(g, df_add(g, in[0], df_placeholder(g, DF_F32, 1, SHAPE(4), "z")));   /* (3) + (4) */
+    return DF_OK;
 }
 
 static bool file_has(const char *path, const char *needle)
@@ -448,6 +466,8 @@ Test(graph_trace, the_builders_error_is_returned_and_no_graph)
     df_tensor_spec s = {DF_F32, 1, {3}};
     cr_expect_eq(df_graph_trace(failing, NULL, 1, &s, NULL, DF_PASS_ALL, &g), DF_ERR_UNSUPPORTED);
     expect_message("the builder says no");
+    cr_expect_null(g);
+    cr_expect_eq(df_graph_trace(forgets_its_error, NULL, 1, &s, NULL, DF_PASS_ALL, &g), DF_ERR_SHAPE);
     cr_expect_null(g);
     cr_expect_eq(df_graph_trace(failing, NULL, 17, &s, NULL, DF_PASS_ALL, &g), DF_ERR_ARG);
 }
