@@ -50,6 +50,7 @@ df_status cr_config_check(const cr_config *cfg)
     if (cfg->vocab < 1 || cfg->embed < 1 || cfg->hidden < 1)
         return df_error(DF_ERR_ARG, "vocab, embed and hidden sizes must be positive");
     df_status st = df_config_check(fields, N_FIELDS, cfg);
+    if (st == DF_OK) st = cr_schedule_check(&cfg->schedule);   /* naming the flags, as the table's checks */
     if (st == DF_OK && cfg->momentum > 0 && cfg->optimizer != CR_OPT_SGD)
         st = df_error(DF_ERR_ARG, "--momentum %g applies to --optimizer sgd only, not %s", cfg->momentum,
                       cr_optimizer_names[cfg->optimizer]);
@@ -65,27 +66,21 @@ static df_status read_vocab(const df_checkpoint *ck, cr_vocab *vocab)
 }
 
 /* Settings absent from older files are the tutorial's (all zero). */
-static df_status read_meta(const df_checkpoint *ck, const char *path, cr_config *rc, cr_vocab *vocab)
-{
-    *rc = (cr_config){0};
-    df_status st = df_config_get(ck, "config", fields, N_FIELDS, rc, &(int){0});
-    if (st == DF_OK && rc->layers == 0) rc->layers = 1;
-    if (st == DF_OK && (cr_config_check(rc) != DF_OK || cr_schedule_check(&rc->schedule) != DF_OK))
-        st = df_error_prefix(DF_ERR_FORMAT, "checkpoint config is invalid");
-    if (st == DF_OK) st = read_vocab(ck, vocab);
-    if (st == DF_OK && vocab->size != rc->vocab)
-        st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->vocab);
-    return df_error_prefix(st, path);
-}
-
 df_status cr_peek_run(const char *path, cr_config *rc, cr_vocab *vocab)
 {
     df_checkpoint *ck;
     df_status st = df_checkpoint_read(path, &ck);
     if (st != DF_OK) return st;
-    st = read_meta(ck, path, rc, vocab);
+    *rc = (cr_config){0};
+    st = df_config_get(ck, "config", fields, N_FIELDS, rc, &(int){0});
+    if (st == DF_OK && rc->layers == 0) rc->layers = 1;
+    if (st == DF_OK && cr_config_check(rc) != DF_OK)
+        st = df_error_prefix(DF_ERR_FORMAT, "checkpoint config is invalid");
+    if (st == DF_OK) st = read_vocab(ck, vocab);
+    if (st == DF_OK && vocab->size != rc->vocab)
+        st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->vocab);
     df_checkpoint_free(ck);
-    return st;
+    return df_error_prefix(st, path);
 }
 
 /* The checkpoint's vocabulary must be this run's (df_fit checks the config). */

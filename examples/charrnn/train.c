@@ -45,7 +45,6 @@ static df_status open_run(run *r, const cr_config *o)
     r->rc = *o;
     r->rc.vocab = r->text.vocab.size;
     r->rc.data_hash = XXH64(r->text.ids, (size_t)r->text.n * sizeof *r->text.ids, 0);
-    if ((st = cr_schedule_check(&r->rc.schedule)) != DF_OK) return st;
     if ((st = cr_model_init(&r->model, &r->rc)) != DF_OK) return st;
     if ((st = cr_dist_setup_model(&r->model)) != DF_OK) return st;     /* gradient all-reduce (mpirun) */
     st = cr_batcher_init(&r->train, r->text.ids, n_train, o->seq, o->batch, o->batching, o->shuffle_buffer, o->seed);
@@ -80,8 +79,7 @@ static void close_run(run *r)
 static df_status next_of(run *r, cr_batcher *b, df_tensor *in, bool *end)
 {
     *end = !cr_batcher_next(b, r->in[0].data, r->in[1].data);
-    in[0] = r->in[0];
-    in[1] = r->in[1];
+    memcpy(in, r->in, sizeof r->in);
     return DF_OK;
 }
 
