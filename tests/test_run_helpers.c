@@ -314,19 +314,26 @@ static bool has_entry(const df_checkpoint *ck, const char *name)
     return false;
 }
 
+/* The checkpoint df_fit writes for o, as read back from its file. */
+static df_checkpoint *fit_checkpoint(const df_fit_options *o)
+{
+    char path[] = "/tmp/test_run_helpers_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    assert_ok(df_fit_write_checkpoint(o, &(df_fit_history){0}, path));
+    df_checkpoint *ck;
+    assert_ok(df_checkpoint_read(path, &ck));
+    unlink(path);
+    return ck;
+}
+
 Test(fit_model, a_checkpoint_holds_the_models_weights_and_the_state_of_its_training_batch)
 {
     rnn_fixture f;
     rnn_fixture_make(&f);
     df_fit_options o = model_options(&f);
-    char path[] = "/tmp/test_run_helpers_XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    close(fd);
-    assert_ok(df_fit_write_checkpoint(&o, &(df_fit_history){0}, path));
-    df_checkpoint *ck;
-    assert_ok(df_checkpoint_read(path, &ck));
-    unlink(path);
+    df_checkpoint *ck = fit_checkpoint(&o);
     const char *names[] = {"simple_rnn/kernel", "simple_rnn/recurrent_kernel", "simple_rnn/bias", "dense/kernel",
                            "dense/bias", "simple_rnn/state_h"};
     for (int i = 0; i < 6; i++) cr_expect(has_entry(ck, names[i]), "no entry %s", names[i]);
@@ -383,14 +390,7 @@ Test(fit_model, the_config_record_goes_into_checkpoints_and_a_resume_refuses_ano
     df_fit_options o = model_options(&f);
     o.config = &r;
     o.save_extra = put_vocabulary;
-    char path[] = "/tmp/test_run_helpers_XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    close(fd);
-    assert_ok(df_fit_write_checkpoint(&o, &(df_fit_history){0}, path));
-    df_checkpoint *ck;
-    assert_ok(df_checkpoint_read(path, &ck));
-    unlink(path);
+    df_checkpoint *ck = fit_checkpoint(&o);
     cr_expect_str_eq(df_checkpoint_entry_name(ck, 0), "run", "the record comes first");
     cr_expect_str_eq(df_checkpoint_entry_name(ck, 1), "vocab", "then save_extra's entries");
     df_fit_history h;

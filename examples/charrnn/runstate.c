@@ -155,7 +155,8 @@ df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
     p->settings = *p->rc;    /* saved with layers 0 as 1 */
     p->settings.layers = cr_config_layers(p->rc);
     p->record = (df_config_record){"config", fields, N_FIELDS, CR_CHECKPOINT_FORMAT, &p->settings, sizeof p->settings,
-                                   "char-rnn", "retrain, or resume it with the char-rnn of dagflow 0.1.0 up to commit 8070f2b"};
+                                   "char-rnn", "retrain, or resume it with the char-rnn of dagflow 0.1.0 up to commit "
+                                   "8070f2b"};
     o->config = &p->record;
     o->model = m->net;             /* its weights, and the recurrent state of the training batch */
     o->model_batch = p->b->rows;
