@@ -4,10 +4,15 @@
 #   fuzz.sh run   SRCDIR BUILDDIR   build, then run each harness FUZZ_SECONDS
 #   fuzz.sh build SRCDIR BUILDDIR   build only (BUILDDIR/fuzz/bin/)
 #   fuzz.sh seeds SRCDIR BUILDDIR   rewrite the seed corpora in SRCDIR/fuzz/corpus/
+#                                   (saved/: the example programs' exports, from
+#                                   BUILDDIR's char-rnn and char-gpt; the other
+#                                   saved seeds come from tests/test_saved)
 #
 # Environment: FUZZ_SECONDS (60), FUZZ_MIN_RUNS ("saved=1000000": a listed
 # harness with fewer executions in FUZZ_SECONDS continues from its corpus
-# until it has that many, for at most 2 x FUZZ_SECONDS more), FUZZ_CC (clang),
+# until it has that many, for at most 4 x FUZZ_SECONDS more: the saved-graph
+# harness also runs what it loads, about 4,000-4,500 executions per CPU
+# second here), FUZZ_CC (clang),
 # FUZZ_TARGETS (all five: checkpoint text cli runstate saved), FUZZ_SOURCES (the library's .c files, from
 # Makefile.am), XXHASH_* and OPENBLAS_* CFLAGS / LIBS (from configure).
 #
@@ -55,6 +60,27 @@ missing_clang() {
     exit 1
 }
 
+# Real exports for the saved-graph loader: a tiny char-rnn sampler and a
+# tiny char-gpt KV-cache step (about 15 and 25 KB), each trained a few steps
+# on the first lines of README.md (UTF-8: a vocabulary past ASCII) and
+# written by the CLI's export command.
+saved_cli_seeds() {
+    for p in char-rnn char-gpt; do
+        [ -x "$build/examples/$p" ] || { echo "fuzz.sh: build examples/$p first (make) for the saved seeds" >&2; return 1; }
+    done
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/dfseeds.XXXXXX") || return 1
+    head -n 60 "$src/README.md" > "$tmp/corpus.txt"
+    (cd "$tmp" &&
+        "$build/examples/char-rnn" train --data corpus.txt --embed 8 --hidden 16 --batch 8 --seq 16 --epochs 1 \
+            --steps-per-epoch 30 --threads 1 --checkpoint-dir rnn > log 2>&1 &&
+        "$build/examples/char-rnn" export --checkpoint-dir rnn "$src/fuzz/corpus/saved/charrnn_cli.dfg" >> log 2>&1 &&
+        "$build/examples/char-gpt" train --data corpus.txt --block 8 --n-layer 1 --n-head 2 --n-embd 16 --batch 4 \
+            --iters 20 --eval-interval 20 --eval-iters 2 --warmup-iters 2 --threads 1 --checkpoint-dir gpt >> log 2>&1 &&
+        "$build/examples/char-gpt" export --checkpoint-dir gpt "$src/fuzz/corpus/saved/chargpt_cli.dfg" >> log 2>&1) ||
+        { cat "$tmp/log" >&2; rm -rf "$tmp"; echo "fuzz.sh: cannot write the saved seeds" >&2; return 1; }
+    rm -rf "$tmp"
+}
+
 # ------------------------------------------------------------------- build
 mkdir -p "$bin" || exit 1
 if [ "$mode" = seeds ]; then
@@ -63,6 +89,7 @@ if [ "$mode" = seeds ]; then
     "$cc" $cflags "$src/fuzz/make_seeds.c" "$src/src/status.c" "$src/src/arena.c" "$src/src/tensor.c" \
         "$src/src/rng.c" "$src/src/variable.c" "$src/src/checkpoint.c" $xxh_libs -lm -o "$bin/make_seeds" || exit 1
     "$bin/make_seeds" "$src/fuzz/corpus" || exit 1
+    saved_cli_seeds || exit 1
     echo "fuzz.sh: wrote the seed corpora in $src/fuzz/corpus/"
     exit 0
 fi
@@ -140,7 +167,7 @@ for t in $targets; do
     min_runs=0
     for m in $min_runs_list; do [ "${m%%=*}" = "$t" ] && min_runs=${m#*=}; done
     if [ $rc -eq 0 ] && [ "$execs" -lt "$min_runs" ]; then
-        "$bin/fuzz_$t" -runs=$((min_runs - execs)) -max_total_time=$((2 * seconds)) -timeout=10 \
+        "$bin/fuzz_$t" -runs=$((min_runs - execs)) -max_total_time=$((4 * seconds)) -timeout=10 \
             -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$crashes/" $dirs > "$log.more" 2>&1
         rc=$?
         execs=$((execs + $(executions "$log.more")))

@@ -1,10 +1,13 @@
 /* exec.c — run a compiled graph: feed placeholders, run each scheduled op in
  * order (kernels parallelise inside with OpenMP; GEMMs go to OpenBLAS on the
- * same OpenMP pool), hand back output views. */
+ * same OpenMP pool), hand back output views. Run-constant nodes are skipped
+ * while their values still hold (graph/memo.c); small ops run on one thread
+ * (small_op). */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "graph.h"
+#include "../src/base.h"
 
 static df_status check_input(df_graph *g, int i, const df_tensor *t)
 {
@@ -19,6 +22,36 @@ static df_status check_input(df_graph *g, int i, const df_tensor *t)
         return df_error(DF_ERR_SHAPE, "input %d ('%s'): expected shape %s, got %s", i, df_node_name(ph),
                         df_node_shape_str(ph, a, sizeof a), df_shape_str(t->ndim, t->shape, b, sizeof b));
     return DF_OK;
+}
+
+/* An op below these does not pay for a parallel region: forking and joining
+ * costs microseconds on a quiet machine and a scheduler slice (ms) when
+ * another process holds a core, while such an op takes tens of microseconds
+ * on one. A batch-1 step is made of them (char-gpt's sampling step: about a
+ * hundred, whose per-head batch_matmul regions made 2 threads 20x slower
+ * than 1 next to busy processes); the one large product of a step (an LSTM's
+ * recurrent weight) stays parallel. Results do not change: every kernel
+ * gives the same bits on any thread count. */
+#define SMALL_OP_FLOPS (1 << 20)
+#define SMALL_OP_BYTES (1 << 20)
+
+static bool small_op(const df_node *n)
+{
+    df_op_cost c = {0, df_cost_io_bytes(n)};
+    if (n->op->cost) n->op->cost(n, &c);
+    return c.flops < SMALL_OP_FLOPS && c.bytes < SMALL_OP_BYTES;
+}
+
+/* n's forward, on one thread when it is small or while the machine is too
+ * busy to give each thread a core (src/team.c's verdict, which then also
+ * covers loops and OpenBLAS calls that do not ask it themselves). */
+static df_status run_node(df_node *n, int threads)
+{
+    if (threads <= 1 || (!small_op(n) && df_team_size(threads) > 1)) return n->op->forward(n);
+    omp_set_num_threads(1);
+    df_status st = n->op->forward(n);
+    omp_set_num_threads(threads);
+    return st;
 }
 
 df_status df_graph_run(df_graph *g, const df_tensor *inputs, int n_inputs,
@@ -44,19 +77,24 @@ df_status df_graph_run(df_graph *g, const df_tensor *inputs, int n_inputs,
         if (ph->numel) memcpy(ph->data, inputs[i].data, (size_t)ph->numel * df_dtype_size(ph->dtype));
     }
     df_enable_ftz_all_threads();
+    const bool reuse = df_memo_reusable(g);      /* run-constant values still hold (graph/memo.c) */
+    const int threads = omp_get_max_threads();
     for (int p = 0; p < g->n_sched; p++) {
         df_node *n = g->schedule[p];
-        if (!n->op->forward) continue;
+        if (!n->op->forward || (reuse && n->memo)) continue;
         double start = g->profiling ? omp_get_wtime() : 0;
-        st = n->op->forward(n);
+        st = run_node(n, threads);
         if (g->profiling) n->profile_seconds += omp_get_wtime() - start;
+        if (n->op->flags & DF_OP_SIDE_EFFECT) df_memo_node_wrote(n);
         if (st != DF_OK) {
+            df_memo_forget(g);
             char msg[512];
             snprintf(msg, sizeof msg, "%s", df_last_error());
             return df_error(st, "run: op '%s' (node %d%s%s): %s", n->op->name, n->id,
                             n->name ? " " : "", n->name ? n->name : "", msg);
         }
     }
+    df_memo_ran(g);
     if (g->profiling) g->profiled_runs++;
     for (int i = 0; i < n_outputs; i++) {
         df_node *o = g->outputs[i];

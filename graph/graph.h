@@ -65,6 +65,7 @@ struct df_node {
     double profile_seconds;       /* wall time summed over profiled runs */
     df_node *inplace_of;          /* planner: computes into this node's buffer */
     int sched_pos;                /* -1 when dead (not scheduled) */
+    bool memo, memo_root;         /* graph/memo.c: run-constant with work; read by the rest (own buffer) */
 };
 
 /* Gradcheck: one small case per entry; inputs get random values in [lo, hi]
@@ -236,12 +237,24 @@ struct df_graph {
     df_node **assumed;            /* pairs whose shapes the trace took as equal (dynamic dims) */
     int n_assumed, cap_assumed;   /* in nodes: 2 per pair */
     int stats_cse, stats_folded, stats_fused_chains, stats_fused_nodes, stats_inplace;
+    struct df_memo *memo;         /* graph/memo.c: run-constant values kept between runs (NULL: none) */
 };
 
 /* Creates a node of op with inputs and attributes (op->attrs_size bytes,
  * copied; NULL = all zero) and runs its shape inference. Returns NULL (and
  * records the error in g) on failure or if any input is NULL. */
 df_node *df_node_new(df_graph *g, const df_op_def *op, int n_in, df_node *const *in, const void *attrs);
+/* graph/memo.c: the gather-hoisting rewrite (returns how many), planning
+ * the kept run-constant values at compile, and the run-time checks: whether
+ * this run may skip the memo nodes, what to record after a complete run,
+ * forgetting after a failed one, the version bump of what a side-effect
+ * node wrote. */
+int df_graph_hoist_gathers(df_graph *g);
+df_status df_graph_plan_memo(df_graph *g);
+bool df_memo_reusable(df_graph *g);
+void df_memo_ran(df_graph *g);
+void df_memo_forget(df_graph *g);
+void df_memo_node_wrote(const df_node *n);
 /* Runs the enabled rewrite passes (graph/passes.c) before scheduling. */
 void df_graph_run_passes(df_graph *g);
 /* Records the first error of a graph; returns s. */

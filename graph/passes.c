@@ -256,6 +256,7 @@ static int fuse_elementwise_chains(df_graph *g, int *nodes)
 
 void df_graph_run_passes(df_graph *g)
 {
+    if (g->passes & DF_PASS_FOLD) df_graph_hoist_gathers(g);     /* graph/memo.c; before CSE merges */
     if (g->passes & DF_PASS_CSE) g->stats_cse = eliminate_common_subexpressions(g);
     if (g->passes & DF_PASS_FOLD) g->stats_folded = fold_constants(g);
     if (g->passes & DF_PASS_FUSE) g->stats_fused_chains = fuse_elementwise_chains(g, &g->stats_fused_nodes);

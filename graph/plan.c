@@ -17,9 +17,10 @@ static df_node *storage_root(df_node *n)
     return n;
 }
 
+/* Not views, variables, constants or kept run-constant values (graph/memo.c). */
 static bool needs_arena(const df_node *n)
 {
-    return !(n->op->flags & (DF_OP_VIEW | DF_OP_EXTERNAL));
+    return !(n->op->flags & (DF_OP_VIEW | DF_OP_EXTERNAL)) && !n->memo_root;
 }
 
 /* Marks live nodes (reachable backward from outputs and side effects) and
@@ -223,6 +224,7 @@ df_status df_graph_compile(df_graph *g)
     df_status st = schedule_nodes(g);
     if (st != DF_OK) return st;
     compute_liveness(g);
+    if ((st = df_graph_plan_memo(g)) != DF_OK) return st;
     /* A dynamic graph is planned per concrete input shape, on its first run
      * at that shape (graph/dynamic.c). */
     if (!g->dynamic && (st = df_graph_place_tensors(g)) != DF_OK) return st;

@@ -140,6 +140,69 @@ static void lstm_step_gemm_all(int64_t B, int64_t H, const float *hp, int64_t ld
     }
 }
 
+/* ------------------------------------------ batch 1 on packed weights
+ * At B = 1 (generation) a step is bound by reading w_rec. Read in place,
+ * each thread's slice of a gate is a short run per row of w_rec; packed into
+ * column panels (src/gemv_packed.c) it is one stream. The panels come from
+ * the cache at w_rec's variable version, so a sampling session packs them
+ * once. fp32 panels give the bits of dagflow's AVX-512 GEMV, so they are
+ * used only where that is the product's path (and packing is not switched
+ * off, lstm_force_paths / DF_LSTM_NO_PACK); under DF_PRECISION_BF16 the
+ * panels are bf16 (half the bytes; h_{t-1} rounded to bf16 per product).
+ * Applies when w_rec is a variable read: anything else has no version to
+ * key the cache. */
+#define LSTM_PANEL_ALIGN 16              /* df_gemv_panels' column blocks */
+
+static bool lstm_b1_panels(const df_node *n, df_precision *p, const void *panels[4])
+{
+    const df_node *w = n->in[1];
+    const int64_t H = n->shape[2];
+    if (n->shape[0] != 1 || !(w->op->flags & DF_OP_LEAF) || w->op->attrs_kind != DF_ATTRS_VARIABLE) return false;
+    if (df_get_precision() == DF_PRECISION_BF16) *p = DF_PRECISION_BF16;
+    else if (lstm_use_packed(2) && df_sgemm_chosen_path(false, false, 1, LSTM_BLAS_CHUNK, H) == DF_GEMM_AVX512)
+        *p = DF_PRECISION_FP32;
+    else return false;
+    const uint64_t version = df_variable_version(DF_ATTRS(w, df_update_attrs)->var);
+    for (int k = 0; k < 4; k++)
+        if (!(panels[k] = df_gemv_panels_cached(*p, DF_F32P(w) + k * H, H, H, 4 * H, version))) return false;
+    return true;
+}
+
+/* One region for the sequence: each thread owns units [j0, j1) of every
+ * gate, its four products and then their gates; one barrier per step. */
+static df_status lstm_forward_b1_panels(df_node *n, df_precision p, const void *const panels[4])
+{
+    const int64_t T = n->shape[1], H = n->shape[2], G4 = 4 * H;
+    const float *X = DF_F32P(n->in[0]), *H0 = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
+    const int train = DF_ATTRS(n, df_lstm_attrs)->train;
+    float *Y = DF_F32P(n), *G = n->aux, *C = G + lstm_aux_c_offset(1, T, H, train), *TC = C + T * H;
+    const int64_t gt = train ? G4 : 0;
+    const int nth = lstm_threads(H, LSTM_PANEL_ALIGN, H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
+    int failed = 0;
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        const int64_t cpu0 = df_team_enter(&probe);
+        int64_t j0, j1;
+        lstm_unit_slice(H, LSTM_PANEL_ALIGN, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
+        for (int64_t t = 0; t < T; t++) {
+            const float *hp = t ? Y + (t - 1) * H : H0;
+            float *z = G + t * gt;
+            for (int k = 0; k < 4 && j1 > j0; k++)
+                if (df_gemv_panels(p, H, H, hp, panels[k], j0, j1, z + k * H) != DF_OK) {
+#pragma omp atomic write
+                    failed = 1;
+                }
+            lstm_gate_block(1, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
+#pragma omp barrier
+        }
+        df_team_leave(&probe, cpu0);
+    }
+    df_team_end(&probe);
+    return failed ? df_op_error(n, DF_ERR_UNSUPPORTED, "the batch-1 products on packed weights failed") : DF_OK;
+}
+
 // xproj (B,T,4H), w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
 // aux, training layout (train, set by lstm_backward): activated gates
 // (B,T,4H) [i f g o] | c (B,T,H) | tanh(c) (B,T,H), all kept for lstm_grad;
@@ -167,6 +230,9 @@ static df_status lstm_forward(df_node *n)
     float *Y = DF_F32P(n), *G = n->aux, *C = G + lstm_aux_c_offset(B, T, H, train), *TC = C + B * T * H;
     const int64_t gt = train ? G4 : 0, ldz = train ? T * G4 : G4;   /* step offset, row stride of gates */
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
+    const void *b1_panels[4];
+    df_precision b1_precision;
+    if (lstm_b1_panels(n, &b1_precision, b1_panels)) return lstm_forward_b1_panels(n, b1_precision, b1_panels);
     lstm_bf16_weight bw;
     const bool bf16 = lstm_bf16_prepare(&bw, false, B, H, W);   /* DF_PRECISION_BF16 */
     bool cached = false;

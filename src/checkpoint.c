@@ -264,6 +264,7 @@ df_status df_checkpoint_restore_variable(const df_checkpoint *ck, df_variable *v
                         df_shape_str(e->ndim, e->shape, stored, sizeof stored));
     }
     if (e->bytes) memcpy(v->data, e->data, e->bytes);
+    df_variable_touch(v);
     return DF_OK;
 }
 

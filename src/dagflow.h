@@ -1506,10 +1506,14 @@ void df_set_num_threads(int n);
  *
  * What is not carried: builder callbacks and anything C code did around a
  * run (a fit loop, callbacks, learning-rate schedules computed in C, the
- * data pipeline); dead nodes; gradient-transform ops with process-local
- * state, i.e. the MPI all-reduce ops (export refuses a graph containing one
- * with DF_ERR_ARG naming it); the variables' df_variable objects themselves
- * (the loaded ones are new, owned by the df_saved).
+ * data pipeline); dead nodes; the function's other traces (a file holds one
+ * signature: e.g. char-gpt's prefill trace stays behind, and its metadata
+ * tells a sampler how to do without it); gradient-transform ops with
+ * process-local state, i.e. the MPI all-reduce ops (export refuses a graph
+ * containing one with DF_ERR_ARG naming it); the variables' df_variable
+ * objects themselves (the loaded ones are new, owned by the df_saved); the
+ * df_function's cached plans. Files are read on
+ * little-endian hosts only (DF_ERR_UNSUPPORTED elsewhere).
  *
  * File (little-endian): "DFGRAPH\0", u32 format version (1), u32 flags (0),
  * u64 payload bytes, the payload, then the XXH64 (seed 0) of everything
@@ -1523,7 +1527,11 @@ void df_set_num_threads(int n);
  * nodes whose shapes the trace took as equal (u32 count, 2 x u32 each); the
  * metadata (u32 count, then key, u64 bytes and the bytes). A name is u32
  * bytes then the bytes, no NUL. Files are written like checkpoints (temp
- * file, fsync, rename, fsync of the directory).
+ * file, fsync, rename, fsync of the directory): a failed write, fsync or
+ * rename (a full disk) is DF_ERR_IO naming the step, with the previous file
+ * at path untouched and no temporary file left; a failed fsync of the
+ * directory after the rename is DF_ERR_IO too (the file is in place but may
+ * not survive a power cut).
  *
  * Loading checks everything and answers DF_ERR_FORMAT naming what is wrong
  * and where (byte offset, node): another magic, a newer format version or op
@@ -1531,7 +1539,9 @@ void df_set_num_threads(int n);
  * does not have, attributes of another size, a reference to a later node or
  * a missing variable, bad dtypes, ranks or dims, and a recorded shape that
  * shape inference does not reproduce. A file that does not open is
- * DF_ERR_IO. */
+ * DF_ERR_IO. A file that loads is safe to run: df_saved_run checks its
+ * inputs, and an id or position out of range is an error status, not a
+ * crash (fuzz/fuzz_saved.c runs every file it loads). */
 typedef struct df_saved df_saved;
 typedef struct df_saved_meta {
     const char *key;                  /* NUL-terminated, unique in a file */
@@ -1611,6 +1621,50 @@ df_precision df_get_precision(void);
  * the train_step and eval_step functions). The traces are the same graphs:
  * only the kernels differ. Refused as df_precision_check says. */
 df_status df_function_set_precision(df_function *f, df_precision p);
+
+/* ------------------------------------------- generation: run-constant values
+ *
+ * A compiled graph (with DF_PASS_FOLD) keeps the values that depend only on
+ * variables it does not write itself, e.g. an Embedding's table projected by
+ * the next layer's kernel and bias, and recomputes them only when one of
+ * those variables has changed since the last run (graph/memo.c). For that,
+ * a matmul of gathered rows of such a variable, matmul(gather(E, ids), W)
+ * [+ b], is rewritten as gather(E @ W [+ b], ids): the same bits (each row is
+ * the same dot products in the same k order), and at batch 1 the only large
+ * read per step is then the recurrent weight.
+ *
+ * Every write the library makes gives a variable a new version: its
+ * initialisers, df_variable_assign, checkpoint restores, graph ops that
+ * write it, and df_variable_tensor (its view is writable). Code that keeps a
+ * pointer from df_variable_tensor and writes through it later calls
+ * df_variable_touch after writing. */
+uint64_t df_variable_version(const df_variable *v);
+void df_variable_touch(const df_variable *v);
+/* How many runs of g skipped its run-constant nodes, and how many nodes
+ * each such run skips (0, 0 when it has none). */
+df_status df_graph_memo_stats(const df_graph *g, int64_t *runs_reused, int *nodes);
+
+/* Batch-1 products on packed weights (src/gemv_packed.c): y (n) = x (K) @
+ * W (K,n), W row-major with leading dimension ldw, packed once into column
+ * panels, fp32 (the bits of dagflow's AVX-512 GEMV) or bf16 (products on
+ * bf16 weights and x, fp32 sums). A batch-1 LSTM step reads its recurrent
+ * weight this way: fp32 when dagflow's AVX-512 GEMV is the product's path,
+ * bf16 under DF_PRECISION_BF16 (generation's `--precision bf16`).
+ * df_gemv_panels_pack writes df_gemv_panels_bytes(p, K, n) bytes (64-aligned
+ * memory); df_gemv_panels computes columns [j0, j1), j0 a multiple of 16,
+ * and the bits of a column do not depend on the range. All are
+ * DF_ERR_UNSUPPORTED on a CPU without AVX-512 (fp32) or AVX512_BF16 (bf16),
+ * the message naming the feature. */
+size_t df_gemv_panels_bytes(df_precision p, int64_t K, int64_t n);
+df_status df_gemv_panels_pack(df_precision p, int64_t K, int64_t n, const float *W, int64_t ldw, void *panels);
+df_status df_gemv_panels(df_precision p, int64_t K, int64_t n, const float *x, const void *panels, int64_t j0, int64_t j1,
+                         float *y);
+/* The panels of W at a variable's version (df_variable_version), packed on
+ * the first call and kept while later calls ask for the same precision,
+ * storage, shape and version (up to 32 weights, the least recently used
+ * dropped first). NULL, with the error set, when unsupported or out of
+ * memory. */
+const void *df_gemv_panels_cached(df_precision p, const float *W, int64_t K, int64_t n, int64_t ldw, uint64_t version);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /* variable.c — persistent parameters: storage and initialisers. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include "base.h"
 #include "variable.h"
@@ -50,8 +51,21 @@ void df_variable_free(df_variable *v)
     df_free(v);
 }
 
+static _Atomic uint64_t last_version;
+
+/* Versions come from one counter, so a (storage, version) pair never
+ * repeats even when freed storage is reused by another variable. */
+void df_variable_touch(const df_variable *v)
+{
+    if (v) atomic_store(&((df_variable *)v)->version, atomic_fetch_add(&last_version, 1) + 1);
+}
+
+uint64_t df_variable_version(const df_variable *v) { return v ? atomic_load(&v->version) : 0; }
+
+/* The view is writable: count it as a write. */
 df_tensor df_variable_tensor(const df_variable *v)
 {
+    df_variable_touch(v);
     return df_tensor_make(v->dtype, v->data, v->ndim, v->shape);
 }
 
@@ -92,6 +106,7 @@ static df_status init_orthogonal(df_variable *v, float gain, df_rng *rng)
 df_status df_variable_init(df_variable *v, df_init init, df_rng *rng)
 {
     if (!v) return df_error(DF_ERR_ARG, "df_variable_init: null variable");
+    df_variable_touch(v);
     bool random = init.kind == DF_INIT_UNIFORM || init.kind == DF_INIT_GLOROT_UNIFORM ||
                   init.kind == DF_INIT_ORTHOGONAL || init.kind == DF_INIT_NORMAL;
     if (random && !rng)
@@ -147,5 +162,6 @@ df_status df_variable_assign(df_variable *v, const df_tensor *src)
                         df_shape_str(src->ndim, src->shape, b, sizeof b));
     }
     memcpy(v->data, src->data, (size_t)v->numel * df_dtype_size(v->dtype));
+    df_variable_touch(v);
     return DF_OK;
 }

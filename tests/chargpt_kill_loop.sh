@@ -20,12 +20,12 @@ cd "$tmp" || exit 1
 make_corpus 200 > corpus.txt
 seed=${DF_KILL_SEED:-$(date +%s)}
 echo "kill times from DF_KILL_SEED=$seed"
-# About 1 ms a step and 10 ms a checkpoint here: a run of 3000 steps outlasts the rounds.
+# About 1 ms a step and 10 ms a checkpoint here: a run of 6000 steps outlasts the rounds, which each train 0.02..0.15 s.
 flags="--data corpus.txt --n-layer 1 --n-head 2 --n-embd 8 --block 8 --batch 2 --dropout 0.1
-       --iters 3000 --eval-interval 10 --eval-iters 1 --warmup-iters 50 --threads 1"
-last=ckpt_300
-# delays ROUNDS SALT: ROUNDS kill delays in seconds, 0.02..0.15
-delays() { awk -v n="$1" -v s="$seed" -v salt="$2" 'BEGIN { srand(s + salt); for (i = 0; i < n; i++) printf "%.3f\n", 0.02 + 0.13 * rand() }'; }
+       --iters 6000 --eval-interval 10 --eval-iters 1 --warmup-iters 50 --threads 1"
+last=ckpt_600
+# delays ROUNDS SALT: ROUNDS kill delays in seconds after a round's first epoch line, 0.02..0.15
+delays() { kill_delays "$1" "$seed" "$2" 0.02 0.13; }
 
 "$bin" train $flags --checkpoint-dir ref > ref.out 2>&1 || { fail "the uninterrupted run failed: $(tail -n 3 ref.out)"; exit 1; }
 
@@ -34,8 +34,10 @@ kill_loop() {
     name=$1 signal=$2 rounds=$3
     killed=0
     for d in $(delays "$rounds" "$rounds$signal"); do
+        off=$(cat "$name.out" 2>/dev/null | wc -c)
         "$bin" train $flags --checkpoint-dir "$name" --resume >> "$name.out" 2>&1 &
         pid=$!
+        wait_for_text "$name.out" "$off" "Epoch " "$pid"
         sleep "$d"
         kill -"$signal" $pid 2>/dev/null && killed=$((killed + 1))
         wait $pid 2>/dev/null

@@ -19,7 +19,7 @@ seed=${DF_KILL_SEED:-$(date +%s)}
 echo "kill times from DF_KILL_SEED=$seed"
 flags="--data corpus.txt --hidden 32 --embed 8 --batch 4 --seq 16 --steps-per-epoch 20 --val 0.1 --threads 1"
 # delays ROUNDS SALT: ROUNDS kill delays in seconds, 0.01..0.25
-delays() { awk -v n="$1" -v s="$seed" -v salt="$2" 'BEGIN { srand(s + salt); for (i = 0; i < n; i++) printf "%.3f\n", 0.01 + 0.24 * rand() }'; }
+delays() { kill_delays "$1" "$seed" "$2" 0.01 0.24; }
 
 # kill_loop NAME ROUNDS EPOCHS LOOP-FLAGS...
 kill_loop() {

@@ -22,3 +22,23 @@ make_corpus() {
         }
     }'
 }
+
+# wait_for_text FILE OFFSET TEXT PID: wait until FILE holds TEXT after its first
+# OFFSET bytes (at most 120 s), so that a signal meant for a running step is not
+# sent to a process still starting up on a loaded machine; fails when PID ends.
+wait_for_text() {
+    _i=0
+    while [ $_i -lt 1200 ]; do
+        tail -c +"$(($2 + 1))" "$1" 2>/dev/null | grep -q -F -e "$3" && return 0
+        kill -0 "$4" 2>/dev/null || return 1
+        sleep 0.1
+        _i=$((_i + 1))
+    done
+    return 1
+}
+
+# kill_delays ROUNDS SEED SALT LOW SPAN: ROUNDS delays in seconds, LOW..LOW+SPAN.
+kill_delays() {
+    awk -v n="$1" -v s="$2" -v salt="$3" -v lo="$4" -v span="$5" \
+        'BEGIN { srand(s + salt); for (i = 0; i < n; i++) printf "%.3f\n", lo + span * rand() }'
+}

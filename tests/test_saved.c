@@ -2,7 +2,8 @@
  * (a char-rnn sampler for 200 steps and its text, a train step for 10
  * steps, an open batch dimension), and every kind of corrupt file is
  * refused with DF_ERR_FORMAT naming what is wrong. The fuzz seed corpus
- * (fuzz/corpus/saved) is replayed through the harness; with
+ * (fuzz/corpus/saved) is replayed through the harness, whose runs of what
+ * loads are checked too; dagflow-run lists the char models' metadata. With
  * DF_WRITE_SAVED_SEEDS=DIR the tests also write their files there as seeds. */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -1073,9 +1074,114 @@ static int replay_dir(const char *sub, int *loaded)
 Test(saved_fuzz, seed_corpus_and_regressions_replay)
 {
     int loaded, n = replay_dir("corpus", &loaded);
-    cr_assert_geq(n, 9, "only %d seeds in %s/corpus/saved", n, FUZZ_DIR);
+    cr_assert_geq(n, 11, "only %d seeds in %s/corpus/saved", n, FUZZ_DIR);
     cr_assert_eq(loaded, n, "%d of the %d seeds do not load: rewrite them with DF_WRITE_SAVED_SEEDS=fuzz/corpus/saved "
                  "tests/test_saved", n - loaded, n);
     int crashes = replay_dir("regressions", &loaded);
     cr_assert_geq(crashes, 2, "the saved crash inputs are missing");
+}
+
+/* The harness runs what loads (fuzz_saved.c, sv_fuzz_run): a static graph
+ * twice and then resets it, a graph with an open dim also once more at
+ * another size (a second plan); one whose tensors would pass
+ * SV_RUN_MAX_BYTES is not run. */
+static df_saved *load_seed(const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/corpus/saved/%s", FUZZ_DIR, name);
+    df_saved *s;
+    cr_assert_eq(df_saved_load(path, &s), DF_OK, "%s", df_last_error());
+    return s;
+}
+
+/* How many runs of s succeeded in sv_fuzz_run. */
+static int64_t harness_runs(df_saved *s)
+{
+    int64_t runs = 0;
+    df_graph_set_profiling(df_saved_graph(s), true);
+    sv_fuzz_run(s, (const uint8_t *)"seed", 4);
+    df_graph_profile(df_saved_graph(s), NULL, 0, &runs);
+    return runs;
+}
+
+Test(saved_fuzz, harness_runs_and_resets_a_train_step)
+{
+    df_saved *fuzzed = load_seed("dense_train_step.dfg"), *fresh = load_seed("dense_train_step.dfg");
+    cr_assert_eq(harness_runs(fuzzed), 2, "the harness should run a static graph twice");
+    for (int i = 0; i < df_saved_variable_count(fresh); i++) {
+        df_variable *a = df_saved_variable(fuzzed, i), *b = df_saved_variable(fresh, i);
+        cr_expect_eq(memcmp(df_variable_tensor(a).data, df_variable_tensor(b).data, (size_t)df_variable_numel(a) * 4), 0,
+                     "variable '%s' was not reset after the harness's runs", df_variable_name(a));
+    }
+    df_saved_free(fuzzed);
+    df_saved_free(fresh);
+}
+
+Test(saved_fuzz, harness_runs_an_open_dim_at_two_sizes)
+{
+    df_saved *s = load_seed("open_batch.dfg");
+    cr_assert_eq(harness_runs(s), 3, "the harness should run an open graph three times");
+    cr_expect_eq(df_saved_graph(s)->plans_made, 2, "the open dims should take two sizes");
+    df_saved_free(s);
+}
+
+static df_status build_tanh(df_graph *g, df_node **in, void *user)
+{
+    (void)user;
+    return df_graph_output(g, df_tanh(g, in[0]));
+}
+
+/* A graph of one tanh over sig, exported and loaded. */
+static df_saved *tanh_graph(const df_tensor_spec *sig)
+{
+    make_tmpdir();
+    df_function *f = df_function_new_signature("tanh", build_tanh, NULL, 1, sig);
+    const char *path = tmp_path("tanh.dfg");
+    cr_assert_eq(df_function_export(f, 1, sig, path, 0, NULL), DF_OK, "%s", df_last_error());
+    df_saved *s;
+    cr_assert_eq(df_saved_load(path, &s), DF_OK, "%s", df_last_error());
+    df_function_free(f);
+    remove_tmpdir();
+    return s;
+}
+
+Test(saved_fuzz, harness_skips_graphs_too_large_to_run)
+{
+    /* Two 4.2 MB tensors; with an open dim, 2 x 3 x 1.6 MB at size 3 but 2 x 1.6 MB at 1. */
+    df_tensor_spec fixed = {DF_F32, 2, {1050, 1000}}, open = {DF_F32, 2, {DF_DYNAMIC, 400000}},
+                   small = {DF_F32, 2, {DF_DYNAMIC, 100000}};
+    df_saved *s = tanh_graph(&fixed);
+    cr_expect_eq(harness_runs(s), 0, "a static graph past the cap was run");
+    df_saved_free(s);
+    s = tanh_graph(&open);
+    cr_expect_eq(harness_runs(s), 0, "an open graph past the cap at size 3 was run");
+    df_saved_free(s);
+    s = tanh_graph(&small);
+    cr_expect_eq(harness_runs(s), 3, "an open graph of 2 x 3 x 0.4 MB at size 3 was not run");
+    df_saved_free(s);
+}
+
+/* dagflow-run's listing: char-rnn's model line, char-gpt's context and keep. */
+static void listing_of(const char *name, char *out, size_t cap)
+{
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "'%s' '%s/corpus/saved/%s' 2>&1", DAGFLOW_RUN, FUZZ_DIR, name);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    cr_assert_eq(pclose(p), 0, "%s failed (build tools/dagflow-run first): %s", cmd, out);
+}
+
+Test(saved, dagflow_run_lists_the_char_models_metadata)
+{
+    char rnn[4096], gpt[4096];
+    listing_of("charrnn_cli.dfg", rnn, sizeof rnn);
+    listing_of("chargpt_cli.dfg", gpt, sizeof gpt);
+    cr_expect(strstr(rnn, "  model: 1 x LSTM(16); adam\n"), "no model line in:\n%s", rnn);
+    cr_expect(strstr(rnn, "a char model (vocabulary"), "%s", rnn);
+    cr_expect(!strstr(rnn, "context:") && !strstr(rnn, "keep:"), "char-rnn has no context or keep:\n%s", rnn);
+    cr_expect(strstr(gpt, "  model: char-gpt --n-layer 1 --n-head 2 --n-embd 16 --block 8,"), "no model line in:\n%s", gpt);
+    cr_expect(strstr(gpt, "  context: 8 tokens\n"), "no context line in:\n%s", gpt);
+    cr_expect(strstr(gpt, "  keep: 4 tokens (run again when the context is full)\n"), "no keep line in:\n%s", gpt);
 }

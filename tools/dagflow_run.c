@@ -2,7 +2,8 @@
  * its signature, and runs it: once on zeros or on inputs read from raw
  * files, or, for a char model, samples text from it. Uses only dagflow.h.
  *
- *   dagflow-run FILE                          signature, variables, metadata
+ *   dagflow-run FILE                          signature, variables, metadata (a
+ *                                             char-gpt step's context and keep too)
  *   dagflow-run FILE --run [--input PATH]... [--dim N] [--steps N]
  *                                             run N times (1) on zeros (open
  *                                             dims N, default 1) or on raw
@@ -90,6 +91,15 @@ static const char *spec_str(const df_tensor_spec *t, char *buf, size_t cap)
     return buf;
 }
 
+/* "  label: TEXTsuffix" for a text metadata entry, nothing when absent. */
+static void print_text_metadata(const df_saved *s, const char *key, const char *label, const char *suffix)
+{
+    const void *data;
+    size_t size;
+    if (df_saved_metadata(s, key, &data, &size) == DF_OK)
+        printf("  %s: %.*s%s\n", label, (int)(size < 4096 ? size : 4096), (const char *)data, suffix);
+}
+
 static void print_signature(const df_saved *s, const char *path)
 {
     int n_in, n_out;
@@ -104,9 +114,9 @@ static void print_signature(const df_saved *s, const char *path)
     printf("  variables: %d (%lld elements)\n", df_saved_variable_count(s), (long long)elements);
     df_graph_stats stats;
     if (df_graph_get_stats(df_saved_graph(s), &stats) == DF_OK) printf("  nodes: %d scheduled\n", stats.nodes);
-    const void *data;
-    size_t size;
-    if (df_saved_metadata(s, "model", &data, &size) == DF_OK) printf("  model: %.*s\n", (int)size, (const char *)data);
+    print_text_metadata(s, "model", "model", "");
+    print_text_metadata(s, DS_CONTEXT_KEY, "context", " tokens");
+    print_text_metadata(s, DS_KEEP_KEY, "keep", " tokens (run again when the context is full)");
 }
 
 /* Zeros, or the raw bytes of a file of exactly the input's size. */

@@ -167,6 +167,7 @@ static int cmd_sample(int argc, char **argv)
 {
     cr_sample_opts o;
     cr_sample_defaults(&o);
+    int precision = 0;
     cli_flag flags[] = {
         {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "use the latest ckpt_N here", 0, 0, NULL},
         {"checkpoint", CLI_STRING, &o.checkpoint, "use this checkpoint file instead", 0, 0, NULL},
@@ -175,11 +176,14 @@ static int cmd_sample(int argc, char **argv)
         {"temperature", CLI_FLOAT, &o.temperature, "sampling temperature (0 = argmax)", 0, 100, NULL},
         {"seed", CLI_U64, &o.seed, "sampling seed", 0, 0, NULL},
         {"threads", CLI_INT, &threads, "threads (0 = all cores)", 0, 1024, NULL},
+        {"precision", CLI_CHOICE, &precision, "fp32, or bf16: the LSTM's recurrent weight read as bf16 (converted once), "
+                                              "fp32 sums (CPUs with AVX512_BF16)", 0, 0, precisions},
     };
     int rc = cli_parse("char-rnn sample", "char-rnn sample [flags]", flags, N(flags), argc, argv, stdout, stderr);
     if (rc) return rc == 1 ? 0 : rc;
     apply_threads();
-    return report("sample", cr_sample(&o, stdout));
+    df_status st = df_set_precision(precision ? DF_PRECISION_BF16 : DF_PRECISION_FP32);
+    return report("sample", st == DF_OK ? cr_sample(&o, stdout) : st);
 }
 
 /* Vocabulary size from --vocab or from the corpus. */
