@@ -256,3 +256,35 @@ df_status df_config_get(const df_checkpoint *ck, const char *name, const df_conf
     df_status st = df_checkpoint_get_blob(ck, name, &data, &len);
     return st == DF_OK ? df_config_parse(fields, n, data, len, config, version) : st;
 }
+
+df_status df_config_record_put(const df_config_record *r, df_checkpoint *ck)
+{
+    if (!r || !r->fields || !r->values) return df_error(DF_ERR_ARG, "df_config_record_put: null argument");
+    return df_config_put(ck, r->name ? r->name : "config", r->fields, r->n_fields, r->version, r->values);
+}
+
+/* The saved record's format (a record without a format line is format 1)
+ * against the one this program reads. */
+static df_status check_version(const df_config_record *r, int version)
+{
+    if (version == 0) version = 1;
+    if (version == r->version) return DF_OK;
+    return df_error(DF_ERR_FORMAT, "written by %s %s (checkpoint format %d, this one reads %d)%s%s",
+                    version < r->version ? "an older" : "a newer", r->program ? r->program : "program", version,
+                    r->version, r->format_hint ? ": " : "", r->format_hint ? r->format_hint : "");
+}
+
+df_status df_config_record_check(const df_config_record *r, const df_checkpoint *ck)
+{
+    if (!r || !r->fields || !r->values || !r->size)
+        return df_error(DF_ERR_ARG, "df_config_record_check: null argument");
+    void *saved = malloc(r->size);
+    if (!saved) return df_error(DF_ERR_NOMEM, "out of memory reading a config record");
+    memcpy(saved, r->values, r->size);   /* keys the saved record lacks keep this run's values */
+    int version;
+    df_status st = df_config_get(ck, r->name ? r->name : "config", r->fields, r->n_fields, saved, &version);
+    if (st == DF_OK) st = check_version(r, version);
+    if (st == DF_OK) st = df_config_compare(r->fields, r->n_fields, saved, r->values, NULL);
+    free(saved);
+    return st;
+}

@@ -527,13 +527,11 @@ static df_status restore_rank_variables(const fit_run *r, const df_checkpoint *c
     return st;
 }
 
-/* Prefixes the current error message with the checkpoint's path. */
-static df_status in_checkpoint(df_status st, const char *path)
+/* The hook, or with a model of layers and no hook, the model's own reset. */
+static void reset_states(const df_fit_options *o)
 {
-    if (st == DF_OK) return st;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", df_last_error());
-    return df_error(st, "%s: %s", path, msg);
+    if (o->reset_states) o->reset_states(o->user);
+    else if (o->model) df_model_reset_states(o->model);
 }
 
 /* Slots exist only after the first step: created on every rank before a
@@ -553,7 +551,8 @@ static df_status write_checkpoint(fit_run *r, const char *path, df_variable *con
     if (!ck) return DF_ERR_NOMEM;
     char progress[256];
     int len = format_progress(r, progress, sizeof progress);
-    df_status st = o->save_extra ? o->save_extra(o->user, ck) : DF_OK;
+    df_status st = o->config ? df_config_record_put(o->config, ck) : DF_OK;
+    if (st == DF_OK && o->save_extra) st = o->save_extra(o->user, ck);
     if (st == DF_OK) st = df_checkpoint_put_blob(ck, FIT_PROGRESS_KEY, progress, (size_t)len);
     if (st == DF_OK) st = put_state(r, ck);
     for (int i = 0; i < o->n_rank_variables && st == DF_OK; i++)
@@ -632,7 +631,7 @@ static df_status read_latest(const fit_run *r, char *path, size_t cap, df_checkp
         before = end ? (size_t)(end - bytes) + 1 : 0;
     }
     if (st == DF_OK && (st = df_checkpoint_read_memory(bytes + before, len - before, ck)) != DF_OK)
-        st = in_checkpoint(st, path);
+        st = df_error_prefix(st, path);
     free(bytes);
     return st;
 }
@@ -642,7 +641,8 @@ static df_status restore_from(fit_run *r, const df_checkpoint *ck)
     const df_fit_options *o = r->o;
     const void *data;
     size_t len;
-    df_status st = o->restore_extra ? o->restore_extra(o->user, ck) : DF_OK;
+    df_status st = o->config ? df_config_record_check(o->config, ck) : DF_OK;
+    if (st == DF_OK && o->restore_extra) st = o->restore_extra(o->user, ck);
     if (st == DF_OK) st = create_slots(r);
     if (st == DF_OK) st = df_checkpoint_get_blob(ck, FIT_PROGRESS_KEY, &data, &len);
     if (st == DF_OK) st = parse_progress(r, data, len);
@@ -652,18 +652,66 @@ static df_status restore_from(fit_run *r, const df_checkpoint *ck)
     return st;
 }
 
+/* With o->model: a copy of o whose variables and rank_variables list the
+ * model's weights and carried state (where o gives none); free_model_lists
+ * frees the lists. Without: o itself. */
+typedef struct model_options {
+    df_fit_options o;
+    df_variable **weights, **state;
+} model_options;
+
+static df_variable **model_list(df_model *m, int64_t batch, bool state, int *n)
+{
+    *n = state ? df_model_state_variables(m, batch, DF_STATE_MAIN, NULL, 0) : df_model_weights(m, NULL, 0);
+    df_variable **list = *n >= 0 ? malloc((size_t)(*n + 1) * sizeof *list) : NULL;
+    if (*n >= 0 && !list) df_error(DF_ERR_NOMEM, "df_fit: out of memory listing the model's variables");
+    if (list && state) df_model_state_variables(m, batch, DF_STATE_MAIN, list, *n);
+    else if (list) df_model_weights(m, list, *n);
+    return list;
+}
+
+static void free_model_lists(model_options *mo)
+{
+    free(mo->weights);
+    free(mo->state);
+}
+
+static df_status with_model(const df_fit_options *o, model_options *mo, const df_fit_options **out)
+{
+    *mo = (model_options){.o = *o};
+    *out = o;
+    if (!o->model) return DF_OK;
+    if (o->model_batch < 1) return df_error(DF_ERR_ARG, "df_fit: model_batch is %" PRId64 ", not >= 1", o->model_batch);
+    if (o->n_variables == 0 && !(mo->weights = model_list(o->model, 0, false, &mo->o.n_variables)))
+        return DF_ERR_NOMEM;
+    if (o->n_rank_variables == 0 && !(mo->state = model_list(o->model, o->model_batch, true, &mo->o.n_rank_variables)))
+        return mo->o.n_rank_variables < 0 ? DF_ERR_STATE : DF_ERR_NOMEM;   /* df_model_state_variables' message */
+    if (mo->weights) mo->o.variables = mo->weights;
+    if (mo->state) mo->o.rank_variables = mo->state;
+    *out = &mo->o;
+    return DF_OK;
+}
+
 df_status df_fit_write_checkpoint(const df_fit_options *o, const df_fit_history *h, const char *path)
 {
+    model_options mo;
+    df_status st = with_model(o, &mo, &o);
     fit_run r = {.o = o, .h = (df_fit_history *)h};
-    df_status st = create_slots(&r);
-    return st == DF_OK ? write_checkpoint(&r, path, NULL) : st;
+    if (st == DF_OK) st = create_slots(&r);
+    if (st == DF_OK) st = write_checkpoint(&r, path, NULL);
+    free_model_lists(&mo);
+    return st;
 }
 
 df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint *ck, df_fit_history *h)
 {
     *h = (df_fit_history){.loss = NAN, .val_loss = NAN};
+    model_options mo;
+    df_status st = with_model(o, &mo, &o);
     fit_run r = {.o = o, .h = h};
-    return restore_from(&r, ck);
+    if (st == DF_OK) st = restore_from(&r, ck);
+    free_model_lists(&mo);
+    return st;
 }
 
 /* learning_rate_flag: the rate a resumed run goes on with, and whence. */
@@ -696,7 +744,7 @@ static df_status resume(fit_run *r)
     }
     st = read_latest(r, path, sizeof path, &ck);
     if (st != DF_OK && !r->comm) return st;
-    if (st == DF_OK) st = in_checkpoint(restore_from(r, ck), path);
+    if (st == DF_OK) st = df_error_prefix(restore_from(r, ck), path);
     df_checkpoint_free(ck);
     if ((st = sync_ranks(r, st, NULL, 0)) != DF_OK) return st;
     h->resumed = true;
@@ -954,7 +1002,7 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
     df_fit_history *h = r->h;
     int64_t total = o->steps_per_epoch, first = h->epoch_step, ran = 0, shown = -1;
     if (first == 0) {
-        if (o->reset_states) o->reset_states(o->user);
+        reset_states(o);
         if (o->train.start_epoch) o->train.start_epoch(o->train.user);
     }
     h->epoch_step = 0;
@@ -1006,7 +1054,7 @@ static df_status evaluate(fit_run *r, double *mean)
 {
     const df_fit_options *o = r->o;
     const df_fit_data *d = &o->validation;
-    if (o->reset_states) o->reset_states(o->user);
+    reset_states(o);
     if (d->start_epoch) d->start_epoch(d->user);
     double v[2] = {0, 0};        /* sum of the batch losses, batches */
     df_status st = DF_OK;
@@ -1021,7 +1069,7 @@ static df_status evaluate(fit_run *r, double *mean)
         v[1]++;
     }
     if (st == DF_OK && v[1] == 0) st = df_error(DF_ERR_STATE, "df_fit: the validation data gave no batch");
-    if (o->reset_states) o->reset_states(o->user);
+    reset_states(o);
     st = sync_ranks(r, st, v, 2);
     *mean = v[1] > 0 ? v[0] / v[1] : NAN;
     return st;
@@ -1147,12 +1195,8 @@ static df_status finish_files(fit_run *r, bool plot)
     return st;
 }
 
-df_status df_fit(const df_fit_options *o, df_fit_history *history)
+static df_status fit_with(const df_fit_options *o, df_fit_history *h)
 {
-    df_fit_history local;
-    df_fit_history *h = history ? history : &local;
-    *h = (df_fit_history){.loss = NAN, .val_loss = NAN, .best = INFINITY};
-    if (!o) return df_error(DF_ERR_ARG, "df_fit: NULL options");
     df_status st = check_comm(o->comm);
     if (st != DF_OK) return st;          /* no comm to tell the other ranks with */
     fit_run r = {.o = o, .comm = o->comm, .leader = !o->comm || o->comm->rank == 0, .lock_fd = -1,
@@ -1173,6 +1217,19 @@ df_status df_fit(const df_fit_options *o, df_fit_history *history)
     if (st == DF_OK) st = sync_ranks(&r, finished, NULL, 0);
     unlock_directory(&r);
     if (o->handle_signals) restore_signals(saved);
+    return st;
+}
+
+df_status df_fit(const df_fit_options *o, df_fit_history *history)
+{
+    df_fit_history local;
+    df_fit_history *h = history ? history : &local;
+    *h = (df_fit_history){.loss = NAN, .val_loss = NAN, .best = INFINITY};
+    if (!o) return df_error(DF_ERR_ARG, "df_fit: NULL options");
+    model_options mo;
+    df_status st = with_model(o, &mo, &o);
+    if (st == DF_OK) st = fit_with(o, h);
+    free_model_lists(&mo);
     return st;
 }
 

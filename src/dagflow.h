@@ -132,6 +132,10 @@ const char *df_status_name(df_status s);
 /* Records a formatted error message and returns s (for library extensions). */
 df_status df_error(df_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Puts "<prefix>: " before the current message (df_last_error) and returns
+ * st, for context on the way up: df_error_prefix(st, path) makes "vocab 3
+ * chars" read "run/ckpt_2: vocab 3 chars". DF_OK or a NULL prefix: st as is. */
+df_status df_error_prefix(df_status st, const char *prefix);
 
 /* ----------------------------------------------------------------- tensors */
 
@@ -148,6 +152,12 @@ typedef struct df_tensor {
 } df_tensor;
 
 df_tensor df_tensor_make(df_dtype dtype, void *data, int ndim, const int64_t *shape);
+/* A tensor over zeroed storage of its own (a batch buffer a data source
+ * fills, an output to copy into), freed with df_tensor_free_data (which sets
+ * data to NULL; a NULL data is a no-op). A negative dimension is
+ * DF_ERR_SHAPE, no memory DF_ERR_NOMEM (*out all zero on error). */
+df_status df_tensor_alloc(df_dtype dtype, int ndim, const int64_t *shape, df_tensor *out);
+void df_tensor_free_data(df_tensor *t);
 int64_t df_tensor_numel(const df_tensor *t);
 size_t df_dtype_size(df_dtype dtype);
 const char *df_dtype_name(df_dtype dtype);
@@ -366,6 +376,20 @@ df_status df_function_set_plan_cache(df_function *f, int max_plans);
 df_graph *df_function_last_graph(const df_function *f);
 /* XXH3 hash of a signature, as used for the trace cache key. */
 uint64_t df_signature_hash(const df_tensor *inputs, int n_inputs);
+/* A builder traced once into a new graph of its own, compiled with passes
+ * (DF_PASS_*) but not run: what a df_function of this builder would run for
+ * this signature, to look at (df_graph_get_stats, its DOT) without running
+ * a step. Placeholder i is named names[i]
+ * (names or names[i] NULL: "input<i>", as in a df_function); at most 16. The
+ * builder's error is returned (*out NULL); else free *out with df_graph_free:
+ *
+ *      df_tensor_spec s = {DF_I32, 2, {64, 100}};
+ *      df_graph *g;
+ *      df_graph_trace(train_step, &model, 2, (df_tensor_spec[]){s, s}, (const char *[]){"x", "y"},
+ *                     DF_PASS_ALL, &g);
+ */
+df_status df_graph_trace(df_build_fn build, void *user, int n_inputs, const df_tensor_spec *signature,
+                         const char *const *names, unsigned passes, df_graph **out);
 
 /* ------------------------------------------------------------------- ops
  * All constructors return NULL (and set the graph's error) on bad input.
@@ -657,6 +681,34 @@ int64_t df_optimizer_iterations(const df_optimizer *opt);
 int df_optimizer_state(const df_optimizer *opt, df_variable **out, int max);
 const char *df_optimizer_name(const df_optimizer *opt);
 
+/* ------------------------------------------------------ optimizers by name
+ *
+ * An optimizer from its Keras name and the hyperparameters a command line
+ * sets (tf.keras.optimizers.get, plus global_clipnorm); the rest are Keras'
+ * defaults (AdamW: PyTorch's, weight decay 0.01). A run's flags map onto it:
+ *
+ *      df_optimizer_config c = {.name = "sgd", .learning_rate = 0.01f, .momentum = 0.9f, .clipnorm = 1};
+ *      df_optimizer *opt;
+ *      df_optimizer_from_config(&c, &opt);                    // df_sgd_momentum_new + clipnorm
+ *      char text[64];
+ *      df_optimizer_config_describe(&c, text, sizeof text);   // "sgd (momentum 0.9), clip 1"
+ */
+typedef struct df_optimizer_config {
+    const char *name;       /* one of df_optimizer_names */
+    float learning_rate;    /* finite, >= 0 */
+    float momentum;         /* sgd only: [0, 1); 0 = plain SGD */
+    float clipnorm;         /* finite, >= 0: df_optimizer_set_global_clipnorm; 0 = off */
+} df_optimizer_config;
+/* "adam", "adamw", "rmsprop", "sgd", NULL-terminated. */
+extern const char *const df_optimizer_names[];
+/* The optimizer into *out; an unknown name or an out-of-range value is
+ * DF_ERR_ARG naming it ("optimizer adam: momentum 0.9 applies to sgd only"),
+ * *out NULL on any error. */
+df_status df_optimizer_from_config(const df_optimizer_config *c, df_optimizer **out);
+/* "adam", "sgd (momentum 0.9)", "rmsprop, clip 1" into buf (snprintf's
+ * contract: the length it needed). */
+int df_optimizer_config_describe(const df_optimizer_config *c, char *buf, size_t cap);
+
 /* ------------------------------------------------------------- checkpoints */
 
 /* A checkpoint holds everything a training run needs to resume exactly:
@@ -715,6 +767,23 @@ df_status df_checkpoint_read_memory(const void *data, size_t len, df_checkpoint 
 int df_checkpoint_count(const df_checkpoint *ck);
 const char *df_checkpoint_entry_name(const df_checkpoint *ck, int i);
 df_checkpoint_kind df_checkpoint_entry_kind(const df_checkpoint *ck, int i);
+/* Typed blobs, read through an aligned copy. get_blob_into copies a blob of
+ * exactly len bytes into out (a struct, an RNG state); another length is
+ * DF_ERR_FORMAT naming the entry and both lengths, and leaves out as it was.
+ * An int64 array (native byte order) is a blob of n * 8 bytes: get_int64s
+ * gives a malloc'd copy (*values, the caller frees it) of *n values with
+ * min_n <= *n <= max_n; a length that is no whole number of values or out of
+ * that range is DF_ERR_FORMAT naming the entry (*values NULL):
+ *
+ *      df_checkpoint_put_int64s(ck, "position", (int64_t[]){step, fill}, 2);
+ *      int64_t *pos;
+ *      size_t n;
+ *      if (df_checkpoint_get_int64s(ck, "position", 2, 2, &pos, &n) == DF_OK) ... free(pos);
+ */
+df_status df_checkpoint_get_blob_into(const df_checkpoint *ck, const char *key, void *out, size_t len);
+df_status df_checkpoint_put_int64s(df_checkpoint *ck, const char *key, const int64_t *values, size_t n);
+df_status df_checkpoint_get_int64s(const df_checkpoint *ck, const char *key, size_t min_n, size_t max_n,
+                                   int64_t **values, size_t *n);
 
 /* ------------------------------------------------ learning-rate schedules */
 
@@ -864,6 +933,8 @@ typedef struct df_fit_comm {
 } df_fit_comm;
 
 typedef struct df_fit_history df_fit_history;
+typedef struct df_config_record df_config_record;   /* "config records" below */
+typedef struct df_model df_model;                   /* "layers" below */
 
 /* All-zero fields take the defaults in brackets. */
 typedef struct df_fit_options {
@@ -910,9 +981,17 @@ typedef struct df_fit_options {
     bool check_weights;           /* with comm: after each epoch the checkpointed variables must hash
                                    * (XXH64) alike on every rank, else DF_ERR_STATE listing the hashes;
                                    * rank 0 prints "Weights XXH64 <hash> on all N ranks" unless progress NONE */
+    /* [NULL] a model of layers (df_model): where variables / rank_variables are not given, df_fit
+     * checkpoints every weight (df_model_weights) and the state it carries for training batches
+     * of model_batch rows (df_model_state_variables, DF_STATE_MAIN; this rank's rows with comm);
+     * without a reset_states hook it zeroes that state itself (df_model_reset_states). */
+    df_model *model;
+    int64_t model_batch;
+    const df_config_record *config; /* [NULL] the run's settings: in every checkpoint, checked on resume
+                                   * (df_config_record_check) before restore_extra */
     /* Hooks, each optional, each given user: */
     void (*reset_states)(void *user);                 /* at each epoch start and around validation */
-    df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. config, vocabulary */
+    df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. a vocabulary, after config */
     df_status (*restore_extra)(void *user, const df_checkpoint *ck); /* check they match this run */
     df_status (*on_epoch_end)(void *user, const df_fit_logs *logs); /* non-OK ends fit with it */
     df_status (*on_step)(void *user, const df_fit_step_logs *logs); /* after each step, every rank */
@@ -952,9 +1031,9 @@ void df_fit_request_stop(void);
  * a file ckpt_N), e.g. to sample from it; DF_ERR_IO when there is none. */
 df_status df_fit_latest_checkpoint(const char *dir, char *path, size_t cap);
 /* Outside the loop, one process: the checkpoint df_fit would write at path for these options
- * (save_extra, h's progress, variables and optimizer state with its slots created,
+ * (config, save_extra, h's progress, variables and optimizer state with its slots created,
  * rank_variables, train.save), e.g. a test's or a fuzz seed; and restoring one as a resume
- * does (restore_extra, the progress into h, the variables, train.restore), e.g. to inspect a
+ * does (config, restore_extra, the progress into h, the variables, train.restore), e.g. to inspect a
  * run's state. Errors name what failed (not the path). */
 df_status df_fit_write_checkpoint(const df_fit_options *o, const df_fit_history *h, const char *path);
 df_status df_fit_restore_checkpoint(const df_fit_options *o, const df_checkpoint *ck, df_fit_history *h);
@@ -1045,6 +1124,36 @@ df_status df_config_put(df_checkpoint *ck, const char *name, const df_config_fie
                         const void *config);
 df_status df_config_get(const df_checkpoint *ck, const char *name, const df_config_field *fields, int n, void *config,
                         int *version);
+
+/* A run's settings as df_fit keeps them (df_fit_options.config): every
+ * checkpoint holds the record, and a resume refuses a checkpoint of another
+ * format or with another setting, before restore_extra runs:
+ *
+ *      static const df_config_record record = {.name = "config", .fields = fields, .n_fields = 4,
+ *          .version = 2, .values = &cfg, .size = sizeof cfg, .program = "my-trainer",
+ *          .format_hint = "retrain, or resume it with my-trainer 1.0"};
+ *      df_fit_options o = {..., .config = &record};
+ *          // DF_ERR_FORMAT "run/ckpt_3: written by an older my-trainer (checkpoint format 1,
+ *          //                this one reads 2): retrain, or resume it with my-trainer 1.0"
+ *          // DF_ERR_STATE "run/ckpt_3: it was trained with --seed 42, this run has --seed 7"
+ */
+struct df_config_record {
+    const char *name;                 /* the blob ["config"] */
+    const df_config_field *fields;
+    int n_fields;
+    int version;                      /* written as format=<version>; a saved record without one is format 1 */
+    const void *values;               /* this run's settings */
+    size_t size;                      /* sizeof *values: a resume reads the saved record into a copy */
+    const char *program;              /* who writes the format, for the error ["program"] */
+    const char *format_hint;          /* [NULL] what to do, after the error on another format */
+};
+/* The record of values into ck (df_config_put). */
+df_status df_config_record_put(const df_config_record *r, df_checkpoint *ck);
+/* The resume check df_fit makes: ck's record is read into a copy of values
+ * (keys it lacks keep this run's values); another format is DF_ERR_FORMAT
+ * "written by an older <program> (checkpoint format F, this one reads V): <hint>",
+ * then any difference df_config_compare refuses is its DF_ERR_STATE. */
+df_status df_config_record_check(const df_config_record *r, const df_checkpoint *ck);
 
 /* ------------------------------------------------------------------ layers
  *

@@ -10,17 +10,23 @@ const char *const cr_optimizer_names[] = {"adam", "rmsprop", "sgd", NULL};
 
 int cr_config_layers(const cr_config *cfg) { return cfg->layers > 0 ? cfg->layers : 1; }
 
+/* The optimizer its flags pick (cr_optimizer_names are the library's names). */
+static df_optimizer_config optimizer_config(const cr_config *c)
+{
+    return (df_optimizer_config){.name = cr_optimizer_names[c->optimizer], .learning_rate = c->learning_rate,
+                                 .momentum = c->momentum, .clipnorm = c->clipnorm};
+}
+
 void cr_config_describe(const cr_config *cfg, char *buf, size_t cap)
 {
     static const char *const types[] = {"LSTM", "GRU", "SimpleRNN"};
-    char dropout[32] = "", opt[48], clip[32] = "";
+    char dropout[32] = "", opt[64];
     if (cfg->dropout > 0) snprintf(dropout, sizeof dropout, ", dropout %g", cfg->dropout);
-    if (cfg->optimizer == CR_OPT_SGD && cfg->momentum > 0) snprintf(opt, sizeof opt, "sgd (momentum %g)", cfg->momentum);
-    else snprintf(opt, sizeof opt, "%s", cr_optimizer_names[cfg->optimizer]);
-    if (cfg->clipnorm > 0) snprintf(clip, sizeof clip, ", clip %g", cfg->clipnorm);
-    snprintf(buf, cap, "%d x %s(%d%s)%s; %s%s", cr_config_layers(cfg), types[cfg->cell], cfg->hidden,
+    df_optimizer_config oc = optimizer_config(cfg);
+    df_optimizer_config_describe(&oc, opt, sizeof opt);
+    snprintf(buf, cap, "%d x %s(%d%s)%s; %s", cr_config_layers(cfg), types[cfg->cell], cfg->hidden,
              cfg->cell == CR_CELL_GRU ? (cfg->gru_reset_before ? ", reset_after=false" : ", reset_after") : "", dropout,
-             opt, clip);
+             opt);
 }
 
 static df_layer *recurrent_layer(const cr_config *c)
@@ -72,22 +78,6 @@ static df_status make_layers(cr_model *m)
     return st;
 }
 
-static df_optimizer *make_optimizer(const cr_config *c)
-{
-    df_optimizer *o;
-    switch (c->optimizer) {
-    case CR_OPT_RMSPROP: o = df_rmsprop_new(c->learning_rate, 0.9f, 1e-7f); break;   /* Keras defaults */
-    case CR_OPT_SGD: o = c->momentum > 0 ? df_sgd_momentum_new(c->learning_rate, c->momentum, false)
-                                         : df_sgd_new(c->learning_rate); break;
-    default: o = df_adam_new(c->learning_rate, 0.9f, 0.999f, 1e-7f); break;
-    }
-    if (o && c->clipnorm > 0 && df_optimizer_set_global_clipnorm(o, c->clipnorm) != DF_OK) {
-        df_optimizer_free(o);
-        return NULL;
-    }
-    return o;
-}
-
 /* Dropout masks as char-rnn draws them: from the optimizer's step counter
  * (steps differ, reruns repeat), salted by the run's seed and the layer,
  * for this process's rows of the batch (data parallel). */
@@ -109,7 +99,8 @@ df_status cr_model_init(cr_model *m, const cr_config *cfg)
     m->cfg.layers = m->n_layers = cr_config_layers(cfg);
     st = make_layers(m);
     if (st == DF_OK) m->n_params = df_model_weights(m->net, m->params, CR_MAX_PARAMS);
-    if (st == DF_OK && !(m->opt = make_optimizer(cfg))) st = df_error(DF_ERR_NOMEM, "out of memory for the optimizer");
+    df_optimizer_config oc = optimizer_config(cfg);
+    if (st == DF_OK) st = df_optimizer_from_config(&oc, &m->opt);
     if (st == DF_OK) st = df_model_compile(m->net, m->opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY);
     /* the optimizer's iteration counter (its first state variable) seeds dropout */
     if (st == DF_OK) df_optimizer_state(m->opt, &m->step_counter, 1);
@@ -161,17 +152,10 @@ static df_status build_logits(df_graph *g, df_node **in, void *user)
 
 df_status cr_compile_step(cr_model *m, int batch, int seq, unsigned passes, df_graph **out)
 {
-    df_graph *g = df_graph_new();
-    if (!g) return DF_ERR_NOMEM;
-    int64_t shape[2] = {batch, seq};
-    df_node *in[2] = {df_placeholder(g, DF_I32, 2, shape, "x"), df_placeholder(g, DF_I32, 2, shape, "y")};
-    df_status st = df_graph_set_passes(g, passes);
-    if (st == DF_OK) st = seed_dropout(m);
-    if (st == DF_OK) st = build_custom_step(g, in, m);
-    if (st == DF_OK) st = df_graph_compile(g);
-    if (st == DF_OK) *out = g;
-    else df_graph_free(g);
-    return st;
+    df_tensor_spec ids = {DF_I32, 2, {batch, seq}};
+    df_status st = seed_dropout(m);
+    return st == DF_OK ? df_graph_trace(build_custom_step, m, 2, (df_tensor_spec[]){ids, ids},
+                                        (const char *[]){"x", "y"}, passes, out) : st;
 }
 
 static df_function *const unknown = NULL;   /* what a name other than the four finds */

@@ -46,7 +46,7 @@ typedef struct cr_config {
 
 /* Layers of a config (layers 0 counts as 1). */
 int cr_config_layers(const cr_config *cfg);
-/* DF_ERR_ARG naming the first bad setting as its flag (runstate.c: the config table's ranges). */
+/* DF_ERR_ARG naming the first bad setting as its flag (runstate.c: the config table's ranges, the schedule). */
 df_status cr_config_check(const cr_config *cfg);
 /* "2 x GRU(256, reset_after), dropout 0.2; sgd (momentum 0.9), clip 1". */
 void cr_config_describe(const cr_config *cfg, char *buf, size_t cap);

@@ -1,11 +1,10 @@
-/* runstate.c — char-rnn's part of a df_fit checkpoint: blobs "config",
- * "vocab", "rng" and "batcher" (df_fit adds "fit/progress", the weights,
- * the optimizer's slots and the recurrent state). */
+/* runstate.c — char-rnn's part of a df_fit checkpoint: the "config" record
+ * (df_fit writes and checks it), blobs "vocab", "rng" and "batcher" (df_fit
+ * adds "fit/progress", the weights, the optimizer's slots and the recurrent
+ * state). */
 #include <math.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include "runstate.h"
 
 static const char *const batchings[] = {"shuffle", "streams", NULL};
@@ -51,126 +50,78 @@ df_status cr_config_check(const cr_config *cfg)
     if (cfg->vocab < 1 || cfg->embed < 1 || cfg->hidden < 1)
         return df_error(DF_ERR_ARG, "vocab, embed and hidden sizes must be positive");
     df_status st = df_config_check(fields, N_FIELDS, cfg);
+    if (st == DF_OK) st = cr_schedule_check(&cfg->schedule);   /* naming the flags, as the table's checks */
     if (st == DF_OK && cfg->momentum > 0 && cfg->optimizer != CR_OPT_SGD)
         st = df_error(DF_ERR_ARG, "--momentum %g applies to --optimizer sgd only, not %s", cfg->momentum,
                       cr_optimizer_names[cfg->optimizer]);
     return st;
 }
 
-/* The saved settings are the config's, with layers 0 as 1. */
-static cr_config saved_settings(const cr_config *c)
-{
-    cr_config s = *c;
-    s.layers = cr_config_layers(c);
-    return s;
-}
-
-/* st with the last error's message after "<prefix>: " (a path, a context). */
-static df_status prefixed(df_status st, const char *prefix)
-{
-    if (st == DF_OK || !prefix) return st;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", df_last_error());
-    return df_error(st, "%s: %s", prefix, msg);
-}
-
-/* Settings absent from older files are the tutorial's (all zero). */
-static df_status read_meta(const df_checkpoint *ck, const char *path, cr_config *rc, cr_vocab *vocab, int *format)
+static df_status read_vocab(const df_checkpoint *ck, cr_vocab *vocab)
 {
     const void *data;
     size_t len;
-    *rc = (cr_config){0};
-    df_status st = df_config_get(ck, "config", fields, N_FIELDS, rc, format);
-    if (st == DF_OK && *format == 0) *format = 1;    /* the first files had no format key */
-    if (st == DF_OK && rc->layers == 0) rc->layers = 1;
-    if (st == DF_OK && (cr_config_check(rc) != DF_OK || cr_schedule_check(&rc->schedule) != DF_OK))
-        st = prefixed(DF_ERR_FORMAT, "checkpoint config is invalid");
-    if (st == DF_OK) st = df_checkpoint_get_blob(ck, "vocab", &data, &len);
-    if (st == DF_OK) st = cr_vocab_from_utf8(data, len, vocab);
-    if (st == DF_OK && vocab->size != rc->vocab)
-        st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->vocab);
-    return prefixed(st, path);
+    df_status st = df_checkpoint_get_blob(ck, "vocab", &data, &len);
+    return st == DF_OK ? cr_vocab_from_utf8(data, len, vocab) : st;
 }
 
+/* Settings absent from older files are the tutorial's (all zero). */
 df_status cr_peek_run(const char *path, cr_config *rc, cr_vocab *vocab)
 {
     df_checkpoint *ck;
     df_status st = df_checkpoint_read(path, &ck);
     if (st != DF_OK) return st;
-    int format;
-    st = read_meta(ck, path, rc, vocab, &format);
+    *rc = (cr_config){0};
+    st = df_config_get(ck, "config", fields, N_FIELDS, rc, &(int){0});
+    if (st == DF_OK && rc->layers == 0) rc->layers = 1;
+    if (st == DF_OK && cr_config_check(rc) != DF_OK)
+        st = df_error_prefix(DF_ERR_FORMAT, "checkpoint config is invalid");
+    if (st == DF_OK) st = read_vocab(ck, vocab);
+    if (st == DF_OK && vocab->size != rc->vocab)
+        st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->vocab);
     df_checkpoint_free(ck);
-    return st;
+    return df_error_prefix(st, path);
 }
 
-static df_status compare_vocab(const cr_vocab *saved, const cr_vocab *now)
+/* The checkpoint's vocabulary must be this run's (df_fit checks the config). */
+static df_status check_vocab(const df_checkpoint *ck, const cr_vocab *now)
 {
-    if (saved->size != now->size)
-        return df_error(DF_ERR_STATE, "its vocabulary has %d chars, the corpus has %d", saved->size, now->size);
-    for (int i = 0; i < saved->size; i++)
-        if (saved->chars[i] != now->chars[i])
+    cr_vocab saved;
+    df_status st = read_vocab(ck, &saved);
+    if (st == DF_OK && saved.size != now->size)
+        return df_error(DF_ERR_STATE, "its vocabulary has %d chars, the corpus has %d", saved.size, now->size);
+    for (int i = 0; st == DF_OK && i < saved.size; i++)
+        if (saved.chars[i] != now->chars[i])
             return df_error(DF_ERR_STATE, "its vocabulary differs from the corpus's at index %d (U+%04X vs U+%04X)",
-                            i, saved->chars[i], now->chars[i]);
-    return DF_OK;
-}
-
-/* The saved config and vocabulary, and which of them this run's are. */
-static df_status check_meta(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab, bool resuming)
-{
-    cr_config saved, now = saved_settings(rc);
-    cr_vocab saved_vocab;
-    int format = 0;
-    df_status st = read_meta(ck, NULL, &saved, &saved_vocab, &format);
-    if (st == DF_OK && resuming && format != CR_CHECKPOINT_FORMAT)
-        st = df_error(DF_ERR_FORMAT, "written by %s char-rnn (checkpoint format %d, this one reads %d): retrain, or "
-                      "resume it with the char-rnn of dagflow 0.1.0 up to commit 8070f2b", format < CR_CHECKPOINT_FORMAT
-                      ? "an older" : "a newer", format, CR_CHECKPOINT_FORMAT);
-    if (st == DF_OK && resuming) st = df_config_compare(fields, N_FIELDS, &saved, &now, NULL);
-    return st == DF_OK ? compare_vocab(&saved_vocab, vocab) : st;
-}
-
-static df_status put_meta(df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab)
-{
-    char vocab_utf8[CR_MAX_VOCAB * 4];
-    size_t vlen = cr_vocab_to_utf8(vocab, vocab_utf8, sizeof vocab_utf8);
-    cr_config saved = saved_settings(rc);
-    df_status st = df_config_put(ck, "config", fields, N_FIELDS, CR_CHECKPOINT_FORMAT, &saved);
-    return st == DF_OK ? df_checkpoint_put_blob(ck, "vocab", vocab_utf8, vlen) : st;
+                            i, saved.chars[i], now->chars[i]);
+    return st;
 }
 
 /* The batcher's RNG, and its place in the epoch: step, fill, next chunk,
  * the shuffle buffer. */
 static df_status put_batcher(df_checkpoint *ck, const cr_batcher *b)
 {
-    int64_t n = 3 + b->fill;
-    int64_t *pos = malloc((size_t)n * sizeof *pos);
+    int64_t *pos = malloc((size_t)(3 + b->fill) * sizeof *pos);
     if (!pos) return df_error(DF_ERR_NOMEM, "out of memory");
     pos[0] = b->step;
     pos[1] = b->fill;
     pos[2] = b->next_chunk;
     for (int64_t i = 0; i < b->fill; i++) pos[3 + i] = b->buffer[i];
     df_status st = df_checkpoint_put_blob(ck, "rng", &b->rng, sizeof b->rng);
-    if (st == DF_OK) st = df_checkpoint_put_blob(ck, "batcher", pos, (size_t)n * sizeof *pos);
+    if (st == DF_OK) st = df_checkpoint_put_int64s(ck, "batcher", pos, (size_t)(3 + b->fill));
     free(pos);
     return st;
 }
 
 static df_status restore_batcher(const df_checkpoint *ck, cr_batcher *b)
 {
-    const void *data;
-    size_t len;
-    df_status st = df_checkpoint_get_blob(ck, "rng", &data, &len);
-    if (st == DF_OK && len != sizeof b->rng) return df_error(DF_ERR_FORMAT, "bad RNG record (%zu bytes)", len);
-    if (st == DF_OK) memcpy(&b->rng, data, len);
-    if (st == DF_OK) st = df_checkpoint_get_blob(ck, "batcher", &data, &len);
+    int64_t *pos;
+    size_t n;
+    df_status st = df_checkpoint_get_blob_into(ck, "rng", &b->rng, sizeof b->rng);
+    if (st == DF_OK) st = df_checkpoint_get_int64s(ck, "batcher", 3, 3 + (size_t)b->buffer_size, &pos, &n);
     if (st != DF_OK) return st;
-    /* Blob data sits at any offset of the file: read it through an aligned copy. */
-    if (len < 3 * sizeof(int64_t) || len % sizeof(int64_t)) return df_error(DF_ERR_FORMAT, "bad batcher record");
-    int64_t *pos = malloc(len);
-    if (!pos) return df_error(DF_ERR_NOMEM, "out of memory reading the batcher record");
-    memcpy(pos, data, len);
-    bool ok = !(pos[0] < 0 || pos[0] > b->steps_per_epoch || pos[1] < 0 || pos[1] > b->buffer_size ||
-                (size_t)(3 + pos[1]) * sizeof *pos != len || pos[2] < 0 || pos[2] > b->n_chunks);
+    bool ok = pos[0] >= 0 && pos[0] <= b->steps_per_epoch && pos[1] >= 0 && (size_t)(3 + pos[1]) == n &&
+              pos[2] >= 0 && pos[2] <= b->n_chunks;
     for (int64_t i = 0; ok && i < pos[1]; i++)
         if (pos[3 + i] < 0 || pos[3 + i] >= b->n_chunks) ok = false;
     if (ok) {
@@ -186,30 +137,34 @@ static df_status restore_batcher(const df_checkpoint *ck, cr_batcher *b)
 static df_status save_extra(void *user, df_checkpoint *ck)
 {
     const cr_run_parts *p = user;
-    df_status st = put_meta(ck, p->rc, p->vocab);
+    char vocab[CR_MAX_VOCAB * 4];
+    size_t len = cr_vocab_to_utf8(p->vocab, vocab, sizeof vocab);
+    df_status st = df_checkpoint_put_blob(ck, "vocab", vocab, len);
     return st == DF_OK ? put_batcher(ck, p->b) : st;
 }
 
 static df_status restore_extra(void *user, const df_checkpoint *ck)
 {
     const cr_run_parts *p = user;
-    df_status st = check_meta(ck, p->rc, p->vocab, true);
+    df_status st = check_vocab(ck, p->vocab);
     return st == DF_OK ? restore_batcher(ck, p->b) : st;
 }
 
 df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
 {
-    /* the recurrent state of the training batch */
-    int n = df_model_state_variables(m->net, p->b->rows, CR_STATE_MAIN, p->state, 2 * CR_MAX_LAYERS);
+    p->settings = *p->rc;    /* saved with layers 0 as 1 */
+    p->settings.layers = cr_config_layers(p->rc);
+    p->record = (df_config_record){"config", fields, N_FIELDS, CR_CHECKPOINT_FORMAT, &p->settings, sizeof p->settings,
+                                   "char-rnn", "retrain, or resume it with the char-rnn of dagflow 0.1.0 up to commit "
+                                   "8070f2b"};
+    o->config = &p->record;
+    o->model = m->net;             /* its weights, and the recurrent state of the training batch */
+    o->model_batch = p->b->rows;
     o->optimizer = m->opt;
-    o->n_variables = m->n_params;
-    o->variables = m->params;
-    o->n_rank_variables = n;
-    o->rank_variables = p->state;
     o->save_extra = save_extra;
     o->restore_extra = restore_extra;
     o->user = p;
-    return n < 0 ? DF_ERR_NOMEM : DF_OK;
+    return DF_OK;
 }
 
 /* With b (a resume) everything df_fit restores, else the weights alone
@@ -226,7 +181,7 @@ df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *voc
     if (b && (st = cr_run_options(&parts, m, &o)) == DF_OK) st = df_fit_restore_checkpoint(&o, ck, &h);
     if (b && st == DF_OK && h.epoch_step == 0) cr_model_reset_states(m);   /* as df_fit does at an epoch's start */
     if (b && st == DF_OK && p) *p = (cr_progress){h.epochs_done, h.steps, h.epoch_step};
-    if (!b && (st = check_meta(ck, rc, vocab, false)) == DF_OK) st = df_model_restore(m->net, NULL, ck);
+    if (!b && (st = check_vocab(ck, vocab)) == DF_OK) st = df_model_restore(m->net, NULL, ck);
     df_checkpoint_free(ck);
-    return prefixed(st, path);
+    return df_error_prefix(st, path);
 }

@@ -26,11 +26,12 @@ typedef struct cr_run_parts {
     const cr_config *rc;
     const cr_vocab *vocab;
     cr_batcher *b;
-    df_variable *state[2 * CR_MAX_LAYERS];
+    cr_config settings;          /* *rc as saved: the record's values */
+    df_config_record record;
 } cr_run_parts;
 
-/* Sets o's checkpoint fields for m and p (variables, optimizer,
- * rank_variables, save_extra, restore_extra, user = p), others untouched. */
+/* Sets o's checkpoint fields for m and p (config, model and model_batch,
+ * optimizer, save_extra, restore_extra, user = p), others untouched. */
 df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o);
 
 static inline df_status cr_latest_checkpoint(const char *dir, char *path, size_t cap)

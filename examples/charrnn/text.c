@@ -122,14 +122,7 @@ df_status cr_text_load(const char *path, cr_text *out)
         }
     }
     fclose(f);
-    if (st == DF_OK) {
-        st = cr_text_from_utf8(buf, len, out);
-        if (st != DF_OK) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", df_last_error());
-            st = df_error(st, "%s: %s", path, msg);
-        }
-    }
+    if (st == DF_OK) st = df_error_prefix(cr_text_from_utf8(buf, len, out), path);
     free(buf);
     return st;
 }

@@ -6,7 +6,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <xxhash.h>
-#include <stdlib.h>
 #include <string.h>
 #include "dist.h"
 #include "runstate.h"
@@ -33,8 +32,7 @@ typedef struct run {
     cr_model model;
     cr_batcher train, val;
     bool has_val;
-    int32_t *x, *y;
-    df_tensor in[2];
+    df_tensor in[2];                         /* x, y: this rank's rows of a batch */
 } run;
 
 static df_status open_run(run *r, const cr_config *o)
@@ -47,7 +45,6 @@ static df_status open_run(run *r, const cr_config *o)
     r->rc = *o;
     r->rc.vocab = r->text.vocab.size;
     r->rc.data_hash = XXH64(r->text.ids, (size_t)r->text.n * sizeof *r->text.ids, 0);
-    if ((st = cr_schedule_check(&r->rc.schedule)) != DF_OK) return st;
     if ((st = cr_model_init(&r->model, &r->rc)) != DF_OK) return st;
     if ((st = cr_dist_setup_model(&r->model)) != DF_OK) return st;     /* gradient all-reduce (mpirun) */
     st = cr_batcher_init(&r->train, r->text.ids, n_train, o->seq, o->batch, o->batching, o->shuffle_buffer, o->seed);
@@ -62,20 +59,15 @@ static df_status open_run(run *r, const cr_config *o)
         r->has_val = true;
     }
     r->parts = (cr_run_parts){.rc = &r->rc, .vocab = &r->text.vocab, .b = &r->train};
-    size_t cells = (size_t)o->batch * (size_t)o->seq;
-    r->x = malloc(cells * sizeof *r->x);
-    r->y = malloc(cells * sizeof *r->y);
-    if (!r->x || !r->y) return df_error(DF_ERR_NOMEM, "out of memory for batches");
     int64_t shape[2] = {r->train.rows, o->seq};
-    r->in[0] = df_tensor_make(DF_I32, r->x, 2, shape);
-    r->in[1] = df_tensor_make(DF_I32, r->y, 2, shape);
-    return DF_OK;
+    st = df_tensor_alloc(DF_I32, 2, shape, &r->in[0]);
+    return st == DF_OK ? df_tensor_alloc(DF_I32, 2, shape, &r->in[1]) : st;
 }
 
 static void close_run(run *r)
 {
-    free(r->x);
-    free(r->y);
+    df_tensor_free_data(&r->in[0]);
+    df_tensor_free_data(&r->in[1]);
     cr_batcher_free(&r->train);
     cr_batcher_free(&r->val);
     cr_model_free(&r->model);
@@ -86,9 +78,8 @@ static void close_run(run *r)
 
 static df_status next_of(run *r, cr_batcher *b, df_tensor *in, bool *end)
 {
-    *end = !cr_batcher_next(b, r->x, r->y);
-    in[0] = r->in[0];
-    in[1] = r->in[1];
+    *end = !cr_batcher_next(b, r->in[0].data, r->in[1].data);
+    memcpy(in, r->in, sizeof r->in);
     return DF_OK;
 }
 
@@ -102,7 +93,6 @@ static df_status train_next(void *user, df_tensor *in, bool *end)
 static df_status val_next(void *user, df_tensor *in, bool *end) { return next_of(user, &((run *)user)->val, in, end); }
 static void train_start(void *user) { cr_batcher_start_epoch(&((run *)user)->train); }
 static void val_start(void *user) { cr_batcher_start_epoch(&((run *)user)->val); }
-static void reset_states(void *user) { cr_model_reset_states(&((run *)user)->model); }
 
 /* ---------------------------------------------------------------- run */
 
@@ -110,7 +100,7 @@ static void reset_states(void *user) { cr_model_reset_states(&((run *)user)->mod
  * the tutorial prints it (about ln V for a fresh model). */
 static df_status untrained_loss(run *r)
 {
-    cr_batcher_first_batch(&r->train, r->x, r->y);
+    cr_batcher_first_batch(&r->train, r->in[0].data, r->in[1].data);
     float loss;
     df_status st = cr_dist_agree(cr_step(&r->model, "eval", &r->in[0], &r->in[1], &loss));
     if (st == DF_OK)
@@ -153,8 +143,7 @@ static df_status fit(run *r)
         .overwrite = o->overwrite, .learning_rate_flag = "--learning-rate",   /* replaces a constant rate on resume */
         .csv_path = given(o->csv), .plot_path = given(o->csv) ? given(o->plot) : NULL, .handle_signals = true,
         .profile = o->profile, .progress = o->custom_loop ? DF_FIT_PROGRESS_STEPS : DF_FIT_PROGRESS_AUTO,
-        .comm = cr_dist_comm(), .check_weights = cr_dist_size() > 1,
-        .reset_states = reset_states};
+        .comm = cr_dist_comm(), .check_weights = cr_dist_size() > 1};
     df_status st = cr_run_options(&r->parts, &r->model, &f);   /* the checkpoints' contents; user = r */
     if (st != DF_OK) return st;
     if (!f.train_step || !f.eval_step) return DF_ERR_NOMEM;
