@@ -142,7 +142,7 @@ static df_status lstm_grad_bf16(df_node *n, lstm_bf16_weight *bw)
     float *DZ = DF_F32P(n), *DH = n->aux, *DC = DH + B * H;
     const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0, shared = H % 2 == 0;
     const int nth = lstm_threads(H, LSTM_ALIGN, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
-    int failed = 0;                                         /* a thread's scratch ran out */
+    int failed = 0;                                         /* misaligned panels, or scratch ran out */
     df_team_probe probe;
     df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
@@ -174,7 +174,9 @@ static df_status lstm_grad_bf16(df_node *n, lstm_bf16_weight *bw)
     }
     df_team_end(&probe);
     lstm_bf16_release(bw);
-    return failed ? df_op_error(n, DF_ERR_NOMEM, "out of memory for the bf16 products' scratch") : DF_OK;
+    if (!failed) return DF_OK;
+    return shared ? df_op_error(n, DF_ERR_STATE, "bf16 state panels misaligned with the unit slices")
+                  : df_op_error(n, DF_ERR_NOMEM, "out of memory for the bf16 products' scratch");
 }
 
 // lstm (B,T,H) with aux gates/c/tanh(c), dy (B,T,H), w_rec (H,4H), c0 (B,H) -> dz (B,T,4H);
