@@ -108,6 +108,15 @@ bool df_gemm_packed_a_init(df_gemm_path path, df_gemm_packed_a *pa, int64_t M, i
  * element (2 for bf16: a pair is never split), k1 = K excepted; false
  * (nothing written) when not. */
 bool df_gemm_pack_a_cols(const df_gemm_packed_a *pa, const float *A, int64_t lda, int64_t k0, int64_t k1);
+/* The same for A given as its transpose's rows: element (i, k) of A,
+ * k0 <= k < k1, at X[(k - k0)*ldx + i] (X points at row k0: a caller may
+ * fill row ranges from different arrays). */
+bool df_gemm_pack_a_rows(const df_gemm_packed_a *pa, const float *X, int64_t ldx, int64_t k0, int64_t k1);
+/* C (pa->M x N) = A @ op(B) + beta * C on dagflow's threads, B packed as it
+ * goes; the bits of df_sgemm_path on the kernel set's path with A unpacked.
+ * false, having written nothing, if scratch memory ran out. */
+bool df_sgemm_packed_a(const df_gemm_packed_a *pa, bool tb, int64_t N, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc);
 /* Columns [n0, n1) of C (pa->M x pb->N) = alpha * A @ op(B) + beta * C on
  * the calling thread, n0 as for df_sgemm_packed_cols; false (nothing
  * written) when n0 is not so aligned or pa and pb do not match (kernel

@@ -476,31 +476,52 @@ bool df_gemm_packed_a_init(df_gemm_path path, df_gemm_packed_a *pa, int64_t M, i
 }
 
 /* Rows [0, M) x k [k0, k1) of A into the panels of k block pc (kc steps),
- * k0 .. k1 inside it and k0 - pc a multiple of kpack. */
-static void pack_a_piece(const df_gemm_packed_a *pa, const float *A, int64_t lda, int64_t pc, int64_t kc, int64_t k0,
-                         int64_t k1)
+ * k0 .. k1 inside it and k0 - pc a multiple of kpack; element (i, k0 + k)
+ * is X[i*ldx + k] when k_contig, else X[k*ldx + i]. */
+static void pack_a_piece(const df_gemm_packed_a *pa, bool k_contig, const float *X, int64_t ldx, int64_t pc,
+                         int64_t kc, int64_t k0, int64_t k1)
 {
     const df_gemm_kernels *ks = pa->ks;
     const int mr = ks->mr;
-    const gemm_args g = {.M = pa->M, .K = pa->K, .A = A, .lda = lda};
+    const gemm_args g = {.ta = !k_contig, .M = pa->M, .K = pa->K, .A = X, .lda = ldx};
     float *block = pa->P + k_slots(ks, pc) * pa->mpad;
     for (int64_t ir = 0; ir < pa->M; ir += mr) {
         float *dst = block + ir * k_slots(ks, kc) + (k0 - pc) / ks->kpack * mr;
-        if (ks->pack) ks->pack(true, A, lda, ir, min64(mr, pa->M - ir), k0, k1 - k0, mr, dst);
-        else pack_a(&g, mr, ir, min64(mr, pa->M - ir), k0, k1 - k0, dst);
+        if (ks->pack) ks->pack(k_contig, X, ldx, ir, min64(mr, pa->M - ir), 0, k1 - k0, mr, dst);
+        else pack_a(&g, mr, ir, min64(mr, pa->M - ir), 0, k1 - k0, dst);
     }
 }
 
-bool df_gemm_pack_a_cols(const df_gemm_packed_a *pa, const float *A, int64_t lda, int64_t k0, int64_t k1)
+/* k [k0, k1) of every row into pa, block by block; X at element (0, k0). */
+static bool pack_a_range(const df_gemm_packed_a *pa, bool k_contig, const float *X, int64_t ldx, int64_t k0,
+                         int64_t k1)
 {
     if (k0 >= k1) return true;
     const int kpack = pa->ks->kpack;
     if (k0 < 0 || k1 > pa->K || k0 % kpack != 0 || (k1 % kpack != 0 && k1 != pa->K)) return false;
     for (int64_t pc = k0 / DF_GEMM_KC * DF_GEMM_KC; pc < k1; pc += DF_GEMM_KC) {
-        const int64_t kc = min64(DF_GEMM_KC, pa->K - pc);
-        pack_a_piece(pa, A, lda, pc, kc, k0 > pc ? k0 : pc, min64(k1, pc + kc));
+        const int64_t kc = min64(DF_GEMM_KC, pa->K - pc), lo = k0 > pc ? k0 : pc;
+        pack_a_piece(pa, k_contig, X + (lo - k0) * (k_contig ? 1 : ldx), ldx, pc, kc, lo, min64(k1, pc + kc));
     }
     return true;
+}
+
+bool df_gemm_pack_a_cols(const df_gemm_packed_a *pa, const float *A, int64_t lda, int64_t k0, int64_t k1)
+{
+    return pack_a_range(pa, true, A + k0, lda, k0, k1);
+}
+
+bool df_gemm_pack_a_rows(const df_gemm_packed_a *pa, const float *X, int64_t ldx, int64_t k0, int64_t k1)
+{
+    return pack_a_range(pa, false, X, ldx, k0, k1);
+}
+
+bool df_sgemm_packed_a(const df_gemm_packed_a *pa, bool tb, int64_t N, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc)
+{
+    if (N <= 0) return true;
+    const gemm_args g = {false, tb, pa->M, N, pa->K, 1.0f, beta, NULL, B, 0, ldb, ldc, C, NULL, pa};
+    return gemm_run(pa->ks, &g);
 }
 
 bool df_sgemm_packed_ab_cols(float alpha, const df_gemm_packed_a *pa, const df_gemm_packed_b *pb, int64_t n0,
