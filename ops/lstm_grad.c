@@ -126,6 +126,15 @@ static void lstm_grad_gemm_all(int64_t B, int64_t T, int64_t H, const float *dz,
     }
 }
 
+/* Units [j0, j1) of the carries dh and dc: nothing flows in after step T-1. */
+static void zero_carries(int64_t B, int64_t H, int64_t j0, int64_t j1, float *DH, float *DC)
+{
+    for (int64_t b = 0; b < B && j1 > j0; b++) {
+        memset(DH + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+        memset(DC + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+    }
+}
+
 /* lstm_grad_forward under DF_PRECISION_BF16 (bw prepared, B >= 2): the unit
  * slices as below; each thread converts its units' four gate columns of dz_t
  * into the bf16 panels bw->state[t % 2] right after its gate pass, and
@@ -150,10 +159,7 @@ static df_status lstm_grad_bf16(df_node *n, lstm_bf16_weight *bw)
         const int64_t cpu0 = df_team_enter(&probe);
         int64_t j0, j1;
         lstm_unit_slice(H, LSTM_ALIGN, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
-        for (int64_t b = 0; b < B && j1 > j0; b++) {
-            memset(DH + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-            memset(DC + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-        }
+        zero_carries(B, H, j0, j1, DH, DC);
         bool ok = true;
         for (int64_t t = T - 1; t >= 0; t--) {
             const bool product = t > 0 || want_dh0;
@@ -220,10 +226,7 @@ static df_status lstm_grad_forward(df_node *n)
         const int64_t cpu0 = df_team_enter(&probe);
         int64_t j0, j1;
         lstm_unit_slice(H, align, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
-        for (int64_t b = 0; b < B && j1 > j0; b++) {
-            memset(DH + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-            memset(DC + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-        }
+        zero_carries(B, H, j0, j1, DH, DC);
 #if LSTM_HAVE_AVX512_CLONE
         if (packed && j1 > j0) lstm_pack_rows_t(W, G4, G4, j0, j1 - j0, PW + j0 * G4);
 #endif

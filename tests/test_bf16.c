@@ -579,21 +579,6 @@ Test(bf16_precision, lstm_odd_units_near_fp32_same_bits)
 /* ---------------------------------------------- the fp32 parts of the step */
 /* Adam's update (vectorised, with a tail, on the pool's threads) is the
  * op's Keras formula to the bit, evaluated here in its order, 3 steps. */
-typedef struct adam_model { df_variable *w; df_optimizer *opt; } adam_model;
-
-static df_status build_adam(df_graph *g, df_node **in, void *user)
-{
-    adam_model *m = user;
-    df_tape *t = df_tape_begin(g);
-    df_node *loss = df_sum(g, df_mul(g, df_var(g, m->w), in[0]), NULL, 0, false);
-    df_tape_end(t);
-    df_node *grad;
-    if (df_tape_gradient(t, loss, 1, &m->w, &grad) != DF_OK) return df_graph_status(g);
-    df_optimizer_apply(g, m->opt, 1, &m->w, &grad);
-    df_graph_output(g, loss);
-    return df_graph_status(g);
-}
-
 __attribute__((optimize("fp-contract=off"))) static void adam_reference(float *w, float *m, float *v, const float *g,
                                                                         int64_t n, int t)
 {
@@ -611,14 +596,14 @@ Test(bf16_step_fp32_parts, adam_update_is_the_formula_to_the_bit)
     enum { N = 70001 };
     df_rng rng;
     df_rng_seed(&rng, 41);
-    adam_model am = {df_variable_new("w", DF_F32, 1, SHAPE(N), df_init_uniform(-1, 1), &rng),
-                     df_adam_new(1e-3f, 0.9f, 0.999f, 1e-7f)};
+    linear_model am = {df_variable_new("w", DF_F32, 1, SHAPE(N), df_init_uniform(-1, 1), &rng),
+                       df_adam_new(1e-3f, 0.9f, 0.999f, 1e-7f)};
     cr_assert(am.w && am.opt);
     float *c = rand_buf(&rng, N, -0.01f, 0.01f), *w = malloc(N * sizeof(float));
     float *m = calloc(N, sizeof(float)), *v = calloc(N, sizeof(float));
     cr_assert(w && m && v);
     memcpy(w, df_variable_tensor(am.w).data, N * sizeof(float));
-    df_function *f = df_function_new("adam_step", build_adam, &am);
+    df_function *f = df_function_new("adam_step", linear_model_step, &am);
     df_tensor in = F32(c, N), loss;
     for (int t = 1; t <= 3; t++) {
         cr_assert_eq(df_function_call(f, &in, 1, &loss, 1), DF_OK, "%s", df_last_error());
