@@ -140,6 +140,50 @@ static void lstm_step_gemm_all(int64_t B, int64_t H, const float *hp, int64_t ld
     }
 }
 
+/* lstm_forward under DF_PRECISION_BF16 (bw prepared, B >= 2): the threads'
+ * unit slices as below; every product reads h_{t-1} from bf16 panels
+ * (bw->state) that each thread fills with its own units of h_t right after
+ * its gate pass, so a state is converted once, by the core that computed
+ * it, instead of by every thread for each of its four gate blocks. Step t
+ * reads state[t % 2] and writes state[(t + 1) % 2]: a thread still in
+ * step t's products reads the buffer no one writes before the next barrier. */
+static df_status lstm_forward_bf16(df_node *n, lstm_bf16_weight *bw)
+{
+    const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2], G4 = 4 * H;
+    const float *X = DF_F32P(n->in[0]), *H0 = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
+    const int train = DF_ATTRS(n, df_lstm_attrs)->train;
+    float *Y = DF_F32P(n), *G = n->aux, *C = G + lstm_aux_c_offset(B, T, H, train), *TC = C + B * T * H;
+    const int64_t gt = train ? G4 : 0, ldz = train ? T * G4 : G4;   /* step offset, row stride of gates */
+    const int nth = lstm_threads(H, LSTM_ALIGN, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
+    int failed = 0;                                         /* misaligned operands: a bug, reported */
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
+#pragma omp parallel num_threads(nth)
+    {
+        const int64_t cpu0 = df_team_enter(&probe);
+        int64_t j0, j1;
+        lstm_unit_slice(H, LSTM_ALIGN, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
+        bool ok = df_gemm_pack_a_cols(&bw->state[0], H0, H, j0, j1);
+#pragma omp barrier
+        for (int64_t t = 0; t < T; t++) {
+            const df_gemm_packed_a *hp = &bw->state[t % 2];
+            float *z = G + t * gt;
+            for (int k = 0; k < 4; k++) ok &= df_sgemm_packed_ab_cols(1.0f, hp, &bw->pb[k], j0, j1, 0.0f, z + k * H, ldz);
+            lstm_gate_block(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
+            if (t + 1 < T) ok &= df_gemm_pack_a_cols(&bw->state[(t + 1) % 2], Y + t * H, T * H, j0, j1);
+#pragma omp barrier
+        }
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        df_team_leave(&probe, cpu0);
+    }
+    df_team_end(&probe);
+    lstm_bf16_release(bw);
+    return failed ? df_op_error(n, DF_ERR_STATE, "bf16 state panels misaligned with the unit slices") : DF_OK;
+}
+
 /* ------------------------------------------ batch 1 on packed weights
  * At B = 1 (generation) a step is bound by reading w_rec. Read in place,
  * each thread's slice of a gate is a short run per row of w_rec; packed into
@@ -220,7 +264,7 @@ static df_status lstm_forward_b1_panels(df_node *n, df_precision p, const void *
 // lstm_scratch_acquire) or else single-threaded
 // OpenBLAS calls (OpenBLAS runs single-threaded inside a parallel region);
 // under DF_PRECISION_BF16 (B >= 2) on bf16 panels of w_rec packed once per
-// call (lstm_bf16_prepare), h_{t-1} rounded to bf16 as each thread packs it.
+// call (lstm_bf16_prepare, lstm_forward_bf16).
 static df_status lstm_forward(df_node *n)
 {
     const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2], G4 = 4 * H;
@@ -234,13 +278,13 @@ static df_status lstm_forward(df_node *n)
     df_precision b1_precision;
     if (lstm_b1_panels(n, &b1_precision, b1_panels)) return lstm_forward_b1_panels(n, b1_precision, b1_panels);
     lstm_bf16_weight bw;
-    const bool bf16 = lstm_bf16_prepare(&bw, false, B, H, W);   /* DF_PRECISION_BF16 */
+    if (lstm_bf16_prepare(&bw, false, B, H, W)) return lstm_forward_bf16(n, &bw);   /* DF_PRECISION_BF16 */
     bool cached = false;
-    float *PW = !bf16 && lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
-    const bool packed = PW != NULL;                         /* else bf16 or OpenBLAS */
-    const int64_t align = packed || bf16 ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
+    float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
+    const bool packed = PW != NULL;                         /* else OpenBLAS */
+    const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
     const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
-    if (nth <= 1 && !packed && !bf16) {
+    if (nth <= 1 && !packed) {
         /* small or one thread: the products, then one pass over the gates */
         for (int64_t t = 0; t < T; t++) {
             const float *hp = t ? Y + (t - 1) * H : H0;
@@ -251,7 +295,6 @@ static df_status lstm_forward(df_node *n)
     }
     /* packed gate block k: panels of columns k*H .. k*H+H-1 */
     const int64_t block = lstm_packed_floats(H) / 4;
-    int failed = 0;                                         /* a thread's bf16 scratch ran out */
     df_team_probe probe;
     df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
@@ -268,13 +311,6 @@ static df_status lstm_forward(df_node *n)
             const int64_t ldh = t ? T * H : H;
             float *z = G + t * gt;
             for (int k = 0; k < 4; k++) {
-                if (bf16) {
-                    if (!df_sgemm_packed_cols(B, 1.0f, hp, ldh, &bw.pb[k], j0, j1, 0.0f, z + k * H, ldz)) {
-#pragma omp atomic write
-                        failed = 1;
-                    }
-                    continue;
-                }
 #if LSTM_HAVE_AVX512_CLONE
                 if (packed) {
                     if (j1 > j0) lstm_gemm_packed(B, j1 - j0, H, hp, ldh, PW + k * block + j0 * H, z + k * H + j0, ldz);
@@ -290,8 +326,7 @@ static df_status lstm_forward(df_node *n)
     }
     df_team_end(&probe);
     lstm_scratch_release(PW, cached);
-    lstm_bf16_release(&bw);
-    return failed ? df_op_error(n, DF_ERR_NOMEM, "out of memory for the bf16 products' scratch") : DF_OK;
+    return DF_OK;
 }
 
 /* ---------------------------------------------------------- kernel paths */

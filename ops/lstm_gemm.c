@@ -70,16 +70,18 @@ bool lstm_bf16_prepare(lstm_bf16_weight *w, bool transposed, int64_t B, int64_t 
     /* forward: K = H, N = H per gate; backward: K = 4H, N = H */
     const int64_t K = transposed ? 4 * H : H;
     const size_t each = (df_gemm_packed_b_floats(DF_GEMM_BF16, K, H) + 15) / 16 * 16;   /* 64-byte aligned */
-    w->buf = lstm_scratch_acquire(each * (size_t)w->n, &w->cached);
+    const size_t state = (df_gemm_packed_a_floats(DF_GEMM_BF16, B, K) + 15) / 16 * 16;
+    w->buf = lstm_scratch_acquire(each * (size_t)w->n + 2 * state, &w->cached);
     if (!w->buf) return false;
-    for (int k = 0; k < w->n; k++) {
+    bool ok = true;
+    for (int k = 0; k < w->n && ok; k++) {
         const float *src = transposed ? W : W + k * H;
-        if (!df_gemm_pack_b(DF_GEMM_BF16, &w->pb[k], transposed, K, H, src, 4 * H, w->buf + each * (size_t)k)) {
-            lstm_bf16_release(w);
-            return false;
-        }
+        ok = df_gemm_pack_b(DF_GEMM_BF16, &w->pb[k], transposed, K, H, src, 4 * H, w->buf + each * (size_t)k);
     }
-    return true;
+    for (int s = 0; s < 2 && ok; s++)
+        ok = df_gemm_packed_a_init(DF_GEMM_BF16, &w->state[s], B, K, w->buf + each * (size_t)w->n + state * (size_t)s);
+    if (!ok) lstm_bf16_release(w);
+    return ok;
 }
 
 void lstm_bf16_release(lstm_bf16_weight *w)

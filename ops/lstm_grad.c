@@ -126,6 +126,65 @@ static void lstm_grad_gemm_all(int64_t B, int64_t T, int64_t H, const float *dz,
     }
 }
 
+/* Units [j0, j1) of the carries dh and dc: nothing flows in after step T-1. */
+static void zero_carries(int64_t B, int64_t H, int64_t j0, int64_t j1, float *DH, float *DC)
+{
+    for (int64_t b = 0; b < B && j1 > j0; b++) {
+        memset(DH + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+        memset(DC + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+    }
+}
+
+/* lstm_grad_forward under DF_PRECISION_BF16 (bw prepared, B >= 2): the unit
+ * slices as below; each thread converts its units' four gate columns of dz_t
+ * into the bf16 panels bw->state[t % 2] right after its gate pass, and
+ * after the barrier every thread's product dz_t @ w_rec^T reads the whole of
+ * dz_t from there (see lstm_forward_bf16 for the alternation). An odd H
+ * puts a gate block's edge inside a bf16 pair (k = 4H runs across the
+ * blocks): then each thread packs dz_t itself in its product. */
+static df_status lstm_grad_bf16(df_node *n, lstm_bf16_weight *bw)
+{
+    const df_node *l = n->in[0];
+    const int64_t B = l->shape[0], T = l->shape[1], H = l->shape[2], G4 = 4 * H;
+    const float *G = l->aux, *C = G + B * T * G4, *TC = C + B * T * H;
+    const float *DY = DF_F32P(n->in[1]), *C0 = DF_F32P(n->in[3]);
+    float *DZ = DF_F32P(n), *DH = n->aux, *DC = DH + B * H;
+    const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0, shared = H % 2 == 0;
+    const int nth = lstm_threads(H, LSTM_ALIGN, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
+    int failed = 0;                                         /* misaligned panels, or scratch ran out */
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
+#pragma omp parallel num_threads(nth)
+    {
+        const int64_t cpu0 = df_team_enter(&probe);
+        int64_t j0, j1;
+        lstm_unit_slice(H, LSTM_ALIGN, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
+        zero_carries(B, H, j0, j1, DH, DC);
+        bool ok = true;
+        for (int64_t t = T - 1; t >= 0; t--) {
+            const bool product = t > 0 || want_dh0;
+            const df_gemm_packed_a *dz = &bw->state[t % 2];
+            lstm_grad_block(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+            for (int k = 0; k < 4 && shared && product; k++)
+                ok &= df_gemm_pack_a_cols(dz, DZ + t * G4, T * G4, k * H + j0, k * H + j1);
+#pragma omp barrier
+            if (!product) continue;
+            ok &= shared ? df_sgemm_packed_ab_cols(1.0f, dz, &bw->pb[0], j0, j1, 0.0f, DH, H)
+                         : df_sgemm_packed_cols(B, 1.0f, DZ + t * G4, T * G4, &bw->pb[0], j0, j1, 0.0f, DH, H);
+        }
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        df_team_leave(&probe, cpu0);
+    }
+    df_team_end(&probe);
+    lstm_bf16_release(bw);
+    if (!failed) return DF_OK;
+    return shared ? df_op_error(n, DF_ERR_STATE, "bf16 state panels misaligned with the unit slices")
+                  : df_op_error(n, DF_ERR_NOMEM, "out of memory for the bf16 products' scratch");
+}
+
 // lstm (B,T,H) with aux gates/c/tanh(c), dy (B,T,H), w_rec (H,4H), c0 (B,H) -> dz (B,T,4H);
 // aux: dh0 (B,H) | dc0 (B,H)
 //
@@ -146,13 +205,13 @@ static df_status lstm_grad_forward(df_node *n)
     const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0;
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
     lstm_bf16_weight bw;
-    const bool bf16 = lstm_bf16_prepare(&bw, true, B, H, W);    /* DF_PRECISION_BF16 */
+    if (lstm_bf16_prepare(&bw, true, B, H, W)) return lstm_grad_bf16(n, &bw);   /* DF_PRECISION_BF16 */
     bool cached = false;
-    float *PW = !bf16 && lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
-    const bool packed = PW != NULL;                         /* else bf16 or OpenBLAS */
-    const int64_t align = packed || bf16 ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
+    float *PW = lstm_use_packed(B) ? lstm_scratch_acquire((size_t)lstm_packed_floats(H), &cached) : NULL;
+    const bool packed = PW != NULL;                         /* else OpenBLAS */
+    const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
     const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
-    if (nth <= 1 && !packed && !bf16) {
+    if (nth <= 1 && !packed) {
         memset(DH, 0, (size_t)(2 * B * H) * sizeof(float));     /* nothing flows in after step T-1 */
         for (int64_t t = T - 1; t >= 0; t--) {
             lstm_grad_block(B, T, H, t, 0, H, G, C, TC, DY, C0, DZ, DH, DC);
@@ -160,7 +219,6 @@ static df_status lstm_grad_forward(df_node *n)
         }
         return DF_OK;
     }
-    int failed = 0;                                         /* a thread's bf16 scratch ran out */
     df_team_probe probe;
     df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
@@ -168,10 +226,7 @@ static df_status lstm_grad_forward(df_node *n)
         const int64_t cpu0 = df_team_enter(&probe);
         int64_t j0, j1;
         lstm_unit_slice(H, align, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
-        for (int64_t b = 0; b < B && j1 > j0; b++) {
-            memset(DH + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-            memset(DC + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-        }
+        zero_carries(B, H, j0, j1, DH, DC);
 #if LSTM_HAVE_AVX512_CLONE
         if (packed && j1 > j0) lstm_pack_rows_t(W, G4, G4, j0, j1 - j0, PW + j0 * G4);
 #endif
@@ -179,13 +234,6 @@ static df_status lstm_grad_forward(df_node *n)
             lstm_grad_block(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
 #pragma omp barrier
             if (t == 0 && !want_dh0) continue;
-            if (bf16) {
-                if (!df_sgemm_packed_cols(B, 1.0f, DZ + t * G4, T * G4, &bw.pb[0], j0, j1, 0.0f, DH, H)) {
-#pragma omp atomic write
-                    failed = 1;
-                }
-                continue;
-            }
 #if LSTM_HAVE_AVX512_CLONE
             if (packed) {
                 if (j1 > j0) lstm_gemm_packed(B, j1 - j0, G4, DZ + t * G4, T * G4, PW + j0 * G4, DH + j0, H);
@@ -198,8 +246,7 @@ static df_status lstm_grad_forward(df_node *n)
     }
     df_team_end(&probe);
     lstm_scratch_release(PW, cached);
-    lstm_bf16_release(&bw);
-    return failed ? df_op_error(n, DF_ERR_NOMEM, "out of memory for the bf16 products' scratch") : DF_OK;
+    return DF_OK;
 }
 
 /* Per step dz_{t+1} @ w_rec^T (B,4H) @ (4H,H) and about 20 operations per

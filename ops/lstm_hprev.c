@@ -6,8 +6,8 @@
  *   form 1: inputs h, h0 and dz (B,T,4H) -> hprev^T @ dz (H,4H) directly
  *              with the AVX-512 kernel of ops/lstm_gemm.c (hprev is never
  *              stored; used where that kernel runs, see lstm_backward);
- *              under DF_PRECISION_BF16 hprev is stored in scratch and the
- *              product is one bf16 GEMM.
+ *              under DF_PRECISION_BF16 hprev^T is converted once into
+ *              bf16 panels and the product is one bf16 GEMM.
  * Not differentiable. */
 #include <omp.h>
 #include <stdlib.h>
@@ -55,18 +55,59 @@ static void hprev_fill(int64_t B, int64_t T, int64_t H, const float *h, const fl
     }
 }
 
-/* Form 1 under DF_PRECISION_BF16: hprev stored in scratch, then one bf16
- * GEMM hprev^T @ dz (K = B*T) on dagflow's threads. */
+/* hprev^T (H, B*T) into the bf16 panels pa (all threads): sequence b's rows
+ * of hprev are h0[b], then h[b, 0 .. T-2]. With T even a bf16 pair never
+ * spans two sequences: b's first pair (h0[b], h[b, 0]) comes from a 2-row
+ * copy in pair_rows (2H floats per sequence), the rest straight from h, so
+ * hprev is never stored. An odd T puts pairs across sequences: then hprev
+ * is stored in copy (B*T*H floats) and converted from there. */
+static bool hprev_pack_bf16(const df_gemm_packed_a *pa, int64_t B, int64_t T, int64_t H, const float *h,
+                            const float *h0, float *pair_rows, float *copy)
+{
+    int ok = 1;
+    if (T % 2) {
+        hprev_fill(B, T, H, h, h0, copy);
+        enum { ROWS = 256 };                                /* even: a pair in one chunk */
+        const int64_t K = B * T, blocks = (K + ROWS - 1) / ROWS;
+#pragma omp parallel for schedule(static) reduction(&& : ok) if (K * H > DF_PAR_MIN)
+        for (int64_t q = 0; q < blocks; q++) {
+            const int64_t k0 = q * ROWS, k1 = k0 + ROWS < K ? k0 + ROWS : K;
+            ok = df_gemm_pack_a_rows(pa, copy + k0 * H, H, k0, k1) && ok;
+        }
+        return ok;
+    }
+#pragma omp parallel for schedule(static) reduction(&& : ok) if (B * T * H > DF_PAR_MIN)
+    for (int64_t b = 0; b < B; b++) {
+        float *first = pair_rows + b * 2 * H;
+        memcpy(first, h0 + b * H, (size_t)H * sizeof(float));
+        memcpy(first + H, h + b * T * H, (size_t)H * sizeof(float));
+        ok = df_gemm_pack_a_rows(pa, first, H, b * T, b * T + 2) &&
+             df_gemm_pack_a_rows(pa, h + (b * T + 1) * H, H, b * T + 2, (b + 1) * T) && ok;
+    }
+    return ok;
+}
+
+/* Form 1 under DF_PRECISION_BF16: hprev^T packed once into bf16 panels
+ * (hprev_pack_bf16), then one bf16 GEMM with dz on dagflow's threads: the
+ * bits of a bf16 product over a stored hprev, each element of hprev
+ * converted once instead of once per column block of every thread. */
 static df_status hprev_dw_bf16(df_node *n, int64_t B, int64_t T, int64_t H, const float *h, const float *h0, float *y)
 {
+    const int64_t K = B * T;
+    const size_t panels = (df_gemm_packed_a_floats(DF_GEMM_BF16, H, K) + 15) / 16 * 16;
+    const size_t extra = (size_t)(T % 2 ? K * H : 2 * B * H);
     bool cached;
-    float *hp = lstm_scratch_acquire((size_t)(B * T * H), &cached);
-    if (!hp) return df_error(DF_ERR_NOMEM, "out of memory for hprev (%lld floats)", (long long)(B * T * H));
-    hprev_fill(B, T, H, h, h0, hp);
-    df_sgemm_prec(DF_PRECISION_BF16, true, false, H, 4 * H, B * T, 1.0f, hp, H, DF_F32P(n->in[2]), 4 * H, 0.0f, y,
-                  4 * H);
-    lstm_scratch_release(hp, cached);
-    return DF_OK;
+    float *buf = lstm_scratch_acquire(panels + extra, &cached);
+    if (!buf) return df_error(DF_ERR_NOMEM, "out of memory for hprev's bf16 panels (%zu floats)", panels + extra);
+    df_gemm_packed_a pa;
+    bool ok = df_gemm_packed_a_init(DF_GEMM_BF16, &pa, H, K, buf) &&
+              hprev_pack_bf16(&pa, B, T, H, h, h0, buf + panels, buf + panels);
+    const bool packed = ok;
+    ok = ok && df_sgemm_packed_a(&pa, false, 4 * H, DF_F32P(n->in[2]), 4 * H, 0.0f, y, 4 * H);
+    lstm_scratch_release(buf, cached);
+    if (ok) return DF_OK;
+    return packed ? df_error(DF_ERR_NOMEM, "out of memory for the bf16 product's scratch")
+                  : df_op_error(n, DF_ERR_STATE, "hprev's bf16 panels misaligned");
 }
 
 // form 0: h (B,T,H), h0 (B,H) -> hprev (B,T,H) = [h0, h_0 .. h_{T-2}] along T

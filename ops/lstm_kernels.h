@@ -65,12 +65,17 @@ void cell_weight_release(cell_weight *cw);
  * gate blocks w_rec[:, kH:(k+1)H] (forward, n = 4) or w_rec^T (backward,
  * n = 1), each a df_gemm_packed_b whose columns the threads share out in
  * their unit slices (multiples of LSTM_ALIGN, a multiple of the bf16
- * panel width) with df_sgemm_packed_cols. prepare returns false (nothing
- * held) when the op should run in fp32: another precision, B < 2, no
- * AVX512_BF16, or no memory for the panels. */
+ * panel width). And two bf16 panel buffers for the products' left operand
+ * (h_{t-1} (B,H) forward, dz_t (B,4H) backward), steps alternating between
+ * them: each thread converts its own units of the state right after its
+ * gate pass, and after the step's barrier every thread's products read the
+ * whole state from there (df_sgemm_packed_ab_cols). prepare returns false
+ * (nothing held) when the op should run in fp32: another precision, B < 2,
+ * no AVX512_BF16, or no memory for the panels. */
 typedef struct lstm_bf16_weight {
     int n;
     struct df_gemm_packed_b pb[4];
+    struct df_gemm_packed_a state[2];
     float *buf;
     bool cached;
 } lstm_bf16_weight;

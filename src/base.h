@@ -88,6 +88,41 @@ bool df_sgemm_packed(int64_t M, float alpha, const float *A, int64_t lda, const 
  * when n0 is not so aligned or scratch memory ran out. */
 bool df_sgemm_packed_cols(int64_t M, float alpha, const float *A, int64_t lda, const df_gemm_packed_b *pb, int64_t n0,
                           int64_t n1, float beta, float *C, int64_t ldc);
+/* A (M x K, k contiguous: A[i*lda + k]) packed once for several products
+ * with packed B's: a recurrent cell's state at one step, read by all its
+ * gate blocks and threads, each thread converting its own k range (the
+ * units it just computed) instead of every thread packing all of A for
+ * every product. Those products give the same bits as df_sgemm_packed_cols
+ * on the unpacked A. */
+typedef struct df_gemm_packed_a {
+    const struct df_gemm_kernels *ks;
+    int64_t M, K, mpad;
+    float *P;
+} df_gemm_packed_a;
+/* Floats of buf that df_gemm_packed_a_init needs for path (0 if the CPU lacks it). */
+size_t df_gemm_packed_a_floats(df_gemm_path path, int64_t M, int64_t K);
+/* false (pa unusable) when the CPU lacks path or buf is NULL. */
+bool df_gemm_packed_a_init(df_gemm_path path, df_gemm_packed_a *pa, int64_t M, int64_t K, float *buf);
+/* Rows [0, M) x k [k0, k1) of A into pa; threads may fill disjoint ranges
+ * at once. k0 and k1 must be multiples of the kernel set's k steps per
+ * element (2 for bf16: a pair is never split), k1 = K excepted; false
+ * (nothing written) when not. */
+bool df_gemm_pack_a_cols(const df_gemm_packed_a *pa, const float *A, int64_t lda, int64_t k0, int64_t k1);
+/* The same for A given as its transpose's rows: element (i, k) of A,
+ * k0 <= k < k1, at X[(k - k0)*ldx + i] (X points at row k0: a caller may
+ * fill row ranges from different arrays). */
+bool df_gemm_pack_a_rows(const df_gemm_packed_a *pa, const float *X, int64_t ldx, int64_t k0, int64_t k1);
+/* C (pa->M x N) = A @ op(B) + beta * C on dagflow's threads, B packed as it
+ * goes; the bits of df_sgemm_path on the kernel set's path with A unpacked.
+ * false, having written nothing, if scratch memory ran out. */
+bool df_sgemm_packed_a(const df_gemm_packed_a *pa, bool tb, int64_t N, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc);
+/* Columns [n0, n1) of C (pa->M x pb->N) = alpha * A @ op(B) + beta * C on
+ * the calling thread, n0 as for df_sgemm_packed_cols; false (nothing
+ * written) when n0 is not so aligned or pa and pb do not match (kernel
+ * set, K). */
+bool df_sgemm_packed_ab_cols(float alpha, const df_gemm_packed_a *pa, const df_gemm_packed_b *pb, int64_t n0,
+                             int64_t n1, float beta, float *C, int64_t ldc);
 /* The dagflow kernel path df_sgemm takes for this shape, or DF_GEMM_OPENBLAS. */
 df_gemm_path df_sgemm_chosen_path(bool ta, bool tb, int64_t M, int64_t N, int64_t K);
 

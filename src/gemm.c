@@ -77,6 +77,7 @@ typedef struct gemm_args {
     int64_t lda, ldb, ldc;
     float *C;
     const df_gemm_packed_b *pb;      /* op(B) packed already (df_gemm_pack_b), or NULL */
+    const df_gemm_packed_a *pa;      /* A packed already (df_gemm_pack_a_cols), or NULL */
 } gemm_args;
 
 /* op(A) rows [i0, i0+mc), k [p0, p0+kc) into micro-panels of mr rows,
@@ -156,9 +157,16 @@ static void pack_b_for(const df_gemm_kernels *ks, const gemm_args *g, int64_t p0
 /* --------------------------------------------------------------- the loops */
 
 /* C rows [m0, m1) x columns [n0, n1), all of k. false if out of memory. */
-/* Row and column blocks in whole micro-panels. */
+/* Row and column blocks in whole micro-panels; a kc x nc block of B takes
+ * the same bytes whatever the element format (bf16 pairs: twice the
+ * columns), so that a product whose thread owns many columns (d w_rec:
+ * 2048) packs its A blocks fewer times. */
 static int64_t mc_block(const df_gemm_kernels *ks) { return DF_GEMM_MC - DF_GEMM_MC % ks->mr; }
-static int64_t nc_block(const df_gemm_kernels *ks) { return DF_GEMM_NC - DF_GEMM_NC % ks->nr; }
+static int64_t nc_block(const df_gemm_kernels *ks)
+{
+    const int64_t nc = DF_GEMM_NC * ks->kpack;
+    return nc - nc % ks->nr;
+}
 
 /* Packing scratch of this thread for C rows [m0, m1) x columns [n0, n1). */
 static float *block_scratch(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0, int64_t m1, int64_t n0,
@@ -181,8 +189,8 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
     /* Few columns: each row of A meets only a few panels of B, so packing
      * A would cost about as much as the products; the tiles read its rows in
      * place. (A transposed is packed: reading it in place strides a page per k.) */
-    const bool direct_a = !ks->pack && !g->ta && n1 - n0 <= GEMM_DIRECT_A_COLS;
-    float *Bp = Ap + round_up(min64(DF_GEMM_KC, g->K) * min64(MC, round_up(m1 - m0, mr)), 16);
+    const bool direct_a = !ks->pack && !g->ta && n1 - n0 <= GEMM_DIRECT_A_COLS && !g->pa;
+    float *Bp = g->pb ? NULL : Ap + round_up(min64(DF_GEMM_KC, g->K) * min64(MC, round_up(m1 - m0, mr)), 16);
     for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = min64(NC, n1 - jc);
         for (int64_t pc = 0; pc < g->K; pc += DF_GEMM_KC) {
@@ -191,12 +199,14 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
             const int64_t ks_kc = k_slots(ks, kc);                    /* elements per panel row */
             if (g->pb) Bp = g->pb->P + k_slots(ks, pc) * g->pb->npad + jc * ks_kc;   /* block pc, panel jc / nr */
             else pack_b_for(ks, g, pc, kc, jc, nc, Bp);
+            /* A packed already: block pc, panels from row 0 */
+            const float *Apc = g->pa ? g->pa->P + k_slots(ks, pc) * g->pa->mpad : NULL;
             for (int64_t ic = m0; ic < m1; ic += MC) {
                 const int64_t mc = min64(MC, m1 - ic);
-                if (!direct_a) pack_a_for(ks, g, ic, mc, pc, kc, Ap);
+                if (!direct_a && !Apc) pack_a_for(ks, g, ic, mc, pc, kc, Ap);
                 for (int64_t ir = 0; ir < mc; ir += mr) {
                     const int m = (int)min64(mr, mc - ir);
-                    const float *a = Ap + ir * ks_kc;
+                    const float *a = Apc ? Apc + (ic + ir) * ks_kc : Ap + ir * ks_kc;
                     int64_t ars = 1, aks = mr;
                     if (direct_a && m == mr) {
                         a = g->ta ? g->A + pc * g->lda + ic + ir : g->A + (ic + ir) * g->lda + pc;
@@ -388,7 +398,7 @@ bool df_gemm_own(df_gemm_path path, bool ta, bool tb, int64_t M, int64_t N, int6
     const df_gemm_kernels *ks = df_gemm_kernels_for(path);
     if (!ks) return false;
     if (M <= 0 || N <= 0) return true;
-    const gemm_args g = {ta, tb, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL};
+    const gemm_args g = {ta, tb, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, NULL};
     if (K <= 0) {
         scale_c(&g);
         return true;
@@ -429,7 +439,7 @@ bool df_sgemm_packed(int64_t M, float alpha, const float *A, int64_t lda, const 
                      float *C, int64_t ldc)
 {
     if (M <= 0) return true;
-    const gemm_args g = {false, false, M, pb->N, pb->K, alpha, beta, A, NULL, lda, 0, ldc, C, pb};
+    const gemm_args g = {false, false, M, pb->N, pb->K, alpha, beta, A, NULL, lda, 0, ldc, C, pb, NULL};
     return gemm_run(pb->ks, &g);
 }
 
@@ -438,9 +448,88 @@ bool df_sgemm_packed_cols(int64_t M, float alpha, const float *A, int64_t lda, c
 {
     if (M <= 0 || n0 >= n1) return true;
     if (n0 < 0 || n1 > pb->N || n0 % pb->ks->nr != 0) return false;
-    const gemm_args g = {false, false, M, pb->N, pb->K, alpha, beta, A, NULL, lda, 0, ldc, C, pb};
+    const gemm_args g = {false, false, M, pb->N, pb->K, alpha, beta, A, NULL, lda, 0, ldc, C, pb, NULL};
     float *scratch = block_scratch(pb->ks, &g, 0, M, n0, n1);
     if (!scratch) return false;
     gemm_block(pb->ks, &g, 0, M, n0, n1, scratch);
+    return true;
+}
+
+/* ------------------------------------------------------------ A packed once */
+/* Layout: k blocks of DF_GEMM_KC from k = 0; block p at
+ * P + k_slots(p*DF_GEMM_KC)*mpad holds the mr-row panels of all M rows
+ * (panel q at q*mr*k_slots(kc)), rows past M zero: what gemm_block packs
+ * per block, so a product over it runs the same operations. */
+size_t df_gemm_packed_a_floats(df_gemm_path path, int64_t M, int64_t K)
+{
+    const df_gemm_kernels *ks = df_gemm_kernels_for(path);
+    if (!ks || M <= 0 || K <= 0) return 0;
+    return (size_t)k_slots(ks, K) * (size_t)round_up(M, ks->mr);
+}
+
+bool df_gemm_packed_a_init(df_gemm_path path, df_gemm_packed_a *pa, int64_t M, int64_t K, float *buf)
+{
+    const df_gemm_kernels *ks = df_gemm_kernels_for(path);
+    if (!ks || !buf || M <= 0 || K <= 0) return false;
+    *pa = (df_gemm_packed_a){ks, M, K, round_up(M, ks->mr), buf};
+    return true;
+}
+
+/* Rows [0, M) x k [k0, k1) of A into the panels of k block pc (kc steps),
+ * k0 .. k1 inside it and k0 - pc a multiple of kpack; element (i, k0 + k)
+ * is X[i*ldx + k] when k_contig, else X[k*ldx + i]. */
+static void pack_a_piece(const df_gemm_packed_a *pa, bool k_contig, const float *X, int64_t ldx, int64_t pc,
+                         int64_t kc, int64_t k0, int64_t k1)
+{
+    const df_gemm_kernels *ks = pa->ks;
+    const int mr = ks->mr;
+    const gemm_args g = {.ta = !k_contig, .M = pa->M, .K = pa->K, .A = X, .lda = ldx};
+    float *block = pa->P + k_slots(ks, pc) * pa->mpad;
+    for (int64_t ir = 0; ir < pa->M; ir += mr) {
+        float *dst = block + ir * k_slots(ks, kc) + (k0 - pc) / ks->kpack * mr;
+        if (ks->pack) ks->pack(k_contig, X, ldx, ir, min64(mr, pa->M - ir), 0, k1 - k0, mr, dst);
+        else pack_a(&g, mr, ir, min64(mr, pa->M - ir), 0, k1 - k0, dst);
+    }
+}
+
+/* k [k0, k1) of every row into pa, block by block; X at element (0, k0). */
+static bool pack_a_range(const df_gemm_packed_a *pa, bool k_contig, const float *X, int64_t ldx, int64_t k0,
+                         int64_t k1)
+{
+    if (k0 >= k1) return true;
+    const int kpack = pa->ks->kpack;
+    if (k0 < 0 || k1 > pa->K || k0 % kpack != 0 || (k1 % kpack != 0 && k1 != pa->K)) return false;
+    for (int64_t pc = k0 / DF_GEMM_KC * DF_GEMM_KC; pc < k1; pc += DF_GEMM_KC) {
+        const int64_t kc = min64(DF_GEMM_KC, pa->K - pc), lo = k0 > pc ? k0 : pc;
+        pack_a_piece(pa, k_contig, X + (lo - k0) * (k_contig ? 1 : ldx), ldx, pc, kc, lo, min64(k1, pc + kc));
+    }
+    return true;
+}
+
+bool df_gemm_pack_a_cols(const df_gemm_packed_a *pa, const float *A, int64_t lda, int64_t k0, int64_t k1)
+{
+    return pack_a_range(pa, true, A + k0, lda, k0, k1);
+}
+
+bool df_gemm_pack_a_rows(const df_gemm_packed_a *pa, const float *X, int64_t ldx, int64_t k0, int64_t k1)
+{
+    return pack_a_range(pa, false, X, ldx, k0, k1);
+}
+
+bool df_sgemm_packed_a(const df_gemm_packed_a *pa, bool tb, int64_t N, const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc)
+{
+    if (N <= 0) return true;
+    const gemm_args g = {false, tb, pa->M, N, pa->K, 1.0f, beta, NULL, B, 0, ldb, ldc, C, NULL, pa};
+    return gemm_run(pa->ks, &g);
+}
+
+bool df_sgemm_packed_ab_cols(float alpha, const df_gemm_packed_a *pa, const df_gemm_packed_b *pb, int64_t n0,
+                             int64_t n1, float beta, float *C, int64_t ldc)
+{
+    if (n0 >= n1) return true;
+    if (pa->ks != pb->ks || pa->K != pb->K || n0 < 0 || n1 > pb->N || n0 % pb->ks->nr != 0) return false;
+    const gemm_args g = {false, false, pa->M, pb->N, pb->K, alpha, beta, NULL, NULL, 0, 0, ldc, C, pb, pa};
+    gemm_block(pb->ks, &g, 0, pa->M, n0, n1, NULL);
     return true;
 }

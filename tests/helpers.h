@@ -131,4 +131,22 @@ static inline void expect_pairs_on_1_2_3_threads(df_graph *g, const df_tensor *i
     for (int k = 0; k < n_pairs; k++) free(first[k]);
 }
 
+/* A variable w and an optimizer trained on loss = sum(w * c) for the input
+ * c, so that dloss/dw = c each step: a df_function builder (user = a
+ * linear_model) for optimizer tests. */
+typedef struct linear_model { df_variable *w; df_optimizer *opt; } linear_model;
+
+static inline df_status linear_model_step(df_graph *g, df_node **in, void *user)
+{
+    linear_model *m = user;
+    df_tape *t = df_tape_begin(g);
+    df_node *loss = df_sum(g, df_mul(g, df_var(g, m->w), in[0]), NULL, 0, false);
+    df_tape_end(t);
+    df_node *grad;
+    if (df_tape_gradient(t, loss, 1, &m->w, &grad) != DF_OK) return df_graph_status(g);
+    df_optimizer_apply(g, m->opt, 1, &m->w, &grad);
+    df_graph_output(g, loss);
+    return df_graph_status(g);
+}
+
 #endif

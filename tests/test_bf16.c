@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base.h"
+#include "gemm.h"
 #include "helpers.h"
 
 /* Skips the test, saying why, where the bf16 kernels cannot run
@@ -87,13 +88,13 @@ static void check_bf16(const problem *p)
     }
 }
 
-/* Edge shapes: M, N, K around the 12 x 32 tile and the 256-step k block,
+/* Edge shapes: M, N, K around the 8 x 32 tile and the 256-step k block,
  * K odd (a pair with one zero), one row or column, all four transposes. */
 Test(bf16_gemm, edge_shapes_and_transposes)
 {
     REQUIRE_BF16();
     static const int64_t shapes[][3] = {
-        {1, 1, 1}, {1, 33, 7}, {13, 1, 17}, {7, 17, 33}, {12, 32, 256}, {13, 33, 257},
+        {1, 1, 1}, {1, 33, 7}, {13, 1, 17}, {7, 17, 33}, {8, 32, 256}, {9, 31, 255}, {12, 32, 256}, {13, 33, 257},
         {25, 65, 513}, {24, 31, 2}, {11, 97, 301}, {40, 48, 1000},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -184,6 +185,59 @@ Test(bf16_gemm, packed_b_same_bits)
         free(C2);
         free_problem(&p);
     }
+}
+
+/* A packed once (df_gemm_packed_a), filled in pieces as the LSTM's threads
+ * fill it (k ranges in any order, one crossing the 256-step k block, the
+ * last ending at an odd K), gives the bits of packing A in the product
+ * (df_sgemm_packed_cols), on every kernel set the CPU has, in two column
+ * ranges; pieces that split a bf16 pair and mismatched operands are refused. */
+static void check_packed_a(df_gemm_path path, bool tb)
+{
+    const df_gemm_kernels *ks = df_gemm_kernels_for(path);
+    problem p = make_problem(false, tb, 13, 100, 515, 1.0f, 0.0f, 3);
+    const size_t fb = df_gemm_packed_b_floats(path, p.K, p.N), fa = df_gemm_packed_a_floats(path, p.M, p.K);
+    float *bufb = aligned_alloc(64, (fb * sizeof(float) + 63) / 64 * 64);
+    float *bufa = aligned_alloc(64, (fa * sizeof(float) + 63) / 64 * 64);
+    float *C2 = malloc(sizeof(float) * (size_t)(p.M * p.ldc));
+    cr_assert(bufb && bufa && C2 && fa > 0);
+    df_gemm_packed_b pb;
+    df_gemm_packed_a pa;
+    cr_assert(df_gemm_pack_b(path, &pb, tb, p.K, p.N, p.B, p.ldb, bufb));
+    cr_assert(df_gemm_packed_a_init(path, &pa, p.M, p.K, bufa));
+    memcpy(p.C, p.C0, sizeof(float) * (size_t)(p.M * p.ldc));
+    memcpy(C2, p.C0, sizeof(float) * (size_t)(p.M * p.ldc));
+    cr_assert(df_sgemm_packed_cols(p.M, 1.0f, p.A, p.lda, &pb, 0, p.N, 0.0f, p.C, p.ldc));
+    static const int64_t pieces[][2] = {{300, 515}, {0, 100}, {100, 300}};
+    for (int i = 0; i < 3; i++) cr_assert(df_gemm_pack_a_cols(&pa, p.A, p.lda, pieces[i][0], pieces[i][1]));
+    const int64_t split = 2 * ks->nr;
+    cr_assert(df_sgemm_packed_ab_cols(1.0f, &pa, &pb, split, p.N, 0.0f, C2, p.ldc));
+    cr_assert(df_sgemm_packed_ab_cols(1.0f, &pa, &pb, 0, split, 0.0f, C2, p.ldc));
+    cr_assert(memcmp(C2, p.C, sizeof(float) * (size_t)(p.M * p.ldc)) == 0, "%s tb %d: packed A bits differ", ks->name,
+              tb);
+    cr_expect_not(df_sgemm_packed_ab_cols(1.0f, &pa, &pb, 1, p.N, 0.0f, C2, p.ldc), "%s: n0 inside a panel", ks->name);
+    pa.K--;
+    cr_expect_not(df_sgemm_packed_ab_cols(1.0f, &pa, &pb, 0, p.N, 0.0f, C2, p.ldc), "%s: K differs", ks->name);
+    pa.K++;
+    if (ks->kpack == 2) {
+        cr_expect_not(df_gemm_pack_a_cols(&pa, p.A, p.lda, 1, 10), "%s: k0 odd", ks->name);
+        cr_expect_not(df_gemm_pack_a_cols(&pa, p.A, p.lda, 0, 9), "%s: k1 odd before K", ks->name);
+    }
+    free(bufa), free(bufb), free(C2);
+    free_problem(&p);
+}
+
+Test(bf16_gemm, packed_a_same_bits)
+{
+    static const df_gemm_path paths[] = {DF_GEMM_BF16, DF_GEMM_AVX512, DF_GEMM_AVX2, DF_GEMM_PORTABLE};
+    int ran = 0;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        if (!df_gemm_kernels_for(paths[i])) continue;
+        for (int tb = 0; tb < 2; tb++) check_packed_a(paths[i], tb);
+        ran++;
+    }
+    cr_assert(ran >= 1, "no kernel set ran");
+    if (df_gemm_bf16_missing()) cr_log_info("packed A: bf16 not checked, this CPU lacks %s", df_gemm_bf16_missing());
 }
 
 /* ------------------------------------------------------ the precision setting */
@@ -470,6 +524,101 @@ Test(bf16_precision, lstm_gates_fp32_backward_product_bf16)
     for (int i = 0; i < 3; i++) free(f32[i]);
     df_graph_free(g);
     free(x), free(w), free(h0), free(c0), free(r);
+}
+
+/* An odd H (45: unit slices of 32 and 13 on 2 threads; B*H*4H is past the
+ * threaded size) puts the backward's gate block edges inside bf16 pairs,
+ * where each thread packs dz_t in its own product: that path, too, near
+ * fp32 and not equal to it, and the same bits on 1 and 2 threads. */
+Test(bf16_precision, lstm_odd_units_near_fp32_same_bits)
+{
+    REQUIRE_BF16();
+    enum { B = 40, T = 3, H = 45, OUTS = 5 };
+    df_team_set_adapt(0);
+    df_rng rng;
+    df_rng_seed(&rng, 31);
+    float *buf[5] = {rand_buf(&rng, B * T * 4 * H, -2, 2), rand_buf(&rng, H * 4 * H, -0.1f, 0.1f),
+                     rand_buf(&rng, B * H, -1, 1), rand_buf(&rng, B * H, -1, 1), rand_buf(&rng, B * T * H, -1, 1)};
+    df_tensor in[5] = {F32(buf[0], B, T, 4 * H), F32(buf[1], H, 4 * H), F32(buf[2], B, H), F32(buf[3], B, H),
+                       F32(buf[4], B, T, H)};
+    df_graph *g = df_graph_new();
+    df_node *x[5] = {PH(g, B, T, 4 * H), PH(g, H, 4 * H), PH(g, B, H), PH(g, B, H), PH(g, B, T, H)}, *grads[4];
+    df_node *h = df_lstm(g, x[0], x[1], x[2], x[3]);
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, h, x[4]), NULL, 0, false), NULL, 4, x, grads), DF_OK);
+    df_graph_output(g, h);
+    for (int i = 0; i < 4; i++) df_graph_output(g, grads[i]);
+    static const char *what[OUTS] = {"h", "d xproj", "d w_rec", "d h0", "d c0"};
+    const int64_t numel[OUTS] = {B * T * H, B * T * 4 * H, H * 4 * H, B * H, B * H};
+    float *ref[3][OUTS];                                   /* fp32 2 threads, bf16 1 thread, bf16 2 threads */
+    for (int run = 0; run < 3; run++) {
+        df_set_num_threads(run == 1 ? 1 : 2);
+        cr_assert_eq(df_set_precision(run ? DF_PRECISION_BF16 : DF_PRECISION_FP32), DF_OK);
+        df_tensor o[OUTS];
+        cr_assert_eq(df_graph_run(g, in, 5, o, OUTS), DF_OK, "run %d: %s", run, df_last_error());
+        df_set_precision(DF_PRECISION_FP32);
+        for (int i = 0; i < OUTS; i++) {
+            ref[run][i] = malloc((size_t)numel[i] * sizeof(float));
+            cr_assert(ref[run][i]);
+            memcpy(ref[run][i], o[i].data, (size_t)numel[i] * sizeof(float));
+        }
+    }
+    for (int i = 0; i < OUTS; i++) {
+        const double d = rel_diff(ref[1][i], ref[0][i], numel[i]);
+        cr_expect(d <= 0x1p-7 && d >= 0x1p-16, "H=45 %s: bf16 vs fp32 relative difference %.3g not in [2^-16, 2^-7]",
+                  what[i], d);
+        cr_expect(memcmp(ref[1][i], ref[2][i], (size_t)numel[i] * sizeof(float)) == 0,
+                  "H=45 %s: bf16 bits differ on 2 threads from 1", what[i]);
+        for (int run = 0; run < 3; run++) free(ref[run][i]);
+    }
+    df_set_num_threads(2);
+    df_team_set_adapt(-1);
+    df_graph_free(g);
+    for (int i = 0; i < 5; i++) free(buf[i]);
+}
+
+/* ---------------------------------------------- the fp32 parts of the step */
+/* Adam's update (vectorised, with a tail, on the pool's threads) is the
+ * op's Keras formula to the bit, evaluated here in its order, 3 steps. */
+__attribute__((optimize("fp-contract=off"))) static void adam_reference(float *w, float *m, float *v, const float *g,
+                                                                        int64_t n, int t)
+{
+    const float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-7f;
+    const float lr_t = (float)(lr * sqrt(1.0 - pow(b2, t)) / (1.0 - pow(b1, t)));
+    for (int64_t i = 0; i < n; i++) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        w[i] -= lr_t * m[i] / (sqrtf(v[i]) + eps);
+    }
+}
+
+Test(bf16_step_fp32_parts, adam_update_is_the_formula_to_the_bit)
+{
+    enum { N = 70001 };
+    df_rng rng;
+    df_rng_seed(&rng, 41);
+    linear_model am = {df_variable_new("w", DF_F32, 1, SHAPE(N), df_init_uniform(-1, 1), &rng),
+                       df_adam_new(1e-3f, 0.9f, 0.999f, 1e-7f)};
+    cr_assert(am.w && am.opt);
+    float *c = rand_buf(&rng, N, -0.01f, 0.01f), *w = malloc(N * sizeof(float));
+    float *m = calloc(N, sizeof(float)), *v = calloc(N, sizeof(float));
+    cr_assert(w && m && v);
+    memcpy(w, df_variable_tensor(am.w).data, N * sizeof(float));
+    df_function *f = df_function_new("adam_step", linear_model_step, &am);
+    df_tensor in = F32(c, N), loss;
+    for (int t = 1; t <= 3; t++) {
+        cr_assert_eq(df_function_call(f, &in, 1, &loss, 1), DF_OK, "%s", df_last_error());
+        adam_reference(w, m, v, c, N, t);
+        const float *got = df_variable_tensor(am.w).data;
+        int64_t bad = 0, first = -1;
+        for (int64_t i = 0; i < N; i++)
+            if (memcmp(&got[i], &w[i], sizeof(float)) != 0 && bad++ == 0) first = i;
+        cr_assert_eq(bad, 0, "step %d: %ld of %d weights differ from the formula, first [%ld] %a vs %a", t, (long)bad, N,
+                     (long)first, first >= 0 ? got[first] : 0.0f, first >= 0 ? w[first] : 0.0f);
+    }
+    df_function_free(f);
+    df_optimizer_free(am.opt);
+    df_variable_free(am.w);
+    free(c), free(w), free(m), free(v);
 }
 
 /* ------------------------------------------------------- refusal, anywhere */
