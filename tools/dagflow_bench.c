@@ -390,11 +390,21 @@ static void place_on_roofline(bench_result *r)
     }
 }
 
-static int time_graph(df_graph *g, const bench_timing *t, bench_result *r, char *err, size_t len)
+/* The inputs are variables the graph does not write, so a compiled graph
+ * would keep its values from run to run (graph/memo.c) and a timed run
+ * would do no work: each run gets inputs with a new version, as a training
+ * step's weights have. */
+static df_status run_fresh(const built_case *b)
+{
+    for (int i = 0; i < b->n_vars; i++) df_variable_touch(b->vars[i]);
+    return df_graph_run(b->g, NULL, 0, NULL, 0);
+}
+
+static int time_graph(const built_case *b, const bench_timing *t, bench_result *r, char *err, size_t len)
 {
     double warm_until = bench_now() + (t->seconds > 0 ? t->seconds * 0.1 : 0);
     for (int i = 0; i < 2 || bench_now() < warm_until; i++)      /* page faults, caches, the thread pool */
-        if (df_graph_run(g, NULL, 0, NULL, 0) != DF_OK) return snprintf(err, len, "run: %s", df_last_error()), 1;
+        if (run_fresh(b) != DF_OK) return snprintf(err, len, "run: %s", df_last_error()), 1;
     int cap = t->reps > 0 ? t->reps : 1024, n = 0;
     double *ms = malloc((size_t)cap * sizeof *ms), end = bench_now() + t->seconds;
     if (!ms) return snprintf(err, len, "out of memory"), 1;
@@ -405,11 +415,18 @@ static int time_graph(df_graph *g, const bench_timing *t, bench_result *r, char 
             ms = more;
         }
         double t0 = bench_now();
-        if (df_graph_run(g, NULL, 0, NULL, 0) != DF_OK) {
+        if (run_fresh(b) != DF_OK) {
             free(ms);
             return snprintf(err, len, "run: %s", df_last_error()), 1;
         }
         ms[n++] = (bench_now() - t0) * 1e3;
+    }
+    int64_t reused = 0;
+    int skipped = 0;
+    if (df_graph_memo_stats(b->g, &reused, &skipped) == DF_OK && reused > 0) {
+        free(ms);
+        return snprintf(err, len, "%lld runs skipped %d nodes as run-constant: the times would not be the op's",
+                        (long long)reused, skipped), 1;
     }
     qsort(ms, (size_t)n, sizeof *ms, cmp_double);
     r->reps = n;
@@ -433,7 +450,7 @@ int bench_case_run(const bench_case *c, const bench_timing *t, bench_result *r, 
     }
     sum_costs(b.g, r);
     r->threads = df_num_threads();
-    int rc = time_graph(b.g, t, r, err, err_len);
+    int rc = time_graph(&b, t, r, err, err_len);
     built_free(&b);
     if (rc) return BENCH_EXIT_FAIL;
     place_on_roofline(r);
