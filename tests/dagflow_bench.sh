@@ -3,8 +3,8 @@
 # (unknown subcommand, op or attribute, bad or mismatched shapes, a missing
 # attribute, --backward of an op without gradient, bad numbers) is exit 2
 # with a message naming the problem on stderr; a run prints its rates from
-# the op's cost model (the JSON's FLOP count is the hand-computed one) or
-# "-" for an op without one; the suite's --save and --compare flag a
+# the op's cost model (the JSON's FLOP count is the hand-computed one) and
+# list shows no op without one; the suite's --save and --compare flag a
 # synthetic faster baseline (exit 1, "SLOWER") and pass a slower one, by
 # min (the default) and by --stat median, each statistic on its own; a
 # baseline without mins (an older file) compares by median and is refused
@@ -79,7 +79,12 @@ runs "matmul transpose_b" '"gflop": 4.8e-08,' op matmul --shape 2x3,4x3 --attr t
 runs "matmul --backward counts the gradient's products" '"gflop": 1.44e-07,' \
     op matmul --shape 2x3,3x4 --backward --reps 3 --json
 runs "text report names the bound" "-bound:" op relu --shape 4x8 --reps 3
-runs "an op without a cost model prints -" "rate    -  (no cost model for: cast)" op cast --shape 4x8 --reps 3
+# every op declares its cost (a new op without one would print "-" for its rates)
+runs "cast runs with its cost model" "rate    " op cast --shape 4x8 --reps 3
+timeout 60 "$bin" list > out.txt 2>&1
+if ! has out.txt "no cost model" && has out.txt "global_norm_scale"; then pass "list: every op has a cost model"
+else fail "list: ops without a cost model: $(grep 'no cost model' out.txt | head -c 400)"
+fi
 runs "list shows attributes and defaults" "attrs causal=0 scale=0" list
 runs "peak prints the CPU and the FMA peak" "fp32 FMA" peak
 
