@@ -163,11 +163,21 @@ static df_status allreduce_mean_forward(df_node *n)
     return size == 1 ? DF_OK : reduce(flat, N, MPI_FLOAT, MPI_SUM, &a->opts, timed);
 }
 
+/* What this rank does in memory: the pack multiplies each element by
+ * 1/ranks (a FLOP) reading the inputs and writing flat. The exchange itself
+ * (bytes on the wire, the sums of the reduction) depends on the rank count
+ * and MPI's algorithm, so it is not counted. */
+static void allreduce_mean_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel, .bytes = df_cost_io_bytes(n)};
+}
+
 const df_op_def df_op_allreduce_mean = {
     .name = "allreduce_mean", .flags = DF_OP_SIDE_EFFECT,
     .infer = allreduce_mean_infer, .forward = allreduce_mean_forward, .attrs_size = sizeof(allreduce_mean_attrs),
     .no_gradcheck = "no gradient: averages gradients across MPI ranks (tests/test_mpi.c)",
     .min_inputs = 1, .max_inputs = DF_MAX_INPUTS, .attrs_kind = DF_ATTRS_UNSAVED,
+    .cost = allreduce_mean_cost,
 };
 
 static df_status allreduce_part_infer(df_node *n)

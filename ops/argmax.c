@@ -46,11 +46,28 @@ static df_status argmax_forward(df_node *n)
     return DF_OK;
 }
 
+/* One compare per element; x read, the indices written. */
+static void argmax_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->in[0]->numel, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *argmax_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_argmax(g, in[0], (int)attrs[0]);
+}
+
+static const df_bench_def argmax_bench = {
+    .n_inputs = 1, .attrs = {"axis"}, .defaults = {"-1"}, .build = argmax_bench_build,
+    .shapes = {"16x65", "6400x65", "6400x4096 axis=0"},
+};
+
 const df_op_def df_op_argmax = {
     .name = "argmax", .infer = argmax_infer, .forward = argmax_forward,
     .no_gradcheck = "no gradient: an integer index (values in tests/test_transformer_ops.c)",
     .attrs_size = sizeof(df_axis_attrs),
     .min_inputs = 1, .max_inputs = 1,
+    .cost = argmax_cost, .bench = &argmax_bench,
 };
 
 df_node *df_argmax(df_graph *g, df_node *x, int axis)

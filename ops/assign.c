@@ -39,11 +39,18 @@ static df_status assign_forward(df_node *n)
     return DF_OK;
 }
 
+/* A copy: the value read, the variable written. */
+static void assign_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * (double)df_dtype_size(n->dtype) * (double)n->numel};
+}
+
 const df_op_def df_op_assign = {
     .name = "assign", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = assign_forward, .attrs_size = sizeof(df_update_attrs),
     .no_gradcheck = "no gradient: writes a variable (tests/test_graph.c)",
     .min_inputs = 1, .max_inputs = 1, .attrs_kind = DF_ATTRS_VARIABLE,
+    .cost = assign_cost,
 };
 
 df_node *df_assign(df_graph *g, df_variable *v, df_node *value)

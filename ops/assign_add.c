@@ -18,11 +18,18 @@ static df_status assign_add_forward(df_node *n)
     return DF_OK;
 }
 
+/* One add per element; the value read, the variable read and written. */
+static void assign_add_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel, .bytes = 3.0 * (double)df_dtype_size(n->dtype) * (double)n->numel};
+}
+
 const df_op_def df_op_assign_add = {
     .name = "assign_add", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = df_infer_variable_update, .forward = assign_add_forward, .attrs_size = sizeof(df_update_attrs),
     .no_gradcheck = "no gradient: writes a variable (tests/test_graph.c)",
     .min_inputs = 1, .max_inputs = 1, .attrs_kind = DF_ATTRS_VARIABLE,
+    .cost = assign_add_cost,
 };
 
 df_node *df_assign_add(df_graph *g, df_variable *v, df_node *value)

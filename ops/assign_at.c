@@ -59,11 +59,21 @@ static df_status assign_at_forward(df_node *n)
     return DF_OK;
 }
 
+/* A copy of the slab: the value read and written into the variable (the
+ * rest of the variable is not touched), pos read. */
+static void assign_at_cost(const df_node *n, df_op_cost *out)
+{
+    const df_node *value = n->in[0], *pos = n->in[1];
+    double es = (double)df_dtype_size(n->dtype);
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * es * (double)value->numel + 4.0 * (double)pos->numel};
+}
+
 const df_op_def df_op_assign_at = {
     .name = "assign_at", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
     .infer = assign_at_infer, .forward = assign_at_forward, .attrs_size = sizeof(assign_at_attrs),
     .min_inputs = 2, .max_inputs = 2, .attrs_kind = DF_ATTRS_VARIABLE,
     .no_gradcheck = "no gradient: writes a variable (tests/test_chargpt.c, suite assign_at)",
+    .cost = assign_at_cost,
 };
 
 df_node *df_assign_at(df_graph *g, df_variable *v, df_node *value, df_node *pos, int axis)

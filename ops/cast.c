@@ -42,7 +42,15 @@ static df_status cast_forward(df_node *n)
     return DF_OK;
 }
 
-/* to: 0 = f32, 1 = i32 (the default). No cost model yet. */
+/* One conversion per element (a FLOP, as the elementwise table counts a
+ * compare); x read, y written. The range check before a cast to i32 rereads
+ * x, from cache at any size that fits there, so it is not counted. */
+static void cast_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel, .bytes = df_cost_io_bytes(n)};
+}
+
+/* to: 0 = f32, 1 = i32 (the default). */
 static df_node *cast_bench_build(df_graph *g, df_node **in, const double *attrs)
 {
     return df_cast(g, in[0], attrs[0] != 0 ? DF_I32 : DF_F32);
@@ -57,7 +65,7 @@ const df_op_def df_op_cast = {
     .name = "cast", .infer = cast_infer, .forward = cast_forward,
     .no_gradcheck = "no gradient: one side is an integer (values in tests/test_transformer_ops.c)",
     .attrs_size = sizeof(cast_attrs),
-    .bench = &cast_bench,
+    .cost = cast_cost, .bench = &cast_bench,
     .min_inputs = 1, .max_inputs = 1,
 };
 

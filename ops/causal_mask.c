@@ -46,6 +46,25 @@ static df_status causal_mask_backward(df_graph *g, df_node *n, df_node *dy, cons
     return g->status;
 }
 
+/* A copy with the future overwritten: no arithmetic (the test is on
+ * indices); x read, y written. */
+static void causal_mask_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *causal_mask_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_causal_mask(g, in[0], (float)attrs[0]);
+}
+
+/* Scores (B, h, T, T) of char-gpt's attention: small, the default step, a long
+ * block; the fill as a large negative (the tool takes finite values only). */
+static const df_bench_def causal_mask_bench = {
+    .n_inputs = 1, .attrs = {"fill"}, .defaults = {"-1e30"}, .build = causal_mask_bench_build,
+    .shapes = {"2x4x64x64", "12x4x64x64", "16x8x512x512"},
+};
+
 static df_node *mask_square(df_graph *g, df_node **in) { return df_causal_mask(g, in[0], -3.0f); }
 
 static const df_gradcheck_case causal_mask_cases[] = {
@@ -58,6 +77,7 @@ const df_op_def df_op_causal_mask = {
     .name = "causal_mask", .infer = causal_mask_infer, .forward = causal_mask_forward,
     .backward = causal_mask_backward, .gradcheck = causal_mask_cases, .attrs_size = sizeof(causal_mask_attrs),
     .min_inputs = 1, .max_inputs = 1,
+    .cost = causal_mask_cost, .bench = &causal_mask_bench,
 };
 
 df_node *df_causal_mask(df_graph *g, df_node *scores, float fill)

@@ -77,6 +77,24 @@ static df_status dropout_backward(df_graph *g, df_node *n, df_node *dy, const bo
     return g->status;
 }
 
+/* One multiply by 1/(1-rate) per element (the mask's hash is integer work);
+ * x and the seed read, y written. */
+static void dropout_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *dropout_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_dropout(g, in[0], (float)attrs[0], in[1], 1);
+}
+
+/* The seed is an i32 with one element: ids in [0, x's dim 0). */
+static const df_bench_def dropout_bench = {
+    .n_inputs = 2, .dtypes = {DF_F32, DF_I32}, .attrs = {"rate"}, .defaults = {"0.1"},
+    .build = dropout_bench_build, .shapes = {"256x1024,1", "6400x4096,1", "16384x4096,1"},
+};
+
 static df_node *dropout_build(df_graph *g, df_node **in) { return df_dropout(g, in[0], 0.3f, in[1], 7); }
 static df_node *dropout_build_half(df_graph *g, df_node **in) { return df_dropout(g, in[0], 0.5f, in[1], 1); }
 
@@ -90,6 +108,7 @@ const df_op_def df_op_dropout = {
     .name = "dropout", .flags = DF_OP_NO_CSE, .infer = dropout_infer, .forward = dropout_forward,
     .backward = dropout_backward, .gradcheck = dropout_cases, .attrs_size = sizeof(dropout_attrs),
     .min_inputs = 2, .max_inputs = 2,
+    .cost = dropout_cost, .bench = &dropout_bench,
 };
 
 df_node *df_dropout(df_graph *g, df_node *x, float rate, df_node *seed, uint64_t salt)

@@ -45,12 +45,20 @@ static df_status fill_like_forward(df_node *n)
     return DF_OK;
 }
 
+/* Writes y; its input is read for its shape only. No bench definition: on a
+ * graph without an open dimension df_fill_like folds to a constant. */
+static void fill_like_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 4.0 * (double)n->numel};
+}
+
 const df_op_def df_op_fill_like = {
     .name = "fill_like", .infer = fill_like_infer, .forward = fill_like_forward,
     .attrs_size = sizeof(fill_like_attrs),
     .no_gradcheck = "no gradient: its input is read for its shape only, so autodiff passes it none "
                     "(tests/test_layers.c)",
     .min_inputs = 1, .max_inputs = 1,
+    .cost = fill_like_cost,
 };
 
 df_node *df_fill_like_dims(df_graph *g, df_node *like, float value, df_dtype dtype, int ndim,

@@ -51,11 +51,32 @@ static df_status global_norm_scale_forward(df_node *n)
     return DF_OK;
 }
 
+/* A multiply-add per element of every gradient, then sqrt, max and divide;
+ * the gradients read, the scale written. */
+static void global_norm_scale_cost(const df_node *n, df_op_cost *out)
+{
+    double elements = 0;
+    for (int i = 0; i < n->n_in; i++) elements += (double)n->in[i]->numel;
+    *out = (df_op_cost){.flops = 2 * elements + 3, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *global_norm_scale_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_global_norm_scale(g, 2, in, (float)attrs[0]);
+}
+
+/* Two gradients: a weight matrix and its bias. */
+static const df_bench_def global_norm_scale_bench = {
+    .n_inputs = 2, .attrs = {"clip"}, .defaults = {"1"}, .build = global_norm_scale_bench_build,
+    .shapes = {"256x1024,1024", "1024x4096,4096", "4096x4096,4096"},
+};
+
 const df_op_def df_op_global_norm_scale = {
     .name = "global_norm_scale", .infer = global_norm_scale_infer, .forward = global_norm_scale_forward,
     .attrs_size = sizeof(global_norm_scale_attrs),
     .no_gradcheck = "no gradient: the clipping factor applied to gradients (tests/test_optim.c)",
     .min_inputs = 1, .max_inputs = DF_MAX_INPUTS,
+    .cost = global_norm_scale_cost, .bench = &global_norm_scale_bench,
 };
 
 df_node *df_global_norm_scale(df_graph *g, int n, df_node *const *grads, float clip)

@@ -32,11 +32,19 @@ static df_status lstm_final_c_forward(df_node *n)
     return DF_OK;
 }
 
+/* A copy of the last step's cell state: B*H floats read from the lstm's
+ * workspace and written (not the lstm's output, which it does not read). */
+static void lstm_final_c_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = 0, .bytes = 2.0 * 4 * (double)n->numel};
+}
+
 const df_op_def df_op_lstm_final_c = {
     .name = "lstm_final_c", .infer = lstm_final_c_infer, .forward = lstm_final_c_forward,
     .no_gradcheck = "no gradient: carried state is a constant to the next step "
                     "(values in tests/test_lstm.c)",
     .min_inputs = 1, .max_inputs = 1,
+    .cost = lstm_final_c_cost,
 };
 
 df_node *df_lstm_final_c(df_graph *g, df_node *lstm)

@@ -36,6 +36,22 @@ static df_status mean_backward(df_graph *g, df_node *n, df_node *dy, const bool 
     return g->status;
 }
 
+/* One add per input element (as sum) and one multiply by 1/count per output. */
+static void mean_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->in[0]->numel + (double)n->numel, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *mean_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    return df_mean(g, in[0], (int[]){(int)attrs[0]}, 1, attrs[1] != 0);
+}
+
+static const df_bench_def mean_bench = {
+    .n_inputs = 1, .attrs = {"axis", "keepdims"}, .defaults = {"-1", "0"}, .build = mean_bench_build,
+    .shapes = {"256x1024", "6400x4096", "6400x4096 axis=0"},
+};
+
 static df_node *mean_all(df_graph *g, df_node **in) { return df_mean(g, in[0], NULL, 0, false); }
 static df_node *mean_axis0(df_graph *g, df_node **in) { return df_mean(g, in[0], (int[]){0}, 1, true); }
 
@@ -49,6 +65,7 @@ const df_op_def df_op_mean = {
     .name = "mean", .infer = df_infer_reduce, .forward = mean_forward,
     .backward = mean_backward, .gradcheck = mean_cases, .attrs_size = sizeof(df_reduce_attrs),
     .min_inputs = 1, .max_inputs = 1,
+    .cost = mean_cost, .bench = &mean_bench,
 };
 
 df_node *df_mean(df_graph *g, df_node *x, const int *axes, int n_axes, bool keepdims)

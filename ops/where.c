@@ -86,10 +86,29 @@ static const df_gradcheck_case where_cases[] = {
     {0},
 };
 
+/* One compare (cond != 0) per output element; each input read once (a
+ * broadcast one from cache), y written. */
+static void where_cost(const df_node *n, df_op_cost *out)
+{
+    *out = (df_op_cost){.flops = (double)n->numel, .bytes = df_cost_io_bytes(n)};
+}
+
+static df_node *where_bench_build(df_graph *g, df_node **in, const double *attrs)
+{
+    (void)attrs;
+    return df_where(g, in[0], in[1], in[2]);
+}
+
+static const df_bench_def where_bench = {
+    .n_inputs = 3, .build = where_bench_build,
+    .shapes = {"256x1024,256x1024,256x1024", "6400x4096,6400x4096,6400x4096", "6400x4096,4096,1"},
+};
+
 const df_op_def df_op_where = {
     .name = "where", .infer = where_infer, .forward = where_forward, .backward = where_backward,
     .gradcheck = where_cases,
     .min_inputs = 3, .max_inputs = 3,
+    .cost = where_cost, .bench = &where_bench,
 };
 
 df_node *df_where(df_graph *g, df_node *cond, df_node *a, df_node *b)

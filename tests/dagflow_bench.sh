@@ -3,9 +3,12 @@
 # (unknown subcommand, op or attribute, bad or mismatched shapes, a missing
 # attribute, --backward of an op without gradient, bad numbers) is exit 2
 # with a message naming the problem on stderr; a run prints its rates from
-# the op's cost model (the JSON's FLOP count is the hand-computed one) or
-# "-" for an op without one; the suite's --save and --compare flag a
-# synthetic faster baseline (exit 1, "SLOWER") and pass a slower one; check
+# the op's cost model (the JSON's FLOP count is the hand-computed one) and
+# list shows no op without one; the suite's --save and --compare flag a
+# synthetic faster baseline (exit 1, "SLOWER") and pass a slower one, by
+# min (the default) and by --stat median, each statistic on its own; a
+# baseline without mins (an older file) compares by median and is refused
+# by min with a message saying what to do; check
 # and model run (charrnn at tiny sizes, also through bench/bench_train, with
 # its flags and JSON keys). The suite itself is not timed here.
 top=$(cd "${top_builddir:-.}" && pwd) || exit 1
@@ -76,7 +79,12 @@ runs "matmul transpose_b" '"gflop": 4.8e-08,' op matmul --shape 2x3,4x3 --attr t
 runs "matmul --backward counts the gradient's products" '"gflop": 1.44e-07,' \
     op matmul --shape 2x3,3x4 --backward --reps 3 --json
 runs "text report names the bound" "-bound:" op relu --shape 4x8 --reps 3
-runs "an op without a cost model prints -" "rate    -  (no cost model for: cast)" op cast --shape 4x8 --reps 3
+# every op declares its cost (a new op without one would print "-" for its rates)
+runs "cast runs with its cost model" "rate    " op cast --shape 4x8 --reps 3
+timeout 60 "$bin" list > out.txt 2>&1
+if ! has out.txt "no cost model" && has out.txt "global_norm_scale"; then pass "list: every op has a cost model"
+else fail "list: ops without a cost model: $(grep 'no cost model' out.txt | head -c 400)"
+fi
 runs "list shows attributes and defaults" "attrs causal=0 scale=0" list
 runs "peak prints the CPU and the FMA peak" "fp32 FMA" peak
 
@@ -84,24 +92,52 @@ runs "peak prints the CPU and the FMA peak" "fp32 FMA" peak
 runs "suite --save" "relu" suite --filter relu --size small --reps 3 --save base.jsonl
 lines=$(wc -l < base.jsonl)
 check "--save wrote forward and backward of relu ($lines lines)" test "$lines" -eq 2
-# a baseline 10^6 times faster than anything: this run is slower (exit 1)
-sed -E 's/"ms": [0-9.]+/"ms": 0.000001/' base.jsonl > fast_base.jsonl
-timeout 60 "$bin" suite --filter relu --size small --reps 3 --compare fast_base.jsonl > out.txt 2> err.txt
-rc=$?
-if [ $rc -eq 1 ] && has out.txt "SLOWER" && has out.txt "2 slower than the baseline"; then
-    pass "a faster baseline flags the run (exit 1, SLOWER)"
-else fail "faster baseline: exit $rc: $(cat out.txt err.txt | head -c 400)"
-fi
+# baseline FILE MEDIAN MIN: base.jsonl with every case's median ("ms") and
+# min ("ms_min") set; "-" drops the min, as a file from before it was saved.
+baseline() {
+    local min_edit="s/\"ms_min\": [0-9.]+/\"ms_min\": $3/"
+    [ "$3" = - ] && min_edit='s/"ms_min": [0-9.]+, //'
+    sed -E -e "s/\"ms\": [0-9.]+/\"ms\": $2/" -e "$min_edit" base.jsonl > "$1"
+}
+# compares DESCRIPTION FILE EXIT NEEDLE [ARGS...]: suite --compare FILE exits EXIT with NEEDLE.
+compares() {
+    local d=$1 file=$2 want=$3 needle=$4 rc
+    shift 4
+    timeout 60 "$bin" suite --filter relu --size small --reps 3 --compare "$file" "$@" > out.txt 2> err.txt
+    rc=$?
+    if [ $rc -eq "$want" ] && has out.txt "$needle"; then pass "$d (exit $rc)"
+    else fail "$d: exit $rc, wanted $want and '$needle': $(cat out.txt err.txt | head -c 400)"
+    fi
+}
+# a baseline 10^6 times faster than anything: this run is slower, by either statistic
+baseline fast_base.jsonl 0.000001 0.000001
+compares "a faster baseline flags the run by its min (the default)" fast_base.jsonl 1 \
+    "2 slower than the baseline by more than 10% (min ms)"
+has out.txt "SLOWER" || fail "no case marked SLOWER: $(head -c 300 out.txt)"
+compares "a faster baseline flags the run by its median" fast_base.jsonl 1 \
+    "2 slower than the baseline by more than 10% (median ms)" --stat median
+# the statistic compared is the one asked for: a fast min alone flags min only, a fast median median only
+baseline fast_min.jsonl 1000000 0.000001
+compares "a faster min alone: flagged by min" fast_min.jsonl 1 "2 slower than the baseline"
+compares "a faster min alone: passes by median" fast_min.jsonl 0 "0 slower than the baseline" --stat median
+baseline fast_median.jsonl 0.000001 1000000
+compares "a faster median alone: passes by min" fast_median.jsonl 0 "0 slower than the baseline"
+compares "a faster median alone: flagged by median" fast_median.jsonl 1 "2 slower than the baseline" --stat median
 # a baseline 10^6 ms per case: this run is faster (exit 0)
-sed -E 's/"ms": [0-9.]+/"ms": 1000000/' base.jsonl > slow_base.jsonl
-timeout 60 "$bin" suite --filter relu --size small --reps 3 --compare slow_base.jsonl > out.txt 2> err.txt
-rc=$?
-if [ $rc -eq 0 ] && ! has out.txt "SLOWER" && has out.txt "0 slower than the baseline"; then
-    pass "a slower baseline passes (exit 0)"
-else fail "slower baseline: exit $rc: $(cat out.txt err.txt | head -c 400)"
-fi
+baseline slow_base.jsonl 1000000 1000000
+compares "a slower baseline passes by min" slow_base.jsonl 0 "0 slower than the baseline"
+! has out.txt "SLOWER" || fail "a case marked SLOWER against a slower baseline"
+compares "a slower baseline passes by median" slow_base.jsonl 0 "0 slower than the baseline" --stat median
+# a file saved before the min was: compared by median, refused by min with what to do
+baseline old_base.jsonl 1000000 -
+check "the old-format file has no ms_min" test "$(grep -c ms_min old_base.jsonl)" -eq 0
+compares "an old-format file compares by median" old_base.jsonl 0 "0 slower than the baseline" --stat median
+usage "an old-format file is refused by min" "2 of the 2 cases in 'old_base.jsonl' have no min time" \
+    suite --filter relu --size small --reps 3 --compare old_base.jsonl
+has err.txt "compare with --stat median, or save a new baseline" || fail "the refusal says no way out: $(cat err.txt)"
+usage "--stat of an unknown statistic" "--stat 'mean': min or median" suite --filter relu --compare base.jsonl --stat mean
 # the threshold: with --threshold 1e12 even that baseline passes
-sed -E 's/"ms": [0-9.]+/"ms": 0.000001/' base.jsonl > tiny_base.jsonl
+baseline tiny_base.jsonl 0.000001 0.000001
 timeout 60 "$bin" suite --filter relu --size small --reps 3 --compare tiny_base.jsonl --threshold 1e12 > out.txt 2> err.txt
 rc=$?
 if [ $rc -eq 0 ]; then pass "--threshold raises the bar"

@@ -7,7 +7,10 @@
  * elementwise table, softmax and layer_norm; the simple RNN and its
  * backward, the GRU's backward ops (per form, with and without dh0), the
  * copies (transpose, concat, slice, pad), one_hot (in sparse_softmax_xent's
- * backward at a large vocabulary), reduce_max and the optimizers' updates. */
+ * backward at a large vocabulary), reduce_max and the optimizers' updates;
+ * mean, argmax, where, causal_mask, cast, dropout, global_norm_scale,
+ * lstm_final_c, fill_like and the variable writes (assign, assign_add,
+ * assign_at). allreduce_mean needs MPI and is not built here. */
 #include <criterion/criterion.h>
 #include "dagflow.h"
 #include "../graph/graph.h"
@@ -247,5 +250,70 @@ Test(cost, optimizer_updates_per_element)
         cr_expect_eq(c.flops, cases[i].flops, "%s flops %g, expected %g", cases[i].what, c.flops, cases[i].flops);
         cr_expect_eq(c.bytes, cases[i].bytes, "%s bytes %g, expected %g", cases[i].what, c.bytes, cases[i].bytes);
     }
+    df_variable_free(w);
+}
+
+Test(cost, reductions_and_selections)
+{
+    df_op_cost c = cost_of(df_mean(g, PH(3, 5), (int[]){-1}, 1, false));     /* 15 adds, 3 scales */
+    cr_expect_eq(c.flops, 15 + 3, "mean flops %g", c.flops);
+    cr_expect_eq(c.bytes, (15 + 3) * 4, "mean bytes %g", c.bytes);
+    c = cost_of(df_argmax(g, PH(4, 6), 0));                                     /* 24 compares into (6) */
+    cr_expect_eq(c.flops, 24, "argmax flops %g", c.flops);
+    cr_expect_eq(c.bytes, (24 + 6) * 4, "argmax bytes %g", c.bytes);
+    c = cost_of(df_where(g, PH(2, 3), PH(3), PH(2, 3)));                        /* one compare per output */
+    cr_expect_eq(c.flops, 6, "where flops %g", c.flops);
+    cr_expect_eq(c.bytes, (6 + 3 + 6 + 6) * 4, "where bytes %g", c.bytes);
+    c = cost_of(df_causal_mask(g, PH(2, 3, 4), -1.0f));                         /* a copy */
+    cr_expect_eq(c.flops, 0, "causal_mask flops %g", c.flops);
+    cr_expect_eq(c.bytes, 2 * 24 * 4, "causal_mask bytes %g", c.bytes);
+}
+
+Test(cost, cast_dropout_and_the_clipping_norm)
+{
+    df_op_cost c = cost_of(df_cast(g, PH(3, 4), DF_I32));                       /* one conversion each */
+    cr_expect_eq(c.flops, 12, "cast flops %g", c.flops);
+    cr_expect_eq(c.bytes, 2 * 12 * 4, "cast bytes %g", c.bytes);
+    df_node *seed = df_placeholder(g, DF_I32, 0, NULL, NULL);
+    c = cost_of(df_dropout(g, PH(3, 4), 0.5f, seed, 1));                        /* the scale; the hash is integer work */
+    cr_expect_eq(c.flops, 12, "dropout flops %g", c.flops);
+    cr_expect_eq(c.bytes, (12 + 1 + 12) * 4, "dropout bytes %g", c.bytes);
+    c = cost_of(df_global_norm_scale(g, 2, (df_node *[]){PH(3, 4), PH(4)}, 1.0f));
+    cr_expect_eq(c.flops, 2 * 16 + 3, "global_norm_scale flops %g", c.flops);  /* a multiply-add each, sqrt, max, divide */
+    cr_expect_eq(c.bytes, (16 + 1) * 4, "global_norm_scale bytes %g", c.bytes);
+}
+
+Test(cost, carried_state_and_fills)
+{
+    /* B=2 T=3 H=4: the last step's c, 8 floats read from the workspace and written */
+    df_op_cost c = cost_of(df_lstm_final_c(g, df_lstm(g, PH(2, 3, 16), PH(4, 16), PH(2, 4), PH(2, 4))));
+    cr_expect_eq(c.flops, 0, "lstm_final_c flops %g", c.flops);
+    cr_expect_eq(c.bytes, 2 * 8 * 4, "lstm_final_c bytes %g", c.bytes);
+    /* zeros (None, 5) like x (None, 3): 5 floats a row written, x not read */
+    df_node *x = df_placeholder(g, DF_F32, 2, (int64_t[]){DF_DYNAMIC, 3}, NULL);
+    df_node *z = df_fill_like_dims(g, x, 0.0f, DF_F32, 2, (int64_t[]){DF_DYNAMIC, 5});
+    cr_assert(z && z->op == &df_op_fill_like, "not a fill_like node: %s", z ? z->op->name : df_graph_error(g));
+    c = cost_of(z);
+    cr_expect_eq(c.flops, 0, "fill_like flops %g", c.flops);
+    cr_expect_eq(c.bytes, (double)z->shape[0] * 5 * 4, "fill_like bytes %g at batch %lld", c.bytes,
+                 (long long)z->shape[0]);
+}
+
+Test(cost, variable_writes)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 1);
+    df_variable *w = df_variable_new("w", DF_F32, 2, (int64_t[]){6, 5}, df_init_zeros(), &rng);
+    cr_assert_not_null(w, "%s", df_last_error());
+    df_op_cost c = cost_of(df_assign(g, w, PH(6, 5)));                          /* a copy of 30 floats */
+    cr_expect_eq(c.flops, 0, "assign flops %g", c.flops);
+    cr_expect_eq(c.bytes, 2 * 30 * 4, "assign bytes %g", c.bytes);
+    c = cost_of(df_assign_add(g, w, PH(6, 5)));                                 /* w read, added to, written */
+    cr_expect_eq(c.flops, 30, "assign_add flops %g", c.flops);
+    cr_expect_eq(c.bytes, 3 * 30 * 4, "assign_add bytes %g", c.bytes);
+    df_node *pos = df_placeholder(g, DF_I32, 0, NULL, NULL);
+    c = cost_of(df_assign_at(g, w, PH(2, 5), pos, 0));                          /* the slab of 10 only, and pos */
+    cr_expect_eq(c.flops, 0, "assign_at flops %g", c.flops);
+    cr_expect_eq(c.bytes, (2 * 10 + 1) * 4, "assign_at bytes %g", c.bytes);
     df_variable_free(w);
 }

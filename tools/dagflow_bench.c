@@ -28,7 +28,8 @@ static const char usage_text[] =
     "                         [--reps N | --seconds S] [--json]\n"
     "    dagflow-bench peak [--json]\n"
     "    dagflow-bench suite [--filter SUBSTRING] [--size small|seed|large] [--threads N]\n"
-    "                        [--seconds S] [--save FILE] [--compare FILE [--threshold 0.10]]\n"
+    "                        [--seconds S] [--save FILE]\n"
+    "                        [--compare FILE [--stat min|median] [--threshold 0.10]]\n"
     "    dagflow-bench check [--filter SUBSTRING] [--seeds N]\n"
     "    dagflow-bench model charrnn|chargpt [--steps N] [--warmup N] [--threads N] [--json]\n"
     "                        [--batch 64 --seq 100 --embed 256 --hidden 1024 --gen 200 --data PATH\n"
@@ -53,9 +54,19 @@ static const char usage_text[] =
     "            ISA. Each figure is measured once per run of the program.\n"
     "    suite   Every op with a cost model and a bench definition at its small, seed-sized\n"
     "            and large shapes, forward and backward, as a table. --save writes one JSON\n"
-    "            line per case; --compare reads such a file and prints each case's time over\n"
-    "            the baseline's: a case slower by more than --threshold (default 0.10) is\n"
-    "            measured twice more and, still slower, fails the run (exit 1).\n"
+    "            line per case (its median and min ms); --compare reads such a file and\n"
+    "            prints each case's time over the baseline's: a case slower by more than\n"
+    "            --threshold (default 0.10) is measured twice more and, still slower, fails\n"
+    "            the run (exit 1). --stat picks the time compared: min (the default), the\n"
+    "            fastest of a case's runs, or median. The minimum is the least noisy\n"
+    "            estimate of the case's own cost (Python's timeit advises it): other\n"
+    "            processes and a descheduled thread only ever add time, and on a busy\n"
+    "            machine they move the median of a sub-millisecond case by far more than\n"
+    "            10%. median also sees a change in the spread (e.g. a kernel that waits).\n"
+    "            A file saved before the min was recorded compares only with --stat median.\n"
+    "            On a machine whose other cores are busy, a 2-thread parallel region can\n"
+    "            wait a scheduler tick for its second thread on every run, minimum and\n"
+    "            all: compare at --threads 1 there.\n"
     "    check   Each op's backward against finite differences of its forward (the\n"
     "            registry's gradcheck cases, several seeds), and matmul, batch_matmul,\n"
     "            the elementwise table, softmax, layer_norm and attention against naive\n"
@@ -382,11 +393,21 @@ static void place_on_roofline(bench_result *r)
     }
 }
 
-static int time_graph(df_graph *g, const bench_timing *t, bench_result *r, char *err, size_t len)
+/* The inputs are variables the graph does not write, so a compiled graph
+ * would keep its values from run to run (graph/memo.c) and a timed run
+ * would do no work: each run gets inputs with a new version, as a training
+ * step's weights have. */
+static df_status run_fresh(const built_case *b)
+{
+    for (int i = 0; i < b->n_vars; i++) df_variable_touch(b->vars[i]);
+    return df_graph_run(b->g, NULL, 0, NULL, 0);
+}
+
+static int time_graph(const built_case *b, const bench_timing *t, bench_result *r, char *err, size_t len)
 {
     double warm_until = bench_now() + (t->seconds > 0 ? t->seconds * 0.1 : 0);
     for (int i = 0; i < 2 || bench_now() < warm_until; i++)      /* page faults, caches, the thread pool */
-        if (df_graph_run(g, NULL, 0, NULL, 0) != DF_OK) return snprintf(err, len, "run: %s", df_last_error()), 1;
+        if (run_fresh(b) != DF_OK) return snprintf(err, len, "run: %s", df_last_error()), 1;
     int cap = t->reps > 0 ? t->reps : 1024, n = 0;
     double *ms = malloc((size_t)cap * sizeof *ms), end = bench_now() + t->seconds;
     if (!ms) return snprintf(err, len, "out of memory"), 1;
@@ -397,11 +418,18 @@ static int time_graph(df_graph *g, const bench_timing *t, bench_result *r, char 
             ms = more;
         }
         double t0 = bench_now();
-        if (df_graph_run(g, NULL, 0, NULL, 0) != DF_OK) {
+        if (run_fresh(b) != DF_OK) {
             free(ms);
             return snprintf(err, len, "run: %s", df_last_error()), 1;
         }
         ms[n++] = (bench_now() - t0) * 1e3;
+    }
+    int64_t reused = 0;
+    int skipped = 0;
+    if (df_graph_memo_stats(b->g, &reused, &skipped) == DF_OK && reused > 0) {
+        free(ms);
+        return snprintf(err, len, "%lld runs skipped %d nodes as run-constant: the times would not be the op's",
+                        (long long)reused, skipped), 1;
     }
     qsort(ms, (size_t)n, sizeof *ms, cmp_double);
     r->reps = n;
@@ -425,7 +453,7 @@ int bench_case_run(const bench_case *c, const bench_timing *t, bench_result *r, 
     }
     sum_costs(b.g, r);
     r->threads = df_num_threads();
-    int rc = time_graph(b.g, t, r, err, err_len);
+    int rc = time_graph(&b, t, r, err, err_len);
     built_free(&b);
     if (rc) return BENCH_EXIT_FAIL;
     place_on_roofline(r);
@@ -560,7 +588,15 @@ static int cmd_list(void)
 
 /* ------------------------------------------------------------ suite */
 
-typedef struct baseline_entry { char key[400]; double ms; } baseline_entry;
+/* A saved case: its median ("ms") and min ("ms_min"; NAN in a file written
+ * before the min was saved). */
+typedef struct baseline_entry { char key[400]; double ms_median, ms_min; } baseline_entry;
+
+typedef enum compare_stat { STAT_MIN, STAT_MEDIAN } compare_stat;
+static const char *const stat_names[] = {"min", "median"};
+
+static double entry_ms(const baseline_entry *e, compare_stat stat) { return stat == STAT_MIN ? e->ms_min : e->ms_median; }
+static double result_ms(const bench_result *r, compare_stat stat) { return stat == STAT_MIN ? r->ms_min : r->ms_median; }
 typedef struct baseline { baseline_entry *e; int n; } baseline;
 
 static void case_key(const bench_case *c, char *key, size_t len)
@@ -593,15 +629,15 @@ static bool json_number(const char *line, const char *name, double *out)
     return end != p + strlen(pat);
 }
 
-static int baseline_load(baseline *b, const char *path)
+static int baseline_load(baseline *b, const char *path, compare_stat stat)
 {
     FILE *f = fopen(path, "r");
     if (!f) return usage_error("--compare: cannot read '%s'", path);
     char line[2048];
-    int cap = 0;
+    int cap = 0, without_min = 0;
     while (fgets(line, sizeof line, f)) {
         char op[64], shapes[160], attrs[160], dir[16];
-        double ms;
+        double ms, ms_min;
         if (!json_string(line, "op", op, sizeof op) || !json_string(line, "shapes", shapes, sizeof shapes) ||
             !json_string(line, "attrs", attrs, sizeof attrs) || !json_string(line, "dir", dir, sizeof dir) ||
             !json_number(line, "ms", &ms))
@@ -611,11 +647,17 @@ static int baseline_load(baseline *b, const char *path)
             if (!more) break;
             b->e = more;
         }
+        if (!json_number(line, "ms_min", &ms_min)) ms_min = NAN, without_min++;
         snprintf(b->e[b->n].key, sizeof b->e[b->n].key, "%s|%s|%s|%s", op, shapes, attrs, dir);
-        b->e[b->n++].ms = ms;
+        b->e[b->n].ms_median = ms;
+        b->e[b->n++].ms_min = ms_min;
     }
     fclose(f);
     if (b->n == 0) return usage_error("--compare: '%s' holds no results (write one with --save)", path);
+    if (stat == STAT_MIN && without_min)
+        return usage_error("--compare: %d of the %d cases in '%s' have no min time (\"ms_min\"; a file from an "
+                           "older dagflow-bench): compare with --stat median, or save a new baseline",
+                           without_min, b->n, path);
     return 0;
 }
 
@@ -638,6 +680,7 @@ static int cmd_suite(int argc, char **argv)
 {
     const char *filter = NULL, *size = NULL, *save = NULL, *compare = NULL;
     double threshold = 0.10;
+    compare_stat stat = STAT_MIN;
     bench_timing t = {.seconds = 0.3};
     int rc;
     for (int i = 0; i < argc; i++) {
@@ -651,7 +694,10 @@ static int cmd_suite(int argc, char **argv)
             size = v;
         } else if (!strcmp(a, "--save")) save = v;
         else if (!strcmp(a, "--compare")) compare = v;
-        else if (!strcmp(a, "--threshold")) {
+        else if (!strcmp(a, "--stat")) {
+            if (strcmp(v, "min") && strcmp(v, "median")) return usage_error("--stat '%s': min or median", v);
+            stat = strcmp(v, "min") ? STAT_MEDIAN : STAT_MIN;
+        } else if (!strcmp(a, "--threshold")) {
             char *end;
             threshold = strtod(v, &end);
             if (*end || !(threshold >= 0)) return usage_error("--threshold '%s' is not a fraction >= 0", v);
@@ -661,11 +707,13 @@ static int cmd_suite(int argc, char **argv)
         i++;
     }
     baseline base = {0};
-    if (compare && (rc = baseline_load(&base, compare))) return rc;
+    if (compare && (rc = baseline_load(&base, compare, stat))) return rc;
     FILE *saved = NULL;
     if (save && !(saved = fopen(save, "w"))) return usage_error("--save: cannot write '%s'", save);
+    char vs[32] = "";
+    if (compare) snprintf(vs, sizeof vs, "vs baseline (%s)", stat_names[stat]);
     printf("%-20s %-54s %-8s %9s %9s %9s %8s %8s  %s\n", "op", "shapes / attrs", "dir", "median", "min", "GFLOP/s",
-           "GB/s", "% limit", compare ? "vs baseline" : "");
+           "GB/s", "% limit", vs);
     int cases = 0, slower = 0, failed = 0;
     for (int i = 0; i < df_op_registry_count; i++) {
         const df_op_def *op = df_op_registry[i];
@@ -688,16 +736,16 @@ static int cmd_suite(int argc, char **argv)
                 const baseline_entry *be = compare ? baseline_find(&base, &c) : NULL;
                 if (compare && !be) snprintf(ratio, sizeof ratio, "new");
                 if (be) {
-                    double best = r.ms_median;
+                    double best = result_ms(&r, stat), base_ms = entry_ms(be, stat);
                     /* a slow result is measured twice more: noise passes, a regression stays */
-                    for (int k = 0; k < 2 && best > be->ms * (1 + threshold); k++) {
+                    for (int k = 0; k < 2 && best > base_ms * (1 + threshold); k++) {
                         bench_result again;
-                        if (bench_case_run(&c, &t, &again, err, sizeof err) == 0 && again.ms_median < best)
-                            r = again, best = again.ms_median;
+                        if (bench_case_run(&c, &t, &again, err, sizeof err) == 0 && result_ms(&again, stat) < best)
+                            r = again, best = result_ms(&again, stat);
                     }
-                    bool slow = best > be->ms * (1 + threshold);
+                    bool slow = best > base_ms * (1 + threshold);
                     slower += slow;
-                    snprintf(ratio, sizeof ratio, "%.3fx of %.3f ms%s", best / be->ms, be->ms, slow ? "  SLOWER" : "");
+                    snprintf(ratio, sizeof ratio, "%.3fx of %.3f ms%s", best / base_ms, base_ms, slow ? "  SLOWER" : "");
                 }
                 char gf[32] = "-", gb[32] = "-", pct[32] = "-";
                 if (r.costed) {
@@ -715,7 +763,8 @@ static int cmd_suite(int argc, char **argv)
     if (saved) fclose(saved);
     free(base.e);
     printf("%d cases%s", cases, compare ? "" : "\n");
-    if (compare) printf(", %d slower than the baseline by more than %.0f%%\n", slower, threshold * 100);
+    if (compare)
+        printf(", %d slower than the baseline by more than %.0f%% (%s ms)\n", slower, threshold * 100, stat_names[stat]);
     if (failed) fprintf(stderr, "dagflow-bench: %d cases failed to run\n", failed);
     if (cases == 0 && !failed) return usage_error("suite: no op matches --filter '%s'", filter ? filter : "");
     return slower || failed ? BENCH_EXIT_FAIL : 0;
