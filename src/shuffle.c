@@ -50,7 +50,7 @@ df_status df_shuffle_buffer_put(const df_shuffle_buffer *s, df_checkpoint *ck, c
 {
     size_t n = n_head + 2 + (size_t)s->fill;
     int64_t *record = malloc(n * sizeof *record);
-    if (!record) return df_error(DF_ERR_NOMEM, "out of memory for checkpoint record \"%s\"", key);
+    if (!record) return df_error(DF_ERR_NOMEM, "out of memory for checkpoint entry '%s'", key);
     if (n_head) memcpy(record, head, n_head * sizeof *record);
     record[n_head] = s->fill;
     record[n_head + 1] = s->next;
@@ -72,16 +72,16 @@ static int by_value(const void *a, const void *b)
 static df_status check_buffered(const char *key, const int64_t *buffered, int64_t fill, int64_t next)
 {
     int64_t *sorted = malloc((size_t)(fill ? fill : 1) * sizeof *sorted);
-    if (!sorted) return df_error(DF_ERR_NOMEM, "out of memory for checkpoint record \"%s\"", key);
+    if (!sorted) return df_error(DF_ERR_NOMEM, "out of memory for checkpoint entry '%s'", key);
     if (fill) memcpy(sorted, buffered, (size_t)fill * sizeof *sorted);
     qsort(sorted, (size_t)fill, sizeof *sorted, by_value);
     df_status st = DF_OK;
     if (fill && (sorted[0] < 0 || sorted[fill - 1] >= next))
-        st = df_error(DF_ERR_FORMAT, "checkpoint record \"%s\": buffered index %lld is out of range 0..%lld", key,
+        st = df_error(DF_ERR_FORMAT, "checkpoint entry '%s': buffered index %lld is out of range 0..%lld", key,
                       (long long)(sorted[0] < 0 ? sorted[0] : sorted[fill - 1]), (long long)next - 1);
     for (int64_t i = 1; st == DF_OK && i < fill; i++)
         if (sorted[i] == sorted[i - 1])
-            st = df_error(DF_ERR_FORMAT, "checkpoint record \"%s\": buffered index %lld is there twice", key,
+            st = df_error(DF_ERR_FORMAT, "checkpoint entry '%s': buffered index %lld is there twice", key,
                           (long long)sorted[i]);
     free(sorted);
     return st;
@@ -93,14 +93,18 @@ static df_status check_place(const df_shuffle_buffer *s, const char *key, int64_
                              const int64_t *buffered, size_t n_buffered)
 {
     if (fill < 0 || fill > s->size)
-        return df_error(DF_ERR_FORMAT, "checkpoint record \"%s\": fill %lld is out of range 0..%lld", key,
+        return df_error(DF_ERR_FORMAT, "checkpoint entry '%s': fill %lld is out of range 0..%lld", key,
                         (long long)fill, (long long)s->size);
     if ((size_t)fill != n_buffered)
-        return df_error(DF_ERR_FORMAT, "checkpoint record \"%s\": fill %lld but %zu buffered indices", key,
+        return df_error(DF_ERR_FORMAT, "checkpoint entry '%s': fill %lld but %zu buffered indices", key,
                         (long long)fill, n_buffered);
-    if (next < fill || next > s->n || (next < s->n && fill != s->size))
-        return df_error(DF_ERR_FORMAT, "checkpoint record \"%s\": next index %lld does not fit fill %lld of %lld "
-                        "(%lld indices)", key, (long long)next, (long long)fill, (long long)s->size, (long long)s->n);
+    if (next < fill || next > s->n)
+        return df_error(DF_ERR_FORMAT, "checkpoint entry '%s': next index %lld is out of range %lld..%lld (fill..n)",
+                        key, (long long)next, (long long)fill, (long long)s->n);
+    if (next < s->n && fill != s->size)
+        return df_error(DF_ERR_FORMAT, "checkpoint entry '%s': fill %lld with next index %lld of %lld, but the "
+                        "buffer holds %lld until the input runs out", key, (long long)fill, (long long)next,
+                        (long long)s->n, (long long)s->size);
     return check_buffered(key, buffered, fill, next);
 }
 
@@ -115,7 +119,7 @@ df_status df_shuffle_buffer_restore(df_shuffle_buffer *s, const df_checkpoint *c
     if (st != DF_OK) return st;
     for (size_t i = 0; st == DF_OK && i < n_head; i++)
         if (record[i] < 0 || record[i] > head_max[i])
-            st = df_error(DF_ERR_FORMAT, "checkpoint record \"%s\": value %zu is %lld, out of range 0..%lld", key, i,
+            st = df_error(DF_ERR_FORMAT, "checkpoint entry '%s': leading value %zu is %lld, out of range 0..%lld", key, i,
                           (long long)record[i], (long long)head_max[i]);
     if (st == DF_OK)
         st = check_place(s, key, record[n_head], record[n_head + 1], record + n_head + 2, n - n_head - 2);
