@@ -126,6 +126,28 @@ Test(shuffle, every_index_once_per_epoch_and_each_epoch_reshuffles)
     }
 }
 
+/* An epoch cut short (a cap on steps per epoch) and started again gives
+ * every index once all the same. */
+Test(shuffle, an_epoch_started_midway_starts_over)
+{
+    const int64_t n = 40;
+    for (int drawn = 0; drawn <= n; drawn += 5) {
+        df_shuffle_buffer s;
+        assert_ok(df_shuffle_buffer_init(&s, n, 8, 2));
+        int64_t index, order[40];
+        for (int i = 0; i < drawn; i++) cr_assert(df_shuffle_buffer_next(&s, &index));
+        df_shuffle_buffer_start_epoch(&s);
+        cr_expect(s.fill == 8 && s.next == 8, "after %d drawn: fill %lld, next %lld", drawn, (long long)s.fill,
+                  (long long)s.next);
+        cr_assert_eq(epoch(&s, order, n), n, "after %d drawn, the new epoch gives every index", drawn);
+        int count[40] = {0};
+        for (int64_t i = 0; i < n; i++) count[order[i]]++;
+        for (int64_t i = 0; i < n; i++) cr_assert_eq(count[i], 1, "after %d drawn: index %lld came %d times", drawn,
+                                                     (long long)i, count[i]);
+        df_shuffle_buffer_free(&s);
+    }
+}
+
 Test(shuffle, no_indices_is_an_empty_epoch)
 {
     df_shuffle_buffer s;
@@ -257,7 +279,7 @@ typedef struct corruption {
 static const corruption corruptions[] = {
     {"step negative", 7, {-1, 4, 7, 0, 2, 5, 6}, "leading value 0 is -1"},
     {"step past the epoch", 7, {6, 4, 7, 0, 2, 5, 6}, "leading value 0 is 6"},
-    {"fill negative", 7, {1, -1, 7, 0, 2, 5, 6}, "fill -1"},
+    {"fill negative", 7, {1, -1, 7, 0, 2, 5, 6}, "fill -1 is out of range 0..4"},
     {"fill past the buffer", 7, {1, 5, 7, 0, 2, 5, 6}, "fill 5 is out of range 0..4"},
     {"fill below the count", 7, {1, 3, 7, 0, 2, 5, 6}, "fill 3 but 4 buffered"},
     {"fill above the count", 6, {1, 4, 7, 0, 2, 5}, "fill 4 but 3 buffered"},
