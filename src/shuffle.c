@@ -2,7 +2,7 @@
  * its place in a checkpoint (the contract is in dagflow.h). */
 #include <stdlib.h>
 #include <string.h>
-#include "dagflow.h"
+#include "base.h"
 
 df_status df_shuffle_buffer_init(df_shuffle_buffer *s, int64_t n, int64_t buffer_size, uint64_t seed)
 {
@@ -14,7 +14,7 @@ df_status df_shuffle_buffer_init(df_shuffle_buffer *s, int64_t n, int64_t buffer
     s->n = n;
     s->size = buffer_size < n ? buffer_size : n;   /* the same order, less memory */
     df_rng_seed(&s->rng, seed);
-    if (s->size > 0 && !(s->buffer = malloc((size_t)s->size * sizeof *s->buffer)))
+    if (!(s->buffer = df_malloc((size_t)s->size * sizeof *s->buffer)))
         return df_error(DF_ERR_NOMEM, "out of memory for a shuffle buffer of %lld", (long long)s->size);
     df_shuffle_buffer_start_epoch(s);
     return DF_OK;
@@ -22,7 +22,7 @@ df_status df_shuffle_buffer_init(df_shuffle_buffer *s, int64_t n, int64_t buffer
 
 void df_shuffle_buffer_free(df_shuffle_buffer *s)
 {
-    free(s->buffer);
+    df_free(s->buffer);
     s->buffer = NULL;
 }
 
@@ -49,7 +49,7 @@ df_status df_shuffle_buffer_put(const df_shuffle_buffer *s, df_checkpoint *ck, c
                                 const int64_t *head, size_t n_head)
 {
     size_t n = n_head + 2 + (size_t)s->fill;
-    int64_t *record = malloc(n * sizeof *record);
+    int64_t *record = df_malloc(n * sizeof *record);
     if (!record) return df_error(DF_ERR_NOMEM, "out of memory for checkpoint entry '%s'", key);
     if (n_head) memcpy(record, head, n_head * sizeof *record);
     record[n_head] = s->fill;
@@ -57,7 +57,7 @@ df_status df_shuffle_buffer_put(const df_shuffle_buffer *s, df_checkpoint *ck, c
     if (s->fill) memcpy(record + n_head + 2, s->buffer, (size_t)s->fill * sizeof *record);
     df_status st = df_checkpoint_put_blob(ck, rng_key, &s->rng, sizeof s->rng);
     if (st == DF_OK) st = df_checkpoint_put_int64s(ck, key, record, n);
-    free(record);
+    df_free(record);
     return st;
 }
 
@@ -71,7 +71,7 @@ static int by_value(const void *a, const void *b)
  * needs no more memory than the buffer. */
 static df_status check_buffered(const char *key, const int64_t *buffered, int64_t fill, int64_t next)
 {
-    int64_t *sorted = malloc((size_t)(fill ? fill : 1) * sizeof *sorted);
+    int64_t *sorted = df_malloc((size_t)fill * sizeof *sorted);
     if (!sorted) return df_error(DF_ERR_NOMEM, "out of memory for checkpoint entry '%s'", key);
     if (fill) memcpy(sorted, buffered, (size_t)fill * sizeof *sorted);
     qsort(sorted, (size_t)fill, sizeof *sorted, by_value);
@@ -83,7 +83,7 @@ static df_status check_buffered(const char *key, const int64_t *buffered, int64_
         if (sorted[i] == sorted[i - 1])
             st = df_error(DF_ERR_FORMAT, "checkpoint entry '%s': buffered index %lld is there twice", key,
                           (long long)sorted[i]);
-    free(sorted);
+    df_free(sorted);
     return st;
 }
 
@@ -130,6 +130,6 @@ df_status df_shuffle_buffer_restore(df_shuffle_buffer *s, const df_checkpoint *c
         s->next = record[n_head + 1];
         if (s->fill) memcpy(s->buffer, record + n_head + 2, (size_t)s->fill * sizeof *record);
     }
-    free(record);
+    free(record);    /* get_int64s's copy: malloc'd */
     return st;
 }

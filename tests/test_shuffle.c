@@ -1,12 +1,13 @@
 /* test_shuffle.c — df_shuffle_buffer: tf.data's shuffle(buffer_size) over
  * indices (order, epochs, arguments) and its checkpoint entries (layout,
- * resume mid-epoch, every corrupted field refused). */
+ * resume mid-epoch, every corrupted field refused, out of memory at every
+ * allocation). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "dagflow.h"
+#include "base.h"      /* df_fail_alloc_after: the allocation-failure hook */
 
 #define assert_ok(call) cr_assert_eq((call), DF_OK, "%s: %s", #call, df_last_error())
 
@@ -372,4 +373,63 @@ Test(shuffle, a_missing_or_misshapen_rng_or_record_is_refused)
         df_checkpoint_free(ck);
     }
     df_shuffle_buffer_free(&s);
+}
+
+/* Every allocation of init, put and restore fails in turn: DF_ERR_NOMEM and
+ * nothing half done (a failed restore leaves the buffer as it was). */
+Test(shuffle, out_of_memory_at_every_allocation)
+{
+    df_shuffle_buffer s, t;
+    df_status st;
+    int failures = 0;
+    for (long k = 0; (df_fail_alloc_after(k), st = df_shuffle_buffer_init(&s, 10, 4, 3)) != DF_OK; k++, failures++) {
+        df_fail_alloc_after(-1);
+        cr_assert_eq(st, DF_ERR_NOMEM, "init, allocation %ld: %s", k, df_last_error());
+        cr_expect_null(s.buffer);
+    }
+    df_fail_alloc_after(-1);
+    int64_t index, step = 2, step_max = 5;
+    for (int i = 0; i < 3; i++) cr_assert(df_shuffle_buffer_next(&s, &index));
+    df_checkpoint *ck;
+    for (long k = 0;; k++, failures++) {
+        ck = df_checkpoint_new();
+        cr_assert_not_null(ck);
+        df_fail_alloc_after(k);
+        st = df_shuffle_buffer_put(&s, ck, "rng", "batcher", &step, 1);
+        df_fail_alloc_after(-1);
+        if (st == DF_OK) break;
+        cr_assert_eq(st, DF_ERR_NOMEM, "put, allocation %ld: %s", k, df_last_error());
+        df_checkpoint_free(ck);
+    }
+    assert_ok(df_shuffle_buffer_init(&t, 10, 4, 8));
+    df_shuffle_buffer before = t;
+    for (long k = 0;; k++, failures++) {
+        int64_t got = -1;
+        df_fail_alloc_after(k);
+        st = df_shuffle_buffer_restore(&t, ck, "rng", "batcher", &got, &step_max, 1);
+        df_fail_alloc_after(-1);
+        if (st == DF_OK) {
+            cr_expect_eq(got, 2);
+            break;
+        }
+        cr_assert_eq(st, DF_ERR_NOMEM, "restore, allocation %ld: %s", k, df_last_error());
+        cr_expect(got == -1 && t.fill == before.fill && t.next == before.next, "restore, allocation %ld: half done", k);
+        cr_expect_eq(memcmp(&t.rng, &before.rng, sizeof t.rng), 0, "restore, allocation %ld: the RNG changed", k);
+    }
+    cr_expect_eq(memcmp(&t.rng, &s.rng, sizeof t.rng), 0);
+    cr_expect_geq(failures, 3, "init, put and restore each allocate");
+    df_checkpoint_free(ck);
+    /* a record that is wrong stays refused whichever allocation fails */
+    ck = df_checkpoint_new();
+    assert_ok(df_checkpoint_put_blob(ck, "rng", &s.rng, sizeof s.rng));
+    assert_ok(df_checkpoint_put_int64s(ck, "batcher", (int64_t[]){1, 4, 7, 0, 5, 5, 6}, 7));
+    for (long k = 0; k < 4; k++) {
+        df_fail_alloc_after(k);
+        st = df_shuffle_buffer_restore(&t, ck, "rng", "batcher", &step, &step_max, 1);
+        df_fail_alloc_after(-1);
+        cr_expect(st == DF_ERR_NOMEM || st == DF_ERR_FORMAT, "allocation %ld: a repeated index is %s", k,
+                  df_status_name(st));
+    }
+    df_shuffle_buffer_free(&s);
+    df_shuffle_buffer_free(&t);
 }
