@@ -831,13 +831,14 @@ bool df_shuffle_buffer_next(df_shuffle_buffer *s, int64_t *index);
  *      df_shuffle_buffer_put(&order, ck, "rng", "batcher", &step, 1);
  *      df_shuffle_buffer_restore(&order, ck, "rng", "batcher", &step, &steps_per_epoch, 1);
  *
- * restore reads them into s initialized alike (the same n and buffer size)
- * and head[0..n_head), checking every value: head[i] in 0..head_max[i], fill
- * in 0..size with exactly that many indices after it, next in fill..n and
- * the buffer full while next < n, the indices distinct and below next.
+ * (head and head_max may be NULL when n_head is 0). restore reads them into
+ * s initialized alike (the same n and buffer size) and head[0..n_head),
+ * checking every value: head[i] in 0..head_max[i], fill in 0..size with
+ * exactly that many indices after it, next in fill..n and the buffer full
+ * while next < n, the indices distinct and below next.
  * Another value, count or RNG length is DF_ERR_FORMAT naming the entry and
- * the field, a missing entry DF_ERR_ARG; either leaves s and head as they
- * were. */
+ * the field, a missing entry DF_ERR_ARG, out of memory DF_ERR_NOMEM; each
+ * leaves s and head as they were. */
 df_status df_shuffle_buffer_put(const df_shuffle_buffer *s, df_checkpoint *ck, const char *rng_key, const char *key,
                                 const int64_t *head, size_t n_head);
 df_status df_shuffle_buffer_restore(df_shuffle_buffer *s, const df_checkpoint *ck, const char *rng_key,
