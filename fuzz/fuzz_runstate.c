@@ -92,8 +92,9 @@ static void rs_load(const char *path, const cr_config *rc, const cr_vocab *vocab
     if (st == DF_OK) {
         FUZZ_CHECK(p.epoch >= 0 && p.step >= 0);
         FUZZ_CHECK(b.step >= 0 && b.step <= b.steps_per_epoch);
-        FUZZ_CHECK(b.fill >= 0 && b.fill <= b.buffer_size && b.next_chunk >= 0 && b.next_chunk <= b.n_chunks);
-        for (int64_t i = 0; i < b.fill; i++) FUZZ_CHECK(b.buffer[i] >= 0 && b.buffer[i] < b.n_chunks);
+        const df_shuffle_buffer *o = &b.order;
+        FUZZ_CHECK(o->fill >= 0 && o->fill <= o->size && o->next >= 0 && o->next <= o->n && o->n <= b.n_chunks);
+        for (int64_t i = 0; i < o->fill; i++) FUZZ_CHECK(o->buffer[i] >= 0 && o->buffer[i] < o->n);
     } else {
         FUZZ_CHECK(strlen(df_last_error()) > 0);
     }

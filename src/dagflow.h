@@ -785,6 +785,65 @@ df_status df_checkpoint_put_int64s(df_checkpoint *ck, const char *key, const int
 df_status df_checkpoint_get_int64s(const df_checkpoint *ck, const char *key, size_t min_n, size_t max_n,
                                    int64_t **values, size_t *n);
 
+/* --------------------------------------------------------- shuffle buffers */
+
+/* tf.data's shuffle(buffer_size) over the indices 0..n-1, for a batch source
+ * of your own (chunks of a text, rows of a file): the buffer starts with the
+ * first buffer_size indices; each next() takes one of them at random
+ * (df_rng_below on the seeded RNG) and puts the next unread index in its
+ * slot, and once all are read the buffer drains. A buffer of 1 keeps the
+ * order, one of n or more gives a uniform permutation; every index comes
+ * exactly once per epoch, and each epoch reshuffles (the RNG carries on).
+ *
+ *      df_shuffle_buffer order;
+ *      if (df_shuffle_buffer_init(&order, n_chunks, 10000, seed) != DF_OK) ...
+ *      for (int epoch = 0; epoch < epochs; epoch++) {
+ *          df_shuffle_buffer_start_epoch(&order);
+ *          int64_t chunk;
+ *          while (df_shuffle_buffer_next(&order, &chunk)) ... use chunk ...
+ *      }
+ *      df_shuffle_buffer_free(&order);
+ *
+ * The members are the state, to read (not to write): a checkpoint keeps
+ * them with put and restore below. */
+typedef struct df_shuffle_buffer {
+    int64_t n;          /* indices 0..n-1 */
+    int64_t size;       /* the buffer's capacity: buffer_size, at most n */
+    int64_t fill;       /* indices in the buffer */
+    int64_t next;       /* the next index to enter it */
+    int64_t *buffer;    /* buffer[0..fill) */
+    df_rng rng;
+} df_shuffle_buffer;
+
+/* n >= 0 (0: an empty epoch), 1 <= buffer_size <= UINT32_MAX, else DF_ERR_ARG;
+ * out of memory is DF_ERR_NOMEM. Starts the first epoch. Zeroes *s first, so
+ * free is safe after a failed init. */
+df_status df_shuffle_buffer_init(df_shuffle_buffer *s, int64_t n, int64_t buffer_size, uint64_t seed);
+void df_shuffle_buffer_free(df_shuffle_buffer *s);
+/* Refills the buffer with the first indices; the RNG is not reseeded. */
+void df_shuffle_buffer_start_epoch(df_shuffle_buffer *s);
+/* The next index of the epoch into *index; false (and no RNG use) at its end. */
+bool df_shuffle_buffer_next(df_shuffle_buffer *s, int64_t *index);
+/* Checkpoint entries: blob rng_key holds the df_rng bytes, int64s key holds
+ * the caller's n_head values first (a batch source's own step counter, say),
+ * then fill, next and buffer[0..fill):
+ *
+ *      df_shuffle_buffer_put(&order, ck, "rng", "batcher", &step, 1);
+ *      df_shuffle_buffer_restore(&order, ck, "rng", "batcher", &step, &steps_per_epoch, 1);
+ *
+ * (head and head_max may be NULL when n_head is 0). restore reads them into
+ * s initialized alike (the same n and buffer size) and head[0..n_head),
+ * checking every value: head[i] in 0..head_max[i], fill in 0..size with
+ * exactly that many indices after it, next in fill..n and the buffer full
+ * while next < n, the indices distinct and below next.
+ * Another value, count or RNG length is DF_ERR_FORMAT naming the entry and
+ * the field, a missing entry DF_ERR_ARG, out of memory DF_ERR_NOMEM; each
+ * leaves s and head as they were. */
+df_status df_shuffle_buffer_put(const df_shuffle_buffer *s, df_checkpoint *ck, const char *rng_key, const char *key,
+                                const int64_t *head, size_t n_head);
+df_status df_shuffle_buffer_restore(df_shuffle_buffer *s, const df_checkpoint *ck, const char *rng_key,
+                                    const char *key, int64_t *head, const int64_t *head_max, size_t n_head);
+
 /* ------------------------------------------------ learning-rate schedules */
 
 /* A learning rate as a function of the step alone (steps taken before it),

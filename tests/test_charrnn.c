@@ -985,7 +985,7 @@ Test(checkpoint, save_then_load_restores_everything_bit_exact)
     cr_expect_eq(p2.epoch, 1);
     cr_expect_eq(p2.step, 7);
     cr_expect_eq(df_optimizer_iterations(m2.opt), 7);
-    cr_expect_eq(memcmp(&b2.rng, &fx.f.b.rng, sizeof b2.rng), 0, "the data RNG is restored");
+    cr_expect_eq(memcmp(&b2.order.rng, &fx.f.b.order.rng, sizeof b2.order.rng), 0, "the data RNG is restored");
 
     /* both continue identically on the same batches */
     cr_model_reset_states(&fx.m);

@@ -1,5 +1,4 @@
 /* batches.c — the two batching schemes described in batches.h. */
-#include <stdlib.h>
 #include <string.h>
 #include "batches.h"
 
@@ -14,7 +13,6 @@ df_status cr_batcher_init(cr_batcher *b, const int32_t *ids, int64_t n_ids, int 
     b->seq = seq;
     b->batch = b->rows = batch;
     b->mode = mode;
-    b->buffer_size = buffer_size;
     /* shuffle: disjoint chunks of seq+1; streams: chunks advance by seq so the
      * next input starts where the last target ended. */
     b->n_chunks = mode == CR_SHUFFLE ? n_ids / (seq + 1) : (n_ids - 1) / seq;
@@ -22,39 +20,15 @@ df_status cr_batcher_init(cr_batcher *b, const int32_t *ids, int64_t n_ids, int 
     if (b->steps_per_epoch < 1)
         return df_error(DF_ERR_RANGE, "text of %lld chars is too short for one batch of %d x %d",
                         (long long)n_ids, batch, seq + 1);
-    df_rng_seed(&b->rng, seed);
-    if (b->buffer_size > b->n_chunks) b->buffer_size = (int)b->n_chunks;   /* same order, less memory */
-    if (mode == CR_SHUFFLE) {
-        b->buffer = malloc((size_t)b->buffer_size * sizeof *b->buffer);
-        if (!b->buffer) return df_error(DF_ERR_NOMEM, "out of memory for the shuffle buffer");
-    }
-    cr_batcher_start_epoch(b);
-    return DF_OK;
+    return df_shuffle_buffer_init(&b->order, mode == CR_SHUFFLE ? b->n_chunks : 0, buffer_size, seed);
 }
 
-void cr_batcher_free(cr_batcher *b)
-{
-    free(b->buffer);
-    b->buffer = NULL;
-}
+void cr_batcher_free(cr_batcher *b) { df_shuffle_buffer_free(&b->order); }
 
 void cr_batcher_start_epoch(cr_batcher *b)
 {
     b->step = 0;
-    b->fill = 0;
-    b->next_chunk = 0;
-    if (b->mode != CR_SHUFFLE) return;
-    while (b->fill < b->buffer_size && b->next_chunk < b->n_chunks) b->buffer[b->fill++] = b->next_chunk++;
-}
-
-/* tf.data shuffle: emit a random buffer element and refill its slot from the
- * input; once the input is exhausted the buffer drains. */
-static int64_t next_shuffled_chunk(cr_batcher *b)
-{
-    int64_t at = df_rng_below(&b->rng, (uint32_t)b->fill), chunk = b->buffer[at];
-    if (b->next_chunk < b->n_chunks) b->buffer[at] = b->next_chunk++;
-    else b->buffer[at] = b->buffer[--b->fill];
-    return chunk;
+    df_shuffle_buffer_start_epoch(&b->order);
 }
 
 static void copy_chunk(const cr_batcher *b, int64_t start, int32_t *x, int32_t *y)
@@ -94,9 +68,11 @@ bool cr_batcher_next(cr_batcher *b, int32_t *x, int32_t *y)
 {
     if (b->step >= b->steps_per_epoch) return false;
     for (int row = 0; row < b->batch; row++) {      /* every row draws, so all shards share one order */
-        int64_t start;
-        if (b->mode == CR_SHUFFLE) start = next_shuffled_chunk(b) * (b->seq + 1);
-        else start = contiguous_start(b, row, b->step);
+        int64_t start, chunk = 0;
+        if (b->mode == CR_SHUFFLE) {
+            df_shuffle_buffer_next(&b->order, &chunk);    /* an epoch draws at most n_chunks */
+            start = chunk * (b->seq + 1);
+        } else start = contiguous_start(b, row, b->step);
         if (row >= b->row0 && row < b->row0 + b->rows)
             copy_chunk(b, start, x + (int64_t)(row - b->row0) * b->seq, y + (int64_t)(row - b->row0) * b->seq);
     }

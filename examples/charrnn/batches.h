@@ -15,12 +15,12 @@ typedef enum cr_batching { CR_SHUFFLE, CR_STREAMS } cr_batching;
 typedef struct cr_batcher {
     const int32_t *ids;
     int64_t n_ids, n_chunks, steps_per_epoch, step;
-    int seq, batch, buffer_size;
+    int seq, batch;
     int row0, rows;                /* this process's rows of each batch (all of them unless sharded) */
     cr_batching mode;
-    df_rng rng;                    /* shuffle order; checkpointed for exact resume */
-    int64_t *buffer;               /* shuffle buffer of chunk indices */
-    int64_t fill, next_chunk;
+    /* shuffle: the order of the chunks (streams: of none; its RNG is unused,
+     * yet checkpointed as ever). */
+    df_shuffle_buffer order;
 } cr_batcher;
 
 /* Fails (DF_ERR_RANGE) when the text is too short for one batch. */

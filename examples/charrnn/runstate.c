@@ -4,7 +4,6 @@
  * state). */
 #include <math.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include "runstate.h"
 
 static const char *const batchings[] = {"shuffle", "streams", NULL};
@@ -97,57 +96,23 @@ static df_status check_vocab(const df_checkpoint *ck, const cr_vocab *now)
     return st;
 }
 
-/* The batcher's RNG, and its place in the epoch: step, fill, next chunk,
- * the shuffle buffer. */
-static df_status put_batcher(df_checkpoint *ck, const cr_batcher *b)
-{
-    int64_t *pos = malloc((size_t)(3 + b->fill) * sizeof *pos);
-    if (!pos) return df_error(DF_ERR_NOMEM, "out of memory");
-    pos[0] = b->step;
-    pos[1] = b->fill;
-    pos[2] = b->next_chunk;
-    for (int64_t i = 0; i < b->fill; i++) pos[3 + i] = b->buffer[i];
-    df_status st = df_checkpoint_put_blob(ck, "rng", &b->rng, sizeof b->rng);
-    if (st == DF_OK) st = df_checkpoint_put_int64s(ck, "batcher", pos, (size_t)(3 + b->fill));
-    free(pos);
-    return st;
-}
-
-static df_status restore_batcher(const df_checkpoint *ck, cr_batcher *b)
-{
-    int64_t *pos;
-    size_t n;
-    df_status st = df_checkpoint_get_blob_into(ck, "rng", &b->rng, sizeof b->rng);
-    if (st == DF_OK) st = df_checkpoint_get_int64s(ck, "batcher", 3, 3 + (size_t)b->buffer_size, &pos, &n);
-    if (st != DF_OK) return st;
-    bool ok = pos[0] >= 0 && pos[0] <= b->steps_per_epoch && pos[1] >= 0 && (size_t)(3 + pos[1]) == n &&
-              pos[2] >= 0 && pos[2] <= b->n_chunks;
-    for (int64_t i = 0; ok && i < pos[1]; i++)
-        if (pos[3 + i] < 0 || pos[3 + i] >= b->n_chunks) ok = false;
-    if (ok) {
-        b->step = pos[0];
-        b->fill = pos[1];
-        b->next_chunk = pos[2];
-        for (int64_t i = 0; i < b->fill; i++) b->buffer[i] = pos[3 + i];
-    }
-    free(pos);
-    return ok ? DF_OK : df_error(DF_ERR_FORMAT, "bad batcher record");
-}
-
 static df_status save_extra(void *user, df_checkpoint *ck)
 {
     const cr_run_parts *p = user;
     char vocab[CR_MAX_VOCAB * 4];
     size_t len = cr_vocab_to_utf8(p->vocab, vocab, sizeof vocab);
     df_status st = df_checkpoint_put_blob(ck, "vocab", vocab, len);
-    return st == DF_OK ? put_batcher(ck, p->b) : st;
+    /* the batcher's RNG, then its place: step, the shuffle buffer's fill, next chunk and chunks */
+    return st == DF_OK ? df_shuffle_buffer_put(&p->b->order, ck, "rng", "batcher", &p->b->step, 1) : st;
 }
 
 static df_status restore_extra(void *user, const df_checkpoint *ck)
 {
     const cr_run_parts *p = user;
     df_status st = check_vocab(ck, p->vocab);
-    return st == DF_OK ? restore_batcher(ck, p->b) : st;
+    if (st == DF_OK)
+        st = df_shuffle_buffer_restore(&p->b->order, ck, "rng", "batcher", &p->b->step, &p->b->steps_per_epoch, 1);
+    return st;
 }
 
 df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o)
