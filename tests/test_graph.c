@@ -163,26 +163,10 @@ Test(autodiff, unused_source_gets_zero_gradient)
 
 /* --------------------------------------------------------------- optimizers */
 
-typedef struct lin { df_variable *w; df_optimizer *opt; } lin;
-
-/* loss = sum(w * c) for the input c, so dloss/dw = c each step */
-static df_status build_linear_step(df_graph *g, df_node **in, void *user)
-{
-    lin *m = user;
-    df_tape *t = df_tape_begin(g);
-    df_node *loss = df_sum(g, df_mul(g, df_var(g, m->w), in[0]), NULL, 0, false);
-    df_tape_end(t);
-    df_node *grad;
-    if (df_tape_gradient(t, loss, 1, &m->w, &grad) != DF_OK) return df_graph_status(g);
-    df_optimizer_apply(g, m->opt, 1, &m->w, &grad);
-    df_graph_output(g, loss);
-    return df_graph_status(g);
-}
-
 Test(optimizer, adam_matches_hand_computed_steps)
 {
-    lin m = {.w = df_variable_new("w", DF_F32, 1, SHAPE(2), df_init_constant(1.0f), NULL), .opt = df_adam_default()};
-    df_function *f = df_function_new("adam_step", build_linear_step, &m);
+    linear_model m = {.w = df_variable_new("w", DF_F32, 1, SHAPE(2), df_init_constant(1.0f), NULL), .opt = df_adam_default()};
+    df_function *f = df_function_new("adam_step", linear_model_step, &m);
     float c[2] = {0.5f, -1.0f};
     df_tensor in = F32(c, 2), loss;
     /* Keras Adam, by hand in double: lr 1e-3, b1 .9, b2 .999, eps 1e-7. */
@@ -214,8 +198,8 @@ Test(optimizer, adam_matches_hand_computed_steps)
 
 Test(optimizer, sgd_step_and_learning_rate_change_without_retrace)
 {
-    lin m = {.w = df_variable_new("w", DF_F32, 1, SHAPE(2), df_init_zeros(), NULL), .opt = df_sgd_new(0.5f)};
-    df_function *f = df_function_new("sgd_step", build_linear_step, &m);
+    linear_model m = {.w = df_variable_new("w", DF_F32, 1, SHAPE(2), df_init_zeros(), NULL), .opt = df_sgd_new(0.5f)};
+    df_function *f = df_function_new("sgd_step", linear_model_step, &m);
     float c[2] = {1, -2};
     df_tensor in = F32(c, 2), loss;
     cr_assert_eq(df_function_call(f, &in, 1, &loss, 1), DF_OK);

@@ -3,29 +3,13 @@
  * by hand in double with Keras' formulas. */
 #include "helpers.h"
 
-typedef struct lin { df_variable *w; df_optimizer *opt; } lin;
-
-/* loss = sum(w * c) for the input c, so dloss/dw = c each step */
-static df_status build_step(df_graph *g, df_node **in, void *user)
-{
-    lin *m = user;
-    df_tape *t = df_tape_begin(g);
-    df_node *loss = df_sum(g, df_mul(g, df_var(g, m->w), in[0]), NULL, 0, false);
-    df_tape_end(t);
-    df_node *grad;
-    if (df_tape_gradient(t, loss, 1, &m->w, &grad) != DF_OK) return df_graph_status(g);
-    df_optimizer_apply(g, m->opt, 1, &m->w, &grad);
-    df_graph_output(g, loss);
-    return df_graph_status(g);
-}
-
 /* Runs steps of the optimizer with gradient c and checks w against expected(). */
 typedef void (*reference_step)(double *w, double *state, const float *c, int t);
 
 static void check_steps(df_optimizer *opt, reference_step reference, int steps)
 {
-    lin m = {.w = df_variable_new("w", DF_F32, 1, SHAPE(3), df_init_constant(1.0f), NULL), .opt = opt};
-    df_function *f = df_function_new("step", build_step, &m);
+    linear_model m = {.w = df_variable_new("w", DF_F32, 1, SHAPE(3), df_init_constant(1.0f), NULL), .opt = opt};
+    df_function *f = df_function_new("step", linear_model_step, &m);
     float c[3] = {0.5f, -1.0f, 2.0f};
     df_tensor in = F32(c, 3), loss;
     double w[3] = {1, 1, 1}, state[6] = {0};
