@@ -654,10 +654,14 @@ static int baseline_load(baseline *b, const char *path, compare_stat stat)
     }
     fclose(f);
     if (b->n == 0) return usage_error("--compare: '%s' holds no results (write one with --save)", path);
-    if (stat == STAT_MIN && without_min)
+    if (stat == STAT_MIN && without_min) {
+        const int n = b->n;
+        free(b->e);
+        *b = (baseline){0};
         return usage_error("--compare: %d of the %d cases in '%s' have no min time (\"ms_min\"; a file from an "
                            "older dagflow-bench): compare with --stat median, or save a new baseline",
-                           without_min, b->n, path);
+                           without_min, n, path);
+    }
     return 0;
 }
 
@@ -709,7 +713,10 @@ static int cmd_suite(int argc, char **argv)
     baseline base = {0};
     if (compare && (rc = baseline_load(&base, compare, stat))) return rc;
     FILE *saved = NULL;
-    if (save && !(saved = fopen(save, "w"))) return usage_error("--save: cannot write '%s'", save);
+    if (save && !(saved = fopen(save, "w"))) {
+        free(base.e);
+        return usage_error("--save: cannot write '%s'", save);
+    }
     char vs[32] = "";
     if (compare) snprintf(vs, sizeof vs, "vs baseline (%s)", stat_names[stat]);
     printf("%-20s %-54s %-8s %9s %9s %9s %8s %8s  %s\n", "op", "shapes / attrs", "dir", "median", "min", "GFLOP/s",
