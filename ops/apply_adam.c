@@ -94,9 +94,11 @@ static void apply_adam_cost(const df_node *n, df_op_cost *out)
     *out = (df_op_cost){.flops = 12.0 * (double)n->numel, .bytes = 7.0 * 4 * (double)n->numel};
 }
 
+static df_status apply_adam_infer(df_node *n) { return df_infer_optimizer_update(n, 3); }
+
 const df_op_def df_op_apply_adam = {
     .name = "apply_adam", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
-    .infer = df_infer_variable_update, .forward = apply_adam_forward, .attrs_size = sizeof(apply_adam_attrs),
+    .infer = apply_adam_infer, .forward = apply_adam_forward, .attrs_size = sizeof(apply_adam_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_graph.c and tests/test_optim.c",
     .min_inputs = 5, .max_inputs = 5, .attrs_kind = DF_ATTRS_VARIABLE,
     .cost = apply_adam_cost,

@@ -68,9 +68,11 @@ static void apply_adamw_cost(const df_node *n, df_op_cost *out)
     *out = (df_op_cost){.flops = 14.0 * (double)n->numel, .bytes = 7.0 * 4 * (double)n->numel};
 }
 
+static df_status apply_adamw_infer(df_node *n) { return df_infer_optimizer_update(n, 3); }
+
 const df_op_def df_op_apply_adamw = {
     .name = "apply_adamw", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
-    .infer = df_infer_variable_update, .forward = apply_adamw_forward, .attrs_size = sizeof(apply_adamw_attrs),
+    .infer = apply_adamw_infer, .forward = apply_adamw_forward, .attrs_size = sizeof(apply_adamw_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_optim.c",
     .min_inputs = 5, .max_inputs = 5, .attrs_kind = DF_ATTRS_VARIABLE,
     .cost = apply_adamw_cost,

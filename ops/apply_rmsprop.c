@@ -36,9 +36,11 @@ static void apply_rmsprop_cost(const df_node *n, df_op_cost *out)
     *out = (df_op_cost){.flops = 9.0 * (double)n->numel, .bytes = 5.0 * 4 * (double)n->numel};
 }
 
+static df_status apply_rmsprop_infer(df_node *n) { return df_infer_optimizer_update(n, 2); }
+
 const df_op_def df_op_apply_rmsprop = {
     .name = "apply_rmsprop", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
-    .infer = df_infer_variable_update, .forward = apply_rmsprop_forward,
+    .infer = apply_rmsprop_infer, .forward = apply_rmsprop_forward,
     .attrs_size = sizeof(apply_rmsprop_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_optim.c",
     .min_inputs = 3, .max_inputs = 3, .attrs_kind = DF_ATTRS_VARIABLE,

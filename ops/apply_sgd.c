@@ -18,9 +18,11 @@ static void apply_sgd_cost(const df_node *n, df_op_cost *out)
     *out = (df_op_cost){.flops = 2.0 * (double)n->numel, .bytes = 3.0 * 4 * (double)n->numel};
 }
 
+static df_status apply_sgd_infer(df_node *n) { return df_infer_optimizer_update(n, 2); }
+
 const df_op_def df_op_apply_sgd = {
     .name = "apply_sgd", .flags = DF_OP_SIDE_EFFECT | DF_OP_EXTERNAL,
-    .infer = df_infer_variable_update, .forward = apply_sgd_forward, .attrs_size = sizeof(df_update_attrs),
+    .infer = apply_sgd_infer, .forward = apply_sgd_forward, .attrs_size = sizeof(df_update_attrs),
     .no_gradcheck = "optimizer update, tested in tests/test_graph.c and tests/test_optim.c",
     .min_inputs = 2, .max_inputs = 2, .attrs_kind = DF_ATTRS_VARIABLE,
     .cost = apply_sgd_cost,

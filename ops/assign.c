@@ -21,6 +21,34 @@ df_status df_infer_variable_update(df_node *n)
     return DF_OK;
 }
 
+/* An optimizer's update: in[0] the gradient (checked as above), in[1] the
+ * learning rate (one f32), in[2] .. in[first_slot - 1] step counters (one
+ * i32 each), in[first_slot] .. the variable's slots (its shape and dtype).
+ * The forward reads them by those sizes, so a graph that breaks them (a
+ * saved file that says so) is refused here, before any run. */
+df_status df_infer_optimizer_update(df_node *n, int first_slot)
+{
+    df_status st = df_infer_variable_update(n);
+    if (st != DF_OK) return st;
+    const df_variable *v = DF_ATTRS(n, df_update_attrs)->var;
+    char sv[64], sx[64];
+    for (int k = 1; k < n->n_in; k++) {
+        const df_node *x = n->in[k];
+        if (k < first_slot) {
+            const df_dtype want = k == 1 ? DF_F32 : DF_I32;
+            if (x->dtype != want || df_shape_numel(x->ndim, x->shape) != 1)
+                return df_op_error(n, DF_ERR_SHAPE, "input %d of the update of '%s' must be one %s, not %s %s", k,
+                                   v->name, df_dtype_name(want), df_dtype_name(x->dtype),
+                                   df_node_shape_str(x, sx, sizeof sx));
+        } else if (x->dtype != v->dtype || !df_shape_equal(x->ndim, x->shape, v->ndim, v->shape)) {
+            return df_op_error(n, DF_ERR_SHAPE, "slot input %d of the update of '%s' is %s %s, the variable %s %s", k,
+                               v->name, df_dtype_name(x->dtype), df_node_shape_str(x, sx, sizeof sx),
+                               df_dtype_name(v->dtype), df_shape_str(v->ndim, v->shape, sv, sizeof sv));
+        }
+    }
+    return DF_OK;
+}
+
 df_node *df_variable_update_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,
                                  const void *attrs)
 {

@@ -67,6 +67,8 @@ typedef struct { df_variable *var; } df_update_attrs;
 DF_ATTRS_END
 /* Shared by the update ops: the variable's shape, from input 0's. */
 df_status df_infer_variable_update(df_node *n);
+/* The same for an optimizer's update, its slots from input first_slot on (assign.c). */
+df_status df_infer_optimizer_update(df_node *n, int first_slot);
 /* An update node of op; attrs is op's attribute struct (starting with a
  * df_update_attrs). */
 df_node *df_variable_update_make(df_graph *g, const df_op_def *op, int n_in, df_node *const *in,

@@ -2,6 +2,7 @@
  * aborts. Includes simulated out-of-memory at every allocation. */
 #include "helpers.h"
 #include "../src/base.h"
+#include "../ops/registry.h"
 
 #define EXPECT_MSG(haystack, needle) \
     cr_expect(strstr((haystack), (needle)) != NULL, "message \"%s\" lacks \"%s\"", (haystack), (needle))
@@ -205,4 +206,47 @@ Test(errors, out_of_memory_at_every_allocation)
     }
     cr_expect_gt(failures, 10);
     cr_expect_eq(successes, 1, "no allocation budget let the step succeed");
+}
+
+/* An optimizer update whose slots or scalars do not fit its variable (a
+ * saved file can say anything) is refused at construction, before its
+ * forward reads the slots by the variable's size (fuzz_saved found Adam
+ * reading past a shorter slot). */
+Test(errors, optimizer_updates_check_their_slots_and_scalars)
+{
+    df_rng rng;
+    df_rng_seed(&rng, 1);
+    df_variable *w = df_variable_new("w", DF_F32, 2, SHAPE(4, 8), df_init_zeros(), &rng);
+    cr_assert_not_null(w, "%s", df_last_error());
+    struct { const char *what, *expect; } cases[] = {   /* built in the switch below, in this order */
+        {"adam, m shorter", "slot input 3"}, {"adam, v transposed", "slot input 4"},
+        {"adam, step of two", "input 2"}, {"rmsprop, rms shorter", "slot input 2"},
+        {"sgd, learning rate of four", "input 1"}, {"adamw, v of i32", "slot input 4"},
+    };
+    for (int i = 0; i < 6; i++) {
+        df_graph *g = df_graph_new();
+        df_node *grad = PH(g, 4, 8), *good = PH(g, 4, 8), *lr = df_placeholder(g, DF_F32, 0, NULL, NULL);
+        df_node *t = df_placeholder(g, DF_I32, 0, NULL, NULL), *n = NULL;
+        switch (i) {
+        case 0: n = df_apply_adam(g, w, grad, lr, t, PH(g, 4, 4), good, 0.9f, 0.999f, 1e-7f); break;
+        case 1: n = df_apply_adam(g, w, grad, lr, t, good, PH(g, 8, 4), 0.9f, 0.999f, 1e-7f); break;
+        case 2: n = df_apply_adam(g, w, grad, lr, df_placeholder(g, DF_I32, 1, SHAPE(2), NULL), good, good, 0.9f,
+                                  0.999f, 1e-7f); break;
+        case 3: n = df_apply_rmsprop(g, w, grad, lr, PH(g, 31), 0.9f, 1e-7f); break;
+        case 4: n = df_apply_sgd(g, w, grad, PH(g, 4)); break;
+        case 5: n = df_apply_adamw(g, w, grad, lr, t, good, df_placeholder(g, DF_I32, 2, SHAPE(4, 8), NULL), 0.9f,
+                                   0.999f, 1e-8f, 0.1f); break;
+        }
+        cr_expect_null(n, "%s: accepted", cases[i].what);
+        cr_expect_eq(df_graph_status(g), DF_ERR_SHAPE, "%s: status %d", cases[i].what, df_graph_status(g));
+        EXPECT_MSG(df_graph_error(g), cases[i].expect);
+        EXPECT_MSG(df_graph_error(g), "'w'");
+        df_graph_free(g);
+    }
+    df_graph *g = df_graph_new();   /* and the well-formed update still builds */
+    df_node *ok = df_apply_adam(g, w, PH(g, 4, 8), df_placeholder(g, DF_F32, 0, NULL, NULL),
+                                df_placeholder(g, DF_I32, 0, NULL, NULL), PH(g, 4, 8), PH(g, 4, 8), 0.9f, 0.999f, 1e-7f);
+    cr_expect_not_null(ok, "%s", df_graph_error(g));
+    df_graph_free(g);
+    df_variable_free(w);
 }
