@@ -430,6 +430,7 @@ Test(shuffle, out_of_memory_at_every_allocation)
         cr_expect(st == DF_ERR_NOMEM || st == DF_ERR_FORMAT, "allocation %ld: a repeated index is %s", k,
                   df_status_name(st));
     }
+    df_checkpoint_free(ck);
     df_shuffle_buffer_free(&s);
     df_shuffle_buffer_free(&t);
 }
