@@ -1,4 +1,5 @@
-/* assign_add.c — adds a value to a variable in place (f32 or i32). */
+/* assign_add.c — adds a value to a variable in place (f32, or i32 wrapping
+ * around on overflow). */
 #include "common.h"
 
 // value (variable's shape) -> variable storage += value
@@ -8,7 +9,9 @@ static df_status assign_add_forward(df_node *n)
     if (n->dtype == DF_I32) {
         int32_t *w = n->data;
         const int32_t *x = n->in[0]->data;
-        for (int64_t i = 0; i < N; i++) w[i] += x[i];
+        /* two's-complement wrap-around (as TensorFlow's int32 add), not
+         * signed overflow: a step counter or a saved graph may reach it */
+        for (int64_t i = 0; i < N; i++) w[i] = (int32_t)((uint32_t)w[i] + (uint32_t)x[i]);
         return DF_OK;
     }
     float *w = n->data;

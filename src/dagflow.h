@@ -540,8 +540,9 @@ df_node *df_fill_like(df_graph *g, df_node *like, float value);
 df_node *df_fill_like_dims(df_graph *g, df_node *like, float value, df_dtype dtype, int ndim,
                            const int64_t *dims);
 
-/* Side effects: write value into a variable (same shape), or add it. The
- * returned node's value is the variable after the update. */
+/* Side effects: write value into a variable (same shape), or add it (an
+ * i32 sum wraps around in two's complement, as TensorFlow's). The returned
+ * node's value is the variable after the update. */
 df_node *df_assign(df_graph *g, df_variable *v, df_node *value);
 df_node *df_assign_add(df_graph *g, df_variable *v, df_node *value);
 

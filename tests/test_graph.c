@@ -239,6 +239,27 @@ Test(graph, reads_see_the_value_before_the_calls_assignments)
     df_variable_free(v);
 }
 
+/* An i32 counter wraps around instead of overflowing (signed overflow would
+ * be undefined; fuzz_saved found it with UBSan). */
+Test(graph, assign_add_of_i32_wraps_around)
+{
+    df_variable *v = df_variable_new("count", DF_I32, 1, SHAPE(2), df_init_zeros(), NULL);
+    cr_assert_not_null(v, "%s", df_last_error());
+    int32_t start[] = {INT32_MAX, -5};
+    df_tensor t = df_variable_tensor(v);
+    memcpy(t.data, start, sizeof start);
+    df_graph *g = df_graph_new();
+    df_graph_output(g, df_assign_add(g, v, df_placeholder(g, DF_I32, 1, SHAPE(2), NULL)));
+    int32_t add[] = {1, 7};
+    df_tensor in = {.dtype = DF_I32, .ndim = 1, .shape = {2}, .data = add}, out;
+    cr_assert_eq(df_graph_run(g, &in, 1, &out, 1), DF_OK, "%s", df_last_error());
+    const int32_t *got = out.data;
+    cr_expect_eq(got[0], INT32_MIN, "INT32_MAX + 1 gave %d", got[0]);
+    cr_expect_eq(got[1], 2);
+    df_graph_free(g);
+    df_variable_free(v);
+}
+
 /* One step of the planner test's chain, on the host: h' = tanh(0.9 h) + 0.25 h^T. */
 static void host_planner_step(const float *h, float *next, int n)
 {
