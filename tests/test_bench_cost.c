@@ -10,7 +10,7 @@
  * backward at a large vocabulary), reduce_max and the optimizers' updates;
  * mean, argmax, where, causal_mask, cast, dropout, global_norm_scale,
  * lstm_final_c, fill_like and the variable writes (assign, assign_add,
- * assign_at). allreduce_mean needs MPI and is not built here. */
+ * assign_at). allreduce_mean needs MPI: tests/test_mpi.c checks its cost. */
 #include <criterion/criterion.h>
 #include "dagflow.h"
 #include "../graph/graph.h"

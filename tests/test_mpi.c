@@ -5,7 +5,8 @@
  * process without MPI, then starts itself as two ranks with
  * `$MPIRUN $MPIRUN_FLAGS -np 2` (a watchdog ends a run that hangs) and exits
  * with their status. Under mpirun each rank checks:
- *  - fused mean of tensors of several shapes, one allreduce_mean node;
+ *  - fused mean of tensors of several shapes, one allreduce_mean node, its
+ *    cost model (12 FLOPs, 96 bytes for 12 floats);
  *  - the optimizer's gradient transform: one fused node for all gradients,
  *    the update of SGD with the mean gradient;
  *  - char-rnn, 2 ranks x 2 rows against one process with the whole batch of
@@ -182,8 +183,19 @@ static void fused_mean(void)
         CHECK(r[0].ndim == 2 && r[0].shape[1] == 3 && r[1].ndim == 0 && r[2].shape[0] == 5, "output shapes");
     }
     CHECK(count_op(g, "allreduce_mean") == 1, "one fused node, got %d", count_op(g, "allreduce_mean"));
+    /* The cost model counts this rank's pack: one FLOP (the 1/ranks scale)
+     * per element, 6 + 1 + 5 floats read and the same written. */
+    for (int i = 0; i < g->n_nodes; i++) {
+        const df_node *n = g->nodes[i];
+        if (strcmp(n->op->name, "allreduce_mean")) continue;
+        df_op_cost c = {-1, -1};
+        CHECK(n->op->cost != NULL, "allreduce_mean has no cost model");
+        if (n->op->cost) n->op->cost(n, &c);
+        CHECK(c.flops == 12 && c.bytes == 96, "allreduce_mean cost: %g flops, %g bytes (want 12, 96)", c.flops,
+              c.bytes);
+    }
     df_graph_free(g);
-    section("allreduce_mean: the mean of three tensors over 2 ranks with one fused node");
+    section("allreduce_mean: the mean of three tensors over 2 ranks with one fused node (and its cost)");
 }
 
 /* loss = sum((w1 * x)^2) + sum(w2 * x): gradients 2 x^2 w1 and x. */
