@@ -8,10 +8,7 @@ bin="$top/examples/char-gpt"
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd) || exit 1
 . "$here/lib.sh" || exit 1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/chargpt_cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-cd "$tmp" || exit 1
+enter_scratch chargpt_cli
 
 
 # About 8 KB of text over 25 characters (tests/lib.sh).

@@ -14,10 +14,7 @@ if ! [ -x "$python" ] || ! "$python" -c 'import torch, numpy' > /dev/null 2>&1; 
     exit 77
 fi
 . "$here/lib.sh" || exit 1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/chargpt_torch.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-cd "$tmp" || exit 1
+enter_scratch chargpt_torch
 
 make_corpus 200 > corpus.txt
 # 2 layers, 3 heads of width 4 (head_dim != n_head catches a transposed split), block 16, batch 3

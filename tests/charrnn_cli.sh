@@ -7,10 +7,7 @@ top=$(cd "${top_builddir:-.}" && pwd) || exit 1
 bin="$top/examples/char-rnn"
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh" || exit 1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/charrnn_cli.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-cd "$tmp" || exit 1
+enter_scratch charrnn_cli
 
 lines() { [ "$(wc -l < "$1")" -eq "$2" ]; }
 

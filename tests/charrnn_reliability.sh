@@ -12,11 +12,7 @@ src=$(cd "${srcdir:-.}" && pwd) || exit 1
 bin="$top/examples/char-rnn"
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh" || exit 1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/charrnn_rel.XXXXXX") || exit 1
-pid=""
-trap '[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-cd "$tmp" || exit 1
+enter_scratch charrnn_rel
 
 make_corpus 200 > corpus.txt
 flags="--data corpus.txt --hidden 32 --embed 8 --batch 4 --seq 16 --steps-per-epoch 20 --threads 1"

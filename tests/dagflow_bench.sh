@@ -16,9 +16,7 @@ src=$(cd "$(dirname "$0")/.." && pwd) || exit 1
 . "$(dirname "$0")/lib.sh"
 bin="$top/tools/dagflow-bench"
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dagflow_bench.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
+enter_scratch dagflow_bench
 
 # usage DESCRIPTION NEEDLE ARGS...: exit 2 with NEEDLE on stderr.
 usage() {

@@ -8,11 +8,7 @@ top=$(cd "${top_builddir:-.}" && pwd) || exit 1
 bin="$top/examples/char-rnn"
 [ -x "$bin" ] || { echo "FAIL: $bin not built"; exit 1; }
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh" || exit 1
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kill_loop.XXXXXX") || exit 1
-pid=""
-trap '[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-cd "$tmp" || exit 1
+enter_scratch kill_loop
 
 make_corpus 200 > corpus.txt
 seed=${DF_KILL_SEED:-$(date +%s)}

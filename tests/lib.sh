@@ -9,6 +9,17 @@ check() { d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
 # has FILE TEXT: FILE contains TEXT.
 has() { grep -F -e "$2" "$1" >/dev/null 2>&1; }
 
+# enter_scratch NAME: make a temporary directory, cd into it and remove it on
+# exit; a background process whose id is in $pid is killed first, and INT or
+# TERM end the script (so the EXIT trap runs). Sets $tmp.
+enter_scratch() {
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || exit 1
+    pid=""
+    trap '[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+    trap 'exit 1' INT TERM
+    cd "$tmp" || exit 1
+}
+
 # make_corpus LINES: lines of eight words (25 distinct chars, about 40 bytes a
 # line) drawn by a small LCG, the same on every awk (no rand()).
 make_corpus() {
