@@ -56,8 +56,16 @@ static df_node *linear(df_layer *l, df_graph *g, df_node *x, const char *kernel,
 static df_node *heads(df_graph *g, df_node *qkv, int part, int64_t B, int64_t T, int64_t C, int h)
 {
     df_node *x = df_slice(g, qkv, (int64_t[]){0, 0, part * C}, (int64_t[]){B, T, C});
+    if (T == 1) return df_reshape(g, x, 4, (int64_t[]){B, h, 1, C / h});  /* (B,1,h,d) lies as (B,h,1,d): no copy */
     x = df_reshape(g, x, 4, (int64_t[]){B, T, h, C / h});
     return df_transpose(g, x, (int[]){0, 2, 1, 3});
+}
+
+// y (B,h,T,d) -> (B,T,C), the heads side by side again
+static df_node *merge_heads(df_graph *g, df_node *y, int64_t B, int64_t T, int64_t C)
+{
+    if (T != 1) y = df_transpose(g, y, (int[]){0, 2, 1, 3});              /* at T = 1 a reshape alone */
+    return df_reshape(g, y, 3, (int64_t[]){B, T, C});
 }
 
 /* Dropout of x when training with a rate, salted by the block and place. */
@@ -81,12 +89,20 @@ typedef struct kv_step {
     df_node *pos, *read_mask;
 } kv_step;
 
+// k, v (1,h,T,d) written into the caches from kv->pos on; *keys, *values: the caches after the writes
+static void write_kv(df_graph *g, df_node *k, df_node *v, const kv_step *kv, df_node **keys, df_node **values)
+{
+    *keys = df_assign_at(g, kv->k, k, kv->pos, 2);
+    *values = df_assign_at(g, kv->v, v, kv->pos, 2);
+}
+
 /* q, k, v (1,h,T,d): k and v written into the cache at the position; a step
  * (T = 1) attends to every held position (the others get -inf), a prefill
  * among its own tokens as training does. */
 static df_node *cached_attention(df_graph *g, df_node *q, df_node *k, df_node *v, const kv_step *kv, float scale)
 {
-    df_node *keys = df_assign_at(g, kv->k, k, kv->pos, 2), *values = df_assign_at(g, kv->v, v, kv->pos, 2);
+    df_node *keys, *values;
+    write_kv(g, k, v, kv, &keys, &values);
     if (!kv->read_mask) return df_attention(g, q, k, v, true, scale);   /* the writes are side effects */
     df_node *scores = df_add(g, df_scale(g, df_batch_matmul(g, q, keys, false, true), scale), kv->read_mask);
     return df_batch_matmul(g, df_softmax(g, scores, -1), values, false, false);
@@ -103,8 +119,7 @@ static df_node *attention(df_layer *l, df_graph *g, df_node *x, int n_head, cons
     df_node *q = heads(g, qkv, 0, B, T, C, n_head), *k = heads(g, qkv, 1, B, T, C, n_head);
     df_node *v = heads(g, qkv, 2, B, T, C, n_head);
     df_node *y = cached_attention(g, q, k, v, kv, scale); /* (B,h,T,d) */
-    y = df_reshape(g, df_transpose(g, y, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, T, C});
-    return linear(l, g, y, "attn/c_proj/kernel", "attn/c_proj/bias");
+    return linear(l, g, merge_heads(g, y, B, T, C), "attn/c_proj/kernel", "attn/c_proj/bias");
 }
 
 // x (B,T,C) -> x + drop(attn(ln_1(x))); then + drop(mlp(ln_2(x)))
@@ -116,6 +131,19 @@ static df_node *block_apply(df_layer *l, df_graph *g, df_node *x, bool training,
     h = df_layer_norm(g, x, weight(l, g, "ln_2/gamma"), weight(l, g, "ln_2/beta"), 1e-5f);
     h = df_gelu(g, linear(l, g, h, "mlp/c_fc/kernel", "mlp/c_fc/bias"));
     return df_add(g, x, resid_dropout(g, linear(l, g, h, "mlp/c_proj/kernel", "mlp/c_proj/bias"), c, 1, training));
+}
+
+/* Only the caches' writes of a block (x (1,T,C)): all that a prefill needs
+ * of its last block, whose output only the logits read, and a rebuild
+ * reads no logits. Returns the values' write (the cache after it). */
+static df_node *block_write_kv(df_layer *l, df_graph *g, df_node *x, const kv_step *kv)
+{
+    const block_config *c = df_layer_user(l);
+    int64_t B = df_node_dim(x, 0), T = df_node_dim(x, 1), C = df_node_dim(x, 2);
+    df_node *h = df_layer_norm(g, x, weight(l, g, "ln_1/gamma"), weight(l, g, "ln_1/beta"), 1e-5f);
+    df_node *qkv = linear(l, g, h, "attn/c_attn/kernel", "attn/c_attn/bias"), *keys, *values;
+    write_kv(g, heads(g, qkv, 1, B, T, C, c->n_head), heads(g, qkv, 2, B, T, C, c->n_head), kv, &keys, &values);
+    return values;
 }
 
 static df_node *block_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
@@ -268,7 +296,7 @@ static df_status build_cached_step(df_graph *g, df_node **in, void *user)
     return df_graph_status(g);
 }
 
-// (tokens (1,T), pos (T) = 0..T-1) -> logits (1,T,V); writes the caches at positions 0..T-1
+// (tokens (1,T), pos (T) = 0..T-1) -> the last cache written; writes the caches at positions 0..T-1
 static df_status build_prefill(df_graph *g, df_node **in, void *user)
 {
     cg_cache *c = user;
@@ -277,11 +305,13 @@ static df_status build_prefill(df_graph *g, df_node **in, void *user)
     df_tensor z = df_tensor_make(DF_I32, &zero, 1, (int64_t[]){1});
     df_node *start = df_constant(g, &z);
     df_node *x = embed(m, g, in[0], in[1], false);
-    for (int i = 0; i < m->cfg.n_layer; i++) {
+    const int last = m->cfg.n_layer - 1;
+    for (int i = 0; i < last; i++) {
         kv_step kv = {c->k[i], c->v[i], start, NULL};
         x = block_apply(m->blocks[i], g, x, false, &kv);
     }
-    df_graph_output(g, df_layer_call(m->head, g, df_layer_call(m->ln_f, g, x, false), false));
+    kv_step kv = {c->k[last], c->v[last], start, NULL};
+    df_graph_output(g, block_write_kv(m->blocks[last], g, x, &kv));
     return df_graph_status(g);
 }
 
