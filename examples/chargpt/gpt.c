@@ -46,10 +46,16 @@ static df_status block_build(df_layer *l, int ndim, const int64_t *in, void *use
 
 static df_node *weight(df_layer *l, df_graph *g, const char *name) { return df_var(g, df_layer_weight(l, name)); }
 
-// x (B,T,C) -> x @ kernel + bias (B,T,N)
-static df_node *linear(df_layer *l, df_graph *g, df_node *x, const char *kernel, const char *bias)
+/* x (B,T,C) -> x @ kernel + bias (B,T,N). In a sampling step (by_row) the
+ * bias is viewed as (1,1,N), the product's shape: the fusion pass (it fuses
+ * operands of the chain's own shape) then merges its add with the
+ * elementwise ops after it (GELU, the residual add), the same bits in fewer
+ * nodes, which is what a one-token step's time goes to. */
+static df_node *linear(df_layer *l, df_graph *g, df_node *x, const char *kernel, const char *bias, bool by_row)
 {
-    return df_add(g, df_matmul(g, x, weight(l, g, kernel), false, false), weight(l, g, bias));
+    df_node *b = weight(l, g, bias);
+    if (by_row) b = df_reshape(g, b, 3, (int64_t[]){1, 1, df_node_dim(b, 0)});
+    return df_add(g, df_matmul(g, x, weight(l, g, kernel), false, false), b);
 }
 
 // (B,T,C) columns [part*C, (part+1)*C) of qkv (B,T,3C) -> (B,h,T,d)
@@ -112,25 +118,27 @@ static df_node *cached_attention(df_graph *g, df_node *q, df_node *k, df_node *v
 static df_node *attention(df_layer *l, df_graph *g, df_node *x, int n_head, const kv_step *kv)
 {
     int64_t B = df_node_dim(x, 0), T = df_node_dim(x, 1), C = df_node_dim(x, 2);
-    df_node *qkv = linear(l, g, x, "attn/c_attn/kernel", "attn/c_attn/bias");
+    const bool step = kv && kv->read_mask;
+    df_node *qkv = linear(l, g, x, "attn/c_attn/kernel", "attn/c_attn/bias", step);
     float scale = 1.0f / sqrtf((float)(C / n_head));
     if (!kv)                      /* the heads read in place: the same bits as the split below */
-        return linear(l, g, df_attention_qkv(g, qkv, n_head, true, scale), "attn/c_proj/kernel", "attn/c_proj/bias");
+        return linear(l, g, df_attention_qkv(g, qkv, n_head, true, scale), "attn/c_proj/kernel", "attn/c_proj/bias", false);
     df_node *q = heads(g, qkv, 0, B, T, C, n_head), *k = heads(g, qkv, 1, B, T, C, n_head);
     df_node *v = heads(g, qkv, 2, B, T, C, n_head);
     df_node *y = cached_attention(g, q, k, v, kv, scale); /* (B,h,T,d) */
-    return linear(l, g, merge_heads(g, y, B, T, C), "attn/c_proj/kernel", "attn/c_proj/bias");
+    return linear(l, g, merge_heads(g, y, B, T, C), "attn/c_proj/kernel", "attn/c_proj/bias", step);
 }
 
 // x (B,T,C) -> x + drop(attn(ln_1(x))); then + drop(mlp(ln_2(x)))
 static df_node *block_apply(df_layer *l, df_graph *g, df_node *x, bool training, const kv_step *kv)
 {
     const block_config *c = df_layer_user(l);
+    const bool step = kv && kv->read_mask;
     df_node *h = df_layer_norm(g, x, weight(l, g, "ln_1/gamma"), weight(l, g, "ln_1/beta"), 1e-5f);
     x = df_add(g, x, resid_dropout(g, attention(l, g, h, c->n_head, kv), c, 0, training));
     h = df_layer_norm(g, x, weight(l, g, "ln_2/gamma"), weight(l, g, "ln_2/beta"), 1e-5f);
-    h = df_gelu(g, linear(l, g, h, "mlp/c_fc/kernel", "mlp/c_fc/bias"));
-    return df_add(g, x, resid_dropout(g, linear(l, g, h, "mlp/c_proj/kernel", "mlp/c_proj/bias"), c, 1, training));
+    h = df_gelu(g, linear(l, g, h, "mlp/c_fc/kernel", "mlp/c_fc/bias", step));
+    return df_add(g, x, resid_dropout(g, linear(l, g, h, "mlp/c_proj/kernel", "mlp/c_proj/bias", step), c, 1, training));
 }
 
 /* Only the caches' writes of a block (x (1,T,C)): all that a prefill needs
@@ -141,7 +149,7 @@ static df_node *block_write_kv(df_layer *l, df_graph *g, df_node *x, const kv_st
     const block_config *c = df_layer_user(l);
     int64_t B = df_node_dim(x, 0), T = df_node_dim(x, 1), C = df_node_dim(x, 2);
     df_node *h = df_layer_norm(g, x, weight(l, g, "ln_1/gamma"), weight(l, g, "ln_1/beta"), 1e-5f);
-    df_node *qkv = linear(l, g, h, "attn/c_attn/kernel", "attn/c_attn/bias"), *keys, *values;
+    df_node *qkv = linear(l, g, h, "attn/c_attn/kernel", "attn/c_attn/bias", false), *keys, *values;
     write_kv(g, heads(g, qkv, 1, B, T, C, c->n_head), heads(g, qkv, 2, B, T, C, c->n_head), kv, &keys, &values);
     return values;
 }
@@ -263,9 +271,11 @@ int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max) { return df_mode
 /* ------------------------------------------------------- the KV cache */
 
 /* The additive mask of the positions a step at pos reads: 0 at 0..pos,
- * -inf beyond (block). Made in the graph from pos, so the step's inputs are
- * the token and its position alone (what an exported step takes). */
-static df_node *read_mask(df_graph *g, df_node *pos, int block)
+ * -inf beyond, (1,h,1,block) as the scores it is added to, so that the
+ * fusion pass merges the add with the scaling before it. Made in the graph
+ * from pos, so the step's inputs are the token and its position alone (what
+ * an exported step takes). */
+static df_node *read_mask(df_graph *g, df_node *pos, int block, int n_head)
 {
     float *index = malloc((size_t)block * sizeof *index), zero = 0.0f, minus_inf = -INFINITY;
     if (!index) {
@@ -278,7 +288,8 @@ static df_node *read_mask(df_graph *g, df_node *pos, int block)
     free(index);
     df_tensor z = df_tensor_make(DF_F32, &zero, 1, (int64_t[]){1}), m = df_tensor_make(DF_F32, &minus_inf, 1, (int64_t[]){1});
     df_node *beyond = df_greater(g, positions, df_cast(g, pos, DF_F32));
-    return df_where(g, beyond, df_constant(g, &m), df_constant(g, &z));
+    df_node *hidden = df_broadcast_to(g, df_constant(g, &m), 4, (int64_t[]){1, n_head, 1, 1});
+    return df_where(g, beyond, hidden, df_constant(g, &z));
 }
 
 // (token (1,1), pos (1)) -> logits (1,1,V); writes the caches at pos
@@ -286,7 +297,7 @@ static df_status build_cached_step(df_graph *g, df_node **in, void *user)
 {
     cg_cache *c = user;
     cg_gpt *m = c->gpt;
-    df_node *mask = read_mask(g, in[1], m->cfg.block);
+    df_node *mask = read_mask(g, in[1], m->cfg.block, m->cfg.n_head);
     df_node *x = embed(m, g, in[0], in[1], false);
     for (int i = 0; i < m->cfg.n_layer; i++) {
         kv_step kv = {c->k[i], c->v[i], in[1], mask};
