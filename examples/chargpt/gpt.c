@@ -277,19 +277,21 @@ int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max) { return df_mode
  * an exported step takes). */
 static df_node *read_mask(df_graph *g, df_node *pos, int block, int n_head)
 {
-    float *index = malloc((size_t)block * sizeof *index), zero = 0.0f, minus_inf = -INFINITY;
+    const int64_t shape[4] = {1, n_head, 1, block}, n = (int64_t)n_head * block;
+    float *index = malloc((size_t)n * sizeof *index), zero = 0.0f, minus_inf = -INFINITY;
     if (!index) {
         df_graph_set_error(g, DF_ERR_NOMEM, "out of memory for the read mask");
         return NULL;
     }
-    for (int j = 0; j < block; j++) index[j] = (float)j;
-    df_tensor t = df_tensor_make(DF_F32, index, 1, (int64_t[]){block});
+    for (int64_t i = 0; i < n; i++) index[i] = (float)(i % block);
+    df_tensor t = df_tensor_make(DF_F32, index, 4, shape);
     df_node *positions = df_constant(g, &t);
     free(index);
     df_tensor z = df_tensor_make(DF_F32, &zero, 1, (int64_t[]){1}), m = df_tensor_make(DF_F32, &minus_inf, 1, (int64_t[]){1});
     df_node *beyond = df_greater(g, positions, df_cast(g, pos, DF_F32));
-    df_node *hidden = df_broadcast_to(g, df_constant(g, &m), 4, (int64_t[]){1, n_head, 1, 1});
-    return df_where(g, beyond, hidden, df_constant(g, &z));
+    /* full-size operands (constants once folded): where's plain loop, not its broadcasting one */
+    df_node *hidden = df_broadcast_to(g, df_constant(g, &m), 4, shape), *seen = df_broadcast_to(g, df_constant(g, &z), 4, shape);
+    return df_where(g, beyond, hidden, seen);
 }
 
 // (token (1,1), pos (1)) -> logits (1,1,V); writes the caches at pos
