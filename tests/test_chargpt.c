@@ -23,6 +23,13 @@ static void small_gpt(cg_gpt *m, float dropout)
         cr_assert_eq(df_variable_init(w[i], df_init_uniform(-0.5f, 0.5f), &rng), DF_OK);
 }
 
+/* small_gpt's model and a KV cache over it keeping keep tokens. */
+static void small_cache(cg_gpt *m, cg_cache *c, int keep)
+{
+    small_gpt(m, 0);
+    cr_assert_eq(cg_cache_init(c, m, keep), DF_OK, "%s", df_last_error());
+}
+
 // idx (1,T), pos (T) -> logits (1,T,V)
 static df_status build_full(df_graph *g, df_node **in, void *user)
 {
@@ -93,9 +100,8 @@ Test(kv_cache, replayed_rebuilds_equal_the_full_forward_too) { cache_matches_ful
 Test(kv_cache, reset_starts_again_at_position_zero)
 {
     cg_gpt m;
-    small_gpt(&m, 0);
     cg_cache c;
-    cr_assert_eq(cg_cache_init(&c, &m, 2), DF_OK);
+    small_cache(&m, &c, 2);
     const float *p;
     float first[VOCAB];
     cr_assert_eq(cg_cache_push(&c, 4, &p), DF_OK);
@@ -128,9 +134,8 @@ static int nodes_of(const df_graph *g, const char *op)
 Test(kv_cache, the_step_copies_no_heads_and_fuses_its_adds_the_prefill_stops_at_the_last_writes)
 {
     cg_gpt m;
-    small_gpt(&m, 0);
     cg_cache c;
-    cr_assert_eq(cg_cache_init(&c, &m, 2), DF_OK);
+    small_cache(&m, &c, 2);
     const float *p;
     for (int i = 0; i <= BLOCK; i++) cr_assert_eq(cg_cache_push(&c, (int32_t)(i % VOCAB), &p), DF_OK, "%s", df_last_error());
     const df_graph *step = df_function_last_graph(c.step), *prefill = df_function_last_graph(c.prefill);
