@@ -46,15 +46,15 @@ static df_status block_build(df_layer *l, int ndim, const int64_t *in, void *use
 
 static df_node *weight(df_layer *l, df_graph *g, const char *name) { return df_var(g, df_layer_weight(l, name)); }
 
-/* x (B,T,C) -> x @ kernel + bias (B,T,N). In a sampling step (by_row) the
- * bias is viewed as (1,1,N), the product's shape: the fusion pass (it fuses
- * operands of the chain's own shape) then merges its add with the
+/* x (B,T,C) -> x @ kernel + bias (B,T,N). In a one-token sampling step
+ * the bias is viewed as (1,1,N), the product's shape: the fusion pass (it
+ * fuses operands of the chain's own shape) then merges its add with the
  * elementwise ops after it (GELU, the residual add), the same bits in fewer
- * nodes, which is what a one-token step's time goes to. */
-static df_node *linear(df_layer *l, df_graph *g, df_node *x, const char *kernel, const char *bias, bool by_row)
+ * nodes, which is what such a step's time goes to. */
+static df_node *linear(df_layer *l, df_graph *g, df_node *x, const char *kernel, const char *bias, bool step)
 {
     df_node *b = weight(l, g, bias);
-    if (by_row) b = df_reshape(g, b, 3, (int64_t[]){1, 1, df_node_dim(b, 0)});
+    if (step) b = df_reshape(g, b, 3, (int64_t[]){1, 1, df_node_dim(b, 0)});
     return df_add(g, df_matmul(g, x, weight(l, g, kernel), false, false), b);
 }
 
