@@ -23,6 +23,13 @@ static void small_gpt(cg_gpt *m, float dropout)
         cr_assert_eq(df_variable_init(w[i], df_init_uniform(-0.5f, 0.5f), &rng), DF_OK);
 }
 
+/* small_gpt's model and a KV cache over it keeping keep tokens. */
+static void small_cache(cg_gpt *m, cg_cache *c, int keep)
+{
+    small_gpt(m, 0);
+    cr_assert_eq(cg_cache_init(c, m, keep), DF_OK, "%s", df_last_error());
+}
+
 // idx (1,T), pos (T) -> logits (1,T,V)
 static df_status build_full(df_graph *g, df_node **in, void *user)
 {
@@ -93,9 +100,8 @@ Test(kv_cache, replayed_rebuilds_equal_the_full_forward_too) { cache_matches_ful
 Test(kv_cache, reset_starts_again_at_position_zero)
 {
     cg_gpt m;
-    small_gpt(&m, 0);
     cg_cache c;
-    cr_assert_eq(cg_cache_init(&c, &m, 2), DF_OK);
+    small_cache(&m, &c, 2);
     const float *p;
     float first[VOCAB];
     cr_assert_eq(cg_cache_push(&c, 4, &p), DF_OK);
@@ -105,6 +111,44 @@ Test(kv_cache, reset_starts_again_at_position_zero)
     cr_assert_eq(cg_cache_push(&c, 4, &p), DF_OK);
     cr_expect(memcmp(first, p, sizeof first) == 0, "the same first token after a reset gives the same logits");
     cr_expect_eq(df_function_trace_count(c.step), 1, "one trace serves every step");
+    cg_cache_free(&c);
+    cg_gpt_free(&m);
+}
+
+/* Scheduled nodes of op that run a kernel in a compiled graph. */
+static int nodes_of(const df_graph *g, const char *op)
+{
+    df_op_profile p[64];
+    int n = df_graph_profile(g, p, 64, NULL);
+    for (int i = 0; i < n && i < 64; i++)
+        if (!strcmp(p[i].op, op)) return p[i].nodes;
+    return 0;
+}
+
+/* A one-token step's time goes mostly to its node count (a kernel call and
+ * a parallel region each): its heads are split and merged by reshapes alone
+ * (views), and in each block the fusion pass merges the scores' scaling and
+ * mask, and each bias add with the GELU or residual add after it. A
+ * rebuild's prefill stops at the last block's cache writes, since a rebuild
+ * reads no logits. */
+Test(kv_cache, the_step_copies_no_heads_and_fuses_its_adds_the_prefill_stops_at_the_last_writes)
+{
+    cg_gpt m;
+    cg_cache c;
+    small_cache(&m, &c, 2);
+    const float *p;
+    for (int i = 0; i <= BLOCK; i++) cr_assert_eq(cg_cache_push(&c, (int32_t)(i % VOCAB), &p), DF_OK, "%s", df_last_error());
+    const df_graph *step = df_function_last_graph(c.step), *prefill = df_function_last_graph(c.prefill);
+    cr_assert(step && prefill, "a push past the block ran both the step and a prefill");
+    const int layers = m.cfg.n_layer;
+    cr_expect_eq(nodes_of(step, "transpose"), 0, "the step transposes nothing (%d transposes)", nodes_of(step, "transpose"));
+    cr_expect_eq(nodes_of(step, "fused_elementwise"), 4 * layers, "%d fused chains in %d blocks",
+                 nodes_of(step, "fused_elementwise"), layers);
+    cr_expect_eq(nodes_of(step, "gelu"), 0, "each GELU is fused with its bias add");
+    cr_expect_eq(nodes_of(prefill, "attention"), layers - 1, "%d attention nodes: the last block only writes its cache",
+                 nodes_of(prefill, "attention"));
+    cr_expect_eq(nodes_of(prefill, "assign_at"), 2 * layers, "every block writes its keys and values");
+    cr_expect_eq(nodes_of(prefill, "layer_norm"), 2 * layers - 1, "no second LayerNorm in the last block, no final one");
     cg_cache_free(&c);
     cg_gpt_free(&m);
 }

@@ -46,18 +46,32 @@ static df_status block_build(df_layer *l, int ndim, const int64_t *in, void *use
 
 static df_node *weight(df_layer *l, df_graph *g, const char *name) { return df_var(g, df_layer_weight(l, name)); }
 
-// x (B,T,C) -> x @ kernel + bias (B,T,N)
-static df_node *linear(df_layer *l, df_graph *g, df_node *x, const char *kernel, const char *bias)
+/* x (B,T,C) -> x @ kernel + bias (B,T,N). In a one-token sampling step
+ * the bias is viewed as (1,1,N), the product's shape: the fusion pass (it
+ * fuses operands of the chain's own shape) then merges its add with the
+ * elementwise ops after it (GELU, the residual add), the same bits in fewer
+ * nodes, which is what such a step's time goes to. */
+static df_node *linear(df_layer *l, df_graph *g, df_node *x, const char *kernel, const char *bias, bool step)
 {
-    return df_add(g, df_matmul(g, x, weight(l, g, kernel), false, false), weight(l, g, bias));
+    df_node *b = weight(l, g, bias);
+    if (step) b = df_reshape(g, b, 3, (int64_t[]){1, 1, df_node_dim(b, 0)});
+    return df_add(g, df_matmul(g, x, weight(l, g, kernel), false, false), b);
 }
 
 // (B,T,C) columns [part*C, (part+1)*C) of qkv (B,T,3C) -> (B,h,T,d)
 static df_node *heads(df_graph *g, df_node *qkv, int part, int64_t B, int64_t T, int64_t C, int h)
 {
     df_node *x = df_slice(g, qkv, (int64_t[]){0, 0, part * C}, (int64_t[]){B, T, C});
+    if (T == 1) return df_reshape(g, x, 4, (int64_t[]){B, h, 1, C / h});  /* (B,1,h,d) lies as (B,h,1,d): no copy */
     x = df_reshape(g, x, 4, (int64_t[]){B, T, h, C / h});
     return df_transpose(g, x, (int[]){0, 2, 1, 3});
+}
+
+// y (B,h,T,d) -> (B,T,C), the heads side by side again
+static df_node *merge_heads(df_graph *g, df_node *y, int64_t B, int64_t T, int64_t C)
+{
+    if (T != 1) y = df_transpose(g, y, (int[]){0, 2, 1, 3});              /* at T = 1 a reshape alone */
+    return df_reshape(g, y, 3, (int64_t[]){B, T, C});
 }
 
 /* Dropout of x when training with a rate, salted by the block and place. */
@@ -81,12 +95,20 @@ typedef struct kv_step {
     df_node *pos, *read_mask;
 } kv_step;
 
+// k, v (1,h,T,d) written into the caches from kv->pos on; *keys, *values: the caches after the writes
+static void write_kv(df_graph *g, df_node *k, df_node *v, const kv_step *kv, df_node **keys, df_node **values)
+{
+    *keys = df_assign_at(g, kv->k, k, kv->pos, 2);
+    *values = df_assign_at(g, kv->v, v, kv->pos, 2);
+}
+
 /* q, k, v (1,h,T,d): k and v written into the cache at the position; a step
  * (T = 1) attends to every held position (the others get -inf), a prefill
  * among its own tokens as training does. */
 static df_node *cached_attention(df_graph *g, df_node *q, df_node *k, df_node *v, const kv_step *kv, float scale)
 {
-    df_node *keys = df_assign_at(g, kv->k, k, kv->pos, 2), *values = df_assign_at(g, kv->v, v, kv->pos, 2);
+    df_node *keys, *values;
+    write_kv(g, k, v, kv, &keys, &values);
     if (!kv->read_mask) return df_attention(g, q, k, v, true, scale);   /* the writes are side effects */
     df_node *scores = df_add(g, df_scale(g, df_batch_matmul(g, q, keys, false, true), scale), kv->read_mask);
     return df_batch_matmul(g, df_softmax(g, scores, -1), values, false, false);
@@ -96,26 +118,40 @@ static df_node *cached_attention(df_graph *g, df_node *q, df_node *k, df_node *v
 static df_node *attention(df_layer *l, df_graph *g, df_node *x, int n_head, const kv_step *kv)
 {
     int64_t B = df_node_dim(x, 0), T = df_node_dim(x, 1), C = df_node_dim(x, 2);
-    df_node *qkv = linear(l, g, x, "attn/c_attn/kernel", "attn/c_attn/bias");
+    const bool step = kv && kv->read_mask;
+    df_node *qkv = linear(l, g, x, "attn/c_attn/kernel", "attn/c_attn/bias", step);
     float scale = 1.0f / sqrtf((float)(C / n_head));
     if (!kv)                      /* the heads read in place: the same bits as the split below */
-        return linear(l, g, df_attention_qkv(g, qkv, n_head, true, scale), "attn/c_proj/kernel", "attn/c_proj/bias");
+        return linear(l, g, df_attention_qkv(g, qkv, n_head, true, scale), "attn/c_proj/kernel", "attn/c_proj/bias", false);
     df_node *q = heads(g, qkv, 0, B, T, C, n_head), *k = heads(g, qkv, 1, B, T, C, n_head);
     df_node *v = heads(g, qkv, 2, B, T, C, n_head);
     df_node *y = cached_attention(g, q, k, v, kv, scale); /* (B,h,T,d) */
-    y = df_reshape(g, df_transpose(g, y, (int[]){0, 2, 1, 3}), 3, (int64_t[]){B, T, C});
-    return linear(l, g, y, "attn/c_proj/kernel", "attn/c_proj/bias");
+    return linear(l, g, merge_heads(g, y, B, T, C), "attn/c_proj/kernel", "attn/c_proj/bias", step);
 }
 
 // x (B,T,C) -> x + drop(attn(ln_1(x))); then + drop(mlp(ln_2(x)))
 static df_node *block_apply(df_layer *l, df_graph *g, df_node *x, bool training, const kv_step *kv)
 {
     const block_config *c = df_layer_user(l);
+    const bool step = kv && kv->read_mask;
     df_node *h = df_layer_norm(g, x, weight(l, g, "ln_1/gamma"), weight(l, g, "ln_1/beta"), 1e-5f);
     x = df_add(g, x, resid_dropout(g, attention(l, g, h, c->n_head, kv), c, 0, training));
     h = df_layer_norm(g, x, weight(l, g, "ln_2/gamma"), weight(l, g, "ln_2/beta"), 1e-5f);
-    h = df_gelu(g, linear(l, g, h, "mlp/c_fc/kernel", "mlp/c_fc/bias"));
-    return df_add(g, x, resid_dropout(g, linear(l, g, h, "mlp/c_proj/kernel", "mlp/c_proj/bias"), c, 1, training));
+    h = df_gelu(g, linear(l, g, h, "mlp/c_fc/kernel", "mlp/c_fc/bias", step));
+    return df_add(g, x, resid_dropout(g, linear(l, g, h, "mlp/c_proj/kernel", "mlp/c_proj/bias", step), c, 1, training));
+}
+
+/* Only the caches' writes of a block (x (1,T,C)): all that a prefill needs
+ * of its last block, whose output only the logits read, and a rebuild
+ * reads no logits. Returns the values' write (the cache after it). */
+static df_node *block_write_kv(df_layer *l, df_graph *g, df_node *x, const kv_step *kv)
+{
+    const block_config *c = df_layer_user(l);
+    int64_t B = df_node_dim(x, 0), T = df_node_dim(x, 1), C = df_node_dim(x, 2);
+    df_node *h = df_layer_norm(g, x, weight(l, g, "ln_1/gamma"), weight(l, g, "ln_1/beta"), 1e-5f);
+    df_node *qkv = linear(l, g, h, "attn/c_attn/kernel", "attn/c_attn/bias", false), *keys, *values;
+    write_kv(g, heads(g, qkv, 1, B, T, C, c->n_head), heads(g, qkv, 2, B, T, C, c->n_head), kv, &keys, &values);
+    return values;
 }
 
 static df_node *block_call(df_layer *l, df_graph *g, df_node *x, bool training, void *user)
@@ -235,22 +271,27 @@ int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max) { return df_mode
 /* ------------------------------------------------------- the KV cache */
 
 /* The additive mask of the positions a step at pos reads: 0 at 0..pos,
- * -inf beyond (block). Made in the graph from pos, so the step's inputs are
- * the token and its position alone (what an exported step takes). */
-static df_node *read_mask(df_graph *g, df_node *pos, int block)
+ * -inf beyond, (1,h,1,block) as the scores it is added to, so that the
+ * fusion pass merges the add with the scaling before it. Made in the graph
+ * from pos, so the step's inputs are the token and its position alone (what
+ * an exported step takes). */
+static df_node *read_mask(df_graph *g, df_node *pos, int block, int n_head)
 {
-    float *index = malloc((size_t)block * sizeof *index), zero = 0.0f, minus_inf = -INFINITY;
+    const int64_t shape[4] = {1, n_head, 1, block}, n = (int64_t)n_head * block;
+    float *index = malloc((size_t)n * sizeof *index), zero = 0.0f, minus_inf = -INFINITY;
     if (!index) {
         df_graph_set_error(g, DF_ERR_NOMEM, "out of memory for the read mask");
         return NULL;
     }
-    for (int j = 0; j < block; j++) index[j] = (float)j;
-    df_tensor t = df_tensor_make(DF_F32, index, 1, (int64_t[]){block});
+    for (int64_t i = 0; i < n; i++) index[i] = (float)(i % block);
+    df_tensor t = df_tensor_make(DF_F32, index, 4, shape);
     df_node *positions = df_constant(g, &t);
     free(index);
     df_tensor z = df_tensor_make(DF_F32, &zero, 1, (int64_t[]){1}), m = df_tensor_make(DF_F32, &minus_inf, 1, (int64_t[]){1});
     df_node *beyond = df_greater(g, positions, df_cast(g, pos, DF_F32));
-    return df_where(g, beyond, df_constant(g, &m), df_constant(g, &z));
+    /* full-size operands (constants once folded): where's plain loop, not its broadcasting one */
+    df_node *hidden = df_broadcast_to(g, df_constant(g, &m), 4, shape), *seen = df_broadcast_to(g, df_constant(g, &z), 4, shape);
+    return df_where(g, beyond, hidden, seen);
 }
 
 // (token (1,1), pos (1)) -> logits (1,1,V); writes the caches at pos
@@ -258,7 +299,7 @@ static df_status build_cached_step(df_graph *g, df_node **in, void *user)
 {
     cg_cache *c = user;
     cg_gpt *m = c->gpt;
-    df_node *mask = read_mask(g, in[1], m->cfg.block);
+    df_node *mask = read_mask(g, in[1], m->cfg.block, m->cfg.n_head);
     df_node *x = embed(m, g, in[0], in[1], false);
     for (int i = 0; i < m->cfg.n_layer; i++) {
         kv_step kv = {c->k[i], c->v[i], in[1], mask};
@@ -268,7 +309,7 @@ static df_status build_cached_step(df_graph *g, df_node **in, void *user)
     return df_graph_status(g);
 }
 
-// (tokens (1,T), pos (T) = 0..T-1) -> logits (1,T,V); writes the caches at positions 0..T-1
+// (tokens (1,T), pos (T) = 0..T-1) -> the last cache written; writes the caches at positions 0..T-1
 static df_status build_prefill(df_graph *g, df_node **in, void *user)
 {
     cg_cache *c = user;
@@ -277,11 +318,13 @@ static df_status build_prefill(df_graph *g, df_node **in, void *user)
     df_tensor z = df_tensor_make(DF_I32, &zero, 1, (int64_t[]){1});
     df_node *start = df_constant(g, &z);
     df_node *x = embed(m, g, in[0], in[1], false);
-    for (int i = 0; i < m->cfg.n_layer; i++) {
+    const int last = m->cfg.n_layer - 1;
+    for (int i = 0; i < last; i++) {
         kv_step kv = {c->k[i], c->v[i], start, NULL};
         x = block_apply(m->blocks[i], g, x, false, &kv);
     }
-    df_graph_output(g, df_layer_call(m->head, g, df_layer_call(m->ln_f, g, x, false), false));
+    kv_step kv = {c->k[last], c->v[last], start, NULL};
+    df_graph_output(g, block_write_kv(m->blocks[last], g, x, &kv));
     return df_graph_status(g);
 }
 

@@ -49,7 +49,8 @@ int cg_gpt_weights(const cg_gpt *m, df_variable **out, int max);
  * its position (df_assign_at) and attends over the positions held, so a step costs one
  * token's work. When the cache holds block tokens, the next push first
  * rebuilds it from the last keep tokens at positions 0..keep-1 with one
- * forward over them (a second trace, which writes all their keys and values),
+ * forward over them (a second trace, which writes all their keys and values
+ * and stops at the last block's writes: no logits),
  * because learned absolute positions make shifting the window impossible:
  * keep = block - 1 is nanoGPT's crop to the last block tokens at every step
  * (past the block, each char costs a keep-token forward); a smaller keep

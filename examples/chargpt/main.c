@@ -506,15 +506,15 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Time per op over the timed steps, on stderr. */
-static void print_profile(const df_graph *g)
+/* Time per op over the profiled runs of g (what: "training step"), on stderr. */
+static void print_profile(const df_graph *g, const char *what)
 {
     df_op_profile p[64];
     int64_t runs = 0;
-    int n = df_graph_profile(g, p, 64, &runs), shown = n < 64 ? n : 64;
+    int n = g ? df_graph_profile(g, p, 64, &runs) : 0, shown = n < 64 ? n : 64;
     double total = 0;
     for (int i = 0; i < shown; i++) total += p[i].seconds;
-    fprintf(stderr, "per training step, over %lld steps (op, nodes, ms, share):\n", (long long)runs);
+    fprintf(stderr, "per %s, over %lld runs (op, nodes, ms, share):\n", what, (long long)runs);
     for (int i = 0; i < shown && runs > 0; i++)
         fprintf(stderr, "  %-22s %4d %8.3f %5.1f%%\n", p[i].op, p[i].nodes, p[i].seconds * 1e3 / (double)runs,
                 100 * p[i].seconds / total);
@@ -540,15 +540,31 @@ static df_status time_training(run *r, const opts *o, double *times, double *los
         *loss = *(const float *)out.data;
         if (o->profile && i + 1 == o->warmup) df_graph_set_profiling(df_function_last_graph(step), true);
     }
-    if (st == DF_OK && o->profile) print_profile(df_function_last_graph(step));
+    if (st == DF_OK && o->profile) print_profile(df_function_last_graph(step), "training step");
     df_function_free(step);
     batches_free(&tr);
     return st;
 }
 
+static double cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Profiles f's graph from its second run on (the first traces it); *on once done. */
+static void profile_after_trace(df_function *f, bool *on)
+{
+    df_graph *g = df_function_last_graph(f);
+    if (!*on && g) *on = df_graph_set_profiling(g, true) == DF_OK;
+}
+
 /* Mean ms per char over o->length sampled chars from "\n" (the anchor's
- * measure), through the KV cache as char-gpt sample. */
-static df_status time_sampling(run *r, const opts *o, double *ms_per_char)
+ * measure), through the KV cache as char-gpt sample; *cpu_per_char: the
+ * process's CPU time per char (all threads: what the machine's load does
+ * not inflate). With o->profile, time per op of the steps and rebuilds. */
+static df_status time_sampling(run *r, const opts *o, double *ms_per_char, double *cpu_per_char)
 {
     cg_cache c;
     df_status st = cg_cache_init(&c, &r->gpt, o->keep < 0 ? o->model.block / 2 : o->keep);
@@ -557,10 +573,18 @@ static df_status time_sampling(run *r, const opts *o, double *ms_per_char)
     df_rng rng;
     df_rng_seed(&rng, o->model.seed);
     const float *logits;
-    double t0 = now_ms();
-    for (int n = 0; st == DF_OK && n < o->length; n++)
+    bool step_profiled = false, prefill_profiled = false;
+    double t0 = now_ms(), c0 = cpu_ms();
+    for (int n = 0; st == DF_OK && n < o->length; n++) {
         if ((st = cg_cache_push(&c, id, &logits)) == DF_OK) id = draw(logits, r->text.vocab.size, o->temperature, o->top_k, &rng);
+        if (st == DF_OK && o->profile) profile_after_trace(c.step, &step_profiled), profile_after_trace(c.prefill, &prefill_profiled);
+    }
     *ms_per_char = (now_ms() - t0) / (o->length > 0 ? o->length : 1);
+    *cpu_per_char = (cpu_ms() - c0) / (o->length > 0 ? o->length : 1);
+    if (st == DF_OK && o->profile) {
+        print_profile(df_function_last_graph(c.step), "sampling step");
+        print_profile(df_function_last_graph(c.prefill), "cache rebuild (prefill)");
+    }
     if (c.step) cg_cache_free(&c);
     return st;
 }
@@ -569,7 +593,7 @@ static df_status bench(const opts *o)
 {
     run r;
     df_status st = open_run(&r, o, o->batch);
-    double *times = calloc((size_t)o->iters, sizeof *times), loss = 0, ms_char = 0;
+    double *times = calloc((size_t)o->iters, sizeof *times), loss = 0, ms_char = 0, cpu_char = 0;
     if (st == DF_OK && !times) st = df_error(DF_ERR_NOMEM, "out of memory");
     if (st == DF_OK && !(r.opt = df_adamw_new(o->lr, 0.9f, 0.99f, 1e-8f, o->weight_decay))) st = DF_ERR_ARG;
     if (st == DF_OK) st = df_optimizer_set_global_clipnorm(r.opt, 1.0f);
@@ -577,7 +601,7 @@ static df_status bench(const opts *o)
     if (st == DF_OK) st = time_training(&r, o, times, &loss);
     double mean = 0;
     for (int i = 0; i < o->iters; i++) mean += times[i] / o->iters;
-    if (st == DF_OK) st = time_sampling(&r, o, &ms_char);
+    if (st == DF_OK) st = time_sampling(&r, o, &ms_char, &cpu_char);
     if (st == DF_OK) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
@@ -585,10 +609,10 @@ static df_status bench(const opts *o)
         printf("{\"engine\": \"dagflow\", \"threads\": %d, \"params\": %lld, \"n_layer\": %d, \"n_head\": %d, "
                "\"n_embd\": %d, \"block\": %d, \"batch\": %d, \"iters\": %d, \"ms_per_iter\": %.2f, "
                "\"ms_per_iter_mean\": %.2f, \"tokens_per_s\": %.0f, \"train_loss\": %.4f, \"ms_per_char\": %.3f, "
-               "\"keep\": %d, \"peak_rss_mb\": %.1f}\n",
+               "\"cpu_ms_per_char\": %.3f, \"keep\": %d, \"peak_rss_mb\": %.1f}\n",
                df_num_threads(), (long long)df_model_param_count(r.gpt.model), o->model.n_layer, o->model.n_head,
                o->model.n_embd, o->model.block, o->batch, o->iters, ms, mean,
-               (double)o->batch * o->model.block * 1000.0 / ms, loss, ms_char,
+               (double)o->batch * o->model.block * 1000.0 / ms, loss, ms_char, cpu_char,
                o->keep < 0 ? o->model.block / 2 : o->keep, ru.ru_maxrss / 1024.0);
     }
     free(times);
@@ -816,7 +840,7 @@ static int cmd_bench(int argc, char **argv)
         {"dropout", CLI_FLOAT, &o.model.dropout, "as char-gpt train", 0, 0.999, NULL},
         {"length", CLI_INT, &o.length, "characters sampled at batch 1 for ms_per_char", 0, 1e8, NULL},
         {"keep", CLI_INT, &o.keep, "as char-gpt sample", -1, 4095, NULL},
-        {"profile", CLI_BOOL, &o.profile, "time per op of the timed training steps, on stderr", 0, 0, NULL},
+        {"profile", CLI_BOOL, &o.profile, "time per op of the timed training steps, the sampling steps and the cache rebuilds, on stderr", 0, 0, NULL},
         {"seed", CLI_U64, &o.model.seed, "initialisation, batches and sampling", 0, 0, NULL},
     };
     int rc = parse("char-gpt bench", "char-gpt bench [flags]", flags, N(flags), argc, argv, &o);
