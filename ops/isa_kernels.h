@@ -36,4 +36,13 @@ typedef struct adamw_step {
 void df_adamw_update_default(const adamw_step *k, float *w, float *m, float *v, const float *grad, int64_t len);
 void df_adamw_update_avx512f(const adamw_step *k, float *w, float *m, float *v, const float *grad, int64_t len);
 
+/* ops/layer_norm.c: a row normalised (times gain plus bias when G); dgain
+ * and dbias of columns [j0, j1); a row of dx, k = {mean, rstd, a, b}. */
+DF_ISA_DECLARE(df_ln_normalize_row,
+               (const float *xr, int64_t C, float m, float s, const float *G, const float *B, float *yr))
+DF_ISA_DECLARE(df_ln_param_grad_columns, (const float *X, const float *DY, const float *stats, int64_t rows,
+                                          int64_t C, int64_t j0, int64_t j1, float *dgain, float *dbias))
+DF_ISA_DECLARE(df_ln_grad_dx_row,
+               (const float *xr, const float *dyr, const float *G, int64_t C, const double *k, float *dxr))
+
 #endif

@@ -9,8 +9,14 @@
  * the affine computes it; each column summed in double over the rows in
  * order, as sum_to does), read out by layer_norm_param_grad nodes: the same
  * bits as those ops composed, in one pass over x and dy. */
+/* No multiply-add contraction: the per-instruction-set copies of the loops
+ * below (ops/isa.h) round every operation as the baseline does. The row
+ * sums stay in row_stats and the loops around it, baseline code only: their
+ * `omp simd` reductions sum in an order that depends on the vector width. */
+#pragma GCC optimize ("fp-contract=off")
 #include <omp.h>
 #include "common.h"
+#include "isa_kernels.h"
 
 DF_ATTRS_BEGIN
 typedef struct { float eps; } layer_norm_attrs;
@@ -33,6 +39,21 @@ static void row_stats(const float *x, int64_t C, float eps, double *mean, double
     *mean = m;
     *rstd = 1.0 / sqrt((C ? sq / (double)C : 0) + (double)eps);
 }
+
+/* y = (x - m) * s, times gain plus bias when G (then B too). */
+static inline __attribute__((always_inline)) void df_ln_normalize_row_body(const float *xr, int64_t C, float m, float s,
+                                                                           const float *G, const float *B, float *yr)
+{
+    if (G) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s * G[j] + B[j];
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s;
+    }
+}
+DF_ISA_KERNEL(df_ln_normalize_row, (const float *xr, int64_t C, float m, float s, const float *G, const float *B, float *yr),
+              (xr, C, m, s, G, B, yr))
 
 /* x (..., C), and with affine gain (C), bias (C). */
 static df_status layer_norm_infer(df_node *n)
@@ -71,13 +92,7 @@ static df_status layer_norm_forward(df_node *n)
         double mean, rstd;
         row_stats(xr, C, eps, &mean, &rstd);
         float m = (float)mean, s = (float)rstd;
-        if (G) {
-#pragma omp simd
-            for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s * G[j] + B[j];
-        } else {
-#pragma omp simd
-            for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s;
-        }
+        df_ln_normalize_row(xr, C, m, s, G, B, yr);
     }
     return DF_OK;
 }
@@ -149,9 +164,12 @@ df_node *df_layer_norm(df_graph *g, df_node *x, df_node *gain, df_node *bias, fl
  * each row's mean and rstd as the forward rounds them to float (rows, 2). */
 static size_t param_grad_floats(int64_t rows, int64_t C) { return (size_t)(2 * C + 2 * rows); }
 
-/* dgain and dbias columns [j0, j1) summed over the rows in order. */
-static void param_grad_columns(const float *X, const float *DY, const float *stats, int64_t rows, int64_t C,
-                               int64_t j0, int64_t j1, float *dgain, float *dbias)
+/* dgain and dbias columns [j0, j1) summed over the rows in order; every
+ * vector lane is one column's sums. */
+static inline __attribute__((always_inline)) void df_ln_param_grad_columns_body(const float *X, const float *DY,
+                                                                                const float *stats, int64_t rows,
+                                                                                int64_t C, int64_t j0, int64_t j1,
+                                                                                float *dgain, float *dbias)
 {
     enum { W = 64 };
     for (int64_t c0 = j0; c0 < j1; c0 += W) {
@@ -159,6 +177,7 @@ static void param_grad_columns(const float *X, const float *DY, const float *sta
         double sg[W] = {0}, sb[W] = {0};
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = X + r * C + c0, *dyr = DY + r * C + c0, m = stats[2 * r], s = stats[2 * r + 1];
+#pragma omp simd
             for (int64_t j = 0; j < w; j++) {
                 float xhat = (xr[j] - m) * s, prod = dyr[j] * xhat;
                 sg[j] += prod;
@@ -168,6 +187,25 @@ static void param_grad_columns(const float *X, const float *DY, const float *sta
         for (int64_t j = 0; j < w; j++) dgain[c0 + j] = (float)sg[j], dbias[c0 + j] = (float)sb[j];
     }
 }
+DF_ISA_KERNEL(df_ln_param_grad_columns,
+              (const float *X, const float *DY, const float *stats, int64_t rows, int64_t C, int64_t j0, int64_t j1,
+               float *dgain, float *dbias),
+              (X, DY, stats, rows, C, j0, j1, dgain, dbias))
+
+/* One row of dx = rstd * (gdy - a - xhat * b), in double; G NULL: gain 1. */
+static inline __attribute__((always_inline)) void df_ln_grad_dx_row_body(const float *xr, const float *dyr,
+                                                                         const float *G, int64_t C, const double *k,
+                                                                         float *dxr)
+{
+    const double mean = k[0], rstd = k[1], a = k[2], b = k[3];
+#pragma omp simd
+    for (int64_t j = 0; j < C; j++) {
+        double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
+        dxr[j] = (float)(rstd * (gdy - a - xhat * b));
+    }
+}
+DF_ISA_KERNEL(df_ln_grad_dx_row, (const float *xr, const float *dyr, const float *G, int64_t C, const double *k, float *dxr),
+              (xr, dyr, G, C, k, dxr))
 
 // x (rows, C), [gain (C)], dy (rows, C) -> dx (rows, C); aux (affine): dgain, dbias, row stats
 static df_status layer_norm_grad_forward(df_node *n)
@@ -192,17 +230,13 @@ static df_status layer_norm_grad_forward(df_node *n)
             sum_gdy += gdy;
             sum_gdy_xhat += gdy * xhat;
         }
-        double a = sum_gdy / (double)C, b = sum_gdy_xhat / (double)C;
-#pragma omp simd
-        for (int64_t j = 0; j < C; j++) {
-            double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
-            DX[r * C + j] = (float)(rstd * (gdy - a - xhat * b));
-        }
+        const double k[4] = {mean, rstd, sum_gdy / (double)C, sum_gdy_xhat / (double)C};
+        df_ln_grad_dx_row(xr, dyr, G, C, k, DX + r * C);
     }
     if (affine) {             /* after the loop's barrier: every row's stats are in */
         const int nth = omp_get_num_threads(), t = omp_get_thread_num();
         const int64_t per = (C + nth - 1) / nth, j0 = t * per < C ? t * per : C, j1 = j0 + per < C ? j0 + per : C;
-        param_grad_columns(X, DY, stats, rows, C, j0, j1, dgain, dbias);
+        df_ln_param_grad_columns(X, DY, stats, rows, C, j0, j1, dgain, dbias);
     }
     }
     return DF_OK;

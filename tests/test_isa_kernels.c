@@ -344,3 +344,69 @@ Test(isa_kernels, a_chain_like_gelus_gradient_with_other_operands_runs_as_writte
     df_graph_free(g);
     free(x), free(z), free(dy), free(c), free(want), free(want_same), free(want_c);
 }
+
+/* The three loops of layer_norm and its gradient, with and without a gain,
+ * over rows of awkward widths: each copy gives the baseline's bits. */
+Test(isa_kernels, layer_norm_loop_copies_match_the_baseline_bitwise)
+{
+    isa_copy copies[2];
+    available_copies(copies);
+    const int64_t rows = 9, widths[] = {1, 7, 16, 33, 130};
+    for (int c = 0; c < 2; c++) {
+        if (!copies[c].runs) continue;
+        for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+            const int64_t C = widths[wi], n = rows * C;
+            float *x = test_input(71 + wi, n, -3.0f, 3.0f, true), *dy = test_input(72 + wi, n, -1.0f, 1.0f, true);
+            float *g = test_input(73 + wi, C, 0.5f, 1.5f, false), *b = test_input(74 + wi, C, -0.5f, 0.5f, false);
+            float *stats = test_input(75 + wi, 2 * rows, 0.5f, 2.0f, false);
+            float *want = malloc((size_t)(2 * n + 2 * C) * sizeof *want), *got = malloc((size_t)(2 * n + 2 * C) * sizeof *got);
+            const double k[4] = {0.25, 1.75, -0.125, 0.375};
+            char what[96];
+            for (int affine = 0; affine < 2; affine++) {
+                const float *G = affine ? g : NULL, *B = affine ? b : NULL;
+                df_ln_normalize_row_default(x, C, 0.25f, 1.5f, G, B, want);
+                PICK(df_ln_normalize_row, c)(x, C, 0.25f, 1.5f, G, B, got);
+                snprintf(what, sizeof what, "df_ln_normalize_row_%s, C %lld, affine %d", copies[c].name, (long long)C, affine);
+                expect_bitwise(got, want, C, what);
+                df_ln_grad_dx_row_default(x, dy, G, C, k, want);
+                PICK(df_ln_grad_dx_row, c)(x, dy, G, C, k, got);
+                snprintf(what, sizeof what, "df_ln_grad_dx_row_%s, C %lld, affine %d", copies[c].name, (long long)C, affine);
+                expect_bitwise(got, want, C, what);
+            }
+            df_ln_param_grad_columns_default(x, dy, stats, rows, C, 0, C, want, want + C);
+            PICK(df_ln_param_grad_columns, c)(x, dy, stats, rows, C, 0, C, got, got + C);
+            snprintf(what, sizeof what, "df_ln_param_grad_columns_%s, C %lld", copies[c].name, (long long)C);
+            expect_bitwise(got, want, 2 * C, what);
+            free(x), free(dy), free(g), free(b), free(stats), free(want), free(got);
+        }
+    }
+}
+
+/* The baseline loops against their formulas in double. */
+Test(isa_kernels, layer_norm_loops_compute_their_formulas)
+{
+    const int64_t rows = 5, C = 70;
+    float *x = test_input(81, rows * C, -3.0f, 3.0f, false), *dy = test_input(82, rows * C, -1.0f, 1.0f, false);
+    float *g = test_input(83, C, 0.5f, 1.5f, false), *b = test_input(84, C, -0.5f, 0.5f, false);
+    float *stats = test_input(85, 2 * rows, 0.5f, 2.0f, false), out[2 * C];
+    const double k[4] = {0.25, 1.75, -0.125, 0.375};
+    df_ln_normalize_row_default(x, C, 0.25f, 1.5f, g, b, out);
+    for (int64_t j = 0; j < C; j++)
+        cr_expect(fabs(out[j] - ((x[j] - 0.25) * 1.5 * g[j] + b[j])) <= 1e-6, "normalize [%lld]: %.8g", (long long)j, out[j]);
+    df_ln_grad_dx_row_default(x, dy, g, C, k, out);
+    for (int64_t j = 0; j < C; j++) {
+        double want = k[1] * ((double)dy[j] * g[j] - k[2] - ((double)x[j] - k[0]) * k[1] * k[3]);
+        cr_expect(fabs(out[j] - want) <= 1e-6 * fmax(1, fabs(want)), "dx [%lld]: %.8g, want %.8g", (long long)j, out[j], want);
+    }
+    df_ln_param_grad_columns_default(x, dy, stats, rows, C, 3, C, out, out + C);
+    for (int64_t j = 3; j < C; j++) {
+        double sg = 0, sb = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            sg += (double)dy[r * C + j] * ((x[r * C + j] - stats[2 * r]) * stats[2 * r + 1]);
+            sb += dy[r * C + j];
+        }
+        cr_expect(fabs(out[j] - sg) <= 1e-5, "dgain [%lld]: %.8g, want %.8g", (long long)j, out[j], sg);
+        cr_expect(fabs(out[C + j] - sb) <= 1e-5, "dbias [%lld]: %.8g, want %.8g", (long long)j, out[C + j], sb);
+    }
+    free(x), free(dy), free(g), free(b), free(stats);
+}
