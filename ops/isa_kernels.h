@@ -36,8 +36,12 @@ typedef struct adamw_step {
 void df_adamw_update_default(const adamw_step *k, float *w, float *m, float *v, const float *grad, int64_t len);
 void df_adamw_update_avx512f(const adamw_step *k, float *w, float *m, float *v, const float *grad, int64_t len);
 
-/* ops/layer_norm.c: a row normalised (times gain plus bias when G); dgain
+/* ops/layer_norm.c: the mean and rstd of nrows <= DF_LN_ROWS rows, each
+ * summed in DF_LN_LANES lanes (the order there); a row normalised (times gain plus bias when G); dgain
  * and dbias of columns [j0, j1); a row of dx, k = {mean, rstd, a, b}. */
+#define DF_LN_ROWS 4
+#define DF_LN_LANES 4
+DF_ISA_DECLARE(df_ln_row_stats, (const float *x, int64_t C, int64_t nrows, float eps, double *mean, double *rstd))
 DF_ISA_DECLARE(df_ln_normalize_row,
                (const float *xr, int64_t C, float m, float s, const float *G, const float *B, float *yr))
 DF_ISA_DECLARE(df_ln_param_grad_columns, (const float *X, const float *DY, const float *stats, int64_t rows,

@@ -410,3 +410,51 @@ Test(isa_kernels, layer_norm_loops_compute_their_formulas)
     }
     free(x), free(dy), free(g), free(b), free(stats);
 }
+
+/* The row statistics as documented in ops/layer_norm.c, one row at a time:
+ * DF_LN_LANES lanes over the whole groups, the rest into lane 0, the lanes
+ * summed from 0 in order; then the same for the squared deviations. */
+static void row_stats_reference(const float *x, int64_t C, float eps, double *mean, double *rstd)
+{
+    double lane[DF_LN_LANES] = {0}, sum = 0, sq = 0;
+    const int64_t body = C / DF_LN_LANES * DF_LN_LANES;
+    for (int64_t j = 0; j < C; j++) lane[j < body ? j % DF_LN_LANES : 0] += (double)x[j];
+    for (int l = 0; l < DF_LN_LANES; l++) sum += lane[l];
+    const double m = C ? sum / (double)C : 0;
+    memset(lane, 0, sizeof lane);
+    for (int64_t j = 0; j < C; j++) lane[j < body ? j % DF_LN_LANES : 0] += ((double)x[j] - m) * ((double)x[j] - m);
+    for (int l = 0; l < DF_LN_LANES; l++) sq += lane[l];
+    *mean = m;
+    *rstd = 1.0 / sqrt((C ? sq / (double)C : 0) + (double)eps);
+}
+
+Test(isa_kernels, layer_norm_row_stats_sum_each_row_in_its_lanes_in_every_copy)
+{
+    isa_copy copies[2];
+    available_copies(copies);
+    const int64_t widths[] = {1, 2, 3, 4, 5, 7, 64, 129, 131};
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+        const int64_t C = widths[wi];
+        float *x = test_input(91 + wi, DF_LN_ROWS * C, -3.0f, 5.0f, false);
+        for (int64_t i = 0; i < DF_LN_ROWS * C; i++) x[i] *= powf(10.0f, (float)((i * 7) % 17 - 8));  /* sums round */
+        for (int64_t nr = 1; nr <= DF_LN_ROWS; nr++) {
+            double mean[DF_LN_ROWS], rstd[DF_LN_ROWS];
+            df_ln_row_stats_default(x, C, nr, 1e-5f, mean, rstd);
+            for (int64_t r = 0; r < nr; r++) {
+                double m, s;
+                row_stats_reference(x + r * C, C, 1e-5f, &m, &s);
+                cr_expect(mean[r] == m && rstd[r] == s, "C %lld, %lld rows, row %lld: mean %.17g rstd %.17g, want %.17g %.17g",
+                          (long long)C, (long long)nr, (long long)r, mean[r], rstd[r], m, s);
+            }
+            for (int c = 0; c < 2; c++) {
+                if (!copies[c].runs) continue;
+                double mc[DF_LN_ROWS], sc[DF_LN_ROWS];
+                PICK(df_ln_row_stats, c)(x, C, nr, 1e-5f, mc, sc);
+                cr_expect(!memcmp(mc, mean, (size_t)nr * sizeof *mc) && !memcmp(sc, rstd, (size_t)nr * sizeof *sc),
+                          "df_ln_row_stats_%s, C %lld, %lld rows: not the baseline's bits", copies[c].name, (long long)C,
+                          (long long)nr);
+            }
+        }
+        free(x);
+    }
+}
