@@ -22,8 +22,9 @@
 #include "elementwise.h"
 
 /* Binary kernel with broadcasting, op code CODE, EXPR its formula in float
- * a, b. Same shapes and a scalar b run df_ew_run; the broadcast rows run
- * their own `omp simd` loop (each element depends only on its own inputs,
+ * a, b. Same shapes, a scalar b and rows whose last axis both operands walk
+ * (a bias added to each row) run df_ew_run, the cloned loop; other broadcast
+ * rows run their own loop (each element depends only on its own inputs,
  * and an output may alias an input element for element). */
 #define DF_BINARY_KERNEL(fname, CODE, EXPR)                                      \
     static df_status fname(df_node *n)                                          \
@@ -57,10 +58,7 @@
                 ob += idx * sb[d];                                               \
             }                                                                    \
             if (ia == 1 && ib == 1) {                                            \
-                const float *Ar = A + oa, *Br = B + ob;                          \
-                float *Yr = Y + r * inner;                                       \
-                _Pragma("omp simd")                                              \
-                for (int64_t j = 0; j < inner; j++) { float a = Ar[j], b = Br[j]; Yr[j] = (EXPR); } \
+                df_ew_run(CODE, A + oa, 1, B + ob, 1, Y + r * inner, inner);     \
             } else {                                                             \
                 for (int64_t j = 0; j < inner; j++) {                            \
                     float a = A[oa + j * ia], b = B[ob + j * ib];                \

@@ -15,8 +15,10 @@
 #pragma GCC optimize ("fp-contract=off")
 #include "common.h"
 #include "elementwise.h"
+#include "isa_kernels.h"
 
 #define BLOCK 256
+#define CHAIN_CHUNK 4096          /* elements per task of a chain run by its own loop */
 
 /* out[i] = code(A[i*sa], B[i*sb]) for i < len; sa/sb are 0 for scalars.
  * Each stride case has its own `omp simd` loop (a stride known to be 0 or 1
@@ -48,9 +50,92 @@ void df_ew_run(int code, const float *A, int64_t sa, const float *B, int64_t sb,
 #undef DF_EW_LOOP_2
 }
 
+/* ------------------------------------------- chains run as one loop
+ * A chain the interpreter runs often is matched against a template and run
+ * by a loop written for it: its instructions composed in one expression of
+ * the same df_ew_<name> calls in the same order (the same bits), with no
+ * trip of each intermediate through a register block and with the chain's
+ * independent parts (erf and exp below) overlapping in the pipeline. */
+
+/* dy * ((1 + erf(x * c)) * h + x * (exp((x * x) * m) * k)): the gradient of
+ * gelu (ops/elementwise.c) as the fusion pass makes it; s = {1, c, h, m, k}
+ * (1, 1/sqrt 2, 1/2, -1/2, 1/sqrt(2 pi) there). */
+static inline __attribute__((always_inline)) void df_gelu_grad_chain_body(const float *dy, const float *x,
+                                                                          const float *s, float *out, int64_t len)
+{
+    const float one = s[0], c = s[1], h = s[2], m = s[3], k = s[4];
+#pragma omp simd
+    for (int64_t i = 0; i < len; i++) {
+        float xi = x[i];
+        float cdf = df_ew_mul(df_ew_add(one, df_ew_erf(df_ew_mul(xi, c))), h);
+        float pdf = df_ew_mul(df_ew_exp(df_ew_mul(df_ew_mul(xi, xi), m)), k);
+        out[i] = df_ew_mul(dy[i], df_ew_add(cdf, df_ew_mul(xi, pdf)));
+    }
+}
+DF_ISA_KERNEL(df_gelu_grad_chain, (const float *dy, const float *x, const float *s, float *out, int64_t len),
+              (dy, x, s, out, len))
+
+/* The template of that chain, in the interpreter's encoding: an operand
+ * >= 0 is a slot (0 dy, 1 the scalar 1, 2 x, 3..6 the scalars c, h, m, k),
+ * < 0 the register of an earlier instruction. */
+static const df_fused_program gelu_grad_template = {
+    .n = 11,
+    .ins = {{DF_EW_MUL, 2, 3},   {DF_EW_ERF, -1, 0},  {DF_EW_ADD, 1, -2}, {DF_EW_MUL, -3, 4},
+            {DF_EW_MUL, 2, 2},   {DF_EW_MUL, -5, 5},  {DF_EW_EXP, -6, 0}, {DF_EW_MUL, -7, 6},
+            {DF_EW_MUL, 2, -8},  {DF_EW_ADD, -4, -9}, {DF_EW_MUL, 0, -10}},
+};
+enum { GELU_GRAD_SLOTS = 7 };
+static const bool gelu_grad_slot_is_scalar[GELU_GRAD_SLOTS] = {false, true, false, true, true, true, true};
+
+/* Whether n's program is the template's, its slots bound to n's inputs
+ * consistently (slot[s] the input index), tensors to tensors of n's size
+ * and scalars to scalars. */
+static bool match_template(const df_node *n, const df_fused_program *t, const bool *slot_is_scalar, int slots,
+                           int *slot)
+{
+    const df_fused_program *p = DF_ATTRS(n, df_fused_program);
+    if (p->n != t->n) return false;
+    for (int s = 0; s < slots; s++) slot[s] = -1;
+    for (int k = 0; k < p->n; k++) {
+        if (p->ins[k].code != t->ins[k].code) return false;
+        int pa[2] = {p->ins[k].a, p->ins[k].b}, ta[2] = {t->ins[k].a, t->ins[k].b};
+        for (int j = 0; j < df_ew_arity(t->ins[k].code); j++) {
+            if (ta[j] < 0 || pa[j] < 0) {
+                if (ta[j] != pa[j]) return false;
+                continue;
+            }
+            if (pa[j] >= n->n_in) return false;
+            const df_node *x = n->in[pa[j]];
+            if (x->dtype != DF_F32 || (slot_is_scalar[ta[j]] ? x->numel != 1 : x->numel != n->numel)) return false;
+            if (slot[ta[j]] >= 0 && slot[ta[j]] != pa[j]) return false;
+            slot[ta[j]] = pa[j];
+        }
+    }
+    return true;
+}
+
+/* Runs n's chain by its own loop when it has one; false otherwise. */
+static bool run_known_chain(df_node *n)
+{
+    int slot[GELU_GRAD_SLOTS];
+    if (!match_template(n, &gelu_grad_template, gelu_grad_slot_is_scalar, GELU_GRAD_SLOTS, slot)) return false;
+    const float *dy = DF_F32P(n->in[slot[0]]), *x = DF_F32P(n->in[slot[2]]);
+    const float s[5] = {DF_F32P(n->in[slot[1]])[0], DF_F32P(n->in[slot[3]])[0], DF_F32P(n->in[slot[4]])[0],
+                        DF_F32P(n->in[slot[5]])[0], DF_F32P(n->in[slot[6]])[0]};
+    float *Y = DF_F32P(n);
+    int64_t N = n->numel, chunks = (N + CHAIN_CHUNK - 1) / CHAIN_CHUNK;
+#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    for (int64_t c = 0; c < chunks; c++) {
+        int64_t i0 = c * CHAIN_CHUNK, len = N - i0 < CHAIN_CHUNK ? N - i0 : CHAIN_CHUNK;
+        df_gelu_grad_chain(dy + i0, x + i0, s, Y + i0, len);
+    }
+    return true;
+}
+
 // inputs (S) or scalars -> y (S)
 static df_status fused_elementwise_forward(df_node *n)
 {
+    if (run_known_chain(n)) return DF_OK;
     const df_fused_program *p = DF_ATTRS(n, df_fused_program);
     int64_t N = n->numel, blocks = (N + BLOCK - 1) / BLOCK;
     float *Y = DF_F32P(n);

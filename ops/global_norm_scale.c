@@ -4,8 +4,11 @@
  * so multiplying every gradient by scale leaves them alone when the norm is
  * within clip and rescales them to norm clip otherwise. Summed in double in
  * a fixed order (deterministic). Not differentiable. */
+/* No multiply-add contraction: every copy of the lanes loop rounds alike. */
+#pragma GCC optimize ("fp-contract=off")
 #include <math.h>
 #include "common.h"
+#include "isa_kernels.h"
 
 DF_ATTRS_BEGIN
 typedef struct { float clip; } global_norm_scale_attrs;
@@ -24,16 +27,35 @@ static df_status global_norm_scale_infer(df_node *n)
     return DF_OK;
 }
 
-/* Sum of squares of one tensor: fixed 64 chunks summed in order. */
+/* Partial sums of squares of x[0, n): lane j sums the elements i = j mod
+ * DF_SUMSQ_LANES in order, in double (a float's square is exact in double),
+ * so every copy of the loop gives the same bits, and the lanes run as
+ * independent vector chains rather than one chain of dependent adds. */
+static inline __attribute__((always_inline)) void df_sumsq_lanes_body(const float *x, int64_t n, double *lanes)
+{
+    double acc[DF_SUMSQ_LANES] = {0};
+    int64_t i = 0;
+    for (; i + DF_SUMSQ_LANES <= n; i += DF_SUMSQ_LANES) {
+#pragma omp simd
+        for (int j = 0; j < DF_SUMSQ_LANES; j++) acc[j] += (double)x[i + j] * x[i + j];
+    }
+    for (int j = 0; i + j < n; j++) acc[j] += (double)x[i + j] * x[i + j];
+    for (int j = 0; j < DF_SUMSQ_LANES; j++) lanes[j] = acc[j];
+}
+DF_ISA_KERNEL(df_sumsq_lanes, (const float *x, int64_t n, double *lanes), (x, n, lanes))
+
+/* Sum of squares of one tensor: fixed 64 chunks, each's lanes summed in
+ * order, then the chunks in order. */
 static double sum_of_squares(const float *x, int64_t N)
 {
     double part[64] = {0};
     int64_t chunk = (N + 63) / 64;
 #pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
     for (int c = 0; c < 64; c++) {
-        int64_t lo = c * chunk, hi = lo + chunk < N ? lo + chunk : N;
-        double acc = 0;
-        for (int64_t i = lo; i < hi; i++) acc += (double)x[i] * x[i];
+        int64_t lo = c * chunk < N ? c * chunk : N, hi = lo + chunk < N ? lo + chunk : N;
+        double lanes[DF_SUMSQ_LANES], acc = 0;
+        df_sumsq_lanes(x + lo, hi - lo, lanes);
+        for (int j = 0; j < DF_SUMSQ_LANES; j++) acc += lanes[j];
         part[c] = acc;
     }
     double total = 0;

@@ -9,8 +9,15 @@
  * the affine computes it; each column summed in double over the rows in
  * order, as sum_to does), read out by layer_norm_param_grad nodes: the same
  * bits as those ops composed, in one pass over x and dy. */
+/* No multiply-add contraction: the per-instruction-set copies of the loops
+ * below (ops/isa.h) round every operation as the baseline does. The sums
+ * of layer_norm_grad's rows stay baseline code: their `omp simd` reductions
+ * sum in an order that depends on the vector width. */
+#pragma GCC optimize ("fp-contract=off")
 #include <omp.h>
+#include <string.h>
 #include "common.h"
+#include "isa_kernels.h"
 
 DF_ATTRS_BEGIN
 typedef struct { float eps; } layer_norm_attrs;
@@ -19,20 +26,82 @@ DF_ATTRS_END
 static df_node *layer_norm_grad(df_graph *g, df_node *x, df_node *gain, df_node *dy, float eps);
 static df_node *layer_norm_param_grad(df_graph *g, df_node *grad, int which);
 
-/* Mean and 1/sqrt(var + eps) of one row, two passes in double. The sums are
- * `omp simd` reductions (summed in vector lanes, so in another order than
- * left to right: a difference in the last bits of a double). */
-static void row_stats(const float *x, int64_t C, float eps, double *mean, double *rstd)
+/* Mean and 1/sqrt(var + eps) of rows x[r * C ...], r < nrows <= DF_LN_ROWS,
+ * two passes in double, the rows side by side so that their chains of
+ * dependent adds overlap. Each row is summed as the `omp simd` reductions
+ * of this file's baseline build did it (and so with the same bits): lane l
+ * of DF_LN_LANES sums the elements j = l mod DF_LN_LANES of the whole
+ * groups in order, lane 0 then the leftover ones, and the row's sum is
+ * (((0 + lane 0) + lane 1) + lane 2) + lane 3. */
+typedef double ln_lanes __attribute__((vector_size(DF_LN_LANES * sizeof(double))));
+typedef float ln_lanes_f __attribute__((vector_size(DF_LN_LANES * sizeof(float))));
+
+/* x[0 .. DF_LN_LANES) as doubles (vectors by pointer: no vector ABI). */
+static inline __attribute__((always_inline)) void ln_load(const float *x, ln_lanes *out)
 {
-    double sum = 0, sq = 0;
-#pragma omp simd reduction(+:sum)
-    for (int64_t j = 0; j < C; j++) sum += x[j];
-    double m = C ? sum / (double)C : 0;
-#pragma omp simd reduction(+:sq)
-    for (int64_t j = 0; j < C; j++) sq += ((double)x[j] - m) * ((double)x[j] - m);
-    *mean = m;
-    *rstd = 1.0 / sqrt((C ? sq / (double)C : 0) + (double)eps);
+    ln_lanes_f f;
+    memcpy(&f, x, sizeof f);
+    *out = __builtin_convertvector(f, ln_lanes);
 }
+
+static inline __attribute__((always_inline)) double ln_lanes_sum(const ln_lanes *v)
+{
+    double sum = 0;
+    for (int l = 0; l < DF_LN_LANES; l++) sum += (*v)[l];
+    return sum;
+}
+
+static inline __attribute__((always_inline)) void df_ln_row_stats_body(const float *x, int64_t C, int64_t nrows,
+                                                                       float eps, double *mean, double *rstd)
+{
+    const float *row[DF_LN_ROWS];
+    for (int r = 0; r < DF_LN_ROWS; r++) row[r] = x + (r < nrows ? r : nrows - 1) * C;  /* spare rows: a copy */
+    const int64_t body = C / DF_LN_LANES * DF_LN_LANES;
+    ln_lanes acc[DF_LN_ROWS] = {{0}}, sq[DF_LN_ROWS] = {{0}};
+    double m[DF_LN_ROWS];
+    for (int64_t j = 0; j < body; j += DF_LN_LANES)
+        for (int r = 0; r < DF_LN_ROWS; r++) {
+            ln_lanes v;
+            ln_load(row[r] + j, &v);
+            acc[r] += v;
+        }
+    for (int r = 0; r < DF_LN_ROWS; r++) {
+        for (int64_t j = body; j < C; j++) acc[r][0] += (double)row[r][j];
+        m[r] = C ? ln_lanes_sum(&acc[r]) / (double)C : 0;
+    }
+    for (int64_t j = 0; j < body; j += DF_LN_LANES)
+        for (int r = 0; r < DF_LN_ROWS; r++) {
+            ln_lanes d;
+            ln_load(row[r] + j, &d);
+            d -= m[r];
+            sq[r] += d * d;
+        }
+    for (int r = 0; r < nrows; r++) {
+        for (int64_t j = body; j < C; j++) {
+            double d = (double)row[r][j] - m[r];
+            sq[r][0] += d * d;
+        }
+        mean[r] = m[r];
+        rstd[r] = 1.0 / sqrt((C ? ln_lanes_sum(&sq[r]) / (double)C : 0) + (double)eps);
+    }
+}
+DF_ISA_KERNEL(df_ln_row_stats, (const float *x, int64_t C, int64_t nrows, float eps, double *mean, double *rstd),
+              (x, C, nrows, eps, mean, rstd))
+
+/* y = (x - m) * s, times gain plus bias when G (then B too). */
+static inline __attribute__((always_inline)) void df_ln_normalize_row_body(const float *xr, int64_t C, float m, float s,
+                                                                           const float *G, const float *B, float *yr)
+{
+    if (G) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s * G[j] + B[j];
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s;
+    }
+}
+DF_ISA_KERNEL(df_ln_normalize_row, (const float *xr, int64_t C, float m, float s, const float *G, const float *B, float *yr),
+              (xr, C, m, s, G, B, yr))
 
 /* x (..., C), and with affine gain (C), bias (C). */
 static df_status layer_norm_infer(df_node *n)
@@ -64,20 +133,14 @@ static df_status layer_norm_forward(df_node *n)
     int64_t C = x->shape[x->ndim - 1], rows = C ? x->numel / C : 0;
     const float *X = DF_F32P(x), *G = n->n_in > 1 ? DF_F32P(n->in[1]) : NULL, *B = n->n_in > 1 ? DF_F32P(n->in[2]) : NULL;
     float *Y = DF_F32P(n), eps = DF_ATTRS(n, layer_norm_attrs)->eps;
+    const int64_t blocks = (rows + DF_LN_ROWS - 1) / DF_LN_ROWS;
 #pragma omp parallel for schedule(static) if (x->numel > DF_PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = X + r * C;
-        float *yr = Y + r * C;
-        double mean, rstd;
-        row_stats(xr, C, eps, &mean, &rstd);
-        float m = (float)mean, s = (float)rstd;
-        if (G) {
-#pragma omp simd
-            for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s * G[j] + B[j];
-        } else {
-#pragma omp simd
-            for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * s;
-        }
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t r0 = blk * DF_LN_ROWS, nr = rows - r0 < DF_LN_ROWS ? rows - r0 : DF_LN_ROWS;
+        double mean[DF_LN_ROWS], rstd[DF_LN_ROWS];
+        df_ln_row_stats(X + r0 * C, C, nr, eps, mean, rstd);
+        for (int64_t i = 0; i < nr; i++)
+            df_ln_normalize_row(X + (r0 + i) * C, C, (float)mean[i], (float)rstd[i], G, B, Y + (r0 + i) * C);
     }
     return DF_OK;
 }
@@ -149,9 +212,12 @@ df_node *df_layer_norm(df_graph *g, df_node *x, df_node *gain, df_node *bias, fl
  * each row's mean and rstd as the forward rounds them to float (rows, 2). */
 static size_t param_grad_floats(int64_t rows, int64_t C) { return (size_t)(2 * C + 2 * rows); }
 
-/* dgain and dbias columns [j0, j1) summed over the rows in order. */
-static void param_grad_columns(const float *X, const float *DY, const float *stats, int64_t rows, int64_t C,
-                               int64_t j0, int64_t j1, float *dgain, float *dbias)
+/* dgain and dbias columns [j0, j1) summed over the rows in order; every
+ * vector lane is one column's sums. */
+static inline __attribute__((always_inline)) void df_ln_param_grad_columns_body(const float *X, const float *DY,
+                                                                                const float *stats, int64_t rows,
+                                                                                int64_t C, int64_t j0, int64_t j1,
+                                                                                float *dgain, float *dbias)
 {
     enum { W = 64 };
     for (int64_t c0 = j0; c0 < j1; c0 += W) {
@@ -159,6 +225,7 @@ static void param_grad_columns(const float *X, const float *DY, const float *sta
         double sg[W] = {0}, sb[W] = {0};
         for (int64_t r = 0; r < rows; r++) {
             const float *xr = X + r * C + c0, *dyr = DY + r * C + c0, m = stats[2 * r], s = stats[2 * r + 1];
+#pragma omp simd
             for (int64_t j = 0; j < w; j++) {
                 float xhat = (xr[j] - m) * s, prod = dyr[j] * xhat;
                 sg[j] += prod;
@@ -168,6 +235,25 @@ static void param_grad_columns(const float *X, const float *DY, const float *sta
         for (int64_t j = 0; j < w; j++) dgain[c0 + j] = (float)sg[j], dbias[c0 + j] = (float)sb[j];
     }
 }
+DF_ISA_KERNEL(df_ln_param_grad_columns,
+              (const float *X, const float *DY, const float *stats, int64_t rows, int64_t C, int64_t j0, int64_t j1,
+               float *dgain, float *dbias),
+              (X, DY, stats, rows, C, j0, j1, dgain, dbias))
+
+/* One row of dx = rstd * (gdy - a - xhat * b), in double; G NULL: gain 1. */
+static inline __attribute__((always_inline)) void df_ln_grad_dx_row_body(const float *xr, const float *dyr,
+                                                                         const float *G, int64_t C, const double *k,
+                                                                         float *dxr)
+{
+    const double mean = k[0], rstd = k[1], a = k[2], b = k[3];
+#pragma omp simd
+    for (int64_t j = 0; j < C; j++) {
+        double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
+        dxr[j] = (float)(rstd * (gdy - a - xhat * b));
+    }
+}
+DF_ISA_KERNEL(df_ln_grad_dx_row, (const float *xr, const float *dyr, const float *G, int64_t C, const double *k, float *dxr),
+              (xr, dyr, G, C, k, dxr))
 
 // x (rows, C), [gain (C)], dy (rows, C) -> dx (rows, C); aux (affine): dgain, dbias, row stats
 static df_status layer_norm_grad_forward(df_node *n)
@@ -180,29 +266,31 @@ static df_status layer_norm_grad_forward(df_node *n)
     float *dgain = affine ? n->aux : NULL, *dbias = affine ? dgain + C : NULL, *stats = affine ? dbias + C : NULL;
 #pragma omp parallel if (x->numel > DF_PAR_MIN)
     {
+    const int64_t blocks = (rows + DF_LN_ROWS - 1) / DF_LN_ROWS;
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = X + r * C, *dyr = DY + r * C;
-        double mean, rstd, sum_gdy = 0, sum_gdy_xhat = 0;
-        row_stats(xr, C, eps, &mean, &rstd);
-        if (stats) stats[2 * r] = (float)mean, stats[2 * r + 1] = (float)rstd;
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        const int64_t r0 = blk * DF_LN_ROWS, nr = rows - r0 < DF_LN_ROWS ? rows - r0 : DF_LN_ROWS;
+        double means[DF_LN_ROWS], rstds[DF_LN_ROWS];
+        df_ln_row_stats(X + r0 * C, C, nr, eps, means, rstds);
+        for (int64_t r = r0; r < r0 + nr; r++) {
+            const float *xr = X + r * C, *dyr = DY + r * C;
+            const double mean = means[r - r0], rstd = rstds[r - r0];
+            double sum_gdy = 0, sum_gdy_xhat = 0;
+            if (stats) stats[2 * r] = (float)mean, stats[2 * r + 1] = (float)rstd;
 #pragma omp simd reduction(+:sum_gdy, sum_gdy_xhat)
-        for (int64_t j = 0; j < C; j++) {
-            double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
-            sum_gdy += gdy;
-            sum_gdy_xhat += gdy * xhat;
-        }
-        double a = sum_gdy / (double)C, b = sum_gdy_xhat / (double)C;
-#pragma omp simd
-        for (int64_t j = 0; j < C; j++) {
-            double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
-            DX[r * C + j] = (float)(rstd * (gdy - a - xhat * b));
+            for (int64_t j = 0; j < C; j++) {
+                double gdy = (double)dyr[j] * (G ? G[j] : 1.0f), xhat = ((double)xr[j] - mean) * rstd;
+                sum_gdy += gdy;
+                sum_gdy_xhat += gdy * xhat;
+            }
+            const double k[4] = {mean, rstd, sum_gdy / (double)C, sum_gdy_xhat / (double)C};
+            df_ln_grad_dx_row(xr, dyr, G, C, k, DX + r * C);
         }
     }
     if (affine) {             /* after the loop's barrier: every row's stats are in */
         const int nth = omp_get_num_threads(), t = omp_get_thread_num();
         const int64_t per = (C + nth - 1) / nth, j0 = t * per < C ? t * per : C, j1 = j0 + per < C ? j0 + per : C;
-        param_grad_columns(X, DY, stats, rows, C, j0, j1, dgain, dbias);
+        df_ln_param_grad_columns(X, DY, stats, rows, C, j0, j1, dgain, dbias);
     }
     }
     return DF_OK;
