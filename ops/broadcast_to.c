@@ -48,7 +48,7 @@ static df_status broadcast_to_forward(df_node *n)
     float count = n->in[0]->numel ? (float)N / (float)n->in[0]->numel : 0.0f;
     bool average = DF_ATTRS(n, broadcast_to_attrs)->average != 0;
     float scale = average && count ? 1.0f / count : 1.0f;
-#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    DF_PAR_FOR(N > DF_PAR_MIN,
     for (int64_t r = 0; r < rows; r++) {
         int64_t rem = r, off = 0;
         for (int d = nd - 2; d >= 0; d--) {
@@ -59,7 +59,7 @@ static df_status broadcast_to_forward(df_node *n)
             for (int64_t j = 0; j < inner; j++) Y[r * inner + j] = X[off + j * step] * scale;
         else
             for (int64_t j = 0; j < inner; j++) Y[r * inner + j] = X[off + j * step];
-    }
+    });
     return DF_OK;
 }
 

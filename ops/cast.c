@@ -28,8 +28,8 @@ static df_status cast_forward(df_node *n)
     if (n->dtype == DF_F32) {
         const int32_t *X = DF_I32P(n->in[0]);
         float *Y = DF_F32P(n);
-#pragma omp parallel for simd schedule(static) if (N > DF_PAR_MIN)
-        for (int64_t i = 0; i < N; i++) Y[i] = (float)X[i];
+        DF_PAR_FOR_SIMD(N > DF_PAR_MIN,
+        for (int64_t i = 0; i < N; i++) Y[i] = (float)X[i];);
         return DF_OK;
     }
     const float *X = DF_F32P(n->in[0]);
@@ -37,8 +37,8 @@ static df_status cast_forward(df_node *n)
         if (!(X[i] > -2147483649.0f && X[i] < 2147483648.0f))
             return df_error(DF_ERR_RANGE, "value %g at flat index %lld does not fit in i32", X[i], (long long)i);
     int32_t *Y = DF_I32P(n);
-#pragma omp parallel for simd schedule(static) if (N > DF_PAR_MIN)
-    for (int64_t i = 0; i < N; i++) Y[i] = (int32_t)X[i];
+    DF_PAR_FOR_SIMD(N > DF_PAR_MIN,
+    for (int64_t i = 0; i < N; i++) Y[i] = (int32_t)X[i];);
     return DF_OK;
 }
 

@@ -80,11 +80,11 @@ void df_for_each_lane(const float *x, float *y, int ndim, const int64_t *shape, 
 {
     int64_t len = shape[axis], inner = df_shape_numel(ndim - axis - 1, shape + axis + 1);
     int64_t N = df_shape_numel(ndim, shape), lanes = len ? N / len : 0;
-#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    DF_PAR_FOR(N > DF_PAR_MIN,
     for (int64_t l = 0; l < lanes; l++) {
         int64_t start = l / inner * len * inner + l % inner;
         lane(x + start, y + start, len, inner);
-    }
+    });
 }
 
 void df_axis_view(const df_node *x, int axis, int64_t *outer, int64_t *len, int64_t *inner)
@@ -158,19 +158,19 @@ void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int
     int64_t total = rows * inner;
     if (inner == 1) {
         /* Contiguous rows: one thread sums each row in order. */
-#pragma omp parallel for schedule(static) if (rows * len > DF_PAR_MIN)
+        DF_PAR_FOR(rows * len > DF_PAR_MIN,
         for (int64_t r = 0; r < rows; r++) {
             double acc = 0;
             for (int64_t k = 0; k < len; k++) acc += x[r * len + k];
             out[r] = (float)(acc * scale);
-        }
+        });
         return;
     }
     /* Strided case: each thread owns a block of 256 output columns and walks
      * the reduced axis row by row, so reads stay contiguous and each output
      * is summed in the same order whatever the thread count. */
     int64_t blocks_per_row = (inner + 255) / 256;
-#pragma omp parallel for schedule(static) if (total * len > DF_PAR_MIN)
+    DF_PAR_FOR(total * len > DF_PAR_MIN,
     for (int64_t blk = 0; blk < rows * blocks_per_row; blk++) {
         int64_t r = blk / blocks_per_row, j0 = (blk % blocks_per_row) * 256;
         int64_t width = inner - j0 < 256 ? inner - j0 : 256;
@@ -179,7 +179,7 @@ void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int
         for (int64_t k = 0; k < len; k++)
             for (int64_t j = 0; j < width; j++) acc[j] += p[k * inner + j];
         for (int64_t j = 0; j < width; j++) out[r * inner + j0 + j] = (float)(acc[j] * scale);
-    }
+    });
 }
 
 void df_reduce_axes(const float *x, int ndim, const int64_t *shape, unsigned mask, float scale,

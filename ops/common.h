@@ -4,10 +4,43 @@
 #define DF_OPS_COMMON_H
 
 #include <math.h>
+#include <omp.h>
+#include <stdbool.h>
 #include "registry.h"
 
 /* Below this many elements a loop runs on one thread (fork cost dominates). */
 #define DF_PAR_MIN 16384
+
+/* Whether a loop with enough work gets more than one thread here: not with
+ * one thread allowed (the executor's small ops, --threads 1) nor inside a
+ * region that a nested one could not widen. */
+static inline bool df_par_worth(bool enough_work)
+{
+    return enough_work && omp_get_max_threads() > 1 && omp_get_active_level() < omp_get_max_active_levels();
+}
+
+/* DF_PAR_FOR(enough_work, for (...) body): the loop as an OpenMP static
+ * parallel for where df_par_worth, else as a plain loop. A region whose if
+ * clause is false still allocates a team and wakes a futex (about 0.3 us),
+ * which at batch 1, where every op is small, is a good part of an op's
+ * time. Iterations must be independent (then both forms give the same
+ * bits). DF_PAR_FOR_SIMD: the same with `simd` in both forms. */
+#define DF_PAR_FOR(enough_work, ...)                                        \
+    do {                                                                    \
+        if (df_par_worth(enough_work)) {                                    \
+            _Pragma("omp parallel for schedule(static)") __VA_ARGS__        \
+        } else {                                                            \
+            __VA_ARGS__                                                     \
+        }                                                                   \
+    } while (0)
+#define DF_PAR_FOR_SIMD(enough_work, ...)                                   \
+    do {                                                                    \
+        if (df_par_worth(enough_work)) {                                    \
+            _Pragma("omp parallel for simd schedule(static)") __VA_ARGS__   \
+        } else {                                                            \
+            _Pragma("omp simd") __VA_ARGS__                                 \
+        }                                                                   \
+    } while (0)
 
 /* A loop function compiled for AVX-512, AVX2 and the baseline, one picked
  * at load time (GCC's ifunc on x86-64 ELF). Elsewhere, and with clang (which

@@ -44,7 +44,7 @@ static df_status concat_forward(df_node *n)
     int64_t inner = df_shape_numel(n->ndim - axis - 1, n->shape + axis + 1);
     int64_t out_row = n->shape[axis] * inner;
     float *Y = DF_F32P(n);
-#pragma omp parallel for schedule(static) if (n->numel > DF_PAR_MIN)
+    DF_PAR_FOR(n->numel > DF_PAR_MIN,
     for (int64_t o = 0; o < outer; o++) {
         float *dst = Y + o * out_row;
         for (int i = 0; i < n->n_in; i++) {
@@ -52,7 +52,7 @@ static df_status concat_forward(df_node *n)
             memcpy(dst, DF_F32P(n->in[i]) + o * width, (size_t)width * sizeof(float));
             dst += width;
         }
-    }
+    });
     return DF_OK;
 }
 

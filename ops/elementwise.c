@@ -34,11 +34,11 @@
         int64_t N = n->numel, chunks = (N + DF_EW_CHUNK - 1) / DF_EW_CHUNK;      \
         bool same = n->in[0]->numel == N && n->in[1]->numel == N;                \
         if (same || n->in[1]->numel == 1) {                                      \
-            _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")     \
+            DF_PAR_FOR(N > DF_PAR_MIN,                                           \
             for (int64_t c = 0; c < chunks; c++) {                               \
                 int64_t i0 = c * DF_EW_CHUNK, len = N - i0 < DF_EW_CHUNK ? N - i0 : DF_EW_CHUNK; \
                 df_ew_run(CODE, A + i0, 1, same ? B + i0 : B, same, Y + i0, len);  \
-            }                                                                    \
+            });                                                                  \
             return DF_OK;                                                        \
         }                                                                        \
         int64_t sa[DF_MAX_DIMS], sb[DF_MAX_DIMS], dims[DF_MAX_DIMS];             \
@@ -48,7 +48,7 @@
         for (int d = 0; d < nd; d++) dims[d] = n->shape[d];                      \
         int64_t inner = nd ? dims[nd - 1] : 1, rows = inner ? N / inner : 0;     \
         int64_t ia = nd ? sa[nd - 1] : 0, ib = nd ? sb[nd - 1] : 0;              \
-        _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")         \
+        DF_PAR_FOR(N > DF_PAR_MIN,                                               \
         for (int64_t r = 0; r < rows; r++) {                                     \
             int64_t rem = r, oa = 0, ob = 0;                                     \
             for (int d = nd - 2; d >= 0; d--) {                                  \
@@ -65,7 +65,7 @@
                     Y[r * inner + j] = (EXPR);                                   \
                 }                                                                \
             }                                                                    \
-        }                                                                        \
+        });                                                                      \
         return DF_OK;                                                            \
     }
 
@@ -76,11 +76,11 @@
         const float *X = DF_F32P(n->in[0]);                                      \
         float *Y = DF_F32P(n);                                                   \
         int64_t N = n->numel, chunks = (N + DF_EW_CHUNK - 1) / DF_EW_CHUNK;      \
-        _Pragma("omp parallel for schedule(static) if (N > DF_PAR_MIN)")         \
+        DF_PAR_FOR(N > DF_PAR_MIN,                                               \
         for (int64_t c = 0; c < chunks; c++) {                                   \
             int64_t i0 = c * DF_EW_CHUNK;                                        \
             df_ew_run(CODE, X + i0, 1, NULL, 0, Y + i0, N - i0 < DF_EW_CHUNK ? N - i0 : DF_EW_CHUNK); \
-        }                                                                        \
+        });                                                                      \
         return DF_OK;                                                            \
     }
 

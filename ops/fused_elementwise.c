@@ -124,11 +124,11 @@ static bool run_known_chain(df_node *n)
                         DF_F32P(n->in[slot[5]])[0], DF_F32P(n->in[slot[6]])[0]};
     float *Y = DF_F32P(n);
     int64_t N = n->numel, chunks = (N + CHAIN_CHUNK - 1) / CHAIN_CHUNK;
-#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    DF_PAR_FOR(N > DF_PAR_MIN,
     for (int64_t c = 0; c < chunks; c++) {
         int64_t i0 = c * CHAIN_CHUNK, len = N - i0 < CHAIN_CHUNK ? N - i0 : CHAIN_CHUNK;
         df_gelu_grad_chain(dy + i0, x + i0, s, Y + i0, len);
-    }
+    });
     return true;
 }
 
@@ -139,7 +139,7 @@ static df_status fused_elementwise_forward(df_node *n)
     const df_fused_program *p = DF_ATTRS(n, df_fused_program);
     int64_t N = n->numel, blocks = (N + BLOCK - 1) / BLOCK;
     float *Y = DF_F32P(n);
-#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    DF_PAR_FOR(N > DF_PAR_MIN,
     for (int64_t blk = 0; blk < blocks; blk++) {
         float regs[DF_FUSE_MAX][BLOCK];
         int64_t start = blk * BLOCK, len = N - start < BLOCK ? N - start : BLOCK;
@@ -157,7 +157,7 @@ static df_status fused_elementwise_forward(df_node *n)
             float *out = k == p->n - 1 ? Y + start : regs[k];
             df_ew_run(p->ins[k].code, src[0], stride[0], src[1], stride[1], out, len);
         }
-    }
+    });
     return DF_OK;
 }
 

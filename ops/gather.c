@@ -34,8 +34,8 @@ static df_status gather_forward(df_node *n)
     if (st != DF_OK) return st;
     const float *P = DF_F32P(params);
     float *Y = DF_F32P(n);
-#pragma omp parallel for schedule(static) if (n->numel > DF_PAR_MIN)
-    for (int64_t i = 0; i < count; i++) memcpy(Y + i * E, P + (int64_t)idx[i] * E, (size_t)E * sizeof *Y);
+    DF_PAR_FOR(n->numel > DF_PAR_MIN,
+    for (int64_t i = 0; i < count; i++) memcpy(Y + i * E, P + (int64_t)idx[i] * E, (size_t)E * sizeof *Y););
     return DF_OK;
 }
 

@@ -134,14 +134,14 @@ static df_status layer_norm_forward(df_node *n)
     const float *X = DF_F32P(x), *G = n->n_in > 1 ? DF_F32P(n->in[1]) : NULL, *B = n->n_in > 1 ? DF_F32P(n->in[2]) : NULL;
     float *Y = DF_F32P(n), eps = DF_ATTRS(n, layer_norm_attrs)->eps;
     const int64_t blocks = (rows + DF_LN_ROWS - 1) / DF_LN_ROWS;
-#pragma omp parallel for schedule(static) if (x->numel > DF_PAR_MIN)
+    DF_PAR_FOR(x->numel > DF_PAR_MIN,
     for (int64_t blk = 0; blk < blocks; blk++) {
         const int64_t r0 = blk * DF_LN_ROWS, nr = rows - r0 < DF_LN_ROWS ? rows - r0 : DF_LN_ROWS;
         double mean[DF_LN_ROWS], rstd[DF_LN_ROWS];
         df_ln_row_stats(X + r0 * C, C, nr, eps, mean, rstd);
         for (int64_t i = 0; i < nr; i++)
             df_ln_normalize_row(X + (r0 + i) * C, C, (float)mean[i], (float)rstd[i], G, B, Y + (r0 + i) * C);
-    }
+    });
     return DF_OK;
 }
 

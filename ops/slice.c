@@ -47,7 +47,7 @@ static df_status slice_forward(df_node *n)
     int64_t N = n->numel, inner = nd ? n->shape[nd - 1] : 1, rows = inner ? N / inner : 0;
     const int64_t *begin = DF_ATTRS(n, slice_attrs)->begin;
     int64_t first = nd ? begin[nd - 1] : 0;
-#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    DF_PAR_FOR(N > DF_PAR_MIN,
     for (int64_t r = 0; r < rows; r++) {
         int64_t rem = r, off = first;
         for (int d = nd - 2; d >= 0; d--) {
@@ -55,7 +55,7 @@ static df_status slice_forward(df_node *n)
             rem /= n->shape[d];
         }
         memcpy(Y + r * inner, X + off, (size_t)inner * sizeof *Y);
-    }
+    });
     return DF_OK;
 }
 

@@ -42,14 +42,14 @@ static df_status where_forward(df_node *n)
     float *Y = DF_F32P(n);
     int64_t N = n->numel;
     if (n->in[0]->numel == N && n->in[1]->numel == N && n->in[2]->numel == N) {
-#pragma omp parallel for simd schedule(static) if (N > DF_PAR_MIN)
-        for (int64_t i = 0; i < N; i++) Y[i] = C[i] != 0 ? A[i] : B[i];
+        DF_PAR_FOR_SIMD(N > DF_PAR_MIN,
+        for (int64_t i = 0; i < N; i++) Y[i] = C[i] != 0 ? A[i] : B[i];);
         return DF_OK;
     }
     int nd = n->ndim;
     int64_t st[3][DF_MAX_DIMS];
     for (int k = 0; k < 3; k++) df_broadcast_strides(n->in[k], nd, n->shape, st[k]);
-#pragma omp parallel for schedule(static) if (N > DF_PAR_MIN)
+    DF_PAR_FOR(N > DF_PAR_MIN,
     for (int64_t i = 0; i < N; i++) {
         int64_t rem = i, off[3] = {0, 0, 0};
         for (int d = nd - 1; d >= 0; d--) {
@@ -58,7 +58,7 @@ static df_status where_forward(df_node *n)
             for (int k = 0; k < 3; k++) off[k] += idx * st[k][d];
         }
         Y[i] = C[off[0]] != 0 ? A[off[1]] : B[off[2]];
-    }
+    });
     return DF_OK;
 }
 
