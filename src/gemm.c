@@ -131,6 +131,17 @@ static void pack_b(const gemm_args *g, int nr, int64_t p0, int64_t kc, int64_t j
 /* Elements per row of a packed panel for kc steps of k. */
 static int64_t k_slots(const df_gemm_kernels *ks, int64_t kc) { return (kc + ks->kpack - 1) / ks->kpack; }
 
+/* Is op(A) packed row by row (pack_a_rowwise) rather than in micro-panels?
+ * Where k runs along A's rows and the kernel set can: a packed call's own
+ * choice of layout, which changes no sum. */
+static bool a_rowwise(const df_gemm_kernels *ks, const gemm_args *g) { return ks->pack_a_rowwise && !g->ta; }
+
+/* A transposed (k-major) in a kernel set that packs: the block is packed as
+ * one panel round_up(mc, mr) rows wide (two whole rows of A per k pair,
+ * where mr-row panels would cut them into pieces of mr floats), and the
+ * tile for rows ir.. reads it at a = P + ir, ars = 1, aks = that width. */
+static bool a_block_kmajor(const df_gemm_kernels *ks, const gemm_args *g) { return ks->pack && g->ta; }
+
 /* op(A) and op(B) blocks in the kernel set's format. */
 static void pack_a_for(const df_gemm_kernels *ks, const gemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
                        float *P)
@@ -139,8 +150,15 @@ static void pack_a_for(const df_gemm_kernels *ks, const gemm_args *g, int64_t i0
         pack_a(g, ks->mr, i0, mc, p0, kc, P);
         return;
     }
-    for (int64_t ir = 0; ir < mc; ir += ks->mr, P += ks->mr * k_slots(ks, kc))
-        ks->pack(!g->ta, g->A, g->lda, i0 + ir, min64(ks->mr, mc - ir), p0, kc, ks->mr, P);
+    if (a_block_kmajor(ks, g)) {
+        ks->pack(false, g->A, g->lda, i0, mc, p0, kc, (int)round_up(mc, ks->mr), P);
+        return;
+    }
+    const bool rowwise = a_rowwise(ks, g);
+    for (int64_t ir = 0; ir < mc; ir += ks->mr, P += ks->mr * k_slots(ks, kc)) {
+        if (rowwise) ks->pack_a_rowwise(g->A, g->lda, i0 + ir, min64(ks->mr, mc - ir), p0, kc, ks->mr, P);
+        else ks->pack(!g->ta, g->A, g->lda, i0 + ir, min64(ks->mr, mc - ir), p0, kc, ks->mr, P);
+    }
 }
 
 static void pack_b_for(const df_gemm_kernels *ks, const gemm_args *g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
@@ -208,7 +226,13 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
                     const int m = (int)min64(mr, mc - ir);
                     const float *a = Apc ? Apc + (ic + ir) * ks_kc : Ap + ir * ks_kc;
                     int64_t ars = 1, aks = mr;
-                    if (direct_a && m == mr) {
+                    if (!Apc && a_rowwise(ks, g)) {
+                        ars = ks_kc;
+                        aks = 1;
+                    } else if (!Apc && a_block_kmajor(ks, g)) {
+                        a = Ap + ir;
+                        aks = round_up(mc, mr);
+                    } else if (direct_a && m == mr) {
                         a = g->ta ? g->A + pc * g->lda + ic + ir : g->A + (ic + ir) * g->lda + pc;
                         ars = g->ta ? 1 : g->lda;
                         aks = g->ta ? g->lda : 1;
