@@ -23,8 +23,14 @@
 /* GEMVs below this many multiply-adds run on the calling thread. */
 #define GEMV_PAR_MACS (1 << 22)
 
-/* Blocks of C at most this wide read A in place instead of packing it. */
+/* Blocks of C at most this wide read A in place instead of packing it, and
+ * so do all blocks when A's rows are at most this many floats apart: an
+ * mr-row micro-panel then lies within mr KiB (8 KiB: L1, a few pages), so
+ * reading it in place is as fast as reading a packed copy, and the copy
+ * (a strided scatter per row) is saved: with K = 128, as in char-gpt's
+ * forward products, packing A costs ~10% of the product. */
 #define GEMM_DIRECT_A_COLS 128
+#define GEMM_DIRECT_A_LDA 256
 
 /* ------------------------------------------------------- per-thread scratch */
 /* Packing buffers live per thread and are kept between calls: a fresh
@@ -207,7 +213,8 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
     /* Few columns: each row of A meets only a few panels of B, so packing
      * A would cost about as much as the products; the tiles read its rows in
      * place. (A transposed is packed: reading it in place strides a page per k.) */
-    const bool direct_a = !ks->pack && !g->ta && n1 - n0 <= GEMM_DIRECT_A_COLS && !g->pa;
+    const bool direct_a =
+        !ks->pack && !g->ta && (n1 - n0 <= GEMM_DIRECT_A_COLS || g->lda <= GEMM_DIRECT_A_LDA) && !g->pa;
     float *Bp = g->pb ? NULL : Ap + round_up(min64(DF_GEMM_KC, g->K) * min64(MC, round_up(m1 - m0, mr)), 16);
     for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = min64(NC, n1 - jc);
@@ -267,15 +274,47 @@ static int gemm_threads(double macs)
     return df_team_size(omp_get_max_threads());
 }
 
-/* Each thread takes a contiguous range of whole tiles along the larger
- * dimension of C (so the operand packed again by every thread is the
- * smaller one). The ranges change nothing in the sums. */
+/* Tile work of columns [n0, n1) (n0 a multiple of nr), in col_steps. */
+static int64_t column_work(const df_gemm_kernels *ks, int64_t n0, int64_t n1)
+{
+    const int64_t full = (n1 - n0) / ks->nr, step = ks->col_step;
+    return full * ((ks->nr + step - 1) / step) + ((n1 - n0) % ks->nr + step - 1) / step;
+}
+
+/* The largest tile work of one thread among nth, each taking a contiguous
+ * range of whole tiles along M (split_n false) or N, as gemm_run shares. */
+static int64_t split_work(const df_gemm_kernels *ks, const gemm_args *g, bool split_n, int nth)
+{
+    const int64_t row_tiles = (g->M + ks->mr - 1) / ks->mr, col_tiles = (g->N + ks->nr - 1) / ks->nr;
+    int64_t worst = 0;
+    for (int t = 0; t < nth; t++) {
+        int64_t w;
+        if (split_n) {
+            const int64_t n0 = col_tiles * t / nth * ks->nr, n1 = min64(g->N, col_tiles * (t + 1) / nth * ks->nr);
+            w = row_tiles * (n1 > n0 ? column_work(ks, n0, n1) : 0);
+        } else {
+            w = (row_tiles * (t + 1) / nth - row_tiles * t / nth) * column_work(ks, 0, g->N);
+        }
+        if (w > worst) worst = w;
+    }
+    return worst;
+}
+
+/* Each thread takes a contiguous range of whole tiles along M or N: the
+ * split whose busiest thread has less tile work (N = 128 in 48-column
+ * panels splits 48 | 80 columns, where 768 rows split evenly), on a tie
+ * along the larger dimension of C (so the operand packed again by every
+ * thread is the smaller one). The ranges change nothing in the sums. */
 static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
 {
-    const bool split_n = g->N >= g->M;
+    int nth = gemm_threads((double)g->M * g->N * g->K);
+    bool split_n = g->N >= g->M;
+    if (nth > 1) {
+        const int64_t by_m = split_work(ks, g, false, nth), by_n = split_work(ks, g, true, nth);
+        if (by_m != by_n) split_n = by_n < by_m;
+    }
     const int64_t unit = split_n ? ks->nr : ks->mr, extent = split_n ? g->N : g->M;
     const int64_t tiles = (extent + unit - 1) / unit;
-    int nth = gemm_threads((double)g->M * g->N * g->K);
     if (nth > tiles) nth = (int)tiles;
     if (nth <= 1) {
         float *scratch = block_scratch(ks, g, 0, g->M, 0, g->N);

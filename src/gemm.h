@@ -63,6 +63,11 @@ typedef struct df_gemm_kernels {
      * A is packed by `pack` into micro-panels. */
     void (*pack_a_rowwise)(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0, int64_t kc, int w,
                            float *P);
+    /* The tile's cost grows in steps of this many columns (its vector
+     * width: a panel's last columns cost a whole vector; portable: nr),
+     * and a tile costs the same for any m <= mr: the thread split
+     * (gemm.c) weighs its options by these. */
+    int col_step;
 } df_gemm_kernels;
 
 extern const df_gemm_kernels df_gemm_portable;

@@ -63,7 +63,7 @@ static void gemv_dots_portable(int64_t n, int64_t K, const float *W, int64_t ldw
 }
 
 const df_gemm_kernels df_gemm_portable = {
-    "portable", PORT_MR, PORT_NR, tile_portable, gemv_rows_portable, gemv_dots_portable, 1, NULL, NULL,
+    "portable", PORT_MR, PORT_NR, tile_portable, gemv_rows_portable, gemv_dots_portable, 1, NULL, NULL, PORT_NR,
 };
 
 #if DF_GEMM_HAVE_X86
@@ -225,7 +225,7 @@ TARGET_AVX512 static void gemv_dots_avx512(int64_t n, int64_t K, const float *W,
 }
 
 const df_gemm_kernels df_gemm_avx512 = {
-    "avx512", A512_MR, A512_NR, tile_avx512, gemv_rows_avx512, gemv_dots_avx512, 1, NULL, NULL,
+    "avx512", A512_MR, A512_NR, tile_avx512, gemv_rows_avx512, gemv_dots_avx512, 1, NULL, NULL, 16,
 };
 
 /* --------------------------------------------------------------- AVX2+FMA */
@@ -379,7 +379,7 @@ TARGET_AVX2 static void gemv_dots_avx2(int64_t n, int64_t K, const float *W, int
 }
 
 const df_gemm_kernels df_gemm_avx2 = {
-    "avx2", A2_MR, A2_NR, tile_avx2, gemv_rows_avx2, gemv_dots_avx2, 1, NULL, NULL,
+    "avx2", A2_MR, A2_NR, tile_avx2, gemv_rows_avx2, gemv_dots_avx2, 1, NULL, NULL, 8,
 };
 
 /* ------------------------------------------------------------ AVX512_BF16 */
@@ -524,6 +524,6 @@ TARGET_BF16 static void tile_bf16(int64_t kc, const float *a, int64_t ars, int64
 }
 
 const df_gemm_kernels df_gemm_bf16 = {
-    "bf16", BF_MR, BF_NR, tile_bf16, NULL, NULL, 2, pack_bf16, pack_bf16_rowwise,
+    "bf16", BF_MR, BF_NR, tile_bf16, NULL, NULL, 2, pack_bf16, pack_bf16_rowwise, 16,
 };
 #endif
