@@ -89,13 +89,15 @@ static void check_bf16(const problem *p)
 }
 
 /* Edge shapes: M, N, K around the 8 x 32 tile and the 256-step k block,
- * K odd (a pair with one zero), one row or column, all four transposes. */
+ * K odd (a pair with one zero), one row or column, all four transposes;
+ * past 128 rows (a second block of A, packed row by row or, transposed,
+ * k-major 16 rows wide for 9 rows) and K around 32-float conversions. */
 Test(bf16_gemm, edge_shapes_and_transposes)
 {
     REQUIRE_BF16();
     static const int64_t shapes[][3] = {
         {1, 1, 1}, {1, 33, 7}, {13, 1, 17}, {7, 17, 33}, {8, 32, 256}, {9, 31, 255}, {12, 32, 256}, {13, 33, 257},
-        {25, 65, 513}, {24, 31, 2}, {11, 97, 301}, {40, 48, 1000},
+        {25, 65, 513}, {24, 31, 2}, {11, 97, 301}, {40, 48, 1000}, {137, 45, 301}, {130, 33, 31}, {129, 20, 65},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++) {
