@@ -192,14 +192,21 @@ static int64_t nc_block(const df_gemm_kernels *ks)
     return nc - nc % ks->nr;
 }
 
+/* Floats of packing scratch for `rows` x `cols` of C, a multiple of 16
+ * (64 bytes). */
+static int64_t scratch_floats(const df_gemm_kernels *ks, const gemm_args *g, int64_t rows, int64_t cols)
+{
+    const int64_t kcmax = min64(DF_GEMM_KC, g->K);
+    const int64_t mcmax = min64(mc_block(ks), round_up(rows, ks->mr));
+    const int64_t ncmax = min64(nc_block(ks), round_up(cols, ks->nr));
+    return round_up(kcmax * mcmax, 16) + round_up(kcmax * ncmax, 16);
+}
+
 /* Packing scratch of this thread for C rows [m0, m1) x columns [n0, n1). */
 static float *block_scratch(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0, int64_t m1, int64_t n0,
                             int64_t n1)
 {
-    const int64_t kcmax = min64(DF_GEMM_KC, g->K);
-    const int64_t mcmax = min64(mc_block(ks), round_up(m1 - m0, ks->mr));
-    const int64_t ncmax = min64(nc_block(ks), round_up(n1 - n0, ks->nr));
-    return thread_scratch((size_t)(round_up(kcmax * mcmax, 16) + kcmax * ncmax));
+    return thread_scratch((size_t)scratch_floats(ks, g, m1 - m0, n1 - n0));
 }
 
 /* C rows [m0, m1) x columns [n0, n1), all of k, with Ap from block_scratch. */
@@ -321,7 +328,13 @@ static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
         if (scratch) gemm_block(ks, g, 0, g->M, 0, g->N, scratch);
         return scratch != NULL;
     }
-    int failed = 0;
+    /* every thread's scratch from the calling thread's, before the region:
+     * out of memory, nobody writes C (the caller then computes the whole
+     * product another way), and the threads start without a barrier, which
+     * on a loaded machine waits for the slowest thread to be scheduled */
+    const int64_t per_thread = scratch_floats(ks, g, g->M, g->N);
+    float *scratch = thread_scratch((size_t)(per_thread * nth));
+    if (!scratch) return false;
     df_team_probe probe;
     df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
@@ -330,22 +343,11 @@ static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         const int64_t lo = min64(extent, tiles * tid / team * unit), hi = min64(extent, tiles * (tid + 1) / team * unit);
         const int64_t m0 = split_n ? 0 : lo, m1 = split_n ? g->M : hi, n0 = split_n ? lo : 0, n1 = split_n ? hi : g->N;
-        float *scratch = block_scratch(ks, g, m0, m1, n0, n1);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 1;
-        }
-        /* nobody writes C unless every thread has its scratch: the caller
-         * then computes the whole product another way */
-#pragma omp barrier
-        int any_failed;
-#pragma omp atomic read
-        any_failed = failed;
-        if (!any_failed) gemm_block(ks, g, m0, m1, n0, n1, scratch);
+        gemm_block(ks, g, m0, m1, n0, n1, scratch + tid * per_thread);
         df_team_leave(&probe, cpu0);
     }
     df_team_end(&probe);
-    return !failed;
+    return true;
 }
 
 /* ------------------------------------------------------------------- GEMV */
