@@ -108,6 +108,31 @@ Test(bf16_gemm, edge_shapes_and_transposes)
         }
 }
 
+/* NaN in every operand row's padding (past the row's last element): a
+ * packing that reads one float past K, or past the last row of a panel,
+ * pairs it with a zero of the other operand, where only NaN (0 * NaN)
+ * shows it. K odd or around the 16- and 32-float conversions. */
+static void poison_padding(float *X, int64_t rows, int64_t len, int64_t ld)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = len; j < ld; j++) X[r * ld + j] = NAN;
+}
+
+Test(bf16_gemm, never_reads_past_a_row)
+{
+    REQUIRE_BF16();
+    static const int64_t shapes[][3] = {{9, 33, 7}, {17, 40, 17}, {13, 20, 31}, {11, 35, 33}, {24, 64, 301}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            problem p = make_problem(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f, 5);
+            poison_padding(p.A, p.ta ? p.K : p.M, p.ta ? p.M : p.K, p.lda);
+            poison_padding(p.B, p.tb ? p.N : p.K, p.tb ? p.K : p.N, p.ldb);
+            run_bf16(&p);
+            check_bf16(&p);
+            free_problem(&p);
+        }
+}
+
 Test(bf16_gemm, alpha_and_beta)
 {
     REQUIRE_BF16();
