@@ -92,7 +92,9 @@ static void pack_a(const gemm_args *g, int mr, int64_t i0, int64_t mc, int64_t p
 {
     for (int64_t ir = 0; ir < mc; ir += mr, P += mr * kc) {
         const int64_t m = mc - ir < mr ? mc - ir : mr;
-        if (g->ta) {                     /* op(A)[i][k] = A[k][i]: rows of A are contiguous in i */
+        if (g->ta && m == 8 && mr == 8) {   /* AVX-512's full panels: one 32-byte copy per k */
+            for (int64_t k = 0; k < kc; k++) memcpy(P + k * 8, g->A + (p0 + k) * g->lda + i0 + ir, 8 * sizeof(float));
+        } else if (g->ta) {              /* op(A)[i][k] = A[k][i]: rows of A are contiguous in i */
             for (int64_t k = 0; k < kc; k++) {
                 const float *src = g->A + (p0 + k) * g->lda + i0 + ir;
                 float *dst = P + k * mr;
