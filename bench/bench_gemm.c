@@ -6,6 +6,12 @@
  * figure is the median over the rounds.
  *
  *   bench/bench_gemm [--rounds N] [--threads LIST] [--portable] [--only M,N,K]
+ *                    [--match TEXT] [--cpu] [--paths LIST]
+ *
+ * --match keeps the shapes whose label contains TEXT ("gpt": char-gpt's);
+ * --cpu times by the process's CPU time instead of the wall clock (steadier
+ * on a loaded machine with --threads 1; with more threads it counts the
+ * pool's spinning too); --paths keeps the named paths ("bf16,auto").
  */
 #include <cblas.h>
 #include <omp.h>
@@ -14,6 +20,16 @@
 #include <string.h>
 #include "base.h"
 #include "bench_util.h"
+
+static bool use_cpu_clock;
+
+static double clock_now(void)
+{
+    if (!use_cpu_clock) return bench_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 typedef struct shape { const char *what; bool ta, tb; int64_t M, N, K; } shape;
 
@@ -37,6 +53,23 @@ static const shape shapes[] = {
     {"gemv 1x1024 @ 1024x65 (dense)", false, false, 1, 65, 1024},
     {"gemv 1x256 @ 256x4096 (embedding)", false, false, 1, 4096, 256},
     {"gemv (4096x1024) @ 1024x1", false, false, 4096, 1, 1024},
+    /* char-gpt's train step (768 tokens, C 128, 4C MLP, tied 65-char head):
+     * each linear's forward x @ W, its dx = dy @ W^T and dW = x^T @ dy */
+    {"gpt qkv  x @ W", false, false, 768, 384, 128},
+    {"gpt qkv  dy @ W^T", false, true, 768, 128, 384},
+    {"gpt qkv  x^T @ dy", true, false, 128, 384, 768},
+    {"gpt proj x @ W", false, false, 768, 128, 128},
+    {"gpt proj dy @ W^T", false, true, 768, 128, 128},
+    {"gpt proj x^T @ dy", true, false, 128, 128, 768},
+    {"gpt fc   x @ W", false, false, 768, 512, 128},
+    {"gpt fc   dy @ W^T", false, true, 768, 128, 512},
+    {"gpt fc   x^T @ dy", true, false, 128, 512, 768},
+    {"gpt mlp proj x @ W", false, false, 768, 128, 512},
+    {"gpt mlp proj dy @ W^T", false, true, 768, 512, 128},
+    {"gpt mlp proj x^T @ dy", true, false, 512, 128, 768},
+    {"gpt head x @ wte^T", false, true, 768, 65, 128},
+    {"gpt head dy @ wte", false, false, 768, 128, 65},
+    {"gpt head dy^T @ x", true, false, 65, 128, 768},
 };
 
 typedef struct path_desc { const char *name; df_gemm_path path; } path_desc;
@@ -44,12 +77,12 @@ typedef struct path_desc { const char *name; df_gemm_path path; } path_desc;
 static double time_call(const path_desc *p, const shape *s, const float *A, const float *B, float *C)
 {
     const int64_t lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
-    double flops = 2.0 * s->M * s->N * s->K, t0 = bench_now(), t;
+    double flops = 2.0 * s->M * s->N * s->K, t0 = clock_now(), t;
     int reps = 0;
     do {                                         /* at least ~20 ms of calls */
         df_sgemm_path(p->path, s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
         reps++;
-        t = bench_now() - t0;
+        t = clock_now() - t0;
     } while (t < 0.02);
     return flops * reps / t * 1e-9;
 }
@@ -59,16 +92,20 @@ int main(int argc, char **argv)
     int rounds = 7, nthreads[4] = {1, 2}, nnth = 2;
     bool portable = false;
     int64_t only[3] = {0, 0, 0};
+    const char *match = NULL, *keep_paths = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--portable")) portable = true;
+        else if (!strcmp(argv[i], "--cpu")) use_cpu_clock = true;
+        else if (!strcmp(argv[i], "--match") && i + 1 < argc) match = argv[++i];
+        else if (!strcmp(argv[i], "--paths") && i + 1 < argc) keep_paths = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             nnth = 0;
             for (char *t = strtok(argv[++i], ","); t && nnth < 4; t = strtok(NULL, ",")) nthreads[nnth++] = atoi(t);
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             if (sscanf(argv[++i], "%ld,%ld,%ld", &only[0], &only[1], &only[2]) != 3) return 2;
         } else {
-            fprintf(stderr, "usage: %s [--rounds N] [--threads 1,2] [--portable] [--only M,N,K]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--rounds N] [--threads 1,2] [--portable] [--only M,N,K] [--match TEXT] [--cpu] [--paths LIST]\n", argv[0]);
             return 2;
         }
     }
@@ -81,6 +118,12 @@ int main(int argc, char **argv)
     paths[np++] = (path_desc){"auto", DF_GEMM_AUTO};
     if (!df_gemm_bf16_missing()) paths[np++] = (path_desc){"bf16", DF_GEMM_BF16};
     else printf("# bf16 not measured: this CPU lacks %s\n", df_gemm_bf16_missing());
+    if (keep_paths) {
+        int kept = 0;
+        for (int p = 0; p < np; p++)
+            if (strstr(keep_paths, paths[p].name)) paths[kept++] = paths[p];
+        np = kept;
+    }
     printf("# OpenBLAS core %s; GFLOP/s, median of %d rounds\n", openblas_get_corename(), rounds);
     printf("%-40s %3s", "shape (M,N,K)", "thr");
     for (int p = 0; p < np; p++) printf(" %9s", paths[p].name);
@@ -88,6 +131,7 @@ int main(int argc, char **argv)
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape *s = &shapes[si];
         if (only[0] && (s->M != only[0] || s->N != only[1] || s->K != only[2])) continue;
+        if (match && !strstr(s->what, match)) continue;
         float *A = malloc(sizeof(float) * s->M * s->K), *B = malloc(sizeof(float) * s->K * s->N),
               *C = malloc(sizeof(float) * s->M * s->N);
         if (!A || !B || !C) return 1;

@@ -103,10 +103,15 @@ static bool openblas_is_tuned(void)
  *   (1,65,1024), (1,4096,256) M = 1           36 vs 29, 40 vs 39 (2 thr 36 vs 10)  dagflow
  *   (1,4096,1024) M = 1, 16 MiB of weights    14 vs 13, 26 vs 31            mixed -> dagflow (below)
  *   (1024,65,6400) ta, N <= 128: dense dW     71 vs 74, 42 vs 67, 47 vs 43  mixed -> OpenBLAS
+ *   (128,128,768), (512,128,768), (65,128,768) ta: char-gpt's dW products
+ *                                             93 vs 93, 93 vs 92, 82 vs 88  tie -> dagflow;
+ *     on 2 threads with the machine loaded OpenBLAS fell to 1-8 GFLOP/s
+ *     where dagflow's kept 30-60 (its threads adapt to the load, src/team.c)
  *   (1024,1024,1024) nn and ta tb             61 vs 76, 94 vs 98, 55 vs 73  OpenBLAS
  *   (33,17,100), (100,100,100)                18 vs 44, 61 vs 70            OpenBLAS
  * (below ~2M multiply-adds packing and the call's fixed costs dominate). */
 #define OWN_MIN_MACS (1 << 21)
+#define OPENBLAS_TA_MIN_K 1024
 #define OPENBLAS_SQUARE_DIM 512
 static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
 {
@@ -119,7 +124,7 @@ static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
     if (N == 1 || M == 1) return true;
     if ((double)M * N * K < OWN_MIN_MACS) return false;
     if (M >= OPENBLAS_SQUARE_DIM && N >= OPENBLAS_SQUARE_DIM && K >= OPENBLAS_SQUARE_DIM) return false;
-    if (ta && N <= 128) return false;
+    if (ta && N <= 128 && K > OPENBLAS_TA_MIN_K) return false;
     return true;
 }
 

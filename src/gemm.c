@@ -23,8 +23,14 @@
 /* GEMVs below this many multiply-adds run on the calling thread. */
 #define GEMV_PAR_MACS (1 << 22)
 
-/* Blocks of C at most this wide read A in place instead of packing it. */
+/* Blocks of C at most this wide read A in place instead of packing it, and
+ * so do all blocks when A's rows are at most this many floats apart: an
+ * mr-row micro-panel then lies within mr KiB (8 KiB: L1, a few pages), so
+ * reading it in place is as fast as reading a packed copy, and the copy
+ * (a strided scatter per row) is saved: with K = 128, as in char-gpt's
+ * forward products, packing A costs ~10% of the product. */
 #define GEMM_DIRECT_A_COLS 128
+#define GEMM_DIRECT_A_LDA 256
 
 /* ------------------------------------------------------- per-thread scratch */
 /* Packing buffers live per thread and are kept between calls: a fresh
@@ -86,7 +92,9 @@ static void pack_a(const gemm_args *g, int mr, int64_t i0, int64_t mc, int64_t p
 {
     for (int64_t ir = 0; ir < mc; ir += mr, P += mr * kc) {
         const int64_t m = mc - ir < mr ? mc - ir : mr;
-        if (g->ta) {                     /* op(A)[i][k] = A[k][i]: rows of A are contiguous in i */
+        if (g->ta && m == 8 && mr == 8) {   /* AVX-512's full panels: one 32-byte copy per k */
+            for (int64_t k = 0; k < kc; k++) memcpy(P + k * 8, g->A + (p0 + k) * g->lda + i0 + ir, 8 * sizeof(float));
+        } else if (g->ta) {              /* op(A)[i][k] = A[k][i]: rows of A are contiguous in i */
             for (int64_t k = 0; k < kc; k++) {
                 const float *src = g->A + (p0 + k) * g->lda + i0 + ir;
                 float *dst = P + k * mr;
@@ -131,6 +139,17 @@ static void pack_b(const gemm_args *g, int nr, int64_t p0, int64_t kc, int64_t j
 /* Elements per row of a packed panel for kc steps of k. */
 static int64_t k_slots(const df_gemm_kernels *ks, int64_t kc) { return (kc + ks->kpack - 1) / ks->kpack; }
 
+/* Is op(A) packed row by row (pack_a_rowwise) rather than in micro-panels?
+ * Where k runs along A's rows and the kernel set can: a packed call's own
+ * choice of layout, which changes no sum. */
+static bool a_rowwise(const df_gemm_kernels *ks, const gemm_args *g) { return ks->pack_a_rowwise && !g->ta; }
+
+/* A transposed (k-major) in a kernel set that packs: the block is packed as
+ * one panel round_up(mc, mr) rows wide (two whole rows of A per k pair,
+ * where mr-row panels would cut them into pieces of mr floats), and the
+ * tile for rows ir.. reads it at a = P + ir, ars = 1, aks = that width. */
+static bool a_block_kmajor(const df_gemm_kernels *ks, const gemm_args *g) { return ks->pack && g->ta; }
+
 /* op(A) and op(B) blocks in the kernel set's format. */
 static void pack_a_for(const df_gemm_kernels *ks, const gemm_args *g, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
                        float *P)
@@ -139,8 +158,15 @@ static void pack_a_for(const df_gemm_kernels *ks, const gemm_args *g, int64_t i0
         pack_a(g, ks->mr, i0, mc, p0, kc, P);
         return;
     }
-    for (int64_t ir = 0; ir < mc; ir += ks->mr, P += ks->mr * k_slots(ks, kc))
-        ks->pack(!g->ta, g->A, g->lda, i0 + ir, min64(ks->mr, mc - ir), p0, kc, ks->mr, P);
+    if (a_block_kmajor(ks, g)) {
+        ks->pack(false, g->A, g->lda, i0, mc, p0, kc, (int)round_up(mc, ks->mr), P);
+        return;
+    }
+    const bool rowwise = a_rowwise(ks, g);
+    for (int64_t ir = 0; ir < mc; ir += ks->mr, P += ks->mr * k_slots(ks, kc)) {
+        if (rowwise) ks->pack_a_rowwise(g->A, g->lda, i0 + ir, min64(ks->mr, mc - ir), p0, kc, ks->mr, P);
+        else ks->pack(!g->ta, g->A, g->lda, i0 + ir, min64(ks->mr, mc - ir), p0, kc, ks->mr, P);
+    }
 }
 
 static void pack_b_for(const df_gemm_kernels *ks, const gemm_args *g, int64_t p0, int64_t kc, int64_t j0, int64_t nc,
@@ -168,14 +194,21 @@ static int64_t nc_block(const df_gemm_kernels *ks)
     return nc - nc % ks->nr;
 }
 
+/* Floats of packing scratch for `rows` x `cols` of C, a multiple of 16
+ * (64 bytes). */
+static int64_t scratch_floats(const df_gemm_kernels *ks, const gemm_args *g, int64_t rows, int64_t cols)
+{
+    const int64_t kcmax = min64(DF_GEMM_KC, g->K);
+    const int64_t mcmax = min64(mc_block(ks), round_up(rows, ks->mr));
+    const int64_t ncmax = min64(nc_block(ks), round_up(cols, ks->nr));
+    return round_up(kcmax * mcmax, 16) + round_up(kcmax * ncmax, 16);
+}
+
 /* Packing scratch of this thread for C rows [m0, m1) x columns [n0, n1). */
 static float *block_scratch(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0, int64_t m1, int64_t n0,
                             int64_t n1)
 {
-    const int64_t kcmax = min64(DF_GEMM_KC, g->K);
-    const int64_t mcmax = min64(mc_block(ks), round_up(m1 - m0, ks->mr));
-    const int64_t ncmax = min64(nc_block(ks), round_up(n1 - n0, ks->nr));
-    return thread_scratch((size_t)(round_up(kcmax * mcmax, 16) + kcmax * ncmax));
+    return thread_scratch((size_t)scratch_floats(ks, g, m1 - m0, n1 - n0));
 }
 
 /* C rows [m0, m1) x columns [n0, n1), all of k, with Ap from block_scratch. */
@@ -189,7 +222,8 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
     /* Few columns: each row of A meets only a few panels of B, so packing
      * A would cost about as much as the products; the tiles read its rows in
      * place. (A transposed is packed: reading it in place strides a page per k.) */
-    const bool direct_a = !ks->pack && !g->ta && n1 - n0 <= GEMM_DIRECT_A_COLS && !g->pa;
+    const bool direct_a =
+        !ks->pack && !g->ta && (n1 - n0 <= GEMM_DIRECT_A_COLS || g->lda <= GEMM_DIRECT_A_LDA) && !g->pa;
     float *Bp = g->pb ? NULL : Ap + round_up(min64(DF_GEMM_KC, g->K) * min64(MC, round_up(m1 - m0, mr)), 16);
     for (int64_t jc = n0; jc < n1; jc += NC) {
         const int64_t nc = min64(NC, n1 - jc);
@@ -208,7 +242,13 @@ static void gemm_block(const df_gemm_kernels *ks, const gemm_args *g, int64_t m0
                     const int m = (int)min64(mr, mc - ir);
                     const float *a = Apc ? Apc + (ic + ir) * ks_kc : Ap + ir * ks_kc;
                     int64_t ars = 1, aks = mr;
-                    if (direct_a && m == mr) {
+                    if (!Apc && a_rowwise(ks, g)) {
+                        ars = ks_kc;
+                        aks = 1;
+                    } else if (!Apc && a_block_kmajor(ks, g)) {
+                        a = Ap + ir;
+                        aks = round_up(mc, mr);
+                    } else if (direct_a && m == mr) {
                         a = g->ta ? g->A + pc * g->lda + ic + ir : g->A + (ic + ir) * g->lda + pc;
                         ars = g->ta ? 1 : g->lda;
                         aks = g->ta ? g->lda : 1;
@@ -243,22 +283,60 @@ static int gemm_threads(double macs)
     return df_team_size(omp_get_max_threads());
 }
 
-/* Each thread takes a contiguous range of whole tiles along the larger
- * dimension of C (so the operand packed again by every thread is the
- * smaller one). The ranges change nothing in the sums. */
+/* Tile work of columns [n0, n1) (n0 a multiple of nr), in col_steps. */
+static int64_t column_work(const df_gemm_kernels *ks, int64_t n0, int64_t n1)
+{
+    const int64_t full = (n1 - n0) / ks->nr, step = ks->col_step;
+    return full * ((ks->nr + step - 1) / step) + ((n1 - n0) % ks->nr + step - 1) / step;
+}
+
+/* The largest tile work of one thread among nth, each taking a contiguous
+ * range of whole tiles along M (split_n false) or N, as gemm_run shares. */
+static int64_t split_work(const df_gemm_kernels *ks, const gemm_args *g, bool split_n, int nth)
+{
+    const int64_t row_tiles = (g->M + ks->mr - 1) / ks->mr, col_tiles = (g->N + ks->nr - 1) / ks->nr;
+    int64_t worst = 0;
+    for (int t = 0; t < nth; t++) {
+        int64_t w;
+        if (split_n) {
+            const int64_t n0 = col_tiles * t / nth * ks->nr, n1 = min64(g->N, col_tiles * (t + 1) / nth * ks->nr);
+            w = row_tiles * (n1 > n0 ? column_work(ks, n0, n1) : 0);
+        } else {
+            w = (row_tiles * (t + 1) / nth - row_tiles * t / nth) * column_work(ks, 0, g->N);
+        }
+        if (w > worst) worst = w;
+    }
+    return worst;
+}
+
+/* Each thread takes a contiguous range of whole tiles along M or N: the
+ * split whose busiest thread has less tile work (N = 128 in 48-column
+ * panels splits 48 | 80 columns, where 768 rows split evenly), on a tie
+ * along the larger dimension of C (so the operand packed again by every
+ * thread is the smaller one). The ranges change nothing in the sums. */
 static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
 {
-    const bool split_n = g->N >= g->M;
+    int nth = gemm_threads((double)g->M * g->N * g->K);
+    bool split_n = g->N >= g->M;
+    if (nth > 1) {
+        const int64_t by_m = split_work(ks, g, false, nth), by_n = split_work(ks, g, true, nth);
+        if (by_m != by_n) split_n = by_n < by_m;
+    }
     const int64_t unit = split_n ? ks->nr : ks->mr, extent = split_n ? g->N : g->M;
     const int64_t tiles = (extent + unit - 1) / unit;
-    int nth = gemm_threads((double)g->M * g->N * g->K);
     if (nth > tiles) nth = (int)tiles;
     if (nth <= 1) {
         float *scratch = block_scratch(ks, g, 0, g->M, 0, g->N);
         if (scratch) gemm_block(ks, g, 0, g->M, 0, g->N, scratch);
         return scratch != NULL;
     }
-    int failed = 0;
+    /* every thread's scratch from the calling thread's, before the region:
+     * out of memory, nobody writes C (the caller then computes the whole
+     * product another way), and the threads start without a barrier, which
+     * on a loaded machine waits for the slowest thread to be scheduled */
+    const int64_t per_thread = scratch_floats(ks, g, g->M, g->N);
+    float *scratch = thread_scratch((size_t)(per_thread * nth));
+    if (!scratch) return false;
     df_team_probe probe;
     df_team_begin(&probe, nth);
 #pragma omp parallel num_threads(nth)
@@ -267,22 +345,11 @@ static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         const int64_t lo = min64(extent, tiles * tid / team * unit), hi = min64(extent, tiles * (tid + 1) / team * unit);
         const int64_t m0 = split_n ? 0 : lo, m1 = split_n ? g->M : hi, n0 = split_n ? lo : 0, n1 = split_n ? hi : g->N;
-        float *scratch = block_scratch(ks, g, m0, m1, n0, n1);
-        if (!scratch) {
-#pragma omp atomic write
-            failed = 1;
-        }
-        /* nobody writes C unless every thread has its scratch: the caller
-         * then computes the whole product another way */
-#pragma omp barrier
-        int any_failed;
-#pragma omp atomic read
-        any_failed = failed;
-        if (!any_failed) gemm_block(ks, g, m0, m1, n0, n1, scratch);
+        gemm_block(ks, g, m0, m1, n0, n1, scratch + tid * per_thread);
         df_team_leave(&probe, cpu0);
     }
     df_team_end(&probe);
-    return !failed;
+    return true;
 }
 
 /* ------------------------------------------------------------------- GEMV */

@@ -55,6 +55,19 @@ typedef struct df_gemm_kernels {
      * row, and A is always packed (pack != NULL) */
     int kpack;
     df_gemm_pack_fn *pack;          /* NULL: plain fp32 copies (gemm.c) */
+    /* Rows [r0, r0+rows) x k [p0, p0+kc) of a k-contiguous A (X[r*ldx + k])
+     * row by row: row r's ceil(kc/kpack) elements at P[r*ceil(kc/kpack)],
+     * rows past `rows` up to w zero; the tile then reads row i at step k as
+     * a[i*ars + k] (ars = ceil(kc/kpack), aks = 1). Converting a row where
+     * it lies needs no transpose (pack's k-contiguous panels gather). NULL:
+     * A is packed by `pack` into micro-panels. */
+    void (*pack_a_rowwise)(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0, int64_t kc, int w,
+                           float *P);
+    /* The tile's cost grows in steps of this many columns (its vector
+     * width: a panel's last columns cost a whole vector; portable: nr),
+     * and a tile costs the same for any m <= mr: the thread split
+     * (gemm.c) weighs its options by these. */
+    int col_step;
 } df_gemm_kernels;
 
 extern const df_gemm_kernels df_gemm_portable;

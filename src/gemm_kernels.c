@@ -63,7 +63,7 @@ static void gemv_dots_portable(int64_t n, int64_t K, const float *W, int64_t ldw
 }
 
 const df_gemm_kernels df_gemm_portable = {
-    "portable", PORT_MR, PORT_NR, tile_portable, gemv_rows_portable, gemv_dots_portable, 1, NULL,
+    "portable", PORT_MR, PORT_NR, tile_portable, gemv_rows_portable, gemv_dots_portable, 1, NULL, NULL, PORT_NR,
 };
 
 #if DF_GEMM_HAVE_X86
@@ -225,7 +225,7 @@ TARGET_AVX512 static void gemv_dots_avx512(int64_t n, int64_t K, const float *W,
 }
 
 const df_gemm_kernels df_gemm_avx512 = {
-    "avx512", A512_MR, A512_NR, tile_avx512, gemv_rows_avx512, gemv_dots_avx512, 1, NULL,
+    "avx512", A512_MR, A512_NR, tile_avx512, gemv_rows_avx512, gemv_dots_avx512, 1, NULL, NULL, 16,
 };
 
 /* --------------------------------------------------------------- AVX2+FMA */
@@ -379,7 +379,7 @@ TARGET_AVX2 static void gemv_dots_avx2(int64_t n, int64_t K, const float *W, int
 }
 
 const df_gemm_kernels df_gemm_avx2 = {
-    "avx2", A2_MR, A2_NR, tile_avx2, gemv_rows_avx2, gemv_dots_avx2, 1, NULL,
+    "avx2", A2_MR, A2_NR, tile_avx2, gemv_rows_avx2, gemv_dots_avx2, 1, NULL, NULL, 8,
 };
 
 /* ------------------------------------------------------------ AVX512_BF16 */
@@ -422,35 +422,61 @@ TARGET_BF16 static void pack_bf16_kmajor(const float *X, int64_t ldx, int64_t r0
     }
 }
 
-/* k contiguous (X[r*ldx + k]): a pair is two adjacent floats, so one
- * 64-bit gather fetches the pairs of 8 rows, and two of them convert into
- * the 16 pairs of a panel row at once (rows past `rows` gathered as zero);
- * an odd last k pairs with zero. */
+/* r[i] (16 dwords each) -> r[j] = what was column j: 16 x 16 transpose in
+ * four rounds of shuffles. */
+TARGET_BF16 static inline __attribute__((always_inline)) void transpose16x16(__m512i r[16])
+{
+    __m512i t[16];
+    UNROLL for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    UNROLL for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    UNROLL for (int h = 0; h < 16; h += 8)
+        UNROLL for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    UNROLL for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* k contiguous (X[r*ldx + k]): 16 rows at a time, each row's 32 floats
+ * converted in place to its 16 pairs (as pack_bf16_rowwise, so the same
+ * bf16 values), then the 16 x 16 pairs transposed so that each k pair's
+ * 16 rows are one store (gathers of 8 rows' pairs cost ~4x as much on
+ * Zen 4). Rows past `rows` and k past kc (an odd last k's partner) zero. */
 TARGET_BF16 static void pack_bf16_kcontig(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
                                           int64_t kc, int w, uint32_t *P)
 {
-    const int64_t valid = rows < w ? rows : w;
-    const __m512i idx = _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi64(ldx));
+    const int64_t valid = rows < w ? rows : w, pairs = (kc + 1) / 2;
     for (int64_t g = 0; g < w; g += 16) {
         const int64_t left = valid - g;
-        const __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-        const __mmask16 store = w - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (w - g)) - 1);
-        const float *x0 = X + (r0 + g) * ldx + p0, *x8 = x0 + 8 * ldx;
-        uint32_t *dst = P + g;
-        int64_t kp = 0;
-        for (; 2 * kp + 1 < kc; kp++, dst += w) {
-            const __m512d lo = _mm512_mask_i64gather_pd(_mm512_setzero_pd(), (__mmask8)mk, idx, x0 + 2 * kp, 4);
-            const __m512d hi = (__mmask8)(mk >> 8)
-                                   ? _mm512_mask_i64gather_pd(_mm512_setzero_pd(), (__mmask8)(mk >> 8), idx, x8 + 2 * kp, 4)
-                                   : _mm512_setzero_pd();
-            /* floats in order (row, k), (row, k+1), ...: bf16 words in the same order are the pairs */
-            _mm512_mask_storeu_epi32(dst, store, (__m512i)_mm512_cvtne2ps_pbh(_mm512_castpd_ps(hi), _mm512_castpd_ps(lo)));
-        }
-        if (kp < (kc + 1) / 2) {           /* odd kc: (x[kc-1], 0) */
-            const __m256 l0 = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), (__mmask8)mk, idx, x0 + 2 * kp, 4);
-            const __m256 l8 = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), (__mmask8)(mk >> 8), idx, x8 + 2 * kp, 4);
-            const __m512 last = _mm512_insertf32x8(_mm512_castps256_ps512(l0), l8, 1);
-            _mm512_mask_storeu_epi32(dst, store, bf16_pairs(last, _mm512_setzero_ps()));
+        const __mmask16 store = mask16(w - g);
+        const float *x = X + (r0 + g) * ldx + p0;
+        for (int64_t k = 0; k < kc; k += 32) {
+            const __mmask16 mlo = mask16(kc - k), mhi = mask16(kc - k - 16);
+            __m512i r[16];
+            UNROLL for (int i = 0; i < 16; i++) {
+                if (i < left) {
+                    const __m512 lo = _mm512_maskz_loadu_ps(mlo, x + i * ldx + k);
+                    const __m512 hi = _mm512_maskz_loadu_ps(mhi, x + i * ldx + k + 16);
+                    r[i] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+                } else {
+                    r[i] = _mm512_setzero_si512();
+                }
+            }
+            transpose16x16(r);
+            const int64_t np = pairs - k / 2 < 16 ? pairs - k / 2 : 16;
+            uint32_t *dst = P + (k / 2) * w + g;
+            for (int64_t j = 0; j < np; j++) _mm512_mask_storeu_epi32(dst + j * w, store, r[j]);
         }
     }
 }
@@ -462,11 +488,39 @@ TARGET_BF16 static void pack_bf16(bool k_contig, const float *X, int64_t ldx, in
     else pack_bf16_kmajor(X, ldx, r0, rows, p0, kc, w, (uint32_t *)P);
 }
 
-/* As tile_avx512 with bf16 pairs: a (packed, ars = 1, aks = BF_MR) and b
- * hold ceil(kc/2) pairs per row; one vdpbf16ps per pair and accumulator. */
+/* Row by row (pack_a_rowwise of gemm.h): 32 floats of a row become its 16
+ * pairs in k order with one vcvtne2ps2bf16 (words k, k+1, ... are the pairs
+ * (k, k+1), ..., k even in the low half), rounded as bf16_pairs rounds, so
+ * a row holds the same pairs as pack_bf16_kcontig's panels. Past kc the
+ * masked loads give zeros: an odd last k pairs with zero. */
+TARGET_BF16 static void pack_bf16_rowwise(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
+                                          int64_t kc, int w, float *P)
+{
+    const int64_t pairs = (kc + 1) / 2;
+    uint32_t *dst = (uint32_t *)P;
+    for (int64_t r = 0; r < w; r++, dst += pairs) {
+        if (r >= rows) {
+            memset(dst, 0, (size_t)pairs * sizeof *dst);
+            continue;
+        }
+        const float *x = X + (r0 + r) * ldx + p0;
+        for (int64_t k = 0; k < kc; k += 32) {
+            const __m512 lo = _mm512_maskz_loadu_ps(mask16(kc - k), x + k);
+            const __m512 hi = _mm512_maskz_loadu_ps(mask16(kc - k - 16), x + k + 16);
+            const __m512i p = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+            const int64_t left = pairs - k / 2;
+            if (left >= 16) _mm512_storeu_si512(dst + k / 2, p);
+            else _mm512_mask_storeu_epi32(dst + k / 2, mask16(left), p);
+        }
+    }
+}
+
+/* As tile_avx512 with bf16 pairs: a and b hold ceil(kc/2) pairs per row,
+ * row i's pair kp at a[i*ars + kp*aks] (a micro-panel: ars = 1, aks = BF_MR;
+ * rows: ars = ceil(kc/2), aks = 1); one vdpbf16ps per pair and accumulator. */
 TARGET_BF16 static inline __attribute__((always_inline)) void
-tile_bf16_body(int vecs, int64_t kc, const float *a, int64_t aks, const float *b, float *c, int64_t ldc, int m,
-               int n, float alpha, float beta, bool accumulate)
+tile_bf16_body(int vecs, int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
+               int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
 {
     __m512 acc[2][BF_MR];
     UNROLL for (int i = 0; i < BF_MR; i++) acc[0][i] = acc[1][i] = _mm512_setzero_ps();
@@ -474,7 +528,7 @@ tile_bf16_body(int vecs, int64_t kc, const float *a, int64_t aks, const float *b
     for (int64_t kp = 0; 2 * kp < kc; kp++, ap += aks, b += BF_NR) {
         const __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = vecs > 1 ? (__m512bh)_mm512_load_si512(b + 16) : b0;
         UNROLL for (int i = 0; i < BF_MR; i++) {
-            const __m512bh ai = (__m512bh)_mm512_set1_epi32(ap[i]);
+            const __m512bh ai = (__m512bh)_mm512_set1_epi32(ap[i * ars]);
             acc[0][i] = _mm512_dpbf16_ps(acc[0][i], ai, b0);
             if (vecs > 1) acc[1][i] = _mm512_dpbf16_ps(acc[1][i], ai, b1);
         }
@@ -491,12 +545,11 @@ tile_bf16_body(int vecs, int64_t kc, const float *a, int64_t aks, const float *b
 TARGET_BF16 static void tile_bf16(int64_t kc, const float *a, int64_t ars, int64_t aks, const float *b, float *c,
                                   int64_t ldc, int m, int n, float alpha, float beta, bool accumulate)
 {
-    (void)ars;                       /* always a packed micro-panel */
-    if (n > 16) tile_bf16_body(2, kc, a, aks, b, c, ldc, m, n, alpha, beta, accumulate);
-    else tile_bf16_body(1, kc, a, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+    if (n > 16) tile_bf16_body(2, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
+    else tile_bf16_body(1, kc, a, ars, aks, b, c, ldc, m, n, alpha, beta, accumulate);
 }
 
 const df_gemm_kernels df_gemm_bf16 = {
-    "bf16", BF_MR, BF_NR, tile_bf16, NULL, NULL, 2, pack_bf16,
+    "bf16", BF_MR, BF_NR, tile_bf16, NULL, NULL, 2, pack_bf16, pack_bf16_rowwise, 16,
 };
 #endif

@@ -89,17 +89,44 @@ static void check_bf16(const problem *p)
 }
 
 /* Edge shapes: M, N, K around the 8 x 32 tile and the 256-step k block,
- * K odd (a pair with one zero), one row or column, all four transposes. */
+ * K odd (a pair with one zero), one row or column, all four transposes;
+ * past 128 rows (a second block of A, packed row by row or, transposed,
+ * k-major 16 rows wide for 9 rows) and K around 32-float conversions. */
 Test(bf16_gemm, edge_shapes_and_transposes)
 {
     REQUIRE_BF16();
     static const int64_t shapes[][3] = {
         {1, 1, 1}, {1, 33, 7}, {13, 1, 17}, {7, 17, 33}, {8, 32, 256}, {9, 31, 255}, {12, 32, 256}, {13, 33, 257},
-        {25, 65, 513}, {24, 31, 2}, {11, 97, 301}, {40, 48, 1000},
+        {25, 65, 513}, {24, 31, 2}, {11, 97, 301}, {40, 48, 1000}, {137, 45, 301}, {130, 33, 31}, {129, 20, 65},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++) {
             problem p = make_problem(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f, 3);
+            run_bf16(&p);
+            check_bf16(&p);
+            free_problem(&p);
+        }
+}
+
+/* NaN in every operand row's padding (past the row's last element): a
+ * packing that reads one float past K, or past the last row of a panel,
+ * pairs it with a zero of the other operand, where only NaN (0 * NaN)
+ * shows it. K odd or around the 16- and 32-float conversions. */
+static void poison_padding(float *X, int64_t rows, int64_t len, int64_t ld)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = len; j < ld; j++) X[r * ld + j] = NAN;
+}
+
+Test(bf16_gemm, never_reads_past_a_row)
+{
+    REQUIRE_BF16();
+    static const int64_t shapes[][3] = {{9, 33, 7}, {17, 40, 17}, {13, 20, 31}, {11, 35, 33}, {24, 64, 301}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++) {
+            problem p = make_problem(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f, 5);
+            poison_padding(p.A, p.ta ? p.K : p.M, p.ta ? p.M : p.K, p.lda);
+            poison_padding(p.B, p.tb ? p.N : p.K, p.tb ? p.K : p.N, p.ldb);
             run_bf16(&p);
             check_bf16(&p);
             free_problem(&p);

@@ -119,6 +119,10 @@ static void thread_count_invariance(df_gemm_path path)
     if (!path_runs_here(path)) return;
     static const int64_t shapes[][3] = {
         {300, 700, 600}, {700, 300, 600}, {64, 4096, 300}, {1, 4100, 1100}, {4100, 1, 1100}, {1, 2900, 1500},
+        /* char-gpt-like: 128 columns (48-column panels split unevenly, so
+         * the rows are split), 65 rows, and K = 128 with 400 columns (A
+         * read in place, src/gemm.c) */
+        {131, 128, 770}, {65, 130, 700}, {770, 400, 128},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++) {
@@ -222,6 +226,21 @@ Test(gemm_auto, gemv_shapes_on_dagflows_kernels)
             cr_assert_neq(df_sgemm_chosen_path(false, tb, shapes[s][0], shapes[s][1], shapes[s][2]), DF_GEMM_OPENBLAS,
                           "(%ld,%ld,%ld)%s goes to OpenBLAS", (long)shapes[s][0], (long)shapes[s][1],
                           (long)shapes[s][2], tb ? " tb" : "");
+}
+
+/* char-gpt's weight gradients x^T @ dy (N <= 128, K = 768 tokens) run on
+ * dagflow's kernels wherever it has vector ones: a tie with a tuned OpenBLAS
+ * on one thread, and OpenBLAS's threads collapse on a loaded machine. */
+Test(gemm_auto, short_k_transposed_a_on_dagflows_kernels)
+{
+    if (!df_gemm_kernels_for(DF_GEMM_AVX2)) {
+        cr_log_info("no AVX2: AUTO may send every product to OpenBLAS, nothing checked");
+        return;
+    }
+    static const int64_t shapes[][3] = {{128, 128, 768}, {512, 128, 768}, {65, 128, 768}, {128, 65, 1024}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        cr_assert_neq(df_sgemm_chosen_path(true, false, shapes[s][0], shapes[s][1], shapes[s][2]), DF_GEMM_OPENBLAS,
+                      "(%ld,%ld,%ld) ta goes to OpenBLAS", (long)shapes[s][0], (long)shapes[s][1], (long)shapes[s][2]);
 }
 
 /* DF_GEMM_ISA routes df_sgemm (each Criterion test runs in its own process,
