@@ -225,10 +225,10 @@ static df_status batch_matmul_forward(df_node *n)
         return DF_OK;
     }
     int64_t a_size = d.M * d.K, b_size = d.K * d.N, y_size = d.M * d.N;
-#pragma omp parallel for schedule(static) if (batches > 1)
+    DF_PAR_FOR(batches > 1,
     for (int64_t p = 0; p < batches; p++)
         df_sgemm_prec(prec, t->transpose_a, t->transpose_b, d.M, d.N, d.K, 1.0f, A + batch_offset(a, n, p) * a_size,
-                      d.lda, B + batch_offset(b, n, p) * b_size, d.ldb, 0.0f, Y + p * y_size, d.N);
+                      d.lda, B + batch_offset(b, n, p) * b_size, d.ldb, 0.0f, Y + p * y_size, d.N););
     return DF_OK;
 }
 

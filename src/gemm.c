@@ -377,9 +377,14 @@ static bool gemv_run(const df_gemm_kernels *ks, const gemm_args *g)
     /* memory-bound: a second thread pays off only on weights past ~16 MiB */
     int nth = (double)n * K >= GEMV_PAR_MACS ? gemm_threads((double)n * K) : 1;
     if (nth > grains) nth = (int)grains;
+    if (nth <= 1) {       /* no region: even a one-thread one costs a team allocation and a futex wake-up */
+        if (dots) ks->gemv_dots(n, K, W, ldw, x, g->alpha, g->beta, g->C, incy);
+        else ks->gemv_rows(K, n, x, W, ldw, g->alpha, g->beta, g->C, incy);
+        return true;
+    }
     df_team_probe probe;
     df_team_begin(&probe, nth);
-#pragma omp parallel num_threads(nth) if (nth > 1)
+#pragma omp parallel num_threads(nth)
     {
         const int64_t cpu0 = df_team_enter(&probe);
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
