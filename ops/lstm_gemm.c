@@ -146,7 +146,7 @@ void lstm_scratch_release(float *p, bool cached)
 #if LSTM_HAVE_AVX512_CLONE
 #include <immintrin.h>
 
-enum { NR = LSTM_PANEL, MR = 8, KC = 256 };
+enum { NR = LSTM_PANEL, MR = 8, KC = 512 };   /* 512: ~3% faster than 256 at M = 64 (half the C passes) */
 
 /* Software prefetch of the next block of B panels (kc rows of 32 floats,
  * the same size as the one in use: B is read in order): the microkernels
