@@ -56,6 +56,7 @@ awk -v d="$d" -v o="$o" -v p="$peak" -v x="$target" 'BEGIN {
     if (p <= 0) { print "fp32 FMA peak:           not measured"; exit }
     printf "fp32 FMA peak:           %.1f GFLOP/s (all threads, this run); %.1f GFLOP of recurrent products\n", p, f
     printf "share of the peak:       dagflow %.1f%%, oneDNN %.1f%%\n", 100 * f / d * 1000 / p, 100 * f / o * 1000 / p
-    printf "%.2fx oneDNN would be:   %.0f ms = %.1f%% of the peak (%s)\n", x, o / x, 100 * f / (o / x) * 1000 / p,
-           f / (o / x) * 1000 > p ? "above it: not possible in fp32 here" : "below it"
+    need = f / (o / x) * 1000
+    printf "%.2fx oneDNN would be:   %.0f ms = %.1f%% of the peak (%s)\n", x, o / x, 100 * need / p,
+           (need > p) ? "above it: not possible in fp32 here" : "below it"
 }'
