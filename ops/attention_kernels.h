@@ -73,6 +73,39 @@ static inline void att_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, f
         for (int64_t r = 0; r < M; r++) memset(C + r * ldc, 0, (size_t)N * sizeof(float));
 }
 
+/* ops/attention_fast.c: AVX-512 tiles for the blocks' products. Usable
+ * when the CPU has AVX-512F, d <= ATT_BK and dv <= ATT_BK (a block of k^T
+ * or v^T fits ATT_BK x ATT_BK) and DF_ATTENTION_NO_AVX512 is unset or 0. */
+bool att_fast_usable(const att_dims *a);
+/* C (M x N, row stride ldc) = alpha A B, plus C if accumulate; A (i, k) at
+ * A[i*ars + k*acs], B (k, n) at B[k*ldb + n]. */
+void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
+                   const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc);
+/* Xt (cols x rows, row stride ATT_BK) = X (rows x cols, stride ldx)^T. */
+void att_fast_transpose(int64_t rows, int64_t cols, const float *X, int64_t ldx, float *Xt);
+
+/* C = alpha op(A) B + beta C (beta 0 or 1) on the fast tiles or df_sgemm. */
+static inline void att_product(bool fast, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+{
+    if (fast)
+        att_fast_gemm(M, N, K, alpha, A, ta ? 1 : lda, ta ? lda : 1, B, ldb, beta != 0.0f, C, ldc);
+    else
+        att_gemm(ta, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* S (nq x nk, row stride ATT_BK) = alpha X Y^T for X (nq x K, stride ldx)
+ * and Y (nk x K, stride ldy); on the fast tiles Yt must hold Y^T
+ * (att_fast_transpose), else Yt is unused. */
+static inline void att_product_nt(bool fast, int64_t nq, int64_t nk, int64_t K, float alpha, const float *X,
+                                  int64_t ldx, const float *Y, int64_t ldy, const float *Yt, float *S)
+{
+    if (fast)
+        att_fast_gemm(nq, nk, K, alpha, X, ldx, 1, Yt, ATT_BK, false, S, ATT_BK);
+    else
+        att_gemm(false, true, nq, nk, K, alpha, X, ldx, Y, ldy, 0.0f, S, ATT_BK);
+}
+
 /* Where leading index p's rows start in q, k, v (and in their gradients)
  * and in the output (and its gradient), in floats from each tensor's start;
  * the logsumexps and D of p start at p * Tq. */
