@@ -102,10 +102,12 @@ static void query_block(const att_dims *a, bool fast, const float *Q, const floa
     const int64_t key_end = att_key_end(a, i0, nq);
     for (int64_t j0 = 0; j0 < key_end; j0 += ATT_BK) {
         const int64_t nk = key_end - j0 < ATT_BK ? key_end - j0 : ATT_BK;
+        const int64_t reach = att_band_reach(a, i0, j0);
         if (fast) att_fast_transpose(nk, a->d, K + j0 * a->ldk, a->ldk, Kt);
-        att_product_nt(fast, nq, nk, a->d, a->scale, Q, a->ldq, K + j0 * a->ldk, a->ldk, Kt, S);
+        att_product_nt(fast, nq, nk, a->d, a->scale, Q, a->ldq, K + j0 * a->ldk, a->ldk, Kt, S, reach);
         online_softmax_block(a, i0, nq, j0, nk, S, m, l, O);
-        att_product(fast, false, nq, a->dv, nk, 1.0f, S, ATT_BK, V + j0 * a->ldv, a->ldv, 1.0f, O, a->ldo);
+        att_product(fast, false, nq, a->dv, nk, 1.0f, S, ATT_BK, V + j0 * a->ldv, a->ldv, 1.0f, O, a->ldo,
+                    att_band_by_key(reach));
     }
     for (int64_t r = 0; r < nq; r++) {
         float inv = 1.0f / l[r], *o = O + r * a->ldo;

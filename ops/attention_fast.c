@@ -9,7 +9,8 @@
  * columns (24 vector accumulators) summed in k order, one tile at a time:
  * the results depend on the operands only, never on the thread count or on
  * where in a larger matrix the operands sit. The second operand of q k^T
- * needs k^T: att_fast_transpose packs a block of it. Without AVX-512 (or
+ * needs k^T: att_fast_transpose packs a block of it, 16 x 16 at a time in
+ * registers. Without AVX-512 (or
  * without GCC on x86-64) att_fast_usable is false and the callers keep
  * df_sgemm. */
 #include "attention_kernels.h"
@@ -97,15 +98,65 @@ ATT_AVX512 static void tile_rows(int mr, int64_t nn, int64_t K, float alpha, con
 }
 
 ATT_AVX512 void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
-                              const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc)
+                              const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc, att_band band)
 {
     for (int64_t n0 = 0; n0 < N; n0 += 64) {
         const int64_t nn = N - n0 < 64 ? N - n0 : 64;
         for (int64_t i = 0; i < M; i += ATT_TILE_ROWS) {
             const int mr = M - i < ATT_TILE_ROWS ? (int)(M - i) : ATT_TILE_ROWS;
-            tile_rows(mr, nn, K, alpha, A + i * ars, ars, acs, B + n0, ldb, accumulate, C + i * ldc + n0, ldc);
+            const int64_t last_row = i + mr - 1;
+            const int64_t n_end = last_row + band.n_lim - n0 < nn ? last_row + band.n_lim - n0 : nn;
+            const int64_t k_end = last_row + band.k_lim < K ? last_row + band.k_lim : K;
+            const int64_t k_begin = i + band.k_from > 0 ? i + band.k_from : 0;
+            if (n_end <= 0 || (accumulate && k_begin >= k_end)) continue;
+            tile_rows(mr, n_end, k_end > k_begin ? k_end - k_begin : 0, alpha, A + i * ars + k_begin * acs, ars, acs,
+                      B + k_begin * ldb + n0, ldb, accumulate, C + i * ldc + n0, ldc);
         }
     }
+}
+
+/* Y (cols x rows, row stride ATT_BK) = the 16 x 16 (or smaller) X^T:
+ * rows past `rows` are stored as zeros, columns past `cols` not at all. */
+ATT_AVX512 static void transpose16(const float *X, int64_t ldx, int rows, int cols, float *Y)
+{
+    const __mmask16 col_mask = (__mmask16)(0xffffu >> (16 - cols));
+    __m512 r[16], t[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(col_mask, X + i * ldx) : _mm512_setzero_ps();
+    /* pairs of rows interleaved, then each 128-bit lane L of r[4i + q]
+     * holds column 4L + q of rows 4i .. 4i + 3 */
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* column 4L + q: lane L of r[q], r[4 + q], r[8 + q], r[12 + q] */
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        const __m512 s0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88), s1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xdd);
+        const __m512 s2 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88);
+        const __m512 s3 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xdd);
+        const __m512 col[4] = {_mm512_shuffle_f32x4(s0, s2, 0x88), _mm512_shuffle_f32x4(s1, s3, 0x88),
+                               _mm512_shuffle_f32x4(s0, s2, 0xdd), _mm512_shuffle_f32x4(s1, s3, 0xdd)};
+#pragma GCC unroll 4
+        for (int L = 0; L < 4; L++)
+            if (4 * L + q < cols) _mm512_storeu_ps(Y + (4 * L + q) * ATT_BK, col[L]);
+    }
+}
+
+ATT_AVX512 void att_fast_transpose(int64_t rows, int64_t cols, const float *X, int64_t ldx, float *Xt)
+{
+    for (int64_t r0 = 0; r0 < rows; r0 += 16)
+        for (int64_t c0 = 0; c0 < cols; c0 += 16)
+            transpose16(X + r0 * ldx + c0, ldx, rows - r0 < 16 ? (int)(rows - r0) : 16,
+                        cols - c0 < 16 ? (int)(cols - c0) : 16, Xt + c0 * ATT_BK + r0);
 }
 
 #else
@@ -113,14 +164,10 @@ ATT_AVX512 void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, cons
 bool att_fast_usable(const att_dims *a) { return false; }
 
 void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
-                   const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc)
+                   const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc, att_band band)
 {
 }
+
+void att_fast_transpose(int64_t rows, int64_t cols, const float *X, int64_t ldx, float *Xt) {}
 
 #endif
-
-void att_fast_transpose(int64_t rows, int64_t cols, const float *X, int64_t ldx, float *Xt)
-{
-    for (int64_t c = 0; c < cols; c++)
-        for (int64_t r = 0; r < rows; r++) Xt[c * ATT_BK + r] = X[r * ldx + c];
-}

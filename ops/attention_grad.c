@@ -52,15 +52,18 @@ DF_TARGET_CLONES static void probabilities(const att_dims *a, const float *lse, 
     }
 }
 
-/* dS = P * (dP - D) in place of dP, row by row. */
-DF_TARGET_CLONES static void score_gradients(const float *D, int64_t i0, int64_t nq, int64_t nk, const float *S,
-                                             float *dS)
+/* dS = P * (dP - D) in place of dP, row by row, 0 where masked (the fast
+ * tiles leave masked entries of dP unwritten). */
+DF_TARGET_CLONES static void score_gradients(const att_dims *a, const float *D, int64_t i0, int64_t nq, int64_t j0,
+                                             int64_t nk, const float *S, float *dS)
 {
     for (int64_t r = 0; r < nq; r++) {
         const float *p = S + r * ATT_BK, Di = D[i0 + r];
         float *ds = dS + r * ATT_BK;
+        const int64_t seen = att_visible(a, i0 + r, j0, nk);
 #pragma omp simd
-        for (int64_t j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - Di);
+        for (int64_t j = 0; j < seen; j++) ds[j] = p[j] * (ds[j] - Di);
+        for (int64_t j = seen; j < nk; j++) ds[j] = 0.0f;
     }
 }
 
@@ -75,13 +78,15 @@ static void grad_block(const att_dims *a, bool fast, const att_grad_ptrs *t, int
 {
     const int64_t d = a->d, dv = a->dv, ldq = a->ldq, ldk = a->ldk, ldv = a->ldv, ldo = a->ldo;
     const float *Qi = t->Q + i0 * ldq, *dOi = t->dO + i0 * ldo, *Kj = t->K + j0 * ldk, *Vj = t->V + j0 * ldv;
-    att_product_nt(fast, nq, nk, d, a->scale, Qi, ldq, Kj, ldk, w->Kt, w->S);
+    const int64_t reach = att_band_reach(a, i0, j0);
+    const att_band by_query = att_band_by_query(reach), by_key = att_band_by_key(reach);
+    att_product_nt(fast, nq, nk, d, a->scale, Qi, ldq, Kj, ldk, w->Kt, w->S, reach);
     probabilities(a, t->lse, i0, nq, j0, nk, w->S);
-    att_product(fast, true, nk, dv, nq, 1.0f, w->S, ATT_BK, dOi, ldo, 1.0f, t->dV + j0 * ldv, ldv);
-    att_product_nt(fast, nq, nk, dv, 1.0f, dOi, ldo, Vj, ldv, w->Vt, w->dS);
-    score_gradients(t->D, i0, nq, nk, w->S, w->dS);
-    att_product(fast, true, nk, d, nq, a->scale, w->dS, ATT_BK, Qi, ldq, 1.0f, t->dK + j0 * ldk, ldk);
-    att_product(fast, false, nq, d, nk, a->scale, w->dS, ATT_BK, Kj, ldk, 1.0f, t->dQ + i0 * ldq, ldq);
+    att_product(fast, true, nk, dv, nq, 1.0f, w->S, ATT_BK, dOi, ldo, 1.0f, t->dV + j0 * ldv, ldv, by_query);
+    att_product_nt(fast, nq, nk, dv, 1.0f, dOi, ldo, Vj, ldv, w->Vt, w->dS, reach);
+    score_gradients(a, t->D, i0, nq, j0, nk, w->S, w->dS);
+    att_product(fast, true, nk, d, nq, a->scale, w->dS, ATT_BK, Qi, ldq, 1.0f, t->dK + j0 * ldk, ldk, by_query);
+    att_product(fast, false, nq, d, nk, a->scale, w->dS, ATT_BK, Kj, ldk, 1.0f, t->dQ + i0 * ldq, ldq, by_key);
 }
 
 /* Rows [0, rows) of width cols, stride ld, to zero. */
