@@ -1,9 +1,15 @@
 /* bench_attention.c — the fused df_attention against the same attention
  * composed from ops (batch_matmul, scale, a -inf mask, softmax, batch_matmul)
  * at (B,h,T,d) = (16,6,256,64), forward and forward + backward, causal and
- * not. The two run alternately, round by round; each figure is a median.
+ * not. The two run alternately, round by round; each figure is a median,
+ * and the fused op's GFLOP/s is by the op's cost model (4 d per visible
+ * query-key pair forward, 10 d more backward: causal counts the T(T+1)/2
+ * visible pairs, not the masked ones the blocks compute too). --cpu times
+ * by the process's CPU time instead of the wall clock (on a busy machine,
+ * with --threads 1, it leaves out the time other processes held the core;
+ * GFLOP/s are then per core-second).
  *
- *   bench/bench_attention [--rounds N] [--threads N] */
+ *   bench/bench_attention [--rounds N] [--threads N] [--cpu] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +19,12 @@
 
 enum { B = 16, H = 6, T = 256, D = 64 };
 
+static clockid_t timer = CLOCK_MONOTONIC;
+
 static double now_seconds(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(timer, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -64,9 +72,10 @@ static df_graph *build(bool fused, bool backward, bool causal)
 int main(int argc, char **argv)
 {
     int rounds = 9;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--threads")) df_set_num_threads(atoi(argv[i + 1]));
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--cpu")) timer = CLOCK_PROCESS_CPUTIME_ID;
+        else if (i + 1 < argc && !strcmp(argv[i], "--rounds")) rounds = atoi(argv[++i]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--threads")) df_set_num_threads(atoi(argv[++i]));
     }
     if (rounds < 1 || rounds > 1000) rounds = 9;
     for (int i = 0; i < T; i++)
@@ -81,9 +90,9 @@ int main(int argc, char **argv)
         for (size_t j = 0; j < n; j++) p[j] = 2 * df_rng_uniform(&rng) - 1;
         in[i] = df_tensor_make(DF_F32, p, 4, (int64_t[]){B, H, T, D});
     }
-    printf("(B,h,T,d) = (%d,%d,%d,%d), %d threads, medians of %d alternating rounds\n", B, H, T, D, df_num_threads(),
-           rounds);
-    printf("%-26s %10s %10s %7s\n", "", "fused ms", "composed", "ratio");
+    printf("(B,h,T,d) = (%d,%d,%d,%d), %d threads, medians of %d alternating rounds, %s\n", B, H, T, D,
+           df_num_threads(), rounds, timer == CLOCK_MONOTONIC ? "wall clock" : "process CPU time");
+    printf("%-26s %10s %10s %7s %8s\n", "", "fused ms", "composed", "ratio", "GFLOP/s");
     for (int causal = 1; causal >= 0; causal--)
         for (int backward = 0; backward < 2; backward++) {
             df_graph *g[2] = {build(true, backward, causal), build(false, backward, causal)};
@@ -101,9 +110,11 @@ int main(int argc, char **argv)
                 med[k] = ms[k * rounds + rounds / 2];
                 df_graph_free(g[k]);
             }
-            printf("%-26s %10.1f %10.1f %6.2fx\n", causal ? (backward ? "causal, fwd + bwd" : "causal, forward")
-                                                          : (backward ? "full, fwd + bwd" : "full, forward"),
-                   med[0], med[1], med[1] / med[0]);
+            const double pairs = causal ? (double)T * (T + 1) / 2 : (double)T * T;
+            const double flops = (double)B * H * pairs * (backward ? 14 : 4) * D;
+            printf("%-26s %10.1f %10.1f %6.2fx %8.1f\n", causal ? (backward ? "causal, fwd + bwd" : "causal, forward")
+                                                               : (backward ? "full, fwd + bwd" : "full, forward"),
+                   med[0], med[1], med[1] / med[0], flops / (med[0] * 1e6));
             free(ms);
         }
     for (int i = 0; i < 3; i++) free(in[i].data);

@@ -53,7 +53,8 @@ static df_status attention_infer(df_node *n)
  * its running max *m and sum *l: s becomes the row's unnormalised
  * probabilities exp(s - m_new) (0 where masked). Returns the factor
  * exp(m_old - m_new) the row's output so far must be scaled by. */
-static float online_softmax_row(float *s, int64_t seen, int64_t nk, float *m, float *l)
+static inline __attribute__((always_inline)) float online_softmax_row(float *s, int64_t seen, int64_t nk, float *m,
+                                                                        float *l)
 {
     float max = *m;
 #pragma omp simd reduction(max : max)
@@ -73,11 +74,27 @@ static float online_softmax_row(float *s, int64_t seen, int64_t nk, float *m, fl
     return rescale;
 }
 
+/* Every row of a block of scores S (queries [i0, i0 + nq), keys [j0, j0 +
+ * nk)) through online_softmax_row, each row's output so far in O rescaled;
+ * built for AVX-512 and AVX2 too (the library's baseline is SSE2, and the
+ * exps cost about as much as the block's products). */
+DF_TARGET_CLONES static void online_softmax_block(const att_dims *a, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
+                                                  float *S, float *m, float *l, float *O)
+{
+    for (int64_t r = 0; r < nq; r++) {
+        float rescale = online_softmax_row(S + r * ATT_BK, att_visible(a, i0 + r, j0, nk), nk, &m[r], &l[r]);
+        if (rescale == 1.0f) continue;
+        float *o = O + r * a->ldo;
+#pragma omp simd
+        for (int64_t c = 0; c < a->dv; c++) o[c] *= rescale;
+    }
+}
+
 /* Queries [i0, i0 + nq) of one leading index: Q, K, V point at its first q,
  * k, v rows, O and lse at the block's output rows and logsumexps; S is a
- * block of scores. */
-static void query_block(const att_dims *a, const float *Q, const float *K, const float *V, int64_t i0, int64_t nq,
-                        float *O, float *lse, float *S)
+ * block of scores, Kt one of k^T for the fast tiles. */
+static void query_block(const att_dims *a, bool fast, const float *Q, const float *K, const float *V, int64_t i0,
+                        int64_t nq, float *O, float *lse, float *S, float *Kt)
 {
     float m[ATT_BQ], l[ATT_BQ];
     for (int64_t r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
@@ -85,15 +102,12 @@ static void query_block(const att_dims *a, const float *Q, const float *K, const
     const int64_t key_end = att_key_end(a, i0, nq);
     for (int64_t j0 = 0; j0 < key_end; j0 += ATT_BK) {
         const int64_t nk = key_end - j0 < ATT_BK ? key_end - j0 : ATT_BK;
-        att_gemm(false, true, nq, nk, a->d, a->scale, Q, a->ldq, K + j0 * a->ldk, a->ldk, 0.0f, S, ATT_BK);
-        for (int64_t r = 0; r < nq; r++) {
-            float rescale = online_softmax_row(S + r * ATT_BK, att_visible(a, i0 + r, j0, nk), nk, &m[r], &l[r]);
-            if (rescale == 1.0f) continue;
-            float *o = O + r * a->ldo;
-#pragma omp simd
-            for (int64_t c = 0; c < a->dv; c++) o[c] *= rescale;
-        }
-        att_gemm(false, false, nq, a->dv, nk, 1.0f, S, ATT_BK, V + j0 * a->ldv, a->ldv, 1.0f, O, a->ldo);
+        const int64_t reach = att_band_reach(a, i0, j0);
+        if (fast) att_fast_transpose(nk, a->d, K + j0 * a->ldk, a->ldk, Kt);
+        att_product_nt(fast, nq, nk, a->d, a->scale, Q, a->ldq, K + j0 * a->ldk, a->ldk, Kt, S, reach);
+        online_softmax_block(a, i0, nq, j0, nk, S, m, l, O);
+        att_product(fast, false, nq, a->dv, nk, 1.0f, S, ATT_BK, V + j0 * a->ldv, a->ldv, 1.0f, O, a->ldo,
+                    att_band_by_key(reach));
     }
     for (int64_t r = 0; r < nq; r++) {
         float inv = 1.0f / l[r], *o = O + r * a->ldo;
@@ -107,16 +121,17 @@ void df_att_forward(const att_dims *a, att_offsets_fn at, const float *Q, const 
                     float *LSE)
 {
     const int64_t q_blocks = (a->Tq + ATT_BQ - 1) / ATT_BQ, units = a->nb * q_blocks;
+    const bool fast = att_fast_usable(a);
 #pragma omp parallel if (units > 1)
     {
-        float S[ATT_BQ * ATT_BK];
+        float S[ATT_BQ * ATT_BK], Kt[ATT_BK * ATT_BK];
 #pragma omp for schedule(dynamic)
         for (int64_t u = 0; u < units; u++) {
             const int64_t p = u / q_blocks, i0 = u % q_blocks * ATT_BQ;
             const int64_t nq = a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ;
             const att_offsets o = at(a, p);
-            query_block(a, Q + o.q + i0 * a->ldq, K + o.k, V + o.v, i0, nq, Y + o.y + i0 * a->ldo,
-                        LSE + p * a->Tq + i0, S);
+            query_block(a, fast, Q + o.q + i0 * a->ldq, K + o.k, V + o.v, i0, nq, Y + o.y + i0 * a->ldo,
+                        LSE + p * a->Tq + i0, S, Kt);
         }
     }
 }

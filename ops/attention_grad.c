@@ -38,37 +38,55 @@ static df_status attention_grad_infer(df_node *n)
     return DF_OK;
 }
 
-/* P for queries [i0, i0 + nq) x keys [j0, j0 + nk) into S (ld ATT_BK). */
-static void probabilities(const att_dims *a, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
-                          float *S)
+/* P (nq x nk, row stride ATT_BK) from the scores in S: exp(s - lse), 0
+ * where masked; built for AVX-512 and AVX2 too, as the forward's softmax. */
+DF_TARGET_CLONES static void probabilities(const att_dims *a, const float *lse, int64_t i0, int64_t nq, int64_t j0,
+                                           int64_t nk, float *S)
 {
-    att_gemm(false, true, nq, nk, a->d, a->scale, t->Q + i0 * a->ldq, a->ldq, t->K + j0 * a->ldk, a->ldk, 0.0f, S,
-             ATT_BK);
     for (int64_t r = 0; r < nq; r++) {
-        float *s = S + r * ATT_BK, lse = t->lse[i0 + r];
+        float *s = S + r * ATT_BK, lse_r = lse[i0 + r];
         const int64_t seen = att_visible(a, i0 + r, j0, nk);
 #pragma omp simd
-        for (int64_t j = 0; j < seen; j++) s[j] = cell_exp(s[j] - lse);
+        for (int64_t j = 0; j < seen; j++) s[j] = cell_exp(s[j] - lse_r);
         for (int64_t j = seen; j < nk; j++) s[j] = 0.0f;
     }
 }
 
-/* Adds the contributions of queries [i0, i0 + nq) and keys [j0, j0 + nk). */
-static void grad_block(const att_dims *a, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
-                       float *S, float *dS)
+/* dS = P * (dP - D) in place of dP, row by row, 0 where masked (the fast
+ * tiles leave masked entries of dP unwritten). */
+DF_TARGET_CLONES static void score_gradients(const att_dims *a, const float *D, int64_t i0, int64_t nq, int64_t j0,
+                                             int64_t nk, const float *S, float *dS)
+{
+    for (int64_t r = 0; r < nq; r++) {
+        const float *p = S + r * ATT_BK, Di = D[i0 + r];
+        float *ds = dS + r * ATT_BK;
+        const int64_t seen = att_visible(a, i0 + r, j0, nk);
+#pragma omp simd
+        for (int64_t j = 0; j < seen; j++) ds[j] = p[j] * (ds[j] - Di);
+        for (int64_t j = seen; j < nk; j++) ds[j] = 0.0f;
+    }
+}
+
+/* A thread's blocks: scores and their gradients, k^T and v^T of the key
+ * block for the fast tiles. */
+typedef struct grad_scratch { float S[ATT_BQ * ATT_BK], dS[ATT_BQ * ATT_BK], Kt[ATT_BK * ATT_BK], Vt[ATT_BK * ATT_BK]; } grad_scratch;
+
+/* Adds the contributions of queries [i0, i0 + nq) and keys [j0, j0 + nk);
+ * w->Kt and w->Vt hold the key block's k^T and v^T when fast. */
+static void grad_block(const att_dims *a, bool fast, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0,
+                       int64_t nk, grad_scratch *w)
 {
     const int64_t d = a->d, dv = a->dv, ldq = a->ldq, ldk = a->ldk, ldv = a->ldv, ldo = a->ldo;
-    probabilities(a, t, i0, nq, j0, nk, S);
-    att_gemm(true, false, nk, dv, nq, 1.0f, S, ATT_BK, t->dO + i0 * ldo, ldo, 1.0f, t->dV + j0 * ldv, ldv);
-    att_gemm(false, true, nq, nk, dv, 1.0f, t->dO + i0 * ldo, ldo, t->V + j0 * ldv, ldv, 0.0f, dS, ATT_BK);
-    for (int64_t r = 0; r < nq; r++) {
-        const float *p = S + r * ATT_BK, Di = t->D[i0 + r];
-        float *ds = dS + r * ATT_BK;
-#pragma omp simd
-        for (int64_t j = 0; j < nk; j++) ds[j] = p[j] * (ds[j] - Di);
-    }
-    att_gemm(true, false, nk, d, nq, a->scale, dS, ATT_BK, t->Q + i0 * ldq, ldq, 1.0f, t->dK + j0 * ldk, ldk);
-    att_gemm(false, false, nq, d, nk, a->scale, dS, ATT_BK, t->K + j0 * ldk, ldk, 1.0f, t->dQ + i0 * ldq, ldq);
+    const float *Qi = t->Q + i0 * ldq, *dOi = t->dO + i0 * ldo, *Kj = t->K + j0 * ldk, *Vj = t->V + j0 * ldv;
+    const int64_t reach = att_band_reach(a, i0, j0);
+    const att_band by_query = att_band_by_query(reach), by_key = att_band_by_key(reach);
+    att_product_nt(fast, nq, nk, d, a->scale, Qi, ldq, Kj, ldk, w->Kt, w->S, reach);
+    probabilities(a, t->lse, i0, nq, j0, nk, w->S);
+    att_product(fast, true, nk, dv, nq, 1.0f, w->S, ATT_BK, dOi, ldo, 1.0f, t->dV + j0 * ldv, ldv, by_query);
+    att_product_nt(fast, nq, nk, dv, 1.0f, dOi, ldo, Vj, ldv, w->Vt, w->dS, reach);
+    score_gradients(a, t->D, i0, nq, j0, nk, w->S, w->dS);
+    att_product(fast, true, nk, d, nq, a->scale, w->dS, ATT_BK, Qi, ldq, 1.0f, t->dK + j0 * ldk, ldk, by_query);
+    att_product(fast, false, nq, d, nk, a->scale, w->dS, ATT_BK, Kj, ldk, 1.0f, t->dQ + i0 * ldq, ldq, by_key);
 }
 
 /* Rows [0, rows) of width cols, stride ld, to zero. */
@@ -78,7 +96,7 @@ static void zero_rows(float *x, int64_t rows, int64_t cols, int64_t ld)
 }
 
 /* All gradients of one leading index (t points at its rows). */
-static void grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float *dS)
+static void grad_one(const att_dims *a, bool fast, const att_grad_ptrs *t, grad_scratch *w)
 {
     for (int64_t i = 0; i < a->Tq; i++) {
         const float *o = t->O + i * a->ldo, *g = t->dO + i * a->ldo;
@@ -92,18 +110,23 @@ static void grad_one(const att_dims *a, const att_grad_ptrs *t, float *S, float 
     zero_rows(t->dV, a->Tk, a->dv, a->ldv);
     for (int64_t j0 = 0; j0 < a->Tk; j0 += ATT_BK) {
         const int64_t nk = a->Tk - j0 < ATT_BK ? a->Tk - j0 : ATT_BK;
+        if (fast) {
+            att_fast_transpose(nk, a->d, t->K + j0 * a->ldk, a->ldk, w->Kt);
+            att_fast_transpose(nk, a->dv, t->V + j0 * a->ldv, a->ldv, w->Vt);
+        }
         int64_t first = a->causal ? j0 - a->offset : 0;      /* the first query that sees key j0 */
         first = first < 0 ? 0 : first / ATT_BQ * ATT_BQ;
         for (int64_t i0 = first; i0 < a->Tq; i0 += ATT_BQ)
-            grad_block(a, t, i0, a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ, j0, nk, S, dS);
+            grad_block(a, fast, t, i0, a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ, j0, nk, w);
     }
 }
 
 void df_att_backward(const att_dims *a, att_offsets_fn at, const att_grad_ptrs *t)
 {
+    const bool fast = att_fast_usable(a);
 #pragma omp parallel if (a->nb > 1)
     {
-        float S[ATT_BQ * ATT_BK], dS[ATT_BQ * ATT_BK];
+        grad_scratch w;
 #pragma omp for schedule(dynamic)
         for (int64_t p = 0; p < a->nb; p++) {
             const att_offsets o = at(a, p);
@@ -112,7 +135,7 @@ void df_att_backward(const att_dims *a, att_offsets_fn at, const att_grad_ptrs *
                 .lse = t->lse + p * a->Tq, .dQ = t->dQ + o.q, .dK = t->dK + o.k, .dV = t->dV + o.v,
                 .D = t->D + p * a->Tq,
             };
-            grad_one(a, &u, S, dS);
+            grad_one(a, fast, &u, &w);
         }
     }
 }

@@ -73,6 +73,63 @@ static inline void att_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, f
         for (int64_t r = 0; r < M; r++) memset(C + r * ldc, 0, (size_t)N * sizeof(float));
 }
 
+/* Which products of a causal block can be skipped: row i of C needs only
+ * columns n < i + n_lim and terms k with i + k_from <= k < i + k_lim (the
+ * others are masked scores, or zero probabilities whose terms add nothing).
+ * The fast tiles skip what a whole tile of rows does not need, so C's
+ * entries past n_lim are left unwritten; df_sgemm computes everything. */
+typedef struct att_band { int64_t n_lim, k_lim, k_from; } att_band;
+#define ATT_UNBOUNDED (INT64_MAX / 4)
+
+/* Queries [i0, ...) over keys [j0, ...) of a block: local query r sees local
+ * keys below r + att_band_reach (a huge number when not causal). */
+static inline int64_t att_band_reach(const att_dims *a, int64_t i0, int64_t j0)
+{
+    return a->causal ? i0 + a->offset + 1 - j0 : ATT_UNBOUNDED;
+}
+/* Rows are queries, columns keys (q k^T, dO v^T). */
+static inline att_band att_band_scores(int64_t reach) { return (att_band){reach, ATT_UNBOUNDED, -ATT_UNBOUNDED}; }
+/* Rows are queries, terms keys (P v, dS k). */
+static inline att_band att_band_by_key(int64_t reach) { return (att_band){ATT_UNBOUNDED, reach, -ATT_UNBOUNDED}; }
+/* Rows are keys, terms queries (P^T dO, dS^T q): key j is seen from query j - reach + 1 on. */
+static inline att_band att_band_by_query(int64_t reach) { return (att_band){ATT_UNBOUNDED, ATT_UNBOUNDED, 1 - reach}; }
+
+/* ops/attention_fast.c: AVX-512 tiles for the blocks' products. Usable
+ * when the CPU has AVX-512F, d <= ATT_BK and dv <= ATT_BK (a block of k^T
+ * or v^T fits ATT_BK x ATT_BK) and DF_ATTENTION_NO_AVX512 is unset or 0. */
+bool att_fast_usable(const att_dims *a);
+/* C (M x N, row stride ldc) = alpha A B, plus C if accumulate; A (i, k) at
+ * A[i*ars + k*acs], B (k, n) at B[k*ldb + n]; within band. */
+void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
+                   const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc, att_band band);
+/* Xt (cols x rows, row stride ATT_BK) = X (rows x cols, stride ldx)^T. */
+void att_fast_transpose(int64_t rows, int64_t cols, const float *X, int64_t ldx, float *Xt);
+
+/* C = alpha op(A) B + beta C (beta 0 or 1) on the fast tiles (within band)
+ * or df_sgemm. */
+static inline void att_product(bool fast, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                               int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                               att_band band)
+{
+    if (fast)
+        att_fast_gemm(M, N, K, alpha, A, ta ? 1 : lda, ta ? lda : 1, B, ldb, beta != 0.0f, C, ldc, band);
+    else
+        att_gemm(ta, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* S (nq x nk, row stride ATT_BK) = alpha X Y^T for X (nq x K, stride ldx)
+ * and Y (nk x K, stride ldy), rows queries and columns keys of a block whose
+ * att_band_reach is reach; on the fast tiles Yt must hold Y^T
+ * (att_fast_transpose), else Yt is unused. */
+static inline void att_product_nt(bool fast, int64_t nq, int64_t nk, int64_t K, float alpha, const float *X,
+                                  int64_t ldx, const float *Y, int64_t ldy, const float *Yt, float *S, int64_t reach)
+{
+    if (fast)
+        att_fast_gemm(nq, nk, K, alpha, X, ldx, 1, Yt, ATT_BK, false, S, ATT_BK, att_band_scores(reach));
+    else
+        att_gemm(false, true, nq, nk, K, alpha, X, ldx, Y, ldy, 0.0f, S, ATT_BK);
+}
+
 /* Where leading index p's rows start in q, k, v (and in their gradients)
  * and in the output (and its gradient), in floats from each tensor's start;
  * the logsumexps and D of p start at p * Tq. */

@@ -464,7 +464,10 @@ df_node *df_batch_matmul(df_graph *g, df_node *a, df_node *b, bool transpose_a, 
  * queries x keys with a running max and sum per query row, keeping only each
  * row's logsumexp for the backward, which recomputes the scores (a fused
  * attention_grad op giving dq, dk, dv). Results do not depend on the thread
- * count. Masked keys and values must still be finite: a block that holds
+ * count. With AVX-512F and d, dv <= 64 the blocks' products run on register
+ * tiles of their own, else through the library's GEMM; the environment
+ * variable DF_ATTENTION_NO_AVX512=1 (read once) forces the GEMM (the two
+ * differ in the last bits). Masked keys and values must still be finite: a block that holds
  * visible keys multiplies its masked ones by 0, and 0 * NaN is NaN (as in the
  * composed version). The gradient is NOT differentiable again: asking for a second
  * derivative through it fails with "op 'attention_grad' ... has no gradient";

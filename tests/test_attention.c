@@ -130,6 +130,20 @@ Test(attention, fewer_queries_than_keys_and_dv_matches_composed)
     check_against_composed(&(att_case){3, {2}, 1, 130, 5, 2, true}, ATT_TOL);   /* a one-token step */
 }
 
+/* The head sizes of the models (d 64, the big char-gpt's; 40, whose last
+ * 16 columns are a partial vector; dv 64 against d 40), over 100 positions
+ * (a full and a partial block): on AVX-512 these run the register tiles of
+ * ops/attention_fast.c with every row count and vector count of a tile, and
+ * the causal blocks' skipped tiles. */
+Test(attention, model_head_sizes_match_composed)
+{
+    for (int causal = 0; causal < 2; causal++) {
+        check_against_composed(&(att_case){4, {1, 2}, 100, 100, 40, 64, causal}, ATT_TOL);
+        check_against_composed(&(att_case){3, {2}, 70, 70, 64, 64, causal}, ATT_TOL);
+    }
+    check_against_composed(&(att_case){3, {1}, 37, 101, 64, 24, true}, ATT_TOL);   /* cached keys, offset 64 */
+}
+
 Test(attention, rank2_matches_composed)
 {
     check_against_composed(&(att_case){2, {0}, 65, 65, 7, 7, true}, ATT_TOL);
