@@ -191,6 +191,7 @@ help_lists train data epochs batch seq embed hidden cell layers dropout reset-af
     momentum clip lr-schedule warmup-steps decay-steps decay-rate seed batching shuffle-buffer val \
     steps-per-epoch checkpoint-dir checkpoint-every resume loop csv plot threads
 help_lists sample checkpoint-dir checkpoint length start temperature seed threads
+help_lists evaluate checkpoint-dir checkpoint data warm threads precision
 help_lists summary data vocab embed hidden cell layers dropout reset-after batch
 help_lists graph dot what data vocab embed hidden cell layers dropout reset-after batch seq
 "$bin" train --help > help.txt 2>&1
@@ -199,6 +200,25 @@ check "train --help shows the defaults of the new options" sh -c 'grep -q "^  --
     grep -q "^  --layers N .*(default: 1)\$" help.txt && grep -q "^  --optimizer C .*(default: adam)\$" help.txt &&
     grep -q "^  --lr-schedule C .*(default: constant)\$" help.txt && grep -q "^  --decay-steps N .*(default: 1000)\$" help.txt &&
     grep -q "^  --decay-rate X .*(default: 0.5)\$" help.txt && grep -q "^  --clip X .*(default: 0)\$" help.txt'
+
+# ----------------------------------------------------------------- evaluate
+"$bin" train $flags --epochs 2 --val 0.1 --checkpoint-dir V > v.out 2>&1
+# the val_loss column of epoch E's row in V/losses.csv, rounded as evaluate prints it
+logged_val() { awk -F, -v e="$1" '$1 == e && $4 != "" { v = $4 } END { printf "%.4f", v }' V/losses.csv; }
+"$bin" evaluate --checkpoint-dir V --data corpus.txt > ev.out 2>&1
+check "evaluate prints the val_loss training logged after the last epoch ($(logged_val 2))" sh -c \
+    "[ \$? -eq 0 ] && grep -q '^val_loss: $(logged_val 2) (11 batches of 4 x 16, the corpus.s last 10%, from a zero state)\$' ev.out"
+"$bin" evaluate --checkpoint V/ckpt_1 --data corpus.txt > ev1.out 2>&1
+check "evaluate --checkpoint V/ckpt_1 prints epoch 1's val_loss ($(logged_val 1))" grep -q "^val_loss: $(logged_val 1) " ev1.out
+"$bin" evaluate --checkpoint-dir V --data corpus.txt --warm > evw.out 2>&1
+check "evaluate --warm scores a second pass from the carried state (another loss)" sh -c \
+    "grep -q '^val_loss: [0-9.]* .*second pass' evw.out && ! grep -q '^val_loss: $(logged_val 2) ' evw.out"
+make_corpus 150 > other.txt
+expect_error "evaluate on another corpus" "is not the corpus this checkpoint was trained on" \
+    "$bin" evaluate --checkpoint-dir V --data other.txt
+expect_error "evaluate of a run trained without --val" "trained without --val" \
+    "$bin" evaluate --checkpoint D/ckpt_1 --data corpus.txt
+expect_error "evaluate without a checkpoint" "no checkpoint" "$bin" evaluate --checkpoint-dir nowhere --data corpus.txt
 
 # ---------------------------------------------------------------- precision
 "$bin" train $flags --epochs 1 --checkpoint-dir P32 > p32.out 2>&1

@@ -1,6 +1,7 @@
 /* char-rnn — the "Text generation with an RNN" tutorial in C on dagflow.
  *   char-rnn train    [flags]   fit (Keras-style) or --loop custom (GradientTape-style)
  *   char-rnn sample   [flags]   generate text from the latest checkpoint
+ *   char-rnn evaluate [flags]   the validation loss of a checkpoint
  *   char-rnn summary  [flags]   Keras-style parameter table
  *   char-rnn graph    [flags]   write the traced graph as Graphviz DOT
  *   char-rnn export   [flags] OUT.dfg   the batch-1 sampling step as a saved graph */
@@ -13,6 +14,7 @@
 #include "dist.h"
 #include "export.h"
 #include "model.h"
+#include "evaluate.h"
 #include "sample.h"
 #include "schedule.h"
 #include "train.h"
@@ -186,6 +188,28 @@ static int cmd_sample(int argc, char **argv)
     return report("sample", st == DF_OK ? cr_sample(&o, stdout) : st);
 }
 
+static int cmd_evaluate(int argc, char **argv)
+{
+    cr_evaluate_opts o;
+    cr_evaluate_defaults(&o);
+    int precision = 0;
+    cli_flag flags[] = {
+        {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "use the latest ckpt_N here", 0, 0, NULL},
+        {"checkpoint", CLI_STRING, &o.checkpoint, "use this checkpoint file instead", 0, 0, NULL},
+        {"data", CLI_STRING, &o.data, "the corpus the checkpoint was trained on (checked by its XXH64)", 0, 0, NULL},
+        {"warm", CLI_BOOL, &o.warm, "score a second pass over the split, from the state the first one carried "
+                                    "(as training sees its state), instead of from a zero state", 0, 0, NULL},
+        {"threads", CLI_INT, &threads, "threads (0 = all cores)", 0, 1024, NULL},
+        {"precision", CLI_CHOICE, &precision, "fp32, or bf16 as in char-rnn train (CPUs with AVX512_BF16)", 0, 0,
+         precisions},
+    };
+    int rc = cli_parse("char-rnn evaluate", "char-rnn evaluate [flags]", flags, N(flags), argc, argv, stdout, stderr);
+    if (rc) return rc == 1 ? 0 : rc;
+    apply_threads();
+    df_status st = df_set_precision(precision ? DF_PRECISION_BF16 : DF_PRECISION_FP32);
+    return report("evaluate", st == DF_OK ? cr_evaluate(&o, stdout) : st);
+}
+
 /* Vocabulary size from --vocab or from the corpus. */
 static df_status vocab_size(const char *data, int *vocab)
 {
@@ -277,6 +301,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  train     train the model (--loop fit | custom); checkpoints go to --checkpoint-dir\n"
             "  sample    generate text from the latest checkpoint\n"
+            "  evaluate  the validation loss of a checkpoint (a run trained with --val)\n"
             "  summary   print the Keras-style parameter table\n"
             "  graph     write the compiled train step (or its forward or backward part) as Graphviz DOT\n"
             "  export    write the batch-1 sampling step as a saved graph (dagflow-run loads it)\n\n"
@@ -302,6 +327,7 @@ int main(int argc, char **argv)
         return rc;
     }
     if (!strcmp(cmd, "sample")) return cmd_sample(argc - 2, argv + 2);
+    if (!strcmp(cmd, "evaluate")) return cmd_evaluate(argc - 2, argv + 2);
     if (!strcmp(cmd, "summary")) return cmd_summary(argc - 2, argv + 2);
     if (!strcmp(cmd, "graph")) return cmd_graph(argc - 2, argv + 2);
     if (!strcmp(cmd, "export")) return cr_export_command(argc - 2, argv + 2);

@@ -4,6 +4,7 @@
  * checkpoint outside df_fit, to sample or inspect it. */
 #ifndef CR_RUNSTATE_H
 #define CR_RUNSTATE_H
+#include <stdio.h>
 #include "batches.h"
 #include "model.h"
 #include "schedule.h"
@@ -37,6 +38,14 @@ df_status cr_run_options(cr_run_parts *p, cr_model *m, df_fit_options *o);
 static inline df_status cr_latest_checkpoint(const char *dir, char *path, size_t cap)
 {
     return df_fit_latest_checkpoint(dir, path, cap);
+}
+/* The checkpoint a command reads: file (--checkpoint) when given, else the
+ * latest ckpt_N in dir (--checkpoint-dir). */
+static inline df_status cr_checkpoint_path(const char *file, const char *dir, char *path, size_t cap)
+{
+    if (!file) return cr_latest_checkpoint(dir, path, cap);
+    snprintf(path, cap, "%s", file);
+    return DF_OK;
 }
 /* Reads config and vocabulary only (to build a model for sampling). Settings
  * added after the first checkpoints (cell, layers, dropout, optimizer,

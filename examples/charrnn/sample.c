@@ -79,9 +79,7 @@ df_status cr_model_from_checkpoint(const char *path, cr_vocab *vocab, cr_model *
 df_status cr_sample(const cr_sample_opts *o, FILE *out)
 {
     char path[4096];
-    df_status st = DF_OK;
-    if (o->checkpoint) snprintf(path, sizeof path, "%s", o->checkpoint);
-    else st = cr_latest_checkpoint(o->checkpoint_dir, path, sizeof path);
+    df_status st = cr_checkpoint_path(o->checkpoint, o->checkpoint_dir, path, sizeof path);
     cr_vocab *vocab = malloc(sizeof *vocab);
     if (!vocab) return df_error(DF_ERR_NOMEM, "out of memory");
     cr_model m;
