@@ -1,6 +1,7 @@
 /* common.c — shape helpers shared by the op files. */
 #include <string.h>
 #include "common.h"
+#include "isa_kernels.h"
 
 bool df_check_shape_arg(df_graph *g, const char *op, int ndim, const int64_t *shape)
 {
@@ -153,6 +154,24 @@ int df_target_shape(const df_node *n, int ndim, const int64_t *shape, int64_t *o
     return ndim;
 }
 
+/* out[j] = scale * the sum over k < len of x[k * stride + j], for j < width
+ * <= DF_SUM_COLUMNS_MAX, each column summed in double in the order of k.
+ * Every vector lane is one column's scalar sum (adds, then one multiply: no
+ * contraction either), so every instruction set's copy gives its bits. */
+static inline __attribute__((always_inline)) void df_sum_columns_body(const float *x, int64_t len, int64_t stride,
+                                                                      int64_t width, float scale, float *out)
+{
+    double acc[DF_SUM_COLUMNS_MAX] = {0};
+    for (int64_t k = 0; k < len; k++) {
+        const float *row = x + k * stride;
+#pragma omp simd
+        for (int64_t j = 0; j < width; j++) acc[j] += row[j];
+    }
+    for (int64_t j = 0; j < width; j++) out[j] = (float)(acc[j] * scale);
+}
+DF_ISA_KERNEL(df_sum_columns, (const float *x, int64_t len, int64_t stride, int64_t width, float scale, float *out),
+              (x, len, stride, width, scale, out))
+
 void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int64_t inner, float scale)
 {
     int64_t total = rows * inner;
@@ -166,19 +185,16 @@ void df_reduce_middle(const float *x, float *out, int64_t rows, int64_t len, int
         });
         return;
     }
-    /* Strided case: each thread owns a block of 256 output columns and walks
-     * the reduced axis row by row, so reads stay contiguous and each output
-     * is summed in the same order whatever the thread count. */
-    int64_t blocks_per_row = (inner + 255) / 256;
+    /* Strided case: each task a block of DF_SUM_COLUMNS_MAX output columns
+     * (so the threads share even a narrow output, such as a bias gradient),
+     * walking the reduced axis row by row, so reads stay contiguous and each
+     * output is summed in the same order whatever the thread count. */
+    int64_t blocks_per_row = (inner + DF_SUM_COLUMNS_MAX - 1) / DF_SUM_COLUMNS_MAX;
     DF_PAR_FOR(total * len > DF_PAR_MIN,
     for (int64_t blk = 0; blk < rows * blocks_per_row; blk++) {
-        int64_t r = blk / blocks_per_row, j0 = (blk % blocks_per_row) * 256;
-        int64_t width = inner - j0 < 256 ? inner - j0 : 256;
-        double acc[256] = {0};
-        const float *p = x + r * len * inner + j0;
-        for (int64_t k = 0; k < len; k++)
-            for (int64_t j = 0; j < width; j++) acc[j] += p[k * inner + j];
-        for (int64_t j = 0; j < width; j++) out[r * inner + j0 + j] = (float)(acc[j] * scale);
+        int64_t r = blk / blocks_per_row, j0 = blk % blocks_per_row * DF_SUM_COLUMNS_MAX;
+        int64_t width = inner - j0 < DF_SUM_COLUMNS_MAX ? inner - j0 : DF_SUM_COLUMNS_MAX;
+        df_sum_columns(x + r * len * inner + j0, len, inner, width, scale, out + r * inner + j0);
     });
 }
 

@@ -19,10 +19,13 @@
 #define DF_SUMSQ_LANES 16
 DF_ISA_DECLARE(df_sumsq_lanes, (const float *x, int64_t n, double *lanes))
 
-/* ops/sum_to.c: out[j] = sum over k < len of x[k * stride + j], j < width
- * <= DF_SUM_COLUMNS_MAX, each in double in the order of k. */
+/* ops/common.c (the strided case of every reduction over a middle axis:
+ * sum_to, sum, mean): out[j] = scale * the sum over k < len of
+ * x[k * stride + j], j < width <= DF_SUM_COLUMNS_MAX, each in double in the
+ * order of k. */
 #define DF_SUM_COLUMNS_MAX 64
-DF_ISA_DECLARE(df_sum_columns, (const float *x, int64_t len, int64_t stride, int64_t width, float *out))
+DF_ISA_DECLARE(df_sum_columns,
+               (const float *x, int64_t len, int64_t stride, int64_t width, float scale, float *out))
 
 /* ops/fused_elementwise.c: the gradient chain of gelu, s = {1, c, h, m, k}:
  * out = dy * ((1 + erf(x * c)) * h + x * (exp((x * x) * m) * k)). */

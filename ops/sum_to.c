@@ -1,10 +1,7 @@
 /* sum_to.c — sum x down to a shape it broadcasts from: the adjoint of
  * broadcast_to, used for gradients of broadcasting ops. */
-/* No multiply-add contraction: every copy of the column loop rounds alike. */
-#pragma GCC optimize ("fp-contract=off")
 #include <string.h>
 #include "common.h"
-#include "isa_kernels.h"
 
 DF_ATTRS_BEGIN
 typedef struct {
@@ -50,66 +47,11 @@ static df_status sum_to_infer(df_node *n)
     return DF_OK;
 }
 
-/* out[j] = sum over k < len of x[k * stride + j] for j < width, each column
- * summed in double in the order of k (as df_reduce_middle does): every
- * vector lane is one column's scalar sum, so every copy gives its bits. */
-static inline __attribute__((always_inline)) void df_sum_columns_body(const float *x, int64_t len, int64_t stride,
-                                                                      int64_t width, float *out)
-{
-    double acc[DF_SUM_COLUMNS_MAX] = {0};
-    for (int64_t k = 0; k < len; k++) {
-        const float *row = x + k * stride;
-#pragma omp simd
-        for (int64_t j = 0; j < width; j++) acc[j] += row[j];
-    }
-    for (int64_t j = 0; j < width; j++) out[j] = (float)acc[j];
-}
-DF_ISA_KERNEL(df_sum_columns, (const float *x, int64_t len, int64_t stride, int64_t width, float *out),
-              (x, len, stride, width, out))
-
-/* x (rows, len, inner) summed over its middle axis into (rows, inner), in
- * blocks of columns (a bias gradient: rows 1, len the tokens, inner the
- * features): a block per task, so the threads share even a narrow output. */
-static void sum_middle(const float *x, int64_t rows, int64_t len, int64_t inner, float *out)
-{
-    const int64_t per_row = (inner + DF_SUM_COLUMNS_MAX - 1) / DF_SUM_COLUMNS_MAX;
-#pragma omp parallel for schedule(static) if (rows * len * inner > DF_PAR_MIN)
-    for (int64_t blk = 0; blk < rows * per_row; blk++) {
-        int64_t r = blk / per_row, j0 = blk % per_row * DF_SUM_COLUMNS_MAX;
-        int64_t width = inner - j0 < DF_SUM_COLUMNS_MAX ? inner - j0 : DF_SUM_COLUMNS_MAX;
-        df_sum_columns(x + r * len * inner + j0, len, inner, width, out + r * inner + j0);
-    }
-}
-
-/* The one run of adjacent reduced axes of x, as (rows, len, inner); false
- * when the mask has none or several. */
-static bool single_run(const df_node *x, unsigned mask, int64_t *rows, int64_t *len, int64_t *inner)
-{
-    int first = -1, last = -1;
-    for (int d = 0; d < x->ndim; d++) {
-        if (!(mask >> d & 1)) continue;
-        if (first >= 0 && last != d - 1) return false;
-        if (first < 0) first = d;
-        last = d;
-    }
-    if (first < 0) return false;
-    *rows = df_shape_numel(first, x->shape);
-    *len = df_shape_numel(last - first + 1, x->shape + first);
-    *inner = df_shape_numel(x->ndim - last - 1, x->shape + last + 1);
-    return true;
-}
-
 // x (...) -> y (shape), summing the broadcast axes
 static df_status sum_to_forward(df_node *n)
 {
     const df_node *x = n->in[0];
-    unsigned mask = reduced_mask(n);
-    int64_t rows, len, inner;
-    if (single_run(x, mask, &rows, &len, &inner) && inner > 1) {
-        sum_middle(DF_F32P(x), rows, len, inner, DF_F32P(n));
-        return DF_OK;
-    }
-    df_reduce_axes(DF_F32P(x), x->ndim, x->shape, mask, 1.0f, DF_F32P(n), n->aux);
+    df_reduce_axes(DF_F32P(x), x->ndim, x->shape, reduced_mask(n), 1.0f, DF_F32P(n), n->aux);
     return DF_OK;
 }
 

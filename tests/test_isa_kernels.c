@@ -72,14 +72,17 @@ Test(isa_kernels, sum_columns_copies_match_the_baseline_bitwise)
     float *x = test_input(5, stride * len, -2.0f, 2.0f, true);
     for (int c = 0; c < 2; c++) {
         if (!copies[c].runs) continue;
-        for (int64_t width = 0; width <= DF_SUM_COLUMNS_MAX; width += 7) {
-            float want[DF_SUM_COLUMNS_MAX], got[DF_SUM_COLUMNS_MAX];
-            df_sum_columns_default(x + 3, len, stride, width, want);
-            PICK(df_sum_columns, c)(x + 3, len, stride, width, got);
-            char what[64];
-            snprintf(what, sizeof what, "df_sum_columns_%s, width %lld", copies[c].name, (long long)width);
-            expect_bitwise(got, want, width, what);
-        }
+        for (int64_t width = 0; width <= DF_SUM_COLUMNS_MAX; width += 7)
+            for (int k = 0; k < 2; k++) {            /* a sum, and a mean's scaled sum */
+                const float scale = k ? 1.0f / 59 : 1.0f;
+                float want[DF_SUM_COLUMNS_MAX], got[DF_SUM_COLUMNS_MAX];
+                df_sum_columns_default(x + 3, len, stride, width, scale, want);
+                PICK(df_sum_columns, c)(x + 3, len, stride, width, scale, got);
+                char what[80];
+                snprintf(what, sizeof what, "df_sum_columns_%s, width %lld, scale %g", copies[c].name,
+                         (long long)width, scale);
+                expect_bitwise(got, want, width, what);
+            }
     }
     free(x);
 }
