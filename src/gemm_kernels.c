@@ -402,6 +402,17 @@ TARGET_BF16 static inline __m512i bf16_pairs(__m512 lo, __m512 hi)
     return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
+/* The 16 pairs (x[k], x[k+1]), ..., (x[k+30], x[k+31]) of a k-contiguous row
+ * (k even), zero past kc: one vcvtne2ps2bf16 puts bf16(x[k + i]) in word i,
+ * so words 2p and 2p+1 are pair p. Both k-contiguous packings convert
+ * through it, and so hold the same bf16 values. */
+TARGET_BF16 static inline __m512i bf16_row_pairs(const float *x, int64_t k, int64_t kc)
+{
+    const __m512 lo = _mm512_maskz_loadu_ps(mask16(kc - k), x + k);
+    const __m512 hi = _mm512_maskz_loadu_ps(mask16(kc - k - 16), x + k + 16);
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+}
+
 /* k-major rows (X[k*ldx + r]): two rows of k give 16 pairs at once. */
 TARGET_BF16 static void pack_bf16_kmajor(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
                                          int64_t kc, int w, uint32_t *P)
@@ -449,8 +460,7 @@ TARGET_BF16 static inline __attribute__((always_inline)) void transpose16x16(__m
 }
 
 /* k contiguous (X[r*ldx + k]): 16 rows at a time, each row's 32 floats
- * converted in place to its 16 pairs (as pack_bf16_rowwise, so the same
- * bf16 values), then the 16 x 16 pairs transposed so that each k pair's
+ * converted in place to its 16 pairs (bf16_row_pairs), then the 16 x 16 pairs transposed so that each k pair's
  * 16 rows are one store (gathers of 8 rows' pairs cost ~4x as much on
  * Zen 4). Rows past `rows` and k past kc (an odd last k's partner) zero. */
 TARGET_BF16 static void pack_bf16_kcontig(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
@@ -462,17 +472,9 @@ TARGET_BF16 static void pack_bf16_kcontig(const float *X, int64_t ldx, int64_t r
         const __mmask16 store = mask16(w - g);
         const float *x = X + (r0 + g) * ldx + p0;
         for (int64_t k = 0; k < kc; k += 32) {
-            const __mmask16 mlo = mask16(kc - k), mhi = mask16(kc - k - 16);
             __m512i r[16];
-            UNROLL for (int i = 0; i < 16; i++) {
-                if (i < left) {
-                    const __m512 lo = _mm512_maskz_loadu_ps(mlo, x + i * ldx + k);
-                    const __m512 hi = _mm512_maskz_loadu_ps(mhi, x + i * ldx + k + 16);
-                    r[i] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-                } else {
-                    r[i] = _mm512_setzero_si512();
-                }
-            }
+            UNROLL for (int i = 0; i < 16; i++)
+                r[i] = i < left ? bf16_row_pairs(x + i * ldx, k, kc) : _mm512_setzero_si512();
             transpose16x16(r);
             const int64_t np = pairs - k / 2 < 16 ? pairs - k / 2 : 16;
             uint32_t *dst = P + (k / 2) * w + g;
@@ -488,11 +490,9 @@ TARGET_BF16 static void pack_bf16(bool k_contig, const float *X, int64_t ldx, in
     else pack_bf16_kmajor(X, ldx, r0, rows, p0, kc, w, (uint32_t *)P);
 }
 
-/* Row by row (pack_a_rowwise of gemm.h): 32 floats of a row become its 16
- * pairs in k order with one vcvtne2ps2bf16 (words k, k+1, ... are the pairs
- * (k, k+1), ..., k even in the low half), rounded as bf16_pairs rounds, so
- * a row holds the same pairs as pack_bf16_kcontig's panels. Past kc the
- * masked loads give zeros: an odd last k pairs with zero. */
+/* Row by row (pack_a_rowwise of gemm.h): each 32 floats of a row become its
+ * 16 pairs in k order (bf16_row_pairs, as in pack_bf16_kcontig's panels);
+ * past kc zeros, so an odd last k pairs with zero. */
 TARGET_BF16 static void pack_bf16_rowwise(const float *X, int64_t ldx, int64_t r0, int64_t rows, int64_t p0,
                                           int64_t kc, int w, float *P)
 {
@@ -505,9 +505,7 @@ TARGET_BF16 static void pack_bf16_rowwise(const float *X, int64_t ldx, int64_t r
         }
         const float *x = X + (r0 + r) * ldx + p0;
         for (int64_t k = 0; k < kc; k += 32) {
-            const __m512 lo = _mm512_maskz_loadu_ps(mask16(kc - k), x + k);
-            const __m512 hi = _mm512_maskz_loadu_ps(mask16(kc - k - 16), x + k + 16);
-            const __m512i p = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+            const __m512i p = bf16_row_pairs(x, k, kc);
             const int64_t left = pairs - k / 2;
             if (left >= 16) _mm512_storeu_si512(dst + k / 2, p);
             else _mm512_mask_storeu_epi32(dst + k / 2, mask16(left), p);
