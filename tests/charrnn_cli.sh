@@ -219,6 +219,8 @@ expect_error "evaluate on another corpus" "is not the corpus this checkpoint was
 expect_error "evaluate of a run trained without --val" "trained without --val" \
     "$bin" evaluate --checkpoint D/ckpt_1 --data corpus.txt
 expect_error "evaluate without a checkpoint" "no checkpoint" "$bin" evaluate --checkpoint-dir nowhere --data corpus.txt
+expect_error "train with a validation split shorter than one batch" "validation split of 7 chars is too small for one 4 x 16 batch" \
+    "$bin" train $flags --val 0.001 --checkpoint-dir VS
 
 # ---------------------------------------------------------------- precision
 "$bin" train $flags --epochs 1 --checkpoint-dir P32 > p32.out 2>&1

@@ -23,6 +23,17 @@ df_status cr_batcher_init(cr_batcher *b, const int32_t *ids, int64_t n_ids, int 
     return df_shuffle_buffer_init(&b->order, mode == CR_SHUFFLE ? b->n_chunks : 0, buffer_size, seed);
 }
 
+df_status cr_batcher_init_val(cr_batcher *b, const int32_t *ids, int64_t n_ids, float fraction, int seq, int batch,
+                              uint64_t seed)
+{
+    const int64_t n_val = cr_val_chars(n_ids, fraction);
+    df_status st = cr_batcher_init(b, ids + (n_ids - n_val), n_val, seq, batch, CR_STREAMS, 1, seed);
+    if (st != DF_OK)
+        return df_error(st, "validation split of %lld chars is too small for one %d x %d batch", (long long)n_val,
+                        batch, seq);
+    return DF_OK;
+}
+
 void cr_batcher_free(cr_batcher *b) { df_shuffle_buffer_free(&b->order); }
 
 void cr_batcher_start_epoch(cr_batcher *b)

@@ -26,6 +26,13 @@ typedef struct cr_batcher {
 /* Fails (DF_ERR_RANGE) when the text is too short for one batch. */
 df_status cr_batcher_init(cr_batcher *b, const int32_t *ids, int64_t n_ids, int seq, int batch,
                           cr_batching mode, int buffer_size, uint64_t seed);
+/* The validation split of a corpus of n_ids: its last `fraction` of chars
+ * (0 when fraction is 0). */
+static inline int64_t cr_val_chars(int64_t n_ids, float fraction) { return (int64_t)(n_ids * (double)fraction); }
+/* Batches of that split as training evaluates it: streams, in corpus
+ * order; a split too short for one batch is an error saying so. */
+df_status cr_batcher_init_val(cr_batcher *b, const int32_t *ids, int64_t n_ids, float fraction, int seq, int batch,
+                              uint64_t seed);
 void cr_batcher_free(cr_batcher *b);
 /* Starts an epoch (refills the shuffle buffer; the RNG carries on). */
 void cr_batcher_start_epoch(cr_batcher *b);

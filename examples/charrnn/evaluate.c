@@ -48,11 +48,9 @@ static df_status one_pass(cr_model *m, cr_batcher *val, df_tensor *x, df_tensor 
 static df_status evaluate_model(cr_model *m, const cr_text *text, bool warm, FILE *out)
 {
     const cr_config *c = &m->cfg;
-    int64_t n_val = (int64_t)(text->n * (double)c->val_fraction), n_train = text->n - n_val;
     cr_batcher val;
-    df_status st = cr_batcher_init(&val, text->ids + n_train, n_val, c->seq, c->batch, CR_STREAMS, 1, c->seed);
-    if (st != DF_OK) return df_error(st, "the validation split of %lld chars is too small for one %d x %d batch",
-                                     (long long)n_val, c->batch, c->seq);
+    df_status st = cr_batcher_init_val(&val, text->ids, text->n, c->val_fraction, c->seq, c->batch, c->seed);
+    if (st != DF_OK) return st;
     df_tensor x = {0}, y = {0};
     const int64_t shape[2] = {val.rows, c->seq};
     st = df_tensor_alloc(DF_I32, 2, shape, &x);

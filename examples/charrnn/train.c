@@ -41,7 +41,7 @@ static df_status open_run(run *r, const cr_config *o)
     r->o = o;
     df_status st = cr_text_load(o->data, &r->text);
     if (st != DF_OK) return st;
-    int64_t n_val = (int64_t)(r->text.n * (double)o->val_fraction), n_train = r->text.n - n_val;
+    int64_t n_val = cr_val_chars(r->text.n, o->val_fraction), n_train = r->text.n - n_val;
     r->rc = *o;
     r->rc.vocab = r->text.vocab.size;
     r->rc.data_hash = XXH64(r->text.ids, (size_t)r->text.n * sizeof *r->text.ids, 0);
@@ -52,10 +52,9 @@ static df_status open_run(run *r, const cr_config *o)
     if (st != DF_OK) return st;
     r->model.dropout_row0 = r->train.row0;            /* its part of each batch's dropout masks */
     if (n_val > 0) {
-        st = cr_batcher_init(&r->val, r->text.ids + n_train, n_val, o->seq, o->batch, CR_STREAMS, 1, o->seed);
-        if (st != DF_OK) return df_error(st, "validation split of %lld chars is too small for one %d x %d batch",
-                                         (long long)n_val, o->batch, o->seq);
-        if ((st = cr_dist_shard(&r->val)) != DF_OK) return st;
+        st = cr_batcher_init_val(&r->val, r->text.ids, r->text.n, o->val_fraction, o->seq, o->batch, o->seed);
+        if (st == DF_OK) st = cr_dist_shard(&r->val);
+        if (st != DF_OK) return st;
         r->has_val = true;
     }
     r->parts = (cr_run_parts){.rc = &r->rc, .vocab = &r->text.vocab, .b = &r->train};
