@@ -1049,11 +1049,43 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
     return sync_ranks(r, st, NULL, 0);
 }
 
+/* Copies of the rank variables (the training batch's carried state), to
+ * put back after validation: validation starts from a zero state and leaves
+ * one (reset_states zeroes every slot), and the state the epoch's last step
+ * carried must still be there for the checkpoint (a sampler starts from it)
+ * and for whatever runs next. NULL entries where out of memory. */
+static void **copy_rank_state(const df_fit_options *o)
+{
+    void **copies = calloc((size_t)o->n_rank_variables + 1, sizeof *copies);
+    for (int i = 0; copies && i < o->n_rank_variables; i++) {
+        const df_tensor t = df_variable_tensor(o->rank_variables[i]);
+        const size_t bytes = (size_t)df_tensor_numel(&t) * df_dtype_size(t.dtype);
+        if ((copies[i] = malloc(bytes ? bytes : 1))) memcpy(copies[i], t.data, bytes);
+    }
+    return copies;
+}
+
+static df_status restore_rank_state(const df_fit_options *o, void **copies)
+{
+    df_status st = copies ? DF_OK : df_error(DF_ERR_NOMEM, "df_fit: out of memory keeping the carried state");
+    for (int i = 0; copies && i < o->n_rank_variables; i++) {
+        df_variable *v = o->rank_variables[i];
+        df_tensor t = df_variable_tensor(v);
+        t.data = copies[i];
+        if (st == DF_OK && !copies[i]) st = df_error(DF_ERR_NOMEM, "df_fit: out of memory keeping the carried state");
+        if (st == DF_OK) st = df_variable_assign(v, &t);
+        free(copies[i]);
+    }
+    free(copies);
+    return st;
+}
+
 /* The mean loss over the validation batches of all ranks. Collective. */
 static df_status evaluate(fit_run *r, double *mean)
 {
     const df_fit_options *o = r->o;
     const df_fit_data *d = &o->validation;
+    void **carried = copy_rank_state(o);
     reset_states(o);
     if (d->start_epoch) d->start_epoch(d->user);
     double v[2] = {0, 0};        /* sum of the batch losses, batches */
@@ -1070,6 +1102,8 @@ static df_status evaluate(fit_run *r, double *mean)
     }
     if (st == DF_OK && v[1] == 0) st = df_error(DF_ERR_STATE, "df_fit: the validation data gave no batch");
     reset_states(o);
+    const df_status kept = restore_rank_state(o, carried);
+    if (st == DF_OK) st = kept;
     st = sync_ranks(r, st, v, 2);
     *mean = v[1] > 0 ? v[0] / v[1] : NAN;
     return st;

@@ -268,6 +268,30 @@ df_status df_checkpoint_restore_variable(const df_checkpoint *ck, df_variable *v
     return DF_OK;
 }
 
+df_status df_checkpoint_tensor_shape(const df_checkpoint *ck, const char *name, df_dtype *dtype, int *ndim,
+                                     int64_t shape[DF_MAX_DIMS])
+{
+    if (!ck || !name || !dtype || !ndim || !shape)
+        return df_error(DF_ERR_ARG, "df_checkpoint_tensor_shape: null argument");
+    const ck_entry *e = lookup(ck, name, DF_CHECKPOINT_TENSOR);
+    if (!e) return DF_ERR_ARG;
+    *dtype = e->dtype;
+    *ndim = e->ndim;
+    memcpy(shape, e->shape, (size_t)e->ndim * sizeof *shape);
+    return DF_OK;
+}
+
+df_status df_checkpoint_get_tensor_into(const df_checkpoint *ck, const char *name, void *out, size_t len)
+{
+    if (!ck || !name || (!out && len)) return df_error(DF_ERR_ARG, "df_checkpoint_get_tensor_into: null argument");
+    const ck_entry *e = lookup(ck, name, DF_CHECKPOINT_TENSOR);
+    if (!e) return DF_ERR_ARG;
+    if (e->bytes != len)
+        return df_error(DF_ERR_FORMAT, "checkpoint tensor '%s' has %zu bytes, not %zu", name, e->bytes, len);
+    if (len) memcpy(out, e->data, len);
+    return DF_OK;
+}
+
 int df_checkpoint_count(const df_checkpoint *ck) { return ck ? ck->count : 0; }
 
 const char *df_checkpoint_entry_name(const df_checkpoint *ck, int i)

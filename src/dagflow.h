@@ -766,6 +766,14 @@ df_status df_checkpoint_write(const df_checkpoint *ck, const char *path);
  * is NULL on error. read_memory copies data, which may be freed afterwards. */
 df_status df_checkpoint_read(const char *path, df_checkpoint **out);
 df_status df_checkpoint_read_memory(const void *data, size_t len, df_checkpoint **out);
+/* A stored tensor without a variable to restore into (a value of another
+ * shape, e.g. one row of a batch's state): its dtype and shape (ndim entries
+ * of shape written), then exactly its bytes copied into out (row-major; len
+ * must be the tensor's size, else DF_ERR_FORMAT naming it and both sizes).
+ * A missing name or a blob entry is DF_ERR_ARG. */
+df_status df_checkpoint_tensor_shape(const df_checkpoint *ck, const char *name, df_dtype *dtype, int *ndim,
+                                     int64_t shape[DF_MAX_DIMS]);
+df_status df_checkpoint_get_tensor_into(const df_checkpoint *ck, const char *name, void *out, size_t len);
 /* Entries, for listing: count, then the i-th name and kind (NULL / 0 when i is
  * out of range). */
 int df_checkpoint_count(const df_checkpoint *ck);
@@ -1053,7 +1061,10 @@ typedef struct df_fit_options {
     const df_config_record *config; /* [NULL] the run's settings: in every checkpoint, checked on resume
                                    * (df_config_record_check) before restore_extra */
     /* Hooks, each optional, each given user: */
-    void (*reset_states)(void *user);                 /* at each epoch start and around validation */
+    /* at each epoch start and around validation; validation then puts the rank variables (the
+     * training batch's carried state) back as the epoch's last step left them, so that the
+     * epoch's checkpoint holds that state (char-rnn sample starts from it) */
+    void (*reset_states)(void *user);
     df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. a vocabulary, after config */
     df_status (*restore_extra)(void *user, const df_checkpoint *ck); /* check they match this run */
     df_status (*on_epoch_end)(void *user, const df_fit_logs *logs); /* non-OK ends fit with it */

@@ -190,7 +190,7 @@ help_lists() {
 help_lists train data epochs batch seq embed hidden cell layers dropout reset-after optimizer learning-rate \
     momentum clip lr-schedule warmup-steps decay-steps decay-rate seed batching shuffle-buffer val \
     steps-per-epoch checkpoint-dir checkpoint-every resume loop csv plot threads
-help_lists sample checkpoint-dir checkpoint length start temperature seed threads
+help_lists sample checkpoint-dir checkpoint length start temperature seed state threads
 help_lists evaluate checkpoint-dir checkpoint data warm threads precision
 help_lists summary data vocab embed hidden cell layers dropout reset-after batch
 help_lists graph dot what data vocab embed hidden cell layers dropout reset-after batch seq
@@ -243,6 +243,12 @@ check "export writes the sampling step as a saved graph" sh -c '[ -s sampler.dfg
 "$bin" sample --checkpoint-dir D --start "the k" --length 80 --seed 5 > live_sample.txt 2> live_sample.err
 check "dagflow-run samples the exported graph as char-rnn sample does (same seed, same text)" \
     sh -c '[ -s run_sample.txt ] && cmp -s run_sample.txt live_sample.txt'
+"$bin" export --checkpoint-dir D --state zero sampler0.dfg > export0.out 2>&1
+"$top/tools/dagflow-run" sampler0.dfg --sample --start "the k" --length 80 --seed 5 > run_sample0.txt 2> run_sample0.err
+"$bin" sample --checkpoint-dir D --state zero --start "the k" --length 80 --seed 5 > live_sample0.txt 2> live_sample0.err
+check "sample --state zero and its export start from a zero state, not the trained one (other text)" \
+    sh -c '[ -s run_sample0.txt ] && cmp -s run_sample0.txt live_sample0.txt && ! cmp -s live_sample0.txt live_sample.txt'
+expect_error "sample --state with an unknown choice" "trained" "$bin" sample --checkpoint-dir D --state warm
 "$bin" export --checkpoint-dir no_such_dir out.dfg > export_bad.out 2>&1
 export_rc=$?
 check "export without a checkpoint fails with a message" sh -c "[ $export_rc -ne 0 ] && ! [ -e out.dfg ] && [ -s export_bad.out ]"

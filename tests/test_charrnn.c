@@ -1014,6 +1014,19 @@ Test(checkpoint, save_then_load_restores_everything_bit_exact)
     fixture_free(&fx);
 }
 
+/* cr_sample's options for the fixture's checkpoint: "the ", then length
+ * characters at seed 3. */
+static cr_sample_opts sample_opts(int length)
+{
+    cr_sample_opts o;
+    cr_sample_defaults(&o);
+    o.checkpoint_dir = tmpdir;
+    o.start = "the ";
+    o.length = length;
+    o.seed = 3;
+    return o;
+}
+
 Test(checkpoint, sampling_loads_weights_and_is_reproducible)
 {
     fixture fx;
@@ -1023,12 +1036,7 @@ Test(checkpoint, sampling_loads_weights_and_is_reproducible)
     for (int k = 0; k < 2; k++) {
         size_t len;
         FILE *f = open_memstream(&out[k], &len);
-        cr_sample_opts o;
-        cr_sample_defaults(&o);
-        o.checkpoint_dir = tmpdir;
-        o.start = "the ";
-        o.length = 40;
-        o.seed = 3;
+        cr_sample_opts o = sample_opts(40);
         assert_ok(cr_sample(&o, f));
         fclose(f);
     }
@@ -1050,6 +1058,121 @@ Test(checkpoint, sampling_loads_weights_and_is_reproducible)
     free(bad);
     free(out[0]);
     free(out[1]);
+    fixture_free(&fx);
+}
+
+/* cr_sample's text after "the " (and before its newline), from the trained
+ * state (zero_state false) or a zero one. */
+static void sample_text(bool zero_state, char *out, size_t cap)
+{
+    char *text = NULL;
+    size_t len;
+    FILE *f = open_memstream(&text, &len);
+    cr_sample_opts o = sample_opts(40);
+    o.temperature = 0.5f;          /* sharper than 1: a small change of state shows */
+    o.zero_state = zero_state;
+    assert_ok(cr_sample(&o, f));
+    fclose(f);
+    cr_assert_eq(len, 4 + 40 + 1);
+    snprintf(out, cap, "%.*s", 40, text + 4);
+    free(text);
+}
+
+Test(checkpoint, sampling_starts_from_the_first_row_of_the_trained_state_or_a_zero_one)
+{
+    fixture fx;
+    char path[256];
+    fixture_make(&fx, 16, 10, path, sizeof path);
+    char trained[64], zero[64];
+    sample_text(false, trained, sizeof trained);
+    sample_text(true, zero, sizeof zero);
+    cr_expect_str_neq(trained, zero, "the training state changes the sample");
+
+    /* by hand: row 0 of the checkpoint's (batch, H) state as the batch-1 state */
+    cr_vocab *vocab = malloc(sizeof *vocab);
+    cr_model m;
+    assert_ok(cr_model_from_checkpoint(path, vocab, &m));
+    df_checkpoint *ck;
+    assert_ok(df_checkpoint_read(path, &ck));
+    df_variable *one[4];
+    cr_assert_eq(df_model_state_variables(m.net, 1, CR_STATE_MAIN, one, 4), 2, "h and c");
+    for (int i = 0; i < 2; i++) {
+        df_variable *all = df_variable_new(df_variable_name(one[i]), DF_F32, 2, (int64_t[]){FX_BATCH, 16},
+                                           df_init_zeros(), NULL);
+        assert_ok(df_checkpoint_restore_variable(ck, all));
+        const float *rows = df_variable_tensor(all).data;
+        float norm = 0;
+        for (int k = 0; k < 16; k++) norm += rows[k] * rows[k];
+        cr_expect_gt(norm, 0, "%s: row 0 of the trained state is not zero", df_variable_name(one[i]));
+        const df_tensor row0 = df_tensor_make(DF_F32, (void *)rows, 2, (int64_t[]){1, 16});
+        assert_ok(df_variable_assign(one[i], &row0));
+        df_variable_free(all);
+    }
+    df_checkpoint_free(ck);
+    sbuf by_hand = {0}, from_zero = {0};
+    assert_ok(cr_generate_from_current_state(&m, vocab, "the ", 40, 0.5f, 3, collect, &by_hand));
+    cr_expect_str_eq(trained, by_hand.data);
+    assert_ok(cr_generate(&m, vocab, "the ", 40, 0.5f, 3, collect, &from_zero));
+    cr_expect_str_eq(zero, from_zero.data);
+    cr_model_free(&m);
+    free(vocab);
+    fixture_free(&fx);
+}
+
+/* A copy of the checkpoint at from without its entries named state/...: a
+ * checkpoint that holds the weights but no training state. */
+static void copy_without_state(const char *from, const char *to)
+{
+    df_checkpoint *in, *out = df_checkpoint_new();
+    assert_ok(df_checkpoint_read(from, &in));
+    df_variable *vars[64];
+    int n_vars = 0;
+    for (int i = 0; i < df_checkpoint_count(in); i++) {
+        const char *name = df_checkpoint_entry_name(in, i);
+        if (!strncmp(name, "state/", 6)) continue;
+        if (df_checkpoint_entry_kind(in, i) == DF_CHECKPOINT_BLOB) {
+            const void *data;
+            size_t len;
+            assert_ok(df_checkpoint_get_blob(in, name, &data, &len));
+            assert_ok(df_checkpoint_put_blob(out, name, data, len));
+            continue;
+        }
+        df_dtype dtype;
+        int ndim;
+        int64_t shape[DF_MAX_DIMS];
+        assert_ok(df_checkpoint_tensor_shape(in, name, &dtype, &ndim, shape));
+        cr_assert_lt(n_vars, 64);
+        df_variable *v = vars[n_vars++] = df_variable_new(name, dtype, ndim, shape, df_init_zeros(), NULL);
+        cr_assert_not_null(v, "%s", df_last_error());
+        assert_ok(df_checkpoint_restore_variable(in, v));
+        assert_ok(df_checkpoint_put_variable(out, v));
+    }
+    assert_ok(df_checkpoint_write(out, to));
+    for (int i = 0; i < n_vars; i++) df_variable_free(vars[i]);
+    df_checkpoint_free(out);
+    df_checkpoint_free(in);
+}
+
+Test(checkpoint, sampling_from_a_checkpoint_without_training_state_says_to_use_a_zero_one)
+{
+    fixture fx;
+    char path[256], bare[256];
+    fixture_make(&fx, 16, 4, path, sizeof path);
+    copy_without_state(path, in_tmp(bare, sizeof bare, "bare"));
+    char *text = NULL;
+    size_t len;
+    FILE *f = open_memstream(&text, &len);
+    cr_sample_opts o = sample_opts(10);
+    o.checkpoint = bare;
+    cr_expect_eq(cr_sample(&o, f), DF_ERR_FORMAT);
+    cr_expect_not_null(strstr(df_last_error(), "no training state 'state/h' (use --state zero)"), "%s",
+                       df_last_error());
+    fflush(f);
+    cr_expect_eq(len, 0, "nothing printed before the error: %s", text);
+    o.zero_state = true;
+    cr_expect_eq(cr_sample(&o, f), DF_OK, "%s", df_last_error());
+    fclose(f);
+    free(text);
     fixture_free(&fx);
 }
 

@@ -372,6 +372,34 @@ Test(checkpoint, missing_names_and_wrong_kinds)
     sample_free(&s);
 }
 
+Test(checkpoint, a_stored_tensor_is_read_without_a_variable_of_its_shape)
+{
+    sample s;
+    char path[256];
+    size_t len;
+    free(sample_file(&s, path, sizeof path, "ckpt", &len));
+    df_checkpoint *back = NULL;
+    cr_assert_eq(df_checkpoint_read(path, &back), DF_OK, "%s", df_last_error());
+    df_dtype dtype;
+    int ndim;
+    int64_t shape[DF_MAX_DIMS];
+    cr_assert_eq(df_checkpoint_tensor_shape(back, "dense/kernel", &dtype, &ndim, shape), DF_OK, "%s", df_last_error());
+    cr_expect(dtype == DF_F32 && ndim == 2 && shape[0] == 3 && shape[1] == 5, "%s (%d dims) %lld x %lld",
+              df_dtype_name(dtype), ndim, (long long)shape[0], (long long)shape[1]);
+    float got[15];
+    cr_assert_eq(df_checkpoint_get_tensor_into(back, "dense/kernel", got, sizeof got), DF_OK, "%s", df_last_error());
+    cr_expect_eq(memcmp(got, df_variable_tensor(s.w).data, sizeof got), 0, "the stored values, row-major");
+    float short_buf[14];
+    assert_error(df_checkpoint_get_tensor_into(back, "dense/kernel", short_buf, sizeof short_buf), DF_ERR_FORMAT,
+                 "60 bytes, not 56");
+    assert_error(df_checkpoint_tensor_shape(back, "decoder/bias", &dtype, &ndim, shape), DF_ERR_ARG, "decoder/bias");
+    assert_error(df_checkpoint_tensor_shape(back, "config", &dtype, &ndim, shape), DF_ERR_ARG, "blob");
+    assert_error(df_checkpoint_get_tensor_into(back, "config", got, sizeof got), DF_ERR_ARG, "blob");
+    assert_error(df_checkpoint_tensor_shape(NULL, "dense/kernel", &dtype, &ndim, shape), DF_ERR_ARG, "null");
+    df_checkpoint_free(back);
+    sample_free(&s);
+}
+
 Test(checkpoint, duplicate_names_are_rejected)
 {
     sample s;

@@ -930,6 +930,61 @@ Test(fit, rank_variables_hold_every_ranks_rows_and_each_rank_gets_its_own_back)
     df_variable_free(state);
 }
 
+/* A stateful model's hooks on a (2,1) carried state: each step leaves its
+ * step number in it, reset_states zeroes it. */
+static df_variable *carried;
+
+static void set_carried(float a, float b)
+{
+    float v[2] = {a, b};
+    const df_tensor t = df_tensor_make(DF_F32, v, 2, SHAPE(2, 1));
+    cr_assert_eq(df_variable_assign(carried, &t), DF_OK, "%s", df_last_error());
+}
+
+static void zero_carried(void *user)
+{
+    ((toy *)user)->resets++;
+    set_carried(0, 0);
+}
+
+static df_status carry_step_number(void *user, const df_fit_step_logs *logs)
+{
+    (void)user;
+    set_carried((float)logs->step, -(float)logs->step);
+    return DF_OK;
+}
+
+Test(fit, validation_leaves_the_state_the_last_step_carried_in_the_checkpoint)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    carried = rank_state(2, 0.0f);
+    df_fit_options o = toy_options(&m, 2);
+    o.n_rank_variables = 1;
+    o.rank_variables = &carried;
+    o.reset_states = zero_carried;
+    o.on_step = carry_step_number;
+    o.checkpoint_dir = dir;
+    o.validation = (df_fit_data){.next = data_next, .start_epoch = data_start_epoch, .user = &m.val};
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    const float last = (float)h.steps;
+    cr_expect(last > 0 && at(carried, 0) == last && at(carried, 1) == -last,
+              "after validation the state is the last step's (%g, %g), got (%g, %g)", last, -last, at(carried, 0),
+              at(carried, 1));
+    cr_expect_eq(m.resets, 2 * 3, "epoch start, before and after validation, each epoch; got %d", m.resets);
+    df_checkpoint *ck;
+    cr_assert_eq(df_checkpoint_read(in_dir("ckpt_2"), &ck), DF_OK, "%s", df_last_error());
+    df_variable *stored = rank_state(2, 7.0f);
+    cr_assert_eq(df_checkpoint_restore_variable(ck, stored), DF_OK, "%s", df_last_error());
+    cr_expect(at(stored, 0) == last && at(stored, 1) == -last, "the checkpoint holds (%g, %g), not (%g, %g)",
+              at(stored, 0), at(stored, 1), last, -last);
+    df_checkpoint_free(ck);
+    df_variable_free(stored);
+    df_variable_free(carried);
+    toy_free(&m);
+}
+
 Test(fit, rank_variables_need_a_gather_and_an_axis_0)
 {
     int sums = 0;

@@ -9,7 +9,9 @@
 #include "runstate.h"
 #include "sample.h"
 
-df_status cr_export_model_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path)
+/* cr_export_model_sampler with the file's state row 0 of the training
+ * state in the checkpoint at state_from (NULL: zero). */
+static df_status export_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path, const char *state_from)
 {
     if (!m || !vocab || !out_path) return df_error(DF_ERR_ARG, "export: null argument");
     char *chars = malloc((size_t)vocab->size * 4 + 1);
@@ -19,11 +21,13 @@ df_status cr_export_model_sampler(cr_model *m, const cr_vocab *vocab, const char
     char model[256];
     cr_config_describe(&m->cfg, model, sizeof model);
     /* One call traces the batch-1 step (the model makes its function on
-     * first use); the state it leaves is zeroed before it is written. */
+     * first use); the state it leaves is zeroed, or replaced by the
+     * training state, before it is written. */
     int32_t id = 0;
     df_tensor one = df_tensor_make(DF_I32, &id, 2, (int64_t[]){1, 1}), logits;
     df_status st = cr_logits(m, &one, &logits);
     cr_model_reset_states(m);
+    if (st == DF_OK && state_from) st = cr_load_trained_state(m, state_from, 0);
     df_tensor_spec sig = {DF_I32, 2, {1, 1}};
     df_saved_meta meta[] = {
         {CR_EXPORT_SAMPLER_KEY, "char", 4},
@@ -31,11 +35,17 @@ df_status cr_export_model_sampler(cr_model *m, const cr_vocab *vocab, const char
         {"model", model, strlen(model)},
     };
     if (st == DF_OK) st = df_function_export(m->logits_fn, 1, &sig, out_path, 3, meta);
+    cr_model_reset_states(m);
     free(chars);
     return st;
 }
 
-df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path)
+df_status cr_export_model_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path)
+{
+    return export_sampler(m, vocab, out_path, NULL);
+}
+
+df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path, bool zero_state)
 {
     char path[4096];
     df_status st = cr_latest_checkpoint(checkpoint_dir, path, sizeof path);
@@ -44,7 +54,7 @@ df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path)
     cr_model m;
     bool have_model = false;
     if (st == DF_OK) have_model = (st = cr_model_from_checkpoint(path, vocab, &m)) == DF_OK;
-    if (st == DF_OK) st = cr_export_model_sampler(&m, vocab, out_path);
+    if (st == DF_OK) st = export_sampler(&m, vocab, out_path, zero_state ? NULL : path);
     if (have_model) cr_model_free(&m);
     free(vocab);
     return st;
@@ -52,9 +62,13 @@ df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path)
 
 int cr_export_command(int argc, char **argv)
 {
+    static const char *const start_states[] = {"trained", "zero", NULL};
     const char *dir = "./training_checkpoints", *out = NULL;
+    int start_state = 0;
     cli_flag flags[] = {
         {"checkpoint-dir", CLI_STRING, &dir, "export the latest ckpt_N here", 0, 0, NULL},
+        {"state", CLI_CHOICE, &start_state, "the state the file starts (and dagflow-run resets) to: trained or zero, "
+                                            "as char-rnn sample --state", 0, 0, start_states},
         {"out", CLI_STRING, &out, "the saved graph to write (or give it as the last argument)", 0, 0, NULL},
     };
     const char *usage = "char-rnn export [--checkpoint-dir D] OUT.dfg";
@@ -80,7 +94,7 @@ int cr_export_command(int argc, char **argv)
         fprintf(stderr, "char-rnn export: the output file is required (usage: %s)\n", usage);
         return 2;
     }
-    df_status st = cr_export_sampler(dir, out);
+    df_status st = cr_export_sampler(dir, out, start_state == 1);
     if (st != DF_OK) {
         fprintf(stderr, "char-rnn export: %s\n", df_last_error());
         return 1;

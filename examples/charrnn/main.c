@@ -27,6 +27,7 @@ static const char *const graph_parts[] = {"train", "forward", "backward", NULL};
 static const char *const pass_sets[] = {"all", "none", NULL};
 static const char *const truths[] = {"true", "false", NULL};
 static const char *const precisions[] = {"fp32", "bf16", NULL};
+static const char *const start_states[] = {"trained", "zero", NULL};
 
 /* --cell, --layers, --dropout and --reset-after, shared by train, summary and graph. */
 typedef struct model_flags { int cell, layers, reset_after; float dropout; } model_flags;
@@ -169,7 +170,7 @@ static int cmd_sample(int argc, char **argv)
 {
     cr_sample_opts o;
     cr_sample_defaults(&o);
-    int precision = 0;
+    int precision = 0, start_state = 0;
     cli_flag flags[] = {
         {"checkpoint-dir", CLI_STRING, &o.checkpoint_dir, "use the latest ckpt_N here", 0, 0, NULL},
         {"checkpoint", CLI_STRING, &o.checkpoint, "use this checkpoint file instead", 0, 0, NULL},
@@ -177,6 +178,9 @@ static int cmd_sample(int argc, char **argv)
         {"start", CLI_STRING, &o.start, "text to start from", 0, 0, NULL},
         {"temperature", CLI_FLOAT, &o.temperature, "sampling temperature (0 = argmax)", 0, 100, NULL},
         {"seed", CLI_U64, &o.seed, "sampling seed", 0, 0, NULL},
+        {"state", CLI_CHOICE, &start_state, "the state --start is fed from: trained (the state the training batch's "
+                                            "first row carried when the checkpoint was written, as the model was "
+                                            "trained from) or zero (the tutorial's)", 0, 0, start_states},
         {"threads", CLI_INT, &threads, "threads (0 = all cores)", 0, 1024, NULL},
         {"precision", CLI_CHOICE, &precision, "fp32, or bf16: the LSTM's recurrent weight read as bf16 (converted once), "
                                               "fp32 sums (CPUs with AVX512_BF16)", 0, 0, precisions},
@@ -184,6 +188,7 @@ static int cmd_sample(int argc, char **argv)
     int rc = cli_parse("char-rnn sample", "char-rnn sample [flags]", flags, N(flags), argc, argv, stdout, stderr);
     if (rc) return rc == 1 ? 0 : rc;
     apply_threads();
+    o.zero_state = start_state == 1;
     df_status st = df_set_precision(precision ? DF_PRECISION_BF16 : DF_PRECISION_FP32);
     return report("sample", st == DF_OK ? cr_sample(&o, stdout) : st);
 }

@@ -29,8 +29,9 @@ static int draw(const float *logits, int V, float temperature, df_rng *rng)
     return V - 1;
 }
 
-df_status cr_generate(cr_model *m, const cr_vocab *vocab, const char *start, int length, float temperature,
-                      uint64_t seed, cr_emit_fn emit, void *ctx)
+/* cr_generate, from the model's batch-1 state as it is when reset is false. */
+static df_status generate(cr_model *m, const cr_vocab *vocab, const char *start, int length, float temperature,
+                          uint64_t seed, bool reset, cr_emit_fn emit, void *ctx)
 {
     int max = (int)strlen(start) + 1, n;
     int32_t *ids = malloc((size_t)max * sizeof *ids);
@@ -39,7 +40,7 @@ df_status cr_generate(cr_model *m, const cr_vocab *vocab, const char *start, int
     if (st == DF_OK && n == 0) st = df_error(DF_ERR_ARG, "--start must not be empty");
     df_rng rng;
     df_rng_seed(&rng, seed);
-    cr_model_reset_states(m);
+    if (reset) cr_model_reset_states(m);
     df_tensor logits;
     if (st == DF_OK) {
         df_tensor prime = df_tensor_make(DF_I32, ids, 2, (int64_t[]){1, n});
@@ -58,6 +59,58 @@ df_status cr_generate(cr_model *m, const cr_vocab *vocab, const char *start, int
     cr_model_reset_states(m);
     free(ids);
     return st;
+}
+
+df_status cr_generate(cr_model *m, const cr_vocab *vocab, const char *start, int length, float temperature,
+                      uint64_t seed, cr_emit_fn emit, void *ctx)
+{
+    return generate(m, vocab, start, length, temperature, seed, true, emit, ctx);
+}
+
+df_status cr_generate_from_current_state(cr_model *m, const cr_vocab *vocab, const char *start, int length,
+                                         float temperature, uint64_t seed, cr_emit_fn emit, void *ctx)
+{
+    return generate(m, vocab, start, length, temperature, seed, false, emit, ctx);
+}
+
+/* Row `row` of the training batch's state (ck's entry named like v, shape
+ * (B, H)) into v, a batch-1 state (1, H). Other state variables (a Dropout
+ * layer's step counter) are left alone. */
+static df_status load_state_row(const df_checkpoint *ck, df_variable *v, int64_t row)
+{
+    const df_tensor t = df_variable_tensor(v);
+    if (t.dtype != DF_F32 || t.ndim != 2 || t.shape[0] != 1) return DF_OK;
+    const char *name = df_variable_name(v);
+    df_dtype dtype;
+    int ndim;
+    int64_t shape[DF_MAX_DIMS];
+    if (df_checkpoint_tensor_shape(ck, name, &dtype, &ndim, shape) != DF_OK)
+        return df_error(DF_ERR_FORMAT, "the checkpoint holds no training state '%s' (use --state zero)", name);
+    if (dtype != DF_F32 || ndim != 2 || shape[1] != t.shape[1] || shape[0] <= row)
+        return df_error(DF_ERR_FORMAT, "the checkpoint's training state '%s' is not (>%lld, %lld) f32", name,
+                        (long long)row, (long long)t.shape[1]);
+    const size_t bytes = (size_t)(shape[0] * shape[1]) * sizeof(float);
+    float *all = malloc(bytes);
+    if (!all) return df_error(DF_ERR_NOMEM, "out of memory for the training state '%s'", name);
+    df_status st = df_checkpoint_get_tensor_into(ck, name, all, bytes);
+    if (st == DF_OK) {
+        const df_tensor one = df_tensor_make(DF_F32, all + row * shape[1], 2, (int64_t[]){1, shape[1]});
+        st = df_variable_assign(v, &one);
+    }
+    free(all);
+    return st;
+}
+
+df_status cr_load_trained_state(cr_model *m, const char *path, int64_t row)
+{
+    df_variable *vars[3 * CR_MAX_LAYERS];
+    const int n = df_model_state_variables(m->net, 1, CR_STATE_MAIN, vars, (int)(sizeof vars / sizeof *vars));
+    if (n < 0) return DF_ERR_NOMEM;      /* creating them: the message says */
+    df_checkpoint *ck;
+    df_status st = df_checkpoint_read(path, &ck);
+    for (int i = 0; i < n && st == DF_OK; i++) st = load_state_row(ck, vars[i], row);
+    df_checkpoint_free(ck);
+    return df_error_prefix(st, path);
 }
 
 static void emit_to_file(const char *utf8, int len, void *ctx)
@@ -92,10 +145,11 @@ df_status cr_sample(const cr_sample_opts *o, FILE *out)
         st = cr_vocab_encode(vocab, o->start, probe, max_start, &n_start);
     if (st == DF_OK && n_start == 0) st = df_error(DF_ERR_ARG, "--start must not be empty");
     free(probe);
+    if (st == DF_OK && !o->zero_state) st = cr_load_trained_state(&m, path, 0);
     if (st == DF_OK) {
         fputs(o->start, out);
         fflush(out);
-        st = cr_generate(&m, vocab, o->start, o->length, o->temperature, o->seed, emit_to_file, out);
+        st = generate(&m, vocab, o->start, o->length, o->temperature, o->seed, o->zero_state, emit_to_file, out);
         fputc('\n', out);
         if (st == DF_OK && (fflush(out) != 0 || ferror(out)))   /* e.g. a full disk or /dev/full */
             st = df_error(DF_ERR_IO, "cannot write the sample: %s", strerror(errno ? errno : EIO));

@@ -10,6 +10,9 @@ typedef struct cr_sample_opts {
     int length;
     float temperature;     /* 0 = argmax */
     uint64_t seed;
+    /* start from a zero state (the tutorial's), not from the state the
+     * training batch's first row carried when the checkpoint was written */
+    bool zero_state;
 } cr_sample_opts;
 
 void cr_sample_defaults(cr_sample_opts *o);
@@ -18,13 +21,24 @@ void cr_sample_defaults(cr_sample_opts *o);
 typedef void (*cr_emit_fn)(const char *utf8, int len, void *ctx);
 
 /* Feeds start, then generates length chars; the model's batch-1 state is
- * reset first. */
+ * reset first, and after. */
 df_status cr_generate(cr_model *m, const cr_vocab *vocab, const char *start, int length, float temperature,
                       uint64_t seed, cr_emit_fn emit, void *ctx);
+/* The same from the batch-1 state the model holds now (reset after). */
+df_status cr_generate_from_current_state(cr_model *m, const cr_vocab *vocab, const char *start, int length,
+                                         float temperature, uint64_t seed, cr_emit_fn emit, void *ctx);
 /* The model of a checkpoint, its weights loaded, and its vocabulary (for
  * sampling: no optimizer slots); on an error nothing is left to free. */
 df_status cr_model_from_checkpoint(const char *path, cr_vocab *vocab, cr_model *m);
-/* Loads the checkpoint and streams start + generated text to out. */
+/* The batch-1 state generation starts from: row `row` of the state the
+ * training batch carried when the checkpoint at path was written (its
+ * state/h, state/c ...). A model trained on shuffled chunks with its state
+ * carried from one step to the next has started from such a state at every
+ * step but an epoch's first, and may not recover from a zero state. A
+ * checkpoint without that state is DF_ERR_FORMAT saying so. */
+df_status cr_load_trained_state(cr_model *m, const char *path, int64_t row);
+/* Loads the checkpoint (the weights, and the training state unless
+ * o->zero_state) and streams start + generated text to out. */
 df_status cr_sample(const cr_sample_opts *o, FILE *out);
 
 #endif
