@@ -15,6 +15,9 @@
  * is about 2^-8 and fails it at the sizes below), and at least 2^-12 (an
  * fp32 product is ~2^-22: bf16 must really be used).
  *
+ * The fused attention op's bf16 products are checked against its fp32 op
+ * (the attention section below).
+ *
  * On a CPU without AVX512_BF16 the kernel and op tests skip with a message
  * naming the missing feature; the refusal tests run everywhere. */
 #include <criterion/criterion.h>
@@ -601,6 +604,113 @@ Test(bf16_precision, lstm_odd_units_near_fp32_same_bits)
     df_team_set_adapt(-1);
     df_graph_free(g);
     for (int i = 0; i < 5; i++) free(buf[i]);
+}
+
+/* ------------------------------------------------ the fused attention op */
+/* attention and attention_qkv (forward and gradients) take bf16 q k^T, P v
+ * and the backward's products under bf16, the softmax staying fp32: each
+ * output against the fp32 op within 2^-7 relative (Frobenius) and at least
+ * 2^-16 from it (fp32's tiles and df_sgemm agree to ~2^-22: bf16 must
+ * really be used), and the same bits on 1 and 2 threads. Inputs in [-1, 1]
+ * and the models' scale 1/sqrt(d) keep the scores near 1, so their
+ * rounding (2^-9 of a score) moves the probabilities by about as much. */
+static float *copy_out(const df_tensor *o, int64_t n)
+{
+    float *c = malloc((size_t)n * sizeof(float));
+    cr_assert(c);
+    memcpy(c, o->data, (size_t)n * sizeof(float));
+    return c;
+}
+
+/* Runs g (inputs in[0, n_in), outputs what[0, n_out) of numel[i]) in fp32
+ * on 2 threads and in bf16 on 1 and 2 threads, and checks the three runs as
+ * the section says. */
+static void check_bf16_against_fp32(const char *name, df_graph *g, const df_tensor *in, int n_in, int n_out,
+                                    const char *const *what, const int64_t *numel)
+{
+    df_team_set_adapt(0);
+    float *got[3][4];
+    for (int run = 0; run < 3; run++) {
+        df_set_num_threads(run == 1 ? 1 : 2);
+        cr_assert_eq(df_set_precision(run ? DF_PRECISION_BF16 : DF_PRECISION_FP32), DF_OK);
+        df_tensor o[4];
+        cr_assert_eq(df_graph_run(g, in, n_in, o, n_out), DF_OK, "%s run %d: %s", name, run, df_last_error());
+        df_set_precision(DF_PRECISION_FP32);
+        for (int i = 0; i < n_out; i++) got[run][i] = copy_out(&o[i], numel[i]);
+    }
+    for (int i = 0; i < n_out; i++) {
+        const double d = rel_diff(got[1][i], got[0][i], numel[i]);
+        if (getenv("BF16_VERBOSE")) cr_log_info("%s %s: bf16 vs fp32 %.3g = 2^%.2f", name, what[i], d, log2(d));
+        cr_expect(d <= 0x1p-7 && d >= 0x1p-16, "%s %s: bf16 vs fp32 relative difference %.3g not in [2^-16, 2^-7]",
+                  name, what[i], d);
+        cr_expect(memcmp(got[1][i], got[2][i], (size_t)numel[i] * sizeof(float)) == 0,
+                  "%s %s: bf16 bits differ on 2 threads from 1", name, what[i]);
+        for (int run = 0; run < 3; run++) free(got[run][i]);
+    }
+    df_set_num_threads(2);
+    df_team_set_adapt(-1);
+}
+
+/* attention_qkv as char-gpt runs it, (B, T, 3C) with H heads, its output
+ * and d qkv (for the gradient of sum(y * r), r random). */
+static void check_attention_qkv(int64_t B, int64_t T, int64_t C, int H, bool causal)
+{
+    df_rng rng;
+    df_rng_seed(&rng, (uint64_t)(B * 1000003 + T * 1009 + C * 7 + H + causal));
+    float *x = rand_buf(&rng, B * T * 3 * C, -1, 1), *r = rand_buf(&rng, B * T * C, -1, 1);
+    df_graph *g = df_graph_new();
+    df_node *qkv = PH(g, B, T, 3 * C), *w = PH(g, B, T, C), *dqkv;
+    df_node *y = df_attention_qkv(g, qkv, H, causal, 1.0f / sqrtf((float)(C / H)));
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, y, w), NULL, 0, false), NULL, 1, &qkv, &dqkv), DF_OK);
+    df_graph_output(g, y);
+    df_graph_output(g, dqkv);
+    char name[96];
+    snprintf(name, sizeof name, "attention_qkv B=%ld T=%ld C=%ld H=%d%s", (long)B, (long)T, (long)C, H,
+             causal ? " causal" : "");
+    df_tensor in[2] = {F32(x, B, T, 3 * C), F32(r, B, T, C)};
+    static const char *const what[2] = {"y", "d qkv"};
+    check_bf16_against_fp32(name, g, in, 2, 2, what, (const int64_t[]){B * T * C, B * T * 3 * C});
+    df_graph_free(g);
+    free(x), free(r);
+}
+
+/* char-gpt's heads (d = 32, T = 64: one block), several blocks with a
+ * last short one (T = 100), d odd (an odd last k pairs with zero) and not
+ * a multiple of 16, not causal. */
+Test(bf16_precision, attention_qkv_near_fp32_same_bits)
+{
+    REQUIRE_BF16();
+    check_attention_qkv(3, 64, 128, 4, true);
+    check_attention_qkv(2, 100, 60, 4, true);
+    check_attention_qkv(2, 37, 21, 3, false);
+    check_attention_qkv(1, 130, 128, 2, true);
+}
+
+/* df_attention on dense q, k, v: fewer queries than keys, by an odd
+ * offset (causal blocks whose first or last visible term is odd, inside a
+ * bf16 pair), and dv != d; y, dq, dk and dv. */
+Test(bf16_precision, attention_near_fp32_same_bits)
+{
+    REQUIRE_BF16();
+    enum { N = 3, TQ = 70, TK = 91, D = 24, DV = 40 };
+    df_rng rng;
+    df_rng_seed(&rng, 17);
+    float *q = rand_buf(&rng, N * TQ * D, -1, 1), *k = rand_buf(&rng, N * TK * D, -1, 1);
+    float *v = rand_buf(&rng, N * TK * DV, -1, 1), *r = rand_buf(&rng, N * TQ * DV, -1, 1);
+    for (int causal = 0; causal < 2; causal++) {
+        df_graph *g = df_graph_new();
+        df_node *x[3] = {PH(g, N, TQ, D), PH(g, N, TK, D), PH(g, N, TK, DV)}, *w = PH(g, N, TQ, DV), *grads[3];
+        df_node *y = df_attention(g, x[0], x[1], x[2], causal, 1.0f / sqrtf((float)D));
+        cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, y, w), NULL, 0, false), NULL, 3, x, grads), DF_OK);
+        df_graph_output(g, y);
+        for (int i = 0; i < 3; i++) df_graph_output(g, grads[i]);
+        df_tensor in[4] = {F32(q, N, TQ, D), F32(k, N, TK, D), F32(v, N, TK, DV), F32(r, N, TQ, DV)};
+        static const char *const what[4] = {"y", "dq", "dk", "dv"};
+        check_bf16_against_fp32(causal ? "attention causal" : "attention", g, in, 4, 4, what,
+                                (const int64_t[]){N * TQ * DV, N * TQ * D, N * TK * D, N * TK * DV});
+        df_graph_free(g);
+    }
+    free(q), free(k), free(v), free(r);
 }
 
 /* ---------------------------------------------- the fp32 parts of the step */
