@@ -99,6 +99,22 @@ ATT_AVX512 static void tile_rows(int mr, int64_t nn, int64_t K, float alpha, con
     }
 }
 
+/* What a tile of rows [i, i + mr) at columns [n0, n0 + nn) of a K-term
+ * product needs within band: its columns [n0, n0 + n_end) and terms
+ * [k_begin, k_end); none (false) when nothing is stored or, accumulating,
+ * added. */
+typedef struct tile_span { int64_t n_end, k_begin, k_end; } tile_span;
+
+static inline bool tile_span_of(att_band band, int64_t i, int mr, int64_t n0, int64_t nn, int64_t K, bool accumulate,
+                                tile_span *s)
+{
+    const int64_t last_row = i + mr - 1;
+    s->n_end = last_row + band.n_lim - n0 < nn ? last_row + band.n_lim - n0 : nn;
+    s->k_end = last_row + band.k_lim < K ? last_row + band.k_lim : K;
+    s->k_begin = i + band.k_from > 0 ? i + band.k_from : 0;
+    return s->n_end > 0 && !(accumulate && s->k_begin >= s->k_end);
+}
+
 ATT_AVX512 void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
                               const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc, att_band band)
 {
@@ -106,13 +122,10 @@ ATT_AVX512 void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, cons
         const int64_t nn = N - n0 < 64 ? N - n0 : 64;
         for (int64_t i = 0; i < M; i += ATT_TILE_ROWS) {
             const int mr = M - i < ATT_TILE_ROWS ? (int)(M - i) : ATT_TILE_ROWS;
-            const int64_t last_row = i + mr - 1;
-            const int64_t n_end = last_row + band.n_lim - n0 < nn ? last_row + band.n_lim - n0 : nn;
-            const int64_t k_end = last_row + band.k_lim < K ? last_row + band.k_lim : K;
-            const int64_t k_begin = i + band.k_from > 0 ? i + band.k_from : 0;
-            if (n_end <= 0 || (accumulate && k_begin >= k_end)) continue;
-            tile_rows(mr, n_end, k_end > k_begin ? k_end - k_begin : 0, alpha, A + i * ars + k_begin * acs, ars, acs,
-                      B + k_begin * ldb + n0, ldb, accumulate, C + i * ldc + n0, ldc);
+            tile_span s;
+            if (!tile_span_of(band, i, mr, n0, nn, K, accumulate, &s)) continue;
+            tile_rows(mr, s.n_end, s.k_end > s.k_begin ? s.k_end - s.k_begin : 0, alpha, A + i * ars + s.k_begin * acs,
+                      ars, acs, B + s.k_begin * ldb + n0, ldb, accumulate, C + i * ldc + n0, ldc);
         }
     }
 }
@@ -199,15 +212,12 @@ void att_bf16_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A,
         const int64_t nn = N - n0 < nr ? N - n0 : nr;
         for (int64_t i = 0; i < M; i += mr) {
             const int m = M - i < mr ? (int)(M - i) : mr;
-            const int64_t last_row = i + m - 1;
-            const int64_t n_end = last_row + band.n_lim - n0 < nn ? last_row + band.n_lim - n0 : nn;
-            const int64_t k_end = last_row + band.k_lim < K ? last_row + band.k_lim : K;
-            const int64_t k_begin = i + band.k_from > 0 ? i + band.k_from : 0;
-            if (n_end <= 0 || (accumulate && k_begin >= k_end)) continue;
+            tile_span s;
+            if (!tile_span_of(band, i, m, n0, nn, K, accumulate, &s)) continue;
             /* whole pairs: the terms this adds are masked ones, zeros in A */
-            const int64_t p0 = k_begin / 2, p1 = k_end > k_begin ? (k_end + 1) / 2 : p0;
+            const int64_t p0 = s.k_begin / 2, p1 = s.k_end > s.k_begin ? (s.k_end + 1) / 2 : p0;
             ks->tile(2 * (p1 - p0), (const float *)(Ap + i * a_rs + p0 * a_ps), a_rs, a_ps,
-                     (const float *)(Bp + n0 * pairs + p0 * nr), C + i * ldc + n0, ldc, m, (int)n_end, alpha, 0.0f,
+                     (const float *)(Bp + n0 * pairs + p0 * nr), C + i * ldc + n0, ldc, m, (int)s.n_end, alpha, 0.0f,
                      accumulate);
         }
     }
