@@ -713,6 +713,129 @@ Test(bf16_precision, attention_near_fp32_same_bits)
     free(q), free(k), free(v), free(r);
 }
 
+/* x rounded to bf16, nearest even (finite x). */
+static double to_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    float r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
+
+/* One head of attention and its gradients in double, every product's
+ * operands rounded to bf16 as the op's bf16 tiles round them, the softmax
+ * unrounded: with Tk <= ATT_BK (one key block) the forward's probabilities
+ * are exp(s - row max), normalised after P v. q (Tq, d), k (Tk, d), v (Tk,
+ * dv), dO (Tq, dv) -> y (Tq, dv), dq, dk, dv. */
+typedef struct att_ref_case { int64_t Tq, Tk, d, dv; bool causal; float scale; } att_ref_case;
+
+static void attention_bf16_reference(const att_ref_case *c, const float *q, const float *k, const float *v,
+                                     const float *dO, double *y, double *dq, double *dk, double *dv)
+{
+    const int64_t Tq = c->Tq, Tk = c->Tk, d = c->d, nv = c->dv, offset = Tk - Tq;
+    double *P = calloc((size_t)(Tq * Tk), sizeof(double)), *E = calloc((size_t)(Tq * Tk), sizeof(double));
+    cr_assert(P && E);
+    memset(dk, 0, sizeof(double) * (size_t)(Tk * d));
+    memset(dv, 0, sizeof(double) * (size_t)(Tk * nv));
+    for (int64_t i = 0; i < Tq; i++) {
+        const int64_t seen = c->causal && i + offset + 1 < Tk ? i + offset + 1 : Tk;
+        double s[256], max = -INFINITY, l = 0;
+        for (int64_t j = 0; j < seen; j++) {
+            double dot = 0;
+            for (int64_t x = 0; x < d; x++) dot += to_bf16(q[i * d + x]) * to_bf16(k[j * d + x]);
+            s[j] = c->scale * dot;
+            max = s[j] > max ? s[j] : max;
+        }
+        for (int64_t j = 0; j < seen; j++) l += (E[i * Tk + j] = exp(s[j] - max));
+        for (int64_t j = 0; j < seen; j++) P[i * Tk + j] = E[i * Tk + j] / l;
+        double D = 0;
+        for (int64_t x = 0; x < nv; x++) {
+            double o = 0;
+            for (int64_t j = 0; j < seen; j++) o += to_bf16((float)E[i * Tk + j]) * to_bf16(v[j * nv + x]);
+            y[i * nv + x] = o / l;
+            D += dO[i * nv + x] * (o / l);
+        }
+        for (int64_t x = 0; x < d; x++) dq[i * d + x] = 0;
+        for (int64_t j = 0; j < seen; j++) {
+            double dp = 0;
+            for (int64_t x = 0; x < nv; x++) dp += to_bf16(dO[i * nv + x]) * to_bf16(v[j * nv + x]);
+            const double p = to_bf16((float)P[i * Tk + j]), ds = to_bf16((float)(P[i * Tk + j] * (dp - D)));
+            for (int64_t x = 0; x < nv; x++) dv[j * nv + x] += p * to_bf16(dO[i * nv + x]);
+            for (int64_t x = 0; x < d; x++) {
+                dq[i * d + x] += c->scale * ds * to_bf16(k[j * d + x]);
+                dk[j * d + x] += c->scale * ds * to_bf16(q[i * d + x]);
+            }
+        }
+    }
+    free(P), free(E);
+}
+
+static double rel_diff_double(const float *a, const double *b, int64_t n)
+{
+    double e = 0, r = 0;
+    for (int64_t i = 0; i < n; i++) e += (a[i] - b[i]) * (a[i] - b[i]), r += b[i] * b[i];
+    return r > 0 ? sqrt(e / r) : sqrt(e);
+}
+
+/* Each product of the op rounds its own operands to bf16: the op's outputs
+ * agree with the reference above to 2^-18 (fp32 sums and exps: ~2^-23), where an
+ * fp32 product anywhere leaves its output ~2^-9 off it (the fp32 op, which
+ * the test also checks that far off, shows the size: the reference is not
+ * fp32 in disguise). One key block, causal with an odd offset and not. */
+Test(bf16_precision, attention_rounds_each_product_operand)
+{
+    REQUIRE_BF16();
+    enum { N = 2 };
+    const att_ref_case cases[] = {{40, 61, 24, 40, true, 0.2f}, {33, 50, 20, 17, false, 0.3f}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const att_ref_case *c = &cases[ci];
+        df_rng rng;
+        df_rng_seed(&rng, 23 + ci);
+        const int64_t nq = N * c->Tq * c->d, nk = N * c->Tk * c->d, nvv = N * c->Tk * c->dv, ny = N * c->Tq * c->dv;
+        float *q = rand_buf(&rng, nq, -1, 1), *k = rand_buf(&rng, nk, -1, 1), *v = rand_buf(&rng, nvv, -1, 1);
+        float *r = rand_buf(&rng, ny, -1, 1);
+        double *ref[4] = {malloc(sizeof(double) * ny), malloc(sizeof(double) * nq), malloc(sizeof(double) * nk),
+                          malloc(sizeof(double) * nvv)};
+        for (int i = 0; i < 4; i++) cr_assert(ref[i]);
+        for (int64_t p = 0; p < N; p++)
+            attention_bf16_reference(c, q + p * c->Tq * c->d, k + p * c->Tk * c->d, v + p * c->Tk * c->dv,
+                                     r + p * c->Tq * c->dv, ref[0] + p * c->Tq * c->dv, ref[1] + p * c->Tq * c->d,
+                                     ref[2] + p * c->Tk * c->d, ref[3] + p * c->Tk * c->dv);
+        df_graph *g = df_graph_new();
+        df_node *x[3] = {PH(g, N, c->Tq, c->d), PH(g, N, c->Tk, c->d), PH(g, N, c->Tk, c->dv)}, *grads[3];
+        df_node *w = PH(g, N, c->Tq, c->dv), *y = df_attention(g, x[0], x[1], x[2], c->causal, c->scale);
+        cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, y, w), NULL, 0, false), NULL, 3, x, grads), DF_OK);
+        df_graph_output(g, y);
+        for (int i = 0; i < 3; i++) df_graph_output(g, grads[i]);
+        df_tensor in[4] = {F32(q, N, c->Tq, c->d), F32(k, N, c->Tk, c->d), F32(v, N, c->Tk, c->dv),
+                           F32(r, N, c->Tq, c->dv)}, o[4];
+        static const char *const what[4] = {"y", "dq", "dk", "dv"};
+        const int64_t numel[4] = {ny, nq, nk, nvv};
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            cr_assert_eq(df_set_precision(bf16 ? DF_PRECISION_BF16 : DF_PRECISION_FP32), DF_OK);
+            cr_assert_eq(df_graph_run(g, in, 4, o, 4), DF_OK, "%s", df_last_error());
+            df_set_precision(DF_PRECISION_FP32);
+            for (int i = 0; i < 4; i++) {
+                const double dd = rel_diff_double(o[i].data, ref[i], numel[i]);
+                if (getenv("BF16_VERBOSE"))
+                    cr_log_info("case %zu %s %s vs the bf16 reference: %.3g = 2^%.2f", ci, bf16 ? "bf16" : "fp32",
+                                what[i], dd, log2(dd));
+                if (bf16)
+                    cr_expect(dd <= 0x1p-18, "case %zu %s: bf16 op vs its bf16-rounded reference %.3g > 2^-18", ci,
+                              what[i], dd);
+                else
+                    cr_expect(dd >= 0x1p-11, "case %zu %s: the fp32 op is within %.3g < 2^-11 of the bf16 reference",
+                              ci, what[i], dd);
+            }
+        }
+        df_graph_free(g);
+        free(q), free(k), free(v), free(r);
+        for (int i = 0; i < 4; i++) free(ref[i]);
+    }
+}
+
 /* ---------------------------------------------- the fp32 parts of the step */
 /* Adam's update (vectorised, with a tail, on the pool's threads) is the
  * op's Keras formula to the bit, evaluated here in its order, 3 steps. */
