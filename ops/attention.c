@@ -93,7 +93,7 @@ DF_TARGET_CLONES static void online_softmax_block(const att_dims *a, int64_t i0,
 /* Queries [i0, i0 + nq) of one leading index: Q, K, V point at its first q,
  * k, v rows, O and lse at the block's output rows and logsumexps; S is a
  * block of scores, Kt one of k^T for the fast tiles. */
-static void query_block(const att_dims *a, bool fast, const float *Q, const float *K, const float *V, int64_t i0,
+static void query_block(const att_dims *a, att_tiles tiles, const float *Q, const float *K, const float *V, int64_t i0,
                         int64_t nq, float *O, float *lse, float *S, float *Kt)
 {
     float m[ATT_BQ], l[ATT_BQ];
@@ -103,10 +103,10 @@ static void query_block(const att_dims *a, bool fast, const float *Q, const floa
     for (int64_t j0 = 0; j0 < key_end; j0 += ATT_BK) {
         const int64_t nk = key_end - j0 < ATT_BK ? key_end - j0 : ATT_BK;
         const int64_t reach = att_band_reach(a, i0, j0);
-        if (fast) att_fast_transpose(nk, a->d, K + j0 * a->ldk, a->ldk, Kt);
-        att_product_nt(fast, nq, nk, a->d, a->scale, Q, a->ldq, K + j0 * a->ldk, a->ldk, Kt, S, reach);
+        if (tiles == ATT_TILES_FP32) att_fast_transpose(nk, a->d, K + j0 * a->ldk, a->ldk, Kt);
+        att_product_nt(tiles, nq, nk, a->d, a->scale, Q, a->ldq, K + j0 * a->ldk, a->ldk, Kt, S, reach);
         online_softmax_block(a, i0, nq, j0, nk, S, m, l, O);
-        att_product(fast, false, nq, a->dv, nk, 1.0f, S, ATT_BK, V + j0 * a->ldv, a->ldv, 1.0f, O, a->ldo,
+        att_product(tiles, false, nq, a->dv, nk, 1.0f, S, ATT_BK, V + j0 * a->ldv, a->ldv, 1.0f, O, a->ldo,
                     att_band_by_key(reach));
     }
     for (int64_t r = 0; r < nq; r++) {
@@ -121,7 +121,7 @@ void df_att_forward(const att_dims *a, att_offsets_fn at, const float *Q, const 
                     float *LSE)
 {
     const int64_t q_blocks = (a->Tq + ATT_BQ - 1) / ATT_BQ, units = a->nb * q_blocks;
-    const bool fast = att_fast_usable(a);
+    const att_tiles tiles = att_tiles_for(a, df_get_precision());   /* the calling thread's */
 #pragma omp parallel if (units > 1)
     {
         float S[ATT_BQ * ATT_BK], Kt[ATT_BK * ATT_BK];
@@ -130,7 +130,7 @@ void df_att_forward(const att_dims *a, att_offsets_fn at, const float *Q, const 
             const int64_t p = u / q_blocks, i0 = u % q_blocks * ATT_BQ;
             const int64_t nq = a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ;
             const att_offsets o = at(a, p);
-            query_block(a, fast, Q + o.q + i0 * a->ldq, K + o.k, V + o.v, i0, nq, Y + o.y + i0 * a->ldo,
+            query_block(a, tiles, Q + o.q + i0 * a->ldq, K + o.k, V + o.v, i0, nq, Y + o.y + i0 * a->ldo,
                         LSE + p * a->Tq + i0, S, Kt);
         }
     }

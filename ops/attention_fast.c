@@ -10,14 +10,17 @@
  * the results depend on the operands only, never on the thread count or on
  * where in a larger matrix the operands sit. The second operand of q k^T
  * needs k^T: att_fast_transpose packs a block of it, 16 x 16 at a time in
- * registers. Without AVX-512 (or
- * without GCC on x86-64) att_fast_usable is false and the callers keep
- * df_sgemm. */
+ * registers. Under DF_PRECISION_BF16, on a CPU with AVX512_BF16, the same
+ * products run on the GEMM's bf16 tiles instead (att_bf16_gemm, below).
+ * Without AVX-512 (or without GCC on x86-64) att_fast_usable is false and
+ * the callers keep df_sgemm, in fp32 whatever the precision. */
 #include "attention_kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__ELF__)
 #include <immintrin.h>
 #include <stdlib.h>
+#include "base.h"
+#include "gemm.h"
 
 #define ATT_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #define ATT_TILE_ROWS 6
@@ -97,6 +100,22 @@ ATT_AVX512 static void tile_rows(int mr, int64_t nn, int64_t K, float alpha, con
     }
 }
 
+/* What a tile of rows [i, i + mr) at columns [n0, n0 + nn) of a K-term
+ * product needs within band: its columns [n0, n0 + n_end) and terms
+ * [k_begin, k_end); none (false) when nothing is stored or, accumulating,
+ * added. */
+typedef struct tile_span { int64_t n_end, k_begin, k_end; } tile_span;
+
+static inline bool tile_span_of(att_band band, int64_t i, int mr, int64_t n0, int64_t nn, int64_t K, bool accumulate,
+                                tile_span *s)
+{
+    const int64_t last_row = i + mr - 1;
+    s->n_end = last_row + band.n_lim - n0 < nn ? last_row + band.n_lim - n0 : nn;
+    s->k_end = last_row + band.k_lim < K ? last_row + band.k_lim : K;
+    s->k_begin = i + band.k_from > 0 ? i + band.k_from : 0;
+    return s->n_end > 0 && !(accumulate && s->k_begin >= s->k_end);
+}
+
 ATT_AVX512 void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
                               const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc, att_band band)
 {
@@ -104,13 +123,10 @@ ATT_AVX512 void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, cons
         const int64_t nn = N - n0 < 64 ? N - n0 : 64;
         for (int64_t i = 0; i < M; i += ATT_TILE_ROWS) {
             const int mr = M - i < ATT_TILE_ROWS ? (int)(M - i) : ATT_TILE_ROWS;
-            const int64_t last_row = i + mr - 1;
-            const int64_t n_end = last_row + band.n_lim - n0 < nn ? last_row + band.n_lim - n0 : nn;
-            const int64_t k_end = last_row + band.k_lim < K ? last_row + band.k_lim : K;
-            const int64_t k_begin = i + band.k_from > 0 ? i + band.k_from : 0;
-            if (n_end <= 0 || (accumulate && k_begin >= k_end)) continue;
-            tile_rows(mr, n_end, k_end > k_begin ? k_end - k_begin : 0, alpha, A + i * ars + k_begin * acs, ars, acs,
-                      B + k_begin * ldb + n0, ldb, accumulate, C + i * ldc + n0, ldc);
+            tile_span s;
+            if (!tile_span_of(band, i, mr, n0, nn, K, accumulate, &s)) continue;
+            tile_rows(mr, s.n_end, s.k_end > s.k_begin ? s.k_end - s.k_begin : 0, alpha, A + i * ars + s.k_begin * acs,
+                      ars, acs, B + s.k_begin * ldb + n0, ldb, accumulate, C + i * ldc + n0, ldc);
         }
     }
 }
@@ -159,9 +175,67 @@ ATT_AVX512 void att_fast_transpose(int64_t rows, int64_t cols, const float *X, i
                         cols - c0 < 16 ? (int)(cols - c0) : 16, Xt + c0 * ATT_BK + r0);
 }
 
+/* ------------------------------------------------------------ bf16 tiles */
+/* The GEMM's bf16 kernel set (src/gemm_kernels.c) computes these blocks
+ * too: its packings round each operand to bf16 pairs along k, its 8 x 32
+ * tile sums a pair per vdpbf16ps in k order. A block's operands are packed
+ * at each product into buffers on the stack, so the bits depend on the
+ * operands only, as on the fp32 tiles. At char-gpt's heads (T = 64, d =
+ * 32) the packing costs about as much as the bf16 products themselves, and
+ * both together about 20% less than the fp32 tiles with their transposes
+ * (perf, one thread). */
+#define ATT_PAIRS (ATT_BK / 2)          /* bf16 pairs along k, at most */
+
+att_tiles att_tiles_for(const att_dims *a, df_precision precision)
+{
+    if (!att_fast_usable(a)) return ATT_SGEMM;
+    return precision == DF_PRECISION_BF16 && !df_gemm_bf16_missing() ? ATT_TILES_BF16 : ATT_TILES_FP32;
+}
+
+void att_bf16_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
+                   const float *B, int64_t bks, int64_t bns, bool accumulate, float *C, int64_t ldc, att_band band)
+{
+    const df_gemm_kernels *ks = &df_gemm_bf16;
+    const int mr = ks->mr, nr = ks->nr;
+    const int64_t pairs = (K + 1) / 2;
+    _Alignas(64) uint32_t Ap[ATT_BK * ATT_PAIRS], Bp[ATT_BK * ATT_PAIRS];
+    /* A: row i's pair p at a[i*a_rs + p*a_ps], rows past M up to a whole
+     * tile zero (the tile reads all mr rows) */
+    int64_t a_rs = 1, a_ps = ATT_BK;
+    if (acs == 1) {
+        a_rs = pairs, a_ps = 1;
+        ks->pack_a_rowwise(A, ars, 0, M, 0, K, (int)((M + mr - 1) / mr * mr), (float *)Ap);
+    } else {
+        ks->pack(false, A, acs, 0, M, 0, K, ATT_BK, (float *)Ap);
+    }
+    /* B: panels of nr columns, each pairs x nr */
+    for (int64_t n0 = 0; n0 < N; n0 += nr)
+        ks->pack(bks == 1, B, bks == 1 ? bns : bks, n0, N - n0, 0, K, nr, (float *)(Bp + n0 * pairs));
+    for (int64_t n0 = 0; n0 < N; n0 += nr) {
+        const int64_t nn = N - n0 < nr ? N - n0 : nr;
+        for (int64_t i = 0; i < M; i += mr) {
+            const int m = M - i < mr ? (int)(M - i) : mr;
+            tile_span s;
+            if (!tile_span_of(band, i, m, n0, nn, K, accumulate, &s)) continue;
+            /* whole pairs: the terms this adds are masked ones, zeros in A */
+            const int64_t p0 = s.k_begin / 2, p1 = s.k_end > s.k_begin ? (s.k_end + 1) / 2 : p0;
+            ks->tile(2 * (p1 - p0), (const float *)(Ap + i * a_rs + p0 * a_ps), a_rs, a_ps,
+                     (const float *)(Bp + n0 * pairs + p0 * nr), C + i * ldc + n0, ldc, m, (int)s.n_end, alpha, 0.0f,
+                     accumulate);
+        }
+    }
+}
+
 #else
 
 bool att_fast_usable(const att_dims *a) { return false; }
+
+att_tiles att_tiles_for(const att_dims *a, df_precision precision) { return ATT_SGEMM; }
+
+void att_bf16_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
+                   const float *B, int64_t bks, int64_t bns, bool accumulate, float *C, int64_t ldc, att_band band)
+{
+}
 
 void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
                    const float *B, int64_t ldb, bool accumulate, float *C, int64_t ldc, att_band band)

@@ -73,20 +73,20 @@ typedef struct grad_scratch { float S[ATT_BQ * ATT_BK], dS[ATT_BQ * ATT_BK], Kt[
 
 /* Adds the contributions of queries [i0, i0 + nq) and keys [j0, j0 + nk);
  * w->Kt and w->Vt hold the key block's k^T and v^T when fast. */
-static void grad_block(const att_dims *a, bool fast, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0,
+static void grad_block(const att_dims *a, att_tiles tiles, const att_grad_ptrs *t, int64_t i0, int64_t nq, int64_t j0,
                        int64_t nk, grad_scratch *w)
 {
     const int64_t d = a->d, dv = a->dv, ldq = a->ldq, ldk = a->ldk, ldv = a->ldv, ldo = a->ldo;
     const float *Qi = t->Q + i0 * ldq, *dOi = t->dO + i0 * ldo, *Kj = t->K + j0 * ldk, *Vj = t->V + j0 * ldv;
     const int64_t reach = att_band_reach(a, i0, j0);
     const att_band by_query = att_band_by_query(reach), by_key = att_band_by_key(reach);
-    att_product_nt(fast, nq, nk, d, a->scale, Qi, ldq, Kj, ldk, w->Kt, w->S, reach);
+    att_product_nt(tiles, nq, nk, d, a->scale, Qi, ldq, Kj, ldk, w->Kt, w->S, reach);
     probabilities(a, t->lse, i0, nq, j0, nk, w->S);
-    att_product(fast, true, nk, dv, nq, 1.0f, w->S, ATT_BK, dOi, ldo, 1.0f, t->dV + j0 * ldv, ldv, by_query);
-    att_product_nt(fast, nq, nk, dv, 1.0f, dOi, ldo, Vj, ldv, w->Vt, w->dS, reach);
+    att_product(tiles, true, nk, dv, nq, 1.0f, w->S, ATT_BK, dOi, ldo, 1.0f, t->dV + j0 * ldv, ldv, by_query);
+    att_product_nt(tiles, nq, nk, dv, 1.0f, dOi, ldo, Vj, ldv, w->Vt, w->dS, reach);
     score_gradients(a, t->D, i0, nq, j0, nk, w->S, w->dS);
-    att_product(fast, true, nk, d, nq, a->scale, w->dS, ATT_BK, Qi, ldq, 1.0f, t->dK + j0 * ldk, ldk, by_query);
-    att_product(fast, false, nq, d, nk, a->scale, w->dS, ATT_BK, Kj, ldk, 1.0f, t->dQ + i0 * ldq, ldq, by_key);
+    att_product(tiles, true, nk, d, nq, a->scale, w->dS, ATT_BK, Qi, ldq, 1.0f, t->dK + j0 * ldk, ldk, by_query);
+    att_product(tiles, false, nq, d, nk, a->scale, w->dS, ATT_BK, Kj, ldk, 1.0f, t->dQ + i0 * ldq, ldq, by_key);
 }
 
 /* Rows [0, rows) of width cols, stride ld, to zero. */
@@ -96,7 +96,7 @@ static void zero_rows(float *x, int64_t rows, int64_t cols, int64_t ld)
 }
 
 /* All gradients of one leading index (t points at its rows). */
-static void grad_one(const att_dims *a, bool fast, const att_grad_ptrs *t, grad_scratch *w)
+static void grad_one(const att_dims *a, att_tiles tiles, const att_grad_ptrs *t, grad_scratch *w)
 {
     for (int64_t i = 0; i < a->Tq; i++) {
         const float *o = t->O + i * a->ldo, *g = t->dO + i * a->ldo;
@@ -110,20 +110,20 @@ static void grad_one(const att_dims *a, bool fast, const att_grad_ptrs *t, grad_
     zero_rows(t->dV, a->Tk, a->dv, a->ldv);
     for (int64_t j0 = 0; j0 < a->Tk; j0 += ATT_BK) {
         const int64_t nk = a->Tk - j0 < ATT_BK ? a->Tk - j0 : ATT_BK;
-        if (fast) {
+        if (tiles == ATT_TILES_FP32) {
             att_fast_transpose(nk, a->d, t->K + j0 * a->ldk, a->ldk, w->Kt);
             att_fast_transpose(nk, a->dv, t->V + j0 * a->ldv, a->ldv, w->Vt);
         }
         int64_t first = a->causal ? j0 - a->offset : 0;      /* the first query that sees key j0 */
         first = first < 0 ? 0 : first / ATT_BQ * ATT_BQ;
         for (int64_t i0 = first; i0 < a->Tq; i0 += ATT_BQ)
-            grad_block(a, fast, t, i0, a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ, j0, nk, w);
+            grad_block(a, tiles, t, i0, a->Tq - i0 < ATT_BQ ? a->Tq - i0 : ATT_BQ, j0, nk, w);
     }
 }
 
 void df_att_backward(const att_dims *a, att_offsets_fn at, const att_grad_ptrs *t)
 {
-    const bool fast = att_fast_usable(a);
+    const att_tiles tiles = att_tiles_for(a, df_get_precision());   /* the calling thread's */
 #pragma omp parallel if (a->nb > 1)
     {
         grad_scratch w;
@@ -135,7 +135,7 @@ void df_att_backward(const att_dims *a, att_offsets_fn at, const att_grad_ptrs *
                 .lse = t->lse + p * a->Tq, .dQ = t->dQ + o.q, .dK = t->dK + o.k, .dV = t->dV + o.v,
                 .D = t->D + p * a->Tq,
             };
-            grad_one(a, fast, &u, &w);
+            grad_one(a, tiles, &u, &w);
         }
     }
 }

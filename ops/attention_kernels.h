@@ -105,27 +105,44 @@ void att_fast_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A,
 /* Xt (cols x rows, row stride ATT_BK) = X (rows x cols, stride ldx)^T. */
 void att_fast_transpose(int64_t rows, int64_t cols, const float *X, int64_t ldx, float *Xt);
 
-/* C = alpha op(A) B + beta C (beta 0 or 1) on the fast tiles (within band)
- * or df_sgemm. */
-static inline void att_product(bool fast, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+/* The same product on AVX512_BF16 tiles (the GEMM's, src/gemm_kernels.c):
+ * A and B rounded to bf16 (nearest even) as they are packed, the sums in
+ * fp32; B (k, n) at B[k*bks + n*bns], one of the strides 1. M, N, K <=
+ * ATT_BK. */
+void att_bf16_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t ars, int64_t acs,
+                   const float *B, int64_t bks, int64_t bns, bool accumulate, float *C, int64_t ldc, att_band band);
+
+/* How a block's products run: df_sgemm, the fp32 tiles, or under
+ * DF_PRECISION_BF16 the bf16 tiles (where the fp32 ones are usable and the
+ * CPU has AVX512_BF16, as the GEMM probes it). */
+typedef enum att_tiles { ATT_SGEMM, ATT_TILES_FP32, ATT_TILES_BF16 } att_tiles;
+att_tiles att_tiles_for(const att_dims *a, df_precision precision);
+
+/* C = alpha op(A) B + beta C (beta 0 or 1) on the tiles (within band) or
+ * df_sgemm. */
+static inline void att_product(att_tiles tiles, bool ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                                int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                                att_band band)
 {
-    if (fast)
+    if (tiles == ATT_TILES_FP32)
         att_fast_gemm(M, N, K, alpha, A, ta ? 1 : lda, ta ? lda : 1, B, ldb, beta != 0.0f, C, ldc, band);
+    else if (tiles == ATT_TILES_BF16)
+        att_bf16_gemm(M, N, K, alpha, A, ta ? 1 : lda, ta ? lda : 1, B, ldb, 1, beta != 0.0f, C, ldc, band);
     else
         att_gemm(ta, false, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* S (nq x nk, row stride ATT_BK) = alpha X Y^T for X (nq x K, stride ldx)
  * and Y (nk x K, stride ldy), rows queries and columns keys of a block whose
- * att_band_reach is reach; on the fast tiles Yt must hold Y^T
+ * att_band_reach is reach; on the fp32 tiles Yt must hold Y^T
  * (att_fast_transpose), else Yt is unused. */
-static inline void att_product_nt(bool fast, int64_t nq, int64_t nk, int64_t K, float alpha, const float *X,
+static inline void att_product_nt(att_tiles tiles, int64_t nq, int64_t nk, int64_t K, float alpha, const float *X,
                                   int64_t ldx, const float *Y, int64_t ldy, const float *Yt, float *S, int64_t reach)
 {
-    if (fast)
+    if (tiles == ATT_TILES_FP32)
         att_fast_gemm(nq, nk, K, alpha, X, ldx, 1, Yt, ATT_BK, false, S, ATT_BK, att_band_scores(reach));
+    else if (tiles == ATT_TILES_BF16)
+        att_bf16_gemm(nq, nk, K, alpha, X, ldx, 1, Y, 1, ldy, false, S, ATT_BK, att_band_scores(reach));
     else
         att_gemm(false, true, nq, nk, K, alpha, X, ldx, Y, ldy, 0.0f, S, ATT_BK);
 }

@@ -1672,11 +1672,15 @@ df_graph *df_saved_graph(const df_saved *s);
  * (forward and the products of their gradients) and the fused cells'
  * recurrent products (lstm, lstm_grad and the LSTM's d w_rec, gru, gru_grad,
  * simple_rnn and its grad: the recurrent weight converted once per op call
- * into packed bf16 panels, the state converted as it is packed). Everything
- * else stays fp32: the variables (master weights), optimizer slots, gate
- * nonlinearities, the cell state, layer norms, the fused attention op,
- * softmax, losses, checkpoints (which hold the fp32 variables whatever the
- * precision), and one-row products and cells at batch 1 (generation: converting the weight
+ * into packed bf16 panels, the state converted as it is packed), and the
+ * block products of the fused attention ops (attention, attention_qkv:
+ * q k^T and P v, and their gradients' five; each block's operands
+ * converted as they are packed, where the AVX-512 blocks apply: d, dv <=
+ * 64). Everything else stays fp32: the variables (master weights),
+ * optimizer slots, gate nonlinearities, the cell state, layer norms,
+ * softmax (the attention's too, with its running max and sum, and its
+ * output and gradient accumulators), losses, checkpoints (which hold the
+ * fp32 variables whatever the precision), and one-row products and cells at batch 1 (generation: converting the weight
  * on every call would cost more than the product saves).
  * Results are deterministic as in fp32: the same bits for the same inputs
  * and thread count, and on any thread count. Each term of a product is off

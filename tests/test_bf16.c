@@ -15,6 +15,9 @@
  * is about 2^-8 and fails it at the sizes below), and at least 2^-12 (an
  * fp32 product is ~2^-22: bf16 must really be used).
  *
+ * The fused attention op's bf16 products are checked against its fp32 op
+ * (the attention section below).
+ *
  * On a CPU without AVX512_BF16 the kernel and op tests skip with a message
  * naming the missing feature; the refusal tests run everywhere. */
 #include <criterion/criterion.h>
@@ -601,6 +604,236 @@ Test(bf16_precision, lstm_odd_units_near_fp32_same_bits)
     df_team_set_adapt(-1);
     df_graph_free(g);
     for (int i = 0; i < 5; i++) free(buf[i]);
+}
+
+/* ------------------------------------------------ the fused attention op */
+/* attention and attention_qkv (forward and gradients) take bf16 q k^T, P v
+ * and the backward's products under bf16, the softmax staying fp32: each
+ * output against the fp32 op within 2^-7 relative (Frobenius) and at least
+ * 2^-16 from it (fp32's tiles and df_sgemm agree to ~2^-22: bf16 must
+ * really be used), and the same bits on 1 and 2 threads. Inputs in [-1, 1]
+ * and the models' scale 1/sqrt(d) keep the scores near 1, so their
+ * rounding (2^-9 of a score) moves the probabilities by about as much. */
+static float *copy_out(const df_tensor *o, int64_t n)
+{
+    float *c = malloc((size_t)n * sizeof(float));
+    cr_assert(c);
+    memcpy(c, o->data, (size_t)n * sizeof(float));
+    return c;
+}
+
+/* Runs g (inputs in[0, n_in), outputs what[0, n_out) of numel[i]) in fp32
+ * on 2 threads and in bf16 on 1 and 2 threads, and checks the three runs as
+ * the section says. */
+static void check_bf16_against_fp32(const char *name, df_graph *g, const df_tensor *in, int n_in, int n_out,
+                                    const char *const *what, const int64_t *numel)
+{
+    df_team_set_adapt(0);
+    float *got[3][4];
+    for (int run = 0; run < 3; run++) {
+        df_set_num_threads(run == 1 ? 1 : 2);
+        cr_assert_eq(df_set_precision(run ? DF_PRECISION_BF16 : DF_PRECISION_FP32), DF_OK);
+        df_tensor o[4];
+        cr_assert_eq(df_graph_run(g, in, n_in, o, n_out), DF_OK, "%s run %d: %s", name, run, df_last_error());
+        df_set_precision(DF_PRECISION_FP32);
+        for (int i = 0; i < n_out; i++) got[run][i] = copy_out(&o[i], numel[i]);
+    }
+    for (int i = 0; i < n_out; i++) {
+        const double d = rel_diff(got[1][i], got[0][i], numel[i]);
+        if (getenv("BF16_VERBOSE")) cr_log_info("%s %s: bf16 vs fp32 %.3g = 2^%.2f", name, what[i], d, log2(d));
+        cr_expect(d <= 0x1p-7 && d >= 0x1p-16, "%s %s: bf16 vs fp32 relative difference %.3g not in [2^-16, 2^-7]",
+                  name, what[i], d);
+        cr_expect(memcmp(got[1][i], got[2][i], (size_t)numel[i] * sizeof(float)) == 0,
+                  "%s %s: bf16 bits differ on 2 threads from 1", name, what[i]);
+        for (int run = 0; run < 3; run++) free(got[run][i]);
+    }
+    df_set_num_threads(2);
+    df_team_set_adapt(-1);
+}
+
+/* attention_qkv as char-gpt runs it, (B, T, 3C) with H heads, its output
+ * and d qkv (for the gradient of sum(y * r), r random). */
+static void check_attention_qkv(int64_t B, int64_t T, int64_t C, int H, bool causal)
+{
+    df_rng rng;
+    df_rng_seed(&rng, (uint64_t)(B * 1000003 + T * 1009 + C * 7 + H + causal));
+    float *x = rand_buf(&rng, B * T * 3 * C, -1, 1), *r = rand_buf(&rng, B * T * C, -1, 1);
+    df_graph *g = df_graph_new();
+    df_node *qkv = PH(g, B, T, 3 * C), *w = PH(g, B, T, C), *dqkv;
+    df_node *y = df_attention_qkv(g, qkv, H, causal, 1.0f / sqrtf((float)(C / H)));
+    cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, y, w), NULL, 0, false), NULL, 1, &qkv, &dqkv), DF_OK);
+    df_graph_output(g, y);
+    df_graph_output(g, dqkv);
+    char name[96];
+    snprintf(name, sizeof name, "attention_qkv B=%ld T=%ld C=%ld H=%d%s", (long)B, (long)T, (long)C, H,
+             causal ? " causal" : "");
+    df_tensor in[2] = {F32(x, B, T, 3 * C), F32(r, B, T, C)};
+    static const char *const what[2] = {"y", "d qkv"};
+    check_bf16_against_fp32(name, g, in, 2, 2, what, (const int64_t[]){B * T * C, B * T * 3 * C});
+    df_graph_free(g);
+    free(x), free(r);
+}
+
+/* char-gpt's heads (d = 32, T = 64: one block), several blocks with a
+ * last short one (T = 100), d odd (an odd last k pairs with zero) and not
+ * a multiple of 16, not causal. */
+Test(bf16_precision, attention_qkv_near_fp32_same_bits)
+{
+    REQUIRE_BF16();
+    check_attention_qkv(3, 64, 128, 4, true);
+    check_attention_qkv(2, 100, 60, 4, true);
+    check_attention_qkv(2, 37, 21, 3, false);
+    check_attention_qkv(1, 130, 128, 2, true);
+}
+
+/* df_attention on dense q, k, v: fewer queries than keys, by an odd
+ * offset (causal blocks whose first or last visible term is odd, inside a
+ * bf16 pair), and dv != d; y, dq, dk and dv. */
+Test(bf16_precision, attention_near_fp32_same_bits)
+{
+    REQUIRE_BF16();
+    enum { N = 3, TQ = 70, TK = 91, D = 24, DV = 40 };
+    df_rng rng;
+    df_rng_seed(&rng, 17);
+    float *q = rand_buf(&rng, N * TQ * D, -1, 1), *k = rand_buf(&rng, N * TK * D, -1, 1);
+    float *v = rand_buf(&rng, N * TK * DV, -1, 1), *r = rand_buf(&rng, N * TQ * DV, -1, 1);
+    for (int causal = 0; causal < 2; causal++) {
+        df_graph *g = df_graph_new();
+        df_node *x[3] = {PH(g, N, TQ, D), PH(g, N, TK, D), PH(g, N, TK, DV)}, *w = PH(g, N, TQ, DV), *grads[3];
+        df_node *y = df_attention(g, x[0], x[1], x[2], causal, 1.0f / sqrtf((float)D));
+        cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, y, w), NULL, 0, false), NULL, 3, x, grads), DF_OK);
+        df_graph_output(g, y);
+        for (int i = 0; i < 3; i++) df_graph_output(g, grads[i]);
+        df_tensor in[4] = {F32(q, N, TQ, D), F32(k, N, TK, D), F32(v, N, TK, DV), F32(r, N, TQ, DV)};
+        static const char *const what[4] = {"y", "dq", "dk", "dv"};
+        check_bf16_against_fp32(causal ? "attention causal" : "attention", g, in, 4, 4, what,
+                                (const int64_t[]){N * TQ * DV, N * TQ * D, N * TK * D, N * TK * DV});
+        df_graph_free(g);
+    }
+    free(q), free(k), free(v), free(r);
+}
+
+/* x rounded to bf16, nearest even (finite x). */
+static double to_bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    float r;
+    memcpy(&r, &u, sizeof r);
+    return r;
+}
+
+/* One head of attention and its gradients in double, every product's
+ * operands rounded to bf16 as the op's bf16 tiles round them, the softmax
+ * unrounded: with Tk <= ATT_BK (one key block) the forward's probabilities
+ * are exp(s - row max), normalised after P v. q (Tq, d), k (Tk, d), v (Tk,
+ * dv), dO (Tq, dv) -> y (Tq, dv), dq, dk, dv. */
+typedef struct att_ref_case { int64_t Tq, Tk, d, dv; bool causal; float scale; } att_ref_case;
+
+static void attention_bf16_reference(const att_ref_case *c, const float *q, const float *k, const float *v,
+                                     const float *dO, double *y, double *dq, double *dk, double *dv)
+{
+    const int64_t Tq = c->Tq, Tk = c->Tk, d = c->d, nv = c->dv, offset = Tk - Tq;
+    double *P = calloc((size_t)(Tq * Tk), sizeof(double)), *E = calloc((size_t)(Tq * Tk), sizeof(double));
+    cr_assert(P && E);
+    memset(dk, 0, sizeof(double) * (size_t)(Tk * d));
+    memset(dv, 0, sizeof(double) * (size_t)(Tk * nv));
+    for (int64_t i = 0; i < Tq; i++) {
+        const int64_t seen = c->causal && i + offset + 1 < Tk ? i + offset + 1 : Tk;
+        double s[256], max = -INFINITY, l = 0;
+        for (int64_t j = 0; j < seen; j++) {
+            double dot = 0;
+            for (int64_t x = 0; x < d; x++) dot += to_bf16(q[i * d + x]) * to_bf16(k[j * d + x]);
+            s[j] = c->scale * dot;
+            max = s[j] > max ? s[j] : max;
+        }
+        for (int64_t j = 0; j < seen; j++) l += (E[i * Tk + j] = exp(s[j] - max));
+        for (int64_t j = 0; j < seen; j++) P[i * Tk + j] = E[i * Tk + j] / l;
+        double D = 0;
+        for (int64_t x = 0; x < nv; x++) {
+            double o = 0;
+            for (int64_t j = 0; j < seen; j++) o += to_bf16((float)E[i * Tk + j]) * to_bf16(v[j * nv + x]);
+            y[i * nv + x] = o / l;
+            D += dO[i * nv + x] * (o / l);
+        }
+        for (int64_t x = 0; x < d; x++) dq[i * d + x] = 0;
+        for (int64_t j = 0; j < seen; j++) {
+            double dp = 0;
+            for (int64_t x = 0; x < nv; x++) dp += to_bf16(dO[i * nv + x]) * to_bf16(v[j * nv + x]);
+            const double p = to_bf16((float)P[i * Tk + j]), ds = to_bf16((float)(P[i * Tk + j] * (dp - D)));
+            for (int64_t x = 0; x < nv; x++) dv[j * nv + x] += p * to_bf16(dO[i * nv + x]);
+            for (int64_t x = 0; x < d; x++) {
+                dq[i * d + x] += c->scale * ds * to_bf16(k[j * d + x]);
+                dk[j * d + x] += c->scale * ds * to_bf16(q[i * d + x]);
+            }
+        }
+    }
+    free(P), free(E);
+}
+
+static double rel_diff_double(const float *a, const double *b, int64_t n)
+{
+    double e = 0, r = 0;
+    for (int64_t i = 0; i < n; i++) e += (a[i] - b[i]) * (a[i] - b[i]), r += b[i] * b[i];
+    return r > 0 ? sqrt(e / r) : sqrt(e);
+}
+
+/* Each product of the op rounds its own operands to bf16: the op's outputs
+ * agree with the reference above to 2^-18 (fp32 sums and exps: ~2^-23), where an
+ * fp32 product anywhere leaves its output ~2^-9 off it (the fp32 op, which
+ * the test also checks that far off, shows the size: the reference is not
+ * fp32 in disguise). One key block, causal with an odd offset and not. */
+Test(bf16_precision, attention_rounds_each_product_operand)
+{
+    REQUIRE_BF16();
+    enum { N = 2 };
+    const att_ref_case cases[] = {{40, 61, 24, 40, true, 0.2f}, {33, 50, 20, 17, false, 0.3f}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const att_ref_case *c = &cases[ci];
+        df_rng rng;
+        df_rng_seed(&rng, 23 + ci);
+        const int64_t nq = N * c->Tq * c->d, nk = N * c->Tk * c->d, nvv = N * c->Tk * c->dv, ny = N * c->Tq * c->dv;
+        float *q = rand_buf(&rng, nq, -1, 1), *k = rand_buf(&rng, nk, -1, 1), *v = rand_buf(&rng, nvv, -1, 1);
+        float *r = rand_buf(&rng, ny, -1, 1);
+        double *ref[4] = {malloc(sizeof(double) * ny), malloc(sizeof(double) * nq), malloc(sizeof(double) * nk),
+                          malloc(sizeof(double) * nvv)};
+        for (int i = 0; i < 4; i++) cr_assert(ref[i]);
+        for (int64_t p = 0; p < N; p++)
+            attention_bf16_reference(c, q + p * c->Tq * c->d, k + p * c->Tk * c->d, v + p * c->Tk * c->dv,
+                                     r + p * c->Tq * c->dv, ref[0] + p * c->Tq * c->dv, ref[1] + p * c->Tq * c->d,
+                                     ref[2] + p * c->Tk * c->d, ref[3] + p * c->Tk * c->dv);
+        df_graph *g = df_graph_new();
+        df_node *x[3] = {PH(g, N, c->Tq, c->d), PH(g, N, c->Tk, c->d), PH(g, N, c->Tk, c->dv)}, *grads[3];
+        df_node *w = PH(g, N, c->Tq, c->dv), *y = df_attention(g, x[0], x[1], x[2], c->causal, c->scale);
+        cr_assert_eq(df_gradients(g, df_sum(g, df_mul(g, y, w), NULL, 0, false), NULL, 3, x, grads), DF_OK);
+        df_graph_output(g, y);
+        for (int i = 0; i < 3; i++) df_graph_output(g, grads[i]);
+        df_tensor in[4] = {F32(q, N, c->Tq, c->d), F32(k, N, c->Tk, c->d), F32(v, N, c->Tk, c->dv),
+                           F32(r, N, c->Tq, c->dv)}, o[4];
+        static const char *const what[4] = {"y", "dq", "dk", "dv"};
+        const int64_t numel[4] = {ny, nq, nk, nvv};
+        for (int bf16 = 0; bf16 < 2; bf16++) {
+            cr_assert_eq(df_set_precision(bf16 ? DF_PRECISION_BF16 : DF_PRECISION_FP32), DF_OK);
+            cr_assert_eq(df_graph_run(g, in, 4, o, 4), DF_OK, "%s", df_last_error());
+            df_set_precision(DF_PRECISION_FP32);
+            for (int i = 0; i < 4; i++) {
+                const double dd = rel_diff_double(o[i].data, ref[i], numel[i]);
+                if (getenv("BF16_VERBOSE"))
+                    cr_log_info("case %zu %s %s vs the bf16 reference: %.3g = 2^%.2f", ci, bf16 ? "bf16" : "fp32",
+                                what[i], dd, log2(dd));
+                if (bf16)
+                    cr_expect(dd <= 0x1p-18, "case %zu %s: bf16 op vs its bf16-rounded reference %.3g > 2^-18", ci,
+                              what[i], dd);
+                else
+                    cr_expect(dd >= 0x1p-11, "case %zu %s: the fp32 op is within %.3g < 2^-11 of the bf16 reference",
+                              ci, what[i], dd);
+            }
+        }
+        df_graph_free(g);
+        free(q), free(k), free(v), free(r);
+        for (int i = 0; i < 4; i++) free(ref[i]);
+    }
 }
 
 /* ---------------------------------------------- the fp32 parts of the step */
