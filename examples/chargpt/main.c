@@ -51,8 +51,8 @@ static const char *const precisions[] = {"fp32", "bf16", NULL};
     {"batch", CLI_INT, &(o).batch, "sequences per step", 1, 4096, NULL},                               \
     {"data", CLI_STRING, &(o).data, "the corpus (UTF-8)", 0, 0, NULL},                                 \
     {"threads", CLI_INT, &(o).threads, "kernel threads (0: OpenMP's default)", 0, 1024, NULL},        \
-    {"precision", CLI_CHOICE, &(o).precision, "fp32, or bf16: matmuls on bf16 operands with fp32 sums and " \
-     "fp32 weights (CPUs with AVX512_BF16)", 0, 0, precisions}
+    {"precision", CLI_CHOICE, &(o).precision, "fp32, or bf16: matmuls and the attention's products on bf16 " \
+     "operands with fp32 sums, fp32 weights and softmax (CPUs with AVX512_BF16)", 0, 0, precisions}
 
 /* -------------------------------------------------------------- data */
 
