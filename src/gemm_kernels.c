@@ -421,6 +421,14 @@ TARGET_BF16 static void pack_bf16_kmajor(const float *X, int64_t ldx, int64_t r0
         const float *x0 = X + (p0 + 2 * kp) * ldx + r0;
         const float *x1 = 2 * kp + 1 < kc ? x0 + ldx : NULL;      /* an odd last k pairs with zero */
         uint32_t *dst = P + kp * w;
+        /* the rows 8 k ahead: a panel walks down X's columns, ldx floats a
+         * step, and the hardware prefetchers lose that stream at each page,
+         * so a cold operand's packing would wait on memory */
+        if (2 * kp + 10 < kc)
+            for (int64_t r = 0; r < (rows < w ? rows : w); r += 16) {
+                _mm_prefetch((const char *)(x0 + 8 * ldx + r), _MM_HINT_T0);
+                _mm_prefetch((const char *)(x0 + 9 * ldx + r), _MM_HINT_T0);
+            }
         for (int64_t r = 0; r < w; r += 16) {
             const int64_t left = (rows < w ? rows : w) - r;      /* never read past the panel's rows */
             const __mmask16 mk = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
