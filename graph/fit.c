@@ -1053,27 +1053,34 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
  * put back after validation: validation starts from a zero state and leaves
  * one (reset_states zeroes every slot), and the state the epoch's last step
  * carried must still be there for the checkpoint (a sampler starts from it)
- * and for whatever runs next. NULL entries where out of memory. */
+ * and for whatever runs next. NULL, the error set, when out of memory. */
 static void **copy_rank_state(const df_fit_options *o)
 {
     void **copies = calloc((size_t)o->n_rank_variables + 1, sizeof *copies);
     for (int i = 0; copies && i < o->n_rank_variables; i++) {
         const df_tensor t = df_variable_tensor(o->rank_variables[i]);
         const size_t bytes = (size_t)df_tensor_numel(&t) * df_dtype_size(t.dtype);
-        if ((copies[i] = malloc(bytes ? bytes : 1))) memcpy(copies[i], t.data, bytes);
+        if ((copies[i] = malloc(bytes ? bytes : 1))) {
+            memcpy(copies[i], t.data, bytes);
+            continue;
+        }
+        while (i > 0) free(copies[--i]);
+        free(copies);
+        copies = NULL;
     }
+    if (!copies) df_error(DF_ERR_NOMEM, "df_fit: out of memory keeping the carried state over validation");
     return copies;
 }
 
-static df_status restore_rank_state(const df_fit_options *o, void **copies)
+/* Puts the copies back (st: the validation's status so far, kept). */
+static df_status restore_rank_state(const df_fit_options *o, void **copies, df_status st)
 {
-    df_status st = copies ? DF_OK : df_error(DF_ERR_NOMEM, "df_fit: out of memory keeping the carried state");
-    for (int i = 0; copies && i < o->n_rank_variables; i++) {
+    for (int i = 0; i < o->n_rank_variables; i++) {
         df_variable *v = o->rank_variables[i];
         df_tensor t = df_variable_tensor(v);
         t.data = copies[i];
-        if (st == DF_OK && !copies[i]) st = df_error(DF_ERR_NOMEM, "df_fit: out of memory keeping the carried state");
-        if (st == DF_OK) st = df_variable_assign(v, &t);
+        const df_status put = df_variable_assign(v, &t);
+        if (st == DF_OK) st = put;
         free(copies[i]);
     }
     free(copies);
@@ -1086,11 +1093,11 @@ static df_status evaluate(fit_run *r, double *mean)
     const df_fit_options *o = r->o;
     const df_fit_data *d = &o->validation;
     void **carried = copy_rank_state(o);
-    reset_states(o);
-    if (d->start_epoch) d->start_epoch(d->user);
+    df_status st = carried ? DF_OK : DF_ERR_NOMEM;
     double v[2] = {0, 0};        /* sum of the batch losses, batches */
-    df_status st = DF_OK;
-    for (;;) {
+    if (carried) reset_states(o);
+    if (carried && d->start_epoch) d->start_epoch(d->user);
+    while (carried) {
         bool end;
         df_tensor out;
         double loss = 0;
@@ -1101,9 +1108,10 @@ static df_status evaluate(fit_run *r, double *mean)
         v[1]++;
     }
     if (st == DF_OK && v[1] == 0) st = df_error(DF_ERR_STATE, "df_fit: the validation data gave no batch");
-    reset_states(o);
-    const df_status kept = restore_rank_state(o, carried);
-    if (st == DF_OK) st = kept;
+    if (carried) {
+        reset_states(o);
+        st = restore_rank_state(o, carried, st);
+    }
     st = sync_ranks(r, st, v, 2);
     *mean = v[1] > 0 ? v[0] / v[1] : NAN;
     return st;

@@ -1013,13 +1013,14 @@ typedef struct df_fit_options {
     df_function *eval_step;       /* with validation: batch -> loss, no updates */
     int n_inputs;                 /* tensors per batch, 1..8 */
     df_optimizer *optimizer;      /* its slots and step go into checkpoints; schedules set its rate */
-    int n_variables;              /* what checkpoints hold by name: weights, and the */
-    df_variable *const *variables;/* recurrent state of a stateful model */
+    int n_variables;              /* what checkpoints hold by name: the weights (a stateful */
+    df_variable *const *variables;/* model's carried state too, but see rank_variables) */
     /* With comm, variables that differ per rank: the carried recurrent state of this rank's
      * rows of the batch. A checkpoint holds their concatenation over the ranks along axis 0
      * (each rank's shape alike; comm->gather required), and a resume gives each rank its
      * rows back, so a checkpoint does not depend on the number of ranks. One process: as
-     * variables. They are not in check_weights' hash. */
+     * variables, except that validation leaves them as the epoch's last step did (below), so
+     * list a carried state here, also in one process. They are not in check_weights' hash. */
     int n_rank_variables;
     df_variable *const *rank_variables;
     df_fit_data train;            /* required */
@@ -1062,8 +1063,9 @@ typedef struct df_fit_options {
                                    * (df_config_record_check) before restore_extra */
     /* Hooks, each optional, each given user: */
     /* at each epoch start and around validation; validation then puts the rank variables (the
-     * training batch's carried state) back as the epoch's last step left them, so that the
-     * epoch's checkpoint holds that state (char-rnn sample starts from it) */
+     * training batch's carried state) back as the epoch's last step left them, whatever the
+     * hook or eval_step did to them, so that the epoch's checkpoint holds that state (char-rnn
+     * sample starts from it) */
     void (*reset_states)(void *user);
     df_status (*save_extra)(void *user, df_checkpoint *ck);        /* e.g. a vocabulary, after config */
     df_status (*restore_extra)(void *user, const df_checkpoint *ck); /* check they match this run */

@@ -1119,9 +1119,9 @@ Test(checkpoint, sampling_starts_from_the_first_row_of_the_trained_state_or_a_ze
     fixture_free(&fx);
 }
 
-/* A copy of the checkpoint at from without its entries named state/...: a
- * checkpoint that holds the weights but no training state. */
-static void copy_without_state(const char *from, const char *to)
+/* A copy of the checkpoint at from without its entries whose names start
+ * with drop ("state/": the weights but no training state). */
+static void copy_without(const char *from, const char *to, const char *drop)
 {
     df_checkpoint *in, *out = df_checkpoint_new();
     assert_ok(df_checkpoint_read(from, &in));
@@ -1129,7 +1129,7 @@ static void copy_without_state(const char *from, const char *to)
     int n_vars = 0;
     for (int i = 0; i < df_checkpoint_count(in); i++) {
         const char *name = df_checkpoint_entry_name(in, i);
-        if (!strncmp(name, "state/", 6)) continue;
+        if (!strncmp(name, drop, strlen(drop))) continue;
         if (df_checkpoint_entry_kind(in, i) == DF_CHECKPOINT_BLOB) {
             const void *data;
             size_t len;
@@ -1153,26 +1153,38 @@ static void copy_without_state(const char *from, const char *to)
     df_checkpoint_free(in);
 }
 
-Test(checkpoint, sampling_from_a_checkpoint_without_training_state_says_to_use_a_zero_one)
+/* cr_sample of the checkpoint at path into a string (the caller frees it). */
+static df_status sample_file(const char *path, bool zero_state, char **text)
+{
+    size_t len;
+    FILE *f = open_memstream(text, &len);
+    cr_sample_opts o = sample_opts(40);
+    o.checkpoint = path;
+    o.temperature = 0.5f;          /* sharper than 1: a small change of state shows */
+    o.zero_state = zero_state;
+    df_status st = cr_sample(&o, f);
+    fclose(f);
+    return st;
+}
+
+Test(checkpoint, a_checkpoint_without_training_state_samples_from_a_zero_one_and_part_of_one_is_refused)
 {
     fixture fx;
-    char path[256], bare[256];
+    char path[256], bare[256], half[256];
     fixture_make(&fx, 16, 4, path, sizeof path);
-    copy_without_state(path, in_tmp(bare, sizeof bare, "bare"));
-    char *text = NULL;
-    size_t len;
-    FILE *f = open_memstream(&text, &len);
-    cr_sample_opts o = sample_opts(10);
-    o.checkpoint = bare;
-    cr_expect_eq(cr_sample(&o, f), DF_ERR_FORMAT);
-    cr_expect_not_null(strstr(df_last_error(), "no training state 'state/h' (use --state zero)"), "%s",
-                       df_last_error());
-    fflush(f);
-    cr_expect_eq(len, 0, "nothing printed before the error: %s", text);
-    o.zero_state = true;
-    cr_expect_eq(cr_sample(&o, f), DF_OK, "%s", df_last_error());
-    fclose(f);
-    free(text);
+    copy_without(path, in_tmp(bare, sizeof bare, "bare"), "state/");
+    char *from_bare, *zero;
+    cr_expect_eq(sample_file(bare, false, &from_bare), DF_OK, "%s", df_last_error());
+    assert_ok(sample_file(path, true, &zero));
+    cr_expect_str_eq(from_bare, zero, "no training state: the zero state's text");
+    free(from_bare);
+    free(zero);
+    copy_without(path, in_tmp(half, sizeof half, "half"), "state/c");
+    char *partial;
+    cr_expect_eq(sample_file(half, false, &partial), DF_ERR_FORMAT);
+    cr_expect_not_null(strstr(df_last_error(), "half: it holds part of a training state only"), "%s", df_last_error());
+    cr_expect_str_empty(partial, "nothing printed before the error");
+    free(partial);
     fixture_free(&fx);
 }
 
@@ -1421,6 +1433,55 @@ static void check_interrupted_resume(cr_batching batching)
 Test(resume, interrupted_mid_epoch_then_resumed_equals_straight_shuffle) { check_interrupted_resume(CR_SHUFFLE); }
 
 Test(resume, interrupted_mid_epoch_then_resumed_equals_straight_streams) { check_interrupted_resume(CR_STREAMS); }
+
+/* Through df_fit with validation and two GRU layers: the checkpoint holds
+ * the last step's state of both layers (validation used to zero it), and
+ * sampling starts from its row 0. */
+Test(resume, a_val_run_leaves_its_training_state_for_sampling)
+{
+    char corpus[256], dir[256], path[256];
+    size_t len;
+    char *text = make_corpus(12000, &len);
+    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
+    free(text);
+    cr_config o;
+    train_opts(&o, corpus, in_tmp(dir, sizeof dir, "gru_val"), 1);
+    o.cell = CR_CELL_GRU;
+    o.layers = 2;
+    o.val_fraction = 0.2f;
+    run_train(&o, "gru_val.log");
+    in_tmp(path, sizeof path, "gru_val/ckpt_1");
+    df_checkpoint *ck;
+    assert_ok(df_checkpoint_read(path, &ck));
+    cr_vocab *vocab = malloc(sizeof *vocab);
+    cr_model m;
+    assert_ok(cr_model_from_open_checkpoint(ck, vocab, &m));
+    cr_trained_state what;
+    assert_ok(cr_load_trained_state(&m, ck, 0, &what));
+    cr_expect_eq(what, CR_TRAINED_STATE_LOADED, "a nonzero training state in both layers' h, got %d", what);
+    df_variable *rows[4];
+    cr_assert_eq(df_model_state_variables(m.net, 1, CR_STATE_MAIN, rows, 4), 2, "a GRU carries h alone");
+    for (int k = 0; k < 2; k++) {
+        df_variable *all = df_variable_new(df_variable_name(rows[k]), DF_F32, 2, (int64_t[]){o.batch, o.hidden},
+                                           df_init_zeros(), NULL);
+        assert_ok(df_checkpoint_restore_variable(ck, all));
+        cr_expect_eq(memcmp(df_variable_tensor(all).data, df_variable_tensor(rows[k]).data,
+                            (size_t)o.hidden * sizeof(float)), 0, "%s: row 0 of the stored state", df_variable_name(rows[k]));
+        float norm = 0;
+        for (int j = 0; j < o.hidden; j++) norm += fabsf(((float *)df_variable_tensor(rows[k]).data)[j]);
+        cr_expect_gt(norm, 0, "%s is not zero after validation", df_variable_name(rows[k]));
+        df_variable_free(all);
+    }
+    cr_model_free(&m);
+    free(vocab);
+    df_checkpoint_free(ck);
+    char *trained, *zero;
+    assert_ok(sample_file(path, false, &trained));
+    assert_ok(sample_file(path, true, &zero));
+    cr_expect_str_neq(trained, zero, "the training state changes the sample");
+    free(trained);
+    free(zero);
+}
 
 Test(resume, a_missing_corpus_names_the_flag)
 {

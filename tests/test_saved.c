@@ -325,7 +325,7 @@ static void logits_equal_for_200_steps(cr_cell cell, const char *seed_name)
     const char *path = tmp_path("sampler.dfg");
     cr_assert_eq(cr_export_model_sampler(&m, vocab, path), DF_OK, "%s", df_last_error());
     keep_as_seed(path, seed_name);
-    cr_model_reset_states(&m);               /* the file starts from the zero state, as sampling does */
+    cr_model_reset_states(&m);               /* the file starts from the zero state, as sample --state zero does */
     df_saved *s;
     cr_assert_eq(df_saved_load(path, &s), DF_OK, "%s", df_last_error());
     int V;

@@ -10,8 +10,9 @@
 #include "sample.h"
 
 /* cr_export_model_sampler with the file's state row 0 of the training
- * state in the checkpoint at state_from (NULL: zero). */
-static df_status export_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path, const char *state_from)
+ * state in ck, read from path (ck NULL: zero). */
+static df_status export_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path, const df_checkpoint *ck,
+                                const char *path)
 {
     if (!m || !vocab || !out_path) return df_error(DF_ERR_ARG, "export: null argument");
     char *chars = malloc((size_t)vocab->size * 4 + 1);
@@ -27,7 +28,7 @@ static df_status export_sampler(cr_model *m, const cr_vocab *vocab, const char *
     df_tensor one = df_tensor_make(DF_I32, &id, 2, (int64_t[]){1, 1}), logits;
     df_status st = cr_logits(m, &one, &logits);
     cr_model_reset_states(m);
-    if (st == DF_OK && state_from) st = cr_load_trained_state(m, state_from, 0);
+    if (st == DF_OK && ck) st = cr_start_from_trained_state(m, ck, path, "char-rnn export");
     df_tensor_spec sig = {DF_I32, 2, {1, 1}};
     df_saved_meta meta[] = {
         {CR_EXPORT_SAMPLER_KEY, "char", 4},
@@ -42,7 +43,7 @@ static df_status export_sampler(cr_model *m, const cr_vocab *vocab, const char *
 
 df_status cr_export_model_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path)
 {
-    return export_sampler(m, vocab, out_path, NULL);
+    return export_sampler(m, vocab, out_path, NULL, NULL);
 }
 
 df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path, bool zero_state)
@@ -53,8 +54,11 @@ df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path, bo
     if (!vocab) return df_error(DF_ERR_NOMEM, "out of memory");
     cr_model m;
     bool have_model = false;
-    if (st == DF_OK) have_model = (st = cr_model_from_checkpoint(path, vocab, &m)) == DF_OK;
-    if (st == DF_OK) st = export_sampler(&m, vocab, out_path, zero_state ? NULL : path);
+    df_checkpoint *ck = NULL;           /* read once: the weights and the state from the same file */
+    if (st == DF_OK) st = df_checkpoint_read(path, &ck);
+    if (st == DF_OK) have_model = (st = df_error_prefix(cr_model_from_open_checkpoint(ck, vocab, &m), path)) == DF_OK;
+    if (st == DF_OK) st = export_sampler(&m, vocab, out_path, zero_state ? NULL : ck, path);
+    df_checkpoint_free(ck);
     if (have_model) cr_model_free(&m);
     free(vocab);
     return st;
@@ -62,16 +66,15 @@ df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path, bo
 
 int cr_export_command(int argc, char **argv)
 {
-    static const char *const start_states[] = {"trained", "zero", NULL};
     const char *dir = "./training_checkpoints", *out = NULL;
     int start_state = 0;
     cli_flag flags[] = {
         {"checkpoint-dir", CLI_STRING, &dir, "export the latest ckpt_N here", 0, 0, NULL},
         {"state", CLI_CHOICE, &start_state, "the state the file starts (and dagflow-run resets) to: trained or zero, "
-                                            "as char-rnn sample --state", 0, 0, start_states},
+                                            "as char-rnn sample --state", 0, 0, cr_start_states},
         {"out", CLI_STRING, &out, "the saved graph to write (or give it as the last argument)", 0, 0, NULL},
     };
-    const char *usage = "char-rnn export [--checkpoint-dir D] OUT.dfg";
+    const char *usage = "char-rnn export [--checkpoint-dir D] [--state trained|zero] OUT.dfg";
     char **rest = malloc(((size_t)argc + 1) * sizeof *rest);
     if (!rest) return 1;
     int n = 0;

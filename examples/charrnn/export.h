@@ -20,10 +20,11 @@
 df_status cr_export_model_sampler(cr_model *m, const cr_vocab *vocab, const char *out_path);
 /* The same for the newest checkpoint in checkpoint_dir, the file's state
  * the one char-rnn sample starts from: row 0 of the training state the
- * checkpoint holds (cr_load_trained_state), or zero. */
+ * checkpoint holds (cr_start_from_trained_state), or zero. */
 df_status cr_export_sampler(const char *checkpoint_dir, const char *out_path, bool zero_state);
-/* `char-rnn export [--checkpoint-dir D] OUT.dfg` (argv without "char-rnn
- * export"): 0 on success, 1 on an error (printed), 2 on bad usage. */
+/* `char-rnn export [--checkpoint-dir D] [--state trained|zero] OUT.dfg`
+ * (argv without "char-rnn export"): 0 on success, 1 on an error (printed),
+ * 2 on bad usage. */
 int cr_export_command(int argc, char **argv);
 
 #endif

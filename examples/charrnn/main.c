@@ -27,7 +27,6 @@ static const char *const graph_parts[] = {"train", "forward", "backward", NULL};
 static const char *const pass_sets[] = {"all", "none", NULL};
 static const char *const truths[] = {"true", "false", NULL};
 static const char *const precisions[] = {"fp32", "bf16", NULL};
-static const char *const start_states[] = {"trained", "zero", NULL};
 
 /* --cell, --layers, --dropout and --reset-after, shared by train, summary and graph. */
 typedef struct model_flags { int cell, layers, reset_after; float dropout; } model_flags;
@@ -180,7 +179,7 @@ static int cmd_sample(int argc, char **argv)
         {"seed", CLI_U64, &o.seed, "sampling seed", 0, 0, NULL},
         {"state", CLI_CHOICE, &start_state, "the state --start is fed from: trained (the state the training batch's "
                                             "first row carried when the checkpoint was written, as the model was "
-                                            "trained from) or zero (the tutorial's)", 0, 0, start_states},
+                                            "trained from) or zero (the tutorial's)", 0, 0, cr_start_states},
         {"threads", CLI_INT, &threads, "threads (0 = all cores)", 0, 1024, NULL},
         {"precision", CLI_CHOICE, &precision, "fp32, or bf16: the LSTM's recurrent weight read as bf16 (converted once), "
                                               "fp32 sums (CPUs with AVX512_BF16)", 0, 0, precisions},

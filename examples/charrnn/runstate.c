@@ -70,16 +70,22 @@ df_status cr_peek_run(const char *path, cr_config *rc, cr_vocab *vocab)
     df_checkpoint *ck;
     df_status st = df_checkpoint_read(path, &ck);
     if (st != DF_OK) return st;
+    st = cr_peek_checkpoint(ck, rc, vocab);
+    df_checkpoint_free(ck);
+    return df_error_prefix(st, path);
+}
+
+df_status cr_peek_checkpoint(const df_checkpoint *ck, cr_config *rc, cr_vocab *vocab)
+{
     *rc = (cr_config){0};
-    st = df_config_get(ck, "config", fields, N_FIELDS, rc, &(int){0});
+    df_status st = df_config_get(ck, "config", fields, N_FIELDS, rc, &(int){0});
     if (st == DF_OK && rc->layers == 0) rc->layers = 1;
     if (st == DF_OK && cr_config_check(rc) != DF_OK)
         st = df_error_prefix(DF_ERR_FORMAT, "checkpoint config is invalid");
     if (st == DF_OK) st = read_vocab(ck, vocab);
     if (st == DF_OK && vocab->size != rc->vocab)
         st = df_error(DF_ERR_FORMAT, "vocabulary has %d chars but config says %d", vocab->size, rc->vocab);
-    df_checkpoint_free(ck);
-    return df_error_prefix(st, path);
+    return st;
 }
 
 /* The checkpoint's vocabulary must be this run's (df_fit checks the config). */
@@ -140,6 +146,15 @@ df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *voc
     df_checkpoint *ck;
     df_status st = df_checkpoint_read(path, &ck);
     if (st != DF_OK) return st;
+    st = cr_load_checkpoint(ck, rc, vocab, m, b, p);
+    df_checkpoint_free(ck);
+    return df_error_prefix(st, path);
+}
+
+df_status cr_load_checkpoint(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
+                             cr_batcher *b, cr_progress *p)
+{
+    df_status st = DF_OK;
     cr_run_parts parts = {.rc = rc, .vocab = vocab, .b = b};
     df_fit_options o = {0};
     df_fit_history h;
@@ -147,6 +162,5 @@ df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *voc
     if (b && st == DF_OK && h.epoch_step == 0) cr_model_reset_states(m);   /* as df_fit does at an epoch's start */
     if (b && st == DF_OK && p) *p = (cr_progress){h.epochs_done, h.steps, h.epoch_step};
     if (!b && (st = check_vocab(ck, vocab)) == DF_OK) st = df_model_restore(m->net, NULL, ck);
-    df_checkpoint_free(ck);
-    return df_error_prefix(st, path);
+    return st;
 }

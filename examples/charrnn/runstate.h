@@ -51,11 +51,16 @@ static inline df_status cr_checkpoint_path(const char *file, const char *dir, ch
  * added after the first checkpoints (cell, layers, dropout, optimizer,
  * schedule ...) default to the tutorial's when absent. */
 df_status cr_peek_run(const char *path, cr_config *rc, cr_vocab *vocab);
+/* The same from a checkpoint read already (errors without its path). */
+df_status cr_peek_checkpoint(const df_checkpoint *ck, cr_config *rc, cr_vocab *vocab);
 /* Restores the weights into a model built with the same config; with b
  * (resuming a run) also the optimizer, progress, batcher and recurrent state,
  * after checking the config as a resume does. Every difference is an error
  * naming it. */
 df_status cr_load_run(const char *path, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
                       cr_batcher *b, cr_progress *p);
+/* The same from a checkpoint read already (errors without its path). */
+df_status cr_load_checkpoint(const df_checkpoint *ck, const cr_config *rc, const cr_vocab *vocab, cr_model *m,
+                             cr_batcher *b, cr_progress *p);
 
 #endif

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include "model.h"
 
+/* --state's choices: "trained", "zero" (cr_sample_opts.zero_state). */
+extern const char *const cr_start_states[];
+
 typedef struct cr_sample_opts {
     const char *checkpoint_dir, *checkpoint, *start;
     int length;
@@ -31,12 +34,23 @@ df_status cr_generate_from_current_state(cr_model *m, const cr_vocab *vocab, con
  * sampling: no optimizer slots); on an error nothing is left to free. */
 df_status cr_model_from_checkpoint(const char *path, cr_vocab *vocab, cr_model *m);
 /* The batch-1 state generation starts from: row `row` of the state the
- * training batch carried when the checkpoint at path was written (its
- * state/h, state/c ...). A model trained on shuffled chunks with its state
- * carried from one step to the next has started from such a state at every
- * step but an epoch's first, and may not recover from a zero state. A
- * checkpoint without that state is DF_ERR_FORMAT saying so. */
-df_status cr_load_trained_state(cr_model *m, const char *path, int64_t row);
+ * training batch carried when ck was written (its state/h, state/c ...).
+ * A model trained on shuffled chunks with its state carried from one step
+ * to the next has started from such a state at every step but an epoch's
+ * first, and may not recover from a zero state. *what says whether ck held
+ * that state (ABSENT: a checkpoint of a char-rnn before df_fit, whose state
+ * stays zero), and whether it was all zero (an older `--val` run's, whose
+ * validation left it so). Part of a state, or one of another shape, is
+ * DF_ERR_FORMAT saying so. */
+typedef enum cr_trained_state {
+    CR_TRAINED_STATE_LOADED, CR_TRAINED_STATE_ABSENT, CR_TRAINED_STATE_ZERO
+} cr_trained_state;
+df_status cr_load_trained_state(cr_model *m, const df_checkpoint *ck, int64_t row, cr_trained_state *what);
+/* Row 0 of it, with a note on stderr (prefixed by who) when ck holds no
+ * training state or a zero one; errors name path. */
+df_status cr_start_from_trained_state(cr_model *m, const df_checkpoint *ck, const char *path, const char *who);
+/* cr_model_from_checkpoint from a checkpoint read already. */
+df_status cr_model_from_open_checkpoint(const df_checkpoint *ck, cr_vocab *vocab, cr_model *m);
 /* Loads the checkpoint (the weights, and the training state unless
  * o->zero_state) and streams start + generated text to out. */
 df_status cr_sample(const cr_sample_opts *o, FILE *out);
