@@ -660,14 +660,33 @@ typedef struct model_options {
     df_variable **weights, **state;
 } model_options;
 
+/* Whether a carried variable has rows of the batch (a recurrent state,
+ * (B, H): per rank) or not (a Dropout layer's step counter, a scalar that
+ * every rank advances alike: one shared variable, as the weights). */
+static bool has_batch_rows(const df_variable *v) { return df_variable_tensor(v).ndim >= 1; }
+
+/* The model's weights and its carried variables without batch rows
+ * (state false), or its carried variables with them (state true), for
+ * training batches of `batch` rows. NULL with *n -1 when the model cannot
+ * list them (its message set), with *n 0 when out of memory. */
 static df_variable **model_list(df_model *m, int64_t batch, bool state, int *n)
 {
-    *n = state ? df_model_state_variables(m, batch, DF_STATE_MAIN, NULL, 0) : df_model_weights(m, NULL, 0);
-    df_variable **list = *n >= 0 ? malloc((size_t)(*n + 1) * sizeof *list) : NULL;
-    if (*n >= 0 && !list) df_error(DF_ERR_NOMEM, "df_fit: out of memory listing the model's variables");
-    if (list && state) df_model_state_variables(m, batch, DF_STATE_MAIN, list, *n);
-    else if (list) df_model_weights(m, list, *n);
-    return list;
+    const int n_weights = df_model_weights(m, NULL, 0);
+    const int n_state = df_model_state_variables(m, batch, DF_STATE_MAIN, NULL, 0);
+    *n = n_weights < 0 || n_state < 0 ? -1 : 0;
+    df_variable **all = *n == 0 ? malloc((size_t)(n_weights + n_state + 1) * sizeof *all) : NULL;
+    if (!all) {
+        if (*n == 0) df_error(DF_ERR_NOMEM, "df_fit: out of memory listing the model's variables");
+        return NULL;
+    }
+    df_model_weights(m, all, n_weights);
+    df_model_state_variables(m, batch, DF_STATE_MAIN, all + n_weights, n_state);
+    *n = 0;
+    if (!state)
+        for (int i = 0; i < n_weights; i++) all[(*n)++] = all[i];
+    for (int i = n_weights; i < n_weights + n_state; i++)
+        if (has_batch_rows(all[i]) == state) all[(*n)++] = all[i];
+    return all;
 }
 
 static void free_model_lists(model_options *mo)
@@ -682,10 +701,10 @@ static df_status with_model(const df_fit_options *o, model_options *mo, const df
     *out = o;
     if (!o->model) return DF_OK;
     if (o->model_batch < 1) return df_error(DF_ERR_ARG, "df_fit: model_batch is %" PRId64 ", not >= 1", o->model_batch);
-    if (o->n_variables == 0 && !(mo->weights = model_list(o->model, 0, false, &mo->o.n_variables)))
-        return DF_ERR_NOMEM;
+    if (o->n_variables == 0 && !(mo->weights = model_list(o->model, o->model_batch, false, &mo->o.n_variables)))
+        return mo->o.n_variables < 0 ? DF_ERR_STATE : DF_ERR_NOMEM;       /* the message says */
     if (o->n_rank_variables == 0 && !(mo->state = model_list(o->model, o->model_batch, true, &mo->o.n_rank_variables)))
-        return mo->o.n_rank_variables < 0 ? DF_ERR_STATE : DF_ERR_NOMEM;   /* df_model_state_variables' message */
+        return mo->o.n_rank_variables < 0 ? DF_ERR_STATE : DF_ERR_NOMEM;
     if (mo->weights) mo->o.variables = mo->weights;
     if (mo->state) mo->o.rank_variables = mo->state;
     *out = &mo->o;

@@ -585,15 +585,11 @@ static df_node *dropout_call(df_layer *l, df_graph *g, df_node *x, bool training
     return y;
 }
 
-static void dropout_reset(df_layer *l, void *user)
-{
-    (void)l;
-    dropout_config *c = user;
-    if (c->own_counter) df_variable_init(c->own_counter, df_init_zeros(), NULL);
-}
-
+/* No reset_states: the counter is no recurrent state but the position in
+ * the layer's stream of masks, and zeroing it at each epoch (df_fit resets
+ * states there) would draw every epoch's masks again. */
 static const df_layer_def dropout_def = {
-    .type = "Dropout", .base_name = "dropout", .call = dropout_call, .reset_states = dropout_reset,
+    .type = "Dropout", .base_name = "dropout", .call = dropout_call,
     .free_user = dropout_free, .state_variables = dropout_state_variables,
 };
 

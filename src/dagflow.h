@@ -1055,7 +1055,8 @@ typedef struct df_fit_options {
                                    * rank 0 prints "Weights XXH64 <hash> on all N ranks" unless progress NONE */
     /* [NULL] a model of layers (df_model): where variables / rank_variables are not given, df_fit
      * checkpoints every weight (df_model_weights) and the state it carries for training batches
-     * of model_batch rows (df_model_state_variables, DF_STATE_MAIN; this rank's rows with comm);
+     * of model_batch rows (df_model_state_variables, DF_STATE_MAIN: the recurrent states as rank
+     * variables, this rank's rows with comm; a scalar such as a Dropout's counter with the weights);
      * without a reset_states hook it zeroes that state itself (df_model_reset_states). */
     df_model *model;
     int64_t model_batch;
@@ -1333,7 +1334,9 @@ df_status df_rnn_layer_set_state_names(df_layer *l, int slot, const char *h_name
 /* Dropout(rate), active only when called with training = true. The mask
  * follows df_dropout's seed: by default the layer's own step counter, which
  * each training call advances (a new mask per step, the same masks on a
- * rerun from the same state), salted by the layer's name. */
+ * rerun from the same state), salted by the layer's name. Resetting states
+ * leaves the counter alone (every epoch draws new masks); df_model_state_variables
+ * lists it, and df_fit with .model checkpoints it once, not per rank. */
 df_layer *df_dropout_layer(float rate);
 /* Seeds the mask from another i32 scalar variable (e.g. the optimizer's
  * iteration counter, df_optimizer_state), with a salt, for the rows of a

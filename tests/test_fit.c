@@ -1214,3 +1214,83 @@ Test(fit, a_checkpoint_written_outside_the_loop_restores_as_a_resume_would)
     toy_free(&a);
     toy_free(&b);
 }
+
+/* ---------------------------------------- a model of layers with Dropout */
+
+/* Three (2,5) batches of ids per epoch, from the epoch's start. */
+typedef struct id_batches { int32_t x[10], y[10]; int next; } id_batches;
+
+static df_status id_next(void *user, df_tensor *in, bool *end)
+{
+    id_batches *b = user;
+    *end = b->next >= 3;
+    if (*end) return DF_OK;
+    for (int i = 0; i < 10; i++) {
+        b->x[i] = (i * 3 + b->next) % 10;
+        b->y[i] = (i * 7 + b->next + 1) % 10;
+    }
+    b->next++;
+    in[0] = df_tensor_make(DF_I32, b->x, 2, SHAPE(2, 5));
+    in[1] = df_tensor_make(DF_I32, b->y, 2, SHAPE(2, 5));
+    return DF_OK;
+}
+
+static void id_start(void *user) { ((id_batches *)user)->next = 0; }
+
+/* Embedding -> stateful LSTM -> Dropout (its own counter) -> Dense, fitted
+ * for `epochs` with validation into dir (resuming if asked); its weights'
+ * bytes in *weights (malloc'd) and the dropout counter's value. */
+static int32_t fit_dropout_model(int epochs, bool resume, unsigned char **weights, size_t *len)
+{
+    df_model *m = df_model_new("m", 7);
+    cr_assert_eq(df_model_add(m, df_embedding_layer(10, 4)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_lstm_layer(8, (df_rnn_options){.return_sequences = true, .stateful = true})), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dropout_layer(0.5f)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(10, DF_ACT_NONE, true)), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(DF_DYNAMIC, DF_DYNAMIC)), DF_OK, "%s", df_last_error());
+    df_optimizer *opt = df_sgd_new(0.1f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY), DF_OK);
+    id_batches train = {0}, val = {0};
+    df_fit_options o = {.train_step = df_model_train_step(m), .eval_step = df_model_eval_step(m), .n_inputs = 2,
+                        .optimizer = opt, .model = m, .model_batch = 2, .epochs = epochs, .checkpoint_dir = dir,
+                        .resume = resume, .progress = DF_FIT_PROGRESS_NONE,
+                        .train = {.next = id_next, .start_epoch = id_start, .save = NULL, .user = &train},
+                        .validation = {.next = id_next, .start_epoch = id_start, .user = &val}};
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    df_variable *w[16];
+    const int n = df_model_weights(m, w, 16);
+    *len = 0;
+    for (int i = 0; i < n; i++) *len += (size_t)df_variable_numel(w[i]) * sizeof(float);
+    *weights = malloc(*len);
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t bytes = (size_t)df_variable_numel(w[i]) * sizeof(float);
+        memcpy(*weights + at, df_variable_tensor(w[i]).data, bytes);
+        at += bytes;
+    }
+    df_variable *state[4];
+    cr_assert_eq(df_model_state_variables(m, 2, DF_STATE_MAIN, state, 4), 3, "h, c and the dropout counter");
+    const int32_t counter = *(const int32_t *)df_variable_tensor(state[2]).data;
+    df_function_free(o.train_step);
+    df_function_free(o.eval_step);
+    df_optimizer_free(opt);
+    df_model_free(m);
+    return counter;
+}
+
+Test(fit, a_model_with_dropout_fits_resumes_bit_for_bit_and_draws_new_masks_each_epoch)
+{
+    unsigned char *straight, *resumed;
+    size_t len, len2;
+    const int32_t steps = fit_dropout_model(2, false, &straight, &len);
+    cr_expect_eq(steps, 6, "the dropout counter goes on across epochs (2 x 3 steps), got %d", steps);
+    remove_dir();
+    make_dir();
+    fit_dropout_model(1, false, &resumed, &len2);
+    free(resumed);
+    cr_expect_eq(fit_dropout_model(2, true, &resumed, &len2), 6, "the resumed counter");
+    cr_assert_eq(len, len2);
+    cr_expect_eq(memcmp(straight, resumed, len), 0, "1 epoch + 1 resumed = 2 straight, bit for bit");
+    free(straight);
+    free(resumed);
+}
