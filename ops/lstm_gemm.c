@@ -177,23 +177,55 @@ void lstm_pack_cols(const float *W, int64_t ldw, int64_t K, int64_t c0, int64_t 
     }
 }
 
-/* Rows [r0, r0+n) of W (K columns, row stride ldw), transposed into panels:
- * P[q][k][jj] = W[r0 + 32q + jj][k], zero where 32q + jj >= n. */
-void lstm_pack_rows_t(const float *W, int64_t ldw, int64_t K, int64_t r0, int64_t n, float *P)
+/* The 16x16 block at src (row stride lds) transposed to dst (row stride
+ * ldd): dst[k][i] = src[i][k]. Interleaves pairs, then quadruples of rows,
+ * then 128-bit lanes; only moves floats. */
+LSTM_TARGET_AVX512 static void transpose16(const float *src, int64_t lds, float *dst, int64_t ldd)
 {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) {          /* t[i]: rows i, i+1 interleaved by element pairs */
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {          /* r[i..i+3]: 4 rows' elements in each 128-bit lane */
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {              /* 128-bit lanes of row groups 0|1 and 2|3 */
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+    for (int k = 0; k < 16; k++) _mm512_storeu_ps(dst + k * ldd, r[k]);   /* r[k]: column k of the rows */
+}
+
+/* Rows [r0, r0+n) of W (K columns, row stride ldw), transposed into panels:
+ * P[q][k][jj] = W[r0 + 32q + jj][k], zero where 32q + jj >= n. Full
+ * panels go through 16x16 register transposes (the element-by-element
+ * copy was ~5 ms of every backward at H=1024: 16M scattered stores); the
+ * remainders of k and of a partial panel are copied one by one. */
+LSTM_TARGET_AVX512 void lstm_pack_rows_t(const float *W, int64_t ldw, int64_t K, int64_t r0, int64_t n, float *P)
+{
+    const int64_t K16 = K / 16 * 16;
     for (int64_t q = 0; q * NR < n; q++) {
         int64_t w = n - q * NR < NR ? n - q * NR : NR;
         float *p = P + q * K * NR;
-        for (int64_t k0 = 0; k0 < K; k0 += 64) {           /* 64 columns of 32 rows at a time */
-            int64_t k1 = k0 + 64 < K ? k0 + 64 : K;
-            for (int64_t jj = 0; jj < NR; jj++) {
-                if (jj < w) {
-                    const float *row = W + (r0 + q * NR + jj) * ldw;
-                    for (int64_t k = k0; k < k1; k++) p[k * NR + jj] = row[k];
-                } else {
-                    for (int64_t k = k0; k < k1; k++) p[k * NR + jj] = 0.0f;
-                }
-            }
+        const float *rows = W + (r0 + q * NR) * ldw;
+        const int64_t k_fast = w == NR ? K16 : 0;
+        for (int64_t k0 = 0; k0 < k_fast; k0 += 16)
+            for (int64_t half = 0; half < NR; half += 16)
+                transpose16(rows + half * ldw + k0, ldw, p + k0 * NR + half, NR);
+        for (int64_t jj = 0; jj < NR; jj++) {
+            const float *row = rows + jj * ldw;
+            for (int64_t k = k_fast; k < K; k++) p[k * NR + jj] = jj < w ? row[k] : 0.0f;
         }
     }
 }

@@ -144,6 +144,47 @@ Test(lstm_kernels, gemm_packed_matches_a_double_reference)
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) check_gemm_packed(shapes[s][0], shapes[s][1], shapes[s][2]);
 }
 
+/* Rows [r0, r0+n) of W (K columns, row stride ldw) through lstm_pack_rows_t:
+ * every float of every panel, padding included, equal to its definition
+ * P[q][k][jj] = W[r0 + 32q + jj][k] (0 past n). The buffer starts as NaN,
+ * so a float the packing leaves unwritten fails too. */
+static void check_pack_rows_t(int64_t rows, int64_t K, int64_t r0, int64_t n)
+{
+    const int64_t ldw = K + 3, panels = (n + LSTM_PANEL - 1) / LSTM_PANEL;
+    float *W = filled((size_t)(rows * ldw), 8);
+    const size_t floats = (size_t)(panels * LSTM_PANEL * K);
+    float *P = malloc(floats * sizeof(float));
+    cr_assert_not_null(P);
+    for (size_t i = 0; i < floats; i++) P[i] = NAN;
+    lstm_pack_rows_t(W, ldw, K, r0, n, P);
+    for (int64_t q = 0; q < panels; q++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t jj = 0; jj < LSTM_PANEL; jj++) {
+                const int64_t row = q * LSTM_PANEL + jj;
+                const float want = row < n ? W[(r0 + row) * ldw + k] : 0.0f, got = P[(q * K + k) * LSTM_PANEL + jj];
+                cr_assert(got == want || (got != got && want != want),
+                          "pack_rows_t rows %lld K %lld r0 %lld n %lld: panel %lld k %lld jj %lld got %g want %g",
+                          (long long)rows, (long long)K, (long long)r0, (long long)n, (long long)q, (long long)k,
+                          (long long)jj, (double)got, (double)want);
+            }
+    free(W), free(P);
+}
+
+Test(lstm_kernels, pack_rows_t_matches_its_definition)
+{
+    if (!lstm_use_avx512()) {
+        cr_log_info("no AVX-512 on this CPU: the packed kernels are not used, not run");
+        return;
+    }
+    /* {rows of W, K, r0, n}: a single row and column; K below, at and past
+     * the 16-wide transposes with remainders; partial and several panels,
+     * a slice starting inside W */
+    static const int64_t cases[][4] = {{1, 1, 0, 1},     {33, 15, 0, 33}, {32, 16, 0, 32},  {64, 17, 0, 64},
+                                       {100, 400, 36, 64}, {70, 33, 5, 65}, {96, 4096, 32, 64}, {40, 100, 3, 7}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        check_pack_rows_t(cases[c][0], cases[c][1], cases[c][2], cases[c][3]);
+}
+
 /* dW (H,N) = hprev^T @ dz over B*T rows (hprev row b*T+t: h0[b] at t = 0,
  * else h[b*T+t-1]), each thread share of nth computed separately. */
 static void check_dw(int64_t B, int64_t T, int64_t H, int64_t N, int nth)
