@@ -540,8 +540,16 @@ static void reset_states(const df_fit_options *o)
 static df_status create_slots(const fit_run *r)
 {
     const df_fit_options *o = r->o;
-    return o->optimizer && o->n_variables ? df_optimizer_create_slots(o->optimizer, o->n_variables, o->variables)
-                                          : DF_OK;
+    if (!o->optimizer || !o->n_variables) return DF_OK;
+    /* f32 variables only: no optimizer updates a counter (a Dropout's) */
+    df_variable **floats = malloc((size_t)o->n_variables * sizeof *floats);
+    if (!floats) return df_error(DF_ERR_NOMEM, "df_fit: out of memory creating the optimizer's slots");
+    int n = 0;
+    for (int i = 0; i < o->n_variables; i++)
+        if (df_variable_tensor(o->variables[i]).dtype == DF_F32) floats[n++] = o->variables[i];
+    const df_status st = n ? df_optimizer_create_slots(o->optimizer, n, floats) : DF_OK;
+    free(floats);
+    return st;
 }
 
 static df_status write_checkpoint(fit_run *r, const char *path, df_variable *const *whole)
@@ -701,6 +709,14 @@ static df_status with_model(const df_fit_options *o, model_options *mo, const df
     *out = o;
     if (!o->model) return DF_OK;
     if (o->model_batch < 1) return df_error(DF_ERR_ARG, "df_fit: model_batch is %" PRId64 ", not >= 1", o->model_batch);
+    /* the lists are taken now: a layer that builds at the first step would
+     * have no weights in them, nor in any checkpoint, and a resume would
+     * go on from fresh weights */
+    for (int i = 0; o->n_variables == 0 && i < df_model_layer_count(o->model); i++)
+        if (!df_layer_built(df_model_layer(o->model, i)))
+            return df_error(DF_ERR_STATE, "df_fit: the model's layer '%s' is not built: call df_model_build with "
+                            "its input shape before df_fit, so that checkpoints hold its weights",
+                            df_layer_name(df_model_layer(o->model, i)));
     if (o->n_variables == 0 && !(mo->weights = model_list(o->model, o->model_batch, false, &mo->o.n_variables)))
         return mo->o.n_variables < 0 ? DF_ERR_STATE : DF_ERR_NOMEM;       /* the message says */
     if (o->n_rank_variables == 0 && !(mo->state = model_list(o->model, o->model_batch, true, &mo->o.n_rank_variables)))

@@ -168,7 +168,7 @@ static df_status trace_new(df_function *f, const df_tensor *inputs, int n, uint6
     }
     df_graph *g = df_graph_new();
     if (!g) return DF_ERR_NOMEM;
-    df_node *ph[MAX_FN_INPUTS];
+    df_node *ph[MAX_FN_INPUTS] = {0};      /* past n: NULL, which ops refuse, for a builder reading more inputs */
     for (int i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof name, "input%d", i);

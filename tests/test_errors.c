@@ -250,3 +250,24 @@ Test(errors, optimizer_updates_check_their_slots_and_scalars)
     df_graph_free(g);
     df_variable_free(w);
 }
+
+/* A builder that reads two inputs, called with one: in[1] must be NULL (the
+ * op then refuses it), never stack garbage. */
+static df_status build_two_inputs(df_graph *g, df_node **in, void *user)
+{
+    *(bool *)user = in[1] == NULL;
+    df_graph_output(g, df_add(g, in[0], in[1]));
+    return df_graph_status(g);
+}
+
+Test(errors, a_builder_reading_more_inputs_than_given_gets_null_and_an_error)
+{
+    bool second_null = false;
+    df_function *f = df_function_new("two", build_two_inputs, &second_null);
+    float x[3] = {1, 2, 3};
+    df_tensor in = df_tensor_make(DF_F32, x, 1, (int64_t[]){3}), out;
+    cr_expect_neq(df_function_call(f, &in, 1, &out, 1), DF_OK);
+    cr_expect(second_null, "in[1] past the given inputs is NULL");
+    cr_expect_not_null(strstr(df_last_error(), "NULL"), "%s", df_last_error());
+    df_function_free(f);
+}

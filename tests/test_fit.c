@@ -1248,7 +1248,7 @@ static int32_t fit_dropout_model(int epochs, bool resume, unsigned char **weight
     cr_assert_eq(df_model_add(m, df_dropout_layer(0.5f)), DF_OK);
     cr_assert_eq(df_model_add(m, df_dense_layer(10, DF_ACT_NONE, true)), DF_OK);
     cr_assert_eq(df_model_build(m, 2, SHAPE(DF_DYNAMIC, DF_DYNAMIC)), DF_OK, "%s", df_last_error());
-    df_optimizer *opt = df_sgd_new(0.1f);
+    df_optimizer *opt = df_adam_new(0.01f, 0.9f, 0.999f, 1e-7f);       /* slots, to resume and to check */
     cr_assert_eq(df_model_compile(m, opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY), DF_OK);
     id_batches train = {0}, val = {0};
     df_fit_options o = {.train_step = df_model_train_step(m), .eval_step = df_model_eval_step(m), .n_inputs = 2,
@@ -1291,6 +1291,36 @@ Test(fit, a_model_with_dropout_fits_resumes_bit_for_bit_and_draws_new_masks_each
     cr_expect_eq(fit_dropout_model(2, true, &resumed, &len2), 6, "the resumed counter");
     cr_assert_eq(len, len2);
     cr_expect_eq(memcmp(straight, resumed, len), 0, "1 epoch + 1 resumed = 2 straight, bit for bit");
+    df_checkpoint *ck;
+    cr_assert_eq(df_checkpoint_read(in_dir("ckpt_2"), &ck), DF_OK, "%s", df_last_error());
+    bool counter = false, counter_slot = false;
+    for (int i = 0; i < df_checkpoint_count(ck); i++) {
+        counter |= !strcmp(df_checkpoint_entry_name(ck, i), "dropout/seed");
+        counter_slot |= !strncmp(df_checkpoint_entry_name(ck, i), "dropout/seed/", 13);
+    }
+    cr_expect(counter && !counter_slot, "the counter is checkpointed (%d), with no optimizer slot (%d)", counter,
+              counter_slot);
+    df_checkpoint_free(ck);
     free(straight);
     free(resumed);
+}
+
+Test(fit, a_model_not_built_is_refused_before_it_trains_without_its_weights_in_the_checkpoints)
+{
+    df_model *m = df_model_new("m", 7);
+    cr_assert_eq(df_model_add(m, df_embedding_layer(10, 4)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(10, DF_ACT_NONE, true)), DF_OK);
+    df_optimizer *opt = df_sgd_new(0.1f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY), DF_OK);
+    id_batches train = {0};
+    df_fit_options o = {.train_step = df_model_train_step(m), .n_inputs = 2, .optimizer = opt, .model = m,
+                        .model_batch = 2, .epochs = 1, .checkpoint_dir = dir, .progress = DF_FIT_PROGRESS_NONE,
+                        .train = {.next = id_next, .start_epoch = id_start, .user = &train}};
+    expect_error(df_fit(&o, NULL), DF_ERR_STATE, "layer 'embedding' is not built: call df_model_build");
+    cr_expect_eq(train.next, 0, "no step ran");
+    cr_assert_eq(df_model_build(m, 2, SHAPE(DF_DYNAMIC, DF_DYNAMIC)), DF_OK, "%s", df_last_error());
+    cr_expect_eq(df_fit(&o, NULL), DF_OK, "built, it fits: %s", df_last_error());
+    df_function_free(o.train_step);
+    df_optimizer_free(opt);
+    df_model_free(m);
 }
