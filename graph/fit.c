@@ -960,12 +960,18 @@ static bool show_progress(const fit_run *r, int64_t done, int64_t total, double 
 }
 
 /* DF_FIT_PROGRESS_STEPS: what TensorFlow's custom-loop tutorial prints. */
+static void print_epoch_end_lines(const fit_run *r, int epoch, double mean, double elapsed)
+{
+    if (r->progress == DF_FIT_PROGRESS_STEPS)
+        fprintf(r->out, "Epoch %d Loss %.4f\nTime taken for 1 epoch %.2f sec\n\n", epoch, mean, elapsed);
+}
+
 static void print_step_lines(const fit_run *r, int epoch, int64_t batch, double loss, double mean, double elapsed,
                              bool last)
 {
     if (r->progress != DF_FIT_PROGRESS_STEPS) return;
     if (batch % 100 == 0) fprintf(r->out, "Epoch %d Batch %" PRId64 " Loss %.4f\n", epoch, batch, loss);
-    if (last) fprintf(r->out, "Epoch %d Loss %.4f\nTime taken for 1 epoch %.2f sec\n\n", epoch, mean, elapsed);
+    if (last) print_epoch_end_lines(r, epoch, mean, elapsed);
 }
 
 /* --------------------------------------------------------------- steps */
@@ -1077,8 +1083,10 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
         }
     }
     int64_t done = first + ran;
-    if (st == DF_OK && total == 0 && ran > 0 && h->epoch_step == 0 && shown != done)   /* the source ended the epoch */
-        show_progress(r, done, done, now_seconds() - start, sum / (double)done, true);
+    if (st == DF_OK && total == 0 && ran > 0 && h->epoch_step == 0) {          /* the source ended the epoch */
+        if (shown != done) show_progress(r, done, done, now_seconds() - start, sum / (double)done, true);
+        print_epoch_end_lines(r, epoch + 1, sum / (double)done, now_seconds() - start);
+    }
     *mean_loss = done ? sum / (double)done : NAN;
     r->epoch_sum = sum;
     return sync_ranks(r, st, NULL, 0);

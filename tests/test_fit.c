@@ -1324,3 +1324,22 @@ Test(fit, a_model_not_built_is_refused_before_it_trains_without_its_weights_in_t
     df_optimizer_free(opt);
     df_model_free(m);
 }
+
+Test(fit, the_custom_loop_lines_end_each_epoch_also_when_the_data_source_ends_it)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 2);       /* steps_per_epoch 0: the data source ends each epoch */
+    char *text = NULL;
+    size_t len = 0;
+    o.out = open_memstream(&text, &len);
+    o.progress = DF_FIT_PROGRESS_STEPS;
+    cr_assert_eq(df_fit(&o, NULL), DF_OK, "%s", df_last_error());
+    fclose(o.out);
+    int ends = 0;
+    for (const char *p = text; (p = strstr(p, "Time taken for 1 epoch ")); p++) ends++;
+    cr_expect_eq(ends, 2, "one end line per epoch, got %d in:\n%s", ends, text);
+    cr_expect(strstr(text, "Epoch 1 Batch 0 Loss ") && strstr(text, "Epoch 2 Loss "), "%s", text);
+    free(text);
+    toy_free(&m);
+}
