@@ -991,6 +991,13 @@ static df_status next_batch(fit_run *r, const df_fit_data *d, const char *which,
 {
     *end = false;
     df_status st = d->next(d->user, r->inputs, end);
+    for (int i = 0; st == DF_OK && !*end && i < r->o->n_inputs; i++)
+        if (df_tensor_numel(&r->inputs[i]) == 0) {     /* its mean loss would be 0, or NaN, and count as a step */
+            char shape[96];
+            return df_error(DF_ERR_ARG, "df_fit: the %s data gave an empty batch at step %" PRId64
+                            " (input %d has shape %s)", which, step, i,
+                            df_shape_str(r->inputs[i].ndim, r->inputs[i].shape, shape, sizeof shape));
+        }
     if (st == DF_OK) return DF_OK;
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", df_last_error());

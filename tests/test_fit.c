@@ -1343,3 +1343,27 @@ Test(fit, the_custom_loop_lines_end_each_epoch_also_when_the_data_source_ends_it
     free(text);
     toy_free(&m);
 }
+
+/* A data source whose second batch has no rows. */
+static df_status empty_second_batch(void *user, df_tensor *in, bool *end)
+{
+    static float x[4] = {1, 2, 3, 4}, y[4] = {3, 5, 7, 9};
+    int *calls = user;
+    const int64_t rows = (*calls)++ == 1 ? 0 : 4;
+    in[0] = df_tensor_make(DF_F32, x, 2, SHAPE(rows, 1));
+    in[1] = df_tensor_make(DF_F32, y, 2, SHAPE(rows, 1));
+    *end = *calls > 3;
+    return DF_OK;
+}
+
+Test(fit, an_empty_batch_is_an_error_naming_the_step_and_the_shape)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    int calls = 0;
+    o.train = (df_fit_data){.next = empty_second_batch, .user = &calls};
+    df_fit_history h;
+    expect_error(df_fit(&o, &h), DF_ERR_ARG, "the training data gave an empty batch at step 2 (input 0 has shape (0,1))");
+    toy_free(&m);
+}
