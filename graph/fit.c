@@ -1079,6 +1079,12 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
         if (st == DF_OK && o->on_step) {
             df_fit_step_logs logs = {epoch + 1, i, h->steps, loss, last};
             st = o->on_step(o->user, &logs);
+            /* a stop it asks for ends this step (Keras' stop_training from a
+             * batch callback); ranks learn of one only at the next step's sync */
+            if (!r->comm && stop_requested && !stop) {
+                stop = r->stop = true;
+                last = true;
+            }
         }
         print_step_lines(r, epoch + 1, i, loss, sum / (double)(first + ran), now_seconds() - start, last);
         if (show_progress(r, i + 1, total, now_seconds() - start, sum / (double)(first + ran), i + 1 == total))

@@ -1102,7 +1102,9 @@ struct df_fit_history {
  * unless overwrite, which removes them first. */
 df_status df_fit(const df_fit_options *o, df_fit_history *history);
 /* Asks a running df_fit to stop after the current step with a checkpoint
- * (async-signal-safe; what handle_signals installs calls it). */
+ * (async-signal-safe; what handle_signals installs calls it). From on_step
+ * the current step is the one it reports (with comm: the next one, on every
+ * rank, which learn of a stop at a step's sync). */
 void df_fit_request_stop(void);
 /* The path of the latest checkpoint df_fit wrote in dir (the highest N of
  * a file ckpt_N), e.g. to sample from it; DF_ERR_IO when there is none. */

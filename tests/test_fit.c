@@ -1367,3 +1367,24 @@ Test(fit, an_empty_batch_is_an_error_naming_the_step_and_the_shape)
     expect_error(df_fit(&o, &h), DF_ERR_ARG, "the training data gave an empty batch at step 2 (input 0 has shape (0,1))");
     toy_free(&m);
 }
+
+static df_status stop_at_step_3(void *user, const df_fit_step_logs *logs)
+{
+    (void)user;
+    if (logs->step == 3) df_fit_request_stop();
+    return DF_OK;
+}
+
+Test(fit, a_stop_asked_for_in_on_step_ends_that_step)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 2);
+    o.on_step = stop_at_step_3;
+    o.checkpoint_dir = dir;
+    df_fit_history h;
+    cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
+    cr_expect(h.steps == 3 && h.epoch_step == 3, "stopped after step %lld (epoch step %lld), not 3",
+              (long long)h.steps, (long long)h.epoch_step);
+    toy_free(&m);
+}
