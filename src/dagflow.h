@@ -1059,7 +1059,7 @@ typedef struct df_fit_options {
      * variables, this rank's rows with comm; a scalar such as a Dropout's counter with the weights);
      * without a reset_states hook it zeroes that state itself (df_model_reset_states). */
     df_model *model;
-    int64_t model_batch;
+    int64_t model_batch;          /* required with model (>= 1): the training batch's rows on this rank */
     const df_config_record *config; /* [NULL] the run's settings: in every checkpoint, checked on resume
                                    * (df_config_record_check) before restore_extra */
     /* Hooks, each optional, each given user: */
