@@ -568,9 +568,11 @@ static df_status dropout_seed(df_layer *l, dropout_config *c)
     if (c->seed) return DF_OK;
     char name[2 * NAME_CAP];
     snprintf(name, sizeof name, "%s/seed", l->name);
-    if (!(c->seed = c->own_counter = df_variable_new(name, DF_I32, 0, NULL, df_init_zeros(), NULL)))
-        return df_error_prefix(DF_ERR_NOMEM, l->name);
-    return DF_OK;
+    c->seed = c->own_counter = df_variable_new(name, DF_I32, 0, NULL, df_init_zeros(), NULL);
+    if (c->seed) return DF_OK;
+    char prefix[2 * NAME_CAP];
+    snprintf(prefix, sizeof prefix, "layer '%s'", l->name);
+    return df_error_prefix(DF_ERR_NOMEM, prefix);
 }
 
 /* Its own counter carries from step to step, like a recurrent state. */
