@@ -360,8 +360,12 @@ static df_layer *layer_with_config(const df_layer_def *def, const void *config, 
 
 df_layer *df_dense_layer(int64_t units, df_activation activation, bool use_bias)
 {
-    if (units < 1 || (int)activation < DF_ACT_NONE || activation > DF_ACT_GELU_TANH) {
-        df_error(DF_ERR_ARG, "Dense: units %lld (>= 1), activation %d (DF_ACT_*)", (long long)units, (int)activation);
+    if (units < 1) {
+        df_error(DF_ERR_ARG, "Dense: units must be >= 1, got %lld", (long long)units);
+        return NULL;
+    }
+    if ((int)activation < DF_ACT_NONE || activation > DF_ACT_GELU_TANH) {
+        df_error(DF_ERR_ARG, "Dense: activation %d is not a DF_ACT_* value", (int)activation);
         return NULL;
     }
     dense_config c = {units, activation, use_bias};
@@ -470,11 +474,24 @@ static df_variable *tied_matrix(const df_layer *l)
     return df_layer_weight(((tied_config *)l->user)->embedding, "embeddings");
 }
 
+static const char *model_name(const df_model *m) { return m ? m->name : "(none)"; }
+
+/* The head l of model m (NULL: of none) refused for an embedding of another
+ * model: it would read the matrix after that model freed it. */
+static df_status foreign_embedding(const df_layer *l, const df_model *m)
+{
+    const df_layer *e = ((const tied_config *)l->user)->embedding;
+    return df_error(DF_ERR_ARG, "layer '%s' (TiedOutput) of model '%s' ties embedding '%s' of model '%s': the "
+                    "embedding must be added to the same model first", l->name, model_name(m), e->name,
+                    model_name(e->model));
+}
+
 static df_status tied_build(df_layer *l, int ndim, const int64_t *in, void *user)
 {
     tied_config *c = user;
     df_status st = require_last_dim(l, ndim, in);
     if (st != DF_OK) return st;
+    if (c->embedding->model != l->model) return foreign_embedding(l, l->model);
     df_variable *e = tied_matrix(l);
     if (!e) return df_error(DF_ERR_STATE, "layer '%s': its embedding '%s' is not built yet (call or build it first)",
                             l->name, c->embedding->name);
@@ -551,9 +568,11 @@ static df_status dropout_seed(df_layer *l, dropout_config *c)
     if (c->seed) return DF_OK;
     char name[2 * NAME_CAP];
     snprintf(name, sizeof name, "%s/seed", l->name);
-    if (!(c->seed = c->own_counter = df_variable_new(name, DF_I32, 0, NULL, df_init_zeros(), NULL)))
-        return df_error(DF_ERR_NOMEM, "layer '%s': %s", l->name, df_last_error());
-    return DF_OK;
+    c->seed = c->own_counter = df_variable_new(name, DF_I32, 0, NULL, df_init_zeros(), NULL);
+    if (c->seed) return DF_OK;
+    char prefix[2 * NAME_CAP];
+    snprintf(prefix, sizeof prefix, "layer '%s'", l->name);
+    return df_error_prefix(DF_ERR_NOMEM, prefix);
 }
 
 /* Its own counter carries from step to step, like a recurrent state. */
@@ -662,12 +681,17 @@ static void choose_name(const df_model *m, df_layer *l)
 df_status df_model_add(df_model *m, df_layer *l)
 {
     df_status st = DF_OK;
-    if (!m || !l) st = df_error(DF_ERR_ARG, "df_model_add: null %s (%s)", m ? "layer" : "model", df_last_error());
+    /* a NULL layer is mostly a constructor's refusal: keep its reason */
+    if (!m || !l)
+        st = l ? df_error(DF_ERR_ARG, "df_model_add: null model")
+               : df_error_prefix(DF_ERR_ARG, m ? "df_model_add: null layer" : "df_model_add: null model and layer");
     else if (l->model) st = df_error(DF_ERR_STATE, "layer '%s' already belongs to a model", l->name);
     else if (l->built && !l->named) st = df_error(DF_ERR_STATE, "layer '%s' was built before it was added: "
                                                   "add layers before building them", l->name);
     else if (l->named && name_taken(m, l->name))
         st = df_error(DF_ERR_ARG, "model '%s' already has a layer named '%s'", m->name, l->name);
+    else if (l->def == &tied_def && ((tied_config *)l->user)->embedding->model != m)
+        st = foreign_embedding(l, m);
     if (st == DF_OK && m->n_layers == m->cap_layers) {
         int cap = m->cap_layers ? 2 * m->cap_layers : 8;
         df_layer **grown = df_realloc(m->layers, (size_t)cap * sizeof *grown);
@@ -843,33 +867,54 @@ static const char *keras_shape(int ndim, const int64_t *shape, char *buf, size_t
 
 void df_model_summary(const df_model *m, FILE *out) { df_model_summary_batch(m, 0, out); }
 
+/* "name (Type)" of layer l, and its length. */
+static int name_and_type(const df_layer *l, char *buf, size_t cap)
+{
+    return snprintf(buf, cap, "%s (%s)", l->name, l->def->type);
+}
+
+/* A line of n copies of c. */
+static void rule_line(FILE *out, char c, int n)
+{
+    for (int i = 0; i < n; i++) fputc(c, out);
+    fputc('\n', out);
+}
+
 void df_model_summary_batch(const df_model *m, int64_t batch, FILE *out)
 {
     if (!m || !out) return;
-    const char *rule = "_________________________________________________________________";
-    char name[2 * NAME_CAP], shape[96], count[32];
+    char name[2 * NAME_CAP + 64], shape[96], count[32];
     int64_t trainable = 0, total = 0;
-    fprintf(out, "Model: \"%s\"\n%s\n %-27s %-25s %-10s\n", m->name, rule, "Layer (type)", "Output Shape", "Param #");
-    fprintf(out, "=================================================================\n");
+    int name_width = 27;          /* Keras' column, widened for a longer name so that the columns stay aligned */
+    for (int i = 0; i < m->n_layers; i++) {
+        int len = name_and_type(m->layers[i], name, sizeof name);
+        if (len > name_width) name_width = len;
+    }
+    int width = name_width + 38;
+    fprintf(out, "Model: \"%s\"\n", m->name);
+    rule_line(out, '_', width);
+    fprintf(out, " %-*s %-25s %-10s\n", name_width, "Layer (type)", "Output Shape", "Param #");
+    rule_line(out, '=', width);
     for (int i = 0; i < m->n_layers; i++) {
         const df_layer *l = m->layers[i];
-        snprintf(name, sizeof name, "%s (%s)", l->name, l->def->type);
+        name_and_type(l, name, sizeof name);
         int64_t dims[DF_MAX_DIMS];
         memcpy(dims, l->out_shape, sizeof dims);
         if (batch > 0 && l->out_ndim > 0) dims[0] = batch;
         if (l->built) keras_shape(l->out_ndim, dims, shape, sizeof shape);
         else snprintf(shape, sizeof shape, "?");
-        fprintf(out, " %-27s %-25s %-10s\n", name, shape, with_commas(df_layer_param_count(l), count));
-        if (i < m->n_layers - 1) fprintf(out, "                                                                 \n");
+        fprintf(out, " %-*s %-25s %-10s\n", name_width, name, shape, with_commas(df_layer_param_count(l), count));
+        if (i < m->n_layers - 1) rule_line(out, ' ', width);
         for (int k = 0; k < l->n_weights; k++) {
             total += df_variable_numel(l->weights[k]);
             if (l->trainable[k]) trainable += df_variable_numel(l->weights[k]);
         }
     }
-    fprintf(out, "=================================================================\n");
+    rule_line(out, '=', width);
     fprintf(out, "Total params: %s\n", with_commas(total, count));
     fprintf(out, "Trainable params: %s\n", with_commas(trainable, count));
-    fprintf(out, "Non-trainable params: %s\n%s\n", with_commas(total - trainable, count), rule);
+    fprintf(out, "Non-trainable params: %s\n", with_commas(total - trainable, count));
+    rule_line(out, '_', width);
 }
 
 /* ------------------------------------------------------ save / restore */
@@ -941,10 +986,10 @@ df_status df_model_restore(df_model *m, df_optimizer *opt, const df_checkpoint *
         df_tensor t = df_variable_tensor(vars[i]);
         copies[i] = df_variable_new(df_variable_name(vars[i]), t.dtype, t.ndim, t.shape, df_init_zeros(), NULL);
         st = copies[i] ? df_checkpoint_restore_variable(ck, copies[i]) : DF_ERR_NOMEM;
-        if (st != DF_OK) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s", df_last_error());
-            st = df_error(st, "model '%s': restoring '%s': %s", m->name, df_variable_name(vars[i]), msg);
+        if (st != DF_OK) {      /* both messages name the variable */
+            char prefix[256];
+            snprintf(prefix, sizeof prefix, "model '%s'", m->name);
+            st = df_error_prefix(st, prefix);
         }
     }
     for (int i = 0; i < n && st == DF_OK; i++) {
@@ -972,12 +1017,26 @@ df_status df_model_compile(df_model *m, df_optimizer *opt, df_loss loss)
     return DF_OK;
 }
 
+/* Mean squared error of targets of the predictions' shape: pred - y would
+ * broadcast (4,1) against (4) to a (4,4) loss. */
+static df_node *mean_squared_error(df_model *m, df_graph *g, df_node *pred, df_node *y)
+{
+    if (!pred || !y) return NULL;
+    if (!df_shape_equal(df_node_ndim(pred), df_node_shape(pred), df_node_ndim(y), df_node_shape(y))) {
+        char sp[96], sy[96];
+        df_graph_fail(g, DF_ERR_SHAPE, "model '%s': mean squared error needs targets of the predictions' shape %s, "
+                      "got %s", m->name, df_node_shape_str(pred, sp, sizeof sp), df_node_shape_str(y, sy, sizeof sy));
+        return NULL;
+    }
+    return df_mean(g, df_square(g, df_sub(g, pred, y)), NULL, 0, false);
+}
+
 // x -> model -> y_pred; (y_pred, y) -> scalar loss
 static df_node *compiled_loss(df_model *m, df_graph *g, df_node **in, bool training)
 {
     df_node *pred = df_model_call_slot(m, g, in[0], training, training ? DF_STATE_MAIN : DF_STATE_EVAL);
     if (m->loss == DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY) return df_sparse_softmax_cross_entropy(g, pred, in[1]);
-    return df_mean(g, df_square(g, df_sub(g, pred, in[1])), NULL, 0, false);
+    return mean_squared_error(m, g, pred, in[1]);
 }
 
 static df_status build_train_step(df_graph *g, df_node **in, void *user)
@@ -1006,9 +1065,12 @@ static df_status build_eval_step(df_graph *g, df_node **in, void *user)
 
 static df_function *compiled_step(df_model *m, const char *kind, df_build_fn build)
 {
-    if (!m || !m->loss) {
-        df_error(DF_ERR_STATE, "df_model_%s_step: model '%s' is not compiled (df_model_compile)", kind,
-                 m ? m->name : "(null)");
+    if (!m) {
+        df_error(DF_ERR_ARG, "df_model_%s_step: null model", kind);
+        return NULL;
+    }
+    if (!m->loss) {
+        df_error(DF_ERR_STATE, "df_model_%s_step: model '%s' is not compiled (df_model_compile)", kind, m->name);
         return NULL;
     }
     char name[256];

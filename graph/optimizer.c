@@ -33,8 +33,21 @@ struct df_optimizer {
     int n_slots, cap_slots;
 };
 
+static const char *kind_name(opt_kind kind)
+{
+    static const char *names[] = {[OPT_SGD] = "sgd", [OPT_ADAM] = "adam", [OPT_RMSPROP] = "rmsprop",
+                                  [OPT_ADAMW] = "adamw"};
+    return names[kind];
+}
+
+/* Every constructor comes here: a negative or NaN rate would step uphill or
+ * fill the weights with NaN without a word. */
 static df_optimizer *optimizer_new(opt_kind kind, float lr)
 {
+    if (!(lr >= 0) || !isfinite(lr)) {
+        df_error(DF_ERR_ARG, "%s: learning rate must be finite and >= 0, got %g", kind_name(kind), lr);
+        return NULL;
+    }
     df_optimizer *o = df_calloc(1, sizeof *o);
     if (!o) {
         df_error(DF_ERR_NOMEM, "optimizer: out of memory");
@@ -95,20 +108,26 @@ void df_optimizer_set_gradient_transform(df_optimizer *o, df_gradient_transform 
     o->transform_user = user;
 }
 
-df_optimizer *df_adam_new(float learning_rate, float beta1, float beta2, float epsilon)
+/* Adam or AdamW. */
+static df_optimizer *adam_kind_new(opt_kind kind, float learning_rate, float beta1, float beta2, float epsilon)
 {
     if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && epsilon > 0)) {
-        df_error(DF_ERR_ARG, "adam: need 0 <= beta1, beta2 < 1 and epsilon > 0 (got %g, %g, %g)",
+        df_error(DF_ERR_ARG, "%s: need 0 <= beta1, beta2 < 1 and epsilon > 0 (got %g, %g, %g)", kind_name(kind),
                  beta1, beta2, epsilon);
         return NULL;
     }
-    df_optimizer *o = optimizer_new(OPT_ADAM, learning_rate);
+    df_optimizer *o = optimizer_new(kind, learning_rate);
     if (o) {
         o->beta1 = beta1;
         o->beta2 = beta2;
         o->epsilon = epsilon;
     }
     return o;
+}
+
+df_optimizer *df_adam_new(float learning_rate, float beta1, float beta2, float epsilon)
+{
+    return adam_kind_new(OPT_ADAM, learning_rate, beta1, beta2, epsilon);
 }
 
 df_optimizer *df_adam_default(void) { return df_adam_new(1e-3f, 0.9f, 0.999f, 1e-7f); }
@@ -119,11 +138,8 @@ df_optimizer *df_adamw_new(float learning_rate, float beta1, float beta2, float 
         df_error(DF_ERR_ARG, "adamw: weight_decay must be finite and >= 0, got %g", weight_decay);
         return NULL;
     }
-    df_optimizer *o = df_adam_new(learning_rate, beta1, beta2, epsilon);
-    if (o) {
-        o->kind = OPT_ADAMW;
-        o->weight_decay = weight_decay;
-    }
+    df_optimizer *o = adam_kind_new(OPT_ADAMW, learning_rate, beta1, beta2, epsilon);
+    if (o) o->weight_decay = weight_decay;
     return o;
 }
 

@@ -637,6 +637,8 @@ df_node *df_dropout_rows(df_graph *g, df_node *x, float rate, df_node *seed, uin
 
 typedef struct df_optimizer df_optimizer;
 
+/* Every constructor takes a finite learning rate >= 0 and returns NULL
+ * (df_last_error says why) for a bad one or another bad argument. */
 df_optimizer *df_sgd_new(float learning_rate);
 /* Keras defaults: lr 1e-3, beta1 0.9, beta2 0.999, epsilon 1e-7. */
 df_optimizer *df_adam_new(float learning_rate, float beta1, float beta2, float epsilon);
@@ -1348,7 +1350,8 @@ df_status df_dropout_layer_set_seed(df_layer *l, df_variable *seed, uint64_t sal
  * layer's own matrix (GPT-2's and nanoGPT's output head). It owns only its
  * bias, so the matrix is listed, saved and counted once (the summary shows
  * the head's bias alone) and its gradient sums both uses. The embedding
- * must belong to the same model and be built first (it comes earlier). */
+ * must belong to the same model and be built first (it comes earlier):
+ * df_model_add refuses the head (DF_ERR_ARG) when it is not in that model. */
 df_layer *df_tied_output_layer(df_layer *embedding, bool use_bias);
 /* LayerNormalization over the last axis (df_layer_norm, PyTorch's and
  * Keras' definition with epsilon, e.g. 1e-5 as nn.LayerNorm): weights gamma
@@ -1457,7 +1460,9 @@ df_model *df_model_new(const char *name, uint64_t seed);
 /* Frees the model, its layers and their variables. */
 void df_model_free(df_model *m);
 /* Takes ownership of l (also on error: then l is freed) and names it; a
- * name already used in the model is DF_ERR_ARG. */
+ * name already used in the model is DF_ERR_ARG, and so is a tied output
+ * head whose embedding is not in m. A NULL l is DF_ERR_ARG with the reason
+ * its constructor gave ("df_model_add: null layer: Dense: ..."). */
 df_status df_model_add(df_model *m, df_layer *l);
 /* Sequential use: the layers one after another on x (an Embedding folded
  * into a recurrent layer after it, see df_embedding_layer), in state slot
@@ -1489,7 +1494,8 @@ int64_t df_model_param_count(const df_model *m);
 void df_model_reset_states(df_model *m);
 /* Keras' model.summary(): one row per layer ("name (Type)", output shape
  * with None for open dims, Param #), then Total / Trainable / Non-trainable
- * params with thousands separators. An unbuilt layer shows "?" and 0. */
+ * params with thousands separators. An unbuilt layer shows "?" and 0. The
+ * name column is Keras' 27 characters, wider for a longer "name (Type)". */
 void df_model_summary(const df_model *m, FILE *out);
 /* The same with every output's batch dimension (axis 0, open or not) shown
  * as batch (> 0), as Keras shows a model whose Input has a batch_size. */
@@ -1513,9 +1519,10 @@ df_status df_model_restore(df_model *m, df_optimizer *opt, const df_checkpoint *
  *
  * The steps take (x, y): y are i32 class ids of logits' shape without the
  * last axis (cross-entropy from logits, the mean over all positions), or f32
- * values of the predictions' shape (mean squared error). The optimizer is
- * not owned. Compile once, before making steps (a second compile after that
- * is DF_ERR_STATE: traced steps keep what they read). */
+ * values of the predictions' shape (mean squared error; another shape fails
+ * the step with DF_ERR_SHAPE naming both, it is not broadcast). The
+ * optimizer is not owned. Compile once, before making steps (a second compile after that is
+ * DF_ERR_STATE: traced steps keep what they read). */
 typedef enum df_loss {
     DF_LOSS_SPARSE_CATEGORICAL_CROSSENTROPY = 1,
     DF_LOSS_MEAN_SQUARED_ERROR = 2

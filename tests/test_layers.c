@@ -892,6 +892,7 @@ Test(layers, restore_errors_name_the_variable_and_change_nothing)
     const char *msg = df_last_error();
     cr_expect(strstr(msg, "mlp") && strstr(msg, "dense/kernel") && strstr(msg, "(3,5)") && strstr(msg, "(3,4)"), "%s",
               msg);
+    cr_expect_null(strstr(strstr(msg, "dense/kernel") + 1, "dense/kernel"), "the variable named once: %s", msg);
     cr_expect_eq(first_value(wide, 0, "kernel"), before);
     df_checkpoint_free(ck);
 
@@ -1134,10 +1135,34 @@ Test(layers, compiled_step_errors)
     cr_expect_null(df_model_train_step(m));
     cr_expect(strstr(df_last_error(), "not compiled"), "%s", df_last_error());
     cr_expect_null(df_model_eval_step(m));
+    cr_expect_null(df_model_train_step(NULL));
+    cr_expect_str_eq(df_last_error(), "df_model_train_step: null model");
     df_optimizer *opt = df_sgd_new(0.1f);
     cr_expect_eq(df_model_compile(m, opt, (df_loss)9), DF_ERR_ARG);
     cr_expect_eq(df_model_compile(m, NULL, DF_LOSS_MEAN_SQUARED_ERROR), DF_ERR_ARG);
     cr_expect_eq(df_model_compile(NULL, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_ERR_ARG);
+    df_optimizer_free(opt);
+    df_model_free(m);
+}
+
+/* Predictions (4,1) with targets (4) would broadcast to a (4,4) loss. */
+Test(layers, compiled_mse_refuses_targets_of_another_shape_naming_both)
+{
+    df_model *m = df_model_new("line", 3);
+    cr_assert_eq(df_model_add(m, df_dense_layer(1, DF_ACT_NONE, true)), DF_OK);
+    df_optimizer *opt = df_sgd_new(0.1f);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_OK, "%s", df_last_error());
+    df_function *steps[2] = {df_model_train_step(m), df_model_eval_step(m)};
+    float x[4] = {1, 2, 3, 4}, y[4] = {1, 2, 3, 4};
+    df_tensor loss;
+    for (int k = 0; k < 2; k++) {
+        df_tensor flat[2] = {F32(x, 4, 1), F32(y, 4)}, column[2] = {F32(x, 4, 1), F32(y, 4, 1)};
+        cr_expect_eq(df_function_call(steps[k], flat, 2, &loss, 1), DF_ERR_SHAPE, "step %d took targets (4)", k);
+        const char *msg = df_last_error();
+        cr_expect(strstr(msg, "line") && strstr(msg, "(4,1)") && strstr(msg, "got (4)"), "%s", msg);
+        cr_expect_eq(df_function_call(steps[k], column, 2, &loss, 1), DF_OK, "%s", df_last_error());
+        df_function_free(steps[k]);
+    }
     df_optimizer_free(opt);
     df_model_free(m);
 }
@@ -1362,6 +1387,75 @@ Test(layers, naming_errors)
     cr_expect(strstr(df_last_error(), "lstm/state_h"), "%s", df_last_error());
     cr_expect_eq(df_rnn_layer_set_state_names(lstm, 1, "h", "c"), DF_OK, "slot 1 has no state yet");
     cr_expect_eq(df_layer_state_variables(dense, 3, 0, state, 4), 0, "no state");
+    df_model_free(m);
+}
+
+/* A constructor's refusal reaches the caller of df_model_add whole. */
+Test(layers, a_refused_layer_keeps_its_reason_through_model_add)
+{
+    df_model *m = df_model_new("m", 1);
+    cr_expect_eq(df_model_add(m, df_dense_layer(0, DF_ACT_RELU, true)), DF_ERR_ARG);
+    cr_expect_str_eq(df_last_error(), "df_model_add: null layer: Dense: units must be >= 1, got 0");
+    cr_expect_eq(df_model_add(m, df_dense_layer(2, (df_activation)99, true)), DF_ERR_ARG);
+    cr_expect_str_eq(df_last_error(), "df_model_add: null layer: Dense: activation 99 is not a DF_ACT_* value");
+    cr_expect_eq(df_model_layer_count(m), 0);
+    df_model_free(m);
+}
+
+/* Another model's embedding would be read after that model freed it. */
+Test(layers, a_tied_head_refuses_an_embedding_of_another_model)
+{
+    df_model *a = df_model_new("a", 1), *b = df_model_new("b", 2);
+    df_layer *emb = df_embedding_layer(5, 3), *loose = df_embedding_layer(5, 3);
+    cr_assert_eq(df_model_add(a, emb), DF_OK);
+    cr_assert_eq(df_model_add(b, df_embedding_layer(5, 3)), DF_OK);
+    cr_expect_eq(df_model_add(b, df_tied_output_layer(emb, false)), DF_ERR_ARG);
+    cr_expect_str_eq(df_last_error(), "layer 'tied_output' (TiedOutput) of model 'b' ties embedding 'embedding' of "
+                     "model 'a': the embedding must be added to the same model first");
+    cr_expect_eq(df_model_add(b, df_tied_output_layer(loose, false)), DF_ERR_ARG, "an embedding of no model");
+    cr_expect(strstr(df_last_error(), "of model '(none)'"), "%s", df_last_error());
+    cr_expect_eq(df_model_layer_count(b), 1);
+
+    /* a head of no model, built by hand: not "not built yet", which is true but not the fault */
+    df_layer *head = df_tied_output_layer(emb, false);
+    df_rng rng;
+    df_rng_seed(&rng, 3);
+    df_layer_set_rng(head, &rng);
+    cr_expect_eq(df_layer_build(head, 2, SHAPE(2, 3)), DF_ERR_ARG);
+    cr_expect(strstr(df_last_error(), "of model 'a'") && !strstr(df_last_error(), "not built"), "%s",
+              df_last_error());
+    df_layer_free(head);
+    df_layer_free(loose);
+    df_model_free(b);
+    df_model_free(a);
+}
+
+/* Where `what` starts in the line of text that starts with `line`; -1 if not there. */
+static long column_of(const char *text, const char *line, const char *what)
+{
+    const char *at = strstr(text, line), *found = at ? strstr(at, what) : NULL;
+    return found && !memchr(at, '\n', (size_t)(found - at)) ? found - at : -1;
+}
+
+/* A name longer than Keras' 27 columns widens the column: the shapes stay aligned. */
+Test(layers, a_summary_widens_its_name_column_for_long_names)
+{
+    df_model *m = df_model_new("m", 1);
+    cr_assert_eq(df_model_add(m, df_layer_norm_layer(1e-5f)), DF_OK);
+    cr_assert_eq(df_model_add(m, df_dense_layer(2, DF_ACT_NONE, true)), DF_OK);
+    cr_assert_eq(df_model_build(m, 2, SHAPE(DF_DYNAMIC, 3)), DF_OK, "%s", df_last_error());
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    df_model_summary(m, f);
+    fclose(f);
+    long shape_col = column_of(text, " Layer (type)", "Output Shape");
+    cr_expect_gt(shape_col, 40, "%s", text);
+    cr_expect_eq(column_of(text, " layer_normalization (LayerNormalization)", "(None, 3)"), shape_col, "%s", text);
+    cr_expect_eq(column_of(text, " dense (Dense)", "(None, 2)"), shape_col, "%s", text);
+    cr_expect_eq((long)strcspn(strchr(text, '\n') + 1, "\n"), shape_col + 36, "the rules span the wider table: %s",
+                 text);
+    free(text);
     df_model_free(m);
 }
 

@@ -196,6 +196,26 @@ static void check_adamw(bool override)
 Test(optimizers, adamw_matches_torch_and_decays_only_matrices) { check_adamw(false); }
 Test(optimizers, adamw_decay_is_chosen_per_variable) { check_adamw(true); }
 
+/* df_optimizer_config's rule ("finite, >= 0") holds for the constructors too. */
+Test(optimizers, constructors_refuse_a_negative_or_non_finite_learning_rate)
+{
+    const float bad[] = {-1.0f, NAN, INFINITY};
+    for (int i = 0; i < 3; i++) {
+        float lr = bad[i];
+        df_optimizer *made[] = {df_sgd_new(lr), df_sgd_momentum_new(lr, 0.9f, false), df_rmsprop_new(lr, 0.9f, 1e-7f),
+                                df_adam_new(lr, 0.9f, 0.999f, 1e-7f), df_adamw_new(lr, 0.9f, 0.999f, 1e-8f, 0.01f)};
+        const char *names[] = {"sgd", "sgd", "rmsprop", "adam", "adamw"};
+        for (int k = 0; k < 5; k++) {
+            cr_expect_null(made[k], "%s took learning rate %g", names[k], lr);
+            df_optimizer_free(made[k]);
+        }
+        cr_expect(strstr(df_last_error(), "adamw: learning rate must be finite and >= 0"), "%s", df_last_error());
+    }
+    df_optimizer *zero = df_sgd_new(0.0f);
+    cr_expect_not_null(zero, "a rate of 0 is allowed: %s", df_last_error());
+    df_optimizer_free(zero);
+}
+
 Test(optimizers, adamw_arguments)
 {
     cr_expect_null(df_adamw_new(1e-3f, 0.9f, 0.999f, 1e-8f, -1.0f));
