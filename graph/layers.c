@@ -685,6 +685,8 @@ df_status df_model_add(df_model *m, df_layer *l)
     if (!m || !l)
         st = l ? df_error(DF_ERR_ARG, "df_model_add: null model")
                : df_error_prefix(DF_ERR_ARG, m ? "df_model_add: null layer" : "df_model_add: null model and layer");
+    else if (m->loss)       /* its steps trace lazily: one traced later would take the new layer untrained */
+        st = df_error(DF_ERR_STATE, "model '%s' is compiled: add its layers before df_model_compile", m->name);
     else if (l->model) st = df_error(DF_ERR_STATE, "layer '%s' already belongs to a model", l->name);
     else if (l->built && !l->named) st = df_error(DF_ERR_STATE, "layer '%s' was built before it was added: "
                                                   "add layers before building them", l->name);

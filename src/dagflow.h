@@ -1462,7 +1462,8 @@ void df_model_free(df_model *m);
 /* Takes ownership of l (also on error: then l is freed) and names it; a
  * name already used in the model is DF_ERR_ARG, and so is a tied output
  * head whose embedding is not in m. A NULL l is DF_ERR_ARG with the reason
- * its constructor gave ("df_model_add: null layer: Dense: ..."). */
+ * its constructor gave ("df_model_add: null layer: Dense: ..."). After
+ * df_model_compile it is DF_ERR_STATE: add every layer first. */
 df_status df_model_add(df_model *m, df_layer *l);
 /* Sequential use: the layers one after another on x (an Embedding folded
  * into a recurrent layer after it, see df_embedding_layer), in state slot
@@ -1532,7 +1533,8 @@ df_status df_model_compile(df_model *m, df_optimizer *opt, df_loss loss);
  * (training mode, state slot DF_STATE_MAIN) also applies the optimizer to
  * every trainable variable; the eval step (inference mode) changes no
  * weight and carries its own state (slot DF_STATE_EVAL). NULL before
- * df_model_compile (df_last_error says so). The caller frees them with
+ * df_model_compile (df_last_error says so). Each call makes a new function
+ * (its own traces): keep the one you train with; the caller frees each with
  * df_function_free, before the model. */
 df_function *df_model_train_step(df_model *m);
 df_function *df_model_eval_step(df_model *m);

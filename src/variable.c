@@ -8,8 +8,12 @@
 df_variable *df_variable_new(const char *name, df_dtype dtype, int ndim,
                              const int64_t *shape, df_init init, df_rng *rng)
 {
+    if (!name) {
+        df_error(DF_ERR_ARG, "df_variable_new: null name (checkpoints and messages name variables)");
+        return NULL;
+    }
     if (ndim < 0 || ndim > DF_MAX_DIMS || (ndim > 0 && !shape)) {
-        df_error(DF_ERR_ARG, "variable '%s': rank %d not in 0..%d", name ? name : "?", ndim, DF_MAX_DIMS);
+        df_error(DF_ERR_ARG, "variable '%s': rank %d not in 0..%d", name, ndim, DF_MAX_DIMS);
         return NULL;
     }
     int64_t numel;

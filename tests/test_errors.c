@@ -52,6 +52,8 @@ Test(errors, null_arguments)
     cr_expect_eq(df_tape_gradient(NULL, NULL, 0, NULL, NULL), DF_ERR_ARG);
     cr_expect_eq(df_variable_assign(NULL, NULL), DF_ERR_ARG);
     cr_expect_eq(df_variable_init(NULL, df_init_zeros(), NULL), DF_ERR_ARG);
+    cr_expect_null(df_variable_new(NULL, DF_F32, 0, NULL, df_init_zeros(), NULL));
+    EXPECT_MSG(df_last_error(), "df_variable_new: null name");
     cr_expect_eq(df_graph_dump_dot(NULL, "x"), DF_ERR_ARG);
     cr_expect_eq(df_optimizer_apply(NULL, NULL, 0, NULL, NULL), DF_ERR_ARG);
     df_graph *g = df_graph_new();

@@ -1141,6 +1141,13 @@ Test(layers, compiled_step_errors)
     cr_expect_eq(df_model_compile(m, opt, (df_loss)9), DF_ERR_ARG);
     cr_expect_eq(df_model_compile(m, NULL, DF_LOSS_MEAN_SQUARED_ERROR), DF_ERR_ARG);
     cr_expect_eq(df_model_compile(NULL, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_ERR_ARG);
+    cr_assert_eq(df_model_add(m, df_dense_layer(1, DF_ACT_NONE, true)), DF_OK);
+    cr_assert_eq(df_model_compile(m, opt, DF_LOSS_MEAN_SQUARED_ERROR), DF_OK, "%s", df_last_error());
+    cr_expect_eq(df_model_add(m, df_dense_layer(1, DF_ACT_NONE, true)), DF_ERR_STATE,
+                 "a layer added after compile would join steps traced later, untrained");
+    cr_expect(strstr(df_last_error(), "model 'raw' is compiled: add its layers before df_model_compile"), "%s",
+              df_last_error());
+    cr_expect_eq(df_model_layer_count(m), 1);
     df_optimizer_free(opt);
     df_model_free(m);
 }
