@@ -106,6 +106,15 @@ static char *make_corpus(size_t target, size_t *len)
     return buf;
 }
 
+/* The word corpus (12,000 chars) as <tmpdir>/corpus.txt, its path in path. */
+static void write_corpus(char *path, size_t cap)
+{
+    size_t len;
+    char *text = make_corpus(12000, &len);
+    spit(in_tmp(path, cap, "corpus.txt"), text, len);
+    free(text);
+}
+
 static void corpus_text(size_t target, cr_text *t)
 {
     size_t len;
@@ -1346,10 +1355,7 @@ static void load_hashes(const char *path, const cr_config *o, model_hashes *h, c
 static void check_resume(cr_batching batching, bool custom, float val)
 {
     char corpus[256], a[256], b[256], path[256];
-    size_t len;
-    char *text = make_corpus(12000, &len);
-    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
-    free(text);
+    write_corpus(corpus, sizeof corpus);
     in_tmp(a, sizeof a, "straight");
     in_tmp(b, sizeof b, "resumed");
 
@@ -1403,10 +1409,7 @@ Test(resume, two_epochs_straight_equal_one_plus_one_resumed_custom_streams_val) 
 static void check_interrupted_resume(cr_batching batching)
 {
     char corpus[256], a[256], b[256], path[256];
-    size_t len;
-    char *text = make_corpus(12000, &len);
-    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
-    free(text);
+    write_corpus(corpus, sizeof corpus);
     cr_config o;
     train_opts(&o, corpus, in_tmp(a, sizeof a, "straight"), 2);
     o.batching = batching;
@@ -1440,10 +1443,7 @@ Test(resume, interrupted_mid_epoch_then_resumed_equals_straight_streams) { check
 Test(resume, a_val_run_leaves_its_training_state_for_sampling)
 {
     char corpus[256], dir[256], path[256];
-    size_t len;
-    char *text = make_corpus(12000, &len);
-    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
-    free(text);
+    write_corpus(corpus, sizeof corpus);
     cr_config o;
     train_opts(&o, corpus, in_tmp(dir, sizeof dir, "gru_val"), 1);
     o.cell = CR_CELL_GRU;
@@ -1969,10 +1969,7 @@ Test(cells, learning_rate_schedules_by_hand)
 Test(cells_resume, the_schedule_sets_the_learning_rate_of_each_step, .init = make_tmpdir, .fini = remove_tmpdir)
 {
     char corpus[256], dir[256], path[256];
-    size_t len;
-    char *text = make_corpus(12000, &len);
-    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
-    free(text);
+    write_corpus(corpus, sizeof corpus);
     cr_config o;
     train_opts(&o, corpus, in_tmp(dir, sizeof dir, "ck"), 1);
     o.schedule = (cr_schedule){.kind = CR_LR_STEP, .decay_steps = 2, .decay_rate = 0.5f};
@@ -2025,10 +2022,7 @@ static void tweak_lstm_layers(cr_config *o)
 static void check_resume_tweaked(void (*tweak)(cr_config *), cr_batching batching)
 {
     char corpus[256], dir[256], path[256];
-    size_t len;
-    char *text = make_corpus(12000, &len);
-    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
-    free(text);
+    write_corpus(corpus, sizeof corpus);
     cr_config o;
     train_opts(&o, corpus, in_tmp(dir, sizeof dir, "straight"), 2);
     o.batching = batching;
@@ -2173,10 +2167,7 @@ static void write_format_1(const char *path, const cr_vocab *vocab)
 Test(resume, a_checkpoint_of_an_older_format_is_refused_saying_so)
 {
     char corpus[256], dir[256], path[256];
-    size_t len;
-    char *text = make_corpus(12000, &len);
-    spit(in_tmp(corpus, sizeof corpus, "corpus.txt"), text, len);
-    free(text);
+    write_corpus(corpus, sizeof corpus);
     cr_text t;
     assert_ok(cr_text_load(corpus, &t));
     mkdir(in_tmp(dir, sizeof dir, "old"), 0777);
