@@ -540,16 +540,8 @@ static void reset_states(const df_fit_options *o)
 static df_status create_slots(const fit_run *r)
 {
     const df_fit_options *o = r->o;
-    if (!o->optimizer || !o->n_variables) return DF_OK;
-    /* f32 variables only: no optimizer updates a counter (a Dropout's) */
-    df_variable **floats = malloc((size_t)o->n_variables * sizeof *floats);
-    if (!floats) return df_error(DF_ERR_NOMEM, "df_fit: out of memory creating the optimizer's slots");
-    int n = 0;
-    for (int i = 0; i < o->n_variables; i++)
-        if (df_variable_tensor(o->variables[i]).dtype == DF_F32) floats[n++] = o->variables[i];
-    const df_status st = n ? df_optimizer_create_slots(o->optimizer, n, floats) : DF_OK;
-    free(floats);
-    return st;
+    return o->optimizer && o->n_variables ? df_optimizer_create_slots(o->optimizer, o->n_variables, o->variables)
+                                          : DF_OK;
 }
 
 static df_status write_checkpoint(fit_run *r, const char *path, df_variable *const *whole)

@@ -256,6 +256,7 @@ df_status df_optimizer_create_slots(df_optimizer *o, int n, df_variable *const *
     if (!needs_slots(o)) return DF_OK;
     for (int i = 0; i < n; i++) {
         if (!vars[i]) return df_error(DF_ERR_ARG, "df_optimizer_create_slots: variable %d is NULL", i);
+        if (vars[i]->dtype != DF_F32) continue;      /* a counter (a Dropout's): no optimizer updates it */
         if (!slot_for(o, vars[i]))
             return df_error(DF_ERR_NOMEM, "optimizer: out of memory creating slots for '%s'", vars[i]->name);
     }

@@ -676,7 +676,8 @@ void df_optimizer_free(df_optimizer *opt);
 df_status df_optimizer_apply(df_graph *g, df_optimizer *opt, int n, df_variable *const *vars,
                              df_node *const *grads);
 /* Creates the slot variables of vars now (apply creates them lazily), e.g.
- * before restoring them from a checkpoint. */
+ * before restoring them from a checkpoint; variables that are not f32 (a
+ * counter) get none. */
 df_status df_optimizer_create_slots(df_optimizer *opt, int n, df_variable *const *vars);
 float df_optimizer_learning_rate(const df_optimizer *opt);
 void df_optimizer_set_learning_rate(df_optimizer *opt, float lr); /* no retrace */
