@@ -8,10 +8,14 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Vectorisable expf and erff for the formulas: straight-line float arithmetic
- * and selects, no libm calls and no FMA (the library is built without -march),
- * so `omp simd` loops vectorise them and a vector lane and a scalar tail give
- * the same bits. Accuracy against glibc over dense grids: tests/test_ew_math.c. */
+/* Vectorisable expf and erff for the formulas: straight-line float arithmetic,
+ * fused multiply-adds and selects, so `omp simd` loops vectorise them. Every
+ * multiply-add is an explicit fmaf, rounded once: an AVX2+FMA or AVX-512 copy
+ * runs it as one instruction and a copy for an older CPU calls libm's fmaf
+ * (slower, the same bits), so a vector lane, a scalar tail and every
+ * instruction set give the same result. Accuracy against glibc over dense
+ * grids: tests/test_ew_math.c. */
+#define DF_MADD(a, b, c) fmaf((a), (b), (c))
 
 /* e^x: x = n ln2 + r (|r| <= ln2/2, ln2 in two parts, Cody-Waite), e^r by
  * Cephes' expf polynomial, 2^n in two halves so that subnormal results and
@@ -21,16 +25,16 @@ static inline __attribute__((always_inline)) float df_expf(float x)
     float xc = x < -104.0f ? -104.0f : x;         /* e^-104 rounds to 0 */
     xc = xc > 89.0f ? 89.0f : xc;                 /* e^89 overflows to inf */
     const float round_magic = 12582912.0f;        /* 1.5 * 2^23: adding it rounds to an integer */
-    float n = (xc * 1.44269504088896341f + round_magic) - round_magic;
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
+    float n = DF_MADD(xc, 1.44269504088896341f, round_magic) - round_magic;
+    float r = DF_MADD(n, -0.693359375f, xc);
+    r = DF_MADD(n, 2.12194440e-4f, r);
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
+    p = DF_MADD(p, r, 1.3981999507e-3f);
+    p = DF_MADD(p, r, 8.3334519073e-3f);
+    p = DF_MADD(p, r, 4.1665795894e-2f);
+    p = DF_MADD(p, r, 1.6666665459e-1f);
+    p = DF_MADD(p, r, 5.0000001201e-1f);
+    float y = DF_MADD(p, r * r, r) + 1.0f;
     /* n is an integer in [-150, 128] unless x is NaN (then y is NaN and the
      * scale does not matter): 0 keeps the conversion and shifts defined. */
     int32_t ni = (int32_t)(n == n ? n : 0.0f), half = ni / 2;
@@ -49,26 +53,26 @@ static inline __attribute__((always_inline)) float df_erff(float x)
 {
     float t = fabsf(x), s = x * x;
     float p = -9.728409658e-06f;
-    p = p * s + 1.128817518e-04f;
-    p = p * s + -8.487267787e-04f;
-    p = p * s + 5.221261499e-03f;
-    p = p * s + -2.686551745e-02f;
-    p = p * s + 1.128378411e-01f;
-    p = p * s + -3.761263859e-01f;
-    p = p * s + 1.283791671e-01f;
-    float small = x + x * p;
+    p = DF_MADD(p, s, 1.128817518e-04f);
+    p = DF_MADD(p, s, -8.487267787e-04f);
+    p = DF_MADD(p, s, 5.221261499e-03f);
+    p = DF_MADD(p, s, -2.686551745e-02f);
+    p = DF_MADD(p, s, 1.128378411e-01f);
+    p = DF_MADD(p, s, -3.761263859e-01f);
+    p = DF_MADD(p, s, 1.283791671e-01f);
+    float small = DF_MADD(x, p, x);
     float u = (t < 4.0f ? t : 4.0f) - 2.5f;
     float q = -2.792212469e-07f;
-    q = q * u + -9.834996011e-07f;
-    q = q * u + 9.833034344e-07f;
-    q = q * u + -1.226843613e-05f;
-    q = q * u + 7.849813231e-05f;
-    q = q * u + -4.200892624e-04f;
-    q = q * u + 2.165334852e-03f;
-    q = q * u + -1.085836459e-02f;
-    q = q * u + -9.438938093e-01f;
-    q = q * u + -5.352680748e+00f;
-    q = q * u + -7.806815271e+00f;
+    q = DF_MADD(q, u, -9.834996011e-07f);
+    q = DF_MADD(q, u, 9.833034344e-07f);
+    q = DF_MADD(q, u, -1.226843613e-05f);
+    q = DF_MADD(q, u, 7.849813231e-05f);
+    q = DF_MADD(q, u, -4.200892624e-04f);
+    q = DF_MADD(q, u, 2.165334852e-03f);
+    q = DF_MADD(q, u, -1.085836459e-02f);
+    q = DF_MADD(q, u, -9.438938093e-01f);
+    q = DF_MADD(q, u, -5.352680748e+00f);
+    q = DF_MADD(q, u, -7.806815271e+00f);
     float big = copysignf(1.0f - df_expf(q), x);
     return (t < 1.0f) | (x != x) ? small : big;       /* NaN: small is NaN */
 }

@@ -23,14 +23,15 @@
 /* out[i] = code(A[i*sa], B[i*sb]) for i < len; sa/sb are 0 for scalars.
  * Each stride case has its own `omp simd` loop (a stride known to be 0 or 1
  * lets the formulas vectorise); every case calls the same df_ew_<name>.
- * Cloned per instruction set (picked when the library loads): wider vectors
- * run the formulas' long polynomials in fewer instructions. The ops' own
+ * Compiled per instruction set (ops/isa.h): wider vectors and FMA run the
+ * formulas' long polynomials in fewer instructions. The ops' own
  * kernels (ops/elementwise.c) run their contiguous loops through this same
  * function, so fused and unfused results are the same bits also where two
  * instruction sequences could legitimately differ (a select against a
  * denormal under FTZ/DAZ: a blend keeps it, a scalar maxss flushes it). */
-DF_TARGET_CLONES
-void df_ew_run(int code, const float *A, int64_t sa, const float *B, int64_t sb, float *out, int64_t len)
+static inline __attribute__((always_inline)) void df_ew_run_isa_body(int code, const float *A, int64_t sa,
+                                                                     const float *B, int64_t sb, float *out,
+                                                                     int64_t len)
 {
 #define DF_EW_SIMD(body) _Pragma("omp simd") for (int64_t i = 0; i < len; i++) body
 #define DF_EW_LOOP_1(name)                                                       \
@@ -48,6 +49,13 @@ void df_ew_run(int code, const float *A, int64_t sa, const float *B, int64_t sb,
 #undef DF_EW_SIMD
 #undef DF_EW_LOOP_1
 #undef DF_EW_LOOP_2
+}
+DF_ISA_KERNEL(df_ew_run_isa, (int code, const float *A, int64_t sa, const float *B, int64_t sb, float *out, int64_t len),
+              (code, A, sa, B, sb, out, len))
+
+void df_ew_run(int code, const float *A, int64_t sa, const float *B, int64_t sb, float *out, int64_t len)
+{
+    df_ew_run_isa(code, A, sa, B, sb, out, len);
 }
 
 /* ------------------------------------------- chains run as one loop

@@ -27,6 +27,11 @@ DF_ISA_DECLARE(df_sumsq_lanes, (const float *x, int64_t n, double *lanes))
 DF_ISA_DECLARE(df_sum_columns,
                (const float *x, int64_t len, int64_t stride, int64_t width, float scale, float *out))
 
+/* ops/fused_elementwise.c: df_ew_run (ops/elementwise.h), the loop of every
+ * elementwise formula, per instruction set. */
+DF_ISA_DECLARE(df_ew_run_isa,
+               (int code, const float *A, int64_t sa, const float *B, int64_t sb, float *out, int64_t len))
+
 /* ops/fused_elementwise.c: the gradient chain of gelu, s = {1, c, h, m, k}:
  * out = dy * ((1 + erf(x * c)) * h + x * (exp((x * x) * m) * k)). */
 DF_ISA_DECLARE(df_gelu_grad_chain, (const float *dy, const float *x, const float *s, float *out, int64_t len))

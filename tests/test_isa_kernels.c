@@ -33,7 +33,7 @@ static void available_copies(isa_copy out[2])
     out[1] = (isa_copy){"avx2", false};
 #if DF_ISA_HAVE_CLONES
     out[0].runs = __builtin_cpu_supports("avx512f");
-    out[1].runs = __builtin_cpu_supports("avx2");
+    out[1].runs = df_cpu_has_avx2_fma();
 #endif
     if (!out[0].runs && !out[1].runs) cr_log_info("this CPU (or compiler) has no vector copies: the baseline only");
 }
@@ -106,6 +106,31 @@ Test(isa_kernels, gelu_grad_chain_copies_match_the_baseline_bitwise)
             expect_bitwise(got, want, n, what);
             free(x), free(dy), free(want), free(got);
         }
+    }
+}
+
+/* Every formula of the table on every copy of its loop: the polynomials of
+ * exp, erf, gelu and sigmoid are multiply-adds, one instruction in a vector
+ * copy and libm's fmaf in the baseline, rounded the same. */
+Test(isa_kernels, elementwise_formula_copies_match_the_baseline_bitwise)
+{
+    isa_copy copies[2];
+    available_copies(copies);
+    for (int c = 0; c < 2; c++) {
+        if (!copies[c].runs) continue;
+        for (int code = 1; code < DF_EW_END; code++)
+            for (int l = 0; l < N_LENGTHS; l++) {
+                int64_t n = lengths[l];
+                float *a = test_input(61 + l, n, -12.0f, 12.0f, true), *b = test_input(81 + l, n, 0.1f, 4.0f, false);
+                float *want = malloc((size_t)(n + 1) * sizeof *want), *got = malloc((size_t)(n + 1) * sizeof *got);
+                df_ew_run_isa_default(code, a, 1, b, 1, want, n);
+                PICK(df_ew_run_isa, c)(code, a, 1, b, 1, got, n);
+                char what[80];
+                snprintf(what, sizeof what, "df_ew_run_isa_%s, code %d, length %lld", copies[c].name, code,
+                         (long long)n);
+                expect_bitwise(got, want, n, what);
+                free(a), free(b), free(want), free(got);
+            }
     }
 }
 
