@@ -982,9 +982,16 @@ static df_status scalar_loss(const df_tensor *t, const char *fn, double *loss)
 static df_status next_batch(fit_run *r, const df_fit_data *d, const char *which, int64_t step, bool *end)
 {
     *end = false;
+    /* cleared, so that an input the source leaves unfilled shows as such, not as
+     * the previous batch's view or a scalar without data */
+    memset(r->inputs, 0, (size_t)r->o->n_inputs * sizeof *r->inputs);
     df_status st = d->next(d->user, r->inputs, end);
     for (int i = 0; st == DF_OK && !*end && i < r->o->n_inputs; i++)
-        if (df_tensor_numel(&r->inputs[i]) == 0) {     /* its mean loss would be 0, or NaN, and count as a step */
+        if (!r->inputs[i].data)
+            return df_error(DF_ERR_ARG, "df_fit: the %s data did not fill input %d of %d at step %" PRId64
+                            " (its next() must set inputs[0..%d])", which, i, r->o->n_inputs, step,
+                            r->o->n_inputs - 1);
+        else if (df_tensor_numel(&r->inputs[i]) == 0) {   /* its mean loss would be 0, or NaN, and count as a step */
             char shape[96];
             return df_error(DF_ERR_ARG, "df_fit: the %s data gave an empty batch at step %" PRId64
                             " (input %d has shape %s)", which, step, i,
@@ -1051,8 +1058,8 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
     double start = now_seconds(), sum = first ? r->epoch_sum : 0;
     df_status st = DF_OK;        /* a CSV row rank 0 could not write: every rank learns at the next sync */
     for (int64_t i = first; total == 0 || i < total; i++) {
-        if (df_lr_schedule_active(&o->schedule))
-            df_optimizer_set_learning_rate(o->optimizer, df_lr_schedule_rate(&o->schedule, r->base_lr, h->steps));
+        if (df_lr_schedule_active(&o->schedule) && st == DF_OK)   /* NaN from a checkpoint's rate: refused */
+            st = df_optimizer_set_learning_rate(o->optimizer, df_lr_schedule_rate(&o->schedule, r->base_lr, h->steps));
         bool end = false, stop = false;
         double loss = 0;
         if (st == DF_OK) st = next_batch(r, &o->train, "training", h->steps + 1, &end);

@@ -193,7 +193,14 @@ const char *df_optimizer_name(const df_optimizer *o)
     return o->kind == OPT_ADAM ? "adam" : o->kind == OPT_RMSPROP ? "rmsprop" : o->momentum > 0 ? "sgd_momentum" : "sgd";
 }
 float df_optimizer_learning_rate(const df_optimizer *o) { return o ? *(float *)o->lr->data : 0; }
-void df_optimizer_set_learning_rate(df_optimizer *o, float lr) { if (o) *(float *)o->lr->data = lr; }
+df_status df_optimizer_set_learning_rate(df_optimizer *o, float lr)
+{
+    if (!o) return df_error(DF_ERR_ARG, "df_optimizer_set_learning_rate: null optimizer");
+    if (!(lr >= 0) || !isfinite(lr))
+        return df_error(DF_ERR_ARG, "%s: learning rate must be finite and >= 0, got %g", kind_name(o->kind), lr);
+    *(float *)o->lr->data = lr;
+    return DF_OK;
+}
 int64_t df_optimizer_iterations(const df_optimizer *o) { return o ? *(int32_t *)o->iterations->data : 0; }
 
 int df_optimizer_state(const df_optimizer *o, df_variable **out, int max)

@@ -680,7 +680,9 @@ df_status df_optimizer_apply(df_graph *g, df_optimizer *opt, int n, df_variable 
  * counter) get none. */
 df_status df_optimizer_create_slots(df_optimizer *opt, int n, df_variable *const *vars);
 float df_optimizer_learning_rate(const df_optimizer *opt);
-void df_optimizer_set_learning_rate(df_optimizer *opt, float lr); /* no retrace */
+/* A new rate for the next steps (no retrace); DF_ERR_ARG, the rate kept,
+ * for a NULL optimizer or a rate that is negative or not finite. */
+df_status df_optimizer_set_learning_rate(df_optimizer *opt, float lr);
 /* Steps taken (read from the iteration counter variable). */
 int64_t df_optimizer_iterations(const df_optimizer *opt);
 /* State variables (iteration counter, then the slots in creation order), for

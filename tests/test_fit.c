@@ -1368,6 +1368,30 @@ Test(fit, an_empty_batch_is_an_error_naming_the_step_and_the_shape)
     toy_free(&m);
 }
 
+/* A data source that fills its targets only in the first batch. */
+static df_status targets_once(void *user, df_tensor *in, bool *end)
+{
+    static float x[4] = {1, 2, 3, 4}, y[4] = {3, 5, 7, 9};
+    int *calls = user;
+    in[0] = df_tensor_make(DF_F32, x, 2, SHAPE(4, 1));
+    if ((*calls)++ == 0) in[1] = df_tensor_make(DF_F32, y, 2, SHAPE(4, 1));
+    *end = *calls > 3;
+    return DF_OK;
+}
+
+Test(fit, an_input_the_data_source_does_not_fill_is_named)
+{
+    toy m;
+    toy_init(&m, 0.0f, 0.05f);
+    df_fit_options o = toy_options(&m, 1);
+    int calls = 0;
+    o.train = (df_fit_data){.next = targets_once, .user = &calls};
+    df_fit_history h;
+    expect_error(df_fit(&o, &h), DF_ERR_ARG,
+                 "the training data did not fill input 1 of 2 at step 2 (its next() must set inputs[0..1])");
+    toy_free(&m);
+}
+
 static df_status stop_at_step_3(void *user, const df_fit_step_logs *logs)
 {
     (void)user;

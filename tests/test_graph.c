@@ -206,7 +206,14 @@ Test(optimizer, sgd_step_and_learning_rate_change_without_retrace)
     const float *w = df_variable_tensor(m.w).data;
     cr_expect_float_eq(w[0], -0.5f, 1e-7);
     cr_expect_float_eq(w[1], 1.0f, 1e-7);
-    df_optimizer_set_learning_rate(m.opt, 0.25f);
+    cr_assert_eq(df_optimizer_set_learning_rate(m.opt, 0.25f), DF_OK);
+    const float bad[] = {-1.0f, NAN, INFINITY};
+    for (int k = 0; k < 3; k++) {
+        cr_expect_eq(df_optimizer_set_learning_rate(m.opt, bad[k]), DF_ERR_ARG, "rate %g refused", bad[k]);
+        cr_expect(strstr(df_last_error(), "learning rate must be finite and >= 0"), "message: %s", df_last_error());
+        cr_expect_eq(df_optimizer_learning_rate(m.opt), 0.25f, "the rate kept after %g", bad[k]);
+    }
+    cr_expect_eq(df_optimizer_set_learning_rate(NULL, 0.1f), DF_ERR_ARG);
     cr_assert_eq(df_function_call(f, &in, 1, &loss, 1), DF_OK);
     cr_expect_float_eq(w[0], -0.75f, 1e-7);
     cr_expect_float_eq(*(float *)loss.data, -0.5f - 2.0f, 1e-7, "loss reads w before the update");
