@@ -11,6 +11,7 @@
  * on any number of threads (see gemm.h). */
 #include <omp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "base.h"
@@ -309,6 +310,58 @@ static int64_t split_work(const df_gemm_kernels *ks, const gemm_args *g, bool sp
     return worst;
 }
 
+/* Products split along M whose packed op(B) is at most this many floats
+ * pack it once, shared, instead of once per thread; their rows go out in
+ * GEMM_ROW_CHUNKS chunks per thread. */
+#define GEMM_SHARED_B_FLOATS (1 << 19)
+#define GEMM_ROW_CHUNKS 4
+
+static void spin_pause(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_ia32_pause();
+#endif
+}
+
+/* op(B) packed once into pb by whichever threads come (panels claimed one
+ * by one: a thread the machine schedules late finds them packed rather
+ * than being waited for), then chunks of rows claimed the same way, so a
+ * thread slowed by another process's load takes fewer of them. Each
+ * element is still summed by the same operations (the chunks and panels
+ * change no sum). false if out of memory, before anything is written. */
+static bool gemm_run_shared_b(const df_gemm_kernels *ks, const gemm_args *g, int nth)
+{
+    const int64_t npad = round_up(g->N, ks->nr), panels = npad / ks->nr;
+    const int64_t blocks = (g->K + DF_GEMM_KC - 1) / DF_GEMM_KC, pieces = blocks * panels;
+    const int64_t chunk = round_up((g->M + nth * GEMM_ROW_CHUNKS - 1) / (nth * GEMM_ROW_CHUNKS), ks->mr);
+    const int64_t chunks = (g->M + chunk - 1) / chunk;
+    const int64_t per_thread = scratch_floats(ks, g, chunk, g->N);
+    float *scratch = thread_scratch((size_t)(per_thread * nth + k_slots(ks, g->K) * npad));
+    if (!scratch) return false;
+    df_gemm_packed_b pb = {ks, g->K, g->N, npad, scratch + per_thread * nth};
+    gemm_args shared = *g;
+    shared.pb = &pb;
+    atomic_llong next_piece = 0, packed = 0, next_chunk = 0;
+    df_team_probe probe;
+    df_team_begin(&probe, nth);
+#pragma omp parallel num_threads(nth)
+    {
+        const int64_t cpu0 = df_team_enter(&probe);
+        float *mine = scratch + omp_get_thread_num() * per_thread;
+        for (int64_t q; (q = atomic_fetch_add(&next_piece, 1)) < pieces;) {
+            const int64_t pc = q / panels * DF_GEMM_KC, kc = min64(DF_GEMM_KC, g->K - pc), j0 = q % panels * ks->nr;
+            pack_b_for(ks, g, pc, kc, j0, min64(ks->nr, g->N - j0), pb.P + k_slots(ks, pc) * npad + j0 * k_slots(ks, kc));
+            atomic_fetch_add_explicit(&packed, 1, memory_order_release);
+        }
+        while (atomic_load_explicit(&packed, memory_order_acquire) < pieces) spin_pause();
+        for (int64_t c; (c = atomic_fetch_add(&next_chunk, 1)) < chunks;)
+            gemm_block(ks, &shared, c * chunk, min64(g->M, (c + 1) * chunk), 0, g->N, mine);
+        df_team_leave(&probe, cpu0);
+    }
+    df_team_end(&probe);
+    return true;
+}
+
 /* Each thread takes a contiguous range of whole tiles along M or N: the
  * split whose busiest thread has less tile work (N = 128 in 48-column
  * panels splits 48 | 80 columns, where 768 rows split evenly), on a tie
@@ -325,6 +378,9 @@ static bool gemm_run(const df_gemm_kernels *ks, const gemm_args *g)
     const int64_t unit = split_n ? ks->nr : ks->mr, extent = split_n ? g->N : g->M;
     const int64_t tiles = (extent + unit - 1) / unit;
     if (nth > tiles) nth = (int)tiles;
+    if (nth > 1 && !split_n && !g->pb && !g->pa && tiles >= 2 * nth &&
+        k_slots(ks, g->K) * round_up(g->N, ks->nr) <= GEMM_SHARED_B_FLOATS)
+        return gemm_run_shared_b(ks, g, nth);
     if (nth <= 1) {
         float *scratch = block_scratch(ks, g, 0, g->M, 0, g->N);
         if (scratch) gemm_block(ks, g, 0, g->M, 0, g->N, scratch);
