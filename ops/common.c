@@ -1,6 +1,7 @@
 /* common.c — shape helpers shared by the op files. */
 #include <string.h>
 #include "common.h"
+#include "elementwise.h"
 #include "isa_kernels.h"
 
 bool df_check_shape_arg(df_graph *g, const char *op, int ndim, const int64_t *shape)
@@ -86,6 +87,48 @@ void df_for_each_lane(const float *x, float *y, int ndim, const int64_t *shape, 
         int64_t start = l / inner * len * inner + l % inner;
         lane(x + start, y + start, len, inner);
     });
+}
+
+float df_lane_max(const float *x, int64_t stride, int64_t len)
+{
+    float m[DF_LANE_SUMS];
+    for (int l = 0; l < DF_LANE_SUMS; l++) m[l] = -INFINITY;
+    int64_t k = 0;
+    for (; k + DF_LANE_SUMS <= len; k += DF_LANE_SUMS)
+        for (int l = 0; l < DF_LANE_SUMS; l++) {
+            const float v = x[(k + l) * stride];
+            m[l] = v > m[l] ? v : m[l];
+        }
+    for (; k < len; k++) m[0] = x[k * stride] > m[0] ? x[k * stride] : m[0];
+    float r = m[0];
+    for (int l = 1; l < DF_LANE_SUMS; l++) r = m[l] > r ? m[l] : r;
+    return r;
+}
+
+double df_exp_shifted_sum(const float *x, int64_t stride, int64_t len, float shift, float *y)
+{
+    enum { CHUNK = 256 };     /* a multiple of DF_LANE_SUMS: e[j] goes to lane j mod DF_LANE_SUMS */
+    float e[CHUNK];
+    double lanes[DF_LANE_SUMS] = {0};
+    for (int64_t k0 = 0; k0 < len; k0 += CHUNK) {
+        const int64_t n = len - k0 < CHUNK ? len - k0 : CHUNK;
+        const float *src = x + k0 * stride;
+        if (stride != 1) {
+            for (int64_t j = 0; j < n; j++) e[j] = src[j * stride];
+            src = e;
+        }
+        df_ew_run(DF_EW_SUB, src, 1, &shift, 0, e, n);
+        df_ew_run(DF_EW_EXP, e, 1, NULL, 0, e, n);
+        int64_t j = 0;
+        for (; j + DF_LANE_SUMS <= n; j += DF_LANE_SUMS)
+            for (int l = 0; l < DF_LANE_SUMS; l++) lanes[l] += e[j + l];
+        for (; j < n; j++) lanes[j % DF_LANE_SUMS] += e[j];
+        if (y)
+            for (j = 0; j < n; j++) y[(k0 + j) * stride] = e[j];
+    }
+    double sum = 0;
+    for (int l = 0; l < DF_LANE_SUMS; l++) sum += lanes[l];
+    return sum;
 }
 
 void df_axis_view(const df_node *x, int axis, int64_t *outer, int64_t *len, int64_t *inner)

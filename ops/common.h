@@ -87,6 +87,17 @@ df_status df_infer_broadcast(df_node *n);
  * (ndim, shape) tensor along axis, in parallel; the last axis is contiguous. */
 typedef void (*df_lane_fn)(const float *x, float *y, int64_t len, int64_t stride);
 void df_for_each_lane(const float *x, float *y, int ndim, const int64_t *shape, int axis, df_lane_fn lane);
+/* The pieces of softmax-like rows, their results independent of the thread
+ * count and the CPU. The largest of x[k*stride], k < len, NaNs skipped
+ * (-inf if all are NaN, as fmaxf); and the sum in double of e_k =
+ * exp(x[k*stride] - shift), each e_k by the exp op's formula (df_ew_run:
+ * vectorised, the same bits on every CPU), summed in DF_LANE_SUMS lanes
+ * (k mod DF_LANE_SUMS, each in k order, then lane 0, 1, ... in turn: the
+ * adds of one lane overlap the others'); e_k also to y[k*stride] when y is
+ * not NULL (y may be x). */
+#define DF_LANE_SUMS 8
+float df_lane_max(const float *x, int64_t stride, int64_t len);
+double df_exp_shifted_sum(const float *x, int64_t stride, int64_t len, float shift, float *y);
 /* x viewed as (outer, len, inner) around axis (len = x's size there). */
 void df_axis_view(const df_node *x, int axis, int64_t *outer, int64_t *len, int64_t *inner);
 

@@ -8,10 +8,8 @@
 /* One log-softmax over len elements spaced stride apart. */
 static inline void log_softmax_lane(const float *x, float *y, int64_t len, int64_t stride)
 {
-    float max = -INFINITY;
-    for (int64_t k = 0; k < len; k++) max = fmaxf(max, x[k * stride]);
-    double sum = 0;
-    for (int64_t k = 0; k < len; k++) sum += expf(x[k * stride] - max);
+    const float max = df_lane_max(x, stride, len);
+    double sum = df_exp_shifted_sum(x, stride, len, max, NULL);
     float lse = max + (float)log(sum);
     for (int64_t k = 0; k < len; k++) y[k * stride] = x[k * stride] - lse;
 }

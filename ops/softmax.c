@@ -8,14 +8,8 @@
 /* One softmax over len elements spaced stride apart. */
 static inline void softmax_lane(const float *x, float *y, int64_t len, int64_t stride)
 {
-    float max = -INFINITY;
-    for (int64_t k = 0; k < len; k++) max = fmaxf(max, x[k * stride]);
-    double sum = 0;
-    for (int64_t k = 0; k < len; k++) {
-        float e = expf(x[k * stride] - max);
-        y[k * stride] = e;
-        sum += e;
-    }
+    const float max = df_lane_max(x, stride, len);
+    double sum = df_exp_shifted_sum(x, stride, len, max, y);
     float inv = (float)(1.0 / sum);
     for (int64_t k = 0; k < len; k++) y[k * stride] *= inv;
 }

@@ -38,10 +38,8 @@ static df_status check_targets(const int32_t *t, int64_t count, int64_t V)
 /* -log softmax(row)[target] = max + log(sum(exp(row - max))) - row[target]. */
 static double row_loss(const float *row, int64_t V, int32_t target)
 {
-    float max = -INFINITY;
-    for (int64_t k = 0; k < V; k++) max = fmaxf(max, row[k]);
-    double sum = 0;
-    for (int64_t k = 0; k < V; k++) sum += expf(row[k] - max);
+    const float max = df_lane_max(row, 1, V);
+    double sum = df_exp_shifted_sum(row, 1, V, max, NULL);
     return (double)max + log(sum) - (double)row[target];
 }
 

@@ -1,7 +1,8 @@
 /* test_ew_math.c — the vectorisable df_expf and df_erff of ops/elementwise.h
  * against glibc's expf and erff over dense grids, their special values, and
  * the kernels that use them: a vectorised loop and its scalar tail give the
- * bits of the scalar formula at every length, unfused and fused.
+ * bits of the scalar formula at every length, unfused and fused; and the
+ * row pieces of softmax, log_softmax and the cross-entropy (ops/common.h).
  *
  * Measured over every float (not only the grids below): df_expf is within
  * 1 ulp of expf on [-104.5, 89.5] (normal and subnormal results), df_erff
@@ -10,6 +11,7 @@
 #include "helpers.h"
 #include <stdint.h>
 #include "../ops/elementwise.h"
+#include "../ops/common.h"
 
 /* Floats as integers in the order of their values, so that a difference of
  * two is their distance in ulps (0 between +0 and -0). */
@@ -147,4 +149,77 @@ Test(ew_math, vector_loops_and_tails_give_the_scalar_bits)
     const int64_t lengths[] = {1, 2, 3, 5, 7, 8, 9, 15, 17, 31, 33, 255, 257, 263, 1027, 40003};
     for (int which = 0; which < 5; which++)
         for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) expect_scalar_bits(which, lengths[k]);
+}
+
+/* ------------------------------ the pieces of softmax, log_softmax and xent */
+
+/* df_exp_shifted_sum as its contract says, computed here one element at a time. */
+static double lanes_reference(const float *x, int64_t stride, int64_t len, float shift, float *e)
+{
+    double lanes[DF_LANE_SUMS] = {0}, sum = 0;
+    for (int64_t k = 0; k < len; k++) {
+        e[k] = df_ew_exp(df_ew_sub(x[k * stride], shift));
+        lanes[k % DF_LANE_SUMS] += e[k];
+    }
+    for (int l = 0; l < DF_LANE_SUMS; l++) sum += lanes[l];
+    return sum;
+}
+
+Test(softmax_pieces, exp_shifted_sum_is_its_lanes_and_writes_each_exp)
+{
+    static const int64_t lens[] = {0, 1, 7, 8, 9, 65, 255, 256, 257, 1000};
+    enum { MAX = 1000, STRIDE_MAX = 3 };
+    float x[MAX * STRIDE_MAX], y[MAX * STRIDE_MAX], want_e[MAX];
+    /* e^-42 .. e^37: a range wide enough that the double sums round, so their order shows */
+    for (int64_t i = 0; i < MAX * STRIDE_MAX; i++) x[i] = (float)((i * 7919) % 2001) / 25.0f - 40.0f;
+    for (int s = 1; s <= STRIDE_MAX; s += 2)
+        for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+            const int64_t n = lens[l];
+            const double want = lanes_reference(x, s, n, 2.5f, want_e);
+            memset(y, 0, sizeof y);
+            const double got = df_exp_shifted_sum(x, s, n, 2.5f, y);
+            cr_expect(got == want, "stride %d, length %lld: sum %.17g, want %.17g", s, (long long)n, got, want);
+            double libm = 0;
+            for (int64_t k = 0; k < n; k++) libm += exp((double)x[k * s] - 2.5);
+            cr_expect(fabs(got - libm) <= 1e-6 * libm, "stride %d, length %lld: %.9g against exp's %.9g", s,
+                      (long long)n, got, libm);
+            for (int64_t k = 0; k < n; k++)
+                if (memcmp(&y[k * s], &want_e[k], sizeof(float)) != 0) {
+                    cr_expect_fail("stride %d, length %lld: y[%lld] = %.9g, want %.9g", s, (long long)n,
+                                   (long long)(k * s), y[k * s], want_e[k]);
+                    break;
+                }
+            double null_y = df_exp_shifted_sum(x, s, n, 2.5f, NULL);
+            cr_expect(null_y == want, "without y the same sum");
+        }
+}
+
+/* One large term in lane 0 and small ones in the other lanes and the tail:
+ * summed in another order, the small terms round away differently. */
+Test(softmax_pieces, exp_shifted_sum_keeps_its_lane_order)
+{
+    for (int64_t n = 9; n <= 23; n++) {
+        float x[23], e[23];
+        for (int64_t k = 0; k < n; k++) x[k] = k == 8 ? 30.0f : (float)k / 10.0f;
+        const double want = lanes_reference(x, 1, n, 2.5f, e), got = df_exp_shifted_sum(x, 1, n, 2.5f, NULL);
+        cr_expect(got == want, "length %lld: %.17g, want %.17g", (long long)n, got, want);
+    }
+}
+
+Test(softmax_pieces, lane_max_skips_nans_as_fmaxf_does)
+{
+    float x[37];
+    for (int i = 0; i < 37; i++) x[i] = (float)((i * 13) % 37) - 20.0f;
+    cr_expect_eq(df_lane_max(x, 1, 37), 16.0f);
+    float want = -INFINITY;
+    for (int i = 0; i < 12; i++) want = fmaxf(want, x[3 * i]);
+    cr_expect_eq(df_lane_max(x, 3, 12), want);
+    x[36] = 99.0f;                        /* the scalar tail */
+    cr_expect_eq(df_lane_max(x, 1, 37), 99.0f);
+    x[5] = NAN;
+    x[20] = NAN;
+    cr_expect_eq(df_lane_max(x, 1, 37), 99.0f, "NaNs are skipped");
+    float nans[9] = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+    cr_expect(isinf(df_lane_max(nans, 1, 9)) && df_lane_max(nans, 1, 9) < 0, "all NaN: -inf, as fmaxf from -inf");
+    cr_expect(isinf(df_lane_max(x, 1, 0)), "no elements: -inf");
 }
