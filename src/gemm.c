@@ -311,9 +311,10 @@ static int64_t split_work(const df_gemm_kernels *ks, const gemm_args *g, bool sp
 }
 
 /* Products split along M whose packed op(B) is at most this many floats
- * pack it once, shared, instead of once per thread; their rows go out in
+ * (512 KiB: it stays in L2 while every row chunk sweeps it) pack it once,
+ * shared, instead of once per thread; their rows go out in
  * GEMM_ROW_CHUNKS chunks per thread. */
-#define GEMM_SHARED_B_FLOATS (1 << 19)
+#define GEMM_SHARED_B_FLOATS (1 << 17)
 #define GEMM_ROW_CHUNKS 4
 
 static void spin_pause(void)
