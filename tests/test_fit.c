@@ -1356,16 +1356,22 @@ static df_status empty_second_batch(void *user, df_tensor *in, bool *end)
     return DF_OK;
 }
 
-Test(fit, an_empty_batch_is_an_error_naming_the_step_and_the_shape)
+/* df_fit of the toy on this training source fails with DF_ERR_ARG saying message. */
+static void expect_bad_data(df_status (*next)(void *, df_tensor *, bool *), const char *message)
 {
     toy m;
     toy_init(&m, 0.0f, 0.05f);
     df_fit_options o = toy_options(&m, 1);
     int calls = 0;
-    o.train = (df_fit_data){.next = empty_second_batch, .user = &calls};
+    o.train = (df_fit_data){.next = next, .user = &calls};
     df_fit_history h;
-    expect_error(df_fit(&o, &h), DF_ERR_ARG, "the training data gave an empty batch at step 2 (input 0 has shape (0,1))");
+    expect_error(df_fit(&o, &h), DF_ERR_ARG, message);
     toy_free(&m);
+}
+
+Test(fit, an_empty_batch_is_an_error_naming_the_step_and_the_shape)
+{
+    expect_bad_data(empty_second_batch, "the training data gave an empty batch at step 2 (input 0 has shape (0,1))");
 }
 
 /* A data source that fills its targets only in the first batch. */
@@ -1381,15 +1387,7 @@ static df_status targets_once(void *user, df_tensor *in, bool *end)
 
 Test(fit, an_input_the_data_source_does_not_fill_is_named)
 {
-    toy m;
-    toy_init(&m, 0.0f, 0.05f);
-    df_fit_options o = toy_options(&m, 1);
-    int calls = 0;
-    o.train = (df_fit_data){.next = targets_once, .user = &calls};
-    df_fit_history h;
-    expect_error(df_fit(&o, &h), DF_ERR_ARG,
-                 "the training data did not fill input 1 of 2 at step 2 (its next() must set inputs[0..1])");
-    toy_free(&m);
+    expect_bad_data(targets_once, "the training data did not fill input 1 of 2 at step 2 (its next() must set inputs[0..1])");
 }
 
 static df_status stop_at_step_3(void *user, const df_fit_step_logs *logs)
