@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 #include "dagflow.h"
+#include "base.h"      /* df_malloc: allocations the tests can make fail */
 
 #define FIT_MAX_INPUTS 8
 #define FIT_MAX_SYNC 7           /* values one sync_ranks call sums, besides the error flag */
@@ -421,7 +422,7 @@ static df_variable **checkpointed_variables(const fit_run *r, int *n)
 {
     const df_fit_options *o = r->o;
     int n_opt = o->optimizer ? df_optimizer_state(o->optimizer, NULL, 0) : 0;
-    df_variable **vars = malloc((size_t)(o->n_variables + n_opt + 1) * sizeof *vars);
+    df_variable **vars = df_malloc((size_t)(o->n_variables + n_opt + 1) * sizeof *vars);
     if (!vars) {
         df_error(DF_ERR_NOMEM, "df_fit: out of memory");
         return NULL;
@@ -481,7 +482,7 @@ static df_status gather_rank_variables(const fit_run *r, df_variable ***out)
     const df_fit_comm *c = r->comm;
     *out = NULL;
     if (!c || o->n_rank_variables == 0) return DF_OK;
-    df_variable **whole = r->leader ? calloc((size_t)o->n_rank_variables, sizeof *whole) : NULL;
+    df_variable **whole = r->leader ? df_calloc((size_t)o->n_rank_variables, sizeof *whole) : NULL;
     df_status st = r->leader && !whole ? df_error(DF_ERR_NOMEM, "df_fit: out of memory") : DF_OK;
     for (int i = 0; i < o->n_rank_variables; i++) {
         const df_variable *v = o->rank_variables[i];
@@ -593,7 +594,7 @@ static df_status read_file(const char *path, size_t before, char **data, size_t 
     long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
     df_status st = DF_OK;
     if (size < 0 || fseek(f, 0, SEEK_SET) != 0) st = df_error(DF_ERR_IO, "df_fit: cannot seek %s: %s", path, strerror(errno));
-    *data = st == DF_OK ? malloc(before + (size_t)size + 1) : NULL;
+    *data = st == DF_OK ? df_malloc(before + (size_t)size + 1) : NULL;
     if (st == DF_OK && !*data) st = df_error(DF_ERR_NOMEM, "df_fit: out of memory reading %s", path);
     if (st == DF_OK && fread(*data + before, 1, (size_t)size, f) != (size_t)size)
         st = df_error(DF_ERR_IO, "df_fit: cannot read %s", path);
@@ -674,7 +675,7 @@ static df_variable **model_list(df_model *m, int64_t batch, bool state, int *n)
     const int n_weights = df_model_weights(m, NULL, 0);
     const int n_state = df_model_state_variables(m, batch, DF_STATE_MAIN, NULL, 0);
     *n = n_weights < 0 || n_state < 0 ? -1 : 0;
-    df_variable **all = *n == 0 ? malloc((size_t)(n_weights + n_state + 1) * sizeof *all) : NULL;
+    df_variable **all = *n == 0 ? df_malloc((size_t)(n_weights + n_state + 1) * sizeof *all) : NULL;
     if (!all) {
         if (*n == 0) df_error(DF_ERR_NOMEM, "df_fit: out of memory listing the model's variables");
         return NULL;
@@ -1111,11 +1112,11 @@ static df_status run_epoch(fit_run *r, int epoch, double *mean_loss)
  * and for whatever runs next. NULL, the error set, when out of memory. */
 static void **copy_rank_state(const df_fit_options *o)
 {
-    void **copies = calloc((size_t)o->n_rank_variables + 1, sizeof *copies);
+    void **copies = df_calloc((size_t)o->n_rank_variables + 1, sizeof *copies);
     for (int i = 0; copies && i < o->n_rank_variables; i++) {
         const df_tensor t = df_variable_tensor(o->rank_variables[i]);
         const size_t bytes = (size_t)df_tensor_numel(&t) * df_dtype_size(t.dtype);
-        if ((copies[i] = malloc(bytes ? bytes : 1))) {
+        if ((copies[i] = df_malloc(bytes ? bytes : 1))) {
             memcpy(copies[i], t.data, bytes);
             continue;
         }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "helpers.h"
+#include "base.h"      /* df_fail_alloc_after: the allocation-failure hook */
 
 /* ------------------------------------------------------ a toy regression */
 
@@ -983,6 +984,39 @@ Test(fit, validation_leaves_the_state_the_last_step_carried_in_the_checkpoint)
     df_variable_free(stored);
     df_variable_free(carried);
     toy_free(&m);
+}
+
+/* Each allocation of a run with validation, checkpoints and a carried state
+ * fails in turn (the copy of the state kept over validation among them):
+ * every such run ends with DF_ERR_NOMEM, and the first budget that is
+ * enough trains. */
+Test(fit, out_of_memory_at_any_allocation_is_an_error)
+{
+    int failures = 0, successes = 0;
+    long k;
+    for (k = 0; k < 20000 && !successes; k++) {
+        toy m;
+        toy_init(&m, 0.0f, 0.05f);
+        carried = rank_state(2, 0.0f);
+        df_fit_options o = toy_options(&m, 1);
+        o.n_rank_variables = 1;
+        o.rank_variables = &carried;
+        o.reset_states = zero_carried;
+        o.checkpoint_dir = dir;
+        o.overwrite = true;
+        o.validation = (df_fit_data){.next = data_next, .start_epoch = data_start_epoch, .user = &m.val};
+        df_fail_alloc_after(k);
+        const df_status st = df_fit(&o, NULL);
+        df_fail_alloc_after(-1);
+        if (st == DF_OK) successes++;
+        else if (failures++, st != DF_ERR_NOMEM)
+            cr_expect_fail("allocation %ld: %s (%s)", k, df_status_name(st), df_last_error());
+        df_variable_free(carried);
+        toy_free(&m);
+    }
+    cr_log_info("df_fit succeeded with a budget of %ld allocations", k - 1);
+    cr_expect_gt(failures, 50);
+    cr_expect_eq(successes, 1, "no budget let the run succeed");
 }
 
 Test(fit, rank_variables_need_a_gather_and_an_axis_0)
