@@ -23,7 +23,8 @@ bool lstm_has_ids(const df_node *n) { return n->n_in > LSTM_IDS_INPUT; }
 
 const int32_t *lstm_ids(const df_node *n) { return lstm_has_ids(n) ? DF_I32P(n->in[LSTM_IDS_INPUT]) : NULL; }
 
-df_status lstm_check_ids(const df_node *n)
+/* DF_ERR_RANGE for an id outside [0, V), checked before any step reads one. */
+static df_status lstm_check_ids(const df_node *n)
 {
     if (!lstm_has_ids(n)) return DF_OK;
     const df_node *ids = n->in[LSTM_IDS_INPUT];

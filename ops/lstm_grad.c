@@ -241,8 +241,6 @@ static df_status lstm_grad_forward(df_node *n)
         if (DT) memset(DT, 0, (size_t)(V * G4) * sizeof(float));
         return DF_OK;
     }
-    df_status st = lstm_check_ids(l);
-    if (st != DF_OK) return st;
     lstm_bf16_weight bw;
     if (lstm_bf16_prepare(&bw, true, B, H, W)) return lstm_grad_bf16(n, &bw);   /* DF_PRECISION_BF16 */
     bool cached = false;

@@ -5,6 +5,7 @@
  * on 1, 2 and 3 threads, out-of-range ids as a DF_ERR_RANGE status, and the
  * LSTM layer taking it when an Embedding folds into it (a GRU keeps the
  * gather). */
+#include <unistd.h>
 #include "helpers.h"
 #include "../ops/lstm_kernels.h"
 
@@ -230,10 +231,10 @@ static bool op_ran(const df_graph *g, const char *op)
     return false;
 }
 
-/* A train step of Embedding(V, 6) + cell(8) + Dense(V) on ids (4,5), B*T >=
- * V so the Embedding folds: the LSTM reads the projected table by id (no
- * gather, no scatter_add), the GRU gathers it. */
-static void check_layer_ops(bool lstm)
+/* Embedding(V, 6) + cell(8) + Dense(V) on ids (4,5), B*T >= V so the
+ * Embedding folds, and a graph of the gradient of sum(logits) w.r.t. the
+ * embeddings. */
+static df_graph *embedding_cell_graph(bool lstm, df_model **out)
 {
     df_model *m = df_model_new("ids", 3);
     cr_assert_eq(df_model_add(m, df_embedding_layer(V, 6)), DF_OK, "%s", df_last_error());
@@ -248,12 +249,23 @@ static void check_layer_ops(bool lstm)
     df_node *wrt = df_var(g, table);
     cr_assert_eq(df_gradients(g, df_sum(g, logits, NULL, 0, false), NULL, 1, &wrt, &grad), DF_OK, "%s",
                  df_graph_error(g));
+    df_graph_output(g, logits);
     df_graph_output(g, grad);
+    *out = m;
+    return g;
+}
+
+static const int32_t layer_ids[20] = {0, 3, 6, 2, 5, 1, 4, 0, 3, 6, 2, 5, 1, 4, 0, 3, 6, 2, 5, 1};
+
+/* A run of embedding_cell_graph: the LSTM reads the projected table by id
+ * (no gather, no scatter_add), the GRU gathers it. */
+static void check_layer_ops(bool lstm)
+{
+    df_model *m;
+    df_graph *g = embedding_cell_graph(lstm, &m);
     cr_assert_eq(df_graph_set_profiling(g, true), DF_OK);
-    int32_t ids[20];
-    for (int i = 0; i < 20; i++) ids[i] = (i * 3) % V;
-    df_tensor in = I32(ids, 4, 5), out;
-    cr_assert_eq(df_graph_run(g, &in, 1, &out, 1), DF_OK, "%s", df_last_error());
+    df_tensor in = I32((int32_t *)layer_ids, 4, 5), out[2];
+    cr_assert_eq(df_graph_run(g, &in, 1, out, 2), DF_OK, "%s", df_last_error());
     const char *what = lstm ? "LSTM" : "GRU";
     cr_expect_eq(op_ran(g, lstm ? "lstm" : "gru"), true, "%s: its cell op did not run", what);
     cr_expect_eq(op_ran(g, "gather"), !lstm, "%s: gather %s", what, lstm ? "ran" : "did not run");
@@ -264,3 +276,31 @@ static void check_layer_ops(bool lstm)
 
 Test(lstm_ids, the_lstm_layer_reads_a_folded_embedding_by_id) { check_layer_ops(true); }
 Test(lstm_ids, the_gru_layer_keeps_the_gather) { check_layer_ops(false); }
+
+/* A saved graph holding the ids form (5 inputs to lstm and lstm_grad, the
+ * d table read-out) loads and gives the live graph's bits. */
+Test(lstm_ids, saved_graph_round_trip)
+{
+    df_model *m;
+    df_graph *g = embedding_cell_graph(true, &m);
+    char dir[] = "/tmp/test_lstm_ids.XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/ids.dfg", dir);
+    cr_assert_eq(df_graph_compile(g), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_graph_export(g, path, 0, NULL), DF_OK, "%s", df_last_error());
+    df_saved *s;
+    cr_assert_eq(df_saved_load(path, &s), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_graph_set_profiling(df_saved_graph(s), true), DF_OK, "%s", df_last_error());
+    df_tensor in = I32((int32_t *)layer_ids, 4, 5), live[2], saved[2];
+    cr_assert_eq(df_graph_run(g, &in, 1, live, 2), DF_OK, "%s", df_last_error());
+    cr_assert_eq(df_saved_run(s, &in, 1, saved, 2), DF_OK, "%s", df_last_error());
+    expect_bitwise(saved[0].data, live[0].data, df_tensor_numel(&live[0]), "logits, saved vs live");
+    expect_bitwise(saved[1].data, live[1].data, df_tensor_numel(&live[1]), "d embeddings, saved vs live");
+    cr_expect(op_ran(df_saved_graph(s), "lstm") && !op_ran(df_saved_graph(s), "scatter_add"),
+              "the saved graph is not the ids form");
+    df_saved_free(s);
+    remove(path);
+    rmdir(dir);
+    df_graph_free(g);
+    df_model_free(m);
+}
