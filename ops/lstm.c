@@ -9,7 +9,11 @@
  * one OpenMP pass doing every nonlinearity and the cell update. The activated
  * gates, c and tanh(c) stay in aux for the backward (ops/lstm_grad.c), which
  * builds: dz = lstm_grad (BPTT, = d xproj), dw_rec = lstm_hprev^T @ dz as one
- * matmul over all steps, and dh0/dc0 via lstm_grad_state. */
+ * matmul over all steps, and dh0/dc0 via lstm_grad_state.
+ *
+ * The ids form (df_lstm_ids, a 5th input): xproj[b, t] is row ids[b, t] of
+ * a table (V,4H), read there by the gate pass, so the (B,T,4H) rows are
+ * never gathered; lstm_grad then also sums d table (see lstm_backward). */
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -284,7 +288,7 @@ static df_status lstm_forward_b1_panels(df_node *n, df_precision p, const void *
     return failed ? df_op_error(n, DF_ERR_UNSUPPORTED, "the batch-1 products on packed weights failed") : DF_OK;
 }
 
-// xproj (B,T,4H), w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
+// xproj (B,T,4H) [or table (V,4H) with ids (B,T) as input 4], w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
 // aux, training layout (train, set by lstm_backward): activated gates
 // (B,T,4H) [i f g o] | c (B,T,H) | tanh(c) (B,T,H), all kept for lstm_grad;
 // inference layout (not train: no gradient taken): gates (B,4H) and tanh(c)

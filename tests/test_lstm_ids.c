@@ -7,6 +7,7 @@
  * gather). */
 #include <unistd.h>
 #include "helpers.h"
+#include "../ops/common.h"              /* the internal gradient ops and their attributes */
 #include "../ops/lstm_kernels.h"
 
 /* Sizes as tests/test_lstm.c's paths: above the threading threshold with 3
@@ -216,6 +217,29 @@ Test(lstm_ids, shape_and_dtype_errors)
     w = PH(g, 2, 8), h0 = PH(g, 3, 2), c0 = PH(g, 3, 2);
     cr_expect_null(df_lstm_ids(g, PH(g, 5, 2, 8), PHI(g, 3, 4), w, h0, c0));
     cr_expect(strstr(df_graph_error(g), "table (V,4H) and ids (B,T)"), "%s", df_graph_error(g));
+    df_graph_free(g);
+}
+
+/* The internal gradient ops refuse what only the ids form has: a d table
+ * from an xproj form's lstm_grad, and ids other than the lstm's. */
+Test(lstm_ids, gradient_ops_refuse_a_mismatched_form)
+{
+    df_graph *g = df_graph_new();
+    df_node *in[4] = {PH(g, 2, 3, 8), PH(g, 2, 8), PH(g, 2, 2), PH(g, 2, 2)}, *grads[4];
+    df_node *h = df_lstm(g, in[0], in[1], in[2], in[3]);
+    cr_assert_eq(df_gradients(g, df_sum(g, h, NULL, 0, false), NULL, 4, in, grads), DF_OK, "%s", df_graph_error(g));
+    cr_assert_eq(grads[0]->op, &df_op_lstm_grad, "d xproj is lstm_grad's dz");
+    cr_expect_null(df_node_new(g, &df_op_lstm_grad_state, 1, &grads[0], &(df_lstm_state_attrs){.which = 2}));
+    cr_expect(strstr(df_graph_error(g), "sums no d table"), "%s", df_graph_error(g));
+    df_graph_free(g);
+
+    g = df_graph_new();
+    df_node *table = PH(g, V, 8), *ids = PHI(g, 2, 3), *w = PH(g, 2, 8), *h0 = PH(g, 2, 2), *c0 = PH(g, 2, 2);
+    h = df_lstm_ids(g, table, ids, w, h0, c0);
+    cr_assert_eq(df_gradients(g, df_sum(g, h, NULL, 0, false), NULL, 1, &table, grads), DF_OK, "%s", df_graph_error(g));
+    df_node *gin[5] = {h, df_fill_like(g, h, 1.0f), w, c0, PHI(g, 2, 3)};
+    cr_expect_null(df_node_new(g, &df_op_lstm_grad, 5, gin, &(df_bptt_attrs){.want_dh0 = false}));
+    cr_expect(strstr(df_graph_error(g), "must be the ids of lstm node"), "%s", df_graph_error(g));
     df_graph_free(g);
 }
 
