@@ -5,6 +5,8 @@
  * computes the same numbers from the same seed. */
 #include <string.h>
 #include "../src/base.h"
+#include "graph.h"                 /* a gathered input's op and inputs (gathered_ids) */
+#include "../ops/registry.h"
 
 typedef enum cell_kind { CELL_LSTM, CELL_GRU, CELL_RNN } cell_kind;
 
@@ -143,7 +145,15 @@ static df_node *rnn_project(df_layer *l, df_graph *g, df_node *x, void *user)
     return df_add(g, product, two_row_bias(c) ? bias_row(g, bias, 0, 3 * c->units) : df_var(g, bias));
 }
 
-/* The recurrence on the projected input xproj (B,T,G*H). */
+/* The projected input as a gather of a table's rows (an Embedding folded
+ * into the layer, graph/layers.c): its ids node (the table is its input 0),
+ * else NULL. */
+static df_node *gathered_ids(df_node *xproj) { return xproj->op == &df_op_gather ? xproj->in[1] : NULL; }
+
+/* The recurrence on the projected input xproj (B,T,G*H). An LSTM on a
+ * gather of the table reads the table's rows by id (df_lstm_ids): the
+ * gathered (B,T,4H) rows are then never written, nor their gradient summed
+ * back by a scatter_add; the gather is left with no reader. */
 static df_node *rnn_call_projected(df_layer *l, df_graph *g, df_node *xproj, bool training, void *user)
 {
     (void)training;
@@ -166,11 +176,16 @@ static df_node *rnn_call_projected(df_layer *l, df_graph *g, df_node *xproj, boo
         df_graph_set_error(g, c->n_states == MAX_STATES ? DF_ERR_RANGE : DF_ERR_NOMEM, "%s", df_last_error());
         return NULL;
     }
+    df_node *ids = c->cell == CELL_LSTM ? gathered_ids(xproj) : NULL, *batch_like = ids ? ids : xproj;
     /* without carried state: zeros of x's batch size, whatever it is at run time */
-    df_node *h0 = s ? df_var(g, s->h) : df_fill_like_dims(g, xproj, 0.0f, DF_F32, 2, (int64_t[]){DF_DYNAMIC, H}), *h;
-    if (c->cell == CELL_LSTM)
-        h = df_lstm(g, xproj, w_rec, h0, s ? df_var(g, s->c) : df_fill_like_dims(g, xproj, 0.0f, DF_F32, 2,
-                                                                                    (int64_t[]){DF_DYNAMIC, H}));
+    df_node *h0 = s ? df_var(g, s->h) : df_fill_like_dims(g, batch_like, 0.0f, DF_F32, 2, (int64_t[]){DF_DYNAMIC, H}), *h;
+    df_node *c0 = c->cell != CELL_LSTM ? NULL
+                  : s                  ? df_var(g, s->c)
+                                       : df_fill_like_dims(g, batch_like, 0.0f, DF_F32, 2, (int64_t[]){DF_DYNAMIC, H});
+    if (ids)
+        h = df_lstm_ids(g, xproj->in[0], ids, w_rec, h0, c0);
+    else if (c->cell == CELL_LSTM)
+        h = df_lstm(g, xproj, w_rec, h0, c0);
     else if (c->cell == CELL_GRU)
         h = df_gru(g, xproj, w_rec, two_row_bias(c) ? bias_row(g, bias, 1, 3 * H) : NULL, h0, c->reset_after);
     else

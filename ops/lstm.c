@@ -9,7 +9,11 @@
  * one OpenMP pass doing every nonlinearity and the cell update. The activated
  * gates, c and tanh(c) stay in aux for the backward (ops/lstm_grad.c), which
  * builds: dz = lstm_grad (BPTT, = d xproj), dw_rec = lstm_hprev^T @ dz as one
- * matmul over all steps, and dh0/dc0 via lstm_grad_state. */
+ * matmul over all steps, and dh0/dc0 via lstm_grad_state.
+ *
+ * The ids form (df_lstm_ids, a 5th input): xproj[b, t] is row ids[b, t] of
+ * a table (V,4H), read there by the gate pass, so the (B,T,4H) rows are
+ * never gathered; lstm_grad then also sums d table (see lstm_backward). */
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -19,6 +23,42 @@
 #include "lstm_kernels.h"
 #include "cell_math.h"     /* vectorizable exp, sigmoid, tanh shared with the GRU and SimpleRNN */
 
+bool lstm_has_ids(const df_node *n) { return n->n_in > LSTM_IDS_INPUT; }
+
+const int32_t *lstm_ids(const df_node *n) { return lstm_has_ids(n) ? DF_I32P(n->in[LSTM_IDS_INPUT]) : NULL; }
+
+/* DF_ERR_RANGE for an id outside [0, V), checked before any step reads one. */
+static df_status lstm_check_ids(const df_node *n)
+{
+    if (!lstm_has_ids(n)) return DF_OK;
+    const df_node *ids = n->in[LSTM_IDS_INPUT];
+    return df_check_indices(DF_I32P(ids), ids->numel, n->in[0]->shape[0]);
+}
+
+/* B, T and H of the projected input: xproj (B,T,4H), or in the ids form a
+ * table (V,4H) and ids (B,T). */
+static df_status lstm_input_dims(df_node *n, int64_t *B, int64_t *T, int64_t *H)
+{
+    const df_node *x = n->in[0];
+    char sx[64], si[64];
+    if (!lstm_has_ids(n)) {
+        if (x->ndim != 3 || x->shape[2] % 4 != 0)
+            return df_op_error(n, DF_ERR_SHAPE, "xproj must be (B,T,4H), got %s", df_node_shape_str(x, sx, sizeof sx));
+        if (x->shape[1] < 1)
+            return df_op_error(n, DF_ERR_SHAPE, "xproj %s has no time steps", df_node_shape_str(x, sx, sizeof sx));
+        *B = x->shape[0], *T = x->shape[1], *H = x->shape[2] / 4;
+        return DF_OK;
+    }
+    const df_node *ids = n->in[LSTM_IDS_INPUT];
+    if (ids->dtype != DF_I32)
+        return df_op_error(n, DF_ERR_DTYPE, "ids must be i32, got %s", df_dtype_name(ids->dtype));
+    if (x->ndim != 2 || x->shape[1] % 4 != 0 || ids->ndim != 2 || ids->shape[1] < 1)
+        return df_op_error(n, DF_ERR_SHAPE, "the ids form takes a table (V,4H) and ids (B,T) with T >= 1, got %s and %s",
+                           df_node_shape_str(x, sx, sizeof sx), df_node_shape_str(ids, si, sizeof si));
+    *B = ids->shape[0], *T = ids->shape[1], *H = x->shape[1] / 4;
+    return DF_OK;
+}
+
 static df_status lstm_infer(df_node *n)
 {
     df_status st;
@@ -26,20 +66,17 @@ static df_status lstm_infer(df_node *n)
         if ((st = df_require_f32(n, i)) != DF_OK) return st;
     const df_node *x = n->in[0], *w = n->in[1], *h0 = n->in[2], *c0 = n->in[3];
     char sx[64], so[64];
-    if (x->ndim != 3 || x->shape[2] % 4 != 0)
-        return df_op_error(n, DF_ERR_SHAPE, "xproj must be (B,T,4H), got %s", df_node_shape_str(x, sx, sizeof sx));
-    if (x->shape[1] < 1)
-        return df_op_error(n, DF_ERR_SHAPE, "xproj %s has no time steps", df_node_shape_str(x, sx, sizeof sx));
-    int64_t B = x->shape[0], T = x->shape[1], H = x->shape[2] / 4;
+    int64_t B = 0, T = 0, H = 0;
+    if ((st = lstm_input_dims(n, &B, &T, &H)) != DF_OK) return st;
     if (w->ndim != 2 || w->shape[0] != H || w->shape[1] != 4 * H)
-        return df_op_error(n, DF_ERR_SHAPE, "w_rec must be (H,4H) = (%lld,%lld) for xproj %s, got %s",
+        return df_op_error(n, DF_ERR_SHAPE, "w_rec must be (H,4H) = (%lld,%lld) for input 0 %s, got %s",
                            (long long)H, (long long)(4 * H), df_node_shape_str(x, sx, sizeof sx),
                            df_node_shape_str(w, so, sizeof so));
     const df_node *st_in[2] = {h0, c0};
     for (int k = 0; k < 2; k++) {
         const df_node *s = st_in[k];
         if (s->ndim != 2 || s->shape[0] != B || s->shape[1] != H)
-            return df_op_error(n, DF_ERR_SHAPE, "%s must be (B,H) = (%lld,%lld) for xproj %s, got %s",
+            return df_op_error(n, DF_ERR_SHAPE, "%s must be (B,H) = (%lld,%lld) for input 0 %s, got %s",
                                k ? "c0" : "h0", (long long)B, (long long)H, df_node_shape_str(x, sx, sizeof sx),
                                df_node_shape_str(s, so, sizeof so));
     }
@@ -55,14 +92,16 @@ static df_status lstm_infer(df_node *n)
 
 /* One step's gates for batch rows [0,B) and units [j0,j1): z (the recurrent
  * part, written by the step's GEMM) + x, the nonlinearities and the cell
- * update; the activated gates replace z. r0 = row of batch 0 at this step. */
+ * update; the activated gates replace z. x is row b*T+t of xproj X, or
+ * with ids (the ids form) row ids[b*T+t] of the table X. */
 LSTM_INLINE void lstm_gate_body(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1,
-                                const float *X, const float *C0, float *G, float *C, float *TC, float *Y, int train)
+                                const float *X, const int32_t *ids, const float *C0, float *G, float *C, float *TC,
+                                float *Y, int train)
 {
     const int64_t G4 = 4 * H;
     for (int64_t b = 0; b < B; b++) {
         const int64_t r = b * T + t;
-        const float *x = X + r * G4, *cp = t ? C + (r - 1) * H : C0 + b * H;
+        const float *x = X + (ids ? (int64_t)ids[r] : r) * G4, *cp = t ? C + (r - 1) * H : C0 + b * H;
         /* training layout: gates and tanh(c) of every step; inference: of this step only */
         float *z = G + (train ? r : b) * G4, *c = C + r * H, *tc = TC + (train ? r : b) * H, *h = Y + r * H;
 #pragma omp simd
@@ -84,32 +123,32 @@ LSTM_INLINE void lstm_gate_body(int64_t B, int64_t T, int64_t H, int64_t t, int6
 }
 
 static void lstm_gate_base(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *X,
-                           const float *C0, float *G, float *C, float *TC, float *Y, int train)
+                           const int32_t *ids, const float *C0, float *G, float *C, float *TC, float *Y, int train)
 {
-    if (train) lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, 1);
-    else lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, 0);
+    if (train) lstm_gate_body(B, T, H, t, j0, j1, X, ids, C0, G, C, TC, Y, 1);
+    else lstm_gate_body(B, T, H, t, j0, j1, X, ids, C0, G, C, TC, Y, 0);
 }
 
 #if LSTM_HAVE_AVX512_CLONE
 LSTM_TARGET_AVX512
 static void lstm_gate_avx512(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *X,
-                             const float *C0, float *G, float *C, float *TC, float *Y, int train)
+                             const int32_t *ids, const float *C0, float *G, float *C, float *TC, float *Y, int train)
 {
-    if (train) lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, 1);
-    else lstm_gate_body(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, 0);
+    if (train) lstm_gate_body(B, T, H, t, j0, j1, X, ids, C0, G, C, TC, Y, 1);
+    else lstm_gate_body(B, T, H, t, j0, j1, X, ids, C0, G, C, TC, Y, 0);
 }
 #endif
 
 static void lstm_gate_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *X,
-                            const float *C0, float *G, float *C, float *TC, float *Y, int train)
+                            const int32_t *ids, const float *C0, float *G, float *C, float *TC, float *Y, int train)
 {
 #if LSTM_HAVE_AVX512_CLONE
     if (lstm_use_avx512()) {
-        lstm_gate_avx512(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
+        lstm_gate_avx512(B, T, H, t, j0, j1, X, ids, C0, G, C, TC, Y, train);
         return;
     }
 #endif
-    lstm_gate_base(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
+    lstm_gate_base(B, T, H, t, j0, j1, X, ids, C0, G, C, TC, Y, train);
 }
 
 /* z[:, c0:c1] = hp (B,H) @ w_rec[:, c0:c1] through dagflow's dispatch (a
@@ -151,6 +190,7 @@ static df_status lstm_forward_bf16(df_node *n, lstm_bf16_weight *bw)
 {
     const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2], G4 = 4 * H;
     const float *X = DF_F32P(n->in[0]), *H0 = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
+    const int32_t *ids = lstm_ids(n);
     const int train = DF_ATTRS(n, df_lstm_attrs)->train;
     float *Y = DF_F32P(n), *G = n->aux, *C = G + lstm_aux_c_offset(B, T, H, train), *TC = C + B * T * H;
     const int64_t gt = train ? G4 : 0, ldz = train ? T * G4 : G4;   /* step offset, row stride of gates */
@@ -169,7 +209,7 @@ static df_status lstm_forward_bf16(df_node *n, lstm_bf16_weight *bw)
             const df_gemm_packed_a *hp = &bw->state[t % 2];
             float *z = G + t * gt;
             for (int k = 0; k < 4; k++) ok &= df_sgemm_packed_ab_cols(1.0f, hp, &bw->pb[k], j0, j1, 0.0f, z + k * H, ldz);
-            lstm_gate_block(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
+            lstm_gate_block(B, T, H, t, j0, j1, X, ids, C0, G, C, TC, Y, train);
             if (t + 1 < T) ok &= df_gemm_pack_a_cols(&bw->state[(t + 1) % 2], Y + t * H, T * H, j0, j1);
 #pragma omp barrier
         }
@@ -218,6 +258,7 @@ static df_status lstm_forward_b1_panels(df_node *n, df_precision p, const void *
 {
     const int64_t T = n->shape[1], H = n->shape[2], G4 = 4 * H;
     const float *X = DF_F32P(n->in[0]), *H0 = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
+    const int32_t *ids = lstm_ids(n);
     const int train = DF_ATTRS(n, df_lstm_attrs)->train;
     float *Y = DF_F32P(n), *G = n->aux, *C = G + lstm_aux_c_offset(1, T, H, train), *TC = C + T * H;
     const int64_t gt = train ? G4 : 0;
@@ -238,7 +279,7 @@ static df_status lstm_forward_b1_panels(df_node *n, df_precision p, const void *
 #pragma omp atomic write
                     failed = 1;
                 }
-            lstm_gate_block(1, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
+            lstm_gate_block(1, T, H, t, j0, j1, X, ids, C0, G, C, TC, Y, train);
 #pragma omp barrier
         }
         df_team_leave(&probe, cpu0);
@@ -247,7 +288,7 @@ static df_status lstm_forward_b1_panels(df_node *n, df_precision p, const void *
     return failed ? df_op_error(n, DF_ERR_UNSUPPORTED, "the batch-1 products on packed weights failed") : DF_OK;
 }
 
-// xproj (B,T,4H), w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
+// xproj (B,T,4H) [or table (V,4H) with ids (B,T) as input 4], w_rec (H,4H), h0/c0 (B,H) -> h (B,T,H);
 // aux, training layout (train, set by lstm_backward): activated gates
 // (B,T,4H) [i f g o] | c (B,T,H) | tanh(c) (B,T,H), all kept for lstm_grad;
 // inference layout (not train: no gradient taken): gates (B,4H) and tanh(c)
@@ -269,11 +310,14 @@ static df_status lstm_forward(df_node *n)
 {
     const int64_t B = n->shape[0], T = n->shape[1], H = n->shape[2], G4 = 4 * H;
     const float *X = DF_F32P(n->in[0]), *W = DF_F32P(n->in[1]);
+    const int32_t *ids = lstm_ids(n);
     const float *H0 = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
     const int train = DF_ATTRS(n, df_lstm_attrs)->train;
     float *Y = DF_F32P(n), *G = n->aux, *C = G + lstm_aux_c_offset(B, T, H, train), *TC = C + B * T * H;
     const int64_t gt = train ? G4 : 0, ldz = train ? T * G4 : G4;   /* step offset, row stride of gates */
     if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
+    df_status st = lstm_check_ids(n);
+    if (st != DF_OK) return st;
     const void *b1_panels[4];
     df_precision b1_precision;
     if (lstm_b1_panels(n, &b1_precision, b1_panels)) return lstm_forward_b1_panels(n, b1_precision, b1_panels);
@@ -289,7 +333,7 @@ static df_status lstm_forward(df_node *n)
         for (int64_t t = 0; t < T; t++) {
             const float *hp = t ? Y + (t - 1) * H : H0;
             lstm_step_gemm_all(B, H, hp, t ? T * H : H, W, G + t * gt, ldz);
-            lstm_gate_block(B, T, H, t, 0, H, X, C0, G, C, TC, Y, train);
+            lstm_gate_block(B, T, H, t, 0, H, X, ids, C0, G, C, TC, Y, train);
         }
         return DF_OK;
     }
@@ -319,7 +363,7 @@ static df_status lstm_forward(df_node *n)
 #endif
                 lstm_step_gemm(B, H, hp, ldh, W, z, ldz, k * H + j0, k * H + j1);
             }
-            lstm_gate_block(B, T, H, t, j0, j1, X, C0, G, C, TC, Y, train);
+            lstm_gate_block(B, T, H, t, j0, j1, X, ids, C0, G, C, TC, Y, train);
 #pragma omp barrier
         }
         df_team_leave(&probe, cpu0);
@@ -405,15 +449,19 @@ int lstm_use_packed_dw(void)
 /* dz = lstm_grad (BPTT over the saved gates) is d xproj; d w_rec is one GEMM
  * over all steps, Hprev^T @ dz with Hprev = [h0, h_0 .. h_{T-2}] (one
  * lstm_hprev node on AVX-512, else lstm_hprev then matmul); dh0 and dc0 are
- * read out of lstm_grad's workspace. */
+ * read out of lstm_grad's workspace. In the ids form lstm_grad also sums d
+ * table there (its ids as a 5th input), while each step's dz is in cache,
+ * in place of a scatter_add reading all of dz back. */
 static df_status lstm_backward(df_graph *g, df_node *n, df_node *dy, const bool *need, df_node **dx)
 {
     /* BPTT reads every step's gates: keep them (the graph is not compiled yet) */
     DF_ATTRS(n, df_lstm_attrs)->train = true;
     n->aux_bytes = lstm_aux_floats(n->shape[0], n->shape[1], n->shape[2], true) * sizeof(float);
-    df_node *gin[4] = {n, dy, n->in[1], n->in[3]};
-    df_node *dz = df_node_new(g, &df_op_lstm_grad, 4, gin, &(df_bptt_attrs){.want_dh0 = need[2]});
-    if (need[0]) dx[0] = dz;
+    const bool table = lstm_has_ids(n) && need[0];
+    df_node *gin[5] = {n, dy, n->in[1], n->in[3], table ? n->in[LSTM_IDS_INPUT] : NULL};
+    df_node *dz = df_node_new(g, &df_op_lstm_grad, table ? 5 : 4, gin, &(df_bptt_attrs){.want_dh0 = need[2]});
+    if (table) dx[0] = df_node_new(g, &df_op_lstm_grad_state, 1, &dz, &(df_lstm_state_attrs){.which = 2});
+    else if (need[0]) dx[0] = dz;
     if (need[1] && lstm_use_packed_dw()) {                 /* hprev^T @ dz in one AVX-512 node */
         df_node *hin[3] = {n, n->in[2], dz};
         dx[1] = df_node_new(g, &df_op_lstm_hprev, 3, hin, &(df_lstm_hprev_attrs){.form = 1});
@@ -428,11 +476,26 @@ static df_status lstm_backward(df_graph *g, df_node *n, df_node *dy, const bool 
 }
 
 static df_node *lstm_build(df_graph *g, df_node **in) { return df_lstm(g, in[0], in[1], in[2], in[3]); }
+/* The ids form, in = table, ids, w_rec and h0 (c0 a constant 0.5) or c0
+ * (h0 a constant 0.25): a case holds at most 4 inputs. */
+static df_node *lstm_ids_build_h0(df_graph *g, df_node **in)
+{
+    return df_lstm_ids(g, in[0], in[1], in[2], in[3], df_fill_like(g, in[3], 0.5f));
+}
+static df_node *lstm_ids_build_c0(df_graph *g, df_node **in)
+{
+    return df_lstm_ids(g, in[0], in[1], in[2], df_fill_like(g, in[3], 0.25f), in[3]);
+}
 
 static const df_gradcheck_case lstm_cases[] = {
     {"B=2 T=3 H=2", 4, {DF_GC_F32(2, 3, 8), DF_GC_F32(2, 8), DF_GC_F32(2, 2), DF_GC_F32(2, 2)}, lstm_build, 0, 0},
     {"B=1 T=4 H=3", 4, {DF_GC_F32(1, 4, 12), DF_GC_F32(3, 12), DF_GC_F32(1, 3), DF_GC_F32(1, 3)}, lstm_build, 0, 0},
     {"B=3 T=1 H=1", 4, {DF_GC_F32(3, 1, 4), DF_GC_F32(1, 4), DF_GC_F32(3, 1), DF_GC_F32(3, 1)}, lstm_build, 0, 0},
+    /* the ids form: ids repeat (B*T > V), so rows of d table sum several steps */
+    {"ids V=3 B=2 T=4 H=2, h0", 4, {DF_GC_F32(3, 8), DF_GC_I32(3, 2, 4), DF_GC_F32(2, 8), DF_GC_F32(2, 2)},
+     lstm_ids_build_h0, 0, 0},
+    {"ids V=5 B=1 T=3 H=3, c0", 4, {DF_GC_F32(5, 12), DF_GC_I32(5, 1, 3), DF_GC_F32(3, 12), DF_GC_F32(1, 3)},
+     lstm_ids_build_c0, 0, 0},
     {0},
 };
 
@@ -464,11 +527,17 @@ const df_op_def df_op_lstm = {
     .name = "lstm", .infer = lstm_infer, .forward = lstm_forward,
     .backward = lstm_backward, .gradcheck = lstm_cases, .attrs_size = sizeof(df_lstm_attrs),
     .cost = lstm_cost, .bench = &lstm_bench,
-    .min_inputs = 4, .max_inputs = 4, .bool_attrs = 0x1,
+    .min_inputs = 4, .max_inputs = 5, .bool_attrs = 0x1,
 };
 
 df_node *df_lstm(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0, df_node *c0)
 {
     df_node *in[4] = {xproj, w_rec, h0, c0};
     return df_node_new(g, &df_op_lstm, 4, in, NULL);
+}
+
+df_node *df_lstm_ids(df_graph *g, df_node *table, df_node *ids, df_node *w_rec, df_node *h0, df_node *c0)
+{
+    df_node *in[5] = {table, w_rec, h0, c0, ids};
+    return df_node_new(g, &df_op_lstm, 5, in, NULL);
 }

@@ -8,12 +8,24 @@
  * reading the activated gates, c and tanh(c) that lstm saved in its aux. The
  * carries dh (B,H) and dc (B,H) live in this node's aux; after step 0 they are
  * dh0 and dc0 (read out by lstm_grad_state). want_dh0 asks for dh0 (one more
- * GEMM at t = 0). Not differentiable itself. */
+ * GEMM at t = 0). For an lstm in the ids form (df_lstm_ids) with its ids as
+ * a 5th input, the gate pass also sums d table (V,4H) += dz_t row by row
+ * into the aux, while dz_t is in cache: each thread owns the table's columns
+ * of its units, and every element sums its terms in the order t = T-1 .. 0,
+ * b = 0 .. B-1 whatever the thread count (scatter_add sums in the order
+ * b, then t = 0 .. T-1: the same terms, other roundings). Not
+ * differentiable itself. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "common.h"
 #include "lstm_kernels.h"
+
+/* The lstm's ids when this node sums d table, else NULL. */
+static const int32_t *lstm_grad_ids(const df_node *n)
+{
+    return n->n_in > LSTM_IDS_INPUT ? DF_I32P(n->in[LSTM_IDS_INPUT]) : NULL;
+}
 
 static df_status lstm_grad_infer(df_node *n)
 {
@@ -36,19 +48,25 @@ static df_status lstm_grad_infer(df_node *n)
     if (!df_shape_equal(c0->ndim, c0->shape, l->in[3]->ndim, l->in[3]->shape))
         return df_op_error(n, DF_ERR_SHAPE, "c0 must have shape %s, got %s",
                            df_node_shape_str(l->in[3], sa, sizeof sa), df_node_shape_str(c0, sb, sizeof sb));
+    const bool table = n->n_in > LSTM_IDS_INPUT;
+    if (table && (!lstm_has_ids(l) || n->in[LSTM_IDS_INPUT] != l->in[LSTM_IDS_INPUT]))
+        return df_op_error(n, DF_ERR_ARG, "input %d must be the ids of lstm node %d (its ids form)", LSTM_IDS_INPUT, l->id);
+    const int64_t B = l->shape[0], T = l->shape[1], H = l->shape[2];
     n->dtype = DF_F32;
     n->ndim = 3;
-    memcpy(n->shape, l->in[0]->shape, sizeof n->shape);     /* xproj's (B,T,4H) */
-    n->aux_bytes = (size_t)(2 * l->shape[0] * l->shape[2]) * sizeof(float);   /* dh, dc (B,H) */
+    n->shape[0] = B, n->shape[1] = T, n->shape[2] = 4 * H;   /* xproj's (B,T,4H) */
+    /* dh, dc (B,H) | d table (V,4H) */
+    n->aux_bytes = (size_t)(2 * B * H + (table ? l->in[0]->shape[0] * 4 * H : 0)) * sizeof(float);
     return DF_OK;
 }
 
 /* One step's gate gradients for batch rows [0,B) and units [j0,j1): reads
  * dy_t, the carries dh (= dz_{t+1} @ w_rec^T) and dc, writes dz_t and the new
- * dc carry. */
+ * dc carry; with a d table DT, adds each row of dz_t into row ids[b*T+t]. */
 LSTM_INLINE void lstm_grad_body(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1,
                                 const float *G, const float *C, const float *TC, const float *DY,
-                                const float *C0, float *DZ, const float *DH, float *DC)
+                                const float *C0, float *DZ, const float *DH, float *DC, float *DT,
+                                const int32_t *ids)
 {
     const int64_t G4 = 4 * H;
     for (int64_t b = 0; b < B; b++) {
@@ -67,37 +85,42 @@ LSTM_INLINE void lstm_grad_body(int64_t B, int64_t T, int64_t H, int64_t t, int6
             dz[3 * H + j] = dhj * th * og * (1.0f - og);
             dc[j] = dcj * fg;
         }
+        if (!DT) continue;
+        float *dt = DT + (int64_t)ids[r] * G4;
+        for (int64_t k = 0; k < G4; k += H)
+#pragma omp simd
+            for (int64_t j = k + j0; j < k + j1; j++) dt[j] += dz[j];
     }
 }
 
 static void lstm_grad_base(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *G,
                            const float *C, const float *TC, const float *DY, const float *C0, float *DZ,
-                           const float *DH, float *DC)
+                           const float *DH, float *DC, float *DT, const int32_t *ids)
 {
-    lstm_grad_body(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+    lstm_grad_body(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC, DT, ids);
 }
 
 #if LSTM_HAVE_AVX512_CLONE
 LSTM_TARGET_AVX512
 static void lstm_grad_avx512(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *G,
                              const float *C, const float *TC, const float *DY, const float *C0, float *DZ,
-                             const float *DH, float *DC)
+                             const float *DH, float *DC, float *DT, const int32_t *ids)
 {
-    lstm_grad_body(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+    lstm_grad_body(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC, DT, ids);
 }
 #endif
 
 static void lstm_grad_block(int64_t B, int64_t T, int64_t H, int64_t t, int64_t j0, int64_t j1, const float *G,
                             const float *C, const float *TC, const float *DY, const float *C0, float *DZ,
-                            const float *DH, float *DC)
+                            const float *DH, float *DC, float *DT, const int32_t *ids)
 {
 #if LSTM_HAVE_AVX512_CLONE
     if (lstm_use_avx512()) {
-        lstm_grad_avx512(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+        lstm_grad_avx512(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC, DT, ids);
         return;
     }
 #endif
-    lstm_grad_base(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+    lstm_grad_base(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC, DT, ids);
 }
 
 /* dh[:, j0:j1] = dz_t (B,4H) @ w_rec[j0:j1, :]^T through dagflow's dispatch
@@ -126,13 +149,18 @@ static void lstm_grad_gemm_all(int64_t B, int64_t T, int64_t H, const float *dz,
     }
 }
 
-/* Units [j0, j1) of the carries dh and dc: nothing flows in after step T-1. */
-static void zero_carries(int64_t B, int64_t H, int64_t j0, int64_t j1, float *DH, float *DC)
+/* Units [j0, j1) of the carries dh and dc (nothing flows in after step
+ * T-1) and their four gate columns of the V rows of d table DT (if any). */
+static void zero_sums(int64_t B, int64_t H, int64_t V, int64_t j0, int64_t j1, float *DH, float *DC, float *DT)
 {
-    for (int64_t b = 0; b < B && j1 > j0; b++) {
-        memset(DH + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
-        memset(DC + b * H + j0, 0, (size_t)(j1 - j0) * sizeof(float));
+    const size_t bytes = (size_t)(j1 > j0 ? j1 - j0 : 0) * sizeof(float);
+    if (!bytes) return;
+    for (int64_t b = 0; b < B; b++) {
+        memset(DH + b * H + j0, 0, bytes);
+        memset(DC + b * H + j0, 0, bytes);
     }
+    for (int64_t v = 0; v < V && DT; v++)
+        for (int64_t k = 0; k < 4; k++) memset(DT + (v * 4 + k) * H + j0, 0, bytes);
 }
 
 /* lstm_grad_forward under DF_PRECISION_BF16 (bw prepared, B >= 2): the unit
@@ -149,6 +177,9 @@ static df_status lstm_grad_bf16(df_node *n, lstm_bf16_weight *bw)
     const float *G = l->aux, *C = G + B * T * G4, *TC = C + B * T * H;
     const float *DY = DF_F32P(n->in[1]), *C0 = DF_F32P(n->in[3]);
     float *DZ = DF_F32P(n), *DH = n->aux, *DC = DH + B * H;
+    const int32_t *ids = lstm_grad_ids(n);
+    const int64_t V = ids ? l->in[0]->shape[0] : 0;
+    float *DT = ids ? DC + B * H : NULL;                    /* d table (V,4H) */
     const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0, shared = H % 2 == 0;
     const int nth = lstm_threads(H, LSTM_ALIGN, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
     int failed = 0;                                         /* misaligned panels, or scratch ran out */
@@ -159,12 +190,12 @@ static df_status lstm_grad_bf16(df_node *n, lstm_bf16_weight *bw)
         const int64_t cpu0 = df_team_enter(&probe);
         int64_t j0, j1;
         lstm_unit_slice(H, LSTM_ALIGN, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
-        zero_carries(B, H, j0, j1, DH, DC);
+        zero_sums(B, H, V, j0, j1, DH, DC, DT);
         bool ok = true;
         for (int64_t t = T - 1; t >= 0; t--) {
             const bool product = t > 0 || want_dh0;
             const df_gemm_packed_a *dz = &bw->state[t % 2];
-            lstm_grad_block(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+            lstm_grad_block(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC, DT, ids);
             for (int k = 0; k < 4 && shared && product; k++)
                 ok &= df_gemm_pack_a_cols(dz, DZ + t * G4, T * G4, k * H + j0, k * H + j1);
 #pragma omp barrier
@@ -202,8 +233,14 @@ static df_status lstm_grad_forward(df_node *n)
     const float *G = l->aux, *C = G + B * T * G4, *TC = C + B * T * H;
     const float *DY = DF_F32P(n->in[1]), *W = DF_F32P(n->in[2]), *C0 = DF_F32P(n->in[3]);
     float *DZ = DF_F32P(n), *DH = n->aux, *DC = DH + B * H;
+    const int32_t *ids = lstm_grad_ids(n);
+    const int64_t V = ids ? l->in[0]->shape[0] : 0;
+    float *DT = ids ? DC + B * H : NULL;                    /* d table (V,4H) */
     const bool want_dh0 = DF_ATTRS(n, df_bptt_attrs)->want_dh0;
-    if (n->numel == 0) return DF_OK;                        /* B = 0 or H = 0 */
+    if (n->numel == 0) {                                    /* B = 0 or H = 0: no terms */
+        if (DT) memset(DT, 0, (size_t)(V * G4) * sizeof(float));
+        return DF_OK;
+    }
     lstm_bf16_weight bw;
     if (lstm_bf16_prepare(&bw, true, B, H, W)) return lstm_grad_bf16(n, &bw);   /* DF_PRECISION_BF16 */
     bool cached = false;
@@ -212,9 +249,9 @@ static df_status lstm_grad_forward(df_node *n)
     const int64_t align = packed ? LSTM_ALIGN : LSTM_BLAS_CHUNK;
     const int nth = lstm_threads(H, align, B * H * G4 >= LSTM_PAR_MACS ? df_team_size(omp_get_max_threads()) : 1);
     if (nth <= 1 && !packed) {
-        memset(DH, 0, (size_t)(2 * B * H) * sizeof(float));     /* nothing flows in after step T-1 */
+        zero_sums(B, H, V, 0, H, DH, DC, DT);
         for (int64_t t = T - 1; t >= 0; t--) {
-            lstm_grad_block(B, T, H, t, 0, H, G, C, TC, DY, C0, DZ, DH, DC);
+            lstm_grad_block(B, T, H, t, 0, H, G, C, TC, DY, C0, DZ, DH, DC, DT, ids);
             if (t > 0 || want_dh0) lstm_grad_gemm_all(B, T, H, DZ + t * G4, W, DH);
         }
         return DF_OK;
@@ -226,12 +263,12 @@ static df_status lstm_grad_forward(df_node *n)
         const int64_t cpu0 = df_team_enter(&probe);
         int64_t j0, j1;
         lstm_unit_slice(H, align, omp_get_thread_num(), omp_get_num_threads(), &j0, &j1);
-        zero_carries(B, H, j0, j1, DH, DC);
+        zero_sums(B, H, V, j0, j1, DH, DC, DT);
 #if LSTM_HAVE_AVX512_CLONE
         if (packed && j1 > j0) lstm_pack_rows_t(W, G4, G4, j0, j1 - j0, PW + j0 * G4);
 #endif
         for (int64_t t = T - 1; t >= 0; t--) {
-            lstm_grad_block(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC);
+            lstm_grad_block(B, T, H, t, j0, j1, G, C, TC, DY, C0, DZ, DH, DC, DT, ids);
 #pragma omp barrier
             if (t == 0 && !want_dh0) continue;
 #if LSTM_HAVE_AVX512_CLONE
@@ -264,5 +301,5 @@ const df_op_def df_op_lstm_grad = {
     .attrs_size = sizeof(df_bptt_attrs),
     .no_gradcheck = "gradient op: checked through lstm's cases",
     .cost = lstm_grad_cost,
-    .min_inputs = 4, .max_inputs = 4, .bool_attrs = 0x1,
+    .min_inputs = 4, .max_inputs = 5, .bool_attrs = 0x1,
 };

@@ -82,6 +82,15 @@ typedef struct lstm_bf16_weight {
 bool lstm_bf16_prepare(lstm_bf16_weight *w, bool transposed, int64_t B, int64_t H, const float *W);
 void lstm_bf16_release(lstm_bf16_weight *w);
 
+/* The ids form of an lstm node (df_lstm_ids): input 0 is a table (V,4H),
+ * input LSTM_IDS_INPUT ids (B,T) i32, and the gate pass of step t reads row
+ * ids[b,t] of the table where the xproj form reads xproj[b,t] (the lstm's
+ * forward fails the run on an id outside [0, V), before lstm_grad reads
+ * them). lstm_ids is NULL in the xproj form. */
+#define LSTM_IDS_INPUT 4
+bool lstm_has_ids(const df_node *n);
+const int32_t *lstm_ids(const df_node *n);
+
 /* Units [j0, j1) of thread tid out of nth: contiguous, multiples of align,
  * as even as that allows (trailing threads may get none). */
 static inline void lstm_unit_slice(int64_t H, int64_t align, int tid, int nth, int64_t *j0, int64_t *j1)

@@ -586,6 +586,21 @@ df_node *df_lstm(df_graph *g, df_node *xproj, df_node *w_rec, df_node *h0, df_no
  *
  * It has no gradient (carried state is a constant to the next call). */
 df_node *df_lstm_final_c(df_graph *g, df_node *lstm);
+/* The same LSTM on an input projection looked up by id: table (V,4H) is
+ * the projection of every input symbol (e.g. an Embedding's table @ kernel
+ * + bias), ids (B,T) i32 -> h (B,T,H), the same bits as
+ * df_lstm(g, df_gather(g, table, ids), w_rec, h0, c0) without writing or
+ * reading the (B,T,4H) gathered rows: each step's gate pass reads its rows
+ * of the table. The gradient of table is summed in the backward's gate
+ * pass while each step's gate gradients are in cache (no scatter_add over
+ * them): deterministic, the same bits on any thread count, but summed in
+ * another order than the gather's gradient (steps T-1 .. 0, then batch
+ * rows), so it agrees with that to rounding, not bit for bit. An id outside
+ * [0, V) fails the run with DF_ERR_RANGE, as df_gather's. The LSTM layer
+ * uses it when an Embedding folds into it (df_model_call). Every kernel
+ * path of df_lstm (packed, unpacked, AVX-512 or not, bf16, batch 1 on
+ * packed weights) takes it. */
+df_node *df_lstm_ids(df_graph *g, df_node *table, df_node *ids, df_node *w_rec, df_node *h0, df_node *c0);
 
 /* --------------------------------------------------------- gru, simple rnn */
 
