@@ -75,7 +75,7 @@ typedef struct { uint32_t axes; int32_t keepdims; } df_reduce_attrs;
 typedef struct { bool train; } df_lstm_attrs;          /* keeps every step's gates (set by lstm's backward) */
 typedef struct { bool reset_after; } df_gru_attrs;     /* Keras' reset_after */
 typedef struct { bool want_dh0; } df_bptt_attrs;       /* lstm_grad, gru_grad, rnn_grad: also compute dh0 */
-typedef struct { int32_t which; } df_lstm_state_attrs; /* lstm_grad_state: 0 = dh0, 1 = dc0 */
+typedef struct { int32_t which; } df_lstm_state_attrs; /* lstm_grad_state: 0 = dh0, 1 = dc0, 2 = d table (the ids form) */
 typedef struct { int32_t form; } df_lstm_hprev_attrs;  /* lstm_hprev: 0 = hprev, 1 = hprev^T @ dz */
 DF_ATTRS_END
 
