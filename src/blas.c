@@ -102,7 +102,8 @@ static bool openblas_is_tuned(void)
  *   (4096,1,1024) N = 1                       29 vs 6                        dagflow
  *   (1,65,1024), (1,4096,256) M = 1           36 vs 29, 40 vs 39 (2 thr 36 vs 10)  dagflow
  *   (1,4096,1024) M = 1, 16 MiB of weights    14 vs 13, 26 vs 31            mixed -> dagflow (below)
- *   (1024,65,6400) ta, N <= 128: dense dW     71 vs 74, 42 vs 67, 47 vs 43  mixed -> OpenBLAS
+ *   (1024,65,6400) ta, N <= 128: dense dW     54 vs 53, 65 vs 65; 2 thr 98 vs 61, 109 vs 93
+ *                                             (the threads share op(B) and claim row chunks)  dagflow
  *   (128,128,768), (512,128,768), (65,128,768) ta: char-gpt's dW products
  *                                             93 vs 93, 93 vs 92, 82 vs 88  tie -> dagflow;
  *     on 2 threads with the machine loaded OpenBLAS fell to 1-8 GFLOP/s
@@ -111,11 +112,10 @@ static bool openblas_is_tuned(void)
  *   (33,17,100), (100,100,100)                18 vs 44, 61 vs 70            OpenBLAS
  * (below ~2M multiply-adds packing and the call's fixed costs dominate). */
 #define OWN_MIN_MACS (1 << 21)
-#define OPENBLAS_TA_MIN_K 1024
 #define OPENBLAS_SQUARE_DIM 512
 static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
 {
-    (void)tb;
+    (void)ta, (void)tb;
     if (!openblas_is_tuned()) return true;
     /* one row or column: OpenBLAS's GEMV was at most as fast as ours when
      * quiet (table above) and collapses when another process is busy (its
@@ -124,7 +124,6 @@ static bool own_is_faster(bool ta, bool tb, int64_t M, int64_t N, int64_t K)
     if (N == 1 || M == 1) return true;
     if ((double)M * N * K < OWN_MIN_MACS) return false;
     if (M >= OPENBLAS_SQUARE_DIM && N >= OPENBLAS_SQUARE_DIM && K >= OPENBLAS_SQUARE_DIM) return false;
-    if (ta && N <= 128 && K > OPENBLAS_TA_MIN_K) return false;
     return true;
 }
 

@@ -228,16 +228,18 @@ Test(gemm_auto, gemv_shapes_on_dagflows_kernels)
                           (long)shapes[s][2], tb ? " tb" : "");
 }
 
-/* char-gpt's weight gradients x^T @ dy (N <= 128, K = 768 tokens) run on
- * dagflow's kernels wherever it has vector ones: a tie with a tuned OpenBLAS
- * on one thread, and OpenBLAS's threads collapse on a loaded machine. */
+/* Weight gradients x^T @ dy with few columns (char-gpt's, K = 768 tokens;
+ * the char-rnn dense layer's, K = 6400) run on dagflow's kernels wherever it
+ * has vector ones: a tie with a tuned OpenBLAS on one thread, ahead on two
+ * (the threads share op(B)), and OpenBLAS's threads collapse on a loaded
+ * machine. */
 Test(gemm_auto, short_k_transposed_a_on_dagflows_kernels)
 {
     if (!df_gemm_kernels_for(DF_GEMM_AVX2)) {
         cr_log_info("no AVX2: AUTO may send every product to OpenBLAS, nothing checked");
         return;
     }
-    static const int64_t shapes[][3] = {{128, 128, 768}, {512, 128, 768}, {65, 128, 768}, {128, 65, 1024}};
+    static const int64_t shapes[][3] = {{128, 128, 768}, {512, 128, 768}, {65, 128, 768}, {128, 65, 1024}, {1024, 65, 6400}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         cr_assert_neq(df_sgemm_chosen_path(true, false, shapes[s][0], shapes[s][1], shapes[s][2]), DF_GEMM_OPENBLAS,
                       "(%ld,%ld,%ld) ta goes to OpenBLAS", (long)shapes[s][0], (long)shapes[s][1], (long)shapes[s][2]);
