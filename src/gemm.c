@@ -11,6 +11,7 @@
  * on any number of threads (see gemm.h). */
 #include <omp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,8 +318,14 @@ static int64_t split_work(const df_gemm_kernels *ks, const gemm_args *g, bool sp
 #define GEMM_SHARED_B_FLOATS (1 << 17)
 #define GEMM_ROW_CHUNKS 4
 
-static void spin_pause(void)
+/* One turn of a wait for another thread: a pause, and after a while the
+ * core itself (on a busy machine the thread waited for may need it). */
+static void spin_pause(int64_t *turns)
 {
+    if (++*turns % 4096 == 0) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_ia32_pause();
 #endif
@@ -354,7 +361,7 @@ static bool gemm_run_shared_b(const df_gemm_kernels *ks, const gemm_args *g, int
             pack_b_for(ks, g, pc, kc, j0, min64(ks->nr, g->N - j0), pb.P + k_slots(ks, pc) * npad + j0 * k_slots(ks, kc));
             atomic_fetch_add_explicit(&packed, 1, memory_order_release);
         }
-        while (atomic_load_explicit(&packed, memory_order_acquire) < pieces) spin_pause();
+        for (int64_t turns = 0; atomic_load_explicit(&packed, memory_order_acquire) < pieces;) spin_pause(&turns);
         for (int64_t c; (c = atomic_fetch_add(&next_chunk, 1)) < chunks;)
             gemm_block(ks, &shared, c * chunk, min64(g->M, (c + 1) * chunk), 0, g->N, mine);
         df_team_leave(&probe, cpu0);
