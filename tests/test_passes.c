@@ -357,7 +357,7 @@ Test(passes, train_steps_give_bit_identical_weights_with_all_passes)
 }
 
 /* The planner at the tutorial's size: compile only (no run). */
-Test(passes, seed_train_step_peak_memory_is_well_under_the_sum_of_tensors)
+Test(passes, seed_train_step_peak_memory_is_the_lstm_backwards_live_set)
 {
     cr_config cfg = {.vocab = 65, .embed = 256, .hidden = 1024, .learning_rate = 1e-3f, .seed = 1};
     cr_model m;
@@ -368,9 +368,16 @@ Test(passes, seed_train_step_peak_memory_is_well_under_the_sum_of_tensors)
     cr_assert_eq(df_graph_get_stats(g, &st), DF_OK);
     cr_log_info("seed train step: %d nodes, arena %.1f MB, sum of buffers %.1f MB", st.nodes, st.arena_bytes / 1e6,
                 st.tensor_bytes / 1e6);
-    /* Measured 316 MB of 480 MB: at the LSTM's backward its output and saved
-     * gates (184 MB), dh (26 MB) and dZ (105 MB) are live together. */
-    cr_expect_lt(st.arena_bytes * 10, st.tensor_bytes * 7, "peak %zu is not well under the sum %zu", st.arena_bytes,
+    /* The peak is the LSTM backward's live set: its output h and saved gates,
+     * c and tanh(c) (B,T,H + B,T,4H + 2 B,T,H), dh (B,T,H) and dZ (B,T,4H)
+     * are live together; everything else must fit in the space they leave.
+     * Measured 317 MB against 315 MB for those and 350 MB for every buffer
+     * (with the LSTM reading the table by id there is no gathered input, so
+     * no longer much else to reuse). */
+    const size_t B = 64, T = 100, H = 1024, live = (B * T * H * (1 + 4 + 2) + B * T * H * (1 + 4)) * sizeof(float);
+    cr_expect_lt(st.arena_bytes, live + live / 20, "peak %zu is more than 5%% over the LSTM backward's %zu (every buffer: %zu)",
+                 st.arena_bytes, live, st.tensor_bytes);
+    cr_expect_lt(st.arena_bytes, st.tensor_bytes, "no buffer reused: peak %zu, every buffer %zu", st.arena_bytes,
                  st.tensor_bytes);
     df_graph_free(g);
     cr_model_free(&m);
