@@ -955,18 +955,26 @@ static df_status carry_step_number(void *user, const df_fit_step_logs *logs)
     return DF_OK;
 }
 
+/* The toy as a stateful model: the (2,1) carried state (a new one in
+ * carried), reset by reset_states, validation and checkpoints in dir. */
+static df_fit_options stateful_options(toy *m, int epochs)
+{
+    carried = rank_state(2, 0.0f);
+    df_fit_options o = toy_options(m, epochs);
+    o.n_rank_variables = 1;
+    o.rank_variables = &carried;
+    o.reset_states = zero_carried;
+    o.checkpoint_dir = dir;
+    o.validation = (df_fit_data){.next = data_next, .start_epoch = data_start_epoch, .user = &m->val};
+    return o;
+}
+
 Test(fit, validation_leaves_the_state_the_last_step_carried_in_the_checkpoint)
 {
     toy m;
     toy_init(&m, 0.0f, 0.05f);
-    carried = rank_state(2, 0.0f);
-    df_fit_options o = toy_options(&m, 2);
-    o.n_rank_variables = 1;
-    o.rank_variables = &carried;
-    o.reset_states = zero_carried;
+    df_fit_options o = stateful_options(&m, 2);
     o.on_step = carry_step_number;
-    o.checkpoint_dir = dir;
-    o.validation = (df_fit_data){.next = data_next, .start_epoch = data_start_epoch, .user = &m.val};
     df_fit_history h;
     cr_assert_eq(df_fit(&o, &h), DF_OK, "%s", df_last_error());
     const float last = (float)h.steps;
@@ -997,14 +1005,8 @@ Test(fit, out_of_memory_at_any_allocation_is_an_error)
     for (k = 0; k < 20000 && !successes; k++) {
         toy m;
         toy_init(&m, 0.0f, 0.05f);
-        carried = rank_state(2, 0.0f);
-        df_fit_options o = toy_options(&m, 1);
-        o.n_rank_variables = 1;
-        o.rank_variables = &carried;
-        o.reset_states = zero_carried;
-        o.checkpoint_dir = dir;
+        df_fit_options o = stateful_options(&m, 1);
         o.overwrite = true;
-        o.validation = (df_fit_data){.next = data_next, .start_epoch = data_start_epoch, .user = &m.val};
         df_fail_alloc_after(k);
         const df_status st = df_fit(&o, NULL);
         df_fail_alloc_after(-1);
