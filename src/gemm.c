@@ -197,13 +197,13 @@ static int64_t nc_block(const df_gemm_kernels *ks)
 }
 
 /* Floats of packing scratch for `rows` x `cols` of C, a multiple of 16
- * (64 bytes). */
+ * (64 bytes): an A block, and a B block unless op(B) is packed already. */
 static int64_t scratch_floats(const df_gemm_kernels *ks, const gemm_args *g, int64_t rows, int64_t cols)
 {
     const int64_t kcmax = min64(DF_GEMM_KC, g->K);
     const int64_t mcmax = min64(mc_block(ks), round_up(rows, ks->mr));
     const int64_t ncmax = min64(nc_block(ks), round_up(cols, ks->nr));
-    return round_up(kcmax * mcmax, 16) + round_up(kcmax * ncmax, 16);
+    return round_up(kcmax * mcmax, 16) + (g->pb ? 0 : round_up(kcmax * ncmax, 16));
 }
 
 /* Packing scratch of this thread for C rows [m0, m1) x columns [n0, n1). */
@@ -343,12 +343,13 @@ static bool gemm_run_shared_b(const df_gemm_kernels *ks, const gemm_args *g, int
     const int64_t blocks = (g->K + DF_GEMM_KC - 1) / DF_GEMM_KC, pieces = blocks * panels;
     const int64_t chunk = round_up((g->M + nth * GEMM_ROW_CHUNKS - 1) / (nth * GEMM_ROW_CHUNKS), ks->mr);
     const int64_t chunks = (g->M + chunk - 1) / chunk;
-    const int64_t per_thread = scratch_floats(ks, g, chunk, g->N);
-    float *scratch = thread_scratch((size_t)(per_thread * nth + k_slots(ks, g->K) * npad));
-    if (!scratch) return false;
-    df_gemm_packed_b pb = {ks, g->K, g->N, npad, scratch + per_thread * nth};
+    df_gemm_packed_b pb = {ks, g->K, g->N, npad, NULL};
     gemm_args shared = *g;
     shared.pb = &pb;
+    const int64_t per_thread = scratch_floats(ks, &shared, chunk, g->N);     /* A blocks only */
+    float *scratch = thread_scratch((size_t)(per_thread * nth + k_slots(ks, g->K) * npad));
+    if (!scratch) return false;
+    pb.P = scratch + per_thread * nth;
     atomic_llong next_piece = 0, packed = 0, next_chunk = 0;
     df_team_probe probe;
     df_team_begin(&probe, nth);
